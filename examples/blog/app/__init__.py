@@ -1,0 +1,1 @@
+"""Tiny blog application used as the migration-lsp demo project."""

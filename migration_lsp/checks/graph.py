@@ -1,0 +1,170 @@
+"""Rule family G: the revision graph (G001–G010, DESIGN.md)."""
+
+from __future__ import annotations
+
+from ..core import Diagnostic, Severity, Span
+from ..graph import RevisionGraph
+from ..scripts import MigrationScript
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance (a transposition counts once), capped at limit+1."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def closest_ids(graph: RevisionGraph, text: str, exclude: str | None = None, limit: int = 3) -> list[str]:
+    """Ids a typo most likely meant: ids it is a prefix of (or that are a prefix of it),
+    then ids within a small edit distance (transposed characters count once)."""
+    candidates: list[tuple[int, str]] = []
+    max_distance = max(1, min(3, len(text) // 4))
+    for rev in graph.by_id:
+        if rev == exclude:
+            continue
+        if rev.startswith(text) or text.startswith(rev):
+            candidates.append((0, rev))
+            continue
+        d = edit_distance(text, rev, max_distance)
+        if d <= max_distance:
+            candidates.append((d, rev))
+    for label in graph.labels:
+        d = edit_distance(text, label, max_distance)
+        if d <= max_distance:
+            candidates.append((d, label))
+    candidates.sort()
+    return [rev for _, rev in candidates[:limit]]
+
+
+def _describe(graph: RevisionGraph, rev: str) -> str:
+    message = graph.message(rev) if rev in graph.by_id else "branch label"
+    return f"'{rev}' ({message})" if message else f"'{rev}'"
+
+
+def _revision_span(script: MigrationScript) -> Span:
+    return script.revision.span if script.revision else Span.point(0)
+
+
+def check_graph(graph: RevisionGraph, env_name: str = "") -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+
+    def add(code: str, severity: Severity, script: MigrationScript, span: Span, message: str, **data) -> None:
+        out.append(Diagnostic(code, severity, script.path, span, message, env_name, data))
+
+    # G001: several heads competing for one branch.
+    if not graph.uncertain:
+        for heads in graph.head_groups():
+            for head in heads:
+                others = ", ".join(_describe(graph, h) for h in heads if h != head)
+                add("G001", Severity.ERROR, graph.by_id[head], _revision_span(graph.by_id[head]),
+                    f"multiple heads: '{head}' and {others}; merge them or rebase one onto the other",
+                    heads=list(heads))
+
+    # G002 / G003 / G007: references that resolve to nothing, or to several revisions.
+    for broken in graph.broken:
+        code = "G002" if broken.kind == "down_revision" else "G003"
+        ref = broken.ref.value
+        if len(broken.prefix_matches) > 1:
+            shown = ", ".join(_describe(graph, m) for m in broken.prefix_matches[:4])
+            add("G007", Severity.ERROR, broken.script, broken.ref.span,
+                f"{broken.kind} '{ref}' is a partial id that matches {len(broken.prefix_matches)} revisions: {shown}",
+                ref=ref, candidates=list(broken.prefix_matches[:5]), kind=broken.kind)
+            continue
+        candidates = closest_ids(graph, ref, exclude=broken.script.revision_id)
+        if len(broken.prefix_matches) == 1:
+            full = broken.prefix_matches[0]
+            message = (f"{broken.kind} '{ref}' is a partial id; Alembic needs the full id "
+                       f"{_describe(graph, full)}")
+        else:
+            what = "revision" if broken.kind == "down_revision" else "revision or branch label"
+            message = f"{broken.kind} '{ref}' does not exist: no {what} has this id"
+            if candidates:
+                message += "; did you mean " + " or ".join(_describe(graph, c) for c in candidates) + "?"
+        add(code, Severity.ERROR, broken.script, broken.ref.span, message,
+            ref=ref, candidates=candidates, kind=broken.kind)
+
+    # G004: cycles through down_revision (and through depends_on).
+    reported: set[frozenset[str]] = set()
+    for include_deps in (False, True):
+        for loop in graph.cycles(include_dependencies=include_deps):
+            key = frozenset(loop)
+            if key in reported:
+                continue
+            reported.add(key)
+            text = " -> ".join(loop + [loop[0]])
+            for rev in loop:
+                script = graph.by_id[rev]
+                header = script.down_revision
+                if include_deps and not (set(graph.parents[rev]) & key):
+                    header = script.depends_on or header
+                add("G004", Severity.ERROR, script, header.span if header else _revision_span(script),
+                    f"revision cycle: {text}", loop=loop)
+
+    # G005: one id, several files.
+    for rev, scripts in graph.duplicates.items():
+        for script in scripts:
+            others = ", ".join(s.path.name for s in scripts if s is not script)
+            add("G005", Severity.ERROR, script, _revision_span(script),
+                f"revision id '{rev}' is also declared in {others}", revision=rev)
+
+    # G006: branch label used twice or equal to a revision id.
+    for clash in graph.label_clashes:
+        if clash.is_revision_id:
+            message = f"branch label '{clash.label.value}' is also a revision id"
+        else:
+            message = f"branch label '{clash.label.value}' is already used by revision {_describe(graph, clash.other)}"
+        add("G006", Severity.ERROR, clash.script, clash.label.span, message, label=clash.label.value)
+
+    # G008: a second base in an unlabelled branch.
+    unlabelled_bases = [b for b in graph.bases if not graph.effective_labels(b)]
+    if len(unlabelled_bases) > 1:
+        main = max(unlabelled_bases, key=lambda b: (len(graph.descendants(b)), -graph.scripts.index(graph.by_id[b])))
+        for base in unlabelled_bases:
+            if base == main:
+                continue
+            script = graph.by_id[base]
+            span = script.down_revision.span if script.down_revision else _revision_span(script)
+            add("G008", Severity.WARNING, script, span,
+                f"second base revision: '{base}' has no down_revision and no branch label, "
+                f"besides base {_describe(graph, main)}", main_base=main)
+
+    # G009: docstring header disagrees with the variables.
+    for rev, script in graph.by_id.items():
+        doc = script.doc
+        if not doc:
+            continue
+        if doc.revision_id and doc.revision_id.value != rev:
+            add("G009", Severity.WARNING, script, doc.revision_id.span,
+                f"docstring says Revision ID '{doc.revision_id.value}' but revision = '{rev}'")
+        if doc.revises_line and script.down_revision and not script.down_revision.unknown:
+            written = [i.value for i in doc.revises if i.value != "None"]
+            actual = list(script.down_revision.values)
+            if sorted(written) != sorted(actual):
+                add("G009", Severity.WARNING, script, doc.revises_line,
+                    f"docstring says Revises: {', '.join(written) or '(nothing)'} "
+                    f"but down_revision = {', '.join(actual) or 'None'}")
+
+    # G010: a file in a versions directory whose header cannot be read.
+    for script in graph.unreadable:
+        if script.revision is None:
+            why = "no `revision = ...` assignment found"
+        else:
+            why = f"`revision` is not a string literal ({', '.join(script.revision.unknown) or 'empty'})"
+        if script.syntax_error:
+            why += f"; syntax error: {script.syntax_error}"
+        line = script.lines[0] if script.lines else ""
+        add("G010", Severity.WARNING, script, Span(0, 0, 0, len(line)),
+            f"cannot read the revision header of this file: {why}")
+    return out

@@ -1,0 +1,342 @@
+"""Front end `cli`: check / graph / revision / serve (DESIGN.md, Contracts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .checks import RULES
+from .core import Diagnostic, Severity
+from .engine import Engine, EnvironmentState, Snapshot
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with how the command was called or configured: exit 2, one line."""
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _codes(value: str | None) -> tuple[str, ...]:
+    return tuple(c.strip().upper() for c in (value or "").split(",") if c.strip())
+
+
+def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapshot]:
+    roots = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise UsageError(f"{p}: no such file or directory")
+        roots.append(path if path.is_dir() else path.parent)
+    overrides = {}
+    if getattr(args, "select", None):
+        overrides["select"] = _codes(args.select)
+    if getattr(args, "ignore", None):
+        overrides["ignore"] = _codes(args.ignore)
+    engine = Engine(roots, overrides)
+    snapshot = engine.snapshot()
+    if snapshot.problems:
+        raise UsageError("; ".join(f"{_relative(p.path)}: {p.message}" for p in snapshot.problems))
+    return engine, snapshot
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _environment_json(state: EnvironmentState) -> dict:
+    env, graph = state.env, state.graph
+    return {
+        "name": env.name,
+        "config": _relative(env.config_path) if env.config_path else None,
+        "script_location": _relative(env.script_location) if env.script_location else None,
+        "version_locations": [_relative(p) for p in env.version_locations],
+        "revisions": len(graph.by_id),
+        "revision_ids": sorted(graph.by_id),
+        "heads": sorted(graph.heads),
+        "bases": sorted(graph.bases),
+        "merge_points": sorted(graph.merge_points),
+        "branch_points": sorted(graph.branch_points),
+    }
+
+
+def _diagnostic_json(d: Diagnostic) -> dict:
+    return {
+        "code": d.code,
+        "severity": d.severity.label,
+        "path": _relative(d.path),
+        "line": d.span.line + 1,
+        "column": d.span.col + 1,
+        "end_line": d.span.end_line + 1,
+        "end_column": d.span.end_col + 1,
+        "message": d.message,
+        "environment": d.environment,
+    }
+
+
+def format_json(snapshot: Snapshot) -> str:
+    return json.dumps(
+        {
+            "version": 1,
+            "environments": [_environment_json(s) for s in snapshot.environments],
+            "diagnostics": [_diagnostic_json(d) for d in snapshot.diagnostics],
+        },
+        indent=2,
+    )
+
+
+def format_sarif(snapshot: Snapshot) -> str:
+    level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note", Severity.HINT: "note"}
+    codes = sorted(RULES)
+    rules = [
+        {
+            "id": code,
+            "name": code,
+            "shortDescription": {"text": RULES[code][1]},
+            "defaultConfiguration": {"level": level[Severity[RULES[code][0].upper()]]},
+            "helpUri": f"https://github.com/migration-lsp/migration-lsp#{code.lower()}",
+        }
+        for code in codes
+    ]
+    results = []
+    for d in snapshot.diagnostics:
+        result = {
+            "ruleId": d.code,
+            "level": level[d.severity],
+            "message": {"text": d.message},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": _relative(d.path)},
+                    "region": {
+                        "startLine": d.span.line + 1,
+                        "startColumn": d.span.col + 1,
+                        "endLine": d.span.end_line + 1,
+                        "endColumn": d.span.end_col + 1,
+                    },
+                }
+            }],
+        }
+        if d.code in RULES:
+            result["ruleIndex"] = codes.index(d.code)
+        results.append(result)
+    sarif = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "migration-lsp",
+                "version": __version__,
+                "informationUri": "https://github.com/migration-lsp/migration-lsp",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    }
+    return json.dumps(sarif, indent=2)
+
+
+def _escape_github(value: str, is_property: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if is_property:
+        value = value.replace(":", "%3A").replace(",", "%2C")
+    return value
+
+
+def format_github(snapshot: Snapshot) -> str:
+    kind = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice", Severity.HINT: "notice"}
+    lines = []
+    for d in snapshot.diagnostics:
+        props = (
+            f"file={_escape_github(_relative(d.path), True)},line={d.span.line + 1},col={d.span.col + 1},"
+            f"endLine={d.span.end_line + 1},endColumn={d.span.end_col + 1},title={d.code}"
+        )
+        lines.append(f"::{kind[d.severity]} {props}::{_escape_github(f'{d.code} {d.message}')}")
+    return "\n".join(lines)
+
+
+def format_text(snapshot: Snapshot, colour: bool) -> str:
+    def paint(text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if colour else text
+
+    tone = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36", Severity.HINT: "36"}
+    lines = []
+    diagnostics = snapshot.diagnostics
+    for d in diagnostics:
+        where = f"{_relative(d.path)}:{d.span.line + 1}:{d.span.col + 1}:"
+        lines.append(f"{paint(where, '1')} {paint(d.code, tone[d.severity])} {d.message}")
+    counts = {s: sum(1 for d in diagnostics if d.severity == s) for s in Severity}
+    revisions = sum(len(s.graph.by_id) for s in snapshot.environments)
+    envs = len(snapshot.environments)
+    if diagnostics:
+        parts = [f"{counts[s]} {s.label}{'s' if counts[s] != 1 else ''}" for s in Severity if counts[s]]
+        summary = f"Found {len(diagnostics)} problem{'s' if len(diagnostics) != 1 else ''} ({', '.join(parts)})"
+    else:
+        summary = "All checks passed"
+    summary += f" in {envs} environment{'s' if envs != 1 else ''}, {revisions} revision{'s' if revisions != 1 else ''}."
+    if lines:
+        lines.append("")
+    lines.append(paint(summary, "1"))
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    _, snapshot = _engine(args.paths or ["."], args)
+    if args.format == "json":
+        output = format_json(snapshot)
+    elif args.format == "sarif":
+        output = format_sarif(snapshot)
+    elif args.format == "github":
+        output = format_github(snapshot)
+    else:
+        output = format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    if output:
+        print(output)
+    if args.exit_zero:
+        return EXIT_OK
+    return EXIT_FINDINGS if any(d.severity == Severity.ERROR for d in snapshot.diagnostics) else EXIT_OK
+
+
+# --------------------------------------------------------------------------- graph
+
+
+def _node_label(state: EnvironmentState, rev: str) -> str:
+    graph = state.graph
+    marks = []
+    if rev in graph.heads:
+        marks.append("head")
+    if rev in graph.bases:
+        marks.append("base")
+    if rev in graph.merge_points:
+        marks.append("merge")
+    label = f"{rev}: {graph.message(rev)}".strip().rstrip(":")
+    return f"{label} ({', '.join(marks)})" if marks else label
+
+
+def format_mermaid(snapshot: Snapshot) -> str:
+    lines = ["flowchart BT"]
+    for n, state in enumerate(snapshot.environments):
+        graph = state.graph
+        lines.append(f"  subgraph env{n}[\"{state.env.name}\"]")
+        for rev in sorted(graph.by_id):
+            text = _node_label(state, rev).replace('"', "'")
+            lines.append(f'    r_{rev}["{text}"]')
+        lines.append("  end")
+        for rev in sorted(graph.by_id):
+            for parent in graph.parents[rev]:
+                lines.append(f"  r_{parent} --> r_{rev}")
+            for dep in graph.dependencies[rev]:
+                lines.append(f"  r_{dep} -.-> r_{rev}")
+    return "\n".join(lines)
+
+
+def format_dot(snapshot: Snapshot) -> str:
+    lines = ["digraph revisions {", "  rankdir=BT;", "  node [shape=box];"]
+    for n, state in enumerate(snapshot.environments):
+        graph = state.graph
+        lines.append(f"  subgraph cluster_{n} {{")
+        lines.append(f"    label={json.dumps(state.env.name)};")
+        for rev in sorted(graph.by_id):
+            style = ", style=bold" if rev in graph.heads else ""
+            lines.append(f"    {json.dumps(rev)} [label={json.dumps(_node_label(state, rev))}{style}];")
+        lines.append("  }")
+        for rev in sorted(graph.by_id):
+            for parent in graph.parents[rev]:
+                lines.append(f"  {json.dumps(parent)} -> {json.dumps(rev)};")
+            for dep in graph.dependencies[rev]:
+                lines.append(f"  {json.dumps(dep)} -> {json.dumps(rev)} [style=dashed];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def format_graph_json(snapshot: Snapshot) -> str:
+    envs = []
+    for state in snapshot.environments:
+        graph = state.graph
+        env = _environment_json(state)
+        env["nodes"] = [
+            {
+                "id": rev,
+                "message": graph.message(rev),
+                "path": _relative(graph.by_id[rev].path),
+                "down_revisions": list(graph.parents[rev]),
+                "depends_on": list(graph.dependencies[rev]),
+                "branch_labels": sorted(graph.inherited_labels[rev]),
+            }
+            for rev in sorted(graph.by_id)
+        ]
+        envs.append(env)
+    return json.dumps({"version": 1, "environments": envs}, indent=2)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    _, snapshot = _engine([args.path], args)
+    formatter = {"mermaid": format_mermaid, "dot": format_dot, "json": format_graph_json}[args.format]
+    print(formatter(snapshot))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="migration-lsp", description="Language server and linter for Alembic migrations.")
+    parser.add_argument("--version", action="version", version=f"migration-lsp {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    check = sub.add_parser("check", help="report problems in the migrations under PATH")
+    check.add_argument("paths", nargs="*", metavar="PATH")
+    check.add_argument("--format", choices=["text", "json", "sarif", "github"], default="text")
+    check.add_argument("--no-import", action="store_true", help="never import the project's models")
+    check.add_argument("--select", help="comma-separated codes or prefixes to report (e.g. G,S001)")
+    check.add_argument("--ignore", help="comma-separated codes or prefixes to leave out")
+    check.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
+    check.set_defaults(func=cmd_check)
+
+    graph = sub.add_parser("graph", help="print the revision graph")
+    graph.add_argument("path", nargs="?", default=".", metavar="PATH")
+    graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
+    graph.set_defaults(func=cmd_graph)
+
+    serve = sub.add_parser("serve", help="run the language server on stdio")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return args.func(args)
+    except UsageError as exc:
+        print(f"migration-lsp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

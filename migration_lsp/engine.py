@@ -1,0 +1,182 @@
+"""The engine both front ends share: mutable session state in, immutable snapshots out.
+
+`Engine` holds what changes (discovered environments, open buffers, parsed files keyed by
+content); `snapshot()` returns a read-only `Snapshot` that requests work from. An edit
+re-parses one file and rebuilds only the environment that file belongs to; parsed files
+are reused across snapshots as long as their text is the same.
+"""
+
+from __future__ import annotations
+
+import tokenize
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from io import BytesIO
+from pathlib import Path
+
+from .checks import apply_filters
+from .checks.graph import check_graph
+from .core import Diagnostic
+from .graph import RevisionGraph
+from .project import ConfigProblem, Discovery, Environment, Settings, discover
+from .scripts import MigrationScript, parse_script
+
+MAX_FILE_BYTES = 20_000_000
+
+
+def decode_source(data: bytes) -> tuple[str, str | None]:
+    """Text of a Python file as Python would decode it, plus a problem when it cannot."""
+    try:
+        return data.decode("utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    try:
+        encoding, _ = tokenize.detect_encoding(BytesIO(data).readline)
+        return data.decode(encoding), None
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        return data.decode("utf-8", "replace"), f"cannot decode file: {exc}"
+
+
+def read_source(path: Path) -> str | None:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return None
+        return decode_source(path.read_bytes())[0]
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class EnvironmentState:
+    env: Environment
+    scripts: tuple[MigrationScript, ...]
+    graph: RevisionGraph
+    diagnostics: tuple[Diagnostic, ...]
+
+    @cached_property
+    def script_by_path(self) -> dict[Path, MigrationScript]:
+        return {s.path: s for s in self.scripts}
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    environments: tuple[EnvironmentState, ...]
+    problems: tuple[ConfigProblem, ...] = ()
+    roots: tuple[Path, ...] = ()
+    settings: Settings = field(default_factory=Settings)
+
+    @cached_property
+    def _by_path(self) -> dict[Path, EnvironmentState]:
+        return {s.path: state for state in self.environments for s in state.scripts}
+
+    def environment_of(self, path: Path) -> EnvironmentState | None:
+        return self._by_path.get(path)
+
+    def script(self, path: Path) -> MigrationScript | None:
+        state = self._by_path.get(path)
+        return state.script_by_path.get(path) if state else None
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return sorted((d for s in self.environments for d in s.diagnostics), key=Diagnostic.sort_key)
+
+    def diagnostics_by_path(self) -> dict[Path, list[Diagnostic]]:
+        out: dict[Path, list[Diagnostic]] = {}
+        for state in self.environments:
+            for d in state.diagnostics:
+                out.setdefault(d.path, []).append(d)
+        return out
+
+    def files(self) -> Iterable[Path]:
+        return self._by_path.keys()
+
+
+class Engine:
+    """Session state for one or more workspace roots."""
+
+    def __init__(self, roots: Iterable[Path], overrides: dict | None = None) -> None:
+        self.roots = tuple(Path(r).resolve() for r in roots)
+        self.overrides = dict(overrides or {})
+        self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
+        self._parsed: dict[Path, MigrationScript] = {}
+        self._states: dict[tuple[Path, str], EnvironmentState] = {}
+        self._dirty: set[Path] = set()
+        self._snapshot: Snapshot | None = None
+        self.discoveries: tuple[Discovery, ...] = ()
+        self.rescan()
+
+    # ---------------------------------------------------------------- changes
+
+    def rescan(self, overrides: dict | None = None) -> None:
+        """Discover environments again (new config, created or deleted files)."""
+        if overrides is not None:
+            self.overrides = dict(overrides)
+        self.discoveries = tuple(discover(root, self.overrides) for root in self.roots)
+        self._states.clear()
+        self._snapshot = None
+
+    def set_buffer(self, path: Path, text: str) -> None:
+        path = path.resolve()
+        if self.buffers.get(path) != text:
+            self.buffers[path] = text
+            self._touch(path)
+
+    def close_buffer(self, path: Path) -> None:
+        path = path.resolve()
+        if self.buffers.pop(path, None) is not None:
+            self._touch(path)
+
+    def file_changed(self, path: Path) -> None:
+        """The file changed on disk (saved, or edited by another program)."""
+        self._touch(path.resolve())
+
+    def _touch(self, path: Path) -> None:
+        self._parsed.pop(path, None)
+        self._dirty.add(path)
+        self._snapshot = None
+
+    def knows(self, path: Path) -> bool:
+        path = path.resolve()
+        return any(d.environment_of(path) for d in self.discoveries)
+
+    # ---------------------------------------------------------------- reading
+
+    def _script(self, path: Path) -> MigrationScript:
+        cached = self._parsed.get(path)
+        if cached is not None:
+            return cached
+        text = self.buffers.get(path)
+        if text is None:
+            text = read_source(path)
+        script = parse_script(path, text if text is not None else "")
+        if text is None:
+            script = MigrationScript(path=path, text="", syntax_error="file cannot be read")
+        self._parsed[path] = script
+        return script
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is not None:
+            return self._snapshot
+        dirty, self._dirty = self._dirty, set()
+        states: list[EnvironmentState] = []
+        problems: list[ConfigProblem] = []
+        for discovery in self.discoveries:
+            problems.extend(discovery.problems)
+            for env in discovery.environments:
+                key = (discovery.root, env.name)
+                state = self._states.get(key)
+                if state is None or any(p in dirty for p in env.files):
+                    state = self._build(env)
+                    self._states[key] = state
+                states.append(state)
+        settings = self.discoveries[0].settings if self.discoveries else Settings()
+        self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, settings)
+        return self._snapshot
+
+    def _build(self, env: Environment) -> EnvironmentState:
+        scripts = tuple(self._script(p) for p in env.files)
+        graph = RevisionGraph(scripts)
+        by_path = {s.path: s for s in scripts}
+        diagnostics = apply_filters(check_graph(graph, env.name), env.settings, by_path)
+        return EnvironmentState(env, scripts, graph, tuple(sorted(diagnostics, key=Diagnostic.sort_key)))

@@ -1,0 +1,281 @@
+"""Stage `graph`: the revision graph of one environment, with Alembic's semantics.
+
+Like `alembic.script.revision.RevisionMap` (the reference the differential tests compare
+with): heads are revisions no `down_revision` points to; bases have an empty
+`down_revision`; `depends_on` adds ordering edges but never hides a head; a reference is
+a full revision id or a branch label (Alembic resolves nothing else in a script header);
+branch labels flow to every descendant. Unlike RevisionMap, problems do not raise: they
+are recorded with their source location and the rest of the graph is still built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from .scripts import IdString, MigrationScript
+
+
+@dataclass(frozen=True)
+class BrokenRef:
+    """A down_revision/depends_on element that names no revision and no label."""
+
+    script: MigrationScript
+    kind: str  # "down_revision" or "depends_on"
+    ref: IdString
+    prefix_matches: tuple[str, ...]  # ids the text is a prefix of (a partial id)
+
+
+@dataclass(frozen=True)
+class LabelClash:
+    script: MigrationScript
+    label: IdString
+    other: str  # revision id that already owns the label, or that the label equals
+    is_revision_id: bool
+
+
+class RevisionGraph:
+    """Immutable once built; every query is answered from precomputed maps."""
+
+    def __init__(self, scripts: Iterable[MigrationScript]):
+        self.scripts: tuple[MigrationScript, ...] = tuple(scripts)
+        self.by_id: dict[str, MigrationScript] = {}
+        self.duplicates: dict[str, list[MigrationScript]] = {}
+        self.unreadable: list[MigrationScript] = []
+        for script in self.scripts:
+            rev = script.revision_id
+            if rev is None:
+                self.unreadable.append(script)
+            elif rev in self.by_id:
+                self.duplicates.setdefault(rev, [self.by_id[rev]]).append(script)
+            else:
+                self.by_id[rev] = script
+
+        self.labels: dict[str, str] = {}
+        self.label_clashes: list[LabelClash] = []
+        self.unknown_labels: dict[str, tuple[str, ...]] = {}
+        for rev, script in self.by_id.items():
+            if script.branch_labels is None:
+                continue
+            if script.branch_labels.unknown:
+                self.unknown_labels[rev] = script.branch_labels.unknown
+            for label in script.branch_labels.ids:
+                if label.value in self.by_id:
+                    self.label_clashes.append(LabelClash(script, label, label.value, True))
+                elif label.value in self.labels and self.labels[label.value] != rev:
+                    self.label_clashes.append(LabelClash(script, label, self.labels[label.value], False))
+                else:
+                    self.labels.setdefault(label.value, rev)
+
+        self.parents: dict[str, tuple[str, ...]] = {}
+        self.dependencies: dict[str, tuple[str, ...]] = {}
+        self.children: dict[str, list[str]] = {rev: [] for rev in self.by_id}
+        self.dependents: dict[str, list[str]] = {rev: [] for rev in self.by_id}
+        self.broken: list[BrokenRef] = []
+        # revisions whose down_revision is not a literal: we cannot know their parents
+        self.uncertain: set[str] = set()
+        for rev, script in self.by_id.items():
+            self.parents[rev] = self._resolve_all(script, "down_revision", self.children)
+            self.dependencies[rev] = self._resolve_all(script, "depends_on", self.dependents)
+            if script.down_revision and script.down_revision.unknown:
+                self.uncertain.add(rev)
+
+        self.heads: tuple[str, ...] = tuple(r for r in self.by_id if not self.children[r])
+        self.bases: tuple[str, ...] = tuple(
+            r for r, s in self.by_id.items()
+            if (s.down_revision is None or s.down_revision.is_empty)
+        )
+        self.merge_points = tuple(r for r, p in self.parents.items() if len(p) > 1)
+        self.branch_points = tuple(r for r, c in self.children.items() if len(c) > 1)
+
+    def _resolve_all(self, script: MigrationScript, kind: str, reverse: dict[str, list[str]]) -> tuple[str, ...]:
+        value = getattr(script, kind)
+        if value is None:
+            return ()
+        out: list[str] = []
+        for ref in value.ids:
+            target = self.resolve_exact(ref.value)
+            if target is None:
+                self.broken.append(BrokenRef(script, kind, ref, self.prefix_matches(ref.value)))
+            elif target not in out:
+                out.append(target)
+                reverse[target].append(script.revision_id)  # type: ignore[arg-type]
+        return tuple(out)
+
+    # ---------------------------------------------------------------- lookups
+
+    def resolve_exact(self, ref: str) -> str | None:
+        """What Alembic accepts in a script header: a full id or a branch label."""
+        if ref in self.by_id:
+            return ref
+        return self.labels.get(ref)
+
+    def prefix_matches(self, text: str) -> tuple[str, ...]:
+        if not text:
+            return ()
+        return tuple(sorted(r for r in self.by_id if r.startswith(text) and r != text))
+
+    def resolve(self, text: str) -> tuple[str, ...]:
+        """Ids `text` may mean for a human: exact id, label, or the ids it is a prefix of."""
+        exact = self.resolve_exact(text)
+        return (exact,) if exact else self.prefix_matches(text)
+
+    def script(self, rev: str) -> MigrationScript | None:
+        return self.by_id.get(rev)
+
+    # ---------------------------------------------------------------- structure
+
+    def ancestors(self, rev: str, include_dependencies: bool = True) -> set[str]:
+        """Every revision below `rev` (not `rev` itself)."""
+        return self._closure([rev], lambda r: self.parents.get(r, ()) + (self.dependencies.get(r, ()) if include_dependencies else ()))
+
+    def descendants(self, rev: str, include_dependencies: bool = True) -> set[str]:
+        return self._closure([rev], lambda r: tuple(self.children.get(r, ())) + (tuple(self.dependents.get(r, ())) if include_dependencies else ()))
+
+    @staticmethod
+    def _closure(start: Sequence[str], step) -> set[str]:
+        seen: set[str] = set()
+        todo = list(start)
+        while todo:
+            for nxt in step(todo.pop()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen - set(start)
+
+    @cached_property
+    def inherited_labels(self) -> dict[str, frozenset[str]]:
+        """Branch labels of each revision: its own and those of every ancestor through
+        down_revision, as Alembic's RevisionMap propagates them to descendants. Labels that
+        are not literals appear as `<expr>`."""
+        own: dict[str, set[str]] = {}
+        for rev, script in self.by_id.items():
+            labels: set[str] = set()
+            if script.branch_labels:
+                labels |= set(script.branch_labels.values)
+                labels |= {f"<{u}>" for u in script.branch_labels.unknown}
+            own[rev] = labels
+        result: dict[str, frozenset[str]] = {}
+        for rev in self.topological_order:
+            acc = set(own[rev])
+            for parent in self.parents[rev]:
+                acc |= result.get(parent, frozenset())
+            result[rev] = frozenset(acc)
+        for rev in self.by_id:  # revisions caught in a cycle
+            result.setdefault(rev, frozenset(own[rev]))
+        return result
+
+    @cached_property
+    def topological_order(self) -> tuple[str, ...]:
+        """Parents before children (down_revision edges); revisions in cycles are left out."""
+        pending = {r: len(p) for r, p in self.parents.items()}
+        ready = [r for r, n in pending.items() if n == 0]
+        order: list[str] = []
+        while ready:
+            rev = ready.pop()
+            order.append(rev)
+            for child in self.children[rev]:
+                pending[child] -= 1
+                if pending[child] == 0:
+                    ready.append(child)
+        return tuple(order)
+
+    @cached_property
+    def depth(self) -> dict[str, int]:
+        """Distance from base: the number of revisions on the longest path down to a base."""
+        result: dict[str, int] = {}
+        for rev in self.topological_order:
+            result[rev] = 1 + max((result.get(p, 0) for p in self.parents[rev]), default=0)
+        return result
+
+    def cycles(self, include_dependencies: bool = False) -> list[list[str]]:
+        """Strongly connected components that form a loop (Tarjan, iterative)."""
+        def edges(rev: str) -> tuple[str, ...]:
+            return self.parents[rev] + (self.dependencies[rev] if include_dependencies else ())
+
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        on_stack: set[str] = set()
+        stack: list[str] = []
+        found: list[list[str]] = []
+        counter = 0
+        for start in self.by_id:
+            if start in index:
+                continue
+            work = [(start, iter(edges(start)))]
+            index[start] = low[start] = counter
+            counter += 1
+            stack.append(start)
+            on_stack.add(start)
+            while work:
+                node, it = work[-1]
+                advanced = False
+                for nxt in it:
+                    if nxt not in index:
+                        index[nxt] = low[nxt] = counter
+                        counter += 1
+                        stack.append(nxt)
+                        on_stack.add(nxt)
+                        work.append((nxt, iter(edges(nxt))))
+                        advanced = True
+                        break
+                    if nxt in on_stack:
+                        low[node] = min(low[node], index[nxt])
+                if advanced:
+                    continue
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1 or node in edges(node):
+                        found.append(component[::-1])
+        return found
+
+    def effective_labels(self, rev: str) -> frozenset[str]:
+        """Labels Alembic gives a revision: inherited ones, plus those of a labelled
+        descendant reached through a plain chain (RevisionMap labels the revisions below a
+        labelled one down to the nearest branch or merge point)."""
+        labels = set(self.inherited_labels.get(rev, frozenset()))
+        node = rev
+        seen = {rev}
+        while len(self.children.get(node, ())) == 1:
+            child = self.children[node][0]
+            if child in seen or len(self.parents[child]) > 1:
+                break
+            seen.add(child)
+            script = self.by_id[child]
+            if script.branch_labels and (script.branch_labels.ids or script.branch_labels.unknown):
+                labels |= set(script.branch_labels.values) | {f"<{u}>" for u in script.branch_labels.unknown}
+                break
+            node = child
+        return frozenset(labels)
+
+    def head_groups(self) -> list[list[str]]:
+        """Heads that compete for the same branch: unlabelled heads together, and heads
+        sharing a literal label together (`alembic upgrade <label>@head` is ambiguous)."""
+        unlabelled = [h for h in self.heads if not self.inherited_labels[h]]
+        groups = [unlabelled] if len(unlabelled) > 1 else []
+        by_label: dict[str, list[str]] = {}
+        for head in self.heads:
+            for label in self.inherited_labels[head]:
+                if not label.startswith("<"):
+                    by_label.setdefault(label, []).append(head)
+        seen: set[tuple[str, ...]] = set()
+        for heads in by_label.values():
+            key = tuple(sorted(heads))
+            if len(heads) > 1 and key not in seen:
+                seen.add(key)
+                groups.append(heads)
+        return groups
+
+    def message(self, rev: str) -> str:
+        script = self.by_id.get(rev)
+        return script.message if script else ""

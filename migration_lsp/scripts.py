@@ -1,0 +1,502 @@
+"""Stage `scripts`: one migration file's text -> MigrationScript, without running it.
+
+The parser is tolerant because a file being typed is usually not valid Python: when
+`ast.parse` fails, each header assignment, the docstring and each of upgrade()/downgrade()
+is recovered on its own, so a syntax error in one place never hides the revision header.
+Header values are read the way Alembic reads them (None, "", a string, a tuple or list);
+anything that is not a literal is kept as "unknown" source text, never an error.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core import Span
+
+HEADER_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
+OP_RECEIVER = "op"
+
+
+@dataclass(frozen=True)
+class IdString:
+    """A revision id (or label) written in the source, with the range of its characters."""
+
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class HeaderValue:
+    """One of `revision`, `down_revision`, `branch_labels`, `depends_on`."""
+
+    ids: tuple[IdString, ...]
+    unknown: tuple[str, ...]  # source text of elements that are not literals
+    span: Span  # the whole assignment statement
+    value_span: Span  # the right-hand side
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(i.value for i in self.ids)
+
+    @property
+    def is_empty(self) -> bool:
+        """None, "" or an empty tuple: Alembic treats all of them as 'nothing'."""
+        return not self.ids and not self.unknown
+
+
+@dataclass(frozen=True)
+class DocHeader:
+    """The `Revision ID:` / `Revises:` / `Create Date:` lines of the module docstring."""
+
+    message: str
+    span: Span
+    revision_id: IdString | None = None
+    revision_id_line: Span | None = None  # the value part of the "Revision ID:" line
+    revises: tuple[IdString, ...] = ()
+    revises_line: Span | None = None  # the value part of the "Revises:" line
+    create_date: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class OpCall:
+    """`op.<name>(...)` or `batch_op.<name>(...)` inside upgrade()/downgrade()."""
+
+    name: str
+    span: Span
+    node: ast.Call
+    batch_table: str | None = None  # set inside `with op.batch_alter_table(...) as x:`
+    in_autocommit: bool = False  # inside `with op.get_context().autocommit_block():`
+    line_offset: int = 0  # added to node line numbers when the function was parsed alone
+
+
+@dataclass(frozen=True, eq=False)
+class Function:
+    name: str
+    def_span: Span  # `def name` on the def line
+    span: Span  # the whole function
+    ops: tuple[OpCall, ...]
+    is_empty: bool  # body is only pass / ... / docstring / comments
+    node: ast.FunctionDef | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class MigrationScript:
+    path: Path
+    text: str
+    revision: HeaderValue | None = None
+    down_revision: HeaderValue | None = None
+    branch_labels: HeaderValue | None = None
+    depends_on: HeaderValue | None = None
+    doc: DocHeader | None = None
+    upgrade: Function | None = None
+    downgrade: Function | None = None
+    syntax_error: str | None = None
+    lines: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def revision_id(self) -> str | None:
+        """The id when `revision = "<literal>"` could be read, else None."""
+        if self.revision and len(self.revision.ids) == 1 and not self.revision.unknown:
+            return self.revision.ids[0].value
+        return None
+
+    @property
+    def message(self) -> str:
+        return self.doc.message if self.doc else ""
+
+    def id_strings(self) -> list[tuple[str, IdString]]:
+        """Every id-bearing string in the file with the header it belongs to."""
+        out: list[tuple[str, IdString]] = []
+        for name in HEADER_NAMES:
+            value = getattr(self, name)
+            if value:
+                out.extend((name, i) for i in value.ids)
+        if self.doc:
+            if self.doc.revision_id:
+                out.append(("doc_revision", self.doc.revision_id))
+            out.extend(("doc_revises", i) for i in self.doc.revises)
+        return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Source:
+    """Source lines, and conversion of ast's UTF-8 byte columns to code points."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lines = text.splitlines()
+
+    def col(self, lineno: int, byte_col: int) -> int:
+        """ast lineno is 1-based, col_offset is in UTF-8 bytes."""
+        if not 0 < lineno <= len(self.lines):
+            return byte_col
+        line = self.lines[lineno - 1]
+        if line.isascii():
+            return byte_col
+        return len(line.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
+
+    def span(self, node: ast.AST, offset: int = 0) -> Span:
+        line = node.lineno + offset
+        end = (node.end_lineno or node.lineno) + offset
+        return Span(
+            line - 1,
+            self.col(line, node.col_offset),
+            end - 1,
+            self.col(end, node.end_col_offset or node.col_offset),
+        )
+
+
+def _string_inner_span(src: _Source, node: ast.Constant, offset: int) -> Span:
+    """The range of a one-line string literal's characters, without prefix and quotes."""
+    outer = src.span(node, offset)
+    if outer.line != outer.end_line:
+        return outer
+    raw = src.lines[outer.line][outer.col : outer.end_col]
+    m = re.match(r"[rRuUbBfF]{0,2}('''|\"\"\"|'|\")", raw)
+    if not m:
+        return outer
+    quote = len(m.group(0))
+    closing = len(m.group(1))
+    return Span(outer.line, outer.col + quote, outer.line, max(outer.col + quote, outer.end_col - closing))
+
+
+def _header_value(
+    src: _Source, stmt: ast.stmt, value: ast.expr | None, offset: int, constants: dict[str, str]
+) -> HeaderValue:
+    ids: list[IdString] = []
+    unknown: list[str] = []
+    elements: list[ast.expr]
+    if value is None:
+        elements = []
+    elif isinstance(value, (ast.Tuple, ast.List)):
+        elements = list(value.elts)
+    else:
+        elements = [value]
+    for el in elements:
+        if isinstance(el, ast.Constant) and el.value is None and len(elements) == 1:
+            continue
+        if isinstance(el, ast.Constant) and isinstance(el.value, str):
+            if el.value:
+                ids.append(IdString(el.value, _string_inner_span(src, el, offset)))
+            continue
+        if isinstance(el, ast.Name) and el.id in constants:
+            ids.append(IdString(constants[el.id], src.span(el, offset)))
+            continue
+        unknown.append(ast.unparse(el))
+    return HeaderValue(
+        tuple(ids),
+        tuple(unknown),
+        src.span(stmt, offset),
+        src.span(value, offset) if value is not None else src.span(stmt, offset),
+    )
+
+
+def _assignment(stmt: ast.stmt) -> tuple[str, ast.expr | None] | None:
+    """`name = value` or `name: T = value` at module level -> (name, value)."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id, stmt.value
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+        return stmt.target.id, stmt.value
+    return None
+
+
+_DOC_FIELD = re.compile(r"^(?P<indent>\s*)(?P<key>Revision ID|Revises|Create Date)\s*:[ \t]*(?P<value>.*?)\s*$")
+_REV_TOKEN = re.compile(r"[^\s,()'\"]+")
+
+
+def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str | None) -> DocHeader | None:
+    """Read the docstring fields from the source lines [first_line, last_line] (0-based)."""
+    revision_id = revision_id_line = revises_line = create_date = None
+    revises: list[IdString] = []
+    found = False
+    for n in range(first_line, min(last_line, len(src.lines) - 1) + 1):
+        m = _DOC_FIELD.match(src.lines[n])
+        if not m:
+            continue
+        found = True
+        start = m.start("value")
+        value_span = Span(n, start, n, m.end("value"))
+        if m.group("key") == "Revision ID" and revision_id is None:
+            tok = _REV_TOKEN.search(m.group("value"))
+            revision_id_line = value_span
+            if tok:
+                revision_id = IdString(tok.group(0), Span(n, start + tok.start(), n, start + tok.end()))
+        elif m.group("key") == "Revises" and revises_line is None:
+            revises_line = value_span
+            for tok in _REV_TOKEN.finditer(m.group("value")):
+                if tok.group(0) != "<base>":
+                    revises.append(IdString(tok.group(0), Span(n, start + tok.start(), n, start + tok.end())))
+        elif m.group("key") == "Create Date" and create_date is None:
+            create_date = m.group("value")
+    if message_text is None and not found:
+        return None
+    message = ""
+    for line in (message_text or "").strip().splitlines():
+        if not _DOC_FIELD.match(line):
+            message = line.strip()
+        break
+    return DocHeader(
+        message=message,
+        span=Span(first_line, 0, last_line, len(src.lines[last_line]) if last_line < len(src.lines) else 0),
+        revision_id=revision_id,
+        revision_id_line=revision_id_line,
+        revises=tuple(revises),
+        revises_line=revises_line,
+        create_date=create_date,
+    )
+
+
+def _is_op_receiver(node: ast.expr, batch_names: dict[str, str | None]) -> tuple[bool, str | None]:
+    if isinstance(node, ast.Name):
+        if node.id == OP_RECEIVER:
+            return True, None
+        if node.id in batch_names:
+            return True, batch_names[node.id]
+    return False, None
+
+
+def _with_context(item: ast.withitem) -> tuple[str | None, str | None, bool]:
+    """For a `with` item: (batch alias, batch table, is autocommit block)."""
+    call = item.context_expr
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+        return None, None, False
+    if call.func.attr == "autocommit_block":
+        return None, None, True
+    if call.func.attr == "batch_alter_table" and isinstance(call.func.value, ast.Name) and call.func.value.id == OP_RECEIVER:
+        alias = item.optional_vars.id if isinstance(item.optional_vars, ast.Name) else None
+        table = None
+        if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+            table = call.args[0].value
+        return alias, table or "", False
+    return None, None, False
+
+
+def _collect_ops(
+    src: _Source,
+    body: list[ast.stmt],
+    offset: int,
+    batch_names: dict[str, str | None],
+    autocommit: bool,
+    out: list[OpCall],
+) -> None:
+    for stmt in body:
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            names = dict(batch_names)
+            auto = autocommit
+            for item in stmt.items:
+                alias, table, is_auto = _with_context(item)
+                auto = auto or is_auto
+                if table is not None:
+                    _add_call(src, item.context_expr, offset, batch_names, autocommit, out)
+                    if alias:
+                        names[alias] = table
+            _collect_ops(src, stmt.body, offset, names, auto, out)
+            continue
+        # Calls anywhere inside this statement (expression statements, assignments, ifs...).
+        nested = [s for s in ast.iter_child_nodes(stmt) if isinstance(s, ast.stmt)]
+        for node in ast.walk(stmt) if not nested else _expressions_of(stmt):
+            if isinstance(node, ast.Call):
+                _add_call(src, node, offset, batch_names, autocommit, out)
+        for field_name in ("body", "orelse", "finalbody"):
+            sub = getattr(stmt, field_name, None)
+            if isinstance(sub, list) and sub and isinstance(sub[0], ast.stmt):
+                _collect_ops(src, sub, offset, batch_names, autocommit, out)
+        for handler in getattr(stmt, "handlers", []) or []:
+            _collect_ops(src, handler.body, offset, batch_names, autocommit, out)
+
+
+def _expressions_of(stmt: ast.stmt):
+    """Nodes of a compound statement's own expressions (its test, iter...), not its body."""
+    for name, value in ast.iter_fields(stmt):
+        if name in ("body", "orelse", "finalbody", "handlers"):
+            continue
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, ast.AST):
+                yield from ast.walk(v)
+
+
+def _add_call(
+    src: _Source, node: ast.expr, offset: int, batch_names: dict[str, str | None], autocommit: bool, out: list[OpCall]
+) -> None:
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+        return
+    is_op, table = _is_op_receiver(node.func.value, batch_names)
+    if is_op:
+        out.append(OpCall(node.func.attr, src.span(node, offset), node, table, autocommit, offset))
+
+
+def _is_empty_body(body: list[ast.stmt]) -> bool:
+    for stmt in body:
+        if isinstance(stmt, ast.Pass):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and (
+            isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis
+        ):
+            continue
+        return False
+    return True
+
+
+def _function(src: _Source, node: ast.FunctionDef, offset: int) -> Function:
+    ops: list[OpCall] = []
+    _collect_ops(src, node.body, offset, {}, False, ops)
+    line = node.lineno + offset - 1
+    text = src.lines[line] if line < len(src.lines) else ""
+    start = text.find("def ")
+    start = max(start, 0)
+    def_span = Span(line, start, line, start + 4 + len(node.name))
+    return Function(node.name, def_span, src.span(node, offset), tuple(ops), _is_empty_body(node.body), node)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_script(path: Path, text: str) -> MigrationScript:
+    """Parse one file; never raises."""
+    try:
+        return _parse(path, text)
+    except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes...
+        return MigrationScript(path=path, text=text, syntax_error=f"cannot parse: {type(exc).__name__}")
+
+
+def _parse(path: Path, text: str) -> MigrationScript:
+    src = _Source(text)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as err:
+        return _parse_tolerant(path, src, f"{err.msg} (line {err.lineno})")
+    return _from_module(path, src, tree.body, 0, None)
+
+
+def _constants(body: list[ast.stmt]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for stmt in body:
+        pair = _assignment(stmt)
+        if pair and pair[0] not in HEADER_NAMES:
+            name, value = pair
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                out[name] = value.value
+    return out
+
+
+def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, syntax_error: str | None) -> MigrationScript:
+    headers: dict[str, HeaderValue] = {}
+    functions: dict[str, Function] = {}
+    constants = _constants(body)
+    doc = None
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        node = body[0]
+        doc = _doc_header(src, node.lineno - 1, (node.end_lineno or node.lineno) - 1, node.value.value)
+    for stmt in body:
+        pair = _assignment(stmt)
+        if pair and pair[0] in HEADER_NAMES:
+            headers[pair[0]] = _header_value(src, stmt, pair[1], offset, constants)
+        elif isinstance(stmt, ast.FunctionDef) and stmt.name in ("upgrade", "downgrade"):
+            functions[stmt.name] = _function(src, stmt, offset)
+    return MigrationScript(
+        path=path,
+        text=src.text,
+        doc=doc,
+        upgrade=functions.get("upgrade"),
+        downgrade=functions.get("downgrade"),
+        syntax_error=syntax_error,
+        lines=tuple(src.lines),
+        **headers,
+    )
+
+
+_HEADER_START = re.compile(r"^(revision|down_revision|branch_labels|depends_on)\s*(?::[^=\n]*)?=(?!=)", re.M)
+_DEF_START = re.compile(r"^def\s+(upgrade|downgrade)\s*\(", re.M)
+_TOP_LEVEL = re.compile(r"^[^\s#)\]}]")
+_MAX_STATEMENT_LINES = 40
+
+
+def _parse_piece(lines: list[str]) -> list[ast.stmt] | None:
+    try:
+        return ast.parse("\n".join(lines)).body
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
+    lines = src.lines
+    headers: dict[str, HeaderValue] = {}
+    functions: dict[str, Function] = {}
+    constants: dict[str, str] = {}
+    for line_no, line in enumerate(lines):
+        m = re.match(r"^([A-Za-z_]\w*)\s*(?::[^=\n]*)?=\s*(['\"])([^'\"\n]*)\2\s*(#.*)?$", line)
+        if m and m.group(1) not in HEADER_NAMES:
+            constants[m.group(1)] = m.group(3)
+    for m in _HEADER_START.finditer(src.text):
+        first = src.text.count("\n", 0, m.start())
+        for last in range(first, min(first + _MAX_STATEMENT_LINES, len(lines))):
+            body = _parse_piece(lines[first : last + 1])
+            if body and len(body) == 1 and _assignment(body[0]):
+                name, value = _assignment(body[0])  # type: ignore[misc]
+                # the last assignment wins, as when Python runs the module
+                headers[name] = _header_value(src, body[0], value, first, constants)
+                break
+    for m in _DEF_START.finditer(src.text):
+        first = src.text.count("\n", 0, m.start())
+        last = first + 1
+        while last < len(lines) and not _TOP_LEVEL.match(lines[last]):
+            last += 1
+        piece = lines[first:last]
+        # Cut at the first line that breaks the parse until what is left parses.
+        while piece:
+            body = _parse_piece(piece)
+            if body is not None:
+                break
+            try:
+                ast.parse("\n".join(piece))
+            except SyntaxError as err:
+                cut = (err.lineno or len(piece)) - 1
+            except ValueError:
+                cut = len(piece) - 1
+            cut = min(max(cut, 1), len(piece) - 1)
+            piece = piece[:cut]
+            if len(piece) == 1:
+                piece = piece + ["    pass"]
+                body = _parse_piece(piece)
+                break
+        if body and isinstance(body[0], ast.FunctionDef):
+            functions[body[0].name] = _function(src, body[0], first)
+    doc = _tolerant_doc(src, headers)
+    return MigrationScript(
+        path=path,
+        text=src.text,
+        doc=doc,
+        upgrade=functions.get("upgrade"),
+        downgrade=functions.get("downgrade"),
+        syntax_error=error,
+        lines=tuple(src.lines),
+        **headers,
+    )
+
+
+def _tolerant_doc(src: _Source, headers: dict[str, HeaderValue]) -> DocHeader | None:
+    """The docstring when the module does not parse: the text before the header."""
+    stop = min((h.span.line for h in headers.values()), default=min(len(src.lines), 40))
+    text = "\n".join(src.lines[:stop])
+    m = re.search(r"^[rRuU]?(\"\"\"|''')(.*?)(\1|\Z)", text, re.S | re.M)
+    if not m:
+        return None
+    first = text.count("\n", 0, m.start())
+    last = first + m.group(0).count("\n")
+    return _doc_header(src, first, last, m.group(2))
+
+
+_QUICK_REVISION = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=", re.M)
+
+
+def looks_like_revision_file(text: str) -> bool:
+    """Cheap test used by discovery outside configured version locations: both
+    `revision = ...` and `down_revision = ...` assigned at module level."""
+    found = {m.group(1) for m in _QUICK_REVISION.finditer(text)}
+    return found == {"revision", "down_revision"}
