@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tokenize
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from io import BytesIO
 from pathlib import Path
@@ -164,15 +164,26 @@ class Engine:
         for discovery in self.discoveries:
             problems.extend(discovery.problems)
             for env in discovery.environments:
+                env = self._with_new_buffers(env)
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
-                if state is None or any(p in dirty for p in env.files):
+                if state is None or state.env.files != env.files or any(p in dirty for p in env.files):
                     state = self._build(env)
                     self._states[key] = state
                 states.append(state)
         settings = self.discoveries[0].settings if self.discoveries else Settings()
         self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, settings)
         return self._snapshot
+
+    def _with_new_buffers(self, env: Environment) -> Environment:
+        """Open buffers inside a version location that discovery has not seen yet (a file
+        just created by the editor) belong to that environment."""
+        extra = tuple(
+            p for p in self.buffers
+            if p.suffix == ".py" and p not in env.files and env.contains(p)
+            and all(p not in e.files for d in self.discoveries for e in d.environments)
+        )
+        return replace(env, files=env.files + extra) if extra else env
 
     def _build(self, env: Environment) -> EnvironmentState:
         scripts = tuple(self._script(p) for p in env.files)

@@ -18,6 +18,9 @@ from .core import Span
 
 HEADER_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
 OP_RECEIVER = "op"
+# `op.` attributes that are helpers, not schema operations
+NOT_OPERATIONS = frozenset({"f", "get_bind", "get_context", "inline_literal", "implementation_for",
+                            "register_operation", "invoke", "run_async"})
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,7 @@ def _add_call(
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
         return
     is_op, table = _is_op_receiver(node.func.value, batch_names)
-    if is_op:
+    if is_op and node.func.attr not in NOT_OPERATIONS:
         out.append(OpCall(node.func.attr, src.span(node, offset), node, table, autocommit, offset))
 
 

@@ -1,0 +1,128 @@
+"""LSP features as plain functions of an immutable Snapshot (one module per feature).
+
+They return lsprotocol types; `Locator` turns the engine's code-point spans into LSP ranges
+in the encoding negotiated with the client (utf-16 unless it offered utf-8), and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types
+
+from ..core import Span
+from ..engine import EnvironmentState, Snapshot
+from ..scripts import IdString, MigrationScript
+
+
+def uri_to_path(uri: str) -> Path | None:
+    """file:// URIs only; anything else (untitled:, git:, http:) is not ours."""
+    try:
+        parsed = urlparse(uri)
+    except ValueError:
+        return None
+    if parsed.scheme != "file":
+        return None
+    path = unquote(parsed.path)
+    if len(path) > 2 and path[0] == "/" and path[2] == ":":  # /C:/... on Windows
+        path = path[1:]
+    try:
+        return Path(path).resolve()
+    except (OSError, ValueError):
+        return None
+
+
+def path_to_uri(path: Path) -> str:
+    return path.as_uri()
+
+
+class Locator:
+    """Converts between code-point columns and the client's position encoding."""
+
+    def __init__(self, snapshot: Snapshot, encoding: str = "utf-16") -> None:
+        self.snapshot = snapshot
+        self.encoding = str(encoding)
+
+    def _line(self, path: Path, line: int) -> str:
+        script = self.snapshot.script(path)
+        lines = script.lines if script else ()
+        return lines[line] if 0 <= line < len(lines) else ""
+
+    def _units(self, text: str) -> int:
+        if self.encoding == "utf-8":
+            return len(text.encode("utf-8"))
+        if self.encoding == "utf-32":
+            return len(text)
+        return len(text.encode("utf-16-le")) // 2
+
+    def position(self, path: Path, line: int, col: int) -> types.Position:
+        text = self._line(path, line)
+        if text.isascii():
+            return types.Position(line=line, character=col)
+        return types.Position(line=line, character=self._units(text[:col]))
+
+    def range(self, path: Path, span: Span) -> types.Range:
+        return types.Range(
+            start=self.position(path, span.line, span.col),
+            end=self.position(path, span.end_line, span.end_col),
+        )
+
+    def location(self, path: Path, span: Span) -> types.Location:
+        return types.Location(uri=path_to_uri(path), range=self.range(path, span))
+
+    def column(self, path: Path, position: types.Position) -> int:
+        """Client units -> code-point column on that line."""
+        text = self._line(path, position.line)
+        if text.isascii():
+            return position.character
+        units = 0
+        for index, ch in enumerate(text):
+            if units >= position.character:
+                return index
+            units += self._units(ch)
+        return len(text)
+
+
+@dataclass(frozen=True)
+class IdAtCursor:
+    """An id string under the cursor, where it sits, and what it names."""
+
+    script: MigrationScript
+    state: EnvironmentState
+    kind: str  # revision, down_revision, depends_on, branch_labels, doc_revision, doc_revises
+    id_string: IdString
+    targets: tuple[str, ...]  # revision ids it resolves to (exact, label or prefix)
+
+
+def id_at(snapshot: Snapshot, path: Path, line: int, col: int) -> IdAtCursor | None:
+    state = snapshot.environment_of(path)
+    script = snapshot.script(path)
+    if state is None or script is None:
+        return None
+    for kind, ident in script.id_strings():
+        if ident.span.contains(line, col):
+            if kind == "branch_labels":
+                targets = (script.revision_id,) if script.revision_id else ()
+            else:
+                targets = state.graph.resolve(ident.value)
+            return IdAtCursor(script, state, kind, ident, targets)
+    return None
+
+
+def references_to(state: EnvironmentState, rev: str) -> list[tuple[MigrationScript, str, IdString]]:
+    """Every id string in the environment that names `rev` (declarations included)."""
+    graph = state.graph
+    out = []
+    for script in state.scripts:
+        for kind, ident in script.id_strings():
+            if kind == "branch_labels":
+                continue
+            if kind in ("revision", "doc_revision"):
+                if ident.value == rev and script.revision_id == rev:
+                    out.append((script, kind, ident))
+                continue
+            if rev in graph.resolve(ident.value):
+                out.append((script, kind, ident))
+    return out

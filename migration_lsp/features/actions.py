@@ -1,0 +1,224 @@
+"""Code actions: quick fixes for graph diagnostics and "Create next revision".
+
+Every fix is a WorkspaceEdit the editor applies (and can undo); nothing is written here.
+A new file is a CreateFile (never overwriting) plus a TextDocumentEdit when the client
+supports resource operations; otherwise the action carries a command that makes the
+server send the same edit with workspace/applyEdit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alembic.util import rev_id
+from lsprotocol import converters, types
+
+from ..core import Diagnostic, Span
+from ..engine import EnvironmentState, Snapshot
+from ..render import render_revision
+from ..scripts import MigrationScript
+from . import Locator, path_to_uri
+from .diagnostics import to_lsp
+
+APPLY_EDIT = "migrationLsp.applyEdit"
+CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision"
+MAX_CHOICES = 3
+
+
+@dataclass(frozen=True)
+class EditSupport:
+    """What the client said it can apply (workspace.workspaceEdit capabilities)."""
+
+    document_changes: bool = False
+    create: bool = False
+    rename: bool = False
+
+    @classmethod
+    def from_capabilities(cls, caps: types.ClientCapabilities | None) -> EditSupport:
+        edit = caps.workspace.workspace_edit if caps and caps.workspace else None
+        if edit is None:
+            return cls()
+        ops = {str(op.value if hasattr(op, "value") else op) for op in (edit.resource_operations or [])}
+        return cls(bool(edit.document_changes), "create" in ops, "rename" in ops)
+
+
+@dataclass
+class _Change:
+    """Edits of one action before they become a WorkspaceEdit."""
+
+    edits: dict[Path, list[tuple[Span, str]]] = field(default_factory=dict)
+    create: tuple[Path, str] | None = None
+    rename: tuple[Path, Path] | None = None
+
+    def replace(self, path: Path, span: Span, text: str) -> _Change:
+        self.edits.setdefault(path, []).append((span, text))
+        return self
+
+
+def _workspace_edit(change: _Change, locator: Locator, support: EditSupport) -> types.WorkspaceEdit:
+    def text_edits(path: Path) -> list[types.TextEdit]:
+        return [types.TextEdit(range=locator.range(path, span), new_text=text) for span, text in change.edits[path]]
+
+    if change.create is not None:
+        path, text = change.create
+        uri = path_to_uri(path)
+        edit = types.TextEdit(range=types.Range(types.Position(0, 0), types.Position(0, 0)), new_text=text)
+        if support.document_changes and support.create:
+            return types.WorkspaceEdit(document_changes=[
+                types.CreateFile(uri=uri, options=types.CreateFileOptions(overwrite=False, ignore_if_exists=False)),
+                types.TextDocumentEdit(
+                    text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None), edits=[edit]),
+            ])
+        return types.WorkspaceEdit(changes={uri: [edit]})
+    if support.document_changes:
+        doc_changes: list = [
+            types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(uri=path_to_uri(p), version=None),
+                edits=text_edits(p))
+            for p in change.edits
+        ]
+        if change.rename and support.rename:
+            old, new = change.rename
+            doc_changes.append(types.RenameFile(
+                old_uri=path_to_uri(old), new_uri=path_to_uri(new),
+                options=types.RenameFileOptions(overwrite=False, ignore_if_exists=False)))
+        return types.WorkspaceEdit(document_changes=doc_changes)
+    return types.WorkspaceEdit(changes={path_to_uri(p): text_edits(p) for p in change.edits})
+
+
+def _action(
+    title: str, kind: str, change: _Change, locator: Locator, support: EditSupport,
+    diagnostic: types.Diagnostic | None = None, preferred: bool = False,
+) -> types.CodeAction:
+    edit = _workspace_edit(change, locator, support)
+    action = types.CodeAction(title=title, kind=kind, diagnostics=[diagnostic] if diagnostic else None,
+                              is_preferred=preferred or None)
+    if change.create is not None and not (support.document_changes and support.create):
+        # The client cannot create files through an edit: let the server ask it to apply one.
+        payload = converters.get_converter().unstructure(edit)
+        action.command = types.Command(title=title, command=APPLY_EDIT, arguments=[payload])
+    else:
+        action.edit = edit
+    return action
+
+
+def _label(state: EnvironmentState, rev: str) -> str:
+    message = state.graph.message(rev)
+    return f"'{rev}' ({message})" if message else f"'{rev}'"
+
+
+# --------------------------------------------------------------------------- fixes
+
+
+def _merge_heads(state: EnvironmentState, heads: list[str], exists: Callable[[Path], bool]) -> _Change:
+    new = render_revision(state.env, state.graph, "merge heads", heads, exists=exists)
+    return _Change(create=(new.path, new.text))
+
+
+def _set_parent(script: MigrationScript, parent: str) -> _Change:
+    change = _Change()
+    assert script.down_revision is not None
+    change.replace(script.path, script.down_revision.ids[0].span, parent)
+    if script.doc and script.doc.revises_line:
+        change.replace(script.path, script.doc.revises_line, parent)
+    return change
+
+
+def _fixes_for(
+    d: Diagnostic, script: MigrationScript, state: EnvironmentState, locator: Locator,
+    support: EditSupport, exists: Callable[[Path], bool],
+) -> list[types.CodeAction]:
+    graph = state.graph
+    lsp = to_lsp(d, locator)
+    out: list[types.CodeAction] = []
+    rev = script.revision_id
+
+    if d.code == "G001":
+        heads = list(d.data.get("heads", []))
+        out.append(_action(f"Merge heads {', '.join(heads)}", types.CodeActionKind.QuickFix,
+                           _merge_heads(state, heads, exists), locator, support, lsp, preferred=True))
+        down = script.down_revision
+        if rev and down and len(down.ids) == 1 and not down.unknown and not graph.children.get(rev):
+            for other in [h for h in heads if h != rev][:MAX_CHOICES]:
+                out.append(_action(f"Rebase onto {_label(state, other)}", types.CodeActionKind.QuickFix,
+                                   _set_parent(script, other), locator, support, lsp))
+
+    elif d.code in ("G002", "G003", "G007"):
+        span = d.span
+        for candidate in d.data.get("candidates", [])[:MAX_CHOICES]:
+            change = _Change().replace(script.path, span, candidate)
+            out.append(_action(f"Change to {_label(state, candidate)}", types.CodeActionKind.QuickFix,
+                               change, locator, support, lsp, preferred=len(d.data.get("candidates", [])) == 1))
+        excluded = ({rev} | graph.descendants(rev)) if rev in graph.by_id else set()
+        heads = [h for h in graph.heads if h not in excluded]
+        for head in heads[:MAX_CHOICES]:
+            change = _Change().replace(script.path, span, head)
+            if d.code == "G002" and script.doc and script.doc.revises_line and len(script.down_revision.ids) == 1:
+                change.replace(script.path, script.doc.revises_line, head)
+            out.append(_action(f"Point to current head {_label(state, head)}", types.CodeActionKind.QuickFix, change, locator, support, lsp))
+
+    elif d.code == "G005" and script.revision and script.revision.ids:
+        new_id = rev_id()
+        while new_id in graph.by_id:
+            new_id = rev_id()
+        old = script.revision.ids[0].value
+        change = _Change().replace(script.path, script.revision.ids[0].span, new_id)
+        if script.doc and script.doc.revision_id and script.doc.revision_id.value == old:
+            change.replace(script.path, script.doc.revision_id.span, new_id)
+        if old in script.path.name:
+            new_path = script.path.with_name(script.path.name.replace(old, new_id, 1))
+            if not exists(new_path):
+                change.rename = (script.path, new_path)
+        out.append(_action(f"Give this revision a new id ({new_id})", types.CodeActionKind.QuickFix,
+                           change, locator, support, lsp))
+
+    elif d.code == "G009" and rev and script.doc:
+        change = _Change()
+        if script.doc.revision_id_line and (not script.doc.revision_id or script.doc.revision_id.value != rev):
+            change.replace(script.path, script.doc.revision_id_line, rev)
+        if script.doc.revises_line and script.down_revision is not None:
+            change.replace(script.path, script.doc.revises_line, ", ".join(script.down_revision.values))
+        if change.edits:
+            out.append(_action("Update docstring header", types.CodeActionKind.QuickFix,
+                               change, locator, support, lsp, preferred=True))
+    return out
+
+
+def _create_next(
+    state: EnvironmentState, script: MigrationScript, locator: Locator, support: EditSupport,
+    exists: Callable[[Path], bool],
+) -> list[types.CodeAction]:
+    graph, rev = state.graph, script.revision_id
+    if rev not in graph.by_id:
+        return []
+    tips = [h for h in graph.heads if h == rev or h in graph.descendants(rev, include_dependencies=False)]
+    out = []
+    for head in tips[:MAX_CHOICES]:
+        new = render_revision(state.env, graph, "empty message", [head], exists=exists)
+        title = f"Create next revision on top of {_label(state, head)}"
+        out.append(_action(title, CREATE_NEXT_KIND, _Change(create=(new.path, new.text)), locator, support))
+    return out
+
+
+def _wanted(kind: str, only: list[str] | None) -> bool:
+    return not only or any(kind == o or kind.startswith(o + ".") for o in only)
+
+
+def code_actions(
+    snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, locator: Locator,
+    support: EditSupport, exists: Callable[[Path], bool] = Path.exists,
+) -> list[types.CodeAction]:
+    state = snapshot.environment_of(path)
+    script = snapshot.script(path)
+    if state is None or script is None:
+        return []
+    out: list[types.CodeAction] = []
+    if _wanted(types.CodeActionKind.QuickFix, only):
+        for d in state.diagnostics:
+            if d.path == path and d.span.line <= span.end_line and span.line <= d.span.end_line:
+                out.extend(_fixes_for(d, script, state, locator, support, exists))
+    if _wanted(CREATE_NEXT_KIND, only):
+        out.extend(_create_next(state, script, locator, support, exists))
+    return out

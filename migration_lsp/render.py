@@ -1,0 +1,110 @@
+"""Stage `render`: the text and path of a new revision file, as `alembic revision` writes it.
+
+The environment's own `script.py.mako` is rendered with the same arguments Alembic's
+`ScriptDirectory.generate_revision` passes, the id comes from Alembic's `rev_id`, and the
+file name from Alembic's own `_rev_path` (file_template, slug rules, truncation). Nothing
+is written here: callers turn the result into an editor edit or, for the CLI, a new file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import util as alembic_util
+from alembic.script import ScriptDirectory
+from alembic.script.revision import tuple_rev_as_scalar
+from mako.template import Template
+
+from .graph import RevisionGraph
+from .project import Environment
+
+GENERIC_TEMPLATE = Path(alembic_util.__file__).resolve().parent.parent / "templates" / "generic" / "script.py.mako"
+
+
+def clean_message(message: str) -> str:
+    """One line, no control characters, safe inside the template's triple-quoted docstring."""
+    text = " ".join("".join(ch for ch in message if ch.isprintable() or ch.isspace()).split())
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') or "empty message"
+
+
+@dataclass(frozen=True)
+class NewRevision:
+    rev_id: str
+    path: Path
+    text: str
+    template: Path
+
+
+def version_directory(env: Environment, graph: RevisionGraph, parents: Sequence[str]) -> Path:
+    """Where Alembic would put a revision on top of `parents`: the only version location, or
+    the folder of the first parent's file (Alembic's rule for several locations)."""
+    for parent in parents:
+        script = graph.script(parent)
+        if script is not None and len(env.version_locations) != 1:
+            return script.path.parent
+    if env.version_locations:
+        return env.version_locations[0]
+    return graph.scripts[0].path.parent if graph.scripts else env.root
+
+
+def render_revision(
+    env: Environment,
+    graph: RevisionGraph,
+    message: str,
+    parents: Sequence[str],
+    *,
+    branch_labels: Sequence[str] = (),
+    depends_on: Sequence[str] = (),
+    upgrades: str = "",
+    downgrades: str = "",
+    imports: str = "",
+    exists: Callable[[Path], bool] = Path.exists,
+    rev_id: str | None = None,
+) -> NewRevision:
+    """A new revision on top of `parents`. `exists` says whether a path is taken (on disk or
+    as an open buffer): a clash gets a fresh id, so an existing file is never overwritten."""
+    directory = version_directory(env, graph, parents)
+    base = next(p for p in (env.script_location, directory.parent, env.root, Path.cwd()) if p and p.is_dir())
+    helper = ScriptDirectory(
+        str(base),
+        file_template=env.file_template,
+        truncate_slug_length=env.truncate_slug_length,
+        version_locations=[str(directory)],
+        timezone=env.timezone,
+    )
+    try:
+        create_date = helper._generate_create_date()
+    except alembic_util.CommandError:
+        helper.timezone = None
+        create_date = helper._generate_create_date()
+    for _ in range(100):
+        revision = rev_id or alembic_util.rev_id()
+        path = helper._rev_path(directory, revision, message, create_date)
+        inside = path.resolve().is_relative_to(directory.resolve())
+        if inside and not exists(path) and revision not in graph.by_id:
+            break
+        rev_id = None  # taken: try a fresh id
+    else:  # pragma: no cover - 100 uuid clashes
+        raise RuntimeError("cannot find a free revision id")
+
+    template = env.template_path or GENERIC_TEMPLATE
+    kwargs = dict(
+        up_revision=revision,
+        down_revision=tuple_rev_as_scalar(tuple(parents)),
+        branch_labels=alembic_util.to_tuple(tuple(branch_labels) or None),
+        depends_on=tuple_rev_as_scalar(tuple(depends_on)),
+        create_date=create_date,
+        comma=alembic_util.format_as_comma,
+        message=clean_message(message),
+        upgrades=upgrades,
+        downgrades=downgrades,
+        imports=imports,
+    )
+    try:
+        text = Template(filename=str(template)).render_unicode(**kwargs)
+    except Exception:  # a project template needing context we do not have
+        template = GENERIC_TEMPLATE
+        text = Template(filename=str(template)).render_unicode(**kwargs)
+    return NewRevision(revision, path, text, template)

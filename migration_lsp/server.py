@@ -1,0 +1,520 @@
+"""Front end `server`: the language server on stdio (pygls 2). Thin: it keeps the session
+(engine, what was published, what the client can do) and hands every request to a
+feature function over the current immutable snapshot.
+
+Diagnostics are pushed (publishDiagnostics, for every affected file, open or not) unless
+the client can pull *and* be told to re-pull (workspace/diagnostic/refresh): only then
+is pull advertised, so a client never gets both. A client without refresh support (e.g.
+Neovim 0.11) would otherwise keep stale diagnostics in files it is not editing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import converters, types
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from . import __version__
+from .cli import format_mermaid
+from .core import Span
+from .engine import Engine, Snapshot
+from .features import Locator, path_to_uri, uri_to_path
+from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, EditSupport, code_actions
+from .features.completion import completion
+from .features.diagnostics import file_diagnostics, result_id
+from .features.hints import inlay_hints
+from .features.hover import hover
+from .features.lens import SHOW_GRAPH, code_lenses
+from .features.navigation import definition, document_symbols, references, workspace_symbols
+
+CONFIG_SECTION = "migrationLsp"
+CLIENT_TIMEOUT = 5.0  # never wait longer for a client's answer to a server request
+WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
+log = logging.getLogger(__name__)
+
+
+def wants_pull(caps: types.ClientCapabilities) -> bool:
+    td = caps.text_document
+    ws = caps.workspace
+    return bool(
+        td and td.diagnostic is not None
+        and ws and ws.diagnostics is not None and ws.diagnostics.refresh_support
+    )
+
+
+class MigrationProtocol(LanguageServerProtocol):
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams):
+        result = yield from super().lsp_initialize(params)
+        if not wants_pull(params.capabilities):
+            result.capabilities.diagnostic_provider = None
+        return result
+
+
+class MigrationServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("migration-lsp", __version__, protocol_cls=MigrationProtocol)
+        self.engine: Engine | None = None
+        self.ready = asyncio.Event()
+        self.trusted = True
+        self.pull = False
+        self.overrides: dict[str, Any] = {}
+        self.published: dict[Path, str] = {}
+        self.pull_ids: dict[Path, str] = {}
+        self.roots: list[Path] = []
+        self.problems_logged: set[str] = set()
+
+    # ---------------------------------------------------------------- helpers
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.engine.snapshot() if self.engine else None
+
+    def locator(self, snapshot: Snapshot) -> Locator:
+        encoding = self.workspace.position_encoding if self.protocol._workspace else "utf-16"
+        return Locator(snapshot, str(getattr(encoding, "value", encoding) or "utf-16"))
+
+    def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+        except Exception:  # the transport is gone: nothing to tell
+            pass
+
+    def exists(self, path: Path) -> bool:
+        return path.exists() or (self.engine is not None and path.resolve() in self.engine.buffers)
+
+    def refresh(self) -> None:
+        """After any change: send what changed (push) or ask the client to pull again."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        for problem in snapshot.problems:
+            key = f"{problem.path}: {problem.message}"
+            if key not in self.problems_logged:
+                self.problems_logged.add(key)
+                self.log(key, types.MessageType.Warning)
+        by_path = snapshot.diagnostics_by_path()
+        locator = self.locator(snapshot)
+        if self.pull:
+            ids = {p: result_id(file_diagnostics(by_path, p, locator)) for p in set(by_path) | set(self.pull_ids)}
+            if ids != self.pull_ids:
+                self.pull_ids = {p: i for p, i in ids.items() if p in by_path}
+                asyncio.ensure_future(self._request_refresh())
+            return
+        for path in set(by_path) | set(self.published):
+            items = file_diagnostics(by_path, path, locator)
+            rid = result_id(items)
+            if self.published.get(path) == rid:
+                continue
+            self.text_document_publish_diagnostics(
+                types.PublishDiagnosticsParams(uri=path_to_uri(path), diagnostics=items))
+            if items:
+                self.published[path] = rid
+            else:
+                self.published.pop(path, None)
+
+    async def _request_refresh(self) -> None:
+        try:
+            await asyncio.wait_for(self.workspace_diagnostic_refresh_async(None), CLIENT_TIMEOUT)
+        except Exception:
+            pass
+
+
+server = MigrationServer()
+
+
+def safe(default: Any = None):
+    """No request may crash the server: log the failure, answer `default`."""
+
+    def decorate(fn):
+        if asyncio.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def wrapper(ls, *args):
+                try:
+                    return await fn(ls, *args)
+                except Exception:
+                    ls.log(f"{fn.__name__} failed:\n{traceback.format_exc()}", types.MessageType.Error)
+                    return default
+        else:
+            @functools.wraps(fn)
+            def wrapper(ls, *args):
+                try:
+                    return fn(ls, *args)
+                except Exception:
+                    ls.log(f"{fn.__name__} failed:\n{traceback.format_exc()}", types.MessageType.Error)
+                    return default
+        return wrapper
+
+    return decorate
+
+
+def _doc_path(ls: MigrationServer, uri: str) -> Path | None:
+    path = uri_to_path(uri)
+    if path is None or ls.engine is None:
+        return None
+    return path
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@server.feature(types.INITIALIZE)
+def on_initialize(ls: MigrationServer, params: types.InitializeParams) -> None:
+    options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
+    ls.trusted = options.get("trusted", True) is not False
+    settings = options.get("settings") or options.get(CONFIG_SECTION) or {}
+    ls.overrides = _settings(settings)
+    ls.pull = wants_pull(params.capabilities)
+    roots = [uri_to_path(f.uri) for f in params.workspace_folders or []]
+    if not roots and params.root_uri:
+        roots = [uri_to_path(params.root_uri)]
+    if not roots and params.root_path:
+        roots = [Path(params.root_path).resolve()]
+    ls.roots = [r for r in roots if r is not None and r.is_dir()]
+
+
+def _settings(raw: Any) -> dict[str, Any]:
+    """LSP settings (camelCase or kebab-case) -> engine overrides."""
+    if not isinstance(raw, dict):
+        return {}
+    if CONFIG_SECTION in raw and isinstance(raw[CONFIG_SECTION], dict):
+        raw = raw[CONFIG_SECTION]
+    names = {"select": "select", "ignore": "ignore", "models": "models", "python": "python", "dialect": "dialect",
+             "excludeTables": "exclude_tables", "exclude-tables": "exclude_tables", "exclude_tables": "exclude_tables"}
+    return {names[k]: v for k, v in raw.items() if k in names and v not in (None, "", [])}
+
+
+@server.feature(types.INITIALIZED)
+async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -> None:
+    started = time.perf_counter()
+    token = await _begin_progress(ls, "Indexing Alembic migrations")
+    try:
+        engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides)
+    except Exception:
+        ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
+        engine = Engine([], {})
+    ls.engine = engine
+    for doc in list(ls.workspace.text_documents.values()):  # opened while we were indexing
+        path = uri_to_path(doc.uri)
+        if path is not None:
+            engine.set_buffer(path, doc.source)
+    snapshot = engine.snapshot()
+    revisions = sum(len(s.graph.by_id) for s in snapshot.environments)
+    ls.log(f"migration-lsp {__version__}: {len(snapshot.environments)} environment(s), {revisions} revisions "
+           f"indexed in {(time.perf_counter() - started) * 1000:.0f} ms (trusted workspace: {ls.trusted})")
+    ls.ready.set()
+    ls.refresh()
+    _end_progress(ls, token, f"{revisions} revisions")
+    asyncio.ensure_future(_register_watchers(ls))
+    asyncio.ensure_future(_load_configuration(ls))
+
+
+def _build_engine(roots: list[Path], overrides: dict) -> Engine:
+    engine = Engine(roots, overrides)
+    engine.snapshot()
+    return engine
+
+
+async def _begin_progress(ls: MigrationServer, title: str) -> str | None:
+    caps = ls.client_capabilities
+    if not (caps.window and caps.window.work_done_progress):
+        return None
+    token = f"migration-lsp-{uuid.uuid4().hex[:8]}"
+    try:
+        await asyncio.wait_for(ls.work_done_progress.create_async(token), CLIENT_TIMEOUT)
+    except Exception:
+        return None
+    ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, percentage=0))
+    return token
+
+
+def _end_progress(ls: MigrationServer, token: str | None, message: str) -> None:
+    if token is not None:
+        ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+
+
+async def _register_watchers(ls: MigrationServer) -> None:
+    caps = ls.client_capabilities
+    watch = caps.workspace.did_change_watched_files if caps.workspace else None
+    if not (watch and watch.dynamic_registration):
+        return
+    options = types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[types.FileSystemWatcher(glob_pattern=glob) for glob in WATCH_GLOBS])
+    registration = types.Registration(id=f"watch-{uuid.uuid4().hex[:8]}",
+                                      method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options)
+    try:
+        await asyncio.wait_for(
+            ls.client_register_capability_async(types.RegistrationParams(registrations=[registration])),
+            CLIENT_TIMEOUT)
+    except Exception as exc:
+        ls.log(f"file watching not registered: {exc!r}", types.MessageType.Warning)
+
+
+async def _load_configuration(ls: MigrationServer) -> None:
+    caps = ls.client_capabilities
+    if not (caps.workspace and caps.workspace.configuration):
+        return
+    try:
+        result = await asyncio.wait_for(
+            ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=CONFIG_SECTION)])),
+            CLIENT_TIMEOUT)
+    except Exception:
+        return
+    overrides = {**ls.overrides, **_settings(result[0] if result else None)}
+    if overrides != (ls.engine.overrides if ls.engine else {}):
+        ls.overrides = overrides
+        if ls.engine:
+            ls.engine.rescan(overrides)
+            ls.refresh()
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+@safe()
+async def on_configuration(ls: MigrationServer, params: types.DidChangeConfigurationParams) -> None:
+    if isinstance(params.settings, dict) and params.settings:
+        ls.overrides = {**ls.overrides, **_settings(params.settings)}
+        if ls.engine:
+            ls.engine.rescan(ls.overrides)
+            ls.refresh()
+    await _load_configuration(ls)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _sync(ls: MigrationServer, uri: str) -> None:
+    path = _doc_path(ls, uri)
+    if path is None:
+        return
+    doc = ls.workspace.get_text_document(uri)
+    ls.engine.set_buffer(path, doc.source)
+    ls.refresh()
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+@safe()
+def did_open(ls: MigrationServer, params: types.DidOpenTextDocumentParams) -> None:
+    _sync(ls, params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+@safe()
+def did_change(ls: MigrationServer, params: types.DidChangeTextDocumentParams) -> None:
+    _sync(ls, params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+@safe()
+def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> None:
+    path = _doc_path(ls, params.text_document.uri)
+    if path is None:
+        return
+    if _is_config(path) or not ls.engine.knows(path):
+        ls.engine.rescan()  # a new migration file or a changed config
+    ls.engine.file_changed(path)
+    ls.refresh()
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+@safe()
+def did_close(ls: MigrationServer, params: types.DidCloseTextDocumentParams) -> None:
+    path = _doc_path(ls, params.text_document.uri)
+    if path is not None:
+        ls.engine.close_buffer(path)
+        ls.refresh()
+
+
+def _is_config(path: Path) -> bool:
+    return path.suffix == ".ini" or path.name in ("pyproject.toml", "env.py", "script.py.mako")
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+@safe()
+def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesParams) -> None:
+    if ls.engine is None:
+        return
+    rescan = False
+    for change in params.changes:
+        path = uri_to_path(change.uri)
+        if path is None:
+            continue
+        if change.type != types.FileChangeType.Changed or _is_config(path):
+            rescan = True
+        elif path not in ls.engine.buffers:
+            ls.engine.file_changed(path)
+    if rescan:
+        ls.engine.rescan()
+    ls.refresh()
+
+
+# --------------------------------------------------------------------------- pull diagnostics
+
+
+@server.feature(types.TEXT_DOCUMENT_DIAGNOSTIC,
+                types.DiagnosticOptions(identifier="migration-lsp", inter_file_dependencies=True,
+                                        workspace_diagnostics=True))
+@safe()
+async def pull_document(ls: MigrationServer, params: types.DocumentDiagnosticParams):
+    await _wait_ready(ls)
+    path = _doc_path(ls, params.text_document.uri)
+    snapshot = ls.snapshot
+    if path is None or snapshot is None:
+        return types.RelatedFullDocumentDiagnosticReport(items=[], result_id="empty")
+    items = file_diagnostics(snapshot.diagnostics_by_path(), path, ls.locator(snapshot))
+    rid = result_id(items)
+    if params.previous_result_id == rid:
+        return types.RelatedUnchangedDocumentDiagnosticReport(result_id=rid)
+    return types.RelatedFullDocumentDiagnosticReport(items=items, result_id=rid)
+
+
+@server.feature(types.WORKSPACE_DIAGNOSTIC)
+@safe()
+async def pull_workspace(ls: MigrationServer, params: types.WorkspaceDiagnosticParams):
+    await _wait_ready(ls)
+    snapshot = ls.snapshot
+    if snapshot is None:
+        return types.WorkspaceDiagnosticReport(items=[])
+    previous = {p.uri: p.value for p in params.previous_result_ids or []}
+    by_path = snapshot.diagnostics_by_path()
+    locator = ls.locator(snapshot)
+    reports: list = []
+    for path in sorted(set(by_path) | {uri_to_path(u) for u in previous if uri_to_path(u)}):
+        uri = path_to_uri(path)
+        items = file_diagnostics(by_path, path, locator)
+        rid = result_id(items)
+        if previous.get(uri) == rid:
+            reports.append(types.WorkspaceUnchangedDocumentDiagnosticReport(uri=uri, result_id=rid, version=None))
+        else:
+            reports.append(types.WorkspaceFullDocumentDiagnosticReport(uri=uri, items=items, result_id=rid, version=None))
+    return types.WorkspaceDiagnosticReport(items=reports)
+
+
+async def _wait_ready(ls: MigrationServer) -> None:
+    try:
+        await asyncio.wait_for(ls.ready.wait(), 60)
+    except asyncio.TimeoutError:
+        pass
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _request(fn):
+    """Resolve the document, the snapshot and the locator; unknown documents get None."""
+
+    @functools.wraps(fn)
+    def wrapper(ls: MigrationServer, params):
+        path = _doc_path(ls, params.text_document.uri)
+        snapshot = ls.snapshot
+        if path is None or snapshot is None or snapshot.script(path) is None:
+            return None
+        return fn(ls, params, snapshot, path, ls.locator(snapshot))
+
+    return wrapper
+
+
+@server.feature(types.TEXT_DOCUMENT_HOVER)
+@safe()
+@_request
+def on_hover(ls, params: types.HoverParams, snapshot, path, locator):
+    return hover(snapshot, path, params.position, locator)
+
+
+@server.feature(types.TEXT_DOCUMENT_DEFINITION)
+@safe([])
+@_request
+def on_definition(ls, params: types.DefinitionParams, snapshot, path, locator):
+    return definition(snapshot, path, params.position, locator)
+
+
+@server.feature(types.TEXT_DOCUMENT_REFERENCES)
+@safe([])
+@_request
+def on_references(ls, params: types.ReferenceParams, snapshot, path, locator):
+    return references(snapshot, path, params.position, params.context.include_declaration, locator)
+
+
+@server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["'", '"']))
+@safe()
+@_request
+def on_completion(ls, params: types.CompletionParams, snapshot, path, locator):
+    return completion(snapshot, path, params.position, locator)
+
+
+@server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+@safe([])
+@_request
+def on_document_symbol(ls, params: types.DocumentSymbolParams, snapshot, path, locator):
+    return document_symbols(snapshot, path, locator)
+
+
+@server.feature(types.WORKSPACE_SYMBOL)
+@safe([])
+def on_workspace_symbol(ls: MigrationServer, params: types.WorkspaceSymbolParams):
+    snapshot = ls.snapshot
+    return workspace_symbols(snapshot, params.query, ls.locator(snapshot)) if snapshot else []
+
+
+@server.feature(types.TEXT_DOCUMENT_CODE_LENS)
+@safe([])
+@_request
+def on_code_lens(ls, params: types.CodeLensParams, snapshot, path, locator):
+    return code_lenses(snapshot, path, locator)
+
+
+@server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
+@safe([])
+@_request
+def on_inlay_hint(ls, params: types.InlayHintParams, snapshot, path, locator):
+    return inlay_hints(snapshot, path, params.range, locator)
+
+
+@server.feature(
+    types.TEXT_DOCUMENT_CODE_ACTION,
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, CREATE_NEXT_KIND]),
+)
+@safe([])
+@_request
+def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
+    r = params.range
+    span = Span(r.start.line, locator.column(path, r.start), r.end.line, locator.column(path, r.end))
+    only = [str(k.value if hasattr(k, "value") else k) for k in params.context.only] if params.context.only else None
+    support = EditSupport.from_capabilities(ls.client_capabilities)
+    return code_actions(snapshot, path, span, only, locator, support, ls.exists)
+
+
+@server.command(APPLY_EDIT)
+@safe()
+async def apply_edit_command(ls: MigrationServer, *args):
+    payload = args[0] if args else None
+    if isinstance(payload, list):  # pygls passes the arguments list
+        payload = payload[0] if payload else None
+    if not isinstance(payload, dict):
+        return None
+    edit = converters.get_converter().structure(payload, types.WorkspaceEdit)
+    result = await asyncio.wait_for(
+        ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label="migration-lsp")),
+        CLIENT_TIMEOUT)
+    return {"applied": bool(result and result.applied)}
+
+
+@server.command(SHOW_GRAPH)
+@safe()
+def show_graph_command(ls: MigrationServer, *args):
+    snapshot = ls.snapshot
+    return format_mermaid(snapshot) if snapshot else ""
+
+
+def serve() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    server.start_io()
