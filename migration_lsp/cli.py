@@ -46,8 +46,17 @@ def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapsho
     engine = Engine(roots, overrides)
     snapshot = engine.snapshot()
     if snapshot.problems:
-        raise UsageError("; ".join(f"{_relative(p.path)}: {p.message}" for p in snapshot.problems))
+        raise UsageError("; ".join(_problem(p) for p in snapshot.problems))
     return engine, snapshot
+
+
+def _problem(problem) -> str:
+    """`path: message`, without repeating the file name the message may start with."""
+    message = problem.message
+    prefix = f"{problem.path.name}: "
+    if message.startswith(prefix):
+        message = message[len(prefix):]
+    return f"{_relative(problem.path)}: {message}"
 
 
 # --------------------------------------------------------------------------- check

@@ -2,10 +2,12 @@
 
 Like `alembic.script.revision.RevisionMap` (the reference the differential tests compare
 with): heads are revisions no `down_revision` points to; bases have an empty
-`down_revision`; `depends_on` adds ordering edges but never hides a head; a reference is
-a full revision id or a branch label (Alembic resolves nothing else in a script header);
-branch labels flow to every descendant. Unlike RevisionMap, problems do not raise: they
-are recorded with their source location and the rest of the graph is still built.
+`down_revision`; `depends_on` adds ordering edges but never hides a head; a
+`down_revision` element must be a full revision id, a `depends_on` element a full id or a
+branch label (Alembic resolves nothing else in a script header: a label in down_revision
+is a KeyError there); branch labels flow to every descendant. Unlike RevisionMap,
+problems do not raise: they are recorded with their source location and the rest of the
+graph is still built (a broken reference or a clashing label is simply left out).
 """
 
 from __future__ import annotations
@@ -55,18 +57,24 @@ class RevisionGraph:
         self.labels: dict[str, str] = {}
         self.label_clashes: list[LabelClash] = []
         self.unknown_labels: dict[str, tuple[str, ...]] = {}
+        # labels each revision really carries: a clashing one is reported, then left out
+        self.own_labels: dict[str, frozenset[str]] = {}
         for rev, script in self.by_id.items():
             if script.branch_labels is None:
+                self.own_labels[rev] = frozenset()
                 continue
             if script.branch_labels.unknown:
                 self.unknown_labels[rev] = script.branch_labels.unknown
+            own: list[str] = [f"<{u}>" for u in script.branch_labels.unknown]
             for label in script.branch_labels.ids:
                 if label.value in self.by_id:
                     self.label_clashes.append(LabelClash(script, label, label.value, True))
-                elif label.value in self.labels and self.labels[label.value] != rev:
+                elif label.value in self.labels:  # another revision's, or listed twice here
                     self.label_clashes.append(LabelClash(script, label, self.labels[label.value], False))
                 else:
-                    self.labels.setdefault(label.value, rev)
+                    self.labels[label.value] = rev
+                    own.append(label.value)
+            self.own_labels[rev] = frozenset(own)
 
         self.parents: dict[str, tuple[str, ...]] = {}
         self.dependencies: dict[str, tuple[str, ...]] = {}
@@ -95,7 +103,10 @@ class RevisionGraph:
             return ()
         out: list[str] = []
         for ref in value.ids:
-            target = self.resolve_exact(ref.value)
+            if kind == "down_revision":  # ids only: Alembic does not resolve labels here
+                target = ref.value if ref.value in self.by_id else None
+            else:
+                target = self.resolve_exact(ref.value)
             if target is None:
                 self.broken.append(BrokenRef(script, kind, ref, self.prefix_matches(ref.value)))
             elif target not in out:
@@ -149,13 +160,7 @@ class RevisionGraph:
         """Branch labels of each revision: its own and those of every ancestor through
         down_revision, as Alembic's RevisionMap propagates them to descendants. Labels that
         are not literals appear as `<expr>`."""
-        own: dict[str, set[str]] = {}
-        for rev, script in self.by_id.items():
-            labels: set[str] = set()
-            if script.branch_labels:
-                labels |= set(script.branch_labels.values)
-                labels |= {f"<{u}>" for u in script.branch_labels.unknown}
-            own[rev] = labels
+        own = self.own_labels
         result: dict[str, frozenset[str]] = {}
         for rev in self.topological_order:
             acc = set(own[rev])
@@ -251,9 +256,8 @@ class RevisionGraph:
             if child in seen or len(self.parents[child]) > 1:
                 break
             seen.add(child)
-            script = self.by_id[child]
-            if script.branch_labels and (script.branch_labels.ids or script.branch_labels.unknown):
-                labels |= set(script.branch_labels.values) | {f"<{u}>" for u in script.branch_labels.unknown}
+            if self.own_labels[child]:
+                labels |= self.own_labels[child]
                 break
             node = child
         return frozenset(labels)

@@ -10,6 +10,7 @@ belong to it. Nothing here imports project code.
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import warnings
@@ -195,17 +196,42 @@ def _has_tool_alembic(pyproject: Path) -> bool:
     return "[tool.alembic" in read_head(pyproject, 1_000_000)
 
 
+def _starts(base: Path, root: Path) -> list[Path]:
+    """Folders a relative location may be relative to. Alembic uses the current directory,
+    which is usually the config's folder, but some projects run it from the repository
+    root or a parent: the config's folder, then each parent up to the root."""
+    out = [base]
+    for parent in base.parents:
+        if not _is_below(parent, root):
+            break
+        out.append(parent)
+    return out + [root / "src"]
+
+
 def _resolve_location(value: str, base: Path, root: Path) -> Path:
-    """A script/version location: a path (relative to the config's folder) or `pkg.mod:sub/dir`."""
+    """A script/version location: a path or `pkg.mod:sub/dir`; the first candidate that exists."""
     if ":" in value and not re.match(r"^[A-Za-z]:[\\/]", value) and not Path(value).is_absolute():
         package, _, sub = value.partition(":")
-        rel = Path(*package.split("."))
-        for start in (base, root, root / "src", base / "src"):
-            if (start / rel).is_dir():
-                return (start / rel / sub).resolve()
-        return (base / rel / sub).resolve()
-    path = Path(value)
-    return (path if path.is_absolute() else base / path).resolve()
+        rel = Path(*package.split(".")) / sub
+    else:
+        rel = Path(value)
+        if rel.is_absolute():
+            return rel.resolve()
+    for start in _starts(base, root):
+        if (start / rel).exists():
+            return (start / rel).resolve()
+    return (base / rel).resolve()
+
+
+def _one_line(exc: Exception) -> str:
+    """A config error on one line that still says where: configparser puts the offending
+    line numbers on the lines after the first, which is only the file's repr."""
+    errors = getattr(exc, "errors", None)
+    if isinstance(exc, configparser.ParsingError) and errors:
+        return "parse error at " + ", ".join(
+            f"line {n}: {str(text).replace(chr(92) + 'n', '')}" for n, text in errors[:3]
+        )
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _dialect_from_url(url: str | None) -> str | None:
@@ -229,8 +255,7 @@ def _environment_from_config(
             if script_location is None and ini and (base / "env.py").is_file():
                 script_location = str(base)  # Flask-Migrate keeps alembic.ini inside migrations/
             if not script_location:
-                problems.append(ConfigProblem(where, f"{where.name}: no script_location in the [alembic] section"))
-                return None
+                return None  # an [alembic] section that only holds e.g. sqlalchemy.url
             location = _resolve_location(str(script_location), base, root)
             if not location.is_dir():
                 problems.append(ConfigProblem(where, f"{where.name}: script_location {script_location} does not exist"))
@@ -244,7 +269,7 @@ def _environment_from_config(
             timezone = config.get_alembic_option("timezone")
             url = config.get_main_option("sqlalchemy.url") if ini else None
         except Exception as exc:  # configparser, toml, OSError, alembic's CommandError...
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = _one_line(exc)
             problems.append(ConfigProblem(where, f"{where.name}: cannot read Alembic configuration: {reason}"))
             return None
     env_settings = settings

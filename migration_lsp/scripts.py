@@ -127,12 +127,32 @@ class MigrationScript:
 # --------------------------------------------------------------------------- helpers
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as Python's tokenizer (and LSP) count them: only \\n, \\r\\n and \\r end a
+    line. `str.splitlines` also splits at form feeds, \\x1c-\\x1e, \\x85, U+2028/U+2029,
+    which would shift every position after such a character away from ast's line numbers."""
+    if not text:
+        return []
+    lines = _LINE_BREAK.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _line_at(text: str, offset: int) -> int:
+    """0-based line number of a character offset, counted like `split_lines`."""
+    return len(_LINE_BREAK.findall(text, 0, offset))
+
+
 class _Source:
     """Source lines, and conversion of ast's UTF-8 byte columns to code points."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.lines = text.splitlines()
+        self.lines = split_lines(text)
 
     def col(self, lineno: int, byte_col: int) -> int:
         """ast lineno is 1-based, col_offset is in UTF-8 bytes."""
@@ -437,7 +457,7 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
         if m and m.group(1) not in HEADER_NAMES:
             constants[m.group(1)] = m.group(3)
     for m in _HEADER_START.finditer(src.text):
-        first = src.text.count("\n", 0, m.start())
+        first = _line_at(src.text, m.start())
         for last in range(first, min(first + _MAX_STATEMENT_LINES, len(lines))):
             body = _parse_piece(lines[first : last + 1])
             if body and len(body) == 1 and _assignment(body[0]):
@@ -446,7 +466,7 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
                 headers[name] = _header_value(src, body[0], value, first, constants)
                 break
     for m in _DEF_START.finditer(src.text):
-        first = src.text.count("\n", 0, m.start())
+        first = _line_at(src.text, m.start())
         last = first + 1
         while last < len(lines) and not _TOP_LEVEL.match(lines[last]):
             last += 1

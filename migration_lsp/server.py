@@ -410,10 +410,12 @@ async def _wait_ready(ls: MigrationServer) -> None:
 
 
 def _request(fn):
-    """Resolve the document, the snapshot and the locator; unknown documents get None."""
+    """Wait for the first index, resolve the document, the snapshot and the locator;
+    documents that are not migration files get None."""
 
     @functools.wraps(fn)
-    def wrapper(ls: MigrationServer, params):
+    async def wrapper(ls: MigrationServer, params):
+        await _wait_ready(ls)
         path = _doc_path(ls, params.text_document.uri)
         snapshot = ls.snapshot
         if path is None or snapshot is None or snapshot.script(path) is None:
@@ -460,7 +462,8 @@ def on_document_symbol(ls, params: types.DocumentSymbolParams, snapshot, path, l
 
 @server.feature(types.WORKSPACE_SYMBOL)
 @safe([])
-def on_workspace_symbol(ls: MigrationServer, params: types.WorkspaceSymbolParams):
+async def on_workspace_symbol(ls: MigrationServer, params: types.WorkspaceSymbolParams):
+    await _wait_ready(ls)
     snapshot = ls.snapshot
     return workspace_symbols(snapshot, params.query, ls.locator(snapshot)) if snapshot else []
 

@@ -76,6 +76,20 @@ def check_graph(graph: RevisionGraph, env_name: str = "") -> list[Diagnostic]:
     for broken in graph.broken:
         code = "G002" if broken.kind == "down_revision" else "G003"
         ref = broken.ref.value
+        if broken.kind == "down_revision" and ref in graph.labels:
+            # Alembic resolves labels in depends_on only; here `alembic heads` fails (KeyError)
+            me = broken.script.revision_id or ""
+            above = graph.descendants(me) | {me}  # pointing there would make a loop
+            heads = [h for h in graph.heads if ref in graph.inherited_labels[h] and h not in above]
+            candidates = (heads or [graph.labels[ref]])[:3]
+            candidates = [c for c in candidates if c not in above]
+            message = f"down_revision '{ref}' is a branch label; Alembic only accepts a revision id here"
+            if candidates:
+                message += (": " + " or ".join(_describe(graph, c) for c in candidates)
+                            + (" (head of that branch)" if heads else " (the revision that declares it)"))
+            add(code, Severity.ERROR, broken.script, broken.ref.span, message,
+                ref=ref, candidates=candidates, kind=broken.kind)
+            continue
         if len(broken.prefix_matches) > 1:
             shown = ", ".join(_describe(graph, m) for m in broken.prefix_matches[:4])
             add("G007", Severity.ERROR, broken.script, broken.ref.span,
@@ -123,6 +137,8 @@ def check_graph(graph: RevisionGraph, env_name: str = "") -> list[Diagnostic]:
     for clash in graph.label_clashes:
         if clash.is_revision_id:
             message = f"branch label '{clash.label.value}' is also a revision id"
+        elif clash.other == clash.script.revision_id:
+            message = f"branch label '{clash.label.value}' is listed twice"
         else:
             message = f"branch label '{clash.label.value}' is already used by revision {_describe(graph, clash.other)}"
         add("G006", Severity.ERROR, clash.script, clash.label.span, message, label=clash.label.value)

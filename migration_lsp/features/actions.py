@@ -41,7 +41,9 @@ class EditSupport:
         if edit is None:
             return cls()
         ops = {str(op.value if hasattr(op, "value") else op) for op in (edit.resource_operations or [])}
-        return cls(bool(edit.document_changes), "create" in ops, "rename" in ops)
+        # resource operations only exist inside documentChanges: declaring them implies it
+        # (Neovim 0.11 declares resourceOperations but not documentChanges)
+        return cls(bool(edit.document_changes) or bool(ops), "create" in ops, "rename" in ops)
 
 
 @dataclass
@@ -91,17 +93,15 @@ def _workspace_edit(change: _Change, locator: Locator, support: EditSupport) -> 
 def _action(
     title: str, kind: str, change: _Change, locator: Locator, support: EditSupport,
     diagnostic: types.Diagnostic | None = None, preferred: bool = False,
-) -> types.CodeAction:
+) -> types.CodeAction | types.Command:
     edit = _workspace_edit(change, locator, support)
-    action = types.CodeAction(title=title, kind=kind, diagnostics=[diagnostic] if diagnostic else None,
-                              is_preferred=preferred or None)
     if change.create is not None and not (support.document_changes and support.create):
-        # The client cannot create files through an edit: let the server ask it to apply one.
+        # The client cannot create files through an edit: a bare Command (understood by
+        # every client) makes the server ask it to apply the edit with workspace/applyEdit.
         payload = converters.get_converter().unstructure(edit)
-        action.command = types.Command(title=title, command=APPLY_EDIT, arguments=[payload])
-    else:
-        action.edit = edit
-    return action
+        return types.Command(title=title, command=APPLY_EDIT, arguments=[payload])
+    return types.CodeAction(title=title, kind=kind, diagnostics=[diagnostic] if diagnostic else None,
+                            is_preferred=preferred or None, edit=edit)
 
 
 def _label(state: EnvironmentState, rev: str) -> str:
@@ -129,10 +129,10 @@ def _set_parent(script: MigrationScript, parent: str) -> _Change:
 def _fixes_for(
     d: Diagnostic, script: MigrationScript, state: EnvironmentState, locator: Locator,
     support: EditSupport, exists: Callable[[Path], bool],
-) -> list[types.CodeAction]:
+) -> list[types.CodeAction | types.Command]:
     graph = state.graph
     lsp = to_lsp(d, locator)
-    out: list[types.CodeAction] = []
+    out: list[types.CodeAction | types.Command] = []
     rev = script.revision_id
 
     if d.code == "G001":
@@ -146,18 +146,23 @@ def _fixes_for(
                                    _set_parent(script, other), locator, support, lsp))
 
     elif d.code in ("G002", "G003", "G007"):
-        span = d.span
-        for candidate in d.data.get("candidates", [])[:MAX_CHOICES]:
-            change = _Change().replace(script.path, span, candidate)
+        def retarget(new_id: str) -> _Change:
+            change = _Change().replace(script.path, d.span, new_id)
+            # keep the docstring's Revises: line in step (else G009 follows the fix)
+            if d.code != "G003" and script.doc:
+                for ident in script.doc.revises:
+                    if ident.value == d.data.get("ref"):
+                        change.replace(script.path, ident.span, new_id)
+            return change
+
+        candidates = d.data.get("candidates", [])
+        for candidate in candidates[:MAX_CHOICES]:
             out.append(_action(f"Change to {_label(state, candidate)}", types.CodeActionKind.QuickFix,
-                               change, locator, support, lsp, preferred=len(d.data.get("candidates", [])) == 1))
+                               retarget(candidate), locator, support, lsp, preferred=len(candidates) == 1))
         excluded = ({rev} | graph.descendants(rev)) if rev in graph.by_id else set()
-        heads = [h for h in graph.heads if h not in excluded]
-        for head in heads[:MAX_CHOICES]:
-            change = _Change().replace(script.path, span, head)
-            if d.code == "G002" and script.doc and script.doc.revises_line and len(script.down_revision.ids) == 1:
-                change.replace(script.path, script.doc.revises_line, head)
-            out.append(_action(f"Point to current head {_label(state, head)}", types.CodeActionKind.QuickFix, change, locator, support, lsp))
+        for head in [h for h in graph.heads if h not in excluded][:MAX_CHOICES]:
+            out.append(_action(f"Point to current head {_label(state, head)}", types.CodeActionKind.QuickFix,
+                               retarget(head), locator, support, lsp))
 
     elif d.code == "G005" and script.revision and script.revision.ids:
         new_id = rev_id()
@@ -189,12 +194,12 @@ def _fixes_for(
 def _create_next(
     state: EnvironmentState, script: MigrationScript, locator: Locator, support: EditSupport,
     exists: Callable[[Path], bool],
-) -> list[types.CodeAction]:
+) -> list[types.CodeAction | types.Command]:
     graph, rev = state.graph, script.revision_id
     if rev not in graph.by_id:
         return []
     tips = [h for h in graph.heads if h == rev or h in graph.descendants(rev, include_dependencies=False)]
-    out = []
+    out: list[types.CodeAction | types.Command] = []
     for head in tips[:MAX_CHOICES]:
         new = render_revision(state.env, graph, "empty message", [head], exists=exists)
         title = f"Create next revision on top of {_label(state, head)}"
@@ -209,12 +214,12 @@ def _wanted(kind: str, only: list[str] | None) -> bool:
 def code_actions(
     snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, locator: Locator,
     support: EditSupport, exists: Callable[[Path], bool] = Path.exists,
-) -> list[types.CodeAction]:
+) -> list[types.CodeAction | types.Command]:
     state = snapshot.environment_of(path)
     script = snapshot.script(path)
     if state is None or script is None:
         return []
-    out: list[types.CodeAction] = []
+    out: list[types.CodeAction | types.Command] = []
     if _wanted(types.CodeActionKind.QuickFix, only):
         for d in state.diagnostics:
             if d.path == path and d.span.line <= span.end_line and span.line <= d.span.end_line:
