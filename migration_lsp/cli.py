@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 
 from . import __version__
@@ -103,6 +104,14 @@ def format_json(snapshot: Snapshot) -> str:
     )
 
 
+def _sarif_uri(path: Path) -> str:
+    """SARIF wants a URI reference: percent-encoded (spaces, non-ASCII), `file:` when absolute."""
+    shown = Path(_relative(path))
+    if shown.is_absolute():
+        return shown.as_uri()
+    return urllib.parse.quote(shown.as_posix())
+
+
 def format_sarif(snapshot: Snapshot) -> str:
     level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note", Severity.HINT: "note"}
     codes = sorted(RULES)
@@ -124,7 +133,7 @@ def format_sarif(snapshot: Snapshot) -> str:
             "message": {"text": d.message},
             "locations": [{
                 "physicalLocation": {
-                    "artifactLocation": {"uri": _relative(d.path)},
+                    "artifactLocation": {"uri": _sarif_uri(d.path)},
                     "region": {
                         "startLine": d.span.line + 1,
                         "startColumn": d.span.col + 1,

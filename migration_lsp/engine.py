@@ -92,11 +92,18 @@ class Snapshot:
         return self._by_path.keys()
 
 
+def _outermost(roots: Iterable[Path]) -> tuple[Path, ...]:
+    """Roots without repeats and without those inside another root: discovery under the outer
+    one already finds everything below, and a second discovery would report it twice."""
+    unique = list(dict.fromkeys(roots))
+    return tuple(r for r in unique if not any(o != r and r.is_relative_to(o) for o in unique))
+
+
 class Engine:
     """Session state for one or more workspace roots."""
 
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None) -> None:
-        self.roots = tuple(Path(r).resolve() for r in roots)
+        self.roots = _outermost(Path(r).resolve() for r in roots)
         self.overrides = dict(overrides or {})
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}

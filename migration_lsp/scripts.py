@@ -98,6 +98,8 @@ class MigrationScript:
     downgrade: Function | None = None
     syntax_error: str | None = None
     lines: tuple[str, ...] = field(default=(), repr=False)
+    # module-level imports: local name -> dotted path ("sa" -> "sqlalchemy")
+    imports: tuple[tuple[str, str], ...] = ()
 
     @property
     def revision_id(self) -> str | None:
@@ -393,8 +395,28 @@ def _parse(path: Path, text: str) -> MigrationScript:
     try:
         tree = ast.parse(text)
     except SyntaxError as err:
-        return _parse_tolerant(path, src, f"{err.msg} (line {err.lineno})")
+        where = f" (line {err.lineno})" if err.lineno else ""
+        return _parse_tolerant(path, src, f"{err.msg}{where}")
+    except ValueError as err:  # NUL bytes on Python < 3.12: still recover the header
+        return _parse_tolerant(path, src, str(err))
     return _from_module(path, src, tree.body, 0, None)
+
+
+def _imports(body: list[ast.stmt]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for stmt in body:
+        if isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                if alias.asname:
+                    out.append((alias.asname, alias.name))
+                else:
+                    root = alias.name.split(".")[0]
+                    out.append((root, root))
+        elif isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+            for alias in stmt.names:
+                if alias.name != "*":
+                    out.append((alias.asname or alias.name, f"{stmt.module}.{alias.name}"))
+    return tuple(out)
 
 
 def _constants(body: list[ast.stmt]) -> dict[str, str]:
@@ -430,6 +452,7 @@ def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, sy
         downgrade=functions.get("downgrade"),
         syntax_error=syntax_error,
         lines=tuple(src.lines),
+        imports=_imports(body),
         **headers,
     )
 
@@ -491,6 +514,8 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
         if body and isinstance(body[0], ast.FunctionDef):
             functions[body[0].name] = _function(src, body[0], first)
     doc = _tolerant_doc(src, headers)
+    import_lines = [line for line in lines if line.startswith(("import ", "from "))]
+    imports = _imports([stmt for line in import_lines for stmt in (_parse_piece([line]) or [])])
     return MigrationScript(
         path=path,
         text=src.text,
@@ -499,6 +524,7 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
         downgrade=functions.get("downgrade"),
         syntax_error=error,
         lines=tuple(src.lines),
+        imports=imports,
         **headers,
     )
 

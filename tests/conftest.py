@@ -1,0 +1,112 @@
+"""Shared helpers for the unit tests.
+
+`migration_text` renders Alembic's own default `script.py.mako` (the `generic` template
+of the installed Alembic) with the same keyword arguments `ScriptDirectory.generate_revision`
+passes, so fixtures look exactly like files `alembic revision` writes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import alembic
+import pytest
+from alembic import util as alembic_util
+from alembic.script import revision as alembic_revision
+from mako.template import Template
+
+GENERIC_TEMPLATE = Path(alembic.__file__).parent / "templates" / "generic" / "script.py.mako"
+_TEMPLATE = Template(filename=str(GENERIC_TEMPLATE))
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = REPO_ROOT / ".venv" / "bin"
+
+
+def migration_text(
+    rev: str,
+    down: str | Sequence[str] | None = None,
+    *,
+    message: str = "some change",
+    branch_labels: str | Sequence[str] | None = None,
+    depends_on: str | Sequence[str] | None = None,
+    upgrades: str | None = None,
+    downgrades: str | None = None,
+) -> str:
+    """A migration file as `alembic revision -m MESSAGE` would write it."""
+    if isinstance(down, (list, tuple)):
+        down = alembic_revision.tuple_rev_as_scalar(tuple(down))
+    if isinstance(depends_on, (list, tuple)):
+        depends_on = alembic_revision.tuple_rev_as_scalar(tuple(depends_on))
+    text = _TEMPLATE.render_unicode(
+        up_revision=rev,
+        down_revision=down,
+        branch_labels=alembic_util.to_tuple(branch_labels),
+        depends_on=depends_on,
+        create_date=datetime.datetime(2024, 5, 17, 10, 11, 12, 123456),
+        comma=alembic_util.format_as_comma,
+        message=message,
+        imports="",
+        upgrades=upgrades,
+        downgrades=downgrades,
+    )
+    return text.replace("\r\n", "\n")
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (relative path -> text, dedented) below `root`; returns `root`."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text.startswith("\n"):
+            text = textwrap.dedent(text[1:])
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+MINIMAL_INI = """\
+[alembic]
+script_location = %(here)s/migrations
+path_separator = os
+sqlalchemy.url = sqlite:///app.db
+"""
+
+MINIMAL_ENV_PY = """\
+from alembic import context
+
+target_metadata = None
+"""
+
+
+def alembic_project(root: Path, revisions: dict[str, str], ini: str = MINIMAL_INI) -> Path:
+    """A minimal configured project: alembic.ini + migrations/{env.py,versions/<name>}."""
+    files = {"alembic.ini": ini, "migrations/env.py": MINIMAL_ENV_PY}
+    for name, text in revisions.items():
+        files[f"migrations/versions/{name}"] = text
+    return write_project(root, files)
+
+
+def line_of(text: str, needle: str, nth: int = 0) -> int:
+    """0-based number of the `nth` line containing `needle`."""
+    hits = [n for n, line in enumerate(text.splitlines()) if needle in line]
+    assert len(hits) > nth, f"{needle!r} not found"
+    return hits[nth]
+
+
+def col_of(text: str, needle: str, line: int) -> int:
+    """0-based code-point column of `needle` on 0-based `line`."""
+    col = text.splitlines()[line].find(needle)
+    assert col >= 0, f"{needle!r} not on line {line}"
+    return col
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """`project(files)` writes a tree below tmp_path and returns its root."""
+
+    def make(files: dict[str, str]) -> Path:
+        return write_project(tmp_path, files)
+
+    return make
