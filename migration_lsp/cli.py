@@ -45,10 +45,15 @@ def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapsho
     if getattr(args, "ignore", None):
         overrides["ignore"] = _codes(args.ignore)
     engine = Engine(roots, overrides)
-    snapshot = engine.snapshot()
-    if snapshot.problems:
-        raise UsageError("; ".join(_problem(p) for p in snapshot.problems))
-    return engine, snapshot
+    return engine, engine.snapshot()
+
+
+def _report_problems(snapshot: Snapshot) -> bool:
+    """Configuration problems: one line each on stderr (exit 2), after the findings of the
+    environments that could be read."""
+    for problem in snapshot.problems:
+        print(f"migration-lsp: {_problem(problem)}", file=sys.stderr)
+    return bool(snapshot.problems)
 
 
 def _problem(problem) -> str:
@@ -218,6 +223,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         output = format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     if output:
         print(output)
+    if _report_problems(snapshot):
+        return EXIT_USAGE
     if args.exit_zero:
         return EXIT_OK
     return EXIT_FINDINGS if any(d.severity == Severity.ERROR for d in snapshot.diagnostics) else EXIT_OK
@@ -299,7 +306,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     _, snapshot = _engine([args.path], args)
     formatter = {"mermaid": format_mermaid, "dot": format_dot, "json": format_graph_json}[args.format]
     print(formatter(snapshot))
-    return EXIT_OK
+    return EXIT_USAGE if _report_problems(snapshot) else EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

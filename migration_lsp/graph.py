@@ -245,9 +245,12 @@ class RevisionGraph:
         return found
 
     def effective_labels(self, rev: str) -> frozenset[str]:
-        """Labels Alembic gives a revision: inherited ones, plus those of a labelled
-        descendant reached through a plain chain (RevisionMap labels the revisions below a
-        labelled one down to the nearest branch or merge point)."""
+        """Labels of the branch a revision belongs to (G008 asks this of bases): inherited
+        ones, plus those of the first labelled descendant reached through a plain chain.
+        RevisionMap also pushes labels down below a labelled revision, but more narrowly
+        (not when the labelled revision's own line up to its head branches or merges, nor
+        past a revision that has a depends_on dependent); whenever it labels a revision,
+        this does too (checked by tests/test_differential.py)."""
         labels = set(self.inherited_labels.get(rev, frozenset()))
         node = rev
         seen = {rev}

@@ -234,11 +234,20 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+KNOWN_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "oracle", "mssql"}
+
+
 def _dialect_from_url(url: str | None) -> str | None:
+    """`postgresql+psycopg2://...` -> "postgresql"; the `alembic init` placeholder
+    (`driver://user:pass@localhost/dbname`) and unknown schemes -> None."""
     if not url:
         return None
     m = re.match(r"^\s*([A-Za-z0-9_]+)(\+[A-Za-z0-9_]+)?://", url)
-    return m.group(1).lower() if m else None
+    if not m:
+        return None
+    name = m.group(1).lower()
+    name = "postgresql" if name == "postgres" else name
+    return name if name in KNOWN_DIALECTS else None
 
 
 def _environment_from_config(

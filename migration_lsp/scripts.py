@@ -83,6 +83,15 @@ class Function:
     ops: tuple[OpCall, ...]
     is_empty: bool  # body is only pass / ... / docstring / comments
     node: ast.FunctionDef | None = None
+    # statement-level calls that are not `op.*` (helpers, conn.execute, print...)
+    other_calls: tuple[OtherCall, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class OtherCall:
+    name: str  # dotted callee as written, e.g. "conn.execute" or "create_audit_table"
+    span: Span
+    node: ast.Call
 
 
 @dataclass(frozen=True, eq=False)
@@ -376,7 +385,44 @@ def _function(src: _Source, node: ast.FunctionDef, offset: int) -> Function:
     start = text.find("def ")
     start = max(start, 0)
     def_span = Span(line, start, line, start + 4 + len(node.name))
-    return Function(node.name, def_span, src.span(node, offset), tuple(ops), _is_empty_body(node.body), node)
+    op_nodes = {id(op.node) for op in ops}
+    others = tuple(c for c in _other_calls(src, node.body, offset) if id(c.node) not in op_nodes)
+    return Function(node.name, def_span, src.span(node, offset), tuple(ops), _is_empty_body(node.body), node, others)
+
+
+def _other_calls(src: _Source, body: list[ast.stmt], offset: int) -> list[OtherCall]:
+    """Calls made directly by statements (not calls nested in arguments), except `op.x(...)`."""
+    out = []
+    for stmt in body:
+        value = getattr(stmt, "value", None) if isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign)) else None
+        if isinstance(value, ast.Await):
+            value = value.value
+        if isinstance(value, ast.Call):
+            name = _callee(value.func)
+            if name and not (name.startswith(OP_RECEIVER + ".") and "(" not in name):
+                out.append(OtherCall(name, src.span(value, offset), value))
+        for field_name in ("body", "orelse", "finalbody"):
+            sub = getattr(stmt, field_name, None)
+            if isinstance(sub, list) and sub and isinstance(sub[0], ast.stmt):
+                out.extend(_other_calls(src, sub, offset))
+        for handler in getattr(stmt, "handlers", []) or []:
+            out.extend(_other_calls(src, handler.body, offset))
+    return out
+
+
+def _callee(func: ast.expr) -> str | None:
+    parts = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if isinstance(func, ast.Name):
+        parts.append(func.id)
+        return ".".join(reversed(parts))
+    if isinstance(func, ast.Call):  # op.get_bind().execute(...)
+        inner = _callee(func.func)
+        return f"{inner}().{'.'.join(reversed(parts))}" if inner else None
+    return None
+
 
 
 # --------------------------------------------------------------------------- parsing

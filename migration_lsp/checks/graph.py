@@ -48,6 +48,16 @@ def closest_ids(graph: RevisionGraph, text: str, exclude: str | None = None, lim
     return [rev for _, rev in candidates[:limit]]
 
 
+def detached_heads(graph: RevisionGraph) -> set[str]:
+    """Revisions a broken down_revision most likely meant (its full id, or the closest id):
+    they look like heads only until the typo is fixed."""
+    return {
+        m for b in graph.broken if b.kind == "down_revision"
+        for m in (b.prefix_matches if len(b.prefix_matches) == 1
+                  else closest_ids(graph, b.ref.value, exclude=b.script.revision_id)[:1])
+    }
+
+
 def _describe(graph: RevisionGraph, rev: str) -> str:
     message = graph.message(rev) if rev in graph.by_id else "branch label"
     return f"'{rev}' ({message})" if message else f"'{rev}'"
@@ -63,9 +73,15 @@ def check_graph(graph: RevisionGraph, env_name: str = "") -> list[Diagnostic]:
     def add(code: str, severity: Severity, script: MigrationScript, span: Span, message: str, **data) -> None:
         out.append(Diagnostic(code, severity, script.path, span, message, env_name, data))
 
-    # G001: several heads competing for one branch.
+    # G001: several heads competing for one branch. A revision that is a head only because
+    # a typo'd down_revision elsewhere detached its intended child is not reported: fixing
+    # the typo (G002) removes it.
+    detached = detached_heads(graph)
     if not graph.uncertain:
         for heads in graph.head_groups():
+            heads = [h for h in heads if h not in detached]
+            if len(heads) < 2:
+                continue
             for head in heads:
                 others = ", ".join(_describe(graph, h) for h in heads if h != head)
                 add("G001", Severity.ERROR, graph.by_id[head], _revision_span(graph.by_id[head]),
