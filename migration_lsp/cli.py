@@ -44,7 +44,9 @@ def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapsho
         overrides["select"] = _codes(args.select)
     if getattr(args, "ignore", None):
         overrides["ignore"] = _codes(args.ignore)
-    engine = Engine(roots, overrides)
+    no_import = getattr(args, "no_import", True)
+    engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given")
+    engine.load_models()
     return engine, engine.snapshot()
 
 

@@ -16,10 +16,15 @@ from io import BytesIO
 from pathlib import Path
 
 from .checks import apply_filters
+from .checks.downgrade import check_downgrade
 from .checks.graph import check_graph
+from .checks.models import check_models
+from .compare import CompareOptions, Difference, options_from_env_py
 from .core import Diagnostic
 from .graph import RevisionGraph
+from .models import MetadataSource, ModelTables, load_models, metadata_source
 from .project import ConfigProblem, Discovery, Environment, Settings, discover
+from .schema import Replay, RevisionSchema
 from .scripts import MigrationScript, parse_script
 
 MAX_FILE_BYTES = 20_000_000
@@ -53,6 +58,10 @@ class EnvironmentState:
     scripts: tuple[MigrationScript, ...]
     graph: RevisionGraph
     diagnostics: tuple[Diagnostic, ...]
+    replay: Replay | None = None
+    compare_options: CompareOptions = field(default_factory=CompareOptions)
+    # what autogenerate would emit for the models (empty when models are not loaded)
+    differences: tuple[Difference, ...] = ()
 
     @cached_property
     def script_by_path(self) -> dict[Path, MigrationScript]:
@@ -102,9 +111,18 @@ def _outermost(roots: Iterable[Path]) -> tuple[Path, ...]:
 class Engine:
     """Session state for one or more workspace roots."""
 
-    def __init__(self, roots: Iterable[Path], overrides: dict | None = None) -> None:
+    UNTRUSTED = "the workspace is not trusted (no project code is run)"
+
+    def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
+                 untrusted_reason: str = UNTRUSTED) -> None:
         self.roots = _outermost(Path(r).resolve() for r in roots)
         self.overrides = dict(overrides or {})
+        # project code (the models) may run, in a child process, only when trusted
+        self.trusted = trusted
+        self.untrusted_reason = untrusted_reason
+        self.models: dict[tuple[Path, str], ModelTables] = {}
+        self._replays: dict[tuple[Path, str], Replay] = {}
+        self._downgrade_cache: dict[MigrationScript, tuple[RevisionSchema, list[Diagnostic]]] = {}
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}
         self._states: dict[tuple[Path, str], EnvironmentState] = {}
@@ -175,7 +193,7 @@ class Engine:
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
                 if state is None or state.env.files != env.files or any(p in dirty for p in env.files):
-                    state = self._build(env)
+                    state = self._build(env, key)
                     self._states[key] = state
                 states.append(state)
         settings = self.discoveries[0].settings if self.discoveries else Settings()
@@ -192,9 +210,63 @@ class Engine:
         )
         return replace(env, files=env.files + extra) if extra else env
 
-    def _build(self, env: Environment) -> EnvironmentState:
+    def _build(self, env: Environment, key: tuple[Path, str]) -> EnvironmentState:
         scripts = tuple(self._script(p) for p in env.files)
         graph = RevisionGraph(scripts)
         by_path = {s.path: s for s in scripts}
-        diagnostics = apply_filters(check_graph(graph, env.name), env.settings, by_path)
-        return EnvironmentState(env, scripts, graph, tuple(sorted(diagnostics, key=Diagnostic.sort_key)))
+        diagnostics = check_graph(graph, env.name)
+        replay = Replay(graph, self._replays.get(key))
+        self._replays[key] = replay
+        options = self._compare_options(env)
+        for rev, script in graph.by_id.items():
+            diagnostics.extend(self._downgrade(script, replay, rev, options, env.name))
+        differences: list[Difference] = []
+        source = self.metadata_source(env)
+        if graph.by_id and not graph.cycles():
+            model_diags, differences = check_models(
+                replay.at_heads(), self.models.get(key), source, options,
+                None if self.trusted else self.untrusted_reason, env.name,
+                env.config_path or scripts[0].path)
+            diagnostics.extend(model_diags)
+        diagnostics = apply_filters(diagnostics, env.settings, by_path)
+        return EnvironmentState(env, scripts, graph, tuple(sorted(diagnostics, key=Diagnostic.sort_key)),
+                                replay, options, tuple(differences))
+
+    def _downgrade(self, script: MigrationScript, replay: Replay, rev: str, options: CompareOptions,
+                   env_name: str) -> list[Diagnostic]:
+        """D001–D003 for one revision, reused while its text and history are unchanged."""
+        schema = replay.revision(rev)
+        cached = self._downgrade_cache.get(script)
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        found = check_downgrade(script, schema, options, env_name)
+        self._downgrade_cache[script] = (schema, found)
+        return found
+
+    def _compare_options(self, env: Environment) -> CompareOptions:
+        text = ""
+        if env.env_py is not None:
+            text = read_source(env.env_py) or ""
+        return options_from_env_py(text, env.dialect, env.settings.exclude_tables)
+
+    # ---------------------------------------------------------------- models
+
+    def metadata_source(self, env: Environment) -> MetadataSource:
+        return metadata_source(env)
+
+    def environments(self) -> list[tuple[tuple[Path, str], Environment]]:
+        return [((d.root, env.name), env) for d in self.discoveries for env in d.environments]
+
+    def load_models(self, key: tuple[Path, str] | None = None) -> None:
+        """Load (blocking: run it off the event loop) the models of one or every
+        environment; only in a trusted workspace."""
+        if not self.trusted:
+            return
+        for env_key, env in self.environments():
+            if key is None or env_key == key:
+                self.models[env_key] = load_models(env, self.metadata_source(env))
+                self._states.pop(env_key, None)
+        self._snapshot = None
+
+    def model_files(self) -> set[Path]:
+        return {f for m in self.models.values() for f in m.files}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .core import Span
@@ -72,6 +72,7 @@ class OpCall:
     node: ast.Call
     batch_table: str | None = None  # set inside `with op.batch_alter_table(...) as x:`
     in_autocommit: bool = False  # inside `with op.get_context().autocommit_block():`
+    conditional: bool = False  # inside an if / for / while / try: may not run, or run twice
     line_offset: int = 0  # added to node line numbers when the function was parsed alone
 
 
@@ -385,6 +386,10 @@ def _function(src: _Source, node: ast.FunctionDef, offset: int) -> Function:
     start = text.find("def ")
     start = max(start, 0)
     def_span = Span(line, start, line, start + 4 + len(node.name))
+    branchy = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    conditional = {id(n) for stmt in ast.walk(node) if isinstance(stmt, branchy) and stmt is not node
+                   for n in ast.walk(stmt) if isinstance(n, ast.Call)}
+    ops = [replace(op, conditional=True) if id(op.node) in conditional else op for op in ops]
     op_nodes = {id(op.node) for op in ops}
     others = tuple(c for c in _other_calls(src, node.body, offset) if id(c.node) not in op_nodes)
     return Function(node.name, def_span, src.span(node, offset), tuple(ops), _is_empty_body(node.body), node, others)

@@ -1,0 +1,61 @@
+"""Rule family D: does downgrade() undo upgrade()? (D001–D003)"""
+
+from __future__ import annotations
+
+from alembic.operations import ops as alembic_ops
+
+from ..compare import CompareOptions, compare
+from ..core import Diagnostic, Severity
+from ..schema import RevisionSchema, apply_op, apply_other_call, evaluate_function
+from ..scripts import MigrationScript
+
+
+def _changes_schema(schema: RevisionSchema) -> bool:
+    return any(ev.op is None or not isinstance(ev.op, (alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp))
+               for ev in schema.upgrade)
+
+
+def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: CompareOptions,
+                    env_name: str) -> list[Diagnostic]:
+    down = script.downgrade
+    if down is None or script.upgrade is None:
+        return []
+    out: list[Diagnostic] = []
+    if down.is_empty:
+        if not _changes_schema(schema):
+            return []
+        out.append(Diagnostic("D001", Severity.WARNING, script.path, down.def_span,
+                              "downgrade() is empty while upgrade() changes the schema", env_name,
+                              {"revision": script.revision_id}))
+        for ev in schema.upgrade:
+            if ev.op is None or isinstance(ev.op, (alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)):
+                what = "raw SQL" if isinstance(ev.op, alembic_ops.ExecuteSQLOp) else (
+                    "a data migration" if ev.op is not None else f"op.{ev.call.name}(...) ({ev.reason})")
+                out.append(Diagnostic("D003", Severity.INFO, script.path, ev.span,
+                                      f"{what} cannot be reversed automatically; write its downgrade by hand",
+                                      env_name))
+        return out
+    # D002: replay upgrade then downgrade; the schema must be back where it started.
+    downgrade_ops = evaluate_function(script, down)
+    every = schema.upgrade + tuple(downgrade_ops)
+    if any(ev.op is None or ev.call.conditional for ev in every) or schema.after.unknown != schema.before.unknown:
+        return []  # not knowable statically: say nothing rather than guess
+    state = schema.after
+    for ev in downgrade_ops:
+        state = apply_op(state, ev, script.path)
+    for call in down.other_calls:
+        state = apply_other_call(state, call, script.path)
+    if state.unknown != schema.after.unknown:
+        return []
+    uncertain = state.uncertain | schema.after.uncertain
+    differences = [d for d in compare(state, dict(schema.before.tables), options)
+                   if d.what.split()[-1].split(".")[0] not in uncertain]
+    if differences:
+        listed = "; ".join(
+            f"{d.what} {'is left behind' if d.kind == 'extra' else 'is not restored' if d.kind == 'missing' else 'differs: ' + d.detail}"
+            for d in differences[:3])
+        more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+        out.append(Diagnostic("D002", Severity.WARNING, script.path, down.def_span,
+                              f"downgrade() does not restore the schema upgrade() started from: {listed}{more}",
+                              env_name))
+    return out

@@ -1,0 +1,57 @@
+"""Rule family M: the SQLAlchemy models vs the schema the migrations build (M001–M004)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..compare import CompareOptions, Difference, compare
+from ..core import Diagnostic, Severity, Span
+from ..models import MetadataSource, ModelTables
+from ..schema import SchemaState
+
+
+def _location(source: MetadataSource, fallback: Path) -> tuple[Path, Span]:
+    if source.env_py and source.span:
+        return source.env_py, source.span
+    if source.env_py:
+        return source.env_py, Span.point(0)
+    return fallback, Span.point(0)
+
+
+def check_models(
+    schema: SchemaState | None, models: ModelTables | None, source: MetadataSource, options: CompareOptions,
+    models_off: str | None, env_name: str, fallback: Path,
+) -> tuple[list[Diagnostic], list[Difference]]:
+    """M004 when the models cannot be had (`models_off` says why they are not even tried);
+    otherwise one M001–M003 per difference."""
+    where, span = _location(source, fallback)
+    if not source.specs and source.problem and "None" in source.problem:
+        return [], []  # target_metadata = None: the project compares nothing, neither do we
+    if models_off:
+        return [Diagnostic("M004", Severity.INFO, where, span, f"models not loaded: {models_off}", env_name)], []
+    if models is None or schema is None:
+        return [], []  # still loading
+    if models.error:
+        return [Diagnostic("M004", Severity.INFO, where, span, f"models could not be loaded: {models.error}",
+                           env_name)], []
+    differences = compare(schema, models.tables, options)
+    out = []
+    for diff in differences:
+        if diff.kind == "extra":
+            origin = diff.schema_origin
+            message = f"{diff.what} exists in the migrations but not in the models"
+        elif diff.kind == "missing":
+            origin = diff.model_origin
+            message = f"{diff.what} is in the models but no migration creates it"
+        else:
+            origin = diff.model_origin or diff.schema_origin
+            message = f"{diff.what} differs: {diff.detail}"
+        path, at = origin if origin else (where, span)
+        out.append(Diagnostic(diff.code, Severity.WARNING, path, at, message, env_name,
+                              {"what": diff.what}))
+    if schema.unknown:
+        path, at = schema.unknown[0]
+        out.append(Diagnostic("M004", Severity.INFO, where, span,
+                              f"tables and columns added or dropped are not compared: {path.name} line "
+                              f"{at.line + 1} calls a helper that cannot be followed statically", env_name))
+    return out, differences
