@@ -257,16 +257,22 @@ class Engine:
     def environments(self) -> list[tuple[tuple[Path, str], Environment]]:
         return [((d.root, env.name), env) for d in self.discoveries for env in d.environments]
 
-    def load_models(self, key: tuple[Path, str] | None = None) -> None:
-        """Load (blocking: run it off the event loop) the models of one or every
-        environment; only in a trusted workspace."""
+    def model_jobs(self) -> list[tuple[tuple[Path, str], Environment, MetadataSource]]:
+        """What loading the models means for each environment (empty when untrusted)."""
         if not self.trusted:
-            return
-        for env_key, env in self.environments():
-            if key is None or env_key == key:
-                self.models[env_key] = load_models(env, self.metadata_source(env))
-                self._states.pop(env_key, None)
+            return []
+        return [(key, env, self.metadata_source(env)) for key, env in self.environments()]
+
+    def set_models(self, key: tuple[Path, str], models: ModelTables) -> None:
+        self.models[key] = models
+        self._states.pop(key, None)
         self._snapshot = None
+
+    def load_models(self) -> None:
+        """Load every environment's models now (blocking; the server runs the jobs in a
+        thread and hands the results back with set_models)."""
+        for key, env, source in self.model_jobs():
+            self.set_models(key, load_models(env, source))
 
     def model_files(self) -> set[Path]:
         return {f for m in self.models.values() for f in m.files}

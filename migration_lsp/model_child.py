@@ -32,8 +32,8 @@ def resolve(spec):
         try:
             obj = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # this prefix is not a module: try a shorter one
-                continue
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # this prefix is not a module (yet): try a shorter one
             raise
         for attr in parts[cut:]:
             obj = getattr(obj, attr)

@@ -192,7 +192,7 @@ def _table(info: dict, dialect: str | None) -> TableState:
         if isinstance(type_, OpaqueType) and t.get("impl_repr"):
             type_ = type_from_repr(t["impl_repr"], t.get("impl_module", "sqlalchemy"))
         if isinstance(type_, OpaqueType) and t.get("ddl"):
-            type_ = CompiledType(t["ddl"], t["repr"])
+            type_ = CompiledType(t["ddl"], t["repr"], t["module"])
         default = c.get("server_default")
         columns.append(sa.Column(
             c["name"], type_, nullable=c["nullable"], primary_key=c["primary_key"],
@@ -224,9 +224,10 @@ class CompiledType(sa.types.UserDefinedType):
 
     cache_ok = True
 
-    def __init__(self, ddl: str, source: str = "") -> None:
+    def __init__(self, ddl: str, source: str = "", module: str = "") -> None:
         self.ddl = ddl
         self.source = source
+        self.module = module
 
     def get_col_spec(self, **kw) -> str:
         return self.ddl

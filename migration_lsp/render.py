@@ -108,3 +108,27 @@ def render_revision(
         template = GENERIC_TEMPLATE
         text = Template(filename=str(template)).render_unicode(**kwargs)
     return NewRevision(revision, path, text, template)
+
+
+def render_ops(ops: Sequence) -> tuple[str, set[str]]:
+    """Python source for a list of Alembic ops (Alembic's own renderer), and the imports it
+    needs (e.g. `from sqlalchemy.dialects import postgresql`)."""
+    from alembic.autogenerate import render_python_code
+    from alembic.operations import ops as alembic_ops
+
+    seen: dict[str, object] = {}
+
+    def render_item(type_: str, obj: object, context) -> str | bool:
+        seen["context"] = context
+        source = getattr(obj, "source", None) if type_ == "type" else None
+        module = getattr(obj, "module", None)
+        if source and module:  # a project type known by its repr (from the models child)
+            context.imports.add(f"import {module}")
+            return f"{module}.{source}"
+        if source:  # a type copied from a migration that we could not evaluate
+            return source
+        return False
+
+    text = render_python_code(alembic_ops.UpgradeOps(ops=list(ops)), render_item=render_item)
+    context = seen.get("context")
+    return text, set(getattr(context, "imports", set()) or set())

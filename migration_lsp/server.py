@@ -28,7 +28,7 @@ from .cli import format_mermaid
 from .core import Span
 from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
-from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, EditSupport, code_actions
+from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions
 from .features.completion import completion
 from .features.diagnostics import file_diagnostics, result_id
 from .features.hints import inlay_hints
@@ -72,6 +72,8 @@ class MigrationServer(LanguageServer):
         self.pull_ids: dict[Path, str] = {}
         self.roots: list[Path] = []
         self.problems_logged: set[str] = set()
+        self.models_task: asyncio.Future | None = None
+        self.models_again = False
 
     # ---------------------------------------------------------------- helpers
 
@@ -198,10 +200,10 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     started = time.perf_counter()
     token = await _begin_progress(ls, "Indexing Alembic migrations")
     try:
-        engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides)
+        engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted)
     except Exception:
         ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
-        engine = Engine([], {})
+        engine = Engine([], {}, trusted=ls.trusted)
     ls.engine = engine
     for doc in list(ls.workspace.text_documents.values()):  # opened while we were indexing
         path = uri_to_path(doc.uri)
@@ -216,10 +218,41 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     _end_progress(ls, token, f"{revisions} revisions")
     asyncio.ensure_future(_register_watchers(ls))
     asyncio.ensure_future(_load_configuration(ls))
+    schedule_models(ls)
 
 
-def _build_engine(roots: list[Path], overrides: dict) -> Engine:
-    engine = Engine(roots, overrides)
+def schedule_models(ls: MigrationServer) -> None:
+    """(Re)load the models off the event loop; only ever in a trusted workspace."""
+    if ls.engine is None or not ls.trusted:
+        return
+    if ls.models_task is not None and not ls.models_task.done():
+        ls.models_again = True
+        return
+    ls.models_task = asyncio.ensure_future(_load_models(ls))
+
+
+async def _load_models(ls: MigrationServer) -> None:
+    from .models import load_models
+
+    while True:
+        ls.models_again = False
+        jobs = ls.engine.model_jobs()
+        try:
+            results = await asyncio.to_thread(lambda: [(key, load_models(env, src)) for key, env, src in jobs])
+        except Exception:
+            ls.log(f"loading models failed:\n{traceback.format_exc()}", types.MessageType.Error)
+            return
+        for key, models in results:
+            ls.engine.set_models(key, models)
+            if models.error:
+                ls.log(f"models of {key[1]}: {models.error}", types.MessageType.Warning)
+        ls.refresh()
+        if not ls.models_again:
+            return
+
+
+def _build_engine(roots: list[Path], overrides: dict, trusted: bool) -> Engine:
+    engine = Engine(roots, overrides, trusted=trusted)
     engine.snapshot()
     return engine
 
@@ -276,6 +309,7 @@ async def _load_configuration(ls: MigrationServer) -> None:
         if ls.engine:
             ls.engine.rescan(overrides)
             ls.refresh()
+            schedule_models(ls)
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -286,6 +320,7 @@ async def on_configuration(ls: MigrationServer, params: types.DidChangeConfigura
         if ls.engine:
             ls.engine.rescan(ls.overrides)
             ls.refresh()
+            schedule_models(ls)
     await _load_configuration(ls)
 
 
@@ -323,6 +358,8 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
         ls.engine.rescan()  # a new migration file or a changed config
     ls.engine.file_changed(path)
     ls.refresh()
+    if path in ls.engine.model_files() or path.name == "env.py":
+        schedule_models(ls)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
@@ -355,6 +392,8 @@ def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesP
     if rescan:
         ls.engine.rescan()
     ls.refresh()
+    if any(uri_to_path(c.uri) in ls.engine.model_files() for c in params.changes):
+        schedule_models(ls)
 
 
 # --------------------------------------------------------------------------- pull diagnostics
@@ -409,20 +448,23 @@ async def _wait_ready(ls: MigrationServer) -> None:
 # --------------------------------------------------------------------------- requests
 
 
-def _request(fn):
+def _request(fn=None, *, migrations_only: bool = True):
     """Wait for the first index, resolve the document, the snapshot and the locator;
-    documents that are not migration files get None."""
+    documents that are not migration files get None (unless `migrations_only` is off)."""
 
-    @functools.wraps(fn)
-    async def wrapper(ls: MigrationServer, params):
-        await _wait_ready(ls)
-        path = _doc_path(ls, params.text_document.uri)
-        snapshot = ls.snapshot
-        if path is None or snapshot is None or snapshot.script(path) is None:
-            return None
-        return fn(ls, params, snapshot, path, ls.locator(snapshot))
+    def decorate(fn):
+        @functools.wraps(fn)
+        async def wrapper(ls: MigrationServer, params):
+            await _wait_ready(ls)
+            path = _doc_path(ls, params.text_document.uri)
+            snapshot = ls.snapshot
+            if path is None or snapshot is None or (migrations_only and snapshot.script(path) is None):
+                return None
+            return fn(ls, params, snapshot, path, ls.locator(snapshot))
 
-    return wrapper
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
@@ -484,10 +526,10 @@ def on_inlay_hint(ls, params: types.InlayHintParams, snapshot, path, locator):
 
 @server.feature(
     types.TEXT_DOCUMENT_CODE_ACTION,
-    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, CREATE_NEXT_KIND]),
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, CREATE_NEXT_KIND, GENERATE_KIND]),
 )
 @safe([])
-@_request
+@_request(migrations_only=False)
 def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
     r = params.range
     span = Span(r.start.line, locator.column(path, r.start), r.end.line, locator.column(path, r.end))

@@ -47,8 +47,18 @@ class Locator:
 
     def _line(self, path: Path, line: int) -> str:
         script = self.snapshot.script(path)
-        lines = script.lines if script else ()
+        lines = script.lines if script else self._other_lines(path)
         return lines[line] if 0 <= line < len(lines) else ""
+
+    def _other_lines(self, path: Path) -> tuple[str, ...]:
+        """Lines of a file that is not a migration (a model file with an M diagnostic)."""
+        cache = self.__dict__.setdefault("_files", {})
+        if path not in cache:
+            try:
+                cache[path] = tuple(path.read_text(encoding="utf-8", errors="replace").split("\n"))
+            except OSError:
+                cache[path] = ()
+        return cache[path]
 
     def _units(self, text: str) -> int:
         if self.encoding == "utf-8":

@@ -8,6 +8,7 @@ server send the same edit with workspace/applyEdit.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,15 @@ from lsprotocol import converters, types
 
 from ..core import Diagnostic, Span
 from ..engine import EnvironmentState, Snapshot
-from ..render import render_revision
+from ..render import render_ops, render_revision
+from ..schema import reversed_upgrade
 from ..scripts import MigrationScript
 from . import Locator, path_to_uri
 from .diagnostics import to_lsp
 
 APPLY_EDIT = "migrationLsp.applyEdit"
 CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision"
+GENERATE_KIND = "source.migrationLsp.generateRevision"
 MAX_CHOICES = 3
 
 
@@ -179,6 +182,12 @@ def _fixes_for(
         out.append(_action(f"Give this revision a new id ({new_id})", types.CodeActionKind.QuickFix,
                            change, locator, support, lsp))
 
+    elif d.code == "D001" and rev:
+        change = _fill_downgrade(state, script)
+        if change is not None:
+            out.append(_action("Fill downgrade() by reversing upgrade()", types.CodeActionKind.QuickFix,
+                               change, locator, support, lsp, preferred=True))
+
     elif d.code == "G009" and rev and script.doc:
         change = _Change()
         if script.doc.revision_id_line and (not script.doc.revision_id or script.doc.revision_id.value != rev):
@@ -188,6 +197,74 @@ def _fixes_for(
         if change.edits:
             out.append(_action("Update docstring header", types.CodeActionKind.QuickFix,
                                change, locator, support, lsp, preferred=True))
+    return out
+
+
+def _fill_downgrade(state: EnvironmentState, script: MigrationScript) -> _Change | None:
+    """downgrade() body = Alembic's `.reverse()` of the upgrade ops, completed with the
+    schema history (what a dropped column or an altered type was before)."""
+    rev, down = script.revision_id, script.downgrade
+    if state.replay is None or rev not in state.graph.by_id or down is None or down.node is None:
+        return None
+    schema = state.replay.revision(rev)
+    ops, irreversible = reversed_upgrade(schema.upgrade, schema.before)
+    if not ops:
+        return None
+    text, imports = render_ops(ops)
+    body = "    " + text
+    for ev in irreversible:
+        body += f"\n    # TODO migration-lsp: reverse by hand: line {ev.span.line + 1}: op.{ev.call.name}(...)"
+    nodes = down.node.body
+    keep_doc = bool(nodes) and isinstance(nodes[0], ast.Expr) and isinstance(getattr(nodes[0], "value", None), ast.Constant) \
+        and isinstance(nodes[0].value.value, str)
+    offset = down.span.line - (down.node.lineno - 1)
+    first = nodes[1] if keep_doc and len(nodes) > 1 else (None if keep_doc else nodes[0])
+    last = nodes[-1]
+    end_line = (last.end_lineno or last.lineno) - 1 + offset
+    change = _Change()
+    if first is None:  # only a docstring: add the body after it
+        line = end_line
+        change.replace(script.path, Span(line, len(script.lines[line]), line, len(script.lines[line])), "\n" + body)
+    else:
+        start = first.lineno - 1 + offset
+        change.replace(script.path, Span(start, 0, end_line, len(script.lines[end_line])), body)
+    _add_imports(change, script, imports)
+    return change
+
+
+def _add_imports(change: _Change, script: MigrationScript, imports: set[str]) -> None:
+    """Imports the rendered code needs that the file does not have yet (after its last import)."""
+    present = "\n".join(script.lines)
+    missing = sorted(i for i in imports if i not in present)
+    if not missing:
+        return
+    last = max((n for n, line in enumerate(script.lines) if line.startswith(("import ", "from "))), default=None)
+    at = (last + 1) if last is not None else 0
+    change.replace(script.path, Span(at, 0, at, 0), "".join(f"{i}\n" for i in missing))
+
+
+def _generate(state: EnvironmentState, locator: Locator, support: EditSupport, exists: Callable[[Path], bool],
+              diagnostic: types.Diagnostic | None = None) -> list[types.CodeAction | types.Command]:
+    """A new revision with the operations autogenerate would write for the models."""
+    if not state.differences:
+        return []
+    ops = [d.op for d in state.differences]
+    upgrades, up_imports = render_ops(ops)
+    from alembic.operations import ops as alembic_ops
+
+    downgrades, down_imports = render_ops(alembic_ops.UpgradeOps(ops=ops).reverse().ops)
+    imports = "\n".join(sorted(up_imports | down_imports))
+    heads = [h for h in state.graph.heads if h not in state.graph.uncertain]
+    out: list[types.CodeAction | types.Command] = []
+    for head in heads[:MAX_CHOICES]:
+        verb = {"missing": "add", "extra": "drop", "changed": "alter"}
+        message = "; ".join(f"{verb[d.kind]} {d.what}" for d in state.differences[:2]) + (
+            " and more" if len(state.differences) > 2 else "")
+        new = render_revision(state.env, state.graph, message, [head], upgrades=upgrades, downgrades=downgrades,
+                              imports=imports, exists=exists)
+        title = "Generate revision from model changes" + (f" on top of '{head}'" if len(heads) > 1 else "")
+        kind = types.CodeActionKind.QuickFix if diagnostic else GENERATE_KIND
+        out.append(_action(title, kind, _Change(create=(new.path, new.text)), locator, support, diagnostic))
     return out
 
 
@@ -215,15 +292,30 @@ def code_actions(
     snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, locator: Locator,
     support: EditSupport, exists: Callable[[Path], bool] = Path.exists,
 ) -> list[types.CodeAction | types.Command]:
-    state = snapshot.environment_of(path)
     script = snapshot.script(path)
-    if state is None or script is None:
-        return []
+    if script is not None:
+        states = [snapshot.environment_of(path)]
+    else:  # a model file: the environments whose diagnostics point into it
+        states = [s for s in snapshot.environments if any(d.path == path for d in s.diagnostics)]
     out: list[types.CodeAction | types.Command] = []
-    if _wanted(types.CodeActionKind.QuickFix, only):
-        for d in state.diagnostics:
-            if d.path == path and d.span.line <= span.end_line and span.line <= d.span.end_line:
-                out.extend(_fixes_for(d, script, state, locator, support, exists))
-    if _wanted(CREATE_NEXT_KIND, only):
-        out.extend(_create_next(state, script, locator, support, exists))
+    for state in states:
+        if state is None:
+            continue
+        here = [d for d in state.diagnostics
+                if d.path == path and d.span.line <= span.end_line and span.line <= d.span.end_line]
+        if _wanted(types.CodeActionKind.QuickFix, only):
+            generated = False
+            for d in here:
+                if d.code in ("M001", "M002", "M003"):
+                    if not generated:  # one revision covers every difference
+                        generated = True
+                        out.extend(_generate(state, locator, support, exists, to_lsp(d, locator)))
+                elif script is not None:
+                    out.extend(_fixes_for(d, script, state, locator, support, exists))
+        if script is None:
+            continue
+        if _wanted(CREATE_NEXT_KIND, only):
+            out.extend(_create_next(state, script, locator, support, exists))
+        if _wanted(GENERATE_KIND, only) and not any(d.code in ("M001", "M002", "M003") for d in here):
+            out.extend(_generate(state, locator, support, exists))
     return out
