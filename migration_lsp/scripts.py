@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -434,9 +435,11 @@ def _callee(func: ast.expr) -> str | None:
 
 
 def parse_script(path: Path, text: str) -> MigrationScript:
-    """Parse one file; never raises."""
+    """Parse one file; never raises (and never prints: SyntaxWarnings are silenced)."""
     try:
-        return _parse(path, text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _parse(path, text)
     except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes...
         return MigrationScript(path=path, text=text, syntax_error=f"cannot parse: {type(exc).__name__}")
 

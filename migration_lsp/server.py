@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import sys
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +54,56 @@ def wants_pull(caps: types.ClientCapabilities) -> bool:
     )
 
 
+@dataclass
+class _Malformed:
+    """A request whose params could not be read: it still gets an answer (an error)."""
+
+    id: Any
+    method: str
+    jsonrpc: str = "2.0"
+
+
 class MigrationProtocol(LanguageServerProtocol):
+    """pygls's protocol, made strict about answering: every request gets a response,
+    including malformed ones and ones arriving after shutdown."""
+
+    def structure_message(self, data: dict[str, Any]):
+        try:
+            return super().structure_message(data)
+        except Exception:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                return _Malformed(data["id"], str(data["method"]))
+            raise
+
+    def handle_message(self, message):
+        if isinstance(message, _Malformed):
+            self._send_response(message.id, None, types.ResponseError(
+                code=types.ErrorCodes.InvalidParams, message=f"invalid params for {message.method}"))
+            return
+        if self._shutdown and getattr(message, "method", "") != types.EXIT and getattr(message, "id", None) is not None \
+                and getattr(message, "method", None):
+            self._send_response(message.id, None, types.ResponseError(
+                code=types.ErrorCodes.InvalidRequest, message="the server is shutting down"))
+            return
+        super().handle_message(message)
+
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):
         result = yield from super().lsp_initialize(params)
         if not wants_pull(params.capabilities):
             result.capabilities.diagnostic_provider = None
         return result
+
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args):
+        """Exit now: 0 after a shutdown request, 1 without one (as the protocol says),
+        whatever background work (a model loader thread) is still running."""
+        code = 0 if self._shutdown else 1
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(code)
 
 
 class MigrationServer(LanguageServer):
@@ -198,7 +244,8 @@ def _settings(raw: Any) -> dict[str, Any]:
 @server.feature(types.INITIALIZED)
 async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -> None:
     started = time.perf_counter()
-    token = await _begin_progress(ls, "Indexing Alembic migrations")
+    # progress is created alongside indexing: a client slow to answer must not delay it
+    progress = asyncio.ensure_future(_begin_progress(ls, "Indexing Alembic migrations"))
     try:
         engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted)
     except Exception:
@@ -215,7 +262,10 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
            f"indexed in {(time.perf_counter() - started) * 1000:.0f} ms (trusted workspace: {ls.trusted})")
     ls.ready.set()
     ls.refresh()
-    _end_progress(ls, token, f"{revisions} revisions")
+    if progress.done() and not progress.cancelled():
+        _end_progress(ls, progress.result(), f"{revisions} revisions")
+    else:
+        progress.cancel()
     asyncio.ensure_future(_register_watchers(ls))
     asyncio.ensure_future(_load_configuration(ls))
     schedule_models(ls)
