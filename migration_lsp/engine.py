@@ -143,6 +143,7 @@ class Engine:
 
     def set_buffer(self, path: Path, text: str) -> None:
         path = path.resolve()
+        text = text[1:] if text.startswith("\ufeff") else text  # a BOM, as Python reads files
         if self.buffers.get(path) != text:
             self.buffers[path] = text
             self._touch(path)

@@ -468,13 +468,23 @@ _DDL_TABLE = re.compile(r"\b(?:TABLE|INDEX\s+\S+\s+ON|INTO|UPDATE)\s+(?:IF\s+(?:
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|RENAME|COMMENT)\b", re.I | re.M)
 
 
+def op_table(op: Any) -> tuple[str | None, str | None]:
+    """(table name, schema) an op works on; `create_foreign_key` calls them source_table and
+    source_schema, every other op table_name and schema."""
+    name = getattr(op, "table_name", None)
+    if name is not None:
+        return name, getattr(op, "schema", None)
+    name = getattr(op, "source_table", None)
+    return name, (getattr(op, "kw", None) or {}).get("source_schema")
+
+
 def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
     """The schema after one evaluated op. Opaque ops mark what they may touch as uncertain."""
     op = ev.op
     origin: Origin = (path, ev.span)
     if ev.call.conditional and op is not None:
         # it may not run (a dialect check, `if not exists`...): apply it, but never report on it
-        table = getattr(op, "table_name", None) or _literal_table_name(ev.call)
+        table = op_table(op)[0] or _literal_table_name(ev.call)
         state = _apply_safely(state, op, origin)
         return replace(state, uncertain=state.uncertain | {table}) if table else state
     if op is None:
@@ -489,7 +499,7 @@ def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: 
     try:
         return _apply(state, op, origin)
     except Exception:  # an op inconsistent with the history (column already dropped...)
-        table = getattr(op, "table_name", None)
+        table = op_table(op)[0]
         return replace(state, uncertain=state.uncertain | {table}) if table else state
 
 
@@ -552,7 +562,9 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         old = state.table(op.table_name, op.schema)
         if old is None:
             return replace(state, uncertain=state.uncertain | {op.table_name, op.new_table_name})
-        return state.without_table(old.key).with_table(replace(old, name=op.new_table_name))
+        state = state.without_table(old.key).with_table(replace(old, name=op.new_table_name))
+        # foreign keys pointing at the table follow it
+        return _renamed_refs(state, None, old.name, {}, op.new_table_name)
     if isinstance(op, O.ExecuteSQLOp):
         sql = op.sqltext if isinstance(op.sqltext, str) else str(getattr(op.sqltext, "text", ""))
         if _DDL.search(sql):
@@ -560,8 +572,8 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         return state
     if isinstance(op, (O.BulkInsertOp,)):
         return state
-    table_name = getattr(op, "table_name", None)
-    table = state.table(table_name, getattr(op, "schema", None)) if table_name else None
+    table_name, schema_name = op_table(op)
+    table = state.table(table_name, schema_name) if table_name else None
     if table is None:
         if table_name:
             return replace(state, uncertain=state.uncertain | {table_name})
@@ -605,7 +617,12 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         if op.modify_name is not None:
             col.name = col.key = op.modify_name
         columns = tuple(ColumnState(col, current.origin) if c is current else c for c in table.columns)
-        return state.with_table(replace(table, columns=columns))
+        state = state.with_table(replace(table, columns=columns))
+        if op.modify_name is not None and op.modify_name != op.column_name:
+            # the database renames it in the table's indexes and constraints, and in the
+            # foreign keys that point at it
+            state = _renamed_refs(state, table.key, table.name, {op.column_name: op.modify_name}, None)
+        return state
     if isinstance(op, O.CreateIndexOp):
         index = op.to_index()
         return state.with_table(replace(table, indexes=tuple(
@@ -637,6 +654,50 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
     return state
 
 
+def _renamed_refs(state: SchemaState, key: str | None, table_name: str, columns: Mapping[str, str],
+                  new_table_name: str | None) -> SchemaState:
+    """Indexes and constraints after a rename: in table `key`, columns renamed per `columns`;
+    in every table, foreign keys to `table_name` follow the renamed columns / table."""
+    def rename_target(target: str) -> str:
+        parts = target.split(".")
+        if len(parts) >= 2 and parts[-2] == table_name:
+            parts[-1] = columns.get(parts[-1], parts[-1])
+            if new_table_name:
+                parts[-2] = new_table_name
+        return ".".join(parts)
+
+    for table in list(state.tables.values()):
+        local = columns if table.key == key else {}
+        constraints, changed = [], False
+        for constraint, origin in table.constraints:
+            cols = constraint_columns(constraint)
+            new_cols = [local.get(c, c) for c in cols]
+            if isinstance(constraint, sa.ForeignKeyConstraint):
+                targets = [e.target_fullname for e in constraint.elements]
+                new_targets = [rename_target(t) for t in targets]
+                if new_cols != list(cols) or new_targets != targets:
+                    constraint = sa.ForeignKeyConstraint(
+                        new_cols, new_targets, name=constraint.name, ondelete=constraint.ondelete,
+                        onupdate=constraint.onupdate, deferrable=constraint.deferrable,
+                        initially=constraint.initially)
+                    changed = True
+            elif new_cols != list(cols) and isinstance(constraint, sa.UniqueConstraint):
+                constraint, changed = sa.UniqueConstraint(*new_cols, name=constraint.name), True
+            elif new_cols != list(cols) and isinstance(constraint, sa.PrimaryKeyConstraint):
+                constraint, changed = sa.PrimaryKeyConstraint(*new_cols, name=constraint.name), True
+            constraints.append((constraint, origin))
+        indexes = []
+        for index, origin in table.indexes:
+            cols = _index_columns(index)
+            if local and any(c in local for c in cols):
+                index = sa.Index(index.name, *[local.get(c, c) for c in cols], unique=index.unique, **index.kwargs)
+                changed = True
+            indexes.append((index, origin))
+        if changed:
+            state = state.with_table(replace(table, constraints=tuple(constraints), indexes=tuple(indexes)))
+    return state
+
+
 def _key(name: str, schema: str | None) -> str:
     return f"{schema}.{name}" if schema else name
 
@@ -661,32 +722,37 @@ class Replay:
     def __init__(self, graph: RevisionGraph, previous: Replay | None = None) -> None:
         self.graph = graph
         self._results: dict[str, RevisionSchema] = {}
-        self._ops: dict[int, tuple[EvaluatedOp, ...]] = dict(previous._ops) if previous else {}
+        self._ops: dict[MigrationScript, tuple[EvaluatedOp, ...]] = {}
         if previous is not None:
+            current = set(graph.by_id.values())
+            self._ops = {s: ops for s, ops in previous._ops.items() if s in current}
+            stale = self._changed_since(previous.graph)
             for rev, result in previous._results.items():
-                if self._same_history(previous, rev):
+                if rev not in stale and rev in graph.by_id:
                     self._results[rev] = result
 
-    def _same_history(self, previous: Replay, rev: str) -> bool:
-        old, new = previous.graph, self.graph
-        todo, seen = [rev], set()
+    def _changed_since(self, old: RevisionGraph) -> set[str]:
+        """Revisions whose replay may differ from `old`'s: the ones whose file or links
+        changed, and everything above them. Linear in the size of the graph."""
+        new = self.graph
+        changed = [r for r, script in new.by_id.items()
+                   if old.by_id.get(r) is not script or old.parents.get(r) != new.parents.get(r)
+                   or old.dependencies.get(r) != new.dependencies.get(r)]
+        stale = set(changed)
+        todo = list(changed)
         while todo:
-            r = todo.pop()
-            if r in seen:
-                continue
-            seen.add(r)
-            if old.by_id.get(r) is not new.by_id.get(r) or old.parents.get(r) != new.parents.get(r) \
-                    or old.dependencies.get(r) != new.dependencies.get(r):
-                return False
-            todo.extend(new.parents.get(r, ()) + new.dependencies.get(r, ()))
-        return True
+            rev = todo.pop()
+            for above in new.children.get(rev, []) + new.dependents.get(rev, []):
+                if above not in stale:
+                    stale.add(above)
+                    todo.append(above)
+        return stale
 
     def upgrade_ops(self, rev: str) -> tuple[EvaluatedOp, ...]:
         script = self.graph.by_id[rev]
-        key = id(script)
-        if key not in self._ops:
-            self._ops[key] = tuple(evaluate_function(script, script.upgrade))
-        return self._ops[key]
+        if script not in self._ops:
+            self._ops[script] = tuple(evaluate_function(script, script.upgrade))
+        return self._ops[script]
 
     def revision(self, rev: str) -> RevisionSchema:
         if rev in self._results:
@@ -733,8 +799,7 @@ def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alemb
     """An upgrade op completed with what the schema history knows, so that Alembic's
     `.reverse()` can undo it (a dropped column's definition, an altered column's old type)."""
     O = alembic_ops
-    table_name = getattr(op, "table_name", None)
-    schema_name = getattr(op, "schema", None)
+    table_name, schema_name = op_table(op)
     table = before.table(table_name, schema_name) if table_name else None
     if table is None:
         return op
