@@ -62,6 +62,8 @@ class EnvironmentState:
     compare_options: CompareOptions = field(default_factory=CompareOptions)
     # what autogenerate would emit for the models (empty when models are not loaded)
     differences: tuple[Difference, ...] = ()
+    schema_diagnostics: tuple[Diagnostic, ...] = ()  # the models / downgrade part, unfiltered
+    partial: bool = False  # schema diagnostics are from the last full pass (quick snapshot)
 
     @cached_property
     def script_by_path(self) -> dict[Path, MigrationScript]:
@@ -128,6 +130,7 @@ class Engine:
         self._states: dict[tuple[Path, str], EnvironmentState] = {}
         self._dirty: set[Path] = set()
         self._snapshot: Snapshot | None = None
+        self._snapshot_partial = False
         self.discoveries: tuple[Discovery, ...] = ()
         self.rescan()
 
@@ -181,8 +184,12 @@ class Engine:
         self._parsed[path] = script
         return script
 
-    def snapshot(self) -> Snapshot:
-        if self._snapshot is not None:
+    def snapshot(self, quick: bool = False) -> Snapshot:
+        """The current picture. `quick`: the graph and its diagnostics are current, the
+        schema-based ones (models, downgrades) are those of the last full pass, minus the
+        files edited since — what an editor needs on every keystroke; a full pass follows
+        when typing pauses."""
+        if self._snapshot is not None and (quick or not self._snapshot_partial):
             return self._snapshot
         dirty, self._dirty = self._dirty, set()
         states: list[EnvironmentState] = []
@@ -193,12 +200,14 @@ class Engine:
                 env = self._with_new_buffers(env)
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
-                if state is None or state.env.files != env.files or any(p in dirty for p in env.files):
-                    state = self._build(env, key)
+                changed = state is None or state.env.files != env.files or any(p in dirty for p in env.files)
+                if changed or (state.partial and not quick):
+                    state = self._build(env, key, state, quick)
                     self._states[key] = state
                 states.append(state)
         settings = self.discoveries[0].settings if self.discoveries else Settings()
         self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, settings)
+        self._snapshot_partial = any(s.partial for s in states)
         return self._snapshot
 
     def _with_new_buffers(self, env: Environment) -> Environment:
@@ -211,27 +220,44 @@ class Engine:
         )
         return replace(env, files=env.files + extra) if extra else env
 
-    def _build(self, env: Environment, key: tuple[Path, str]) -> EnvironmentState:
+    def _build(self, env: Environment, key: tuple[Path, str], previous: EnvironmentState | None,
+               quick: bool) -> EnvironmentState:
         scripts = tuple(self._script(p) for p in env.files)
-        graph = RevisionGraph(scripts)
+        if previous is not None and previous.scripts == scripts:
+            graph = previous.graph  # same parsed files: same graph
+        else:
+            graph = RevisionGraph(scripts)
         by_path = {s.path: s for s in scripts}
-        diagnostics = check_graph(graph, env.name)
+        graph_diagnostics = check_graph(graph, env.name)
+        options = self._compare_options(env)
+        if quick:
+            edited = {s.path for s in scripts} - {s.path for s in previous.scripts if by_path.get(s.path) is s} \
+                if previous else set(by_path)
+            kept = tuple(d for d in previous.schema_diagnostics if d.path not in edited) if previous else ()
+            return self._state(env, scripts, graph, graph_diagnostics, kept, None, options, (), True)
         replay = Replay(graph, self._replays.get(key))
         self._replays[key] = replay
-        options = self._compare_options(env)
+        schema_diagnostics: list[Diagnostic] = []
         for rev, script in graph.by_id.items():
-            diagnostics.extend(self._downgrade(script, replay, rev, options, env.name))
+            schema_diagnostics.extend(self._downgrade(script, replay, rev, options, env.name))
+        self._downgrade_cache = {s: v for s, v in self._downgrade_cache.items() if s.path not in by_path
+                                 or by_path[s.path] is s}
         differences: list[Difference] = []
-        source = self.metadata_source(env)
         if graph.by_id and not graph.cycles():
             model_diags, differences = check_models(
-                replay.at_heads(), self.models.get(key), source, options,
+                replay.at_heads(), self.models.get(key), self.metadata_source(env), options,
                 None if self.trusted else self.untrusted_reason, env.name,
                 env.config_path or scripts[0].path)
-            diagnostics.extend(model_diags)
-        diagnostics = apply_filters(diagnostics, env.settings, by_path)
+            schema_diagnostics.extend(model_diags)
+        return self._state(env, scripts, graph, graph_diagnostics, tuple(schema_diagnostics), replay, options,
+                           tuple(differences), False)
+
+    def _state(self, env, scripts, graph, graph_diagnostics, schema_diagnostics, replay, options, differences,
+               partial) -> EnvironmentState:
+        by_path = {s.path: s for s in scripts}
+        diagnostics = apply_filters(list(graph_diagnostics) + list(schema_diagnostics), env.settings, by_path)
         return EnvironmentState(env, scripts, graph, tuple(sorted(diagnostics, key=Diagnostic.sort_key)),
-                                replay, options, tuple(differences))
+                                replay, options, differences, schema_diagnostics, partial)
 
     def _downgrade(self, script: MigrationScript, replay: Replay, rev: str, options: CompareOptions,
                    env_name: str) -> list[Diagnostic]:

@@ -33,7 +33,7 @@ from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
 from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions
 from .features.completion import completion
-from .features.diagnostics import file_diagnostics, result_id
+from .features.diagnostics import file_diagnostics, result_id, to_lsp
 from .features.hints import inlay_hints
 from .features.hover import hover
 from .features.lens import SHOW_GRAPH, code_lenses
@@ -41,6 +41,7 @@ from .features.navigation import definition, document_symbols, references, works
 
 CONFIG_SECTION = "migrationLsp"
 CLIENT_TIMEOUT = 5.0  # never wait longer for a client's answer to a server request
+FULL_PASS_DELAY = 0.3  # seconds of quiet before the schema-based diagnostics are recomputed
 WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,23 @@ class MigrationServer(LanguageServer):
         self.trusted = True
         self.pull = False
         self.overrides: dict[str, Any] = {}
-        self.published: dict[Path, str] = {}
-        self.pull_ids: dict[Path, str] = {}
+        self.published: dict[Path, tuple] = {}  # diagnostics last sent (push) or current (pull)
         self.roots: list[Path] = []
         self.problems_logged: set[str] = set()
         self.models_task: asyncio.Future | None = None
         self.models_again = False
+        self.full_pass: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------- helpers
 
     @property
     def snapshot(self) -> Snapshot | None:
+        """For requests: current graph; schema diagnostics as of the last full pass."""
+        return self.engine.snapshot(quick=True) if self.engine else None
+
+    @property
+    def full_snapshot(self) -> Snapshot | None:
+        """Everything current (code actions that replay the schema need it)."""
         return self.engine.snapshot() if self.engine else None
 
     def locator(self, snapshot: Snapshot) -> Locator:
@@ -140,35 +147,50 @@ class MigrationServer(LanguageServer):
     def exists(self, path: Path) -> bool:
         return path.exists() or (self.engine is not None and path.resolve() in self.engine.buffers)
 
-    def refresh(self) -> None:
-        """After any change: send what changed (push) or ask the client to pull again."""
-        snapshot = self.snapshot
-        if snapshot is None:
+    def refresh(self, quick: bool = True) -> None:
+        """After any change: send what changed (push) or ask the client to pull again.
+        A quick pass (graph) answers at once; the full pass (schema replay, models,
+        downgrades) follows when the edits pause."""
+        if self.engine is None:
             return
+        snapshot = self.engine.snapshot(quick=quick)
         for problem in snapshot.problems:
             key = f"{problem.path}: {problem.message}"
             if key not in self.problems_logged:
                 self.problems_logged.add(key)
                 self.log(key, types.MessageType.Warning)
-        by_path = snapshot.diagnostics_by_path()
-        locator = self.locator(snapshot)
-        if self.pull:
-            ids = {p: result_id(file_diagnostics(by_path, p, locator)) for p in set(by_path) | set(self.pull_ids)}
-            if ids != self.pull_ids:
-                self.pull_ids = {p: i for p, i in ids.items() if p in by_path}
-                asyncio.ensure_future(self._request_refresh())
+        if any(state.partial for state in snapshot.environments):
+            self._schedule_full_pass()
+        by_path = {p: tuple(ds) for p, ds in snapshot.diagnostics_by_path().items()}
+        changed = [p for p in set(by_path) | set(self.published) if self.published.get(p) != by_path.get(p)]
+        if not changed:
             return
-        for path in set(by_path) | set(self.published):
-            items = file_diagnostics(by_path, path, locator)
-            rid = result_id(items)
-            if self.published.get(path) == rid:
-                continue
-            self.text_document_publish_diagnostics(
-                types.PublishDiagnosticsParams(uri=path_to_uri(path), diagnostics=items))
-            if items:
-                self.published[path] = rid
+        locator = self.locator(snapshot)
+        for path in changed:
+            if path in by_path:
+                self.published[path] = by_path[path]
             else:
                 self.published.pop(path, None)
+        if self.pull:
+            asyncio.ensure_future(self._request_refresh())
+            return
+        for path in changed:
+            items = [to_lsp(d, locator) for d in by_path.get(path, ())]
+            self.text_document_publish_diagnostics(
+                types.PublishDiagnosticsParams(uri=path_to_uri(path), diagnostics=items))
+
+    def _schedule_full_pass(self) -> None:
+        if self.full_pass is not None:
+            self.full_pass.cancel()
+        loop = asyncio.get_event_loop()
+        self.full_pass = loop.call_later(FULL_PASS_DELAY, self._full_pass)
+
+    def _full_pass(self) -> None:
+        self.full_pass = None
+        try:
+            self.refresh(quick=False)
+        except Exception:
+            self.log(f"full pass failed:\n{traceback.format_exc()}", types.MessageType.Error)
 
     async def _request_refresh(self) -> None:
         try:
@@ -581,6 +603,8 @@ def on_inlay_hint(ls, params: types.InlayHintParams, snapshot, path, locator):
 @safe([])
 @_request(migrations_only=False)
 def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
+    snapshot = ls.full_snapshot  # fixes may replay the schema (fill downgrade, generate revision)
+    locator = ls.locator(snapshot)
     r = params.range
     span = Span(r.start.line, locator.column(path, r.start), r.end.line, locator.column(path, r.end))
     only = [str(k.value if hasattr(k, "value") else k) for k in params.context.only] if params.context.only else None

@@ -396,3 +396,48 @@ async def test_fallbacks(custom_client: LanguageClient):
         (uri,) = edit.changes
         assert uri_path(uri).parent == typo.parent.resolve() and not uri_path(uri).exists()
         assert "Revises:" in edit.changes[uri][0].new_text
+
+
+async def test_trusted_workspace_models_and_downgrades(tmp_path: Path):
+    """Trusted: the models are loaded in the background; M001 lands on the model line and
+    its fix generates a revision; an emptied downgrade() gets D001 and is filled."""
+    from pytest_lsp import make_test_lsp_client
+
+    project = copy_example(tmp_path)
+    typo = file_of(project, TYPO_REV)
+    typo.write_text(typo.read_text().replace("bd474000086b", HEAD_B))
+    target = file_of(project, HEAD_B)
+    text = target.read_text()
+    target.write_text(text[: text.index("def downgrade")] + 'def downgrade() -> None:\n    """Downgrade schema."""\n    pass\n')
+    client = make_test_lsp_client()
+    await client.start_io(*SERVER_COMMAND)
+    try:
+        await client.initialize_session(t.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"), root_uri=project.as_uri(),
+            initialization_options={"trusted": True}))
+        models = project / "app" / "models.py"
+        await wait_for(lambda: client.diagnostics.get(models.as_uri()), timeout=60)
+        (m001,) = client.diagnostics[models.as_uri()]
+        assert m001.code == "M001" and "posts.published_at" in m001.message
+        assert "published_at" in models.read_text().splitlines()[m001.range.start.line]
+        actions = await client.text_document_code_action_async(t.CodeActionParams(
+            text_document=doc(models), range=m001.range, context=t.CodeActionContext(diagnostics=[m001])))
+        generate = [a for a in actions if a.title.startswith("Generate revision from model changes")]
+        assert generate, [a.title for a in actions]
+        created = apply_workspace_edit(generate[0].edit)
+        (new_file,) = created
+        assert "op.add_column('posts', sa.Column('published_at'" in created[new_file]
+        assert "op.drop_column('posts', 'published_at')" in created[new_file]
+
+        await wait_for(lambda: any(d.code == "D001" for d in client.diagnostics.get(target.as_uri(), [])))
+        d001 = next(d for d in client.diagnostics[target.as_uri()] if d.code == "D001")
+        actions = await client.text_document_code_action_async(t.CodeActionParams(
+            text_document=doc(target), range=d001.range, context=t.CodeActionContext(diagnostics=[d001])))
+        fill = next(a for a in actions if a.title.startswith("Fill downgrade()"))
+        written = apply_workspace_edit(fill.edit)
+        body = written[target.resolve()].split("def downgrade")[1]
+        assert "op.drop_column('users', 'display_name')" in body
+        assert "op.drop_index(op.f('ix_posts_created_at'), table_name='posts')" in body
+    finally:
+        await client.shutdown_session()
+        await client.stop()
