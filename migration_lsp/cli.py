@@ -311,6 +311,48 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_USAGE if _report_problems(snapshot) else EXIT_OK
 
 
+def cmd_revision(args: argparse.Namespace) -> int:
+    """Write a new revision file like `alembic revision [--autogenerate]`, without a
+    database; never overwrites a file."""
+    from alembic.operations import ops as alembic_ops
+
+    from .render import render_ops, render_revision
+
+    args.no_import = not args.autogenerate
+    _, snapshot = _engine([args.path], args)
+    if _report_problems(snapshot):
+        return EXIT_USAGE
+    states = [s for s in snapshot.environments if s.graph.by_id or s.env.config_path]
+    if len(states) != 1:
+        raise UsageError(f"{len(states)} environments under {args.path}: pass the folder of one of them")
+    state = states[0]
+    graph = state.graph
+    if args.head:
+        heads = graph.resolve(args.head)
+        if len(heads) != 1:
+            raise UsageError(f"--head {args.head}: {'ambiguous' if heads else 'no such revision'}")
+    else:
+        heads = graph.heads
+        if len(heads) > 1:
+            raise UsageError(f"multiple heads ({', '.join(sorted(heads))}): merge them or pass --head")
+    upgrades = downgrades = imports = ""
+    if args.autogenerate:
+        m004 = [d for d in state.diagnostics if d.code == "M004"]
+        if m004 and not state.differences:
+            raise UsageError(m004[0].message)
+        ops = [d.op for d in state.differences]
+        upgrades, up_imports = render_ops(ops) if ops else ("", set())
+        downgrades, down_imports = render_ops(alembic_ops.UpgradeOps(ops=ops).reverse().ops) if ops else ("", set())
+        imports = "\n".join(sorted(up_imports | down_imports))
+    new = render_revision(state.env, graph, args.message, list(heads), upgrades=upgrades, downgrades=downgrades,
+                          imports=imports)
+    new.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(new.path, "x", encoding="utf-8") as fh:  # "x": never overwrite
+        fh.write(new.text)
+    print(f"Generating {_relative(new.path)} ... done")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -344,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("path", nargs="?", default=".", metavar="PATH")
     graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
     graph.set_defaults(func=cmd_graph)
+
+    revision = sub.add_parser("revision", help="write a new revision file (never overwrites one)")
+    revision.add_argument("path", nargs="?", default=".", metavar="PATH")
+    revision.add_argument("-m", "--message", required=True)
+    revision.add_argument("--autogenerate", action="store_true", help="operations from the model changes")
+    revision.add_argument("--head", help="revision to build on (default: the only head)")
+    revision.set_defaults(func=cmd_revision)
 
     serve = sub.add_parser("serve", help="run the language server on stdio")
     serve.set_defaults(func=cmd_serve)
