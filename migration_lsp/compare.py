@@ -44,6 +44,7 @@ class CompareOptions:
     compare_type: bool = True
     compare_server_default: bool = False
     exclude_tables: tuple[str, ...] = ()
+    render_as_batch: bool = False  # env.py's context.configure(render_as_batch=True)
 
 
 def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]) -> CompareOptions:
@@ -52,7 +53,8 @@ def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]
         m = re.search(rf"\b{name}\s*=\s*(True|False)\b", text)
         return default if not m else m.group(1) == "True"
 
-    return CompareOptions(dialect, flag("compare_type", True), flag("compare_server_default", False), exclude)
+    return CompareOptions(dialect, flag("compare_type", True), flag("compare_server_default", False), exclude,
+                          flag("render_as_batch", False))
 
 
 @lru_cache(maxsize=16)
@@ -93,13 +95,43 @@ def types_differ(schema_type: Any, model_type: Any, dialect: str | None) -> bool
         return type(schema_type).__name__.upper() != type(model_type).__name__.upper()
 
 
-def _default_text(column: sa.Column) -> str | None:
+def _default_text(column: sa.Column, dialect: str | None = None) -> str | None:
+    """A server default as comparable text: SQL expressions compiled for the dialect
+    (`func.now()` is CURRENT_TIMESTAMP on SQLite), enclosing parentheses and quotes removed."""
     default = column.server_default
     if default is None:
         return None
     arg = getattr(default, "arg", default)
-    text = getattr(arg, "text", arg)
-    return re.sub(r"^[('\"]+|[)'\"]+$", "", str(text)).strip().lower()
+    text = getattr(arg, "text", None)
+    if not isinstance(text, str):
+        if isinstance(arg, sa.sql.ClauseElement):
+            try:
+                text = str(arg.compile(dialect=_impl(dialect).dialect))
+            except Exception:
+                text = str(arg)
+        else:
+            text = str(arg)
+    return _normalise_default(text)
+
+
+def _normalise_default(text: str) -> str:
+    text = text.strip()
+    while True:
+        if len(text) >= 2 and text[0] == "(" and text[-1] == ")" and _balanced(text[1:-1]):
+            text = text[1:-1].strip()
+        elif len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1]
+        else:
+            return text.lower()
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _index_key(index: sa.Index) -> tuple:
@@ -188,9 +220,10 @@ def _compare_table(
             details.append("nullable" if col.nullable else "NOT NULL" + " in the model")
             details[-1] = f"{'nullable' if col.nullable else 'NOT NULL'} in the model, " \
                           f"{'nullable' if old.nullable else 'NOT NULL'} in the migrations"
-        if options.compare_server_default and _default_text(old) != _default_text(col):
+        old_default, new_default = _default_text(old, options.dialect), _default_text(col, options.dialect)
+        if options.compare_server_default and old_default != new_default:
             changes["modify_server_default"] = col.server_default.arg if col.server_default is not None else None
-            details.append(f"server default {_default_text(col)!r} in the model, {_default_text(old)!r} in the migrations")
+            details.append(f"server default {new_default!r} in the model, {old_default!r} in the migrations")
         if changes:
             op = alembic_ops.AlterColumnOp(
                 s_table.name, col.name, schema=s_table.schema,
@@ -213,6 +246,20 @@ def _type_text(type_: Any) -> str:
         return type(type_).__name__
 
 
+def _declared_at(m_state: TableState, name: Any, columns: tuple[str, ...]) -> Origin | None:
+    """Where the models declare an index or constraint: `__table_args__` when it names it,
+    else the one column it is on (`index=True`, `ForeignKey(...)`), else the class line."""
+    table_args = m_state.info.get("table_args")
+    mentioned = set(m_state.info.get("table_args_names", ()))
+    if table_args and ((isinstance(name, str) and name in mentioned) or (columns and set(columns) <= mentioned)):
+        return table_args
+    if len(columns) == 1:
+        column = m_state.column(columns[0])
+        if column is not None and column.origin is not None and column.origin != m_state.origin:
+            return column.origin
+    return table_args or m_state.origin
+
+
 def _compare_indexes(s_state: TableState, s_table: sa.Table, m_state: TableState, m_table: sa.Table) -> list[Difference]:
     out = []
     origin_of = {i.name: o for i, o in s_state.indexes}
@@ -227,7 +274,8 @@ def _compare_indexes(s_state: TableState, s_table: sa.Table, m_state: TableState
         if index.unique and _index_key(index) in s_unique_cols:
             continue  # a unique index and a unique constraint are the same thing to most databases
         out.append(Difference("missing", f"index {index.name} on {s_table.fullname}",
-                              alembic_ops.CreateIndexOp.from_index(index), m_state.origin, None))
+                              alembic_ops.CreateIndexOp.from_index(index),
+                              _declared_at(m_state, index.name, _index_key(index)), None))
     m_sigs = {(_index_key(i), bool(i.unique)) for i in m_table.indexes}
     for key, index in s_by.items():
         if key in m_by or (_index_key(index), bool(index.unique)) in m_sigs:
@@ -259,7 +307,8 @@ def _compare_constraints(s_state: TableState, s_table: sa.Table, m_state: TableS
             continue
         kind = "unique constraint" if sig[0] == "unique" else "foreign key"
         out.append(Difference("missing", f"{kind} on {s_table.fullname}({', '.join(constraint_columns(c))})",
-                              alembic_ops.AddConstraintOp.from_constraint(c), m_state.origin, None))
+                              alembic_ops.AddConstraintOp.from_constraint(c),
+                              _declared_at(m_state, c.name, constraint_columns(c)), None))
     for sig, c in s_sigs.items():
         if sig in m_sigs or sig in m_unique_index:
             continue

@@ -19,6 +19,7 @@ from .checks import apply_filters
 from .checks.downgrade import check_downgrade
 from .checks.graph import check_graph
 from .checks.models import check_models
+from .checks.safety import check_safety
 from .compare import CompareOptions, Difference, options_from_env_py
 from .core import Diagnostic
 from .graph import RevisionGraph
@@ -124,7 +125,7 @@ class Engine:
         self.untrusted_reason = untrusted_reason
         self.models: dict[tuple[Path, str], ModelTables] = {}
         self._replays: dict[tuple[Path, str], Replay] = {}
-        self._downgrade_cache: dict[MigrationScript, tuple[RevisionSchema, list[Diagnostic]]] = {}
+        self._downgrade_cache: dict[MigrationScript, tuple[RevisionSchema, str | None, list[Diagnostic]]] = {}
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}
         self._states: dict[tuple[Path, str], EnvironmentState] = {}
@@ -261,13 +262,15 @@ class Engine:
 
     def _downgrade(self, script: MigrationScript, replay: Replay, rev: str, options: CompareOptions,
                    env_name: str) -> list[Diagnostic]:
-        """D001–D003 for one revision, reused while its text and history are unchanged."""
+        """D001–D003 and S001–S005 for one revision, reused while its text, its history
+        and the dialect are unchanged."""
         schema = replay.revision(rev)
         cached = self._downgrade_cache.get(script)
-        if cached is not None and cached[0] is schema:
-            return cached[1]
-        found = check_downgrade(script, schema, options, env_name)
-        self._downgrade_cache[script] = (schema, found)
+        if cached is not None and cached[0] is schema and cached[1] == options.dialect:
+            return cached[2]
+        found = check_downgrade(script, schema, options, env_name) + check_safety(
+            script, schema, options.dialect, env_name)
+        self._downgrade_cache[script] = (schema, options.dialect, found)
         return found
 
     def _compare_options(self, env: Environment) -> CompareOptions:

@@ -54,14 +54,21 @@ def type_info(type_, dialect):
     return info
 
 
-def default_text(default):
+def default_text(default, dialect=None):
+    """The server default as SQL text: a SQL expression (func.now()) compiled for the
+    environment's dialect, as the database would get it."""
     if default is None:
         return None
     arg = getattr(default, "arg", default)
     text = getattr(arg, "text", None)
     if isinstance(text, str):
         return text
-    return str(arg)
+    if isinstance(arg, str):
+        return arg
+    try:
+        return str(arg.compile(dialect=dialect)) if dialect is not None else str(arg)
+    except Exception:
+        return str(arg)
 
 
 def table_info(table, dialect):
@@ -76,13 +83,15 @@ def table_info(table, dialect):
                 "type": type_info(c.type, dialect),
                 "nullable": bool(c.nullable),
                 "primary_key": bool(c.primary_key),
-                "server_default": default_text(c.server_default),
+                "server_default": default_text(c.server_default, dialect),
+                # a plain string is a literal value ('new'), anything else SQL (now())
+                "server_default_is_string": isinstance(getattr(c.server_default, "arg", None), str),
                 "comment": c.comment,
             }
             for c in table.columns
         ],
         "indexes": [
-            {"name": i.name, "unique": bool(i.unique),
+            {"name": i.name, "unique": bool(i.unique), "conv": is_conv(i.name),
              "columns": [getattr(e, "name", str(e)) for e in i.expressions]}
             for i in sorted(table.indexes, key=lambda i: str(i.name))
         ],
@@ -90,9 +99,19 @@ def table_info(table, dialect):
     }
 
 
+def is_conv(name):
+    """A name the naming convention made final (autogenerate writes it as `op.f(...)`)."""
+    try:
+        from sqlalchemy.sql.elements import conv
+
+        return isinstance(name, conv)
+    except ImportError:
+        return False
+
+
 def constraint_info(c):
     kind = type(c).__name__
-    out = {"kind": kind, "name": c.name if isinstance(c.name, str) else None,
+    out = {"kind": kind, "name": c.name if isinstance(c.name, str) else None, "conv": is_conv(c.name),
            "columns": [col.name for col in c.columns] if hasattr(c, "columns") else []}
     if kind == "ForeignKeyConstraint":
         out["targets"] = [e.target_fullname for e in c.elements]

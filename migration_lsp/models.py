@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ class MetadataSource:
     env_py: Path | None
     span: Span | None  # the `target_metadata = ...` line
     problem: str | None = None  # why we cannot tell (or that it is None)
+    disabled: bool = False  # `target_metadata = None`: the project compares nothing
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ def metadata_source(env: Environment) -> MetadataSource:
         elif isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
             for alias in stmt.names:
                 imports[alias.asname or alias.name] = f"{stmt.module}.{alias.name}"
+                if (alias.asname or alias.name) == "target_metadata":  # `from app.db import metadata as target_metadata`
+                    value = ast.Name("target_metadata", ast.Load())
+                    span = Span(stmt.lineno - 1, 0, (stmt.end_lineno or stmt.lineno) - 1, stmt.end_col_offset or 0)
         elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
             if any(isinstance(t, ast.Name) and t.id == "target_metadata" for t in targets):
@@ -76,7 +80,8 @@ def metadata_source(env: Environment) -> MetadataSource:
     if value is None:
         return MetadataSource((), env_py, None, "env.py has no `target_metadata = ...`")
     if isinstance(value, ast.Constant) and value.value is None:
-        return MetadataSource((), env_py, span, "env.py sets target_metadata = None (no models to compare)")
+        return MetadataSource((), env_py, span, "env.py sets target_metadata = None (no models to compare)",
+                              disabled=True)
     elements = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
     specs = []
     for element in elements:
@@ -139,8 +144,10 @@ def _limit_memory() -> None:  # pragma: no cover - runs in the child
         pass
 
 
-def load_models(env: Environment, source: MetadataSource, timeout: float = TIMEOUT) -> ModelTables:
-    """Run the child; never raises."""
+def load_models(env: Environment, source: MetadataSource, timeout: float | None = None) -> ModelTables:
+    """Run the child; never raises. `timeout` defaults to the module's TIMEOUT (read at call
+    time, so it can be configured)."""
+    timeout = TIMEOUT if timeout is None else timeout
     if not source.specs:
         return ModelTables(error=source.problem or "no models")
     config = {
@@ -196,27 +203,37 @@ def _table(info: dict, dialect: str | None) -> TableState:
         default = c.get("server_default")
         columns.append(sa.Column(
             c["name"], type_, nullable=c["nullable"], primary_key=c["primary_key"],
-            server_default=sa.text(default) if default is not None else None, comment=c.get("comment"),
+            server_default=None if default is None else default if c.get("server_default_is_string") else sa.text(default),
+            comment=c.get("comment"),
         ))
     table = sa.Table(info["name"], metadata, *columns, schema=info.get("schema"), comment=info.get("comment"))
     names = set(table.c.keys())
+
+    def name_of(item: dict) -> str | None:
+        name = item.get("name")
+        return sa.sql.elements.conv(name) if isinstance(name, str) and item.get("conv") else name
+
     for con in info.get("constraints", []):
         cols = [c for c in con.get("columns", []) if c in names]
         if not cols or len(cols) != len(con.get("columns", [])):
             continue
         if con["kind"] == "UniqueConstraint":
-            table.append_constraint(sa.UniqueConstraint(*cols, name=con.get("name")))
+            table.append_constraint(sa.UniqueConstraint(*cols, name=name_of(con)))
         elif con["kind"] == "ForeignKeyConstraint":
             table.append_constraint(sa.ForeignKeyConstraint(
-                cols, con["targets"], name=con.get("name"), ondelete=con.get("ondelete"), onupdate=con.get("onupdate")))
+                cols, con["targets"], name=name_of(con), ondelete=con.get("ondelete"), onupdate=con.get("onupdate")))
         elif con["kind"] == "CheckConstraint":
-            table.append_constraint(sa.CheckConstraint(sa.text(con.get("sqltext", "")), name=con.get("name")))
+            table.append_constraint(sa.CheckConstraint(sa.text(con.get("sqltext", "")), name=name_of(con)))
     for idx in info.get("indexes", []):
         cols = [table.c[n] for n in idx["columns"] if n in names]
         if cols and len(cols) == len(idx["columns"]):
-            sa.Index(idx["name"], *cols, unique=idx["unique"])
+            sa.Index(name_of(idx), *cols, unique=idx["unique"])
     origin, column_origins = _origins(info.get("source"), table)
-    return TableState.from_table(table, origin, column_origins)
+    state = TableState.from_table(table, origin, column_origins)
+    if "__table_args__" in column_origins:  # where indexes/constraints not on one column are declared
+        state = replace(state, info={"table_args": column_origins["__table_args__"],
+                                     "table_args_names": column_origins.get("__table_args_names__", ())})
+    return state
 
 
 class CompiledType(sa.types.UserDefinedType):
@@ -265,6 +282,8 @@ def _origins(source: dict | None, table: sa.Table) -> tuple[Origin | None, dict[
                 if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(target, ast.Name) \
                         and target.id == "__table_args__":
                     columns.setdefault("__table_args__", (path, span(stmt)))
+                    columns.setdefault("__table_args_names__", tuple(  # type: ignore[arg-type]
+                        n.value for n in ast.walk(stmt) if isinstance(n, ast.Constant) and isinstance(n.value, str)))
             return (path, span(node)), columns
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target

@@ -110,9 +110,81 @@ def render_revision(
     return NewRevision(revision, path, text, template)
 
 
-def render_ops(ops: Sequence) -> tuple[str, set[str]]:
+def _table_of(op: object) -> tuple[str | None, str | None]:
+    from alembic.operations import ops as alembic_ops
+
+    if isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp, alembic_ops.RenameTableOp,
+                       alembic_ops.ModifyTableOps, alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)):
+        return None, None  # top-level in autogenerate's output
+    name = getattr(op, "table_name", None) or getattr(op, "source_table", None)
+    schema = getattr(op, "schema", None) if getattr(op, "table_name", None) else \
+        (getattr(op, "kw", None) or {}).get("source_schema")
+    return name, schema
+
+
+def group_ops(ops: Sequence) -> list:
+    """Ops arranged as autogenerate arranges them: table-level ops (columns, indexes,
+    constraints, comments) inside a `ModifyTableOps` per table, consecutive runs only so the
+    order (and so foreign-key dependencies) is kept. Rendered with `render_as_batch`, each
+    group becomes a `with op.batch_alter_table(...)` block."""
+    from alembic.operations import ops as alembic_ops
+
+    out: list = []
+    for op in ops:
+        name, schema = _table_of(op)
+        if name is None:
+            out.append(op)
+            continue
+        last = out[-1] if out else None
+        if isinstance(last, alembic_ops.ModifyTableOps) and (last.table_name, last.schema) == (name, schema):
+            last.ops.append(op)
+        else:
+            out.append(alembic_ops.ModifyTableOps(name, [op], schema=schema))
+    return out
+
+
+def _migration_context(dialect: str | None):
+    """A MigrationContext for the environment's dialect, without a database: Alembic's
+    per-dialect renderer spells e.g. `postgresql.JSONB(astext_type=sa.Text())`."""
+    from alembic.runtime.migration import MigrationContext
+
+    if dialect:
+        try:
+            return MigrationContext.configure(dialect_name=dialect)
+        except Exception:  # a dialect that is not installed
+            pass
+    return None
+
+
+def _dialect_of_types(ops: Sequence) -> str | None:
+    """The dialect whose types the ops use (`postgresql.JSONB`...), when the environment
+    names none: its renderer is the one that writes them correctly."""
+    import re
+
+    import sqlalchemy as sa
+
+    todo, seen = list(ops), 0
+    while todo and seen < 10_000:
+        seen += 1
+        op = todo.pop()
+        for name in ("ops", "columns"):
+            todo.extend(x for x in (getattr(op, name, None) or ()) if not isinstance(x, str))
+        for name in ("column", "_reverse"):
+            if getattr(op, name, None) is not None:
+                todo.append(getattr(op, name))
+        types_ = [getattr(op, n, None) for n in ("type", "modify_type", "existing_type")]
+        for type_ in types_:
+            if isinstance(type_, sa.types.TypeEngine):
+                m = re.match(r"sqlalchemy\.dialects\.(\w+)", type(type_).__module__)
+                if m:
+                    return m.group(1)
+    return None
+
+
+def render_ops(ops: Sequence, render_as_batch: bool = False, dialect: str | None = None) -> tuple[str, set[str]]:
     """Python source for a list of Alembic ops (Alembic's own renderer), and the imports it
-    needs (e.g. `from sqlalchemy.dialects import postgresql`)."""
+    needs (e.g. `from sqlalchemy.dialects import postgresql`). `render_as_batch` as in
+    env.py's `context.configure(render_as_batch=True)` (what SQLite projects need)."""
     from alembic.autogenerate import render_python_code
     from alembic.operations import ops as alembic_ops
 
@@ -129,6 +201,21 @@ def render_ops(ops: Sequence) -> tuple[str, set[str]]:
             return source
         return False
 
-    text = render_python_code(alembic_ops.UpgradeOps(ops=list(ops)), render_item=render_item)
+    text = render_python_code(alembic_ops.UpgradeOps(ops=group_ops(ops)), render_item=render_item,
+                              render_as_batch=render_as_batch,
+                              migration_context=_migration_context(dialect or _dialect_of_types(ops)))
     context = seen.get("context")
     return text, set(getattr(context, "imports", set()) or set())
+
+
+def render_migration(ops: Sequence, render_as_batch: bool = False,
+                     dialect: str | None = None) -> tuple[str, str, str]:
+    """(upgrade body, downgrade body, imports) of a revision applying `ops`: the downgrade is
+    Alembic's `.reverse()` of them, as `alembic revision --autogenerate` writes it."""
+    from alembic.operations import ops as alembic_ops
+
+    grouped = group_ops(ops)
+    upgrades, up_imports = render_ops(grouped, render_as_batch, dialect)
+    downgrades, down_imports = render_ops(alembic_ops.UpgradeOps(ops=grouped).reverse().ops, render_as_batch,
+                                          dialect)
+    return upgrades, downgrades, "\n".join(sorted(up_imports | down_imports))

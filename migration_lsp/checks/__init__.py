@@ -50,4 +50,9 @@ RULES: dict[str, tuple[str, str]] = {
     "G008": ("warning", "a second base in an unlabelled branch"),
     "G009": ("warning", "docstring Revision ID / Revises disagree with the variables"),
     "G010": ("warning", "file in a versions directory whose revision header cannot be read"),
+    "S001": ("warning", "NOT NULL column added to an existing table without server_default"),
+    "S002": ("warning", "PostgreSQL: index created on an existing table without CONCURRENTLY"),
+    "S003": ("error", "PostgreSQL: CONCURRENTLY outside autocommit_block()"),
+    "S004": ("error", "SQLite: ALTER of a column/constraint outside batch_alter_table"),
+    "S005": ("info", "destructive: drop_table / drop_column (data loss)"),
 }

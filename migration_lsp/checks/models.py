@@ -25,7 +25,7 @@ def check_models(
     """M004 when the models cannot be had (`models_off` says why they are not even tried);
     otherwise one M001–M003 per difference."""
     where, span = _location(source, fallback)
-    if not source.specs and source.problem and "None" in source.problem:
+    if source.disabled:
         return [], []  # target_metadata = None: the project compares nothing, neither do we
     if models_off:
         return [Diagnostic("M004", Severity.INFO, where, span, f"models not loaded: {models_off}", env_name)], []

@@ -18,10 +18,11 @@ from lsprotocol import converters, types
 
 from ..core import Diagnostic, Span
 from ..engine import EnvironmentState, Snapshot
-from ..render import render_ops, render_revision
+from ..render import render_migration, render_ops, render_revision
 from ..schema import reversed_upgrade
 from ..scripts import MigrationScript
 from . import Locator, path_to_uri
+from .safety_fixes import SAFETY_CODES, safety_fixes
 from .diagnostics import to_lsp
 
 APPLY_EDIT = "migrationLsp.applyEdit"
@@ -182,6 +183,14 @@ def _fixes_for(
         out.append(_action(f"Give this revision a new id ({new_id})", types.CodeActionKind.QuickFix,
                            change, locator, support, lsp))
 
+    elif d.code in SAFETY_CODES:
+        for title, edits in safety_fixes(d, script):
+            change = _Change()
+            for span, text in edits:
+                change.replace(script.path, span, text)
+            out.append(_action(title, types.CodeActionKind.QuickFix, change, locator, support, lsp,
+                               preferred=not title.startswith("Ignore") and not out))
+
     elif d.code == "D001" and rev:
         change = _fill_downgrade(state, script)
         if change is not None:
@@ -210,7 +219,9 @@ def _fill_downgrade(state: EnvironmentState, script: MigrationScript) -> _Change
     ops, irreversible = reversed_upgrade(schema.upgrade, schema.before)
     if not ops:
         return None
-    text, imports = render_ops(ops)
+    # batch blocks when env.py renders them, or when the upgrade itself needed them (SQLite)
+    batch = state.compare_options.render_as_batch or any(ev.call.batch_table for ev in schema.upgrade)
+    text, imports = render_ops(ops, batch, state.compare_options.dialect)
     body = "    " + text
     for ev in irreversible:
         body += f"\n    # TODO migration-lsp: reverse by hand: line {ev.span.line + 1}: op.{ev.call.name}(...)"
@@ -249,11 +260,9 @@ def _generate(state: EnvironmentState, locator: Locator, support: EditSupport, e
     if not state.differences:
         return []
     ops = [d.op for d in state.differences]
-    upgrades, up_imports = render_ops(ops)
-    from alembic.operations import ops as alembic_ops
-
-    downgrades, down_imports = render_ops(alembic_ops.UpgradeOps(ops=ops).reverse().ops)
-    imports = "\n".join(sorted(up_imports | down_imports))
+    # as `alembic revision --autogenerate` would write it, batch blocks included when env.py asks
+    upgrades, downgrades, imports = render_migration(ops, state.compare_options.render_as_batch,
+                                                     state.compare_options.dialect)
     heads = [h for h in state.graph.heads if h not in state.graph.uncertain]
     out: list[types.CodeAction | types.Command] = []
     for head in heads[:MAX_CHOICES]:
