@@ -8,7 +8,6 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.dialects import postgresql
@@ -655,3 +654,29 @@ def test_batch_with_a_variable_table_name_is_opaque(tmp_path):
     evs = evaluate_function(script, script.upgrade)
     assert [(e.op, e.reason) for e in evs] == [(None, "batch table name is not a literal")]
     assert replay_one(script).unknown
+
+
+def test_tables_in_a_schema(tmp_path):
+    state = replay_one(make_script(tmp_path, """
+        op.create_table('a', sa.Column('id', sa.Integer(), nullable=False), sa.PrimaryKeyConstraint('id'),
+                        schema='app')
+        op.create_table('b', sa.Column('id', sa.Integer(), nullable=False), sa.Column('a_id', sa.Integer()),
+                        sa.PrimaryKeyConstraint('id'), schema='app')
+        op.add_column('b', sa.Column('x', sa.String(3)), schema='app')
+        op.create_foreign_key('fk_b_a', 'b', 'a', ['a_id'], ['id'], source_schema='app', referent_schema='app')
+        op.create_index('ix_b_x', 'b', ['x'], schema='app')
+    """))
+    assert set(state.tables) == {"app.a", "app.b"} and state.table("b") is None
+    b = state.table("b", "app")
+    assert b.column("x") is not None and [i.name for i, _ in b.indexes] == ["ix_b_x"]
+    fk = next(c for c in b.to_table(sa.MetaData()).constraints if isinstance(c, sa.ForeignKeyConstraint))
+    assert [e.target_fullname for e in fk.elements] == ["app.a.id"]
+    assert not state.uncertain
+    md = sa.MetaData(schema="app")
+    sa.Table("a", md, sa.Column("id", sa.Integer(), primary_key=True))
+    mb = sa.Table("b", md, sa.Column("id", sa.Integer(), primary_key=True),
+                  sa.Column("a_id", sa.Integer(), sa.ForeignKey("app.a.id", name="fk_b_a")),
+                  sa.Column("x", sa.String(3), index=True))
+    models = {t.key: TableState.from_table(t) for t in md.tables.values()}
+    assert "app.b" in models and mb.schema == "app"
+    assert compare(state, models, CompareOptions()) == []

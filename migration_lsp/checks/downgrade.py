@@ -10,9 +10,21 @@ from ..schema import RevisionSchema, apply_op, apply_other_call, evaluate_functi
 from ..scripts import MigrationScript
 
 
+DATA_OPS = (alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)
+
+
+def _data_kind(ev) -> str | None:
+    """"raw SQL" / "a data migration" for op.execute / op.bulk_insert, also when their
+    arguments are not literals (an f-string, a variable): they are never schema changes."""
+    if isinstance(ev.op, alembic_ops.ExecuteSQLOp) or (ev.op is None and ev.call.name == "execute"):
+        return "raw SQL"
+    if isinstance(ev.op, alembic_ops.BulkInsertOp) or (ev.op is None and ev.call.name == "bulk_insert"):
+        return "a data migration"
+    return None
+
+
 def _changes_schema(schema: RevisionSchema) -> bool:
-    return any(ev.op is None or not isinstance(ev.op, (alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp))
-               for ev in schema.upgrade)
+    return any(_data_kind(ev) is None for ev in schema.upgrade)
 
 
 def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: CompareOptions,
@@ -28,9 +40,8 @@ def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: Co
                               "downgrade() is empty while upgrade() changes the schema", env_name,
                               {"revision": script.revision_id}))
         for ev in schema.upgrade:
-            if ev.op is None or isinstance(ev.op, (alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)):
-                what = "raw SQL" if isinstance(ev.op, alembic_ops.ExecuteSQLOp) else (
-                    "a data migration" if ev.op is not None else f"op.{ev.call.name}(...) ({ev.reason})")
+            if ev.op is None or isinstance(ev.op, DATA_OPS):
+                what = _data_kind(ev) or f"op.{ev.call.name}(...) ({ev.reason})"
                 out.append(Diagnostic("D003", Severity.INFO, script.path, ev.span,
                                       f"{what} cannot be reversed automatically; write its downgrade by hand",
                                       env_name))
