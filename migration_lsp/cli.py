@@ -314,9 +314,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_revision(args: argparse.Namespace) -> int:
     """Write a new revision file like `alembic revision [--autogenerate]`, without a
     database; never overwrites a file."""
-    from alembic.operations import ops as alembic_ops
-
-    from .render import render_ops, render_revision
+    from .render import render_migration, render_revision
 
     args.no_import = not args.autogenerate
     _, snapshot = _engine([args.path], args)
@@ -340,10 +338,10 @@ def cmd_revision(args: argparse.Namespace) -> int:
         m004 = [d for d in state.diagnostics if d.code == "M004"]
         if m004 and not state.differences:
             raise UsageError(m004[0].message)
-        ops = [d.op for d in state.differences]
-        upgrades, up_imports = render_ops(ops) if ops else ("", set())
-        downgrades, down_imports = render_ops(alembic_ops.UpgradeOps(ops=ops).reverse().ops) if ops else ("", set())
-        imports = "\n".join(sorted(up_imports | down_imports))
+        if state.differences:
+            options = state.compare_options
+            upgrades, downgrades, imports = render_migration(
+                [d.op for d in state.differences], options.render_as_batch, options.dialect)
     new = render_revision(state.env, graph, args.message, list(heads), upgrades=upgrades, downgrades=downgrades,
                           imports=imports)
     new.path.parent.mkdir(parents=True, exist_ok=True)
@@ -395,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     revision.set_defaults(func=cmd_revision)
 
     serve = sub.add_parser("serve", help="run the language server on stdio")
+    serve.add_argument("--stdio", action="store_true", help="accepted for clients that pass it (stdio is the default)")
     serve.set_defaults(func=cmd_serve)
     return parser
 

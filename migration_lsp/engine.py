@@ -166,6 +166,11 @@ class Engine:
         self._dirty.add(path)
         self._snapshot = None
 
+    def tracks(self, path: Path) -> bool:
+        """Is this file one of the discovered revision files (not just inside a location)?"""
+        path = path.resolve()
+        return any(path in env.files for d in self.discoveries for env in d.environments)
+
     def knows(self, path: Path) -> bool:
         path = path.resolve()
         return any(d.environment_of(path) for d in self.discoveries)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -256,8 +257,16 @@ class EvaluatedOp:
 
 
 def evaluate_function(script: MigrationScript, function: Function | None) -> list[EvaluatedOp]:
+    """Every op call of one function, evaluated (SQLAlchemy's warnings about odd arguments
+    in half-typed code are silenced: they are the editor's business, not a log's)."""
     if function is None:
         return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _evaluate_function(script, function)
+
+
+def _evaluate_function(script: MigrationScript, function: Function) -> list[EvaluatedOp]:
     recorder = Recorder()
     evaluator = Evaluator(script.imports, recorder)
     out = []
@@ -776,6 +785,11 @@ class Replay:
         return self._results[rev]
 
     def _compute(self, rev: str) -> RevisionSchema:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._replay_one(rev)
+
+    def _replay_one(self, rev: str) -> RevisionSchema:
         below = self.graph.parents.get(rev, ()) + self.graph.dependencies.get(rev, ())
         before = merge_states(self._results[p].after for p in below if p in self._results)
         ops = self.upgrade_ops(rev)

@@ -115,6 +115,7 @@ class MigrationServer(LanguageServer):
         self.trusted = True
         self.pull = False
         self.overrides: dict[str, Any] = {}
+        self.init_overrides: dict[str, Any] = {}  # from initializationOptions
         self.published: dict[Path, tuple] = {}  # diagnostics last sent (push) or current (pull)
         self.roots: list[Path] = []
         self.problems_logged: set[str] = set()
@@ -194,12 +195,20 @@ class MigrationServer(LanguageServer):
 
     async def _request_refresh(self) -> None:
         try:
-            await asyncio.wait_for(self.workspace_diagnostic_refresh_async(None), CLIENT_TIMEOUT)
+            await ask_client(self.workspace_diagnostic_refresh_async(None))
         except Exception:
             pass
 
 
 server = MigrationServer()
+
+
+async def ask_client(request) -> Any:
+    """A server-to-client request that never blocks us: give up after CLIENT_TIMEOUT, but
+    leave the request itself pending (shielded), so a late answer is simply dropped instead
+    of landing on a cancelled future (which pygls would report as an error)."""
+    future = asyncio.ensure_future(request)
+    return await asyncio.wait_for(asyncio.shield(future), CLIENT_TIMEOUT)
 
 
 def safe(default: Any = None):
@@ -242,7 +251,8 @@ def on_initialize(ls: MigrationServer, params: types.InitializeParams) -> None:
     options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
     ls.trusted = options.get("trusted", True) is not False
     settings = options.get("settings") or options.get(CONFIG_SECTION) or {}
-    ls.overrides = _settings(settings)
+    ls.init_overrides = _settings(settings)
+    ls.overrides = dict(ls.init_overrides)
     ls.pull = wants_pull(params.capabilities)
     roots = [uri_to_path(f.uri) for f in params.workspace_folders or []]
     if not roots and params.root_uri:
@@ -284,10 +294,8 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
            f"indexed in {(time.perf_counter() - started) * 1000:.0f} ms (trusted workspace: {ls.trusted})")
     ls.ready.set()
     ls.refresh()
-    if progress.done() and not progress.cancelled():
-        _end_progress(ls, progress.result(), f"{revisions} revisions")
-    else:
-        progress.cancel()
+    progress.add_done_callback(lambda task: task.cancelled() or task.exception() or
+                               _end_progress(ls, task.result(), f"{revisions} revisions"))
     asyncio.ensure_future(_register_watchers(ls))
     asyncio.ensure_future(_load_configuration(ls))
     schedule_models(ls)
@@ -335,7 +343,7 @@ async def _begin_progress(ls: MigrationServer, title: str) -> str | None:
         return None
     token = f"migration-lsp-{uuid.uuid4().hex[:8]}"
     try:
-        await asyncio.wait_for(ls.work_done_progress.create_async(token), CLIENT_TIMEOUT)
+        await ask_client(ls.work_done_progress.create_async(token))
     except Exception:
         return None
     ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, percentage=0))
@@ -357,9 +365,7 @@ async def _register_watchers(ls: MigrationServer) -> None:
     registration = types.Registration(id=f"watch-{uuid.uuid4().hex[:8]}",
                                       method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options)
     try:
-        await asyncio.wait_for(
-            ls.client_register_capability_async(types.RegistrationParams(registrations=[registration])),
-            CLIENT_TIMEOUT)
+        await ask_client(ls.client_register_capability_async(types.RegistrationParams(registrations=[registration])))
     except Exception as exc:
         ls.log(f"file watching not registered: {exc!r}", types.MessageType.Warning)
 
@@ -369,13 +375,11 @@ async def _load_configuration(ls: MigrationServer) -> None:
     if not (caps.workspace and caps.workspace.configuration):
         return
     try:
-        result = await asyncio.wait_for(
-            ls.workspace_configuration_async(
-                types.ConfigurationParams(items=[types.ConfigurationItem(section=CONFIG_SECTION)])),
-            CLIENT_TIMEOUT)
+        result = await ask_client(ls.workspace_configuration_async(
+            types.ConfigurationParams(items=[types.ConfigurationItem(section=CONFIG_SECTION)])))
     except Exception:
         return
-    overrides = {**ls.overrides, **_settings(result[0] if result else None)}
+    overrides = {**ls.init_overrides, **_settings(result[0] if result else None)}
     if overrides != (ls.engine.overrides if ls.engine else {}):
         ls.overrides = overrides
         if ls.engine:
@@ -388,7 +392,7 @@ async def _load_configuration(ls: MigrationServer) -> None:
 @safe()
 async def on_configuration(ls: MigrationServer, params: types.DidChangeConfigurationParams) -> None:
     if isinstance(params.settings, dict) and params.settings:
-        ls.overrides = {**ls.overrides, **_settings(params.settings)}
+        ls.overrides = {**ls.init_overrides, **_settings(params.settings)}
         if ls.engine:
             ls.engine.rescan(ls.overrides)
             ls.refresh()
@@ -426,7 +430,7 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
     path = _doc_path(ls, params.text_document.uri)
     if path is None:
         return
-    if _is_config(path) or not ls.engine.knows(path):
+    if _is_config(path) or not ls.engine.tracks(path):
         ls.engine.rescan()  # a new migration file or a changed config
     ls.engine.file_changed(path)
     ls.refresh()
@@ -439,6 +443,8 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
 def did_close(ls: MigrationServer, params: types.DidCloseTextDocumentParams) -> None:
     path = _doc_path(ls, params.text_document.uri)
     if path is not None:
+        if not ls.engine.tracks(path) and path.exists() and ls.engine.knows(path):
+            ls.engine.rescan()  # created by the editor, saved, not yet seen by discovery
         ls.engine.close_buffer(path)
         ls.refresh()
 
@@ -621,9 +627,8 @@ async def apply_edit_command(ls: MigrationServer, *args):
     if not isinstance(payload, dict):
         return None
     edit = converters.get_converter().structure(payload, types.WorkspaceEdit)
-    result = await asyncio.wait_for(
-        ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label="migration-lsp")),
-        CLIENT_TIMEOUT)
+    result = await ask_client(
+        ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label="migration-lsp")))
     return {"applied": bool(result and result.applied)}
 
 

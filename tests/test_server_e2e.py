@@ -264,6 +264,13 @@ async def test_did_you_mean_then_merge_heads_gives_alembic_one_head(client: Lang
     # the server notices the new file on open and the G001s go away
     open_file(client, new_path)
     await wait_for(lambda: codes(client, typo) == [] and codes(client, file_of(project, HEAD_A)) == [])
+    # saved and closed, before any file watcher spoke: it stays part of the graph
+    client.text_document_did_save(t.DidSaveTextDocumentParams(text_document=doc(new_path)))
+    client.text_document_did_close(t.DidCloseTextDocumentParams(text_document=doc(new_path)))
+    hover = await client.text_document_hover_async(t.HoverParams(
+        text_document=doc(typo), position=position_of(typo, f"= '{TYPO_REV}'", 4)))
+    assert hover is not None and f"Children: `{new_id}`" in hover.contents.value
+    assert codes(client, typo) == [] and codes(client, file_of(project, HEAD_A)) == []
 
 
 async def test_rebase_onto_other_head(client: LanguageClient):

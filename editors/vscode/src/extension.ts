@@ -1,0 +1,392 @@
+import * as vscode from "vscode";
+import {
+  ExecuteCommandRequest,
+  LanguageClient,
+  LanguageClientOptions,
+  RevealOutputChannelOn,
+  ServerOptions,
+  State,
+} from "vscode-languageclient/node";
+import { Discovery, discoverServer, pythonExtensionApi, ServerCommand } from "./discovery";
+import { Environment, GraphPanel, parseMermaid, revisionOf } from "./graph";
+
+const SHOW_GRAPH = "migrationLsp.showGraph"; // implemented by the server
+const CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision";
+/** Settings the server reads; a change restarts it (so removing one is honoured too). */
+const SERVER_SETTINGS = ["server", "select", "ignore", "models", "python", "dialect", "excludeTables"];
+
+let extensionUri: vscode.Uri;
+let output: vscode.OutputChannel;
+let client: LanguageClient | undefined;
+let current: ServerCommand | undefined;
+let discovery: Discovery | undefined;
+let status: vscode.StatusBarItem;
+let environments: Environment[] = [];
+let starting: Promise<void> = Promise.resolve();
+let statusTimer: NodeJS.Timeout | undefined;
+
+function serverSettings(): Record<string, unknown> {
+  const config = vscode.workspace.getConfiguration("migrationLsp");
+  const out: Record<string, unknown> = {};
+  for (const key of ["select", "ignore", "models", "python", "dialect", "excludeTables"]) {
+    const value = config.get(key);
+    if (value !== undefined && value !== "" && !(Array.isArray(value) && value.length === 0)) {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+const EXCLUDE = "**/{node_modules,.venv,venv,.tox,.nox,.git,site-packages}/**";
+
+/** Whether the workspace has an Alembic project (the extension also activates on any pyproject.toml). */
+async function looksLikeAlembicWorkspace(): Promise<boolean> {
+  for (const glob of ["**/alembic.ini", "**/script.py.mako"]) {
+    if ((await vscode.workspace.findFiles(glob, EXCLUDE, 1)).length) {
+      return true;
+    }
+  }
+  for (const uri of await vscode.workspace.findFiles("**/pyproject.toml", EXCLUDE, 50)) {
+    try {
+      const text = Buffer.from(await vscode.workspace.fs.readFile(uri)).toString("utf8");
+      if (/^\[tool\.(alembic|migration-lsp)\b/m.test(text)) {
+        return true;
+      }
+    } catch {
+      // unreadable: not ours
+    }
+  }
+  return false;
+}
+
+/** An error with the way out; not awaited, so a notification nobody dismisses blocks nothing. */
+function notifyError(message: string): void {
+  void vscode.window.showErrorMessage(message, "Open Settings", "Show Output").then((choice) => {
+    if (choice === "Open Settings") {
+      void vscode.commands.executeCommand("workbench.action.openSettings", "migrationLsp.server.command");
+    } else if (choice === "Show Output") {
+      output.show(true);
+    }
+  });
+}
+
+async function startClient(): Promise<void> {
+  discovery = await discoverServer();
+  const server = discovery.server;
+  if (!server) {
+    current = undefined;
+    const why = discovery.notes.join(" ");
+    output.appendLine(`[migration-lsp] no language server found. ${why}`);
+    if (!(await looksLikeAlembicWorkspace())) {
+      // activated by a pyproject.toml of a project without Alembic: nothing to nag about
+      output.appendLine("[migration-lsp] no alembic.ini, script.py.mako or [tool.alembic] here: staying quiet");
+      return;
+    }
+    setStatusError("server not found");
+    notifyError(
+      `Migration LSP: the language server was not found. ${why} Install it into the project's environment ` +
+        "(pip install migration-lsp) and select that interpreter in the Python extension, " +
+        "or set migrationLsp.server.command to the server's path; then run “Migration LSP: Restart server”.",
+    );
+    return;
+  }
+  current = server;
+  output.appendLine(`[migration-lsp] starting ${[server.command, ...server.args].join(" ")} (from ${server.source}); ` +
+    `trusted workspace: ${vscode.workspace.isTrusted}`);
+  const serverOptions: ServerOptions = {
+    command: server.command,
+    args: server.args,
+    // no `transport`: with TransportKind.stdio the client would append `--stdio` to the arguments
+    options: { cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath },
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: "file", language: "python" }],
+    outputChannel: output,
+    revealOutputChannelOn: RevealOutputChannelOn.Never,
+    initializationOptions: { trusted: vscode.workspace.isTrusted, settings: serverSettings() },
+    middleware: {
+      // the code lens on `revision =` runs the server's showGraph: show what it returns
+      executeCommand: async (command, args, next) => {
+        const result = await next(command, args);
+        if (command === SHOW_GRAPH && typeof result === "string") {
+          GraphPanel.show(extensionUri, result, fetchGraph);
+        }
+        return result;
+      },
+    },
+  };
+  const c = new LanguageClient("migrationLsp", "Migration LSP", serverOptions, clientOptions);
+  client = c;
+  c.onDidChangeState((e) => {
+    if (e.newState === State.Running) {
+      scheduleStatus(0);
+    } else if (e.newState === State.Stopped && client === c) {
+      setStatusError("server stopped");
+    }
+  });
+  try {
+    await c.start();
+  } catch (err) {
+    client = undefined;
+    setStatusError("server failed to start");
+    notifyError(
+      `Migration LSP: ${[server.command, ...server.args].join(" ")} (from ${server.source}) failed to start: ${err}. ` +
+        "Check that migration-lsp is installed there, or set migrationLsp.server.command.",
+    );
+  }
+}
+
+async function stopClient(): Promise<void> {
+  const c = client;
+  client = undefined;
+  if (c) {
+    try {
+      await c.stop(5000);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Stop (if running), find the server again, start it; serialised, and never left rejected. */
+function restart(): Promise<void> {
+  starting = starting.then(async () => {
+    await stopClient();
+    await startClient();
+  }).catch((err) => {
+    output.appendLine(`[migration-lsp] start failed: ${err}`);
+    setStatusError("server failed to start");
+  });
+  return starting;
+}
+
+// ------------------------------------------------------------------ graph and status bar
+
+async function fetchGraph(): Promise<string | undefined> {
+  await starting;
+  if (!client || client.state !== State.Running) {
+    return undefined;
+  }
+  try {
+    const text = await client.sendRequest(ExecuteCommandRequest.type, { command: SHOW_GRAPH, arguments: [] });
+    return typeof text === "string" ? text : undefined;
+  } catch (err) {
+    output.appendLine(`[migration-lsp] showGraph failed: ${err}`);
+    return undefined;
+  }
+}
+
+function setStatusError(text: string): void {
+  status.text = `$(error) Alembic: ${text}`;
+  status.tooltip = "Migration LSP: click to see the output";
+  status.command = "migrationLsp.showOutput";
+  status.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+  status.show();
+}
+
+function activeEnvironment(): Environment | undefined {
+  const editor = vscode.window.activeTextEditor;
+  const rev = editor ? revisionOf(editor.document.getText()) : undefined;
+  if (rev) {
+    const env = environments.find((e) => e.revisions.has(rev));
+    if (env) {
+      return env;
+    }
+  }
+  return environments.length === 1 ? environments[0] : undefined;
+}
+
+function renderStatus(): void {
+  if (!client || client.state !== State.Running) {
+    return;
+  }
+  status.command = "migrationLsp.showRevisionGraph";
+  status.backgroundColor = undefined;
+  const env = activeEnvironment();
+  if (environments.length === 0) {
+    status.hide();
+    return;
+  }
+  const md = new vscode.MarkdownString(undefined, true);
+  const describe = (e: Environment) =>
+    `**${e.name}**: ` + (e.heads.length ? e.heads.map((h) => `\`${h.id}\` ${h.message}`).join(", ") : "no revisions");
+  if (env) {
+    const heads = env.heads;
+    const label = environments.length > 1 ? `${env.name}: ` : "";
+    if (heads.length === 1) {
+      status.text = `$(git-commit) ${label}${heads[0].id.slice(0, 12)}`;
+    } else {
+      status.text = `$(warning) ${label}${heads.length} heads`;
+      status.backgroundColor = heads.length > 1 ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+    }
+    md.appendMarkdown(`Alembic head${heads.length === 1 ? "" : "s"} of ${describe(env)}`);
+  } else {
+    const many = environments.filter((e) => e.heads.length > 1).length;
+    status.text = `$(git-commit) ${environments.length} environments` + (many ? ` (${many} with several heads)` : "");
+    md.appendMarkdown(environments.map(describe).join("\n\n"));
+  }
+  md.appendMarkdown(`\n\n---\n\nServer: ${current?.source ?? "?"}. Click to show the revision graph.`);
+  status.tooltip = md;
+  status.show();
+}
+
+let emptyGraphRetries = 0;
+
+async function updateStatus(): Promise<void> {
+  const text = await fetchGraph();
+  if (text === undefined) {
+    return;
+  }
+  if (text === "" && emptyGraphRetries < 20) {
+    // the server answers "" until its first index is built: ask again shortly
+    emptyGraphRetries++;
+    scheduleStatus(500);
+    return;
+  }
+  emptyGraphRetries = 0;
+  environments = parseMermaid(text);
+  renderStatus();
+}
+
+function scheduleStatus(delayMs = 400): void {
+  if (statusTimer) {
+    clearTimeout(statusTimer);
+  }
+  statusTimer = setTimeout(() => void updateStatus(), delayMs);
+}
+
+// ------------------------------------------------------------------ commands
+
+async function showRevisionGraph(): Promise<void> {
+  const text = await fetchGraph();
+  if (text === undefined) {
+    void vscode.window.showWarningMessage("Migration LSP: the language server is not running.", "Show Output").then((c) => {
+      if (c) {
+        output.show(true);
+      }
+    });
+    return;
+  }
+  GraphPanel.show(extensionUri, text, fetchGraph);
+}
+
+async function createNextRevision(): Promise<void> {
+  await starting;
+  let editor = vscode.window.activeTextEditor;
+  if (!editor || !revisionOf(editor.document.getText())) {
+    // not in a migration file: open the head of the active environment and create on top of it
+    const env = activeEnvironment();
+    const head = env?.heads[0];
+    const files = head ? await vscode.workspace.findFiles(`**/*${head.id}*.py`, "**/node_modules/**", 5) : [];
+    let target: vscode.Uri | undefined;
+    for (const uri of files) {
+      const doc = await vscode.workspace.openTextDocument(uri);
+      if (revisionOf(doc.getText()) === head!.id) {
+        target = uri;
+        break;
+      }
+    }
+    if (!target) {
+      void vscode.window.showInformationMessage("Migration LSP: open a migration file first; the new revision goes on top of its branch's head.");
+      return;
+    }
+    editor = await vscode.window.showTextDocument(target);
+  }
+  const doc = editor.document;
+  const whole = new vscode.Range(0, 0, doc.lineCount, 0);
+  const actions = (await vscode.commands.executeCommand<(vscode.CodeAction | vscode.Command)[]>(
+    "vscode.executeCodeActionProvider", doc.uri, whole, CREATE_NEXT_KIND)) ?? [];
+  const ours = actions.filter((a) => "title" in a && /^Create next revision/.test(a.title));
+  if (ours.length === 0) {
+    void vscode.window.showInformationMessage("Migration LSP: no revision can be created here (is this file part of the revision graph?).");
+    return;
+  }
+  let chosen = ours[0];
+  if (ours.length > 1) {
+    const pick = await vscode.window.showQuickPick(ours.map((a) => ({ label: a.title, action: a })), { placeHolder: "Create the new revision on top of" });
+    if (!pick) {
+      return;
+    }
+    chosen = pick.action;
+  }
+  await applyAction(chosen, doc.uri);
+}
+
+async function applyAction(action: vscode.CodeAction | vscode.Command, from: vscode.Uri): Promise<void> {
+  const isCommand = typeof (action as vscode.Command).command === "string";
+  if (isCommand) {
+    const cmd = action as vscode.Command;
+    await vscode.commands.executeCommand(cmd.command, ...(cmd.arguments ?? []));
+    return;
+  }
+  const ca = action as vscode.CodeAction;
+  if (ca.edit) {
+    const ok = await vscode.workspace.applyEdit(ca.edit);
+    if (!ok) {
+      void vscode.window.showErrorMessage("Migration LSP: the edit could not be applied (does the file already exist?).");
+      return;
+    }
+    const created = ca.edit.entries().map(([uri]) => uri).find((uri) => uri.toString() !== from.toString());
+    if (created) {
+      await vscode.window.showTextDocument(created);
+    }
+  }
+  if (ca.command) {
+    await vscode.commands.executeCommand(ca.command.command, ...(ca.command.arguments ?? []));
+  }
+}
+
+// ------------------------------------------------------------------ activation
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extensionUri = context.extensionUri;
+  output = vscode.window.createOutputChannel("Migration LSP");
+  status = vscode.window.createStatusBarItem("migrationLsp.heads", vscode.StatusBarAlignment.Left, 10);
+  status.name = "Alembic heads";
+  context.subscriptions.push(output, status, { dispose: () => void stopClient() });
+
+  context.subscriptions.push(
+    vscode.commands.registerCommand("migrationLsp.restartServer", () => restart()),
+    vscode.commands.registerCommand("migrationLsp.showRevisionGraph", () => showRevisionGraph()),
+    vscode.commands.registerCommand("migrationLsp.createNextRevision", () => createNextRevision()),
+    vscode.commands.registerCommand("migrationLsp.showOutput", () => output.show(true)),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (SERVER_SETTINGS.some((key) => e.affectsConfiguration(`migrationLsp.${key}`))) {
+        output.appendLine("[migration-lsp] settings changed: restarting the server");
+        void restart();
+      }
+    }),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      output.appendLine("[migration-lsp] workspace trusted: restarting the server (models may now be imported)");
+      void restart();
+    }),
+    vscode.workspace.onDidChangeWorkspaceFolders(() => void restart()),
+    vscode.languages.onDidChangeDiagnostics(() => scheduleStatus()),
+    vscode.window.onDidChangeActiveTextEditor(() => renderStatus()),
+    vscode.workspace.onDidSaveTextDocument((doc) => {
+      if (doc.languageId === "python") {
+        scheduleStatus();
+      }
+    }),
+  );
+
+  const python = await pythonExtensionApi();
+  const changed = python?.environments?.onDidChangeActiveEnvironmentPath;
+  if (changed) {
+    context.subscriptions.push(changed(() => {
+      if (discovery && (discovery.usedPythonExtension || !discovery.server) && !current?.source.startsWith("setting")) {
+        output.appendLine("[migration-lsp] Python interpreter changed: restarting the server");
+        void restart();
+      }
+    }));
+  }
+
+  void restart(); // activation does not wait for the server
+}
+
+export async function deactivate(): Promise<void> {
+  if (statusTimer) {
+    clearTimeout(statusTimer);
+  }
+  await stopClient();
+}
