@@ -129,6 +129,11 @@ const t0 = Date.now();
           log(`probe at ${name}`);
           if (shots[name]) await sleep(name === "graph" ? 2500 : 1200); // hover fade-in / mermaid rendering
           status[name] = await statusTexts();
+          // the status bar item follows the server asynchronously: give it time to catch up
+          for (let i = 0; i < 100 && name === "hover" && !status[name].some((s) => s.includes("head")); i++) {
+            await sleep(100);
+            status[name] = await statusTexts();
+          }
           for (const n of await notificationTexts()) if (!notifications.includes(n)) notifications.push(n);
           if (shots[name]) {
             fs.mkdirSync(path.dirname(shots[name]), { recursive: true });
