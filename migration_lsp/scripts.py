@@ -387,13 +387,28 @@ def _function(src: _Source, node: ast.FunctionDef, offset: int) -> Function:
     start = text.find("def ")
     start = max(start, 0)
     def_span = Span(line, start, line, start + 4 + len(node.name))
-    branchy = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
-    conditional = {id(n) for stmt in ast.walk(node) if isinstance(stmt, branchy) and stmt is not node
-                   for n in ast.walk(stmt) if isinstance(n, ast.Call)}
+    conditional = _conditional_calls(node.body, False, set())
     ops = [replace(op, conditional=True) if id(op.node) in conditional else op for op in ops]
     op_nodes = {id(op.node) for op in ops}
     others = tuple(c for c in _other_calls(src, node.body, offset) if id(c.node) not in op_nodes)
     return Function(node.name, def_span, src.span(node, offset), tuple(ops), _is_empty_body(node.body), node, others)
+
+
+_BRANCHY = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _conditional_calls(body: list[ast.stmt], inside: bool, out: set[int]) -> set[int]:
+    """ids of the calls that sit inside an if / loop / try / nested function: one pass."""
+    for stmt in body:
+        nested = inside or isinstance(stmt, _BRANCHY)
+        if nested:
+            out.update(id(n) for n in ast.walk(stmt) if isinstance(n, ast.Call))
+            continue
+        for field_name in ("body", "orelse", "finalbody"):
+            sub = getattr(stmt, field_name, None)
+            if isinstance(sub, list) and sub and isinstance(sub[0], ast.stmt):
+                _conditional_calls(sub, False, out)
+    return out
 
 
 def _other_calls(src: _Source, body: list[ast.stmt], offset: int) -> list[OtherCall]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alembic.operations import ops as alembic_ops
 
 from ..compare import CompareOptions, compare
 from ..core import Diagnostic, Severity
-from ..schema import RevisionSchema, apply_op, apply_other_call, evaluate_function
+from ..schema import RevisionSchema, TableState, apply_op, apply_other_call, evaluate_function
 from ..scripts import MigrationScript
 
 
@@ -21,6 +23,25 @@ def _data_kind(ev) -> str | None:
     if isinstance(ev.op, alembic_ops.BulkInsertOp) or (ev.op is None and ev.call.name == "bulk_insert"):
         return "a data migration"
     return None
+
+
+def _same_shape(a: TableState | None, b: TableState | None) -> bool:
+    """A cheap structural equality (column names, types, nullability, index and constraint
+    names) that lets a correct downgrade skip the full comparison."""
+    if a is None or b is None:
+        return a is b
+    if len(a.columns) != len(b.columns):
+        return False
+    theirs = {c.name: c for c in b.columns}
+    for mine in a.columns:
+        other = theirs.get(mine.name)
+        if other is None:
+            return False
+        if other is not mine and (bool(other.column.nullable) != bool(mine.column.nullable)
+                                  or repr(other.column.type) != repr(mine.column.type)):
+            return False
+    return ({i.name for i, _ in a.indexes} == {i.name for i, _ in b.indexes}
+            and sorted(str(c.name) for c, _ in a.constraints) == sorted(str(c.name) for c, _ in b.constraints))
 
 
 def _changes_schema(schema: RevisionSchema) -> bool:
@@ -59,7 +80,15 @@ def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: Co
     if state.unknown != schema.after.unknown:
         return []
     uncertain = state.uncertain | schema.after.uncertain
-    differences = [d for d in compare(state, dict(schema.before.tables), options)
+    # Tables are shared between states until an op replaces them: only those that are not
+    # the very same object as before can differ (keeps this linear in what the revision did).
+    before = schema.before.tables
+    touched = {k for k in set(state.tables) | set(before)
+               if state.tables.get(k) is not before.get(k) and not _same_shape(state.tables.get(k), before.get(k))}
+    if not touched:
+        return out
+    restored = replace(state, tables={k: state.tables[k] for k in touched if k in state.tables})
+    differences = [d for d in compare(restored, {k: before[k] for k in touched if k in before}, options)
                    if d.what.split()[-1].split(".")[0] not in uncertain]
     if differences:
         listed = "; ".join(
