@@ -194,10 +194,32 @@ class RevisionGraph:
             result[rev] = 1 + max((result.get(p, 0) for p in self.parents[rev]), default=0)
         return result
 
+    def _unordered(self, include_dependencies: bool) -> set[str]:
+        """Revisions a topological sort cannot place: exactly those in or above a loop."""
+        if not include_dependencies:
+            return set(self.by_id) - set(self.topological_order)
+        pending = {r: len(set(self.parents[r] + self.dependencies[r])) for r in self.by_id}
+        ready = [r for r, n in pending.items() if n == 0]
+        placed = 0
+        while ready:
+            rev = ready.pop()
+            placed += 1
+            for above in set(self.children[rev] + self.dependents[rev]):
+                pending[above] -= 1
+                if pending[above] == 0:
+                    ready.append(above)
+        return {r for r, n in pending.items() if n > 0} if placed != len(self.by_id) else set()
+
     def cycles(self, include_dependencies: bool = False) -> list[list[str]]:
-        """Strongly connected components that form a loop (Tarjan, iterative)."""
+        """Strongly connected components that form a loop (Tarjan, iterative), looked for
+        only among the revisions a topological sort could not place (usually none)."""
+        suspects = self._unordered(include_dependencies)
+        if not suspects:
+            return []
+
         def edges(rev: str) -> tuple[str, ...]:
-            return self.parents[rev] + (self.dependencies[rev] if include_dependencies else ())
+            found = self.parents[rev] + (self.dependencies[rev] if include_dependencies else ())
+            return tuple(r for r in found if r in suspects)
 
         index: dict[str, int] = {}
         low: dict[str, int] = {}
@@ -205,7 +227,7 @@ class RevisionGraph:
         stack: list[str] = []
         found: list[list[str]] = []
         counter = 0
-        for start in self.by_id:
+        for start in [r for r in self.by_id if r in suspects]:  # file order: stable output
             if start in index:
                 continue
             work = [(start, iter(edges(start)))]
