@@ -242,3 +242,66 @@ async def test_untrusted_server_runs_nothing_writes_nothing_and_stays_offline(tm
     assert sentinels(project) == []
     assert tree_state(project) == before  # nothing written, nothing touched
     assert not (tmp_path / "NETWORK_USED").exists()
+
+
+async def test_300_random_edits_through_a_raw_client_end_equal_to_check(tmp_path: Path):
+    """A long adversarial session over stdio (incremental didChange events, junk, NULs,
+    unbalanced brackets, non-ASCII): once the edits pause, the pushed diagnostics equal
+    `migration-lsp check` of the final text."""
+    import random
+
+    project = copy_example(tmp_path)
+    rng = random.Random(7)
+    files = sorted((project / "migrations" / "versions").glob("*.py"))
+    pieces = ["'", '"', "(", ")", "\n", "\x00", "é", "🎉", " = ", "None", "'2d91aa861ea7'", "bd47", "#", "\\",
+              "op.drop_table('posts')\n", "def downgrade():\n    pass\n", "revision = 'x'\n", ""]
+    client = make_test_lsp_client()
+    await client.start_io(*SERVER_COMMAND)
+    try:
+        await client.initialize_session(t.InitializeParams(
+            capabilities=client_capabilities("neovim@v0.11.0"), root_uri=project.as_uri(),
+            initialization_options={"trusted": False}))
+        texts = {f: f.read_text() for f in files}
+        versions = {f: 1 for f in files}
+        for f in files:
+            client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
+                uri=f.as_uri(), language_id="python", version=1, text=texts[f])))
+        for _ in range(300):
+            f = rng.choice(files)
+            lines = texts[f].split("\n")
+            line = rng.randrange(len(lines))
+            col = rng.randrange(len(lines[line]) + 1)
+            end_col = min(len(lines[line]), col + rng.choice([0, 0, 1, 3, 10]))
+            new = rng.choice(pieces)
+            start = sum(len(x) + 1 for x in lines[:line])
+            texts[f] = texts[f][: start + col] + new + texts[f][start + end_col:]
+            versions[f] += 1
+
+            def units(s: str) -> int:  # the client negotiated utf-8 positions
+                return len(s.encode("utf-8"))
+
+            client.text_document_did_change(t.DidChangeTextDocumentParams(
+                text_document=t.VersionedTextDocumentIdentifier(uri=f.as_uri(), version=versions[f]),
+                content_changes=[t.TextDocumentContentChangePartial(
+                    range=t.Range(t.Position(line, units(lines[line][:col])), t.Position(line, units(lines[line][:end_col]))),
+                    text=new)]))
+        for f in files:  # what the editor would save
+            f.write_text(texts[f], encoding="utf-8", errors="surrogatepass")
+        out = subprocess.run([sys.executable, "-m", "migration_lsp", "check", "--no-import", "--format", "json"],
+                             cwd=project, capture_output=True, text=True, timeout=120)
+        expected = {(Path(d["path"]).name, d["code"], d["line"] - 1, d["message"])
+                    for d in json.loads(out.stdout)["diagnostics"] if d["code"] != "M004"}
+
+        def pushed():
+            return {(Path(uri).name, d.code, d.range.start.line, d.message)
+                    for uri, ds in client.diagnostics.items() for d in ds if d.code != "M004"}
+
+        for _ in range(200):  # the full pass follows 0.3 s after the last edit
+            if pushed() == expected:
+                break
+            await asyncio.sleep(0.05)
+        assert expected and pushed() == expected  # the session did break things, and we agree
+        assert await asyncio.wait_for(client.workspace_symbol_async(t.WorkspaceSymbolParams(query="")), 10) is not None
+    finally:
+        await client.shutdown_session()
+        await client.stop()
