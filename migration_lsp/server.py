@@ -288,7 +288,7 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
         path = uri_to_path(doc.uri)
         if path is not None:
             engine.set_buffer(path, doc.source)
-    snapshot = engine.snapshot()
+    snapshot = engine.snapshot(quick=True)
     revisions = sum(len(s.graph.by_id) for s in snapshot.environments)
     ls.log(f"migration-lsp {__version__}: {len(snapshot.environments)} environment(s), {revisions} revisions "
            f"indexed in {(time.perf_counter() - started) * 1000:.0f} ms (trusted workspace: {ls.trusted})")
@@ -333,7 +333,7 @@ async def _load_models(ls: MigrationServer) -> None:
 
 def _build_engine(roots: list[Path], overrides: dict, trusted: bool) -> Engine:
     engine = Engine(roots, overrides, trusted=trusted)
-    engine.snapshot()
+    engine.snapshot(quick=True)  # parse + graph: first diagnostics; the schema pass follows
     return engine
 
 
