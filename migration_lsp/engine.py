@@ -186,7 +186,7 @@ class Engine:
             text = read_source(path)
         script = parse_script(path, text if text is not None else "")
         if text is None:
-            script = MigrationScript(path=path, text="", syntax_error="file cannot be read")
+            script = MigrationScript(path=path, text="", error="file cannot be read", functions={})
         self._parsed[path] = script
         return script
 

@@ -105,12 +105,33 @@ class MigrationScript:
     branch_labels: HeaderValue | None = None
     depends_on: HeaderValue | None = None
     doc: DocHeader | None = None
-    upgrade: Function | None = None
-    downgrade: Function | None = None
-    syntax_error: str | None = None
+    # upgrade()/downgrade() by name; None until first asked for: the graph needs only the
+    # header, so a file's bodies are parsed when a feature needs them
+    functions: dict[str, Function] | None = field(default=None, repr=False)
+    error: str | None = None  # the syntax error, once the whole file has been parsed
     lines: tuple[str, ...] = field(default=(), repr=False)
     # module-level imports: local name -> dotted path ("sa" -> "sqlalchemy")
     imports: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def upgrade(self) -> Function | None:
+        return self._functions().get("upgrade")
+
+    @property
+    def downgrade(self) -> Function | None:
+        return self._functions().get("downgrade")
+
+    @property
+    def syntax_error(self) -> str | None:
+        self._functions()
+        return self.error
+
+    def _functions(self) -> dict[str, Function]:
+        if self.functions is None:
+            full = parse_script(self.path, self.text, header_only=False)
+            object.__setattr__(self, "error", full.error)
+            object.__setattr__(self, "functions", full.functions or {})
+        return self.functions  # type: ignore[return-value]
 
     @property
     def revision_id(self) -> str | None:
@@ -449,18 +470,30 @@ def _callee(func: ast.expr) -> str | None:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_script(path: Path, text: str) -> MigrationScript:
-    """Parse one file; never raises (and never prints: SyntaxWarnings are silenced)."""
+def parse_script(path: Path, text: str, header_only: bool = True) -> MigrationScript:
+    """Parse one file; never raises (and never prints: SyntaxWarnings are silenced).
+    `header_only`: when the header sits above the functions (as Alembic writes it), parse
+    just that part now and the functions on first use."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _parse(path, text)
+            return _parse(path, text, header_only)
     except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes...
-        return MigrationScript(path=path, text=text, syntax_error=f"cannot parse: {type(exc).__name__}")
+        return MigrationScript(path=path, text=text, error=f"cannot parse: {type(exc).__name__}",
+                               functions={})
 
 
-def _parse(path: Path, text: str) -> MigrationScript:
+def _parse(path: Path, text: str, header_only: bool) -> MigrationScript:
     src = _Source(text)
+    if header_only:
+        first_def = _DEF_START.search(text)
+        if first_def and not _HEADER_START.search(text, first_def.start()):
+            try:
+                head = ast.parse(text[: first_def.start()])
+            except (SyntaxError, ValueError):
+                pass  # the whole file decides, tolerantly
+            else:
+                return _from_module(path, src, head.body, 0, None, lazy=True)
     try:
         tree = ast.parse(text)
     except SyntaxError as err:
@@ -499,7 +532,8 @@ def _constants(body: list[ast.stmt]) -> dict[str, str]:
     return out
 
 
-def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, syntax_error: str | None) -> MigrationScript:
+def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, syntax_error: str | None,
+                 lazy: bool = False) -> MigrationScript:
     headers: dict[str, HeaderValue] = {}
     functions: dict[str, Function] = {}
     constants = _constants(body)
@@ -517,9 +551,8 @@ def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, sy
         path=path,
         text=src.text,
         doc=doc,
-        upgrade=functions.get("upgrade"),
-        downgrade=functions.get("downgrade"),
-        syntax_error=syntax_error,
+        functions=None if lazy else functions,
+        error=syntax_error,
         lines=tuple(src.lines),
         imports=_imports(body),
         **headers,
@@ -589,9 +622,8 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
         path=path,
         text=src.text,
         doc=doc,
-        upgrade=functions.get("upgrade"),
-        downgrade=functions.get("downgrade"),
-        syntax_error=error,
+        functions=functions,
+        error=error,
         lines=tuple(src.lines),
         imports=imports,
         **headers,
