@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ..core import Diagnostic, Severity, Span
 from ..graph import RevisionGraph
 from ..scripts import MigrationScript
@@ -29,10 +31,18 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 def closest_ids(graph: RevisionGraph, text: str, exclude: str | None = None, limit: int = 3) -> list[str]:
     """Ids a typo most likely meant: ids it is a prefix of (or that are a prefix of it),
     then ids within a small edit distance (transposed characters count once)."""
+    # every keystroke builds a new graph, but the ids rarely change: remember the answer
+    return list(_closest(tuple(graph.by_id), tuple(graph.labels), text, exclude, limit))
+
+
+@lru_cache(maxsize=256)
+def _closest(ids: tuple[str, ...], labels: tuple[str, ...], text: str, exclude: str | None,
+             limit: int) -> tuple[str, ...]:
     candidates: list[tuple[int, str]] = []
     max_distance = max(1, min(3, len(text) // 4))
-    for rev in graph.by_id:
-        if rev == exclude:
+    for rev in ids:
+        if rev == exclude or abs(len(rev) - len(text)) > max_distance and not (
+                rev.startswith(text) or text.startswith(rev)):
             continue
         if rev.startswith(text) or text.startswith(rev):
             candidates.append((0, rev))
@@ -40,12 +50,12 @@ def closest_ids(graph: RevisionGraph, text: str, exclude: str | None = None, lim
         d = edit_distance(text, rev, max_distance)
         if d <= max_distance:
             candidates.append((d, rev))
-    for label in graph.labels:
+    for label in labels:
         d = edit_distance(text, label, max_distance)
         if d <= max_distance:
             candidates.append((d, label))
     candidates.sort()
-    return [rev for _, rev in candidates[:limit]]
+    return tuple(rev for _, rev in candidates[:limit])
 
 
 def detached_heads(graph: RevisionGraph) -> set[str]:
