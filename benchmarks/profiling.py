@@ -1,0 +1,131 @@
+"""Profile the engine's hot paths on a generated project (cProfile, sorted by cumulative time).
+
+    python benchmarks/profiling.py check DIR [--limit 900] [--top 60]
+        `migration-lsp check --no-import DIR` in-process (same as
+        `python -m cProfile -s cumtime -m migration_lsp check --no-import DIR`), but stopped
+        after --limit seconds with the statistics gathered so far still printed.
+
+    python benchmarks/profiling.py edit DIR [--kind break|repair|docstring] [--full] [--top 60]
+        Engine([DIR]) and a full snapshot() first (not profiled), then profiles
+        set_buffer(<mid-history file>, one-character edit) + snapshot(quick=True) (the
+        server's per-keystroke path) and, with --full, the full snapshot() after it.
+        `--kind break` mistypes the last character of down_revision (what the benchmark
+        does); `repair` breaks it unprofiled and profiles the repair; `docstring` adds a
+        space to the message line.
+
+DIR is a project from benchmarks/generate.py (its .bench.json names the mid-history file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import inspect
+import io
+import json
+import pstats
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import typo  # noqa: E402
+
+
+class Stop(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise Stop()
+
+
+def report(prof: cProfile.Profile, top: int, title: str) -> None:
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("cumulative").print_stats(top)
+    print(f"===== {title}")
+    print(out.getvalue())
+
+
+def profile_check(root: Path, limit: float, top: int) -> None:
+    from migration_lsp.cli import main as cli_main
+
+    prof = cProfile.Profile()
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(int(limit))
+    start = time.perf_counter()
+    finished = True
+    prof.enable()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli_main(["check", "--no-import", str(root)])
+    except Stop:
+        finished = False
+    except SystemExit:
+        pass
+    finally:
+        prof.disable()
+        signal.alarm(0)
+    elapsed = time.perf_counter() - start
+    report(prof, top, f"check --no-import {root}: {elapsed:.1f} s" + ("" if finished else f" (STOPPED after {limit:.0f} s)"))
+
+
+def profile_edit(root: Path, kind: str, full: bool, top: int) -> None:
+    from migration_lsp.engine import Engine
+
+    manifest = json.loads((root / ".bench.json").read_text())
+    mid = (root / manifest["mid"]["path"]).resolve()
+    text = mid.read_text(encoding="utf-8")
+    line, col, _, wrong = typo(text, set(manifest["ids"]))
+    lines = text.splitlines(keepends=True)
+    lines[line] = lines[line][:col] + wrong + lines[line][col + 1:]
+    broken = "".join(lines)
+    t = time.perf_counter()
+    engine = Engine([root.resolve()])
+    engine.snapshot()
+    print(f"cold Engine + snapshot(): {time.perf_counter() - t:.2f} s (not profiled)")
+    quick = {"quick": True} if "quick" in inspect.signature(engine.snapshot).parameters else {}
+    if kind == "repair":
+        engine.set_buffer(mid, broken)
+        engine.snapshot()
+        new = text
+    else:
+        new = broken if kind == "break" else text.replace('"""', '""" ', 1)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    engine.set_buffer(mid, new)
+    engine.snapshot(**quick)
+    prof.disable()
+    report(prof, top, f"set_buffer ({kind}) + snapshot({'quick=True' if quick else ''}): "
+                      f"{(time.perf_counter() - t) * 1000:.1f} ms")
+    if full and quick:
+        prof = cProfile.Profile()
+        t = time.perf_counter()
+        prof.enable()
+        engine.snapshot()
+        prof.disable()
+        report(prof, top, f"then snapshot() (full pass): {(time.perf_counter() - t) * 1000:.1f} ms")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["check", "edit"])
+    p.add_argument("root", type=Path)
+    p.add_argument("--limit", type=float, default=900)
+    p.add_argument("--top", type=int, default=60)
+    p.add_argument("--kind", choices=["break", "repair", "docstring"], default="break")
+    p.add_argument("--full", action="store_true")
+    args = p.parse_args()
+    if args.what == "check":
+        profile_check(args.root, args.limit, args.top)
+    else:
+        profile_edit(args.root, args.kind, args.full, args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
