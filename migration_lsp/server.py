@@ -416,6 +416,11 @@ def _sync(ls: MigrationServer, uri: str) -> None:
 @safe()
 def did_open(ls: MigrationServer, params: types.DidOpenTextDocumentParams) -> None:
     _sync(ls, params.text_document.uri)
+    path = _doc_path(ls, params.text_document.uri)
+    if path is not None and not ls.pull and path not in ls.published and ls.engine.tracks(path):
+        # a migration with nothing to report still gets an answer: the editor knows it was checked
+        ls.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
