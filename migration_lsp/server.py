@@ -41,7 +41,7 @@ from .features.navigation import definition, document_symbols, references, works
 
 CONFIG_SECTION = "migrationLsp"
 CLIENT_TIMEOUT = 5.0  # never wait longer for a client's answer to a server request
-FULL_PASS_DELAY = 0.3  # seconds of quiet before the schema-based diagnostics are recomputed
+FULL_PASS_DELAY = 1.0  # seconds of quiet before the schema-based diagnostics are recomputed
 WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
 log = logging.getLogger(__name__)
 

@@ -300,7 +300,7 @@ async def test_300_random_edits_through_a_raw_client_end_equal_to_check(tmp_path
             return {(Path(uri).name, d.code, d.range.start.line, d.message)
                     for uri, ds in client.diagnostics.items() for d in ds if d.code != "M004"}
 
-        for _ in range(200):  # the full pass follows 0.3 s after the last edit
+        for _ in range(200):  # the full pass follows 1 s after the last edit
             if pushed() == expected:
                 break
             await asyncio.sleep(0.05)
