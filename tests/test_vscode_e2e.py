@@ -36,12 +36,14 @@ PARENT_MESSAGE = "add display name and post date index"
 
 missing = [str(p) for p in (CODE_SERVER, CHROMIUM, EXTENSION / "node_modules", ROOT / "tests/vscode/node_modules")
            if not p.exists()] + [n for n in ("node", "npm") if shutil.which(n) is None]
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"run `make vscode-deps` first; missing: {', '.join(missing)}")
 
 
 @pytest.fixture(scope="module")
 def vsix() -> Path:
-    """The extension packaged exactly as a user gets it (`npm run package`)."""
+    """The extension packaged exactly as a user gets it (`npm run package`). Missing tools
+    fail the test (never skip it): `make test` installs them through `make vscode-deps`."""
+    if missing:
+        pytest.fail(f"run `make vscode-deps` first; missing: {', '.join(missing)}")
     subprocess.run(["npm", "run", "--silent", "package"], cwd=EXTENSION, check=True,
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=180)
     path = EXTENSION / "migration-lsp.vsix"
