@@ -294,6 +294,8 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
            f"indexed in {(time.perf_counter() - started) * 1000:.0f} ms (trusted workspace: {ls.trusted})")
     ls.ready.set()
     ls.refresh()
+    for doc in list(ls.workspace.text_documents.values()):  # opened while indexing: answer them
+        _announce_checked(ls, doc.uri)
     progress.add_done_callback(lambda task: task.cancelled() or task.exception() or
                                _end_progress(ls, task.result(), f"{revisions} revisions"))
     asyncio.ensure_future(_register_watchers(ls))
@@ -416,11 +418,14 @@ def _sync(ls: MigrationServer, uri: str) -> None:
 @safe()
 def did_open(ls: MigrationServer, params: types.DidOpenTextDocumentParams) -> None:
     _sync(ls, params.text_document.uri)
-    path = _doc_path(ls, params.text_document.uri)
+    _announce_checked(ls, params.text_document.uri)
+
+
+def _announce_checked(ls: MigrationServer, uri: str) -> None:
+    """A migration with nothing to report still gets an answer: the editor knows it was checked."""
+    path = _doc_path(ls, uri)
     if path is not None and not ls.pull and path not in ls.published and ls.engine.tracks(path):
-        # a migration with nothing to report still gets an answer: the editor knows it was checked
-        ls.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
