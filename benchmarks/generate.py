@@ -58,7 +58,7 @@ from mako.template import Template
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import conv
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 URL = "postgresql://u:p@localhost/db"
 TEMPLATES = Path(alembic.__file__).parent / "templates" / "generic"
 BRANCH_PROBABILITY = 0.02
@@ -152,10 +152,16 @@ class Tab:
 
 @dataclass
 class Line:
-    """One line of history: the main line or an open feature branch."""
+    """One line of history: the main line or an open feature branch.
+
+    A branch shares the main line's Tab objects (read-only for it) and copies a table
+    before it changes it (copy on write), so forking costs a dict copy, not the schema."""
 
     head: str | None
     schema: dict[str, Tab]
+    order: list[str] = field(default_factory=list)  # visible tables, for O(1) random choice
+    touchable: list[str] = field(default_factory=list)  # tables this line may alter/index/drop in
+    owned: set[str] = field(default_factory=set)  # tables this branch created or copied
     side: bool = False
     fork: int = 0  # sequence number at which the branch forked
     target: int = 0  # revisions the branch will get before it is merged
@@ -246,10 +252,9 @@ class Generator:
                 c.nullable = False
             cols[c.name] = c
         result = []
-        others = [t for t in line.schema if t != name]
         fk = None
-        if others and self.rng.random() < 0.5:
-            target = self.rng.choice(others)
+        if line.order and self.rng.random() < 0.5:
+            target = self.rng.choice(line.order)
             fk = Col(self.column_name(name, singular(target) + "_id"), ("Integer",),
                      nullable=self.rng.random() < 0.3, fk=target, born=self.seq)
             cols[fk.name] = fk
@@ -266,6 +271,9 @@ class Generator:
             unique = col in ("email", "slug", "external_id")
             result.append(self._index_op(table, col, unique, tab))
         line.schema[name] = tab
+        line.order.append(name)
+        line.touchable.append(name)
+        line.owned.add(name)
         line.created_tables.add(name)
         return result
 
@@ -285,8 +293,17 @@ class Generator:
             return True
         return col is not None and (table, col) in line.created_columns
 
+    def _writable(self, line: Line, name: str) -> Tab:
+        """The line's own Tab for `name` (a branch copies the shared one first)."""
+        tab = line.schema[name]
+        if line.side and name not in line.owned:
+            tab = line.schema[name] = tab.copy()
+            line.owned.add(name)
+            line.touchable.append(name)
+        return tab
+
     def op_add_column(self, line: Line) -> list:
-        tab = self.rng.choice(list(line.schema.values()))
+        tab = self._writable(line, self.rng.choice(line.order))
         col = self.new_column(tab.name)
         if col.type[0] in NOT_NULL_DEFAULTS and self.rng.random() < 0.15:
             col.nullable = False  # NOT NULL on an existing table: with a server default
@@ -295,32 +312,35 @@ class Generator:
         line.created_columns.add((tab.name, col.name))
         return [ops.AddColumnOp(tab.name, col.column())]
 
-    def _candidates(self, line: Line, *, unindexed: bool = False, min_born: int = -1) -> list[tuple[Tab, Col]]:
-        out = []
-        for tab in line.schema.values():
-            indexed = tab.indexed() if unindexed else set()
-            for c in tab.cols.values():
-                if c.primary_key or c.fk or c.name in indexed or c.born <= min_born:
-                    continue
-                if self._mine(line, tab.name, c.name):
-                    out.append((tab, c))
-        return out
+    def _pick(self, line: Line, ok, tries: int = 12) -> tuple[Tab, Col] | None:
+        """A random (table, column) this line may touch and `ok` accepts: sample tables
+        rather than scan them all (the schema grows with the history)."""
+        if not line.touchable:
+            return None
+        for _ in range(tries):
+            tab = line.schema[self.rng.choice(line.touchable)]
+            indexed = tab.indexed()
+            cols = [c for c in tab.cols.values()
+                    if not (c.primary_key or c.fk) and self._mine(line, tab.name, c.name) and ok(tab, c, indexed)]
+            if cols:
+                return tab, self.rng.choice(cols)
+        return None
 
     def op_create_index(self, line: Line) -> list | None:
-        cands = [(t, c) for t, c in self._candidates(line, unindexed=True) if c.type[0] not in ("JSON", "Text")]
-        if not cands:
+        picked = self._pick(line, lambda t, c, indexed: c.name not in indexed and c.type[0] not in ("JSON", "Text"))
+        if picked is None:
             return None
-        tab, col = self.rng.choice(cands)
+        tab, col = picked
         unique = col.name.startswith(("email", "slug", "code", "external_id")) and self.rng.random() < 0.5
         op = self._index_op(self._table_obj(tab), col.name, unique, tab)
         line.created_indexes.add((tab.name, op.index_name))
         return [op]
 
     def op_alter_column(self, line: Line) -> list | None:
-        cands = self._candidates(line)
-        if not cands:
+        picked = self._pick(line, lambda t, c, indexed: True)
+        if picked is None:
             return None
-        tab, col = self.rng.choice(cands)
+        tab, col = picked
         old_type, old_nullable = make_type(col.type), col.nullable
         kw: dict = {}
         if col.type[0] == "String" and col.type[1] < STRING_STEPS[-1]:
@@ -345,12 +365,11 @@ class Generator:
 
     def op_drop_column(self, line: Line, lines: list[Line]) -> list | None:
         # the main line must not drop what an open branch still sees (it would come back at the merge)
-        min_born = min((s.fork for s in lines if s.side), default=-1)
-        cands = [(t, c) for t, c in self._candidates(line, unindexed=True, min_born=min_born if not line.side else -1)
-                 if len(t.cols) > 2]
-        if not cands:
+        min_born = -1 if line.side else min((s.fork for s in lines if s.side), default=-1)
+        picked = self._pick(line, lambda t, c, indexed: c.name not in indexed and c.born > min_born and len(t.cols) > 2)
+        if picked is None:
             return None
-        tab, col = self.rng.choice(cands)
+        tab, col = picked
         del tab.cols[col.name]
         return [ops.DropColumnOp.from_column_and_tablename(None, tab.name, col.column())]
 
@@ -423,7 +442,7 @@ class Generator:
                 line = main
             if line is main and not must_close and main.head is not None and remaining > 40 \
                     and self.rng.random() < BRANCH_PROBABILITY:
-                side = Line(main.head, {k: t.copy() for k, t in main.schema.items()}, side=True, fork=self.seq,
+                side = Line(main.head, dict(main.schema), list(main.order), side=True, fork=self.seq,
                             target=self.rng.randint(1, 6))
                 lines.append(side)
                 self.branch_points.append(main.head)
@@ -446,9 +465,10 @@ class Generator:
     def merge(self, main: Line, side: Line, lines: list[Line]) -> None:
         """`alembic merge -m "merge ..." <main head> <branch head>`: empty bodies; the schema
         is the union (main first: it wins where both know a table)."""
-        for name, tab in side.schema.items():
-            if name in side.created_tables:
-                main.schema[name] = tab
+        for name in side.order[len(side.order) - len(side.created_tables):]:
+            main.schema[name] = side.schema[name]
+            main.order.append(name)
+            main.touchable.append(name)
         for table, col in side.created_columns:
             if table in main.schema and table not in side.created_tables and col in side.schema[table].cols:
                 main.schema[table].cols[col] = side.schema[table].cols[col]
@@ -463,9 +483,8 @@ class Generator:
     def final_ops(self, main: Line, lines: list[Line]) -> list:
         """The head: a hand-edited "NOT NULL column with backfill" migration (add the column,
         fill it with raw SQL, make it NOT NULL, index it) whose author left the downgrade as
-        autogenerate's empty stub. Realistic, and it gives the head file diagnostics (D001,
-        D003 today; S002 once the safety rules exist), which the server benchmark needs: a
-        server only pushes diagnostics for a file that has some."""
+        autogenerate's empty stub. Realistic, and it gives the head file diagnostics of its
+        own (D001, D003, S002) for the server benchmark's "first diagnostics" to wait for."""
         if not main.schema:
             self.op_create_table(main)
         tab = max(main.schema.values(), key=lambda t: (len(t.cols), t.name))
