@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter
 from functools import lru_cache
 
 from ..core import Diagnostic, Severity, Span
@@ -35,25 +37,114 @@ def closest_ids(graph: RevisionGraph, text: str, exclude: str | None = None, lim
     return list(_closest(tuple(graph.by_id), tuple(graph.labels), text, exclude, limit))
 
 
+class _Index:
+    """Strings (revision ids, or labels) indexed for did-you-mean lookups.
+
+    `_closest` runs on every keystroke that leaves a broken reference, and running
+    `edit_distance` against each of thousands of ids costs ~100 ms in pure Python. Here
+    the strings of each length are bit sets instead (bit b stands for the b-th string of
+    that length; `at[j][c]` has the bits of those whose j-th character is c), so one run of
+    the `edit_distance` DP computes, with a few big-integer operations per cell, which of
+    *all* of them are within distance k of the text (see `_within`). Prefix matches come
+    from a sorted list. Built once per id tuple (`_index` is cached): each keystroke builds
+    a new graph, but its ids rarely change.
+    """
+
+    def __init__(self, strings: tuple[str, ...]) -> None:
+        self.sorted = sorted(strings)
+        self.count = Counter(strings)
+        by_length: dict[int, list[str]] = {}
+        for s in strings:
+            by_length.setdefault(len(s), []).append(s)
+        self.groups: dict[int, tuple[list[str], list[dict[str, int]]]] = {}
+        for n, group in by_length.items():
+            at: list[dict[str, int]] = []
+            for column in zip(*group):
+                col = "".join(reversed(column))  # as binary digits, the last character is bit 0
+                zeros = dict.fromkeys(map(ord, set(col)), "0")
+                at.append({c: int(col.translate({**zeros, ord(c): "1"}), 2) for c in set(col)})
+            self.groups[n] = (group, at)
+
+    def starting_with(self, text: str, exclude: str | None, limit: int) -> list[str]:
+        """The first `limit` strings (all if limit < 0) that start with text, sorted, except `exclude`."""
+        out: list[str] = []
+        for i in range(bisect_left(self.sorted, text), len(self.sorted)):
+            s = self.sorted[i]
+            if len(out) == limit or not s.startswith(text):
+                break
+            if s != exclude:
+                out.append(s)
+        return out
+
+    def near(self, text: str, max_distance: int) -> list[tuple[int, str]]:
+        """(edit_distance(text, s), s) for every string s within max_distance (repeated ones repeated)."""
+        out: list[tuple[int, str]] = []
+        for n in range(len(text) - max_distance, len(text) + max_distance + 1):
+            if n not in self.groups:
+                continue
+            group, at = self.groups[n]
+            seen = 0
+            for d, mask in enumerate(_within(text, at, (1 << len(group)) - 1, max_distance)):
+                mask &= ~seen
+                seen |= mask
+                while mask:
+                    low = mask & -mask
+                    out.append((d, group[low.bit_length() - 1]))
+                    mask ^= low
+        return out
+
+
+def _within(text: str, at: list[dict[str, int]], everyone: int, max_distance: int) -> list[int]:
+    """For k = 0..max_distance, the bits of the strings (all len(at) long, their characters
+    given by `at` as in `_Index`) whose edit_distance to text is <= k.
+
+    This is edit_distance's DP run on all of them at once: cell [i][j] of table k has the bits
+    of the strings s with OSA(text[:i], s[:j]) <= k, which holds iff one of the DP's terms does:
+    [i-1][j-1] <= k where text[i-1] == s[j-1], or [i-1][j], [i][j-1], [i-1][j-1], or (when
+    the two characters are transposed) [i-2][j-2] <= k-1, read from table k-1. Cells with
+    |i - j| > k stay 0, since the distance is at least the length difference."""
+    n, m = len(text), len(at)
+    out: list[int] = []
+    below: list[list[int]] = []
+    for k in range(max_distance + 1):
+        table = [[0] * (m + 1) for _ in range(n + 1)]
+        for i in range(n + 1):
+            for j in range(max(0, i - k), min(m, i + k) + 1):
+                if i == 0 or j == 0:
+                    table[i][j] = everyone
+                    continue
+                cell = at[j - 1].get(text[i - 1], 0) & table[i - 1][j - 1]
+                if k:
+                    cell |= below[i - 1][j] | below[i][j - 1] | below[i - 1][j - 1]
+                    if i > 1 and j > 1:
+                        cell |= below[i - 2][j - 2] & at[j - 2].get(text[i - 1], 0) & at[j - 1].get(text[i - 2], 0)
+                table[i][j] = cell
+        out.append(table[n][m])
+        below = table
+    return out
+
+
+@lru_cache(maxsize=16)
+def _index(strings: tuple[str, ...]) -> _Index:
+    return _Index(strings)
+
+
 @lru_cache(maxsize=256)
 def _closest(ids: tuple[str, ...], labels: tuple[str, ...], text: str, exclude: str | None,
              limit: int) -> tuple[str, ...]:
-    candidates: list[tuple[int, str]] = []
+    """Ids that start with text or that text starts with (distance 0), then ids and labels
+    within edit_distance max_distance; sorted by (distance, string), the first `limit`."""
     max_distance = max(1, min(3, len(text) // 4))
-    for rev in ids:
-        if rev == exclude or abs(len(rev) - len(text)) > max_distance and not (
-                rev.startswith(text) or text.startswith(rev)):
-            continue
-        if rev.startswith(text) or text.startswith(rev):
-            candidates.append((0, rev))
-            continue
-        d = edit_distance(text, rev, max_distance)
-        if d <= max_distance:
-            candidates.append((d, rev))
-    for label in labels:
-        d = edit_distance(text, label, max_distance)
-        if d <= max_distance:
-            candidates.append((d, label))
+    index = _index(ids)
+    # with the same distance 0 and sorted by string, prefix matches past the first `limit` are never shown
+    prefixed = index.starting_with(text, exclude, limit)
+    for k in range(len(text)):  # the ids text starts with (text itself is in starting_with)
+        if text[:k] != exclude:
+            prefixed += [text[:k]] * index.count[text[:k]]
+    candidates = [(0, rev) for rev in prefixed]
+    candidates += [(d, rev) for d, rev in index.near(text, max_distance)
+                   if rev != exclude and not (rev.startswith(text) or text.startswith(rev))]
+    candidates += _index(labels).near(text, max_distance)
     candidates.sort()
     return tuple(rev for _, rev in candidates[:limit])
 
