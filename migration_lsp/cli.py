@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -21,11 +22,22 @@ class UsageError(Exception):
     """A problem with how the command was called or configured: exit 2, one line."""
 
 
+@functools.lru_cache(maxsize=65536)
 def _relative(path: Path) -> str:
+    """Paths as the user typed them (relative to the current directory when inside it);
+    memoised: a report names the same few files thousands of times."""
+    text, base = str(path), str(_cwd())
+    if path.is_absolute() and text.startswith(base + os.sep):  # the engine's paths are resolved
+        return Path(text[len(base) + 1:]).as_posix()
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return path.resolve().relative_to(_cwd()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+@functools.lru_cache(maxsize=1)
+def _cwd() -> Path:
+    return Path.cwd().resolve()
 
 
 def _codes(value: str | None) -> tuple[str, ...]:
@@ -45,9 +57,12 @@ def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapsho
     if getattr(args, "ignore", None):
         overrides["ignore"] = _codes(args.ignore)
     no_import = getattr(args, "no_import", True)
-    engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given")
+    engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given",
+                    cache=not getattr(args, "no_cache", False))
     engine.load_models()
-    return engine, engine.snapshot()
+    snapshot = engine.snapshot()
+    engine.save_cache()
+    return engine, snapshot
 
 
 def _report_problems(snapshot: Snapshot) -> bool:
@@ -377,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-import", action="store_true", help="never import the project's models")
     check.add_argument("--select", help="comma-separated codes or prefixes to report (e.g. G,S001)")
     check.add_argument("--ignore", help="comma-separated codes or prefixes to leave out")
+    check.add_argument("--no-cache", action="store_true",
+                       help="neither read nor write the cache of per-revision results (in the user's cache folder)")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
     check.set_defaults(func=cmd_check)
 
@@ -399,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _relative.cache_clear()  # one run, one current directory
+    _cwd.cache_clear()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

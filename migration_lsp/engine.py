@@ -8,27 +8,34 @@ are reused across snapshots as long as their text is the same.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import os
+import pickle
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .cache import Store, digest
 from .checks import apply_filters
-from .checks.downgrade import check_downgrade
-from .checks.graph import check_graph
-from .checks.models import check_models
-from .checks.safety import check_safety
-from .compare import CompareOptions, Difference, options_from_env_py
-from .core import Diagnostic
+from .checks.graph import check_graph, check_script
+from .core import Diagnostic, Severity, Span
 from .graph import RevisionGraph
-from .models import MetadataSource, ModelTables, load_models, metadata_source
-from .project import ConfigProblem, Discovery, Environment, Settings, discover
-from .schema import Replay, RevisionSchema
+from .project import ConfigProblem, Discovery, Environment, Settings, discover, walk
 from .scripts import MigrationScript, parse_script
 
+if TYPE_CHECKING:  # the schema stages import SQLAlchemy and Alembic (0.4 s): loaded on first
+    # use, so a check whose results all come from the cache never pays for them
+    from .compare import CompareOptions, Difference
+    from .models import MetadataSource, ModelTables
+    from .schema import Replay, RevisionSchema
+
 MAX_FILE_BYTES = 20_000_000
+PATCH_LIMIT = 4  # files changed at once that are patched into the graph rather than rebuilt
 
 
 def decode_source(data: bytes) -> tuple[str, str | None]:
@@ -46,9 +53,10 @@ def decode_source(data: bytes) -> tuple[str, str | None]:
 
 def read_source(path: Path) -> str | None:
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        return decode_source(path.read_bytes())[0]
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                return None
+            return decode_source(f.read())[0]
     except OSError:
         return None
 
@@ -58,17 +66,39 @@ class EnvironmentState:
     env: Environment
     scripts: tuple[MigrationScript, ...]
     graph: RevisionGraph
-    diagnostics: tuple[Diagnostic, ...]
-    replay: Replay | None = None
-    compare_options: CompareOptions = field(default_factory=CompareOptions)
+    # every diagnostic of this environment, filtered (select/ignore, suppressions), per file
+    # and sorted within it: an edit rebuilds the entries of the files it affects only
+    by_path: dict[Path, tuple[Diagnostic, ...]]
+    # made on first use (the schema of every revision, computed on demand)
+    replay_factory: Callable[[], Replay] | None = field(default=None, repr=False)
+    options_factory: Callable[[], CompareOptions] | None = field(default=None, repr=False)
     # what autogenerate would emit for the models (empty when models are not loaded)
     differences: tuple[Difference, ...] = ()
-    schema_diagnostics: tuple[Diagnostic, ...] = ()  # the models / downgrade part, unfiltered
+    # the models / downgrade / safety part, filtered, per file
+    schema_by_path: dict[Path, tuple[Diagnostic, ...]] = field(default_factory=dict)
     partial: bool = False  # schema diagnostics are from the last full pass (quick snapshot)
+    graph_paths: tuple[Path, ...] = ()  # files with graph diagnostics (an edit re-merges them)
+
+    @cached_property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        """All of them, sorted as Diagnostic.sort_key sorts (path first)."""
+        return tuple(d for path in sorted(self.by_path, key=str) for d in self.by_path[path])
 
     @cached_property
     def script_by_path(self) -> dict[Path, MigrationScript]:
         return {s.path: s for s in self.scripts}
+
+    @cached_property
+    def replay(self) -> Replay | None:
+        return self.replay_factory() if self.replay_factory else None
+
+    @cached_property
+    def compare_options(self) -> CompareOptions:
+        if self.options_factory:
+            return self.options_factory()
+        from .compare import CompareOptions
+
+        return CompareOptions()
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,13 +121,18 @@ class Snapshot:
 
     @property
     def diagnostics(self) -> list[Diagnostic]:
+        if len(self.environments) == 1:
+            return list(self.environments[0].diagnostics)
         return sorted((d for s in self.environments for d in s.diagnostics), key=Diagnostic.sort_key)
 
-    def diagnostics_by_path(self) -> dict[Path, list[Diagnostic]]:
-        out: dict[Path, list[Diagnostic]] = {}
+    def diagnostics_by_path(self) -> dict[Path, tuple[Diagnostic, ...]]:
+        """Per file, sorted; the tuples are shared with the environments' (do not mutate)."""
+        if len(self.environments) == 1:
+            return self.environments[0].by_path
+        out: dict[Path, tuple[Diagnostic, ...]] = {}
         for state in self.environments:
-            for d in state.diagnostics:
-                out.setdefault(d.path, []).append(d)
+            for path, found in state.by_path.items():
+                out[path] = tuple(sorted(out[path] + found, key=Diagnostic.sort_key)) if path in out else found
         return out
 
     def files(self) -> Iterable[Path]:
@@ -117,7 +152,7 @@ class Engine:
     UNTRUSTED = "the workspace is not trusted (no project code is run)"
 
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
-                 untrusted_reason: str = UNTRUSTED) -> None:
+                 untrusted_reason: str = UNTRUSTED, cache: bool = True) -> None:
         self.roots = _outermost(Path(r).resolve() for r in roots)
         self.overrides = dict(overrides or {})
         # project code (the models) may run, in a child process, only when trusted
@@ -125,11 +160,17 @@ class Engine:
         self.untrusted_reason = untrusted_reason
         self.models: dict[tuple[Path, str], ModelTables] = {}
         self._replays: dict[tuple[Path, str], Replay] = {}
-        self._downgrade_cache: dict[MigrationScript, tuple[RevisionSchema, str | None, list[Diagnostic]]] = {}
+        # D/S results by revision key (see revision_keys): in memory, and on disk in `stores`
+        self._schema_results: dict[tuple[Path, str], dict[str, list[Diagnostic]]] = {}
+        self.stores: dict[Path, Store] = {root: Store.for_root(root) if cache else Store(None)
+                                          for root in self.roots}
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}
+        self._digests: dict[MigrationScript, str] = {}
+        self._script_findings: dict[MigrationScript, list[Diagnostic]] = {}
         self._states: dict[tuple[Path, str], EnvironmentState] = {}
         self._dirty: set[Path] = set()
+        self._generation = 0  # bumped by every change: a running pass knows it is stale
         self._snapshot: Snapshot | None = None
         self._snapshot_partial = False
         self.discoveries: tuple[Discovery, ...] = ()
@@ -141,9 +182,37 @@ class Engine:
         """Discover environments again (new config, created or deleted files)."""
         if overrides is not None:
             self.overrides = dict(overrides)
-        self.discoveries = tuple(discover(root, self.overrides) for root in self.roots)
+        self.discoveries = tuple(self._discover(root) for root in self.roots)
+        self._generation += 1
         self._states.clear()
         self._snapshot = None
+
+    def _discover(self, root: Path) -> Discovery:
+        """discover(), reused from the cache while no file it looked at has changed."""
+        scan = walk(root)
+        store = self.stores[root]
+        if not store.enabled:
+            return discover(root, self.overrides, scan)
+        key = digest(repr(sorted(self.overrides.items(), key=str)), repr(scan.fingerprint()))
+        paths = {str(p): p for ps in scan.py_by_dir.values() for p in ps}
+        cached = store.get("discovery", key)
+        if cached is not None:
+            try:
+                found, files = pickle.loads(cached[0]), cached[1]
+                return replace(found, environments=tuple(
+                    replace(env, files=tuple(paths.get(f) or Path(f) for f in env_files))
+                    for env, env_files in zip(found.environments, files)))
+            except Exception:  # an entry from an incompatible version: rediscover
+                pass
+        found = discover(root, self.overrides, scan)
+        bare = replace(found, environments=tuple(replace(env, files=()) for env in found.environments))
+        store.put("discovery", key, (pickle.dumps(bare), [[str(f) for f in env.files] for env in found.environments]))
+        return found
+
+    def save_cache(self) -> None:
+        """Write the persistent cache (the CLI after a check, the server now and then)."""
+        for store in self.stores.values():
+            store.save()
 
     def set_buffer(self, path: Path, text: str) -> None:
         path = path.resolve()
@@ -162,7 +231,10 @@ class Engine:
         self._touch(path.resolve())
 
     def _touch(self, path: Path) -> None:
-        self._parsed.pop(path, None)
+        self._generation += 1
+        old = self._parsed.pop(path, None)
+        if old is not None:
+            self._script_findings.pop(old, None)
         self._dirty.add(path)
         self._snapshot = None
 
@@ -195,10 +267,21 @@ class Engine:
         schema-based ones (models, downgrades) are those of the last full pass, minus the
         files edited since — what an editor needs on every keystroke; a full pass follows
         when typing pauses."""
+        for _ in self.snapshot_steps(quick):
+            pass
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def snapshot_steps(self, quick: bool = False) -> Iterator[None]:
+        """snapshot() in small steps: it yields between revisions of the schema pass, so the
+        server can answer requests in between; an edit made meanwhile abandons it (what it
+        computed so far stays cached by revision key, so the next pass resumes, not restarts)."""
         if self._snapshot is not None and (quick or not self._snapshot_partial):
-            return self._snapshot
-        dirty, self._dirty = self._dirty, set()
+            return
+        generation = self._generation
+        dirty = set(self._dirty)
         states: list[EnvironmentState] = []
+        built: dict[tuple[Path, str], EnvironmentState] = {}
         problems: list[ConfigProblem] = []
         for discovery in self.discoveries:
             problems.extend(discovery.problems)
@@ -208,13 +291,16 @@ class Engine:
                 state = self._states.get(key)
                 changed = state is None or state.env.files != env.files or any(p in dirty for p in env.files)
                 if changed or (state.partial and not quick):
-                    state = self._build(env, key, state, quick)
-                    self._states[key] = state
+                    state = yield from self._build(env, key, state, quick)
+                    if self._generation != generation:
+                        return  # edited meanwhile: this picture is already stale
+                    built[key] = state
                 states.append(state)
+        self._states.update(built)
+        self._dirty -= dirty
         settings = self.discoveries[0].settings if self.discoveries else Settings()
         self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, settings)
         self._snapshot_partial = any(s.partial for s in states)
-        return self._snapshot
 
     def _with_new_buffers(self, env: Environment) -> Environment:
         """Open buffers inside a version location that discovery has not seen yet (a file
@@ -226,67 +312,218 @@ class Engine:
         )
         return replace(env, files=env.files + extra) if extra else env
 
-    def _build(self, env: Environment, key: tuple[Path, str], previous: EnvironmentState | None,
-               quick: bool) -> EnvironmentState:
-        scripts = tuple(self._script(p) for p in env.files)
-        if previous is not None and previous.scripts == scripts:
-            graph = previous.graph  # same parsed files: same graph
-        else:
-            graph = RevisionGraph(scripts)
-        by_path = {s.path: s for s in scripts}
-        graph_diagnostics = check_graph(graph, env.name)
-        options = self._compare_options(env)
-        if quick:
-            edited = {s.path for s in scripts} - {s.path for s in previous.scripts if by_path.get(s.path) is s} \
-                if previous else set(by_path)
-            kept = tuple(d for d in previous.schema_diagnostics if d.path not in edited) if previous else ()
-            return self._state(env, scripts, graph, graph_diagnostics, kept, None, options, (), True)
-        replay = Replay(graph, self._replays.get(key))
-        self._replays[key] = replay
-        schema_diagnostics: list[Diagnostic] = []
-        for rev, script in graph.by_id.items():
-            schema_diagnostics.extend(self._downgrade(script, replay, rev, options, env.name))
-        self._downgrade_cache = {s: v for s, v in self._downgrade_cache.items() if s.path not in by_path
-                                 or by_path[s.path] is s}
-        differences: list[Difference] = []
-        if graph.by_id and not graph.cycles():
-            model_diags, differences = check_models(
-                replay.at_heads(), self.models.get(key), self.metadata_source(env), options,
-                None if self.trusted else self.untrusted_reason, env.name,
-                env.config_path or scripts[0].path)
-            schema_diagnostics.extend(model_diags)
-        return self._state(env, scripts, graph, graph_diagnostics, tuple(schema_diagnostics), replay, options,
-                           tuple(differences), False)
-
-    def _state(self, env, scripts, graph, graph_diagnostics, schema_diagnostics, replay, options, differences,
-               partial) -> EnvironmentState:
-        by_path = {s.path: s for s in scripts}
-        diagnostics = apply_filters(list(graph_diagnostics) + list(schema_diagnostics), env.settings, by_path)
-        return EnvironmentState(env, scripts, graph, tuple(sorted(diagnostics, key=Diagnostic.sort_key)),
-                                replay, options, differences, schema_diagnostics, partial)
-
-    def _downgrade(self, script: MigrationScript, replay: Replay, rev: str, options: CompareOptions,
-                   env_name: str) -> list[Diagnostic]:
-        """D001–D003 and S001–S005 for one revision, reused while its text, its history
-        and the dialect are unchanged."""
-        schema = replay.revision(rev)
-        cached = self._downgrade_cache.get(script)
-        if cached is not None and cached[0] is schema and cached[1] == options.dialect:
-            return cached[2]
-        found = check_downgrade(script, schema, options, env_name) + check_safety(
-            script, schema, options.dialect, env_name)
-        self._downgrade_cache[script] = (schema, options.dialect, found)
+    def _check_script(self, script: MigrationScript, env_name: str) -> list[Diagnostic]:
+        """check_script, once per parsed file (a keystroke re-checks the edited file only)."""
+        found = self._script_findings.get(script)
+        if found is None or (found and found[0].environment != env_name):
+            found = self._script_findings[script] = check_script(script, env_name)
         return found
 
-    def _compare_options(self, env: Environment) -> CompareOptions:
-        text = ""
-        if env.env_py is not None:
-            text = read_source(env.env_py) or ""
-        return options_from_env_py(text, env.dialect, env.settings.exclude_tables)
+    @staticmethod
+    def _graph(scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None) -> RevisionGraph:
+        """The previous graph when nothing changed, patched when a few files changed, else new."""
+        if previous is None or len(previous.scripts) != len(scripts):
+            return RevisionGraph(scripts)
+        changed = [(old, new) for old, new in zip(previous.scripts, scripts) if old is not new]
+        graph: RevisionGraph | None = previous.graph
+        for old, new in changed[:PATCH_LIMIT] if len(changed) <= PATCH_LIMIT else ():
+            graph = graph.replacing(old, new) if graph is not None else None
+        return graph if graph is not None and len(changed) <= PATCH_LIMIT else RevisionGraph(scripts)
+
+    def _build(self, env: Environment, key: tuple[Path, str], previous: EnvironmentState | None,
+               quick: bool) -> Generator[None, None, EnvironmentState]:
+        scripts = tuple(self._script(p) for p in env.files)
+        graph = self._graph(scripts, previous)
+        by_path = {s.path: s for s in scripts}
+        graph_found = apply_filters(check_graph(graph, env.name, self._check_script), env.settings, by_path)
+        options = self._options_factory(env)
+        if quick:
+            kept = previous.schema_by_path if previous is not None else {}
+            if previous is not None and len(previous.scripts) == len(scripts):
+                edited = {s.path for pair in zip(previous.scripts, scripts) if pair[0] is not pair[1] for s in pair}
+            elif previous is not None:
+                edited = set(by_path) - {s.path for s in previous.scripts if by_path.get(s.path) is s}
+            else:
+                edited = set()
+            if edited & kept.keys():
+                kept = {p: v for p, v in kept.items() if p not in edited}
+            return self._state(env, scripts, graph, graph_found, kept, None, options, (), True, previous)
+        replay_of = self._replay_factory(graph, key)
+        store = self.stores.get(key[0]) or Store(None)
+        schema_found: list[Diagnostic] = []
+        keys = self.revision_keys(graph, self._environment_salt(env))
+        known = self._schema_results.setdefault(key, {})
+        used: dict[str, list[Diagnostic]] = {}
+        for rev in [*keys, *(r for r in graph.by_id if r not in keys)]:  # ancestors first
+            found, computed = self._revision_diagnostics(graph.by_id[rev], rev, keys.get(rev), replay_of, options,
+                                                         env.name, store, known, used)
+            schema_found.extend(found)
+            if computed:
+                yield
+        # keep this pass's results, and what earlier (abandoned) passes computed, within reason
+        self._schema_results[key] = used if len(known) > 4 * len(used) + 1000 else {**known, **used}
+        differences: list[Difference] = []
+        if graph.by_id and not graph.cycles():
+            model_found, differences = self._model_diagnostics(env, key, graph, replay_of, options, store)
+            schema_found.extend(model_found)
+        grouped: dict[Path, list[Diagnostic]] = {}
+        for d in apply_filters(schema_found, env.settings, by_path):
+            grouped.setdefault(d.path, []).append(d)
+        schema_by_path = {p: tuple(sorted(ds, key=Diagnostic.sort_key)) for p, ds in grouped.items()}
+        return self._state(env, scripts, graph, graph_found, schema_by_path, replay_of, options,
+                           tuple(differences), False, None)
+
+    @staticmethod
+    def _state(env, scripts, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
+               previous) -> EnvironmentState:
+        """Per-file diagnostics: the schema part as is, merged with the graph part where a
+        file has both. With `previous` (a quick pass) only files whose entries can differ are
+        rebuilt."""
+        graph_by_path: dict[Path, list[Diagnostic]] = {}
+        for d in graph_found:
+            graph_by_path.setdefault(d.path, []).append(d)
+        if previous is not None and previous.schema_by_path is schema_by_path:
+            result = dict(previous.by_path)
+            stale = set(previous.graph_paths) | set(graph_by_path)
+        else:
+            result = dict(schema_by_path)
+            stale = set(graph_by_path)
+        for path in stale:
+            mine = graph_by_path.get(path, [])
+            theirs = schema_by_path.get(path, ())
+            if mine:
+                result[path] = tuple(sorted([*mine, *theirs], key=Diagnostic.sort_key))
+            elif theirs:
+                result[path] = theirs
+            else:
+                result.pop(path, None)
+        return EnvironmentState(env, scripts, graph, result, replay_of, options, differences, schema_by_path,
+                                partial, tuple(graph_by_path))
+
+    # ---------------------------------------------------------------- schema pass
+
+    def _replay_factory(self, graph: RevisionGraph, key: tuple[Path, str]) -> Callable[[], Replay]:
+        """The replay of this graph, made once on first use (from the previous one, so that
+        only what an edit can have changed is recomputed)."""
+        made: list[Replay] = []
+
+        def replay() -> Replay:
+            if not made:
+                from .schema import Replay
+
+                made.append(Replay(graph, self._replays.get(key)))
+                self._replays[key] = made[0]
+            return made[0]
+        return replay
+
+    def _options_factory(self, env: Environment) -> Callable[[], CompareOptions]:
+        made: list[CompareOptions] = []
+
+        def options() -> CompareOptions:
+            if not made:
+                from .compare import options_from_env_py
+
+                made.append(options_from_env_py(self._env_py_text(env), env.dialect, env.settings.exclude_tables))
+            return made[0]
+        return options
+
+    @staticmethod
+    def _env_py_text(env: Environment) -> str:
+        return (read_source(env.env_py) or "") if env.env_py is not None else ""
+
+    def _environment_salt(self, env: Environment) -> str:
+        """What, besides the files, the D/S rules read: the options (from env.py), the dialect."""
+        return digest("schema", env.name, str(env.dialect), repr(env.settings.exclude_tables),
+                      self._env_py_text(env))
+
+    def _digest(self, script: MigrationScript) -> str:
+        found = self._digests.get(script)
+        if found is None:
+            found = self._digests[script] = digest(script.text)
+        return found
+
+    def revision_keys(self, graph: RevisionGraph, salt: str) -> dict[str, str]:
+        """A key per revision that changes whenever anything its schema checks read may have
+        changed: its own text and, recursively, the keys of the revisions below it (so an edit
+        changes the keys of the revision and of everything above it). Revisions in or above a
+        cycle get none (they are never cached)."""
+        below = {rev: tuple(dict.fromkeys(graph.parents[rev] + graph.dependencies[rev])) for rev in graph.by_id}
+        pending = {rev: len(b) for rev, b in below.items()}
+        above: dict[str, list[str]] = {}
+        for rev, b in below.items():
+            for p in b:
+                above.setdefault(p, []).append(rev)
+        ready = [rev for rev, n in pending.items() if n == 0]
+        keys: dict[str, str] = {}
+        parents, dependencies, by_id = graph.parents, graph.dependencies, graph.by_id
+        while ready:
+            rev = ready.pop()
+            # fixed-length hex parts: plain concatenation is unambiguous
+            keys[rev] = hashlib.blake2b("".join((salt, self._digest(by_id[rev]), *(keys[p] for p in parents[rev]), "|",
+                                                 *(keys[d] for d in dependencies[rev]))).encode(),
+                                        digest_size=16).hexdigest()
+            for a in above.get(rev, ()):
+                pending[a] -= 1
+                if pending[a] == 0:
+                    ready.append(a)
+        if self._digests and len(self._digests) > 2 * max(len(graph.by_id), 1000):
+            live = set(self._parsed.values())
+            self._digests = {s: d for s, d in self._digests.items() if s in live}
+        return keys
+
+    def _revision_diagnostics(self, script: MigrationScript, rev: str, key: str | None,
+                              replay_of: Callable[[], Replay], options: Callable[[], CompareOptions],
+                              env_name: str, store: Store, known: dict[str, list[Diagnostic]],
+                              used: dict[str, list[Diagnostic]]) -> tuple[list[Diagnostic], bool]:
+        """D001–D003 and S001–S005 of one revision, and whether they had to be computed: from
+        memory or the persistent cache when its key is known, else computed (and remembered)."""
+        if key is not None:
+            found = known.get(key)
+            if found is None:
+                cached = store.get("schema", key)
+                if cached is not None:
+                    found = _decode_diagnostics(cached, script.path)
+            if found is not None:
+                used[key] = found
+                return found, False
+        from .checks.downgrade import check_downgrade
+        from .checks.safety import check_safety
+
+        schema = replay_of().revision(rev)
+        found = check_downgrade(script, schema, options(), env_name) + check_safety(
+            script, schema, options().dialect, env_name)
+        if key is not None:
+            used[key] = known[key] = found
+            store.put("schema", key, _encode_diagnostics(found, script.path))
+        return found, True
+
+    def _model_diagnostics(self, env: Environment, key: tuple[Path, str], graph: RevisionGraph,
+                           replay_of: Callable[[], Replay], options: Callable[[], CompareOptions],
+                           store: Store) -> tuple[list[Diagnostic], list[Difference]]:
+        """M001–M004. Untrusted, the answer (an M004 saying why) depends only on env.py and
+        the settings, so it is cached like the revisions' results."""
+        models_off = None if self.trusted else self.untrusted_reason
+        fallback = env.config_path or graph.scripts[0].path
+        memo = digest("models-off", repr(env), models_off or "", self._env_py_text(env)) if models_off else None
+        if memo is not None:
+            cached = store.get("models", memo)
+            if cached is not None:
+                return _decode_diagnostics(cached, None), []
+        from .checks.models import check_models
+
+        models = self.models.get(key)
+        schema = replay_of().at_heads() if models is not None and not models_off else None
+        found, differences = check_models(schema, models, self.metadata_source(env), options(), models_off,
+                                          env.name, fallback)
+        if memo is not None:
+            store.put("models", memo, _encode_diagnostics(found, None))
+        return found, differences
 
     # ---------------------------------------------------------------- models
 
     def metadata_source(self, env: Environment) -> MetadataSource:
+        from .models import metadata_source
+
         return metadata_source(env)
 
     def environments(self) -> list[tuple[tuple[Path, str], Environment]]:
@@ -299,6 +536,7 @@ class Engine:
         return [(key, env, self.metadata_source(env)) for key, env in self.environments()]
 
     def set_models(self, key: tuple[Path, str], models: ModelTables) -> None:
+        self._generation += 1
         self.models[key] = models
         self._states.pop(key, None)
         self._snapshot = None
@@ -306,8 +544,31 @@ class Engine:
     def load_models(self) -> None:
         """Load every environment's models now (blocking; the server runs the jobs in a
         thread and hands the results back with set_models)."""
-        for key, env, source in self.model_jobs():
+        jobs = self.model_jobs()
+        if not jobs:
+            return
+        from .models import load_models
+
+        for key, env, source in jobs:
             self.set_models(key, load_models(env, source))
 
     def model_files(self) -> set[Path]:
         return {f for m in self.models.values() for f in m.files}
+
+
+def _encode_diagnostics(found: list[Diagnostic], path: Path | None):
+    """Plain data for the cache (None when something in it is not plain: not cached)."""
+    try:
+        value = [(d.code, int(d.severity), str(d.path) if path is None else None, (d.span.line, d.span.col, d.span.end_line, d.span.end_col), d.message,
+                  d.environment, d.data) for d in found if path is None or d.path == path]
+        if len(value) != len(found):
+            return None
+        marshal.dumps(value)
+        return value
+    except (ValueError, TypeError):
+        return None
+
+
+def _decode_diagnostics(value, path: Path | None) -> list[Diagnostic]:
+    return [Diagnostic(code, Severity(severity), path or Path(where), Span(*span), message, environment, data)
+            for code, severity, where, span, message, environment, data in value]

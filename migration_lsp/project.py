@@ -17,8 +17,6 @@ import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from alembic.config import Config
-
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -158,14 +156,28 @@ def load_settings(pyproject: Path, base: Settings | None = None) -> tuple[Settin
 
 
 @dataclass
-class _Scan:
+class Scan:
+    """The files discovery looks at: everything it concludes follows from these (and the
+    text of the config and revision files), which is what makes it cacheable."""
+
     inis: list[Path] = field(default_factory=list)
     pyprojects: list[Path] = field(default_factory=list)
     py_by_dir: dict[Path, list[Path]] = field(default_factory=dict)
 
+    def fingerprint(self) -> list[tuple[str, int, int]]:
+        """(path, mtime_ns, size) of every file seen: equal fingerprints, equal discovery."""
+        out = []
+        for path in [*self.inis, *self.pyprojects, *(p for ps in self.py_by_dir.values() for p in ps)]:
+            try:
+                st = os.stat(path)
+                out.append((str(path), st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append((str(path), -1, -1))
+        return out
 
-def _walk(root: Path) -> _Scan:
-    scan = _Scan()
+
+def walk(root: Path) -> Scan:
+    scan = Scan()
     for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
         here = Path(dirpath)
         dirnames[:] = sorted(
@@ -256,6 +268,9 @@ def _environment_from_config(
     where = ini or toml
     assert where is not None
     base = where.parent
+    from alembic.config import Config  # here, not above: importing Alembic costs 0.4 s, and
+    # a warm start (engine.py caches discovery) never needs it
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -350,15 +365,16 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def discover(root: Path, overrides: dict | None = None) -> Discovery:
-    """All environments under `root` (a workspace folder)."""
+def discover(root: Path, overrides: dict | None = None, scan: Scan | None = None) -> Discovery:
+    """All environments under `root` (a workspace folder); `scan`: `walk(root)`, when the
+    caller already has it."""
     root = root.resolve()
     problems: list[ConfigProblem] = []
     settings, problem = load_settings(root / "pyproject.toml")
     settings = settings.merged(overrides or {})
     if problem:
         problems.append(problem)
-    scan = _walk(root)
+    scan = scan or walk(root)
 
     configured: list[Environment] = []
     alembic_inis = [ini for ini in scan.inis if _has_alembic_section(ini)]
@@ -434,6 +450,9 @@ def _connect(
     settings: Settings,
 ) -> list[Environment]:
     """Join orphan folders to each other and to configured environments by references."""
+    if not orphan_groups:
+        return [replace(env, files=tuple(files)) for env, files in sorted(
+            zip(configured, files_of), key=lambda pair: pair[0].name)]
     groups: list[list[Path]] = [list(f) for f in files_of] + [sorted(v) for v in orphan_groups.values()]
     folders = [None] * len(configured) + list(orphan_groups)
     defines: dict[str, set[int]] = {}

@@ -42,6 +42,8 @@ from .features.navigation import definition, document_symbols, references, works
 CONFIG_SECTION = "migrationLsp"
 CLIENT_TIMEOUT = 5.0  # never wait longer for a client's answer to a server request
 FULL_PASS_DELAY = 1.0  # seconds of quiet before the schema-based diagnostics are recomputed
+SLICE_SECONDS = 0.005  # the full pass yields to the event loop this often
+CACHE_SAVE_INTERVAL = 60.0  # seconds between writes of the persistent cache (and at shutdown)
 WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,8 @@ class MigrationServer(LanguageServer):
         self.models_task: asyncio.Future | None = None
         self.models_again = False
         self.full_pass: asyncio.TimerHandle | None = None
+        self.full_task: asyncio.Future | None = None
+        self.cache_saved = float("-inf")  # when the engine's persistent cache was last written
 
     # ---------------------------------------------------------------- helpers
 
@@ -148,13 +152,15 @@ class MigrationServer(LanguageServer):
     def exists(self, path: Path) -> bool:
         return path.exists() or (self.engine is not None and path.resolve() in self.engine.buffers)
 
-    def refresh(self, quick: bool = True) -> None:
+    def refresh(self) -> None:
         """After any change: send what changed (push) or ask the client to pull again.
         A quick pass (graph) answers at once; the full pass (schema replay, models,
-        downgrades) follows when the edits pause."""
+        downgrades) follows when the edits pause, in slices between requests."""
         if self.engine is None:
             return
-        snapshot = self.engine.snapshot(quick=quick)
+        self._publish(self.engine.snapshot(quick=True))
+
+    def _publish(self, snapshot: Snapshot) -> None:
         for problem in snapshot.problems:
             key = f"{problem.path}: {problem.message}"
             if key not in self.problems_logged:
@@ -162,19 +168,24 @@ class MigrationServer(LanguageServer):
                 self.log(key, types.MessageType.Warning)
         if any(state.partial for state in snapshot.environments):
             self._schedule_full_pass()
-        by_path = {p: tuple(ds) for p, ds in snapshot.diagnostics_by_path().items()}
-        changed = [p for p in set(by_path) | set(self.published) if self.published.get(p) != by_path.get(p)]
-        if not changed:
-            return
-        locator = self.locator(snapshot)
+        by_path = snapshot.diagnostics_by_path()
+        published = self.published
+        # per-file tuples are shared between snapshots: unchanged files compare by identity
+        changed = [p for p in by_path.keys() | published.keys()
+                   if published.get(p) is not by_path.get(p) and published.get(p) != by_path.get(p)]
         for path in changed:
             if path in by_path:
-                self.published[path] = by_path[path]
+                published[path] = by_path[path]
             else:
-                self.published.pop(path, None)
+                published.pop(path, None)
+        for path in by_path.keys() & published.keys():
+            published[path] = by_path[path]  # same content: keep the current object for identity
+        if not changed:
+            return
         if self.pull:
             asyncio.ensure_future(self._request_refresh())
             return
+        locator = self.locator(snapshot)
         for path in changed:
             items = [to_lsp(d, locator) for d in by_path.get(path, ())]
             self.text_document_publish_diagnostics(
@@ -184,12 +195,28 @@ class MigrationServer(LanguageServer):
         if self.full_pass is not None:
             self.full_pass.cancel()
         loop = asyncio.get_event_loop()
-        self.full_pass = loop.call_later(FULL_PASS_DELAY, self._full_pass)
+        self.full_pass = loop.call_later(FULL_PASS_DELAY, self._start_full_pass)
 
-    def _full_pass(self) -> None:
+    def _start_full_pass(self) -> None:
         self.full_pass = None
+        if self.full_task is None or self.full_task.done():
+            self.full_task = asyncio.ensure_future(self._full_pass())
+        # else: the running pass sees the newer edit, stops, and schedules the next one
+
+    async def _full_pass(self) -> None:
+        """engine.snapshot_steps() in slices of SLICE_SECONDS, yielding to the event loop in
+        between: requests and edits are answered while the schema is replayed. An edit
+        makes the engine abandon the pass (its results so far stay cached)."""
         try:
-            self.refresh(quick=False)
+            slice_started = time.perf_counter()
+            for _ in self.engine.snapshot_steps():
+                if time.perf_counter() - slice_started > SLICE_SECONDS:
+                    await asyncio.sleep(0)
+                    slice_started = time.perf_counter()
+            self._publish(self.engine.snapshot(quick=True))  # the full picture, unless abandoned
+            if time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
+                self.cache_saved = time.monotonic()
+                self.engine.save_cache()
         except Exception:
             self.log(f"full pass failed:\n{traceback.format_exc()}", types.MessageType.Error)
 
@@ -457,6 +484,14 @@ def did_close(ls: MigrationServer, params: types.DidCloseTextDocumentParams) -> 
             ls.engine.rescan()  # created by the editor, saved, not yet seen by discovery
         ls.engine.close_buffer(path)
         ls.refresh()
+
+
+@server.feature(types.SHUTDOWN)
+@safe()
+def on_shutdown(ls: MigrationServer, *args) -> None:
+    """Keep what this session computed for the next start (outside the workspace)."""
+    if ls.engine is not None:
+        ls.engine.save_cache()
 
 
 def _is_config(path: Path) -> bool:

@@ -8,6 +8,8 @@ passes, so fixtures look exactly like files `alembic revision` writes.
 from __future__ import annotations
 
 import datetime
+import os
+import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,10 @@ from mako.template import Template
 
 GENERIC_TEMPLATE = Path(alembic.__file__).parent / "templates" / "generic" / "script.py.mako"
 _TEMPLATE = Template(filename=str(GENERIC_TEMPLATE))
+
+# Tests never read or write the user's real cache (and never see a previous run's): one
+# fresh folder per session, inherited by every server and CLI they start.
+os.environ["MIGRATION_LSP_CACHE_DIR"] = tempfile.mkdtemp(prefix="migration-lsp-test-cache-")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO_ROOT / ".venv" / "bin"

@@ -12,7 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from migration_lsp.checks import apply_filters
+from migration_lsp.checks.graph import check_graph
+from migration_lsp.core import Diagnostic
 from migration_lsp.engine import Engine
+from migration_lsp.graph import RevisionGraph
 from migration_lsp.scripts import parse_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "blog"
@@ -57,8 +61,10 @@ def workspace(tmp_path_factory) -> Path:
 @given(data=st.data())
 def test_live_diagnostics_equal_fresh_check(workspace: Path, data):
     """A session: one engine (like the server's) sees every intermediate text of one or two
-    files; at the end its diagnostics must equal those of a fresh engine reading the final
-    texts from disk."""
+    files, with quick (graph-only, patched graph) and full passes as the server mixes them;
+    after each edit its graph diagnostics equal a graph built from scratch, and at the end
+    its diagnostics equal those of a fresh engine reading the final texts from disk, with
+    the persistent cache and without it."""
     files = data.draw(st.lists(st.sampled_from(REAL_FILES), min_size=1, max_size=2, unique=True))
     live = Engine([workspace])
     live.snapshot()
@@ -69,13 +75,21 @@ def test_live_diagnostics_equal_fresh_check(workspace: Path, data):
         for _ in range(data.draw(st.integers(1, 6))):
             text = apply(text, data.draw(edits(text)))
             live.set_buffer(path, text)
-            live.snapshot()  # as after every didChange
+            quick = data.draw(st.booleans())
+            snapshot = live.snapshot(quick=quick)  # as after every didChange / pause
+            for state in snapshot.environments:
+                scripts = {s.path: s for s in state.scripts}
+                scratch = apply_filters(check_graph(RevisionGraph(state.scripts), state.env.name),
+                                        state.env.settings, scripts)
+                live_graph = [d for d in state.diagnostics if d.code.startswith("G")]
+                assert live_graph == sorted(scratch, key=Diagnostic.sort_key)
         texts[path] = text
     try:
         for path, text in texts.items():
             path.write_text(text, encoding="utf-8", errors="surrogatepass")
         fresh = Engine([workspace]).snapshot().diagnostics
         assert live.snapshot().diagnostics == fresh
+        assert Engine([workspace], cache=False).snapshot().diagnostics == fresh
     finally:
         for original in files:
             (workspace / "migrations" / "versions" / original.name).write_text(original.read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
 from functools import lru_cache
 
 from ..core import Diagnostic, Severity, Span
@@ -168,7 +169,29 @@ def _revision_span(script: MigrationScript) -> Span:
     return script.revision.span if script.revision else Span.point(0)
 
 
-def check_graph(graph: RevisionGraph, env_name: str = "") -> list[Diagnostic]:
+def check_script(script: MigrationScript, env_name: str = "") -> list[Diagnostic]:
+    """G009 for one revision: what depends on its own text only."""
+    out: list[Diagnostic] = []
+    doc, rev = script.doc, script.revision_id
+    if not doc or rev is None:
+        return out
+    if doc.revision_id and doc.revision_id.value != rev:
+        out.append(Diagnostic("G009", Severity.WARNING, script.path, doc.revision_id.span,
+                              f"docstring says Revision ID '{doc.revision_id.value}' but revision = '{rev}'",
+                              env_name))
+    if doc.revises_line and script.down_revision and not script.down_revision.unknown:
+        written = [i.value for i in doc.revises if i.value != "None"]
+        actual = list(script.down_revision.values)
+        if sorted(written) != sorted(actual):
+            out.append(Diagnostic("G009", Severity.WARNING, script.path, doc.revises_line,
+                                  f"docstring says Revises: {', '.join(written) or '(nothing)'} "
+                                  f"but down_revision = {', '.join(actual) or 'None'}", env_name))
+    return out
+
+
+def check_graph(graph: RevisionGraph, env_name: str = "",
+                per_script: Callable[[MigrationScript, str], list[Diagnostic]] = check_script) -> list[Diagnostic]:
+    """G001–G010; `per_script` (check_script, or a memoised version of it) for G009."""
     out: list[Diagnostic] = []
 
     def add(code: str, severity: Severity, script: MigrationScript, span: Span, message: str, **data) -> None:
@@ -273,21 +296,9 @@ def check_graph(graph: RevisionGraph, env_name: str = "") -> list[Diagnostic]:
                 f"second base revision: '{base}' has no down_revision and no branch label, "
                 f"besides base {_describe(graph, main)}", main_base=main)
 
-    # G009: docstring header disagrees with the variables.
-    for rev, script in graph.by_id.items():
-        doc = script.doc
-        if not doc:
-            continue
-        if doc.revision_id and doc.revision_id.value != rev:
-            add("G009", Severity.WARNING, script, doc.revision_id.span,
-                f"docstring says Revision ID '{doc.revision_id.value}' but revision = '{rev}'")
-        if doc.revises_line and script.down_revision and not script.down_revision.unknown:
-            written = [i.value for i in doc.revises if i.value != "None"]
-            actual = list(script.down_revision.values)
-            if sorted(written) != sorted(actual):
-                add("G009", Severity.WARNING, script, doc.revises_line,
-                    f"docstring says Revises: {', '.join(written) or '(nothing)'} "
-                    f"but down_revision = {', '.join(actual) or 'None'}")
+    # G009: docstring header disagrees with the variables (per file: the engine memoises it).
+    for script in graph.by_id.values():
+        out.extend(per_script(script, env_name))
 
     # G010: a file in a versions directory whose header cannot be read.
     for script in graph.unreadable:

@@ -1,0 +1,124 @@
+"""The persistent cache: same results with and without it, reuse only what is unchanged,
+never inside the workspace, and no harm from a damaged or unwritable cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from migration_lsp import cache
+from migration_lsp.cli import main
+from migration_lsp.engine import Engine
+
+from conftest import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "examples" / "blog"
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "blog"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
+    return root
+
+
+@pytest.fixture()
+def cache_dir(tmp_path: Path, monkeypatch) -> Path:
+    where = tmp_path / "user-cache"
+    monkeypatch.setenv(cache.DIR_ENV, str(where))
+    monkeypatch.delenv(cache.DISABLE_ENV, raising=False)
+    return where
+
+
+def _computed(engine: Engine) -> int:
+    """Revisions whose schema checks the full pass had to compute (it yields once for each)."""
+    return sum(1 for _ in engine.snapshot_steps())
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_second_engine_computes_nothing_and_agrees(project, cache_dir):
+    before = _files(project)
+    first = Engine([project], trusted=False)
+    assert _computed(first) == len(first.snapshot().environments[0].graph.by_id)
+    first.save_cache()
+    assert list(cache_dir.rglob("*.marshal")), "the cache is written to the user's cache folder"
+    assert _files(project) == before, "nothing is written into the workspace"
+
+    second = Engine([project], trusted=False)
+    assert _computed(second) == 0
+    uncached = Engine([project], trusted=False, cache=False)
+    assert second.snapshot().diagnostics == uncached.snapshot().diagnostics
+    assert [d.data for d in second.snapshot().diagnostics] == [d.data for d in uncached.snapshot().diagnostics]
+
+
+def test_an_edit_recomputes_the_file_and_what_is_above_it(project, cache_dir):
+    engine = Engine([project], trusted=False)
+    engine.snapshot()
+    engine.save_cache()
+    graph = engine.snapshot().environments[0].graph
+    base = graph.bases[0]
+    edited = graph.by_id[base].path
+    edited.write_text(edited.read_text().replace("def downgrade()", "# edited\ndef downgrade()"))
+
+    again = Engine([project], trusted=False)
+    assert _computed(again) == 1 + len(graph.descendants(base))
+    assert again.snapshot().diagnostics == Engine([project], trusted=False, cache=False).snapshot().diagnostics
+
+
+def test_new_files_are_discovered_despite_the_cache(project, cache_dir):
+    Engine([project], trusted=False).save_cache()
+    versions = project / "migrations" / "versions"
+    head = Engine([project], trusted=False).snapshot().environments[0].graph.heads[0]
+    (versions / "ffffffffffff_new.py").write_text(
+        f"revision = 'ffffffffffff'\ndown_revision = '{head}'\n\ndef upgrade():\n    pass\n\n"
+        "def downgrade():\n    pass\n")
+    graph = Engine([project], trusted=False).snapshot().environments[0].graph
+    assert "ffffffffffff" in graph.by_id
+
+
+def test_damaged_cache_is_ignored_and_replaced(project, cache_dir):
+    engine = Engine([project], trusted=False)
+    expected = engine.snapshot().diagnostics
+    engine.save_cache()
+    (stored,) = cache_dir.rglob("*.marshal")
+    stored.write_bytes(b"\x00garbage" * 100)
+    damaged = Engine([project], trusted=False)
+    assert damaged.snapshot().diagnostics == expected
+    damaged.save_cache()
+    assert _computed(Engine([project], trusted=False)) == 0
+
+
+def test_disabled_or_unwritable_cache(project, cache_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv(cache.DISABLE_ENV, "1")
+    engine = Engine([project], trusted=False)
+    expected = engine.snapshot().diagnostics
+    engine.save_cache()
+    assert not cache_dir.exists()
+
+    monkeypatch.delenv(cache.DISABLE_ENV)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(cache.DIR_ENV, str(blocker / "cache"))
+    engine = Engine([project], trusted=False)
+    assert engine.snapshot().diagnostics == expected
+    engine.save_cache()  # cannot write: no error
+
+
+def test_cli_output_equal_with_and_without_cache(project, cache_dir, capsys, monkeypatch):
+    head = Engine([project], trusted=False, cache=False).snapshot().environments[0].graph.heads[0]
+    (project / "migrations" / "versions" / "eeeeeeeeeeee_drop.py").write_text(
+        f"from alembic import op\nrevision = 'eeeeeeeeeeee'\ndown_revision = '{head}'\n\n"
+        "def upgrade():\n    op.drop_table('tags')\n\ndef downgrade():\n    pass\n")
+    monkeypatch.chdir(project)
+    outputs = []
+    for args in (["check", "--no-import", "--format", "json"], ["check", "--no-import", "--format", "json"],
+                 ["check", "--no-import", "--no-cache", "--format", "json"]):
+        main(args)
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert '"S005"' in outputs[0] and '"D001"' in outputs[0] and '"M004"' in outputs[0]
