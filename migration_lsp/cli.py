@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .checks import RULES
-from .core import Diagnostic, Severity
+from .core import Diagnostic, Severity, tune_gc
 from .engine import Engine, EnvironmentState, Snapshot
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -416,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_gc()
     _relative.cache_clear()  # one run, one current directory
     _cwd.cache_clear()
     parser = build_parser()

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the schema stages import SQLAlchemy and Alembic (0.4 s): lo
     from .schema import Replay, RevisionSchema
 
 MAX_FILE_BYTES = 20_000_000
+KEY_STEP = 500  # revisions keyed between two yields of the full pass
 PATCH_LIMIT = 4  # files changed at once that are patched into the graph rather than rebuilt
 
 
@@ -78,6 +79,7 @@ class EnvironmentState:
     schema_by_path: dict[Path, tuple[Diagnostic, ...]] = field(default_factory=dict)
     partial: bool = False  # schema diagnostics are from the last full pass (quick snapshot)
     graph_paths: tuple[Path, ...] = ()  # files with graph diagnostics (an edit re-merges them)
+    graph_diagnostics: tuple[Diagnostic, ...] = ()  # the G part, filtered
 
     @cached_property
     def diagnostics(self) -> tuple[Diagnostic, ...]:
@@ -168,8 +170,14 @@ class Engine:
         self._parsed: dict[Path, MigrationScript] = {}
         self._digests: dict[MigrationScript, str] = {}
         self._script_findings: dict[MigrationScript, list[Diagnostic]] = {}
+        # per environment: filtered + sorted D/S results by revision key, and the settings used
+        self._filtered: dict[tuple[Path, str], dict[str, tuple[Diagnostic, ...]]] = {}
+        self._filtered_settings: dict[tuple[Path, str], Settings] = {}
+        # M001–M004 of the last few (head revision keys, environment, models) seen, per environment
+        self._model_results: dict[tuple[Path, str], list[tuple[tuple, tuple]]] = {}
         self._states: dict[tuple[Path, str], EnvironmentState] = {}
         self._dirty: set[Path] = set()
+        self.computed_revisions = 0  # D/S results not found in memory or in the cache (tests read it)
         self._generation = 0  # bumped by every change: a running pass knows it is stale
         self._snapshot: Snapshot | None = None
         self._snapshot_partial = False
@@ -241,7 +249,7 @@ class Engine:
     def tracks(self, path: Path) -> bool:
         """Is this file one of the discovered revision files (not just inside a location)?"""
         path = path.resolve()
-        return any(path in env.files for d in self.discoveries for env in d.environments)
+        return any(path in env.file_set for d in self.discoveries for env in d.environments)
 
     def knows(self, path: Path) -> bool:
         path = path.resolve()
@@ -291,7 +299,7 @@ class Engine:
                 state = self._states.get(key)
                 changed = state is None or state.env.files != env.files or any(p in dirty for p in env.files)
                 if changed or (state.partial and not quick):
-                    state = yield from self._build(env, key, state, quick)
+                    state = yield from self._build(env, key, state, quick, generation)
                     if self._generation != generation:
                         return  # edited meanwhile: this picture is already stale
                     built[key] = state
@@ -307,8 +315,8 @@ class Engine:
         just created by the editor) belong to that environment."""
         extra = tuple(
             p for p in self.buffers
-            if p.suffix == ".py" and p not in env.files and env.contains(p)
-            and all(p not in e.files for d in self.discoveries for e in d.environments)
+            if p.suffix == ".py" and p not in env.file_set and env.contains(p)
+            and all(p not in e.file_set for d in self.discoveries for e in d.environments)
         )
         return replace(env, files=env.files + extra) if extra else env
 
@@ -331,11 +339,16 @@ class Engine:
         return graph if graph is not None and len(changed) <= PATCH_LIMIT else RevisionGraph(scripts)
 
     def _build(self, env: Environment, key: tuple[Path, str], previous: EnvironmentState | None,
-               quick: bool) -> Generator[None, None, EnvironmentState]:
+               quick: bool, generation: int) -> Generator[None, None, EnvironmentState | None]:
+        """One environment's state; a generator that yields after each revision it had to
+        compute, and gives up (None) once an edit has made its work stale."""
         scripts = tuple(self._script(p) for p in env.files)
         graph = self._graph(scripts, previous)
         by_path = {s.path: s for s in scripts}
-        graph_found = apply_filters(check_graph(graph, env.name, self._check_script), env.settings, by_path)
+        if previous is not None and previous.graph is graph and previous.env == env:
+            graph_found = previous.graph_diagnostics  # same graph, same settings: same findings
+        else:
+            graph_found = tuple(apply_filters(check_graph(graph, env.name, self._check_script), env.settings, by_path))
         options = self._options_factory(env)
         if quick:
             kept = previous.schema_by_path if previous is not None else {}
@@ -350,28 +363,64 @@ class Engine:
             return self._state(env, scripts, graph, graph_found, kept, None, options, (), True, previous)
         replay_of = self._replay_factory(graph, key)
         store = self.stores.get(key[0]) or Store(None)
-        schema_found: list[Diagnostic] = []
-        keys = self.revision_keys(graph, self._environment_salt(env))
+        keys: dict[str, str] = {}
+        yield from self._revision_keys(graph, self._environment_salt(env), keys)
         known = self._schema_results.setdefault(key, {})
         used: dict[str, list[Diagnostic]] = {}
+        if self._filtered_settings.get(key) != env.settings:
+            self._filtered[key], self._filtered_settings[key] = {}, env.settings
+        filtered = self._filtered[key]
+        grouped: dict[Path, list[Diagnostic]] = {}
+        schema_by_path: dict[Path, tuple[Diagnostic, ...]] = {}
         for rev in [*keys, *(r for r in graph.by_id if r not in keys)]:  # ancestors first
-            found, computed = self._revision_diagnostics(graph.by_id[rev], rev, keys.get(rev), replay_of, options,
+            script, rev_key = graph.by_id[rev], keys.get(rev)
+            found, computed = self._revision_diagnostics(script, rev, rev_key, replay_of, options,
                                                          env.name, store, known, used)
-            schema_found.extend(found)
+            # filtered and sorted once per revision key: a pass over cached results stays cheap
+            mine = filtered.get(rev_key) if rev_key is not None else None
+            if mine is None:
+                mine = tuple(sorted(apply_filters(found, env.settings, by_path), key=Diagnostic.sort_key))
+                if rev_key is not None:
+                    filtered[rev_key] = mine
+            if mine and all(d.path == script.path for d in mine) and script.path not in schema_by_path:
+                schema_by_path[script.path] = mine
+            else:
+                for d in mine:
+                    grouped.setdefault(d.path, []).append(d)
             if computed:
                 yield
+                if self._generation != generation:
+                    return None
         # keep this pass's results, and what earlier (abandoned) passes computed, within reason
-        self._schema_results[key] = used if len(known) > 4 * len(used) + 1000 else {**known, **used}
-        differences: list[Difference] = []
+        if len(known) > 4 * len(used) + 1000:
+            self._schema_results[key] = used
+            self._filtered[key] = {k: v for k, v in filtered.items() if k in used}
+        differences: tuple[Difference, ...] = ()
         if graph.by_id and not graph.cycles():
-            model_found, differences = self._model_diagnostics(env, key, graph, replay_of, options, store)
-            schema_found.extend(model_found)
-        grouped: dict[Path, list[Diagnostic]] = {}
-        for d in apply_filters(schema_found, env.settings, by_path):
-            grouped.setdefault(d.path, []).append(d)
-        schema_by_path = {p: tuple(sorted(ds, key=Diagnostic.sort_key)) for p, ds in grouped.items()}
+            models = self.models.get(key) if self.trusted else None
+            memo = (tuple(keys.get(h) for h in graph.heads), env, models)
+            recent = self._model_results.setdefault(key, [])
+            hit = next((result for m, result in recent if m[0] == memo[0] and m[1] == env and m[2] is models), None)
+            if hit is None:
+                if models is not None and not models.error:
+                    replay = replay_of()  # the heads' schema, one revision per step
+                    for rev in keys:
+                        replay.revision(rev)
+                        yield
+                        if self._generation != generation:
+                            return None
+                model_found, model_differences = self._model_diagnostics(env, key, graph, replay_of, options, store)
+                hit = (apply_filters(model_found, env.settings, by_path), tuple(model_differences))
+                recent.insert(0, (memo, hit))
+                del recent[4:]
+            for d in hit[0]:
+                grouped.setdefault(d.path, []).append(d)
+            differences = hit[1]
+        for path, found in grouped.items():
+            schema_by_path[path] = tuple(sorted([*schema_by_path.get(path, ()), *found], key=Diagnostic.sort_key))
+        yield
         return self._state(env, scripts, graph, graph_found, schema_by_path, replay_of, options,
-                           tuple(differences), False, None)
+                           differences, False, None)
 
     @staticmethod
     def _state(env, scripts, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
@@ -398,7 +447,7 @@ class Engine:
             else:
                 result.pop(path, None)
         return EnvironmentState(env, scripts, graph, result, replay_of, options, differences, schema_by_path,
-                                partial, tuple(graph_by_path))
+                                partial, tuple(graph_by_path), tuple(graph_found))
 
     # ---------------------------------------------------------------- schema pass
 
@@ -446,7 +495,14 @@ class Engine:
         """A key per revision that changes whenever anything its schema checks read may have
         changed: its own text and, recursively, the keys of the revisions below it (so an edit
         changes the keys of the revision and of everything above it). Revisions in or above a
-        cycle get none (they are never cached)."""
+        cycle get none (they are never cached). Ordered: a revision after those below it."""
+        keys: dict[str, str] = {}
+        for _ in self._revision_keys(graph, salt, keys):
+            pass
+        return keys
+
+    def _revision_keys(self, graph: RevisionGraph, salt: str, keys: dict[str, str]) -> Iterator[None]:
+        """revision_keys, filling `keys` and yielding every KEY_STEP revisions."""
         below = {rev: tuple(dict.fromkeys(graph.parents[rev] + graph.dependencies[rev])) for rev in graph.by_id}
         pending = {rev: len(b) for rev, b in below.items()}
         above: dict[str, list[str]] = {}
@@ -454,7 +510,6 @@ class Engine:
             for p in b:
                 above.setdefault(p, []).append(rev)
         ready = [rev for rev, n in pending.items() if n == 0]
-        keys: dict[str, str] = {}
         parents, dependencies, by_id = graph.parents, graph.dependencies, graph.by_id
         while ready:
             rev = ready.pop()
@@ -466,10 +521,11 @@ class Engine:
                 pending[a] -= 1
                 if pending[a] == 0:
                     ready.append(a)
+            if len(keys) % KEY_STEP == 0:
+                yield
         if self._digests and len(self._digests) > 2 * max(len(graph.by_id), 1000):
             live = set(self._parsed.values())
             self._digests = {s: d for s, d in self._digests.items() if s in live}
-        return keys
 
     def _revision_diagnostics(self, script: MigrationScript, rev: str, key: str | None,
                               replay_of: Callable[[], Replay], options: Callable[[], CompareOptions],
@@ -489,6 +545,7 @@ class Engine:
         from .checks.downgrade import check_downgrade
         from .checks.safety import check_safety
 
+        self.computed_revisions += 1
         schema = replay_of().revision(rev)
         found = check_downgrade(script, schema, options(), env_name) + check_safety(
             script, schema, options().dialect, env_name)

@@ -15,6 +15,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 try:
@@ -101,8 +102,12 @@ class Environment:
             return self.script_location / "script.py.mako"
         return None
 
+    @cached_property
+    def file_set(self) -> frozenset[Path]:
+        return frozenset(self.files)
+
     def contains(self, path: Path) -> bool:
-        return path in self.files or any(_is_below(path, loc) for loc in self.version_locations)
+        return path in self.file_set or any(_is_below(path, loc) for loc in self.version_locations)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ class Discovery:
 
     def environment_of(self, path: Path) -> Environment | None:
         for env in self.environments:
-            if path in env.files:
+            if path in env.file_set:
                 return env
         for env in self.environments:
             if env.contains(path):

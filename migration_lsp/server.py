@@ -28,7 +28,7 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
 from .cli import format_mermaid
-from .core import Span
+from .core import Span, tune_gc
 from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
 from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions
@@ -686,4 +686,5 @@ def show_graph_command(ls: MigrationServer, *args):
 
 def serve() -> None:
     logging.basicConfig(level=logging.WARNING)
+    tune_gc()
     server.start_io()

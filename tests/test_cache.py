@@ -33,8 +33,10 @@ def cache_dir(tmp_path: Path, monkeypatch) -> Path:
 
 
 def _computed(engine: Engine) -> int:
-    """Revisions whose schema checks the full pass had to compute (it yields once for each)."""
-    return sum(1 for _ in engine.snapshot_steps())
+    """Revisions whose schema checks the full pass had to compute."""
+    before = engine.computed_revisions
+    engine.snapshot()
+    return engine.computed_revisions - before
 
 
 def _files(root: Path) -> set[Path]:
@@ -122,3 +124,26 @@ def test_cli_output_equal_with_and_without_cache(project, cache_dir, capsys, mon
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] == outputs[2]
     assert '"S005"' in outputs[0] and '"D001"' in outputs[0] and '"M004"' in outputs[0]
+
+
+def test_an_edit_abandons_a_running_pass_and_the_next_one_resumes(project, cache_dir):
+    engine = Engine([project], trusted=False, cache=False)
+    engine.snapshot(quick=True)
+    revisions = len(engine.snapshot(quick=True).environments[0].graph.by_id)
+    steps = engine.snapshot_steps()
+    next(steps)
+    next(steps)
+    head = engine.snapshot(quick=True).environments[0].graph.heads[0]
+    path = engine.snapshot(quick=True).environments[0].graph.by_id[head].path
+    edited = path.read_text().replace("def downgrade()", "# edited\ndef downgrade()")
+    engine.set_buffer(path, edited)
+    for _ in steps:  # the pass notices the edit and stops without publishing a stale picture
+        pass
+    assert any(s.partial for s in engine.snapshot(quick=True).environments)
+    computed_before = engine.computed_revisions
+    assert computed_before < revisions
+    live = engine.snapshot().diagnostics
+    # the work of the abandoned pass was kept: the whole history was computed once, plus the edit
+    assert engine.computed_revisions <= revisions + 1
+    path.write_text(edited)
+    assert live == Engine([project], trusted=False, cache=False).snapshot().diagnostics
