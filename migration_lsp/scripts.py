@@ -5,11 +5,18 @@ The parser is tolerant because a file being typed is usually not valid Python: w
 is recovered on its own, so a syntax error in one place never hides the revision header.
 Header values are read the way Alembic reads them (None, "", a string, a tuple or list);
 anything that is not a literal is kept as "unknown" source text, never an error.
+
+Speed (the graph needs every file's header before the first diagnostics): the header as
+Alembic's templates write it is read by a string scanner, without `ast.parse`; anything the
+scanner is not sure about goes the ast way. upgrade()/downgrade() are parsed on first use,
+compiling only the text from the first `def` on. Both shortcuts give exactly what the ast
+path gives (tests/test_scripts_fast.py compares them with `parse_script(..., _legacy=True)`).
 """
 
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 import warnings
 from dataclasses import dataclass, field, replace
@@ -112,6 +119,10 @@ class MigrationScript:
     lines: tuple[str, ...] = field(default=(), repr=False)
     # module-level imports: local name -> dotted path ("sa" -> "sqlalchemy")
     imports: tuple[tuple[str, str], ...] = ()
+    # where the first top-level `def upgrade/downgrade` starts when the header above it is
+    # known to parse on its own and holds no upgrade()/downgrade(): the lazy body parse
+    # then compiles only the text from there on
+    _body_start: int | None = field(default=None, repr=False)
 
     @property
     def upgrade(self) -> Function | None:
@@ -128,9 +139,9 @@ class MigrationScript:
 
     def _functions(self) -> dict[str, Function]:
         if self.functions is None:
-            full = parse_script(self.path, self.text, header_only=False)
-            object.__setattr__(self, "error", full.error)
-            object.__setattr__(self, "functions", full.functions or {})
+            functions, error = _parse_functions(self.path, self.text, self._body_start, self.lines)
+            object.__setattr__(self, "error", error)
+            object.__setattr__(self, "functions", functions)
         return self.functions  # type: ignore[return-value]
 
     @property
@@ -170,7 +181,7 @@ def split_lines(text: str) -> list[str]:
     which would shift every position after such a character away from ast's line numbers."""
     if not text:
         return []
-    lines = _LINE_BREAK.split(text)
+    lines = text.split("\n") if "\r" not in text else _LINE_BREAK.split(text)
     if lines[-1] == "":
         lines.pop()
     return lines
@@ -184,9 +195,9 @@ def _line_at(text: str, offset: int) -> int:
 class _Source:
     """Source lines, and conversion of ast's UTF-8 byte columns to code points."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, lines: list[str] | tuple[str, ...] | None = None) -> None:
         self.text = text
-        self.lines = split_lines(text)
+        self.lines = split_lines(text) if lines is None else lines
 
     def col(self, lineno: int, byte_col: int) -> int:
         """ast lineno is 1-based, col_offset is in UTF-8 bytes."""
@@ -266,8 +277,10 @@ _DOC_FIELD = re.compile(r"^(?P<indent>\s*)(?P<key>Revision ID|Revises|Create Dat
 _REV_TOKEN = re.compile(r"[^\s,()'\"]+")
 
 
-def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str | None) -> DocHeader | None:
-    """Read the docstring fields from the source lines [first_line, last_line] (0-based)."""
+def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str | None,
+                span=Span) -> DocHeader | None:
+    """Read the docstring fields from the source lines [first_line, last_line] (0-based).
+    `span`: how Spans are made (the fast header path shares equal ones)."""
     revision_id = revision_id_line = revises_line = create_date = None
     revises: list[IdString] = []
     found = False
@@ -277,17 +290,17 @@ def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str
             continue
         found = True
         start = m.start("value")
-        value_span = Span(n, start, n, m.end("value"))
+        value_span = span(n, start, n, m.end("value"))
         if m.group("key") == "Revision ID" and revision_id is None:
             tok = _REV_TOKEN.search(m.group("value"))
             revision_id_line = value_span
             if tok:
-                revision_id = IdString(tok.group(0), Span(n, start + tok.start(), n, start + tok.end()))
+                revision_id = IdString(tok.group(0), span(n, start + tok.start(), n, start + tok.end()))
         elif m.group("key") == "Revises" and revises_line is None:
             revises_line = value_span
             for tok in _REV_TOKEN.finditer(m.group("value")):
                 if tok.group(0) != "<base>":
-                    revises.append(IdString(tok.group(0), Span(n, start + tok.start(), n, start + tok.end())))
+                    revises.append(IdString(tok.group(0), span(n, start + tok.start(), n, start + tok.end())))
         elif m.group("key") == "Create Date" and create_date is None:
             create_date = m.group("value")
     if message_text is None and not found:
@@ -299,7 +312,7 @@ def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str
         break
     return DocHeader(
         message=message,
-        span=Span(first_line, 0, last_line, len(src.lines[last_line]) if last_line < len(src.lines) else 0),
+        span=span(first_line, 0, last_line, len(src.lines[last_line]) if last_line < len(src.lines) else 0),
         revision_id=revision_id,
         revision_id_line=revision_id_line,
         revises=tuple(revises),
@@ -470,30 +483,51 @@ def _callee(func: ast.expr) -> str | None:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_script(path: Path, text: str, header_only: bool = True) -> MigrationScript:
+def parse_script(path: Path, text: str, header_only: bool = True, *, _legacy: bool = False) -> MigrationScript:
     """Parse one file; never raises (and never prints: SyntaxWarnings are silenced).
     `header_only`: when the header sits above the functions (as Alembic writes it), parse
-    just that part now and the functions on first use."""
+    just that part now and the functions on first use.
+    `_legacy` (tests only): the reference behaviour, without the fast header scanner and
+    with the lazy body parse compiling the whole file again."""
     try:
+        if header_only and not _legacy:
+            try:
+                fast = _fast_header(path, text)
+            except Exception:  # a bug in the shortcut must not cost the file: the ast path decides
+                STATS["header_fast_failed"] += 1
+                fast = None
+            if fast is not None:
+                STATS["header_fast"] += 1
+                return fast
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _parse(path, text, header_only)
+            return _parse(path, text, header_only, _legacy)
     except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes...
         return MigrationScript(path=path, text=text, error=f"cannot parse: {type(exc).__name__}",
                                functions={})
 
 
-def _parse(path: Path, text: str, header_only: bool) -> MigrationScript:
-    src = _Source(text)
+# How often each path was taken (tests check that the fast paths are really used).
+STATS = {"header_fast": 0, "header_fast_failed": 0, "header_ast": 0, "body_piece": 0, "body_full": 0}
+
+
+def _parse(path: Path, text: str, header_only: bool, legacy: bool = False) -> MigrationScript:
     if header_only:
         first_def = _DEF_START.search(text)
         if first_def and not _HEADER_START.search(text, first_def.start()):
+            start = first_def.start()
+            src = _Source(text)
             try:
-                head = ast.parse(text[: first_def.start()])
+                head = ast.parse(text[:start])
             except (SyntaxError, ValueError):
                 pass  # the whole file decides, tolerantly
             else:
-                return _from_module(path, src, head.body, 0, None, lazy=True)
+                STATS["header_ast"] += 1
+                script = _from_module(path, src, head.body, 0, None, lazy=True)
+                if not legacy and _body_alone_is_safe(head.body, text, start):
+                    object.__setattr__(script, "_body_start", start)
+                return script
+    src = _Source(text)
     try:
         tree = ast.parse(text)
     except SyntaxError as err:
@@ -502,6 +536,402 @@ def _parse(path: Path, text: str, header_only: bool) -> MigrationScript:
     except ValueError as err:  # NUL bytes on Python < 3.12: still recover the header
         return _parse_tolerant(path, src, str(err))
     return _from_module(path, src, tree.body, 0, None)
+
+
+def _body_alone_is_safe(head: list[ast.stmt], text: str, start: int) -> bool:
+    """Given that text[:start] parses on its own: is parsing text[start:] alone (padded to
+    the same line numbers) as good as parsing the whole file? Yes unless the head defines
+    upgrade()/downgrade() itself (a `def` _DEF_START does not see) or changes how the rest
+    is parsed (a __future__ flag)."""
+    if "barry_as_FLUFL" in text[:start]:
+        return False
+    return not any(isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name in ("upgrade", "downgrade")
+                   for stmt in head)
+
+
+def _parse_functions(path: Path, text: str, body_start: int | None,
+                     lines: tuple[str, ...]) -> tuple[dict[str, Function], str | None]:
+    """upgrade()/downgrade() and the syntax error, exactly as the whole-file parse finds them.
+    With `body_start` (the text before it is known to parse on its own), only the text from
+    there on is compiled, behind as many empty lines as it starts after, so every line number,
+    node and span is that of the whole-file parse. When that piece does not parse (or
+    anything else goes wrong), the whole file is parsed as before: same errors, same recovery."""
+    if body_start is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                head = text[:body_start]
+                line = head.count("\n") if "\r" not in head else _line_at(text, body_start)
+                tree = ast.parse("\n" * line + text[body_start:])
+                src = _Source(text, lines)
+                functions = {stmt.name: _function(src, stmt, 0) for stmt in tree.body
+                             if isinstance(stmt, ast.FunctionDef) and stmt.name in ("upgrade", "downgrade")}
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            pass
+        else:
+            STATS["body_piece"] += 1
+            return functions, None
+    STATS["body_full"] += 1
+    full = parse_script(path, text, header_only=False)
+    return full.functions or {}, full.error
+
+
+# --------------------------------------------------------------------------- fast header
+#
+# The header as Alembic's templates write it, read by string scanning instead of
+# `ast.parse`. The scanner accepts only a small sublanguage it fully understands (every line
+# is blank, a comment, the module docstring, a one-line import or a one-line header
+# assignment of None / a plain string / a tuple or list of those); on anything else it gives
+# up (returns None) and the ast path decides. Whatever it accepts is valid Python whose ast
+# path result is exactly what it builds.
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOTTED = rf"{_IDENT}(?:\.{_IDENT})*"
+_FAST_ASSIGN = re.compile(r"(revision|down_revision|branch_labels|depends_on)[ \t]*(?::([^=]*))?=[ \t]*")
+_FAST_IMPORT = re.compile(rf"import[ \t]+(.+)")
+_FAST_FROM = re.compile(rf"from[ \t]+({_DOTTED})[ \t]+import(?:[ \t]*\((.*)\)|[ \t]+(.*))")
+_FAST_IMPORT_ITEM = re.compile(rf"({_DOTTED})(?:[ \t]+as[ \t]+({_IDENT}))?")
+_FAST_FROM_ITEM = re.compile(rf"({_IDENT})(?:[ \t]+as[ \t]+({_IDENT}))?")
+_FAST_STRING = re.compile(r"'([^'\\]*)'|\"([^\"\\]*)\"")
+_FAST_TRAIL = re.compile(r"[ \t]*(?:#.*)?")
+_FAST_WS = re.compile(r"[ \t]*")
+_FAST_ANN_TOKEN = re.compile(rf"[ \t]*(?:({_IDENT})|(\.\.\.)|([\[\],.|]))")
+_KEYWORDS = frozenset(keyword.kwlist) | {"__debug__"}  # never a name the fast path accepts
+# __future__ features that change nothing about how the rest of the file parses
+_HARMLESS_FUTURES = frozenset({"annotations", "absolute_import", "division", "generators", "generator_stop",
+                               "nested_scopes", "print_function", "unicode_literals", "with_statement"})
+_NONE_FOLLOWERS = frozenset(" \t,)]#")
+# `_HEADER_START.search(text, pos)` for pos > 0 where a line starts, faster (`^` means after "\n")
+_HEADER_AFTER = re.compile(r"\n(revision|down_revision|branch_labels|depends_on)\s*(?::[^=\n]*)?=(?!=)")
+_annotation_ok: dict[str, bool] = {}
+_span_cache: dict[tuple[int, int, int, int], Span] = {}
+_value_cache: dict[tuple[str, int], HeaderValue] = {}
+_import_cache: dict[str, tuple[tuple[str, str], ...] | None] = {}
+# the caches hold at most this many entries, and only lines up to _CACHED_LINE characters
+_CACHE_LIMIT = 4096
+_CACHED_LINE = 200
+
+
+def _fast_header(path: Path, text: str) -> MigrationScript | None:
+    """The lazy header-only script `_parse` would build, or None when not sure."""
+    first_def = _first_def(text)
+    if not first_def:
+        return None
+    body_start = first_def.start()
+    if _HEADER_AFTER.search(text, max(body_start - 1, 0)):
+        return None
+    head = text[:body_start]
+    if "\\" in head or "\x00" in head:
+        return None  # escapes, line continuations; NUL bytes
+    if not head.isascii():
+        try:
+            head.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: ast.parse refuses the text
+            return None
+    lines = split_lines(text)
+    n = head.count("\n") if "\r" not in head else _line_at(text, body_start)
+    headers: dict[str, HeaderValue] = {}
+    imports: list[tuple[str, str]] = []
+    doc_at: tuple[int, int, str] | None = None
+    seen_statement = False
+    i = 0
+    while i < n:
+        line = lines[i]
+        c = line[:1]
+        if not c or c == "#":
+            i += 1
+            continue
+        if c == " " or c == "\t":
+            rest = line.lstrip(" \t")
+            if not rest or rest[0] == "#":
+                i += 1
+                continue
+            return None  # an indented statement
+        if c == '"' or c == "'":
+            if seen_statement:
+                return None  # a string that is not the module docstring
+            seen_statement = True
+            quote = line[:3]
+            if quote != '"""' and quote != "'''":
+                return None
+            close = line.find(quote, 3)
+            if close >= 0:
+                value = line[3:close]
+                last = i
+            else:
+                parts = [line[3:]]
+                last = i + 1
+                while last < n:
+                    close = lines[last].find(quote)
+                    if close >= 0:
+                        break
+                    parts.append(lines[last])
+                    last += 1
+                else:
+                    return None  # not closed before the first def
+                parts.append(lines[last][:close])
+                value = "\n".join(parts)
+            if not _FAST_TRAIL.fullmatch(lines[last], close + 3):
+                return None
+            doc_at = (i, last, value)
+            i = last + 1
+            continue
+        seen_statement = True
+        if c == "i" or c == "f":
+            found = _import_cache.get(line, False)
+            if found is False:
+                found = _fast_import(line)
+                if len(_import_cache) < _CACHE_LIMIT and len(line) <= _CACHED_LINE:
+                    _import_cache[line] = found
+            if found is None:
+                return None
+            imports.extend(found)
+        else:
+            m = _FAST_ASSIGN.match(line)
+            if not m:
+                return None
+            annotation = m.group(2)
+            if annotation is not None and not _fast_annotation_ok(annotation):
+                return None
+            value = _fast_header_value(line, i, m.end())
+            if value is None:
+                return None
+            headers[m.group(1)] = value
+        i += 1
+    src = _Source(text, lines)
+    doc = _doc_header(src, doc_at[0], doc_at[1], doc_at[2], _span) if doc_at else None
+    return MigrationScript(
+        path=path,
+        text=text,
+        doc=doc,
+        functions=None,
+        error=None,
+        lines=tuple(lines),
+        imports=tuple(imports),
+        _body_start=body_start,
+        **headers,
+    )
+
+
+def _first_def(text: str) -> re.Match | None:
+    """`_DEF_START.search(text)`, faster: only where a line starts with "def"."""
+    if text.startswith("def"):
+        m = _DEF_START.match(text)
+        if m:
+            return m
+    i = 0
+    while True:
+        i = text.find("\ndef", i)
+        if i < 0:
+            return None
+        m = _DEF_START.match(text, i + 1)
+        if m:
+            return m
+        i += 1
+
+
+def _span(line: int, col: int, end_line: int, end_col: int) -> Span:
+    """An equal Span, shared: they repeat from file to file (same template, same layout)."""
+    key = (line, col, end_line, end_col)
+    span = _span_cache.get(key)
+    if span is None:
+        span = Span(line, col, end_line, end_col)
+        if len(_span_cache) < _CACHE_LIMIT:
+            _span_cache[key] = span
+    return span
+
+
+def _fast_header_value(line: str, n: int, start: int) -> HeaderValue | None:
+    key = (line, n)
+    value = _value_cache.get(key)
+    if value is None:
+        value = _scan_header_value(line, n, start)
+        if value is not None and not value.ids and len(_value_cache) < _CACHE_LIMIT and len(line) <= _CACHED_LINE:
+            _value_cache[key] = value  # None / empty: the same in many files
+    return value
+
+
+def _scan_header_value(line: str, n: int, start: int) -> HeaderValue | None:
+    """The right-hand side at line[start:] when it is None, a plain string or a one-line
+    tuple / list of those, followed by nothing but a comment."""
+    c = line[start : start + 1]
+    ids: list[IdString] = []
+    unknown: list[str] = []
+    if c == "(" or c == "[":
+        closing = ")" if c == "(" else "]"
+        p = _FAST_WS.match(line, start + 1).end()  # type: ignore[union-attr]
+        count = commas = 0
+        nones = 0
+        if line[p : p + 1] != closing:
+            while True:
+                m = _FAST_STRING.match(line, p)
+                if m:
+                    value = m.group(1) if m.group(1) is not None else m.group(2)
+                    if value:
+                        ids.append(IdString(value, _span(n, p + 1, n, m.end() - 1)))
+                    p = m.end()
+                elif line.startswith("None", p) and (len(line) == p + 4 or line[p + 4] in _NONE_FOLLOWERS):
+                    nones += 1
+                    p += 4
+                else:
+                    return None
+                count += 1
+                p = _FAST_WS.match(line, p).end()  # type: ignore[union-attr]
+                c = line[p : p + 1]
+                if c == ",":
+                    commas += 1
+                    p = _FAST_WS.match(line, p + 1).end()  # type: ignore[union-attr]
+                    if line[p : p + 1] == closing:
+                        break
+                elif c == closing:
+                    break
+                else:
+                    return None
+            if closing == ")" and not commas:
+                return None  # `(x)` is x, not a tuple
+            if nones and count > 1:
+                unknown = ["None"] * nones
+        end = p + 1
+    elif c == "'" or c == '"':
+        m = _FAST_STRING.match(line, start)
+        if not m:
+            return None
+        value = m.group(1) if m.group(1) is not None else m.group(2)
+        end = m.end()
+        if value:
+            ids.append(IdString(value, _span(n, start + 1, n, end - 1)))
+    elif line.startswith("None", start) and (len(line) == start + 4 or line[start + 4] in _NONE_FOLLOWERS):
+        end = start + 4
+    else:
+        return None
+    if not _FAST_TRAIL.fullmatch(line, end):
+        return None
+    return HeaderValue(tuple(ids), tuple(unknown), _span(n, 0, n, end), _span(n, start, n, end))
+
+
+def _fast_import(line: str) -> tuple[tuple[str, str], ...] | None:
+    """What `_imports` reads from a one-line `import a.b as c, d` or `from a.b import (c as
+    d, e)`; None when the line is anything else (relative imports, continuation lines...)."""
+    code = line.partition("#")[0].rstrip(" \t")
+    out: list[tuple[str, str]] = []
+    m = _FAST_FROM.fullmatch(code)
+    if m:
+        module = m.group(1)
+        if not _fast_names_ok(module.split(".")):
+            return None
+        if m.group(2) is not None:  # parenthesized: a trailing comma is fine
+            items = m.group(2).strip(" \t")
+            if items.endswith(","):
+                items = items[:-1]
+        else:
+            items = m.group(3)
+            if items == "*":
+                return None if module == "__future__" else ()
+        for item in items.split(","):
+            im = _FAST_FROM_ITEM.fullmatch(item.strip(" \t"))
+            if not im or not _fast_names_ok((im.group(1), im.group(2))):
+                return None
+            if module == "__future__" and im.group(1) not in _HARMLESS_FUTURES:
+                return None
+            out.append((im.group(2) or im.group(1), f"{module}.{im.group(1)}"))
+        return tuple(out)
+    m = _FAST_IMPORT.fullmatch(code)
+    if not m:
+        return None
+    for item in m.group(1).split(","):
+        im = _FAST_IMPORT_ITEM.fullmatch(item.strip(" \t"))
+        if not im or not _fast_names_ok((*im.group(1).split("."), im.group(2))):
+            return None
+        if im.group(2):
+            out.append((im.group(2), im.group(1)))
+        else:
+            root = im.group(1).split(".")[0]
+            out.append((root, root))
+    return tuple(out)
+
+
+def _fast_names_ok(names) -> bool:
+    return not any(name in _KEYWORDS for name in names if name is not None)
+
+
+def _fast_annotation_ok(annotation: str) -> bool:
+    if len(annotation) > _CACHED_LINE:
+        return False  # not what a template writes (and keeps the recursive check shallow)
+    ok = _annotation_ok.get(annotation)
+    if ok is None:
+        ok = _check_annotation(annotation)
+        if len(_annotation_ok) < _CACHE_LIMIT:
+            _annotation_ok[annotation] = ok
+    return ok
+
+
+def _check_annotation(annotation: str) -> bool:
+    """Is it an expression of this grammar (all of it valid Python)?
+        expr := term ('|' term)*
+        term := 'None' | '...' | NAME ('.' NAME)* ['[' expr (',' expr)* [','] ']']
+    with NAME any identifier that is not a keyword."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while True:
+        pos = _FAST_WS.match(annotation, pos).end()  # type: ignore[union-attr]
+        if pos == len(annotation):
+            break
+        m = _FAST_ANN_TOKEN.match(annotation, pos)
+        if not m:
+            return False
+        if m.group(1):
+            tokens.append(("name", m.group(1)))
+        elif m.group(2):
+            tokens.append(("...", "..."))
+        else:
+            tokens.append((m.group(3), m.group(3)))
+        pos = m.end()
+    tokens.append(("end", ""))
+    at = 0
+
+    def expr() -> bool:
+        nonlocal at
+        if not term():
+            return False
+        while tokens[at][0] == "|":
+            at += 1
+            if not term():
+                return False
+        return True
+
+    def term() -> bool:
+        nonlocal at
+        kind, value = tokens[at]
+        if kind == "...":
+            at += 1
+            return True
+        if kind != "name":
+            return False
+        at += 1
+        if value == "None":
+            return True
+        if value in _KEYWORDS:
+            return False
+        while tokens[at][0] == ".":
+            if tokens[at + 1][0] != "name" or tokens[at + 1][1] in _KEYWORDS:
+                return False
+            at += 2
+        if tokens[at][0] == "[":
+            at += 1
+            if not expr():
+                return False
+            while tokens[at][0] == ",":
+                at += 1
+                if tokens[at][0] == "]":
+                    break
+                if not expr():
+                    return False
+            if tokens[at][0] != "]":
+                return False
+            at += 1
+        return True
+
+    return expr() and tokens[at][0] == "end"
 
 
 def _imports(body: list[ast.stmt]) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,532 @@
+"""The fast paths of stage `scripts` against the reference parser.
+
+`parse_script` reads the common Alembic header by string scanning (no `ast.parse`) and,
+on first access to upgrade()/downgrade(), compiles only the text from the first `def` on.
+`parse_script(..., _legacy=True)` is the reference: the header through `ast.parse` and the
+lazy body parse compiling the whole file again. Both must give exactly the same script:
+header values, docstring fields, imports, lines, functions, ops (with their ast nodes,
+line numbers included) and syntax errors, for any text.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import migration_text
+from migration_lsp import scripts
+from migration_lsp.scripts import parse_script
+
+P = Path("versions/x.py")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BENCH = Path("/tmp/migration-lsp-bench/v2-n1000-s1/migrations/versions")
+
+STANDARD = migration_text("ab12cd34ef56", "0123456789ab", message="add users",
+                          upgrades="op.add_column('users', sa.Column('x', sa.Integer()))",
+                          downgrades="op.drop_column('users', 'x')")
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _dump(node: ast.AST | None) -> str | None:
+    return None if node is None else ast.dump(node, include_attributes=True)
+
+
+def _function(f: scripts.Function) -> tuple:
+    return (
+        f.name, f.def_span, f.span, f.is_empty, _dump(f.node),
+        [(o.name, o.span, o.batch_table, o.in_autocommit, o.conditional, o.line_offset, _dump(o.node)) for o in f.ops],
+        [(c.name, c.span, _dump(c.node)) for c in f.other_calls],
+    )
+
+
+def snapshot(s: scripts.MigrationScript) -> dict:
+    """Every field, the lazily parsed ones included (MigrationScript compares by identity)."""
+    out = {
+        "path": s.path, "text": s.text, "revision": s.revision, "down_revision": s.down_revision,
+        "branch_labels": s.branch_labels, "depends_on": s.depends_on, "doc": s.doc, "lines": s.lines,
+        "imports": s.imports, "lazy": s.functions is None, "error_before_bodies": s.error,
+        "revision_id": s.revision_id, "message": s.message, "id_strings": s.id_strings(),
+    }
+    out["syntax_error"] = s.syntax_error
+    out["upgrade"] = None if s.upgrade is None else _function(s.upgrade)
+    out["downgrade"] = None if s.downgrade is None else _function(s.downgrade)
+    out["functions"] = sorted(s.functions or {})
+    return out
+
+
+def assert_same(text: str, path: Path = P) -> None:
+    new = snapshot(parse_script(path, text))
+    old = snapshot(parse_script(path, text, _legacy=True))
+    if new != old:
+        diff = {k: (new[k], old[k]) for k in new if new[k] != old[k]}
+        raise AssertionError(f"fast parser differs for {text!r}:\n{diff}")
+
+
+def stats() -> dict[str, int]:
+    return dict(scripts.STATS)
+
+
+def delta(before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before[k] for k, v in scripts.STATS.items()}
+
+
+def counts(**taken: int) -> dict[str, int]:
+    """What `delta` must be: these paths taken that often, the others never."""
+    return {k: taken.get(k, 0) for k in scripts.STATS}
+
+
+@pytest.fixture(autouse=True)
+def _fast_path_never_crashes():
+    """The fast header path swallows its own exceptions (the ast path then decides): in
+    these tests it must never have had one."""
+    before = scripts.STATS["header_fast_failed"]
+    yield
+    assert scripts.STATS["header_fast_failed"] == before
+
+
+# --------------------------------------------------------------------------- the fast path is taken
+
+
+def test_standard_alembic_file_takes_both_fast_paths():
+    before = stats()
+    s = parse_script(P, STANDARD)
+    assert delta(before) == counts(header_fast=1)
+    assert s.functions is None  # bodies not parsed yet
+    assert s.revision_id == "ab12cd34ef56" and s.down_revision.values == ("0123456789ab",)
+    assert s.upgrade.ops[0].name == "add_column"
+    assert delta(before) == counts(header_fast=1, body_piece=1)
+    assert_same(STANDARD)
+
+
+def test_fast_header_does_not_call_ast(monkeypatch):
+    def no_parse(*args, **kwargs):
+        raise AssertionError("ast.parse called")
+
+    monkeypatch.setattr(ast, "parse", no_parse)
+    s = parse_script(P, STANDARD)
+    assert s.revision_id == "ab12cd34ef56"
+    assert s.doc.revision_id.value == "ab12cd34ef56"
+
+
+@pytest.mark.parametrize("down", [None, "0123456789ab", ("aaa111", "bbb222")])
+@pytest.mark.parametrize("labels", [None, "feature", ("a", "b")])
+def test_template_variants_take_the_fast_path(down, labels):
+    text = migration_text("ab12cd34ef56", down, branch_labels=labels, depends_on=labels, message="é 修改")
+    before = stats()
+    parse_script(P, text)
+    assert delta(before)["header_fast"] == 1
+    assert_same(text)
+    assert_same(text.replace("\n", "\r\n"))
+
+
+def test_untyped_double_quoted_header_takes_the_fast_path():
+    text = '''"""Add RBAC tables
+
+Revision ID: c3d4e5f6a7b8
+Revises: 2ed73881770d
+Create Date: 2026-04-20 12:00:00.000000
+
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision = "c3d4e5f6a7b8"
+down_revision = "2ed73881770d"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("roles", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade():
+    op.drop_table("roles")
+'''
+    before = stats()
+    s = parse_script(P, text)
+    assert s.upgrade is not None
+    assert delta(before) == counts(header_fast=1, body_piece=1)
+    assert_same(text)
+
+
+def test_broken_body_falls_back_to_the_whole_file():
+    text = STANDARD.replace("op.drop_column('users', 'x')", "op.drop_column('users', 'x'")
+    before = stats()
+    s = parse_script(P, text)
+    assert s.revision_id == "ab12cd34ef56"
+    assert s.syntax_error is not None and "line" in s.syntax_error
+    assert delta(before) == counts(header_fast=1, body_full=1)
+    assert_same(text)
+
+
+def test_unusual_header_uses_ast_then_the_body_piece():
+    text = STANDARD.replace("import sqlalchemy as sa\n", "import sqlalchemy as sa\nNAME = sa.Enum('a', name='n')\n")
+    before = stats()
+    s = parse_script(P, text)
+    s.upgrade
+    assert delta(before) == counts(header_ast=1, body_piece=1)
+    assert_same(text)
+
+
+# --------------------------------------------------------------------------- hand-picked edge cases
+
+HEADER = "revision = 'aaa'\ndown_revision = 'bbb'\n"
+BODY = "\n\ndef upgrade():\n    op.drop_table('t')\n\n\ndef downgrade():\n    pass\n"
+UPGRADE_ONLY = "\n\ndef upgrade():\n    op.drop_table('t')\n"
+
+EDGE_CASES = [
+    # values
+    "revision = ('a')\n", "revision = ('a',)\n", "revision = ( 'a' , )\n", "revision = ()\n", "revision = []\n",
+    "revision = (None,)\n", "revision = [None]\n", "revision = (None, 'a')\n", "revision = [None, None]\n",
+    "revision = ('a', None, '', \"b\")\n", "revision = 'a' 'b'\n", "revision = 'a''b'\n", "revision = u'a'\n",
+    "revision = r'a'\n", "revision = b'a'\n", "revision = f'a'\n", "revision = '''a'''\n", 'revision = """a"""\n',
+    "revision = ''\n", 'revision = ""\n', "revision = 'a', 'b'\n", "revision = 'a',\n", "revision = 'a' # c\n",
+    "revision = 'a'#c\n", "revision = 'a';\n", "revision = 'a'; x = 1\n", "revision = None\n", "revision = Nonee\n",
+    "revision = None.x\n", "revision = None#c\n", "revision = (None)\n", "revision = 'a\\'b'\n", "revision = 'a\\nb'\n",
+    "revision = 'it\"s'\n", "revision = \"it's\"\n", "revision = 'a' + 'b'\n", "revision = X\nX = 'c'\n",
+    "X = 'c'\nrevision = X\n", "revision = ('a', X)\nX = 'q'\n", "revision = ('a'\n  , 'b')\n", "revision = (\n'a',)\n",
+    "revision = ('a', # c\n 'b')\n", "revision = 'é'\n", "revision = '修改'  # ü\n", "revision = '🎉x'\n",
+    "revision = 'a\x0cb'\n", "revision =\x0c'a'\n", "revision = 'a\u2028b'\n", "revision = 'a\udc80'\n",
+    "revision = 'a\x00'\n", "revision = 1\n", "revision = -1\n", "revision = ...\n", "revision = ['a', 'b',]\n",
+    "revision = ['a',, 'b']\n", "revision = (,)\n", "revision = ('a' 'b',)\n", "revision = ['a'] ['b']\n",
+    # assignment shapes
+    "revision: str = 'a'\n", "revision : str = 'a'\n", "revision:str='a'\n", "revision\t=\t'a'\n",
+    "revision: str\n", "revision = down_revision = 'a'\n", "revision == 'a'\n", "revision := 'a'\n",
+    "(revision) = 'a'\n", "(revision): str = 'a'\n", "revision, x = 'a', 'b'\n", "revision += 'a'\n",
+    "revision: Union[str, Sequence[str], None] = 'a'\n", "revision: str | None = 'a'\n",
+    "revision: Optional[str] = None\n", "revision: tuple[str, ...] | None = ('a',)\n", "revision: Union[] = 'a'\n",
+    "revision: Union[str,] = 'a'\n", "revision: Union[str,,] = 'a'\n", "revision: a.b.c[d] = 'a'\n",
+    "revision: a. b = 'a'\n", "revision: a..b = 'a'\n", "revision: None = 'a'\n", "revision: True = 'a'\n",
+    "revision: if = 'a'\n", "revision: str | = 'a'\n", "revision: | str = 'a'\n", "revision: 'str' = 'a'\n",
+    "revision: Literal['a=b'] = 'a'\n", "revision: str # c\n= 'a'\n", "revision: ... = 'a'\n",
+    "revision: é = 'a'\n", "revision: __debug__ = 'a'\n", "revision: match = 'a'\n", "revision: str = 'a' = 'b'\n",
+    "revision: str str = 'a'\n", "revision: Union[str] None = 'a'\n", "revision: a[b][c] = 'a'\n",
+    "revision_id = 'x'\nrevision = 'a'\n", "revisions = 'x'\n", " revision = 'a'\n", "\trevision = 'a'\n",
+    "revision = 'a'\nrevision = 'b'\n", "if True:\n    revision = 'a'\n", "revision = 'a' \\\n\n",
+    # imports
+    "import sqlalchemy as sa\n", "import a.b.c\n", "import a.b as c, d\n", "import a,\n", "import a as\n",
+    "from a import b\n", "from a.b import c as d, e\n", "from a import (b, c as d,)\n", "from a import (b)\n",
+    "from a import ()\n", "from a import (b,,)\n", "from a import (,)\n", "from a import (b c)\n",
+    "from a import (b) c\n", "from a import b c\n", "from a import b as c as d\n", "import a.b as c.d\n",
+    "from a import b,\n", "from a import *\n", "from a import *, b\n", "from a import (*)\n",
+    "from . import a\n", "from .a import b\n", "from a import b  # c\n", "from a import(b)\n", "from a importb\n",
+    "importx\n", "import_x = 1\n", "fromx import y\n", "from x importy\n", "import a as __debug__\n",
+    "from a import None\n", "import if\n", "import match, case, type, _\n",
+    "from __future__ import annotations\n", "from __future__ import barry_as_FLUFL\n",
+    "from __future__ import nonexistent\n", "from __future__ import *\n", "import a . b\n", "import é\n",
+    "from a import (b,\n  c)\n", "import a; import b\n", "import a \\\n  as b\n",
+    # docstrings
+    '"""doc"""\n', '"""doc""" # c\n', '"""doc""";\n', '"""doc""" x\n', '"""doc"""\n"""two"""\n',
+    "'''doc\nRevision ID: abc\nRevises: def, ghi\nCreate Date: now\n'''\n", '"""\n\nRevision ID: abc\n"""\n',
+    '"""Revision ID: abc"""\n', '"""doc\\nmore"""\n', '"""doc\n', '""""doc"""\n', '"""doc""""\n', '""""""\n',
+    '"""""""\n', '"doc"\n', "'doc'\n", 'r"""doc"""\n', 'u"""doc"""\n', 'b"""doc"""\n', 'f"""doc"""\n',
+    '"""doc""".strip()\n', '"""doc""" "more"\n', '"""é 修改 🎉\n\nRevision ID: aé\n"""\n', '"""a\x0cb"""\n',
+    '"""a\u2028b\u2029c\x85d\x1ce"""\n', '"""a\rb\r\nc"""\n', '"""  \n  message  \n"""\n', '"""\t\n"""\n',
+    'import a\n"""not doc"""\n', '# c\n"""doc"""\n', '\n\n  # c\n"""doc"""\n', '"""a\x00"""\n', '"""a\udc80"""\n',
+    '\ufeff"""doc"""\n', '"""\ufeffdoc"""\n', '"""doc"""\n\x0c\n', '# -*- coding: latin-1 -*-\n"""café"""\n',
+    "#!/usr/bin/env python\n# coding: nonexistent\n'''x'''\n", '"""Revises: <base>\nRevision ID:\n"""\n',
+    # other statements in the header
+    "x = 1\n", "X = 'abc'\n", "def helper():\n    pass\n", "class A:\n    pass\n", "@dec\n", "if x:\n    pass\n",
+    "try:\n    import a\nexcept ImportError:\n    pass\n", "pass\n", "...\n", "x = (\n", "x = '''\n",
+    "def upgrade \\\n():\n    op.drop_table('h')\n", "def downgrade \\\n():\n    op.drop_table('h')\n",
+    "async def upgrade():\n    op.drop_table('h')\n",
+    "def\tupgrade():\n    pass\n", "def upgrade[T]():\n    pass\n", "def upgrade(x=1):\n    pass\n",
+    "\x0c\n", "\x0c# c\n", "  \t \n", "\t# c\n", "# c \\\n", "x = 1 \\\n", "\\\n",
+    # long lines
+    "revision: " + "a[" * 2000 + "str" + "]" * 2000 + " = 'a'\n", "revision: " + "a[" * 90 + "b" + "]" * 90 + " = 'a'\n",
+    "revision: " + "a | " * 3000 + "b = 'a'\n", "import " + "a." * 3000 + "b\n", "from a import " + "b, " * 3000 + "c\n",
+    "revision = ('" + "a" * 10000 + "', " + "None, " * 3000 + "'b')\n", "# " + "y" * 100_000 + "\n",
+]
+
+
+@pytest.mark.parametrize("piece", EDGE_CASES)
+def test_edge_cases(piece):
+    for text in (piece + HEADER + BODY, HEADER + piece + BODY, piece + BODY, HEADER + BODY + piece,
+                 piece, piece.replace("\n", "\r\n") + HEADER + BODY, piece.replace("\n", "\r") + BODY,
+                 piece + HEADER + UPGRADE_ONLY):
+        assert_same(text)
+
+
+BODY_CASES = [
+    "def upgrade():\n    op.drop_table('a')\n",
+    "@dec\ndef upgrade():\n    op.drop_table('a')\n",
+    "def upgrade():\n    op.drop_table('a')\n@dec\ndef downgrade():\n    pass\n",
+    "def upgrade():\n    op.drop_table('a')\nif x:\n    def downgrade():\n        op.drop_table('b')\n",
+    "def upgrade():\n    op.drop_table('a')\nx = 1\ndef upgrade():\n    op.drop_table('b')\n",
+    "def upgrade():\n    op.drop_table('a')\nclass A:\n    def downgrade(self):\n        pass\n",
+    "def upgrade():\n    op.drop_table('a')\nasync def downgrade():\n    pass\n",
+    "def upgrade():\n    op.drop_table('a')\nrevision = 'late'\n",
+    "def upgrade():\n    op.drop_table('a')\nif True:\n    revision = 'late'\n",
+    "def upgrade():\n    op.drop_table('a')\n1 <> 2\n",
+    "def upgrade():\n    op.drop_table('a'\n",
+    "def upgrade():\n    op.drop_table('a')\ndef downgrade():\n    with op.batch_alter_table('t') as b:\n        b.drop_column('c')\n",
+    "def upgrade():\n    '''doc'''\n    ...\ndef downgrade():\n    pass\n",
+    "def upgrade():\n    op.execute('\\x00')\n",
+    "def upgrade():\n    op.execute('\x00')\n",
+    "def upgrade():\n    op.execute('\udc80')\n",
+    "def upgrade():\n    op.execute('é'); op.execute('修改')\n",
+    "def upgrade():\n    op.execute('\\d')\n",
+    "def upgrade():\n    x = " + "(" * 300 + ")" * 300 + "\n",
+    "def upgrade():\n    op.f()" + "()" * 3000 + "\n",
+    "def upgrade():\n    return\n    yield\ndef downgrade():\n    await x\n",
+    "def upgrade():\n\tif x:\n        pass\n",
+    "def upgrade():\n    pass\n  x = 1\n",
+    "def upgrade(): op.drop_table('a'); op.drop_table('b')\n",
+    "def upgrade():\n    op.drop_table('a')\n\x0cdef downgrade():\n    pass\n",
+    "def upgrade():\n    op.drop_table('a')\n" + "# tail\n" * 3,
+    "def upgrade():\n    op.drop_table('a')",
+]
+
+
+@pytest.mark.parametrize("body", BODY_CASES)
+@pytest.mark.parametrize("head", ["", HEADER, STANDARD.split("\ndef upgrade")[0] + "\n",
+                                  "from __future__ import barry_as_FLUFL\n" + HEADER,
+                                  "X = 1\n" + HEADER, "x = (1,\n" + HEADER])
+def test_body_cases(head, body):
+    for text in (head + body, (head + body).replace("\n", "\r\n"), (head + body).replace("\n", "\r")):
+        assert_same(text)
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+def _corpus_files() -> list[Path]:
+    return sorted(FIXTURES.rglob("*.py")) + sorted(EXAMPLES.rglob("*.py"))
+
+
+def test_every_fixture_file():
+    files = _corpus_files()
+    assert len(files) > 50
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        assert_same(text, path)
+        assert_same(text.replace("\n", "\r\n"), path)
+
+
+def test_every_fixture_file_truncated_at_every_line():
+    for path in _corpus_files():
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        if "versions" not in path.parts:
+            continue
+        starts = [m.end() for m in re.finditer("\n", text)]
+        for cut in starts:
+            assert_same(text[:cut], path)
+            assert_same(text[: max(0, cut - 3)], path)  # inside the line
+
+
+@pytest.mark.skipif(not BENCH.is_dir(), reason="benchmark project not generated")
+def test_generated_benchmark_project():
+    files = sorted(BENCH.glob("*.py"))
+    before = stats()
+    for path in files:
+        assert_same(path.read_text(), path)
+    assert delta(before)["header_fast"] == len(files)  # the generator writes the standard shape
+
+
+# --------------------------------------------------------------------------- generated variants
+
+MESSAGES = ["add users", "", "  spaced  ", "café crème", "修改表结构", "🎉 party", "a\tb", "Revision ID: x",
+            "x\u2028y", "multi\nline message", "quote ' and \" inside", 'ends with "', "#hash", "é\x0cf"]
+ANNOTATIONS = ["", ": str", ": Union[str, Sequence[str], None]", ": Union[str, None]", ": str | None",
+               ": Optional[str]", ": tuple[str, ...] | None", ":Sequence[str]|None", " : str", ":\tstr",
+               ": Union[str,]", ": None", ": typing.Union[str, None]"]
+ODD_ANNOTATIONS = [": 'str'", ": List[", ": Literal[1]", ": str =", ": if"]
+IMPORTS = ["from typing import Sequence, Union", "from alembic import op", "import sqlalchemy as sa",
+           "from sqlalchemy.dialects import postgresql", "import a.b.c", "from x import (a, b as c,)",
+           "from __future__ import annotations", "from x import *", "import os, sys",
+           "from typing import Optional  # typing", "import sqlmodel", "from app.models import Base as B"]
+ODD_IMPORTS = ["from . import x", "from x import (\n    a,\n)", "import a as if", "from __future__ import braces",
+               "import a \\\n    as b", "from x import a,"]
+IDS = ["ab12cd34ef56", "0123456789ab", "feature", "x", "é1", "a-b", "a b", "a.b", "12", "<base>"]
+COMMENTS = ["", "  # comment", "# c", "\t# tab", "  # é ' \" ( )"]
+
+
+def _quote(rng: random.Random, s: str) -> str:
+    q = rng.choice(["'", '"'])
+    if q in s:
+        q = "'" if q == '"' else '"'
+    return f"{q}{s}{q}"
+
+
+def _value(rng: random.Random, odd: bool) -> str:
+    kind = rng.randrange(12 if odd else 8)
+    if kind == 0:
+        return "None"
+    if kind == 1:
+        return rng.choice(["''", '""'])
+    if kind in (2, 3, 4, 5):
+        return _quote(rng, rng.choice(IDS))
+    if kind in (6, 7):
+        others = ["None", "''", "X"] if odd else ["None", "''"]
+        items = [_quote(rng, rng.choice(IDS)) if rng.random() < 0.8 else rng.choice(others)
+                 for _ in range(rng.randrange(0, 4))]
+        sep = rng.choice([", ", ",", " , ", ",\t"])
+        trailing = "," if (len(items) == 1 or rng.random() < 0.3) and items else ""
+        open_, close = rng.choice([("(", ")"), ("[", "]"), ("( ", " )")])
+        return open_ + sep.join(items) + trailing + close
+    return rng.choice(["X", "u'abc'", "r'abc'", "f'{x}'", "'a' 'b'", "('a')", "'a\\'b'", "'''abc'''",
+                       "'abc'.strip()", "1", "('a',\n    'b')", "'a' \\\n"])
+
+
+def _header_line(rng: random.Random, name: str, odd: bool) -> str:
+    eq = rng.choice([" = ", "=", "\t=\t", " =  "])
+    annotation = rng.choice(ODD_ANNOTATIONS if odd and rng.random() < 0.2 else ANNOTATIONS)
+    return f"{name}{annotation}{eq}{_value(rng, odd)}{rng.choice(COMMENTS)}"
+
+
+def _docstring(rng: random.Random, rev: str, odd: bool) -> list[str]:
+    q = rng.choice(['"""', "'''"])
+    fields = []
+    if rng.random() < 0.8:
+        fields.append(f"Revision ID: {rev}")
+    if rng.random() < 0.8:
+        fields.append("Revises: " + rng.choice(["", "abc", "abc, def", "<base>", "(a, b)"]))
+    if rng.random() < 0.7:
+        fields.append("Create Date: 2024-05-17 10:11:12.123456" + rng.choice(["", "  "]))
+    message = rng.choice(MESSAGES)
+    if rng.random() < 0.1:
+        return [f"{q}{message}{q}"]
+    body = [f"{q}{message}", ""] + fields + [""]
+    if rng.random() < 0.1:
+        body = [f"{q}"] + body[0:1] + fields  # odd layouts
+    return body + [f"{q}" + rng.choice(["", "  # c", " x"] if odd else ["", "  # c"])]
+
+
+def generate(rng: random.Random) -> str:
+    rev = rng.choice(IDS)
+    odd = rng.random() < 0.5  # else only shapes the fast path reads
+    out: list[str] = []
+    if rng.random() < 0.1:
+        out.append(rng.choice(["# -*- coding: utf-8 -*-", "#!/usr/bin/env python", "", "  # indented"]))
+    if rng.random() < 0.9:
+        out += _docstring(rng, rev, odd)
+    for line in rng.sample(IMPORTS + ODD_IMPORTS if odd else IMPORTS, rng.randrange(0, 5)):
+        out.append(line)
+        if rng.random() < 0.3:
+            out.append("")
+    if rng.random() < 0.7:
+        out += ["", "", "# revision identifiers, used by Alembic."]
+    names = ["revision", "down_revision", "branch_labels", "depends_on"]
+    if rng.random() < 0.2:
+        rng.shuffle(names)
+    for name in names:
+        if rng.random() < 0.9:
+            out.append(_header_line(rng, name, odd))
+        if rng.random() < 0.05:
+            out.append(_header_line(rng, name, odd))  # assigned twice: the last one wins
+    if odd and rng.random() < 0.2:
+        out.append(rng.choice(["X = 'const'", "def helper():\n    return 1", "if x:\n    y = 1", "\t", "\x0c"]))
+    out += ["", ""]
+    for name in rng.sample(["upgrade", "downgrade"], rng.choice([0, 1, 2, 2, 2])):
+        ann = rng.choice(["", " -> None"])
+        ops = rng.sample(["op.add_column('t', sa.Column('c', sa.Integer()))", "op.drop_table('t')",
+                          "pass", '"""Upgrade schema."""', "op.execute('select 1')", "helper()",
+                          "with op.batch_alter_table('t') as b:\n        b.drop_column('c')",
+                          "if x:\n        op.drop_index('i')", "op.execute('é 修改')"], rng.randrange(1, 4))
+        out.append(f"def {name}(){ann}:")
+        out += ["    " + op for op in ops]
+        out += ["", ""]
+    if rng.random() < 0.05:
+        out.append(rng.choice(["revision = 'late'", "x = 1", "@dec\ndef downgrade():\n    pass"]))
+    text = "\n".join(out) + rng.choice(["\n", "", "\n\n"])
+    return text.replace("\n", rng.choice(["\n"] * 6 + ["\r\n", "\r\n", "\r"]))
+
+
+FRAGMENTS = ["'", '"', '"""', "'''", "(", ")", "[", "]", ",", "\n", "\r\n", "\r", " ", "\t", "    ", "#",
+             "\\", "\\n", "\x00", "\x0c", "\ufeff", "\u2028", "\udc80", "é", "修改", "🎉", "None", "=", ":",
+             "= ", ": str", "def upgrade():\n", "def downgrade():\n    pass\n", "@dec\n", "if x:\n",
+             "revision = 'zz'\n", "down_revision = ", "import ", "from ", " as ", "u", "r", "f", "b", "X",
+             "barry_as_FLUFL", "Revision ID: ", "Revises: ", "op.drop_table('q')", "    op.execute(", "..."]
+
+
+def mutate(rng: random.Random, text: str) -> str:
+    for _ in range(rng.randrange(1, 4)):
+        kind = rng.randrange(9)
+        pos = rng.randrange(len(text) + 1)
+        if kind <= 2:
+            text = text[:pos] + rng.choice(FRAGMENTS) + text[pos:]
+        elif kind == 3:
+            text = text[:pos] + text[pos + rng.choice([1, 2, 5, 20]):]
+        elif kind == 4:
+            text = text[:pos]
+        elif kind == 5:
+            a, b = rng.sample(["'", '"'], 2)
+            text = text.replace(a, b) if rng.random() < 0.5 else text.replace(a, b, 1)
+        elif kind == 6:
+            text = text.replace("\n", rng.choice(["\r\n", "\r", "\n\n"]), rng.choice([1, 3, -1]))
+        elif kind == 7:
+            text = text.replace("    ", "\t", rng.choice([1, -1]))
+        else:
+            lines = text.split("\n")
+            if lines:
+                del lines[rng.randrange(len(lines))]
+            text = "\n".join(lines)
+    return text
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_generated_files(seed):
+    rng = random.Random(seed)
+    before = stats()
+    for _ in range(250):
+        assert_same(generate(rng))
+    assert delta(before)["header_fast"] > 50  # the common shapes do go the fast way
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_mutated_files(seed):
+    rng = random.Random(1000 + seed)
+    bases = [STANDARD, STANDARD.replace("\n", "\r\n")] + [
+        p.read_text() for p in sorted(EXAMPLES.rglob("versions/*.py"))
+    ]
+    for _ in range(250):
+        base = generate(rng) if rng.random() < 0.6 else rng.choice(bases)
+        assert_same(mutate(rng, base))
+
+
+def test_generated_files_truncated_at_every_line():
+    rng = random.Random(7)
+    for _ in range(40):
+        text = generate(rng)
+        for m in re.finditer("\n", text):
+            assert_same(text[: m.end()])
+            assert_same(text[: m.start()])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_split_lines_is_the_regex_split():
+    rng = random.Random(3)
+    alphabet = ["a", "\n", "\r", "\r\n", "\x0c", "\u2028", "\x85", " "]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        expected = scripts._LINE_BREAK.split(text) if text else []
+        if expected and expected[-1] == "":
+            expected.pop()
+        assert scripts.split_lines(text) == expected, repr(text)
+
+
+def test_def_and_header_searches_are_the_regex_searches():
+    rng = random.Random(5)
+    alphabet = ["def upgrade(", "def downgrade (", "def  x(", "def", "\n", "\r", " ", "x", "revision = 1",
+                "down_revision: str = 'a'", "revision == 1", "depends_on\n=", "branch_labels:x=", "\t"]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(10)))
+        expected = scripts._DEF_START.search(text)
+        found = scripts._first_def(text)
+        assert (found and found.span()) == (expected and expected.span()), repr(text)
+        if found:
+            start = found.start()
+            after = scripts._HEADER_AFTER.search(text, max(start - 1, 0))
+            assert bool(after) == bool(scripts._HEADER_START.search(text, start)), repr(text)
