@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .checks import RULES
-from .core import Diagnostic, Severity, tune_gc
+from .core import Diagnostic, Severity, paused_gc
 from .engine import Engine, EnvironmentState, Snapshot
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -60,7 +60,8 @@ def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapsho
     engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given",
                     cache=not getattr(args, "no_cache", False))
     engine.load_models()
-    snapshot = engine.snapshot()
+    with paused_gc():
+        snapshot = engine.snapshot()
     engine.save_cache()
     return engine, snapshot
 
@@ -416,7 +417,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    tune_gc()
     _relative.cache_clear()  # one run, one current directory
     _cwd.cache_clear()
     parser = build_parser()

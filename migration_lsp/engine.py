@@ -88,7 +88,7 @@ class EnvironmentState:
 
     @cached_property
     def script_by_path(self) -> dict[Path, MigrationScript]:
-        return {s.path: s for s in self.scripts}
+        return {s.path: s for s in self.scripts}  # (the engine hands over the one it built)
 
     @cached_property
     def replay(self) -> Replay | None:
@@ -110,16 +110,18 @@ class Snapshot:
     roots: tuple[Path, ...] = ()
     settings: Settings = field(default_factory=Settings)
 
-    @cached_property
-    def _by_path(self) -> dict[Path, EnvironmentState]:
-        return {s.path: state for state in self.environments for s in state.scripts}
-
     def environment_of(self, path: Path) -> EnvironmentState | None:
-        return self._by_path.get(path)
+        for state in self.environments:
+            if path in state.script_by_path:
+                return state
+        return None
 
     def script(self, path: Path) -> MigrationScript | None:
-        state = self._by_path.get(path)
-        return state.script_by_path.get(path) if state else None
+        for state in self.environments:
+            found = state.script_by_path.get(path)
+            if found is not None:
+                return found
+        return None
 
     @property
     def diagnostics(self) -> list[Diagnostic]:
@@ -138,7 +140,7 @@ class Snapshot:
         return out
 
     def files(self) -> Iterable[Path]:
-        return self._by_path.keys()
+        return [path for state in self.environments for path in state.script_by_path]
 
 
 def _outermost(roots: Iterable[Path]) -> tuple[Path, ...]:
@@ -216,6 +218,16 @@ class Engine:
         bare = replace(found, environments=tuple(replace(env, files=()) for env in found.environments))
         store.put("discovery", key, (pickle.dumps(bare), [[str(f) for f in env.files] for env in found.environments]))
         return found
+
+    def warm_up(self) -> None:
+        """Precompute what the first keystroke would otherwise pay for (loop check of the
+        graph, file positions, the did-you-mean index): the server calls it after indexing."""
+        from .checks.graph import closest_ids
+
+        for state in self._states.values():
+            state.graph.cycles(include_dependencies=True)
+            state.graph._position  # noqa: B018 (a cached property)
+            closest_ids(state.graph, "")
 
     def save_cache(self) -> None:
         """Write the persistent cache (the CLI after a check, the server now and then)."""
@@ -342,9 +354,17 @@ class Engine:
                quick: bool, generation: int) -> Generator[None, None, EnvironmentState | None]:
         """One environment's state; a generator that yields after each revision it had to
         compute, and gives up (None) once an edit has made its work stale."""
-        scripts = tuple(self._script(p) for p in env.files)
+        parsed = self._parsed
+        scripts = tuple(parsed.get(p) or self._script(p) for p in env.files)
         graph = self._graph(scripts, previous)
-        by_path = {s.path: s for s in scripts}
+        if previous is not None and len(previous.scripts) == len(scripts):
+            by_path = dict(previous.script_by_path)
+            for old, new in zip(previous.scripts, scripts):
+                if old is not new:
+                    by_path.pop(old.path, None)
+                    by_path[new.path] = new
+        else:
+            by_path = {s.path: s for s in scripts}
         if previous is not None and previous.graph is graph and previous.env == env:
             graph_found = previous.graph_diagnostics  # same graph, same settings: same findings
         else:
@@ -360,7 +380,7 @@ class Engine:
                 edited = set()
             if edited & kept.keys():
                 kept = {p: v for p, v in kept.items() if p not in edited}
-            return self._state(env, scripts, graph, graph_found, kept, None, options, (), True, previous)
+            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options, (), True, previous)
         replay_of = self._replay_factory(graph, key)
         store = self.stores.get(key[0]) or Store(None)
         keys: dict[str, str] = {}
@@ -419,11 +439,11 @@ class Engine:
         for path, found in grouped.items():
             schema_by_path[path] = tuple(sorted([*schema_by_path.get(path, ()), *found], key=Diagnostic.sort_key))
         yield
-        return self._state(env, scripts, graph, graph_found, schema_by_path, replay_of, options,
+        return self._state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options,
                            differences, False, None)
 
     @staticmethod
-    def _state(env, scripts, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
+    def _state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
                previous) -> EnvironmentState:
         """Per-file diagnostics: the schema part as is, merged with the graph part where a
         file has both. With `previous` (a quick pass) only files whose entries can differ are
@@ -446,8 +466,10 @@ class Engine:
                 result[path] = theirs
             else:
                 result.pop(path, None)
-        return EnvironmentState(env, scripts, graph, result, replay_of, options, differences, schema_by_path,
-                                partial, tuple(graph_by_path), tuple(graph_found))
+        state = EnvironmentState(env, scripts, graph, result, replay_of, options, differences, schema_by_path,
+                                 partial, tuple(graph_by_path), tuple(graph_found))
+        state.__dict__["script_by_path"] = by_path  # the cached property, already built
+        return state
 
     # ---------------------------------------------------------------- schema pass
 
@@ -595,7 +617,10 @@ class Engine:
     def set_models(self, key: tuple[Path, str], models: ModelTables) -> None:
         self._generation += 1
         self.models[key] = models
-        self._states.pop(key, None)
+        state = self._states.get(key)
+        if state is not None:  # the graph stands; the schema part waits for the next full pass
+            self._states[key] = replace(state, partial=True)
+            self._states[key].__dict__["script_by_path"] = state.script_by_path
         self._snapshot = None
 
     def load_models(self) -> None:

@@ -92,14 +92,19 @@ class RevisionGraph:
         # set when an update proved the graph has no loop (cycles() then skips its search)
         self._acyclic = False
 
-    def _summarise(self) -> None:
-        self.heads: tuple[str, ...] = tuple(r for r in self.by_id if not self.children[r])
-        self.bases: tuple[str, ...] = tuple(
-            r for r, s in self.by_id.items()
-            if (s.down_revision is None or s.down_revision.is_empty)
-        )
-        self.merge_points = tuple(r for r, p in self.parents.items() if len(p) > 1)
-        self.branch_points = tuple(r for r, c in self.children.items() if len(c) > 1)
+    def _summarise(self, old: RevisionGraph | None = None, rev: str | None = None,
+                   touched: Iterable[str] = ()) -> None:
+        """heads, bases, merge and branch points; after a patch of `rev` (whose old parents
+        and new parents are `touched`), each is rescanned only if the patch can change it."""
+        children, parents = self.children, self.parents
+        if old is None or any(bool(old.children[t]) != bool(children[t]) for t in touched):
+            self.heads: tuple[str, ...] = tuple(r for r in self.by_id if not children[r])
+        if old is None or _is_base(old.by_id[rev]) != _is_base(self.by_id[rev]):  # type: ignore[index]
+            self.bases: tuple[str, ...] = tuple(r for r, s in self.by_id.items() if _is_base(s))
+        if old is None or (len(old.parents[rev]) > 1) != (len(parents[rev]) > 1):  # type: ignore[index]
+            self.merge_points = tuple(r for r, p in parents.items() if len(p) > 1)
+        if old is None or any((len(old.children[t]) > 1) != (len(children[t]) > 1) for t in touched):
+            self.branch_points = tuple(r for r, c in children.items() if len(c) > 1)
 
     def _targets(self, script: MigrationScript, kind: str) -> tuple[tuple[str, ...], list[BrokenRef]]:
         """What one header (down_revision or depends_on) points at, and what it fails to."""
@@ -173,7 +178,7 @@ class RevisionGraph:
         g.uncertain.discard(rev)
         if new.down_revision and new.down_revision.unknown:
             g.uncertain.add(rev)
-        g._summarise()
+        g._summarise(self, rev, set(self.parents[rev]) | set(g.parents[rev]))
         # no loop before and no new link into a revision above this one: still no loop
         g._acyclic = (self._acyclic or not self._unordered(True)) and not (
             added and (rev in added or set(added) & g.descendants(rev)))
@@ -383,6 +388,10 @@ class RevisionGraph:
     def message(self, rev: str) -> str:
         script = self.by_id.get(rev)
         return script.message if script else ""
+
+
+def _is_base(script: MigrationScript) -> bool:
+    return script.down_revision is None or script.down_revision.is_empty
 
 
 def _label_header(script: MigrationScript) -> tuple | None:

@@ -28,7 +28,7 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
 from .cli import format_mermaid
-from .core import Span, tune_gc
+from .core import Span, paused_gc
 from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
 from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions
@@ -209,10 +209,11 @@ class MigrationServer(LanguageServer):
         makes the engine abandon the pass (its results so far stay cached)."""
         try:
             slice_started = time.perf_counter()
-            for _ in self.engine.snapshot_steps():
-                if time.perf_counter() - slice_started > SLICE_SECONDS:
-                    await asyncio.sleep(0)
-                    slice_started = time.perf_counter()
+            with paused_gc(freeze=True):
+                for _ in self.engine.snapshot_steps():
+                    if time.perf_counter() - slice_started > SLICE_SECONDS:
+                        await asyncio.sleep(0)
+                        slice_started = time.perf_counter()
             self._publish(self.engine.snapshot(quick=True))  # the full picture, unless abandoned
             if time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
                 self.cache_saved = time.monotonic()
@@ -306,7 +307,8 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     # progress is created alongside indexing: a client slow to answer must not delay it
     progress = asyncio.ensure_future(_begin_progress(ls, "Indexing Alembic migrations"))
     try:
-        engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted)
+        with paused_gc(freeze=True):
+            engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted)
     except Exception:
         ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
         engine = Engine([], {}, trusted=ls.trusted)
@@ -363,6 +365,7 @@ async def _load_models(ls: MigrationServer) -> None:
 def _build_engine(roots: list[Path], overrides: dict, trusted: bool) -> Engine:
     engine = Engine(roots, overrides, trusted=trusted)
     engine.snapshot(quick=True)  # parse + graph: first diagnostics; the schema pass follows
+    engine.warm_up()
     return engine
 
 
@@ -686,5 +689,4 @@ def show_graph_command(ls: MigrationServer, *args):
 
 def serve() -> None:
     logging.basicConfig(level=logging.WARNING)
-    tune_gc()
     server.start_io()
