@@ -22,17 +22,25 @@ class UsageError(Exception):
     """A problem with how the command was called or configured: exit 2, one line."""
 
 
-@functools.lru_cache(maxsize=65536)
 def _relative(path: Path) -> str:
     """Paths as the user typed them (relative to the current directory when inside it);
-    memoised: a report names the same few files thousands of times."""
-    text, base = str(path), str(_cwd())
-    if path.is_absolute() and text.startswith(base + os.sep):  # the engine's paths are resolved
-        return Path(text[len(base) + 1:]).as_posix()
-    try:
-        return path.resolve().relative_to(_cwd()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    resolved once per folder: a report names thousands of files in a few folders."""
+    return _relative_folder(path.parent) + path.name if path.name else path.as_posix()
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_folder(folder: Path) -> str:
+    """`folder` as _relative shows it, with a trailing slash ("" for the current directory)."""
+    text, base = str(folder), str(_cwd())
+    if folder.is_absolute() and (text == base or text.startswith(base + os.sep)):
+        rel = text[len(base) + 1:]  # the engine's paths are resolved already
+    else:
+        try:
+            rel = folder.resolve().relative_to(_cwd()).as_posix()
+        except ValueError:
+            rel = folder.as_posix()
+    rel = Path(rel).as_posix() if rel else ""
+    return "" if rel in ("", ".") else rel + "/"
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,7 +52,9 @@ def _codes(value: str | None) -> tuple[str, ...]:
     return tuple(c.strip().upper() for c in (value or "").split(",") if c.strip())
 
 
-def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapshot]:
+def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> tuple[Engine, Snapshot]:
+    """`memo`: the caller reads only findings and GraphSummary (check): an unchanged project
+    is answered from the cache without being parsed."""
     roots = []
     for p in paths:
         path = Path(p)
@@ -58,7 +68,7 @@ def _engine(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapsho
         overrides["ignore"] = _codes(args.ignore)
     no_import = getattr(args, "no_import", True)
     engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given",
-                    cache=not getattr(args, "no_cache", False))
+                    cache=not getattr(args, "no_cache", False), memo=memo)
     engine.load_models()
     with paused_gc():
         snapshot = engine.snapshot()
@@ -87,17 +97,17 @@ def _problem(problem) -> str:
 
 
 def _environment_json(state: EnvironmentState) -> dict:
-    env, graph = state.env, state.graph
+    env, graph = state.env, state.summary
     return {
         "name": env.name,
         "config": _relative(env.config_path) if env.config_path else None,
         "script_location": _relative(env.script_location) if env.script_location else None,
         "version_locations": [_relative(p) for p in env.version_locations],
-        "revisions": len(graph.by_id),
-        "revision_ids": sorted(graph.by_id),
-        "heads": sorted(graph.heads),
-        "bases": sorted(graph.bases),
-        "merge_points": sorted(graph.merge_points),
+        "revisions": len(graph.revision_ids),
+        "revision_ids": list(graph.revision_ids),
+        "heads": list(graph.heads),
+        "bases": list(graph.bases),
+        "merge_points": list(graph.merge_points),
         "branch_points": sorted(graph.branch_points),
     }
 
@@ -215,7 +225,7 @@ def format_text(snapshot: Snapshot, colour: bool) -> str:
         where = f"{_relative(d.path)}:{d.span.line + 1}:{d.span.col + 1}:"
         lines.append(f"{paint(where, '1')} {paint(d.code, tone[d.severity])} {d.message}")
     counts = {s: sum(1 for d in diagnostics if d.severity == s) for s in Severity}
-    revisions = sum(len(s.graph.by_id) for s in snapshot.environments)
+    revisions = sum(len(s.summary.revision_ids) for s in snapshot.environments)
     envs = len(snapshot.environments)
     if diagnostics:
         parts = [f"{counts[s]} {s.label}{'s' if counts[s] != 1 else ''}" for s in Severity if counts[s]]
@@ -230,7 +240,7 @@ def format_text(snapshot: Snapshot, colour: bool) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    _, snapshot = _engine(args.paths or ["."], args)
+    _, snapshot = _engine(args.paths or ["."], args, memo=True)
     if args.format == "json":
         output = format_json(snapshot)
     elif args.format == "sarif":
@@ -417,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _relative.cache_clear()  # one run, one current directory
+    _relative_folder.cache_clear()  # one run, one current directory
     _cwd.cache_clear()
     parser = build_parser()
     try:

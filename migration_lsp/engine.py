@@ -62,11 +62,30 @@ def read_source(path: Path) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class GraphSummary:
+    """What a report says about a graph (the CLI's JSON and text): kept in the cache next to
+    an environment's findings, so an unchanged project is reported without building it."""
+
+    revision_ids: tuple[str, ...]
+    heads: tuple[str, ...]
+    bases: tuple[str, ...]
+    merge_points: tuple[str, ...]
+    branch_points: tuple[str, ...]
+
+    @classmethod
+    def of(cls, graph: RevisionGraph) -> GraphSummary:
+        return cls(*(tuple(sorted(x)) for x in (graph.by_id, graph.heads, graph.bases, graph.merge_points,
+                                                 graph.branch_points)))
+
+
 @dataclass(frozen=True, eq=False)
 class EnvironmentState:
     env: Environment
     scripts: tuple[MigrationScript, ...]
-    graph: RevisionGraph
+    # None only in a state rebuilt from the environment memo (Engine(memo=True), the CLI's
+    # check, which reads nothing but `summary` and the diagnostics)
+    graph: RevisionGraph | None
     # every diagnostic of this environment, filtered (select/ignore, suppressions), per file
     # and sorted within it: an edit rebuilds the entries of the files it affects only
     by_path: dict[Path, tuple[Diagnostic, ...]]
@@ -80,6 +99,11 @@ class EnvironmentState:
     partial: bool = False  # schema diagnostics are from the last full pass (quick snapshot)
     graph_paths: tuple[Path, ...] = ()  # files with graph diagnostics (an edit re-merges them)
     graph_diagnostics: tuple[Diagnostic, ...] = ()  # the G part, filtered
+    memo_summary: GraphSummary | None = None
+
+    @cached_property
+    def summary(self) -> GraphSummary:
+        return self.memo_summary or GraphSummary.of(self.graph)  # type: ignore[arg-type]
 
     @cached_property
     def diagnostics(self) -> tuple[Diagnostic, ...]:
@@ -156,7 +180,7 @@ class Engine:
     UNTRUSTED = "the workspace is not trusted (no project code is run)"
 
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
-                 untrusted_reason: str = UNTRUSTED, cache: bool = True) -> None:
+                 untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False) -> None:
         self.roots = _outermost(Path(r).resolve() for r in roots)
         self.overrides = dict(overrides or {})
         # project code (the models) may run, in a child process, only when trusted
@@ -168,6 +192,10 @@ class Engine:
         self._schema_results: dict[tuple[Path, str], dict[str, list[Diagnostic]]] = {}
         self.stores: dict[Path, Store] = {root: Store.for_root(root) if cache else Store(None)
                                           for root in self.roots}
+        # a whole environment's findings cached under the digest of all its files (for a
+        # one-shot check: an unchanged project is answered without parsing or building it)
+        self.memo = memo
+        self._texts: dict[Path, str | None] = {}  # read for the memo key, not parsed yet
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}
         self._digests: dict[MigrationScript, str] = {}
@@ -275,7 +303,7 @@ class Engine:
             return cached
         text = self.buffers.get(path)
         if text is None:
-            text = read_source(path)
+            text = self._texts.pop(path) if path in self._texts else read_source(path)
         script = parse_script(path, text if text is not None else "")
         if text is None:
             script = MigrationScript(path=path, text="", error="file cannot be read", functions={})
@@ -310,8 +338,14 @@ class Engine:
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
                 changed = state is None or state.env.files != env.files or any(p in dirty for p in env.files)
+                memo_key = None
+                if self.memo and not quick and state is None and not self.trusted and not self.buffers:
+                    memo_key, state = self._from_memo(env, key)
+                    changed = state is None
                 if changed or (state.partial and not quick):
                     state = yield from self._build(env, key, state, quick, generation)
+                    if memo_key is not None and state is not None:
+                        self._to_memo(memo_key, state)
                     if self._generation != generation:
                         return  # edited meanwhile: this picture is already stale
                     built[key] = state
@@ -321,6 +355,45 @@ class Engine:
         settings = self.discoveries[0].settings if self.discoveries else Settings()
         self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, settings)
         self._snapshot_partial = any(s.partial for s in states)
+
+    def _from_memo(self, env: Environment, key: tuple[Path, str]) -> tuple[str | None, EnvironmentState | None]:
+        """(memo key, the state rebuilt from the memo or None). The key covers every input of
+        the findings: each file's path and content, the environment (settings included), the
+        tool's and its libraries' versions (the store's own key), why models are off."""
+        store = self.stores.get(key[0])
+        if store is None or not store.enabled:
+            return None, None
+        parts = [repr(env), self.untrusted_reason, self._environment_salt(env)]
+        for path in env.files:
+            text = self._texts[path] = read_source(path)
+            parts += (str(path), digest(text) if text is not None else "-")
+        memo_key = digest(*parts)
+        cached = store.get("environment", memo_key)
+        if cached is None:
+            return memo_key, None
+        try:
+            summary, found = cached
+            by_path = {path: tuple(_decode_diagnostics(value, path))
+                       for path, value in ((Path(p), v) for p, v in found)}
+            state = EnvironmentState(env, (), None, by_path, memo_summary=GraphSummary(*summary))
+        except (TypeError, ValueError):
+            return memo_key, None
+        self._texts.clear()  # not needed: nothing will be parsed
+        return memo_key, state
+
+    def _to_memo(self, memo_key: str, state: EnvironmentState) -> None:
+        store = self.stores.get(state.env.root) or next(iter(self.stores.values()), None)
+        if store is None:
+            return
+        found = []
+        for path, diagnostics in state.by_path.items():
+            value = _encode_diagnostics(list(diagnostics), path)
+            if value is None:
+                return  # something not plain: not remembered
+            found.append((str(path), value))
+        summary = state.summary
+        store.put("environment", memo_key, ((summary.revision_ids, summary.heads, summary.bases,
+                                             summary.merge_points, summary.branch_points), found))
 
     def _with_new_buffers(self, env: Environment) -> Environment:
         """Open buffers inside a version location that discovery has not seen yet (a file

@@ -147,3 +147,27 @@ def test_an_edit_abandons_a_running_pass_and_the_next_one_resumes(project, cache
     assert engine.computed_revisions <= revisions + 1
     path.write_text(edited)
     assert live == Engine([project], trusted=False, cache=False).snapshot().diagnostics
+
+
+def test_cli_answers_an_unchanged_project_from_the_memo_and_follows_edits(project, cache_dir, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    args = ["check", "--no-import", "--format", "json"]
+    main(args)
+    first = capsys.readouterr().out
+    # unchanged: the whole environment comes from the memo, no file is parsed
+    parsed = []
+    import migration_lsp.engine as engine_module
+    real = engine_module.parse_script
+    monkeypatch.setattr(engine_module, "parse_script", lambda *a, **k: parsed.append(a[0]) or real(*a, **k))
+    main(args)
+    assert capsys.readouterr().out == first and parsed == []
+    # one file edited: parsed again, and the report equals an uncached one
+    target = next((project / "migrations" / "versions").glob("*.py"))
+    text = target.read_text()
+    target.write_text(text.replace("def upgrade() -> None:", "def upgrade() -> None:\n    op.drop_table('legacy')", 1))
+    assert target.read_text() != text
+    main(args)
+    edited = capsys.readouterr().out
+    assert parsed
+    main(args + ["--no-cache"])
+    assert capsys.readouterr().out == edited != first
