@@ -647,6 +647,8 @@ class Engine:
         if key is not None:
             used[key] = known[key] = found
             store.put("schema", key, _encode_diagnostics(found, script.path))
+        if script.path not in self.buffers:
+            script.release_bodies()  # parsed again if a feature asks; open files keep theirs
         return found, True
 
     def _model_diagnostics(self, env: Environment, key: tuple[Path, str], graph: RevisionGraph,

@@ -142,7 +142,15 @@ class MigrationScript:
             functions, error = _parse_functions(self.path, self.text, self._body_start, self.lines)
             object.__setattr__(self, "error", error)
             object.__setattr__(self, "functions", functions)
+            object.__setattr__(self, "_reparsable", True)
         return self.functions  # type: ignore[return-value]
+
+    def release_bodies(self) -> None:
+        """Forget the parsed upgrade()/downgrade() when they were parsed on demand (the next
+        use parses them again, to the same result): an index of thousands of revisions keeps
+        their headers, not their syntax trees."""
+        if self.__dict__.get("_reparsable"):
+            object.__setattr__(self, "functions", None)
 
     @property
     def revision_id(self) -> str | None:
