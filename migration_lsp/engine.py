@@ -52,14 +52,30 @@ def decode_source(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8", "replace"), f"cannot decode file: {exc}"
 
 
-def read_source(path: Path) -> str | None:
+def read_bytes(path: Path) -> bytes | None:
+    """The file's bytes (None: unreadable, or too large to be a migration). Plain os calls:
+    thousands of files are read per run."""
     try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
-                return None
-            return decode_source(f.read())[0]
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_FILE_BYTES:
+            return None
+        chunks = [os.read(fd, size + 1)]
+        while chunks[-1] and len(chunks[-1]) > size:  # grew while being read
+            chunks.append(os.read(fd, 1 << 20))
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_source(path: Path) -> str | None:
+    data = read_bytes(path)
+    return decode_source(data)[0] if data is not None else None
 
 
 @dataclass(frozen=True)
@@ -195,7 +211,7 @@ class Engine:
         # a whole environment's findings cached under the digest of all its files (for a
         # one-shot check: an unchanged project is answered without parsing or building it)
         self.memo = memo
-        self._texts: dict[Path, str | None] = {}  # read for the memo key, not parsed yet
+        self._raw: dict[Path, bytes | None] = {}  # read for the memo key, not parsed yet
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}
         self._digests: dict[MigrationScript, str] = {}
@@ -303,7 +319,11 @@ class Engine:
             return cached
         text = self.buffers.get(path)
         if text is None:
-            text = self._texts.pop(path) if path in self._texts else read_source(path)
+            if path in self._raw:
+                raw = self._raw.pop(path)
+                text = decode_source(raw)[0] if raw is not None else None
+            else:
+                text = read_source(path)
         script = parse_script(path, text if text is not None else "")
         if text is None:
             script = MigrationScript(path=path, text="", error="file cannot be read", functions={})
@@ -365,20 +385,21 @@ class Engine:
             return None, None
         parts = [repr(env), self.untrusted_reason, self._environment_salt(env)]
         for path in env.files:
-            text = self._texts[path] = read_source(path)
-            parts += (str(path), digest(text) if text is not None else "-")
+            raw = self._raw[path] = read_bytes(path)
+            parts += (str(path), hashlib.blake2b(raw, digest_size=16).hexdigest() if raw is not None else "-")
         memo_key = digest(*parts)
         cached = store.get("environment", memo_key)
         if cached is None:
             return memo_key, None
         try:
             summary, found = cached
+            paths = {str(p): p for p in env.files}
             by_path = {path: tuple(_decode_diagnostics(value, path))
-                       for path, value in ((Path(p), v) for p, v in found)}
+                       for path, value in ((paths.get(p) or Path(p), v) for p, v in found)}
             state = EnvironmentState(env, (), None, by_path, memo_summary=GraphSummary(*summary))
         except (TypeError, ValueError):
             return memo_key, None
-        self._texts.clear()  # not needed: nothing will be parsed
+        self._raw.clear()  # not needed: nothing will be parsed
         return memo_key, state
 
     def _to_memo(self, memo_key: str, state: EnvironmentState) -> None:

@@ -173,11 +173,12 @@ class Scan:
         """(path, mtime_ns, size) of every file seen: equal fingerprints, equal discovery."""
         out = []
         for path in [*self.inis, *self.pyprojects, *(p for ps in self.py_by_dir.values() for p in ps)]:
+            name = str(path)
             try:
-                st = os.stat(path)
-                out.append((str(path), st.st_mtime_ns, st.st_size))
+                st = os.stat(name)
+                out.append((name, st.st_mtime_ns, st.st_size))
             except OSError:
-                out.append((str(path), -1, -1))
+                out.append((name, -1, -1))
         return out
 
 
@@ -190,13 +191,14 @@ def walk(root: Path) -> Scan:
             if d not in SKIP_DIRS and not d.endswith(".egg-info")
             and not (here / d / "pyvenv.cfg").exists()
         )
+        child = getattr(here, "_make_child_relpath", here.joinpath)  # (the fast way, where there is one)
         for name in sorted(filenames):
             if name.endswith(".ini"):
-                scan.inis.append(here / name)
+                scan.inis.append(child(name))
             elif name == "pyproject.toml":
-                scan.pyprojects.append(here / name)
+                scan.pyprojects.append(child(name))
             elif name.endswith(".py"):
-                scan.py_by_dir.setdefault(here, []).append(here / name)
+                scan.py_by_dir.setdefault(here, []).append(child(name))
     return scan
 
 
