@@ -488,8 +488,17 @@ class Engine:
         schema_by_path: dict[Path, tuple[Diagnostic, ...]] = {}
         for rev in [*keys, *(r for r in graph.by_id if r not in keys)]:  # ancestors first
             script, rev_key = graph.by_id[rev], keys.get(rev)
-            found, computed = self._revision_diagnostics(script, rev, rev_key, replay_of, options,
-                                                         env.name, store, known, used)
+            found = self._cached_revision(script, rev_key, known, store, used)
+            computed = found is None
+            if found is None:
+                replay = replay_of()
+                for below in self._unreplayed_below(graph, replay, rev):
+                    replay.revision(below)
+                    yield
+                    if self._generation != generation:
+                        return None
+                found = self._compute_revision(script, rev, rev_key, replay, options, env.name, store, known,
+                                               used)
             # filtered and sorted once per revision key: a pass over cached results stays cheap
             mine = filtered.get(rev_key) if rev_key is not None else None
             if mine is None:
@@ -643,26 +652,29 @@ class Engine:
             live = set(self._parsed.values())
             self._digests = {s: d for s, d in self._digests.items() if s in live}
 
-    def _revision_diagnostics(self, script: MigrationScript, rev: str, key: str | None,
-                              replay_of: Callable[[], Replay], options: Callable[[], CompareOptions],
-                              env_name: str, store: Store, known: dict[str, list[Diagnostic]],
-                              used: dict[str, list[Diagnostic]]) -> tuple[list[Diagnostic], bool]:
-        """D001–D003 and S001–S005 of one revision, and whether they had to be computed: from
-        memory or the persistent cache when its key is known, else computed (and remembered)."""
-        if key is not None:
-            found = known.get(key)
-            if found is None:
-                cached = store.get("schema", key)
-                if cached is not None:
-                    found = _decode_diagnostics(cached, script.path)
-            if found is not None:
-                used[key] = found
-                return found, False
+    def _cached_revision(self, script: MigrationScript, key: str | None, known: dict[str, list[Diagnostic]],
+                         store: Store, used: dict[str, list[Diagnostic]]) -> list[Diagnostic] | None:
+        """D001–D003 and S001–S005 of one revision from memory or the persistent cache."""
+        if key is None:
+            return None
+        found = known.get(key)
+        if found is None:
+            cached = store.get("schema", key)
+            if cached is not None:
+                found = _decode_diagnostics(cached, script.path)
+        if found is not None:
+            used[key] = found
+        return found
+
+    def _compute_revision(self, script: MigrationScript, rev: str, key: str | None, replay: Replay,
+                          options: Callable[[], CompareOptions], env_name: str, store: Store,
+                          known: dict[str, list[Diagnostic]], used: dict[str, list[Diagnostic]]) -> list[Diagnostic]:
+        """D001–D003 and S001–S005 of one revision, computed (and remembered)."""
         from .checks.downgrade import check_downgrade
         from .checks.safety import check_safety
 
         self.computed_revisions += 1
-        schema = replay_of().revision(rev)
+        schema = replay.revision(rev)
         found = check_downgrade(script, schema, options(), env_name) + check_safety(
             script, schema, options().dialect, env_name)
         if key is not None:
@@ -670,7 +682,27 @@ class Engine:
             store.put("schema", key, _encode_diagnostics(found, script.path))
         if script.path not in self.buffers:
             script.release_bodies()  # parsed again if a feature asks; open files keep theirs
-        return found, True
+        return found
+
+    @staticmethod
+    def _unreplayed_below(graph: RevisionGraph, replay: Replay, rev: str) -> list[str]:
+        """The revisions below `rev` whose schema the replay has not computed yet, those
+        below first: stepping through them keeps every step of the pass to one revision."""
+        order: list[str] = []
+        seen = {rev}
+        todo = [(rev, iter(graph.parents.get(rev, ()) + graph.dependencies.get(rev, ())))]
+        while todo:
+            node, below = todo[-1]
+            for nxt in below:
+                if nxt not in seen and not replay.computed(nxt):
+                    seen.add(nxt)
+                    todo.append((nxt, iter(graph.parents.get(nxt, ()) + graph.dependencies.get(nxt, ()))))
+                    break
+            else:
+                todo.pop()
+                if node != rev:
+                    order.append(node)
+        return order
 
     def _model_diagnostics(self, env: Environment, key: tuple[Path, str], graph: RevisionGraph,
                            replay_of: Callable[[], Replay], options: Callable[[], CompareOptions],

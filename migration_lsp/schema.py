@@ -10,6 +10,11 @@ an opaque value: it never crashes and never produces false drift.
 
 Replay walks the graph from the bases: the schema before a revision is the union of its
 parents' schemas after them; results are cached per revision.
+
+States are values that share structure: a revision's state shares every table it does not
+touch with the state it started from (`TableMap`, a persistent hash trie), so the cached
+states of a whole history take memory linear in its length, and the tables two states
+differ in are found without looking at the others (`TableMap.diff`).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import threading
 import warnings
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import ItemsView, Iterable, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,7 +98,22 @@ def _resolve_dotted(path: str) -> Any:
     return Opaque(path)
 
 
+_CALLABLE_OK: dict[Any, bool] = {}  # classes and functions of sqlalchemy: fixed for the process
+
+
 def _callable_ok(fn: Any) -> bool:
+    if isinstance(fn, (type, FunctionType, BuiltinFunctionType)):
+        try:
+            return _CALLABLE_OK[fn]
+        except KeyError:
+            ok = _CALLABLE_OK[fn] = _check_callable(fn)
+            return ok
+        except TypeError:  # unhashable
+            pass
+    return _check_callable(fn)
+
+
+def _check_callable(fn: Any) -> bool:
     module = getattr(fn, "__module__", "") or ""
     if not module.startswith("sqlalchemy"):
         return False
@@ -124,6 +147,11 @@ class Evaluator:
             return Opaque(_source(node))
 
     def _eval(self, node: ast.AST) -> Any:
+        kind = type(node)  # the two most common kinds first
+        if kind is ast.Constant:
+            return node.value
+        if kind is ast.Call:
+            return self._call(node)
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
@@ -146,12 +174,13 @@ class Evaluator:
             base = self._eval(node.value)
             if isinstance(base, Opaque) or base is self.recorder:
                 return Opaque(_source(node))
-            module = getattr(base, "__name__", "") if isinstance(base, type(sa)) else getattr(base, "__module__", "")
-            if isinstance(base, type(sa)) or (module or "").startswith("sqlalchemy"):
+            is_module = isinstance(base, ModuleType)
+            module = getattr(base, "__name__", "") if is_module else getattr(base, "__module__", "")
+            if is_module or (module or "").startswith("sqlalchemy"):
                 try:
                     return getattr(base, node.attr)
                 except AttributeError:
-                    if isinstance(base, type(sa)):  # a submodule not imported yet
+                    if is_module:  # a submodule not imported yet
                         return _resolve_dotted(f"{base.__name__}.{node.attr}")
                     raise
             return Opaque(_source(node))
@@ -160,12 +189,13 @@ class Evaluator:
         return Opaque(_source(node))
 
     def _call(self, node: ast.Call) -> Any:
-        if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
-                and node.func.attr == "f" and (self.names.get(node.func.value.id) is self.recorder
-                                               or node.func.value.id not in self.names):  # op.f / batch_op.f
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.attr == "f" \
+                and (self.names.get(func.value.id) is self.recorder
+                     or func.value.id not in self.names):  # op.f / batch_op.f
             name = self.value(node.args[0]) if node.args else None
             return sa.sql.elements.conv(name) if isinstance(name, str) else Opaque(_source(node))
-        fn = self._eval(node.func)
+        fn = self._eval(func)
         if isinstance(fn, Opaque) or not _callable_ok(fn):
             return Opaque(_source(node))
         args = [self.value(a) for a in node.args if not isinstance(a, ast.Starred)]
@@ -311,18 +341,355 @@ def _evaluate_call(evaluator: Evaluator, recorder: Recorder, call: OpCall) -> Ev
 
 Origin = tuple[Path, Span]
 
+_HASH_MASK = (1 << 64) - 1
+_BITS = 5
+_WIDTH = 1 << _BITS  # children of a branch node
+_SLOT = _WIDTH - 1
+_LEAF_MAX = 16  # entries a leaf holds before it is split (unless the hash bits are used up)
+_MAX_DEPTH = 64 // _BITS
+_MISSING: Any = object()
 
-@dataclass(frozen=True)
+
+class TableMap(Mapping):
+    """An immutable mapping (table key -> TableState) whose versions share structure.
+
+    A hash trie: a node is a leaf (a small dict, never mutated once published) or a branch
+    (a tuple of `_WIDTH` children, None for empty ones) indexed by successive 5-bit slices
+    of the key's hash. `set` and `delete` return a new map that copies only the path to
+    the changed leaf, so a state derived from another one by an op costs O(log n) memory,
+    and `diff` finds the keys two related maps differ in without visiting the subtrees
+    they share. Iteration order follows the hashes (not insertion)."""
+
+    __slots__ = ("_root", "_len")
+
+    def __init__(self, items: Mapping | Iterable[tuple[Any, Any]] = ()) -> None:
+        root: Any = {}
+        length = 0
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for key, value in pairs:
+            root, grew = _assoc(root, hash(key) & _HASH_MASK, key, value, 0)
+            length += grew
+        self._root = root
+        self._len = length
+
+    @classmethod
+    def _make(cls, root: Any, length: int) -> TableMap:
+        new = object.__new__(cls)
+        new._root = root
+        new._len = length
+        return new
+
+    # Mapping -------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        node = self._root
+        if type(node) is tuple:
+            h = hash(key) & _HASH_MASK
+            while type(node) is tuple:
+                node = node[h & _SLOT]
+                if node is None:
+                    return default
+                h >>= _BITS
+        return node.get(key, default)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self):
+        for leaf in _leaves(self._root):
+            yield from leaf
+
+    def items(self) -> ItemsView:
+        return _Items(self)
+
+    def values(self) -> ValuesView:
+        return _Values(self)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if isinstance(other, TableMap):
+            if self._len != other._len:
+                return False
+            return all(self.get(k, _MISSING) == other.get(k, _MISSING) for k in self.diff(other))
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TableMap({dict(self.items())!r})"
+
+    def __reduce__(self):
+        return (TableMap, (dict(self.items()),))
+
+    # versions ------------------------------------------------------------
+
+    def set(self, key: Any, value: Any) -> TableMap:
+        """A map with `key` bound to `value` (this one is unchanged)."""
+        root, grew = _assoc(self._root, hash(key) & _HASH_MASK, key, value, 0)
+        return TableMap._make(root, self._len + grew)
+
+    def delete(self, key: Any) -> TableMap:
+        """A map without `key` (this one when it has no such key)."""
+        root = _dissoc(self._root, hash(key) & _HASH_MASK, key)
+        if root is self._root:
+            return self
+        return TableMap._make({} if root is None else root, self._len - 1)
+
+    def diff(self, other: TableMap) -> set:
+        """Keys present in only one of the maps or bound to different objects (identity):
+        linear in what differs when the maps derive from a common version."""
+        out: set = set()
+        _diff(self._root, other._root, out)
+        return out
+
+
+class _Items(ItemsView):
+    def __iter__(self):
+        for leaf in _leaves(self._mapping._root):
+            yield from leaf.items()
+
+
+class _Values(ValuesView):
+    def __iter__(self):
+        for leaf in _leaves(self._mapping._root):
+            yield from leaf.values()
+
+
+def _leaves(node: Any):
+    if type(node) is dict:
+        yield node
+        return
+    stack = [node]
+    while stack:
+        for child in reversed(stack.pop()):
+            if child is None:
+                continue
+            if type(child) is dict:
+                yield child
+            else:
+                stack.append(child)
+
+
+def _assoc(node: Any, h: int, key: Any, value: Any, depth: int) -> tuple[Any, bool]:
+    """(node with key -> value, whether the key is new); `h` is the hash shifted to `depth`."""
+    if type(node) is tuple:
+        slot = h & _SLOT
+        child = node[slot]
+        if child is None:
+            new_child, grew = {key: value}, True
+        else:
+            new_child, grew = _assoc(child, h >> _BITS, key, value, depth + 1)
+        return node[:slot] + (new_child,) + node[slot + 1:], grew
+    grew = key not in node
+    if grew and len(node) >= _LEAF_MAX and depth < _MAX_DEPTH:
+        return _assoc(_split(node, depth), h, key, value, depth)
+    new = node.copy()
+    new[key] = value
+    return new, grew
+
+
+def _split(leaf: dict, depth: int) -> tuple:
+    children: list[Any] = [None] * _WIDTH
+    shift = depth * _BITS
+    for key, value in leaf.items():
+        slot = ((hash(key) & _HASH_MASK) >> shift) & _SLOT
+        child = children[slot]
+        if child is None:
+            children[slot] = {key: value}
+        else:
+            child[key] = value
+    return tuple(children)
+
+
+def _dissoc(node: Any, h: int, key: Any) -> Any:
+    """The node without `key` (the same node when absent; None when it becomes empty)."""
+    if type(node) is tuple:
+        slot = h & _SLOT
+        child = node[slot]
+        if child is None:
+            return node
+        new_child = _dissoc(child, h >> _BITS, key)
+        if new_child is child:
+            return node
+        new = node[:slot] + (new_child,) + node[slot + 1:]
+        return None if all(c is None for c in new) else new
+    if key not in node:
+        return node
+    new = node.copy()
+    del new[key]
+    return new or None
+
+
+def _flat(node: Any) -> dict:
+    if node is None:
+        return {}
+    if type(node) is dict:
+        return node
+    out: dict = {}
+    for leaf in _leaves(node):
+        out.update(leaf)
+    return out
+
+
+def _diff(a: Any, b: Any, out: set) -> None:
+    if a is b:
+        return
+    if type(a) is tuple and type(b) is tuple:
+        for x, y in zip(a, b):
+            if x is not y:
+                _diff(x, y, out)
+        return
+    fa, fb = _flat(a), _flat(b)
+    for key, value in fa.items():
+        if fb.get(key, _MISSING) is not value:
+            out.add(key)
+    for key in fb:
+        if key not in fa:
+            out.add(key)
+
+
+EMPTY_TABLES = TableMap()
+
+
+class Origins(Sequence):
+    """An immutable sequence of origins that grows at the end without copying: a chain of
+    nodes sharing their prefix, so the `unknown` origins of thousands of states take
+    memory linear in the calls, not in the states. Compares equal to a tuple of the same
+    items."""
+
+    __slots__ = ("_parent", "_item", "_len", "_first")
+
+    def __init__(self, items: Iterable[Origin] = ()) -> None:
+        self._parent: Origins | None = None
+        self._item: Any = None
+        self._len = 0
+        self._first: Any = None
+        node = self
+        for item in items:
+            node = node._append(item)
+        if node is not self:
+            self._parent, self._item, self._len, self._first = node._parent, node._item, node._len, node._first
+
+    def _append(self, item: Origin) -> Origins:
+        node = object.__new__(Origins)
+        node._parent = self if self._len else None
+        node._item = item
+        node._len = self._len + 1
+        node._first = self._first if self._len else item
+        return node
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def __iter__(self):
+        items = []
+        node: Origins | None = self
+        while node is not None and node._len:
+            items.append(node._item)
+            node = node._parent
+        return reversed(items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        n = self._len
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("Origins index out of range")
+        if index == 0:
+            return self._first
+        node = self
+        for _ in range(n - 1 - index):
+            node = node._parent  # type: ignore[assignment]
+        return node._item
+
+    def __add__(self, items: Iterable[Origin]) -> Origins:
+        node = self
+        for item in items:
+            node = node._append(item)
+        return node
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if isinstance(other, Origins):
+            if self._len != other._len:
+                return False
+            a: Origins | None = self
+            b: Origins | None = other
+            while a is not b and a is not None and b is not None and a._len:
+                if a._item != b._item:
+                    return False
+                a, b = a._parent, b._parent
+            return True
+        if isinstance(other, tuple):
+            return self._len == len(other) and tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+    def __reduce__(self):
+        return (Origins, (tuple(self),))
+
+
+NO_ORIGINS = Origins()
+
+
+class IndexRecord:
+    """An index on plain columns, as the schema state keeps it: what `sa.Index` would hold
+    (`name`, `unique`, `expressions` as column names, dialect `kwargs`) without building
+    the throwaway Table an `sa.Index` / `CreateIndexOp.to_index()` needs. Immutable."""
+
+    __slots__ = ("name", "expressions", "unique", "kwargs")
+
+    def __init__(self, name: Any, columns: Iterable[str], unique: Any = False,
+                 kwargs: Mapping[str, Any] | None = None) -> None:
+        # what sa.Index does with its name (a plain str becomes a quoted_name)
+        object.__setattr__(self, "name", sa.sql.elements.quoted_name.construct(name, None))
+        object.__setattr__(self, "expressions", tuple(columns))
+        object.__setattr__(self, "unique", unique)
+        object.__setattr__(self, "kwargs", dict(kwargs or {}))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("IndexRecord is immutable")
+
+    def __repr__(self) -> str:
+        return f"IndexRecord({self.name!r}, {list(self.expressions)!r}, unique={self.unique!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class ColumnState:
-    column: sa.Column  # private copy, never attached to a table we hand out
+    # never mutated, never attached to a table we hand out (to_table copies it); shared
+    # with the op that made it (an add_column's column, a create_table's table)
+    column: sa.Column
     origin: Origin | None = None
+    name: str = field(init=False, repr=False, compare=False)  # the column's (read often)
 
-    @property
-    def name(self) -> str:
-        return self.column.name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.column.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TableState:
     """One table at one point in history; replaced, never mutated."""
 
@@ -363,15 +730,29 @@ class TableState:
 
     @classmethod
     def from_table(cls, table: sa.Table, origin: Origin | None = None,
-                   column_origins: Mapping[str, Origin] | None = None) -> TableState:
+                   column_origins: Mapping[str, Origin] | None = None, *, copy: bool = True) -> TableState:
+        """The state of `table`, with private copies of its columns. `copy=False` shares
+        them instead, but for those with foreign keys (a copy leaves out the ones the table's
+        constraints own, which the state keeps as constraints): only for a table nobody
+        changes afterwards (the throwaway one `CreateTableOp.to_table()` builds)."""
         column_origins = column_origins or {}
-        columns = tuple(ColumnState(c._copy(), column_origins.get(c.name, origin)) for c in table.columns)
+        columns = tuple(ColumnState(c._copy() if copy or c.foreign_keys else c, column_origins.get(c.name, origin))
+                        for c in table.columns)
         constraints = tuple((c, origin) for c in table.constraints)
         indexes = tuple((i, origin) for i in table.indexes)
         return cls(table.name, table.schema, columns, constraints, indexes, table.comment, origin)
 
+    def evolve(self, **changes: Any) -> TableState:
+        """`dataclasses.replace`, without its per-call introspection (the replay's hot path)."""
+        get = changes.get
+        return TableState(get("name", self.name), get("schema", self.schema), get("columns", self.columns),
+                          get("constraints", self.constraints), get("indexes", self.indexes),
+                          get("comment", self.comment), get("origin", self.origin), get("info", self.info))
 
-def _index_columns(index: sa.Index) -> tuple[str, ...]:
+
+def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
+    if type(index) is IndexRecord:
+        return index.expressions
     names = []
     for expr in index.expressions:
         if isinstance(expr, sa.Column):
@@ -410,26 +791,39 @@ def _copy_constraint(constraint: sa.Constraint, names: set[str]) -> sa.Constrain
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SchemaState:
     """All tables at one revision: a mapping shared structurally between revisions."""
 
-    tables: Mapping[str, TableState] = field(default_factory=dict)
+    tables: Mapping[str, TableState] = field(default_factory=lambda: EMPTY_TABLES)  # any mapping -> TableMap
     # tables whose shape we cannot know (raw DDL, helpers): never reported as drift
     uncertain: frozenset[str] = frozenset()
     # anything at all may have happened (a helper call we cannot follow)
-    unknown: tuple[Origin, ...] = ()
+    unknown: Sequence[Origin] = NO_ORIGINS  # an Origins (any sequence is converted)
+
+    def __post_init__(self) -> None:
+        if type(self.tables) is not TableMap:
+            object.__setattr__(self, "tables", TableMap(self.tables))
+        if type(self.unknown) is not Origins:
+            object.__setattr__(self, "unknown", Origins(self.unknown))
 
     def table(self, name: str, schema: str | None = None) -> TableState | None:
         return self.tables.get(f"{schema}.{name}" if schema else name)
 
     def with_table(self, table: TableState) -> SchemaState:
-        return replace(self, tables={**self.tables, table.key: table})
+        return SchemaState(self.tables.set(table.key, table), self.uncertain, self.unknown)
 
     def without_table(self, key: str) -> SchemaState:
-        tables = dict(self.tables)
-        tables.pop(key, None)
-        return replace(self, tables=tables)
+        return SchemaState(self.tables.delete(key), self.uncertain, self.unknown)
+
+    def with_uncertain(self, names: Iterable[str]) -> SchemaState:
+        names = tuple(names)
+        if all(name in self.uncertain for name in names):  # nothing new: share the set
+            return self
+        return SchemaState(self.tables, self.uncertain.union(names), self.unknown)
+
+    def with_unknown(self, origin: Origin) -> SchemaState:
+        return SchemaState(self.tables, self.uncertain, self.unknown + (origin,))
 
     def to_metadata(self) -> sa.MetaData:
         metadata = sa.MetaData()
@@ -445,15 +839,34 @@ def merge_states(states: Iterable[SchemaState]) -> SchemaState:
         return SchemaState()
     if len(states) == 1:
         return states[0]
-    tables: dict[str, TableState] = {}
-    for state in states:
-        for key, table in state.tables.items():
-            if key not in tables:
-                tables[key] = table
-            elif tables[key] is not table:
-                tables[key] = _union(tables[key], table)
-    return SchemaState(tables, frozenset().union(*(s.uncertain for s in states)),
-                       tuple(o for s in states for o in s.unknown))
+    # the first branch's tables, plus what each other branch has that differs (branches
+    # share the tables nobody touched since they forked: only the touched ones are visited)
+    tables = states[0].tables
+    for state in states[1:]:
+        theirs = state.tables
+        for key in tables.diff(theirs):
+            table = theirs.get(key)
+            if table is None:
+                continue  # only in the tables so far: kept
+            mine = tables.get(key)
+            tables = tables.set(key, table if mine is None else _union(mine, table))
+    uncertain = states[0].uncertain
+    for state in states[1:]:
+        if not state.uncertain <= uncertain:
+            uncertain = uncertain | state.uncertain
+    # every branch's unknown origins, in order, each once (the branches share those from
+    # before they forked: concatenating them would double those at every merge)
+    unknown = states[0].unknown
+    seen = None
+    for state in states[1:]:
+        if state.unknown is unknown or not state.unknown:
+            continue
+        seen = set(unknown) if seen is None else seen
+        for origin in state.unknown:
+            if origin not in seen:
+                seen.add(origin)
+                unknown = unknown + (origin,)
+    return SchemaState(tables, uncertain, unknown)
 
 
 def _union(a: TableState, b: TableState) -> TableState:
@@ -495,12 +908,12 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         # it may not run (a dialect check, `if not exists`...): apply it, but never report on it
         table = op_table(op)[0] or _literal_table_name(ev.call)
         state = _apply_safely(state, op, origin)
-        return replace(state, uncertain=state.uncertain | {table}) if table else state
+        return state.with_uncertain((table,)) if table else state
     if op is None:
         table = _literal_table_name(ev.call)
         if table:
-            return replace(state, uncertain=state.uncertain | {table})
-        return replace(state, unknown=state.unknown + (origin,))
+            return state.with_uncertain((table,))
+        return state.with_unknown(origin)
     return _apply_safely(state, op, origin)
 
 
@@ -509,7 +922,7 @@ def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: 
         return _apply(state, op, origin)
     except Exception:  # an op inconsistent with the history (column already dropped...)
         table = op_table(op)[0]
-        return replace(state, uncertain=state.uncertain | {table}) if table else state
+        return state.with_uncertain((table,)) if table else state
 
 
 HARMLESS_ROOTS = {"print", "logger", "log", "LOG", "logging", "warnings", "LOGGER", "click", "typer"}
@@ -528,11 +941,11 @@ def apply_other_call(state: SchemaState, call: OtherCall, path: Path) -> SchemaS
     if method in ("execute", "exec_driver_sql"):
         sql = _literal_sql(call.node)
         if sql and _DDL.search(sql):
-            return replace(state, uncertain=state.uncertain | set(_DDL_TABLE.findall(sql)))
+            return state.with_uncertain(_DDL_TABLE.findall(sql))
         return state
     if method in DATA_METHODS:
         return state
-    return replace(state, unknown=state.unknown + ((path, call.span),))
+    return state.with_unknown((path, call.span))
 
 
 def _literal_sql(node: ast.Call) -> str | None:
@@ -561,23 +974,23 @@ def _literal_table_name(call: OpCall) -> str | None:
 def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin) -> SchemaState:
     O = alembic_ops
     if isinstance(op, O.CreateTableOp):
-        table = op.to_table()
-        return state.with_table(TableState.from_table(table, origin))
+        # the table is the op's own throwaway one: its columns are shared, not copied
+        return state.with_table(TableState.from_table(_created_table(op), origin, copy=False))
     if isinstance(op, O.DropTableOp):
         if state.table(op.table_name, op.schema) is None:  # made outside the migrations
-            return replace(state, uncertain=state.uncertain | {op.table_name})
+            return state.with_uncertain((op.table_name,))
         return state.without_table(_key(op.table_name, op.schema))
     if isinstance(op, O.RenameTableOp):
         old = state.table(op.table_name, op.schema)
         if old is None:
-            return replace(state, uncertain=state.uncertain | {op.table_name, op.new_table_name})
-        state = state.without_table(old.key).with_table(replace(old, name=op.new_table_name))
+            return state.with_uncertain((op.table_name, op.new_table_name))
+        state = state.without_table(old.key).with_table(old.evolve(name=op.new_table_name))
         # foreign keys pointing at the table follow it
         return _renamed_refs(state, None, old.name, {}, op.new_table_name)
     if isinstance(op, O.ExecuteSQLOp):
         sql = op.sqltext if isinstance(op.sqltext, str) else str(getattr(op.sqltext, "text", ""))
         if _DDL.search(sql):
-            return replace(state, uncertain=state.uncertain | set(_DDL_TABLE.findall(sql)))
+            return state.with_uncertain(_DDL_TABLE.findall(sql))
         return state
     if isinstance(op, (O.BulkInsertOp,)):
         return state
@@ -585,25 +998,25 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
     table = state.table(table_name, schema_name) if table_name else None
     if table is None:
         if table_name:
-            return replace(state, uncertain=state.uncertain | {table_name})
+            return state.with_uncertain((table_name,))
         return state
     if isinstance(op, O.AddColumnOp):
-        col = op.column._copy()
-        new = replace(table, columns=tuple(c for c in table.columns if c.name != col.name) + (ColumnState(col, origin),))
+        col = op.column  # never mutated: shared with the op
+        new = table.evolve(columns=tuple(c for c in table.columns if c.name != col.name) + (ColumnState(col, origin),))
         if col.index or col.unique:
-            idx = sa.Index(sa.sql.elements.conv(f"ix_{table.name}_{col.name}") if col.index else None, col.name,
-                           unique=bool(col.unique))
+            name = sa.sql.elements.conv(f"ix_{table.name}_{col.name}") if col.index else None
+            idx = IndexRecord(name, (col.name,), bool(col.unique)) if isinstance(col.name, str) \
+                else sa.Index(name, col.name, unique=bool(col.unique))
             if col.index:
-                new = replace(new, indexes=new.indexes + ((idx, origin),))
+                new = new.evolve(indexes=new.indexes + ((idx, origin),))
             else:
-                new = replace(new, constraints=new.constraints + ((sa.UniqueConstraint(col.name), origin),))
+                new = new.evolve(constraints=new.constraints + ((sa.UniqueConstraint(col.name), origin),))
         return state.with_table(new)
     if isinstance(op, O.DropColumnOp):
         name = op.column_name
         if table.column(name) is None:
-            return replace(state, uncertain=state.uncertain | {table.name})
-        return state.with_table(replace(
-            table,
+            return state.with_uncertain((table.name,))
+        return state.with_table(table.evolve(
             columns=tuple(c for c in table.columns if c.name != name),
             indexes=tuple((i, o) for i, o in table.indexes if name not in _index_columns(i)),
             constraints=tuple((c, o) for c, o in table.constraints if name not in constraint_columns(c)),
@@ -611,7 +1024,7 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
     if isinstance(op, O.AlterColumnOp):
         current = table.column(op.column_name)
         if current is None:
-            return replace(state, uncertain=state.uncertain | {table.name})
+            return state.with_uncertain((table.name,))
         col = current.column._copy()
         if op.modify_type is not None:
             col.type = op.modify_type
@@ -626,18 +1039,18 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         if op.modify_name is not None:
             col.name = col.key = op.modify_name
         columns = tuple(ColumnState(col, current.origin) if c is current else c for c in table.columns)
-        state = state.with_table(replace(table, columns=columns))
+        state = state.with_table(table.evolve(columns=columns))
         if op.modify_name is not None and op.modify_name != op.column_name:
             # the database renames it in the table's indexes and constraints, and in the
             # foreign keys that point at it
             state = _renamed_refs(state, table.key, table.name, {op.column_name: op.modify_name}, None)
         return state
     if isinstance(op, O.CreateIndexOp):
-        index = op.to_index()
-        return state.with_table(replace(table, indexes=tuple(
+        index = _index_of(op)
+        return state.with_table(table.evolve(indexes=tuple(
             (i, o) for i, o in table.indexes if i.name != index.name) + ((index, origin),)))
     if isinstance(op, O.DropIndexOp):
-        return state.with_table(replace(table, indexes=tuple(
+        return state.with_table(table.evolve(indexes=tuple(
             (i, o) for i, o in table.indexes if i.name != op.index_name)))
     if isinstance(op, O.AddConstraintOp):
         constraint = op.to_constraint()
@@ -651,16 +1064,43 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
                     columns.append(ColumnState(copy, c.origin))
                 else:
                     columns.append(c)
-            return state.with_table(replace(table, columns=tuple(columns)))
-        return state.with_table(replace(table, constraints=table.constraints + ((constraint, origin),)))
+            return state.with_table(table.evolve(columns=tuple(columns)))
+        return state.with_table(table.evolve(constraints=table.constraints + ((constraint, origin),)))
     if isinstance(op, O.DropConstraintOp):
-        return state.with_table(replace(table, constraints=tuple(
+        return state.with_table(table.evolve(constraints=tuple(
             (c, o) for c, o in table.constraints if c.name != op.constraint_name)))
     if isinstance(op, O.CreateTableCommentOp):
-        return state.with_table(replace(table, comment=op.comment))
+        return state.with_table(table.evolve(comment=op.comment))
     if isinstance(op, O.DropTableCommentOp):
-        return state.with_table(replace(table, comment=None))
+        return state.with_table(table.evolve(comment=None))
     return state
+
+
+_CREATED_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CREATED_TABLES_LOCK = threading.Lock()
+
+
+def _created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
+    """`op.to_table()`, built once per op. Alembic attaches the op's own columns to the table
+    it builds the first time, and copies them every other time, which leaves out their
+    inline `ForeignKey`s: a second replay of the same op (a revision replayed again after an
+    edit below it, the safety rules' op-by-op replay) would lose those foreign keys."""
+    with _CREATED_TABLES_LOCK:
+        table = _CREATED_TABLES.get(op)
+        if table is None:
+            table = _CREATED_TABLES[op] = op.to_table()
+        return table
+
+
+def _index_of(op: alembic_ops.CreateIndexOp) -> sa.Index | IndexRecord:
+    """The index a create_index op makes. On plain, distinct column names without dialect
+    options (what autogenerate writes) a record of its fields is all the state needs;
+    anything else goes through Alembic's `to_index()` (which may refuse it)."""
+    columns = op.columns
+    if not op.kw and type(columns) in (list, tuple) and columns \
+            and all(type(c) is str for c in columns) and len(set(columns)) == len(columns):
+        return IndexRecord(op.index_name, columns, op.unique)
+    return op.to_index()
 
 
 def _renamed_refs(state: SchemaState, key: str | None, table_name: str, columns: Mapping[str, str],
@@ -699,11 +1139,11 @@ def _renamed_refs(state: SchemaState, key: str | None, table_name: str, columns:
         for index, origin in table.indexes:
             cols = _index_columns(index)
             if local and any(c in local for c in cols):
-                index = sa.Index(index.name, *[local.get(c, c) for c in cols], unique=index.unique, **index.kwargs)
+                index = IndexRecord(index.name, [local.get(c, c) for c in cols], index.unique, index.kwargs)
                 changed = True
             indexes.append((index, origin))
         if changed:
-            state = state.with_table(replace(table, constraints=tuple(constraints), indexes=tuple(indexes)))
+            state = state.with_table(table.evolve(constraints=tuple(constraints), indexes=tuple(indexes)))
     return state
 
 
@@ -714,7 +1154,7 @@ def _key(name: str, schema: str | None) -> str:
 # --------------------------------------------------------------------------- replay
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RevisionSchema:
     before: SchemaState
     after: SchemaState
@@ -756,6 +1196,10 @@ class Replay:
                     stale.add(above)
                     todo.append(above)
         return stale
+
+    def computed(self, rev: str) -> bool:
+        """Is the schema around `rev` known already (revision() would be a lookup)?"""
+        return rev in self._results
 
     def upgrade_ops(self, rev: str) -> tuple[EvaluatedOp, ...]:
         script = self.graph.by_id[rev]

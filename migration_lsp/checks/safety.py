@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,19 +143,25 @@ def sql_literal(node: ast.Call) -> str | None:
 
 
 class FunctionTree:
-    """Parents and source positions inside one function's AST (the one OpCalls point into)."""
+    """Parents and source positions inside one function's AST (the one OpCalls point into).
+    The parent links are gathered on first use (most functions never need them)."""
 
     def __init__(self, script: MigrationScript, function: Function) -> None:
         self.script = script
         self.lines = script.lines
         self.node = function.node
-        self.parent: dict[ast.AST, ast.AST] = {}
         self.offset = 0
         if self.node is not None:
             self.offset = function.def_span.line + 1 - self.node.lineno
-            for parent in ast.walk(self.node):
-                for child in ast.iter_child_nodes(parent):
-                    self.parent[child] = parent
+
+    @cached_property
+    def parent(self) -> dict[ast.AST, ast.AST]:
+        parent: dict[ast.AST, ast.AST] = {}
+        if self.node is not None:
+            for node in ast.walk(self.node):
+                for child in ast.iter_child_nodes(node):
+                    parent[child] = node
+        return parent
 
     def contains(self, node: ast.AST) -> bool:
         return node in self.parent
@@ -277,12 +285,33 @@ def describe_type(type_: Any) -> str:
 # --------------------------------------------------------------------------- the walk
 
 
+class _Existing:
+    """A set of table keys given as a mapping's keys plus / minus changes: starts as the
+    replayed schema's tables without copying them."""
+
+    def __init__(self, base: Mapping[str, Any]) -> None:
+        self.base = base
+        self.added: set[str] = set()
+        self.removed: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.added or (key not in self.removed and key in self.base)
+
+    def add(self, key: str) -> None:
+        self.removed.discard(key)
+        self.added.add(key)
+
+    def discard(self, key: str) -> None:
+        self.added.discard(key)
+        self.removed.add(key)
+
+
 @dataclass
 class _Tables:
     """Which tables exist at the current op, and which this revision created."""
 
-    existing: set[str]
-    uncertain: set[str]
+    existing: _Existing
+    uncertain: frozenset[str]
     fresh: set[str] = field(default_factory=set)
     backfilled: set[str] = field(default_factory=set)  # tables an UPDATE ran on, earlier in upgrade()
     filled: set[tuple[str, str]] = field(default_factory=set)  # columns added with a server default
@@ -382,9 +411,22 @@ class _Checker:
         self.dialect = dialect
         self.env_name = env_name
         self.tree = tree
-        self.state: SchemaState = schema.before
-        self.tables = _Tables(set(schema.before.tables), set(schema.before.uncertain))
+        self._state: SchemaState = schema.before
+        self._pending: list[EvaluatedOp] = []  # ops not applied to _state yet
+        self.tables = _Tables(_Existing(schema.before.tables), schema.before.uncertain)
         self.out: list[Diagnostic] = []
+
+    @property
+    def state(self) -> SchemaState:
+        """The replayed schema at the current op. Replayed on demand: only a few rules ask."""
+        if self._pending:
+            for ev in self._pending:
+                try:
+                    self._state = apply_op(self._state, ev, self.script.path)
+                except Exception:  # never let a replay quirk hide the other findings
+                    pass
+            self._pending.clear()
+        return self._state
 
     def report(self, code: str, span: Span, message: str, **data: Any) -> None:
         self.out.append(Diagnostic(code, SEVERITY[code], self.script.path, span, message, self.env_name,
@@ -441,10 +483,7 @@ class _Checker:
             sql = sql_literal(call.node)
             if sql:
                 self._note_update(sql)
-        try:
-            self.state = apply_op(self.state, ev, self.script.path)
-        except Exception:  # never let a replay quirk hide the other findings
-            pass
+        self._pending.append(ev)
 
     def advance_safely(self, ev: EvaluatedOp, target: _Target) -> None:
         try:
