@@ -493,7 +493,8 @@ class Engine:
             if found is None:
                 replay = replay_of()
                 for below in self._unreplayed_below(graph, replay, rev):
-                    replay.revision(below)
+                    replay.prepare(below)
+                    self._release(graph.by_id[below], replay, below)
                     yield
                     if self._generation != generation:
                         return None
@@ -528,7 +529,8 @@ class Engine:
                 if models is not None and not models.error:
                     replay = replay_of()  # the heads' schema, one revision per step
                     for rev in keys:
-                        replay.revision(rev)
+                        replay.prepare(rev)
+                        self._release(graph.by_id[rev], replay, rev)
                         yield
                         if self._generation != generation:
                             return None
@@ -680,9 +682,15 @@ class Engine:
         if key is not None:
             used[key] = known[key] = found
             store.put("schema", key, _encode_diagnostics(found, script.path))
-        if script.path not in self.buffers:
-            script.release_bodies()  # parsed again if a feature asks; open files keep theirs
+        self._release(script, replay, rev)
         return found
+
+    def _release(self, script: MigrationScript, replay: Replay, rev: str) -> None:
+        """Once a revision's schema is computed, forget its syntax trees and evaluated ops
+        (parsed again if a feature or a later edit asks); open files keep theirs."""
+        if script.path not in self.buffers:
+            script.release_bodies()
+            replay.release(rev)
 
     @staticmethod
     def _unreplayed_below(graph: RevisionGraph, replay: Replay, rev: str) -> list[str]:

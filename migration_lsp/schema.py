@@ -1172,6 +1172,7 @@ class Replay:
         self.graph = graph
         self._results: dict[str, RevisionSchema] = {}
         self._ops: dict[MigrationScript, tuple[EvaluatedOp, ...]] = {}
+        self._released: set[str] = set()  # results kept without their ops (see release)
         if previous is not None:
             current = set(graph.by_id.values())
             self._ops = {s: ops for s, ops in previous._ops.items() if s in current}
@@ -1179,6 +1180,7 @@ class Replay:
             for rev, result in previous._results.items():
                 if rev not in stale and rev in graph.by_id:
                     self._results[rev] = result
+            self._released = {r for r in previous._released if r in self._results}
 
     def _changed_since(self, old: RevisionGraph) -> set[str]:
         """Revisions whose replay may differ from `old`'s: the ones whose file or links
@@ -1197,6 +1199,19 @@ class Replay:
                     todo.append(above)
         return stale
 
+    def release(self, rev: str) -> None:
+        """Keep the schema around a computed revision but forget its evaluated ops (with the
+        syntax trees they point into, most of an index's memory). They are evaluated again
+        only if an edit below makes the revision stale. The engine releases only files that
+        are not open, and features ask for the ops of open files only."""
+        result = self._results.get(rev)
+        if result is not None:
+            self._results[rev] = RevisionSchema(result.before, result.after, ())
+            self._released.add(rev)
+        script = self.graph.by_id.get(rev)
+        if script is not None:
+            self._ops.pop(script, None)
+
     def computed(self, rev: str) -> bool:
         """Is the schema around `rev` known already (revision() would be a lookup)?"""
         return rev in self._results
@@ -1208,6 +1223,17 @@ class Replay:
         return self._ops[script]
 
     def revision(self, rev: str) -> RevisionSchema:
+        """The schema before and after `rev`, with its evaluated upgrade ops (evaluated
+        again when they were released)."""
+        result = self.prepare(rev)
+        if rev in self._released:
+            self._released.discard(rev)
+            result = self._results[rev] = RevisionSchema(result.before, result.after, self.upgrade_ops(rev))
+        return result
+
+    def prepare(self, rev: str) -> RevisionSchema:
+        """The schema before and after `rev`, computed (with everything below it) if not known
+        yet; its `upgrade` is empty when released."""
         if rev in self._results:
             return self._results[rev]
         # iterative: ancestors first (histories are thousands of revisions deep)
@@ -1247,7 +1273,7 @@ class Replay:
         return RevisionSchema(before, after, ops)
 
     def at_heads(self) -> SchemaState:
-        return merge_states(self.revision(h).after for h in self.graph.heads)
+        return merge_states(self.prepare(h).after for h in self.graph.heads)
 
 
 # --------------------------------------------------------------------------- reversal

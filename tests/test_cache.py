@@ -171,3 +171,19 @@ def test_cli_answers_an_unchanged_project_from_the_memo_and_follows_edits(projec
     assert parsed
     main(args + ["--no-cache"])
     assert capsys.readouterr().out == edited != first
+
+
+def test_released_revisions_give_their_ops_back_on_demand(project, cache_dir):
+    """After a full pass, files that are not open keep only their schema (bodies and
+    evaluated ops are forgotten); asking for a revision's ops evaluates them again."""
+    engine = Engine([project], trusted=False, cache=False)
+    state = engine.snapshot().environments[0]
+    fresh = Engine([project], trusted=False, cache=False).snapshot().environments[0]
+    for rev in state.graph.by_id:
+        assert state.script_by_path[state.graph.by_id[rev].path].functions is None  # released
+        ops = [(ev.call.name, ev.span) for ev in state.replay.revision(rev).upgrade]
+        from migration_lsp.schema import Replay
+
+        expected = [(ev.call.name, ev.span) for ev in Replay(fresh.graph).revision(rev).upgrade]
+        assert ops == expected
+        assert state.replay.revision(rev).after.tables.keys() == Replay(fresh.graph).revision(rev).after.tables.keys()
