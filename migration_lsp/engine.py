@@ -221,6 +221,8 @@ class Engine:
         self._filtered_settings: dict[tuple[Path, str], Settings] = {}
         # M001–M004 of the last few (head revision keys, environment, models) seen, per environment
         self._model_results: dict[tuple[Path, str], list[tuple[tuple, tuple]]] = {}
+        # replay results by revision key, per environment (see _replay_factory)
+        self._replay_memo: dict[tuple[Path, str], dict[str, tuple]] = {}
         self._states: dict[tuple[Path, str], EnvironmentState] = {}
         self._dirty: set[Path] = set()
         self.computed_revisions = 0  # D/S results not found in memory or in the cache (tests read it)
@@ -475,10 +477,10 @@ class Engine:
             if edited & kept.keys():
                 kept = {p: v for p, v in kept.items() if p not in edited}
             return self._state(env, scripts, by_path, graph, graph_found, kept, None, options, (), True, previous)
-        replay_of = self._replay_factory(graph, key)
         store = self.stores.get(key[0]) or Store(None)
         keys: dict[str, str] = {}
         yield from self._revision_keys(graph, self._environment_salt(env), keys)
+        replay_of = self._replay_factory(graph, key, keys)
         known = self._schema_results.setdefault(key, {})
         used: dict[str, list[Diagnostic]] = {}
         if self._filtered_settings.get(key) != env.settings:
@@ -495,11 +497,13 @@ class Engine:
                 for below in self._unreplayed_below(graph, replay, rev):
                     replay.prepare(below)
                     self._release(graph.by_id[below], replay, below)
+                    self._remember_replay(key, replay, below, keys.get(below))
                     yield
                     if self._generation != generation:
                         return None
                 found = self._compute_revision(script, rev, rev_key, replay, options, env.name, store, known,
                                                used)
+                self._remember_replay(key, replay, rev, rev_key)
             # filtered and sorted once per revision key: a pass over cached results stays cheap
             mine = filtered.get(rev_key) if rev_key is not None else None
             if mine is None:
@@ -519,6 +523,10 @@ class Engine:
         if len(known) > 4 * len(used) + 1000:
             self._schema_results[key] = used
             self._filtered[key] = {k: v for k, v in filtered.items() if k in used}
+        memo = self._replay_memo.get(key, {})
+        if len(memo) > 4 * len(keys) + 1000:
+            live = set(keys.values())
+            self._replay_memo[key] = {k: v for k, v in memo.items() if k in live}
         differences: tuple[Difference, ...] = ()
         if graph.by_id and not graph.cycles():
             models = self.models.get(key) if self.trusted else None
@@ -531,6 +539,7 @@ class Engine:
                     for rev in keys:
                         replay.prepare(rev)
                         self._release(graph.by_id[rev], replay, rev)
+                        self._remember_replay(key, replay, rev, keys.get(rev))
                         yield
                         if self._generation != generation:
                             return None
@@ -578,9 +587,11 @@ class Engine:
 
     # ---------------------------------------------------------------- schema pass
 
-    def _replay_factory(self, graph: RevisionGraph, key: tuple[Path, str]) -> Callable[[], Replay]:
-        """The replay of this graph, made once on first use (from the previous one, so that
-        only what an edit can have changed is recomputed)."""
+    def _replay_factory(self, graph: RevisionGraph, key: tuple[Path, str],
+                        keys: dict[str, str] | None = None) -> Callable[[], Replay]:
+        """The replay of this graph, made once on first use: from the previous one (only what
+        an edit can have changed is recomputed), and given every state computed before under
+        the same revision key (an edit and its undo replay nothing twice)."""
         made: list[Replay] = []
 
         def replay() -> Replay:
@@ -589,8 +600,18 @@ class Engine:
 
                 made.append(Replay(graph, self._replays.get(key)))
                 self._replays[key] = made[0]
+                memo = self._replay_memo.get(key, {})
+                for rev, rev_key in (keys or {}).items():
+                    found = memo.get(rev_key)
+                    if found is not None:
+                        made[0].adopt(rev, *found)
             return made[0]
         return replay
+
+    def _remember_replay(self, key: tuple[Path, str], replay: Replay, rev: str, rev_key: str | None) -> None:
+        found = replay.result(rev)
+        if rev_key is not None and found is not None:
+            self._replay_memo.setdefault(key, {})[rev_key] = found
 
     def _options_factory(self, env: Environment) -> Callable[[], CompareOptions]:
         made: list[CompareOptions] = []

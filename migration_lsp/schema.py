@@ -1212,6 +1212,20 @@ class Replay:
         if script is not None:
             self._ops.pop(script, None)
 
+    def result(self, rev: str) -> tuple[RevisionSchema, bool] | None:
+        """(the schema around `rev`, released?) when computed: what adopt() takes."""
+        found = self._results.get(rev)
+        return None if found is None else (found, rev in self._released)
+
+    def adopt(self, rev: str, result: RevisionSchema, released: bool) -> None:
+        """Take a result computed in another graph where `rev` had the same text and the same
+        history below it (the engine keys them by content and ancestry): after an edit and
+        its undo, nothing above the edited file is replayed again."""
+        if rev not in self._results:
+            self._results[rev] = result
+            if released:
+                self._released.add(rev)
+
     def computed(self, rev: str) -> bool:
         """Is the schema around `rev` known already (revision() would be a lookup)?"""
         return rev in self._results

@@ -187,3 +187,21 @@ def test_released_revisions_give_their_ops_back_on_demand(project, cache_dir):
         expected = [(ev.call.name, ev.span) for ev in Replay(fresh.graph).revision(rev).upgrade]
         assert ops == expected
         assert state.replay.revision(rev).after.tables.keys() == Replay(fresh.graph).revision(rev).after.tables.keys()
+
+
+def test_an_edit_and_its_undo_are_never_replayed_twice(project, cache_dir):
+    engine = Engine([project], trusted=False, cache=False)
+    graph = engine.snapshot().environments[0].graph
+    base_path = graph.by_id[graph.bases[0]].path
+    original = base_path.read_text()
+    edited = original.replace("def downgrade()", "# edited\ndef downgrade()")
+    for text in (edited, original):
+        engine.set_buffer(base_path, text)
+        engine.snapshot()
+    before = engine.computed_revisions
+    for text in (edited, original, edited):
+        engine.set_buffer(base_path, text)
+        state = engine.snapshot().environments[0]
+        assert engine.computed_revisions == before
+        # the new replay starts out knowing every revision's schema (adopted by key)
+        assert all(state.replay.computed(rev) for rev in state.graph.by_id)
