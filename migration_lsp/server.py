@@ -43,6 +43,7 @@ CONFIG_SECTION = "migrationLsp"
 CLIENT_TIMEOUT = 5.0  # never wait longer for a client's answer to a server request
 FULL_PASS_DELAY = 1.0  # seconds of quiet before the schema-based diagnostics are recomputed
 SLICE_SECONDS = 0.005  # the full pass yields to the event loop this often
+SLICE_PAUSE = 0.001  # for this long
 CACHE_SAVE_INTERVAL = 60.0  # seconds between writes of the persistent cache (and at shutdown)
 WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
 log = logging.getLogger(__name__)
@@ -212,7 +213,9 @@ class MigrationServer(LanguageServer):
             with paused_gc(freeze=True):
                 for _ in self.engine.snapshot_steps():
                     if time.perf_counter() - slice_started > SLICE_SECONDS:
-                        await asyncio.sleep(0)
+                        # a real pause, not sleep(0): pygls reads stdin in a thread, one line per
+                        # round trip, and that thread needs the GIL to hand a message over
+                        await asyncio.sleep(SLICE_PAUSE)
                         slice_started = time.perf_counter()
             self._publish(self.engine.snapshot(quick=True))  # the full picture, unless abandoned
             if time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
