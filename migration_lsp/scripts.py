@@ -377,7 +377,7 @@ def _collect_ops(
             continue
         # Calls anywhere inside this statement (expression statements, assignments, ifs...).
         nested = [s for s in ast.iter_child_nodes(stmt) if isinstance(s, ast.stmt)]
-        for node in ast.walk(stmt) if not nested else _expressions_of(stmt):
+        for node in _calls(stmt) if not nested else _expressions_of(stmt):
             if isinstance(node, ast.Call):
                 _add_call(src, node, offset, batch_names, autocommit, out)
         for field_name in ("body", "orelse", "finalbody"):
@@ -397,6 +397,27 @@ def _expressions_of(stmt: ast.stmt):
         for v in values:
             if isinstance(v, ast.AST):
                 yield from ast.walk(v)
+
+
+_AST, _Call = ast.AST, ast.Call
+
+
+def _calls(root: ast.AST) -> list[ast.Call]:
+    """The Call nodes among `root` and everything below it, in ast.walk's order (breadth
+    first, fields in order): the same answer as filtering ast.walk, without its generator
+    layers (a migration body is mostly deeply nested call arguments)."""
+    found: list[ast.Call] = []
+    todo = [root]
+    for node in todo:  # the list grows while iterated: a breadth-first queue
+        if type(node) is _Call or isinstance(node, _Call):
+            found.append(node)
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, _AST):
+                todo.append(value)
+            elif type(value) is list:
+                todo.extend(v for v in value if isinstance(v, _AST))
+    return found
 
 
 def _add_call(
@@ -444,7 +465,7 @@ def _conditional_calls(body: list[ast.stmt], inside: bool, out: set[int]) -> set
     for stmt in body:
         nested = inside or isinstance(stmt, _BRANCHY)
         if nested:
-            out.update(id(n) for n in ast.walk(stmt) if isinstance(n, ast.Call))
+            out.update(id(n) for n in _calls(stmt))
             continue
         for field_name in ("body", "orelse", "finalbody"):
             sub = getattr(stmt, field_name, None)
