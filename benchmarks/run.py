@@ -416,30 +416,34 @@ def replay_child(root: Path, mid_rel: str, mode: str) -> dict:
     lines[line] = lines[line][:col] + wrong + lines[line][col + 1:]
     broken = "".join(lines)
     edited = text.replace('"""', '""" ', 1)  # one character, in the message line of the docstring
+    from migration_lsp.core import paused_gc
+    from migration_lsp.engine import read_source
+    from migration_lsp.graph import RevisionGraph
+    from migration_lsp.project import discover
+    from migration_lsp.scripts import parse_script
+
+    # the replay alone, cold: from scripts parsed header-only (as the engine holds them), so
+    # the time includes parsing and evaluating every upgrade(); the collector paused as the
+    # engine's front ends pause it
+    env = discover(root, {}).environments[0]
+    t = time.perf_counter()
+    scripts = {p: parse_script(p, read_source(p) or "") for p in env.files}
+    graph = RevisionGraph(tuple(scripts.values()))
+    out["parse_and_graph"] = time.perf_counter() - t
+    out["revisions"] = len(graph.by_id)
+    with paused_gc():
+        r = Replay(graph)
+        t = time.perf_counter()
+        r.at_heads()
+        out["replay_cold"] = time.perf_counter() - t
     if mode == "engine":
         from migration_lsp.engine import Engine
 
         t = time.perf_counter()
         e = Engine([root], cache=False)  # the engine's own cost: no persistent cache
-        st = e.snapshot().environments[0]
+        with paused_gc(freeze=True):  # as the server runs it
+            e.snapshot()
         out["engine_snapshot"] = time.perf_counter() - t
-        graph = st.graph
-    else:  # the graph without the engine's checks: when the engine is too slow to build
-        from migration_lsp.engine import read_source
-        from migration_lsp.graph import RevisionGraph
-        from migration_lsp.project import discover
-        from migration_lsp.scripts import parse_script
-
-        env = discover(root, {}).environments[0]
-        t = time.perf_counter()
-        scripts = {p: parse_script(p, read_source(p) or "") for p in env.files}
-        graph = RevisionGraph(tuple(scripts.values()))
-        out["parse_and_graph"] = time.perf_counter() - t
-    out["revisions"] = len(graph.by_id)
-    r = Replay(graph)
-    t = time.perf_counter()
-    r.at_heads()
-    out["replay_cold"] = time.perf_counter() - t
     r2 = Replay(graph, previous=r)
     t = time.perf_counter()
     r2.at_heads()
@@ -453,17 +457,16 @@ def replay_child(root: Path, mid_rel: str, mode: str) -> dict:
                 e.snapshot(quick=True)
                 out[f"engine_{name}_quick"] = time.perf_counter() - t
             t = time.perf_counter()
-            e.snapshot()
+            with paused_gc(freeze=True):
+                e.snapshot()
             out[f"engine_{name}_full"] = time.perf_counter() - t
-        e.set_buffer(mid, edited)
-        graph2 = e.snapshot(**({"quick": True} if has_quick else {})).environments[0].graph
-    else:
-        scripts[mid] = parse_script(mid, edited)
-        graph2 = RevisionGraph(tuple(scripts.values()))
-    r3 = Replay(graph2, previous=r2)
-    t = time.perf_counter()
-    r3.at_heads()
-    out["replay_after_edit"] = time.perf_counter() - t
+    scripts[mid] = parse_script(mid, edited)
+    graph2 = RevisionGraph(tuple(scripts.values()))
+    with paused_gc():
+        r3 = Replay(graph2, previous=r2)
+        t = time.perf_counter()
+        r3.at_heads()
+        out["replay_after_edit"] = time.perf_counter() - t
     out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out
 
@@ -576,7 +579,8 @@ def rows() -> list[tuple]:
         )],
         ("server peak RSS, VmHWM (MiB)", lambda r: r["server"].get("VmHWM"), fmt_mib, True, "≤ 200",
          lambda v: v <= 200 * MiB),
-        ("replay cold: `Replay(graph).at_heads()` (s)", lambda r: r["replay"].get("replay_cold"), fmt_s, True, "≤ 2",
+        ("replay cold: `Replay(graph).at_heads()`, bodies parsed and evaluated (s)",
+         lambda r: r["replay"].get("replay_cold"), fmt_s, True, "≤ 2",
          lambda v: v <= 2),
         ("replay warm: `Replay(graph, previous=r)` (ms)", lambda r: r["replay"].get("replay_warm"), fmt_ms, True,
          "≤ 300", lambda v: v <= 0.3),
