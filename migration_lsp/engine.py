@@ -215,7 +215,8 @@ class Engine:
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}
         self._digests: dict[MigrationScript, str] = {}
-        self._script_findings: dict[MigrationScript, list[Diagnostic]] = {}
+        # G009 per file, with the scripts they were found in, per environment
+        self._doc_findings: dict[tuple[Path, str], tuple[tuple | None, dict | None]] = {}
         # per environment: filtered + sorted D/S results by revision key, and the settings used
         self._filtered: dict[tuple[Path, str], dict[str, tuple[Diagnostic, ...]]] = {}
         self._filtered_settings: dict[tuple[Path, str], Settings] = {}
@@ -298,9 +299,7 @@ class Engine:
 
     def _touch(self, path: Path) -> None:
         self._generation += 1
-        old = self._parsed.pop(path, None)
-        if old is not None:
-            self._script_findings.pop(old, None)
+        self._parsed.pop(path, None)
         self._dirty.add(path)
         self._snapshot = None
 
@@ -428,23 +427,38 @@ class Engine:
         )
         return replace(env, files=env.files + extra) if extra else env
 
-    def _check_script(self, script: MigrationScript, env_name: str) -> list[Diagnostic]:
-        """check_script, once per parsed file (a keystroke re-checks the edited file only)."""
-        found = self._script_findings.get(script)
-        if found is None or (found and found[0].environment != env_name):
-            found = self._script_findings[script] = check_script(script, env_name)
-        return found
+    def _docstring_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph,
+                            scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None,
+                            changed: list[tuple[MigrationScript, MigrationScript]] | None) -> list[Diagnostic]:
+        """G009 per file, kept per environment: after a patch of the previous state's graph
+        (ids unchanged) only the edited files are checked again; otherwise every revision."""
+        scripts_then, findings = self._doc_findings.get(key, (None, None))
+        if findings is None or changed is None or previous is None or scripts_then is not previous.scripts:
+            findings = {s.path: found for s in graph.by_id.values() if (found := check_script(s, env.name))}
+        elif changed:
+            findings = dict(findings)
+            for old, new in changed:
+                findings.pop(old.path, None)
+                found = check_script(new, env.name)
+                if found and graph.by_id.get(new.revision_id or "") is new:
+                    findings[new.path] = found
+        self._doc_findings[key] = (scripts, findings)
+        return [d for found in findings.values() for d in found]
 
     @staticmethod
-    def _graph(scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None) -> RevisionGraph:
-        """The previous graph when nothing changed, patched when a few files changed, else new."""
-        if previous is None or len(previous.scripts) != len(scripts):
-            return RevisionGraph(scripts)
+    def _graph(scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None
+               ) -> tuple[RevisionGraph, list[tuple[MigrationScript, MigrationScript]] | None]:
+        """The previous graph when nothing changed, patched when a few files changed (with the
+        (old, new) pairs), else built anew (None for the pairs)."""
+        if previous is None or previous.graph is None or len(previous.scripts) != len(scripts):
+            return RevisionGraph(scripts), None
         changed = [(old, new) for old, new in zip(previous.scripts, scripts) if old is not new]
+        if len(changed) > PATCH_LIMIT:
+            return RevisionGraph(scripts), None
         graph: RevisionGraph | None = previous.graph
-        for old, new in changed[:PATCH_LIMIT] if len(changed) <= PATCH_LIMIT else ():
+        for old, new in changed:
             graph = graph.replacing(old, new) if graph is not None else None
-        return graph if graph is not None and len(changed) <= PATCH_LIMIT else RevisionGraph(scripts)
+        return (graph, changed) if graph is not None else (RevisionGraph(scripts), None)
 
     def _build(self, env: Environment, key: tuple[Path, str], previous: EnvironmentState | None,
                quick: bool, generation: int) -> Generator[None, None, EnvironmentState | None]:
@@ -452,24 +466,27 @@ class Engine:
         compute, and gives up (None) once an edit has made its work stale."""
         parsed = self._parsed
         scripts = tuple(parsed.get(p) or self._script(p) for p in env.files)
-        graph = self._graph(scripts, previous)
+        graph, changed_pairs = self._graph(scripts, previous)
         if previous is not None and len(previous.scripts) == len(scripts):
             by_path = dict(previous.script_by_path)
-            for old, new in zip(previous.scripts, scripts):
-                if old is not new:
-                    by_path.pop(old.path, None)
-                    by_path[new.path] = new
+            pairs = changed_pairs if changed_pairs is not None else [
+                pair for pair in zip(previous.scripts, scripts) if pair[0] is not pair[1]]
+            for old, new in pairs:
+                by_path.pop(old.path, None)
+                by_path[new.path] = new
         else:
             by_path = {s.path: s for s in scripts}
         if previous is not None and previous.graph is graph and previous.env == env:
             graph_found = previous.graph_diagnostics  # same graph, same settings: same findings
         else:
-            graph_found = tuple(apply_filters(check_graph(graph, env.name, self._check_script), env.settings, by_path))
+            found = check_graph(graph, env.name, None) + self._docstring_findings(key, env, graph, scripts,
+                                                                                     previous, changed_pairs)
+            graph_found = tuple(apply_filters(found, env.settings, by_path))
         options = self._options_factory(env)
         if quick:
             kept = previous.schema_by_path if previous is not None else {}
             if previous is not None and len(previous.scripts) == len(scripts):
-                edited = {s.path for pair in zip(previous.scripts, scripts) if pair[0] is not pair[1] for s in pair}
+                edited = {s.path for pair in pairs for s in pair}
             elif previous is not None:
                 edited = set(by_path) - {s.path for s in previous.scripts if by_path.get(s.path) is s}
             else:

@@ -170,17 +170,13 @@ class MigrationServer(LanguageServer):
         if any(state.partial for state in snapshot.environments):
             self._schedule_full_pass()
         by_path = snapshot.diagnostics_by_path()
-        published = self.published
+        old = self.published
         # per-file tuples are shared between snapshots: unchanged files compare by identity
-        changed = [p for p in by_path.keys() | published.keys()
-                   if published.get(p) is not by_path.get(p) and published.get(p) != by_path.get(p)]
-        for path in changed:
-            if path in by_path:
-                published[path] = by_path[path]
-            else:
-                published.pop(path, None)
-        for path in by_path.keys() & published.keys():
-            published[path] = by_path[path]  # same content: keep the current object for identity
+        changed = [p for p, now in by_path.items() if (was := old.get(p)) is not now and was != now]
+        added = sum(1 for p in changed if p not in old)
+        if len(old) + added > len(by_path):  # some files' diagnostics went away: which
+            changed += [p for p in old if p not in by_path]
+        self.published = dict(by_path)
         if not changed:
             return
         if self.pull:

@@ -190,8 +190,10 @@ def check_script(script: MigrationScript, env_name: str = "") -> list[Diagnostic
 
 
 def check_graph(graph: RevisionGraph, env_name: str = "",
-                per_script: Callable[[MigrationScript, str], list[Diagnostic]] = check_script) -> list[Diagnostic]:
-    """G001–G010; `per_script` (check_script, or a memoised version of it) for G009."""
+                per_script: Callable[[MigrationScript, str], list[Diagnostic]] | None = check_script,
+                ) -> list[Diagnostic]:
+    """G001–G010; G009 by `per_script` for every revision (None: the caller keeps G009
+    itself, per file, as the engine does to re-check only edited files)."""
     out: list[Diagnostic] = []
 
     def add(code: str, severity: Severity, script: MigrationScript, span: Span, message: str, **data) -> None:
@@ -297,7 +299,7 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
                 f"besides base {_describe(graph, main)}", main_base=main)
 
     # G009: docstring header disagrees with the variables (per file: the engine memoises it).
-    for script in graph.by_id.values():
+    for script in graph.by_id.values() if per_script is not None else ():
         out.extend(per_script(script, env_name))
 
     # G010: a file in a versions directory whose header cannot be read.
