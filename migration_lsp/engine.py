@@ -127,6 +127,11 @@ class EnvironmentState:
         return tuple(d for path in sorted(self.by_path, key=str) for d in self.by_path[path])
 
     @cached_property
+    def file_index(self) -> dict[Path, int]:
+        """Position of each file in `scripts` (env.files order)."""
+        return {path: n for n, path in enumerate(self.env.files)}
+
+    @cached_property
     def script_by_path(self) -> dict[Path, MigrationScript]:
         return {s.path: s for s in self.scripts}  # (the engine hands over the one it built)
 
@@ -358,7 +363,7 @@ class Engine:
                 env = self._with_new_buffers(env)
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
-                changed = state is None or state.env.files != env.files or any(p in dirty for p in env.files)
+                changed = state is None or state.env.files != env.files or any(p in env.file_set for p in dirty)
                 memo_key = None
                 if self.memo and not quick and state is None and not self.trusted and not self.buffers:
                     memo_key, state = self._from_memo(env, key)
@@ -427,6 +432,22 @@ class Engine:
         )
         return replace(env, files=env.files + extra) if extra else env
 
+    def _scripts(self, env: Environment, previous: EnvironmentState | None) -> tuple[MigrationScript, ...]:
+        """The environment's parsed files: the previous state's, with those re-parsed since
+        (an edit costs a lookup per changed file, not one per file)."""
+        parsed = self._parsed
+        if previous is None or previous.env.files != env.files:
+            return tuple(parsed.get(p) or self._script(p) for p in env.files)
+        scripts = previous.scripts
+        stale = [i for p in self._dirty if (i := previous.file_index.get(p)) is not None
+                 and parsed.get(p) is not scripts[i]]
+        if not stale:
+            return scripts
+        fresh = list(scripts)
+        for i in stale:
+            fresh[i] = parsed.get(env.files[i]) or self._script(env.files[i])
+        return tuple(fresh)
+
     def _docstring_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph,
                             scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None,
                             changed: list[tuple[MigrationScript, MigrationScript]] | None) -> list[Diagnostic]:
@@ -464,8 +485,7 @@ class Engine:
                quick: bool, generation: int) -> Generator[None, None, EnvironmentState | None]:
         """One environment's state; a generator that yields after each revision it had to
         compute, and gives up (None) once an edit has made its work stale."""
-        parsed = self._parsed
-        scripts = tuple(parsed.get(p) or self._script(p) for p in env.files)
+        scripts = self._scripts(env, previous)
         graph, changed_pairs = self._graph(scripts, previous)
         if previous is not None and len(previous.scripts) == len(scripts):
             by_path = dict(previous.script_by_path)
@@ -599,7 +619,9 @@ class Engine:
                 result.pop(path, None)
         state = EnvironmentState(env, scripts, graph, result, replay_of, options, differences, schema_by_path,
                                  partial, tuple(graph_by_path), tuple(graph_found))
-        state.__dict__["script_by_path"] = by_path  # the cached property, already built
+        state.__dict__["script_by_path"] = by_path  # the cached properties, already built
+        if previous is not None and previous.env.files == env.files and "file_index" in previous.__dict__:
+            state.__dict__["file_index"] = previous.file_index
         return state
 
     # ---------------------------------------------------------------- schema pass

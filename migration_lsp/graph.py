@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from bisect import bisect_left
 from functools import cached_property
 
 from .scripts import IdString, MigrationScript
@@ -148,11 +149,12 @@ class RevisionGraph:
                 or new.path != old.path or _label_header(old) != _label_header(new)
                 or any(c.script is old for c in self.label_clashes)):
             return None
+        position = self._position  # (computed before the copy: the patched graph keeps it)
+        self._sorted_ids  # noqa: B018 (likewise)
         g = object.__new__(RevisionGraph)
         g.__dict__.update(self.__dict__)
         for derived in ("inherited_labels", "topological_order", "depth", "_suspects"):
             g.__dict__.pop(derived, None)
-        position = self._position
         index = self.scripts.index(old)
         g.scripts = self.scripts[:index] + (new,) + self.scripts[index + 1:]
         g.by_id = dict(self.by_id)
@@ -195,7 +197,18 @@ class RevisionGraph:
     def prefix_matches(self, text: str) -> tuple[str, ...]:
         if not text:
             return ()
-        return tuple(sorted(r for r in self.by_id if r.startswith(text) and r != text))
+        ids = self._sorted_ids
+        found = []
+        for rev in ids[bisect_left(ids, text):]:
+            if not rev.startswith(text):
+                break
+            if rev != text:
+                found.append(rev)
+        return tuple(found)
+
+    @cached_property
+    def _sorted_ids(self) -> list[str]:
+        return sorted(self.by_id)
 
     def resolve(self, text: str) -> tuple[str, ...]:
         """Ids `text` may mean for a human: exact id, label, or the ids it is a prefix of."""
