@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .cache import Store, digest
 from .checks import apply_filters
-from .checks.graph import check_graph, check_script
+from .checks.graph import check_graph, check_script, closest_ids
 from .core import Diagnostic, Severity, Span
 from .graph import RevisionGraph
 from .project import ConfigProblem, Discovery, Environment, Settings, discover, walk
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the schema stages import SQLAlchemy and Alembic (0.4 s): lo
     # use, so a check whose results all come from the cache never pays for them
     from .compare import CompareOptions, Difference
     from .models import MetadataSource, ModelTables
-    from .schema import Replay, RevisionSchema
+    from .schema import Replay
 
 MAX_FILE_BYTES = 20_000_000
 KEY_STEP = 500  # revisions keyed between two yields of the full pass
@@ -209,7 +209,7 @@ class Engine:
         self.untrusted_reason = untrusted_reason
         self.models: dict[tuple[Path, str], ModelTables] = {}
         self._replays: dict[tuple[Path, str], Replay] = {}
-        # D/S results by revision key (see revision_keys): in memory, and on disk in `stores`
+        # D/S results by revision key (see _revision_keys): in memory, and on disk in `stores`
         self._schema_results: dict[tuple[Path, str], dict[str, list[Diagnostic]]] = {}
         self.stores: dict[Path, Store] = {root: Store.for_root(root) if cache else Store(None)
                                           for root in self.roots}
@@ -274,8 +274,6 @@ class Engine:
     def warm_up(self) -> None:
         """Precompute what the first keystroke would otherwise pay for (loop check of the
         graph, file positions, the did-you-mean index): the server calls it after indexing."""
-        from .checks.graph import closest_ids
-
         for state in self._states.values():
             state.graph.cycles(include_dependencies=True)
             state.graph._position  # noqa: B018 (a cached property)
@@ -678,18 +676,12 @@ class Engine:
             found = self._digests[script] = digest(script.text)
         return found
 
-    def revision_keys(self, graph: RevisionGraph, salt: str) -> dict[str, str]:
-        """A key per revision that changes whenever anything its schema checks read may have
-        changed: its own text and, recursively, the keys of the revisions below it (so an edit
-        changes the keys of the revision and of everything above it). Revisions in or above a
-        cycle get none (they are never cached). Ordered: a revision after those below it."""
-        keys: dict[str, str] = {}
-        for _ in self._revision_keys(graph, salt, keys):
-            pass
-        return keys
-
     def _revision_keys(self, graph: RevisionGraph, salt: str, keys: dict[str, str]) -> Iterator[None]:
-        """revision_keys, filling `keys` and yielding every KEY_STEP revisions."""
+        """Fills `keys`: a key per revision that changes whenever anything its schema checks
+        read may have changed: its own text and, recursively, the keys of the revisions below
+        it (an edit changes the keys of the revision and of everything above it). Revisions in
+        or above a cycle get none (never cached). Ordered: a revision after those below it.
+        Yields every KEY_STEP revisions (the full pass runs in slices)."""
         below = {rev: tuple(dict.fromkeys(graph.parents[rev] + graph.dependencies[rev])) for rev in graph.by_id}
         pending = {rev: len(b) for rev, b in below.items()}
         above: dict[str, list[str]] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import random
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from migration_lsp.scripts import parse_script
 P = Path("versions/x.py")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-BENCH = Path("/tmp/migration-lsp-bench/v2-n1000-s1/migrations/versions")
+REPO = Path(__file__).resolve().parent.parent
 
 STANDARD = migration_text("ab12cd34ef56", "0123456789ab", message="add users",
                           upgrades="op.add_column('users', sa.Column('x', sa.Integer()))",
@@ -324,9 +325,22 @@ def test_every_fixture_file_truncated_at_every_line():
             assert_same(text[: max(0, cut - 3)], path)  # inside the line
 
 
-@pytest.mark.skipif(not BENCH.is_dir(), reason="benchmark project not generated")
-def test_generated_benchmark_project():
-    files = sorted(BENCH.glob("*.py"))
+@pytest.fixture(scope="module")
+def bench_versions(tmp_path_factory) -> Path:
+    """A 600-revision project from the benchmark generator (Alembic's own rendering)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import generate
+    finally:
+        sys.path.pop(0)
+    out = tmp_path_factory.mktemp("bench")
+    generate.generate(out, 600, seed=3)
+    return out / "migrations" / "versions"
+
+
+def test_generated_benchmark_project(bench_versions):
+    files = sorted(bench_versions.glob("*.py"))
+    assert len(files) == 600
     before = stats()
     for path in files:
         assert_same(path.read_text(), path)
