@@ -67,6 +67,14 @@ editors-deps: $(STAMP)
 # `make bench BENCH_SIZES="1000 5000"` limits the sizes.
 BENCH_SIZES ?= 1000 5000 20000
 
+# Property tests with newly drawn inputs (make test replays a fixed set), many more of them.
+FUZZ_SCALE ?= 20
+.PHONY: fuzz
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz ADVERSARIAL_SEQUENCES=$$(( 1000 * $(FUZZ_SCALE) )) DIFFERENTIAL_SCALE=$(FUZZ_SCALE) \
+	  $(BIN)/python -m pytest -q -x tests/test_adversarial.py tests/test_differential.py tests/test_schema_sharing.py \
+	  tests/test_graph_incremental.py tests/test_argument_mutations.py
+
 .PHONY: bench
 bench: $(STAMP)
 	@# bytecode for the package even where PYTHONDONTWRITEBYTECODE is set (an installed wheel has it)

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
 
-from .schema import Origin, SchemaState, TableState, constraint_columns, is_opaque_type
+from .schema import (Origin, SchemaState, TableState, add_constraint_op, constraint_columns, drop_constraint_op,
+                     is_opaque_type)
 
 IGNORED_TABLES = {"alembic_version"}
 
@@ -307,7 +308,7 @@ def _compare_constraints(s_state: TableState, s_table: sa.Table, m_state: TableS
             continue
         kind = "unique constraint" if sig[0] == "unique" else "foreign key"
         out.append(Difference("missing", f"{kind} on {s_table.fullname}({', '.join(constraint_columns(c))})",
-                              alembic_ops.AddConstraintOp.from_constraint(c),
+                              add_constraint_op(c),
                               _declared_at(m_state, c.name, constraint_columns(c)), None))
     for sig, c in s_sigs.items():
         if sig in m_sigs or sig in m_unique_index:
@@ -316,5 +317,5 @@ def _compare_constraints(s_state: TableState, s_table: sa.Table, m_state: TableS
         if c.name is None:
             continue  # an unnamed constraint cannot be dropped by name: autogenerate skips it too
         out.append(Difference("extra", f"{kind} on {s_table.fullname}({', '.join(constraint_columns(c))})",
-                              alembic_ops.DropConstraintOp.from_constraint(c), m_state.origin, origin_of.get(sig)))
+                              drop_constraint_op(c), m_state.origin, origin_of.get(sig)))
     return out

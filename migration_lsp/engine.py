@@ -9,6 +9,7 @@ are reused across snapshots as long as their text is the same.
 from __future__ import annotations
 
 import hashlib
+import logging
 import marshal
 import os
 import pickle
@@ -27,6 +28,8 @@ from .core import Diagnostic, Severity, Span
 from .graph import RevisionGraph
 from .project import ConfigProblem, Discovery, Environment, Settings, discover, walk
 from .scripts import MigrationScript, parse_script
+
+log = logging.getLogger("migration_lsp")
 
 if TYPE_CHECKING:  # the schema stages import SQLAlchemy and Alembic (0.4 s): loaded on first
     # use, so a check whose results all come from the cache never pays for them
@@ -728,9 +731,15 @@ class Engine:
         from .checks.safety import check_safety
 
         self.computed_revisions += 1
-        schema = replay.revision(rev)
-        found = check_downgrade(script, schema, options(), env_name) + check_safety(
-            script, schema, options().dialect, env_name)
+        try:
+            schema = replay.revision(rev)
+            found = check_downgrade(script, schema, options(), env_name) + check_safety(
+                script, schema, options().dialect, env_name)
+        except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
+            log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
+                          script.path)
+            self._release(script, replay, rev)
+            return []
         if key is not None:
             used[key] = known[key] = found
             store.put("schema", key, _encode_diagnostics(found, script.path))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import logging
 import re
 import threading
 import warnings
@@ -40,6 +41,8 @@ from sqlalchemy.types import TypeEngine
 
 from .core import Span
 from .graph import RevisionGraph
+
+log = logging.getLogger("migration_lsp")
 from .scripts import Function, MigrationScript, OpCall, OtherCall
 
 SAFE_MODULE_PREFIXES = ("sqlalchemy", "alembic")
@@ -333,7 +336,61 @@ def _evaluate_call(evaluator: Evaluator, recorder: Recorder, call: OpCall) -> Ev
         return EvaluatedOp(call, None, f"{type(exc).__name__}: {exc}")
     if len(recorder.recorded) == before or not isinstance(recorder.recorded[-1], alembic_ops.MigrateOperation):
         return EvaluatedOp(call, None, "not an operation")
-    return EvaluatedOp(call, recorder.recorded[-1])
+    op = recorder.recorded[-1]
+    if not _well_typed(op):  # `op.create_table(sa.Column(...))` while the name is being typed
+        return EvaluatedOp(call, None, "a name that is not a string, or a flag that is not a bool")
+    return EvaluatedOp(call, op)
+
+
+_REQUIRED_NAMES = ("table_name", "source_table", "referent_table", "new_table_name", "column_name")
+_OPTIONAL_NAMES = ("modify_name", "new_column_name", "constraint_name", "index_name", "schema")
+_TYPES = ("modify_type", "existing_type")
+_FLAGS = ("modify_nullable", "existing_nullable", "unique", "if_exists", "if_not_exists")
+
+
+def _well_typed(op: alembic_ops.MigrateOperation) -> bool:
+    """Alembic stores whatever it is given; the replay keys tables and columns by name and
+    tests flags for truth, so a name that is not a string, or a flag or column nullability
+    that is not a bool (a SQL expression refuses `bool()`), makes the op opaque."""
+    fields = vars(op)
+    for name in _REQUIRED_NAMES:
+        if name in fields and not (isinstance(fields[name], str) and fields[name]):
+            return False
+    for name in _OPTIONAL_NAMES:
+        if fields.get(name) is not None and not (isinstance(fields[name], str) and fields[name]):
+            return False
+    for name in _FLAGS:
+        value = fields.get(name, getattr(op, "kw", {}).get(name))
+        if value is not None and not isinstance(value, bool):
+            return False
+    for name in _TYPES:
+        value = fields.get(name)
+        if isinstance(value, type) and issubclass(value, TypeEngine):
+            setattr(op, name, value())  # `type_=sa.Boolean`: what SQLAlchemy itself makes of it
+        elif value is not None and not isinstance(value, TypeEngine):
+            return False
+    columns = fields.get("columns", ())
+    if not isinstance(columns, (list, tuple)):  # create_index('ix', 't', 'email') or a half-typed list
+        return False
+    items = [*columns, fields["column"]] if fields.get("column") is not None else columns
+    return all(_well_typed_item(item) for item in items)
+
+
+def _well_typed_item(item: Any) -> bool:
+    if isinstance(item, sa.Column):
+        return (isinstance(item.name, str) and bool(item.name) and isinstance(item.nullable, bool)
+                and all(_target_spec(fk) for fk in item.foreign_keys))
+    if isinstance(item, sa.ForeignKeyConstraint):
+        return all(_target_spec(fk) for fk in item.elements)
+    return True
+
+
+def _target_spec(fk: sa.ForeignKey) -> bool:
+    """A foreign key refers to "table.column" (or "schema.table.column")."""
+    spec = getattr(fk, "_colspec", None)  # a string, or a Column object (not followed statically)
+    if not isinstance(spec, str):
+        return False
+    return "." in spec.strip(".")
 
 
 # --------------------------------------------------------------------------- schema state
@@ -890,6 +947,35 @@ _DDL_TABLE = re.compile(r"\b(?:TABLE|INDEX\s+\S+\s+ON|INTO|UPDATE)\s+(?:IF\s+(?:
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|RENAME|COMMENT)\b", re.I | re.M)
 
 
+def add_constraint_op(constraint: sa.Constraint) -> alembic_ops.AddConstraintOp:
+    """`AddConstraintOp.from_constraint`, also for a foreign key whose referred table is not in
+    the constraint's MetaData (a table rebuilt alone from the history, the few tables a D002
+    comparison looks at): Alembic resolves the referred column object there and raises, so
+    such a key is described from its own "table.column" spec instead."""
+    try:
+        return alembic_ops.AddConstraintOp.from_constraint(constraint)
+    except sa.exc.NoReferencedTableError:
+        if not isinstance(constraint, sa.ForeignKeyConstraint):
+            raise
+    specs = [element.target_fullname.rpartition(".") for element in constraint.elements]
+    referent_schema, _, referent_table = specs[0][0].rpartition(".")
+    kw = {key: getattr(constraint, key) for key in ("onupdate", "ondelete", "initially", "deferrable", "match")
+          if getattr(constraint, key)}
+    return alembic_ops.CreateForeignKeyOp(
+        constraint.name, constraint.table.name, referent_table, list(constraint.column_keys),
+        [column for _, _, column in specs], source_schema=constraint.table.schema,
+        referent_schema=referent_schema or None, **kw, **constraint.dialect_kwargs)
+
+
+def drop_constraint_op(constraint: sa.Constraint) -> alembic_ops.DropConstraintOp:
+    """`DropConstraintOp.from_constraint`, with `add_constraint_op` as its reverse."""
+    if not isinstance(constraint, sa.ForeignKeyConstraint):
+        return alembic_ops.DropConstraintOp.from_constraint(constraint)
+    return alembic_ops.DropConstraintOp(
+        constraint.name, constraint.table.name, type_="foreignkey", schema=constraint.table.schema,
+        _reverse=add_constraint_op(constraint))
+
+
 def op_table(op: Any) -> tuple[str | None, str | None]:
     """(table name, schema) an op works on; `create_foreign_key` calls them source_table and
     source_schema, every other op table_name and schema."""
@@ -1271,11 +1357,20 @@ class Replay:
     def _compute(self, rev: str) -> RevisionSchema:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self._replay_one(rev)
+            try:
+                return self._replay_one(rev)
+            except Exception:  # a bug of ours must not stop the replay of everything above
+                path = self.graph.by_id[rev].path
+                log.exception("migration-lsp: replaying %s failed (please report this); its effect on "
+                              "the schema is treated as unknown", path)
+                before = merge_states(self._results[p].after for p in self._below(rev) if p in self._results)
+                return RevisionSchema(before, before.with_unknown((path, Span.point(0))), [])
+
+    def _below(self, rev: str) -> tuple[str, ...]:
+        return self.graph.parents.get(rev, ()) + self.graph.dependencies.get(rev, ())
 
     def _replay_one(self, rev: str) -> RevisionSchema:
-        below = self.graph.parents.get(rev, ()) + self.graph.dependencies.get(rev, ())
-        before = merge_states(self._results[p].after for p in below if p in self._results)
+        before = merge_states(self._results[p].after for p in self._below(rev) if p in self._results)
         ops = self.upgrade_ops(rev)
         after = before
         path = self.graph.by_id[rev].path
@@ -1314,7 +1409,7 @@ def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alemb
     if isinstance(op, O.DropConstraintOp):
         for constraint in sa_table.constraints:
             if constraint.name == op.constraint_name:
-                return O.DropConstraintOp.from_constraint(constraint)
+                return drop_constraint_op(constraint)
     if isinstance(op, O.AlterColumnOp) and op.column_name in sa_table.c:
         old = sa_table.c[op.column_name]
         if op.existing_type is None:

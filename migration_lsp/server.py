@@ -686,6 +686,15 @@ def show_graph_command(ls: MigrationServer, *args):
     return format_mermaid(snapshot) if snapshot else ""
 
 
+class _ToClient(logging.Handler):
+    """The engine's warnings (a revision it failed to check) go to the editor's log too."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        server.log(self.format(record), types.MessageType.Error if record.levelno >= logging.ERROR
+                   else types.MessageType.Warning)
+
+
 def serve() -> None:
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("migration_lsp").addHandler(_ToClient(logging.WARNING))
     server.start_io()

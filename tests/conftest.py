@@ -7,8 +7,10 @@ passes, so fixtures look exactly like files `alembic revision` writes.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
+import shutil
 import tempfile
 import textwrap
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import alembic
 import pytest
+from hypothesis import settings
 from alembic import util as alembic_util
 from alembic.script import revision as alembic_revision
 from mako.template import Template
@@ -26,6 +29,13 @@ _TEMPLATE = Template(filename=str(GENERIC_TEMPLATE))
 # Tests never read or write the user's real cache (and never see a previous run's): one
 # fresh folder per session, inherited by every server and CLI they start.
 os.environ["MIGRATION_LSP_CACHE_DIR"] = tempfile.mkdtemp(prefix="migration-lsp-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MIGRATION_LSP_CACHE_DIR"], ignore_errors=True)
+
+# Property tests: `make test` runs a fixed set of examples, so that a run fails only for a
+# change, never for a newly drawn input; `make fuzz` (HYPOTHESIS_PROFILE=fuzz) draws new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("fuzz", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO_ROOT / ".venv" / "bin"

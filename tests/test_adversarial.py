@@ -57,7 +57,7 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-@settings(max_examples=SEQUENCES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+@settings(max_examples=SEQUENCES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_live_diagnostics_equal_fresh_check(workspace: Path, data):
     """A session: one engine (like the server's) sees every intermediate text of one or two
@@ -93,6 +93,29 @@ def test_live_diagnostics_equal_fresh_check(workspace: Path, data):
     finally:
         for original in files:
             (workspace / "migrations" / "versions" / original.name).write_text(original.read_text())
+
+
+@pytest.mark.parametrize("before, after", [
+    ("op.create_table('posts',", "op.create_table(#'posts',"),  # the first column becomes the name
+    ("sa.Column('id', sa.Integer(), nullable=False),\n    sa.Column('author_id'",
+     "sa.Column(sa.Integer(), nullable=False),\n    sa.Column('author_id'"),  # a column without a name
+])
+def test_half_typed_names_found_by_hypothesis(workspace: Path, before: str, after: str):
+    """Regressions: a name argument that is not a string made the replay raise."""
+    original = VERSIONS / "dad0a46d0394_add_posts_table.py"
+    path = (workspace / "migrations" / "versions" / original.name).resolve()
+    text = original.read_text()
+    assert before in text
+    live = Engine([workspace])
+    live.snapshot()
+    live.set_buffer(path, text.replace(before, after, 1))
+    for quick in (True, False):
+        assert live.snapshot(quick=quick) is not None
+    try:
+        path.write_text(text.replace(before, after, 1))
+        assert live.snapshot().diagnostics == Engine([workspace], cache=False).snapshot().diagnostics
+    finally:
+        path.write_text(text)
 
 
 @settings(max_examples=300, deadline=None)
