@@ -1425,6 +1425,12 @@ def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alemb
 
 def reversed_upgrade(upgrade: Iterable[EvaluatedOp], before: SchemaState) -> tuple[list, list[EvaluatedOp]]:
     """(ops of a downgrade undoing `upgrade`, in order; the upgrade ops that cannot be undone)."""
+    with warnings.catch_warnings():  # SQLAlchemy's remarks on half-typed arguments (as in evaluation)
+        warnings.simplefilter("ignore")
+        return _reversed_upgrade(upgrade, before)
+
+
+def _reversed_upgrade(upgrade: Iterable[EvaluatedOp], before: SchemaState) -> tuple[list, list[EvaluatedOp]]:
     state = before
     completed = []
     irreversible: list[EvaluatedOp] = []
