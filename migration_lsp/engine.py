@@ -739,6 +739,8 @@ class Engine:
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)
             self._release(script, replay, rev)
+            if key is not None:  # said once: not tried again until the text changes (nor cached on disk)
+                used[key] = known[key] = []
             return []
         if key is not None:
             used[key] = known[key] = found

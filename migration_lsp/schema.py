@@ -41,9 +41,9 @@ from sqlalchemy.types import TypeEngine
 
 from .core import Span
 from .graph import RevisionGraph
+from .scripts import Function, MigrationScript, OpCall, OtherCall
 
 log = logging.getLogger("migration_lsp")
-from .scripts import Function, MigrationScript, OpCall, OtherCall
 
 SAFE_MODULE_PREFIXES = ("sqlalchemy", "alembic")
 DEFAULT_NAMES = {"sa": "sqlalchemy", "sqlalchemy": "sqlalchemy", "op": "alembic.op",

@@ -219,8 +219,8 @@ def test_every_argument_replaced_or_dropped(project: Path, name: str, text: str)
 
 def test_an_internal_error_costs_one_revision_only(project: Path, monkeypatch, caplog):
     """Should the replay or a rule still raise on something nobody foresaw, that revision
-    goes unchecked, the others are checked, and the failure is logged once per pass (the
-    server forwards the log to the editor; the CLI prints it on stderr)."""
+    goes unchecked, the others are checked, and the failure is logged once for that text
+    (the server forwards the log to the editor; the CLI prints it on stderr)."""
     import migration_lsp.checks.safety as safety
     import migration_lsp.schema as schema
 
@@ -251,8 +251,12 @@ def test_an_internal_error_costs_one_revision_only(project: Path, monkeypatch, c
         return real_safety(script, *args)
 
     monkeypatch.setattr(safety, "check_safety", failing_safety)
-    found = engine_diagnostics()
-    (record,) = [r for r in caplog.records if "checking" in r.getMessage()]
+    engine = Engine([project], trusted=False, cache=False)
+    found = engine.snapshot().diagnostics
+    ops = (project / "migrations" / "versions" / "bbbb00000002_many_ops.py").resolve()
+    engine.set_buffer(ops, ops.read_text())  # the editor reopens it: a new pass, the same text
+    assert engine.snapshot().diagnostics == found
+    (record,) = [r for r in caplog.records if "checking" in r.getMessage()]  # said once
     assert "bbbb00000002_many_ops.py" in record.getMessage()
     assert not [d for d in found if d.path.name.startswith("bbbb") and d.code[0] in "DS"]
     assert [d for d in found if d.code[0] == "G"] == [d for d in baseline if d.code[0] == "G"]
