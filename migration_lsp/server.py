@@ -124,6 +124,7 @@ class MigrationServer(LanguageServer):
         self.problems_logged: set[str] = set()
         self.models_task: asyncio.Future | None = None
         self.models_again = False
+        self.model_errors: dict[tuple[Path, str], str | None] = {}  # the last one said, per environment
         self.full_pass: asyncio.TimerHandle | None = None
         self.full_task: asyncio.Future | None = None
         self.cache_saved = float("-inf")  # when the engine's persistent cache was last written
@@ -354,8 +355,9 @@ async def _load_models(ls: MigrationServer) -> None:
             return
         for key, models in results:
             ls.engine.set_models(key, models)
-            if models.error:
+            if models.error and ls.model_errors.get(key) != models.error:  # said once, until it changes
                 ls.log(f"models of {key[1]}: {models.error}", types.MessageType.Warning)
+            ls.model_errors[key] = models.error
         ls.refresh()
         if not ls.models_again:
             return
@@ -410,8 +412,14 @@ async def _load_configuration(ls: MigrationServer) -> None:
             types.ConfigurationParams(items=[types.ConfigurationItem(section=CONFIG_SECTION)])))
     except Exception:
         return
-    overrides = {**ls.init_overrides, **_settings(result[0] if result else None)}
-    if overrides != (ls.engine.overrides if ls.engine else {}):
+    _apply_settings(ls, result[0] if result else None)
+
+
+def _apply_settings(ls: MigrationServer, settings: Any) -> None:
+    """New settings rescan the workspace and reload the models; the same ones again (Neovim
+    sends them at start, clients repeat them) change nothing."""
+    overrides = {**ls.init_overrides, **_settings(settings)}
+    if overrides != (ls.engine.overrides if ls.engine else ls.overrides):
         ls.overrides = overrides
         if ls.engine:
             ls.engine.rescan(overrides)
@@ -423,11 +431,7 @@ async def _load_configuration(ls: MigrationServer) -> None:
 @safe()
 async def on_configuration(ls: MigrationServer, params: types.DidChangeConfigurationParams) -> None:
     if isinstance(params.settings, dict) and params.settings:
-        ls.overrides = {**ls.init_overrides, **_settings(params.settings)}
-        if ls.engine:
-            ls.engine.rescan(ls.overrides)
-            ls.refresh()
-            schedule_models(ls)
+        _apply_settings(ls, params.settings)
     await _load_configuration(ls)
 
 

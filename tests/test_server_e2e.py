@@ -4,6 +4,7 @@ editors (VS Code 1.65, Neovim 0.11), on a copy of the demo project (two heads + 
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -445,6 +446,46 @@ async def test_trusted_workspace_models_and_downgrades(tmp_path: Path):
         body = written[target.resolve()].split("def downgrade")[1]
         assert "op.drop_column('users', 'display_name')" in body
         assert "op.drop_index(op.f('ix_posts_created_at'), table_name='posts')" in body
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def test_same_settings_again_change_nothing_and_problems_are_said_once(tmp_path: Path):
+    """Neovim sends its settings at start, and clients repeat them: the same settings neither
+    rescan nor reload the models (a child process importing the project), and a models
+    problem is logged once, not at every reload."""
+    from pytest_lsp import make_test_lsp_client
+
+    project = copy_example(tmp_path)
+    env_py = project / "migrations" / "env.py"
+    env_py.write_text(re.sub(r"(?m)^target_metadata = .*$", "target_metadata = None", env_py.read_text()))
+    client = make_test_lsp_client()
+    await client.start_io(*SERVER_COMMAND)
+    try:
+        await client.initialize_session(t.InitializeParams(
+            capabilities=client_capabilities("neovim"), root_uri=project.as_uri(),
+            initialization_options={"trusted": True}))
+
+        def said() -> list[str]:
+            return [m.message for m in client.log_messages if m.message.startswith("models of")]
+
+        await wait_for(lambda: said(), timeout=60)
+        for _ in range(3):
+            client.workspace_did_change_configuration(t.DidChangeConfigurationParams(settings={"migrationLsp": {}}))
+        await asyncio.sleep(3)  # time for a (needless) reload to run and say it again
+        (message,) = said()
+        assert "target_metadata = None" in message
+        # different settings still apply
+        settings = {"ignore": ["G001"]}
+        client.set_configuration(settings, section="migrationLsp")  # what workspace/configuration answers
+        client.workspace_did_change_configuration(t.DidChangeConfigurationParams(settings={"migrationLsp": settings}))
+        typo = file_of(project, TYPO_REV)
+        open_file(client, typo)
+        await wait_for(lambda: client.diagnostics.get(typo.as_uri()) is not None)
+        await asyncio.sleep(1)
+        assert "G001" not in {d.code for d in client.diagnostics[typo.as_uri()]}
+        assert "G002" in {d.code for d in client.diagnostics[typo.as_uri()]}
     finally:
         await client.shutdown_session()
         await client.stop()
