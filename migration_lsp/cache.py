@@ -6,7 +6,9 @@ everything that produced it (file contents, the graph below a revision, this too
 its libraries' versions), so a stale entry can only be missed, never used. It lives in the
 user's cache directory (never in the workspace), one file per workspace root, written
 atomically; the folder is versioned and safe to delete at any time. Values are plain data
-(marshal: fast to load, and loading runs no code); anything unreadable is no cache.
+(marshal: fast to load, and loading runs no code), except the discovery records, which
+are unpickled with only the project's own record classes and paths allowed (engine.py);
+anything unreadable is no cache.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import os
 import pickle
 import tokenize
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, is_dataclass, replace
 from functools import cached_property
 from io import BytesIO
 from pathlib import Path
@@ -26,6 +26,7 @@ from .checks import apply_filters
 from .checks.graph import check_graph, check_script, closest_ids
 from .core import Diagnostic, Severity, Span
 from .graph import RevisionGraph
+from . import project
 from .project import ConfigProblem, Discovery, Environment, Settings, discover, walk
 from .scripts import MigrationScript, parse_script
 
@@ -55,6 +56,17 @@ def decode_source(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8", "replace"), f"cannot decode file: {exc}"
 
 
+class _DiscoveryUnpickler(pickle.Unpickler):
+    """Discovery records come back from the cache with only the project's own record
+    classes and paths allowed: a cache file cannot make loading run anything else."""
+
+    def find_class(self, module: str, name: str):
+        if (module == Environment.__module__ and is_dataclass(getattr(project, name, None))) or (
+                module == "pathlib" and name in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not expected in a cached discovery")
+
+
 def read_bytes(path: Path) -> bytes | None:
     """The file's bytes (None: unreadable, or too large to be a migration). Plain os calls:
     thousands of files are read per run."""
@@ -67,8 +79,11 @@ def read_bytes(path: Path) -> bytes | None:
         if size > MAX_FILE_BYTES:
             return None
         chunks = [os.read(fd, size + 1)]
-        while chunks[-1] and len(chunks[-1]) > size:  # grew while being read
-            chunks.append(os.read(fd, 1 << 20))
+        if len(chunks[0]) > size:  # it grows while being read: read to the end
+            while chunks[-1] and sum(map(len, chunks)) <= MAX_FILE_BYTES:
+                chunks.append(os.read(fd, 1 << 20))
+            if sum(map(len, chunks)) > MAX_FILE_BYTES:
+                return None
         return b"".join(chunks)
     except OSError:
         return None
@@ -263,7 +278,7 @@ class Engine:
         cached = store.get("discovery", key)
         if cached is not None:
             try:
-                found, files = pickle.loads(cached[0]), cached[1]
+                found, files = _DiscoveryUnpickler(BytesIO(cached[0])).load(), cached[1]
                 return replace(found, environments=tuple(
                     replace(env, files=tuple(paths.get(f) or Path(f) for f in env_files))
                     for env, env_files in zip(found.environments, files)))
@@ -393,7 +408,7 @@ class Engine:
         parts = [repr(env), self.untrusted_reason, self._environment_salt(env)]
         for path in env.files:
             raw = self._raw[path] = read_bytes(path)
-            parts += (str(path), hashlib.blake2b(raw, digest_size=16).hexdigest() if raw is not None else "-")
+            parts += (str(path), digest(raw) if raw is not None else "-")
         memo_key = digest(*parts)
         cached = store.get("environment", memo_key)
         if cached is None:
@@ -532,13 +547,9 @@ class Engine:
             computed = found is None
             if found is None:
                 replay = replay_of()
-                for below in self._unreplayed_below(graph, replay, rev):
-                    replay.prepare(below)
-                    self._release(graph.by_id[below], replay, below)
-                    self._remember_replay(key, replay, below, keys.get(below))
-                    yield
-                    if self._generation != generation:
-                        return None
+                if not (yield from self._replay_steps(key, graph, replay, keys,
+                                                      self._unreplayed_below(graph, replay, rev), generation)):
+                    return None
                 found = self._compute_revision(script, rev, rev_key, replay, options, env.name, store, known,
                                                used)
                 self._remember_replay(key, replay, rev, rev_key)
@@ -574,13 +585,8 @@ class Engine:
             if hit is None:
                 if models is not None and not models.error:
                     replay = replay_of()  # the heads' schema, one revision per step
-                    for rev in keys:
-                        replay.prepare(rev)
-                        self._release(graph.by_id[rev], replay, rev)
-                        self._remember_replay(key, replay, rev, keys.get(rev))
-                        yield
-                        if self._generation != generation:
-                            return None
+                    if not (yield from self._replay_steps(key, graph, replay, keys, keys, generation)):
+                        return None
                 model_found, model_differences = self._model_diagnostics(env, key, graph, replay_of, options, store)
                 hit = (apply_filters(model_found, env.settings, by_path), tuple(model_differences))
                 recent.insert(0, (memo, hit))
@@ -708,6 +714,19 @@ class Engine:
         if self._digests and len(self._digests) > 2 * max(len(graph.by_id), 1000):
             live = set(self._parsed.values())
             self._digests = {s: d for s, d in self._digests.items() if s in live}
+
+    def _replay_steps(self, key: tuple[Path, str], graph: RevisionGraph, replay: Replay, keys: dict[str, str],
+                      revs: Iterable[str], generation: int) -> Generator[None, None, bool]:
+        """Replay `revs` one per step (each remembered, its bodies released); False once an
+        edit has made the pass stale."""
+        for rev in revs:
+            replay.prepare(rev)
+            self._release(graph.by_id[rev], replay, rev)
+            self._remember_replay(key, replay, rev, keys.get(rev))
+            yield
+            if self._generation != generation:
+                return False
+        return True
 
     def _cached_revision(self, script: MigrationScript, key: str | None, known: dict[str, list[Diagnostic]],
                          store: Store, used: dict[str, list[Diagnostic]]) -> list[Diagnostic] | None:

@@ -205,3 +205,34 @@ def test_an_edit_and_its_undo_are_never_replayed_twice(project, cache_dir):
         assert engine.computed_revisions == before
         # the new replay starts out knowing every revision's schema (adopted by key)
         assert all(state.replay.computed(rev) for rev in state.graph.by_id)
+
+
+class _Planted:
+    """What a forged cache entry would make pickle call on loading."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(cache.os.environ[cache.DIR_ENV]) / "ran",))
+
+
+def test_a_forged_discovery_entry_runs_nothing(project, cache_dir):
+    """Discovery records are the one pickled value in the cache: loading them allows only
+    the project's own record classes and paths, so a forged entry is no cache, not code."""
+    import marshal
+    import pickle
+
+    engine = Engine([project], trusted=False)
+    expected = engine.snapshot().diagnostics
+    engine.save_cache()
+    (stored,) = cache_dir.rglob("*.marshal")
+    data = marshal.loads(stored.read_bytes())
+    sections = [v for v in data.values() if isinstance(v, dict)] if isinstance(data, dict) else []
+    forged = 0
+    for section in sections:
+        for key, value in section.items():
+            if isinstance(value, tuple) and value and isinstance(value[0], bytes):  # (pickled discovery, files)
+                section[key] = (pickle.dumps(_Planted()), value[1])
+                forged += 1
+    assert forged == 1, data.keys()
+    stored.write_bytes(marshal.dumps(data))
+    assert Engine([project], trusted=False).snapshot().diagnostics == expected
+    assert not (cache_dir / "ran").exists()
