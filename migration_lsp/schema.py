@@ -37,6 +37,7 @@ from alembic.operations import BatchOperations, Operations
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import SchemaItem
+from sqlalchemy.sql.type_api import to_instance
 from sqlalchemy.types import TypeEngine
 
 from .core import Span
@@ -155,8 +156,6 @@ class Evaluator:
             return node.value
         if kind is ast.Call:
             return self._call(node)
-        if isinstance(node, ast.Constant):
-            return node.value
         if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
             items = [self.value(e) for e in node.elts]
             return tuple(items) if isinstance(node, ast.Tuple) else items
@@ -187,8 +186,6 @@ class Evaluator:
                         return _resolve_dotted(f"{base.__name__}.{node.attr}")
                     raise
             return Opaque(_source(node))
-        if isinstance(node, ast.Call):
-            return self._call(node)
         return Opaque(_source(node))
 
     def _call(self, node: ast.Call) -> Any:
@@ -337,6 +334,10 @@ def _evaluate_call(evaluator: Evaluator, recorder: Recorder, call: OpCall) -> Ev
     if len(recorder.recorded) == before or not isinstance(recorder.recorded[-1], alembic_ops.MigrateOperation):
         return EvaluatedOp(call, None, "not an operation")
     op = recorder.recorded[-1]
+    for name in _TYPES:  # `type_=sa.Boolean`, a class: what SQLAlchemy itself makes of it
+        value = vars(op).get(name)
+        if isinstance(value, type) and issubclass(value, TypeEngine):
+            setattr(op, name, to_instance(value))
     if not _well_typed(op):  # `op.create_table(sa.Column(...))` while the name is being typed
         return EvaluatedOp(call, None, "a name that is not a string, or a flag that is not a bool")
     return EvaluatedOp(call, op)
@@ -364,10 +365,7 @@ def _well_typed(op: alembic_ops.MigrateOperation) -> bool:
         if value is not None and not isinstance(value, bool):
             return False
     for name in _TYPES:
-        value = fields.get(name)
-        if isinstance(value, type) and issubclass(value, TypeEngine):
-            setattr(op, name, value())  # `type_=sa.Boolean`: what SQLAlchemy itself makes of it
-        elif value is not None and not isinstance(value, TypeEngine):
+        if fields.get(name) is not None and not isinstance(fields[name], TypeEngine):
             return False
     columns = fields.get("columns", ())
     if not isinstance(columns, (list, tuple)):  # create_index('ix', 't', 'email') or a half-typed list
@@ -959,8 +957,8 @@ def add_constraint_op(constraint: sa.Constraint) -> alembic_ops.AddConstraintOp:
             raise
     specs = [element.target_fullname.rpartition(".") for element in constraint.elements]
     referent_schema, _, referent_table = specs[0][0].rpartition(".")
-    kw = {key: getattr(constraint, key) for key in ("onupdate", "ondelete", "initially", "deferrable", "match")
-          if getattr(constraint, key)}
+    kw = {key: getattr(constraint, key) for key in ("onupdate", "ondelete", "initially", "deferrable", "match",
+                                                    "use_alter") if getattr(constraint, key)}
     return alembic_ops.CreateForeignKeyOp(
         constraint.name, constraint.table.name, referent_table, list(constraint.column_keys),
         [column for _, _, column in specs], source_schema=constraint.table.schema,
@@ -969,8 +967,11 @@ def add_constraint_op(constraint: sa.Constraint) -> alembic_ops.AddConstraintOp:
 
 def drop_constraint_op(constraint: sa.Constraint) -> alembic_ops.DropConstraintOp:
     """`DropConstraintOp.from_constraint`, with `add_constraint_op` as its reverse."""
-    if not isinstance(constraint, sa.ForeignKeyConstraint):
+    try:
         return alembic_ops.DropConstraintOp.from_constraint(constraint)
+    except sa.exc.NoReferencedTableError:
+        if not isinstance(constraint, sa.ForeignKeyConstraint):
+            raise
     return alembic_ops.DropConstraintOp(
         constraint.name, constraint.table.name, type_="foreignkey", schema=constraint.table.schema,
         _reverse=add_constraint_op(constraint))
@@ -1337,20 +1338,17 @@ class Replay:
         if rev in self._results:
             return self._results[rev]
         # iterative: ancestors first (histories are thousands of revisions deep)
-        order: list[str] = []
         todo = [rev]
         seen: set[str] = set()
         while todo:
             r = todo[-1]
-            pending = [p for p in self.graph.parents.get(r, ()) + self.graph.dependencies.get(r, ())
-                       if p not in self._results and p not in seen]
+            pending = [p for p in self._below(r) if p not in self._results and p not in seen]
             if pending:
                 seen.update(pending)
                 todo.extend(pending)
                 continue
             todo.pop()
             if r not in self._results:
-                order.append(r)
                 self._results[r] = self._compute(r)
         return self._results[rev]
 
@@ -1364,7 +1362,7 @@ class Replay:
                 log.exception("migration-lsp: replaying %s failed (please report this); its effect on "
                               "the schema is treated as unknown", path)
                 before = merge_states(self._results[p].after for p in self._below(rev) if p in self._results)
-                return RevisionSchema(before, before.with_unknown((path, Span.point(0))), [])
+                return RevisionSchema(before, before.with_unknown((path, Span.point(0))), ())
 
     def _below(self, rev: str) -> tuple[str, ...]:
         return self.graph.parents.get(rev, ()) + self.graph.dependencies.get(rev, ())
