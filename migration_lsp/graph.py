@@ -153,8 +153,6 @@ class RevisionGraph:
         self._sorted_ids  # noqa: B018 (likewise)
         g = object.__new__(RevisionGraph)
         g.__dict__.update(self.__dict__)
-        for derived in ("inherited_labels", "topological_order", "depth", "_suspects"):
-            g.__dict__.pop(derived, None)
         index = self.scripts.index(old)
         g.scripts = self.scripts[:index] + (new,) + self.scripts[index + 1:]
         g.by_id = dict(self.by_id)
@@ -163,17 +161,27 @@ class RevisionGraph:
         g.children, g.dependents = dict(self.children), dict(self.dependents)
         broken = [b for b in self.broken if b.script is not old]
         added: list[str] = []
+        relinked = set()
         for kind, links, reverse in (("down_revision", g.parents, g.children),
                                      ("depends_on", g.dependencies, g.dependents)):
             targets, missing = g._targets(new, kind)
             broken.extend(missing)
             before = links[rev]
             links[rev] = targets
+            if before != targets:
+                relinked.add(kind)
             for t in set(before) - set(targets):
                 reverse[t] = [c for c in reverse[t] if c != rev]
             for t in set(targets) - set(before):
                 reverse[t] = sorted(reverse[t] + [rev], key=position.__getitem__)
                 added.append(t)
+        # what is derived from the links survives an edit that leaves them (a body, a message)
+        if "down_revision" in relinked:
+            for derived in ("inherited_labels", "topological_order", "depth"):
+                g.__dict__.pop(derived, None)
+        g.__dict__.pop("_suspects", None)
+        if not relinked and "_suspects" in self.__dict__:
+            g.__dict__["_suspects"] = dict(self.__dict__["_suspects"])  # (filled in lazily: not shared)
         kinds = {"down_revision": 0, "depends_on": 1}
         g.broken = sorted(broken, key=lambda b: (position[b.script.revision_id], kinds[b.kind]))  # type: ignore[index]
         g.uncertain = set(self.uncertain)

@@ -541,11 +541,11 @@ STATS = {"header_fast": 0, "header_fast_failed": 0, "header_ast": 0, "body_piece
 
 
 def _parse(path: Path, text: str, header_only: bool, legacy: bool = False) -> MigrationScript:
+    src = _Source(text)
     if header_only:
         first_def = _DEF_START.search(text)
         if first_def and not _HEADER_START.search(text, first_def.start()):
             start = first_def.start()
-            src = _Source(text)
             try:
                 head = ast.parse(text[:start])
             except (SyntaxError, ValueError):
@@ -556,7 +556,6 @@ def _parse(path: Path, text: str, header_only: bool, legacy: bool = False) -> Mi
                 if not legacy and _body_alone_is_safe(head.body, text, start):
                     object.__setattr__(script, "_body_start", start)
                 return script
-    src = _Source(text)
     try:
         tree = ast.parse(text)
     except SyntaxError as err:

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import alembic_project, line_of, migration_text as m, write_project
 from migration_lsp.checks import RULES, suppressed
-from migration_lsp.checks.graph import closest_ids, edit_distance
+from migration_lsp.checks.graph import closest_ids
 from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.engine import Engine
 from migration_lsp.graph import RevisionGraph
@@ -541,14 +541,6 @@ def test_every_graph_code_is_documented():
     assert [c for c in RULES if c.startswith("G")] == [f"G{n:03d}" for n in range(1, 11)]
     assert {RULES[c][0] for c in ("G008", "G009", "G010")} == {"warning"}
     assert {RULES[f"G00{n}"][0] for n in range(1, 8)} == {"error"}
-
-
-def test_edit_distance():
-    assert edit_distance("abcd", "abcd", 2) == 0
-    assert edit_distance("abcd", "abdc", 2) == 1  # a transposition counts once
-    assert edit_distance("abcd", "abce", 2) == 1
-    assert edit_distance("abcd", "ab", 2) == 2
-    assert edit_distance("abcdef", "a", 2) == 3  # capped at limit + 1
 
 
 def test_closest_ids_prefers_prefix_then_distance():

@@ -209,3 +209,12 @@ def test_index_answers_match_edit_distance():
         limit = rng.randint(0, 3)
         expected = sorted((d, s) for s in strings if (d := oracle_edit_distance(text, s, limit)) <= limit)
         assert sorted(index.near(text, limit)) == expected, (text, limit)
+
+
+def test_the_oracle_distance():
+    """The oracle itself: optimal string alignment, capped."""
+    assert oracle_edit_distance("abcd", "abcd", 2) == 0
+    assert oracle_edit_distance("abcd", "abdc", 2) == 1  # a transposition counts once
+    assert oracle_edit_distance("abcd", "abce", 2) == 1
+    assert oracle_edit_distance("abcd", "ab", 2) == 2
+    assert oracle_edit_distance("abcdef", "a", 2) == 3  # capped at limit + 1

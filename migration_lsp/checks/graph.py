@@ -12,25 +12,6 @@ from ..graph import RevisionGraph
 from ..scripts import MigrationScript
 
 
-def edit_distance(a: str, b: str, limit: int) -> int:
-    """Optimal string alignment distance (a transposition counts once), capped at limit+1."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = a[i - 1] != b[j - 1]
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        if min(cur) > limit:
-            return limit + 1
-        prev2, prev = prev, cur
-    return prev[-1]
-
-
 def closest_ids(graph: RevisionGraph, text: str, exclude: str | None = None, limit: int = 3) -> list[str]:
     """Ids a typo most likely meant: ids it is a prefix of (or that are a prefix of it),
     then ids within a small edit distance (transposed characters count once)."""
@@ -41,11 +22,13 @@ def closest_ids(graph: RevisionGraph, text: str, exclude: str | None = None, lim
 class _Index:
     """Strings (revision ids, or labels) indexed for did-you-mean lookups.
 
-    `_closest` runs on every keystroke that leaves a broken reference, and running
-    `edit_distance` against each of thousands of ids costs ~100 ms in pure Python. Here
+    `_closest` runs on every keystroke that leaves a broken reference, and running the
+    optimal string alignment (OSA) distance DP (a transposition counts once; the plain DP
+    is the oracle of tests/test_closest_ids.py) against each of thousands of ids costs
+    ~100 ms in pure Python. Here
     the strings of each length are bit sets instead (bit b stands for the b-th string of
     that length; `at[j][c]` has the bits of those whose j-th character is c), so one run of
-    the `edit_distance` DP computes, with a few big-integer operations per cell, which of
+    the OSA DP computes, with a few big-integer operations per cell, which of
     *all* of them are within distance k of the text (see `_within`). Prefix matches come
     from a sorted list. Built once per id tuple (`_index` is cached): each keystroke builds
     a new graph, but its ids rarely change.
@@ -78,7 +61,7 @@ class _Index:
         return out
 
     def near(self, text: str, max_distance: int) -> list[tuple[int, str]]:
-        """(edit_distance(text, s), s) for every string s within max_distance (repeated ones repeated)."""
+        """(OSA distance(text, s), s) for every string s within max_distance (repeated ones repeated)."""
         out: list[tuple[int, str]] = []
         for n in range(len(text) - max_distance, len(text) + max_distance + 1):
             if n not in self.groups:
@@ -97,9 +80,9 @@ class _Index:
 
 def _within(text: str, at: list[dict[str, int]], everyone: int, max_distance: int) -> list[int]:
     """For k = 0..max_distance, the bits of the strings (all len(at) long, their characters
-    given by `at` as in `_Index`) whose edit_distance to text is <= k.
+    given by `at` as in `_Index`) whose OSA distance to text is <= k.
 
-    This is edit_distance's DP run on all of them at once: cell [i][j] of table k has the bits
+    This is the OSA DP run on all of them at once: cell [i][j] of table k has the bits
     of the strings s with OSA(text[:i], s[:j]) <= k, which holds iff one of the DP's terms does:
     [i-1][j-1] <= k where text[i-1] == s[j-1], or [i-1][j], [i][j-1], [i-1][j-1], or (when
     the two characters are transposed) [i-2][j-2] <= k-1, read from table k-1. Cells with
@@ -134,7 +117,7 @@ def _index(strings: tuple[str, ...]) -> _Index:
 def _closest(ids: tuple[str, ...], labels: tuple[str, ...], text: str, exclude: str | None,
              limit: int) -> tuple[str, ...]:
     """Ids that start with text or that text starts with (distance 0), then ids and labels
-    within edit_distance max_distance; sorted by (distance, string), the first `limit`."""
+    within OSA distance max_distance; sorted by (distance, string), the first `limit`."""
     max_distance = max(1, min(3, len(text) // 4))
     index = _index(ids)
     # with the same distance 0 and sorted by string, prefix matches past the first `limit` are never shown
