@@ -23,6 +23,11 @@ class UsageError(Exception):
     """A problem with how the command was called or configured: exit 2, one line."""
 
 
+class RevisionNotWritten(Exception):
+    """`revision` could not name or write the new file (an unusable `file_template`, a
+    message too long for a file name, a read-only versions folder): exit 2, one line."""
+
+
 def _relative(path: Path) -> str:
     """Paths as the user typed them (relative to the current directory when inside it);
     resolved once per folder: a report names thousands of files in a few folders."""
@@ -91,7 +96,7 @@ def _problem(problem) -> str:
     prefix = f"{problem.path.name}: "
     if message.startswith(prefix):
         message = message[len(prefix):]
-    return f"{_relative(problem.path)}: {message}"
+    return printable(f"{_relative(problem.path)}: {message}")
 
 
 # --------------------------------------------------------------------------- check
@@ -196,7 +201,18 @@ def format_sarif(snapshot: Snapshot) -> str:
     return json.dumps(sarif, indent=2)
 
 
+def printable(text: str) -> str:
+    """Text from the workspace (messages quote ids, docstrings, paths) made safe for a
+    terminal or a CI log: control and other non-printable characters are shown escaped, so a
+    file cannot move the cursor, recolour the log or start a line of its own (a forged
+    `::error` workflow command)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _escape_github(value: str, is_property: bool = False) -> str:
+    value = printable(value)
     value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     if is_property:
         value = value.replace(":", "%3A").replace(",", "%2C")
@@ -223,8 +239,8 @@ def format_text(snapshot: Snapshot, colour: bool) -> str:
     lines = []
     diagnostics = snapshot.diagnostics
     for d in diagnostics:
-        where = f"{_relative(d.path)}:{d.span.line + 1}:{d.span.col + 1}:"
-        lines.append(f"{paint(where, '1')} {paint(d.code, tone[d.severity])} {d.message}")
+        where = f"{printable(_relative(d.path))}:{d.span.line + 1}:{d.span.col + 1}:"
+        lines.append(f"{paint(where, '1')} {paint(printable(d.code), tone[d.severity])} {printable(d.message)}")
     counts = {s: sum(1 for d in diagnostics if d.severity == s) for s in Severity}
     revisions = sum(len(s.summary.revision_ids) for s in snapshot.environments)
     envs = len(snapshot.environments)
@@ -281,7 +297,7 @@ def format_mermaid(snapshot: Snapshot) -> str:
         graph = state.graph
         lines.append(f"  subgraph env{n}[\"{state.env.name}\"]")
         for rev in sorted(graph.by_id):
-            text = _node_label(state, rev).replace('"', "'")
+            text = printable(_node_label(state, rev)).replace('"', "'")
             lines.append(f'    r_{rev}["{text}"]')
         lines.append("  end")
         for rev in sorted(graph.by_id):
@@ -341,6 +357,21 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_revision(args: argparse.Namespace) -> int:
     """Write a new revision file like `alembic revision [--autogenerate]`, without a
     database; never overwrites a file."""
+    try:
+        return _write_revision(args)
+    except KeyError as exc:  # Alembic's _rev_path formats file_template with the known keys
+        raise RevisionNotWritten(f"file_template names an unknown key {exc}: use rev, slug, epoch, year, month, "
+                                 "day, hour, minute, second") from None
+    except (ValueError, TypeError) as exc:
+        raise RevisionNotWritten(f"cannot name the new revision file: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        if len(where) > 120:
+            where = f"{where[:60]}...{where[-40:]}"
+        raise RevisionNotWritten(f"cannot write the new revision: {where}{exc.strerror or exc}") from None
+
+
+def _write_revision(args: argparse.Namespace) -> int:
     from .render import render_migration, render_revision
 
     args.no_import = not args.autogenerate
@@ -438,7 +469,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         return args.func(args)
     except UsageError as exc:
-        print(f"migration-lsp: {exc}", file=sys.stderr)
+        print(printable(f"migration-lsp: {exc}"), file=sys.stderr)
+        return EXIT_USAGE
+    except RevisionNotWritten as exc:
+        print(printable(f"migration-lsp: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK

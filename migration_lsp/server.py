@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import sys
@@ -115,7 +116,8 @@ class MigrationServer(LanguageServer):
         super().__init__("migration-lsp", __version__, protocol_cls=MigrationProtocol)
         self.engine: Engine | None = None
         self.ready = asyncio.Event()
-        self.trusted = True
+        self.trusted = False  # until the client says `trusted: true` (see trust_of)
+        self.untrusted_reason = Engine.UNTRUSTED
         self.pull = False
         self.overrides: dict[str, Any] = {}
         self.init_overrides: dict[str, Any] = {}  # from initializationOptions
@@ -277,7 +279,9 @@ def _doc_path(ls: MigrationServer, uri: str) -> Path | None:
 @server.feature(types.INITIALIZE)
 def on_initialize(ls: MigrationServer, params: types.InitializeParams) -> None:
     options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
-    ls.trusted = options.get("trusted", True) is not False
+    ls.trusted, why = trust_of(params.initialization_options)
+    if not ls.trusted:
+        ls.untrusted_reason = why
     settings = options.get("settings") or options.get(CONFIG_SECTION) or {}
     ls.init_overrides = _settings(settings)
     ls.overrides = dict(ls.init_overrides)
@@ -288,6 +292,23 @@ def on_initialize(ls: MigrationServer, params: types.InitializeParams) -> None:
     if not roots and params.root_path:
         roots = [Path(params.root_path).resolve()]
     ls.roots = [r for r in roots if r is not None and r.is_dir()]
+
+
+def trust_of(options: Any) -> tuple[bool, str]:
+    """Trust fails closed: only `initializationOptions.trusted` being the JSON boolean `true`
+    lets project code (the models, the project's template) run; anything else — missing,
+    null, "true", 1, a nested object — is untrusted, with the reason said once in the log."""
+    value = options.get("trusted", _MISSING) if isinstance(options, dict) else _MISSING
+    if value is True:
+        return True, ""
+    if value is _MISSING:
+        return False, ("the workspace is not trusted: the client did not send initializationOptions.trusted = true "
+                       "(no project code is run)")
+    return False, (f"the workspace is not trusted: initializationOptions.trusted is {json.dumps(value, default=str)[:40]}, "
+                   "not the JSON boolean true (no project code is run)")
+
+
+_MISSING = object()
 
 
 def _settings(raw: Any) -> dict[str, Any]:
@@ -308,7 +329,8 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     progress = asyncio.ensure_future(_begin_progress(ls, "Indexing Alembic migrations"))
     try:
         with paused_gc(freeze=True):
-            engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted)
+            engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted,
+                                            ls.untrusted_reason)
     except Exception:
         ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
         engine = Engine([], {}, trusted=ls.trusted)
@@ -321,6 +343,8 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     revisions = sum(len(s.graph.by_id) for s in snapshot.environments)
     ls.log(f"migration-lsp {__version__}: {len(snapshot.environments)} environment(s), {revisions} revisions "
            f"indexed in {(time.perf_counter() - started) * 1000:.0f} ms (trusted workspace: {ls.trusted})")
+    if not ls.trusted:
+        ls.log(ls.untrusted_reason, types.MessageType.Warning)
     ls.ready.set()
     ls.refresh()
     for doc in list(ls.workspace.text_documents.values()):  # opened while indexing: answer them
@@ -363,8 +387,8 @@ async def _load_models(ls: MigrationServer) -> None:
             return
 
 
-def _build_engine(roots: list[Path], overrides: dict, trusted: bool) -> Engine:
-    engine = Engine(roots, overrides, trusted=trusted)
+def _build_engine(roots: list[Path], overrides: dict, trusted: bool, untrusted_reason: str) -> Engine:
+    engine = Engine(roots, overrides, trusted=trusted, untrusted_reason=untrusted_reason)
     engine.snapshot(quick=True)  # parse + graph: first diagnostics; the schema pass follows
     engine.warm_up()
     return engine

@@ -6,6 +6,7 @@ in the encoding negotiated with the client (utf-16 unless it offered utf-8), and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -36,6 +37,31 @@ def uri_to_path(uri: str) -> Path | None:
 
 def path_to_uri(path: Path) -> str:
     return path.as_uri()
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&:])")
+_PASTEABLE = re.compile(r"[^\s'\"\\`]+")
+
+
+def md_text(text: str) -> str:
+    """Workspace text (a docstring, a file name, an id) inside Markdown shown by the editor:
+    every character Markdown or HTML could act on is escaped, so a migration cannot put an
+    image, a `command:` link or raw HTML into a hover; control characters become visible."""
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def md_code(text: str) -> str:
+    """`text` as inline code when it can be (no backtick, printable), else escaped text."""
+    if text.isprintable() and "`" not in text and text.strip() == text and text:
+        return f"`{text}`"
+    return md_text(text)
+
+
+def pasteable(text: str) -> bool:
+    """Can this id be written between the quotes of a header line as it is? (No quote,
+    backslash, whitespace or control character: such ids are never pasted into a file.)"""
+    return bool(text) and _PASTEABLE.fullmatch(text) is not None and text.isprintable()
 
 
 class Locator:

@@ -9,7 +9,7 @@ from lsprotocol import types
 
 from ..core import Span
 from ..engine import Snapshot
-from . import Locator
+from . import Locator, md_text, pasteable
 
 _HEADER = re.compile(r"^(down_revision|depends_on)\s*(?::[^=]*)?=")
 _ID_CHARS = re.compile(r"[^'\"\s,()\[\]]*")
@@ -65,7 +65,7 @@ def completion(snapshot: Snapshot, path: Path, position: types.Position, locator
     excluded = {script.revision_id} if script.revision_id else set()
     if script.revision_id in graph.by_id:
         excluded |= graph.descendants(script.revision_id)  # would make a cycle
-    candidates = [r for r in graph.by_id if r not in excluded and r.lower().startswith(prefix.lower())]
+    candidates = [r for r in graph.by_id if r not in excluded and r.lower().startswith(prefix.lower()) and pasteable(r)]
     heads = set(graph.heads)
     depth = graph.depth
     candidates.sort(key=lambda r: (r not in heads, -depth.get(r, 0), r))
@@ -73,7 +73,8 @@ def completion(snapshot: Snapshot, path: Path, position: types.Position, locator
     for rank, rev in enumerate(candidates[:MAX_ITEMS]):
         target = graph.by_id[rev]
         detail = target.message + ("  (head)" if rev in heads else "")
-        doc = f"{target.path.name}" + (f"\n\nCreated {target.doc.create_date}" if target.doc and target.doc.create_date else "")
+        doc = md_text(target.path.name) + (f"\n\nCreated {md_text(target.doc.create_date)}"
+                                           if target.doc and target.doc.create_date else "")
         items.append(types.CompletionItem(
             label=rev, kind=types.CompletionItemKind.Reference, detail=detail,
             documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=doc),
@@ -82,7 +83,7 @@ def completion(snapshot: Snapshot, path: Path, position: types.Position, locator
         ))
     if header == "depends_on":
         for label, owner in sorted(graph.labels.items()):
-            if label.lower().startswith(prefix.lower()):
+            if label.lower().startswith(prefix.lower()) and pasteable(label):
                 items.append(types.CompletionItem(
                     label=label, kind=types.CompletionItemKind.Module,
                     detail=f"branch label of {owner}", sort_text=f"z{label}", filter_text=label,

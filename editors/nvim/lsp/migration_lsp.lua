@@ -20,6 +20,9 @@ return {
   -- models = 'pkg.module:Base.metadata', python = '/path/to/python', dialect = 'postgresql',
   -- select = { 'G', 'D' }, ignore = { 'S005' }, excludeTables = { 'spatial_ref_sys' }
   settings = { migrationLsp = {} },
-  -- trusted = false: never import the project's models (graph checks only)
+  -- only `trusted = true` lets the server import the project's models (in a child process);
+  -- for a repository you have not reviewed, override it per project:
+  --   vim.lsp.config('migration_lsp', { init_options = { trusted = false } })
+  -- and nothing from the workspace (models, env.py, script.py.mako, interpreters) is run
   init_options = { trusted = true },
 }
