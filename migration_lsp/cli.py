@@ -11,7 +11,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from . import __version__
+from . import __version__, progress
 from .checks import RULES
 from .core import Diagnostic, Severity, paused_gc
 from .engine import Engine, EnvironmentState, Snapshot
@@ -68,12 +68,15 @@ def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> t
     if getattr(args, "ignore", None):
         overrides["ignore"] = _codes(args.ignore)
     no_import = getattr(args, "no_import", True)
-    engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given",
-                    cache=not getattr(args, "no_cache", False), memo=memo)
-    engine.load_models()
-    with paused_gc():
-        snapshot = engine.snapshot()
-    engine.save_cache()
+    with progress.for_command(args) as status:  # a line on a terminal's stderr while it takes a while
+        engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given",
+                        cache=not getattr(args, "no_cache", False), memo=memo)
+        status.stage("loading models")
+        engine.load_models()
+        status.stage(f"checking {sum(len(env.files) for _, env in engine.environments())} revision files")
+        with paused_gc():
+            snapshot = engine.snapshot()
+        engine.save_cache()
     return engine, snapshot
 
 
