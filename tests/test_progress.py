@@ -97,7 +97,7 @@ def test_shown_on_a_terminal_while_slow_and_erased_at_the_end(slow_project: Path
 
 
 def test_never_with_machine_readable_output(slow_project: Path) -> None:
-    for fmt in ("json", "sarif", "github"):
+    for fmt in ("json", "sarif", "github", "gitlab"):
         code, stdout, terminal = _check_on_tty(slow_project, "--format", fmt)
         assert code == 0 and terminal == "", (fmt, terminal)
         if fmt != "github":
