@@ -4,6 +4,7 @@ end, and never appears when stderr is piped or the output is machine-readable.""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MINIMAL_INI, migration_text as m, write_project
-from migration_lsp.progress import ERASE, Progress
+from migration_lsp.progress import ERASE, Progress, for_command
 
 SLOW_MODELS = """\
 import time
@@ -97,11 +98,26 @@ def test_shown_on_a_terminal_while_slow_and_erased_at_the_end(slow_project: Path
 
 
 def test_never_with_machine_readable_output(slow_project: Path) -> None:
-    for fmt in ("json", "sarif", "github", "gitlab"):
-        code, stdout, terminal = _check_on_tty(slow_project, "--format", fmt)
-        assert code == 0 and terminal == "", (fmt, terminal)
-        if fmt != "github":
-            json.loads(stdout)
+    code, stdout, terminal = _check_on_tty(slow_project, "--format", "json")
+    assert code == 0 and terminal == ""
+    json.loads(stdout)
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif", "github", "gitlab"])
+def test_enabled_for_the_text_report_on_a_terminal_only(fmt: str, monkeypatch) -> None:
+    """The decision for each format, on a stderr that says it is a terminal (the slow runs
+    above show the text and json cases end to end)."""
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.setenv("TERM", "xterm")
+    assert for_command(argparse.Namespace(command="check", format="text")).enabled
+    assert not for_command(argparse.Namespace(command="check", format=fmt)).enabled
+    assert not for_command(argparse.Namespace(command="graph", format="mermaid")).enabled
+    monkeypatch.setenv("TERM", "dumb")
+    assert not for_command(argparse.Namespace(command="check", format="text")).enabled
 
 
 def test_never_when_piped(slow_project: Path) -> None:
