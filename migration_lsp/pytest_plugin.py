@@ -150,7 +150,7 @@ class MigrationLspItem(pytest.Item):
             raise MigrationLspFindings(f"no Alembic environment found under {roots}")
         if self.family == "configuration":
             raise MigrationLspFindings("\n".join(
-                f"{_shown(p.path, base)}: {p.message}" for p in snapshot.problems))
+                f"{_shown(p.path, base)}: {p.message.removeprefix(p.path.name + ': ')}" for p in snapshot.problems))
         state = snapshot.environments[self.index]
         found = [d for d in state.diagnostics
                  if _family(d.code) == self.family and d.severity <= self.run.threshold]

@@ -156,3 +156,12 @@ def test_k_selects_among_its_items_and_no_environment_is_a_failure(pytester: pyt
     result = pytester.runpytest("--migration-lsp")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*no Alembic environment found under empty*"])
+
+
+def test_a_configuration_problem_is_one_failing_item(pytester: pytest.Pytester) -> None:
+    """What `check` reports with exit 2 (here a script_location that does not exist)."""
+    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/nowhere\n")
+    result = pytester.runpytest("--migration-lsp")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["alembic.ini: script_location */nowhere does not exist",
+                                 "FAILED migration-lsp::configuration*"])
