@@ -151,7 +151,10 @@ class MigrationLspItem(pytest.Item):
         if self.family == "configuration":
             raise MigrationLspFindings("\n".join(
                 f"{_shown(p.path, base)}: {p.message.removeprefix(p.path.name + ': ')}" for p in snapshot.problems))
-        state = snapshot.environments[self.index]
+        env = self.run.engine.environments()[self.index][1]
+        identity = (env.name, env.config_path, env.script_location)
+        state = next(s for s in snapshot.environments
+                     if (s.env.name, s.env.config_path, s.env.script_location) == identity)
         found = [d for d in state.diagnostics
                  if _family(d.code) == self.family and d.severity <= self.run.threshold]
         if found:

@@ -165,3 +165,17 @@ def test_a_configuration_problem_is_one_failing_item(pytester: pytest.Pytester) 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["alembic.ini: script_location */nowhere does not exist",
                                  "FAILED migration-lsp::configuration*"])
+
+
+def test_one_set_of_items_per_environment(pytester: pytest.Pytester) -> None:
+    _project(pytester.path / "billing")
+    _project(pytester.path / "users", two_heads=True)
+    ours = _ours(_outcomes(pytester.inline_run("--migration-lsp")))
+    assert ours == {
+        **{f"{family}[billing/migrations]": "passed" for family in ("graph", "models", "downgrade", "safety")},
+        **{f"{family}[users/migrations]": "passed" for family in ("models", "downgrade", "safety")},
+        "graph[users/migrations]": "failed",
+    }
+    result = pytester.runpytest("--migration-lsp", "-k", "graph")
+    result.stdout.fnmatch_lines([f"users/migrations/versions/{SECOND}_add_name.py:*: G001 *"])
+    assert "billing/migrations/versions" not in result.stdout.str()
