@@ -25,7 +25,14 @@ test: $(STAMP) vscode-deps editors-deps
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info
+
+# The sdist, then the wheel built from the unpacked sdist (so the sdist is complete), in dist/;
+# no network: the venv's setuptools (test extra). tests/test_dist.py builds them the same way.
+.PHONY: dist
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 # VS Code extension (editors/vscode) and its real-VS-Code test (tests/test_vscode_e2e.py):
 # Debian chromium + libkrb5-dev + ripgrep, the npm packages, code-server 4.100.3 in .cache/.
