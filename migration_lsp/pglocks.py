@@ -21,6 +21,7 @@ real PostgreSQL by tests/test_pglocks_real.py, which compares `pg_locks` and
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -109,7 +110,9 @@ class Form:
         return self.rewrite
 
     def scans(self, version: int) -> bool | None:
-        return True if self.rewrites(version) else self.scan
+        if self.rewrite_below is not None and version < self.rewrite_below:
+            return True
+        return self.scan
 
 
 def example_metadata() -> sa.MetaData:
@@ -163,7 +166,8 @@ _FORMS = (
          examples=(lambda op: op.drop_table("t"),),
          note="the referenced tables are locked too (known when the schema history knows the keys)"),
     Form("rename_table", "rename a table", AE, False, False, examples=(lambda op: op.rename_table("u", "u2"),)),
-    Form("truncate", "truncate a table", AE, False, True, examples=("TRUNCATE u",)),
+    Form("truncate", "truncate a table", AE, False, True, examples=("TRUNCATE u",),
+         note="a new, empty file: nothing is read"),
     # ---- columns
     Form("add_column", "add a column without a default", AE, False, False, examples=(
         lambda op: op.add_column("t", Col("c", sa.Integer)),
@@ -188,7 +192,7 @@ _FORMS = (
     Form("add_column.generated_virtual", "add a virtual generated column", AE, False, False, since=18, examples=(
         lambda op: op.add_column("t", Col("c", sa.Integer, sa.Computed("n * 2"))),),
          note="PostgreSQL 18 computes a virtual column on read (before 18 SQLAlchemy renders it STORED)"),
-    Form("add_column.references", "add a column with an inline foreign key", AE, True, False, referenced=SRE,
+    Form("add_column.references", "add a column with an inline foreign key", AE, False, False, referenced=SRE,
          examples=("ALTER TABLE t ADD COLUMN c integer REFERENCES parent (id)",)),
     Form("drop_column", "drop a column", AE, False, False, examples=(lambda op: op.drop_column("t", "note"),)),
     Form("alter_column.rename", "rename a column", AE, False, False, examples=(
@@ -209,7 +213,8 @@ _FORMS = (
         lambda op: op.alter_column("t", "amount", type_=sa.Numeric(14, 2)),
         lambda op: op.alter_column("t", "amount", type_=sa.Numeric()),
         lambda op: op.alter_column("t", "name", type_=sa.Text, postgresql_using="name::text"),),
-         note="varchar to text or to a longer varchar, numeric to more precision: binary coercible"),
+         note="varchar to text or to a longer varchar, numeric to more precision: binary coercible; a CHECK "
+              "constraint on the column is validated again (a scan)"),
     Form("alter_column.type_unknown", "change a column's type (old type unknown)", AE, None, None,
          note="whether it rewrites depends on the old type, which the schema history does not know"),
     Form("alter_column.type_timezone", "change timestamp to timestamptz", AE, None, None, examples=(
@@ -285,7 +290,7 @@ _FORMS = (
                                             [{"id": -1, "code": "a"}, {"id": -2, "code": "b"}]),
         "INSERT INTO parent (id, code) VALUES (-1, 'a')",)),
     Form("update", "update rows", Lock.ROW_EXCLUSIVE, None, False, examples=(
-        lambda op: op.execute(sa.text("UPDATE t SET n = n + 1")),
+        lambda op: op.execute(sa.text("UPDATE t SET note = note || '!'")),
         lambda op: op.execute("UPDATE t SET note = 'x' WHERE id = 1"),),
          note="rows it changes stay locked until commit"),
     Form("delete", "delete rows", Lock.ROW_EXCLUSIVE, None, False, examples=("DELETE FROM u WHERE id < 10",)),
@@ -437,6 +442,14 @@ class _Context:
                 return False
         return None
 
+    def checks_column(self, key: str, column: str) -> bool | None:
+        """Does a CHECK constraint of table `key` mention `column`? None: not known."""
+        table = self.table(key)
+        if table is None:
+            return None
+        word = re.compile(rf"\b{re.escape(column)}\b")
+        return any(isinstance(c, sa.CheckConstraint) and word.search(str(c.sqltext)) for c, _ in table.constraints)
+
     def index_table(self, name: str) -> str | None:
         if self.state is None:
             return None
@@ -453,6 +466,7 @@ class _Hit:
     role: str = "table"
     lock: Lock | None = None  # instead of the form's (LOCK TABLE)
     why: str = ""
+    scan: Any = "form"  # instead of the form's: what the context shows
 
 
 def _name(rv: Any) -> str:
@@ -547,7 +561,12 @@ def _alter_cmd(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
     if sub == A.AT_DropColumn:
         return _Hit(FORMS["drop_column"], table)
     if sub == A.AT_AlterColumnType:
-        return _Hit(_type_change(ctx.column_type(table, cmd.name), cmd.def_, cmd.name, version), table)
+        form = _type_change(ctx.column_type(table, cmd.name), cmd.def_, cmd.name, version)
+        if form.name == "alter_column.type_coercible":  # constraints on the column are checked again
+            checked = ctx.checks_column(table, cmd.name)
+            return _Hit(form, table, scan=checked,
+                        why="" if checked is not None else "whether a CHECK constraint on the column is validated again")
+        return _Hit(form, table)
     if sub == A.AT_SetNotNull:
         return _Hit(FORMS["alter_column.set_not_null"], table)
     if sub == A.AT_DropNotNull:
@@ -765,7 +784,7 @@ def _effect(statement: _Statement, hits: list[_Hit], version: int) -> StatementE
         sql=statement.sql, offset=statement.offset, length=statement.length, forms=forms,
         locks=tuple(RelationLock(rel, lock, roles.get(rel, role) if rel else role)
                     for (rel, role), lock in locks.items()),
-        scan=_any(hit.form.scans(version) for hit in hits),
+        scan=_any(hit.form.scans(version) if hit.scan == "form" else hit.scan for hit in hits),
         rewrite=_any(hit.form.rewrites(version) for hit in hits),
         transactional=all(hit.form.transactional for hit in hits),
         unknown="; ".join(whys))
