@@ -133,6 +133,7 @@ def example_metadata() -> sa.MetaData:
         sa.Column("label", sa.String(10), nullable=False, server_default="x"),
         sa.CheckConstraint("amount >= 0", name="ck_t_amount"),
         sa.CheckConstraint("n > 0", name="ck_t_n_nv", postgresql_not_valid=True),
+        sa.CheckConstraint("created IS NOT NULL", name="ck_t_created_nn"),
         sa.ForeignKeyConstraint(["other_id"], ["parent.id"], name="fk_t_other_nv", postgresql_not_valid=True),
         sa.UniqueConstraint("name", name="uq_t_name"),
         sa.Index("ix_t_note", "note"),
@@ -222,7 +223,8 @@ _FORMS = (
          note="no rewrite when the session time zone is UTC (PostgreSQL 12+), a rewrite otherwise"),
     Form("alter_column.set_not_null", "make a column NOT NULL", AE, True, False, examples=(
         lambda op: op.alter_column("t", "n", nullable=False),
-        lambda op: op.alter_column("t", "n", existing_type=sa.Integer, nullable=False),),
+        lambda op: op.alter_column("t", "n", existing_type=sa.Integer, nullable=False),
+        lambda op: op.alter_column("t", "created", nullable=False),),  # no scan: ck_t_created_nn proves it
          note="scans every row; since PostgreSQL 12 a valid CHECK (col IS NOT NULL) makes the scan unnecessary"),
     Form("alter_column.drop_not_null", "make a column nullable", AE, False, False, examples=(
         lambda op: op.alter_column("t", "label", nullable=True),)),
@@ -259,11 +261,14 @@ _FORMS = (
          referenced=SRE, examples=(lambda op: op.create_foreign_key(
              "fk_t_other", "t", "parent", ["other_id"], ["id"], postgresql_not_valid=True),)),
     Form("add_constraint.check", "add a check constraint", AE, True, False, examples=(
-        lambda op: op.create_check_constraint("ck_t_n", "t", "n > -1"),)),
+        lambda op: op.create_check_constraint("ck_t_n", "t", "n > -1"),
+        lambda op: op.add_column("t", Col("c", sa.Integer, sa.CheckConstraint("c > 0"))),)),
     Form("add_constraint.check_not_valid", "add a check constraint NOT VALID", AE, False, False, examples=(
         lambda op: op.create_check_constraint("ck_t_n", "t", "n > -1", postgresql_not_valid=True),)),
     Form("add_constraint.unique", "add a unique constraint", AE, True, False, examples=(
-        lambda op: op.create_unique_constraint("uq_t_amount", "t", ["amount"]),),
+        lambda op: op.create_unique_constraint("uq_t_amount", "t", ["amount"]),
+        lambda op: op.add_column("t", Col("c", sa.Integer, unique=True)),
+        "ALTER TABLE t ADD COLUMN c integer UNIQUE",),
          note="builds its index under the lock; build it CONCURRENTLY first and add the constraint USING INDEX"),
     Form("add_constraint.primary_key", "add a primary key", AE, True, False, examples=(
         lambda op: op.create_primary_key("pk_u", "u", ["id"]),)),
@@ -396,16 +401,13 @@ def parse_sql(sql: str) -> list[_Statement] | None:
         raws = pglast.parse_sql(sql)
     except Exception:
         return None
-    data = sql.encode("utf-8")  # libpg_query counts bytes
     out = []
-    for raw in raws:
+    for raw in raws:  # pglast turns libpg_query's byte offsets into character offsets
         start = raw.stmt_location or 0
-        end = start + raw.stmt_len if raw.stmt_len else len(data)
-        before = len(data[:start].decode("utf-8", "replace"))
-        text = data[start:end].decode("utf-8", "replace")
+        text = sql[start:start + raw.stmt_len] if raw.stmt_len else sql[start:]
         stripped = text.lstrip()
-        before += len(text) - len(stripped)
-        text = stripped.rstrip()
+        before = start + len(text) - len(stripped)
+        text = stripped.rstrip().rstrip(";").rstrip()
         out.append(_Statement(raw.stmt, before, len(text), text))
     return out
 
@@ -441,6 +443,14 @@ class _Context:
                     return constraint.elements[0].target_fullname.rsplit(".", 1)[0]
                 return False
         return None
+
+    def not_null_checked(self, key: str, column: str) -> bool:
+        """Does a valid CHECK (column IS NOT NULL) of table `key` prove the column has no NULL?"""
+        table = self.table(key)
+        pattern = re.compile(rf"\(*\s*\"?{re.escape(column)}\"?\s+IS\s+NOT\s+NULL\s*\)*", re.IGNORECASE)
+        return table is not None and any(
+            isinstance(c, sa.CheckConstraint) and not c.dialect_options["postgresql"].get("not_valid")
+            and pattern.fullmatch(str(c.sqltext).strip()) for c, _ in table.constraints)
 
     def checks_column(self, key: str, column: str) -> bool | None:
         """Does a CHECK constraint of table `key` mention `column`? None: not known."""
@@ -481,7 +491,7 @@ def _classify(node: Any, ctx: _Context, version: int) -> list[_Hit]:
     kind = type(node).__name__
     if kind == "AlterTableStmt" and node.objtype == pge.ObjectType.OBJECT_TABLE:
         table = _name(node.relation)
-        return [_alter_cmd(cmd, table, ctx, version) for cmd in node.cmds or ()]
+        return [hit for cmd in node.cmds or () for hit in _alter_cmd(cmd, table, ctx, version)]
     if kind == "CreateStmt":
         if node.partbound is not None or node.inhRelations:
             return [_Hit(UNKNOWN, None, why="CREATE TABLE ... PARTITION OF / INHERITS")]
@@ -553,11 +563,15 @@ def _drop(node: Any, ctx: _Context) -> list[_Hit]:
     return [_Hit(UNKNOWN, None, why=f"DROP {node.removeType.name}")]
 
 
-def _alter_cmd(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
+def _alter_cmd(cmd: Any, table: str, ctx: _Context, version: int) -> list[_Hit]:
+    if cmd.subtype == pge.AlterTableType.AT_AddColumn:
+        return _add_column(cmd.def_, table, version)
+    return [_alter_one(cmd, table, ctx, version)]
+
+
+def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
     A, C = pge.AlterTableType, pge.ConstrType
     sub = cmd.subtype
-    if sub == A.AT_AddColumn:
-        return _add_column(cmd.def_, table, version)
     if sub == A.AT_DropColumn:
         return _Hit(FORMS["drop_column"], table)
     if sub == A.AT_AlterColumnType:
@@ -568,7 +582,8 @@ def _alter_cmd(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
                         why="" if checked is not None else "whether a CHECK constraint on the column is validated again")
         return _Hit(form, table)
     if sub == A.AT_SetNotNull:
-        return _Hit(FORMS["alter_column.set_not_null"], table)
+        proven = version >= 12 and ctx.not_null_checked(table, cmd.name)
+        return _Hit(FORMS["alter_column.set_not_null"], table, scan=False if proven else "form")
     if sub == A.AT_DropNotNull:
         return _Hit(FORMS["alter_column.drop_not_null"], table)
     if sub == A.AT_ColumnDefault:
@@ -603,10 +618,11 @@ def _alter_cmd(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
     return _Hit(UNKNOWN, table, why=f"ALTER TABLE {sub.name}")
 
 
-def _add_column(coldef: Any, table: str, version: int) -> _Hit:
+def _add_column(coldef: Any, table: str, version: int) -> list[_Hit]:
     C = pge.ConstrType
     type_name = (_names(coldef.typeName.names) or [""])[-1].lower()
     refs: list[str] = []
+    extra: list[_Hit] = []  # inline CHECK / UNIQUE / PRIMARY KEY
     form = "add_column"
     for c in coldef.constraints or ():
         if c.contype == C.CONSTR_IDENTITY:
@@ -620,12 +636,18 @@ def _add_column(coldef: Any, table: str, version: int) -> _Hit:
                 volatility, "add_column.default")
         elif c.contype == C.CONSTR_FOREIGN:
             refs.append(_name(c.pktable))
+        elif c.contype in _INLINE:
+            extra.append(_Hit(FORMS[_INLINE[c.contype]], table))
     if type_name in ("serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"):
         form = "add_column.volatile_default"
     if refs:
         form = "add_column.references" if form == "add_column" else form
-    return _Hit(FORMS[form], table, tuple(refs))
+    return [_Hit(FORMS[form], table, tuple(refs))] + extra
 
+
+_INLINE = {} if pglast is None else {
+    pge.ConstrType.CONSTR_CHECK: "add_constraint.check", pge.ConstrType.CONSTR_UNIQUE: "add_constraint.unique",
+    pge.ConstrType.CONSTR_PRIMARY: "add_constraint.primary_key"}
 
 # Functions PostgreSQL ships, by volatility (pg_proc.provolatile). Not listed: unknown.
 _VOLATILE = {"random", "random_normal", "gen_random_uuid", "uuidv4", "uuidv7", "uuid_generate_v1",
