@@ -244,15 +244,16 @@ _FORMS = (
         lambda op: op.create_index("ux_t_amount", "t", ["amount"], unique=True),),
          note="blocks writes while the index is built"),
     Form("create_index.concurrently", "create an index concurrently", SUE, True, False, transactional=False,
-         examples=(lambda op: op.create_index("ix_t_n2", "t", ["n"], postgresql_concurrently=True),),
-         note="cannot run inside a transaction (needs an autocommit block)"),
+         examples=(lambda op: op.create_index("ix_t_n2", "t", ["n"], postgresql_concurrently=True),
+                   "CREATE UNIQUE INDEX CONCURRENTLY ux_t_amount ON t (amount)",),
+         note="waits for the transactions using the table; if it fails it leaves an INVALID index behind"),
     Form("drop_index", "drop an index", AE, False, False, examples=(
         lambda op: op.drop_index("ix_t_note", table_name="t"),
         lambda op: op.drop_index("ix_t_note"),),  # the table from the schema history
          note="the table is locked too"),
     Form("drop_index.concurrently", "drop an index concurrently", SUE, False, False, transactional=False,
          examples=(lambda op: op.drop_index("ix_t_note", table_name="t", postgresql_concurrently=True),),
-         note="cannot run inside a transaction (needs an autocommit block)"),
+         note="waits for the transactions using the table"),
     # ---- constraints
     Form("add_constraint.foreign_key", "add a foreign key", SRE, True, False, referenced=SRE, examples=(
         lambda op: op.create_foreign_key("fk_t_other", "t", "parent", ["other_id"], ["id"]),),
@@ -827,11 +828,15 @@ def op_effects(op: alembic_ops.MigrateOperation, before: SchemaState | None = No
         sql = render_sql(op, "postgresql", version)
     except Exception:
         return None
-    types = {}
+    return sql_effects(sql, before, version, existing_types(op))
+
+
+def existing_types(op: Any) -> dict[tuple[str, str], Any]:
+    """What the op itself says of a column's type before it (alter_column's existing_type)."""
     if isinstance(op, alembic_ops.AlterColumnOp) and op.existing_type is not None:
         key = f"{op.schema}.{op.table_name}" if op.schema else op.table_name
-        types[(key, op.column_name)] = op.existing_type
-    return sql_effects(sql, before, version, types)
+        return {(key, op.column_name): op.existing_type}
+    return {}
 
 
 def example_ops(form: Form) -> list[Any]:

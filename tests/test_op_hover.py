@@ -1,0 +1,129 @@
+"""Hover on op calls: Alembic's SQL for the environment's dialect, PostgreSQL locks, and the
+table as the history has it just before the call."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from conftest import alembic_project, line_of, migration_text
+from migration_lsp.engine import Engine
+from migration_lsp.features import Locator
+from migration_lsp.features.hover import hover
+
+PG_INI = """\
+[alembic]
+script_location = %(here)s/migrations
+path_separator = os
+sqlalchemy.url = postgresql://localhost/app
+"""
+SQLITE_INI = PG_INI.replace("postgresql://localhost/app", "sqlite:///app.db")
+
+BASE = """\
+op.create_table(
+        "account",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("email", sa.String(50), nullable=False),
+        sa.Column("score", sa.Numeric(10, 2), server_default="0"),
+    )
+    op.create_index("ix_account_email", "account", ["email"])"""
+
+CHANGE = """\
+op.add_column("account", sa.Column("token", sa.Uuid, server_default=sa.text("gen_random_uuid()")))
+    op.alter_column("account", "email", type_=sa.Text)
+    with op.batch_alter_table("account") as batch_op:
+        batch_op.alter_column("score", nullable=False)
+    op.create_index("ix_account_score", "account", ["score"], postgresql_concurrently=True)
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_account_email", table_name="account", postgresql_concurrently=True)
+    op.execute("ALTER TABLE account ADD CONSTRAINT ck CHECK (score >= 0) NOT VALID; "
+               "ALTER TABLE account VALIDATE CONSTRAINT ck")"""
+
+
+def make(root, ini=PG_INI):
+    alembic_project(root, {
+        "aaaa_base.py": migration_text("aaaa", None, message="base", upgrades=BASE),
+        "bbbb_change.py": migration_text("bbbb", "aaaa", message="change", upgrades=CHANGE),
+    }, ini=ini)
+    path = (root / "migrations" / "versions" / "bbbb_change.py").resolve()
+    return Engine([root]).snapshot(), path
+
+
+def hover_on(snapshot, path, needle, nth=0):
+    text = path.read_text()
+    line = line_of(text, needle, nth)
+    col = text.splitlines()[line].index(needle) + 1
+    result = hover(snapshot, path, types.Position(line=line, character=col), Locator(snapshot))
+    return result.contents.value if result else None
+
+
+def test_volatile_default_rewrites_under_access_exclusive(tmp_path):
+    snapshot, path = make(tmp_path)
+    text = hover_on(snapshot, path, "add_column")
+    assert "**op.add_column**" in text
+    assert "ALTER TABLE account ADD COLUMN token UUID DEFAULT gen_random_uuid();" in text
+    assert "On PostgreSQL 18:" in text
+    assert "`ACCESS EXCLUSIVE` on `account`: blocks reads and writes" in text
+    assert "**rewrites the table**" in text
+    # the table as the history has it before the call (the new column is not there yet)
+    assert "| `email` | `VARCHAR(50)` | no |  |" in text
+    assert "| `score` | `NUMERIC(10, 2)` | yes | `0` |" in text
+    assert "`token`" not in text.split("Table")[1]
+
+
+def test_state_before_the_call_includes_earlier_calls_of_the_revision(tmp_path):
+    snapshot, path = make(tmp_path)
+    text = hover_on(snapshot, path, 'op.alter_column("account", "email"')
+    assert "ALTER TABLE account ALTER COLUMN email TYPE TEXT;" in text
+    assert "no table scan, no rewrite" in text  # varchar(50) -> text, known from the history
+    assert "| `token` | `UUID` | yes | `gen_random_uuid()` |" in text
+
+
+def test_batch_op_and_set_not_null(tmp_path):
+    snapshot, path = make(tmp_path)
+    text = hover_on(snapshot, path, "batch_op.alter_column")
+    assert "**batch_op.alter_column**" in text
+    assert "ALTER TABLE account ALTER COLUMN score SET NOT NULL;" in text
+    assert "scans every row under the lock" in text
+
+
+def test_concurrently_outside_and_inside_an_autocommit_block(tmp_path):
+    snapshot, path = make(tmp_path)
+    text = hover_on(snapshot, path, "create_index")
+    assert "`SHARE UPDATE EXCLUSIVE` on `account`: blocks neither reads nor writes" in text
+    assert "cannot run inside a transaction" in text
+    text = hover_on(snapshot, path, "drop_index")
+    assert "DROP INDEX CONCURRENTLY ix_account_email;" in text
+    assert "`SHARE UPDATE EXCLUSIVE` on `account`" in text
+    assert "cannot run inside a transaction" not in text
+
+
+def test_raw_sql_statement_by_statement(tmp_path):
+    snapshot, path = make(tmp_path)
+    text = hover_on(snapshot, path, "op.execute")
+    assert "- `ALTER TABLE account ADD CONSTRAINT ck CHECK (score >= 0) NOT VALID`" in text
+    assert "  - `ACCESS EXCLUSIVE` on `account`: blocks reads and writes" in text
+    assert "- `ALTER TABLE account VALIDATE CONSTRAINT ck`" in text
+    assert "  - `SHARE UPDATE EXCLUSIVE` on `account`: blocks neither reads nor writes" in text
+
+
+def test_other_dialect_shows_its_sql_and_no_postgresql_locks(tmp_path):
+    snapshot, path = make(tmp_path, SQLITE_INI)
+    text = hover_on(snapshot, path, "add_column")
+    assert "SQL (sqlite):" in text and "ALTER TABLE account ADD COLUMN token" in text
+    assert "PostgreSQL" not in text and "EXCLUSIVE" not in text
+
+
+def test_revision_ids_still_hover_as_revisions(tmp_path):
+    snapshot, path = make(tmp_path)
+    text = hover_on(snapshot, path, "down_revision")
+    assert text is None or "op." not in text
+    text = path.read_text()
+    line = line_of(text, "down_revision")
+    col = text.splitlines()[line].index("'aaaa'") + 2
+    result = hover(snapshot, path, types.Position(line=line, character=col), Locator(snapshot))
+    assert "Revision `aaaa`" in result.contents.value
+
+
+def test_no_hover_outside_op_calls(tmp_path):
+    snapshot, path = make(tmp_path)
+    assert hover_on(snapshot, path, "def upgrade") is None
