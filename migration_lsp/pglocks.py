@@ -421,6 +421,8 @@ class _Context:
     state: SchemaState | None = None
     # (table key, column) -> its type before the op, from the op itself (existing_type)
     types: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # constraints added earlier in the same SQL: (table key, name) -> referenced table or False
+    added: dict[tuple[str, str], str | bool] = field(default_factory=dict)
 
     def table(self, key: str | None) -> TableState | None:
         return self.state.tables.get(key) if self.state is not None and key else None
@@ -435,6 +437,8 @@ class _Context:
     def foreign_key(self, key: str, name: str | None) -> str | None | bool:
         """The table foreign key `name` of table `key` references; False: it is not a foreign
         key; None: not known."""
+        if (key, name) in self.added:
+            return self.added[(key, name)]
         table = self.table(key)
         if table is None or not name:
             return None
@@ -591,6 +595,8 @@ def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
         return _Hit(FORMS["alter_column.set_default" if cmd.def_ is not None else "alter_column.drop_default"], table)
     if sub == A.AT_AddConstraint:
         c = cmd.def_
+        if c.conname:
+            ctx.added[(table, c.conname)] = _name(c.pktable) if c.contype == C.CONSTR_FOREIGN else False
         if c.contype == C.CONSTR_FOREIGN:
             form = "add_constraint.foreign_key_not_valid" if c.skip_validation else "add_constraint.foreign_key"
             return _Hit(FORMS[form], table, (_name(c.pktable),))

@@ -24,6 +24,7 @@ op.create_table(
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("email", sa.String(50), nullable=False),
         sa.Column("score", sa.Numeric(10, 2), server_default="0"),
+        sa.Column("code", sa.Text, server_default=sa.text("'a' || 'b'")),
     )
     op.create_index("ix_account_email", "account", ["email"])"""
 
@@ -67,6 +68,7 @@ def test_volatile_default_rewrites_under_access_exclusive(tmp_path):
     # the table as the history has it before the call (the new column is not there yet)
     assert "| `email` | `VARCHAR(50)` | no |  |" in text
     assert "| `score` | `NUMERIC(10, 2)` | yes | `0` |" in text
+    assert "| `code` | `TEXT` | yes | `'a' \\|\\| 'b'` |" in text  # a | inside a cell is escaped
     assert "`token`" not in text.split("Table")[1]
 
 
@@ -104,6 +106,7 @@ def test_raw_sql_statement_by_statement(tmp_path):
     assert "  - `ACCESS EXCLUSIVE` on `account`: blocks reads and writes" in text
     assert "- `ALTER TABLE account VALIDATE CONSTRAINT ck`" in text
     assert "  - `SHARE UPDATE EXCLUSIVE` on `account`: blocks neither reads nor writes" in text
+    assert "not known" not in text  # ck is a CHECK: added by the first statement
 
 
 def test_other_dialect_shows_its_sql_and_no_postgresql_locks(tmp_path):

@@ -155,13 +155,15 @@ def test_raw_sql_statements_are_located_in_their_string():
     assert [e.forms for e in effects] == [
         ("no_table",), ("create_index.concurrently",),
         ("add_constraint.foreign_key_not_valid", "alter_column.set_not_null"),
-        ("validate_constraint",), ("update",)]
+        ("validate_constraint.foreign_key",), ("update",)]  # fk: a foreign key, added above
     assert effects[1].transactional is False and effects[1].locks == (
         pglocks.RelationLock("s.t", Lock.SHARE_UPDATE_EXCLUSIVE, "table"),)
     # one ALTER TABLE: the strongest lock per table, a scan if any part scans
     assert set(effects[2].locks) == {pglocks.RelationLock("t", Lock.ACCESS_EXCLUSIVE, "table"),
                                      pglocks.RelationLock("p", Lock.SHARE_ROW_EXCLUSIVE, "referenced table")}
     assert effects[2].scan is True and effects[2].blocks == "reads and writes"
+    assert set(effects[3].locks) == {pglocks.RelationLock("t", Lock.SHARE_UPDATE_EXCLUSIVE, "table"),
+                                     pglocks.RelationLock("p", Lock.ROW_SHARE, "referenced table")}
 
 
 def test_unknown_statements_and_unparsable_sql():

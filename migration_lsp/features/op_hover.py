@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from lsprotocol import types
@@ -120,22 +121,31 @@ def describe_effect(effect: pglocks.StatementEffect, version: int, in_autocommit
     return lines
 
 
-def _type(column: sa.Column, dialect: str) -> str:
+def _type(column: sa.Column, dialect: Any) -> str:
     try:
-        return column.type.compile(dialect=sa.engine.url.make_url(f"{dialect}://").get_dialect()())
+        return column.type.compile(dialect=dialect)
     except Exception:
         return repr(column.type)
+
+
+def _cell(text: str) -> str:
+    """Inline code inside a Markdown table cell (a `|` would end the cell)."""
+    return _code(text).replace("|", "\\|")
 
 
 def describe_table(table: TableState, dialect: str) -> list[str]:
     lines = [f"Table {_code(table.key)} at this point of the history:", "",
              "| column | type | null | default |", "|---|---|---|---|"]
+    try:
+        sa_dialect = sa.engine.url.make_url(f"{dialect}://").get_dialect()()
+    except Exception:
+        sa_dialect = None
     for col in table.columns[:MAX_COLUMNS]:
         column = col.column
         default = column.server_default.arg if column.server_default is not None else ""
         default = getattr(default, "text", default)
-        cell = _code(default) if default != "" else ""
-        lines.append(f"| {_code(col.name)} | {_code(_type(column, dialect))} | "
+        cell = _cell(default) if default != "" else ""
+        lines.append(f"| {_cell(col.name)} | {_cell(_type(column, sa_dialect))} | "
                      f"{'yes' if column.nullable else 'no'} | {cell} |".replace("\n", " "))
     if len(table.columns) > MAX_COLUMNS:
         lines.append(f"| … {len(table.columns) - MAX_COLUMNS} more | | | |")
