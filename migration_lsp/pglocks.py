@@ -292,8 +292,9 @@ _FORMS = (
          note="the referenced table is known when the schema history knows the constraint"),
     # ---- data and everything else
     Form("insert", "insert rows", Lock.ROW_EXCLUSIVE, False, False, examples=(
-        lambda op: alembic_ops.BulkInsertOp(sa.table("parent", sa.column("id", sa.Integer), sa.column("code", sa.String)),
-                                            [{"id": -1, "code": "a"}, {"id": -2, "code": "b"}]),
+        lambda op: alembic_ops.BulkInsertOp(
+            sa.table("parent", sa.column("id", sa.Integer), sa.column("code", sa.String)),
+            [{"id": -1, "code": "a"}, {"id": -2, "code": "b"}]),
         "INSERT INTO parent (id, code) VALUES (-1, 'a')",)),
     Form("update", "update rows", Lock.ROW_EXCLUSIVE, None, False, examples=(
         lambda op: op.execute(sa.text("UPDATE t SET note = note || '!'")),
@@ -584,7 +585,7 @@ def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
         if form.name == "alter_column.type_coercible":  # constraints on the column are checked again
             checked = ctx.checks_column(table, cmd.name)
             return _Hit(form, table, scan=checked,
-                        why="" if checked is not None else "whether a CHECK constraint on the column is validated again")
+                        why="" if checked is not None else "whether a CHECK on the column is validated again")
         return _Hit(form, table)
     if sub == A.AT_SetNotNull:
         proven = version >= 12 and ctx.not_null_checked(table, cmd.name)
@@ -605,8 +606,8 @@ def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
         if c.contype in (C.CONSTR_UNIQUE, C.CONSTR_PRIMARY):
             if c.indexname:
                 return _Hit(FORMS["add_constraint.using_index"], table)
-            return _Hit(FORMS["add_constraint.unique" if c.contype == C.CONSTR_UNIQUE else "add_constraint.primary_key"],
-                        table)
+            kind = "unique" if c.contype == C.CONSTR_UNIQUE else "primary_key"
+            return _Hit(FORMS[f"add_constraint.{kind}"], table)
         if c.contype == C.CONSTR_EXCLUSION:
             return _Hit(FORMS["add_constraint.exclude"], table)
         return _Hit(UNKNOWN, table, why=f"ADD CONSTRAINT of kind {c.contype.name}")

@@ -199,3 +199,82 @@ def op_hover(snapshot, path: Path, position: types.Position, locator) -> types.H
         contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=describe_op(found)),
         range=locator.range(path, found.evaluated.call.span),
     )
+
+
+# --------------------------------------------------------------------------- `migration-lsp sql`
+
+
+def select_revisions(state: EnvironmentState, spec: str | None) -> list[str]:
+    """Revisions of `spec` in upgrade order: all of them (None), one (`REV`), or what
+    `alembic upgrade FROM:TO` runs (`FROM:TO`, after FROM up to TO; `base` / `heads`
+    allowed). Raises ValueError with a message for the user."""
+    graph = state.graph
+    order = graph.topological_order
+
+    def one(text: str) -> str:
+        found = graph.resolve(text)
+        if len(found) != 1:
+            raise ValueError(f"{text}: {'ambiguous' if found else 'no such revision'}")
+        return found[0]
+
+    if not spec:
+        return list(order)
+    if ":" not in spec:
+        return [one(spec)]
+    start, _, end = spec.partition(":")
+    chosen = set(order)
+    if start and start != "base":
+        low = one(start)
+        chosen &= graph.descendants(low)
+    if end and end not in ("head", "heads"):
+        high = one(end)
+        chosen &= graph.ancestors(high) | {high}
+    return [rev for rev in order if rev in chosen]
+
+
+def _plain(line: str) -> str:
+    """A Markdown bullet of describe_effect as plain text."""
+    return line.removeprefix("- ").replace("**", "").replace("`", "")
+
+
+def _comment(text: str) -> str:
+    return "\n".join(f"-- {line}" for line in text.splitlines() or [""])
+
+
+def revision_sql(state: EnvironmentState, rev: str, dialect: str, version: int) -> str:
+    """The upgrade SQL of one revision as `alembic upgrade --sql` renders each op, each op
+    located in its file and, on PostgreSQL, each statement followed by its locks (as SQL
+    comments: the output stays runnable)."""
+    script = state.graph.by_id[rev]
+    parents = ", ".join(state.graph.parents.get(rev, ())) or "<base>"
+    out = [f"-- Running upgrade {parents} -> {rev}, {script.message or ''}".rstrip(", "), ""]
+    try:
+        result = state.replay.revision(rev) if state.replay is not None else None
+    except Exception:
+        result = None
+    ops = result.upgrade if result is not None else tuple(evaluate_function(script, script.upgrade))
+    schema = result.before if result is not None else None
+    for ev in ops:
+        where = f"{script.path.name}:{ev.span.line + 1}"
+        head = f"-- op.{ev.call.name} ({where})" + (" [conditional: may not run]" if ev.call.conditional else "")
+        out.append(head)
+        if ev.op is None:
+            out += [f"-- not known statically: {ev.reason or 'opaque'}", ""]
+            continue
+        try:
+            sql = pglocks.render_sql(ev.op, dialect, version if dialect == "postgresql" else None).strip()
+        except Exception as exc:
+            out += [_comment(f"Alembic cannot render it: {type(exc).__name__}: {exc}"), ""]
+            sql = ""
+        effects = pglocks.sql_effects(sql, schema, version, pglocks.existing_types(ev.op)) \
+            if sql and dialect == "postgresql" else None
+        if effects is None:
+            out += [sql, ""] if sql else []
+        else:
+            for effect in effects:
+                out.append(effect.sql + ";")
+                out += [_comment(_plain(line)) for line in describe_effect(effect, version, ev.call.in_autocommit)]
+            out.append("")
+        if schema is not None:
+            schema = apply_op(schema, ev, script.path)
+    return "\n".join(out)
