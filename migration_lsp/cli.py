@@ -381,7 +381,7 @@ def cmd_revision(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     """Each revision's upgrade SQL (Alembic's offline rendering), with PostgreSQL's locks."""
     from .features.op_hover import revision_sql, select_revisions
-    from .pglocks import DEFAULT_VERSION
+    from .pglocks import postgres_version
 
     args.no_import = True
     _, snapshot = _engine([args.path], args)
@@ -396,7 +396,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     dialect = args.dialect or state.env.dialect or "postgresql"
-    version = args.postgres_version or getattr(state.env.settings, "postgres_version", None) or DEFAULT_VERSION
+    version = args.postgres_version or postgres_version(getattr(state.env.settings, "postgres_version", None))
     if not (args.dialect or state.env.dialect):
         print("-- no dialect configured: SQL for PostgreSQL")
     for rev in revs:

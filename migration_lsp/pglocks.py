@@ -47,6 +47,16 @@ SUPPORTED_VERSIONS = tuple(range(12, 19))
 DEFAULT_VERSION = SUPPORTED_VERSIONS[-1]
 
 
+def postgres_version(value: Any) -> int:
+    """A `postgresVersion` setting as a major version: 16, "16", "16.4" -> 16; anything
+    else (missing, nonsense, older than 9) -> DEFAULT_VERSION."""
+    try:
+        major = int(str(value).strip().split(".")[0])
+    except (TypeError, ValueError):
+        return DEFAULT_VERSION
+    return major if 9 <= major <= 99 else DEFAULT_VERSION
+
+
 class Lock(IntEnum):
     """PostgreSQL's table lock modes, numbered as PostgreSQL numbers them (weakest first)."""
 

@@ -39,11 +39,15 @@ op.add_column("account", sa.Column("token", sa.Uuid, server_default=sa.text("gen
     op.execute("ALTER TABLE account ADD CONSTRAINT ck CHECK (score >= 0) NOT VALID; "
                "ALTER TABLE account VALIDATE CONSTRAINT ck")"""
 
+DOWN = """\
+op.drop_column("account", "token")
+    op.alter_column("account", "email", type_=sa.String(50))"""
+
 
 def make(root, ini=PG_INI):
     alembic_project(root, {
         "aaaa_base.py": migration_text("aaaa", None, message="base", upgrades=BASE),
-        "bbbb_change.py": migration_text("bbbb", "aaaa", message="change", upgrades=CHANGE),
+        "bbbb_change.py": migration_text("bbbb", "aaaa", message="change", upgrades=CHANGE, downgrades=DOWN),
     }, ini=ini)
     path = (root / "migrations" / "versions" / "bbbb_change.py").resolve()
     return Engine([root]).snapshot(), path
@@ -130,3 +134,12 @@ def test_revision_ids_still_hover_as_revisions(tmp_path):
 def test_no_hover_outside_op_calls(tmp_path):
     snapshot, path = make(tmp_path)
     assert hover_on(snapshot, path, "def upgrade") is None
+
+
+def test_downgrade_ops_see_the_schema_after_the_upgrade(tmp_path):
+    snapshot, path = make(tmp_path)
+    text = hover_on(snapshot, path, 'op.alter_column("account", "email", type_=sa.String(50))')
+    assert "ALTER TABLE account ALTER COLUMN email TYPE VARCHAR(50);" in text
+    assert "**rewrites the table**" in text  # text -> varchar(50), text known from the upgrade
+    assert "| `email` | `TEXT` | no |  |" in text
+    assert "`token`" not in text  # dropped by the downgrade's first call

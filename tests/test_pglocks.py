@@ -214,3 +214,17 @@ def test_version_dependent_lock():
     assert e.locks == (pglocks.RelationLock("ix", Lock.SHARE_UPDATE_EXCLUSIVE, "index"),)
     (e,) = pglocks.sql_effects("ALTER INDEX ix RENAME TO iy", version=11)
     assert e.lock is Lock.ACCESS_EXCLUSIVE
+
+
+def test_postgres_version_setting():
+    assert pglocks.postgres_version(16) == pglocks.postgres_version("16.4") == 16
+    assert pglocks.postgres_version(None) == pglocks.postgres_version("latest") == DEFAULT_VERSION
+    assert pglocks.postgres_version(7) == DEFAULT_VERSION
+
+
+def test_rendering_never_changes_an_example_op():
+    """The replay's ops are shared: rendering one (hover, `sql`) must leave it as it was."""
+    for form in FORMS.values():
+        for example in pglocks.example_ops(form):
+            first = pglocks.render_sql(example)
+            assert pglocks.render_sql(example) == first, form.name

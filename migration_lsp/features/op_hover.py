@@ -155,7 +155,7 @@ def describe_table(table: TableState, dialect: str) -> list[str]:
 def describe_op(found: OpAtCursor, version: int | None = None) -> str:
     """Markdown card for the op under the cursor."""
     ev = found.evaluated
-    version = version or getattr(found.state.env.settings, "postgres_version", None) or pglocks.DEFAULT_VERSION
+    version = version or pglocks.postgres_version(getattr(found.state.env.settings, "postgres_version", None))
     configured = found.state.env.dialect
     dialect = configured or "postgresql"
     title = f"**{'batch_op' if ev.call.batch_table is not None else 'op'}.{ev.call.name}**"
