@@ -680,11 +680,14 @@ def _vacuum(node: Any) -> list[_Hit]:
 
 
 def _option(options: Any, name: str) -> bool:
+    """Is option `name` of a REINDEX / VACUUM on (`(FULL)`, `(FULL true)`, `(FULL off)`)?"""
     for option in options or ():
         if option.defname == name:
-            arg = getattr(option, "arg", None)
-            return arg is None or str(getattr(arg, "sval", getattr(arg, "boolval", arg))).lower() not in (
-                "false", "off", "0", "boolean(boolval=false)")
+            arg = option.arg
+            if arg is None:
+                return True
+            value = getattr(arg, "boolval", getattr(arg, "sval", getattr(arg, "ival", True)))
+            return str(value).lower() not in ("false", "off", "0")
     return False
 
 

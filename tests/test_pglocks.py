@@ -228,3 +228,14 @@ def test_rendering_never_changes_an_example_op():
         for example in pglocks.example_ops(form):
             first = pglocks.render_sql(example)
             assert pglocks.render_sql(example) == first, form.name
+
+
+def test_vacuum_and_reindex_options():
+    def form(sql):
+        (e,) = pglocks.sql_effects(sql)
+        return e.forms[0]
+
+    assert form("VACUUM (FULL) u") == form("VACUUM FULL u") == "vacuum.full"
+    assert form("VACUUM (FULL false) u") == form("VACUUM (FULL off) u") == form("VACUUM u") == "vacuum"
+    assert form("REINDEX (CONCURRENTLY) TABLE t") == form("REINDEX TABLE CONCURRENTLY t") == "reindex.concurrently"
+    assert form("VACUUM") == "unknown"  # every table
