@@ -108,7 +108,8 @@ class Form:
     scan: bool | None  # reads every row under that lock (None: cannot be known from the SQL)
     rewrite: bool | None  # writes the table anew (new relfilenode); implies a scan
     referenced: Lock | None = None  # on the table a foreign key references
-    lock_before: tuple[int, Lock] | None = None  # (N, lock): the lock on versions below N
+    lock_before: tuple[int, Lock | None] | None = None  # (N, lock): the lock on versions below N
+    unsure: tuple[int, ...] = ()  # versions whose lock nobody has checked: unknown there
     rewrite_below: int | None = None  # also rewrites on PostgreSQL versions below this one
     since: int = 0  # exists since this PostgreSQL major
     transactional: bool = True  # False: cannot run inside a transaction block
@@ -116,6 +117,8 @@ class Form:
     note: str = ""
 
     def lock_at(self, version: int) -> Lock | None:
+        if version in self.unsure:
+            return None
         if self.lock_before is not None and version < self.lock_before[0]:
             return self.lock_before[1]
         return self.lock
@@ -345,8 +348,10 @@ _FORMS = (
     Form("vacuum.full", "VACUUM FULL", AE, True, True, transactional=False, examples=("VACUUM FULL u",)),
     Form("analyze", "analyze a table", SUE, False, False, examples=("ANALYZE u",),
          note="reads a sample of the rows"),
-    Form("grant", "grant or revoke privileges on a table", Lock.ACCESS_SHARE, False, False, examples=(
-        "GRANT SELECT ON t TO PUBLIC", "REVOKE ALL ON u FROM PUBLIC",)),
+    Form("grant", "grant or revoke privileges on a table", Lock.ACCESS_SHARE, False, False,
+         lock_before=(16, None), unsure=(16, 17),
+         examples=("GRANT SELECT ON t TO PUBLIC", "REVOKE ALL ON u FROM PUBLIC",),
+         note="no lock on the table up to PostgreSQL 15, ACCESS SHARE on 18 (both checked; 16 and 17 not)"),
     Form("cluster", "CLUSTER a table", AE, True, True, examples=("CLUSTER t USING ix_t_note",)),
     # ---- data and everything else
     Form("insert", "insert rows", Lock.ROW_EXCLUSIVE, False, False, examples=(
@@ -992,7 +997,8 @@ def _effect(statement: _Statement, hits: list[_Hit], version: int) -> StatementE
             take(ref, "referenced table", hit.form.referenced)
             roles.setdefault(ref, "referenced table")
     forms = tuple(dict.fromkeys(hit.form.name for hit in hits))
-    whys = [hit.why for hit in hits if hit.why]
+    whys = [hit.why for hit in hits if hit.why] + [
+        f"the lock of {hit.form.summary} on PostgreSQL {version}" for hit in hits if version in hit.form.unsure]
     return StatementEffect(
         sql=statement.sql, offset=statement.offset, length=statement.length, forms=forms,
         locks=tuple(RelationLock(rel, lock, roles.get(rel, role) if rel else role)

@@ -239,3 +239,13 @@ def test_vacuum_and_reindex_options():
     assert form("VACUUM (FULL false) u") == form("VACUUM (FULL off) u") == form("VACUUM u") == "vacuum"
     assert form("REINDEX (CONCURRENTLY) TABLE t") == form("REINDEX TABLE CONCURRENTLY t") == "reindex.concurrently"
     assert form("VACUUM") == "unknown"  # every table
+
+
+def test_a_lock_nobody_checked_on_a_version_is_unknown_there():
+    def locks(version):
+        (e,) = pglocks.sql_effects("GRANT SELECT ON t TO PUBLIC", version=version)
+        return e.locks, e.unknown
+
+    assert locks(18) == ((pglocks.RelationLock("t", Lock.ACCESS_SHARE, "table"),), "")
+    assert locks(15) == ((), "")  # checked on PostgreSQL 15: no lock on the table
+    assert locks(16)[0] == () and "PostgreSQL 16" in locks(16)[1]

