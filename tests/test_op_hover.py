@@ -3,9 +3,12 @@ table as the history has it just before the call."""
 
 from __future__ import annotations
 
+import pytest_lsp
 from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from conftest import alembic_project, line_of, migration_text
+from lsp_helpers import SERVER_COMMAND, client_factory
 from migration_lsp.engine import Engine
 from migration_lsp.features import Locator
 from migration_lsp.features.hover import hover
@@ -143,3 +146,33 @@ def test_downgrade_ops_see_the_schema_after_the_upgrade(tmp_path):
     assert "**rewrites the table**" in text  # text -> varchar(50), text known from the upgrade
     assert "| `email` | `TEXT` | no |  |" in text
     assert "`token`" not in text  # dropped by the downgrade's first call
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND, client_factory=client_factory))
+async def client(lsp_client: LanguageClient, tmp_path):
+    make(tmp_path)
+    lsp_client.project = tmp_path
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code"), root_uri=tmp_path.as_uri(),
+        initialization_options={"trusted": False}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_hover_through_the_real_server(client: LanguageClient):
+    """The hook in hover.py, over stdio: an untrusted workspace (the hover runs no project
+    code), the range is the whole call."""
+    path = client.project / "migrations" / "versions" / "bbbb_change.py"
+    text = path.read_text()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+        uri=path.as_uri(), language_id="python", version=1, text=text)))
+    line = line_of(text, "create_index")
+    result = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
+        position=types.Position(line=line, character=text.splitlines()[line].index("create_index"))))
+    assert result is not None and result.contents.kind == types.MarkupKind.Markdown
+    assert "CREATE INDEX CONCURRENTLY ix_account_score ON account (score);" in result.contents.value
+    assert "`SHARE UPDATE EXCLUSIVE` on `account`" in result.contents.value
+    start = text.splitlines()[line].index("op.create_index")
+    assert (result.range.start.line, result.range.start.character) == (line, start)
+    assert (result.range.end.line, result.range.end.character) == (line, len(text.splitlines()[line]))
