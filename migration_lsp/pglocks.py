@@ -998,7 +998,8 @@ def _effect(statement: _Statement, hits: list[_Hit], version: int) -> StatementE
             roles.setdefault(ref, "referenced table")
     forms = tuple(dict.fromkeys(hit.form.name for hit in hits))
     whys = [hit.why for hit in hits if hit.why] + [
-        f"the lock of {hit.form.summary} on PostgreSQL {version}" for hit in hits if version in hit.form.unsure]
+        f"the lock of {hit.form.summary} on PostgreSQL {version}" for hit in hits if version in hit.form.unsure] + [
+        f"{hit.form.summary}: needs PostgreSQL {hit.form.since}" for hit in hits if version < hit.form.since]
     return StatementEffect(
         sql=statement.sql, offset=statement.offset, length=statement.length, forms=forms,
         locks=tuple(RelationLock(rel, lock, roles.get(rel, role) if rel else role)

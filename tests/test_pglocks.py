@@ -249,3 +249,10 @@ def test_a_lock_nobody_checked_on_a_version_is_unknown_there():
     assert locks(18) == ((pglocks.RelationLock("t", Lock.ACCESS_SHARE, "table"),), "")
     assert locks(15) == ((), "")  # checked on PostgreSQL 15: no lock on the table
     assert locks(16)[0] == () and "PostgreSQL 16" in locks(16)[1]
+
+
+def test_a_form_newer_than_the_version_says_so():
+    (e,) = pglocks.sql_effects("REINDEX TABLE CONCURRENTLY t", version=11)
+    assert "needs PostgreSQL 12" in e.unknown
+    (e,) = pglocks.sql_effects("REINDEX TABLE CONCURRENTLY t", version=12)
+    assert e.unknown == ""
