@@ -106,7 +106,7 @@ class Form:
     summary: str
     lock: Lock | None  # on the table the statement names; None: it names no table
     scan: bool | None  # reads every row under that lock (None: cannot be known from the SQL)
-    rewrite: bool | None  # writes the table anew (new relfilenode); implies a scan
+    rewrite: bool | None  # writes the table anew (a new relfilenode: TRUNCATE's is empty, unread)
     referenced: Lock | None = None  # on the table a foreign key references
     lock_before: tuple[int, Lock | None] | None = None  # (N, lock): the lock on versions below N
     unsure: tuple[int, ...] = ()  # versions whose lock nobody has checked: unknown there
