@@ -1,4 +1,4 @@
-"""Front end `cli`: check / graph / revision / serve (DESIGN.md, Contracts)."""
+"""Front end `cli`: check / graph / revision / sql / serve (DESIGN.md, Contracts)."""
 
 from __future__ import annotations
 
@@ -436,6 +436,32 @@ def _write_revision(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Each revision's upgrade SQL (Alembic's offline rendering), with PostgreSQL's locks."""
+    from .features.op_hover import revision_sql, select_revisions
+    from .pglocks import postgres_version
+
+    args.no_import = True
+    _, snapshot = _engine([args.path], args)
+    if _report_problems(snapshot):
+        return EXIT_USAGE
+    states = [s for s in snapshot.environments if s.graph.by_id or s.env.config_path]
+    if len(states) != 1:
+        raise UsageError(f"{len(states)} environments under {args.path}: pass the folder of one of them")
+    state = states[0]
+    try:
+        revs = select_revisions(state, args.revisions)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    dialect = args.dialect or state.env.dialect or "postgresql"
+    version = args.postgres_version or postgres_version(getattr(state.env.settings, "postgres_version", None))
+    if not (args.dialect or state.env.dialect):
+        print("-- no dialect configured: SQL for PostgreSQL")
+    for rev in revs:
+        print(revision_sql(state, rev, dialect, version))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -478,6 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     revision.add_argument("--autogenerate", action="store_true", help="operations from the model changes")
     revision.add_argument("--head", help="revision to build on (default: the only head)")
     revision.set_defaults(func=cmd_revision)
+
+    sql = sub.add_parser("sql", help="print each revision's upgrade SQL with the locks it takes (no database)")
+    sql.add_argument("path", nargs="?", default=".", metavar="PATH")
+    sql.add_argument("revisions", nargs="?", metavar="REV|RANGE", help="REV, or FROM:TO as for alembic upgrade")
+    sql.add_argument("--dialect", help="render for this dialect (default: the environment's)")
+    sql.add_argument("--postgres-version", type=int, choices=range(9, 19), metavar="MAJOR",
+                     help="PostgreSQL major version for the lock model (default: 18)")
+    sql.set_defaults(func=cmd_sql)
 
     serve = sub.add_parser("serve", help="run the language server on stdio")
     serve.add_argument("--stdio", action="store_true", help="accepted for clients that pass it (stdio is the default)")

@@ -9,6 +9,7 @@ from lsprotocol import types
 
 from ..engine import EnvironmentState
 from . import IdAtCursor, Locator, id_at, md_code, md_text, path_to_uri
+from .op_hover import op_hover
 
 
 def _name(state: EnvironmentState, rev: str) -> str:
@@ -71,8 +72,8 @@ def hover_text(found: IdAtCursor) -> str:
 
 def hover(snapshot, path: Path, position: types.Position, locator: Locator) -> types.Hover | None:
     found = id_at(snapshot, path, position.line, locator.column(path, position))
-    if found is None:
-        return None
+    if found is None:  # an op call: its SQL, locks and table (op_hover.py)
+        return op_hover(snapshot, path, position, locator)
     return types.Hover(
         contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=hover_text(found)),
         range=locator.range(path, found.id_string.span),

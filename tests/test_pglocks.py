@@ -1,0 +1,258 @@
+"""The lock model without a database: version awareness, context, raw SQL located in its
+string, rendering through Alembic, and "unknown" where the SQL does not say.
+(What PostgreSQL really does is checked by test_pglocks_real.py.)"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from migration_lsp import pglocks
+from migration_lsp.pglocks import DEFAULT_VERSION, FORMS, Lock
+from migration_lsp.schema import Recorder
+
+op = Recorder()
+
+
+def forms(effects):
+    return [name for e in effects for name in e.forms]
+
+
+def test_lock_names_and_what_they_block():
+    assert Lock.ACCESS_EXCLUSIVE.pg_mode == "AccessExclusiveLock"
+    assert Lock.from_pg_mode("ShareUpdateExclusiveLock") is Lock.SHARE_UPDATE_EXCLUSIVE
+    assert Lock.SHARE_ROW_EXCLUSIVE.sql == "SHARE ROW EXCLUSIVE"
+    assert Lock.ACCESS_EXCLUSIVE.blocks == "reads and writes"
+    assert Lock.SHARE.blocks == Lock.SHARE_ROW_EXCLUSIVE.blocks == "writes"
+    assert Lock.SHARE_UPDATE_EXCLUSIVE.blocks == "neither reads nor writes"
+
+
+def test_default_version_is_the_newest_supported():
+    assert DEFAULT_VERSION == max(pglocks.SUPPORTED_VERSIONS) == 18
+    assert set(range(12, 19)) <= set(pglocks.SUPPORTED_VERSIONS)
+
+
+def test_constant_default_rewrites_only_before_11():
+    add = op.add_column("t", sa.Column("c", sa.Integer, nullable=False, server_default="0"))
+    for version in (9, 10):
+        (effect,) = pglocks.op_effects(add, version=version)
+        assert effect.rewrite is True and effect.scan is True
+    for version in pglocks.SUPPORTED_VERSIONS:
+        (effect,) = pglocks.op_effects(add, version=version)
+        assert effect.forms == ("add_column.default",) and effect.rewrite is False and effect.scan is False
+
+
+def test_volatile_stable_and_unknown_defaults():
+    def effect(default):
+        (e,) = pglocks.op_effects(op.add_column("t", sa.Column("c", sa.DateTime, server_default=default)))
+        return e.forms[0], e.rewrite
+
+    assert effect(sa.func.now()) == ("add_column.default", False)  # stable, not volatile
+    assert effect(sa.text("statement_timestamp()")) == ("add_column.default", False)
+    assert effect(sa.text("'2020-01-01'::timestamp")) == ("add_column.default", False)
+    assert effect(sa.func.clock_timestamp()) == ("add_column.volatile_default", True)
+    assert effect(sa.text("random()")) == ("add_column.volatile_default", True)
+    assert effect(sa.text("gen_random_uuid()")) == ("add_column.volatile_default", True)
+    assert effect(sa.text("my_app_default()")) == ("add_column.unknown_default", None)
+
+
+def test_virtual_generated_column_exists_from_18():
+    add = op.add_column("t", sa.Column("c", sa.Integer, sa.Computed("n * 2")))
+    (at18,) = pglocks.op_effects(add, version=18)
+    (at17,) = pglocks.op_effects(add, version=17)
+    assert at18.forms == ("add_column.generated_virtual",) and at18.rewrite is False
+    assert "STORED" in pglocks.render_sql(add, "postgresql", 17)
+    assert at17.forms == ("add_column.generated_stored",) and at17.rewrite is True
+
+
+def test_type_changes_by_old_and_new_type():
+    state = pglocks.example_state()
+
+    def change(column, new, **kw):
+        (e,) = pglocks.op_effects(op.alter_column("t", column, type_=new, **kw), state)
+        return e.forms[0], e.rewrite
+
+    assert change("name", sa.String(40)) == ("alter_column.type_coercible", False)
+    assert change("name", sa.String(10)) == ("alter_column.type", True)
+    assert change("name", sa.Text) == ("alter_column.type_coercible", False)
+    assert change("amount", sa.Numeric(20, 2)) == ("alter_column.type_coercible", False)
+    assert change("amount", sa.Numeric(20, 3)) == ("alter_column.type", True)
+    assert change("n", sa.BigInteger) == ("alter_column.type", True)
+    assert change("created", sa.DateTime(timezone=True)) == ("alter_column.type_timezone", None)
+    # the op's own existing_type wins over the history
+    assert change("n", sa.String(40), existing_type=sa.String(20)) == ("alter_column.type_coercible", False)
+
+
+def test_without_history_what_the_sql_does_not_say_is_unknown():
+    (e,) = pglocks.op_effects(op.alter_column("t", "n", type_=sa.BigInteger))
+    assert e.forms == ("alter_column.type_unknown",) and e.rewrite is None and e.scan is None
+    assert e.locks == (pglocks.RelationLock("t", Lock.ACCESS_EXCLUSIVE, "table"),)
+    (e,) = pglocks.op_effects(op.drop_index("ix_t_note"))
+    assert e.locks == (pglocks.RelationLock(None, Lock.ACCESS_EXCLUSIVE, "table of index ix_t_note"),)
+    (e,) = pglocks.op_effects(op.drop_index("ix_t_note"), pglocks.example_state())
+    assert e.locks == (pglocks.RelationLock("t", Lock.ACCESS_EXCLUSIVE, "table"),)
+    (e,) = pglocks.op_effects(op.drop_constraint("fk_t_parent", "t"))
+    assert e.forms == ("drop_constraint",) and "foreign key" in e.unknown
+    (e,) = pglocks.op_effects(op.drop_constraint("fk_t_parent", "t"), pglocks.example_state())
+    assert e.forms == ("drop_constraint.foreign_key",) and e.unknown == ""
+    assert {(r.relation, r.role) for r in e.locks} == {("t", "table"), ("parent", "referenced table")}
+
+
+def test_coercible_type_change_scans_when_a_check_mentions_the_column():
+    state = pglocks.example_state()
+    (e,) = pglocks.op_effects(op.alter_column("t", "amount", type_=sa.Numeric(20, 2)), state)
+    assert e.rewrite is False and e.scan is True  # ck_t_amount is validated again
+    (e,) = pglocks.op_effects(op.alter_column("t", "name", type_=sa.Text), state)
+    assert e.rewrite is False and e.scan is False
+    (e,) = pglocks.op_effects(op.alter_column("t", "name", type_=sa.Text, existing_type=sa.String(20)))
+    assert e.rewrite is False and e.scan is None and "CHECK" in e.unknown
+
+
+def test_set_not_null_proven_by_a_check_only_from_12():
+    state = pglocks.example_state()
+    set_nn = op.alter_column("t", "created", nullable=False)
+    assert pglocks.op_effects(set_nn, state, 12)[0].scan is False
+    assert pglocks.op_effects(set_nn, state, 11)[0].scan is True
+    assert pglocks.op_effects(op.alter_column("t", "n", nullable=False), state)[0].scan is True
+
+
+def test_one_op_can_emit_several_statements():
+    alter = op.alter_column("t", "n", nullable=False, server_default="1", comment="x", new_column_name="m")
+    effects = pglocks.op_effects(alter, pglocks.example_state())
+    assert forms(effects) == ["alter_column.set_not_null", "alter_column.set_default", "comment",
+                              "alter_column.rename"]
+    assert [e.lock for e in effects] == [Lock.ACCESS_EXCLUSIVE] * 2 + [Lock.SHARE_UPDATE_EXCLUSIVE,
+                                                                        Lock.ACCESS_EXCLUSIVE]
+
+
+def test_rendering_twice_gives_the_same_sql():
+    """Alembic attaches an op's columns to the table it renders: the second rendering
+    would lose an inline foreign key (and `FORMS` examples are rendered many times)."""
+    create = op.create_table("c", sa.Column("id", sa.Integer, primary_key=True),
+                             sa.Column("p", sa.Integer, sa.ForeignKey("parent.id")))
+    add = op.add_column("t", sa.Column("p", sa.Integer, sa.ForeignKey("parent.id")))
+    for item in (create, add):
+        first = pglocks.render_sql(item)
+        assert "REFERENCES parent (id)" in first
+        assert pglocks.render_sql(item) == first
+    assert forms(pglocks.op_effects(add)) == ["add_column", "add_constraint.foreign_key"]
+
+
+def test_render_sql_is_alembics_offline_output():
+    assert pglocks.render_sql(op.create_index("ix", "t", ["a"], postgresql_concurrently=True)) \
+        == "CREATE INDEX CONCURRENTLY ix ON t (a);\n\n"
+    assert pglocks.render_sql(op.add_column("t", sa.Column("c", sa.Integer)), "sqlite") \
+        == "ALTER TABLE t ADD COLUMN c INTEGER;\n\n"
+
+
+def test_raw_sql_statements_are_located_in_their_string():
+    sql = ("-- é ünïcode before\nSET lock_timeout = '1s';\n"
+           "CREATE INDEX CONCURRENTLY ix_a ON s.t (a);  /* ö */ ALTER TABLE t ADD CONSTRAINT fk"
+           " FOREIGN KEY (a) REFERENCES p (id) NOT VALID, ALTER COLUMN b SET NOT NULL;\n"
+           "ALTER TABLE t VALIDATE CONSTRAINT fk; UPDATE t SET a = 1")
+    effects = pglocks.sql_effects(sql)
+    assert [e.sql for e in effects] == [sql[e.offset:e.offset + e.length] for e in effects]
+    assert [e.sql.split()[0] for e in effects] == ["SET", "CREATE", "ALTER", "ALTER", "UPDATE"]
+    assert [e.forms for e in effects] == [
+        ("no_table",), ("create_index.concurrently",),
+        ("add_constraint.foreign_key_not_valid", "alter_column.set_not_null"),
+        ("validate_constraint.foreign_key",), ("update",)]  # fk: a foreign key, added above
+    assert effects[1].transactional is False and effects[1].locks == (
+        pglocks.RelationLock("s.t", Lock.SHARE_UPDATE_EXCLUSIVE, "table"),)
+    # one ALTER TABLE: the strongest lock per table, a scan if any part scans
+    assert set(effects[2].locks) == {pglocks.RelationLock("t", Lock.ACCESS_EXCLUSIVE, "table"),
+                                     pglocks.RelationLock("p", Lock.SHARE_ROW_EXCLUSIVE, "referenced table")}
+    assert effects[2].scan is True and effects[2].blocks == "reads and writes"
+    assert set(effects[3].locks) == {pglocks.RelationLock("t", Lock.SHARE_UPDATE_EXCLUSIVE, "table"),
+                                     pglocks.RelationLock("p", Lock.ROW_SHARE, "referenced table")}
+
+
+def test_unknown_statements_and_unparsable_sql():
+    (e,) = pglocks.sql_effects("DO $$ BEGIN ALTER TABLE t ADD COLUMN c int; END $$")
+    assert e.forms == ("unknown",) and e.locks == () and e.scan is None and e.rewrite is None
+    assert "DoStmt" in e.unknown
+    assert pglocks.sql_effects("ALTER TABLE t ADD COLUM x int") is None
+    assert pglocks.op_effects(op.execute("not sql at all")) is None
+
+
+def test_without_pglast_everything_is_unknown(monkeypatch):
+    monkeypatch.setattr(pglocks, "pglast", None)
+    assert pglocks.sql_effects("CREATE INDEX ix ON t (a)") is None
+    assert pglocks.op_effects(op.create_index("ix", "t", ["a"])) is None
+
+
+def test_every_form_is_reachable_and_named_consistently():
+    for name, form in FORMS.items():
+        assert form.name == name
+        for example in pglocks.example_ops(form):
+            effects = pglocks.op_effects(example, pglocks.example_state(), max(form.since, DEFAULT_VERSION))
+            assert name in forms(effects), (name, pglocks.render_sql(example))
+
+
+CORPUS = open(__file__.replace("test_pglocks.py", "data/pglocks_corpus.sql"), encoding="utf-8").read()
+
+
+def test_a_corpus_of_statements_never_crashes_and_unknown_means_no_claim():
+    effects = pglocks.sql_effects(CORPUS)
+    assert len(effects) == len(pglocks.parse_sql(CORPUS)) > 70
+    for e in effects:
+        assert e.forms
+        if "unknown" in e.forms:
+            assert e.unknown and e.scan is None and e.rewrite is None, e
+    by_sql = {e.sql: e for e in effects}
+    # what the model does not know it says so, with the reason
+    assert "CASCADE" in by_sql["DROP TYPE mood CASCADE"].unknown
+    assert "changes data" in by_sql["WITH x AS (DELETE FROM t RETURNING *) INSERT INTO u SELECT * FROM x"].unknown
+    assert "my_func" in by_sql["SELECT my_func()"].unknown
+    assert by_sql["DROP TYPE mood"].forms == ("no_table",)
+    assert by_sql["UPDATE t SET a = u.a FROM u WHERE t.id = u.id"].locks == (
+        pglocks.RelationLock("t", Lock.ROW_EXCLUSIVE, "table"), pglocks.RelationLock("u", Lock.ACCESS_SHARE,
+                                                                                      "read table"))
+
+
+def test_version_dependent_lock():
+    (e,) = pglocks.sql_effects("ALTER INDEX ix RENAME TO iy", version=12)
+    assert e.locks == (pglocks.RelationLock("ix", Lock.SHARE_UPDATE_EXCLUSIVE, "index"),)
+    (e,) = pglocks.sql_effects("ALTER INDEX ix RENAME TO iy", version=11)
+    assert e.lock is Lock.ACCESS_EXCLUSIVE
+
+
+def test_postgres_version_setting():
+    assert pglocks.postgres_version(16) == pglocks.postgres_version("16.4") == 16
+    assert pglocks.postgres_version(None) == pglocks.postgres_version("latest") == DEFAULT_VERSION
+    assert pglocks.postgres_version(7) == DEFAULT_VERSION
+
+
+def test_rendering_never_changes_an_example_op():
+    """The replay's ops are shared: rendering one (hover, `sql`) must leave it as it was."""
+    for form in FORMS.values():
+        for example in pglocks.example_ops(form):
+            first = pglocks.render_sql(example)
+            assert pglocks.render_sql(example) == first, form.name
+
+
+def test_vacuum_and_reindex_options():
+    def form(sql):
+        (e,) = pglocks.sql_effects(sql)
+        return e.forms[0]
+
+    assert form("VACUUM (FULL) u") == form("VACUUM FULL u") == "vacuum.full"
+    assert form("VACUUM (FULL false) u") == form("VACUUM (FULL off) u") == form("VACUUM u") == "vacuum"
+    assert form("REINDEX (CONCURRENTLY) TABLE t") == form("REINDEX TABLE CONCURRENTLY t") == "reindex.concurrently"
+    assert form("VACUUM") == "unknown"  # every table
+
+
+def test_a_lock_nobody_checked_on_a_version_is_unknown_there():
+    def locks(version):
+        (e,) = pglocks.sql_effects("GRANT SELECT ON t TO PUBLIC", version=version)
+        return e.locks, e.unknown
+
+    assert locks(18) == ((pglocks.RelationLock("t", Lock.ACCESS_SHARE, "table"),), "")
+    assert locks(15) == ((), "")  # checked on PostgreSQL 15: no lock on the table
+    assert locks(16)[0] == () and "PostgreSQL 16" in locks(16)[1]
+
+
+def test_a_form_newer_than_the_version_says_so():
+    (e,) = pglocks.sql_effects("REINDEX TABLE CONCURRENTLY t", version=11)
+    assert "needs PostgreSQL 12" in e.unknown
+    (e,) = pglocks.sql_effects("REINDEX TABLE CONCURRENTLY t", version=12)
+    assert e.unknown == ""
