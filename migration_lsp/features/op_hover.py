@@ -16,6 +16,7 @@ from .. import pglocks
 from ..engine import EnvironmentState
 from ..schema import EvaluatedOp, SchemaState, TableState, apply_op, evaluate_function, op_table
 from ..scripts import MigrationScript
+from . import md_text
 
 MAX_COLUMNS = 40
 
@@ -110,7 +111,7 @@ def describe_effect(effect: pglocks.StatementEffect, version: int, in_autocommit
         lines.append("- " + _yes_no(effect.scan, "scans every row under the lock", "no table scan, no rewrite",
                                     "scan / rewrite: unknown"))
     if effect.unknown:
-        lines.append(f"- not known: {effect.unknown}")
+        lines.append(f"- not known: {md_text(str(effect.unknown))}")
     for name in effect.forms:
         note = pglocks.FORMS.get(name, pglocks.UNKNOWN).note
         if note:
@@ -160,14 +161,14 @@ def describe_op(found: OpAtCursor, version: int | None = None) -> str:
     dialect = configured or "postgresql"
     title = f"**{'batch_op' if ev.call.batch_table is not None else 'op'}.{ev.call.name}**"
     if ev.op is None:
-        why = f": {ev.reason}" if ev.reason else ""
+        why = f": {md_text(ev.reason)}" if ev.reason else ""
         return f"{title}\n\nNot known statically{why}: no SQL to show."
     lines = [title, ""]
     try:
         sql = pglocks.render_sql(ev.op, dialect, version if dialect == "postgresql" else None).strip()
     except Exception as exc:
         sql = ""
-        lines.append(f"Alembic cannot render it for {dialect}: {type(exc).__name__}: {str(exc)[:200]}")
+        lines.append(f"Alembic cannot render it for {dialect}: {type(exc).__name__}: {md_text(str(exc)[:200])}")
     if sql:
         shown = "" if configured else " (no dialect configured: shown for PostgreSQL)"
         lines += [f"SQL ({dialect}{shown}):", "", _fenced(sql, "sql")]
