@@ -46,16 +46,16 @@ def run(python: str, script: str, args: list[str], *, cwd: str, timeout: float, 
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     env.update({RESULT_ENV: result, MEMORY_ENV: str(memory), PARENT_ENV: str(os.getpid())})
     try:
-        try:
-            proc = subprocess.Popen(
-                [python, os.path.abspath(__file__), script, *args], cwd=cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise ChildError(f"cannot start {python}: {exc}") from None
-        tail = _Tail(proc.stderr)
-        with _lock:
+        with _lock:  # kill_all sees every child that was started
+            try:
+                proc = subprocess.Popen(
+                    [python, os.path.abspath(__file__), script, *args], cwd=cwd, env=env,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    start_new_session=True, close_fds=True)
+            except OSError as exc:
+                raise ChildError(f"cannot start {python}: {exc}") from None
             _running.add(proc)
+        tail = _Tail(proc.stderr)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -110,7 +110,7 @@ def _kill(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         else:  # pragma: no cover - not POSIX
             proc.kill()
-    except (ProcessLookupError, PermissionError, OSError):
+    except OSError:
         pass
     try:
         proc.wait(timeout=5)
@@ -124,8 +124,11 @@ def kill_all() -> None:
         procs = list(_running)
     for proc in procs:
         try:
-            os.killpg(proc.pid, signal.SIGKILL) if hasattr(os, "killpg") else proc.kill()
-        except (ProcessLookupError, PermissionError, OSError):
+            if hasattr(os, "killpg"):
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:  # pragma: no cover - not POSIX
+                proc.kill()
+        except OSError:
             pass
 
 

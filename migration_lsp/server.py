@@ -731,4 +731,7 @@ class _ToClient(logging.Handler):
 def serve() -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("migration_lsp").addHandler(_ToClient(logging.WARNING))
-    server.start_io()
+    try:
+        server.start_io()
+    finally:  # the client went away without `exit`: no child may outlive us
+        kill_children()
