@@ -222,3 +222,31 @@ def test_ids_that_are_not_plain_ids_are_never_pasted(tmp_path: Path):
         for change in (action.edit.document_changes or [] if action.edit else []):
             if isinstance(change, t.TextDocumentEdit):
                 assert all("ab'c" not in e.new_text for e in change.edits)
+
+
+def test_cli_revision_renders_the_projects_template_in_a_child_process(tmp_path: Path):
+    """`migration-lsp revision` renders script.py.mako as `alembic revision` does (it is
+    for trusted checkouts), but not in its own process; a broken template falls back."""
+    import subprocess
+    import sys
+
+    project = copy_example(tmp_path)
+    for path in versions(project).glob("*.py"):  # one head, so no --head is needed
+        path.write_text(path.read_text().replace("bd474000086b", "bd474000068b"))
+    (file_of(project, HEAD_A)).unlink()
+    sentinel = sentinel_template(project)
+    proc = subprocess.Popen([sys.executable, "-m", "migration_lsp", "revision", "-m", "next"], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    (new,) = [p for p in versions(project).glob("*_next.py")]
+    assert MARK in new.read_text()
+    assert sentinel.exists() and int(sentinel.read_text()) != proc.pid
+    new.unlink()
+    hostile_template(project, "<% raise RuntimeError('template is broken') %>")
+    proc = subprocess.run([sys.executable, "-m", "migration_lsp", "revision", "-m", "next"], cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "template is broken" in proc.stderr and "generic template" in proc.stderr
+    (new,) = [p for p in versions(project).glob("*_next.py")]
+    assert MARK not in new.read_text() and "Revision ID:" in new.read_text()
