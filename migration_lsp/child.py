@@ -8,7 +8,8 @@ whole group is killed, so a grandchild can neither outlive the load nor hold a p
 open. At start the child asks Linux to kill it when we die (PR_SET_PDEATHSIG), sets
 its own memory limit (no `preexec_fn`, which can deadlock when called from a thread)
 and writes no bytecode into the workspace. `kill_all()` ends every running child: the
-server calls it before `os._exit`.
+server calls it before `os._exit`. (PDEATHSIG fires when the *thread* that started the
+child ends: `run` blocks that thread until the child is gone, so that is never early.)
 
 This file is also the child's entry point (`python child.py SCRIPT ARGS...`): standard
 library only, so it runs under the project's own interpreter without migration_lsp.
