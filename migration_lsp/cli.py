@@ -427,8 +427,12 @@ def _write_revision(args: argparse.Namespace) -> int:
             options = state.compare_options
             upgrades, downgrades, imports = render_migration(
                 [d.op for d in state.differences], options.render_as_batch, options.dialect)
+    # like `alembic revision`, the environment's script.py.mako is rendered (it is project
+    # code: in a sandboxed child process); if that fails, Alembic's generic template
     new = render_revision(state.env, graph, args.message, list(heads), upgrades=upgrades, downgrades=downgrades,
-                          imports=imports)
+                          imports=imports, trusted=True)
+    if new.note:
+        print(f"migration-lsp: {new.note}", file=sys.stderr)
     new.path.parent.mkdir(parents=True, exist_ok=True)
     with open(new.path, "x", encoding="utf-8") as fh:  # "x": never overwrite
         fh.write(new.text)

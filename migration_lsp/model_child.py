@@ -1,9 +1,10 @@
 """Runs in a child process with the project's interpreter: import the target metadata and
-print it as JSON. Standalone on purpose (only the standard library and SQLAlchemy, which
+write it as JSON. Standalone on purpose (only the standard library and SQLAlchemy, which
 the project has): it must not need migration_lsp to be installed in the project's venv.
+Started through child.py (the sandbox), which names the result file.
 
-usage: python model_child.py '<json: {"specs": [...], "sys_path": [...], "cwd": "...",
-                                       "dialect": "postgresql" | null}>'
+usage: python child.py model_child.py '<json: {"specs": [...], "sys_path": [...], "cwd": "...",
+                                                 "dialect": "postgresql" | null}>'
 """
 
 import importlib
@@ -12,7 +13,6 @@ import json
 import os
 import sys
 
-MARKER = "@@MIGRATION_LSP_MODELS@@"
 
 
 def resolve(spec):
@@ -157,8 +157,6 @@ def main():
     config = json.loads(sys.argv[1])
     sys.path[:0] = config.get("sys_path", [])
     os.chdir(config.get("cwd") or ".")
-    real_stdout = sys.stdout
-    sys.stdout = sys.stderr  # whatever the project prints on import must not corrupt our output
     result = {"tables": [], "files": [], "error": None}
     try:
         import sqlalchemy
@@ -191,8 +189,8 @@ def main():
         })
     except BaseException as exc:  # report, never traceback into the editor
         result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-    real_stdout.write("\n" + MARKER + json.dumps(result) + "\n")
-    real_stdout.flush()
+    with open(os.environ["MIGRATION_LSP_RESULT"], "w", encoding="utf-8") as fh:  # not stdout: ours alone
+        json.dump(result, fh)
 
 
 if __name__ == "__main__":

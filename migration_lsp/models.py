@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from . import child
 from .core import Span
 from .project import Environment
 from .schema import OpaqueType, Origin, TableState, type_from_repr
 
 CHILD = Path(__file__).with_name("model_child.py")
-MARKER = "@@MIGRATION_LSP_MODELS@@"
 TIMEOUT = 30.0
 MEMORY_LIMIT = 2 * 1024**3
 
@@ -135,18 +133,9 @@ def _sys_path(env: Environment) -> list[str]:
     return entries
 
 
-def _limit_memory() -> None:  # pragma: no cover - runs in the child
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    except Exception:
-        pass
-
-
 def load_models(env: Environment, source: MetadataSource, timeout: float | None = None) -> ModelTables:
-    """Run the child; never raises. `timeout` defaults to the module's TIMEOUT (read at call
-    time, so it can be configured)."""
+    """Run the child (sandboxed by child.py); never raises. `timeout` defaults to the
+    module's TIMEOUT (read at call time, so it can be configured)."""
     timeout = TIMEOUT if timeout is None else timeout
     if not source.specs:
         return ModelTables(error=source.problem or "no models")
@@ -158,27 +147,15 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         "root": str(env.root),
     }
     try:
-        proc = subprocess.run(
-            [interpreter(env), str(CHILD), json.dumps(config)],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-            preexec_fn=_limit_memory if os.name == "posix" else None,
-            cwd=config["cwd"],
-        )
-    except subprocess.TimeoutExpired:
-        return ModelTables(error=f"loading models took longer than {timeout:.0f} s (killed)")
-    except OSError as exc:
-        return ModelTables(error=f"cannot start {interpreter(env)}: {exc}")
-    payload = None
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(MARKER):
-            payload = line[len(MARKER):]
-            break
-    if payload is None:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return ModelTables(error=f"model loader exited with code {proc.returncode}: {tail}")
+        payload = child.run(interpreter(env), str(CHILD), [json.dumps(config)], cwd=config["cwd"],
+                            timeout=timeout, memory=MEMORY_LIMIT)
+    except child.ChildError as exc:
+        return ModelTables(error=f"model loader {exc}")
     try:
         data = json.loads(payload)
     except ValueError:
+        return ModelTables(error="model loader sent unreadable output")
+    if not isinstance(data, dict):
         return ModelTables(error="model loader sent unreadable output")
     if data.get("error"):
         return ModelTables(error=f"importing {', '.join(source.specs)} failed: {data['error']}")

@@ -1,13 +1,19 @@
 """Stage `render`: the text and path of a new revision file, as `alembic revision` writes it.
 
-The environment's own `script.py.mako` is rendered with the same arguments Alembic's
-`ScriptDirectory.generate_revision` passes, the id comes from Alembic's `rev_id`, and the
-file name from Alembic's own `_rev_path` (file_template, slug rules, truncation). Nothing
-is written here: callers turn the result into an editor edit or, for the CLI, a new file.
+The template is rendered with the same arguments Alembic's `ScriptDirectory.generate_revision`
+passes, the id comes from Alembic's `rev_id`, and the file name from Alembic's own `_rev_path`
+(file_template, slug rules, truncation). Nothing is written here: callers turn the result into
+an editor edit or, for the CLI, a new file.
+
+The environment's own `script.py.mako` is project code (a `<% %>` block runs Python): it is
+rendered only when trusted, and then in a sandboxed child (render_child.py through child.py),
+never in our process. Untrusted, or when the child fails, Alembic's own generic template
+(part of the installed alembic, not of the project) is rendered here, and `note` says why.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +23,14 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import tuple_rev_as_scalar
 from mako.template import Template
 
+from . import child
 from .graph import RevisionGraph
 from .project import Environment
 
 GENERIC_TEMPLATE = Path(alembic_util.__file__).resolve().parent.parent / "templates" / "generic" / "script.py.mako"
+RENDER_CHILD = Path(__file__).with_name("render_child.py")
+RENDER_TIMEOUT = 10.0  # seconds for the project's template to render
+RENDER_MEMORY = 1024**3
 
 
 def clean_message(message: str) -> str:
@@ -35,6 +45,7 @@ class NewRevision:
     path: Path
     text: str
     template: Path
+    note: str | None = None  # why the project's template was not used
 
 
 def version_directory(env: Environment, graph: RevisionGraph, parents: Sequence[str]) -> Path:
@@ -62,9 +73,11 @@ def render_revision(
     imports: str = "",
     exists: Callable[[Path], bool] = Path.exists,
     rev_id: str | None = None,
+    trusted: bool = False,
 ) -> NewRevision:
     """A new revision on top of `parents`. `exists` says whether a path is taken (on disk or
-    as an open buffer): a clash gets a fresh id, so an existing file is never overwritten."""
+    as an open buffer): a clash gets a fresh id, so an existing file is never overwritten.
+    `trusted`: the environment's own template may be rendered (in a child process)."""
     directory = version_directory(env, graph, parents)
     base = next(p for p in (env.script_location, directory.parent, env.root, Path.cwd()) if p and p.is_dir())
     helper = ScriptDirectory(
@@ -89,7 +102,6 @@ def render_revision(
     else:  # pragma: no cover - 100 uuid clashes
         raise RuntimeError("cannot find a free revision id")
 
-    template = env.template_path or GENERIC_TEMPLATE
     kwargs = dict(
         up_revision=revision,
         down_revision=tuple_rev_as_scalar(tuple(parents)),
@@ -102,12 +114,35 @@ def render_revision(
         downgrades=downgrades,
         imports=imports,
     )
+    template, note = env.template_path, None
+    if template is not None and not trusted:
+        note = "the workspace is not trusted: new revisions use Alembic's generic template, not script.py.mako"
+    elif template is not None:
+        try:
+            return NewRevision(revision, path, render_in_child(template, kwargs, env), template)
+        except child.ChildError as exc:
+            note = f"{template} could not be rendered ({exc}): Alembic's generic template was used"
+    text = Template(filename=str(GENERIC_TEMPLATE)).render_unicode(**kwargs)
+    return NewRevision(revision, path, text, GENERIC_TEMPLATE, note)
+
+
+def render_in_child(template: Path, kwargs: dict, env: Environment) -> str:
+    """The project's template rendered by Mako in a sandboxed child; ChildError if that fails."""
+    import json
+
+    data = {k: v for k, v in kwargs.items() if k != "comma"}
+    data["create_date"] = kwargs["create_date"].isoformat()
+    cwd = next((p for p in (env.script_location, env.root) if p and p.is_dir()), template.parent)
+    out = child.run(sys.executable, str(RENDER_CHILD), [json.dumps({"template": str(template), "kwargs": data})],
+                    cwd=str(cwd), timeout=RENDER_TIMEOUT, memory=RENDER_MEMORY)
     try:
-        text = Template(filename=str(template)).render_unicode(**kwargs)
-    except Exception:  # a project template needing context we do not have
-        template = GENERIC_TEMPLATE
-        text = Template(filename=str(template)).render_unicode(**kwargs)
-    return NewRevision(revision, path, text, template)
+        result = json.loads(out)
+    except ValueError:
+        raise child.ChildError("unreadable result") from None
+    if not isinstance(result, dict) or not isinstance(result.get("text"), str):
+        error = result.get("error") if isinstance(result, dict) else None
+        raise child.ChildError(str(error or "no text"))
+    return result["text"]
 
 
 def _table_of(op: object) -> tuple[str | None, str | None]:

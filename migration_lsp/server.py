@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsprotocol import converters, types
+from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
@@ -32,7 +32,8 @@ from .cli import format_mermaid
 from .core import Span, paused_gc
 from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
-from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions
+from .child import kill_all as kill_children
+from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions, resolve_edit
 from .features.completion import completion
 from .features.diagnostics import file_diagnostics, result_id, to_lsp
 from .features.hints import inlay_hints
@@ -103,9 +104,11 @@ class MigrationProtocol(LanguageServerProtocol):
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args):
         """Exit now: 0 after a shutdown request, 1 without one (as the protocol says),
-        whatever background work (a model loader thread) is still running."""
+        whatever background work (a model loader thread) is still running. os._exit runs
+        no cleanup: the running children (and their process groups) are killed first."""
         code = 0 if self._shutdown else 1
         try:
+            kill_children()
             sys.stdout.flush()
         finally:
             os._exit(code)
@@ -679,29 +682,56 @@ def on_inlay_hint(ls, params: types.InlayHintParams, snapshot, path, locator):
 
 @server.feature(
     types.TEXT_DOCUMENT_CODE_ACTION,
-    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, CREATE_NEXT_KIND, GENERATE_KIND]),
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, CREATE_NEXT_KIND, GENERATE_KIND],
+                            resolve_provider=True),
 )
 @safe([])
 @_request(migrations_only=False)
 def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
+    """Listed, never rendered: actions creating a file are resolved (or run) later."""
     snapshot = ls.full_snapshot  # fixes may replay the schema (fill downgrade, generate revision)
     locator = ls.locator(snapshot)
     r = params.range
     span = Span(r.start.line, locator.column(path, r.start), r.end.line, locator.column(path, r.end))
     only = [str(k.value if hasattr(k, "value") else k) for k in params.context.only] if params.context.only else None
     support = EditSupport.from_capabilities(ls.client_capabilities)
-    return code_actions(snapshot, path, span, only, locator, support, ls.exists)
+    return code_actions(snapshot, path, span, only, locator, support, ls.exists, ls.trusted)
+
+
+async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit | None:
+    """The edit of a file-creating action, rendered now, off the event loop (a trusted
+    workspace renders its own template in a child process, which takes a moment)."""
+    await _wait_ready(ls)
+    snapshot = ls.full_snapshot
+    if snapshot is None:
+        return None
+    support = EditSupport.from_capabilities(ls.client_capabilities)
+    return await asyncio.to_thread(resolve_edit, snapshot, data, ls.locator(snapshot), support, ls.exists,
+                                   ls.trusted)
+
+
+@server.feature(types.CODE_ACTION_RESOLVE)
+async def on_code_action_resolve(ls: MigrationServer, action: types.CodeAction) -> types.CodeAction:
+    """Fill in `edit`; on any failure the action comes back as it was (never an error)."""
+    try:
+        if action.edit is None and action.data is not None:
+            action.edit = await _resolved_edit(ls, action.data)
+    except Exception:
+        ls.log(f"codeAction/resolve failed:\n{traceback.format_exc()}", types.MessageType.Error)
+    return action
 
 
 @server.command(APPLY_EDIT)
 @safe()
 async def apply_edit_command(ls: MigrationServer, *args):
+    """For clients that cannot resolve an edit: render it now and send it with
+    workspace/applyEdit. The argument is the action's data."""
     payload = args[0] if args else None
     if isinstance(payload, list):  # pygls passes the arguments list
         payload = payload[0] if payload else None
-    if not isinstance(payload, dict):
-        return None
-    edit = converters.get_converter().structure(payload, types.WorkspaceEdit)
+    edit = await _resolved_edit(ls, payload)
+    if edit is None:
+        return {"applied": False}
     result = await ask_client(
         ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label="migration-lsp")))
     return {"applied": bool(result and result.applied)}
@@ -725,4 +755,7 @@ class _ToClient(logging.Handler):
 def serve() -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("migration_lsp").addHandler(_ToClient(logging.WARNING))
-    server.start_io()
+    try:
+        server.start_io()
+    finally:  # the client went away without `exit`: no child may outlive us
+        kill_children()

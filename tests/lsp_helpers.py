@@ -39,6 +39,14 @@ def client_factory() -> LanguageClient:
     return client
 
 
+async def resolved(client: LanguageClient, action: t.CodeAction) -> t.CodeAction:
+    """What an editor does before applying an action listed without an edit (one that
+    creates a file: the server renders it only now): codeAction/resolve."""
+    if action.edit is None and action.data is not None:
+        action = await client.code_action_resolve_async(action)
+    return action
+
+
 def copy_example(dest: Path) -> Path:
     target = dest / "blog"
     shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", "*.db"))

@@ -402,7 +402,7 @@ def test_generated_revision_for_dialect_types_and_custom_types(tmp_path):
     read back by the engine as matching the models."""
     from migration_lsp.core import Span
     from migration_lsp.features import Locator
-    from migration_lsp.features.actions import GENERATE_KIND, EditSupport, code_actions
+    from migration_lsp.features.actions import GENERATE_KIND, EditSupport, code_actions, resolve_edit
 
     models = MODELS.format(extra_user=textwrap.indent(textwrap.dedent("""\
         data: Mapped[dict] = mapped_column(postgresql.JSONB)
@@ -418,9 +418,11 @@ def test_generated_revision_for_dialect_types_and_custom_types(tmp_path):
         assert sorted(d.message.split()[1] for d in m_diags(state)) == ["users.data", "users.guid", "users.tags"]
         snapshot = engine.snapshot()
         migration = state.scripts[0].path
-        (action,) = code_actions(snapshot, migration, Span.point(0), [GENERATE_KIND], Locator(snapshot),
-                                 EditSupport(True, True, True))
-        create, edit = action.edit.document_changes
+        support = EditSupport(True, True, True, resolve=True)
+        (action,) = code_actions(snapshot, migration, Span.point(0), [GENERATE_KIND], Locator(snapshot), support)
+        assert action.edit is None  # rendered only when resolved
+        edit = resolve_edit(snapshot, action.data, Locator(snapshot), support, trusted=True)
+        create, edit = edit.document_changes
         text = edit.edits[0].new_text
         assert "from sqlalchemy.dialects import postgresql\n" in text
         assert "sa.Column('data', postgresql.JSONB(astext_type=sa.Text()), nullable=False)" in text

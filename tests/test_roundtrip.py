@@ -21,11 +21,18 @@ from lsprotocol import types
 from migration_lsp.core import Span
 from migration_lsp.engine import Engine
 from migration_lsp.features import Locator, uri_to_path
-from migration_lsp.features.actions import GENERATE_KIND, EditSupport, code_actions
+from migration_lsp.features.actions import GENERATE_KIND, EditSupport, code_actions, resolve_edit
 
 from conftest import line_of
 
-SUPPORT = EditSupport(document_changes=True, create=True, rename=True)
+SUPPORT = EditSupport(document_changes=True, create=True, rename=True, resolve=True)
+
+
+def resolved(snapshot, action: types.CodeAction) -> types.CodeAction:
+    """A file-creating action is listed without its edit: codeAction/resolve renders it."""
+    if action.edit is None:
+        action.edit = resolve_edit(snapshot, action.data, Locator(snapshot), SUPPORT, trusted=True)
+    return action
 
 MODELS_V1 = """\
 from sqlalchemy import ForeignKey, Integer, String, Text
@@ -284,7 +291,7 @@ def test_generate_revision_from_an_m001_on_the_model_file(project):
     generate = [a for a in actions if a.title.startswith("Generate revision")]
     assert len(generate) == 1 and generate[0].kind == types.CodeActionKind.QuickFix
     assert generate[0].diagnostics and generate[0].diagnostics[0].code == "M001"
-    new = _generated_file_roundtrip(project, generate[0], parent)
+    new = _generated_file_roundtrip(project, resolved(snapshot, generate[0]), parent)
 
     # the engine agrees with Alembic: with the new file, the models match the migrations
     _, state = engine_state(project)
@@ -308,6 +315,8 @@ def test_generate_revision_as_a_source_action_on_a_migration_file(project):
     m001 = next(d for d in state.diagnostics if d.code == "M001")
     quick = next(a for a in code_actions(snapshot, models_path, m001.span, None, Locator(snapshot), SUPPORT)
                  if a.title.startswith("Generate"))
+    resolved(snapshot, actions[0])
+    resolved(snapshot, quick)
     source_text = actions[0].edit.document_changes[1].edits[0].new_text
     quick_text = quick.edit.document_changes[1].edits[0].new_text
     for function in ("upgrade", "downgrade"):

@@ -16,7 +16,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from lsp_helpers import (
     BASE, HEAD_A, HEAD_B, SERVER_COMMAND, TYPO_REV, apply_text_edits, apply_workspace_edit,
-    client_factory, copy_example, file_of, uri_path,
+    client_factory, copy_example, file_of, resolved, uri_path,
 )
 
 EDITORS = ["visual-studio-code", "neovim@v0.11.0"]
@@ -247,13 +247,15 @@ async def test_did_you_mean_then_merge_heads_gives_alembic_one_head(client: Lang
     actions = await actions_at(client, typo, 14)
     merge = next(a for a in actions if a.title.startswith("Merge heads"))
     assert any(a.title.startswith("Rebase onto") for a in actions)
+    assert merge.edit is None  # listed without rendering anything: resolved when picked
+    merge = await resolved(client, merge)
     changes = merge.edit.document_changes
     assert isinstance(changes[0], t.CreateFile) and isinstance(changes[1], t.TextDocumentEdit)
     created = apply_workspace_edit(merge.edit)
     (new_path,) = created
     assert new_path.parent == typo.parent.resolve()
     text = created[new_path]
-    assert "Revises:" in text and "from alembic import op" in text  # the project's own template
+    assert "Revises:" in text and "from alembic import op" in text  # Alembic's generic template (untrusted)
     assert "down_revision" in text and HEAD_A in text and TYPO_REV in text
 
     heads = alembic(project, "heads")
@@ -299,7 +301,7 @@ async def test_create_next_revision_source_action(client: LanguageClient):
     actions = await actions_at(client, head_a, 0, only=["source"])
     (create,) = actions
     assert create.title == f"Create next revision on top of '{HEAD_A}' (add user bio)"
-    written = apply_workspace_edit(create.edit)
+    written = apply_workspace_edit((await resolved(client, create)).edit)
     (path,) = written
     assert f"down_revision: Union[str, Sequence[str], None] = '{HEAD_A}'" in written[path]
 
@@ -432,7 +434,8 @@ async def test_trusted_workspace_models_and_downgrades(tmp_path: Path):
             text_document=doc(models), range=m001.range, context=t.CodeActionContext(diagnostics=[m001])))
         generate = [a for a in actions if a.title.startswith("Generate revision from model changes")]
         assert generate, [a.title for a in actions]
-        created = apply_workspace_edit(generate[0].edit)
+        assert generate[0].edit is None  # the project's template renders only when resolved
+        created = apply_workspace_edit((await resolved(client, generate[0])).edit)
         (new_file,) = created
         assert "op.add_column('posts', sa.Column('published_at'" in created[new_file]
         assert "op.drop_column('posts', 'published_at')" in created[new_file]

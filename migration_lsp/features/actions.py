@@ -2,33 +2,57 @@
 
 Every fix is a WorkspaceEdit the editor applies (and can undo); nothing is written here.
 A new file is a CreateFile (never overwriting) plus a TextDocumentEdit when the client
-supports resource operations; otherwise the action carries a command that makes the
-server send the same edit with workspace/applyEdit.
+supports resource operations; otherwise the server sends the edit with workspace/applyEdit.
+
+Actions that create a file render a template, and the project's `script.py.mako` is
+project code: it is never rendered when actions are *listed* (VS Code asks on every cursor
+move). They are listed with `data` and no edit; `codeAction/resolve` computes the edit, or,
+for clients that cannot resolve an edit, the action is a command the server runs the same
+way. Each fix is built on its own: one that fails is logged once and the others stay.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic.util import rev_id
-from lsprotocol import converters, types
+from lsprotocol import types
 
 from ..core import Diagnostic, Span
 from ..engine import EnvironmentState, Snapshot
 from ..render import render_migration, render_ops, render_revision
 from ..schema import reversed_upgrade
 from ..scripts import MigrationScript
-from . import Locator, path_to_uri
+from . import Locator, path_to_uri, uri_to_path
 from .safety_fixes import SAFETY_CODES, safety_fixes
 from .diagnostics import to_lsp
 
-APPLY_EDIT = "migrationLsp.applyEdit"
+APPLY_EDIT = "migrationLsp.applyEdit"  # arguments: [data of an action that creates a file]
 CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision"
 GENERATE_KIND = "source.migrationLsp.generateRevision"
 MAX_CHOICES = 3
+SAFE_ID = re.compile(r"[\w.+\-]{1,200}")  # what a fix may paste into a string literal or a docstring
+log = logging.getLogger(__name__)
+_said: set[str] = set()
+
+
+def log_once(message: str) -> None:
+    """A failing fix, a template that fell back: said once per server, not per cursor move."""
+    if message not in _said:
+        if len(_said) > 1000:
+            _said.clear()
+        _said.add(message)
+        log.warning(message)
+
+
+def safe_id(rev: object) -> bool:
+    """An id a quick fix may paste into the user's file: no quote, backslash, newline..."""
+    return isinstance(rev, str) and SAFE_ID.fullmatch(rev) is not None
 
 
 @dataclass(frozen=True)
@@ -38,16 +62,20 @@ class EditSupport:
     document_changes: bool = False
     create: bool = False
     rename: bool = False
+    resolve: bool = False  # codeAction/resolve may fill in `edit`
 
     @classmethod
     def from_capabilities(cls, caps: types.ClientCapabilities | None) -> EditSupport:
+        action = caps.text_document.code_action if caps and caps.text_document else None
+        resolve_support = action.resolve_support if action else None
+        resolve = bool(resolve_support and "edit" in (resolve_support.properties or []))
         edit = caps.workspace.workspace_edit if caps and caps.workspace else None
         if edit is None:
-            return cls()
+            return cls(resolve=resolve)
         ops = {str(op.value if hasattr(op, "value") else op) for op in (edit.resource_operations or [])}
         # resource operations only exist inside documentChanges: declaring them implies it
         # (Neovim 0.11 declares resourceOperations but not documentChanges)
-        return cls(bool(edit.document_changes) or bool(ops), "create" in ops, "rename" in ops)
+        return cls(bool(edit.document_changes) or bool(ops), "create" in ops, "rename" in ops, resolve)
 
 
 @dataclass
@@ -57,6 +85,7 @@ class _Change:
     edits: dict[Path, list[tuple[Span, str]]] = field(default_factory=dict)
     create: tuple[Path, str] | None = None
     rename: tuple[Path, Path] | None = None
+    note: str | None = None  # why the project's template was not used
 
     def replace(self, path: Path, span: Span, text: str) -> _Change:
         self.edits.setdefault(path, []).append((span, text))
@@ -94,18 +123,34 @@ def _workspace_edit(change: _Change, locator: Locator, support: EditSupport) -> 
     return types.WorkspaceEdit(changes={path_to_uri(p): text_edits(p) for p in change.edits})
 
 
-def _action(
-    title: str, kind: str, change: _Change, locator: Locator, support: EditSupport,
-    diagnostic: types.Diagnostic | None = None, preferred: bool = False,
-) -> types.CodeAction | types.Command:
-    edit = _workspace_edit(change, locator, support)
-    if change.create is not None and not (support.document_changes and support.create):
-        # The client cannot create files through an edit: a bare Command (understood by
-        # every client) makes the server ask it to apply the edit with workspace/applyEdit.
-        payload = converters.get_converter().unstructure(edit)
-        return types.Command(title=title, command=APPLY_EDIT, arguments=[payload])
-    return types.CodeAction(title=title, kind=kind, diagnostics=[diagnostic] if diagnostic else None,
-                            is_preferred=preferred or None, edit=edit)
+@dataclass
+class _Fix:
+    """One action before it becomes LSP: `build` makes its edits, only when needed. An
+    action that creates a file (`creates`) is built only when resolved or run."""
+
+    title: str
+    kind: str
+    build: Callable[[], _Change | None]
+    diagnostic: types.Diagnostic | None = None
+    preferred: bool = False
+    creates: bool = False
+
+
+def _listed(fix: _Fix, data: dict, locator: Locator, support: EditSupport) -> types.CodeAction | types.Command | None:
+    """The action as listed. A file-creating one carries `data` instead of an edit: a
+    CodeAction to resolve, or (clients that cannot resolve an edit, or create files) a
+    Command the server runs. Any other fix is built now; None when there is nothing to do."""
+    diagnostics = [fix.diagnostic] if fix.diagnostic else None
+    if fix.creates:
+        if support.resolve and support.document_changes and support.create:
+            return types.CodeAction(title=fix.title, kind=fix.kind, diagnostics=diagnostics,
+                                    is_preferred=fix.preferred or None, data=data)
+        return types.Command(title=fix.title, command=APPLY_EDIT, arguments=[data])
+    change = fix.build()
+    if change is None:
+        return None
+    return types.CodeAction(title=fix.title, kind=fix.kind, diagnostics=diagnostics,
+                            is_preferred=fix.preferred or None, edit=_workspace_edit(change, locator, support))
 
 
 def _label(state: EnvironmentState, rev: str) -> str:
@@ -116,9 +161,10 @@ def _label(state: EnvironmentState, rev: str) -> str:
 # --------------------------------------------------------------------------- fixes
 
 
-def _merge_heads(state: EnvironmentState, heads: list[str], exists: Callable[[Path], bool]) -> _Change:
-    new = render_revision(state.env, state.graph, "merge heads", heads, exists=exists)
-    return _Change(create=(new.path, new.text))
+def _new_file(state: EnvironmentState, message: str, parents: list[str], exists: Callable[[Path], bool],
+              trusted: bool, **bodies: str) -> _Change:
+    new = render_revision(state.env, state.graph, message, parents, exists=exists, trusted=trusted, **bodies)
+    return _Change(create=(new.path, new.text), note=new.note)
 
 
 def _set_parent(script: MigrationScript, parent: str) -> _Change:
@@ -132,22 +178,25 @@ def _set_parent(script: MigrationScript, parent: str) -> _Change:
 
 def _fixes_for(
     d: Diagnostic, script: MigrationScript, state: EnvironmentState, locator: Locator,
-    support: EditSupport, exists: Callable[[Path], bool],
-) -> list[types.CodeAction | types.Command]:
+    exists: Callable[[Path], bool], trusted: bool,
+) -> Iterator[_Fix]:
+    """The fixes of one diagnostic: titles now, edits when built. Ids a fix would paste
+    into the file must be plain ids (safe_id): others are not offered."""
     graph = state.graph
     lsp = to_lsp(d, locator)
-    out: list[types.CodeAction | types.Command] = []
     rev = script.revision_id
+    quick = types.CodeActionKind.QuickFix
 
     if d.code == "G001":
         heads = list(d.data.get("heads", []))
-        out.append(_action(f"Merge heads {', '.join(heads)}", types.CodeActionKind.QuickFix,
-                           _merge_heads(state, heads, exists), locator, support, lsp, preferred=True))
+        if heads and all(safe_id(h) for h in heads):
+            yield _Fix(f"Merge heads {', '.join(heads)}", quick,
+                       lambda: _new_file(state, "merge heads", heads, exists, trusted), lsp, True, creates=True)
         down = script.down_revision
         if rev and down and len(down.ids) == 1 and not down.unknown and not graph.children.get(rev):
-            for other in [h for h in heads if h != rev][:MAX_CHOICES]:
-                out.append(_action(f"Rebase onto {_label(state, other)}", types.CodeActionKind.QuickFix,
-                                   _set_parent(script, other), locator, support, lsp))
+            for other in [h for h in heads if h != rev and safe_id(h)][:MAX_CHOICES]:
+                yield _Fix(f"Rebase onto {_label(state, other)}", quick,
+                           lambda other=other: _set_parent(script, other), lsp)
 
     elif d.code in ("G002", "G003", "G007"):
         def retarget(new_id: str) -> _Change:
@@ -159,54 +208,58 @@ def _fixes_for(
                         change.replace(script.path, ident.span, new_id)
             return change
 
-        candidates = d.data.get("candidates", [])
+        candidates = [c for c in d.data.get("candidates", []) if safe_id(c)]
         for candidate in candidates[:MAX_CHOICES]:
-            out.append(_action(f"Change to {_label(state, candidate)}", types.CodeActionKind.QuickFix,
-                               retarget(candidate), locator, support, lsp, preferred=len(candidates) == 1))
+            yield _Fix(f"Change to {_label(state, candidate)}", quick, lambda c=candidate: retarget(c), lsp,
+                       preferred=len(candidates) == 1)
         excluded = ({rev} | graph.descendants(rev)) if rev in graph.by_id else set()
-        for head in [h for h in graph.heads if h not in excluded][:MAX_CHOICES]:
-            out.append(_action(f"Point to current head {_label(state, head)}", types.CodeActionKind.QuickFix,
-                               retarget(head), locator, support, lsp))
+        for head in [h for h in graph.heads if h not in excluded and safe_id(h)][:MAX_CHOICES]:
+            yield _Fix(f"Point to current head {_label(state, head)}", quick, lambda h=head: retarget(h), lsp)
 
     elif d.code == "G005" and script.revision and script.revision.ids:
         new_id = rev_id()
         while new_id in graph.by_id:
             new_id = rev_id()
-        old = script.revision.ids[0].value
-        change = _Change().replace(script.path, script.revision.ids[0].span, new_id)
-        if script.doc and script.doc.revision_id and script.doc.revision_id.value == old:
-            change.replace(script.path, script.doc.revision_id.span, new_id)
-        if old in script.path.name:
-            new_path = script.path.with_name(script.path.name.replace(old, new_id, 1))
-            if not exists(new_path):
-                change.rename = (script.path, new_path)
-        out.append(_action(f"Give this revision a new id ({new_id})", types.CodeActionKind.QuickFix,
-                           change, locator, support, lsp))
+
+        def new_identity() -> _Change:
+            old = script.revision.ids[0].value
+            change = _Change().replace(script.path, script.revision.ids[0].span, new_id)
+            if script.doc and script.doc.revision_id and script.doc.revision_id.value == old:
+                change.replace(script.path, script.doc.revision_id.span, new_id)
+            if old and old in script.path.name:
+                new_path = script.path.with_name(script.path.name.replace(old, new_id, 1))
+                if not exists(new_path):
+                    change.rename = (script.path, new_path)
+            return change
+
+        yield _Fix(f"Give this revision a new id ({new_id})", quick, new_identity, lsp)
 
     elif d.code in SAFETY_CODES:
-        for title, edits in safety_fixes(d, script):
-            change = _Change()
-            for span, text in edits:
-                change.replace(script.path, span, text)
-            out.append(_action(title, types.CodeActionKind.QuickFix, change, locator, support, lsp,
-                               preferred=not title.startswith("Ignore") and not out))
+        for n, (title, edits) in enumerate(safety_fixes(d, script)):
+            def change(edits=edits) -> _Change:
+                out = _Change()
+                for span, text in edits:
+                    out.replace(script.path, span, text)
+                return out
+
+            yield _Fix(title, quick, change, lsp, preferred=not title.startswith("Ignore") and n == 0)
 
     elif d.code == "D001" and rev:
-        change = _fill_downgrade(state, script)
-        if change is not None:
-            out.append(_action("Fill downgrade() by reversing upgrade()", types.CodeActionKind.QuickFix,
-                               change, locator, support, lsp, preferred=True))
+        yield _Fix("Fill downgrade() by reversing upgrade()", quick, lambda: _fill_downgrade(state, script), lsp,
+                   preferred=True)
 
     elif d.code == "G009" and rev and script.doc:
-        change = _Change()
-        if script.doc.revision_id_line and (not script.doc.revision_id or script.doc.revision_id.value != rev):
-            change.replace(script.path, script.doc.revision_id_line, rev)
-        if script.doc.revises_line and script.down_revision is not None:
-            change.replace(script.path, script.doc.revises_line, ", ".join(script.down_revision.values))
-        if change.edits:
-            out.append(_action("Update docstring header", types.CodeActionKind.QuickFix,
-                               change, locator, support, lsp, preferred=True))
-    return out
+        def header() -> _Change | None:
+            change = _Change()
+            if script.doc.revision_id_line and (not script.doc.revision_id or script.doc.revision_id.value != rev) \
+                    and safe_id(rev):
+                change.replace(script.path, script.doc.revision_id_line, rev)
+            if script.doc.revises_line and script.down_revision is not None \
+                    and all(safe_id(v) for v in script.down_revision.values):
+                change.replace(script.path, script.doc.revises_line, ", ".join(script.down_revision.values))
+            return change if change.edits else None
+
+        yield _Fix("Update docstring header", quick, header, lsp, preferred=True)
 
 
 def _fill_downgrade(state: EnvironmentState, script: MigrationScript) -> _Change | None:
@@ -254,59 +307,60 @@ def _add_imports(change: _Change, script: MigrationScript, imports: set[str]) ->
     change.replace(script.path, Span(at, 0, at, 0), "".join(f"{i}\n" for i in missing))
 
 
-def _generate(state: EnvironmentState, locator: Locator, support: EditSupport, exists: Callable[[Path], bool],
-              diagnostic: types.Diagnostic | None = None) -> list[types.CodeAction | types.Command]:
+def _generate(state: EnvironmentState, exists: Callable[[Path], bool], trusted: bool,
+              diagnostic: types.Diagnostic | None = None) -> Iterator[_Fix]:
     """A new revision with the operations autogenerate would write for the models."""
     if not state.differences:
-        return []
-    ops = [d.op for d in state.differences]
-    # as `alembic revision --autogenerate` would write it, batch blocks included when env.py asks
-    upgrades, downgrades, imports = render_migration(ops, state.compare_options.render_as_batch,
-                                                     state.compare_options.dialect)
-    heads = [h for h in state.graph.heads if h not in state.graph.uncertain]
-    out: list[types.CodeAction | types.Command] = []
+        return
+    heads = [h for h in state.graph.heads if h not in state.graph.uncertain and safe_id(h)]
+    verb = {"missing": "add", "extra": "drop", "changed": "alter"}
+    message = "; ".join(f"{verb[d.kind]} {d.what}" for d in state.differences[:2]) + (
+        " and more" if len(state.differences) > 2 else "")
+
+    def build(head: str) -> _Change:
+        # as `alembic revision --autogenerate` would write it, batch blocks included when env.py asks
+        upgrades, downgrades, imports = render_migration([d.op for d in state.differences],
+                                                         state.compare_options.render_as_batch,
+                                                         state.compare_options.dialect)
+        return _new_file(state, message, [head], exists, trusted, upgrades=upgrades, downgrades=downgrades,
+                         imports=imports)
+
     for head in heads[:MAX_CHOICES]:
-        verb = {"missing": "add", "extra": "drop", "changed": "alter"}
-        message = "; ".join(f"{verb[d.kind]} {d.what}" for d in state.differences[:2]) + (
-            " and more" if len(state.differences) > 2 else "")
-        new = render_revision(state.env, state.graph, message, [head], upgrades=upgrades, downgrades=downgrades,
-                              imports=imports, exists=exists)
         title = "Generate revision from model changes" + (f" on top of '{head}'" if len(heads) > 1 else "")
         kind = types.CodeActionKind.QuickFix if diagnostic else GENERATE_KIND
-        out.append(_action(title, kind, _Change(create=(new.path, new.text)), locator, support, diagnostic))
-    return out
+        yield _Fix(title, kind, lambda head=head: build(head), diagnostic, creates=True)
 
 
-def _create_next(
-    state: EnvironmentState, script: MigrationScript, locator: Locator, support: EditSupport,
-    exists: Callable[[Path], bool],
-) -> list[types.CodeAction | types.Command]:
+def _create_next(state: EnvironmentState, script: MigrationScript, exists: Callable[[Path], bool],
+                 trusted: bool) -> Iterator[_Fix]:
     graph, rev = state.graph, script.revision_id
     if rev not in graph.by_id:
-        return []
+        return
     tips = [h for h in graph.heads if h == rev or h in graph.descendants(rev, include_dependencies=False)]
-    out: list[types.CodeAction | types.Command] = []
-    for head in tips[:MAX_CHOICES]:
-        new = render_revision(state.env, graph, "empty message", [head], exists=exists)
-        title = f"Create next revision on top of {_label(state, head)}"
-        out.append(_action(title, CREATE_NEXT_KIND, _Change(create=(new.path, new.text)), locator, support))
-    return out
+    for head in [h for h in tips if safe_id(h)][:MAX_CHOICES]:
+        yield _Fix(f"Create next revision on top of {_label(state, head)}", CREATE_NEXT_KIND,
+                   lambda head=head: _new_file(state, "empty message", [head], exists, trusted), creates=True)
 
 
 def _wanted(kind: str, only: list[str] | None) -> bool:
     return not only or any(kind == o or kind.startswith(o + ".") for o in only)
 
 
-def code_actions(
-    snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, locator: Locator,
-    support: EditSupport, exists: Callable[[Path], bool] = Path.exists,
-) -> list[types.CodeAction | types.Command]:
+def _guarded(what: str, produce: Callable[[], Iterator]) -> Iterator:
+    """Items of `produce()`; if it fails part-way, the ones so far, and the failure logged once."""
+    try:
+        yield from produce()
+    except Exception as exc:
+        log_once(f"code actions: {what} failed: {type(exc).__name__}: {exc}")
+
+
+def _fixes(snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, locator: Locator,
+           exists: Callable[[Path], bool], trusted: bool) -> Iterator[_Fix]:
     script = snapshot.script(path)
     if script is not None:
         states = [snapshot.environment_of(path)]
     else:  # a model file: the environments whose diagnostics point into it
         states = [s for s in snapshot.environments if any(d.path == path for d in s.diagnostics)]
-    out: list[types.CodeAction | types.Command] = []
     for state in states:
         if state is None:
             continue
@@ -318,13 +372,62 @@ def code_actions(
                 if d.code in ("M001", "M002", "M003"):
                     if not generated:  # one revision covers every difference
                         generated = True
-                        out.extend(_generate(state, locator, support, exists, to_lsp(d, locator)))
+                        yield from _guarded(f"{d.code} fixes", lambda d=d, state=state: _generate(
+                            state, exists, trusted, to_lsp(d, locator)))
                 elif script is not None:
-                    out.extend(_fixes_for(d, script, state, locator, support, exists))
+                    yield from _guarded(f"{d.code} fixes", lambda d=d, state=state: _fixes_for(
+                        d, script, state, locator, exists, trusted))
         if script is None:
             continue
         if _wanted(CREATE_NEXT_KIND, only):
-            out.extend(_create_next(state, script, locator, support, exists))
+            yield from _guarded("create next revision", lambda state=state: _create_next(state, script, exists, trusted))
         if _wanted(GENERATE_KIND, only) and not any(d.code in ("M001", "M002", "M003") for d in here):
-            out.extend(_generate(state, locator, support, exists))
+            yield from _guarded("generate revision", lambda state=state: _generate(state, exists, trusted))
+
+
+def code_actions(
+    snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, locator: Locator,
+    support: EditSupport, exists: Callable[[Path], bool] = Path.exists, trusted: bool = False,
+) -> list[types.CodeAction | types.Command]:
+    """The actions at `span`. Nothing is rendered here: see the module's docstring."""
+    out: list[types.CodeAction | types.Command] = []
+    for fix in _fixes(snapshot, path, span, only, locator, exists, trusted):
+        data = {"uri": path_to_uri(path), "span": [span.line, span.col, span.end_line, span.end_col], "title": fix.title}
+        try:
+            action = _listed(fix, data, locator, support)
+        except Exception as exc:  # this fix alone is lost
+            log_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
+            continue
+        if action is not None:
+            out.append(action)
     return out
+
+
+def resolve_edit(
+    snapshot: Snapshot, data: object, locator: Locator, support: EditSupport,
+    exists: Callable[[Path], bool] = Path.exists, trusted: bool = False,
+) -> types.WorkspaceEdit | None:
+    """The edit of a listed file-creating action (its `data`), rendered now: on
+    codeAction/resolve, or when the client runs the action's command. None when the action
+    no longer exists (the graph changed) or cannot be built (logged once)."""
+    if not isinstance(data, dict) or not isinstance(data.get("uri"), str) or not isinstance(data.get("title"), str):
+        return None
+    path = uri_to_path(data["uri"])
+    raw = data.get("span")
+    if path is None or not (isinstance(raw, list) and len(raw) == 4 and all(isinstance(n, int) for n in raw)):
+        return None
+    fix = next((f for f in _fixes(snapshot, path, Span(*raw), None, locator, exists, trusted)
+                if f.title == data["title"] and f.creates), None)
+    if fix is None:
+        log_once(f"code action {data['title']!r} is out of date: the revisions changed")
+        return None
+    try:
+        change = fix.build()
+    except Exception as exc:
+        log_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
+        return None
+    if change is None:
+        return None
+    if change.note:
+        log_once(change.note)
+    return _workspace_edit(change, locator, support)

@@ -99,7 +99,7 @@ local function titles_at(buf, client, lnum)
       for _, c in ipairs(a.edit.documentChanges) do table.insert(kinds, c.kind or 'TextDocumentEdit') end
     end
     table.insert(out, { title = a.title, kind = a.kind, isPreferred = a.isPreferred or false,
-                        has_edit = a.edit ~= nil, command = a.command and (a.command.command or a.command) or nil,
+                        has_edit = a.edit ~= nil, has_data = a.data ~= nil, command = a.command and (a.command.command or a.command) or nil,
                         document_changes = kinds })
   end
   return out

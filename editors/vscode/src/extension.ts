@@ -294,8 +294,10 @@ async function createNextRevision(): Promise<void> {
   }
   const doc = editor.document;
   const whole = new vscode.Range(0, 0, doc.lineCount, 0);
+  // the server lists actions that create a file without their edit (it renders the template
+  // only on codeAction/resolve): ask VS Code to resolve them (at most 3 are listed)
   const actions = (await vscode.commands.executeCommand<(vscode.CodeAction | vscode.Command)[]>(
-    "vscode.executeCodeActionProvider", doc.uri, whole, CREATE_NEXT_KIND)) ?? [];
+    "vscode.executeCodeActionProvider", doc.uri, whole, CREATE_NEXT_KIND, 3)) ?? [];
   const ours = actions.filter((a) => "title" in a && /^Create next revision/.test(a.title));
   if (ours.length === 0) {
     void vscode.window.showInformationMessage("Migration LSP: no revision can be created here (is this file part of the revision graph?).");

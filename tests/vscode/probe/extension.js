@@ -88,7 +88,8 @@ async function run() {
     // 3. code actions on the `revision =` line
     const revLine = positionOf(doc, /^revision\b/).line;
     const actions = await vscode.commands.executeCommand(
-      "vscode.executeCodeActionProvider", uri, doc.lineAt(revLine).range, vscode.CodeActionKind.QuickFix.value) || [];
+      "vscode.executeCodeActionProvider", uri, doc.lineAt(revLine).range, vscode.CodeActionKind.QuickFix.value,
+      10) || [];  // resolved: "Merge heads" is listed without its edit (rendered on codeAction/resolve)
     res.codeActions = actions.map((a) => a.title);
     step("codeActions");
 

@@ -1,0 +1,173 @@
+"""Run project code in a sandboxed child process and get its result back: the one place
+that starts children (the model loader, the project's `script.py.mako` renderer).
+
+Why each measure: the child's stdout/stderr go to /dev/null, so a project that prints
+gigabytes costs us nothing, and the result travels in a private temporary file read up
+to a cap. The child is the leader of a new session; when it ends (or times out) the
+whole group is killed, so a grandchild can neither outlive the load nor hold a pipe
+open. At start the child asks Linux to kill it when we die (PR_SET_PDEATHSIG), sets
+its own memory limit (no `preexec_fn`, which can deadlock when called from a thread)
+and writes no bytecode into the workspace. `kill_all()` ends every running child: the
+server calls it before `os._exit`. (PDEATHSIG fires when the *thread* that started the
+child ends: `run` blocks that thread until the child is gone, so that is never early.)
+
+This file is also the child's entry point (`python child.py SCRIPT ARGS...`): standard
+library only, so it runs under the project's own interpreter without migration_lsp.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+
+RESULT_ENV = "MIGRATION_LSP_RESULT"  # where the child writes its result
+MEMORY_ENV = "MIGRATION_LSP_MEMORY"  # bytes of address space the child allows itself
+PARENT_ENV = "MIGRATION_LSP_PARENT"  # our pid: the child exits if it was orphaned before PDEATHSIG
+MAX_RESULT = 64 * 1024**2  # bytes of result read back, at most
+
+_running: set = set()  # Popen objects of live children
+_lock = threading.Lock()
+
+
+class ChildError(Exception):
+    """The child failed: a timeout, a crash, a missing or oversized result (one line)."""
+
+
+def run(python: str, script: str, args: list[str], *, cwd: str, timeout: float, memory: int,
+        max_result: int = MAX_RESULT) -> str:
+    """`python script *args` sandboxed; returns what the script wrote to $MIGRATION_LSP_RESULT.
+    Raises ChildError, never anything else."""
+    folder = tempfile.mkdtemp(prefix="migration-lsp-")  # 0700, outside the workspace
+    result = os.path.join(folder, "result")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env.update({RESULT_ENV: result, MEMORY_ENV: str(memory), PARENT_ENV: str(os.getpid())})
+    try:
+        with _lock:  # kill_all sees every child that was started
+            try:
+                proc = subprocess.Popen(
+                    [python, os.path.abspath(__file__), script, *args], cwd=cwd, env=env,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    start_new_session=True, close_fds=True)
+            except OSError as exc:
+                raise ChildError(f"cannot start {python}: {exc}") from None
+            _running.add(proc)
+        tail = _Tail(proc.stderr)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ChildError(f"took longer than {timeout:g} s (killed)") from None
+        finally:
+            _kill(proc)
+            with _lock:
+                _running.discard(proc)
+        try:
+            with open(result, "rb") as fh:
+                data = fh.read(max_result + 1)
+        except OSError:
+            reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            last = tail.last_line()
+            raise ChildError(f"{reason}: {last}" if last else f"{reason} without a result") from None
+        if len(data) > max_result:
+            raise ChildError(f"result larger than {max_result // 1024**2} MB")
+        return data.decode("utf-8", errors="replace")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Tail:
+    """Drains the child's stderr in a thread, keeping only its last bytes (for the error)."""
+
+    KEEP = 4096
+
+    def __init__(self, stream) -> None:
+        self.data = b""
+        self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, stream) -> None:
+        try:
+            while chunk := stream.read1(65536):
+                self.data = (self.data + chunk)[-self.KEEP:]
+        except (OSError, ValueError):
+            pass
+        finally:
+            stream.close()
+
+    def last_line(self) -> str:
+        self.thread.join(1.0)  # the group is dead: the pipe is at its end
+        lines = self.data.decode("utf-8", errors="replace").strip().splitlines()
+        return lines[-1][:300] if lines else ""
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """The child's whole process group (the child, and whatever it started), then reap it."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - not POSIX
+            proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except Exception:  # pragma: no cover - unkillable
+        pass
+
+
+def kill_all() -> None:
+    """End every running child (and its group): before the server exits with os._exit."""
+    with _lock:
+        procs = list(_running)
+    for proc in procs:
+        try:
+            if hasattr(os, "killpg"):
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:  # pragma: no cover - not POSIX
+                proc.kill()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- in the child
+
+
+def _sandbox() -> None:  # pragma: no cover - runs in the child
+    try:  # die with the parent (Linux); elsewhere the parent's kill_all is all there is
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    if os.environ.get(PARENT_ENV) and os.getppid() != int(os.environ[PARENT_ENV]):
+        os._exit(3)  # the parent died before PDEATHSIG was armed
+    try:
+        import resource
+
+        limit = int(os.environ.get(MEMORY_ENV) or 0)
+        if limit > 0:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except Exception:
+        pass
+    sys.dont_write_bytecode = True
+    here = os.path.dirname(os.path.abspath(__file__))
+    # `python child.py` put migration_lsp/ first on sys.path: its modules must not shadow the project's
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+
+
+def _main() -> None:  # pragma: no cover - runs in the child
+    _sandbox()
+    import runpy
+
+    script = sys.argv[1]
+    sys.argv = sys.argv[1:]  # the script writes its result to the file named by $MIGRATION_LSP_RESULT
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    _main()
