@@ -40,7 +40,7 @@ def path_to_uri(path: Path) -> str:
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&:])")
-_PASTEABLE = re.compile(r"[^\s'\"\\`]+")
+_PASTEABLE = re.compile(r"[\w.+\-]{1,200}")
 
 
 def md_text(text: str) -> str:
@@ -58,10 +58,11 @@ def md_code(text: str) -> str:
     return md_text(text)
 
 
-def pasteable(text: str) -> bool:
-    """Can this id be written between the quotes of a header line as it is? (No quote,
-    backslash, whitespace or control character: such ids are never pasted into a file.)"""
-    return bool(text) and _PASTEABLE.fullmatch(text) is not None and text.isprintable()
+def pasteable(rev: object) -> bool:
+    """An id a feature may paste into the user's file (a quick fix, a completion): letters,
+    digits and `_.+-` only, so no quote, backslash, newline or control character can close the
+    string literal or the docstring it goes into."""
+    return isinstance(rev, str) and _PASTEABLE.fullmatch(rev) is not None
 
 
 class Locator:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..engine import EnvironmentState, Snapshot
 from ..render import render_migration, render_ops, render_revision
 from ..schema import reversed_upgrade
 from ..scripts import MigrationScript
-from . import Locator, path_to_uri, uri_to_path
+from . import Locator, pasteable, path_to_uri, uri_to_path
 from .safety_fixes import SAFETY_CODES, safety_fixes
 from .diagnostics import to_lsp
 
@@ -36,7 +35,6 @@ APPLY_EDIT = "migrationLsp.applyEdit"  # arguments: [data of an action that crea
 CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision"
 GENERATE_KIND = "source.migrationLsp.generateRevision"
 MAX_CHOICES = 3
-SAFE_ID = re.compile(r"[\w.+\-]{1,200}")  # what a fix may paste into a string literal or a docstring
 log = logging.getLogger(__name__)
 _said: set[str] = set()
 
@@ -48,11 +46,6 @@ def log_once(message: str) -> None:
             _said.clear()
         _said.add(message)
         log.warning(message)
-
-
-def safe_id(rev: object) -> bool:
-    """An id a quick fix may paste into the user's file: no quote, backslash, newline..."""
-    return isinstance(rev, str) and SAFE_ID.fullmatch(rev) is not None
 
 
 @dataclass(frozen=True)
@@ -181,7 +174,7 @@ def _fixes_for(
     exists: Callable[[Path], bool], trusted: bool,
 ) -> Iterator[_Fix]:
     """The fixes of one diagnostic: titles now, edits when built. Ids a fix would paste
-    into the file must be plain ids (safe_id): others are not offered."""
+    into the file must be plain ids (pasteable): others are not offered."""
     graph = state.graph
     lsp = to_lsp(d, locator)
     rev = script.revision_id
@@ -189,12 +182,12 @@ def _fixes_for(
 
     if d.code == "G001":
         heads = list(d.data.get("heads", []))
-        if heads and all(safe_id(h) for h in heads):
+        if heads and all(pasteable(h) for h in heads):
             yield _Fix(f"Merge heads {', '.join(heads)}", quick,
                        lambda: _new_file(state, "merge heads", heads, exists, trusted), lsp, True, creates=True)
         down = script.down_revision
         if rev and down and len(down.ids) == 1 and not down.unknown and not graph.children.get(rev):
-            for other in [h for h in heads if h != rev and safe_id(h)][:MAX_CHOICES]:
+            for other in [h for h in heads if h != rev and pasteable(h)][:MAX_CHOICES]:
                 yield _Fix(f"Rebase onto {_label(state, other)}", quick,
                            lambda other=other: _set_parent(script, other), lsp)
 
@@ -208,12 +201,12 @@ def _fixes_for(
                         change.replace(script.path, ident.span, new_id)
             return change
 
-        candidates = [c for c in d.data.get("candidates", []) if safe_id(c)]
+        candidates = [c for c in d.data.get("candidates", []) if pasteable(c)]
         for candidate in candidates[:MAX_CHOICES]:
             yield _Fix(f"Change to {_label(state, candidate)}", quick, lambda c=candidate: retarget(c), lsp,
                        preferred=len(candidates) == 1)
         excluded = ({rev} | graph.descendants(rev)) if rev in graph.by_id else set()
-        for head in [h for h in graph.heads if h not in excluded and safe_id(h)][:MAX_CHOICES]:
+        for head in [h for h in graph.heads if h not in excluded and pasteable(h)][:MAX_CHOICES]:
             yield _Fix(f"Point to current head {_label(state, head)}", quick, lambda h=head: retarget(h), lsp)
 
     elif d.code == "G005" and script.revision and script.revision.ids:
@@ -252,10 +245,10 @@ def _fixes_for(
         def header() -> _Change | None:
             change = _Change()
             if script.doc.revision_id_line and (not script.doc.revision_id or script.doc.revision_id.value != rev) \
-                    and safe_id(rev):
+                    and pasteable(rev):
                 change.replace(script.path, script.doc.revision_id_line, rev)
             if script.doc.revises_line and script.down_revision is not None \
-                    and all(safe_id(v) for v in script.down_revision.values):
+                    and all(pasteable(v) for v in script.down_revision.values):
                 change.replace(script.path, script.doc.revises_line, ", ".join(script.down_revision.values))
             return change if change.edits else None
 
@@ -312,7 +305,7 @@ def _generate(state: EnvironmentState, exists: Callable[[Path], bool], trusted: 
     """A new revision with the operations autogenerate would write for the models."""
     if not state.differences:
         return
-    heads = [h for h in state.graph.heads if h not in state.graph.uncertain and safe_id(h)]
+    heads = [h for h in state.graph.heads if h not in state.graph.uncertain and pasteable(h)]
     verb = {"missing": "add", "extra": "drop", "changed": "alter"}
     message = "; ".join(f"{verb[d.kind]} {d.what}" for d in state.differences[:2]) + (
         " and more" if len(state.differences) > 2 else "")
@@ -337,7 +330,7 @@ def _create_next(state: EnvironmentState, script: MigrationScript, exists: Calla
     if rev not in graph.by_id:
         return
     tips = [h for h in graph.heads if h == rev or h in graph.descendants(rev, include_dependencies=False)]
-    for head in [h for h in tips if safe_id(h)][:MAX_CHOICES]:
+    for head in [h for h in tips if pasteable(h)][:MAX_CHOICES]:
         yield _Fix(f"Create next revision on top of {_label(state, head)}", CREATE_NEXT_KIND,
                    lambda head=head: _new_file(state, "empty message", [head], exists, trusted), creates=True)
 
