@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING
 
 from .cache import Store, digest
 from .checks import apply_filters
+from .checks.git import check_git
 from .checks.graph import check_graph, check_script, closest_ids
 from .core import Diagnostic, Severity, Span
+from .gitbase import Base, Tracker
 from .graph import RevisionGraph
 from . import project
 from .project import ConfigProblem, Discovery, Environment, Settings, discover, walk
@@ -254,6 +256,8 @@ class Engine:
         self._snapshot: Snapshot | None = None
         self._snapshot_partial = False
         self.discoveries: tuple[Discovery, ...] = ()
+        self.git = Tracker(self.overrides)  # the base branch of each root (G011–G013)
+        self._git_memo: dict[tuple[Path, str], dict] = {}
         self.rescan()
 
     # ---------------------------------------------------------------- changes
@@ -262,6 +266,8 @@ class Engine:
         """Discover environments again (new config, created or deleted files)."""
         if overrides is not None:
             self.overrides = dict(overrides)
+            self.git.overrides = self.overrides
+            self.git.refs.clear()  # (a new base-branch setting: look again)
         self.discoveries = tuple(self._discover(root) for root in self.roots)
         self._generation += 1
         self._states.clear()
@@ -332,6 +338,44 @@ class Engine:
     def knows(self, path: Path) -> bool:
         path = path.resolve()
         return any(d.environment_of(path) for d in self.discoveries)
+
+    # ---------------------------------------------------------------- git
+
+    def refresh_git(self) -> bool:
+        """Poll HEAD and the base refs (a few stat calls; git runs only when one moved).
+        True when a base moved: every environment is then checked again."""
+        if not self.git.refresh(self.roots):
+            return False
+        self._generation += 1
+        self._states.clear()
+        self._snapshot = None
+        return True
+
+    def base(self, root: Path, env: Environment) -> Base | None:
+        """The base branch's versions of this environment (None: no repository, no base)."""
+        if any(r not in self.git.refs for r in self.roots):
+            self.git.refresh(self.roots)
+        try:
+            return self.git.base(root, env)
+        except Exception:  # a bug of ours: the git checks go silent, the rest is served
+            log.exception("migration-lsp: reading the base branch failed (please report this)")
+            return None
+
+    def _git_key(self, root: Path) -> str:
+        if root not in self.git.refs:
+            self.git.refresh(self.roots)
+        return self.git.key(root)
+
+    def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph) -> list[Diagnostic]:
+        """G011–G013 of one environment against its base branch."""
+        base = self.base(key[0], env)
+        if base is None:
+            return []
+        try:
+            return check_git(graph, base, env.name, self._git_memo.setdefault(key, {}))
+        except Exception:
+            log.exception("migration-lsp: the base-branch checks failed (please report this)")
+            return []
 
     # ---------------------------------------------------------------- reading
 
@@ -405,7 +449,7 @@ class Engine:
         store = self.stores.get(key[0])
         if store is None or not store.enabled:
             return None, None
-        parts = [repr(env), self.untrusted_reason, self._environment_salt(env)]
+        parts = [repr(env), self.untrusted_reason, self._environment_salt(env), self._git_key(key[0])]
         for path in env.files:
             raw = self._raw[path] = read_bytes(path)
             parts += (str(path), digest(raw) if raw is not None else "-")
@@ -517,6 +561,7 @@ class Engine:
         else:
             found = check_graph(graph, env.name, None) + self._docstring_findings(key, env, graph, scripts,
                                                                                      previous, changed_pairs)
+            found += self._git_findings(key, env, graph)
             graph_found = tuple(apply_filters(found, env.settings, by_path))
         options = self._options_factory(env)
         if quick:

@@ -23,6 +23,7 @@ from ..schema import reversed_upgrade
 from ..scripts import MigrationScript
 from . import Locator, path_to_uri
 from .safety_fixes import SAFETY_CODES, safety_fixes
+from .git_fixes import GIT_FIX_CODES, git_fixes
 from .diagnostics import to_lsp
 
 APPLY_EDIT = "migrationLsp.applyEdit"
@@ -183,8 +184,8 @@ def _fixes_for(
         out.append(_action(f"Give this revision a new id ({new_id})", types.CodeActionKind.QuickFix,
                            change, locator, support, lsp))
 
-    elif d.code in SAFETY_CODES:
-        for title, edits in safety_fixes(d, script):
+    elif d.code in SAFETY_CODES or d.code in GIT_FIX_CODES:
+        for title, edits in safety_fixes(d, script) + git_fixes(d, script):
             change = _Change()
             for span, text in edits:
                 change.replace(script.path, span, text)
