@@ -361,6 +361,25 @@ class Engine:
             log.exception("migration-lsp: reading the base branch failed (please report this)")
             return None
 
+    def git_status(self, snapshot: Snapshot) -> dict:
+        """`{environments: [{name, heads, base: {ref, ahead, behind} | null, note}]}`: what
+        the editor's status bar shows ("1 head · origin/main +2"). `ahead`: revisions here
+        and not on the base; `behind`: revisions the base added since the merge base that
+        are not here; `note`: why there is no base (no repository, no branch, shallow)."""
+        out = []
+        for state in snapshot.environments:
+            root = state.env.root
+            base = self.base(root, state.env) if state.graph is not None else None
+            entry: dict = {"name": state.env.name, "heads": list(state.summary.heads), "base": None}
+            if base is not None:
+                here, tip, fork = state.graph.by_id, base.tip.graph.by_id, base.fork.graph.by_id  # type: ignore[union-attr]
+                entry["base"] = {"ref": base.ref.name, "ahead": sum(1 for r in here if r not in tip),
+                                 "behind": sum(1 for r in tip if r not in fork and r not in here)}
+            else:
+                entry["note"] = self.git.errors.get(root) or self.git.notes.get(root) or ""
+            out.append(entry)
+        return {"environments": out}
+
     def _git_key(self, root: Path) -> str:
         if root not in self.git.refs:
             self.git.refresh(self.roots)
