@@ -275,7 +275,7 @@ def _git_scope(engine: Engine, snapshot: Snapshot, changed: bool) -> Snapshot:
         return snapshot
     states = []
     for state in snapshot.environments:
-        base = engine.base(state.env.root, state.env)
+        base = engine.base(state.env.root, state.env, state.graph)
         if base is None:
             why = next(iter(engine.git.notes.values()), "no base branch")
             raise UsageError(f"--changed needs a base branch: {why}")

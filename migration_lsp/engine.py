@@ -351,12 +351,13 @@ class Engine:
         self._snapshot = None
         return True
 
-    def base(self, root: Path, env: Environment) -> Base | None:
-        """The base branch's versions of this environment (None: no repository, no base)."""
+    def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
+        """The base branch's versions of this environment (None: no repository, no base);
+        `here`: the graph whose parsed files the base reuses where its text is the same."""
         if any(r not in self.git.refs for r in self.roots):
             self.git.refresh(self.roots)
         try:
-            return self.git.base(root, env)
+            return self.git.base(root, env, here.scripts if here is not None else ())
         except Exception:  # a bug of ours: the git checks go silent, the rest is served
             log.exception("migration-lsp: reading the base branch failed (please report this)")
             return None
@@ -369,7 +370,7 @@ class Engine:
         out = []
         for state in snapshot.environments:
             root = state.env.root
-            base = self.base(root, state.env) if state.graph is not None else None
+            base = self.base(root, state.env, state.graph) if state.graph is not None else None
             entry: dict = {"name": state.env.name, "heads": list(state.summary.heads), "base": None}
             if base is not None:
                 here, tip, fork = state.graph.by_id, base.tip.graph.by_id, base.fork.graph.by_id  # type: ignore[union-attr]
@@ -387,7 +388,7 @@ class Engine:
 
     def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph) -> list[Diagnostic]:
         """G011–G013 of one environment against its base branch."""
-        base = self.base(key[0], env)
+        base = self.base(key[0], env, graph)
         if base is None:
             return []
         try:

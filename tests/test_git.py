@@ -258,11 +258,22 @@ def test_reading_uses_two_processes_per_commit_and_never_the_work_tree(remote: P
     index = (bob / ".git" / "index").stat()
     repo = find_repository(bob)
     ref, _ = resolve_base(repo, None)
-    env = Engine([bob], cache=False, trusted=False).discoveries[0].environments[0]
+    engine = Engine([bob], cache=False, trusted=False)
+    env = engine.discoveries[0].environments[0]
     stats = Stats()
     base = read_base(repo, ref, env, stats)
-    assert stats.processes == 4 and stats.blobs == 39 + 2  # tip (39 files) and fork (2)
+    # an ls-tree per commit, one cat-file; the fork's two files are blobs the tip has: read once
+    assert (stats.processes, stats.blobs) == (3, 39)
     assert len(base.tip.graph.by_id) == 39 and len(base.fork.graph.by_id) == 2
+    assert base.fork.graph.by_id["a2"] is base.tip.graph.by_id["a2"]
+    # the work tree's parsed files stand for the blobs with the same git id: not read again
+    here = engine.snapshot().environments[0].graph
+    stats = Stats()
+    again = read_base(repo, ref, env, stats, here=here.scripts)
+    assert (stats.processes, stats.blobs) == (3, 37)
+    assert again.fork.graph.by_id["a1"] is here.by_id["a1"]
+    assert sorted(again.tip.graph.by_id) == sorted(base.tip.graph.by_id)
+    assert all(again.tip.graph.by_id[r].text == base.tip.graph.by_id[r].text for r in base.tip.graph.by_id)
     assert (bob / ".git" / "index").stat().st_mtime_ns == index.st_mtime_ns
     assert git(bob, "status", "--porcelain") == ""
 
