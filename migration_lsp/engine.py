@@ -386,13 +386,16 @@ class Engine:
             self.git.refresh(self.roots)
         return self.git.key(root)
 
-    def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph) -> list[Diagnostic]:
-        """G011–G013 of one environment against its base branch."""
+    def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph,
+                      previous: EnvironmentState | None = None, changed: list | None = None) -> list[Diagnostic]:
+        """G011–G013 of one environment against its base branch; after a patch of the
+        previous graph (`changed`: its (old, new) pairs) only the edited files are looked at."""
         base = self.base(key[0], env, graph)
         if base is None:
             return []
         try:
-            return check_git(graph, base, env.name, self._git_memo.setdefault(key, {}))
+            return check_git(graph, base, env.name, self._git_memo.setdefault(key, {}),
+                             (previous.graph if previous is not None else None, changed))
         except Exception:
             log.exception("migration-lsp: the base-branch checks failed (please report this)")
             return []
@@ -581,7 +584,7 @@ class Engine:
         else:
             found = check_graph(graph, env.name, None) + self._docstring_findings(key, env, graph, scripts,
                                                                                      previous, changed_pairs)
-            found += self._git_findings(key, env, graph)
+            found += self._git_findings(key, env, graph, previous, changed_pairs)
             graph_found = tuple(apply_filters(found, env.settings, by_path))
         options = self._options_factory(env)
         if quick:

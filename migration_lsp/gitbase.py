@@ -32,6 +32,7 @@ import sys
 from io import BytesIO
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -338,6 +339,16 @@ class Base:
     tip: Version  # the base branch as it is now
     fork: Version  # the merge base (the tip when there is none)
 
+    @cached_property
+    def kept(self) -> frozenset[str]:
+        """Ids the merge base had and the base still has (what this branch must keep)."""
+        return frozenset(self.fork.graph.by_id.keys() & self.tip.graph.by_id.keys())
+
+    @cached_property
+    def fork_scripts(self) -> frozenset[MigrationScript]:
+        """The merge base's parsed files (mostly the work tree's own objects, reused)."""
+        return frozenset(self.fork.scripts)
+
 
 def read_base(repo: Repository, ref: BaseRef, env: Environment, stats: Stats | None = None,
               versions: dict | None = None, here: Iterable[MigrationScript] = (),
@@ -392,6 +403,7 @@ class Tracker:
         self.errors: dict[Path, str] = {}
         self.versions: dict = {}
         self.parsed: dict = {}  # {(path, blob sha): MigrationScript}
+        self.bases: dict = {}  # {(root, env name, locations, BaseRef): Base}
         self.stats = Stats()
 
     def _look(self, root: Path) -> BaseRef | None:
@@ -443,7 +455,13 @@ class Tracker:
         repo = self.repos.get(root)
         if ref is None or repo is None:
             return None
-        return read_base(repo, ref, env, self.stats, self.versions, here, self.parsed)
+        key = (root, env.name, env.version_locations, ref)
+        found = self.bases.get(key)
+        if found is None:
+            found = read_base(repo, ref, env, self.stats, self.versions, here, self.parsed)
+            self.bases = {k: v for k, v in self.bases.items() if k[3] == ref}  # (older bases go)
+            self.bases[key] = found
+        return found
 
     def key(self, root: Path) -> str:
         """What the findings depend on besides the files (the CLI's memo key)."""

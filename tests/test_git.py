@@ -364,3 +364,46 @@ def test_shallow_clone_without_the_base_is_a_clear_error(remote: Path, capsys) -
     git(ci, "fetch", "-q", "--unshallow", "origin", "main:refs/remotes/origin/main")
     code, out, err = _check(ci, capsys=capsys)
     assert (code, err) == (0, "")
+
+
+def test_keystrokes_look_at_the_edited_file_only_and_agree_with_a_full_check(remote: Path, monkeypatch) -> None:
+    """The engine's incremental path (a patch of the graph) gives what a from-scratch check
+    of the same texts gives, for edits that make and unmake G013 and move G011."""
+    from migration_lsp.checks import git as rules
+
+    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
+    b1 = add_revision(bob, "b1", "a2", "add orders")
+    commit(bob, "orders")
+    add_revision(alice, "c1", "a2", "add phone")
+    commit(alice, "phone")
+    git(alice, "push", "-q", "origin", "HEAD:main")
+    git(bob, "fetch", "-q")
+    a2 = next((bob / "migrations" / "versions").glob("a2_*.py")).resolve()
+    a2_text, b1_text = a2.read_text(), b1.read_text()
+    engine = Engine([bob], cache=False, trusted=False)
+    engine.snapshot(quick=True)
+    edits = [(a2, a2_text.replace("sa.String()", "sa.String(5)")), (b1, "\n\n" + b1_text),
+             (a2, a2_text.replace("def downgrade() -> None:\n", "def downgrade() -> None:\n    op.drop_table('x')\n")),
+             (b1, b1_text.replace("pass", "op.drop_table('y')")), (a2, a2_text)]
+    found, looked_at = [], []
+    real_edited = rules._edited
+
+    def counting(new, *args):
+        looked_at.append(new.path)
+        return real_edited(new, *args)
+
+    for path, text in edits:
+        engine.set_buffer(path, text)
+        monkeypatch.setattr(rules, "_edited", counting)
+        state = engine.snapshot(quick=True).environments[0]
+        monkeypatch.setattr(rules, "_edited", real_edited)
+        assert looked_at == [path]  # one file compared, not every revision
+        looked_at.clear()
+        mine = [d for d in state.diagnostics if d.code in ("G011", "G012", "G013")]
+        base = engine.base(state.env.root, state.env, state.graph)
+        fresh = sorted(rules.check_git(state.graph, base, state.env.name), key=lambda d: d.sort_key())
+        assert mine == fresh
+        found.append(sorted(d.code for d in mine))
+    assert found == [["G011", "G013"], ["G011", "G013"], ["G011", "G013"], ["G011", "G013"], ["G011"]]
+    [d] = [d for d in engine.snapshot(quick=True).diagnostics if d.code == "G011"]
+    assert d.span.line == engine.snapshot(quick=True).script(b1.resolve()).down_revision.span.line

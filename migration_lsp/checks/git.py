@@ -49,9 +49,9 @@ def lowest_new(graph: RevisionGraph, head: str, new: set[str]) -> list[str]:
 
 
 def _shape_of(here: RevisionGraph, base: Base) -> tuple:
-    """What G011 depends on: the ids and links of this branch's graph, and the base."""
-    return (base.tip.commit, base.fork.commit, tuple(here.by_id), tuple(here.parents.values()),
-            tuple(here.dependencies.values()), tuple(here.own_labels.values()))
+    """What G011 depends on: the ids and links of this branch's graph (compared as dicts:
+    a keystroke in a body compares equal at C speed), and the base."""
+    return (base.tip.commit, base.fork.commit, here.parents, here.dependencies, here.own_labels)
 
 
 def moved(here: RevisionGraph, base: Base) -> list[tuple[str, list[str]]]:
@@ -76,16 +76,19 @@ def moved(here: RevisionGraph, base: Base) -> list[tuple[str, list[str]]]:
     return out
 
 
-def check_moved(here: RevisionGraph, base: Base, env_name: str, memo: dict | None = None) -> list[Diagnostic]:
+def check_moved(here: RevisionGraph, base: Base, env_name: str, memo: dict | None = None,
+                found: list[tuple[str, list[str]]] | None = None) -> list[Diagnostic]:
     """G011, on the down_revision of each lowest new revision. `memo` keeps the answer of
-    the last graph shape (a keystroke in a body rebuilds no merged graph)."""
-    shape = _shape_of(here, base) if memo is not None else None
-    if memo is not None and memo.get("shape") == shape:
-        found = memo["moved"]
-    else:
-        found = moved(here, base)
-        if memo is not None:
-            memo["shape"], memo["moved"] = shape, found
+    the last graph shape (a keystroke in a body rebuilds no merged graph); `found`: the
+    answer, known already."""
+    if found is None:
+        shape = _shape_of(here, base) if memo is not None else None
+        if memo is not None and memo.get("shape") == shape:
+            found = memo["moved"]
+        else:
+            found = moved(here, base)
+            if memo is not None:
+                memo["shape"], memo["moved"] = shape, found
     tip = base.tip.graph
     out: list[Diagnostic] = []
     for rev, theirs in found:
@@ -106,10 +109,11 @@ def check_moved(here: RevisionGraph, base: Base, env_name: str, memo: dict | Non
 
 def check_gone(here: RevisionGraph, base: Base, env_name: str) -> list[Diagnostic]:
     """G012: a revision the fork and the base have is missing here."""
-    fork, tip = base.fork.graph, base.tip.graph
-    gone = [rev for rev in fork.by_id if rev in tip.by_id and rev not in here.by_id]
+    fork = base.fork.graph
+    gone = base.kept - here.by_id.keys()
     if not gone or not here.scripts:
         return []
+    gone = [r for r in fork.by_id if r in gone]  # (in file order)
     by_path = {s.path: s for s in here.scripts}
     first = here.by_id.get(here.bases[0]) if here.bases else None
     first = first or here.scripts[0]
@@ -128,14 +132,17 @@ def check_gone(here: RevisionGraph, base: Base, env_name: str) -> list[Diagnosti
     return out
 
 
-def _shape(script: MigrationScript, name: str) -> str | None:
-    """A function's code without its layout and comments (None: no such function)."""
+def _source(script: MigrationScript, name: str) -> str | None:
     function = getattr(script, name)
     if function is None:
         return None
     lines = script.lines[function.span.line:function.span.end_line + 1] or script.text.splitlines()[
         function.span.line:function.span.end_line + 1]
-    text = textwrap.dedent("\n".join(lines))
+    return textwrap.dedent("\n".join(lines))
+
+
+def _shape(text: str) -> str:
+    """A function's code without its layout and comments."""
     try:
         return ast.dump(ast.parse(text))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -143,50 +150,83 @@ def _shape(script: MigrationScript, name: str) -> str | None:
 
 
 def edited_functions(old: MigrationScript, new: MigrationScript) -> list[str]:
-    """upgrade / downgrade whose code differs between two versions of one revision."""
+    """upgrade / downgrade whose code differs between two versions of one revision (the
+    same text is the same code; a different one is compared without layout and comments)."""
     if old.text == new.text:
         return []
-    return [name for name in ("upgrade", "downgrade") if _shape(old, name) != _shape(new, name)]
-
-
-def check_edited(here: RevisionGraph, base: Base, env_name: str,
-                 memo: dict | None = None) -> list[Diagnostic]:
-    """G013: a revision the fork had (and the base still has) whose upgrade() or downgrade()
-    changed here. `memo` ({(fork script, here script): findings}, refilled with the pairs
-    of this call) spares comparing the unchanged ones again."""
-    fork, tip = base.fork.graph, base.tip.graph
-    known = dict(memo) if memo is not None else {}
-    if memo is not None:
-        memo.clear()
     out = []
-    for rev, old in fork.by_id.items():
-        new = here.by_id.get(rev)
-        if new is None or new.text == old.text or rev not in tip.by_id:
-            continue
-        key = (old, new)
-        found = known.get(key)
-        if found is None:
-            found = []
-            for name in edited_functions(old, new):
-                function = getattr(new, name)
-                found.append(Diagnostic(
-                    "G013", Severity.WARNING, new.path, function.def_span,
-                    f"revision {rev} is already on {base.ref.name} and its {name}() was edited here: "
-                    f"databases that already ran it will not see the change; make a new revision instead",
-                    env_name, {"function": name, "base": base.ref.name}))
-        if memo is not None:
-            memo[key] = found
-        out.extend(found)
+    for name in ("upgrade", "downgrade"):
+        before, after = _source(old, name), _source(new, name)
+        if before != after and (before is None or after is None or _shape(before) != _shape(after)):
+            out.append(name)
     return out
 
 
-def check_git(here: RevisionGraph, base: Base, env_name: str, memo: dict | None = None) -> list[Diagnostic]:
-    """G011–G013. `memo`: a dict kept by the caller per environment (what a keystroke reuses)."""
-    if memo is None:
-        return check_moved(here, base, env_name) + check_gone(here, base, env_name) + check_edited(
-            here, base, env_name)
-    return (check_moved(here, base, env_name, memo.setdefault("moved", {})) + check_gone(here, base, env_name)
-            + check_edited(here, base, env_name, memo.setdefault("edited", {})))
+def _edited(new: MigrationScript, here: RevisionGraph, base: Base, env_name: str) -> list[Diagnostic]:
+    rev = new.revision_id
+    old = base.fork.graph.by_id.get(rev) if rev in base.kept else None  # type: ignore[arg-type]
+    if old is None or here.by_id.get(rev) is not new or new.text == old.text:  # type: ignore[arg-type]
+        return []
+    found = []
+    for name in edited_functions(old, new):
+        function = getattr(new, name)
+        found.append(Diagnostic(
+            "G013", Severity.WARNING, new.path, function.def_span,
+            f"revision {rev} is already on {base.ref.name} and its {name}() was edited here: "
+            f"databases that already ran it will not see the change; make a new revision instead",
+            env_name, {"function": name, "base": base.ref.name}))
+    return found
+
+
+def check_edited(here: RevisionGraph, base: Base, env_name: str) -> dict:
+    """G013 by file: a revision the fork had (and the base still has) whose upgrade() or
+    downgrade() changed here. The work tree's files whose text the merge base has are its
+    very objects (gitbase reuses them): only the others are compared, found by a set
+    difference rather than a loop over every revision."""
+    out = {}
+    for new in set(here.scripts) - base.fork_scripts:
+        found = _edited(new, here, base, env_name)
+        if found:
+            out[new.path] = found
+    return out
+
+
+def check_git(here: RevisionGraph, base: Base, env_name: str, memo: dict | None = None,
+              since: tuple[RevisionGraph | None, list | None] | None = None) -> list[Diagnostic]:
+    """G011–G013. `memo`: a dict the caller keeps per environment; `since`: (the graph of
+    the previous call, the (old, new) scripts that alone changed since): an edit that keeps
+    every revision's id and links (a keystroke) then looks at the edited files only."""
+    memo = {} if memo is None else memo
+    last = memo.get("last")
+    previous, pairs = since or (None, None)
+    if (last is not None and pairs is not None and previous is not None and last["graph"] is previous
+            and last["base"] is base and all(_same_links(previous, here, old, new) for old, new in pairs)):
+        touched = {s.path for pair in pairs for s in pair}
+        gone = last["gone"]
+        if any(d.path in touched for d in gone):
+            gone = check_gone(here, base, env_name)
+        edited = dict(last["edited"])
+        for old, new in pairs:
+            edited.pop(old.path, None)
+            found = _edited(new, here, base, env_name)
+            if found:
+                edited[new.path] = found
+        moved_found = last["moved"]
+    else:
+        moved_found = None
+        gone = check_gone(here, base, env_name)
+        edited = check_edited(here, base, env_name)
+    moved_diagnostics = check_moved(here, base, env_name, memo.setdefault("moved", {}), moved_found)
+    memo["last"] = {"graph": here, "base": base, "gone": gone, "edited": edited,
+                    "moved": memo["moved"].get("moved", []) if moved_found is None else moved_found}
+    return moved_diagnostics + gone + [d for path in sorted(edited, key=str) for d in edited[path]]
+
+
+def _same_links(before: RevisionGraph, after: RevisionGraph, old: MigrationScript, new: MigrationScript) -> bool:
+    rev = new.revision_id
+    return (rev is not None and rev == old.revision_id and before.by_id.get(rev) is old and after.by_id.get(rev) is new
+            and before.parents[rev] == after.parents[rev] and before.dependencies[rev] == after.dependencies[rev]
+            and before.own_labels[rev] == after.own_labels[rev])
 
 
 def changed_revisions(here: RevisionGraph, base: Base) -> set[str]:
