@@ -137,9 +137,32 @@ class BaseRef:
     head: str | None  # HEAD's commit
 
 
-def _rev(repo: Repository, ref: str) -> str | None:
-    result = git(repo.toplevel, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
-    return result.stdout.decode().strip() if result.returncode == 0 else None
+def _commits(repo: Repository, names: list[str]) -> list[str | None]:
+    """The commit each name means (None: no such commit), all through one `git cat-file
+    --batch-check` (a process per candidate would cost more than the whole check of a
+    cached project)."""
+    if any(not n or any(c.isspace() for c in n) for n in names):  # (one name a line: no smuggling)
+        return [None if not n or any(c.isspace() for c in n) else _commits(repo, [n])[0] for n in names]
+    result = git(repo.toplevel, "cat-file", "--batch-check", data="".join(f"{n}^{{commit}}\n" for n in names).encode())
+    lines = result.stdout.decode(errors="replace").splitlines()
+    out: list[str | None] = []
+    for n in range(len(names)):
+        parts = lines[n].split() if n < len(lines) else []
+        out.append(parts[0] if len(parts) == 3 and parts[1] == "commit" else None)
+    return out
+
+
+def _short_name(repo: Repository, ref: str) -> str:
+    """origin/HEAD -> origin/main (the symbolic ref's file), refs/remotes/x/y -> x/y."""
+    if ref.endswith("/HEAD"):
+        full = ref if ref.startswith("refs/") else f"refs/remotes/{ref}"
+        target = _read(repo.common_dir / full)
+        if target.startswith("ref: "):
+            ref = target[5:].strip()
+    for prefix in ("refs/remotes/", "refs/heads/", "refs/tags/", "refs/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    return ref
 
 
 def fetch_hint(ref: str | None) -> str:
@@ -157,13 +180,9 @@ def resolve_base(repo: Repository, setting: str | None) -> tuple[BaseRef | None,
     """(the base, None) or (None, why there is none). Raises GitError when the answer would
     be wrong rather than absent: a shallow clone whose base or merge base is not fetched,
     or a base named explicitly that does not exist."""
-    candidates = (setting,) if setting else DEFAULT_BASES
-    ref = sha = None
-    for candidate in candidates:
-        sha = _rev(repo, candidate)
-        if sha is not None:
-            ref = candidate
-            break
+    candidates = [setting] if setting else list(DEFAULT_BASES)
+    *found, head = _commits(repo, [*candidates, "HEAD"])
+    ref, sha = next(((c, f) for c, f in zip(candidates, found) if f is not None), (None, None))
     if sha is None or ref is None:
         if repo.shallow:
             raise GitError(f"shallow clone without the base branch ({setting or 'origin/main'}): "
@@ -171,11 +190,7 @@ def resolve_base(repo: Repository, setting: str | None) -> tuple[BaseRef | None,
         if setting:
             raise GitError(f"base branch {setting!r} does not exist in {repo.toplevel}")
         return None, "no base branch found (origin/HEAD, origin/main, origin/master, main, master)"
-    name = ref
-    if ref.startswith("refs/") or ref.endswith("/HEAD"):
-        short = git(repo.toplevel, "rev-parse", "--abbrev-ref", ref).stdout.decode().strip()
-        name = short or ref
-    head = _rev(repo, "HEAD")
+    name = _short_name(repo, ref)
     merge_base = None
     if head is not None:
         result = git(repo.toplevel, "merge-base", head, sha)

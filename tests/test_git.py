@@ -407,3 +407,37 @@ def test_keystrokes_look_at_the_edited_file_only_and_agree_with_a_full_check(rem
     assert found == [["G011", "G013"], ["G011", "G013"], ["G011", "G013"], ["G011", "G013"], ["G011"]]
     [d] = [d for d in engine.snapshot(quick=True).diagnostics if d.code == "G011"]
     assert d.span.line == engine.snapshot(quick=True).script(b1.resolve()).down_revision.span.line
+
+
+def test_the_poll_runs_git_only_when_head_or_a_ref_moved(remote: Path, monkeypatch) -> None:
+    from migration_lsp import gitbase
+
+    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
+    ran: list[str] = []
+    real = gitbase.git
+
+    def counting(cwd, *args, **kwargs):
+        ran.append(args[0])
+        return real(cwd, *args, **kwargs)
+
+    monkeypatch.setattr(gitbase, "git", counting)
+    tracker = Tracker()
+    root = bob.resolve()
+    assert tracker.refresh((root,))
+    assert ran == ["rev-parse", "cat-file", "merge-base"]  # the repository; every candidate and HEAD at once
+    assert tracker.refs[root].name == "origin/main"  # (origin/HEAD, by its symbolic ref)
+    ran.clear()
+    for _ in range(3):
+        assert not tracker.refresh((root,))
+    assert ran == []  # nothing moved: stat calls only
+    add_revision(alice, "c1", "a2", "add phone")
+    commit(alice, "phone")
+    git(alice, "push", "-q", "origin", "HEAD:main")
+    assert not tracker.refresh((root,)) and ran == []  # not fetched: bob's refs did not move
+    git(bob, "fetch", "-q")
+    assert tracker.refresh((root,))
+    assert ran == ["rev-parse", "cat-file", "merge-base"]
+    ran.clear()
+    git(bob, "switch", "-q", "-c", "other")  # HEAD moves to another branch, same commit
+    assert not tracker.refresh((root,))  # looked again, same base: nothing to redo
+    assert ran == ["rev-parse", "cat-file", "merge-base"]
