@@ -61,17 +61,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def git(cwd: Path, *args: str, data: bytes | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    """One plumbing command; never raises for git's own failures (returncode says)."""
+def git(cwd: Path, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
+    """One plumbing command; never raises (no git, a timeout: returncode 128)."""
     try:
-        result = subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=cwd, input=data, capture_output=True,
-                                env=_env(), timeout=TIMEOUT)
+        return subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=cwd, input=data, capture_output=True,
+                              env=_env(), timeout=TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        result = subprocess.CompletedProcess(args, 128, b"", str(exc).encode())
-    if check and result.returncode != 0:
-        raise GitError(result.stderr.decode(errors="replace").strip().splitlines()[-1:][0]
-                       if result.stderr.strip() else f"git {args[0]} failed")
-    return result
+        return subprocess.CompletedProcess(args, 128, b"", str(exc).encode())
 
 
 @dataclass(frozen=True)
@@ -474,7 +470,7 @@ class Tracker:
         found = self.bases.get(key)
         if found is None:
             found = read_base(repo, ref, env, self.stats, self.versions, here, self.parsed)
-            self.bases = {k: v for k, v in self.bases.items() if k[3] == ref}  # (older bases go)
+            self.bases = {k: v for k, v in self.bases.items() if k[0] != root or k[3] == ref}  # (older go)
             self.bases[key] = found
         return found
 
