@@ -441,3 +441,66 @@ def test_the_poll_runs_git_only_when_head_or_a_ref_moved(remote: Path, monkeypat
     git(bob, "switch", "-q", "-c", "other")  # HEAD moves to another branch, same commit
     assert not tracker.refresh((root,))  # looked again, same base: nothing to redo
     assert ran == ["rev-parse", "cat-file", "merge-base"]
+
+
+def test_heads_of_differently_labelled_branches_are_not_a_second_head(remote: Path) -> None:
+    """Alembic allows one head per branch label: the base growing another labelled branch
+    while this branch extends the main line is no G011; growing the same line is."""
+    seed = remote.parent / "seed"
+    (seed / "migrations" / "versions" / "x1_audit.py").write_text(
+        migration_text("x1", None, message="audit branch", branch_labels="audit"))
+    commit(seed, "audit branch")
+    git(seed, "push", "-q", "origin", "main")
+    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
+    add_revision(bob, "b1", "a2", "add orders")
+    commit(bob, "orders")
+    add_revision(alice, "x2", "x1", "audit more")
+    commit(alice, "audit more")
+    git(alice, "push", "-q", "origin", "HEAD:main")
+    git(bob, "fetch", "-q")
+    assert findings(bob) == []
+    git(bob, "merge", "-q", "--no-edit", "origin/main")
+    assert heads(bob) == ["b1", "x2"]  # two heads, two branches: what Alembic allows
+    engine = Engine([bob], cache=False, trusted=False)
+    assert [d for d in engine.snapshot().diagnostics if d.code == "G001"] == []
+
+
+def test_rebase_fix_needs_a_plain_down_revision() -> None:
+    from migration_lsp.core import Diagnostic, Severity
+    from migration_lsp.scripts import parse_script
+
+    from conftest import migration_text as text
+
+    data = {"heads": ["c1", "c2"], "messages": {"c1": "add phone"}}
+    plain = parse_script(Path("b1.py"), text("b1", "a2", message="orders"))
+    d = Diagnostic("G011", Severity.WARNING, Path("b1.py"), plain.down_revision.ids[0].span, "", "", data)
+    fixes = git_fixes(d, plain)
+    assert [title for title, _ in fixes] == ["Rebase onto c1 (add phone)", "Rebase onto c2"]
+    fixed = apply(plain.text, fixes[0][1])
+    again = parse_script(Path("b1.py"), fixed)
+    assert again.down_revision.values == ("c1",) and [r.value for r in again.doc.revises] == ["c1"]
+    assert fixed.replace("c1", "a2") == plain.text  # nothing else moved
+    merge = parse_script(Path("m.py"), text("m1", ("a2", "a3"), message="merge"))
+    assert git_fixes(replace_span(d, merge), merge) == []
+    base = parse_script(Path("n.py"), text("n1", None, message="new base"))
+    [(title, edits)] = git_fixes(replace_span(d, base), base)[:1]
+    assert parse_script(Path("n.py"), apply(base.text, edits)).down_revision.values == ("c1",)
+    assert git_fixes(Diagnostic("G012", Severity.ERROR, Path("b1.py"), d.span, "", "", data), plain) == []
+
+
+def replace_span(d, script):
+    from dataclasses import replace
+
+    return replace(d, span=script.down_revision.value_span)
+
+
+def test_status_outside_a_repository_says_why(tmp_path: Path) -> None:
+    project = tmp_path / "plain"
+    (project / "migrations" / "versions").mkdir(parents=True)
+    (project / "alembic.ini").write_text(INI)
+    add_revision(project, "a1", None, "create users")
+    engine = Engine([project], cache=False, trusted=False)
+    status = engine.git_status(engine.snapshot(quick=True))
+    [env] = status["environments"]
+    assert env["heads"] == ["a1"] and env["base"] is None
+    assert "not in a git repository" in env["note"]
