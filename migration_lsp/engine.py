@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .cache import Store, digest
 from .checks import apply_filters
-from .checks.git import check_git
+from .checks.git import check_git, explain_incoming
 from .checks.graph import check_graph, check_script, closest_ids
 from .core import Diagnostic, Severity, Span
 from .gitbase import Base, Tracker
@@ -386,19 +386,21 @@ class Engine:
             self.git.refresh(self.roots)
         return self.git.key(root)
 
-    def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph,
+    def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph, found: list[Diagnostic],
                       previous: EnvironmentState | None = None, changed: list | None = None) -> list[Diagnostic]:
-        """G011–G013 of one environment against its base branch; after a patch of the
-        previous graph (`changed`: its (old, new) pairs) only the edited files are looked at."""
+        """The graph findings `found` plus G011–G013 against the base branch (a G002 on an
+        id the base has says so); after a patch of the previous graph (`changed`: its (old,
+        new) pairs) only the edited files are looked at."""
         base = self.base(key[0], env, graph)
         if base is None:
-            return []
+            return found
         try:
-            return check_git(graph, base, env.name, self._git_memo.setdefault(key, {}),
-                             (previous.graph if previous is not None else None, changed))
+            return explain_incoming(found, graph, base) + check_git(
+                graph, base, env.name, self._git_memo.setdefault(key, {}),
+                (previous.graph if previous is not None else None, changed))
         except Exception:
             log.exception("migration-lsp: the base-branch checks failed (please report this)")
-            return []
+            return found
 
     # ---------------------------------------------------------------- reading
 
@@ -584,7 +586,7 @@ class Engine:
         else:
             found = check_graph(graph, env.name, None) + self._docstring_findings(key, env, graph, scripts,
                                                                                      previous, changed_pairs)
-            found += self._git_findings(key, env, graph, previous, changed_pairs)
+            found = self._git_findings(key, env, graph, found, previous, changed_pairs)
             graph_found = tuple(apply_filters(found, env.settings, by_path))
         options = self._options_factory(env)
         if quick:

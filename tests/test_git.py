@@ -124,6 +124,12 @@ def test_second_head_appears_once_the_other_branch_is_merged_and_fetched(remote:
     assert title == "Rebase onto c1 (add phone)"
     b1.write_text(apply(script.text, edits))
     assert "Revises: c1" in b1.read_text()
+    # until main is merged in, c1 is not in this checkout: an error, said as what it is
+    # (and a2 is no second head: after the merge it is c1's parent)
+    [g002] = findings(bob, ("G001", "G002", "G009", "G011"))
+    assert (g002.code, g002.severity.label) == ("G002", "error")
+    assert g002.message == ("down_revision 'c1' is c1 (add phone) on origin/main, not in this checkout yet: "
+                            "bring origin/main in (git merge origin/main) before upgrading")
     commit(bob, "rebase onto c1")
     git(bob, "merge", "-q", "--no-edit", "origin/main")
     assert heads(bob) == ["b1"]

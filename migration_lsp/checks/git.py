@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
+from dataclasses import replace
 
 from ..core import Diagnostic, Severity, Span
 from ..gitbase import Base
@@ -227,6 +228,28 @@ def _same_links(before: RevisionGraph, after: RevisionGraph, old: MigrationScrip
     return (rev is not None and rev == old.revision_id and before.by_id.get(rev) is old and after.by_id.get(rev) is new
             and before.parents[rev] == after.parents[rev] and before.dependencies[rev] == after.dependencies[rev]
             and before.own_labels[rev] == after.own_labels[rev])
+
+
+def explain_incoming(found: list[Diagnostic], here: RevisionGraph, base: Base) -> list[Diagnostic]:
+    """G002 on an id that only the base branch has (after *Rebase onto Z*, before the base
+    is merged in): still an error, this checkout cannot upgrade, but said as what it is; and
+    the second head that broken link seems to leave (G001 on Z's ancestor) is no head once
+    the base is merged in: not reported."""
+    tip = base.tip.graph
+    out = []
+    incoming = False
+    for d in found:
+        ref = d.data.get("ref")
+        if d.code == "G002" and ref in tip.by_id and ref not in here.by_id:
+            incoming = True
+            name = base.ref.name
+            d = replace(d, message=f"down_revision '{ref}' is {_label(tip, ref)} on {name}, not in this "
+                                   f"checkout yet: bring {name} in (git merge {name}) before upgrading")
+        out.append(d)
+    if incoming:
+        heads = set(merged_graph(here, base)[0].heads)
+        out = [d for d in out if d.code != "G001" or set(d.data.get("heads", ())) <= heads]
+    return out
 
 
 def changed_revisions(here: RevisionGraph, base: Base) -> set[str]:
