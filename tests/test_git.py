@@ -300,7 +300,10 @@ def test_a_repository_config_runs_no_program(remote: Path, tmp_path: Path) -> No
     tracker = Tracker()
     assert tracker.refresh((bob.resolve(),))
     assert findings(bob) == []
+    assert main(["check", str(bob), "--no-cache", "--no-import", "--changed"]) == 0
     assert not marker.exists()
+    git(bob, "status")  # the sentinel is live: porcelain reading the index runs it
+    assert marker.exists()
 
 
 # --------------------------------------------------------------------------- CLI
