@@ -73,6 +73,8 @@ def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> t
         overrides["select"] = _codes(args.select)
     if getattr(args, "ignore", None):
         overrides["ignore"] = _codes(args.ignore)
+    if getattr(args, "base", None):
+        overrides["base-branch"] = args.base
     no_import = getattr(args, "no_import", True)
     with progress.for_command(args) as status:  # a line on a terminal's stderr while it takes a while
         engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given",
@@ -282,7 +284,8 @@ def format_text(snapshot: Snapshot, colour: bool) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    _, snapshot = _engine(args.paths or ["."], args, memo=True)
+    engine, snapshot = _engine(args.paths or ["."], args, memo=not args.changed)
+    snapshot = _git_scope(engine, snapshot, args.changed)
     if args.format == "json":
         output = format_json(snapshot)
     elif args.format == "sarif":
@@ -300,6 +303,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.exit_zero:
         return EXIT_OK
     return EXIT_FINDINGS if any(d.severity == Severity.ERROR for d in snapshot.diagnostics) else EXIT_OK
+
+
+def _git_scope(engine: Engine, snapshot: Snapshot, changed: bool) -> Snapshot:
+    """A shallow clone or a missing --base: exit 2 rather than a wrong answer. `--changed`:
+    only what this branch adds or changes (checks.git.changed_only)."""
+    from dataclasses import replace
+
+    from .checks.git import changed_only
+
+    for error in engine.git.errors.values():
+        raise UsageError(error)
+    if not changed:
+        return snapshot
+    states = []
+    for state in snapshot.environments:
+        base = engine.base(state.env.root, state.env, state.graph)
+        if base is None:
+            why = next(iter(engine.git.notes.values()), "no base branch")
+            raise UsageError(f"--changed needs a base branch: {why}")
+        kept = changed_only(list(state.diagnostics), state.graph, base, state.env.name)
+        by_path: dict[Path, tuple[Diagnostic, ...]] = {}
+        for d in kept:
+            by_path[d.path] = by_path.get(d.path, ()) + (d,)
+        states.append(replace(state, by_path=by_path))
+    return replace(snapshot, environments=tuple(states))
 
 
 # --------------------------------------------------------------------------- graph
@@ -495,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-cache", action="store_true",
                        help="neither read nor write the cache of per-revision results (in the user's cache folder)")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
+    check.add_argument("--base", metavar="REF", help="base branch for G011-G013 (default: origin/HEAD, "
+                       "origin/main, origin/master, main, master)")
+    check.add_argument("--changed", action="store_true",
+                       help="report only what this branch adds or changes (against the base branch)")
     check.set_defaults(func=cmd_check)
 
     graph = sub.add_parser("graph", help="print the revision graph")

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING
 
 from .cache import Store, digest
 from .checks import apply_filters
+from .checks.git import check_git, explain_incoming
 from .checks.graph import check_graph, check_script, closest_ids
 from .core import Diagnostic, Severity, Span
+from .gitbase import Base, Tracker
 from .graph import RevisionGraph
 from . import project
 from .project import ConfigProblem, Discovery, Environment, Settings, discover, walk
@@ -254,6 +256,8 @@ class Engine:
         self._snapshot: Snapshot | None = None
         self._snapshot_partial = False
         self.discoveries: tuple[Discovery, ...] = ()
+        self.git = Tracker(self.overrides)  # the base branch of each root (G011–G013)
+        self._git_memo: dict[tuple[Path, str], dict] = {}
         self.rescan()
 
     # ---------------------------------------------------------------- changes
@@ -262,6 +266,8 @@ class Engine:
         """Discover environments again (new config, created or deleted files)."""
         if overrides is not None:
             self.overrides = dict(overrides)
+            self.git.overrides = self.overrides
+            self.git.refs.clear()  # (a new base-branch setting: look again)
         self.discoveries = tuple(self._discover(root) for root in self.roots)
         self._generation += 1
         self._states.clear()
@@ -332,6 +338,69 @@ class Engine:
     def knows(self, path: Path) -> bool:
         path = path.resolve()
         return any(d.environment_of(path) for d in self.discoveries)
+
+    # ---------------------------------------------------------------- git
+
+    def refresh_git(self) -> bool:
+        """Poll HEAD and the base refs (a few stat calls; git runs only when one moved).
+        True when a base moved: every environment is then checked again."""
+        if not self.git.refresh(self.roots):
+            return False
+        self._generation += 1
+        self._states.clear()
+        self._snapshot = None
+        return True
+
+    def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
+        """The base branch's versions of this environment (None: no repository, no base);
+        `here`: the graph whose parsed files the base reuses where its text is the same."""
+        if any(r not in self.git.refs for r in self.roots):
+            self.git.refresh(self.roots)
+        try:
+            return self.git.base(root, env, here.scripts if here is not None else ())
+        except Exception:  # a bug of ours: the git checks go silent, the rest is served
+            log.exception("migration-lsp: reading the base branch failed (please report this)")
+            return None
+
+    def git_status(self, snapshot: Snapshot) -> dict:
+        """`{environments: [{name, heads, base: {ref, ahead, behind} | null, note}]}`: what
+        the editor's status bar shows ("1 head · origin/main +2"). `ahead`: revisions here
+        and not on the base; `behind`: revisions the base added since the merge base that
+        are not here; `note`: why there is no base (no repository, no branch, shallow)."""
+        out = []
+        for state in snapshot.environments:
+            root = state.env.root
+            base = self.base(root, state.env, state.graph) if state.graph is not None else None
+            entry: dict = {"name": state.env.name, "heads": list(state.summary.heads), "base": None}
+            if base is not None:
+                here, tip, fork = state.graph.by_id, base.tip.graph.by_id, base.fork.graph.by_id  # type: ignore[union-attr]
+                entry["base"] = {"ref": base.ref.name, "ahead": sum(1 for r in here if r not in tip),
+                                 "behind": sum(1 for r in tip if r not in fork and r not in here)}
+            else:
+                entry["note"] = self.git.errors.get(root) or self.git.notes.get(root) or ""
+            out.append(entry)
+        return {"environments": out}
+
+    def _git_key(self, root: Path) -> str:
+        if root not in self.git.refs:
+            self.git.refresh(self.roots)
+        return self.git.key(root)
+
+    def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph, found: list[Diagnostic],
+                      previous: EnvironmentState | None = None, changed: list | None = None) -> list[Diagnostic]:
+        """The graph findings `found` plus G011–G013 against the base branch (a G002 on an
+        id the base has says so); after a patch of the previous graph (`changed`: its (old,
+        new) pairs) only the edited files are looked at."""
+        base = self.base(key[0], env, graph)
+        if base is None:
+            return found
+        try:
+            return explain_incoming(found, graph, base) + check_git(
+                graph, base, env.name, self._git_memo.setdefault(key, {}),
+                (previous.graph if previous is not None else None, changed))
+        except Exception:
+            log.exception("migration-lsp: the base-branch checks failed (please report this)")
+            return found
 
     # ---------------------------------------------------------------- reading
 
@@ -405,7 +474,7 @@ class Engine:
         store = self.stores.get(key[0])
         if store is None or not store.enabled:
             return None, None
-        parts = [repr(env), self.untrusted_reason, self._environment_salt(env)]
+        parts = [repr(env), self.untrusted_reason, self._environment_salt(env), self._git_key(key[0])]
         for path in env.files:
             raw = self._raw[path] = read_bytes(path)
             parts += (str(path), digest(raw) if raw is not None else "-")
@@ -517,6 +586,7 @@ class Engine:
         else:
             found = check_graph(graph, env.name, None) + self._docstring_findings(key, env, graph, scripts,
                                                                                      previous, changed_pairs)
+            found = self._git_findings(key, env, graph, found, previous, changed_pairs)
             graph_found = tuple(apply_filters(found, env.settings, by_path))
         options = self._options_factory(env)
         if quick:

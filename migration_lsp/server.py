@@ -48,6 +48,10 @@ SLICE_SECONDS = 0.005  # the full pass yields to the event loop this often
 SLICE_PAUSE = 0.001  # for this long
 CACHE_SAVE_INTERVAL = 60.0  # seconds between writes of the persistent cache (and at shutdown)
 WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
+# HEAD and the refs: a fetch, pull, switch or rebase moves them (the base-branch checks)
+GIT_GLOBS = ("**/.git/HEAD", "**/.git/refs/**", "**/.git/packed-refs", "**/.git/shallow")
+GIT_POLL_SECONDS = 2.0  # HEAD and the refs are also polled (a few stat calls): see _poll_git
+STATUS = "migrationLsp.status"
 log = logging.getLogger(__name__)
 
 
@@ -321,7 +325,8 @@ def _settings(raw: Any) -> dict[str, Any]:
     if CONFIG_SECTION in raw and isinstance(raw[CONFIG_SECTION], dict):
         raw = raw[CONFIG_SECTION]
     names = {"select": "select", "ignore": "ignore", "models": "models", "python": "python", "dialect": "dialect",
-             "excludeTables": "exclude_tables", "exclude-tables": "exclude_tables", "exclude_tables": "exclude_tables"}
+             "excludeTables": "exclude_tables", "exclude-tables": "exclude_tables", "exclude_tables": "exclude_tables",
+             "baseBranch": "base-branch", "base-branch": "base-branch", "base_branch": "base-branch"}
     return {names[k]: v for k, v in raw.items() if k in names and v not in (None, "", [])}
 
 
@@ -355,6 +360,7 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     progress.add_done_callback(lambda task: task.cancelled() or task.exception() or
                                _end_progress(ls, task.result(), f"{revisions} revisions"))
     asyncio.ensure_future(_register_watchers(ls))
+    asyncio.ensure_future(_poll_git(ls))
     asyncio.ensure_future(_load_configuration(ls))
     schedule_models(ls)
 
@@ -421,7 +427,7 @@ async def _register_watchers(ls: MigrationServer) -> None:
     if not (watch and watch.dynamic_registration):
         return
     options = types.DidChangeWatchedFilesRegistrationOptions(
-        watchers=[types.FileSystemWatcher(glob_pattern=glob) for glob in WATCH_GLOBS])
+        watchers=[types.FileSystemWatcher(glob_pattern=glob) for glob in WATCH_GLOBS + GIT_GLOBS])
     registration = types.Registration(id=f"watch-{uuid.uuid4().hex[:8]}",
                                       method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options)
     try:
@@ -539,7 +545,7 @@ def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesP
     rescan = False
     for change in params.changes:
         path = uri_to_path(change.uri)
-        if path is None:
+        if path is None or ".git" in path.parts:  # HEAD or a ref: polled below
             continue
         if change.type != types.FileChangeType.Changed or _is_config(path):
             rescan = True
@@ -547,6 +553,7 @@ def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesP
             ls.engine.file_changed(path)
     if rescan:
         ls.engine.rescan()
+    ls.engine.refresh_git()
     ls.refresh()
     if any(uri_to_path(c.uri) in ls.engine.model_files() for c in params.changes):
         schedule_models(ls)
@@ -742,6 +749,33 @@ async def apply_edit_command(ls: MigrationServer, *args):
 def show_graph_command(ls: MigrationServer, *args):
     snapshot = ls.snapshot
     return format_mermaid(snapshot) if snapshot else ""
+
+
+@server.command(STATUS)
+@safe()
+def status_command(ls: MigrationServer, *args):
+    """For a status bar: heads and the base branch of each environment (Engine.git_status)."""
+    snapshot = ls.snapshot
+    return ls.engine.git_status(snapshot) if snapshot is not None else {"environments": []}
+
+
+async def _poll_git(ls: MigrationServer) -> None:
+    """HEAD and the refs, looked at now and then (a few stat calls; git runs only when one
+    moved): a fetch in a terminal is seen even when the client does not watch the git
+    folder, or the repository's git folder is outside the workspace (a worktree). Why the
+    base-branch checks are off is said once."""
+    while True:
+        try:
+            if ls.engine is not None:
+                if ls.engine.refresh_git():
+                    ls.refresh()
+                for root, message in [*ls.engine.git.notes.items(), *ls.engine.git.errors.items()]:
+                    if f"git {root}: {message}" not in ls.problems_logged:
+                        ls.problems_logged.add(f"git {root}: {message}")
+                        ls.log(message, types.MessageType.Info)
+        except Exception:
+            ls.log(f"looking at the base branch failed:\n{traceback.format_exc()}", types.MessageType.Error)
+        await asyncio.sleep(GIT_POLL_SECONDS)
 
 
 class _ToClient(logging.Handler):

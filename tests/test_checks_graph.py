@@ -538,7 +538,7 @@ def test_overrides_select_and_ignore(tmp_path):
 
 
 def test_every_graph_code_is_documented():
-    assert [c for c in RULES if c.startswith("G")] == [f"G{n:03d}" for n in range(1, 11)]
+    assert [c for c in RULES if c.startswith("G")] == [f"G{n:03d}" for n in range(1, 14)]
     assert {RULES[c][0] for c in ("G008", "G009", "G010")} == {"warning"}
     assert {RULES[f"G00{n}"][0] for n in range(1, 8)} == {"error"}
 
