@@ -3,6 +3,10 @@ never inside the workspace, and no harm from a damaged or unwritable cache."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import marshal
+import pickle
 import shutil
 from pathlib import Path
 
@@ -214,25 +218,42 @@ class _Planted:
         return (Path.touch, (Path(cache.os.environ[cache.DIR_ENV]) / "ran",))
 
 
+def _stored(cache_dir: Path) -> tuple[Path, dict]:
+    (stored,) = cache_dir.rglob("*.marshal")
+    data = stored.read_bytes()
+    return stored, marshal.loads(data[len(cache.MAGIC) + 32:])
+
+
+def _signed(cache_dir: Path, data: dict) -> bytes:
+    """The cache file for `data` under the user's own key: what only this user's runs can
+    write. Used to reach the checks behind the HMAC (the unpickler, the shape checks)."""
+    body = marshal.dumps(data)
+    key = cache.user_key(cache_dir)
+    return cache.MAGIC + hmac.new(key, cache.MAGIC + body, hashlib.sha256).digest() + body
+
+
+def _forge(cache_dir: Path, section: str, change, sign: bool = True) -> int:
+    """Replace every entry of `section` by change(entry); the number replaced."""
+    stored, data = _stored(cache_dir)
+    forged = 0
+    for key, value in data.get(section, {}).items():
+        data[section][key] = change(value)
+        forged += 1
+    if sign:
+        stored.write_bytes(_signed(cache_dir, data))
+    else:  # an attacker without the key: a well-formed file with a made-up MAC
+        body = marshal.dumps(data)
+        stored.write_bytes(cache.MAGIC + hashlib.sha256(body).digest() + body)
+    return forged
+
+
 def test_a_forged_discovery_entry_runs_nothing(project, cache_dir):
     """Discovery records are the one pickled value in the cache: loading them allows only
-    the project's own record classes and paths, so a forged entry is no cache, not code."""
-    import marshal
-    import pickle
-
+    the project's own record classes and paths, so a forged entry is no cache, not code
+    (even one signed with the user's key)."""
     engine = Engine([project], trusted=False)
     expected = engine.snapshot().diagnostics
     engine.save_cache()
-    (stored,) = cache_dir.rglob("*.marshal")
-    data = marshal.loads(stored.read_bytes())
-    sections = [v for v in data.values() if isinstance(v, dict)] if isinstance(data, dict) else []
-    forged = 0
-    for section in sections:
-        for key, value in section.items():
-            if isinstance(value, tuple) and value and isinstance(value[0], bytes):  # (pickled discovery, files)
-                section[key] = (pickle.dumps(_Planted()), value[1])
-                forged += 1
-    assert forged == 1, data.keys()
-    stored.write_bytes(marshal.dumps(data))
+    assert _forge(cache_dir, "discovery", lambda v: (pickle.dumps(_Planted()), *v[1:])) == 1
     assert Engine([project], trusted=False).snapshot().diagnostics == expected
     assert not (cache_dir / "ran").exists()
