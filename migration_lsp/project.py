@@ -458,9 +458,11 @@ def _interpolation_bomb(parser: configparser.ConfigParser, section: str) -> str 
     return None
 
 
-def _alembic_config(ini: Path | None, toml: Path | None, ini_text: str | None):
+def alembic_config(ini: Path | None, toml: Path | None = None, ini_text: str | None = None):
     """Alembic's own Config for the files, with the text read by us (regular files only,
-    size-bounded) instead of by configparser/tomllib, and interpolation budgeted."""
+    size-bounded: a FIFO named alembic.ini would block configparser forever) instead of by
+    configparser/tomllib, and interpolation budgeted (ValueError for a bomb). Use it
+    wherever a workspace's alembic.ini is read (models.py too)."""
     from alembic import util as alembic_util
     from alembic.config import Config  # here, not above: importing Alembic costs 0.4 s, and
     # a warm start (engine.py caches discovery) never needs it
@@ -525,7 +527,7 @@ def _environment_from_config(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            config = _alembic_config(ini, toml, ini_text)
+            config = alembic_config(ini, toml, ini_text)
             script_location = config.get_alembic_option("script_location")
             if script_location is None and ini and (base / "env.py").is_file():
                 script_location = str(base)  # Flask-Migrate keeps alembic.ini inside migrations/
