@@ -420,7 +420,7 @@ def _dialect_from_url(url: str | None) -> str | None:
 
 # What discovery reads from an Alembic config (Alembic's names); nothing else is interpolated.
 NEEDED_OPTIONS = ("script_location", "version_locations", "path_separator", "version_path_separator",
-                  "file_template", "truncate_slug_length", "timezone", "sqlalchemy.url")
+                  "file_template", "truncate_slug_length", "timezone", "sqlalchemy.url", "prepend_sys_path")
 _REFERENCE = re.compile(r"%(?:%|\(([^)]*)\)s)")
 
 

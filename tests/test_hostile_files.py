@@ -180,14 +180,40 @@ def test_an_unreadable_folder_is_skipped_and_said(tmp_path: Path):
         (root / "pgdata").chmod(0o700)
 
 
-def test_a_folder_nested_1100_deep(tmp_path: Path):
+def _nest(top: Path, depth: int, remove: bool = False) -> None:
+    """`depth` folders `d/d/...` below `top`, made (or removed) through folder descriptors:
+    by path, each step would resolve the whole path again (and shutil.rmtree, pytest's
+    clean-up, recurses: it cannot remove them)."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            if not remove:
+                os.mkdir("d", dir_fd=fd)
+            below = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        for _ in range(depth if remove else 0):
+            above = os.open("..", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = above
+            os.rmdir("d", dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def test_a_folder_nested_1100_deep(tmp_path: Path, caplog):
+    """Attack: 1,100 nested folders made discovery a RecursionError. The walk is iterative
+    and stops at a depth bound, saying so."""
     root = project(tmp_path / "p", {"aaaa": None, "bbbb": "aaaa"})
-    deep = root
-    for _ in range(11):  # 1,100 levels, made 100 at a time (paths stay short enough)
-        deep = deep / "/".join(["d"] * 100)
-        deep.mkdir(parents=True)
-    found = discover(root)
-    assert [len(env.files) for env in found.environments] == [2]
+    _nest(root, 1100)
+    try:
+        with caplog.at_level("WARNING", logger="migration_lsp"):
+            found = discover(root)
+        assert [len(env.files) for env in found.environments] == [2]
+        assert any("deeper than 100 folders" in r.getMessage() for r in caplog.records)
+    finally:
+        _nest(root, 1100, remove=True)
+    assert not (root / "d").exists()
 
 
 def test_versions_behind_a_symlink_outside_the_workspace(tmp_path: Path, monkeypatch):
