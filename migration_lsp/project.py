@@ -101,14 +101,14 @@ class Environment:
 
     @property
     def env_py(self) -> Path | None:
-        if self.script_location and (self.script_location / "env.py").is_file():
+        if self.script_location and os.path.isfile(self.script_location / "env.py"):  # (never raises)
             return self.script_location / "env.py"
         return None
 
     @property
     def template_path(self) -> Path | None:
         """The environment's own script.py.mako, if it has one."""
-        if self.script_location and (self.script_location / "script.py.mako").is_file():
+        if self.script_location and os.path.isfile(self.script_location / "script.py.mako"):
             return self.script_location / "script.py.mako"
         return None
 
@@ -385,7 +385,7 @@ def _resolve_location(value: str, base: Path, root: Path) -> Path:
         if rel.is_absolute():
             return rel.resolve()
     for start in _starts(base, root):
-        if (start / rel).exists():
+        if os.path.exists(start / rel):
             return (start / rel).resolve()
     return (base / rel).resolve()
 
@@ -637,7 +637,7 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
     for ini, text in alembic_inis:
         toml = ini.parent / "pyproject.toml"
         env = _environment_from_config(
-            root, ini, toml if toml.is_file() and _has_tool_alembic(toml) else None, problems, text
+            root, ini, toml if os.path.isfile(toml) and _has_tool_alembic(toml) else None, problems, text
         )
         if env:
             configured.append(env)
@@ -653,7 +653,7 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
     outside: list[Path] = []
     for env in configured:
         for loc in env.version_locations:
-            if loc not in scan.visited and loc not in outside and loc.is_dir():
+            if loc not in scan.visited and loc not in outside and os.path.isdir(loc):
                 outside.append(loc)
     if outside:
         extra = walk_locations(outside)
@@ -706,7 +706,7 @@ def settle(bare: Discovery, overrides: dict | None = None) -> Discovery:
         if env.config_path is not None:
             base = env.config_path.parent
             local = base / "pyproject.toml"
-            if (env.config_path.suffix == ".ini" and base != root and local.is_file()
+            if (env.config_path.suffix == ".ini" and base != root and os.path.isfile(local)
                     and not _has_tool_alembic(local)):
                 env_settings, problem = load_settings(local, settings)
                 if problem:
