@@ -6,6 +6,13 @@ what any config says, folders of revision files found by scanning become environ
 packages that each ship an `alembic/` folder and reference each other's revisions form one
 environment (connected by references), and revision files nested below a versions directory
 belong to it. Nothing here imports project code.
+
+Every workspace file is read through `read_file`: regular files only, opened without
+blocking (a FIFO or a link to /dev/stdin named `x.py` or `alembic.ini` would otherwise
+hang the server, whose stdin is the LSP pipe), within a size limit. The walk is iterative
+and depth-bounded, and skips (and reports once) folders it may not list; configured
+version locations are followed wherever they point. Settings are applied by `settle` on
+every run, never taken from a cache: they choose the Python and the models that run.
 """
 
 from __future__ import annotations

@@ -350,6 +350,11 @@ def test_a_cache_file_of_another_user_or_writable_by_others_is_not_used(project,
     with caplog.at_level("WARNING", logger="migration_lsp"):
         assert _check(project, capsys) == first
     assert any("belongs to another user" in r.getMessage() for r in caplog.records)
+    # the same file, ours again, in a folder of another user
+    os.chown(stored, os.geteuid(), os.getegid())
+    _forge(cache_dir, "environment", lambda v: (v[0], []))
+    os.chown(stored.parent, 12345, 12345)
+    assert _check(project, capsys) == first
 
 
 def test_a_cache_writable_by_others_is_not_used(project, cache_dir, capsys, monkeypatch):
