@@ -441,22 +441,24 @@ def _interpolation_bomb(parser: configparser.ConfigParser, section: str) -> str 
     cost: dict[str, tuple[int, int]] = {}
 
     def measure(name: str) -> tuple[int, int]:  # (characters, references), iteratively
-        todo = [name]
+        todo, pending = [name], {name}
         while todo:
             current = todo[-1]
             if current in cost:
                 todo.pop()
                 continue
             refs = [m.group(1).lower() for m in _REFERENCE.finditer(raw.get(current, "")) if m.group(1) is not None]
-            missing = [r for r in refs if r not in cost and r in raw and r not in todo]
+            missing = [r for r in dict.fromkeys(refs) if r not in cost and r in raw and r not in pending]
             if missing:
                 todo.extend(missing)
+                pending.update(missing)
                 continue
             value = raw.get(current, "")
             size = len(_REFERENCE.sub("", value)) + sum(cost.get(r, (0, 0))[0] for r in refs)
             count = len(refs) + sum(cost.get(r, (0, 0))[1] for r in refs)
             cost[current] = (size, count)  # a loop counts as nothing: configparser refuses it itself
             todo.pop()
+            pending.discard(current)
         return cost[name]
 
     for name in NEEDED_OPTIONS:
