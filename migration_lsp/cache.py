@@ -4,44 +4,164 @@ Why: a `check` in CI or a server start on thousands of revisions should not redo
 work for files that did not change since the last run. Every entry is keyed by a hash of
 everything that produced it (file contents, the graph below a revision, this tool's and
 its libraries' versions), so a stale entry can only be missed, never used. It lives in the
-user's cache directory (never in the workspace), one file per workspace root, written
-atomically; the folder is versioned and safe to delete at any time. Values are plain data
-(marshal: fast to load, and loading runs no code), except the discovery records, which
-are unpickled with only the project's own record classes and paths allowed (engine.py);
-anything unreadable is no cache.
+user's cache directory (never in the workspace: a relative $XDG_CACHE_HOME is ignored, as
+the XDG spec says), one file per workspace root, written atomically; the folder is
+versioned and safe to delete at any time. Values are plain data (marshal: fast to load,
+and loading runs no code), except the discovery records, which are unpickled with only
+the project's own record classes and paths allowed (engine.py); anything unreadable is no
+cache.
+
+The cache decides what is reported, so nobody else may write it: folders are created
+0700 and files 0600; a folder or file that is not the user's own, or that others may
+write, is not used (said once); each file carries an HMAC-SHA256 under a random per-user
+key (a 0600 file in the cache folder), checked before anything in it is decoded, so a
+forged or foreign file is a miss. Callers still check the shape of every entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import marshal
 import os
+import secrets
+import stat
 import sys
 import tempfile
 from pathlib import Path
 
 from . import __version__
 
-FORMAT = 1  # bump when the layout of what is stored changes
+log = logging.getLogger("migration_lsp")
+
+FORMAT = 2  # bump when the layout of what is stored changes
 DISABLE_ENV = "MIGRATION_LSP_NO_CACHE"
 DIR_ENV = "MIGRATION_LSP_CACHE_DIR"
 MAX_BYTES = 200_000_000  # a cache file larger than this is ignored (and rewritten smaller)
+MAGIC = b"migration-lsp cache\n"
+KEY_FILE = "key"
+KEY_BYTES = 32
+
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log.warning("migration-lsp: %s", message)
 
 
 def cache_root() -> Path | None:
     """Where caches live: $MIGRATION_LSP_CACHE_DIR, else the platform's user cache folder
-    ($XDG_CACHE_HOME or ~/.cache, ~/Library/Caches, %LOCALAPPDATA%); None when disabled."""
+    ($XDG_CACHE_HOME or ~/.cache, ~/Library/Caches, %LOCALAPPDATA%); None when disabled.
+    A relative folder (it would be relative to the workspace) is ignored."""
     if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
         return None
-    if os.environ.get(DIR_ENV):
-        return Path(os.environ[DIR_ENV]).expanduser()
+    chosen = os.environ.get(DIR_ENV)
+    if chosen:
+        where = Path(chosen).expanduser()
+        if where.is_absolute():
+            return where
+        _say_once(f"{DIR_ENV}={chosen!r} is not an absolute path; ignored")
     if sys.platform == "darwin":
         base = Path.home() / "Library" / "Caches"
     elif os.name == "nt":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
     else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
     return base / "migration-lsp"
+
+
+def _private(st: os.stat_result, what: Path) -> bool:
+    """Is this folder/file the user's own and not writable by others? (Always on Windows.)"""
+    if not hasattr(os, "geteuid"):
+        return True
+    if st.st_uid != os.geteuid():
+        _say_once(f"cache {what} belongs to another user (uid {st.st_uid}); the cache is not used")
+        return False
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        _say_once(f"cache {what} is writable by others (mode {stat.S_IMODE(st.st_mode):o}); the cache is not used")
+        return False
+    return True
+
+
+def _private_dir(path: Path, create: bool) -> bool:
+    """The folder exists (created 0700 when `create`), is a real folder and private."""
+    try:
+        if create and not os.path.lexists(path):
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.mkdir(path, 0o700)
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        _say_once(f"cache {path} is not a folder; the cache is not used")
+        return False
+    return _private(st, path)
+
+
+def _open_private(path: Path) -> int | None:
+    """A private regular cache file opened for reading (no link followed, never blocking)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode) or not _private(st, path) or st.st_size > MAX_BYTES:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_fd(fd: int) -> bytes:
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_BYTES:
+                return b""
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def user_key(root: Path) -> bytes | None:
+    """The per-user HMAC key (KEY_BYTES random bytes in `root`/key, 0600), made on first use;
+    None when the folder or the key is not private (then there is no cache)."""
+    if not _private_dir(root, create=True):
+        return None
+    path = root / KEY_FILE
+    fd = _open_private(path)
+    if fd is not None:
+        try:
+            key = _read_fd(fd)
+        except OSError:
+            key = b""
+        if len(key) == KEY_BYTES:
+            return key
+    elif os.path.lexists(path):
+        try:  # ours to replace only when the folder is ours (checked above)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_uid != getattr(os, "geteuid", lambda: st.st_uid)():
+                return None  # planted by someone else: said by _open_private
+        except OSError:
+            return None
+    key = secrets.token_bytes(KEY_BYTES)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-key-")  # 0600
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+        os.replace(tmp, path)
+    except OSError:
+        return None
+    return key
 
 
 def _library_versions() -> str:
@@ -74,27 +194,51 @@ class Store:
     used; `save` keeps only used and new entries, so the file tracks the project instead of
     growing with every edit ever made."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, key: bytes | None = None) -> None:
+        self.path = path if key is not None else None
+        self._key = key
         self._old: dict[str, dict] = {}
         self._new: dict[str, dict] = {}
         self._dirty = False
-        if path is not None:
-            try:
-                if path.stat().st_size <= MAX_BYTES:
-                    loaded = marshal.loads(path.read_bytes())
-                    if isinstance(loaded, dict):
-                        self._old = {k: v for k, v in loaded.items() if isinstance(v, dict)}
-            except (OSError, EOFError, ValueError, TypeError):
-                self._old = {}
+        if self.path is not None:
+            self._old = self._load(self.path)
+
+    def _load(self, path: Path) -> dict[str, dict]:
+        """The file's sections, when it is private, of this format and its HMAC checks."""
+        if not _private_dir(path.parent, create=False):
+            return {}
+        fd = _open_private(path)
+        if fd is None:
+            return {}
+        try:
+            data = _read_fd(fd)
+        except OSError:
+            return {}
+        mac, body = data[len(MAGIC):len(MAGIC) + 32], data[len(MAGIC) + 32:]
+        if not data.startswith(MAGIC) or not hmac.compare_digest(mac, self._mac(body)):
+            return {}
+        try:
+            loaded = marshal.loads(body)
+        except (EOFError, ValueError, TypeError):
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        return {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, dict)}
+
+    def _mac(self, body: bytes) -> bytes:
+        assert self._key is not None
+        return hmac.new(self._key, MAGIC + body, hashlib.sha256).digest()
 
     @classmethod
     def for_root(cls, root: Path) -> Store:
         base = cache_root()
         if base is None:
             return cls(None)
+        key = user_key(base)
+        if key is None:
+            return cls(None)
         name = digest(str(root), __version__, sys.version, _library_versions())
-        return cls(base / f"v{FORMAT}" / f"{name}.marshal")
+        return cls(base / f"v{FORMAT}" / f"{name}.marshal", key)
 
     @property
     def enabled(self) -> bool:
@@ -125,15 +269,16 @@ class Store:
         if not self._dirty and all(set(self._new.get(s, {})) == set(v) for s, v in self._old.items()):
             return False
         try:
-            data = marshal.dumps(self._new)
+            body = marshal.dumps(self._new)
         except ValueError:  # something not plain slipped in: keep the old file
             return False
+        if not _private_dir(self.path.parent, create=True):
+            return False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".marshal")
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".marshal")  # 0600
             try:
                 with os.fdopen(fd, "wb") as out:
-                    out.write(data)
+                    out.write(MAGIC + self._mac(body) + body)
                 os.replace(tmp, self.path)
             except BaseException:
                 try:

@@ -15,7 +15,7 @@ import os
 import pickle
 import tokenize
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from io import BytesIO
 from pathlib import Path
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the schema stages import SQLAlchemy and Alembic (0.4 s): lo
     from .models import MetadataSource, ModelTables
     from .schema import Replay
 
-MAX_FILE_BYTES = 20_000_000
+MAX_FILE_BYTES = project.MAX_FILE_BYTES
 KEY_STEP = 500  # revisions keyed between two yields of the full pass
 PATCH_LIMIT = 4  # files changed at once that are patched into the graph rather than rebuilt
 
@@ -60,37 +60,59 @@ def decode_source(data: bytes) -> tuple[str, str | None]:
 
 class _DiscoveryUnpickler(pickle.Unpickler):
     """Discovery records come back from the cache with only the project's own record
-    classes and paths allowed: a cache file cannot make loading run anything else."""
+    classes (not Settings: those are never cached) and paths allowed: a cache file cannot
+    make loading run anything else, nor choose the Python or the models that run."""
 
     def find_class(self, module: str, name: str):
-        if (module == Environment.__module__ and is_dataclass(getattr(project, name, None))) or (
+        if (module == Environment.__module__ and name in ("Discovery", "Environment", "ConfigProblem")) or (
                 module == "pathlib" and name in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath")):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not expected in a cached discovery")
 
 
-def read_bytes(path: Path) -> bytes | None:
-    """The file's bytes (None: unreadable, or too large to be a migration). Plain os calls:
-    thousands of files are read per run."""
+def _bare_discovery(data: bytes, root: Path) -> Discovery | None:
+    """A cached discovery record, checked field by field (None: not one of ours)."""
+    def paths(value) -> bool:
+        return isinstance(value, tuple) and all(isinstance(p, Path) for p in value)
+
+    def optional(value, kind) -> bool:
+        return value is None or isinstance(value, kind)
+
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        if size > MAX_FILE_BYTES:
+        found = _DiscoveryUnpickler(BytesIO(data)).load()
+        if not (type(found) is Discovery and found.root == root and found.settings is None
+                and paths(found.outside) and isinstance(found.environments, tuple)
+                and isinstance(found.problems, tuple)):
             return None
-        chunks = [os.read(fd, size + 1)]
-        if len(chunks[0]) > size:  # it grows while being read: read to the end
-            while chunks[-1] and sum(map(len, chunks)) <= MAX_FILE_BYTES:
-                chunks.append(os.read(fd, 1 << 20))
-            if sum(map(len, chunks)) > MAX_FILE_BYTES:
+        if not all(type(p) is ConfigProblem and isinstance(p.path, Path) and isinstance(p.message, str)
+                   for p in found.problems):
+            return None
+        for env in found.environments:
+            if not (type(env) is Environment and isinstance(env.name, str) and env.root == root
+                    and optional(env.config_path, Path) and optional(env.script_location, Path)
+                    and paths(env.version_locations) and env.files == () and isinstance(env.file_template, str)
+                    and type(env.truncate_slug_length) is int and optional(env.timezone, str)
+                    and env.dialect is None and env.settings is None and optional(env.config_dialect, str)):
                 return None
-        return b"".join(chunks)
-    except OSError:
+    except Exception:  # not a record of this version: no cache
         return None
-    finally:
-        os.close(fd)
+    return found
+
+
+def read_file(path: Path) -> tuple[bytes | None, str | None]:
+    """(the file's bytes, None) or (None, why it is not read: too large, not a regular file,
+    the OS's error). Regular files only, never blocking (project.read_file)."""
+    try:
+        return project.read_file(path, MAX_FILE_BYTES), None
+    except project.SkippedFile as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"file cannot be read ({exc.strerror})" if exc.strerror else "file cannot be read"
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """The file's bytes (None: unreadable, not a regular file, or too large to be a migration)."""
+    return read_file(path)[0]
 
 
 def read_source(path: Path) -> str | None:
@@ -236,7 +258,7 @@ class Engine:
         # a whole environment's findings cached under the digest of all its files (for a
         # one-shot check: an unchanged project is answered without parsing or building it)
         self.memo = memo
-        self._raw: dict[Path, bytes | None] = {}  # read for the memo key, not parsed yet
+        self._raw: dict[Path, tuple[bytes | None, str | None]] = {}  # read for the memo key, not parsed yet
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self._parsed: dict[Path, MigrationScript] = {}
         self._digests: dict[MigrationScript, str] = {}
@@ -274,26 +296,49 @@ class Engine:
         self._snapshot = None
 
     def _discover(self, root: Path) -> Discovery:
-        """discover(), reused from the cache while no file it looked at has changed."""
+        """discover(), reused from the cache while no file it looked at has changed. The
+        cache holds the discovery without settings: those are read from the config files
+        on every run (they choose the Python and the models that run)."""
         scan = walk(root)
         store = self.stores[root]
         if not store.enabled:
             return discover(root, self.overrides, scan)
-        key = digest(repr(sorted(self.overrides.items(), key=str)), repr(scan.fingerprint()))
+        key = digest(repr(scan.fingerprint()))
         paths = {str(p): p for ps in scan.py_by_dir.values() for p in ps}
         cached = store.get("discovery", key)
-        if cached is not None:
-            try:
-                found, files = _DiscoveryUnpickler(BytesIO(cached[0])).load(), cached[1]
-                return replace(found, environments=tuple(
-                    replace(env, files=tuple(paths.get(f) or Path(f) for f in env_files))
-                    for env, env_files in zip(found.environments, files)))
-            except Exception:  # an entry from an incompatible version: rediscover
-                pass
-        found = discover(root, self.overrides, scan)
-        bare = replace(found, environments=tuple(replace(env, files=()) for env in found.environments))
-        store.put("discovery", key, (pickle.dumps(bare), [[str(f) for f in env.files] for env in found.environments]))
-        return found
+        found = self._cached_discovery(cached, root.resolve(), paths) if cached is not None else None
+        if found is not None:
+            scan.report_skipped()
+            return project.settle(found, self.overrides)
+        bare = project.discover_bare(root, scan)
+        outside = project.walk_locations(bare.outside).fingerprint() if bare.outside else []
+        store.put("discovery", key, (
+            pickle.dumps(replace(bare, environments=tuple(replace(env, files=()) for env in bare.environments))),
+            [[str(f) for f in env.files] for env in bare.environments], outside))
+        return project.settle(bare, self.overrides)
+
+    @staticmethod
+    def _cached_discovery(cached, root: Path, paths: dict[str, Path]) -> Discovery | None:
+        """The bare discovery of a cache entry (None: a miss: not of the expected shape, or a
+        configured location outside the walk changed)."""
+        try:
+            data, files, outside = cached
+            if not (isinstance(data, bytes) and isinstance(files, list) and isinstance(outside, list)
+                    and all(isinstance(fs, list) and all(isinstance(f, str) for f in fs) for fs in files)):
+                return None
+        except (TypeError, ValueError):
+            return None
+        found = _bare_discovery(data, root)
+        if found is None or len(files) != len(found.environments):
+            return None
+        if found.outside and project.walk_locations(found.outside).fingerprint() != outside:
+            return None
+        if any(f not in paths and not any(f.startswith(str(loc) + os.sep) for loc in found.outside)
+               for fs in files for f in fs):
+            return None
+        return replace(found, environments=tuple(
+            replace(env, files=tuple(paths.get(f) or Path(f) for f in env_files))
+            for env, env_files in zip(found.environments, files)))
 
     def warm_up(self) -> None:
         """Precompute what the first keystroke would otherwise pay for (loop check of the
@@ -409,15 +454,13 @@ class Engine:
         if cached is not None:
             return cached
         text = self.buffers.get(path)
+        why = None
         if text is None:
-            if path in self._raw:
-                raw = self._raw.pop(path)
-                text = decode_source(raw)[0] if raw is not None else None
-            else:
-                text = read_source(path)
+            raw, why = self._raw.pop(path) if path in self._raw else read_file(path)
+            text = decode_source(raw)[0] if raw is not None else None
         script = parse_script(path, text if text is not None else "")
-        if text is None:
-            script = MigrationScript(path=path, text="", error="file cannot be read", functions={})
+        if text is None:  # G010 says why: too large, not a regular file, unreadable
+            script = MigrationScript(path=path, text="", error=why or "file cannot be read", functions={})
         self._parsed[path] = script
         return script
 
@@ -476,17 +519,25 @@ class Engine:
             return None, None
         parts = [repr(env), self.untrusted_reason, self._environment_salt(env), self._git_key(key[0])]
         for path in env.files:
-            raw = self._raw[path] = read_bytes(path)
-            parts += (str(path), digest(raw) if raw is not None else "-")
+            raw, why = self._raw[path] = read_file(path)
+            parts += (str(path), digest(raw) if raw is not None else f"-{why}")
         memo_key = digest(*parts)
         cached = store.get("environment", memo_key)
         if cached is None:
             return memo_key, None
-        try:
+        try:  # any entry not of the shape _to_memo writes is a miss, never an exception
             summary, found = cached
             paths = {str(p): p for p in env.files}
-            by_path = {path: tuple(_decode_diagnostics(value, path))
-                       for path, value in ((paths.get(p) or Path(p), v) for p, v in found)}
+            if not (isinstance(summary, tuple) and len(summary) == 5 and isinstance(found, list) and all(
+                    isinstance(ids, tuple) and all(isinstance(i, str) for i in ids) for ids in summary)):
+                return memo_key, None
+            by_path = {}
+            for p, value in found:
+                path = (paths.get(p) or Path(p)) if isinstance(p, str) else None
+                decoded = _decode_diagnostics(value, path) if path is not None else None
+                if decoded is None:
+                    return memo_key, None
+                by_path[path] = tuple(decoded)
             state = EnvironmentState(env, (), None, by_path, memo_summary=GraphSummary(*summary))
         except (TypeError, ValueError):
             return memo_key, None
@@ -807,7 +858,7 @@ class Engine:
         if found is None:
             cached = store.get("schema", key)
             if cached is not None:
-                found = _decode_diagnostics(cached, script.path)
+                found = _decode_diagnostics(cached, script.path)  # None: not ours, a miss
         if found is not None:
             used[key] = found
         return found
@@ -874,8 +925,9 @@ class Engine:
         memo = digest("models-off", repr(env), models_off or "", self._env_py_text(env)) if models_off else None
         if memo is not None:
             cached = store.get("models", memo)
-            if cached is not None:
-                return _decode_diagnostics(cached, None), []
+            decoded = _decode_diagnostics(cached, None) if cached is not None else None
+            if decoded is not None:
+                return decoded, []
         from .checks.models import check_models
 
         models = self.models.get(key)
@@ -939,6 +991,20 @@ def _encode_diagnostics(found: list[Diagnostic], path: Path | None):
         return None
 
 
-def _decode_diagnostics(value, path: Path | None) -> list[Diagnostic]:
-    return [Diagnostic(code, Severity(severity), path or Path(where), Span(*span), message, environment, data)
-            for code, severity, where, span, message, environment, data in value]
+def _decode_diagnostics(value, path: Path | None) -> list[Diagnostic] | None:
+    """What _encode_diagnostics wrote; None for anything of another shape (a miss)."""
+    if not isinstance(value, list):
+        return None
+    out = []
+    try:
+        for code, severity, where, span, message, environment, data in value:
+            if not (isinstance(code, str) and type(severity) is int and isinstance(message, str)
+                    and isinstance(environment, str) and isinstance(data, dict) and isinstance(span, tuple)
+                    and len(span) == 4 and all(type(n) is int and n >= 0 for n in span)
+                    and (where is None if path is not None else isinstance(where, str))):
+                return None
+            out.append(Diagnostic(code, Severity(severity), path or Path(where), Span(*span), message,
+                                  environment, data))
+    except (TypeError, ValueError):
+        return None
+    return out

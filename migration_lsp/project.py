@@ -6,13 +6,23 @@ what any config says, folders of revision files found by scanning become environ
 packages that each ship an `alembic/` folder and reference each other's revisions form one
 environment (connected by references), and revision files nested below a versions directory
 belong to it. Nothing here imports project code.
+
+Every workspace file is read through `read_file`: regular files only, opened without
+blocking (a FIFO or a link to /dev/stdin named `x.py` or `alembic.ini` would otherwise
+hang the server, whose stdin is the LSP pipe), within a size limit. The walk is iterative
+and depth-bounded, and skips (and reports once) folders it may not list; configured
+version locations are followed wherever they point. Settings are applied by `settle` on
+every run, never taken from a cache: they choose the Python and the models that run.
 """
 
 from __future__ import annotations
 
 import configparser
+import logging
+import math
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -23,12 +33,18 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+log = logging.getLogger("migration_lsp")
+
 SKIP_DIRS = {
     ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
     ".mypy_cache", ".pytest_cache", ".ruff_cache", "site-packages", ".eggs", "build", "dist",
     ".idea", ".vscode", ".cache",
 }
 HEAD_BYTES = 16384  # revision headers sit at the top of a file
+MAX_FILE_BYTES = 20_000_000  # larger is no migration (engine.py)
+MAX_CONFIG_BYTES = 1_000_000  # alembic.ini, pyproject.toml
+MAX_DEPTH = 100  # folders below the root the walk descends into
+MAX_INTERPOLATION = 100_000  # characters (and references followed) one ini value may expand to
 _REV_FILE = re.compile(r"(?!\.#|__init__)(.*\.py)$")  # Alembic's _only_source_rev_file
 _HEADER_VAR = re.compile(
     r"^(revision|down_revision|depends_on|branch_labels)\s*(?::[^=\n]*)?=\s*(.*)$", re.M
@@ -86,19 +102,20 @@ class Environment:
     file_template: str = "%(rev)s_%(slug)s"
     truncate_slug_length: int = 40
     timezone: str | None = None
-    dialect: str | None = None
+    dialect: str | None = None  # the settings' dialect, else config_dialect
     settings: Settings = field(default_factory=Settings)
+    config_dialect: str | None = None  # from the config's sqlalchemy.url
 
     @property
     def env_py(self) -> Path | None:
-        if self.script_location and (self.script_location / "env.py").is_file():
+        if self.script_location and os.path.isfile(self.script_location / "env.py"):  # (never raises)
             return self.script_location / "env.py"
         return None
 
     @property
     def template_path(self) -> Path | None:
         """The environment's own script.py.mako, if it has one."""
-        if self.script_location and (self.script_location / "script.py.mako").is_file():
+        if self.script_location and os.path.isfile(self.script_location / "script.py.mako"):
             return self.script_location / "script.py.mako"
         return None
 
@@ -116,6 +133,7 @@ class Discovery:
     environments: tuple[Environment, ...]
     problems: tuple[ConfigProblem, ...]
     settings: Settings
+    outside: tuple[Path, ...] = ()  # configured version locations walked beyond the root's walk
 
     def environment_of(self, path: Path) -> Environment | None:
         for env in self.environments:
@@ -135,20 +153,98 @@ def _is_below(path: Path, folder: Path) -> bool:
         return False
 
 
+class SkippedFile(OSError):
+    """A workspace file that is not read: not a regular file (a FIFO or a device would block
+    forever or never end), or larger than the limit. str() is the reason, for the user."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"file too large ({math.ceil(size / 1_000_000)} MB, limit {limit // 1_000_000} MB)"
+
+
+def open_regular(path: Path | str, limit: int = MAX_FILE_BYTES) -> int:
+    """A file descriptor for reading a workspace file, or SkippedFile / OSError. Why: a FIFO
+    or `/dev/stdin` named `x.py` would block the reader forever (the server's own stdin is
+    the LSP pipe). stat() first, so a device is not even opened; the open never blocks
+    (O_NONBLOCK) nor takes a terminal (O_NOCTTY); fstat() of what was opened decides."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise SkippedFile(f"not a regular file ({_kind(st.st_mode)})")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped between the two calls
+            raise SkippedFile(f"not a regular file ({_kind(st.st_mode)})")
+        if st.st_size > limit:
+            raise SkippedFile(too_large(st.st_size, limit))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_file(path: Path | str, limit: int = MAX_FILE_BYTES, head: int | None = None) -> bytes:
+    """The bytes of a regular file (the first `head` bytes when given), at most `limit`
+    (a file that grows past it while being read is SkippedFile too). Raises SkippedFile or
+    OSError. Every read of a workspace file goes through here (models.py: env.py too)."""
+    fd = open_regular(path, limit)
+    try:
+        want = head if head is not None else os.fstat(fd).st_size + 1
+        chunks = [os.read(fd, want)]
+        total = len(chunks[0])
+        if head is None and total >= want:  # it grows while being read: read to the end
+            while chunks[-1] and total <= limit:
+                chunks.append(os.read(fd, 1 << 20))
+                total += len(chunks[-1])
+            if total > limit:
+                raise SkippedFile(too_large(total, limit))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text(path: Path | str, limit: int = MAX_FILE_BYTES) -> str:
+    """read_file() decoded as UTF-8 (invalid bytes replaced): for env.py and friends."""
+    return read_file(path, limit).decode("utf-8", "replace")
+
+
+_said: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """A warning for the log (stderr for the CLI), once per process: the server rescans often."""
+    if message not in _said:
+        _said.add(message)
+        log.warning("migration-lsp: %s", message)
+
+
 def read_head(path: Path, size: int = HEAD_BYTES) -> str:
     try:
-        with open(path, "rb") as fh:
-            return fh.read(size).decode("utf-8", "replace")
+        return read_file(path, MAX_FILE_BYTES, head=size).decode("utf-8", "replace")
+    except SkippedFile as exc:
+        say_once(f"{path}: {exc}; skipped")
+        return ""
     except OSError:
         return ""
 
 
 def load_settings(pyproject: Path, base: Settings | None = None) -> tuple[Settings, ConfigProblem | None]:
     base = base or Settings()
-    if not pyproject.is_file():
+    if not os.path.lexists(pyproject):
         return base, None
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_file(pyproject, MAX_CONFIG_BYTES).decode("utf-8"))
+    except FileNotFoundError:  # a dangling link, or gone meanwhile
+        return base, None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return base, ConfigProblem(pyproject, f"cannot read {pyproject.name}: {exc}")
     section = data.get("tool", {}).get("migration-lsp", {})
@@ -168,6 +264,8 @@ class Scan:
     inis: list[Path] = field(default_factory=list)
     pyprojects: list[Path] = field(default_factory=list)
     py_by_dir: dict[Path, list[Path]] = field(default_factory=dict)
+    visited: set[Path] = field(default_factory=set)  # folders listed
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # folders not listed, and why
 
     def fingerprint(self) -> list[tuple[str, int, int]]:
         """(path, mtime_ns, size) of every file seen: equal fingerprints, equal discovery."""
@@ -181,38 +279,95 @@ class Scan:
                 out.append((name, -1, -1))
         return out
 
+    def report_skipped(self) -> None:
+        """One log line for the folders that could not be listed (a `pgdata/` of another
+        user, a tree deeper than MAX_DEPTH): they are left out, the rest is discovered."""
+        if self.skipped:
+            shown = ", ".join(f"{p} ({why})" for p, why in self.skipped[:3])
+            more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            say_once(f"skipped {len(self.skipped)} folder(s) that cannot be read: {shown}{more}")
 
-def walk(root: Path) -> Scan:
-    scan = Scan()
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if d not in SKIP_DIRS and not d.endswith(".egg-info")
-            and not (here / d / "pyvenv.cfg").exists()
-        )
+
+def _is_venv(folder: Path) -> bool:
+    try:
+        return os.path.lexists(folder / "pyvenv.cfg")
+    except (OSError, ValueError):
+        return False
+
+
+def walk(root: Path, scan: Scan | None = None) -> Scan:
+    """The .ini, pyproject.toml and .py files below `root`, folders in sorted order (as
+    os.walk, top-down). Iterative with a depth bound (a tree 1,100 folders deep is no
+    RecursionError); a folder that cannot be listed is skipped and remembered; symlinked
+    folders are not entered (no loops; configured locations are walked on their own)."""
+    scan = scan if scan is not None else Scan()
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        here, depth = stack.pop()
+        if here in scan.visited:
+            continue
+        try:
+            with os.scandir(here) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            scan.skipped.append((here, exc.strerror or type(exc).__name__))
+            continue
+        scan.visited.add(here)
         child = getattr(here, "_make_child_relpath", here.joinpath)  # (the fast way, where there is one)
-        for name in sorted(filenames):
-            if name.endswith(".ini"):
+        below: list[Path] = []
+        for entry in entries:
+            name = entry.name
+            try:
+                is_dir = entry.is_dir()
+                is_link = is_dir and entry.is_symlink()
+            except OSError:
+                is_dir = is_link = False
+            if is_dir:
+                if is_link or name in SKIP_DIRS or name.endswith(".egg-info"):
+                    continue
+                folder = child(name)
+                if _is_venv(folder):
+                    continue
+                if depth + 1 > MAX_DEPTH:
+                    scan.skipped.append((folder, f"deeper than {MAX_DEPTH} folders"))
+                    continue
+                below.append(folder)
+            elif name.endswith(".ini"):
                 scan.inis.append(child(name))
             elif name == "pyproject.toml":
                 scan.pyprojects.append(child(name))
             elif name.endswith(".py"):
                 scan.py_by_dir.setdefault(here, []).append(child(name))
+        stack.extend((folder, depth + 1) for folder in reversed(below))
     return scan
 
 
-def _has_alembic_section(ini: Path) -> bool:
+def walk_locations(locations: tuple[Path, ...] | list[Path]) -> Scan:
+    """Configured version locations the root's walk did not enter (outside the workspace,
+    or reached through a symlink), each walked on its own: read-only, as Alembic reads them."""
+    scan = Scan()
+    for loc in locations:
+        walk(loc, scan)
+    return scan
+
+
+def _config_text(path: Path, problems: list[ConfigProblem] | None) -> str:
+    """A config file's text ("" when it cannot be read: a FIFO, a device, too large; said
+    once as a config problem when `problems` is given, else in the log)."""
     try:
-        if ini.stat().st_size > 1_000_000:
-            return False
+        return read_file(path, MAX_CONFIG_BYTES).decode("utf-8", "replace")
+    except SkippedFile as exc:
+        if problems is not None:
+            problems.append(ConfigProblem(path, f"{path.name}: {exc}; not read"))
+        else:
+            say_once(f"{path}: {exc}; not read")
     except OSError:
-        return False
-    return "[alembic]" in read_head(ini, 1_000_000)
+        pass
+    return ""
 
 
 def _has_tool_alembic(pyproject: Path) -> bool:
-    return "[tool.alembic" in read_head(pyproject, 1_000_000)
+    return "[tool.alembic" in _config_text(pyproject, None)
 
 
 def _starts(base: Path, root: Path) -> list[Path]:
@@ -237,7 +392,7 @@ def _resolve_location(value: str, base: Path, root: Path) -> Path:
         if rel.is_absolute():
             return rel.resolve()
     for start in _starts(base, root):
-        if (start / rel).exists():
+        if os.path.exists(start / rel):
             return (start / rel).resolve()
     return (base / rel).resolve()
 
@@ -250,7 +405,8 @@ def _one_line(exc: Exception) -> str:
         return "parse error at " + ", ".join(
             f"line {n}: {str(text).replace(chr(92) + 'n', '')}" for n, text in errors[:3]
         )
-    return " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 KNOWN_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "oracle", "mssql"}
@@ -269,19 +425,118 @@ def _dialect_from_url(url: str | None) -> str | None:
     return name if name in KNOWN_DIALECTS else None
 
 
-def _environment_from_config(
-    root: Path, ini: Path | None, toml: Path | None, problems: list[ConfigProblem], settings: Settings
-) -> Environment | None:
-    where = ini or toml
-    assert where is not None
-    base = where.parent
+# What discovery reads from an Alembic config (Alembic's names); nothing else is interpolated.
+NEEDED_OPTIONS = ("script_location", "version_locations", "path_separator", "version_path_separator",
+                  "file_template", "truncate_slug_length", "timezone", "sqlalchemy.url", "prepend_sys_path")
+_REFERENCE = re.compile(r"%(?:%|\(([^)]*)\)s)")
+
+
+def _interpolation_bomb(parser: configparser.ConfigParser, section: str) -> str | None:
+    """The first needed option whose `%(name)s` interpolation would expand to more than
+    MAX_INTERPOLATION characters or follow more references than that (3 KB of nested
+    references expand without end): measured on the raw values, each option once."""
+    if not parser.has_section(section):
+        return None
+    raw = dict(parser.items(section, raw=True))
+    cost: dict[str, tuple[int, int]] = {}
+
+    def measure(name: str) -> tuple[int, int]:  # (characters, references), iteratively
+        todo, pending = [name], {name}
+        while todo:
+            current = todo[-1]
+            if current in cost:
+                todo.pop()
+                continue
+            refs = [m.group(1).lower() for m in _REFERENCE.finditer(raw.get(current, "")) if m.group(1) is not None]
+            missing = [r for r in dict.fromkeys(refs) if r not in cost and r in raw and r not in pending]
+            if missing:
+                todo.extend(missing)
+                pending.update(missing)
+                continue
+            value = raw.get(current, "")
+            size = len(_REFERENCE.sub("", value)) + sum(cost.get(r, (0, 0))[0] for r in refs)
+            count = len(refs) + sum(cost.get(r, (0, 0))[1] for r in refs)
+            cost[current] = (size, count)  # a loop counts as nothing: configparser refuses it itself
+            todo.pop()
+            pending.discard(current)
+        return cost[name]
+
+    for name in NEEDED_OPTIONS:
+        if name in raw and max(measure(name)) > MAX_INTERPOLATION:
+            return name
+    return None
+
+
+def alembic_config(ini: Path | None, toml: Path | None = None, ini_text: str | None = None):
+    """Alembic's own Config for the files, with the text read by us (regular files only,
+    size-bounded: a FIFO named alembic.ini would block configparser forever) instead of by
+    configparser/tomllib, and interpolation budgeted (ValueError for a bomb). Use it
+    wherever a workspace's alembic.ini is read (models.py too)."""
+    from alembic import util as alembic_util
     from alembic.config import Config  # here, not above: importing Alembic costs 0.4 s, and
     # a warm start (engine.py caches discovery) never needs it
 
+    config = Config(file_=str(ini) if ini else None, toml_file=str(toml) if toml else None)
+    if ini is not None:  # as Config.file_config does, from our text
+        config.config_args["here"] = ini.absolute().parent.as_posix()
+        parser = configparser.ConfigParser(config.config_args)
+        parser.read_string(ini_text if ini_text is not None else read_file(ini, MAX_CONFIG_BYTES).decode("utf-8"),
+                           source=str(ini))
+        bomb = _interpolation_bomb(parser, config.config_ini_section)
+        if bomb:
+            raise ValueError(f"the value of {bomb} expands to more than {MAX_INTERPOLATION} characters "
+                             "through %(...)s interpolation; not read")
+        config.__dict__["file_config"] = parser  # Alembic's memoized property
+    if toml is not None:  # as Config.toml_alembic_config does
+        config.toml_args["here"] = toml.absolute().parent.as_posix()
+        data = tomllib.loads(read_file(toml, MAX_CONFIG_BYTES).decode("utf-8"))
+        section = data.get("tool", {}).get("alembic", {}) if isinstance(data.get("tool", {}), dict) else None
+        if not isinstance(section, dict):
+            raise alembic_util.CommandError("Incorrect TOML format")
+        config.__dict__["toml_alembic_config"] = section
+    return config
+
+
+def _truncate_length(value, where: Path, problems: list[ConfigProblem]) -> int:
+    """truncate_slug_length as Alembic reads it (int()), within reason; else 40 and one line."""
+    if value is None:
+        return 40
+    text = str(value).strip()
+    if isinstance(value, int) or re.fullmatch(r"[+-]?\d{1,6}", text):
+        number = int(text)
+        if 0 <= number <= 10_000:
+            return number or 40  # Alembic: 0 means the default
+    shown = text if len(text) <= 20 else text[:20] + "..."
+    problems.append(ConfigProblem(where, f"{where.name}: truncate_slug_length must be a whole number "
+                                         f"from 1 to 10000, not {shown!r}; using 40"))
+    return 40
+
+
+_TEMPLATE_KEYS = {"rev": "x", "slug": "x", "epoch": 0, "year": 2000, "month": 1, "day": 1, "hour": 0,
+                  "minute": 0, "second": 0}
+
+
+def _template_problem(template: str, where: Path) -> ConfigProblem | None:
+    """A file_template Alembic could not fill (an unknown %(key)s, a stray %): one line."""
+    try:
+        template % _TEMPLATE_KEYS
+    except (KeyError, ValueError, TypeError) as exc:
+        reason = f"unknown key {exc}" if isinstance(exc, KeyError) else _one_line(exc)
+        return ConfigProblem(where, f"{where.name}: file_template {template[:100]!r} cannot be used: {reason}")
+    return None
+
+
+def _environment_from_config(
+    root: Path, ini: Path | None, toml: Path | None, problems: list[ConfigProblem], ini_text: str | None = None
+) -> Environment | None:
+    """The environment a config describes, without settings (settle() adds them)."""
+    where = ini or toml
+    assert where is not None
+    base = where.parent
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            config = Config(file_=str(ini) if ini else None, toml_file=str(toml) if toml else None)
+            config = alembic_config(ini, toml, ini_text)
             script_location = config.get_alembic_option("script_location")
             if script_location is None and ini and (base / "env.py").is_file():
                 script_location = str(base)  # Flask-Migrate keeps alembic.ini inside migrations/
@@ -303,15 +558,9 @@ def _environment_from_config(
             reason = _one_line(exc)
             problems.append(ConfigProblem(where, f"{where.name}: cannot read Alembic configuration: {reason}"))
             return None
-    env_settings = settings
-    if toml is None and (base / "pyproject.toml").is_file() and base != root:
-        env_settings, problem = load_settings(base / "pyproject.toml", settings)
-        if problem:
-            problems.append(problem)
-    try:
-        truncate_len = int(truncate) if truncate is not None else 40
-    except ValueError:
-        truncate_len = 40
+    template_problem = _template_problem(str(file_template), where)
+    if template_problem:
+        problems.append(template_problem)
     return Environment(
         name=_display(location, root),
         root=root,
@@ -319,10 +568,10 @@ def _environment_from_config(
         script_location=location,
         version_locations=version_locations,
         file_template=str(file_template),
-        truncate_slug_length=truncate_len,
+        truncate_slug_length=_truncate_length(truncate, where, problems),
         timezone=str(timezone) if timezone else None,
-        dialect=env_settings.dialect or _dialect_from_url(url),
-        settings=env_settings,
+        config_dialect=_dialect_from_url(str(url) if url else None),
+        settings=None,  # type: ignore[arg-type]
     )
 
 
@@ -375,30 +624,51 @@ class _UnionFind:
 def discover(root: Path, overrides: dict | None = None, scan: Scan | None = None) -> Discovery:
     """All environments under `root` (a workspace folder); `scan`: `walk(root)`, when the
     caller already has it."""
+    return settle(discover_bare(root, scan), overrides)
+
+
+def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
+    """discover() without settings (settings=None everywhere): what engine.py may cache.
+    Settings choose the Python that runs and the module imported, so they are read again
+    from the config files on every run (settle), never taken from a cache."""
     root = root.resolve()
     problems: list[ConfigProblem] = []
-    settings, problem = load_settings(root / "pyproject.toml")
-    settings = settings.merged(overrides or {})
-    if problem:
-        problems.append(problem)
     scan = scan or walk(root)
+    scan.report_skipped()
 
     configured: list[Environment] = []
-    alembic_inis = [ini for ini in scan.inis if _has_alembic_section(ini)]
-    ini_dirs = {ini.parent for ini in alembic_inis}
-    for ini in alembic_inis:
+    alembic_inis: list[tuple[Path, str]] = []
+    for ini in scan.inis:
+        text = _config_text(ini, problems if ini.name == "alembic.ini" else None)
+        if "[alembic]" in text:
+            alembic_inis.append((ini, text))
+    ini_dirs = {ini.parent for ini, _ in alembic_inis}
+    for ini, text in alembic_inis:
         toml = ini.parent / "pyproject.toml"
         env = _environment_from_config(
-            root, ini, toml if toml.is_file() and _has_tool_alembic(toml) else None, problems, settings
+            root, ini, toml if os.path.isfile(toml) and _has_tool_alembic(toml) else None, problems, text
         )
         if env:
             configured.append(env)
     for toml in scan.pyprojects:
         if toml.parent not in ini_dirs and _has_tool_alembic(toml):
-            env = _environment_from_config(root, None, toml, problems, settings)
+            env = _environment_from_config(root, None, toml, problems)
             if env:
                 configured.append(env)
     configured = _dedupe(configured)
+
+    # Configured locations the walk did not enter (outside the root, behind a symlink, in a
+    # skipped folder) are walked on their own: Alembic reads them wherever they point.
+    outside: list[Path] = []
+    for env in configured:
+        for loc in env.version_locations:
+            if loc not in scan.visited and loc not in outside and os.path.isdir(loc):
+                outside.append(loc)
+    if outside:
+        extra = walk_locations(outside)
+        extra.report_skipped()
+        for directory, paths in extra.py_by_dir.items():
+            scan.py_by_dir.setdefault(directory, paths)
 
     # Revision files inside configured version locations (recursively: projects that set
     # version_locations in env.py nest releases below the versions directory).
@@ -426,7 +696,32 @@ def discover(root: Path, overrides: dict | None = None, scan: Scan | None = None
                 orphan_groups.setdefault(_group_dir(directory), []).append(path)
                 heads[path] = text
 
-    return Discovery(root, tuple(_connect(root, configured, files_of, orphan_groups, heads, settings)), tuple(problems), settings)
+    return Discovery(root, tuple(_connect(root, configured, files_of, orphan_groups, heads)), tuple(problems),
+                     None, tuple(outside))  # type: ignore[arg-type]
+
+
+def settle(bare: Discovery, overrides: dict | None = None) -> Discovery:
+    """The settings of a discovery, read from the config files now: the root's
+    pyproject.toml under `overrides`, and an environment's own pyproject.toml in its
+    config's folder (unless that one configures Alembic itself)."""
+    root = bare.root
+    settings, problem = load_settings(root / "pyproject.toml")
+    settings = settings.merged(overrides or {})
+    problems = [problem] if problem else []
+    problems += bare.problems
+    envs = []
+    for env in bare.environments:
+        env_settings = settings
+        if env.config_path is not None:
+            base = env.config_path.parent
+            local = base / "pyproject.toml"
+            if (env.config_path.suffix == ".ini" and base != root and os.path.isfile(local)
+                    and not _has_tool_alembic(local)):
+                env_settings, problem = load_settings(local, settings)
+                if problem:
+                    problems.append(problem)
+        envs.append(replace(env, settings=env_settings, dialect=env_settings.dialect or env.config_dialect))
+    return replace(bare, environments=tuple(envs), problems=tuple(problems), settings=settings)
 
 
 def _group_dir(directory: Path) -> Path:
@@ -454,7 +749,6 @@ def _connect(
     files_of: list[list[Path]],
     orphan_groups: dict[Path, list[Path]],
     heads: dict[Path, str],
-    settings: Settings,
 ) -> list[Environment]:
     """Join orphan folders to each other and to configured environments by references."""
     if not orphan_groups:
@@ -502,8 +796,7 @@ def _connect(
                 script_location=script_location,
                 version_locations=locations,
                 files=tuple(files),
-                dialect=settings.dialect,
-                settings=settings,
+                settings=None,  # type: ignore[arg-type]
             ))
     envs.sort(key=lambda e: e.name)
     return envs

@@ -3,7 +3,14 @@ never inside the workspace, and no harm from a damaged or unwritable cache."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import marshal
+import pickle
+import os
 import shutil
+import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -214,25 +221,180 @@ class _Planted:
         return (Path.touch, (Path(cache.os.environ[cache.DIR_ENV]) / "ran",))
 
 
+def _stored(cache_dir: Path) -> tuple[Path, dict]:
+    (stored,) = cache_dir.rglob("*.marshal")
+    data = stored.read_bytes()
+    magic = getattr(cache, "MAGIC", None)
+    return stored, marshal.loads(data[len(magic) + 32:] if magic and data.startswith(magic) else data)
+
+
+def _signed(cache_dir: Path, data: dict) -> bytes:
+    """The cache file for `data` under the user's own key: what only this user's runs can
+    write. Used to reach the checks behind the HMAC (the unpickler, the shape checks).
+    (Before the HMAC, a cache file was the bare marshal data.)"""
+    body = marshal.dumps(data)
+    if not hasattr(cache, "MAGIC"):
+        return body
+    key = cache.user_key(cache_dir)
+    return cache.MAGIC + hmac.new(key, cache.MAGIC + body, hashlib.sha256).digest() + body
+
+
+def _forge(cache_dir: Path, section: str, change, sign: bool = True) -> int:
+    """Replace every entry of `section` by change(entry); the number replaced. `sign`: with
+    the user's key; else as an attacker without it would (a made-up MAC)."""
+    stored, data = _stored(cache_dir)
+    forged = 0
+    for key, value in data.get(section, {}).items():
+        data[section][key] = change(value)
+        forged += 1
+    if sign or not hasattr(cache, "MAGIC"):
+        stored.write_bytes(_signed(cache_dir, data))
+    else:
+        body = marshal.dumps(data)
+        stored.write_bytes(cache.MAGIC + hashlib.sha256(body).digest() + body)
+    return forged
+
+
 def test_a_forged_discovery_entry_runs_nothing(project, cache_dir):
     """Discovery records are the one pickled value in the cache: loading them allows only
-    the project's own record classes and paths, so a forged entry is no cache, not code."""
-    import marshal
-    import pickle
-
+    the project's own record classes and paths, so a forged entry is no cache, not code
+    (even one signed with the user's key)."""
     engine = Engine([project], trusted=False)
     expected = engine.snapshot().diagnostics
     engine.save_cache()
-    (stored,) = cache_dir.rglob("*.marshal")
-    data = marshal.loads(stored.read_bytes())
-    sections = [v for v in data.values() if isinstance(v, dict)] if isinstance(data, dict) else []
-    forged = 0
-    for section in sections:
-        for key, value in section.items():
-            if isinstance(value, tuple) and value and isinstance(value[0], bytes):  # (pickled discovery, files)
-                section[key] = (pickle.dumps(_Planted()), value[1])
-                forged += 1
-    assert forged == 1, data.keys()
-    stored.write_bytes(marshal.dumps(data))
+    assert _forge(cache_dir, "discovery", lambda v: (pickle.dumps(_Planted()), *v[1:])) == 1
     assert Engine([project], trusted=False).snapshot().diagnostics == expected
     assert not (cache_dir / "ran").exists()
+
+
+def _errors_project(project: Path) -> Path:
+    """The example plus a revision that drops a table: S005, D001 (and M004: no models)."""
+    head = Engine([project], trusted=False, cache=False).snapshot().environments[0].graph.heads[0]
+    (project / "migrations" / "versions" / "eeeeeeeeeeee_drop.py").write_text(
+        f"from alembic import op\nrevision = 'eeeeeeeeeeee'\ndown_revision = '{head}'\n\n"
+        "def upgrade():\n    op.drop_table('tags')\n\ndef downgrade():\n    pass\n")
+    return project
+
+
+def _check(project: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = main(["check", "--no-import", "--format", "json", *extra])
+    return code, capsys.readouterr().out
+
+
+def test_a_forged_memo_is_a_miss(project, cache_dir, capsys, monkeypatch):
+    """Attack: the environment memo (a whole environment's findings) rewritten to "no
+    findings" made `check --no-import` report all checks passed on a project with errors.
+    Without the user's key the file's MAC does not check: the forged file is no cache."""
+    monkeypatch.chdir(_errors_project(project))
+    first = _check(project, capsys)
+    assert '"S005"' in first[1] and first[0] != 0
+    assert _forge(cache_dir, "environment", lambda v: (v[0], []), sign=False) == 1
+    assert _check(project, capsys) == first
+
+
+@pytest.mark.parametrize("section", ["discovery", "environment", "schema", "models"])
+def test_entries_of_the_wrong_shape_are_misses(project, cache_dir, capsys, monkeypatch, section):
+    """Entries that decode (even under the user's key) but are not of the shape written
+    are a miss, never an exception."""
+    monkeypatch.chdir(_errors_project(project))
+    first = _check(project, capsys)
+    shapes = iter([("x",), [1, 2, 3], {"a": 1}, (b"\x80\x04N.", [["x"]], []), ((1, 2, 3, 4, 5), [("p", [1])]),
+                   [("G001", 9, None, (1, 2), "m", "e", {})], [("G001", 1, None, (-1, 0, 0, 0), "m", "e", [])],
+                   ((("a",), (), (), (), ()), [("/x", [("G001", 1, None, (0, 0, 0, 0), 5, "e", {})])])] * 30)
+    expected = Engine([project], trusted=False, cache=False).snapshot().diagnostics
+    assert _forge(cache_dir, section, lambda v: next(shapes)) >= 1
+    assert Engine([project], trusted=False).snapshot().diagnostics == expected  # (no memo: every section read)
+    assert _check(project, capsys) == first
+
+
+def _sentinel_python(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "PYTHON_RAN"
+    script = tmp_path / "evil-python"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    script.chmod(0o755)
+    return script, marker
+
+
+def test_a_cached_discovery_does_not_choose_the_python(project, cache_dir, capsys, monkeypatch, tmp_path):
+    """Attack: a cached discovery whose settings name the Python to run made the next
+    trusted `check` run that program. Settings are never cached (read from the config
+    files on every run), and a record carrying them is refused."""
+    from migration_lsp.project import Settings
+
+    monkeypatch.chdir(project)
+    assert main(["check"]) in (0, 1)
+    capsys.readouterr()
+    script, marker = _sentinel_python(tmp_path)
+
+    def with_python(value):
+        found = pickle.loads(value[0])
+        envs = tuple(replace(e, settings=Settings(python=str(script))) for e in found.environments)
+        return (pickle.dumps(replace(found, environments=envs, settings=Settings(python=str(script)))), *value[1:])
+
+    assert _forge(cache_dir, "discovery", with_python) == 1
+    main(["check"])
+    assert not marker.exists()
+
+
+def test_a_cache_file_of_another_user_or_writable_by_others_is_not_used(project, cache_dir, capsys, monkeypatch,
+                                                                        caplog):
+    """Attack: a shared cache folder where another user planted the file. Not the user's
+    own (or writable by others): no cache, said once."""
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root; the mode check below runs everywhere")  # see the next test
+    monkeypatch.chdir(_errors_project(project))
+    first = _check(project, capsys)
+    _forge(cache_dir, "environment", lambda v: (v[0], []))  # signed: only the owner check stops it
+    (stored,) = cache_dir.rglob("*.marshal")
+    os.chown(stored, 12345, 12345)
+    with caplog.at_level("WARNING", logger="migration_lsp"):
+        assert _check(project, capsys) == first
+    assert any("belongs to another user" in r.getMessage() for r in caplog.records)
+    # the same file, ours again, in a folder of another user
+    os.chown(stored, os.geteuid(), os.getegid())
+    _forge(cache_dir, "environment", lambda v: (v[0], []))
+    os.chown(stored.parent, 12345, 12345)
+    assert _check(project, capsys) == first
+
+
+def test_a_cache_writable_by_others_is_not_used(project, cache_dir, capsys, monkeypatch):
+    monkeypatch.chdir(_errors_project(project))
+    first = _check(project, capsys)
+    _forge(cache_dir, "environment", lambda v: (v[0], []))
+    (stored,) = cache_dir.rglob("*.marshal")
+    stored.chmod(0o666)
+    assert _check(project, capsys) == first
+    stored.chmod(0o600)
+    stored.parent.chmod(0o777)
+    assert _check(project, capsys) == first
+
+
+def test_cache_folders_and_files_are_private(project, cache_dir):
+    engine = Engine([project], trusted=False)
+    engine.snapshot()
+    engine.save_cache()
+    (stored,) = cache_dir.rglob("*.marshal")
+    for folder in (cache_dir, stored.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for file in (stored, cache_dir / "key"):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+
+
+def test_a_relative_cache_folder_is_ignored(project, tmp_path, monkeypatch):
+    """Attack: XDG_CACHE_HOME=.cache-in-repo (relative) put the cache inside the workspace
+    (where the workspace decides what it holds). Ignored, as the XDG spec says."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv(cache.DIR_ENV, raising=False)
+    monkeypatch.delenv(cache.DISABLE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache-in-repo")
+    monkeypatch.chdir(project)
+    before = _files(project)
+    engine = Engine([project], trusted=False)
+    engine.snapshot()
+    engine.save_cache()
+    assert _files(project) == before
+    assert list((home / ".cache" / "migration-lsp").rglob("*.marshal"))
+    monkeypatch.setenv(cache.DIR_ENV, "also-relative")
+    assert cache.cache_root() == home / ".cache" / "migration-lsp"
