@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from . import child
 from .core import Span
-from .project import Environment
+from .project import Environment, alembic_config, read_text
 from .schema import OpaqueType, Origin, TableState, type_from_repr
 
 CHILD = Path(__file__).with_name("model_child.py")
@@ -55,7 +55,7 @@ def metadata_source(env: Environment) -> MetadataSource:
     if env_py is None:
         return MetadataSource((), None, None, "no env.py: set `models` in [tool.migration-lsp]")
     try:
-        tree = ast.parse(env_py.read_text(encoding="utf-8", errors="replace"))
+        tree = ast.parse(read_text(env_py))
     except (SyntaxError, ValueError, OSError) as exc:
         return MetadataSource((), env_py, None, f"cannot read env.py: {exc}")
     imports: dict[str, str] = {}
@@ -120,13 +120,11 @@ def _sys_path(env: Environment) -> list[str]:
     entries = [str(base), str(env.root)]
     if env.config_path and env.config_path.suffix == ".ini":
         try:
-            from alembic.config import Config
-
             import warnings
 
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                extra = Config(str(env.config_path)).get_prepend_sys_paths_list() or []
+                warnings.simplefilter("ignore")  # read by us: regular file, bounded interpolation
+                extra = alembic_config(env.config_path).get_prepend_sys_paths_list() or []
             entries = [str((base / p).resolve()) for p in extra if p] + entries
         except Exception:
             pass
@@ -160,13 +158,14 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     if data.get("error"):
         return ModelTables(error=f"importing {', '.join(source.specs)} failed: {data['error']}")
     tables = {}
+    parsed: dict[Path, tuple[ast.Module, list[str]] | None] = {}
     for info in data.get("tables", []):
-        table = _table(info, env.dialect)
+        table = _table(info, env.dialect, parsed)
         tables[table.key] = table
     return ModelTables(tables, None, tuple(Path(f) for f in data.get("files", [])))
 
 
-def _table(info: dict, dialect: str | None) -> TableState:
+def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module, list[str]] | None]) -> TableState:
     """Rebuild a table from the child's description (static evaluation only)."""
     metadata = sa.MetaData()
     columns = []
@@ -205,7 +204,7 @@ def _table(info: dict, dialect: str | None) -> TableState:
         cols = [table.c[n] for n in idx["columns"] if n in names]
         if cols and len(cols) == len(idx["columns"]):
             sa.Index(name_of(idx), *cols, unique=idx["unique"])
-    origin, column_origins = _origins(info.get("source"), table)
+    origin, column_origins = _origins(info.get("source"), table, parsed)
     state = TableState.from_table(table, origin, column_origins)
     if "__table_args__" in column_origins:  # where indexes/constraints not on one column are declared
         state = replace(state, info={"table_args": column_origins["__table_args__"],
@@ -230,16 +229,23 @@ class CompiledType(sa.types.UserDefinedType):
         return self.source or self.ddl
 
 
-def _origins(source: dict | None, table: sa.Table) -> tuple[Origin | None, dict[str, Origin]]:
-    """Line of the class (or `name = Table(...)`) and of each column attribute."""
+def _origins(source: dict | None, table: sa.Table, parsed: dict[Path, tuple[ast.Module, list[str]] | None]
+             ) -> tuple[Origin | None, dict[str, Origin]]:
+    """Line of the class (or `name = Table(...)`) and of each column attribute. `parsed`:
+    the model files read so far in this load (a models module declares dozens of tables:
+    it is read and parsed once, not once per table)."""
     if not source or not source.get("file"):
         return None, {}
     path = Path(source["file"])
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, SyntaxError, ValueError):
+    if path not in parsed:
+        try:
+            text = read_text(path)
+            parsed[path] = (ast.parse(text), text.splitlines())
+        except (OSError, SyntaxError, ValueError):
+            parsed[path] = None
+    if parsed[path] is None:
         return None, {}
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    tree, lines = parsed[path]
 
     def span(node: ast.AST) -> Span:
         line = node.lineno - 1

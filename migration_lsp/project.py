@@ -62,6 +62,7 @@ class Settings:
     python: str | None = None
     dialect: str | None = None
     exclude_tables: tuple[str, ...] = ()
+    postgres_version: int | None = None  # the PostgreSQL major the lock model assumes (hover, `sql`)
 
     def merged(self, overrides: dict) -> Settings:
         """Apply a mapping of keys (`exclude-tables` or `exclude_tables`) over these settings."""
@@ -72,6 +73,11 @@ class Settings:
                 continue
             if name in ("select", "ignore", "exclude_tables"):
                 value = tuple(value.replace(",", " ").split()) if isinstance(value, str) else tuple(value)
+            if name == "postgres_version":
+                try:
+                    value = int(str(value).split(".")[0])
+                except ValueError:
+                    continue  # not a version: the default stands
             changes[name] = value
         return replace(self, **changes)
 

@@ -326,7 +326,9 @@ def _settings(raw: Any) -> dict[str, Any]:
         raw = raw[CONFIG_SECTION]
     names = {"select": "select", "ignore": "ignore", "models": "models", "python": "python", "dialect": "dialect",
              "excludeTables": "exclude_tables", "exclude-tables": "exclude_tables", "exclude_tables": "exclude_tables",
-             "baseBranch": "base-branch", "base-branch": "base-branch", "base_branch": "base-branch"}
+             "baseBranch": "base-branch", "base-branch": "base-branch", "base_branch": "base-branch",
+             "postgresVersion": "postgres_version", "postgres-version": "postgres_version",
+             "postgres_version": "postgres_version"}
     return {names[k]: v for k, v in raw.items() if k in names and v not in (None, "", [])}
 
 

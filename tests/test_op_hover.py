@@ -176,3 +176,19 @@ async def test_hover_through_the_real_server(client: LanguageClient):
     start = text.splitlines()[line].index("op.create_index")
     assert (result.range.start.line, result.range.start.character) == (line, start)
     assert (result.range.end.line, result.range.end.character) == (line, len(text.splitlines()[line]))
+
+
+def test_postgres_version_setting_changes_the_answer(tmp_path):
+    """`[tool.migration-lsp] postgres-version = 10`: before PostgreSQL 11 every added column
+    with a default rewrote the table, constant or not."""
+    root = tmp_path
+    make(root)
+    (root / "migrations" / "versions" / "bbbb_change.py").write_text(migration_text(
+        "bbbb", "aaaa", message="change",
+        upgrades='op.add_column("account", sa.Column("flag", sa.Boolean, server_default=sa.true()))'))
+    path = (root / "migrations" / "versions" / "bbbb_change.py").resolve()
+    newest = hover_on(Engine([root]).snapshot(), path, "add_column")
+    assert "On PostgreSQL 18:" in newest and "**rewrites the table**" not in newest
+    (root / "pyproject.toml").write_text("[tool.migration-lsp]\npostgres-version = 10\n")
+    old = hover_on(Engine([root]).snapshot(), path, "add_column")
+    assert "On PostgreSQL 10:" in old and "**rewrites the table**" in old

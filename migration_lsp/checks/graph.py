@@ -287,6 +287,9 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
 
     # G010: a file in a versions directory whose header cannot be read.
     for script in graph.unreadable:
+        if not script.text and script.error and script.functions == {}:  # not read: the engine says why
+            add("G010", Severity.WARNING, script, Span(0, 0, 0, 0), f"cannot read this file: {script.error}")
+            continue
         if script.revision is None:
             why = "no `revision = ...` assignment found"
         else:
