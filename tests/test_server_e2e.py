@@ -324,6 +324,9 @@ async def test_watched_files_and_progress(client: LanguageClient):
     if client.editor == "visual-studio-code":  # VS Code allows dynamic registration and shows progress
         await wait_for(lambda: client.registrations)
         assert [r.method for r in client.registrations] == [t.WORKSPACE_DID_CHANGE_WATCHED_FILES]
+        # the progress ends once the client has answered its creation and indexing is done:
+        # it may arrive after the registration
+        await wait_for(lambda: any(r.kind == "end" for reports in client.progress_reports.values() for r in reports))
         kinds = [r.kind for reports in client.progress_reports.values() for r in reports]
         assert kinds[0] == "begin" and kinds[-1] == "end"
     else:
