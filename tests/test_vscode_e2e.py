@@ -3,9 +3,18 @@ Debian Chromium, the extension installed from its packaged .vsix with --install-
 and a test-only probe extension (tests/vscode/probe) that drives the VS Code API.
 
 Fixture: a copy of examples/blog with the down_revision typo fixed, so exactly two heads
-(2d91aa861ea7 and 4327c6748b81) remain, each with G001. Run in a trusted workspace with the
-server given by the `migrationLsp.server.command` setting, in an untrusted one (Restricted Mode)
-with the server found on PATH, and with no server at all (the extension must say how to fix that).
+(2d91aa861ea7 and 4327c6748b81) remain, each with G001. code-server's PATH never holds this
+repository's .venv: `migration-lsp` is installed nowhere it can find, and `python3` there has
+neither migration_lsp nor SQLAlchemy (checked). Modes:
+- bundled: trusted, only the .vsix: the extension runs the server it bundles with python3 on
+  PATH; the project's own .venv (SQLAlchemy) imports the models, so M001 appears;
+- untrusted-bundled: Restricted Mode; the workspace's settings ask for /bin/false as server,
+  importStrategy fromEnvironment and its own .venv python, whose bin directory is first on PATH
+  (as after `source .venv/bin/activate; code .`): none of it may run, the bundled server does;
+- python: trusted, `migrationLsp.server.command` is a bare interpreter (`python -I -m migration_lsp`).
+Every workspace holds look-alike modules (`argparse.py`, a `migration_lsp/` package) that write a
+sentinel when imported: with the workspace as working directory, `python -m migration_lsp`
+imported them (issue 12); no mode may. And with no server to find, the extension says how to fix it.
 
 Needs `make vscode-deps` (Debian chromium, libkrb5-dev, ripgrep; npm packages; code-server in
 .cache/code-server). Set MIGRATION_LSP_VSCODE_SCREENSHOT=editors/vscode/screenshot.png to
@@ -19,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,8 +54,9 @@ def vsix() -> Path:
     fail the test (never skip it): `make test` installs them through `make vscode-deps`."""
     if missing:
         pytest.fail(f"run `make vscode-deps` first; missing: {', '.join(missing)}")
-    subprocess.run(["npm", "run", "--silent", "package"], cwd=EXTENSION, check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=180)
+    # the package step builds bundled/libs from this repository's source (cached while unchanged)
+    subprocess.run(["npm", "run", "--silent", "package"], cwd=EXTENSION, check=True, env={**os.environ, "PYTHON": sys.executable},
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=400)
     path = EXTENSION / "migration-lsp.vsix"
     assert path.is_file()
     return path
@@ -59,8 +70,33 @@ def fixture_project(dest: Path) -> Path:
     return project
 
 
+def plant_look_alikes(project: Path, sentinel: Path) -> None:
+    """Workspace modules named like what the server imports: each writes `sentinel` when imported."""
+    code = (f"import os, sys\nwith open({str(sentinel)!r}, 'a') as f:\n"
+            f"    f.write('%s imported in pid %d: %r\\n' % (__file__, os.getpid(), sys.argv))\n")
+    (project / "argparse.py").write_text(code)
+    (project / "migration_lsp").mkdir()
+    (project / "migration_lsp" / "__init__.py").write_text(code)
+    (project / "migration_lsp" / "__main__.py").write_text(code)
+
+
+def project_venv(project: Path) -> Path:
+    """The project's own .venv: SQLAlchemy (this repository's copy, through a .pth file: fast and
+    offline) but no migration_lsp. Returns its site-packages."""
+    subprocess.run([str(VENV_BIN / "python"), "-m", "venv", "--without-pip", str(project / ".venv")], check=True, timeout=60)
+    (site,) = (project / ".venv" / "lib").glob("python3*/site-packages")
+    import sqlalchemy  # noqa: PLC0415  (the test's own interpreter is this repository's .venv)
+
+    (site / "repo_sqlalchemy.pth").write_text(str(Path(sqlalchemy.__file__).parent.parent) + "\n")
+    python = project / ".venv" / "bin" / "python"
+    probe = subprocess.run([str(python), "-I", "-c", "import sqlalchemy; import migration_lsp"], cwd=project.parent,
+                           capture_output=True, text=True, timeout=60)
+    assert "No module named 'migration_lsp'" in probe.stderr, probe.stderr
+    return site
+
+
 def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Path | None = None,
-               untrusted: bool = False) -> dict:
+               untrusted: bool = False, path_prepend: Path | None = None) -> dict:
     head = project / "migrations" / "versions" / f"{HEAD_B}_add_post_slug.py"
     cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(head), "--out", str(out),
            "--vsix", str(vsix), "--server", server]
@@ -68,6 +104,8 @@ def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Pa
         cmd += ["--screenshot", str(screenshot)]
     if untrusted:
         cmd += ["--untrusted", "1"]
+    if path_prepend:
+        cmd += ["--path-prepend", str(path_prepend)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"e2e driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
     return json.loads(out.read_text())
@@ -80,29 +118,61 @@ def heads_by_alembic(project: Path) -> list[str]:
     return re.findall(r"^([0-9a-f]+) \(head\)", proc.stdout, re.M)
 
 
-@pytest.mark.parametrize("mode", ["setting", "untrusted-path"])
+def bare_path(ext_host_path: str) -> dict[str, str]:
+    """The environment of code-server's extension host, run from outside any project."""
+    return {"PATH": ext_host_path, "HOME": os.environ.get("HOME", "/root")}
+
+
+@pytest.mark.parametrize("mode", ["bundled", "untrusted-bundled", "python"])
 def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
-    """setting: trusted workspace, server from migrationLsp.server.command (machine settings).
-    untrusted-path: Restricted Mode, the workspace's own server.command is ignored, the server
-    is the one on PATH."""
     project = fixture_project(tmp_path)
-    untrusted = mode == "untrusted-path"
+    sentinel = tmp_path / "look-alike-imported.txt"
+    plant_look_alikes(project, sentinel)
+    untrusted = mode == "untrusted-bundled"
+    path_prepend = None
+    if mode != "python":
+        site = project_venv(project)  # trusted: it imports the models
     if untrusted:
-        # a workspace must not choose what runs: this restricted setting is ignored until trusted
+        # the workspace's own interpreter must not run at all: its site-packages run code at start
+        (site / "evil.pth").write_text(f"import os; open({str(sentinel)!r}, 'a').write('workspace .venv ran\\n')\n")
+        path_prepend = project / ".venv" / "bin"
+        # a workspace must not choose what runs: these restricted settings are ignored until trusted
         (project / ".vscode").mkdir()
-        (project / ".vscode" / "settings.json").write_text(json.dumps({"migrationLsp.server.command": ["/bin/false"]}))
+        (project / ".vscode" / "settings.json").write_text(json.dumps({
+            "migrationLsp.server.command": ["/bin/false"], "migrationLsp.importStrategy": "fromEnvironment",
+            "migrationLsp.python": str(project / ".venv" / "bin" / "python")}))
     wanted = os.environ.get("MIGRATION_LSP_VSCODE_SCREENSHOT")
     screenshot = None
-    if mode == "setting":  # one screenshot of the session: the head's G001 with its hover
+    if mode == "bundled":  # one screenshot of the session: the head's G001 with its hover
         screenshot = Path(wanted).resolve() if wanted else tmp_path / "hover.png"
-    res = run_vscode(project, vsix, tmp_path / "result.json", "path" if untrusted else "setting", screenshot,
-                     untrusted=untrusted)
+    res = run_vscode(project, vsix, tmp_path / "result.json", "python" if mode == "python" else "bundled", screenshot,
+                     untrusted=untrusted, path_prepend=path_prepend)
     assert "error" not in res, res["error"]
+
+    # no workspace module was imported, no workspace interpreter ran: not by the server, not by a probe
+    assert not sentinel.exists(), sentinel.read_text()
+    log = res["outputLog"]
+    from migration_lsp import __version__
+
+    if mode == "python":
+        assert f"{VENV_BIN / 'python'} -I -m migration_lsp serve" in log, log
+    else:
+        # migration-lsp is installed nowhere code-server can see: only the .vsix brings it
+        env = bare_path(res["extensionHostPath"])
+        assert shutil.which("migration-lsp", path=env["PATH"]) is None
+        for module in ("migration_lsp", "sqlalchemy"):
+            probe = subprocess.run(["python3", "-c", f"import {module}"], env=env, cwd=tmp_path,
+                                   capture_output=True, text=True, timeout=60)
+            assert probe.returncode != 0 and f"No module named '{module}'" in probe.stderr, (module, probe)
+        assert re.search(rf"server: migration-lsp {re.escape(__version__)} \(bundled\) on Python 3\.\d+", log), log
+        assert "bundled/tool/server.py serve" in log and " -I " in log, log
+        assert str(project / ".venv") not in log.split("starting", 1)[1].split("\n", 1)[0], log
+        assert f"migration-lsp {__version__} (bundled)" in res["statusBar"]["tooltip"], res["statusBar"]
 
     # installed from the .vsix and activated by its own activation events
     assert res["extensionInstalled"] and res["extensionActive"], res
-    # no error pop-ups from the server
-    errors = [n for n in res["notifications"] if n.startswith("Error in server")]
+    # no error pop-ups from the server or the extension
+    errors = [n for n in res["notifications"] if n.startswith("Error in server") or "Migration LSP" in n]
     assert not errors, res["notifications"]
 
     # workspace trust reaches the server: models are imported only when trusted
@@ -147,9 +217,12 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     assert res["graphTabsAfterCommand"] == 1 and res["graphTabsAfterLens"] == 1, res
     assert res["codeLenses"] and res["codeLenses"][0], res["codeLenses"]
 
-    # settings restart the server: ignoring "M" removes the model diagnostics, clearing it restores them
+    # settings reach the running server (workspace/didChangeConfiguration, no restart): ignoring
+    # "M" removes the model diagnostics, clearing it restores them
     assert res["modelCodesIgnored"] == [], res["modelCodesIgnored"]
     assert res["modelCodesRestored"], res
+    assert log.count("starting ") == 2, log  # at activation and by the Restart command only
+    assert "settings changed" in log, log
     # "Migration LSP: Restart server" brings every feature back
     assert any(PARENT_MESSAGE in h for h in res["hoverAfterRestart"]), res["hoverAfterRestart"]
 
@@ -162,9 +235,10 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
 
 def test_vscode_without_a_server_says_how_to_fix_it(vsix: Path, tmp_path: Path):
     project = fixture_project(tmp_path)
-    res = run_vscode(project, vsix, tmp_path / "result.json", "none")
+    res = run_vscode(project, vsix, tmp_path / "result.json", "none")  # importStrategy fromEnvironment
     assert "error" not in res, res["error"]
     assert res["extensionActive"]
     (message,) = [n for n in res["notifications"] if "language server was not found" in n]
     assert "pip install migration-lsp" in message and "migrationLsp.server.command" in message
+    assert "useBundled" in message
     assert any("server not found" in s for s in res["statusBar"]["end"]), res["statusBar"]

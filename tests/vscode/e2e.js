@@ -3,12 +3,19 @@
 // probe extension (probe/) that drives the VS Code API and writes JSON.
 //
 // usage: node tests/vscode/e2e.js --workspace DIR --file HEAD.py --out RESULT.json
-//          [--vsix editors/vscode/migration-lsp.vsix] [--server setting|path|none]
+//          [--vsix editors/vscode/migration-lsp.vsix] [--server bundled|python|setting|path|none]
 //          [--screenshot hover.png] [--graph-screenshot graph.png] [--untrusted 1] [--keep 1] [--trace 1]
+//          [--path-prepend DIR] [--user-settings JSON]
+// code-server's PATH never has this repository's .venv/bin, except in `path` mode.
+// --server bundled: no setting: the extension runs the server it bundles (the default);
+// --server python:  migrationLsp.server.command is [.venv/bin/python] (machine settings): `python -I -m migration_lsp`;
 // --server setting: migrationLsp.server.command points at .venv/bin/migration-lsp (machine settings);
-// --server path:    no setting, .venv/bin is on code-server's PATH (the extension's PATH fallback);
-// --server none:    no way to find the server: the extension must show its error notification.
+// --server path:    no setting, .venv/bin is on code-server's PATH (importStrategy fromEnvironment finds it);
+// --server none:    importStrategy fromEnvironment and nothing installed: the extension must show its error.
 // --untrusted 1:    workspace trust on and the folder not trusted (restricted mode).
+// --path-prepend:   a directory put first on code-server's PATH (e.g. a workspace's .venv/bin).
+// --user-settings:  more user settings, as JSON.
+// The extension's output (a LogOutputChannel, written to code-server's logs) is returned as `outputLog`.
 // Prints the probe's JSON plus status-bar texts; exit 0 when the probe wrote a result (assertions are
 // the caller's), 2 when the session itself failed (code-server log on stderr).
 const { spawn, execFileSync } = require("child_process");
@@ -32,6 +39,20 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const VSCE = path.join(ROOT, "editors/vscode/node_modules/.bin/vsce");
 const VENV_BIN = path.join(ROOT, ".venv/bin");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The extension's LogOutputChannel, as code-server wrote it into its logs folder. */
+function outputLog(userData) {
+  const found = [];
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/Migration LSP\.log$/.test(e.name)) found.push(fs.readFileSync(p, "utf8"));
+    }
+  };
+  if (fs.existsSync(path.join(userData, "logs"))) walk(path.join(userData, "logs"));
+  return found.join("\n");
+}
 
 function log(msg) {
   process.stderr.write(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
@@ -62,6 +83,7 @@ const t0 = Date.now();
   // a PATH without the venv: in "path" mode only the venv's bin dir is added, so the fallback is what finds it
   const basePath = (process.env.PATH || "").split(path.delimiter).filter((p) => path.resolve(p) !== VENV_BIN).join(path.delimiter);
   env.PATH = serverMode === "path" ? `${VENV_BIN}${path.delimiter}${basePath}` : basePath;
+  if (args["path-prepend"]) env.PATH = `${abs(args["path-prepend"])}${path.delimiter}${env.PATH}`;
   // like `code .` from a terminal with the venv activated: VS Code then keeps this environment
   // instead of resolving the login shell's (which would drop the venv from PATH)
   env.VSCODE_CLI = "1";
@@ -80,13 +102,16 @@ const t0 = Date.now();
     "workbench.colorTheme": "Default Light Modern",
   };
   if (args.trace) settings["migrationLsp.trace.server"] = "verbose";
+  if (serverMode === "none" || serverMode === "path") settings["migrationLsp.importStrategy"] = "fromEnvironment";
+  Object.assign(settings, JSON.parse(args["user-settings"] || "{}"));
   fs.writeFileSync(path.join(userData, "User/settings.json"), JSON.stringify(settings, null, 2));
-  if (serverMode === "setting") {
+  if (serverMode === "setting" || serverMode === "python") {
     // a path on the machine that runs the server: machine-scoped, so in code-server (a remote window
     // for VS Code) it belongs in the remote machine's settings, where a user of code-server puts it
     fs.mkdirSync(path.join(userData, "Machine"), { recursive: true });
     fs.writeFileSync(path.join(userData, "Machine/settings.json"), JSON.stringify({
-      "migrationLsp.server.command": [path.join(VENV_BIN, "migration-lsp"), "serve"],
+      "migrationLsp.server.command": serverMode === "python" ? [path.join(VENV_BIN, "python")]
+        : [path.join(VENV_BIN, "migration-lsp"), "serve"],
     }, null, 2));
   }
 
@@ -146,9 +171,20 @@ const t0 = Date.now();
     }
     if (!fs.existsSync(out)) throw new Error("the probe extension wrote no result");
     status.end = await statusTexts();
+    // the status item's tooltip (it names the server and its version)
+    try {
+      const item = page.locator('[id="migration-lsp.migration-lsp.migrationLsp.heads"]');
+      await item.hover({ timeout: 5000 });
+      const hover = page.locator(".workbench-hover, .monaco-hover").filter({ hasText: "Server" }).first();
+      await hover.waitFor({ state: "visible", timeout: 5000 });
+      status.tooltip = (await hover.innerText()).trim();
+    } catch (e) {
+      status.tooltip = `(no tooltip: ${e && e.message})`;
+    }
     for (const n of await notificationTexts()) if (!notifications.includes(n)) notifications.push(n);
     const res = JSON.parse(fs.readFileSync(out, "utf8"));
     res.statusBar = status;
+    res.outputLog = outputLog(userData);
     res.notifications = notifications;
     res.serverMode = serverMode;
     res.elapsedMs = Date.now() - t0;
