@@ -118,9 +118,11 @@ def heads_by_alembic(project: Path) -> list[str]:
     return re.findall(r"^([0-9a-f]+) \(head\)", proc.stdout, re.M)
 
 
-def bare_path(ext_host_path: str) -> dict[str, str]:
-    """The environment of code-server's extension host, run from outside any project."""
-    return {"PATH": ext_host_path, "HOME": os.environ.get("HOME", "/root")}
+def bare_path(ext_host_path: str, project: Path) -> dict[str, str]:
+    """The environment of code-server's extension host without the project's own directories
+    (what an untrusted workspace may run from), for commands run from outside any project."""
+    dirs = [d for d in ext_host_path.split(os.pathsep) if d and not Path(d).resolve().is_relative_to(project.resolve())]
+    return {"PATH": os.pathsep.join(dirs), "HOME": os.environ.get("HOME", "/root")}
 
 
 @pytest.mark.parametrize("mode", ["bundled", "untrusted-bundled", "python"])
@@ -158,7 +160,7 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
         assert f"{VENV_BIN / 'python'} -I -m migration_lsp serve" in log, log
     else:
         # migration-lsp is installed nowhere code-server can see: only the .vsix brings it
-        env = bare_path(res["extensionHostPath"])
+        env = bare_path(res["extensionHostPath"], project)
         assert shutil.which("migration-lsp", path=env["PATH"]) is None
         for module in ("migration_lsp", "sqlalchemy"):
             probe = subprocess.run(["python3", "-c", f"import {module}"], env=env, cwd=tmp_path,

@@ -60,20 +60,39 @@ export function isExecutable(file: string): boolean {
 }
 
 export function which(name: string, envPath = process.env.PATH ?? ""): string | undefined {
+  return whichAll(name, envPath)[0];
+}
+
+/** Every executable `name` on PATH, in order (absolute directories only: a relative entry
+ * would be resolved against the working directory). */
+export function whichAll(name: string, envPath = process.env.PATH ?? ""): string[] {
   if (name.includes("/") || name.includes(path.sep)) {
-    return isExecutable(name) ? name : undefined;
+    return isExecutable(name) ? [name] : [];
   }
+  const found: string[] = [];
   const names = process.platform === "win32" && !path.extname(name) ? [name + ".exe", name + ".cmd", name] : [name];
   for (const dir of envPath.split(path.delimiter)) {
     if (!dir || !path.isAbsolute(dir)) {
-      continue; // a relative PATH entry would be resolved against the working directory
+      continue;
     }
     for (const n of names) {
       const candidate = path.join(dir, n);
-      if (isExecutable(candidate)) {
-        return candidate;
+      if (isExecutable(candidate) && !found.includes(candidate)) {
+        found.push(candidate);
       }
     }
+  }
+  return found;
+}
+
+/** The first `name` on PATH that may run: in an untrusted workspace none from inside it. */
+function allowedOnPath(name: string, notes: string[]): string | undefined {
+  for (const found of whichAll(name)) {
+    if (!vscode.workspace.isTrusted && insideWorkspace(found)) {
+      notes.push(`${found} (on PATH) is inside this untrusted workspace, so it is not run.`);
+      continue;
+    }
+    return found;
   }
   return undefined;
 }
@@ -211,15 +230,8 @@ async function pythonCandidates(folder: vscode.Uri | undefined, notes: string[])
     }
   }
   for (const name of PYTHONS) {
-    const found = which(name);
-    if (!found) {
-      continue;
-    }
-    if (!vscode.workspace.isTrusted && insideWorkspace(found)) {
-      notes.push(`${found} (on PATH) is inside this untrusted workspace, so it is not run.`);
-      continue;
-    }
-    if (!list.includes(found)) {
+    const found = allowedOnPath(name, notes);
+    if (found && !list.includes(found)) {
       list.push(found);
     }
   }
@@ -268,8 +280,8 @@ export async function discoverServer(extensionPath: string): Promise<Discovery> 
       notes.push(`${python} cannot import migration_lsp.`);
     }
     for (const name of EXE) {
-      const onPath = which(name);
-      if (onPath && !(!trusted && insideWorkspace(onPath))) {
+      const onPath = allowedOnPath(name, notes);
+      if (onPath) {
         return { server: { command: onPath, args: ["serve"], source: `${onPath} (on PATH)`, version: "" }, notes, usedPythonExtension };
       }
     }
