@@ -147,7 +147,7 @@ const t0 = Date.now();
     const notificationTexts = async () =>
       (await page.locator(".notification-list-item-message").allInnerTexts()).map((s) => s.trim());
     const statusTexts = async () => (await page.locator(".statusbar-item").allInnerTexts()).map((s) => s.trim()).filter(Boolean);
-    const deadline = Date.now() + 90000;
+    const deadline = Date.now() + 180000; // generous: a loaded machine is slow, and the probe bounds every wait itself
     while (!fs.existsSync(out) && Date.now() < deadline) {
       for (const name of ["notifications", "hover", "graph"]) {
         if (fs.existsSync(path.join(sync, `${name}.ready`)) && !fs.existsSync(path.join(sync, `${name}.done`))) {
