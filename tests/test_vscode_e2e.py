@@ -11,7 +11,9 @@ neither migration_lsp nor SQLAlchemy (checked). Modes:
 - untrusted-bundled: Restricted Mode; the workspace's settings ask for /bin/false as server,
   importStrategy fromEnvironment and its own .venv python, whose bin directory is first on PATH
   (as after `source .venv/bin/activate; code .`): none of it may run, the bundled server does;
-- python: trusted, `migrationLsp.server.command` is a bare interpreter (`python -I -m migration_lsp`).
+- python: trusted, `migrationLsp.server.command` is a bare interpreter (`python -I -m migration_lsp`);
+  a stand-in for the Python extension (tests/vscode/fake-python) selects the project's .venv,
+  which the server is told to import the models with (in untrusted-bundled it selects it too: unused).
 Every workspace holds look-alike modules (`argparse.py`, a `migration_lsp/` package) that write a
 sentinel when imported: with the workspace as working directory, `python -m migration_lsp`
 imported them (issue 12); no mode may. And with no server to find, the extension says how to fix it.
@@ -96,7 +98,7 @@ def project_venv(project: Path) -> Path:
 
 
 def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Path | None = None,
-               untrusted: bool = False, path_prepend: Path | None = None) -> dict:
+               untrusted: bool = False, path_prepend: Path | None = None, python_ext: Path | None = None) -> dict:
     head = project / "migrations" / "versions" / f"{HEAD_B}_add_post_slug.py"
     cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(head), "--out", str(out),
            "--vsix", str(vsix), "--server", server]
@@ -106,6 +108,8 @@ def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Pa
         cmd += ["--untrusted", "1"]
     if path_prepend:
         cmd += ["--path-prepend", str(path_prepend)]
+    if python_ext:
+        cmd += ["--python-ext", str(python_ext)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"e2e driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
     return json.loads(out.read_text())
@@ -132,8 +136,10 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     plant_look_alikes(project, sentinel)
     untrusted = mode == "untrusted-bundled"
     path_prepend = None
-    if mode != "python":
-        site = project_venv(project)  # trusted: it imports the models
+    site = project_venv(project)  # trusted: it imports the models
+    venv_python = project / ".venv" / "bin" / "python"
+    # python, untrusted-bundled: a stand-in for the Python extension has the project's .venv selected
+    python_ext = venv_python if mode != "bundled" else None
     if untrusted:
         # the workspace's own interpreter must not run at all: its site-packages run code at start
         (site / "evil.pth").write_text(f"import os; open({str(sentinel)!r}, 'a').write('workspace .venv ran\\n')\n")
@@ -149,7 +155,7 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
         screenshot = Path(wanted).resolve() if wanted else tmp_path / "hover.png"
     try:
         res = run_vscode(project, vsix, tmp_path / "result.json", "python" if mode == "python" else "bundled",
-                         screenshot, untrusted=untrusted, path_prepend=path_prepend)
+                         screenshot, untrusted=untrusted, path_prepend=path_prepend, python_ext=python_ext)
     finally:
         # no workspace module was imported, no workspace interpreter ran: not by the server, not by a probe
         # (checked first: a server replaced by a look-alike also makes the session fail)
@@ -160,6 +166,8 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
 
     if mode == "python":
         assert f"{VENV_BIN / 'python'} -I -m migration_lsp serve" in log, log
+        # the Python extension's interpreter imports the models (the server is told so)
+        assert f"models are imported with {venv_python}" in log, log
     else:
         # migration-lsp is installed nowhere code-server can see: only the .vsix brings it
         env = bare_path(res["extensionHostPath"], project)
@@ -170,7 +178,11 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
             assert probe.returncode != 0 and f"No module named '{module}'" in probe.stderr, (module, probe)
         assert re.search(rf"server: migration-lsp {re.escape(__version__)} \(bundled\) on Python 3\.\d+", log), log
         assert "bundled/tool/server.py serve" in log and " -I " in log, log
+        # the server runs on python3 from PATH, not the project's interpreter (untrusted: not even
+        # when the Python extension selected it, or its bin directory is first on PATH)
         assert str(project / ".venv") not in log.split("starting", 1)[1].split("\n", 1)[0], log
+        if untrusted:
+            assert "models are imported with" not in log, log
         assert f"migration-lsp {__version__} (bundled)" in res["statusBar"]["tooltip"], res["statusBar"]
 
     # installed from the .vsix and activated by its own activation events

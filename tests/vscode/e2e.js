@@ -5,7 +5,7 @@
 // usage: node tests/vscode/e2e.js --workspace DIR --file HEAD.py --out RESULT.json
 //          [--vsix editors/vscode/migration-lsp.vsix] [--server bundled|python|setting|path|none]
 //          [--screenshot hover.png] [--graph-screenshot graph.png] [--untrusted 1] [--keep 1] [--trace 1]
-//          [--path-prepend DIR] [--user-settings JSON]
+//          [--path-prepend DIR] [--user-settings JSON] [--python-ext PYTHON]
 // code-server's PATH never has this repository's .venv/bin, except in `path` mode.
 // --server bundled: no setting: the extension runs the server it bundles (the default);
 // --server python:  migrationLsp.server.command is [.venv/bin/python] (machine settings): `python -I -m migration_lsp`;
@@ -15,6 +15,7 @@
 // --untrusted 1:    workspace trust on and the folder not trusted (restricted mode).
 // --path-prepend:   a directory put first on code-server's PATH (e.g. a workspace's .venv/bin).
 // --user-settings:  more user settings, as JSON.
+// --python-ext:     install a stand-in for the Python extension (fake-python/) whose selected interpreter is PYTHON.
 // The extension's output (a LogOutputChannel, written to code-server's logs) is returned as `outputLog`.
 // Prints the probe's JSON plus status-bar texts; exit 0 when the probe wrote a result (assertions are
 // the caller's), 2 when the session itself failed (code-server log on stderr).
@@ -88,8 +89,15 @@ const t0 = Date.now();
   // instead of resolving the login shell's (which would drop the venv from PATH)
   env.VSCODE_CLI = "1";
   delete env.VIRTUAL_ENV;
-  execFileSync(CODE_SERVER, ["--user-data-dir", userData, "--extensions-dir", extensions,
-    "--install-extension", vsix, "--install-extension", probeVsix], { env, stdio: ["ignore", "ignore", "inherit"] });
+  const install = ["--install-extension", vsix, "--install-extension", probeVsix];
+  if (args["python-ext"]) {
+    const fakeVsix = path.join(tmp, "fake-python.vsix");
+    execFileSync(VSCE, ["package", "--no-dependencies", "--allow-missing-repository", "--skip-license", "--out", fakeVsix],
+      { cwd: path.join(__dirname, "fake-python"), stdio: ["ignore", "ignore", "inherit"] });
+    install.push("--install-extension", fakeVsix);
+  }
+  execFileSync(CODE_SERVER, ["--user-data-dir", userData, "--extensions-dir", extensions, ...install],
+    { env, stdio: ["ignore", "ignore", "inherit"] });
   log("extensions installed");
 
   const untrusted = !!args.untrusted;
@@ -123,7 +131,7 @@ const t0 = Date.now();
     ...(untrusted ? [] : ["--disable-workspace-trust"]),
   ], {
     env: { ...env, MIGRATION_LSP_E2E_OUT: out, MIGRATION_LSP_E2E_FILE: file, MIGRATION_LSP_E2E_SYNC: sync,
-      MIGRATION_LSP_E2E_EXPECT: serverMode === "none" ? "no-server" : "" },
+      MIGRATION_LSP_E2E_EXPECT: serverMode === "none" ? "no-server" : "", MIGRATION_LSP_E2E_PYTHON: abs(args["python-ext"]) || "" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let csLog = "";
@@ -171,6 +179,11 @@ const t0 = Date.now();
     }
     if (!fs.existsSync(out)) throw new Error("the probe extension wrote no result");
     status.end = await statusTexts();
+    // with no server the error item appears once discovery has finished (slow on a loaded machine)
+    for (let i = 0; i < 300 && serverMode === "none" && !status.end.some((s) => s.includes("Alembic:")); i++) {
+      await sleep(100);
+      status.end = await statusTexts();
+    }
     // the status item's tooltip (it names the server and its version)
     try {
       const item = page.locator('[id="migration-lsp.migration-lsp.migrationLsp.heads"]');
