@@ -11,9 +11,11 @@ neither migration_lsp nor SQLAlchemy (checked). Modes:
 - untrusted-bundled: Restricted Mode; the workspace's settings ask for /bin/false as server,
   importStrategy fromEnvironment and its own .venv python, whose bin directory is first on PATH
   (as after `source .venv/bin/activate; code .`): none of it may run, the bundled server does;
-- python: trusted, `migrationLsp.server.command` is a bare interpreter (`python -I -m migration_lsp`);
-  a stand-in for the Python extension (tests/vscode/fake-python) selects the project's .venv,
-  which the server is told to import the models with (in untrusted-bundled it selects it too: unused).
+- environment: trusted, importStrategy fromEnvironment; a stand-in for the Python extension
+  (tests/vscode/fake-python) selects this repository's .venv, which has migration-lsp: the server
+  is `python -I -m migration_lsp serve`, and is told to import the models with that interpreter;
+  the probe then restarts it by setting `migrationLsp.server.command` to that bare interpreter.
+  (In untrusted-bundled the stand-in selects the workspace's .venv: it must not run.)
 Every workspace holds look-alike modules (`argparse.py`, a `migration_lsp/` package) that write a
 sentinel when imported: with the workspace as working directory, `python -m migration_lsp`
 imported them (issue 12); no mode may. And with no server to find, the extension says how to fix it.
@@ -98,7 +100,8 @@ def project_venv(project: Path) -> Path:
 
 
 def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Path | None = None,
-               untrusted: bool = False, path_prepend: Path | None = None, python_ext: Path | None = None) -> dict:
+               untrusted: bool = False, path_prepend: Path | None = None, python_ext: Path | None = None,
+               restart_command: list[str] | None = None) -> dict:
     head = project / "migrations" / "versions" / f"{HEAD_B}_add_post_slug.py"
     cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(head), "--out", str(out),
            "--vsix", str(vsix), "--server", server]
@@ -110,6 +113,8 @@ def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Pa
         cmd += ["--path-prepend", str(path_prepend)]
     if python_ext:
         cmd += ["--python-ext", str(python_ext)]
+    if restart_command:
+        cmd += ["--restart-command", json.dumps(restart_command)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"e2e driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
     return json.loads(out.read_text())
@@ -129,7 +134,7 @@ def bare_path(ext_host_path: str, project: Path) -> dict[str, str]:
     return {"PATH": os.pathsep.join(dirs), "HOME": os.environ.get("HOME", "/root")}
 
 
-@pytest.mark.parametrize("mode", ["bundled", "untrusted-bundled", "python"])
+@pytest.mark.parametrize("mode", ["bundled", "untrusted-bundled", "environment"])
 def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     project = fixture_project(tmp_path)
     sentinel = tmp_path / "look-alike-imported.txt"
@@ -138,8 +143,9 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     path_prepend = None
     site = project_venv(project)  # trusted: it imports the models
     venv_python = project / ".venv" / "bin" / "python"
-    # python, untrusted-bundled: a stand-in for the Python extension has the project's .venv selected
-    python_ext = venv_python if mode != "bundled" else None
+    # a stand-in for the Python extension: its selected interpreter (see the module docstring)
+    python_ext = {"bundled": None, "untrusted-bundled": venv_python, "environment": VENV_BIN / "python"}[mode]
+    restart_command = [str(VENV_BIN / "python")] if mode == "environment" else None
     if untrusted:
         # the workspace's own interpreter must not run at all: its site-packages run code at start
         (site / "evil.pth").write_text(f"import os; open({str(sentinel)!r}, 'a').write('workspace .venv ran\\n')\n")
@@ -154,8 +160,9 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     if mode == "bundled":  # one screenshot of the session: the head's G001 with its hover
         screenshot = Path(wanted).resolve() if wanted else tmp_path / "hover.png"
     try:
-        res = run_vscode(project, vsix, tmp_path / "result.json", "python" if mode == "python" else "bundled",
-                         screenshot, untrusted=untrusted, path_prepend=path_prepend, python_ext=python_ext)
+        res = run_vscode(project, vsix, tmp_path / "result.json", "environment" if mode == "environment" else "bundled",
+                         screenshot, untrusted=untrusted, path_prepend=path_prepend, python_ext=python_ext,
+                         restart_command=restart_command)
     finally:
         # no workspace module was imported, no workspace interpreter ran: not by the server, not by a probe
         # (checked first: a server replaced by a look-alike also makes the session fail)
@@ -164,10 +171,13 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     log = res["outputLog"]
     from migration_lsp import __version__
 
-    if mode == "python":
-        assert f"{VENV_BIN / 'python'} -I -m migration_lsp serve" in log, log
+    if mode == "environment":
+        python = VENV_BIN / "python"
+        assert f"starting {python} -I -m migration_lsp serve ({python})" in log, log
+        assert f"server: migration-lsp {__version__} (from {python})" in log, log
+        assert f"starting {python} -I -m migration_lsp serve (setting migrationLsp.server.command)" in log, log
         # the Python extension's interpreter imports the models (the server is told so)
-        assert f"models are imported with {venv_python}" in log, log
+        assert f"models are imported with {python}" in log, log
     else:
         # migration-lsp is installed nowhere code-server can see: only the .vsix brings it
         env = bare_path(res["extensionHostPath"], project)
@@ -237,7 +247,8 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     # "M" removes the model diagnostics, clearing it restores them
     assert res["modelCodesIgnored"] == [], res["modelCodesIgnored"]
     assert res["modelCodesRestored"], res
-    assert log.count("starting ") == 2, log  # at activation and by the Restart command only
+    # started at activation and by the restart only
+    assert len(re.findall(r"\[info\] starting ", log)) == 2, log
     assert "settings changed" in log, log
     # "Migration LSP: Restart server" brings every feature back
     assert any(PARENT_MESSAGE in h for h in res["hoverAfterRestart"]), res["hoverAfterRestart"]

@@ -3,12 +3,12 @@
 // probe extension (probe/) that drives the VS Code API and writes JSON.
 //
 // usage: node tests/vscode/e2e.js --workspace DIR --file HEAD.py --out RESULT.json
-//          [--vsix editors/vscode/migration-lsp.vsix] [--server bundled|python|setting|path|none]
+//          [--vsix editors/vscode/migration-lsp.vsix] [--server bundled|environment|setting|path|none]
 //          [--screenshot hover.png] [--graph-screenshot graph.png] [--untrusted 1] [--keep 1] [--trace 1]
-//          [--path-prepend DIR] [--user-settings JSON] [--python-ext PYTHON]
+//          [--path-prepend DIR] [--user-settings JSON] [--python-ext PYTHON] [--restart-command JSON]
 // code-server's PATH never has this repository's .venv/bin, except in `path` mode.
 // --server bundled: no setting: the extension runs the server it bundles (the default);
-// --server python:  migrationLsp.server.command is [.venv/bin/python] (machine settings): `python -I -m migration_lsp`;
+// --server environment: importStrategy fromEnvironment: the Python extension's interpreter (see --python-ext) runs it;
 // --server setting: migrationLsp.server.command points at .venv/bin/migration-lsp (machine settings);
 // --server path:    no setting, .venv/bin is on code-server's PATH (importStrategy fromEnvironment finds it);
 // --server none:    importStrategy fromEnvironment and nothing installed: the extension must show its error.
@@ -16,6 +16,7 @@
 // --path-prepend:   a directory put first on code-server's PATH (e.g. a workspace's .venv/bin).
 // --user-settings:  more user settings, as JSON.
 // --python-ext:     install a stand-in for the Python extension (fake-python/) whose selected interpreter is PYTHON.
+// --restart-command: the probe restarts the server by setting migrationLsp.server.command to this (JSON list).
 // The extension's output (a LogOutputChannel, written to code-server's logs) is returned as `outputLog`.
 // Prints the probe's JSON plus status-bar texts; exit 0 when the probe wrote a result (assertions are
 // the caller's), 2 when the session itself failed (code-server log on stderr).
@@ -110,16 +111,15 @@ const t0 = Date.now();
     "workbench.colorTheme": "Default Light Modern",
   };
   if (args.trace) settings["migrationLsp.trace.server"] = "verbose";
-  if (serverMode === "none" || serverMode === "path") settings["migrationLsp.importStrategy"] = "fromEnvironment";
+  if (["none", "path", "environment"].includes(serverMode)) settings["migrationLsp.importStrategy"] = "fromEnvironment";
   Object.assign(settings, JSON.parse(args["user-settings"] || "{}"));
   fs.writeFileSync(path.join(userData, "User/settings.json"), JSON.stringify(settings, null, 2));
-  if (serverMode === "setting" || serverMode === "python") {
+  if (serverMode === "setting") {
     // a path on the machine that runs the server: machine-scoped, so in code-server (a remote window
     // for VS Code) it belongs in the remote machine's settings, where a user of code-server puts it
     fs.mkdirSync(path.join(userData, "Machine"), { recursive: true });
     fs.writeFileSync(path.join(userData, "Machine/settings.json"), JSON.stringify({
-      "migrationLsp.server.command": serverMode === "python" ? [path.join(VENV_BIN, "python")]
-        : [path.join(VENV_BIN, "migration-lsp"), "serve"],
+      "migrationLsp.server.command": [path.join(VENV_BIN, "migration-lsp"), "serve"],
     }, null, 2));
   }
 
@@ -131,7 +131,8 @@ const t0 = Date.now();
     ...(untrusted ? [] : ["--disable-workspace-trust"]),
   ], {
     env: { ...env, MIGRATION_LSP_E2E_OUT: out, MIGRATION_LSP_E2E_FILE: file, MIGRATION_LSP_E2E_SYNC: sync,
-      MIGRATION_LSP_E2E_EXPECT: serverMode === "none" ? "no-server" : "", MIGRATION_LSP_E2E_PYTHON: abs(args["python-ext"]) || "" },
+      MIGRATION_LSP_E2E_EXPECT: serverMode === "none" ? "no-server" : "", MIGRATION_LSP_E2E_PYTHON: abs(args["python-ext"]) || "",
+      MIGRATION_LSP_E2E_RESTART_COMMAND: args["restart-command"] || "" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let csLog = "";
