@@ -109,6 +109,8 @@ def build(target: Path) -> dict[str, str]:
         for f in target.rglob(pattern):
             f.unlink()
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts with this machine's shebang
+    for url in target.glob("*.dist-info/direct_url.json"):  # the build machine's checkout path
+        url.unlink()
     for cache in list(target.rglob("__pycache__")):
         shutil.rmtree(cache, ignore_errors=True)
     return {name: version for name, (version, _) in sorted(installed(target).items())}

@@ -9,7 +9,7 @@ import {
   ServerOptions,
   State,
 } from "vscode-languageclient/node";
-import { Discovery, discoverServer, insideWorkspace, pythonExtensionApi, selectedInterpreter, ServerCommand } from "./discovery";
+import { Discovery, discoverServer, pythonExtensionApi, selectedInterpreter, ServerCommand } from "./discovery";
 import { Environment, GraphPanel, parseMermaid, revisionOf } from "./graph";
 
 const SHOW_GRAPH = "migrationLsp.showGraph"; // implemented by the server
@@ -52,8 +52,7 @@ function serverSettings(): Record<string, unknown> {
 /** The interpreter the Python extension selected, when the workspace is trusted (in an untrusted
  * one nothing of the project is imported, and nothing inside it is run). */
 async function refreshProjectPython(): Promise<void> {
-  const selected = vscode.workspace.isTrusted ? await selectedInterpreter(vscode.workspace.workspaceFolders?.[0]?.uri) : undefined;
-  projectPython = selected && !(!vscode.workspace.isTrusted && insideWorkspace(selected)) ? selected : undefined;
+  projectPython = vscode.workspace.isTrusted ? await selectedInterpreter(vscode.workspace.workspaceFolders?.[0]?.uri) : undefined;
 }
 
 /** Changed settings reach the running server without a restart. The server merges them over
@@ -74,7 +73,7 @@ function pushSettings(): void {
 
 const EXCLUDE = "**/{node_modules,.venv,venv,.tox,.nox,.git,site-packages}/**";
 
-/** Whether the workspace has an Alembic project (the extension also activates on any pyproject.toml). */
+/** Whether the workspace has an Alembic project (a stray script.py.mako may have activated us). */
 async function looksLikeAlembicWorkspace(): Promise<boolean> {
   for (const glob of ["**/alembic.ini", "**/script.py.mako"]) {
     if ((await vscode.workspace.findFiles(glob, EXCLUDE, 1)).length) {
