@@ -18,7 +18,8 @@ neither migration_lsp nor SQLAlchemy (checked). Modes:
   (In untrusted-bundled the stand-in selects the workspace's .venv: it must not run.)
 Every workspace holds look-alike modules (`argparse.py`, a `migration_lsp/` package) that write a
 sentinel when imported: with the workspace as working directory, `python -m migration_lsp`
-imported them (issue 12); no mode may. And with no server to find, the extension says how to fix it.
+imported them (issue 12); no mode may. With no server to find, or no Python 3.10+ to run the bundled
+one, the extension says how to fix it.
 
 Needs `make vscode-deps` (Debian chromium, libkrb5-dev, ripgrep; npm packages; code-server in
 .cache/code-server). Set MIGRATION_LSP_VSCODE_SCREENSHOT=editors/vscode/screenshot.png to
@@ -269,3 +270,16 @@ def test_vscode_without_a_server_says_how_to_fix_it(vsix: Path, tmp_path: Path):
     assert "pip install migration-lsp" in message and "migrationLsp.server.command" in message
     assert "useBundled" in message
     assert any("server not found" in s for s in res["statusBar"]["end"]), res["statusBar"]
+
+
+def test_vscode_without_python_says_so(vsix: Path, tmp_path: Path):
+    """The bundled server needs a Python >= 3.10: on a machine without any, the extension says so."""
+    project = fixture_project(tmp_path)
+    res = run_vscode(project, vsix, tmp_path / "result.json", "nopython")  # PATH: an empty folder
+    assert "error" not in res, res["error"]
+    assert res["extensionActive"]
+    assert all(shutil.which(name, path=res["extensionHostPath"]) is None for name in ("python3", "python"))
+    (message,) = [n for n in res["notifications"] if "Python 3.10" in n]
+    assert "no Python 3.10 or newer found" in message and "Python extension" in message, message
+    assert any("Python 3.10+ not found" in s for s in res["statusBar"]["end"]), res["statusBar"]
+    assert "no python3 on PATH" in res["outputLog"], res["outputLog"]

@@ -12,6 +12,7 @@
 // --server setting: migrationLsp.server.command points at .venv/bin/migration-lsp (machine settings);
 // --server path:    no setting, .venv/bin is on code-server's PATH (importStrategy fromEnvironment finds it);
 // --server none:    importStrategy fromEnvironment and nothing installed: the extension must show its error.
+// --server nopython: the bundled server, and no Python at all on code-server's PATH (an empty folder).
 // --untrusted 1:    workspace trust on and the folder not trusted (restricted mode).
 // --path-prepend:   a directory put first on code-server's PATH (e.g. a workspace's .venv/bin).
 // --user-settings:  more user settings, as JSON.
@@ -86,6 +87,10 @@ const t0 = Date.now();
   const basePath = (process.env.PATH || "").split(path.delimiter).filter((p) => path.resolve(p) !== VENV_BIN).join(path.delimiter);
   env.PATH = serverMode === "path" ? `${VENV_BIN}${path.delimiter}${basePath}` : basePath;
   if (args["path-prepend"]) env.PATH = `${abs(args["path-prepend"])}${path.delimiter}${env.PATH}`;
+  if (serverMode === "nopython") {
+    env.PATH = path.join(tmp, "empty-bin"); // code-server itself is started by this node, by path
+    fs.mkdirSync(env.PATH);
+  }
   // like `code .` from a terminal with the venv activated: VS Code then keeps this environment
   // instead of resolving the login shell's (which would drop the venv from PATH)
   env.VSCODE_CLI = "1";
@@ -97,7 +102,7 @@ const t0 = Date.now();
       { cwd: path.join(__dirname, "fake-python"), stdio: ["ignore", "ignore", "inherit"] });
     install.push("--install-extension", fakeVsix);
   }
-  execFileSync(CODE_SERVER, ["--user-data-dir", userData, "--extensions-dir", extensions, ...install],
+  execFileSync(process.execPath, [CODE_SERVER, "--user-data-dir", userData, "--extensions-dir", extensions, ...install],
     { env, stdio: ["ignore", "ignore", "inherit"] });
   log("extensions installed");
 
@@ -124,14 +129,14 @@ const t0 = Date.now();
   }
 
   const port = 18000 + Math.floor(Math.random() * 1000);
-  const cs = spawn(CODE_SERVER, [
+  const cs = spawn(process.execPath, [CODE_SERVER,
     "--bind-addr", `127.0.0.1:${port}`, "--auth", "none",
     "--user-data-dir", userData, "--extensions-dir", extensions,
     "--disable-telemetry", "--disable-update-check", "--disable-getting-started-override",
     ...(untrusted ? [] : ["--disable-workspace-trust"]),
   ], {
     env: { ...env, MIGRATION_LSP_E2E_OUT: out, MIGRATION_LSP_E2E_FILE: file, MIGRATION_LSP_E2E_SYNC: sync,
-      MIGRATION_LSP_E2E_EXPECT: serverMode === "none" ? "no-server" : "", MIGRATION_LSP_E2E_PYTHON: abs(args["python-ext"]) || "",
+      MIGRATION_LSP_E2E_EXPECT: ["none", "nopython"].includes(serverMode) ? "no-server" : "", MIGRATION_LSP_E2E_PYTHON: abs(args["python-ext"]) || "",
       MIGRATION_LSP_E2E_RESTART_COMMAND: args["restart-command"] || "" },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -181,7 +186,7 @@ const t0 = Date.now();
     if (!fs.existsSync(out)) throw new Error("the probe extension wrote no result");
     status.end = await statusTexts();
     // with no server the error item appears once discovery has finished (slow on a loaded machine)
-    for (let i = 0; i < 300 && serverMode === "none" && !status.end.some((s) => s.includes("Alembic:")); i++) {
+    for (let i = 0; i < 300 && ["none", "nopython"].includes(serverMode) && !status.end.some((s) => s.includes("Alembic:")); i++) {
       await sleep(100);
       status.end = await statusTexts();
     }
