@@ -283,3 +283,22 @@ def test_vscode_without_python_says_so(vsix: Path, tmp_path: Path):
     assert "no Python 3.10 or newer found" in message and "Python extension" in message, message
     assert any("Python 3.10+ not found" in s for s in res["statusBar"]["end"]), res["statusBar"]
     assert "no python3 on PATH" in res["outputLog"], res["outputLog"]
+
+
+def test_vscode_stays_inactive_without_alembic(vsix: Path, tmp_path: Path):
+    """A Python project with a pyproject.toml but no Alembic environment does not activate the
+    extension (it used to, on any pyproject.toml): no server, no status item, no notification."""
+    project = tmp_path / "plain"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "plain"\nversion = "1.0"\n\n[tool.ruff]\nline-length = 100\n')
+    (project / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    out = tmp_path / "result.json"
+    cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(project / "pkg" / "__init__.py"),
+           "--out", str(out), "--vsix", str(vsix), "--server", "none"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    res = json.loads(out.read_text())
+    assert "error" not in res, res["error"]
+    assert res["extensionInstalled"] and res["extensionActive"] is False, res
+    assert not [n for n in res["notifications"] if "Migration LSP" in n], res["notifications"]
+    assert not any("Alembic" in s for s in res["statusBar"]["end"]), res["statusBar"]

@@ -186,7 +186,8 @@ const t0 = Date.now();
     if (!fs.existsSync(out)) throw new Error("the probe extension wrote no result");
     status.end = await statusTexts();
     // with no server the error item appears once discovery has finished (slow on a loaded machine)
-    for (let i = 0; i < 300 && ["none", "nopython"].includes(serverMode) && !status.end.some((s) => s.includes("Alembic:")); i++) {
+    const probed = JSON.parse(fs.readFileSync(out, "utf8"));
+    for (let i = 0; i < 300 && probed.extensionActive && ["none", "nopython"].includes(serverMode) && !status.end.some((s) => s.includes("Alembic:")); i++) {
       await sleep(100);
       status.end = await statusTexts();
     }
