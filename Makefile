@@ -40,8 +40,17 @@ VSCODE_APT := chromium libkrb5-dev ripgrep
 CODE_SERVER := .cache/code-server/node_modules/code-server/out/node/entry.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: vscode-deps vscode-apt
-vscode-deps: editors/vscode/node_modules/.package-lock.json tests/vscode/node_modules/.package-lock.json $(CODE_SERVER)
+.PHONY: vscode-deps vscode-apt vscode-bundle vscode
+vscode-deps: editors/vscode/node_modules/.package-lock.json tests/vscode/node_modules/.package-lock.json $(CODE_SERVER) vscode-bundle
+
+# The server the extension bundles (editors/vscode/bundled/libs), built from this repository's
+# source; the script rebuilds only when pyproject.toml, migration_lsp/ or itself changed.
+vscode-bundle: $(STAMP)
+	$(BIN)/python editors/vscode/scripts/bundle_server.py
+
+# The .vsix a user installs (the bundled server included): editors/vscode/migration-lsp.vsix
+vscode: editors/vscode/node_modules/.package-lock.json vscode-bundle
+	cd editors/vscode && PYTHON=../../$(BIN)/python npm run --silent package
 
 vscode-apt:
 	@dpkg -s $(VSCODE_APT) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \

@@ -3,9 +3,23 @@ Debian Chromium, the extension installed from its packaged .vsix with --install-
 and a test-only probe extension (tests/vscode/probe) that drives the VS Code API.
 
 Fixture: a copy of examples/blog with the down_revision typo fixed, so exactly two heads
-(2d91aa861ea7 and 4327c6748b81) remain, each with G001. Run in a trusted workspace with the
-server given by the `migrationLsp.server.command` setting, in an untrusted one (Restricted Mode)
-with the server found on PATH, and with no server at all (the extension must say how to fix that).
+(2d91aa861ea7 and 4327c6748b81) remain, each with G001. code-server's PATH never holds this
+repository's .venv: `migration-lsp` is installed nowhere it can find, and `python3` there has
+neither migration_lsp nor SQLAlchemy (checked). Modes:
+- bundled: trusted, only the .vsix: the extension runs the server it bundles with python3 on
+  PATH; the project's own .venv (SQLAlchemy) imports the models, so M001 appears;
+- untrusted-bundled: Restricted Mode; the workspace's settings ask for /bin/false as server,
+  importStrategy fromEnvironment and its own .venv python, whose bin directory is first on PATH
+  (as after `source .venv/bin/activate; code .`): none of it may run, the bundled server does;
+- environment: trusted, importStrategy fromEnvironment; a stand-in for the Python extension
+  (tests/vscode/fake-python) selects this repository's .venv, which has migration-lsp: the server
+  is `python -I -m migration_lsp serve`, and is told to import the models with that interpreter;
+  the probe then restarts it by setting `migrationLsp.server.command` to that bare interpreter.
+  (In untrusted-bundled the stand-in selects the workspace's .venv: it must not run.)
+Every workspace holds look-alike modules (`argparse.py`, a `migration_lsp/` package) that write a
+sentinel when imported: with the workspace as working directory, `python -m migration_lsp`
+imported them (issue 12); no mode may. With no server to find, or no Python 3.10+ to run the bundled
+one, the extension says how to fix it.
 
 Needs `make vscode-deps` (Debian chromium, libkrb5-dev, ripgrep; npm packages; code-server in
 .cache/code-server). Set MIGRATION_LSP_VSCODE_SCREENSHOT=editors/vscode/screenshot.png to
@@ -19,6 +33,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,8 +59,9 @@ def vsix() -> Path:
     fail the test (never skip it): `make test` installs them through `make vscode-deps`."""
     if missing:
         pytest.fail(f"run `make vscode-deps` first; missing: {', '.join(missing)}")
-    subprocess.run(["npm", "run", "--silent", "package"], cwd=EXTENSION, check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=180)
+    # the package step builds bundled/libs from this repository's source (cached while unchanged)
+    subprocess.run(["npm", "run", "--silent", "package"], cwd=EXTENSION, check=True, env={**os.environ, "PYTHON": sys.executable},
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=400)
     path = EXTENSION / "migration-lsp.vsix"
     assert path.is_file()
     return path
@@ -59,8 +75,34 @@ def fixture_project(dest: Path) -> Path:
     return project
 
 
+def plant_look_alikes(project: Path, sentinel: Path) -> None:
+    """Workspace modules named like what the server imports: each writes `sentinel` when imported."""
+    code = (f"import os, sys\nwith open({str(sentinel)!r}, 'a') as f:\n"
+            f"    f.write('%s imported in pid %d: %r\\n' % (__file__, os.getpid(), sys.argv))\n")
+    (project / "argparse.py").write_text(code)
+    (project / "migration_lsp").mkdir()
+    (project / "migration_lsp" / "__init__.py").write_text(code)
+    (project / "migration_lsp" / "__main__.py").write_text(code)
+
+
+def project_venv(project: Path) -> Path:
+    """The project's own .venv: SQLAlchemy (this repository's copy, through a .pth file: fast and
+    offline) but no migration_lsp. Returns its site-packages."""
+    subprocess.run([str(VENV_BIN / "python"), "-m", "venv", "--without-pip", str(project / ".venv")], check=True, timeout=60)
+    (site,) = (project / ".venv" / "lib").glob("python3*/site-packages")
+    import sqlalchemy  # noqa: PLC0415  (the test's own interpreter is this repository's .venv)
+
+    (site / "repo_sqlalchemy.pth").write_text(str(Path(sqlalchemy.__file__).parent.parent) + "\n")
+    python = project / ".venv" / "bin" / "python"
+    probe = subprocess.run([str(python), "-I", "-c", "import sqlalchemy; import migration_lsp"], cwd=project.parent,
+                           capture_output=True, text=True, timeout=60)
+    assert "No module named 'migration_lsp'" in probe.stderr, probe.stderr
+    return site
+
+
 def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Path | None = None,
-               untrusted: bool = False) -> dict:
+               untrusted: bool = False, path_prepend: Path | None = None, python_ext: Path | None = None,
+               restart_command: list[str] | None = None) -> dict:
     head = project / "migrations" / "versions" / f"{HEAD_B}_add_post_slug.py"
     cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(head), "--out", str(out),
            "--vsix", str(vsix), "--server", server]
@@ -68,7 +110,13 @@ def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Pa
         cmd += ["--screenshot", str(screenshot)]
     if untrusted:
         cmd += ["--untrusted", "1"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    if path_prepend:
+        cmd += ["--path-prepend", str(path_prepend)]
+    if python_ext:
+        cmd += ["--python-ext", str(python_ext)]
+    if restart_command:
+        cmd += ["--restart-command", json.dumps(restart_command)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"e2e driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
     return json.loads(out.read_text())
 
@@ -80,29 +128,78 @@ def heads_by_alembic(project: Path) -> list[str]:
     return re.findall(r"^([0-9a-f]+) \(head\)", proc.stdout, re.M)
 
 
-@pytest.mark.parametrize("mode", ["setting", "untrusted-path"])
+def bare_path(ext_host_path: str, project: Path) -> dict[str, str]:
+    """The environment of code-server's extension host without the project's own directories
+    (what an untrusted workspace may run from), for commands run from outside any project."""
+    dirs = [d for d in ext_host_path.split(os.pathsep) if d and not Path(d).resolve().is_relative_to(project.resolve())]
+    return {"PATH": os.pathsep.join(dirs), "HOME": os.environ.get("HOME", "/root")}
+
+
+@pytest.mark.parametrize("mode", ["bundled", "untrusted-bundled", "environment"])
 def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
-    """setting: trusted workspace, server from migrationLsp.server.command (machine settings).
-    untrusted-path: Restricted Mode, the workspace's own server.command is ignored, the server
-    is the one on PATH."""
     project = fixture_project(tmp_path)
-    untrusted = mode == "untrusted-path"
+    sentinel = tmp_path / "look-alike-imported.txt"
+    plant_look_alikes(project, sentinel)
+    untrusted = mode == "untrusted-bundled"
+    path_prepend = None
+    site = project_venv(project)  # trusted: it imports the models
+    venv_python = project / ".venv" / "bin" / "python"
+    # a stand-in for the Python extension: its selected interpreter (see the module docstring)
+    python_ext = {"bundled": None, "untrusted-bundled": venv_python, "environment": VENV_BIN / "python"}[mode]
+    restart_command = [str(VENV_BIN / "python")] if mode == "environment" else None
     if untrusted:
-        # a workspace must not choose what runs: this restricted setting is ignored until trusted
+        # the workspace's own interpreter must not run at all: its site-packages run code at start
+        (site / "evil.pth").write_text(f"import os; open({str(sentinel)!r}, 'a').write('workspace .venv ran\\n')\n")
+        path_prepend = project / ".venv" / "bin"
+        # a workspace must not choose what runs: these restricted settings are ignored until trusted
         (project / ".vscode").mkdir()
-        (project / ".vscode" / "settings.json").write_text(json.dumps({"migrationLsp.server.command": ["/bin/false"]}))
+        (project / ".vscode" / "settings.json").write_text(json.dumps({
+            "migrationLsp.server.command": ["/bin/false"], "migrationLsp.importStrategy": "fromEnvironment",
+            "migrationLsp.python": str(project / ".venv" / "bin" / "python")}))
     wanted = os.environ.get("MIGRATION_LSP_VSCODE_SCREENSHOT")
     screenshot = None
-    if mode == "setting":  # one screenshot of the session: the head's G001 with its hover
+    if mode == "bundled":  # one screenshot of the session: the head's G001 with its hover
         screenshot = Path(wanted).resolve() if wanted else tmp_path / "hover.png"
-    res = run_vscode(project, vsix, tmp_path / "result.json", "path" if untrusted else "setting", screenshot,
-                     untrusted=untrusted)
+    try:
+        res = run_vscode(project, vsix, tmp_path / "result.json", "environment" if mode == "environment" else "bundled",
+                         screenshot, untrusted=untrusted, path_prepend=path_prepend, python_ext=python_ext,
+                         restart_command=restart_command)
+    finally:
+        # no workspace module was imported, no workspace interpreter ran: not by the server, not by a probe
+        # (checked first: a server replaced by a look-alike also makes the session fail)
+        assert not sentinel.exists(), sentinel.read_text()
     assert "error" not in res, res["error"]
+    log = res["outputLog"]
+    from migration_lsp import __version__
+
+    if mode == "environment":
+        python = VENV_BIN / "python"
+        assert f"starting {python} -I -m migration_lsp serve ({python})" in log, log
+        assert f"server: migration-lsp {__version__} (from {python})" in log, log
+        assert f"starting {python} -I -m migration_lsp serve (setting migrationLsp.server.command)" in log, log
+        # the Python extension's interpreter imports the models (the server is told so)
+        assert f"models are imported with {python}" in log, log
+    else:
+        # migration-lsp is installed nowhere code-server can see: only the .vsix brings it
+        env = bare_path(res["extensionHostPath"], project)
+        assert shutil.which("migration-lsp", path=env["PATH"]) is None
+        for module in ("migration_lsp", "sqlalchemy"):
+            probe = subprocess.run(["python3", "-c", f"import {module}"], env=env, cwd=tmp_path,
+                                   capture_output=True, text=True, timeout=60)
+            assert probe.returncode != 0 and f"No module named '{module}'" in probe.stderr, (module, probe)
+        assert re.search(rf"server: migration-lsp {re.escape(__version__)} \(bundled\) on Python 3\.\d+", log), log
+        assert "bundled/tool/server.py serve" in log and " -I " in log, log
+        # the server runs on python3 from PATH, not the project's interpreter (untrusted: not even
+        # when the Python extension selected it, or its bin directory is first on PATH)
+        assert str(project / ".venv") not in log.split("starting", 1)[1].split("\n", 1)[0], log
+        if untrusted:
+            assert "models are imported with" not in log, log
+        assert f"migration-lsp {__version__} (bundled)" in res["statusBar"]["tooltip"], res["statusBar"]
 
     # installed from the .vsix and activated by its own activation events
     assert res["extensionInstalled"] and res["extensionActive"], res
-    # no error pop-ups from the server
-    errors = [n for n in res["notifications"] if n.startswith("Error in server")]
+    # no error pop-ups from the server or the extension
+    errors = [n for n in res["notifications"] if n.startswith("Error in server") or "Migration LSP" in n]
     assert not errors, res["notifications"]
 
     # workspace trust reaches the server: models are imported only when trusted
@@ -147,9 +244,13 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     assert res["graphTabsAfterCommand"] == 1 and res["graphTabsAfterLens"] == 1, res
     assert res["codeLenses"] and res["codeLenses"][0], res["codeLenses"]
 
-    # settings restart the server: ignoring "M" removes the model diagnostics, clearing it restores them
+    # settings reach the running server (workspace/didChangeConfiguration, no restart): ignoring
+    # "M" removes the model diagnostics, clearing it restores them
     assert res["modelCodesIgnored"] == [], res["modelCodesIgnored"]
     assert res["modelCodesRestored"], res
+    # started at activation and by the restart only
+    assert len(re.findall(r"\[info\] starting ", log)) == 2, log
+    assert "settings changed" in log, log
     # "Migration LSP: Restart server" brings every feature back
     assert any(PARENT_MESSAGE in h for h in res["hoverAfterRestart"]), res["hoverAfterRestart"]
 
@@ -162,9 +263,42 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
 
 def test_vscode_without_a_server_says_how_to_fix_it(vsix: Path, tmp_path: Path):
     project = fixture_project(tmp_path)
-    res = run_vscode(project, vsix, tmp_path / "result.json", "none")
+    res = run_vscode(project, vsix, tmp_path / "result.json", "none")  # importStrategy fromEnvironment
     assert "error" not in res, res["error"]
     assert res["extensionActive"]
     (message,) = [n for n in res["notifications"] if "language server was not found" in n]
     assert "pip install migration-lsp" in message and "migrationLsp.server.command" in message
+    assert "useBundled" in message
     assert any("server not found" in s for s in res["statusBar"]["end"]), res["statusBar"]
+
+
+def test_vscode_without_python_says_so(vsix: Path, tmp_path: Path):
+    """The bundled server needs a Python >= 3.10: on a machine without any, the extension says so."""
+    project = fixture_project(tmp_path)
+    res = run_vscode(project, vsix, tmp_path / "result.json", "nopython")  # PATH: an empty folder
+    assert "error" not in res, res["error"]
+    assert res["extensionActive"]
+    assert all(shutil.which(name, path=res["extensionHostPath"]) is None for name in ("python3", "python"))
+    (message,) = [n for n in res["notifications"] if "Python 3.10" in n]
+    assert "no Python 3.10 or newer found" in message and "Python extension" in message, message
+    assert any("Python 3.10+ not found" in s for s in res["statusBar"]["end"]), res["statusBar"]
+    assert "no python3 on PATH" in res["outputLog"], res["outputLog"]
+
+
+def test_vscode_stays_inactive_without_alembic(vsix: Path, tmp_path: Path):
+    """A Python project with a pyproject.toml but no Alembic environment does not activate the
+    extension (it used to, on any pyproject.toml): no server, no status item, no notification."""
+    project = tmp_path / "plain"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "plain"\nversion = "1.0"\n\n[tool.ruff]\nline-length = 100\n')
+    (project / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    out = tmp_path / "result.json"
+    cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(project / "pkg" / "__init__.py"),
+           "--out", str(out), "--vsix", str(vsix), "--server", "none"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    res = json.loads(out.read_text())
+    assert "error" not in res, res["error"]
+    assert res["extensionInstalled"] and res["extensionActive"] is False, res
+    assert not [n for n in res["notifications"] if "Migration LSP" in n], res["notifications"]
+    assert not any("Alembic" in s for s in res["statusBar"]["end"]), res["statusBar"]

@@ -3,12 +3,22 @@
 // probe extension (probe/) that drives the VS Code API and writes JSON.
 //
 // usage: node tests/vscode/e2e.js --workspace DIR --file HEAD.py --out RESULT.json
-//          [--vsix editors/vscode/migration-lsp.vsix] [--server setting|path|none]
+//          [--vsix editors/vscode/migration-lsp.vsix] [--server bundled|environment|setting|path|none]
 //          [--screenshot hover.png] [--graph-screenshot graph.png] [--untrusted 1] [--keep 1] [--trace 1]
+//          [--path-prepend DIR] [--user-settings JSON] [--python-ext PYTHON] [--restart-command JSON]
+// code-server's PATH never has this repository's .venv/bin, except in `path` mode.
+// --server bundled: no setting: the extension runs the server it bundles (the default);
+// --server environment: importStrategy fromEnvironment: the Python extension's interpreter (see --python-ext) runs it;
 // --server setting: migrationLsp.server.command points at .venv/bin/migration-lsp (machine settings);
-// --server path:    no setting, .venv/bin is on code-server's PATH (the extension's PATH fallback);
-// --server none:    no way to find the server: the extension must show its error notification.
+// --server path:    no setting, .venv/bin is on code-server's PATH (importStrategy fromEnvironment finds it);
+// --server none:    importStrategy fromEnvironment and nothing installed: the extension must show its error.
+// --server nopython: the bundled server, and no Python at all on code-server's PATH (an empty folder).
 // --untrusted 1:    workspace trust on and the folder not trusted (restricted mode).
+// --path-prepend:   a directory put first on code-server's PATH (e.g. a workspace's .venv/bin).
+// --user-settings:  more user settings, as JSON.
+// --python-ext:     install a stand-in for the Python extension (fake-python/) whose selected interpreter is PYTHON.
+// --restart-command: the probe restarts the server by setting migrationLsp.server.command to this (JSON list).
+// The extension's output (a LogOutputChannel, written to code-server's logs) is returned as `outputLog`.
 // Prints the probe's JSON plus status-bar texts; exit 0 when the probe wrote a result (assertions are
 // the caller's), 2 when the session itself failed (code-server log on stderr).
 const { spawn, execFileSync } = require("child_process");
@@ -32,6 +42,20 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const VSCE = path.join(ROOT, "editors/vscode/node_modules/.bin/vsce");
 const VENV_BIN = path.join(ROOT, ".venv/bin");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The extension's LogOutputChannel, as code-server wrote it into its logs folder. */
+function outputLog(userData) {
+  const found = [];
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/Migration LSP\.log$/.test(e.name)) found.push(fs.readFileSync(p, "utf8"));
+    }
+  };
+  if (fs.existsSync(path.join(userData, "logs"))) walk(path.join(userData, "logs"));
+  return found.join("\n");
+}
 
 function log(msg) {
   process.stderr.write(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
@@ -62,12 +86,24 @@ const t0 = Date.now();
   // a PATH without the venv: in "path" mode only the venv's bin dir is added, so the fallback is what finds it
   const basePath = (process.env.PATH || "").split(path.delimiter).filter((p) => path.resolve(p) !== VENV_BIN).join(path.delimiter);
   env.PATH = serverMode === "path" ? `${VENV_BIN}${path.delimiter}${basePath}` : basePath;
+  if (args["path-prepend"]) env.PATH = `${abs(args["path-prepend"])}${path.delimiter}${env.PATH}`;
+  if (serverMode === "nopython") {
+    env.PATH = path.join(tmp, "empty-bin"); // code-server itself is started by this node, by path
+    fs.mkdirSync(env.PATH);
+  }
   // like `code .` from a terminal with the venv activated: VS Code then keeps this environment
   // instead of resolving the login shell's (which would drop the venv from PATH)
   env.VSCODE_CLI = "1";
   delete env.VIRTUAL_ENV;
-  execFileSync(CODE_SERVER, ["--user-data-dir", userData, "--extensions-dir", extensions,
-    "--install-extension", vsix, "--install-extension", probeVsix], { env, stdio: ["ignore", "ignore", "inherit"] });
+  const install = ["--install-extension", vsix, "--install-extension", probeVsix];
+  if (args["python-ext"]) {
+    const fakeVsix = path.join(tmp, "fake-python.vsix");
+    execFileSync(VSCE, ["package", "--no-dependencies", "--allow-missing-repository", "--skip-license", "--out", fakeVsix],
+      { cwd: path.join(__dirname, "fake-python"), stdio: ["ignore", "ignore", "inherit"] });
+    install.push("--install-extension", fakeVsix);
+  }
+  execFileSync(process.execPath, [CODE_SERVER, "--user-data-dir", userData, "--extensions-dir", extensions, ...install],
+    { env, stdio: ["ignore", "ignore", "inherit"] });
   log("extensions installed");
 
   const untrusted = !!args.untrusted;
@@ -80,6 +116,8 @@ const t0 = Date.now();
     "workbench.colorTheme": "Default Light Modern",
   };
   if (args.trace) settings["migrationLsp.trace.server"] = "verbose";
+  if (["none", "path", "environment"].includes(serverMode)) settings["migrationLsp.importStrategy"] = "fromEnvironment";
+  Object.assign(settings, JSON.parse(args["user-settings"] || "{}"));
   fs.writeFileSync(path.join(userData, "User/settings.json"), JSON.stringify(settings, null, 2));
   if (serverMode === "setting") {
     // a path on the machine that runs the server: machine-scoped, so in code-server (a remote window
@@ -91,14 +129,15 @@ const t0 = Date.now();
   }
 
   const port = 18000 + Math.floor(Math.random() * 1000);
-  const cs = spawn(CODE_SERVER, [
+  const cs = spawn(process.execPath, [CODE_SERVER,
     "--bind-addr", `127.0.0.1:${port}`, "--auth", "none",
     "--user-data-dir", userData, "--extensions-dir", extensions,
     "--disable-telemetry", "--disable-update-check", "--disable-getting-started-override",
     ...(untrusted ? [] : ["--disable-workspace-trust"]),
   ], {
     env: { ...env, MIGRATION_LSP_E2E_OUT: out, MIGRATION_LSP_E2E_FILE: file, MIGRATION_LSP_E2E_SYNC: sync,
-      MIGRATION_LSP_E2E_EXPECT: serverMode === "none" ? "no-server" : "" },
+      MIGRATION_LSP_E2E_EXPECT: ["none", "nopython"].includes(serverMode) ? "no-server" : "", MIGRATION_LSP_E2E_PYTHON: abs(args["python-ext"]) || "",
+      MIGRATION_LSP_E2E_RESTART_COMMAND: args["restart-command"] || "" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let csLog = "";
@@ -122,7 +161,7 @@ const t0 = Date.now();
     const notificationTexts = async () =>
       (await page.locator(".notification-list-item-message").allInnerTexts()).map((s) => s.trim());
     const statusTexts = async () => (await page.locator(".statusbar-item").allInnerTexts()).map((s) => s.trim()).filter(Boolean);
-    const deadline = Date.now() + 90000;
+    const deadline = Date.now() + 180000; // generous: a loaded machine is slow, and the probe bounds every wait itself
     while (!fs.existsSync(out) && Date.now() < deadline) {
       for (const name of ["notifications", "hover", "graph"]) {
         if (fs.existsSync(path.join(sync, `${name}.ready`)) && !fs.existsSync(path.join(sync, `${name}.done`))) {
@@ -146,9 +185,26 @@ const t0 = Date.now();
     }
     if (!fs.existsSync(out)) throw new Error("the probe extension wrote no result");
     status.end = await statusTexts();
+    // with no server the error item appears once discovery has finished (slow on a loaded machine)
+    const probed = JSON.parse(fs.readFileSync(out, "utf8"));
+    for (let i = 0; i < 300 && probed.extensionActive && ["none", "nopython"].includes(serverMode) && !status.end.some((s) => s.includes("Alembic:")); i++) {
+      await sleep(100);
+      status.end = await statusTexts();
+    }
+    // the status item's tooltip (it names the server and its version)
+    try {
+      const item = page.locator('[id="migration-lsp.migration-lsp.migrationLsp.heads"]');
+      await item.hover({ timeout: 5000 });
+      const hover = page.locator(".workbench-hover, .monaco-hover").filter({ hasText: "Server" }).first();
+      await hover.waitFor({ state: "visible", timeout: 5000 });
+      status.tooltip = (await hover.innerText()).trim();
+    } catch (e) {
+      status.tooltip = `(no tooltip: ${e && e.message})`;
+    }
     for (const n of await notificationTexts()) if (!notifications.includes(n)) notifications.push(n);
     const res = JSON.parse(fs.readFileSync(out, "utf8"));
     res.statusBar = status;
+    res.outputLog = outputLog(userData);
     res.notifications = notifications;
     res.serverMode = serverMode;
     res.elapsedMs = Date.now() - t0;

@@ -1,10 +1,15 @@
-// Where the language server comes from, in this order:
-//   1. the `migrationLsp.server.command` setting;
-//   2. the interpreter selected in the Python extension (ms-python.python), as `<python> -m migration_lsp serve`,
-//      when migration_lsp is importable there;
-//   3. `migration-lsp` on PATH.
-// In an untrusted workspace the setting is read from user settings only (it is a restricted
-// configuration) and an interpreter that lives inside the workspace is not run.
+// Where the language server comes from:
+//   1. the `migrationLsp.server.command` setting (user or machine settings in an untrusted workspace);
+//   2. `migrationLsp.importStrategy`:
+//      useBundled (default): the server bundled in the extension (bundled/libs), started as
+//        `<python> -I bundled/tool/server.py serve` with the first Python >= 3.10 of: the interpreter
+//        selected in the Python extension (trusted workspace only), `python3` / `python` on PATH;
+//      fromEnvironment: `<python> -I -m migration_lsp serve` with the selected interpreter when it
+//        has migration_lsp, else `migration-lsp` on PATH.
+// Every server starts in the extension's own folder, never in the workspace, and Python always
+// with -I (isolated): neither the working directory nor PYTHONPATH is on sys.path, so a workspace
+// `argparse.py` or `migration_lsp/` cannot replace a module. In an untrusted workspace nothing
+// that lives inside the workspace is run (no `.venv/bin/python` of the workspace).
 import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -15,6 +20,8 @@ export interface ServerCommand {
   args: string[];
   /** Human-readable origin, shown in the output channel and the status-bar tooltip. */
   source: string;
+  /** e.g. "migration-lsp 0.1.0 (bundled) on Python 3.11.2" */
+  version: string;
 }
 
 export interface Discovery {
@@ -23,9 +30,18 @@ export interface Discovery {
   notes: string[];
   /** True when the Python extension's interpreter was consulted (its changes then matter). */
   usedPythonExtension: boolean;
+  /** No usable Python >= 3.10 was found (the bundled server cannot run). */
+  noPython?: boolean;
 }
 
+export interface BundleInfo {
+  migrationLsp?: string;
+  packages?: Record<string, string>;
+}
+
+export const MIN_PYTHON: [number, number] = [3, 10];
 const EXE = process.platform === "win32" ? ["migration-lsp.exe", "migration-lsp.cmd", "migration-lsp"] : ["migration-lsp"];
+const PYTHONS = process.platform === "win32" ? ["python.exe", "python3.exe"] : ["python3", "python"];
 
 export function isExecutable(file: string): boolean {
   try {
@@ -44,20 +60,39 @@ export function isExecutable(file: string): boolean {
 }
 
 export function which(name: string, envPath = process.env.PATH ?? ""): string | undefined {
+  return whichAll(name, envPath)[0];
+}
+
+/** Every executable `name` on PATH, in order (absolute directories only: a relative entry
+ * would be resolved against the working directory). */
+export function whichAll(name: string, envPath = process.env.PATH ?? ""): string[] {
   if (name.includes("/") || name.includes(path.sep)) {
-    return isExecutable(name) ? name : undefined;
+    return isExecutable(name) ? [name] : [];
   }
+  const found: string[] = [];
   const names = process.platform === "win32" && !path.extname(name) ? [name + ".exe", name + ".cmd", name] : [name];
   for (const dir of envPath.split(path.delimiter)) {
-    if (!dir) {
+    if (!dir || !path.isAbsolute(dir)) {
       continue;
     }
     for (const n of names) {
       const candidate = path.join(dir, n);
-      if (isExecutable(candidate)) {
-        return candidate;
+      if (isExecutable(candidate) && !found.includes(candidate)) {
+        found.push(candidate);
       }
     }
+  }
+  return found;
+}
+
+/** The first `name` on PATH that may run: in an untrusted workspace none from inside it. */
+function allowedOnPath(name: string, notes: string[]): string | undefined {
+  for (const found of whichAll(name)) {
+    if (!vscode.workspace.isTrusted && insideWorkspace(found)) {
+      notes.push(`${found} (on PATH) is inside this untrusted workspace, so it is not run.`);
+      continue;
+    }
+    return found;
   }
   return undefined;
 }
@@ -82,7 +117,7 @@ export function normaliseCommand(value: unknown): string[] | undefined {
     return undefined;
   }
   if (parts.length === 1) {
-    parts.push(...(looksLikePython(parts[0]) ? ["-m", "migration_lsp", "serve"] : ["serve"]));
+    parts.push(...(looksLikePython(parts[0]) ? ["-I", "-m", "migration_lsp", "serve"] : ["serve"]));
   }
   return parts;
 }
@@ -91,7 +126,9 @@ function expandHome(p: string): string {
   return p.startsWith("~/") ? path.join(process.env.HOME ?? "~", p.slice(2)) : p;
 }
 
-function insideWorkspace(file: string): boolean {
+/** Whether `file` lives in a workspace folder, as written or once symlinks are followed (a
+ * workspace `.venv/bin/python` is a symlink to a system binary, but runs the workspace's site-packages). */
+export function insideWorkspace(file: string): boolean {
   const real = (p: string) => {
     try {
       return fs.realpathSync(p);
@@ -99,17 +136,20 @@ function insideWorkspace(file: string): boolean {
       return path.resolve(p);
     }
   };
-  const f = real(file);
+  const forms = [path.resolve(file), path.join(real(path.dirname(file)), path.basename(file)), real(file)];
   return (vscode.workspace.workspaceFolders ?? []).some((folder) => {
-    const root = real(folder.uri.fsPath);
-    const rel = path.relative(root, f);
-    return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel);
+    const roots = [path.resolve(folder.uri.fsPath), real(folder.uri.fsPath)];
+    return forms.some((f) => roots.some((root) => {
+      const rel = path.relative(root, f);
+      return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel);
+    }));
   });
 }
 
-function run(command: string, args: string[], timeoutMs: number): Promise<{ ok: boolean; output: string }> {
+/** Runs a probe outside the workspace (cwd: the extension's folder). */
+function run(command: string, args: string[], cwd: string, timeoutMs = 15000): Promise<{ ok: boolean; output: string }> {
   return new Promise((resolve) => {
-    execFile(command, args, { timeout: timeoutMs, windowsHide: true }, (error, stdout, stderr) => {
+    execFile(command, args, { cwd, timeout: timeoutMs, windowsHide: true }, (error, stdout, stderr) => {
       resolve({ ok: !error, output: `${stdout}${stderr}`.trim() });
     });
   });
@@ -138,10 +178,12 @@ export async function pythonExtensionApi(): Promise<PythonExtensionApi | undefin
   }
 }
 
-async function selectedInterpreter(api: PythonExtensionApi, folder?: vscode.Uri): Promise<string | undefined> {
-  const envs = api.environments!;
-  const active = envs.getActiveEnvironmentPath(folder);
-  if (!active) {
+/** The interpreter selected in the Python extension, when there is one. */
+export async function selectedInterpreter(folder?: vscode.Uri): Promise<string | undefined> {
+  const api = await pythonExtensionApi();
+  const envs = api?.environments;
+  const active = envs?.getActiveEnvironmentPath(folder);
+  if (!envs || !active) {
     return undefined;
   }
   try {
@@ -156,13 +198,56 @@ async function selectedInterpreter(api: PythonExtensionApi, folder?: vscode.Uri)
   return active.path || undefined;
 }
 
-export async function discoverServer(): Promise<Discovery> {
+/** "3.11.2" of a Python interpreter (run isolated, outside the workspace), or undefined. */
+async function pythonVersion(python: string, cwd: string): Promise<string | undefined> {
+  const probe = await run(python, ["-I", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], cwd);
+  const m = probe.ok ? /^(\d+)\.(\d+)\.(\d+)$/m.exec(probe.output) : null;
+  return m ? m[0] : undefined;
+}
+
+function atLeast(version: string, [major, minor]: [number, number]): boolean {
+  const [a, b] = version.split(".").map(Number);
+  return a > major || (a === major && b >= minor);
+}
+
+export function bundleInfo(extensionPath: string): BundleInfo | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(extensionPath, "bundled", "libs", ".bundle.json"), "utf8")) as BundleInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Python candidates for the server, in order, without the ones an untrusted workspace must not run. */
+async function pythonCandidates(folder: vscode.Uri | undefined, notes: string[]): Promise<{ list: string[]; usedPythonExtension: boolean }> {
+  const list: string[] = [];
+  let usedPythonExtension = false;
+  if (vscode.workspace.isTrusted) {
+    usedPythonExtension = (await pythonExtensionApi()) !== undefined;
+    const selected = usedPythonExtension ? await selectedInterpreter(folder) : undefined;
+    if (selected) {
+      list.push(selected);
+    }
+  }
+  for (const name of PYTHONS) {
+    const found = allowedOnPath(name, notes);
+    if (found && !list.includes(found)) {
+      list.push(found);
+    }
+  }
+  return { list, usedPythonExtension };
+}
+
+export async function discoverServer(extensionPath: string): Promise<Discovery> {
   const notes: string[] = [];
   const config = vscode.workspace.getConfiguration("migrationLsp");
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
+  const trusted = vscode.workspace.isTrusted;
 
-  // 1. the setting
-  const configured = normaliseCommand(config.get("server.command"));
+  // 1. the setting; in an untrusted workspace only the user's (and machine's) own value counts
+  const inspected = config.inspect("server.command");
+  const raw = trusted ? config.get("server.command") : inspected?.globalValue;
+  const configured = normaliseCommand(raw);
   if (configured) {
     let [cmd, ...args] = configured;
     cmd = expandHome(cmd);
@@ -170,44 +255,69 @@ export async function discoverServer(): Promise<Discovery> {
       cmd = path.join(folder.fsPath, cmd); // relative paths are relative to the (first) workspace folder
     }
     const resolved = which(cmd);
+    if (resolved && !trusted && insideWorkspace(resolved)) {
+      notes.push(`migrationLsp.server.command (${resolved}) is inside this untrusted workspace, so it is not run.`);
+      return { notes, usedPythonExtension: false };
+    }
     if (resolved) {
-      return { server: { command: resolved, args, source: "setting migrationLsp.server.command" }, notes, usedPythonExtension: false };
+      return { server: { command: resolved, args, source: "setting migrationLsp.server.command", version: "" }, notes, usedPythonExtension: false };
     }
     notes.push(`migrationLsp.server.command is set to "${cmd}", which is not an executable file.`);
     // an explicit setting that does not work is an error to report, not something to paper over
     return { notes, usedPythonExtension: false };
   }
 
-  // 2. the Python extension's interpreter
-  let usedPythonExtension = false;
-  const api = await pythonExtensionApi();
-  if (api) {
-    usedPythonExtension = true;
-    const python = await selectedInterpreter(api, folder);
-    if (!python) {
-      notes.push("The Python extension has no interpreter selected.");
-    } else if (!vscode.workspace.isTrusted && insideWorkspace(python)) {
-      notes.push(`The selected interpreter ${python} is inside this untrusted workspace, so it is not run.`);
-    } else {
-      const probe = await run(python, ["-c", "import migration_lsp"], 15000);
+  const strategy = config.get<string>("importStrategy") === "fromEnvironment" ? "fromEnvironment" : "useBundled";
+  const { list, usedPythonExtension } = await pythonCandidates(folder, notes);
+
+  if (strategy === "fromEnvironment") {
+    for (const python of list) {
+      const probe = await run(python, ["-I", "-c", "import migration_lsp; print(migration_lsp.__version__)"], extensionPath);
       if (probe.ok) {
-        return {
-          server: { command: python, args: ["-m", "migration_lsp", "serve"], source: `Python extension interpreter ${python}` },
-          notes,
-          usedPythonExtension,
-        };
+        const version = `migration-lsp ${probe.output.split("\n").pop()} (from ${python})`;
+        return { server: { command: python, args: ["-I", "-m", "migration_lsp", "serve"], source: python, version }, notes, usedPythonExtension };
       }
-      notes.push(`The interpreter selected in the Python extension (${python}) cannot import migration_lsp.`);
+      notes.push(`${python} cannot import migration_lsp.`);
     }
+    for (const name of EXE) {
+      const onPath = allowedOnPath(name, notes);
+      if (onPath) {
+        return { server: { command: onPath, args: ["serve"], source: `${onPath} (on PATH)`, version: "" }, notes, usedPythonExtension };
+      }
+    }
+    notes.push("No migration-lsp executable on PATH (migrationLsp.importStrategy is fromEnvironment).");
+    return { notes, usedPythonExtension };
   }
 
-  // 3. PATH
-  for (const name of EXE) {
-    const onPath = which(name);
-    if (onPath) {
-      return { server: { command: onPath, args: ["serve"], source: `${onPath} (on PATH)` }, notes, usedPythonExtension };
+  // useBundled
+  const launcher = path.join(extensionPath, "bundled", "tool", "server.py");
+  const bundle = bundleInfo(extensionPath);
+  if (!bundle || !fs.existsSync(launcher)) {
+    notes.push(`This build of the extension has no bundled server (${path.join(extensionPath, "bundled")}); ` +
+      "build it with `make vscode` or set migrationLsp.importStrategy to fromEnvironment.");
+    return { notes, usedPythonExtension };
+  }
+  const tooOld: string[] = [];
+  for (const python of list) {
+    const version = await pythonVersion(python, extensionPath);
+    if (!version) {
+      tooOld.push(`${python} (does not run)`);
+    } else if (!atLeast(version, MIN_PYTHON)) {
+      tooOld.push(`${python} (Python ${version})`);
+    } else {
+      return {
+        server: {
+          command: python,
+          args: ["-I", launcher, "serve"],
+          source: `bundled server on ${python}`,
+          version: `migration-lsp ${bundle.migrationLsp ?? "?"} (bundled) on Python ${version}`,
+        },
+        notes,
+        usedPythonExtension,
+      };
     }
   }
-  notes.push("No migration-lsp executable on PATH.");
-  return { notes, usedPythonExtension };
+  notes.push(`The bundled server needs Python ${MIN_PYTHON.join(".")} or newer; ` +
+    (tooOld.length ? `found only ${tooOld.join(", ")}.` : "no python3 on PATH" + (trusted ? " and no interpreter selected in the Python extension." : ".")));
+  return { notes, usedPythonExtension, noPython: true };
 }

@@ -1,5 +1,7 @@
 import * as vscode from "vscode";
+import * as os from "os";
 import {
+  DidChangeConfigurationNotification,
   ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
@@ -7,16 +9,19 @@ import {
   ServerOptions,
   State,
 } from "vscode-languageclient/node";
-import { Discovery, discoverServer, pythonExtensionApi, ServerCommand } from "./discovery";
+import { Discovery, discoverServer, pythonExtensionApi, selectedInterpreter, ServerCommand } from "./discovery";
 import { Environment, GraphPanel, parseMermaid, revisionOf } from "./graph";
 
 const SHOW_GRAPH = "migrationLsp.showGraph"; // implemented by the server
 const CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision";
-/** Settings the server reads; a change restarts it (so removing one is honoured too). */
-const SERVER_SETTINGS = ["server", "select", "ignore", "models", "python", "dialect", "excludeTables"];
+/** Settings that choose what runs the server: a change restarts it. */
+const RESTART_SETTINGS = ["server", "importStrategy"];
+/** Settings the server reads: a change is sent with workspace/didChangeConfiguration. */
+const SERVER_SETTINGS = ["select", "ignore", "models", "python", "dialect", "excludeTables"];
 
 let extensionUri: vscode.Uri;
-let output: vscode.OutputChannel;
+let extensionPath: string;
+let output: vscode.LogOutputChannel;
 let client: LanguageClient | undefined;
 let current: ServerCommand | undefined;
 let discovery: Discovery | undefined;
@@ -24,22 +29,51 @@ let status: vscode.StatusBarItem;
 let environments: Environment[] = [];
 let starting: Promise<void> = Promise.resolve();
 let statusTimer: NodeJS.Timeout | undefined;
+/** The Python extension's interpreter (trusted workspaces only): it imports the models. */
+let projectPython: string | undefined;
+/** The settings the running server got at initialize (the server keeps them; see pushSettings). */
+let initSettings: Record<string, unknown> = {};
 
 function serverSettings(): Record<string, unknown> {
   const config = vscode.workspace.getConfiguration("migrationLsp");
   const out: Record<string, unknown> = {};
-  for (const key of ["select", "ignore", "models", "python", "dialect", "excludeTables"]) {
+  for (const key of SERVER_SETTINGS) {
     const value = config.get(key);
     if (value !== undefined && value !== "" && !(Array.isArray(value) && value.length === 0)) {
       out[key] = value;
     }
   }
+  if (out.python === undefined && projectPython && vscode.workspace.isTrusted) {
+    out.python = projectPython; // the models are imported with the project's interpreter
+  }
   return out;
+}
+
+/** The interpreter the Python extension selected, when the workspace is trusted (in an untrusted
+ * one nothing of the project is imported, and nothing inside it is run). */
+async function refreshProjectPython(): Promise<void> {
+  projectPython = vscode.workspace.isTrusted ? await selectedInterpreter(vscode.workspace.workspaceFolders?.[0]?.uri) : undefined;
+}
+
+/** Changed settings reach the running server without a restart. The server merges them over
+ * what it got at initialize, so a setting given then and removed now needs a restart. */
+function pushSettings(): void {
+  const settings = serverSettings();
+  if (Object.keys(initSettings).some((key) => settings[key] === undefined)) {
+    output.info("a setting the server started with was removed: restarting it");
+    void restart();
+    return;
+  }
+  if (client && client.state === State.Running) {
+    output.info(`settings changed: ${JSON.stringify(settings)}`);
+    void client.sendNotification(DidChangeConfigurationNotification.type, { settings: { migrationLsp: settings } })
+      .catch((err) => output.warn(`settings not sent: ${err}`));
+  }
 }
 
 const EXCLUDE = "**/{node_modules,.venv,venv,.tox,.nox,.git,site-packages}/**";
 
-/** Whether the workspace has an Alembic project (the extension also activates on any pyproject.toml). */
+/** Whether the workspace has an Alembic project (a stray script.py.mako may have activated us). */
 async function looksLikeAlembicWorkspace(): Promise<boolean> {
   for (const glob of ["**/alembic.ini", "**/script.py.mako"]) {
     if ((await vscode.workspace.findFiles(glob, EXCLUDE, 1)).length) {
@@ -71,40 +105,66 @@ function notifyError(message: string): void {
 }
 
 async function startClient(): Promise<void> {
-  discovery = await discoverServer();
+  await refreshProjectPython();
+  discovery = await discoverServer(extensionPath);
   const server = discovery.server;
   if (!server) {
     current = undefined;
     const why = discovery.notes.join(" ");
-    output.appendLine(`[migration-lsp] no language server found. ${why}`);
+    output.error(`no language server found. ${why}`);
     if (!(await looksLikeAlembicWorkspace())) {
-      // activated by a pyproject.toml of a project without Alembic: nothing to nag about
-      output.appendLine("[migration-lsp] no alembic.ini, script.py.mako or [tool.alembic] here: staying quiet");
+      output.info("no alembic.ini, script.py.mako or [tool.alembic] here: staying quiet");
+      return;
+    }
+    if (discovery.noPython) {
+      setStatusError("Python 3.10+ not found");
+      notifyError(`Migration LSP: no Python 3.10 or newer found to run the language server. ${why} ` +
+        "Install Python 3.10+ (python3 on PATH) or select one in the Python extension; then run “Migration LSP: Restart server”.");
       return;
     }
     setStatusError("server not found");
     notifyError(
-      `Migration LSP: the language server was not found. ${why} Install it into the project's environment ` +
-        "(pip install migration-lsp) and select that interpreter in the Python extension, " +
-        "or set migrationLsp.server.command to the server's path; then run “Migration LSP: Restart server”.",
+      `Migration LSP: the language server was not found. ${why} Set migrationLsp.importStrategy to useBundled, ` +
+        "or install it into the project's environment (pip install migration-lsp) and select that interpreter " +
+        "in the Python extension, or set migrationLsp.server.command to the server's path; " +
+        "then run “Migration LSP: Restart server”.",
     );
     return;
   }
   current = server;
-  output.appendLine(`[migration-lsp] starting ${[server.command, ...server.args].join(" ")} (from ${server.source}); ` +
+  initSettings = serverSettings();
+  output.info(`starting ${[server.command, ...server.args].join(" ")} (${server.source}); ` +
     `trusted workspace: ${vscode.workspace.isTrusted}`);
+  if (server.version) {
+    output.info(`server: ${server.version}`);
+  }
+  if (initSettings.python) {
+    output.info(`models are imported with ${initSettings.python}`);
+  }
   const serverOptions: ServerOptions = {
     command: server.command,
     args: server.args,
-    // no `transport`: with TransportKind.stdio the client would append `--stdio` to the arguments
-    options: { cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath },
+    // no `transport`: with TransportKind.stdio the client would append `--stdio` to the arguments.
+    // Never the workspace as working directory (`python -m` would import its modules); not the
+    // shared temp folder either (anyone can put an `argparse.py` there): the extension's own folder.
+    options: { cwd: extensionPath || os.homedir() },
   };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file", language: "python" }],
     outputChannel: output,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
-    initializationOptions: { trusted: vscode.workspace.isTrusted, settings: serverSettings() },
+    initializationOptions: { trusted: vscode.workspace.isTrusted, settings: initSettings },
     middleware: {
+      workspace: {
+        // the server asks for its section: the same settings as pushed (with the models interpreter)
+        configuration: async (params, token, next) => {
+          const answer = await next(params, token);
+          if (!Array.isArray(answer)) {
+            return answer;
+          }
+          return params.items.map((item, i) => (item.section === "migrationLsp" ? serverSettings() : answer[i]));
+        },
+      },
       // the code lens on `revision =` runs the server's showGraph: show what it returns
       executeCommand: async (command, args, next) => {
         const result = await next(command, args);
@@ -130,8 +190,8 @@ async function startClient(): Promise<void> {
     client = undefined;
     setStatusError("server failed to start");
     notifyError(
-      `Migration LSP: ${[server.command, ...server.args].join(" ")} (from ${server.source}) failed to start: ${err}. ` +
-        "Check that migration-lsp is installed there, or set migrationLsp.server.command.",
+      `Migration LSP: ${[server.command, ...server.args].join(" ")} (${server.source}) failed to start: ${err}. ` +
+        "See the output; check migrationLsp.importStrategy and migrationLsp.server.command.",
     );
   }
 }
@@ -154,7 +214,7 @@ function restart(): Promise<void> {
     await stopClient();
     await startClient();
   }).catch((err) => {
-    output.appendLine(`[migration-lsp] start failed: ${err}`);
+    output.error(`start failed: ${err}`);
     setStatusError("server failed to start");
   });
   return starting;
@@ -171,7 +231,7 @@ async function fetchGraph(): Promise<string | undefined> {
     const text = await client.sendRequest(ExecuteCommandRequest.type, { command: SHOW_GRAPH, arguments: [] });
     return typeof text === "string" ? text : undefined;
   } catch (err) {
-    output.appendLine(`[migration-lsp] showGraph failed: ${err}`);
+    output.warn(`showGraph failed: ${err}`);
     return undefined;
   }
 }
@@ -225,7 +285,7 @@ function renderStatus(): void {
     status.text = `$(git-commit) ${environments.length} environments` + (many ? ` (${many} with several heads)` : "");
     md.appendMarkdown(environments.map(describe).join("\n\n"));
   }
-  md.appendMarkdown(`\n\n---\n\nServer: ${current?.source ?? "?"}. Click to show the revision graph.`);
+  md.appendMarkdown(`\n\n---\n\nServer: ${current?.version || current?.source || "?"}. Click to show the revision graph.`);
   status.tooltip = md;
   status.show();
 }
@@ -342,7 +402,8 @@ async function applyAction(action: vscode.CodeAction | vscode.Command, from: vsc
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   extensionUri = context.extensionUri;
-  output = vscode.window.createOutputChannel("Migration LSP");
+  extensionPath = context.extensionPath;
+  output = vscode.window.createOutputChannel("Migration LSP", { log: true });
   status = vscode.window.createStatusBarItem("migrationLsp.heads", vscode.StatusBarAlignment.Left, 10);
   status.name = "Alembic heads";
   context.subscriptions.push(output, status, { dispose: () => void stopClient() });
@@ -353,13 +414,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("migrationLsp.createNextRevision", () => createNextRevision()),
     vscode.commands.registerCommand("migrationLsp.showOutput", () => output.show(true)),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (SERVER_SETTINGS.some((key) => e.affectsConfiguration(`migrationLsp.${key}`))) {
-        output.appendLine("[migration-lsp] settings changed: restarting the server");
+      if (RESTART_SETTINGS.some((key) => e.affectsConfiguration(`migrationLsp.${key}`))) {
+        output.info("the server's command or import strategy changed: restarting the server");
         void restart();
+      } else if (SERVER_SETTINGS.some((key) => e.affectsConfiguration(`migrationLsp.${key}`))) {
+        pushSettings();
       }
     }),
     vscode.workspace.onDidGrantWorkspaceTrust(() => {
-      output.appendLine("[migration-lsp] workspace trusted: restarting the server (models may now be imported)");
+      output.info("workspace trusted: restarting the server (models may now be imported)");
       void restart();
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(() => void restart()),
@@ -375,10 +438,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const python = await pythonExtensionApi();
   const changed = python?.environments?.onDidChangeActiveEnvironmentPath;
   if (changed) {
-    context.subscriptions.push(changed(() => {
+    context.subscriptions.push(changed(async () => {
       if (discovery && (discovery.usedPythonExtension || !discovery.server) && !current?.source.startsWith("setting")) {
-        output.appendLine("[migration-lsp] Python interpreter changed: restarting the server");
+        output.info("Python interpreter changed: restarting the server");
         void restart();
+      } else {
+        await refreshProjectPython(); // the server's own Python stays: only the models' changes
+        pushSettings();
       }
     }));
   }

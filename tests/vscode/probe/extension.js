@@ -175,8 +175,13 @@ async function run() {
     res.modelCodesRestored = await until(() => mCodes().length ? mCodes() : null, 15000) || [];
     step("settings");
 
-    // Restart server: features come back
-    await vscode.commands.executeCommand("migrationLsp.restartServer");
+    // Restart server (or a new server command): features come back
+    if (process.env.MIGRATION_LSP_E2E_RESTART_COMMAND) {
+      // a new server command restarts the server with it
+      await config.update("server.command", JSON.parse(process.env.MIGRATION_LSP_E2E_RESTART_COMMAND), vscode.ConfigurationTarget.Global);
+    } else {
+      await vscode.commands.executeCommand("migrationLsp.restartServer");
+    }
     const again = await until(async () => {
       const h = await vscode.commands.executeCommand("vscode.executeHoverProvider", uri, hoverPos);
       return h && h.length ? h : null;
