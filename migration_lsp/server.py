@@ -452,8 +452,11 @@ async def _load_configuration(ls: MigrationServer) -> None:
 
 def _apply_settings(ls: MigrationServer, settings: Any) -> None:
     """New settings rescan the workspace and reload the models; the same ones again (Neovim
-    sends them at start, clients repeat them) change nothing."""
-    overrides = {**ls.init_overrides, **_settings(settings)}
+    sends them at start, clients repeat them) change nothing. A settings object from the
+    client is the whole current configuration: it replaces the one sent at initialize (a
+    setting removed since is gone); no object at all (a client without such a section) keeps
+    the initialize ones."""
+    overrides = _settings(settings) if isinstance(settings, dict) else dict(ls.init_overrides)
     if overrides != (ls.engine.overrides if ls.engine else ls.overrides):
         ls.overrides = overrides
         if ls.engine:
@@ -465,7 +468,7 @@ def _apply_settings(ls: MigrationServer, settings: Any) -> None:
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
 @safe()
 async def on_configuration(ls: MigrationServer, params: types.DidChangeConfigurationParams) -> None:
-    if isinstance(params.settings, dict) and params.settings:
+    if isinstance(params.settings, dict) and CONFIG_SECTION in params.settings:  # ours, not another tool's
         _apply_settings(ls, params.settings)
     await _load_configuration(ls)
 
@@ -791,6 +794,8 @@ class _ToClient(logging.Handler):
 def serve() -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("migration_lsp").addHandler(_ToClient(logging.WARNING))
+    # clients cancel requests all the time (VS Code on every cursor move): not worth a warning
+    logging.getLogger("pygls.protocol.json_rpc").setLevel(logging.ERROR)
     try:
         server.start_io()
     finally:  # the client went away without `exit`: no child may outlive us
