@@ -23,10 +23,11 @@ from normalize import from_alembic, from_diagnostic, score  # noqa: E402
 
 def _db_and_models() -> tuple[sa.Engine, sa.MetaData]:
     engine = sa.create_engine("sqlite://")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(10), old INTEGER)")
-        conn.exec_driver_sql("CREATE INDEX ix_users_old ON users (old)")
-        conn.exec_driver_sql("CREATE TABLE gone (id INTEGER PRIMARY KEY)")
+    db = sa.MetaData()  # what the migrations created
+    sa.Table("users", db, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(10)),
+             sa.Column("old", sa.Integer, index=True))
+    sa.Table("gone", db, sa.Column("id", sa.Integer, primary_key=True))
+    db.create_all(engine)
     md = sa.MetaData()
     sa.Table("users", md, sa.Column("id", sa.Integer, primary_key=True),
              sa.Column("name", sa.Text, nullable=False), sa.Column("email", sa.String(50), index=True),
@@ -121,9 +122,11 @@ def test_real_check_output_maps_to_alembic_items(tmp_path):
     ours = sorted({i for d in json.loads(proc.stdout)["diagnostics"] for i in from_diagnostic(d)})
 
     engine = sa.create_engine("sqlite://")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(10), old INTEGER)")
-        conn.exec_driver_sql("CREATE TABLE gone (id INTEGER PRIMARY KEY)")
+    db = sa.MetaData()  # what a1 creates
+    sa.Table("users", db, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(10)),
+             sa.Column("old", sa.Integer))
+    sa.Table("gone", db, sa.Column("id", sa.Integer, primary_key=True))
+    db.create_all(engine)
     namespace: dict = {}
     exec((tmp_path / "models.py").read_text(), namespace)
     with engine.connect() as conn:
