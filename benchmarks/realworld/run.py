@@ -57,16 +57,17 @@ def ensure_installed(project: dict) -> tuple[Path, float | None, str | None]:
     venv = ws / ".venv"
     spec = project["pip"] + ["psycopg[binary]"]
     stamp = venv / ".realworld-installed"
-    if stamp.exists() and stamp.read_text() == json.dumps(spec):
-        return ws, None, None
     t0 = time.perf_counter()
-    ws.mkdir(parents=True, exist_ok=True)
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *spec],
-                          capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
-    if proc.returncode != 0:
-        return ws, time.perf_counter() - t0, "pip install failed: " + proc.stderr.strip()[-500:]
+    cached = stamp.exists() and stamp.read_text() == json.dumps(spec)
+    if not cached:
+        ws.mkdir(parents=True, exist_ok=True)
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *spec],
+                              capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+        if proc.returncode != 0:
+            return ws, time.perf_counter() - t0, "pip install failed: " + proc.stderr.strip()[-500:]
+    # the checkout is laid anew each run (cheap), so the workspace is always the package as shipped
     site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     for folder in project["copy"]:
@@ -74,8 +75,13 @@ def ensure_installed(project: dict) -> tuple[Path, float | None, str | None]:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(Path(site) / folder, target, ignore=shutil.ignore_patterns("__pycache__"))
+    if project.get("prepare"):  # what a developer of the project does once (e.g. render an ini)
+        proc = subprocess.run([str(venv / "bin" / "python"), "-c", project["prepare"]], cwd=ws,
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            return ws, time.perf_counter() - t0, "prepare failed: " + proc.stderr.strip()[-500:]
     stamp.write_text(json.dumps(spec))
-    return ws, time.perf_counter() - t0, None
+    return ws, None if cached else time.perf_counter() - t0, None
 
 
 # ---------------------------------------------------------------- databases
@@ -112,8 +118,10 @@ class Postgres:
 def run_truth(ws: Path, env: dict, dialect: str, pg: Postgres | None) -> dict:
     job = {k: v for k, v in env.items() if k not in ("ini",)}
     job["ini"] = str(ws / env["ini"])
+    job["cwd"] = str(ws / env["cwd"]) if "cwd" in env else None
+    job["dialect"], job["tmp"] = dialect, tempfile.mkdtemp(prefix="rw-truth-")
     if dialect == "sqlite":
-        db = Path(tempfile.mkdtemp(prefix="rw-sqlite-")) / "truth.db"
+        db = Path(job["tmp"]) / "truth.db"
         job["url"] = f"sqlite:///{db}"
     else:
         job["pg_admin_url"], job["url"] = pg.new_database()
@@ -169,7 +177,7 @@ def run_ours(ws: Path, settings: dict) -> dict:
 def ours_for_env(ours: dict, ini: str) -> dict:
     """The diagnostics of one environment (JSON `environments[].config` is the ini path)."""
     names = {e.get("name") for e in ours["environments"]
-             if str(e.get("config", "")).replace("\\", "/").endswith(ini)}
+             if str(e.get("config", "")).replace("\\", "/").removeprefix("./") == ini}
     diags = [d for d in ours["diagnostics"] if d.get("environment") in names] if names else []
     items = sorted({tuple(i) for d in diags for i in from_diagnostic(d)})
     return {

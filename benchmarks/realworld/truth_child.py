@@ -28,7 +28,14 @@ def _short(exc: BaseException) -> str:
 
 def main() -> None:
     job = json.loads(sys.argv[1])
-    os.environ.update(job.get("env", {}))
+    scratch_url = job["url"]
+    if job.get("driver", {}).get(job.get("dialect")):  # the project's own driver (e.g. an async one)
+        from sqlalchemy.engine import make_url
+
+        job["url"] = make_url(job["url"]).set(drivername=job["driver"][job["dialect"]]) \
+            .render_as_string(hide_password=False)
+    os.environ.update({k: v.replace("{url}", job["url"]).replace("{tmp}", job["tmp"])
+                       for k, v in job.get("env", {}).items()})
     os.chdir(job.get("cwd") or os.path.dirname(job["ini"]))
     if job.get("setup"):
         exec(compile(job["setup"], "<corpus setup>", "exec"), {"job": job})
@@ -57,7 +64,7 @@ def main() -> None:
         import sqlalchemy as sa
 
         if not connections:
-            connections.append(sa.create_engine(job["url"]).connect())
+            connections.append(sa.create_engine(scratch_url).connect())
         return connections[0]
 
     out: dict = {"ok": False}
@@ -67,8 +74,15 @@ def main() -> None:
 
         admin = sa.create_engine(job["pg_admin_url"], isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{make_url(job["url"]).database}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{make_url(scratch_url).database}"')
         admin.dispose()
+    if job.get("bootstrap"):  # what the project does to a new database before upgrading it
+        try:
+            exec(compile(job["bootstrap"], "<corpus bootstrap>", "exec"), {"job": job, "url": scratch_url})
+        except BaseException as exc:  # noqa: BLE001
+            out.update(stage="bootstrap", error=_short(exc), traceback=traceback.format_exc()[-3000:])
+            print(json.dumps(out))
+            return
     t0 = time.perf_counter()
     try:
         command.upgrade(config(), "head")
