@@ -61,7 +61,8 @@ CORPUS = [
     },
     {
         "name": "mlflow", "version": "3.17.2",
-        "pip": ["mlflow-skinny==3.17.2", "sqlalchemy==2.1.9", "alembic==1.20.1", "flask==3.1.2"],
+        "pip": ["mlflow-skinny==3.17.2", "sqlalchemy==2.1.9", "alembic==1.20.1", "flask==3.1.2", "flask-wtf==1.3.0",
+                "aiohttp==3.14.5", "numpy==2.4.6", "pandas==3.1.1"],
         "copy": ["mlflow"],
         "envs": {
             # script_location = mlflow/store/db_migrations: relative to the repository root;
@@ -103,6 +104,8 @@ CORPUS = [
             "ini": "prefect/server/database/alembic.ini",
             "env": {"PREFECT_SERVER_DATABASE_CONNECTION_URL": "{url}", "PREFECT_HOME": "{tmp}"},
             "driver": {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"},
+            # prefect runs its migrations from a worker thread of its event loop (run_sync_in_worker_thread)
+            "anyio_thread": True,
         }},
         "dialects": ["sqlite", "postgresql"],
         "notes": "`script_location = prefect:server:database:_migrations` (resource form) and one history "
@@ -111,7 +114,7 @@ CORPUS = [
     },
     {
         "name": "zenml", "version": "0.98.0",
-        "pip": ["zenml==0.98.0"],
+        "pip": ["zenml[local]==0.98.0"],
         "copy": ["zenml"],
         # the wheel has no alembic.ini; a checkout has src/zenml/alembic.ini with
         # script_location = zen_stores/migrations (relative to src/zenml, where it is run from)
@@ -126,5 +129,32 @@ CORPUS = [
         "dialects": ["sqlite"],
         "notes": "needs the checkout's alembic.ini (not in the wheel); env.py builds the engine from ZenML's "
                  "global store configuration (ZENML_STORE_URL), not from alembic.ini; SQLite and MySQL only.",
+    },
+    {
+        "name": "arize-phoenix", "version": "20.26.1",
+        "pip": ["arize-phoenix==20.26.1"],
+        "copy": ["phoenix"],
+        "envs": {"db": {
+            "ini": "phoenix/db/alembic.ini",  # script_location = migrations (run from the ini's folder)
+            "driver": {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"},
+            "env": {"PHOENIX_WORKING_DIR": "{tmp}"},
+        }},
+        "dialects": ["sqlite", "postgresql"],
+        "notes": "env.py wraps the ini's URL in an AsyncEngine (aiosqlite / asyncpg drivers).",
+    },
+    {
+        "name": "apache-airflow-core", "version": "3.3.2",
+        "pip": ["apache-airflow-core==3.3.2"],
+        "copy": ["airflow"],
+        "envs": {"airflow": {
+            "ini": "airflow/alembic.ini",
+            # env.py takes airflow.settings.engine, configured from the environment, not alembic.ini
+            "env": {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "{url}", "AIRFLOW_HOME": "{tmp}",
+                    "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False"},
+        }},
+        "dialects": ["sqlite", "postgresql"],
+        "notes": "env.py uses `airflow.settings.engine` (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) and has its "
+                 "own include_object; `airflow db migrate` runs the same migrations (from an empty "
+                 "database with `airflow db reset --use-migration-files`).",
     },
 ]

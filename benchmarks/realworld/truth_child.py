@@ -28,6 +28,16 @@ def _short(exc: BaseException) -> str:
 
 def main() -> None:
     job = json.loads(sys.argv[1])
+    if job.get("anyio_thread"):  # env.py expects to run in a worker thread of an event loop
+        import anyio
+        import anyio.to_thread
+
+        anyio.run(anyio.to_thread.run_sync, lambda: work(job))
+    else:
+        work(job)
+
+
+def work(job: dict) -> None:
     scratch_url = job["url"]
     if job.get("driver", {}).get(job.get("dialect")):  # the project's own driver (e.g. an async one)
         from sqlalchemy.engine import make_url
