@@ -128,7 +128,9 @@ CORPUS = [
         }},
         "dialects": ["sqlite"],
         "notes": "needs the checkout's alembic.ini (not in the wheel); env.py builds the engine from ZenML's "
-                 "global store configuration (ZENML_STORE_URL), not from alembic.ini; SQLite and MySQL only.",
+                 "global store configuration (ZENML_STORE_URL), not from alembic.ini; SQLite and MySQL only. "
+                 "A new SQLite store is made with `create_all()` + stamp: revision 728c6369cfaa raises "
+                 "NotImplementedError on SQLite, so `upgrade head` there has no ground truth.",
     },
     {
         "name": "arize-phoenix", "version": "20.26.1",
