@@ -134,7 +134,7 @@ CORPUS = [
     },
     {
         "name": "arize-phoenix", "version": "20.26.1",
-        "pip": ["arize-phoenix==20.26.1"],
+        "pip": ["arize-phoenix[pg]==20.26.1", "asyncpg==0.32.0"],
         "copy": ["phoenix"],
         "envs": {"db": {
             "ini": "phoenix/db/alembic.ini",  # script_location = migrations (run from the ini's folder)
@@ -146,7 +146,7 @@ CORPUS = [
     },
     {
         "name": "apache-airflow-core", "version": "3.3.2",
-        "pip": ["apache-airflow-core==3.3.2"],
+        "pip": ["apache-airflow-core==3.3.2", "asyncpg==0.32.0"],
         "copy": ["airflow"],
         "envs": {"airflow": {
             "ini": "airflow/alembic.ini",

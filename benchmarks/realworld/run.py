@@ -1,6 +1,6 @@
 """Real-world drift benchmark: `migration-lsp check` vs real Alembic on real projects.
 
-    python benchmarks/realworld/run.py [--only NAME ...] [--no-postgres] [--report PATH]
+    python benchmarks/realworld/run.py [--only NAME ...] [--no-postgres] [--report PATH] [--render-only]
 
 For each project of corpus.py: a venv with the pinned package under
 `$TMPDIR/migration-lsp-realworld/<name>-<version>/.venv` (reused when present), the package
@@ -199,7 +199,11 @@ def main() -> int:
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--report", default=str(REPO / "benchmarks" / "REALWORLD.md"))
     ap.add_argument("--results", default=str(HERE / "results.json"))
+    ap.add_argument("--render-only", action="store_true", help="rewrite the report from the results file")
     args = ap.parse_args()
+    if args.render_only:
+        Path(args.report).write_text(render(json.loads(Path(args.results).read_text())))
+        return 0
     projects = [p for p in CORPUS if not args.only or p["name"] in args.only]
     BASE.mkdir(parents=True, exist_ok=True)
     pg = None
@@ -270,7 +274,10 @@ def _versions() -> str:
                          capture_output=True, text=True).stdout.split()
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    return (f"migration-lsp at commit `{commit}`, Python {platform.python_version()}, harness Alembic "
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} CPUs, load average {load} when written (times are wall clock on a shared "
+            f"machine: compare ratios, not seconds); "
+            f"migration-lsp at commit `{commit}`, Python {platform.python_version()}, harness Alembic "
             f"{out[0] if out else '?'} / SQLAlchemy {out[1] if len(out) > 1 else '?'} (each project uses its own "
             "pinned dependencies in its venv)")
 
@@ -350,7 +357,8 @@ def render(results: list[dict]) -> str:
         "```",
         "",
         "The corpus (pinned versions, where alembic.ini lives, what a user must set) is "
-        "benchmarks/realworld/corpus.py; the raw results are benchmarks/realworld/results.json.",
+        "benchmarks/realworld/corpus.py; the raw results are benchmarks/realworld/results.json; what the "
+        "product should change, with minimal reproductions, is benchmarks/realworld/FINDINGS.md.",
         "",
         "## Corpus",
         "",
