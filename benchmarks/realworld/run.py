@@ -311,6 +311,8 @@ def render(results: list[dict]) -> str:
             truth, ours, sc = run["truth"], run["ours"], run["score"]
             config = "zero config" if not run["settings"] else ", ".join(
                 f"`{k} = {json.dumps(v)}`" for k, v in run["settings"].items())
+            if any("set `models`" in m for m in ours["m004"]):
+                config += "; M004 asks for `models`"
             exit_text = f"CRASH ({ours['exit']})" if ours.get("crash") else str(ours["exit"])
             m004 = "yes" if ours["m004"] else ("not discovered" if not ours["discovered"] else "no")
             errs = ", ".join(sorted({e["code"] for e in ours["errors"]})) or "none"
