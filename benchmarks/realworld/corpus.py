@@ -146,13 +146,15 @@ CORPUS = [
     },
     {
         "name": "apache-airflow-core", "version": "3.3.2",
-        "pip": ["apache-airflow-core==3.3.2", "asyncpg==0.32.0"],
+        "pip": ["apache-airflow-core==3.3.2", "asyncpg==0.32.0", "psycopg2-binary==2.9.13"],
         "copy": ["airflow"],
         "envs": {"airflow": {
             "ini": "airflow/alembic.ini",
             # env.py takes airflow.settings.engine, configured from the environment, not alembic.ini
             "env": {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "{url}", "AIRFLOW_HOME": "{tmp}",
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False"},
+            # its migrations bind string parameters the way psycopg2 does (psycopg 3 fails in one of them)
+            "driver": {"postgresql": "postgresql+psycopg2"},
         }},
         "dialects": ["sqlite", "postgresql"],
         "notes": "env.py uses `airflow.settings.engine` (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) and has its "

@@ -347,6 +347,13 @@ def render(results: list[dict]) -> str:
         f"{tot['errors']} error finding(s) | {tot['ours']:.1f} | {tot['alembic']:.1f} |")
     lines += [
         "",
+        "The ground truth is what `alembic check` says about the package as shipped: non-zero on healthy "
+        "projects is usual (dialect types such as BIGINT in the database vs Integer in the models, most of arize-phoenix's on "
+        "PostgreSQL; indexes declared differently in models and migrations, tables of model modules "
+        "env.py does not import). \"Alembic failed\": the project does not build new databases with "
+        "`upgrade head` (create_all + stamp), so there is nothing to compare; migration-lsp's behaviour "
+        "there is still listed (crashes, false errors).",
+        "",
         "\"ours s\" is the whole `check` of the workspace (all its environments; listed on each of them), "
         "\"alembic s\" is `upgrade head` + `compare_metadata` without interpreter start-up. "
         "\"M004\": migration-lsp said drift was not checked (why: below).",
