@@ -131,6 +131,8 @@ def run_truth(ws: Path, env: dict, dialect: str, pg: Postgres | None) -> dict:
                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
         return {"ok": False, "stage": "timeout", "error": f"no answer in {RUN_TIMEOUT}s", "wall": RUN_TIMEOUT}
+    finally:
+        shutil.rmtree(job["tmp"], ignore_errors=True)  # the scratch SQLite file, the project's temp state
     wall = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
