@@ -65,10 +65,7 @@ def default_text(default, dialect=None):
         return text
     if isinstance(arg, str):
         return arg
-    try:
-        return str(arg.compile(dialect=dialect)) if dialect is not None else str(arg)
-    except Exception:
-        return str(arg)
+    return sql_text(arg, dialect) or sql_text(arg)
 
 
 def table_info(table, dialect):
@@ -109,6 +106,16 @@ def is_conv(name):
         return False
 
 
+def sql_text(clause, dialect=None):
+    """A SQL expression as text, or None: a custom construct compiled only for some dialects
+    (`@compiles(X, "postgresql")`) refuses the default one, and one such CHECK must not cost
+    every table of the models."""
+    try:
+        return str(clause.compile(dialect=dialect)) if dialect is not None else str(clause)
+    except Exception:
+        return None
+
+
 def constraint_info(c):
     kind = type(c).__name__
     out = {"kind": kind, "name": c.name if isinstance(c.name, str) else None, "conv": is_conv(c.name),
@@ -118,7 +125,7 @@ def constraint_info(c):
         out["ondelete"] = c.ondelete
         out["onupdate"] = c.onupdate
     if kind == "CheckConstraint":
-        out["sqltext"] = str(c.sqltext)
+        out["sqltext"] = sql_text(c.sqltext)
     return out
 
 

@@ -198,8 +198,8 @@ def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module,
         elif con["kind"] == "ForeignKeyConstraint":
             table.append_constraint(sa.ForeignKeyConstraint(
                 cols, con["targets"], name=name_of(con), ondelete=con.get("ondelete"), onupdate=con.get("onupdate")))
-        elif con["kind"] == "CheckConstraint":
-            table.append_constraint(sa.CheckConstraint(sa.text(con.get("sqltext", "")), name=name_of(con)))
+        elif con["kind"] == "CheckConstraint" and isinstance(con.get("sqltext"), str):  # (None: not renderable)
+            table.append_constraint(sa.CheckConstraint(sa.text(con["sqltext"]), name=name_of(con)))
     for idx in info.get("indexes", []):
         cols = [table.c[n] for n in idx["columns"] if n in names]
         if cols and len(cols) == len(idx["columns"]):

@@ -472,3 +472,33 @@ def test_target_metadata_imported_under_that_name(tmp_path):
     assert source.specs == ("app.db.metadata",)
     _, state = loaded(root)
     assert [d.code for d in m_diags(state)] == ["M001"]
+
+
+def test_a_check_constraint_only_one_dialect_can_render_costs_nothing(tmp_path):
+    """A custom SQL construct compiled only for PostgreSQL inside a CHECK (arize-phoenix's
+    `matches_uuid_format`) made the model loader fail, and every table was lost."""
+    extra = '''
+from sqlalchemy import CheckConstraint
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class matches_uuid(FunctionElement):
+    inherit_cache = True
+
+
+@compiles(matches_uuid, "postgresql")
+def _pg(element, compiler, **kw):
+    return "x ~ 'uuid'"
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    __table_args__ = (CheckConstraint(matches_uuid(), name="ck_uuid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+'''
+    make_project(tmp_path, extra_classes=extra)
+    _, state = loaded(tmp_path)
+    found = m_diags(state)
+    assert [d.code for d in found] == ["M001"]  # the tokens table, and nothing lost
+    assert "table tokens" in found[0].message
