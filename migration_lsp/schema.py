@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import logging
+import os
 import re
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import ItemsView, Iterable, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from functools import lru_cache
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
+import alembic
 import sqlalchemy as sa
 from alembic.operations import BatchOperations, Operations
 from alembic.operations import ops as alembic_ops
@@ -46,7 +51,7 @@ from .scripts import Function, MigrationScript, OpCall, OtherCall
 
 log = logging.getLogger("migration_lsp")
 
-SAFE_MODULE_PREFIXES = ("sqlalchemy", "alembic")
+SAFE_PACKAGES = ("sqlalchemy", "alembic")
 DEFAULT_NAMES = {"sa": "sqlalchemy", "sqlalchemy": "sqlalchemy", "op": "alembic.op",
                  "postgresql": "sqlalchemy.dialects.postgresql", "mysql": "sqlalchemy.dialects.mysql",
                  "sqlite": "sqlalchemy.dialects.sqlite"}
@@ -83,23 +88,85 @@ def is_opaque_type(type_: Any) -> bool:
 # --------------------------------------------------------------------------- evaluation
 
 
+def in_safe_package(name: str) -> bool:
+    """Is `name` sqlalchemy, alembic or a module inside them? An exact package match:
+    `sqlalchemy_utils` or `alembic_helpers` (the project's own code) is not."""
+    return name.partition(".")[0] in SAFE_PACKAGES
+
+
+# where the installed packages live: the ones this process imported (`sa`, `alembic`)
+_PACKAGE_DIRS = {name: os.path.realpath(os.path.dirname(module.__file__ or ""))
+                 for name, module in (("sqlalchemy", sa), ("alembic", alembic))}
+# parts of the installed packages that are not a migration's business and do things on
+# import (test-suite plugins, the `alembic init` templates' env.py, `python -m alembic`)
+_UNSAFE_PARTS = frozenset({"testing", "templates", "provision"})
+
+
+@lru_cache(maxsize=4096)
+def _from_installed_package(name: str, origin: str | None) -> bool:
+    """Is the file `origin` of module `name` inside the installed sqlalchemy / alembic
+    package directory (not a look-alike `sqlalchemy/` folder of the workspace)?"""
+    root = _PACKAGE_DIRS.get(name.partition(".")[0])
+    if not root or not origin:
+        return False
+    return os.path.realpath(origin).startswith(root + os.sep)
+
+
+def import_safe_module(name: str) -> ModuleType | None:
+    """The module `name` when it is a public module of the installed sqlalchemy / alembic
+    (imported now if needed), else None: nothing else is ever imported for a migration."""
+    parts = name.split(".")
+    if parts[0] not in SAFE_PACKAGES or any(
+            not part.isidentifier() or part.startswith("_") or part in _UNSAFE_PARTS for part in parts):
+        return None
+    if len(parts) > 1 and import_safe_module(name.rpartition(".")[0]) is None:
+        return None  # (parents first: finding a module's spec imports its parents)
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:  # a parent that is not a package, ...
+            return None
+        if spec is None or not _from_installed_package(name, spec.origin):
+            return None  # not found, a namespace package, a file elsewhere
+        try:
+            module = importlib.import_module(name)
+        except (Exception, SystemExit):
+            return None
+    if not isinstance(module, ModuleType) or not _from_installed_package(name, getattr(module, "__file__", None)):
+        return None
+    return module
+
+
 def _resolve_dotted(path: str) -> Any:
-    """Import `path` when it lives in sqlalchemy/alembic: a module or an attribute of one."""
-    if not path.startswith(SAFE_MODULE_PREFIXES):
+    """A module of sqlalchemy/alembic (see import_safe_module) or an attribute of one."""
+    if not in_safe_package(path):
         return Opaque(path)
     parts = path.split(".")
     for cut in range(len(parts), 0, -1):
-        try:
-            value: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+        value: Any = import_safe_module(".".join(parts[:cut]))
+        if value is None:
             continue
         try:
             for attr in parts[cut:]:
+                if attr.startswith("_"):
+                    return Opaque(path)
                 value = getattr(value, attr)
             return value
         except AttributeError:
             return Opaque(path)
     return Opaque(path)
+
+
+def _from_sqlalchemy(obj: Any) -> bool:
+    """Does `obj` (a class, a function, an instance) come from the installed SQLAlchemy: its
+    `__module__` is in the package (exactly: not `sqlalchemy_utils.types`) and that module
+    was loaded from there?"""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or not (module == "sqlalchemy" or module.startswith("sqlalchemy.")):
+        return False
+    loaded = sys.modules.get(module)
+    return isinstance(loaded, ModuleType) and _from_installed_package(module, getattr(loaded, "__file__", None))
 
 
 _CALLABLE_OK: dict[Any, bool] = {}  # classes and functions of sqlalchemy: fixed for the process
@@ -118,8 +185,7 @@ def _callable_ok(fn: Any) -> bool:
 
 
 def _check_callable(fn: Any) -> bool:
-    module = getattr(fn, "__module__", "") or ""
-    if not module.startswith("sqlalchemy"):
+    if not _from_sqlalchemy(fn):
         return False
     if isinstance(fn, type):
         return issubclass(fn, (TypeEngine, SchemaItem, ClauseElement))
@@ -138,7 +204,7 @@ class Evaluator:
             if path in ("alembic.op", "alembic.op.op"):
                 if recorder is not None:
                     self.names[name] = recorder
-            elif path.startswith(SAFE_MODULE_PREFIXES):
+            elif in_safe_package(path):
                 self.names[name] = _LazyImport(path)
         self.recorder = recorder
 
@@ -177,8 +243,7 @@ class Evaluator:
             if isinstance(base, Opaque) or base is self.recorder:
                 return Opaque(_source(node))
             is_module = isinstance(base, ModuleType)
-            module = getattr(base, "__name__", "") if is_module else getattr(base, "__module__", "")
-            if is_module or (module or "").startswith("sqlalchemy"):
+            if is_module or _from_sqlalchemy(base):
                 try:
                     return getattr(base, node.attr)
                 except AttributeError:
@@ -215,8 +280,8 @@ class Evaluator:
 def type_from_repr(text: str, module: str) -> TypeEngine:
     """A SQLAlchemy type from its repr (e.g. `JSONB(astext_type=Text())`), evaluated
     statically with the names of sqlalchemy.types and of the type's own module."""
-    if not module.startswith("sqlalchemy"):
-        return OpaqueType(text)
+    if not (isinstance(module, str) and (module == "sqlalchemy" or module.startswith("sqlalchemy."))):
+        return OpaqueType(text)  # (the module name comes from the models child's output)
     names: dict[str, str] = {n: f"sqlalchemy.types.{n}" for n in dir(sa.types) if not n.startswith("_")}
     owner = _resolve_dotted(module)
     if not isinstance(owner, Opaque):
