@@ -29,7 +29,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import ItemsView, Iterable, Mapping, Sequence, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from functools import lru_cache
@@ -1006,8 +1006,47 @@ def _constraint_key(constraint: sa.Constraint) -> tuple:
     return (type(constraint).__name__, constraint.name, constraint_columns(constraint))
 
 
-_DDL_TABLE = re.compile(r"\b(?:TABLE|INDEX\s+\S+\s+ON|INTO|UPDATE)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?[\"`\[]?(\w+)", re.I)
-_DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|RENAME|COMMENT)\b", re.I | re.M)
+# Raw SQL can be any length (a 100 KB op.execute): it is read in linear time. Patterns run
+# on the whole text only when their matches have a bounded length (a bounded number of
+# steps at each position); what follows a keyword is read from a bounded window after it,
+# in text whose whitespace runs are squeezed to one space. (`^\\s*(CREATE|...)` took minutes
+# on 40,000 newlines: each line start scanned all the whitespace after it.)
+SQL_WINDOW = 512
+_DDL_WORD = re.compile(r"(?:CREATE|ALTER|DROP|RENAME|COMMENT)\b", re.I)
+_DDL_KEYWORD = re.compile(r"\b(?:(INDEX)|TABLE|INTO|UPDATE)", re.I)
+_DDL_NAME = re.compile(r"\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?[\"`\[]?(\w+)", re.I)
+_DDL_INDEX_NAME = re.compile(r"\s+\S+\s+ON\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?[\"`\[]?(\w+)", re.I)
+
+
+def squeeze_sql(sql: str) -> str:
+    """The SQL with every run of whitespace one space (and none at the ends)."""
+    return " ".join(sql.split())
+
+
+def is_ddl(sql: str) -> bool:
+    """Does a line of the SQL start with CREATE / ALTER / DROP / RENAME / COMMENT?"""
+    return any(_DDL_WORD.match(line.lstrip()[:8]) for line in sql.split("\n"))
+
+
+def find_after_keywords(sql: str, keyword: re.Pattern, rest: Callable[[re.Match], re.Pattern]) -> list[str]:
+    """`findall` of keyword + rest(keyword's match) on the squeezed SQL (group 1 of `rest`),
+    with `rest` matched in a window of SQL_WINDOW characters after each keyword."""
+    text = squeeze_sql(sql)
+    out = []
+    pos = 0
+    while (m := keyword.search(text, pos)) is not None:
+        found = rest(m).match(text, m.end(), m.end() + SQL_WINDOW)
+        if found is None:
+            pos = m.start() + 1
+        else:
+            out.append(found.group(1))
+            pos = found.end()
+    return out
+
+
+def ddl_tables(sql: str) -> list[str]:
+    """Names after TABLE / INDEX x ON / INTO / UPDATE (tables raw DDL may change)."""
+    return find_after_keywords(sql, _DDL_KEYWORD, lambda m: _DDL_INDEX_NAME if m.group(1) else _DDL_NAME)
 
 
 def add_constraint_op(constraint: sa.Constraint) -> alembic_ops.AddConstraintOp:
@@ -1092,8 +1131,8 @@ def apply_other_call(state: SchemaState, call: OtherCall, path: Path) -> SchemaS
         return state
     if method in ("execute", "exec_driver_sql"):
         sql = _literal_sql(call.node)
-        if sql and _DDL.search(sql):
-            return state.with_uncertain(_DDL_TABLE.findall(sql))
+        if sql and is_ddl(sql):
+            return state.with_uncertain(ddl_tables(sql))
         return state
     if method in DATA_METHODS:
         return state
@@ -1141,8 +1180,8 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         return _renamed_refs(state, None, old.name, {}, op.new_table_name)
     if isinstance(op, O.ExecuteSQLOp):
         sql = op.sqltext if isinstance(op.sqltext, str) else str(getattr(op.sqltext, "text", ""))
-        if _DDL.search(sql):
-            return state.with_uncertain(_DDL_TABLE.findall(sql))
+        if is_ddl(sql):
+            return state.with_uncertain(ddl_tables(sql))
         return state
     if isinstance(op, (O.BulkInsertOp,)):
         return state
