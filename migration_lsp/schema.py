@@ -30,6 +30,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, ItemsView, Iterable, Mapping, Sequence, ValuesView
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from functools import lru_cache
@@ -683,6 +684,55 @@ def _diff(a: Any, b: Any, out: set) -> None:
 EMPTY_TABLES = TableMap()
 
 
+class Names(AbstractSet):
+    """An immutable set of (table) names whose versions share structure, a TableMap of
+    name -> True: adding names to a set of thousands costs O(log n) each, not a copy of
+    the set (one revision with 16,000 raw DDL statements replayed in quadratic time).
+    Compares equal to a frozenset of the same names."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._map = TableMap((name, True) for name in names)
+
+    @classmethod
+    def _from_iterable(cls, names: Iterable[str]) -> Names:
+        return cls(names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._map
+
+    def __iter__(self):
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def union(self, *others: Iterable[str]) -> Names:
+        """This set with the names of `others` (this very object when none is new)."""
+        names = self._map
+        for other in others:
+            for name in other:
+                if name not in names:
+                    names = names.set(name, True)
+        if names is self._map:
+            return self
+        new = object.__new__(Names)
+        new._map = names
+        return new
+
+    __hash__ = AbstractSet._hash
+
+    def __repr__(self) -> str:
+        return f"Names({set(self)!r})"
+
+    def __reduce__(self):
+        return (Names, (tuple(self),))
+
+
+NO_NAMES = Names()
+
+
 class Origins(Sequence):
     """An immutable sequence of origins that grows at the end without copying: a chain of
     nodes sharing their prefix, so the `unknown` origins of thousands of states take
@@ -1052,7 +1102,7 @@ class SchemaState:
 
     tables: Mapping[str, TableState] = field(default_factory=lambda: EMPTY_TABLES)  # any mapping -> TableMap
     # tables whose shape we cannot know (raw DDL, helpers): never reported as drift
-    uncertain: frozenset[str] = frozenset()
+    uncertain: AbstractSet[str] = NO_NAMES  # a Names (any set is converted)
     # anything at all may have happened (a helper call we cannot follow)
     unknown: Sequence[Origin] = NO_ORIGINS  # an Origins (any sequence is converted)
 
@@ -1061,6 +1111,8 @@ class SchemaState:
             object.__setattr__(self, "tables", TableMap(self.tables))
         if type(self.unknown) is not Origins:
             object.__setattr__(self, "unknown", Origins(self.unknown))
+        if type(self.uncertain) is not Names:
+            object.__setattr__(self, "uncertain", Names(self.uncertain))
 
     def table(self, name: str, schema: str | None = None) -> TableState | None:
         return self.tables.get(f"{schema}.{name}" if schema else name)
@@ -1107,8 +1159,8 @@ def merge_states(states: Iterable[SchemaState]) -> SchemaState:
             tables = tables.set(key, table if mine is None else _union(mine, table))
     uncertain = states[0].uncertain
     for state in states[1:]:
-        if not state.uncertain <= uncertain:
-            uncertain = uncertain | state.uncertain
+        if state.uncertain is not uncertain:
+            uncertain = uncertain.union(state.uncertain)
     # every branch's unknown origins, in order, each once (the branches share those from
     # before they forked: concatenating them would double those at every merge)
     unknown = states[0].unknown

@@ -238,3 +238,37 @@ def test_one_revision_with_many_ops_is_checked_in_linear_steps(tmp_path: Path):
     table = replay.prepare("a1").after.table("t")
     assert len(table.columns) == 1 + 1000 and len(table.indexes) == 1000
     assert table.column("c3996").column.nullable is True and table.column("c0").column.nullable is False
+
+
+def kept_states_memory(tmp_path: Path, n: int) -> int:
+    """Bytes allocated (tracemalloc) by the states after each of n raw-DDL ops, all kept
+    (the safety rules and the features keep states op by op)."""
+    import tracemalloc
+
+    from migration_lsp.schema import apply_op, evaluate_function
+
+    up = "\n    ".join(f"op.execute('CREATE TABLE x{i} (a int)')" for i in range(n))
+    text = migration_text("a1", upgrades=up)
+    script = parse_script(tmp_path / f"a{n}_x.py", text)
+    ops = evaluate_function(script, script.upgrade)
+    state = schema.SchemaState()
+    kept = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for ev in ops:
+            state = apply_op(state, ev, script.path)
+            kept.append(state)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(state.uncertain) == n and "x0" in state.uncertain
+    return used
+
+
+def test_tables_made_uncertain_one_by_one_share_structure(tmp_path: Path):
+    """Each raw DDL statement adds its table to the state's uncertain names: the states
+    share them (before, every state copied the whole set: memory and time quadratic)."""
+    kept_states_memory(tmp_path, 50)
+    small, large = kept_states_memory(tmp_path, 300), kept_states_memory(tmp_path, 1200)
+    assert large / small < 8, (small, large)  # 4 times a logarithmic factor (HAMT paths); quadratic: 16
