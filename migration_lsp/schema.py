@@ -944,11 +944,16 @@ def _first(pair: tuple) -> Any:
     return pair[0]
 
 
+KEYED_FROM = 32  # items: below, a tuple is copied faster than a Keyed is updated
+
+
 def keyed(items: Sequence[Any], kind: str) -> Keyed | None:
-    """`items` as a Keyed sequence (the same object when it is one), None when a key is
-    unhashable (the caller then works on the tuple)."""
+    """`items` as a Keyed sequence (the same object when it is one), None for a short
+    tuple or when a key is unhashable (the caller then works on the tuple)."""
     if type(items) is Keyed:
         return items  # type: ignore[return-value]
+    if len(items) < KEYED_FROM:
+        return None
     try:
         return Keyed.of(items, kind)
     except TypeError:

@@ -272,3 +272,58 @@ def test_tables_made_uncertain_one_by_one_share_structure(tmp_path: Path):
     kept_states_memory(tmp_path, 50)
     small, large = kept_states_memory(tmp_path, 300), kept_states_memory(tmp_path, 1200)
     assert large / small < 8, (small, large)  # 4 times a logarithmic factor (HAMT paths); quadratic: 16
+
+
+def random_table_ops(rng, n: int) -> str:
+    """Ops on one table's columns and indexes, names drawn from a small pool (so that adds
+    replace, drops miss, renames collide)."""
+    names = [f"c{i}" for i in range(6)]
+    lines = ["op.create_table('t', sa.Column('id', sa.Integer(), primary_key=True), "
+             "sa.Column('c0', sa.Integer()), sa.Column('c1', sa.String(), nullable=False))"]
+    for _ in range(n):
+        a, b = rng.choice(names), rng.choice(names)
+        lines.append(rng.choice([
+            f"op.add_column('t', sa.Column('{a}', sa.Integer(), nullable={rng.choice([True, False])}))",
+            f"op.add_column('t', sa.Column('{a}', sa.Integer(), index=True))",
+            f"op.drop_column('t', '{a}')",
+            f"op.alter_column('t', '{a}', nullable={rng.choice([True, False])})",
+            f"op.alter_column('t', '{a}', new_column_name='{b}')",
+            f"op.create_index('ix_{b}', 't', ['{a}'])",
+            f"op.create_index('ix_{b}', 't', ['{a}', 'id'], unique=True)",
+            f"op.drop_index('ix_{b}', table_name='t')",
+        ]))
+    return "\n    ".join(lines)
+
+
+def table_shape(state) -> tuple:
+    from migration_lsp.schema import _index_columns
+
+    table = state.table("t")
+    return (tuple((c.name, c.column.nullable, c.column.primary_key, c.origin) for c in table.columns),
+            tuple((str(i.name), _index_columns(i), bool(i.unique), o) for i, o in table.indexes),
+            tuple(str(c.name) for c, _ in table.constraints), state.uncertain == frozenset())
+
+
+def test_keyed_sequences_replay_exactly_like_tuples(tmp_path: Path, monkeypatch):
+    """Columns and indexes kept in Keyed sequences (long tables) give the same schema, op
+    by op, as the tuples short tables keep."""
+    import random
+
+    from migration_lsp.schema import Keyed, apply_op, evaluate_function
+
+    rng = random.Random(12)
+    for n in range(60):
+        text = migration_text("a1", upgrades=random_table_ops(rng, 40))
+        script = parse_script(tmp_path / f"s{n}_x.py", text)
+        ops = evaluate_function(script, script.upgrade)
+        shapes = {}
+        for keyed_from in (0, 10**9):
+            monkeypatch.setattr(schema, "KEYED_FROM", keyed_from)
+            state, steps = schema.SchemaState(), []
+            for ev in ops:
+                state = apply_op(state, ev, script.path)
+                steps.append(table_shape(state))
+            if keyed_from == 0 and len(state.table("t").columns) > 0:
+                assert type(state.table("t").columns) is Keyed
+            shapes[keyed_from] = steps
+        assert shapes[0] == shapes[10**9], text
