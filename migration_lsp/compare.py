@@ -58,10 +58,16 @@ def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]
                           flag("render_as_batch", False))
 
 
+# SQLAlchemy's own dialects: loading one of these names never looks at entry points (a
+# dialect name comes from the workspace's settings; an entry point of an installed project
+# would run its code, also under --no-import)
+_BUILTIN_DIALECTS = frozenset(("mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite"))
+
+
 @lru_cache(maxsize=16)
 def _impl(dialect_name: str | None) -> DefaultImpl:
     dialect: Any = None
-    if dialect_name:
+    if dialect_name in _BUILTIN_DIALECTS:
         try:
             from sqlalchemy.dialects import registry
 

@@ -21,17 +21,23 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import logging
+import os
 import re
+import sys
 import threading
 import warnings
 import weakref
-from collections.abc import ItemsView, Iterable, Mapping, Sequence, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Mapping, Sequence, ValuesView
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from functools import lru_cache
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
+import alembic
 import sqlalchemy as sa
 from alembic.operations import BatchOperations, Operations
 from alembic.operations import ops as alembic_ops
@@ -46,7 +52,7 @@ from .scripts import Function, MigrationScript, OpCall, OtherCall
 
 log = logging.getLogger("migration_lsp")
 
-SAFE_MODULE_PREFIXES = ("sqlalchemy", "alembic")
+SAFE_PACKAGES = ("sqlalchemy", "alembic")
 DEFAULT_NAMES = {"sa": "sqlalchemy", "sqlalchemy": "sqlalchemy", "op": "alembic.op",
                  "postgresql": "sqlalchemy.dialects.postgresql", "mysql": "sqlalchemy.dialects.mysql",
                  "sqlite": "sqlalchemy.dialects.sqlite"}
@@ -83,23 +89,85 @@ def is_opaque_type(type_: Any) -> bool:
 # --------------------------------------------------------------------------- evaluation
 
 
+def in_safe_package(name: str) -> bool:
+    """Is `name` sqlalchemy, alembic or a module inside them? An exact package match:
+    `sqlalchemy_utils` or `alembic_helpers` (the project's own code) is not."""
+    return name.partition(".")[0] in SAFE_PACKAGES
+
+
+# where the installed packages live: the ones this process imported (`sa`, `alembic`)
+_PACKAGE_DIRS = {name: os.path.realpath(os.path.dirname(module.__file__ or ""))
+                 for name, module in (("sqlalchemy", sa), ("alembic", alembic))}
+# parts of the installed packages that are not a migration's business and do things on
+# import (test-suite plugins, the `alembic init` templates' env.py, `python -m alembic`)
+_UNSAFE_PARTS = frozenset({"testing", "templates", "provision"})
+
+
+@lru_cache(maxsize=4096)
+def _from_installed_package(name: str, origin: str | None) -> bool:
+    """Is the file `origin` of module `name` inside the installed sqlalchemy / alembic
+    package directory (not a look-alike `sqlalchemy/` folder of the workspace)?"""
+    root = _PACKAGE_DIRS.get(name.partition(".")[0])
+    if not root or not origin:
+        return False
+    return os.path.realpath(origin).startswith(root + os.sep)
+
+
+def import_safe_module(name: str) -> ModuleType | None:
+    """The module `name` when it is a public module of the installed sqlalchemy / alembic
+    (imported now if needed), else None: nothing else is ever imported for a migration."""
+    parts = name.split(".")
+    if parts[0] not in SAFE_PACKAGES or any(
+            not part.isidentifier() or part.startswith("_") or part in _UNSAFE_PARTS for part in parts):
+        return None
+    if len(parts) > 1 and import_safe_module(name.rpartition(".")[0]) is None:
+        return None  # (parents first: finding a module's spec imports its parents)
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:  # a parent that is not a package, ...
+            return None
+        if spec is None or not _from_installed_package(name, spec.origin):
+            return None  # not found, a namespace package, a file elsewhere
+        try:
+            module = importlib.import_module(name)
+        except (Exception, SystemExit):
+            return None
+    if not isinstance(module, ModuleType) or not _from_installed_package(name, getattr(module, "__file__", None)):
+        return None
+    return module
+
+
 def _resolve_dotted(path: str) -> Any:
-    """Import `path` when it lives in sqlalchemy/alembic: a module or an attribute of one."""
-    if not path.startswith(SAFE_MODULE_PREFIXES):
+    """A module of sqlalchemy/alembic (see import_safe_module) or an attribute of one."""
+    if not in_safe_package(path):
         return Opaque(path)
     parts = path.split(".")
     for cut in range(len(parts), 0, -1):
-        try:
-            value: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+        value: Any = import_safe_module(".".join(parts[:cut]))
+        if value is None:
             continue
         try:
             for attr in parts[cut:]:
+                if attr.startswith("_"):
+                    return Opaque(path)
                 value = getattr(value, attr)
             return value
         except AttributeError:
             return Opaque(path)
     return Opaque(path)
+
+
+def _from_sqlalchemy(obj: Any) -> bool:
+    """Does `obj` (a class, a function, an instance) come from the installed SQLAlchemy: its
+    `__module__` is in the package (exactly: not `sqlalchemy_utils.types`) and that module
+    was loaded from there?"""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or not (module == "sqlalchemy" or module.startswith("sqlalchemy.")):
+        return False
+    loaded = sys.modules.get(module)
+    return isinstance(loaded, ModuleType) and _from_installed_package(module, getattr(loaded, "__file__", None))
 
 
 _CALLABLE_OK: dict[Any, bool] = {}  # classes and functions of sqlalchemy: fixed for the process
@@ -118,8 +186,7 @@ def _callable_ok(fn: Any) -> bool:
 
 
 def _check_callable(fn: Any) -> bool:
-    module = getattr(fn, "__module__", "") or ""
-    if not module.startswith("sqlalchemy"):
+    if not _from_sqlalchemy(fn):
         return False
     if isinstance(fn, type):
         return issubclass(fn, (TypeEngine, SchemaItem, ClauseElement))
@@ -138,7 +205,7 @@ class Evaluator:
             if path in ("alembic.op", "alembic.op.op"):
                 if recorder is not None:
                     self.names[name] = recorder
-            elif path.startswith(SAFE_MODULE_PREFIXES):
+            elif in_safe_package(path):
                 self.names[name] = _LazyImport(path)
         self.recorder = recorder
 
@@ -177,8 +244,7 @@ class Evaluator:
             if isinstance(base, Opaque) or base is self.recorder:
                 return Opaque(_source(node))
             is_module = isinstance(base, ModuleType)
-            module = getattr(base, "__name__", "") if is_module else getattr(base, "__module__", "")
-            if is_module or (module or "").startswith("sqlalchemy"):
+            if is_module or _from_sqlalchemy(base):
                 try:
                     return getattr(base, node.attr)
                 except AttributeError:
@@ -215,8 +281,8 @@ class Evaluator:
 def type_from_repr(text: str, module: str) -> TypeEngine:
     """A SQLAlchemy type from its repr (e.g. `JSONB(astext_type=Text())`), evaluated
     statically with the names of sqlalchemy.types and of the type's own module."""
-    if not module.startswith("sqlalchemy"):
-        return OpaqueType(text)
+    if not (isinstance(module, str) and (module == "sqlalchemy" or module.startswith("sqlalchemy."))):
+        return OpaqueType(text)  # (the module name comes from the models child's output)
     names: dict[str, str] = {n: f"sqlalchemy.types.{n}" for n in dir(sa.types) if not n.startswith("_")}
     owner = _resolve_dotted(module)
     if not isinstance(owner, Opaque):
@@ -618,6 +684,55 @@ def _diff(a: Any, b: Any, out: set) -> None:
 EMPTY_TABLES = TableMap()
 
 
+class Names(AbstractSet):
+    """An immutable set of (table) names whose versions share structure, a TableMap of
+    name -> True: adding names to a set of thousands costs O(log n) each, not a copy of
+    the set (one revision with 16,000 raw DDL statements replayed in quadratic time).
+    Compares equal to a frozenset of the same names."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._map = TableMap((name, True) for name in names)
+
+    @classmethod
+    def _from_iterable(cls, names: Iterable[str]) -> Names:
+        return cls(names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._map
+
+    def __iter__(self):
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def union(self, *others: Iterable[str]) -> Names:
+        """This set with the names of `others` (this very object when none is new)."""
+        names = self._map
+        for other in others:
+            for name in other:
+                if name not in names:
+                    names = names.set(name, True)
+        if names is self._map:
+            return self
+        new = object.__new__(Names)
+        new._map = names
+        return new
+
+    __hash__ = AbstractSet._hash
+
+    def __repr__(self) -> str:
+        return f"Names({set(self)!r})"
+
+    def __reduce__(self):
+        return (Names, (tuple(self),))
+
+
+NO_NAMES = Names()
+
+
 class Origins(Sequence):
     """An immutable sequence of origins that grows at the end without copying: a chain of
     nodes sharing their prefix, so the `unknown` origins of thousands of states take
@@ -710,6 +825,141 @@ class Origins(Sequence):
 NO_ORIGINS = Origins()
 
 
+def _column_key(column: ColumnState) -> Any:
+    return column.name
+
+
+def _index_key(pair: tuple) -> Any:
+    return pair[0].name
+
+
+_KEYS = {"column": _column_key, "index": _index_key}
+
+
+class Keyed(Sequence):
+    """An immutable sequence (a table's columns, its (index, origin) pairs) whose versions
+    share structure: appending, removing the items of a key (a name), replacing one item
+    and finding the first item of a key cost O(log n), not a copy of the sequence. A table
+    that one revision gives thousands of columns or indexes is replayed in linear time
+    (a tuple per op made it quadratic: 16,000 ops took 15 s). Items live in a TableMap by
+    insertion number, the numbers of each key in another; the sequence is sorted out on
+    first iteration (and kept). Compares equal to a tuple of the same items."""
+
+    __slots__ = ("_kind", "_items", "_keys", "_next", "_tuple")
+
+    @classmethod
+    def of(cls, items: Iterable[Any], kind: str) -> Keyed:
+        """Raises TypeError for an unhashable key (callers then use tuples)."""
+        key = _KEYS[kind]
+        items = tuple(items)
+        by_key: dict[Any, tuple[int, ...]] = {}
+        for n, item in enumerate(items):
+            k = key(item)
+            by_key[k] = by_key.get(k, ()) + (n,)
+        new = cls._make(kind, TableMap(enumerate(items)), TableMap(by_key), len(items))
+        new._tuple = items
+        return new
+
+    @classmethod
+    def _make(cls, kind: str, items: TableMap, keys: TableMap, next_: int) -> Keyed:
+        new = object.__new__(cls)
+        new._kind, new._items, new._keys, new._next, new._tuple = kind, items, keys, next_, None
+        return new
+
+    def get(self, key: Any) -> Any:
+        """The first item of `key`, or None."""
+        numbers = self._keys.get(key)
+        return self._items[numbers[0]] if numbers else None
+
+    def appended(self, item: Any) -> Keyed:
+        k = _KEYS[self._kind](item)
+        n = self._next
+        return Keyed._make(self._kind, self._items.set(n, item), self._keys.set(k, self._keys.get(k, ()) + (n,)),
+                           n + 1)
+
+    def without(self, key: Any) -> Keyed:
+        """The sequence without the items of `key` (this one when there are none)."""
+        numbers = self._keys.get(key)
+        if not numbers:
+            return self
+        items = self._items
+        for n in numbers:
+            items = items.delete(n)
+        return Keyed._make(self._kind, items, self._keys.delete(key), self._next)
+
+    def replaced(self, old: Any, new: Any) -> Keyed:
+        """`new` in the place of the item that *is* `old` (its key may differ)."""
+        key = _KEYS[self._kind]
+        old_key, new_key = key(old), key(new)
+        for n in self._keys.get(old_key, ()):
+            if self._items[n] is old:
+                break
+        else:
+            raise ValueError("not an item of this sequence")
+        keys = self._keys
+        if old_key != new_key:
+            rest = tuple(m for m in keys[old_key] if m != n)
+            keys = keys.set(old_key, rest) if rest else keys.delete(old_key)
+            keys = keys.set(new_key, tuple(sorted(keys.get(new_key, ()) + (n,))))
+        return Keyed._make(self._kind, self._items.set(n, new), keys, self._next)
+
+    def _all(self) -> tuple:
+        if self._tuple is None:
+            self._tuple = tuple(item for _, item in sorted(self._items.items(), key=_first))
+        return self._tuple
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __add__(self, items: Iterable[Any]) -> Keyed:
+        new = self
+        for item in items:
+            new = new.appended(item)
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if isinstance(other, (Keyed, tuple)):
+            return len(self) == len(other) and self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+    def __reduce__(self):
+        return (Keyed.of, (self._all(), self._kind))
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+KEYED_FROM = 32  # items: below, a tuple is copied faster than a Keyed is updated
+
+
+def keyed(items: Sequence[Any], kind: str) -> Keyed | None:
+    """`items` as a Keyed sequence (the same object when it is one), None for a short
+    tuple or when a key is unhashable (the caller then works on the tuple)."""
+    if type(items) is Keyed:
+        return items  # type: ignore[return-value]
+    if len(items) < KEYED_FROM:
+        return None
+    try:
+        return Keyed.of(items, kind)
+    except TypeError:
+        return None
+
+
 class IndexRecord:
     """An index on plain columns, as the schema state keeps it: what `sa.Index` would hold
     (`name`, `unique`, `expressions` as column names, dialect `kwargs`) without building
@@ -762,6 +1012,11 @@ class TableState:
         return f"{self.schema}.{self.name}" if self.schema else self.name
 
     def column(self, name: str) -> ColumnState | None:
+        if type(self.columns) is Keyed:
+            try:
+                return self.columns.get(name)
+            except TypeError:  # an unhashable name: no such column
+                return None
         for col in self.columns:
             if col.name == name:
                 return col
@@ -852,7 +1107,7 @@ class SchemaState:
 
     tables: Mapping[str, TableState] = field(default_factory=lambda: EMPTY_TABLES)  # any mapping -> TableMap
     # tables whose shape we cannot know (raw DDL, helpers): never reported as drift
-    uncertain: frozenset[str] = frozenset()
+    uncertain: AbstractSet[str] = NO_NAMES  # a Names (any set is converted)
     # anything at all may have happened (a helper call we cannot follow)
     unknown: Sequence[Origin] = NO_ORIGINS  # an Origins (any sequence is converted)
 
@@ -861,6 +1116,8 @@ class SchemaState:
             object.__setattr__(self, "tables", TableMap(self.tables))
         if type(self.unknown) is not Origins:
             object.__setattr__(self, "unknown", Origins(self.unknown))
+        if type(self.uncertain) is not Names:
+            object.__setattr__(self, "uncertain", Names(self.uncertain))
 
     def table(self, name: str, schema: str | None = None) -> TableState | None:
         return self.tables.get(f"{schema}.{name}" if schema else name)
@@ -907,8 +1164,8 @@ def merge_states(states: Iterable[SchemaState]) -> SchemaState:
             tables = tables.set(key, table if mine is None else _union(mine, table))
     uncertain = states[0].uncertain
     for state in states[1:]:
-        if not state.uncertain <= uncertain:
-            uncertain = uncertain | state.uncertain
+        if state.uncertain is not uncertain:
+            uncertain = uncertain.union(state.uncertain)
     # every branch's unknown origins, in order, each once (the branches share those from
     # before they forked: concatenating them would double those at every merge)
     unknown = states[0].unknown
@@ -941,8 +1198,47 @@ def _constraint_key(constraint: sa.Constraint) -> tuple:
     return (type(constraint).__name__, constraint.name, constraint_columns(constraint))
 
 
-_DDL_TABLE = re.compile(r"\b(?:TABLE|INDEX\s+\S+\s+ON|INTO|UPDATE)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?[\"`\[]?(\w+)", re.I)
-_DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|RENAME|COMMENT)\b", re.I | re.M)
+# Raw SQL can be any length (a 100 KB op.execute): it is read in linear time. Patterns run
+# on the whole text only when their matches have a bounded length (a bounded number of
+# steps at each position); what follows a keyword is read from a bounded window after it,
+# in text whose whitespace runs are squeezed to one space. (`^\\s*(CREATE|...)` took minutes
+# on 40,000 newlines: each line start scanned all the whitespace after it.)
+SQL_WINDOW = 512
+_DDL_WORD = re.compile(r"(?:CREATE|ALTER|DROP|RENAME|COMMENT)\b", re.I)
+_DDL_KEYWORD = re.compile(r"\b(?:(INDEX)|TABLE|INTO|UPDATE)", re.I)
+_DDL_NAME = re.compile(r"\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?[\"`\[]?(\w+)", re.I)
+_DDL_INDEX_NAME = re.compile(r"\s+\S+\s+ON\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?[\"`\[]?(\w+)", re.I)
+
+
+def squeeze_sql(sql: str) -> str:
+    """The SQL with every run of whitespace one space (and none at the ends)."""
+    return " ".join(sql.split())
+
+
+def is_ddl(sql: str) -> bool:
+    """Does a line of the SQL start with CREATE / ALTER / DROP / RENAME / COMMENT?"""
+    return any(_DDL_WORD.match(line.lstrip()[:8]) for line in sql.split("\n"))
+
+
+def find_after_keywords(sql: str, keyword: re.Pattern, rest: Callable[[re.Match], re.Pattern]) -> list[str]:
+    """`findall` of keyword + rest(keyword's match) on the squeezed SQL (group 1 of `rest`),
+    with `rest` matched in a window of SQL_WINDOW characters after each keyword."""
+    text = squeeze_sql(sql)
+    out = []
+    pos = 0
+    while (m := keyword.search(text, pos)) is not None:
+        found = rest(m).match(text, m.end(), m.end() + SQL_WINDOW)
+        if found is None:
+            pos = m.start() + 1
+        else:
+            out.append(found.group(1))
+            pos = found.end()
+    return out
+
+
+def ddl_tables(sql: str) -> list[str]:
+    """Names after TABLE / INDEX x ON / INTO / UPDATE (tables raw DDL may change)."""
+    return find_after_keywords(sql, _DDL_KEYWORD, lambda m: _DDL_INDEX_NAME if m.group(1) else _DDL_NAME)
 
 
 def add_constraint_op(constraint: sa.Constraint) -> alembic_ops.AddConstraintOp:
@@ -1027,8 +1323,8 @@ def apply_other_call(state: SchemaState, call: OtherCall, path: Path) -> SchemaS
         return state
     if method in ("execute", "exec_driver_sql"):
         sql = _literal_sql(call.node)
-        if sql and _DDL.search(sql):
-            return state.with_uncertain(_DDL_TABLE.findall(sql))
+        if sql and is_ddl(sql):
+            return state.with_uncertain(ddl_tables(sql))
         return state
     if method in DATA_METHODS:
         return state
@@ -1076,8 +1372,8 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         return _renamed_refs(state, None, old.name, {}, op.new_table_name)
     if isinstance(op, O.ExecuteSQLOp):
         sql = op.sqltext if isinstance(op.sqltext, str) else str(getattr(op.sqltext, "text", ""))
-        if _DDL.search(sql):
-            return state.with_uncertain(_DDL_TABLE.findall(sql))
+        if is_ddl(sql):
+            return state.with_uncertain(ddl_tables(sql))
         return state
     if isinstance(op, (O.BulkInsertOp,)):
         return state
@@ -1089,13 +1385,18 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         return state
     if isinstance(op, O.AddColumnOp):
         col = op.column  # never mutated: shared with the op
-        new = table.evolve(columns=tuple(c for c in table.columns if c.name != col.name) + (ColumnState(col, origin),))
+        columns = keyed(table.columns, "column")
+        if columns is not None:
+            new = table.evolve(columns=columns.without(col.name).appended(ColumnState(col, origin)))
+        else:
+            new = table.evolve(columns=tuple(c for c in table.columns if c.name != col.name) + (ColumnState(col, origin),))
         if col.index or col.unique:
             name = sa.sql.elements.conv(f"ix_{table.name}_{col.name}") if col.index else None
             idx = IndexRecord(name, (col.name,), bool(col.unique)) if isinstance(col.name, str) \
                 else sa.Index(name, col.name, unique=bool(col.unique))
             if col.index:
-                new = new.evolve(indexes=new.indexes + ((idx, origin),))
+                indexes = keyed(new.indexes, "index")
+                new = new.evolve(indexes=(indexes if indexes is not None else new.indexes) + ((idx, origin),))
             else:
                 new = new.evolve(constraints=new.constraints + ((sa.UniqueConstraint(col.name), origin),))
         return state.with_table(new)
@@ -1103,8 +1404,9 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         name = op.column_name
         if table.column(name) is None:
             return state.with_uncertain((table.name,))
+        columns = keyed(table.columns, "column")
         return state.with_table(table.evolve(
-            columns=tuple(c for c in table.columns if c.name != name),
+            columns=columns.without(name) if columns is not None else tuple(c for c in table.columns if c.name != name),
             indexes=tuple((i, o) for i, o in table.indexes if name not in _index_columns(i)),
             constraints=tuple((c, o) for c, o in table.constraints if name not in constraint_columns(c)),
         ))
@@ -1125,7 +1427,11 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
             col.comment = op.modify_comment
         if op.modify_name is not None:
             col.name = col.key = op.modify_name
-        columns = tuple(ColumnState(col, current.origin) if c is current else c for c in table.columns)
+        keyed_columns = keyed(table.columns, "column")
+        if keyed_columns is not None:
+            columns: Sequence[ColumnState] = keyed_columns.replaced(current, ColumnState(col, current.origin))
+        else:
+            columns = tuple(ColumnState(col, current.origin) if c is current else c for c in table.columns)
         state = state.with_table(table.evolve(columns=columns))
         if op.modify_name is not None and op.modify_name != op.column_name:
             # the database renames it in the table's indexes and constraints, and in the
@@ -1134,9 +1440,15 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
         return state
     if isinstance(op, O.CreateIndexOp):
         index = _index_of(op)
+        indexes = keyed(table.indexes, "index")
+        if indexes is not None and _hashable(index.name):
+            return state.with_table(table.evolve(indexes=indexes.without(index.name).appended((index, origin))))
         return state.with_table(table.evolve(indexes=tuple(
             (i, o) for i, o in table.indexes if i.name != index.name) + ((index, origin),)))
     if isinstance(op, O.DropIndexOp):
+        indexes = keyed(table.indexes, "index")
+        if indexes is not None and _hashable(op.index_name):
+            return state.with_table(table.evolve(indexes=indexes.without(op.index_name)))
         return state.with_table(table.evolve(indexes=tuple(
             (i, o) for i, o in table.indexes if i.name != op.index_name)))
     if isinstance(op, O.AddConstraintOp):
@@ -1177,6 +1489,14 @@ def _created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
         if table is None:
             table = _CREATED_TABLES[op] = op.to_table()
         return table
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _index_of(op: alembic_ops.CreateIndexOp) -> sa.Index | IndexRecord:

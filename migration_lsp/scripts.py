@@ -281,8 +281,39 @@ def _assignment(stmt: ast.stmt) -> tuple[str, ast.expr | None] | None:
     return None
 
 
-_DOC_FIELD = re.compile(r"^(?P<indent>\s*)(?P<key>Revision ID|Revises|Create Date)\s*:[ \t]*(?P<value>.*?)\s*$")
-_REV_TOKEN = re.compile(r"[^\s,()'\"]+")
+_DOC_KEYS = ("Revision ID", "Revises", "Create Date")
+_NOT_IN_TOKENS = str.maketrans({c: " " for c in ",()'\""})
+
+
+def _doc_field(line: str) -> tuple[str, int, int] | None:
+    """(key, start, end of the value) of a `Revision ID:` / `Revises:` / `Create Date:` line:
+    the key after any whitespace, any whitespace, a colon, spaces or tabs, then the value
+    without trailing whitespace. String methods only, linear in the line (the regex
+    `\\s*(key)\\s*:[ \\t]*(.*?)\\s*$` it replaces backtracked quadratically on a long
+    run of spaces inside the value)."""
+    rest = line.lstrip()
+    for key in _DOC_KEYS:
+        if rest.startswith(key):
+            break
+    else:
+        return None
+    after = rest[len(key):].lstrip()
+    if not after.startswith(":"):
+        return None
+    value = after[1:].lstrip(" \t")
+    start = len(line) - len(value)
+    return key, start, start + len(value.rstrip())
+
+
+def _rev_tokens(value: str):
+    """(start, end) of each run of characters that are neither whitespace nor `,()'"`,
+    in order (str.split on a translated copy: linear, no regex)."""
+    spaced = value.translate(_NOT_IN_TOKENS)
+    at = 0
+    for token in spaced.split():
+        at = spaced.index(token, at)
+        yield at, at + len(token)
+        at += len(token)
 
 
 def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str | None,
@@ -293,29 +324,31 @@ def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str
     revises: list[IdString] = []
     found = False
     for n in range(first_line, min(last_line, len(src.lines) - 1) + 1):
-        m = _DOC_FIELD.match(src.lines[n])
-        if not m:
+        line = src.lines[n]
+        fields = _doc_field(line)
+        if fields is None:
             continue
         found = True
-        start = m.start("value")
-        value_span = span(n, start, n, m.end("value"))
-        if m.group("key") == "Revision ID" and revision_id is None:
-            tok = _REV_TOKEN.search(m.group("value"))
+        key, start, end = fields
+        value = line[start:end]
+        value_span = span(n, start, n, end)
+        if key == "Revision ID" and revision_id is None:
             revision_id_line = value_span
-            if tok:
-                revision_id = IdString(tok.group(0), span(n, start + tok.start(), n, start + tok.end()))
-        elif m.group("key") == "Revises" and revises_line is None:
+            for a, b in _rev_tokens(value):
+                revision_id = IdString(value[a:b], span(n, start + a, n, start + b))
+                break
+        elif key == "Revises" and revises_line is None:
             revises_line = value_span
-            for tok in _REV_TOKEN.finditer(m.group("value")):
-                if tok.group(0) != "<base>":
-                    revises.append(IdString(tok.group(0), span(n, start + tok.start(), n, start + tok.end())))
-        elif m.group("key") == "Create Date" and create_date is None:
-            create_date = m.group("value")
+            for a, b in _rev_tokens(value):
+                if value[a:b] != "<base>":
+                    revises.append(IdString(value[a:b], span(n, start + a, n, start + b)))
+        elif key == "Create Date" and create_date is None:
+            create_date = value
     if message_text is None and not found:
         return None
     message = ""
     for line in (message_text or "").strip().splitlines():
-        if not _DOC_FIELD.match(line):
+        if _doc_field(line) is None:
             message = line.strip()
         break
     return DocHeader(

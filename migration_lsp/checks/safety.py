@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Severity, Span
-from ..schema import EvaluatedOp, RevisionSchema, SchemaState, apply_op, constraint_columns, evaluate_function
+from ..schema import (EvaluatedOp, RevisionSchema, SchemaState, apply_op, constraint_columns, evaluate_function,
+                      find_after_keywords, squeeze_sql)
 from ..scripts import Function, MigrationScript, OpCall, OtherCall
 
 SEVERITY = {
@@ -67,13 +68,34 @@ SQLITE_CONSTRAINT_OPS = frozenset({
 # with the literal meaning "no change" for each; a pure rename (new_column_name) works natively
 ALTERING_KEYWORDS = {"nullable": None, "type_": None, "server_default": False, "comment": False}
 
-# statements PostgreSQL refuses to run inside a transaction block
-_CONCURRENT_SQL = re.compile(
-    r"\b(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX)\s+CONCURRENTLY\b"
-    r"|\bREINDEX\b[^;]*?\bCONCURRENTLY\b|\bDETACH\s+PARTITION\b[^;]*?\bCONCURRENTLY\b",
-    re.I,
-)
-_UPDATE_SQL = re.compile(r"\bUPDATE\s+(?:ONLY\s+)?(?:[\"`\[]?\w+[\"`\]]?\.)?[\"`\[]?(\w+)", re.I)
+# statements PostgreSQL refuses to run inside a transaction block; read statement by
+# statement with patterns of bounded match length, in linear time (see schema.SQL_WINDOW)
+_CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.I)
+_CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.I), re.compile(r"\bDETACH PARTITION\b", re.I))
+_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.I)
+_UPDATE = re.compile(r"\bUPDATE", re.I)
+_UPDATE_TABLE = re.compile(r"\s+(?:ONLY\s+)?(?:[\"`\[]?\w+[\"`\]]?\.)?[\"`\[]?(\w+)", re.I)
+
+
+def runs_concurrently(sql: str) -> bool:
+    """CREATE [UNIQUE] INDEX / DROP INDEX CONCURRENTLY, or REINDEX / DETACH PARTITION with
+    CONCURRENTLY later in the same statement."""
+    for statement in sql.split(";"):
+        words = squeeze_sql(statement)
+        if _CONCURRENT_INDEX.search(words):
+            return True
+        for keyword in _CONCURRENT_AFTER:
+            m = keyword.search(words)
+            if m is not None and _CONCURRENTLY.search(words, m.end()):
+                return True
+    return False
+
+
+def updated_tables(sql: str) -> list[str]:
+    """The tables of `UPDATE [ONLY] [schema.]table` statements."""
+    return find_after_keywords(sql, _UPDATE, lambda m: _UPDATE_TABLE)
+
+
 _MISSING = object()
 
 
@@ -455,7 +477,7 @@ class _Checker:
         if not sql:
             return
         self._note_update(sql)
-        if self.dialect == "postgresql" and _CONCURRENT_SQL.search(sql) \
+        if self.dialect == "postgresql" and runs_concurrently(sql) \
                 and not (self.tree.contains(call.node) and self.tree.in_autocommit(call.node)):
             self._report_s003(call.span, "this SQL", batch=False)
 
@@ -492,7 +514,7 @@ class _Checker:
             pass
 
     def _note_update(self, sql: str) -> None:
-        for name in _UPDATE_SQL.findall(sql):
+        for name in updated_tables(sql):
             self.tables.backfilled.add(name)
 
     def _column_state(self, target: _Target, column: str) -> sa.Column | None:
@@ -589,7 +611,7 @@ class _Checker:
                               batch=call.batch_table is not None)
         elif call.name == "execute":
             sql = sql_literal(call.node)
-            if sql and _CONCURRENT_SQL.search(sql):
+            if sql and runs_concurrently(sql):
                 self._report_s003(call.span, "this SQL", batch=False)
 
     def _report_s003(self, span: Span, what: str, batch: bool) -> None:
