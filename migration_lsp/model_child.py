@@ -169,8 +169,8 @@ def main():
         import sqlalchemy
 
         dialect = None
-        if config.get("dialect"):
-            try:
+        if config.get("dialect") in ("mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite"):
+            try:  # SQLAlchemy's own dialects only: a name never reaches the entry points
                 from sqlalchemy.dialects import registry
 
                 dialect = registry.load(config["dialect"])()

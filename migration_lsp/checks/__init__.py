@@ -13,7 +13,7 @@ from ..core import Diagnostic
 from ..project import Settings
 from ..scripts import MigrationScript
 
-_IGNORE = re.compile(r"#\s*migration-lsp:\s*ignore(?:\[(?P<codes>[^\]]*)\])?\s*$")
+_IGNORE = re.compile(r"#\s*migration-lsp:\s*ignore(?:\[(?P<codes>[^\]#]*)\])?\s*$")  # [^]#]: linear
 
 
 def suppressed(script: MigrationScript | None, diagnostic: Diagnostic) -> bool:

@@ -36,7 +36,7 @@ Fix = tuple[str, list[Edit]]
 SAFETY_CODES = ("S001", "S002", "S003", "S004", "S005")
 AUTOCOMMIT = "with op.get_context().autocommit_block():"
 BATCH_ALIAS = "batch_op"
-_IGNORE_CODES = re.compile(r"#\s*migration-lsp:\s*ignore\[(?P<codes>[^\]]*)\]\s*$")
+_IGNORE_CODES = re.compile(r"#\s*migration-lsp:\s*ignore\[(?P<codes>[^\]#]*)\]\s*$")  # [^]#]: linear
 
 
 def safety_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
