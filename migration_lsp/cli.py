@@ -218,8 +218,10 @@ def printable(text: str) -> str:
 
 
 def _escape_github(value: str, is_property: bool = False) -> str:
-    value = printable(value)
+    # GitHub's own escapes first (a line break inside an annotation is %0A, never a new line
+    # that could start a command of its own), then any other control character shown escaped
     value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    value = printable(value)
     if is_property:
         value = value.replace(":", "%3A").replace(",", "%2C")
     return value

@@ -80,10 +80,10 @@ def test_revision_with_unusable_file_template_is_one_line(tmp_path, monkeypatch,
 
 
 def test_revision_whose_file_name_is_too_long_is_one_line(tmp_path, monkeypatch, capsys):
-    ini = "[alembic]\nscript_location = %(here)s/migrations\ntruncate_slug_length = 100000\n"
+    ini = "[alembic]\nscript_location = %(here)s/migrations\ntruncate_slug_length = 10000\n"
     alembic_project(tmp_path, {"aaaa1111_init.py": m("aaaa1111")}, ini=ini)
     monkeypatch.chdir(tmp_path)
-    code, out = _run(capsys, "revision", "-m", "word " * 200)
+    code, out = _run(capsys, "revision", "-m", "word " * 2000)
     assert code == 2
     assert out.strip().count("\n") == 0 and "cannot write the new revision" in out
 

@@ -128,6 +128,18 @@ def heads_by_alembic(project: Path) -> list[str]:
     return re.findall(r"^([0-9a-f]+) \(head\)", proc.stdout, re.M)
 
 
+def git_base(project: Path) -> None:
+    """The project as a git checkout whose remote's main branch is at its current state."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=project,
+                       check=True, capture_output=True, timeout=60)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    git("update-ref", "refs/remotes/origin/main", "HEAD")
+
+
 def bare_path(ext_host_path: str, project: Path) -> dict[str, str]:
     """The environment of code-server's extension host without the project's own directories
     (what an untrusted workspace may run from), for commands run from outside any project."""
@@ -147,6 +159,8 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     # a stand-in for the Python extension: its selected interpreter (see the module docstring)
     python_ext = {"bundled": None, "untrusted-bundled": venv_python, "environment": VENV_BIN / "python"}[mode]
     restart_command = [str(VENV_BIN / "python")] if mode == "environment" else None
+    if mode == "bundled":  # a git checkout whose base branch (origin/main) has the fixture's revisions
+        git_base(project)
     if untrusted:
         # the workspace's own interpreter must not run at all: its site-packages run code at start
         (site / "evil.pth").write_text(f"import os; open({str(sentinel)!r}, 'a').write('workspace .venv ran\\n')\n")
@@ -257,6 +271,10 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     # status bar: two heads while the fixture had them, the new head at the end
     assert any("2 heads" in s for s in res["statusBar"]["hover"]), res["statusBar"]
     assert any(next_id[:12] in s for s in res["statusBar"]["end"]), res["statusBar"]
+    if mode == "bundled":  # and the base branch: the merge and the next revision are this branch's own
+        assert any(s.endswith("· main +2") for s in res["statusBar"]["end"]), res["statusBar"]
+        assert "Base branch `origin/main`" in res["statusBar"]["tooltip"] or "Base branch origin/main" in \
+            res["statusBar"]["tooltip"], res["statusBar"]
     if screenshot:
         assert screenshot.is_file() and screenshot.stat().st_size > 10_000
 

@@ -13,6 +13,14 @@ import { Discovery, discoverServer, pythonExtensionApi, selectedInterpreter, Ser
 import { Environment, GraphPanel, parseMermaid, revisionOf } from "./graph";
 
 const SHOW_GRAPH = "migrationLsp.showGraph"; // implemented by the server
+const STATUS = "migrationLsp.status"; // heads and the base branch, as JSON (server)
+
+/** What `migrationLsp.status` says of one environment's base branch. */
+interface BaseStatus {
+  ref: string;
+  ahead: number;
+  behind: number;
+}
 const CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision";
 /** Settings that choose what runs the server: a change restarts it. */
 const RESTART_SETTINGS = ["server", "importStrategy"];
@@ -27,6 +35,7 @@ let current: ServerCommand | undefined;
 let discovery: Discovery | undefined;
 let status: vscode.StatusBarItem;
 let environments: Environment[] = [];
+let bases = new Map<string, BaseStatus | undefined>(); // environment name -> its base branch
 let starting: Promise<void> = Promise.resolve();
 let statusTimer: NodeJS.Timeout | undefined;
 /** The Python extension's interpreter (trusted workspaces only): it imports the models. */
@@ -236,6 +245,29 @@ async function fetchGraph(): Promise<string | undefined> {
   }
 }
 
+/** The base branch of each environment (`migrationLsp.status`); empty when the server has none. */
+async function fetchBases(): Promise<Map<string, BaseStatus | undefined>> {
+  const out = new Map<string, BaseStatus | undefined>();
+  if (!client || client.state !== State.Running) {
+    return out;
+  }
+  try {
+    const result = await client.sendRequest(ExecuteCommandRequest.type, { command: STATUS, arguments: [] });
+    for (const env of (result as { environments?: { name: string; base?: BaseStatus | null }[] })?.environments ?? []) {
+      out.set(env.name, env.base ?? undefined);
+    }
+  } catch (err) {
+    output.debug(`status failed: ${err}`);
+  }
+  return out;
+}
+
+/** "main +2 −1": the base branch's short name, revisions this branch adds, revisions it lacks. */
+function describeBase(base: BaseStatus): string {
+  const name = base.ref.replace(/^refs\/(remotes|heads)\//, "").replace(/^origin\//, "");
+  return `${name}${base.ahead ? ` +${base.ahead}` : ""}${base.behind ? ` −${base.behind}` : ""}`;
+}
+
 function setStatusError(text: string): void {
   status.text = `$(error) Alembic: ${text}`;
   status.tooltip = "Migration LSP: click to see the output";
@@ -280,6 +312,12 @@ function renderStatus(): void {
       status.backgroundColor = heads.length > 1 ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
     }
     md.appendMarkdown(`Alembic head${heads.length === 1 ? "" : "s"} of ${describe(env)}`);
+    const base = bases.get(env.name);
+    if (base) {
+      status.text += ` · ${describeBase(base)}`;
+      md.appendMarkdown(`\n\nBase branch \`${base.ref}\`: ${base.ahead} revision${base.ahead === 1 ? "" : "s"} ` +
+        `here and not there, ${base.behind} there and not here.`);
+    }
   } else {
     const many = environments.filter((e) => e.heads.length > 1).length;
     status.text = `$(git-commit) ${environments.length} environments` + (many ? ` (${many} with several heads)` : "");
@@ -305,6 +343,7 @@ async function updateStatus(): Promise<void> {
   }
   emptyGraphRetries = 0;
   environments = parseMermaid(text);
+  bases = await fetchBases();
   renderStatus();
 }
 
