@@ -104,8 +104,8 @@ class _Tail:
         return lines[-1][:300] if lines else ""
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """The child's whole process group (the child, and whatever it started), then reap it."""
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the child's whole process group (the child, and whatever it started)."""
     try:
         if hasattr(os, "killpg"):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -113,6 +113,11 @@ def _kill(proc: subprocess.Popen) -> None:
             proc.kill()
     except OSError:
         pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """The child's whole process group, then reap the child."""
+    _kill_group(proc)
     try:
         proc.wait(timeout=5)
     except Exception:  # pragma: no cover - unkillable
@@ -124,13 +129,7 @@ def kill_all() -> None:
     with _lock:
         procs = list(_running)
     for proc in procs:
-        try:
-            if hasattr(os, "killpg"):
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:  # pragma: no cover - not POSIX
-                proc.kill()
-        except OSError:
-            pass
+        _kill_group(proc)
 
 
 # --------------------------------------------------------------------------- in the child

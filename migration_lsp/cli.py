@@ -428,6 +428,14 @@ def cmd_revision(args: argparse.Namespace) -> int:
         raise RevisionNotWritten(f"cannot write the new revision: {where}{exc.strerror or exc}") from None
 
 
+def _one_environment(snapshot: Snapshot, path: str) -> EnvironmentState:
+    """The environment a command that works on one (revision, sql) is pointed at."""
+    states = [s for s in snapshot.environments if s.graph.by_id or s.env.config_path]
+    if len(states) != 1:
+        raise UsageError(f"{len(states)} environments under {path}: pass the folder of one of them")
+    return states[0]
+
+
 def _write_revision(args: argparse.Namespace) -> int:
     from .render import render_migration, render_revision
 
@@ -435,10 +443,7 @@ def _write_revision(args: argparse.Namespace) -> int:
     _, snapshot = _engine([args.path], args)
     if _report_problems(snapshot):
         return EXIT_USAGE
-    states = [s for s in snapshot.environments if s.graph.by_id or s.env.config_path]
-    if len(states) != 1:
-        raise UsageError(f"{len(states)} environments under {args.path}: pass the folder of one of them")
-    state = states[0]
+    state = _one_environment(snapshot, args.path)
     graph = state.graph
     if args.head:
         heads = graph.resolve(args.head)
@@ -479,10 +484,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     _, snapshot = _engine([args.path], args)
     if _report_problems(snapshot):
         return EXIT_USAGE
-    states = [s for s in snapshot.environments if s.graph.by_id or s.env.config_path]
-    if len(states) != 1:
-        raise UsageError(f"{len(states)} environments under {args.path}: pass the folder of one of them")
-    state = states[0]
+    state = _one_environment(snapshot, args.path)
     try:
         revs = select_revisions(state, args.revisions)
     except ValueError as exc:
