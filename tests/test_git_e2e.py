@@ -5,10 +5,8 @@ file without reopening it, and `migrationLsp.status` reports heads and the base.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
-import pytest
 import pytest_lsp
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
@@ -16,7 +14,6 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from lsp_helpers import SERVER_COMMAND, client_factory
 from test_git import add_revision, clone, commit, git
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND, client_factory=client_factory))
