@@ -775,17 +775,12 @@ def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
         if c.contype == C.CONSTR_EXCLUSION:
             return _Hit(FORMS["add_constraint.exclude"], table)
         return _Hit(UNKNOWN, table, why=f"ADD CONSTRAINT of kind {c.contype.name}")
-    if sub == A.AT_ValidateConstraint:
+    if sub in (A.AT_ValidateConstraint, A.AT_DropConstraint):
+        form = "validate_constraint" if sub == A.AT_ValidateConstraint else "drop_constraint"
         ref = ctx.foreign_key(table, cmd.name)
         if ref:
-            return _Hit(FORMS["validate_constraint.foreign_key"], table, (ref,))
-        return _Hit(FORMS["validate_constraint"], table,
-                    why="" if ref is False else "whether it is a foreign key (which also locks the referenced table)")
-    if sub == A.AT_DropConstraint:
-        ref = ctx.foreign_key(table, cmd.name)
-        if ref:
-            return _Hit(FORMS["drop_constraint.foreign_key"], table, (ref,))
-        return _Hit(FORMS["drop_constraint"], table,
+            return _Hit(FORMS[f"{form}.foreign_key"], table, (ref,))
+        return _Hit(FORMS[form], table,
                     why="" if ref is False else "whether it is a foreign key (which also locks the referenced table)")
     return _Hit(UNKNOWN, table, why=f"ALTER TABLE {sub.name}")
 
