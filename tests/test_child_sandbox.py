@@ -21,15 +21,8 @@ from conftest import migration_text
 from lsp_helpers import SERVER_COMMAND
 from migration_lsp.engine import Engine
 from migration_lsp.models import load_models, metadata_source
+from test_filesystem import MODELS_OK as MODELS  # one users table
 
-MODELS = """
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-class Base(DeclarativeBase):
-    pass
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-"""
 
 
 def models_project(root: Path, prelude: str) -> Path:
