@@ -1,9 +1,9 @@
 """Run project code in a sandboxed child process and get its result back: the one place
 that starts children (the model loader, the project's `script.py.mako` renderer).
 
-Why each measure: the child's stdout/stderr go to /dev/null, so a project that prints
-gigabytes costs us nothing, and the result travels in a private temporary file read up
-to a cap. The child is the leader of a new session; when it ends (or times out) the
+Why each measure: the child's stdout goes to /dev/null and only the last bytes of its
+stderr are kept (for the error), so a project that prints gigabytes costs us nothing, and
+the result travels in a private temporary file read up to a cap. The child is the leader of a new session; when it ends (or times out) the
 whole group is killed, so a grandchild can neither outlive the load nor hold a pipe
 open. At start the child asks Linux to kill it when we die (PR_SET_PDEATHSIG), sets
 its own memory limit (no `preexec_fn`, which can deadlock when called from a thread)
@@ -65,15 +65,16 @@ def run(python: str, script: str, args: list[str], *, cwd: str, timeout: float, 
             _kill(proc)
             with _lock:
                 _running.discard(proc)
-        try:
-            with open(result, "rb") as fh:
-                data = fh.read(max_result + 1)
+        from .project import SkippedFile, read_file  # (run() is the server's side: the child never gets here)
+
+        try:  # a regular file only (a child could leave a FIFO there), within the cap
+            data = read_file(result, max_result)
+        except SkippedFile as exc:
+            raise ChildError(f"unusable result: {exc}") from None
         except OSError:
             reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             last = tail.last_line()
             raise ChildError(f"{reason}: {last}" if last else f"{reason} without a result") from None
-        if len(data) > max_result:
-            raise ChildError(f"result larger than {max_result // 1024**2} MB")
         return data.decode("utf-8", errors="replace")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

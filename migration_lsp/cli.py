@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__, progress
 from .checks import RULES
-from .core import Diagnostic, Severity, paused_gc
+from .core import Diagnostic, Severity, paused_gc, printable
 from .engine import Engine, EnvironmentState, Snapshot
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -205,16 +205,6 @@ def format_sarif(snapshot: Snapshot) -> str:
         }],
     }
     return json.dumps(sarif, indent=2)
-
-
-def printable(text: str) -> str:
-    """Text from the workspace (messages quote ids, docstrings, paths) made safe for a
-    terminal or a CI log: control and other non-printable characters are shown escaped, so a
-    file cannot move the cursor, recolour the log or start a line of its own (a forged
-    `::error` workflow command)."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _escape_github(value: str, is_property: bool = False) -> str:
@@ -414,13 +404,12 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_revision(args: argparse.Namespace) -> int:
     """Write a new revision file like `alembic revision [--autogenerate]`, without a
     database; never overwrites a file."""
+    from .render import UnusableFileTemplate
+
     try:
         return _write_revision(args)
-    except KeyError as exc:  # Alembic's _rev_path formats file_template with the known keys
-        raise RevisionNotWritten(f"file_template names an unknown key {exc}: use rev, slug, epoch, year, month, "
-                                 "day, hour, minute, second") from None
-    except (ValueError, TypeError) as exc:
-        raise RevisionNotWritten(f"cannot name the new revision file: {' '.join(str(exc).split())}") from None
+    except UnusableFileTemplate as exc:
+        raise RevisionNotWritten(str(exc)) from None
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         if len(where) > 120:

@@ -76,3 +76,13 @@ def paused_gc(freeze: bool = False) -> Iterator[None]:
             gc.freeze()
         if enabled:
             gc.enable()
+
+
+def printable(text: str) -> str:
+    """Text from the workspace (messages quote ids, docstrings, paths) made safe for a
+    terminal, a CI log or an editor's Markdown: control and other non-printable characters
+    are shown escaped, so a file cannot move the cursor, recolour the log or start a line of
+    its own (a forged `::error` workflow command)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

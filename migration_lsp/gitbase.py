@@ -41,13 +41,17 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .graph import RevisionGraph
-from .project import Environment
+from .project import Environment, read_file, read_text
 from .scripts import MigrationScript, parse_script
 
 DEFAULT_BASES = ("refs/remotes/origin/HEAD", "origin/main", "origin/master", "main", "master")
 TIMEOUT = 30.0
 _REV_FILE = re.compile(r"(?!\.#|__init__)(.*\.py)$")  # Alembic's _only_source_rev_file
-_SAFE_CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.untrackedCache=false")
+# what a repository's own config could make git run is switched off on the command line (which
+# wins over the repository's config): fsmonitor, hooks, and any transport — a partial clone
+# fetches missing objects from its "promisor" remote, whose URL could be `ext::sh -c ...`
+_SAFE_CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.untrackedCache=false",
+                "-c", "protocol.allow=never")
 
 
 class GitError(Exception):
@@ -57,7 +61,7 @@ class GitError(Exception):
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", GIT_NO_LAZY_FETCH="1", LC_ALL="C")
     return env
 
 
@@ -106,9 +110,10 @@ class Repository:
 
 
 def _read(path: Path) -> str:
+    """A ref file (a few bytes): a regular file only — a FIFO in .git must not block us."""
     try:
-        return path.read_text(errors="replace")
-    except OSError:
+        return read_file(path, 1 << 20).decode("utf-8", "replace")
+    except OSError:  # (SkippedFile too)
         return ""
 
 
@@ -336,7 +341,7 @@ def read_version(repo: Repository, commit: str, env: Environment, stats: Stats |
             if data is None:
                 continue
             where, text = repo.toplevel / path, _decode(data)
-            mine = known.get(where)
+            mine = known.get(str(where))
             script = parsed[(path, sha)] = mine if mine is not None and mine.text == text else parse_script(where, text)
         scripts.append(script)
     return Version(commit, tuple(scripts), RevisionGraph(scripts))
@@ -390,9 +395,8 @@ def base_setting(root: Path, overrides: dict | None) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     try:
-        with open(root / "pyproject.toml", "rb") as f:
-            section = tomllib.load(f).get("tool", {}).get("migration-lsp", {})
-    except (OSError, ValueError):
+        section = tomllib.loads(read_text(root / "pyproject.toml")).get("tool", {}).get("migration-lsp", {})
+    except (OSError, ValueError):  # (a FIFO or a device is a SkippedFile, an OSError)
         return None
     value = section.get("base-branch") if isinstance(section, dict) else None
     return value.strip() if isinstance(value, str) and value.strip() else None

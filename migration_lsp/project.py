@@ -73,6 +73,11 @@ class Settings:
                 continue
             if name in ("select", "ignore", "exclude_tables"):
                 value = tuple(value.replace(",", " ").split()) if isinstance(value, str) else tuple(value)
+            if name == "dialect":  # SQLAlchemy's own dialects only: another name would make its
+                # registry search every installed distribution's entry points (project code)
+                value = "postgresql" if str(value).lower() == "postgres" else str(value).lower()
+                if value not in KNOWN_DIALECTS:
+                    continue
             if name == "postgres_version":
                 try:
                     value = int(str(value).split(".")[0])

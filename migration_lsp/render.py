@@ -39,6 +39,10 @@ def clean_message(message: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') or "empty message"
 
 
+class UnusableFileTemplate(ValueError):
+    """The environment's `file_template` cannot name a file (an unknown key, a bad format)."""
+
+
 @dataclass(frozen=True)
 class NewRevision:
     rev_id: str
@@ -94,7 +98,13 @@ def render_revision(
         create_date = helper._generate_create_date()
     for _ in range(100):
         revision = rev_id or alembic_util.rev_id()
-        path = helper._rev_path(directory, revision, message, create_date)
+        try:
+            path = helper._rev_path(directory, revision, message, create_date)
+        except KeyError as exc:  # Alembic formats file_template with the keys it knows
+            raise UnusableFileTemplate(f"file_template names an unknown key {exc}: use rev, slug, epoch, year, "
+                                       "month, day, hour, minute, second") from None
+        except (ValueError, TypeError) as exc:
+            raise UnusableFileTemplate(f"cannot name the new revision file: {' '.join(str(exc).split())}") from None
         inside = path.resolve().is_relative_to(directory.resolve())
         if inside and not exists(path) and revision not in graph.by_id:
             break

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 
-from ..core import Span
+from ..core import Span, printable
 from ..engine import EnvironmentState, Snapshot
 from ..scripts import IdString, MigrationScript
 
@@ -47,8 +47,7 @@ def md_text(text: str) -> str:
     """Workspace text (a docstring, a file name, an id) inside Markdown shown by the editor:
     every character Markdown or HTML could act on is escaped, so a migration cannot put an
     image, a `command:` link or raw HTML into a hover; control characters become visible."""
-    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", printable(text))
 
 
 def md_code(text: str) -> str:

@@ -330,7 +330,8 @@ def _create_next(state: EnvironmentState, script: MigrationScript, exists: Calla
     graph, rev = state.graph, script.revision_id
     if rev not in graph.by_id:
         return
-    tips = [h for h in graph.heads if h == rev or h in graph.descendants(rev, include_dependencies=False)]
+    above = graph.descendants(rev, include_dependencies=False)  # (once, not once per head: every cursor move)
+    tips = [h for h in graph.heads if h == rev or h in above]
     for head in [h for h in tips if pasteable(h)][:MAX_CHOICES]:
         yield _Fix(f"Create next revision on top of {_label(state, head)}", CREATE_NEXT_KIND,
                    lambda head=head: _new_file(state, "empty message", [head], exists, trusted), creates=True)
