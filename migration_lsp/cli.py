@@ -13,9 +13,9 @@ import urllib.parse
 from pathlib import Path
 
 from . import __version__, progress
-from .checks import RULES
 from .core import Diagnostic, Severity, paused_gc, printable
 from .engine import Engine, EnvironmentState, Snapshot
+from .rules import FAMILIES, HOME, RULES, Rule
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -157,19 +157,25 @@ def _sarif_uri(path: Path) -> str:
     return urllib.parse.quote(shown.as_posix())
 
 
+def _sarif_rule(rule: Rule, level: dict) -> dict:
+    """A SARIF reportingDescriptor: what code scanning shows next to a finding."""
+    return {
+        "id": rule.code,
+        "name": rule.name,
+        "shortDescription": {"text": rule.summary},
+        "fullDescription": {"text": rule.rationale},
+        "help": {"text": f"{rule.rationale}\n\nFix: {rule.fix}",
+                 "markdown": f"{rule.rationale}\n\n**Fix:** {rule.fix}"},
+        "helpUri": rule.doc_url,
+        "defaultConfiguration": {"level": level[rule.severity]},
+        "properties": {"tags": [FAMILIES[rule.family][0].lower(), *rule.dialects]},
+    }
+
+
 def format_sarif(snapshot: Snapshot) -> str:
     level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note", Severity.HINT: "note"}
-    codes = sorted(RULES)
-    rules = [
-        {
-            "id": code,
-            "name": code,
-            "shortDescription": {"text": RULES[code][1]},
-            "defaultConfiguration": {"level": level[Severity[RULES[code][0].upper()]]},
-            "helpUri": f"https://github.com/migration-lsp/migration-lsp#{code.lower()}",
-        }
-        for code in codes
-    ]
+    codes = list(RULES)  # in the registry's order: family by family
+    rules = [_sarif_rule(RULES[code], level) for code in codes]
     results = []
     for d in snapshot.diagnostics:
         result = {
@@ -198,7 +204,7 @@ def format_sarif(snapshot: Snapshot) -> str:
             "tool": {"driver": {
                 "name": "migration-lsp",
                 "version": __version__,
-                "informationUri": "https://github.com/migration-lsp/migration-lsp",
+                "informationUri": HOME,
                 "rules": rules,
             }},
             "results": results,

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from ..core import Diagnostic
 from ..project import Settings
+from ..rules import RULES as REGISTRY
 from ..scripts import MigrationScript
 
 _IGNORE = re.compile(r"#\s*migration-lsp:\s*ignore(?:\[(?P<codes>[^\]#]*)\])?\s*$")  # [^]#]: linear
@@ -38,24 +39,6 @@ def apply_filters(
     ]
 
 
-# code -> (default severity label, one-line description); README and SARIF use these.
-RULES: dict[str, tuple[str, str]] = {
-    "G001": ("error", "multiple heads in one branch"),
-    "G002": ("error", "down_revision points to a revision that does not exist"),
-    "G003": ("error", "depends_on names a revision or branch label that does not exist"),
-    "G004": ("error", "revision cycle"),
-    "G005": ("error", "the same revision id in two files"),
-    "G006": ("error", "branch label used twice, or equal to a revision id"),
-    "G007": ("error", "partial revision id that matches several revisions"),
-    "G008": ("warning", "a second base in an unlabelled branch"),
-    "G009": ("warning", "docstring Revision ID / Revises disagree with the variables"),
-    "G010": ("warning", "file in a versions directory whose revision header cannot be read"),
-    "G011": ("warning", "the base branch has moved: after the merge there will be two heads"),
-    "G012": ("error", "a revision the base branch has is gone (databases stamped at it cannot upgrade)"),
-    "G013": ("warning", "a revision already on the base branch was edited (databases that ran it will not see it)"),
-    "S001": ("warning", "NOT NULL column added to an existing table without server_default"),
-    "S002": ("warning", "PostgreSQL: index created on an existing table without CONCURRENTLY"),
-    "S003": ("error", "PostgreSQL: CONCURRENTLY outside autocommit_block()"),
-    "S004": ("error", "SQLite: ALTER of a column/constraint outside batch_alter_table"),
-    "S005": ("info", "destructive: drop_table / drop_column (data loss)"),
-}
+# code -> (default severity label, one-line summary): a view of the rule registry
+# (migration_lsp/rules.py), where rules are added.
+RULES: dict[str, tuple[str, str]] = {code: (rule.severity.label, rule.summary) for code, rule in REGISTRY.items()}

@@ -7,7 +7,8 @@ from dataclasses import replace
 from alembic.operations import ops as alembic_ops
 
 from ..compare import CompareOptions, compare
-from ..core import Diagnostic, Severity
+from ..core import Diagnostic
+from ..rules import severity
 from ..schema import RevisionSchema, TableState, apply_op, apply_other_call, evaluate_function
 from ..scripts import MigrationScript
 
@@ -57,13 +58,13 @@ def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: Co
     if down.is_empty:
         if not _changes_schema(schema):
             return []
-        out.append(Diagnostic("D001", Severity.WARNING, script.path, down.def_span,
+        out.append(Diagnostic("D001", severity("D001"), script.path, down.def_span,
                               "downgrade() is empty while upgrade() changes the schema", env_name,
                               {"revision": script.revision_id}))
         for ev in schema.upgrade:
             if ev.op is None or isinstance(ev.op, DATA_OPS):
                 what = _data_kind(ev) or f"op.{ev.call.name}(...) ({ev.reason})"
-                out.append(Diagnostic("D003", Severity.INFO, script.path, ev.span,
+                out.append(Diagnostic("D003", severity("D003"), script.path, ev.span,
                                       f"{what} cannot be reversed automatically; write its downgrade by hand",
                                       env_name))
         return out
@@ -97,7 +98,7 @@ def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: Co
             f"{d.what} {'is left behind' if d.kind == 'extra' else 'is not restored' if d.kind == 'missing' else 'differs: ' + d.detail}"
             for d in differences[:3])
         more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
-        out.append(Diagnostic("D002", Severity.WARNING, script.path, down.def_span,
+        out.append(Diagnostic("D002", severity("D002"), script.path, down.def_span,
                               f"downgrade() does not restore the schema upgrade() started from: {listed}{more}",
                               env_name))
     return out

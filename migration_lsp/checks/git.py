@@ -15,9 +15,10 @@ import ast
 import textwrap
 from dataclasses import replace
 
-from ..core import Diagnostic, Severity, Span
+from ..core import Diagnostic, Span
 from ..gitbase import Base
 from ..graph import RevisionGraph
+from ..rules import severity
 from ..scripts import MigrationScript
 
 GIT_CODES = ("G011", "G012", "G013")
@@ -100,7 +101,7 @@ def check_moved(here: RevisionGraph, base: Base, env_name: str, memo: dict | Non
         words = " and ".join(_label(tip, h) for h in theirs)
         verb = "are" if len(theirs) > 1 else "is"
         out.append(Diagnostic(
-            "G011", Severity.WARNING, script.path, span,
+            "G011", severity("G011"), script.path, span,
             f"{base.ref.name}'s head{'s' if len(theirs) > 1 else ''} {verb} now {words}; "
             f"after merging there will be two heads (rebase this revision onto {onto})",
             env_name, {"onto": onto, "heads": list(theirs), "base": base.ref.name,
@@ -126,7 +127,7 @@ def check_gone(here: RevisionGraph, base: Base, env_name: str) -> list[Diagnosti
         now = successor.revision_id if successor is not None else None
         why = (f"; this file's id is now {now}" if now else "; this file took its place") if successor else ""
         out.append(Diagnostic(
-            "G012", Severity.ERROR, target.path, _revision_span(target),
+            "G012", severity("G012"), target.path, _revision_span(target),
             f"revision {_label(fork, rev)} is on {base.ref.name} but gone from this branch{why}: "
             f"databases stamped at it can no longer upgrade",
             env_name, {"gone": rev, "base": base.ref.name}))
@@ -172,7 +173,7 @@ def _edited(new: MigrationScript, here: RevisionGraph, base: Base, env_name: str
     for name in edited_functions(old, new):
         function = getattr(new, name)
         found.append(Diagnostic(
-            "G013", Severity.WARNING, new.path, function.def_span,
+            "G013", severity("G013"), new.path, function.def_span,
             f"revision {rev} is already on {base.ref.name} and its {name}() was edited here: "
             f"databases that already ran it will not see the change; make a new revision instead",
             env_name, {"function": name, "base": base.ref.name}))

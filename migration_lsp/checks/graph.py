@@ -7,8 +7,9 @@ from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 
-from ..core import Diagnostic, Severity, Span
+from ..core import Diagnostic, Span
 from ..graph import RevisionGraph
+from ..rules import severity
 from ..scripts import MigrationScript
 
 
@@ -159,14 +160,14 @@ def check_script(script: MigrationScript, env_name: str = "") -> list[Diagnostic
     if not doc or rev is None:
         return out
     if doc.revision_id and doc.revision_id.value != rev:
-        out.append(Diagnostic("G009", Severity.WARNING, script.path, doc.revision_id.span,
+        out.append(Diagnostic("G009", severity("G009"), script.path, doc.revision_id.span,
                               f"docstring says Revision ID '{doc.revision_id.value}' but revision = '{rev}'",
                               env_name))
     if doc.revises_line and script.down_revision and not script.down_revision.unknown:
         written = [i.value for i in doc.revises if i.value != "None"]
         actual = list(script.down_revision.values)
         if sorted(written) != sorted(actual):
-            out.append(Diagnostic("G009", Severity.WARNING, script.path, doc.revises_line,
+            out.append(Diagnostic("G009", severity("G009"), script.path, doc.revises_line,
                                   f"docstring says Revises: {', '.join(written) or '(nothing)'} "
                                   f"but down_revision = {', '.join(actual) or 'None'}", env_name))
     return out
@@ -179,8 +180,8 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
     itself, per file, as the engine does to re-check only edited files)."""
     out: list[Diagnostic] = []
 
-    def add(code: str, severity: Severity, script: MigrationScript, span: Span, message: str, **data) -> None:
-        out.append(Diagnostic(code, severity, script.path, span, message, env_name, data))
+    def add(code: str, script: MigrationScript, span: Span, message: str, **data) -> None:
+        out.append(Diagnostic(code, severity(code), script.path, span, message, env_name, data))
 
     # G001: several heads competing for one branch. A revision that is a head only because
     # a typo'd down_revision elsewhere detached its intended child is not reported: fixing
@@ -193,7 +194,7 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
                 continue
             for head in heads:
                 others = ", ".join(_describe(graph, h) for h in heads if h != head)
-                add("G001", Severity.ERROR, graph.by_id[head], _revision_span(graph.by_id[head]),
+                add("G001", graph.by_id[head], _revision_span(graph.by_id[head]),
                     f"multiple heads: '{head}' and {others}; merge them or rebase one onto the other",
                     heads=list(heads))
 
@@ -212,12 +213,12 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
             if candidates:
                 message += (": " + " or ".join(_describe(graph, c) for c in candidates)
                             + (" (head of that branch)" if heads else " (the revision that declares it)"))
-            add(code, Severity.ERROR, broken.script, broken.ref.span, message,
+            add(code, broken.script, broken.ref.span, message,
                 ref=ref, candidates=candidates, kind=broken.kind)
             continue
         if len(broken.prefix_matches) > 1:
             shown = ", ".join(_describe(graph, m) for m in broken.prefix_matches[:4])
-            add("G007", Severity.ERROR, broken.script, broken.ref.span,
+            add("G007", broken.script, broken.ref.span,
                 f"{broken.kind} '{ref}' is a partial id that matches {len(broken.prefix_matches)} revisions: {shown}",
                 ref=ref, candidates=list(broken.prefix_matches[:5]), kind=broken.kind)
             continue
@@ -231,7 +232,7 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
             message = f"{broken.kind} '{ref}' does not exist: no {what} has this id"
             if candidates:
                 message += "; did you mean " + " or ".join(_describe(graph, c) for c in candidates) + "?"
-        add(code, Severity.ERROR, broken.script, broken.ref.span, message,
+        add(code, broken.script, broken.ref.span, message,
             ref=ref, candidates=candidates, kind=broken.kind)
 
     # G004: cycles through down_revision (and through depends_on).
@@ -248,14 +249,14 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
                 header = script.down_revision
                 if include_deps and not (set(graph.parents[rev]) & key):
                     header = script.depends_on or header
-                add("G004", Severity.ERROR, script, header.span if header else _revision_span(script),
+                add("G004", script, header.span if header else _revision_span(script),
                     f"revision cycle: {text}", loop=loop)
 
     # G005: one id, several files.
     for rev, scripts in graph.duplicates.items():
         for script in scripts:
             others = ", ".join(s.path.name for s in scripts if s is not script)
-            add("G005", Severity.ERROR, script, _revision_span(script),
+            add("G005", script, _revision_span(script),
                 f"revision id '{rev}' is also declared in {others}", revision=rev)
 
     # G006: branch label used twice or equal to a revision id.
@@ -266,7 +267,7 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
             message = f"branch label '{clash.label.value}' is listed twice"
         else:
             message = f"branch label '{clash.label.value}' is already used by revision {_describe(graph, clash.other)}"
-        add("G006", Severity.ERROR, clash.script, clash.label.span, message, label=clash.label.value)
+        add("G006", clash.script, clash.label.span, message, label=clash.label.value)
 
     # G008: a second base in an unlabelled branch.
     unlabelled_bases = [b for b in graph.bases if not graph.effective_labels(b)]
@@ -277,7 +278,7 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
                 continue
             script = graph.by_id[base]
             span = script.down_revision.span if script.down_revision else _revision_span(script)
-            add("G008", Severity.WARNING, script, span,
+            add("G008", script, span,
                 f"second base revision: '{base}' has no down_revision and no branch label, "
                 f"besides base {_describe(graph, main)}", main_base=main)
 
@@ -288,7 +289,7 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
     # G010: a file in a versions directory whose header cannot be read.
     for script in graph.unreadable:
         if not script.text and script.error and script.functions == {}:  # not read: the engine says why
-            add("G010", Severity.WARNING, script, Span(0, 0, 0, 0), f"cannot read this file: {script.error}")
+            add("G010", script, Span(0, 0, 0, 0), f"cannot read this file: {script.error}")
             continue
         if script.revision is None:
             why = "no `revision = ...` assignment found"
@@ -297,6 +298,6 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
         if script.syntax_error:
             why += f"; syntax error: {script.syntax_error}"
         line = script.lines[0] if script.lines else ""
-        add("G010", Severity.WARNING, script, Span(0, 0, 0, len(line)),
+        add("G010", script, Span(0, 0, 0, len(line)),
             f"cannot read the revision header of this file: {why}")
     return out

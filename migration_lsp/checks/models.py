@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..compare import CompareOptions, Difference, compare
-from ..core import Diagnostic, Severity, Span
+from ..core import Diagnostic, Span
 from ..models import MetadataSource, ModelTables
+from ..rules import severity
 from ..schema import SchemaState
 
 
@@ -28,11 +29,11 @@ def check_models(
     if source.disabled:
         return [], []  # target_metadata = None: the project compares nothing, neither do we
     if models_off:
-        return [Diagnostic("M004", Severity.INFO, where, span, f"models not loaded: {models_off}", env_name)], []
+        return [Diagnostic("M004", severity("M004"), where, span, f"models not loaded: {models_off}", env_name)], []
     if models is None or schema is None:
         return [], []  # still loading
     if models.error:
-        return [Diagnostic("M004", Severity.INFO, where, span, f"models could not be loaded: {models.error}",
+        return [Diagnostic("M004", severity("M004"), where, span, f"models could not be loaded: {models.error}",
                            env_name)], []
     differences = compare(schema, models.tables, options)
     out = []
@@ -47,11 +48,11 @@ def check_models(
             origin = diff.model_origin or diff.schema_origin
             message = f"{diff.what} differs: {diff.detail}"
         path, at = origin if origin else (where, span)
-        out.append(Diagnostic(diff.code, Severity.WARNING, path, at, message, env_name,
+        out.append(Diagnostic(diff.code, severity(diff.code), path, at, message, env_name,
                               {"what": diff.what}))
     if schema.unknown:
         path, at = schema.unknown[0]
-        out.append(Diagnostic("M004", Severity.INFO, where, span,
+        out.append(Diagnostic("M004", severity("M004"), where, span,
                               f"tables and columns added or dropped are not compared: {path.name} line "
                               f"{at.line + 1} calls a helper that cannot be followed statically", env_name))
     return out, differences

@@ -26,18 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
-from ..core import Diagnostic, Severity, Span
+from ..core import Diagnostic, Span
+from ..rules import severity
 from ..schema import (EvaluatedOp, RevisionSchema, SchemaState, apply_op, constraint_columns, evaluate_function,
                       find_after_keywords, squeeze_sql)
 from ..scripts import Function, MigrationScript, OpCall, OtherCall
-
-SEVERITY = {
-    "S001": Severity.WARNING,
-    "S002": Severity.WARNING,
-    "S003": Severity.ERROR,
-    "S004": Severity.ERROR,
-    "S005": Severity.INFO,
-}
 
 # op name -> (position of the table argument, its keyword names, the schema keyword)
 TABLE_ARGUMENT: dict[str, tuple[int, tuple[str, ...], str]] = {
@@ -451,7 +444,7 @@ class _Checker:
         return self._state
 
     def report(self, code: str, span: Span, message: str, **data: Any) -> None:
-        self.out.append(Diagnostic(code, SEVERITY[code], self.script.path, span, message, self.env_name,
+        self.out.append(Diagnostic(code, severity(code), self.script.path, span, message, self.env_name,
                                    {"code": code, **data}))
 
     # ------------------------------------------------------------------ ops

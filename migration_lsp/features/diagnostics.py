@@ -9,10 +9,10 @@ from pathlib import Path
 from lsprotocol import types
 
 from ..core import Diagnostic
+from ..rules import doc_url
 from . import Locator
 
 SOURCE = "migration-lsp"
-DOCS = "https://github.com/migration-lsp/migration-lsp#"
 
 
 def to_lsp(diagnostic: Diagnostic, locator: Locator) -> types.Diagnostic:
@@ -20,7 +20,7 @@ def to_lsp(diagnostic: Diagnostic, locator: Locator) -> types.Diagnostic:
         range=locator.range(diagnostic.path, diagnostic.span),
         severity=types.DiagnosticSeverity(int(diagnostic.severity)),
         code=diagnostic.code,
-        code_description=types.CodeDescription(href=DOCS + diagnostic.code.lower()),
+        code_description=types.CodeDescription(href=doc_url(diagnostic.code)),
         source=SOURCE,
         message=diagnostic.message,
         data={"code": diagnostic.code, **diagnostic.data},

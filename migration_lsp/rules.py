@@ -1,0 +1,302 @@
+"""The rule registry: every diagnostic code the tool emits, described once.
+
+The checks take their severities from here, SARIF its rule descriptors, the editor its
+"Show documentation" links, and the README its rule tables (generated from this module;
+tests/test_rules_registry.py fails when the README and the registry disagree).
+
+Adding a rule is one `Rule(...)` entry in `_RULES`, then
+`python -m migration_lsp.rules --update README.md` to regenerate the tables.
+
+A code still written in the old `RULES` format (`"S006": ("warning", "one-line summary")`
+in checks/__init__.py) moves here as
+`Rule("S006", "kebab-name", WARNING, "one-line summary", where=..., rationale=..., fix=...,
+dialects=("postgresql",))` and its line in the old dict is deleted (checks.RULES is derived
+from this registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core import Severity
+
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+HOME = "https://github.com/migration-lsp/migration-lsp"
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str  # stable: G001, S003, ...
+    name: str  # kebab-case, for people and SARIF
+    severity: Severity  # the default; the same for every finding of the rule
+    summary: str  # one line: what is reported
+    where: str  # where the finding sits (Markdown)
+    rationale: str  # why it matters
+    fix: str  # what to do (and the quick fix offered, if any)
+    dialects: tuple[str, ...] = ()  # SQLAlchemy dialect names it speaks for; empty: every dialect
+
+    @property
+    def family(self) -> str:
+        return self.code[0]
+
+    @property
+    def doc_url(self) -> str:
+        return doc_url(self.code)
+
+
+# family letter -> (README heading, where more detail lives, if anywhere)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "G": ("Revision graph", "#working-with-branches"),
+    "M": ("Models and migrations", ""),
+    "D": ("Downgrades", ""),
+    "S": ("Safety", "#safety-rules"),
+    "R": ("Scratch database", ""),
+}
+
+_RULES: tuple[Rule, ...] = (
+    # ----------------------------------------------------------------- graph
+    Rule("G001", "multiple-heads", ERROR, "multiple heads in one branch",
+         "`revision =` line of each head",
+         "`alembic upgrade head` refuses to run when a branch has two heads, so the next deploy "
+         "fails. It usually appears after merging two branches that each added a revision. Heads "
+         "of differently-labelled branches are fine.",
+         "**Merge heads** creates a merge revision whose `down_revision` names every head; "
+         "**Rebase onto …** points this revision at the other head instead."),
+    Rule("G002", "missing-down-revision", ERROR, "down_revision points to a revision that does not exist",
+         "the id inside `down_revision`",
+         "Alembic cannot build the revision graph and every command fails with `KeyError` / "
+         "\"Revision … referenced from … is not present\". A header reference must be a full id "
+         "or a branch label: a partial id that matches one revision is reported here too.",
+         "**Change to …** one of the closest existing ids (the message names them), or "
+         "**Point to current head**."),
+    Rule("G003", "missing-dependency", ERROR,
+         "depends_on names a revision or branch label that does not exist",
+         "the id inside `depends_on`",
+         "Alembic fails to resolve the dependency and refuses to run any command.",
+         "**Change to …** a close existing id, or **Point to current head**; or remove the entry."),
+    Rule("G004", "revision-cycle", ERROR, "revision cycle",
+         "`down_revision` of each revision in the loop",
+         "A revision that is (indirectly) its own ancestor has no order to run in; Alembic "
+         "reports a cycle and stops. The message lists the loop.",
+         "Point one `down_revision` of the loop at a revision outside it."),
+    Rule("G005", "duplicate-revision-id", ERROR, "the same revision id in two files",
+         "`revision =` of each file",
+         "Alembic keeps one of the two files and silently ignores the other (or warns), so one "
+         "migration never runs. Typical after copying a file as a template.",
+         "**Give this revision a new id** writes a fresh id into `revision =`, the docstring and "
+         "the file name."),
+    Rule("G006", "branch-label-clash", ERROR, "branch label used twice, or equal to a revision id",
+         "`branch_labels`",
+         "Alembic refuses to load a graph in which a label names two branches or shadows a "
+         "revision id: every command fails.",
+         "Rename one of the labels."),
+    Rule("G007", "ambiguous-revision-id", ERROR, "partial revision id that matches several revisions",
+         "the reference",
+         "Alembic cannot tell which revision is meant and fails with \"Multiple revisions start "
+         "with …\".",
+         "**Change to …** the full id of the revision meant."),
+    Rule("G008", "second-base", WARNING, "a second base in an unlabelled branch",
+         "`down_revision = None`",
+         "Two revisions without a parent and without branch labels make two unrelated histories "
+         "in one branch: usually a file whose `down_revision` was lost, and `upgrade head` then "
+         "sees two heads.",
+         "Set `down_revision` to the revision it follows, or give the new branch a `branch_labels`."),
+    Rule("G009", "docstring-header-mismatch", WARNING,
+         "docstring Revision ID / Revises disagree with the variables",
+         "docstring line",
+         "Alembic reads only the variables; a docstring that says otherwise misleads whoever "
+         "reads the file or resolves a merge conflict by it.",
+         "**Update docstring header** copies the variables' values into the docstring."),
+    Rule("G010", "unreadable-revision-file", WARNING,
+         "file in a versions directory whose revision header cannot be read",
+         "line 1",
+         "Alembic would fail to load it (or skip it), so its revision and everything after it "
+         "is missing from the graph.",
+         "Give the file a literal `revision = \"…\"` and `down_revision`, fix its syntax error, or "
+         "move it out of the versions directory."),
+    Rule("G011", "base-branch-moved", WARNING,
+         "the base branch has moved: after the merge there will be two heads",
+         "`down_revision` of the branch's lowest new revision",
+         "The base branch gained a revision since this branch forked; merging as is leaves two "
+         "heads (G001) on the base branch, and its next deploy fails.",
+         "**Rebase onto …** points the branch's lowest new revision at the base branch's head; "
+         "then bring the base branch in."),
+    Rule("G012", "base-revision-removed", ERROR,
+         "a revision the base branch has is gone (databases stamped at it cannot upgrade)",
+         "the file that took its place, else the environment's first revision",
+         "Databases already migrated to that revision record its id in `alembic_version`; "
+         "without it Alembic cannot find where they stand and no upgrade runs.",
+         "Restore the revision (its file and id); make changes in a new revision instead."),
+    Rule("G013", "base-revision-edited", WARNING,
+         "a revision already on the base branch was edited (databases that ran it will not see it)",
+         "the changed function",
+         "Databases that already ran the revision never run it again, so the edit reaches only "
+         "new databases and the schemas drift apart.",
+         "Revert the edit and make the change in a new revision."),
+    # ----------------------------------------------------------------- models
+    Rule("M001", "missing-in-migrations", WARNING, "in the models, missing from the schema at head",
+         "the model attribute / class / `Table()` line",
+         "The models expect a table or column no migration creates: the application fails on "
+         "a migrated database, and `alembic check` reports it.",
+         "**Generate revision from model changes** writes the revision autogenerate would."),
+    Rule("M002", "missing-in-models", WARNING, "in the schema at head, absent from the models",
+         "the op that created it",
+         "The migrations create something the models no longer have: the next autogenerate "
+         "would drop it, often by surprise.",
+         "Add it back to the models, or **Generate revision from model changes** to drop it."),
+    Rule("M003", "column-differs", WARNING, "column differs (type, nullability, server default)",
+         "model line",
+         "The database the migrations build is not the one the models describe; `alembic check` "
+         "fails and queries can break on the difference.",
+         "**Generate revision from model changes** writes the `alter_column` autogenerate would."),
+    Rule("M004", "models-not-loaded", INFO,
+         "models could not be loaded (why), or the workspace is untrusted",
+         "env.py `target_metadata` line",
+         "Without the models, M001–M003 cannot be checked; the message says why (an import "
+         "error, a timeout, an untrusted workspace, a helper that cannot be followed).",
+         "Fix the import error, set `models` (`package.module:Base.metadata`), or trust the "
+         "workspace."),
+    # ----------------------------------------------------------------- downgrades
+    Rule("D001", "empty-downgrade", WARNING, "downgrade is empty while upgrade changes the schema",
+         "`def downgrade`",
+         "`alembic downgrade` then reports success and changes nothing: the database and the "
+         "recorded revision disagree.",
+         "**Fill downgrade() by reversing upgrade()** writes Alembic's reverse of each op, "
+         "completed from the schema history."),
+    Rule("D002", "downgrade-does-not-restore", WARNING,
+         "downgrade does not restore the schema the upgrade started from",
+         "`def downgrade`",
+         "After upgrade then downgrade the schema differs from before (the message lists how), "
+         "so a rollback leaves the database in a state no revision describes.",
+         "Make `downgrade()` undo exactly what `upgrade()` does."),
+    Rule("D003", "irreversible-operation", INFO,
+         "operation cannot be reversed automatically (raw SQL, data migration)",
+         "the op",
+         "Raw SQL and data changes have no automatic reverse, so the filled-in downgrade cannot "
+         "cover them.",
+         "Write its reverse in `downgrade()` by hand."),
+    # ----------------------------------------------------------------- safety
+    Rule("S001", "not-null-without-default", WARNING,
+         "NOT NULL column added to an existing table without server_default",
+         "the op",
+         "Existing rows get no value: the migration fails on any table that has rows, typically "
+         "in production after passing on an empty database. `alter_column(nullable=False)` "
+         "fails the same way while any row holds NULL.",
+         "**Add server_default=sa.text(\"…\")** inserts a placeholder for the type; or add the "
+         "column nullable, backfill, then set NOT NULL."),
+    Rule("S002", "index-without-concurrently", WARNING,
+         "PostgreSQL: index created on an existing table without CONCURRENTLY",
+         "the op",
+         "A plain `CREATE INDEX` blocks every write to the table for as long as the build takes.",
+         "**Create the index CONCURRENTLY inside autocommit_block()**.",
+         ("postgresql",)),
+    Rule("S003", "concurrently-in-transaction", ERROR,
+         "PostgreSQL: CONCURRENTLY outside autocommit_block()",
+         "the op",
+         "Alembic runs PostgreSQL migrations in a transaction, and PostgreSQL refuses "
+         "`CONCURRENTLY` there: the migration fails every time.",
+         "**Run it inside op.get_context().autocommit_block()**.",
+         ("postgresql",)),
+    Rule("S004", "alter-outside-batch", ERROR,
+         "SQLite: ALTER of a column/constraint outside batch_alter_table",
+         "the op",
+         "SQLite's `ALTER TABLE` cannot change columns or constraints: Alembic raises "
+         "`NotImplementedError` or SQLite a syntax error.",
+         "**Rewrite as batch_alter_table(…) block** (Alembic's move-and-copy batch mode).",
+         ("sqlite",)),
+    Rule("S005", "destructive-operation", INFO, "destructive: drop_table / drop_column (data loss)",
+         "the op",
+         "The data goes with the table or column; a downgrade recreates the structure, not the "
+         "rows, and the previous application version breaks while both run.",
+         "Deploy the code that stops using it first, keep a backup, then acknowledge with "
+         "`# migration-lsp: ignore[S005]`."),
+)
+
+RULES: dict[str, Rule] = {rule.code: rule for rule in _RULES}
+
+
+def rule(code: str) -> Rule | None:
+    return RULES.get(code)
+
+
+def severity(code: str) -> Severity:
+    """A rule's severity; a code missing from the registry is a programming error."""
+    return RULES[code].severity
+
+
+def doc_url(code: str) -> str:
+    """The README anchor documenting `code` (GitHub's anchor of the heading `#### G001`)."""
+    return f"{HOME}#{code.lower()}"
+
+
+# --------------------------------------------------------------------------- README
+
+BEGIN = "<!-- rules:begin (generated by `python -m migration_lsp.rules --update README.md`; do not edit) -->"
+END = "<!-- rules:end -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _dialects(rule: Rule) -> str:
+    return ", ".join(rule.dialects) if rule.dialects else "any"
+
+
+def markdown() -> str:
+    """The README's rule section: per family a table (code, name, severity, dialects,
+    summary), then each rule under a `#### CODE` heading (the documentation links' anchors)."""
+    out: list[str] = []
+    for letter, (title, more) in FAMILIES.items():
+        family = [r for r in _RULES if r.family == letter]
+        if not family:
+            continue
+        out += [f"### {title} ({letter})", ""]
+        if more:
+            out += [f"More in [{more[1:].replace('-', ' ').capitalize()}]({more}).", ""]
+        out += ["| code | name | severity | dialects | summary |", "|---|---|---|---|---|"]
+        out += [f"| [{r.code}](#{r.code.lower()}) | `{r.name}` | {r.severity.label} | {_dialects(r)} | "
+                f"{_cell(r.summary)} |" for r in family]
+        out.append("")
+        for r in family:
+            out += [f"#### {r.code}", "",
+                    f"**{_cell(r.summary)}**", "",
+                    f"`{r.name}` · {r.severity.label} · {_dialects(r) if r.dialects else 'any dialect'} · "
+                    f"reported on: {r.where}", "",
+                    f"*Why:* {r.rationale}", "",
+                    f"*Fix:* {r.fix}", ""]
+    return "\n".join([BEGIN, "", *out, END])
+
+
+def readme_block(text: str) -> str | None:
+    """The generated part of a README's text (markers included), or None."""
+    m = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
+    return m.group(0) if m else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m migration_lsp.rules",
+                                     description="Print the README's rule tables, or update them in place.")
+    parser.add_argument("--update", metavar="README", type=Path,
+                        help="replace the generated block between the markers in this file")
+    args = parser.parse_args(argv)
+    if args.update is None:
+        print(markdown())
+        return 0
+    text = args.update.read_text(encoding="utf-8")
+    if readme_block(text) is None:
+        print(f"{args.update}: no `{BEGIN}` ... `{END}` block", file=sys.stderr)
+        return 2
+    new = text.replace(readme_block(text), markdown(), 1)  # type: ignore[arg-type]
+    if new != text:
+        args.update.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
