@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import hashlib
-import json
 import logging
 import os
 import sys
-import urllib.parse
 from pathlib import Path
 
-from . import __version__, progress
+from . import __version__, formats, progress
 from .core import Diagnostic, Severity, paused_gc, printable
 from .engine import Engine, EnvironmentState, Snapshot
-from .rules import FAMILIES, HOME, RULES, Rule
+from .formats import relative
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+CHECK_FORMATS = {"json": formats.format_json, "sarif": formats.format_sarif, "github": formats.format_github,
+                 "gitlab": formats.format_gitlab}  # and text (it needs to know about colour)
+GRAPH_FORMATS = {"mermaid": formats.format_mermaid, "dot": formats.format_dot, "json": formats.format_graph_json}
 
 
 class UsageError(Exception):
@@ -27,32 +26,6 @@ class UsageError(Exception):
 class RevisionNotWritten(Exception):
     """`revision` could not name or write the new file (an unusable `file_template`, a
     message too long for a file name, a read-only versions folder): exit 2, one line."""
-
-
-def _relative(path: Path) -> str:
-    """Paths as the user typed them (relative to the current directory when inside it);
-    resolved once per folder: a report names thousands of files in a few folders."""
-    return _relative_folder(path.parent) + path.name if path.name else path.as_posix()
-
-
-@functools.lru_cache(maxsize=4096)
-def _relative_folder(folder: Path) -> str:
-    """`folder` as _relative shows it, with a trailing slash ("" for the current directory)."""
-    text, base = str(folder), str(_cwd())
-    if folder.is_absolute() and (text == base or text.startswith(base + os.sep)):
-        rel = text[len(base) + 1:]  # the engine's paths are resolved already
-    else:
-        try:
-            rel = folder.resolve().relative_to(_cwd()).as_posix()
-        except ValueError:
-            rel = folder.as_posix()
-    rel = Path(rel).as_posix() if rel else ""
-    return "" if rel in ("", ".") else rel + "/"
-
-
-@functools.lru_cache(maxsize=1)
-def _cwd() -> Path:
-    return Path.cwd().resolve()
 
 
 def _codes(value: str | None) -> tuple[str, ...]:
@@ -102,198 +75,19 @@ def _problem(problem) -> str:
     prefix = f"{problem.path.name}: "
     if message.startswith(prefix):
         message = message[len(prefix):]
-    return printable(f"{_relative(problem.path)}: {message}")
+    return printable(f"{relative(problem.path)}: {message}")
 
 
 # --------------------------------------------------------------------------- check
 
 
-def _environment_json(state: EnvironmentState) -> dict:
-    env, graph = state.env, state.summary
-    return {
-        "name": env.name,
-        "config": _relative(env.config_path) if env.config_path else None,
-        "script_location": _relative(env.script_location) if env.script_location else None,
-        "version_locations": [_relative(p) for p in env.version_locations],
-        "revisions": len(graph.revision_ids),
-        "revision_ids": list(graph.revision_ids),
-        "heads": list(graph.heads),
-        "bases": list(graph.bases),
-        "merge_points": list(graph.merge_points),
-        "branch_points": sorted(graph.branch_points),
-    }
-
-
-def _diagnostic_json(d: Diagnostic) -> dict:
-    return {
-        "code": d.code,
-        "severity": d.severity.label,
-        "path": _relative(d.path),
-        "line": d.span.line + 1,
-        "column": d.span.col + 1,
-        "end_line": d.span.end_line + 1,
-        "end_column": d.span.end_col + 1,
-        "message": d.message,
-        "environment": d.environment,
-    }
-
-
-def format_json(snapshot: Snapshot) -> str:
-    return json.dumps(
-        {
-            "version": 1,
-            "environments": [_environment_json(s) for s in snapshot.environments],
-            "diagnostics": [_diagnostic_json(d) for d in snapshot.diagnostics],
-        },
-        indent=2,
-    )
-
-
-def _sarif_uri(path: Path) -> str:
-    """SARIF wants a URI reference: percent-encoded (spaces, non-ASCII), `file:` when absolute."""
-    shown = Path(_relative(path))
-    if shown.is_absolute():
-        return shown.as_uri()
-    return urllib.parse.quote(shown.as_posix())
-
-
-def _sarif_rule(rule: Rule, level: dict) -> dict:
-    """A SARIF reportingDescriptor: what code scanning shows next to a finding."""
-    return {
-        "id": rule.code,
-        "name": rule.name,
-        "shortDescription": {"text": rule.summary},
-        "fullDescription": {"text": rule.rationale},
-        "help": {"text": f"{rule.rationale}\n\nFix: {rule.fix}",
-                 "markdown": f"{rule.rationale}\n\n**Fix:** {rule.fix}"},
-        "helpUri": rule.doc_url,
-        "defaultConfiguration": {"level": level[rule.severity]},
-        "properties": {"tags": [FAMILIES[rule.family][0].lower(), *rule.dialects]},
-    }
-
-
-def format_sarif(snapshot: Snapshot) -> str:
-    level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note", Severity.HINT: "note"}
-    codes = list(RULES)  # in the registry's order: family by family
-    rules = [_sarif_rule(RULES[code], level) for code in codes]
-    results = []
-    for d in snapshot.diagnostics:
-        result = {
-            "ruleId": d.code,
-            "level": level[d.severity],
-            "message": {"text": d.message},
-            "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": {"uri": _sarif_uri(d.path)},
-                    "region": {
-                        "startLine": d.span.line + 1,
-                        "startColumn": d.span.col + 1,
-                        "endLine": d.span.end_line + 1,
-                        "endColumn": d.span.end_col + 1,
-                    },
-                }
-            }],
-        }
-        if d.code in RULES:
-            result["ruleIndex"] = codes.index(d.code)
-        results.append(result)
-    sarif = {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "migration-lsp",
-                "version": __version__,
-                "informationUri": HOME,
-                "rules": rules,
-            }},
-            "results": results,
-        }],
-    }
-    return json.dumps(sarif, indent=2)
-
-
-def _escape_github(value: str, is_property: bool = False) -> str:
-    # GitHub's own escapes first (a line break inside an annotation is %0A, never a new line
-    # that could start a command of its own), then any other control character shown escaped
-    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    value = printable(value)
-    if is_property:
-        value = value.replace(":", "%3A").replace(",", "%2C")
-    return value
-
-
-def format_github(snapshot: Snapshot) -> str:
-    kind = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice", Severity.HINT: "notice"}
-    lines = []
-    for d in snapshot.diagnostics:
-        props = (
-            f"file={_escape_github(_relative(d.path), True)},line={d.span.line + 1},col={d.span.col + 1},"
-            f"endLine={d.span.end_line + 1},endColumn={d.span.end_col + 1},title={d.code}"
-        )
-        lines.append(f"::{kind[d.severity]} {props}::{_escape_github(f'{d.code} {d.message}')}")
-    return "\n".join(lines)
-
-
-def format_gitlab(snapshot: Snapshot) -> str:
-    """GitLab's Code Quality report (a subset of Code Climate's): the merge request widget
-    shows what a branch adds. The fingerprint leaves the line out, so a finding that only
-    moved is not new; identical findings in one file are told apart by their order."""
-    level = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info", Severity.HINT: "info"}
-    issues, seen = [], {}
-    for d in snapshot.diagnostics:
-        path = _relative(d.path)
-        key = (d.code, path, d.message)
-        seen[key] = seen.get(key, 0) + 1
-        fingerprint = hashlib.sha256("\0".join((*key, str(seen[key]))).encode()).hexdigest()[:32]
-        issues.append({
-            "description": f"{d.code} {d.message}",
-            "check_name": f"migration-lsp/{d.code}",
-            "fingerprint": fingerprint,
-            "severity": level[d.severity],
-            "location": {"path": path, "lines": {"begin": d.span.line + 1, "end": d.span.end_line + 1}},
-        })
-    return json.dumps(issues, indent=2)
-
-
-def format_text(snapshot: Snapshot, colour: bool) -> str:
-    def paint(text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if colour else text
-
-    tone = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36", Severity.HINT: "36"}
-    lines = []
-    diagnostics = snapshot.diagnostics
-    for d in diagnostics:
-        where = f"{printable(_relative(d.path))}:{d.span.line + 1}:{d.span.col + 1}:"
-        lines.append(f"{paint(where, '1')} {paint(printable(d.code), tone[d.severity])} {printable(d.message)}")
-    counts = {s: sum(1 for d in diagnostics if d.severity == s) for s in Severity}
-    revisions = sum(len(s.summary.revision_ids) for s in snapshot.environments)
-    envs = len(snapshot.environments)
-    if diagnostics:
-        parts = [f"{counts[s]} {s.label}{'s' if counts[s] != 1 else ''}" for s in Severity if counts[s]]
-        summary = f"Found {len(diagnostics)} problem{'s' if len(diagnostics) != 1 else ''} ({', '.join(parts)})"
-    else:
-        summary = "All checks passed"
-    summary += f" in {envs} environment{'s' if envs != 1 else ''}, {revisions} revision{'s' if revisions != 1 else ''}."
-    if lines:
-        lines.append("")
-    lines.append(paint(summary, "1"))
-    return "\n".join(lines)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     engine, snapshot = _engine(args.paths or ["."], args, memo=not args.changed)
     snapshot = _git_scope(engine, snapshot, args.changed)
-    if args.format == "json":
-        output = format_json(snapshot)
-    elif args.format == "sarif":
-        output = format_sarif(snapshot)
-    elif args.format == "github":
-        output = format_github(snapshot)
-    elif args.format == "gitlab":
-        output = format_gitlab(snapshot)
+    if args.format == "text":
+        output = formats.format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     else:
-        output = format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+        output = CHECK_FORMATS[args.format](snapshot)
     if output:
         print(output)
     if _report_problems(snapshot):
@@ -331,79 +125,9 @@ def _git_scope(engine: Engine, snapshot: Snapshot, changed: bool) -> Snapshot:
 # --------------------------------------------------------------------------- graph
 
 
-def _node_label(state: EnvironmentState, rev: str) -> str:
-    graph = state.graph
-    marks = []
-    if rev in graph.heads:
-        marks.append("head")
-    if rev in graph.bases:
-        marks.append("base")
-    if rev in graph.merge_points:
-        marks.append("merge")
-    label = f"{rev}: {graph.message(rev)}".strip().rstrip(":")
-    return f"{label} ({', '.join(marks)})" if marks else label
-
-
-def format_mermaid(snapshot: Snapshot) -> str:
-    lines = ["flowchart BT"]
-    for n, state in enumerate(snapshot.environments):
-        graph = state.graph
-        lines.append(f"  subgraph env{n}[\"{state.env.name}\"]")
-        for rev in sorted(graph.by_id):
-            text = printable(_node_label(state, rev)).replace('"', "'")
-            lines.append(f'    r_{rev}["{text}"]')
-        lines.append("  end")
-        for rev in sorted(graph.by_id):
-            for parent in graph.parents[rev]:
-                lines.append(f"  r_{parent} --> r_{rev}")
-            for dep in graph.dependencies[rev]:
-                lines.append(f"  r_{dep} -.-> r_{rev}")
-    return "\n".join(lines)
-
-
-def format_dot(snapshot: Snapshot) -> str:
-    lines = ["digraph revisions {", "  rankdir=BT;", "  node [shape=box];"]
-    for n, state in enumerate(snapshot.environments):
-        graph = state.graph
-        lines.append(f"  subgraph cluster_{n} {{")
-        lines.append(f"    label={json.dumps(state.env.name)};")
-        for rev in sorted(graph.by_id):
-            style = ", style=bold" if rev in graph.heads else ""
-            lines.append(f"    {json.dumps(rev)} [label={json.dumps(_node_label(state, rev))}{style}];")
-        lines.append("  }")
-        for rev in sorted(graph.by_id):
-            for parent in graph.parents[rev]:
-                lines.append(f"  {json.dumps(parent)} -> {json.dumps(rev)};")
-            for dep in graph.dependencies[rev]:
-                lines.append(f"  {json.dumps(dep)} -> {json.dumps(rev)} [style=dashed];")
-    lines.append("}")
-    return "\n".join(lines)
-
-
-def format_graph_json(snapshot: Snapshot) -> str:
-    envs = []
-    for state in snapshot.environments:
-        graph = state.graph
-        env = _environment_json(state)
-        env["nodes"] = [
-            {
-                "id": rev,
-                "message": graph.message(rev),
-                "path": _relative(graph.by_id[rev].path),
-                "down_revisions": list(graph.parents[rev]),
-                "depends_on": list(graph.dependencies[rev]),
-                "branch_labels": sorted(graph.inherited_labels[rev]),
-            }
-            for rev in sorted(graph.by_id)
-        ]
-        envs.append(env)
-    return json.dumps({"version": 1, "environments": envs}, indent=2)
-
-
 def cmd_graph(args: argparse.Namespace) -> int:
     _, snapshot = _engine([args.path], args)
-    formatter = {"mermaid": format_mermaid, "dot": format_dot, "json": format_graph_json}[args.format]
-    print(formatter(snapshot))
+    print(GRAPH_FORMATS[args.format](snapshot))
     return EXIT_USAGE if _report_problems(snapshot) else EXIT_OK
 
 
@@ -466,7 +190,7 @@ def _write_revision(args: argparse.Namespace) -> int:
     new.path.parent.mkdir(parents=True, exist_ok=True)
     with open(new.path, "x", encoding="utf-8") as fh:  # "x": never overwrite
         fh.write(new.text)
-    print(f"Generating {_relative(new.path)} ... done")
+    print(f"Generating {relative(new.path)} ... done")
     return EXIT_OK
 
 
@@ -515,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="report problems in the migrations under PATH")
     check.add_argument("paths", nargs="*", metavar="PATH")
-    check.add_argument("--format", choices=["text", "json", "sarif", "github", "gitlab"], default="text")
+    check.add_argument("--format", choices=["text", *CHECK_FORMATS], default="text")
     check.add_argument("--no-import", action="store_true", help="never import the project's models")
     check.add_argument("--select", help="comma-separated codes or prefixes to report (e.g. G,S001)")
     check.add_argument("--ignore", help="comma-separated codes or prefixes to leave out")
@@ -530,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="print the revision graph")
     graph.add_argument("path", nargs="?", default=".", metavar="PATH")
-    graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
+    graph.add_argument("--format", choices=list(GRAPH_FORMATS), default="mermaid")
     graph.set_defaults(func=cmd_graph)
 
     revision = sub.add_parser("revision", help="write a new revision file (never overwrites one)")
@@ -555,8 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _relative_folder.cache_clear()  # one run, one current directory
-    _cwd.cache_clear()
+    formats.reset()  # one run, one current directory
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

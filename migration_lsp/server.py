@@ -28,7 +28,6 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
-from .cli import format_mermaid
 from .core import Span, paused_gc
 from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
@@ -40,6 +39,7 @@ from .features.hints import inlay_hints
 from .features.hover import hover
 from .features.lens import SHOW_GRAPH, code_lenses
 from .features.navigation import definition, document_symbols, references, workspace_symbols
+from .formats import format_mermaid, graph_data
 
 CONFIG_SECTION = "migrationLsp"
 CLIENT_TIMEOUT = 5.0  # never wait longer for a client's answer to a server request
@@ -52,6 +52,10 @@ WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
 GIT_GLOBS = ("**/.git/HEAD", "**/.git/refs/**", "**/.git/packed-refs", "**/.git/shallow")
 GIT_POLL_SECONDS = 2.0  # HEAD and the refs are also polled (a few stat calls): see _poll_git
 STATUS = "migrationLsp.status"
+GRAPH = "migration-lsp/graph"  # request: the revision graph as JSON (graph_request)
+# notification, to clients that ask for it (experimental.migrationLsp.graphChanged = true):
+# an environment's heads, revisions or base branch changed; fetch GRAPH again
+GRAPH_CHANGED = "migration-lsp/graphChanged"
 log = logging.getLogger(__name__)
 
 
@@ -137,6 +141,7 @@ class MigrationServer(LanguageServer):
         self.full_pass: asyncio.TimerHandle | None = None
         self.full_task: asyncio.Future | None = None
         self.cache_saved = float("-inf")  # when the engine's persistent cache was last written
+        self.graph_key: tuple | None = None  # what GRAPH_CHANGED last announced
 
     # ---------------------------------------------------------------- helpers
 
@@ -172,6 +177,7 @@ class MigrationServer(LanguageServer):
         self._publish(self.engine.snapshot(quick=True))
 
     def _publish(self, snapshot: Snapshot) -> None:
+        announce_graph(self, snapshot)
         for problem in snapshot.problems:
             key = f"{problem.path}: {problem.message}"
             if key not in self.problems_logged:
@@ -762,6 +768,45 @@ def status_command(ls: MigrationServer, *args):
     """For a status bar: heads and the base branch of each environment (Engine.git_status)."""
     snapshot = ls.snapshot
     return ls.engine.git_status(snapshot) if snapshot is not None else {"environments": []}
+
+
+@server.feature(GRAPH)
+@safe({"version": 1, "environments": []})
+async def graph_request(ls: MigrationServer, *args):
+    """The revision graph for the editor's status bar and graph view: formats.graph_data
+    (file URIs, 0-based lines) and, per environment, its base branch as `migrationLsp.status`
+    says it (`base`: {ref, ahead, behind} or null, `note`: why there is none)."""
+    await _wait_ready(ls)
+    snapshot = ls.snapshot
+    if snapshot is None or ls.engine is None:
+        return {"version": 1, "environments": []}
+    data = graph_data(snapshot, path_to_uri, first_line=0)
+    for env, git in zip(data["environments"], ls.engine.git_status(snapshot)["environments"]):
+        env["base"] = git["base"]
+        if "note" in git:
+            env["note"] = git["note"]
+    return data
+
+
+def wants_graph_changed(caps: types.ClientCapabilities) -> bool:
+    ours = caps.experimental.get("migrationLsp") if isinstance(caps.experimental, dict) else None
+    return isinstance(ours, dict) and ours.get("graphChanged") is True
+
+
+def announce_graph(ls: MigrationServer, snapshot: Snapshot) -> None:
+    """GRAPH_CHANGED when what a status bar shows changed: the heads (and their messages), the
+    number of revisions, the base branch. Cheap (no sorting of all revisions): it runs on
+    every publish, and typing in a migration changes none of it."""
+    if ls.engine is None or not wants_graph_changed(ls.client_capabilities):
+        return
+    key = tuple(
+        (state.env.name, len(state.graph.by_id),
+         tuple((h, state.graph.message(h)) for h in sorted(state.graph.heads)),
+         ls.engine.git.refs.get(state.env.root))
+        for state in snapshot.environments if state.graph is not None)
+    if key != ls.graph_key:
+        ls.graph_key = key
+        ls.protocol.notify(GRAPH_CHANGED, {})
 
 
 async def _poll_git(ls: MigrationServer) -> None:

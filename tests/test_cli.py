@@ -293,7 +293,7 @@ def test_github_annotations(tmp_path, monkeypatch, capsys):
 
 
 def test_github_escapes_properties_and_message():
-    from migration_lsp.cli import _escape_github
+    from migration_lsp.formats import _escape_github
 
     assert _escape_github("a,b:c%", True) == "a%2Cb%3Ac%25"
     assert _escape_github("line1\nline2\r%") == "line1%0Aline2%0D%25"
