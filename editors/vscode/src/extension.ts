@@ -1,25 +1,35 @@
 import * as vscode from "vscode";
 import * as os from "os";
 import {
+  ClientCapabilities,
   DidChangeConfigurationNotification,
   ExecuteCommandRequest,
+  FeatureState,
   LanguageClient,
   LanguageClientOptions,
   RevealOutputChannelOn,
   ServerOptions,
   State,
+  StaticFeature,
 } from "vscode-languageclient/node";
 import { Discovery, discoverServer, pythonExtensionApi, selectedInterpreter, ServerCommand } from "./discovery";
-import { Environment, GraphPanel, parseMermaid, revisionOf } from "./graph";
+import { BaseStatus, Environment, environmentsOf, GraphPanel, revisionOf } from "./graph";
 
-const SHOW_GRAPH = "migrationLsp.showGraph"; // implemented by the server
-const STATUS = "migrationLsp.status"; // heads and the base branch, as JSON (server)
+const SHOW_GRAPH = "migrationLsp.showGraph"; // implemented by the server: mermaid text
+const GRAPH = "migration-lsp/graph"; // request: the revision graph as JSON, with each base branch
+const GRAPH_CHANGED = "migration-lsp/graphChanged"; // notification: heads, revisions or a base changed
 
-/** What `migrationLsp.status` says of one environment's base branch. */
-interface BaseStatus {
-  ref: string;
-  ahead: number;
-  behind: number;
+/** Tells the server this client wants GRAPH_CHANGED (it sends it to no one else). */
+class GraphChangedFeature implements StaticFeature {
+  fillClientCapabilities(capabilities: ClientCapabilities): void {
+    const experimental = (capabilities.experimental ?? {}) as Record<string, unknown>;
+    capabilities.experimental = { ...experimental, migrationLsp: { graphChanged: true } };
+  }
+  initialize(): void {}
+  getState(): FeatureState {
+    return { kind: "static" };
+  }
+  clear(): void {}
 }
 const CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision";
 /** Settings that choose what runs the server: a change restarts it. */
@@ -35,7 +45,6 @@ let current: ServerCommand | undefined;
 let discovery: Discovery | undefined;
 let status: vscode.StatusBarItem;
 let environments: Environment[] = [];
-let bases = new Map<string, BaseStatus | undefined>(); // environment name -> its base branch
 let starting: Promise<void> = Promise.resolve();
 let statusTimer: NodeJS.Timeout | undefined;
 /** The Python extension's interpreter (trusted workspaces only): it imports the models. */
@@ -178,7 +187,7 @@ async function startClient(): Promise<void> {
       executeCommand: async (command, args, next) => {
         const result = await next(command, args);
         if (command === SHOW_GRAPH && typeof result === "string") {
-          GraphPanel.show(extensionUri, result, fetchGraph);
+          GraphPanel.show(extensionUri, result, fetchGraph, () => environments);
         }
         return result;
       },
@@ -186,6 +195,13 @@ async function startClient(): Promise<void> {
   };
   const c = new LanguageClient("migrationLsp", "Migration LSP", serverOptions, clientOptions);
   client = c;
+  c.registerFeature(new GraphChangedFeature());
+  // the status bar follows this server's own news, not every diagnostics change in the window
+  c.onNotification(GRAPH_CHANGED, () => {
+    if (client === c) {
+      scheduleStatus(100);
+    }
+  });
   c.onDidChangeState((e) => {
     if (e.newState === State.Running) {
       scheduleStatus(0);
@@ -245,21 +261,19 @@ async function fetchGraph(): Promise<string | undefined> {
   }
 }
 
-/** The base branch of each environment (`migrationLsp.status`); empty when the server has none. */
-async function fetchBases(): Promise<Map<string, BaseStatus | undefined>> {
-  const out = new Map<string, BaseStatus | undefined>();
-  if (!client || client.state !== State.Running) {
-    return out;
+/** The server's revision graph as JSON (`migration-lsp/graph`); undefined when it cannot say. */
+async function fetchEnvironments(): Promise<Environment[] | undefined> {
+  await starting;
+  const c = client;
+  if (!c || c.state !== State.Running) {
+    return undefined;
   }
   try {
-    const result = await client.sendRequest(ExecuteCommandRequest.type, { command: STATUS, arguments: [] });
-    for (const env of (result as { environments?: { name: string; base?: BaseStatus | null }[] })?.environments ?? []) {
-      out.set(env.name, env.base ?? undefined);
-    }
+    return environmentsOf(await c.sendRequest(GRAPH, {}));
   } catch (err) {
-    output.debug(`status failed: ${err}`);
+    output.warn(`${GRAPH} failed (a server older than the extension?): ${err}`);
+    return undefined;
   }
-  return out;
 }
 
 /** "main +2 −1": the base branch's short name, revisions this branch adds, revisions it lacks. */
@@ -278,9 +292,9 @@ function setStatusError(text: string): void {
 
 function activeEnvironment(): Environment | undefined {
   const editor = vscode.window.activeTextEditor;
-  const rev = editor ? revisionOf(editor.document.getText()) : undefined;
-  if (rev) {
-    const env = environments.find((e) => e.revisions.has(rev));
+  if (editor) {
+    const file = editor.document.uri.fsPath;
+    const env = environments.find((e) => e.files.has(file));
     if (env) {
       return env;
     }
@@ -312,7 +326,7 @@ function renderStatus(): void {
       status.backgroundColor = heads.length > 1 ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
     }
     md.appendMarkdown(`Alembic head${heads.length === 1 ? "" : "s"} of ${describe(env)}`);
-    const base = bases.get(env.name);
+    const base = env.base;
     if (base) {
       status.text += ` · ${describeBase(base)}`;
       md.appendMarkdown(`\n\nBase branch \`${base.ref}\`: ${base.ahead} revision${base.ahead === 1 ? "" : "s"} ` +
@@ -328,22 +342,12 @@ function renderStatus(): void {
   status.show();
 }
 
-let emptyGraphRetries = 0;
-
 async function updateStatus(): Promise<void> {
-  const text = await fetchGraph();
-  if (text === undefined) {
+  const envs = await fetchEnvironments();
+  if (envs === undefined) {
     return;
   }
-  if (text === "" && emptyGraphRetries < 20) {
-    // the server answers "" until its first index is built: ask again shortly
-    emptyGraphRetries++;
-    scheduleStatus(500);
-    return;
-  }
-  emptyGraphRetries = 0;
-  environments = parseMermaid(text);
-  bases = await fetchBases();
+  environments = envs;
   renderStatus();
 }
 
@@ -366,7 +370,7 @@ async function showRevisionGraph(): Promise<void> {
     });
     return;
   }
-  GraphPanel.show(extensionUri, text, fetchGraph);
+  GraphPanel.show(extensionUri, text, fetchGraph, () => environments);
 }
 
 async function createNextRevision(): Promise<void> {
@@ -374,17 +378,8 @@ async function createNextRevision(): Promise<void> {
   let editor = vscode.window.activeTextEditor;
   if (!editor || !revisionOf(editor.document.getText())) {
     // not in a migration file: open the head of the active environment and create on top of it
-    const env = activeEnvironment();
-    const head = env?.heads[0];
-    const files = head ? await vscode.workspace.findFiles(`**/*${head.id}*.py`, "**/node_modules/**", 5) : [];
-    let target: vscode.Uri | undefined;
-    for (const uri of files) {
-      const doc = await vscode.workspace.openTextDocument(uri);
-      if (revisionOf(doc.getText()) === head!.id) {
-        target = uri;
-        break;
-      }
-    }
+    const head = activeEnvironment()?.heads[0]; // (the server's graph says where its file is)
+    const target = head?.uri;
     if (!target) {
       void vscode.window.showInformationMessage("Migration LSP: open a migration file first; the new revision goes on top of its branch's head.");
       return;
@@ -465,13 +460,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       void restart();
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(() => void restart()),
-    vscode.languages.onDidChangeDiagnostics(() => scheduleStatus()),
     vscode.window.onDidChangeActiveTextEditor(() => renderStatus()),
-    vscode.workspace.onDidSaveTextDocument((doc) => {
-      if (doc.languageId === "python") {
-        scheduleStatus();
-      }
-    }),
   );
 
   const python = await pythonExtensionApi();

@@ -1,56 +1,72 @@
-// The revision graph: parsed from the mermaid text the server returns for `migrationLsp.showGraph`
-// (for the status bar), and rendered in a webview with a bundled copy of mermaid.
+// The revision graph: the JSON the server returns for `migration-lsp/graph` (read by the status
+// bar and the graph view's summary), and the view itself: the server's mermaid text
+// (`migrationLsp.showGraph`) rendered in a webview with a bundled copy of mermaid.
 import * as crypto from "crypto";
 import * as vscode from "vscode";
+
+/** What `migrationLsp.status` / `migration-lsp/graph` say of one environment's base branch. */
+export interface BaseStatus {
+  ref: string;
+  ahead: number;
+  behind: number;
+}
+
+/** One environment of the server's `migration-lsp/graph` answer (file URIs, 0-based lines). */
+export interface GraphEnvironment {
+  name: string;
+  heads: string[];
+  bases: string[];
+  merge_points: string[];
+  nodes: { id: string; message: string; path: string; line: number; down_revisions: string[] }[];
+  base?: BaseStatus | null;
+  note?: string;
+}
 
 export interface Revision {
   id: string;
   message: string;
-  head: boolean;
-  base: boolean;
-  merge: boolean;
+  uri: vscode.Uri;
+  line: number;
 }
 
 export interface Environment {
   name: string;
   revisions: Map<string, Revision>;
   heads: Revision[];
+  files: Set<string>; // fsPath of every revision file
+  base?: BaseStatus;
 }
 
-/** Parse `migration-lsp graph --format mermaid` / the showGraph command's text. */
-export function parseMermaid(text: string): Environment[] {
-  const envs: Environment[] = [];
-  let current: Environment | undefined;
-  for (const line of text.split(/\r?\n/)) {
-    const sub = /^\s*subgraph\s+\S+?\["(.*)"\]\s*$/.exec(line);
-    if (sub) {
-      current = { name: sub[1], revisions: new Map(), heads: [] };
-      envs.push(current);
-      continue;
-    }
-    if (/^\s*end\s*$/.test(line)) {
-      current = undefined;
-      continue;
-    }
-    const node = /^\s*r_(\S+?)\["(.*)"\]\s*$/.exec(line);
-    if (node && current) {
-      const id = node[1];
-      let label = node[2];
-      let marks: string[] = [];
-      const m = /\s\(((?:head|base|merge)(?:, (?:head|base|merge))*)\)$/.exec(label);
-      if (m) {
-        marks = m[1].split(", ");
-        label = label.slice(0, m.index);
-      }
-      const message = label.startsWith(id) ? label.slice(id.length).replace(/^:\s*/, "") : label;
-      const rev: Revision = { id, message, head: marks.includes("head"), base: marks.includes("base"), merge: marks.includes("merge") };
-      current.revisions.set(id, rev);
-      if (rev.head) {
-        current.heads.push(rev);
-      }
-    }
+/** The server's graph answer as the extension uses it; anything malformed is left out. */
+export function environmentsOf(data: unknown): Environment[] {
+  const envs = (data as { environments?: unknown })?.environments;
+  if (!Array.isArray(envs)) {
+    return [];
   }
-  return envs;
+  const out: Environment[] = [];
+  for (const raw of envs as GraphEnvironment[]) {
+    if (!raw || typeof raw.name !== "string" || !Array.isArray(raw.nodes) || !Array.isArray(raw.heads)) {
+      continue;
+    }
+    const revisions = new Map<string, Revision>();
+    const files = new Set<string>();
+    for (const node of raw.nodes) {
+      if (!node || typeof node.id !== "string" || typeof node.path !== "string") {
+        continue;
+      }
+      let uri: vscode.Uri;
+      try {
+        uri = vscode.Uri.parse(node.path, true);
+      } catch {
+        continue;
+      }
+      revisions.set(node.id, { id: node.id, message: String(node.message ?? ""), uri, line: Number(node.line) || 0 });
+      files.add(uri.fsPath);
+    }
+    const heads = raw.heads.map((h) => revisions.get(h)).filter((r): r is Revision => r !== undefined);
+    out.push({ name: raw.name, revisions, heads, files, base: raw.base ?? undefined });
+  }
+  return out;
 }
 
 /** The `revision = '...'` of a migration file's text, if it has one. */
@@ -67,7 +83,11 @@ export class GraphPanel {
   private static current: GraphPanel | undefined;
   private readonly panel: vscode.WebviewPanel;
 
-  private constructor(private readonly extensionUri: vscode.Uri, private readonly refresh: () => Promise<string | undefined>) {
+  private constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly refresh: () => Promise<string | undefined>,
+    private readonly environments: () => Environment[],
+  ) {
     this.panel = vscode.window.createWebviewPanel("migrationLsp.graph", "Revision graph", vscode.ViewColumn.Beside, {
       enableScripts: true,
       localResourceRoots: [vscode.Uri.joinPath(extensionUri, "dist")],
@@ -88,9 +108,14 @@ export class GraphPanel {
     });
   }
 
-  static show(extensionUri: vscode.Uri, mermaidText: string, refresh: () => Promise<string | undefined>): void {
+  static show(
+    extensionUri: vscode.Uri,
+    mermaidText: string,
+    refresh: () => Promise<string | undefined>,
+    environments: () => Environment[],
+  ): void {
     if (!GraphPanel.current) {
-      GraphPanel.current = new GraphPanel(extensionUri, refresh);
+      GraphPanel.current = new GraphPanel(extensionUri, refresh, environments);
     } else {
       GraphPanel.current.panel.reveal(undefined, true);
     }
@@ -101,7 +126,7 @@ export class GraphPanel {
     const webview = this.panel.webview;
     const nonce = crypto.randomBytes(16).toString("base64");
     const mermaidJs = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, "dist", "mermaid.min.js"));
-    const envs = parseMermaid(mermaidText);
+    const envs = this.environments();
     const summary = envs
       .map((e) => `${escapeHtml(e.name)}: ${e.revisions.size} revisions, head${e.heads.length === 1 ? "" : "s"} ${e.heads.map((h) => `<code>${escapeHtml(h.id)}</code>`).join(", ") || "none"}`)
       .join("<br>");
