@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import marshal
 import os
 import secrets
@@ -32,8 +31,8 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .core import say_once
 
-log = logging.getLogger("migration_lsp")
 
 FORMAT = 2  # bump when the layout of what is stored changes
 DISABLE_ENV = "MIGRATION_LSP_NO_CACHE"
@@ -42,15 +41,6 @@ MAX_BYTES = 200_000_000  # a cache file larger than this is ignored (and rewritt
 MAGIC = b"migration-lsp cache\n"
 KEY_FILE = "key"
 KEY_BYTES = 32
-
-_said: set[str] = set()
-
-
-def _say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        log.warning("migration-lsp: %s", message)
-
 
 def cache_root() -> Path | None:
     """Where caches live: $MIGRATION_LSP_CACHE_DIR, else the platform's user cache folder
@@ -63,7 +53,7 @@ def cache_root() -> Path | None:
         where = Path(chosen).expanduser()
         if where.is_absolute():
             return where
-        _say_once(f"{DIR_ENV}={chosen!r} is not an absolute path; ignored")
+        say_once(f"{DIR_ENV}={chosen!r} is not an absolute path; ignored")
     if sys.platform == "darwin":
         base = Path.home() / "Library" / "Caches"
     elif os.name == "nt":
@@ -79,10 +69,10 @@ def _private(st: os.stat_result, what: Path) -> bool:
     if not hasattr(os, "geteuid"):
         return True
     if st.st_uid != os.geteuid():
-        _say_once(f"cache {what} belongs to another user (uid {st.st_uid}); the cache is not used")
+        say_once(f"cache {what} belongs to another user (uid {st.st_uid}); the cache is not used")
         return False
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        _say_once(f"cache {what} is writable by others (mode {stat.S_IMODE(st.st_mode):o}); the cache is not used")
+        say_once(f"cache {what} is writable by others (mode {stat.S_IMODE(st.st_mode):o}); the cache is not used")
         return False
     return True
 
@@ -97,7 +87,7 @@ def _private_dir(path: Path, create: bool) -> bool:
     except OSError:
         return False
     if not stat.S_ISDIR(st.st_mode):
-        _say_once(f"cache {path} is not a folder; the cache is not used")
+        say_once(f"cache {path} is not a folder; the cache is not used")
         return False
     return _private(st, path)
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
 
+from .project import KNOWN_DIALECTS
 from .schema import (Origin, SchemaState, TableState, add_constraint_op, constraint_columns, drop_constraint_op,
                      is_opaque_type)
 
@@ -58,16 +59,15 @@ def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]
                           flag("render_as_batch", False))
 
 
-# SQLAlchemy's own dialects: loading one of these names never looks at entry points (a
-# dialect name comes from the workspace's settings; an entry point of an installed project
-# would run its code, also under --no-import)
-_BUILTIN_DIALECTS = frozenset(("mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite"))
+# Only SQLAlchemy's own dialects (KNOWN_DIALECTS) are loaded: those names never look at entry
+# points (a dialect name comes from the workspace's settings; an entry point of an installed
+# project would run its code, also under --no-import)
 
 
 @lru_cache(maxsize=16)
 def _impl(dialect_name: str | None) -> DefaultImpl:
     dialect: Any = None
-    if dialect_name in _BUILTIN_DIALECTS:
+    if dialect_name in KNOWN_DIALECTS:
         try:
             from sqlalchemy.dialects import registry
 
@@ -85,11 +85,14 @@ def _impl(dialect_name: str | None) -> DefaultImpl:
     return cls(dialect, None, True, None, None, {})
 
 
-def _dialect_of(type_: Any, default: str | None) -> str | None:
-    if default:
-        return default
+def type_dialect(type_: Any) -> str | None:
+    """The dialect a type belongs to (`postgresql` for sqlalchemy.dialects.postgresql.JSONB)."""
     m = re.match(r"sqlalchemy\.dialects\.(\w+)", type(type_).__module__)
     return m.group(1) if m else None
+
+
+def _dialect_of(type_: Any, default: str | None) -> str | None:
+    return default or type_dialect(type_)
 
 
 def types_differ(schema_type: Any, model_type: Any, dialect: str | None) -> bool:

@@ -7,6 +7,7 @@ front ends convert (the CLI to 1-based, the server to the negotiated encoding).
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -86,3 +87,18 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+_said: set[str] = set()
+
+
+def say_once(message: str, logger: logging.Logger | None = None) -> None:
+    """A warning for the log (stderr for the CLI, the editor's log for the server), once per
+    process: the server rescans and re-lists code actions on every cursor move. What was said
+    is forgotten past a thousand messages (a long session must not grow without bound)."""
+    if message in _said:
+        return
+    if len(_said) >= 1000:
+        _said.clear()
+    _said.add(message)
+    (logger or logging.getLogger("migration_lsp")).warning("migration-lsp: %s", message)

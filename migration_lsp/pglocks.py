@@ -34,6 +34,7 @@ from alembic.operations import Operations
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.engine.url import make_url
 
+from .project import postgres_major
 from .schema import Recorder, SchemaState, TableState, _created_table
 
 try:  # PostgreSQL's own parser; without it raw SQL (and so every op) is "unknown"
@@ -50,11 +51,7 @@ DEFAULT_VERSION = SUPPORTED_VERSIONS[-1]
 def postgres_version(value: Any) -> int:
     """A `postgresVersion` setting as a major version: 16, "16", "16.4" -> 16; anything
     else (missing, nonsense, older than 9) -> DEFAULT_VERSION."""
-    try:
-        major = int(str(value).strip().split(".")[0])
-    except (TypeError, ValueError):
-        return DEFAULT_VERSION
-    return major if 9 <= major <= 99 else DEFAULT_VERSION
+    return postgres_major(value) or DEFAULT_VERSION
 
 
 class Lock(IntEnum):

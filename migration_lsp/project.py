@@ -18,7 +18,6 @@ every run, never taken from a cache: they choose the Python and the models that 
 from __future__ import annotations
 
 import configparser
-import logging
 import math
 import os
 import re
@@ -33,7 +32,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-log = logging.getLogger("migration_lsp")
+from .core import say_once
+
 
 SKIP_DIRS = {
     ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
@@ -79,9 +79,8 @@ class Settings:
                 if value not in KNOWN_DIALECTS:
                     continue
             if name == "postgres_version":
-                try:
-                    value = int(str(value).split(".")[0])
-                except ValueError:
+                value = postgres_major(value)
+                if value is None:
                     continue  # not a version: the default stands
             changes[name] = value
         return replace(self, **changes)
@@ -226,16 +225,6 @@ def read_file(path: Path | str, limit: int = MAX_FILE_BYTES, head: int | None = 
 def read_text(path: Path | str, limit: int = MAX_FILE_BYTES) -> str:
     """read_file() decoded as UTF-8 (invalid bytes replaced): for env.py and friends."""
     return read_file(path, limit).decode("utf-8", "replace")
-
-
-_said: set[str] = set()
-
-
-def say_once(message: str) -> None:
-    """A warning for the log (stderr for the CLI), once per process: the server rescans often."""
-    if message not in _said:
-        _said.add(message)
-        log.warning("migration-lsp: %s", message)
 
 
 def read_head(path: Path, size: int = HEAD_BYTES) -> str:
@@ -420,7 +409,18 @@ def _one_line(exc: Exception) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
-KNOWN_DIALECTS = {"postgresql", "mysql", "mariadb", "sqlite", "oracle", "mssql"}
+def postgres_major(value: object) -> int | None:
+    """A `postgres-version` setting as a major version: 16, "16", "16.4" -> 16; anything else
+    (nonsense, older than 9) -> None. The one parser of the setting (pglocks uses it too)."""
+    try:
+        major = int(str(value).strip().split(".")[0])
+    except (TypeError, ValueError):
+        return None
+    return major if 9 <= major <= 99 else None
+
+
+# SQLAlchemy's own dialects: the only names a setting or a URL may choose (see compare._impl)
+KNOWN_DIALECTS = frozenset(("postgresql", "mysql", "mariadb", "sqlite", "oracle", "mssql"))
 
 
 def _dialect_from_url(url: str | None) -> str | None:
@@ -610,7 +610,9 @@ def _quick_refs(text: str) -> tuple[set[str], set[str]]:
     return defines, refers
 
 
-def _looks_like_revision_file(text: str) -> bool:
+def looks_like_revision_file(text: str) -> bool:
+    """Cheap test used by discovery outside configured version locations: both
+    `revision = ...` and `down_revision = ...` assigned at module level."""
     names = {m.group(1) for m in _HEADER_VAR.finditer(text)}
     return {"revision", "down_revision"} <= names
 
@@ -703,7 +705,7 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
             if path in claimed or path.name == "env.py" or not _REV_FILE.match(path.name):
                 continue
             text = read_head(path)
-            if _looks_like_revision_file(text):
+            if looks_like_revision_file(text):
                 orphan_groups.setdefault(_group_dir(directory), []).append(path)
                 heads[path] = text
 

@@ -1137,12 +1137,6 @@ class SchemaState:
     def with_unknown(self, origin: Origin) -> SchemaState:
         return SchemaState(self.tables, self.uncertain, self.unknown + (origin,))
 
-    def to_metadata(self) -> sa.MetaData:
-        metadata = sa.MetaData()
-        for table in self.tables.values():
-            table.to_table(metadata)
-        return metadata
-
 
 def merge_states(states: Iterable[SchemaState]) -> SchemaState:
     """The schema where several branches meet: the union of their tables."""

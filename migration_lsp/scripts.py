@@ -81,7 +81,6 @@ class OpCall:
     batch_table: str | None = None  # set inside `with op.batch_alter_table(...) as x:`
     in_autocommit: bool = False  # inside `with op.get_context().autocommit_block():`
     conditional: bool = False  # inside an if / for / while / try: may not run, or run twice
-    line_offset: int = 0  # added to node line numbers when the function was parsed alone
 
 
 @dataclass(frozen=True, eq=False)
@@ -1132,12 +1131,3 @@ def _tolerant_doc(src: _Source, headers: dict[str, HeaderValue]) -> DocHeader | 
     last = first + m.group(0).count("\n")
     return _doc_header(src, first, last, m.group(2))
 
-
-_QUICK_REVISION = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=", re.M)
-
-
-def looks_like_revision_file(text: str) -> bool:
-    """Cheap test used by discovery outside configured version locations: both
-    `revision = ...` and `down_revision = ...` assigned at module level."""
-    found = {m.group(1) for m in _QUICK_REVISION.finditer(text)}
-    return found == {"revision", "down_revision"}

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 
 from conftest import MINIMAL_ENV_PY, migration_text, write_project
-from migration_lsp.project import Settings, discover, load_settings
+from migration_lsp.project import Settings, discover, load_settings, looks_like_revision_file
 
 
 def rel(root: Path, paths) -> list[str]:
@@ -477,3 +477,13 @@ def test_tool_migration_lsp_must_be_a_table(tmp_path):
     s, problem = load_settings(tmp_path / "pyproject.toml")
     assert problem is not None and "table" in problem.message
     assert s == Settings()
+
+
+def test_looks_like_revision_file():
+    """Discovery's cheap test for a revision file outside configured version locations."""
+    assert looks_like_revision_file(migration_text("a1", None))
+    assert looks_like_revision_file("revision = 'a'\ndown_revision = None\n")
+    assert looks_like_revision_file("revision: str = 'a'\ndown_revision: Union[str, None] = None\n")
+    assert not looks_like_revision_file("revision = 'a'\n")
+    assert not looks_like_revision_file("def f():\n    revision = 'a'\n    down_revision = None\n")
+    assert not looks_like_revision_file("if revision == 'a':\n    pass\ndown_revision = 1\n")

@@ -67,7 +67,9 @@ def col(state: SchemaState, table: str, column: str) -> sa.Column:
 
 def models_of(state: SchemaState) -> dict[str, TableState]:
     """The same schema rebuilt as a 'models' mapping (what a perfect model file would give)."""
-    md = state.to_metadata()
+    md = sa.MetaData()
+    for table in state.tables.values():
+        table.to_table(md)
     return {t.key: TableState.from_table(md.tables[t.key]) for t in state.tables.values()}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import col_of, line_of, migration_text
 from migration_lsp.core import Span
-from migration_lsp.scripts import looks_like_revision_file, parse_script
+from migration_lsp.scripts import parse_script
 
 P = Path("versions/x.py")
 
@@ -507,17 +507,6 @@ def test_empty_and_garbage_text():
     deep = "revision = 'a'\ndown_revision = None\nx = " + "(" * 5000 + ")" * 5000 + "\n"
     s = parse(deep)  # absurd nesting must not raise
     assert s.revision_id in (None, "a")
-
-
-# --------------------------------------------------------------------------- quick test
-
-
-def test_looks_like_revision_file():
-    assert looks_like_revision_file(migration_text("a1", None))
-    assert looks_like_revision_file("revision = 'a'\ndown_revision = None\n")
-    assert not looks_like_revision_file("revision = 'a'\n")
-    assert not looks_like_revision_file("def f():\n    revision = 'a'\n    down_revision = None\n")
-    assert not looks_like_revision_file("if revision == 'a':\n    pass\ndown_revision = 1\n")
 
 
 def test_helpers_find_what_they_claim():

@@ -42,7 +42,7 @@ def _dump(node: ast.AST | None) -> str | None:
 def _function(f: scripts.Function) -> tuple:
     return (
         f.name, f.def_span, f.span, f.is_empty, _dump(f.node),
-        [(o.name, o.span, o.batch_table, o.in_autocommit, o.conditional, o.line_offset, _dump(o.node)) for o in f.ops],
+        [(o.name, o.span, o.batch_table, o.in_autocommit, o.conditional, _dump(o.node)) for o in f.ops],
         [(c.name, c.span, _dump(c.node)) for c in f.other_calls],
     )
 

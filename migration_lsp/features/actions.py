@@ -14,7 +14,6 @@ way. Each fix is built on its own: one that fails is logged once and the others 
 from __future__ import annotations
 
 import ast
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from alembic.util import rev_id
 from lsprotocol import types
 
-from ..core import Diagnostic, Span
+from ..core import Diagnostic, Span, say_once
 from ..engine import EnvironmentState, Snapshot
 from ..render import render_migration, render_ops, render_revision
 from ..schema import reversed_upgrade
@@ -36,17 +35,6 @@ APPLY_EDIT = "migrationLsp.applyEdit"  # arguments: [data of an action that crea
 CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision"
 GENERATE_KIND = "source.migrationLsp.generateRevision"
 MAX_CHOICES = 3
-log = logging.getLogger(__name__)
-_said: set[str] = set()
-
-
-def log_once(message: str) -> None:
-    """A failing fix, a template that fell back: said once per server, not per cursor move."""
-    if message not in _said:
-        if len(_said) > 1000:
-            _said.clear()
-        _said.add(message)
-        log.warning(message)
 
 
 @dataclass(frozen=True)
@@ -346,7 +334,7 @@ def _guarded(what: str, produce: Callable[[], Iterator]) -> Iterator:
     try:
         yield from produce()
     except Exception as exc:
-        log_once(f"code actions: {what} failed: {type(exc).__name__}: {exc}")
+        say_once(f"code actions: {what} failed: {type(exc).__name__}: {exc}")
 
 
 def _fixes(snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, locator: Locator,
@@ -391,7 +379,7 @@ def code_actions(
         try:
             action = _listed(fix, data, locator, support)
         except Exception as exc:  # this fix alone is lost
-            log_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
+            say_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
             continue
         if action is not None:
             out.append(action)
@@ -414,15 +402,15 @@ def resolve_edit(
     fix = next((f for f in _fixes(snapshot, path, Span(*raw), None, locator, exists, trusted)
                 if f.title == data["title"] and f.creates), None)
     if fix is None:
-        log_once(f"code action {data['title']!r} is out of date: the revisions changed")
+        say_once(f"code action {data['title']!r} is out of date: the revisions changed")
         return None
     try:
         change = fix.build()
     except Exception as exc:
-        log_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
+        say_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
         return None
     if change is None:
         return None
     if change.note:
-        log_once(change.note)
+        say_once(change.note)
     return _workspace_edit(change, locator, support)
