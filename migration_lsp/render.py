@@ -2,8 +2,8 @@
 
 The template is rendered with the same arguments Alembic's `ScriptDirectory.generate_revision`
 passes, the id comes from Alembic's `rev_id`, and the file name from Alembic's own `_rev_path`
-(file_template, slug rules, truncation). Nothing is written here: callers turn the result into
-an editor edit or, for the CLI, a new file.
+(file_template, slug rules, truncation; through alembic_api). Nothing is written here: callers
+turn the result into an editor edit or, for the CLI, a new file.
 
 The environment's own `script.py.mako` is project code (a `<% %>` block runs Python): it is
 rendered only when trusted, and then in a sandboxed child (render_child.py through child.py),
@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import tuple_rev_as_scalar
 from mako.template import Template
 
-from . import child
+from . import alembic_api, child
 from .graph import RevisionGraph
 from .project import Environment
 
@@ -92,14 +92,14 @@ def render_revision(
         timezone=env.timezone,
     )
     try:
-        create_date = helper._generate_create_date()
+        create_date = alembic_api.generate_create_date(helper)
     except alembic_util.CommandError:
         helper.timezone = None
-        create_date = helper._generate_create_date()
+        create_date = alembic_api.generate_create_date(helper)
     for _ in range(100):
         revision = rev_id or alembic_util.rev_id()
         try:
-            path = helper._rev_path(directory, revision, message, create_date)
+            path = alembic_api.rev_path(helper, directory, revision, message, create_date)
         except KeyError as exc:  # Alembic formats file_template with the keys it knows
             raise UnusableFileTemplate(f"file_template names an unknown key {exc}: use rev, slug, epoch, year, "
                                        "month, day, hour, minute, second") from None
@@ -204,9 +204,9 @@ def _migration_context(dialect: str | None):
 def _dialect_of_types(ops: Sequence) -> str | None:
     """The dialect whose types the ops use (`postgresql.JSONB`...), when the environment
     names none: its renderer is the one that writes them correctly."""
-    import re
-
     import sqlalchemy as sa
+
+    from .compare import type_dialect
 
     todo, seen = list(ops), 0
     while todo and seen < 10_000:
@@ -214,15 +214,13 @@ def _dialect_of_types(ops: Sequence) -> str | None:
         op = todo.pop()
         for name in ("ops", "columns"):
             todo.extend(x for x in (getattr(op, name, None) or ()) if not isinstance(x, str))
-        for name in ("column", "_reverse"):
-            if getattr(op, name, None) is not None:
-                todo.append(getattr(op, name))
+        for inner in (getattr(op, "column", None), alembic_api.reverse_of(op)):
+            if inner is not None:
+                todo.append(inner)
         types_ = [getattr(op, n, None) for n in ("type", "modify_type", "existing_type")]
         for type_ in types_:
-            if isinstance(type_, sa.types.TypeEngine):
-                m = re.match(r"sqlalchemy\.dialects\.(\w+)", type(type_).__module__)
-                if m:
-                    return m.group(1)
+            if isinstance(type_, sa.types.TypeEngine) and (name := type_dialect(type_)):
+                return name
     return None
 
 
