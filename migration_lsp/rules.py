@@ -225,8 +225,11 @@ def rule(code: str) -> Rule | None:
 
 
 def severity(code: str) -> Severity:
-    """A rule's severity; a code missing from the registry is a programming error."""
-    return RULES[code].severity
+    """A rule's severity; a code missing from the registry is a programming error, said plainly."""
+    try:
+        return RULES[code].severity
+    except KeyError:
+        raise KeyError(f"{code} is not in the rule registry: add its Rule(...) to migration_lsp/rules.py") from None
 
 
 def doc_url(code: str) -> str:

@@ -187,7 +187,7 @@ async function startClient(): Promise<void> {
       executeCommand: async (command, args, next) => {
         const result = await next(command, args);
         if (command === SHOW_GRAPH && typeof result === "string") {
-          GraphPanel.show(extensionUri, result, fetchGraph, () => environments);
+          GraphPanel.show(extensionUri, result, fetchGraphView, () => environments);
         }
         return result;
       },
@@ -276,6 +276,16 @@ async function fetchEnvironments(): Promise<Environment[] | undefined> {
   }
 }
 
+/** What the graph view shows: the mermaid text, with the environments (its summary) fetched anew. */
+async function fetchGraphView(): Promise<string | undefined> {
+  const [text, envs] = await Promise.all([fetchGraph(), fetchEnvironments()]);
+  if (envs !== undefined) {
+    environments = envs;
+    renderStatus();
+  }
+  return text;
+}
+
 /** "main +2 −1": the base branch's short name, revisions this branch adds, revisions it lacks. */
 function describeBase(base: BaseStatus): string {
   const name = base.ref.replace(/^refs\/(remotes|heads)\//, "").replace(/^origin\//, "");
@@ -361,7 +371,7 @@ function scheduleStatus(delayMs = 400): void {
 // ------------------------------------------------------------------ commands
 
 async function showRevisionGraph(): Promise<void> {
-  const text = await fetchGraph();
+  const text = await fetchGraphView();
   if (text === undefined) {
     void vscode.window.showWarningMessage("Migration LSP: the language server is not running.", "Show Output").then((c) => {
       if (c) {
@@ -370,7 +380,7 @@ async function showRevisionGraph(): Promise<void> {
     });
     return;
   }
-  GraphPanel.show(extensionUri, text, fetchGraph, () => environments);
+  GraphPanel.show(extensionUri, text, fetchGraphView, () => environments);
 }
 
 async function createNextRevision(): Promise<void> {
