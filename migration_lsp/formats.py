@@ -173,7 +173,8 @@ def format_gitlab(snapshot: Snapshot) -> str:
     shows what a branch adds. The fingerprint leaves the line out, so a finding that only
     moved is not new; identical findings in one file are told apart by their order."""
     level = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info", Severity.HINT: "info"}
-    issues, seen = [], {}
+    issues: list[dict] = []
+    seen: dict[tuple[str, str, str], int] = {}
     for d in snapshot.diagnostics:
         path = relative(d.path)
         key = (d.code, path, d.message)
