@@ -58,4 +58,13 @@ RULES: dict[str, tuple[str, str]] = {
     "S003": ("error", "PostgreSQL: CONCURRENTLY outside autocommit_block()"),
     "S004": ("error", "SQLite: ALTER of a column/constraint outside batch_alter_table"),
     "S005": ("info", "destructive: drop_table / drop_column (data loss)"),
+    "S006": ("warning", "PostgreSQL: foreign key / CHECK added to an existing table without NOT VALID (scans under lock)"),
+    "S007": ("warning", "PostgreSQL: SET NOT NULL on an existing table scans it under ACCESS EXCLUSIVE"),
+    "S008": ("warning", "PostgreSQL: column type change that rewrites an existing table"),
+    "S009": ("warning", "PostgreSQL: unique / primary key / exclusion constraint built on an existing table under lock"),
+    "S010": ("warning", "PostgreSQL: volatile default, identity or stored generated column added to an existing table (rewrite)"),
+    "S011": ("warning", "PostgreSQL: drop_index on an existing table without CONCURRENTLY"),
+    "S012": ("warning", "PostgreSQL: identifier longer than 63 bytes (PostgreSQL truncates it)"),
+    "S013": ("info", "PostgreSQL: foreign key without an index on its columns"),
+    "S014": ("error", "PostgreSQL: index / constraint name longer than 63 characters (SQLAlchemy refuses it)"),
 }
