@@ -129,3 +129,190 @@ def test_each_rule_suppressed_by_its_comment(tmp_path, code):
     other = "S099" if code != "S099" else "S098"
     root2 = make(tmp_path / "other", SMALLEST[code] + f"  # migration-lsp: ignore[{other}]")
     assert [d.code for d in check(root2, filtered=True)] == [code]
+
+
+# --------------------------------------------------------------------------- a table created in the same revision
+
+LOCK_RULES = ("S006", "S007", "S008", "S009", "S010", "S011")
+
+
+@pytest.mark.parametrize("code", LOCK_RULES)
+def test_lock_rules_silent_on_a_table_created_in_the_same_revision(tmp_path, code):
+    """The same op, on a copy of `users` this revision creates: empty, nothing waits."""
+    fresh = BASE.replace('"users"', '"people"').replace('"orgs"', '"teams"').replace("ix_users", "ix_people")
+    upgrade = fresh + "\n" + SMALLEST[code].replace('"users"', '"people"').replace('"orgs"', '"teams"').replace(
+        "ix_users", "ix_code_people")
+    upgrade = upgrade.replace('"ix_code_people", table_name="people"', 'op.f("ix_people_code"), table_name="people"')
+    root = make(tmp_path, upgrade)
+    assert [d for d in check(root) if d.code in LOCK_RULES] == []
+    assert codes(check(make(tmp_path / "existing", SMALLEST[code])))  # and the same op on `users` fires
+
+
+def test_identifier_and_index_rules_also_speak_for_new_tables(tmp_path):
+    """S012–S014 are not about locks: a new table is the cheapest place to fix a name or add
+    the index (documented in checks/pg_ddl.py)."""
+    long = "z" * 64
+    root = make(tmp_path, f"""
+        op.create_table(
+            "{long}",
+            sa.Column("id", sa.Integer(), primary_key=True),
+            sa.Column("org_id", sa.Integer(), sa.ForeignKey("orgs.id")),
+        )
+    """)
+    assert codes(check(root)) == [("S012", line(root, long)), ("S013", line(root, "op.create_table"))]
+
+
+# --------------------------------------------------------------------------- each rule's details
+
+
+def test_s006_foreign_key_and_check_and_not_valid(tmp_path):
+    root = make(tmp_path, """
+        op.create_foreign_key("fk_users_org", "users", "orgs", ["org_id"], ["id"])
+        op.create_check_constraint("ck_users_age", "users", "age >= 0")
+        op.create_foreign_key("fk_users_org2", "users", "orgs", ["org_id"], ["id"], postgresql_not_valid=True)
+        op.create_check_constraint("ck_users_age2", "users", "age >= 0", postgresql_not_valid=True)
+    """)
+    found = check(root)
+    assert codes(found) == [("S006", line(root, "fk_users_org")), ("S006", line(root, "ck_users_age"))]
+    fk, ck = sorted(found, key=lambda d: d.span.line)
+    assert "SHARE ROW EXCLUSIVE" in fk.message and "'orgs'" in fk.message  # both tables, from the model
+    assert "ACCESS EXCLUSIVE" in ck.message and ck.data["kind"] == "CHECK constraint"
+
+
+def test_s007_not_null_already_or_proven_by_a_valid_check(tmp_path):
+    root = make(tmp_path, """
+        op.alter_column("users", "email", existing_type=sa.String(255), nullable=False)
+        op.create_check_constraint("ck_age_nn", "users", "age IS NOT NULL")
+        op.alter_column("users", "age", nullable=False)
+        op.alter_column("users", "name", nullable=True)
+    """)
+    assert codes(check(root)) == [("S006", line(root, "ck_age_nn"))]  # the CHECK scans; SET NOT NULL then not
+
+
+def test_s007_postgres_11_has_no_way_around(tmp_path):
+    root = make(tmp_path, """
+        op.create_check_constraint("ck_age_nn", "users", "age IS NOT NULL")
+        op.alter_column("users", "age", nullable=False)
+    """)
+    assert codes(check(root, version=11)) == [("S006", line(root, "ck_age_nn")), ("S007", line(root, "alter_column"))]
+
+
+@pytest.mark.parametrize(("change", "rewrites"), [
+    ('"name", type_=sa.Text()', False),  # varchar -> text
+    ('"name", type_=sa.String(200)', False),  # longer varchar
+    ('"score", type_=sa.Numeric(14, 2)', False),  # more precision
+    ('"name", type_=sa.String(50)', True),  # shorter varchar
+    ('"score", type_=sa.Numeric(14, 4)', True),  # another scale
+    ('"age", type_=sa.BigInteger()', True),
+    ('"age", type_=sa.BigInteger(), existing_type=sa.Integer()', True),
+    ('"name", type_=sa.Text(), postgresql_using="upper(name)"', True),
+    ('"code", type_=sa.Enum("a", "b", name="kind")', None),  # an enum: not known, not reported
+])
+def test_s008_only_the_changes_that_rewrite(tmp_path, change, rewrites):
+    root = make(tmp_path, f'op.alter_column("users", {change})')
+    assert [d.code for d in check(root)] == (["S008"] if rewrites else [])
+
+
+def test_s008_is_version_aware(tmp_path):
+    base = BASE.replace('sa.Column("age", sa.Integer(), nullable=True),',
+                        'sa.Column("age", sa.Integer(), nullable=True),\n    sa.Column("seen", sa.DateTime()),')
+    root = make(tmp_path, 'op.alter_column("users", "seen", type_=sa.DateTime(timezone=True))', base=base)
+    assert [d.code for d in check(root, version=11)] == ["S008"]  # always rewritten before 12
+    assert check(root, version=16) == []  # 12+: depends on the session time zone: unknown, not reported
+
+
+def test_s009_kinds(tmp_path):
+    base = BASE + '\nop.create_table("solo", sa.Column("id", sa.Integer(), nullable=False))\n'
+    root = make(tmp_path, """
+        op.create_unique_constraint("uq_users_email", "users", ["email"])
+        op.create_primary_key("pk_solo", "solo", ["id"])
+        op.add_column("users", sa.Column("handle", sa.String(20), unique=True))
+    """, base=base)
+    found = sorted(check(root), key=lambda d: d.span.line)
+    assert [d.code for d in found] == ["S009", "S009", "S009"]
+    assert [d.data["kind"] for d in found] == ["unique constraint", "primary key", "unique constraint"]
+    assert found[1].data["not_null"] is True
+
+
+def test_s010_kinds_and_negatives(tmp_path):
+    root = make(tmp_path, """
+        op.add_column("users", sa.Column("r", sa.Float(), server_default=sa.text("random()")))
+        op.add_column("users", sa.Column("n", sa.Integer(), sa.Identity()))
+        op.add_column("users", sa.Column("g", sa.Integer(), sa.Computed("age * 2", persisted=True)))
+        op.add_column("users", sa.Column("at", sa.DateTime(), server_default=sa.func.now()))
+        op.add_column("users", sa.Column("k", sa.Integer(), nullable=False, server_default="0"))
+        op.add_column("users", sa.Column("u", sa.Integer(), server_default=sa.text("my_function()")))
+    """)
+    assert codes(check(root)) == [("S010", line(root, '"r"')), ("S010", line(root, '"n"')),
+                                  ("S010", line(root, '"g"'))]
+
+
+def test_s011_table_from_the_history_and_negatives(tmp_path):
+    root = make(tmp_path, """
+        op.drop_index("ix_users_code")
+        op.drop_index("ix_users_org_id", table_name="users", postgresql_concurrently=True)
+        op.drop_index("ix_nowhere")
+    """)
+    found = check(root)
+    assert codes([d for d in found if d.code == "S011"]) == [("S011", line(root, "ix_users_code"))]
+
+
+def test_s012_s014_names(tmp_path):
+    multibyte = "é" * 40  # 40 characters, 80 bytes: SQLAlchemy lets it through, PostgreSQL truncates it
+    root = make(tmp_path, f"""
+        op.create_index("{multibyte}", "users", ["name"], postgresql_concurrently=True)
+        op.alter_column("users", "name", new_column_name="{'n' * 64}")
+        op.rename_table("orgs", "{'o' * 70}")
+        op.create_index(op.f("{'f' * 70}"), "users", ["email"], postgresql_concurrently=True)
+        op.create_check_constraint("{'c' * 64}", "users", "age > 0", postgresql_not_valid=True)
+        op.create_index("{'i' * 63}", "users", ["age"], postgresql_concurrently=True)
+    """)
+    got = {(d.code, d.data["kind"], d.data["length"]) for d in check(root) if d.code in ("S012", "S014")}
+    assert got == {("S012", "index", 80), ("S012", "column", 64), ("S012", "table", 70),
+                   ("S014", "constraint", 64)}
+    (s012,) = [d for d in check(root) if d.data.get("kind") == "index"]
+    assert s012.data["truncated"] == "é" * 31  # 62 bytes: PostgreSQL never splits a character
+    text = path_of(root).read_text()
+    assert text.splitlines()[s012.span.line][s012.span.col:s012.span.end_col] == f'"{multibyte}"'
+
+
+def test_s013_index_coverage(tmp_path):
+    root = make(tmp_path, """
+        op.create_table(
+            "a",
+            sa.Column("id", sa.Integer(), primary_key=True),
+            sa.Column("org_id", sa.Integer(), sa.ForeignKey("orgs.id"), index=True),
+        )
+        op.create_table(
+            "b",
+            sa.Column("org_id", sa.Integer(), sa.ForeignKey("orgs.id"), primary_key=True),
+            sa.Column("n", sa.Integer(), primary_key=True),
+        )
+        op.create_table(
+            "c",
+            sa.Column("id", sa.Integer(), primary_key=True),
+            sa.Column("org_id", sa.Integer()),
+            sa.Column("user_id", sa.Integer()),
+            sa.ForeignKeyConstraint(["org_id"], ["orgs.id"]),
+            sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
+        )
+        op.create_index("ix_c_user_n", "c", ["user_id", "id"])
+        op.create_foreign_key("fk_users_org", "users", "orgs", ["org_id"], ["id"], postgresql_not_valid=True)
+    """)
+    found = [d for d in check(root) if d.code == "S013"]
+    assert [(d.data["table"], d.data["columns"]) for d in found] == [("c", ["org_id"])]
+
+
+def test_postgres_version_setting_reaches_the_rules_through_the_engine(tmp_path):
+    base = BASE.replace('sa.Column("age", sa.Integer(), nullable=True),',
+                        'sa.Column("age", sa.Integer(), nullable=True),\n    sa.Column("seen", sa.DateTime()),')
+    root = make(tmp_path, 'op.alter_column("users", "seen", type_=sa.DateTime(timezone=True))', base=base)
+
+    def engine_codes() -> list[str]:
+        return sorted(d.code for d in Engine([root]).snapshot().diagnostics if d.code.startswith("S"))
+
+    assert engine_codes() == []
+    (root / "pyproject.toml").write_text("[tool.migration-lsp]\npostgres-version = 11\n")
+    assert engine_codes() == ["S008"]  # and not a result cached for the newest version
+    (root / "pyproject.toml").write_text("[tool.migration-lsp]\npostgres-version = 16\n")
+    assert engine_codes() == []

@@ -35,7 +35,7 @@ from ..core import Diagnostic, Severity, Span
 from ..schema import EvaluatedOp, RevisionSchema, SchemaState, TableState, _created_table, _index_columns, \
     constraint_columns
 from ..scripts import MigrationScript, OtherCall
-from .safety import FunctionTree, _Checker, _key, _Target, _target, _upgrade_ops, sql_literal
+from .safety import FunctionTree, _Checker, _key, _Target, _target, _upgrade_ops, keyword, literal_string, sql_literal
 
 SEVERITY = {
     "S006": Severity.WARNING,
@@ -148,25 +148,25 @@ class _PgChecker(_Checker):
     # ------------------------------------------------------------------ S006–S011
 
     def _locks(self, ev: EvaluatedOp, target: _Target) -> None:
-        call = ev.call
-        if call.name not in _LOCKING_OPS or ev.op is None:
+        call, op = ev.call, ev.op
+        if op is None and call.name == "drop_index":
+            op = _bare_drop_index(call.node)
+        if call.name not in _LOCKING_OPS or op is None:
             return
         before = self._before()
         key, name = target.key, target.name
         if call.name == "drop_index" and not key:
-            index = getattr(ev.op, "index_name", None)
-            key = name = _index_table(before, index)
+            key = name = _index_table(before, getattr(op, "index_name", None))
         if not key or not self.tables.is_existing(key, name):
             return
-        effects = pglocks.op_effects(ev.op, before, self.version)
+        effects = pglocks.op_effects(op, before, self.version)
         for effect in effects or ():
             lock = max((r.lock for r in effect.locks if r.relation == key), default=effect.lock)
             for form in effect.forms:
-                self._form(ev, form, effect, lock, key, name)
+                self._form(ev.call, op, form, effect, lock, key, name)
 
-    def _form(self, ev: EvaluatedOp, form: str, effect: pglocks.StatementEffect, lock: Any, key: str,
+    def _form(self, call: Any, op: Any, form: str, effect: pglocks.StatementEffect, lock: Any, key: str,
               table: str) -> None:
-        call, op = ev.call, ev.op
         span = call.span
         held = f"{lock.sql} lock on '{table}'" if lock is not None else f"lock on '{table}'"
         blocks = f"blocks {lock.blocks}" if lock is not None else "blocks it"
@@ -215,12 +215,15 @@ class _PgChecker(_Checker):
             how = ("create the unique index with postgresql_concurrently=True in an autocommit_block, then "
                    "add the constraint USING INDEX" if form != "add_constraint.exclude" else
                    "an exclusion constraint cannot be built concurrently: run it when the table is quiet")
+            columns = [c for c in getattr(op, "columns", None) or () if isinstance(c, str)]
+            states = [self._column_state(_Target(table, getattr(op, "schema", None)), c) for c in columns]
+            not_null = bool(states) and all(s is not None and s.nullable is False for s in states)
             self.report(
                 "S009", span,
                 f"{call.name}{via} builds the index of a {kind} on existing table '{table}' while holding an "
                 f"{held}, which {blocks} for the whole build; {how}",
                 **data, kind=kind, constraint=name if isinstance(name, str) else None,
-                schema=getattr(op, "schema", None))
+                schema=getattr(op, "schema", None), not_null=not_null)
         elif form in _ADD_COLUMN_KIND:
             column = op.column.name
             self.report(
@@ -336,6 +339,18 @@ def _named(op: Any) -> list[tuple[str, str]]:
     elif isinstance(op, O.RenameTableOp):
         add(op.new_table_name, "table")
     return out
+
+
+def _bare_drop_index(node: ast.Call) -> alembic_ops.DropIndexOp | None:
+    """`op.drop_index("ix")` without its table (the replay leaves it opaque), and without
+    CONCURRENTLY: PostgreSQL finds the table by the index; so does the model, in the history."""
+    name = literal_string(node.args[0]) if node.args else \
+        literal_string(keyword(node, "index_name").value) if keyword(node, "index_name") else None
+    if name is None or len(node.args) > 1 or keyword(node, "postgresql_concurrently") is not None \
+            or any(k.arg is None for k in node.keywords):
+        return None
+    schema = keyword(node, "schema")
+    return alembic_ops.DropIndexOp(name, schema=literal_string(schema.value) if schema is not None else None)
 
 
 def _index_table(state: SchemaState, index: Any) -> str | None:
