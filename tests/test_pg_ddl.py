@@ -316,3 +316,158 @@ def test_postgres_version_setting_reaches_the_rules_through_the_engine(tmp_path)
     assert engine_codes() == ["S008"]  # and not a result cached for the newest version
     (root / "pyproject.toml").write_text("[tool.migration-lsp]\npostgres-version = 16\n")
     assert engine_codes() == []
+
+
+# --------------------------------------------------------------------------- quick fixes
+
+
+def script_of(root: Path, rev: str = "bbbb"):
+    (state,) = Engine([root]).snapshot().environments
+    return state.graph.by_id[rev]
+
+
+def apply_edits(text: str, edits: list[tuple[Span, str]]) -> str:
+    lines = text.split("\n")
+    starts = [0]
+    for ln in lines:
+        starts.append(starts[-1] + len(ln) + 1)
+    spans = sorted(edits, key=lambda e: (e[0].line, e[0].col))
+    for (a, _), (b, _) in zip(spans, spans[1:]):
+        assert (a.end_line, a.end_col) <= (b.line, b.col), "edits overlap"
+    for span, new in reversed(spans):
+        text = text[: starts[span.line] + span.col] + new + text[starts[span.end_line] + span.end_col:]
+    return text
+
+
+def fix(root: Path, code: str, title_part: str = "", version=None) -> str:
+    """Apply the first fix of the `code` diagnostic whose title contains `title_part`; write
+    the file back; return the new text (asserted to parse)."""
+    from migration_lsp.features.pg_ddl_fixes import pg_ddl_fixes
+
+    (d,) = [d for d in check(root, version=version) if d.code == code]
+    script = script_of(root)
+    fixes = [f for f in pg_ddl_fixes(d, script) if title_part in f[0]]
+    assert fixes, f"no fix containing {title_part!r} for {d}"
+    new = apply_edits(script.text, fixes[0][1])
+    ast.parse(new)
+    path_of(root).write_text(new)
+    return new
+
+
+def titles(root: Path, code: str) -> list[str]:
+    from migration_lsp.features.pg_ddl_fixes import pg_ddl_fixes
+
+    (d,) = [d for d in check(root) if d.code == code]
+    return [title for title, _ in pg_ddl_fixes(d, script_of(root))]
+
+
+def test_s006_fix_not_valid_then_validate_in_autocommit(tmp_path):
+    root = make(tmp_path, SMALLEST["S006"])
+    new = fix(root, "S006", "NOT VALID")
+    assert ('    op.create_foreign_key("fk_users_org", "users", "orgs", ["org_id"], ["id"], postgresql_not_valid=True)\n'
+            '    with op.get_context().autocommit_block():  # its own transaction: reads and writes go on\n'
+            '        op.execute("ALTER TABLE users VALIDATE CONSTRAINT fk_users_org")') in new
+    assert [d for d in check(root) if d.code.startswith("S")] == []
+
+
+def test_s006_fix_check_constraint_multiline_and_in_autocommit(tmp_path):
+    root = make(tmp_path, """
+        op.create_check_constraint(
+            "ck_users_age",
+            "users",
+            "age >= 0",
+        )
+        with op.get_context().autocommit_block():
+            op.create_check_constraint("ck_users_score", "users", "score >= 0")
+    """)
+    from migration_lsp.features.pg_ddl_fixes import pg_ddl_fixes
+
+    first, second = sorted((d for d in check(root) if d.code == "S006"), key=lambda d: d.span.line)
+    script = script_of(root)
+    (title, edits), _ignore = pg_ddl_fixes(second, script)
+    inside = apply_edits(script.text, edits)
+    assert ('        op.create_check_constraint("ck_users_score", "users", "score >= 0", postgresql_not_valid=True)\n'
+            '        op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_users_score")\n') in inside  # no second block
+    (title, edits), _ignore = pg_ddl_fixes(first, script)
+    new = apply_edits(inside, edits)
+    ast.parse(new)
+    path_of(root).write_text(new)
+    assert [d for d in check(root) if d.code == "S006"] == []
+
+
+def test_s006_no_fix_without_a_name(tmp_path):
+    root = make(tmp_path, 'op.create_foreign_key(None, "users", "orgs", ["org_id"], ["id"])')
+    assert titles(root, "S006") == ["Ignore S006 on this line"]
+
+
+def test_s007_fix_check_validate_set_not_null(tmp_path):
+    root = make(tmp_path, SMALLEST["S007"])
+    new = fix(root, "S007", "SET NOT NULL")
+    assert (
+        '    op.create_check_constraint("ck_users_age_not_null", "users", "age IS NOT NULL", postgresql_not_valid=True)\n'
+        '    with op.get_context().autocommit_block():  # its own transaction: reads and writes go on\n'
+        '        op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_users_age_not_null")\n'
+        '    op.alter_column("users", "age", existing_type=sa.Integer(), nullable=False)\n'
+        '    op.drop_constraint("ck_users_age_not_null", "users", type_="check")\n') in new
+    assert [d for d in check(root) if d.code.startswith("S") and d.code != "S001"] == []
+
+
+def test_s007_fix_only_from_postgres_12(tmp_path):
+    from migration_lsp.features.pg_ddl_fixes import pg_ddl_fixes
+
+    root = make(tmp_path, SMALLEST["S007"])
+    (d,) = check(root, version=11)
+    assert [t for t, _ in pg_ddl_fixes(d, script_of(root))] == ["Ignore S007 on this line"]
+
+
+def test_s007_fix_long_names_stay_under_63_bytes(tmp_path):
+    long = "a" * 40
+    base = BASE.replace('"age"', f'"{long}"')
+    root = make(tmp_path, f'op.alter_column("users", "{long}", nullable=False)', base=base)
+    fix(root, "S007")
+    assert [d for d in check(root) if d.code.startswith("S") and d.code != "S001"] == []
+
+
+def test_s009_fix_unique_index_concurrently_then_using_index(tmp_path):
+    root = make(tmp_path, SMALLEST["S009"])
+    new = fix(root, "S009", "USING INDEX")
+    assert ('    with op.get_context().autocommit_block():\n'
+            '        op.create_index("uq_users_email", "users", ["email"], unique=True, postgresql_concurrently=True)\n'
+            '    op.execute("ALTER TABLE users ADD CONSTRAINT uq_users_email UNIQUE USING INDEX uq_users_email")\n') in new
+    assert [d for d in check(root) if d.code.startswith("S")] == []
+    from migration_lsp.checks.safety import check_safety
+
+    (state,) = Engine([root]).snapshot().environments
+    assert check_safety(state.graph.by_id["bbbb"], state.replay.revision("bbbb"), "postgresql", "m") == []
+
+
+def test_s009_primary_key_fix_only_on_not_null_columns(tmp_path):
+    base = BASE + ('\nop.create_table("solo", sa.Column("id", sa.Integer(), nullable=False))\n'
+                   'op.create_table("loose", sa.Column("id", sa.Integer(), nullable=True))\n')
+    root = make(tmp_path, 'op.create_primary_key("pk_solo", "solo", ["id"])', base=base)
+    new = fix(root, "S009", "USING INDEX")
+    assert "ADD CONSTRAINT pk_solo PRIMARY KEY USING INDEX pk_solo" in new
+    assert check(root) == []
+    root2 = make(tmp_path / "loose", 'op.create_primary_key("pk_loose", "loose", ["id"])', base=base)
+    assert titles(root2, "S009") == ["Ignore S009 on this line"]
+
+
+def test_s009_no_fix_for_exclusion_or_extra_options(tmp_path):
+    root = make(tmp_path, 'op.create_unique_constraint("uq_users_email", "users", ["email"], deferrable=True)')
+    assert titles(root, "S009") == ["Ignore S009 on this line"]
+
+
+def test_s011_fix_drop_concurrently(tmp_path):
+    root = make(tmp_path, SMALLEST["S011"])
+    new = fix(root, "S011", "CONCURRENTLY")
+    assert ('    with op.get_context().autocommit_block():\n'
+            '        op.drop_index("ix_users_code", table_name="users", postgresql_concurrently=True)') in new
+    assert check(root) == []
+
+
+@pytest.mark.parametrize("code", ["S008", "S010", "S012", "S013", "S014"])
+def test_rules_without_a_safe_form_offer_only_ignore(tmp_path, code):
+    root = make(tmp_path, SMALLEST[code])
+    assert titles(root, code) == [f"Ignore {code} on this line"]
+    fix(root, code, "Ignore")
+    assert check(root, filtered=True) == []
