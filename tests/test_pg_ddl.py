@@ -471,3 +471,33 @@ def test_rules_without_a_safe_form_offer_only_ignore(tmp_path, code):
     assert titles(root, code) == [f"Ignore {code} on this line"]
     fix(root, code, "Ignore")
     assert check(root, filtered=True) == []
+
+
+def test_fixes_reach_the_editor_as_code_actions(tmp_path):
+    """Through the engine's diagnostics and the LSP code-action feature (what the server runs)."""
+    from migration_lsp.features import Locator
+    from migration_lsp.features.actions import EditSupport, code_actions
+
+    root = make(tmp_path, SMALLEST["S006"])
+    snapshot = Engine([root]).snapshot()
+    (d,) = [d for d in snapshot.diagnostics if d.code == "S006"]
+    support = EditSupport(document_changes=True, create=True, rename=True)
+    actions = code_actions(snapshot, path_of(root), d.span, ["quickfix"], Locator(snapshot), support)
+    assert [a.title for a in actions] == ["Add it NOT VALID, then VALIDATE it in an autocommit_block (no long lock)",
+                                         "Ignore S006 on this line"]
+    assert actions[0].is_preferred
+
+
+def test_s014_is_what_sqlalchemy_refuses_and_s012_what_it_lets_through():
+    """The line between S014 and S012 is SQLAlchemy's own check, through Alembic's rendering."""
+    import sqlalchemy as sa
+    from alembic.operations import ops
+
+    from migration_lsp import pglocks
+
+    with pytest.raises(sa.exc.IdentifierError):
+        pglocks.render_sql(ops.CreateIndexOp("i" * 64, "users", ["name"]))
+    assert "é" * 40 in pglocks.render_sql(ops.CreateIndexOp("é" * 40, "users", ["name"]))  # 80 bytes: PostgreSQL cuts
+    assert "x" * 64 in pglocks.render_sql(ops.AddColumnOp("users", sa.Column("x" * 64, sa.Integer())))
+    conv = pglocks.render_sql(ops.CreateIndexOp(sa.sql.elements.conv("f" * 70), "users", ["name"]))
+    assert "f" * 70 not in conv and "f" * 50 in conv  # op.f(): shortened the way the models' name is
