@@ -32,8 +32,7 @@ from alembic.operations import ops as alembic_ops
 
 from .. import pglocks
 from ..core import Diagnostic, Severity, Span
-from ..schema import EvaluatedOp, RevisionSchema, SchemaState, TableState, _created_table, _index_columns, \
-    constraint_columns
+from ..schema import EvaluatedOp, RevisionSchema, SchemaState, TableState, _index_columns, constraint_columns
 from ..scripts import MigrationScript, OtherCall
 from .safety import FunctionTree, _Checker, _key, _Target, _target, _upgrade_ops, keyword, literal_string, sql_literal
 
@@ -151,7 +150,7 @@ class _PgChecker(_Checker):
         call, op = ev.call, ev.op
         if op is None and call.name == "drop_index":
             op = _bare_drop_index(call.node)
-        if call.name not in _LOCKING_OPS or op is None:
+        if call.name not in _LOCKING_OPS or op is None or not _may_lock(op):
             return
         before = self._before()
         key, name = target.key, target.name
@@ -279,10 +278,14 @@ class _PgChecker(_Checker):
     def _note_foreign_keys(self, ev: EvaluatedOp, target: _Target) -> None:
         op = ev.op
         if isinstance(op, alembic_ops.CreateTableOp):
-            table = _created_table(op)
-            for fk in table.foreign_key_constraints:
-                cols = tuple(c.name for c in fk.columns) or constraint_columns(fk)
-                self.foreign_keys.append((table.name, table.schema, cols, ev.span))
+            for item in op.columns:
+                if isinstance(item, sa.Column) and item.foreign_keys:
+                    cols = (item.name,)
+                elif isinstance(item, sa.ForeignKeyConstraint):
+                    cols = tuple(item.column_keys)
+                else:
+                    continue
+                self.foreign_keys.append((op.table_name, op.schema, cols, ev.span))
         elif isinstance(op, alembic_ops.CreateForeignKeyOp):
             self.foreign_keys.append((op.source_table, (op.kw or {}).get("source_schema"), tuple(op.local_cols),
                                       ev.span))
@@ -317,14 +320,16 @@ def _named(op: Any) -> list[tuple[str, str]]:
             out.append((name, kind))
 
     if isinstance(op, O.CreateTableOp):
-        table = _created_table(op)
-        add(table.name, "table")
-        for column in table.columns:
-            add(column.name, "column")
-        for constraint in table.constraints:
-            add(constraint.name, "constraint")
-        for index in table.indexes:
-            add(index.name, "index")
+        add(op.table_name, "table")
+        for item in op.columns:
+            if isinstance(item, sa.Column):
+                add(item.name, "column")
+                for constraint in item.constraints:
+                    add(constraint.name, "constraint")
+            elif isinstance(item, sa.Constraint):
+                add(item.name, "constraint")
+            elif isinstance(item, sa.Index):
+                add(item.name, "index")
     elif isinstance(op, O.AddColumnOp):
         add(op.column.name, "column")
         for constraint in op.column.constraints:
@@ -339,6 +344,17 @@ def _named(op: Any) -> list[tuple[str, str]]:
     elif isinstance(op, O.RenameTableOp):
         add(op.new_table_name, "table")
     return out
+
+
+def _may_lock(op: Any) -> bool:
+    """Can the model name a form S006–S011 report? (Rendering an op costs more than asking.)"""
+    if isinstance(op, alembic_ops.AddColumnOp):
+        col = op.column
+        return bool(col.server_default is not None or col.computed is not None or col.identity is not None
+                    or col.foreign_keys or col.unique or col.primary_key or col.constraints)
+    if isinstance(op, alembic_ops.AlterColumnOp):
+        return op.modify_nullable is False or op.modify_type is not None
+    return True
 
 
 def _bare_drop_index(node: ast.Call) -> alembic_ops.DropIndexOp | None:
