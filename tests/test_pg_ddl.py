@@ -501,3 +501,46 @@ def test_s014_is_what_sqlalchemy_refuses_and_s012_what_it_lets_through():
     assert "x" * 64 in pglocks.render_sql(ops.AddColumnOp("users", sa.Column("x" * 64, sa.Integer())))
     conv = pglocks.render_sql(ops.CreateIndexOp(sa.sql.elements.conv("f" * 70), "users", ["name"]))
     assert "f" * 70 not in conv and "f" * 50 in conv  # op.f(): shortened the way the models' name is
+
+
+# --------------------------------------------------------------------------- raw SQL
+
+
+def test_raw_sql_goes_through_the_same_rules_located_on_the_statement(tmp_path):
+    root = make(tmp_path, '''
+        op.execute("ALTER TABLE users ADD CONSTRAINT fk_org FOREIGN KEY (org_id) REFERENCES orgs (id)")
+        op.execute(sa.text("""
+            ALTER TABLE users ALTER COLUMN age SET NOT NULL;
+            ALTER TABLE users ALTER COLUMN age TYPE bigint;
+            ALTER TABLE users ALTER COLUMN name TYPE text;
+            ALTER TABLE users ADD CONSTRAINT uq_email UNIQUE (email);
+            ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid();
+            DROP INDEX ix_users_code;
+            ALTER TABLE users ADD CONSTRAINT ck_age CHECK (age > 0) NOT VALID;
+            ALTER TABLE users VALIDATE CONSTRAINT ck_age;
+        """))
+        conn = op.get_bind()
+        conn.execute(sa.text("DROP INDEX ix_users_org_id"))
+    ''')
+    text = path_of(root).read_text()
+    found = sorted(check(root), key=lambda d: (d.span.line, d.span.col))
+    assert [(d.code, d.span.line) for d in found] == [
+        ("S006", line(root, "fk_org")), ("S007", line(root, "SET NOT NULL")), ("S008", line(root, "TYPE bigint")),
+        ("S009", line(root, "uq_email")), ("S010", line(root, "gen_random_uuid")),
+        ("S011", line(root, "DROP INDEX ix_users_code")), ("S011", line(root, "ix_users_org_id"))]
+    lines = text.splitlines()
+    assert [lines[d.span.line][d.span.col:d.span.end_col] for d in found[:3]] == [
+        "ALTER TABLE users ADD CONSTRAINT fk_org FOREIGN KEY (org_id) REFERENCES orgs (id)",
+        "ALTER TABLE users ALTER COLUMN age SET NOT NULL", "ALTER TABLE users ALTER COLUMN age TYPE bigint"]
+
+
+@pytest.mark.parametrize("comment", ["", "  # migration-lsp: ignore[S007]"])
+def test_raw_sql_on_a_new_table_and_suppression_on_the_call_line(tmp_path, comment):
+    root = make(tmp_path, f'''
+        op.execute("CREATE TABLE fresh (id int, email text)")
+        op.execute("ALTER TABLE fresh ADD CONSTRAINT uq_fresh UNIQUE (email)")
+        op.execute("""
+            ALTER TABLE users ALTER COLUMN age SET NOT NULL
+        """){comment}
+    ''')
+    assert [d.code for d in check(root, filtered=True)] == ([] if comment else ["S007"])
