@@ -544,3 +544,31 @@ def test_raw_sql_on_a_new_table_and_suppression_on_the_call_line(tmp_path, comme
         """){comment}
     ''')
     assert [d.code for d in check(root, filtered=True)] == ([] if comment else ["S007"])
+
+
+def test_s013_composite_key_once_and_its_columns_not_alone(tmp_path):
+    """A composite key is one key (its columns are not keys of their own), also once the
+    op's table has been built (rendering the op does, e.g. for a hover): its columns then
+    know the table's constraints."""
+    from migration_lsp import pglocks
+
+    root = make(tmp_path, """
+        op.create_table(
+            "pair",
+            sa.Column("a", sa.Integer(), primary_key=True),
+            sa.Column("b", sa.Integer(), primary_key=True),
+        )
+        op.create_table(
+            "link",
+            sa.Column("id", sa.Integer(), primary_key=True),
+            sa.Column("a", sa.Integer()),
+            sa.Column("b", sa.Integer()),
+            sa.ForeignKeyConstraint(["a", "b"], ["pair.a", "pair.b"]),
+        )
+    """)
+    (state,) = Engine([root]).snapshot().environments
+    schema = state.replay.revision("bbbb")
+    for ev in schema.upgrade:
+        pglocks.render_sql(ev.op)
+    found = check_pg_ddl(state.graph.by_id["bbbb"], schema, "postgresql", "m")
+    assert [(d.data["table"], d.data["columns"]) for d in found] == [("link", ["a", "b"])]

@@ -364,14 +364,14 @@ class _PgChecker(_Checker):
     def _note_foreign_keys(self, ev: EvaluatedOp, target: _Target) -> None:
         op = ev.op
         if isinstance(op, alembic_ops.CreateTableOp):
+            found: dict[tuple[str, ...], None] = {}
             for item in op.columns:
-                if isinstance(item, sa.Column) and item.foreign_keys:
-                    cols = (item.name,)
-                elif isinstance(item, sa.ForeignKeyConstraint):
-                    cols = tuple(item.column_keys)
-                else:
-                    continue
-                self.foreign_keys.append((op.table_name, op.schema, cols, ev.span))
+                if isinstance(item, sa.ForeignKeyConstraint):
+                    found[tuple(item.column_keys)] = None
+                elif isinstance(item, sa.Column):  # a column of a built table also knows its table's keys
+                    for fk in item.foreign_keys:
+                        found[tuple(fk.constraint.column_keys) if fk.constraint is not None else (item.name,)] = None
+            self.foreign_keys += [(op.table_name, op.schema, cols, ev.span) for cols in found]
         elif isinstance(op, alembic_ops.CreateForeignKeyOp):
             self.foreign_keys.append((op.source_table, (op.kw or {}).get("source_schema"), tuple(op.local_cols),
                                       ev.span))
