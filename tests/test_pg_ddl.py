@@ -572,3 +572,35 @@ def test_s013_composite_key_once_and_its_columns_not_alone(tmp_path):
         pglocks.render_sql(ev.op)
     found = check_pg_ddl(state.graph.by_id["bbbb"], schema, "postgresql", "m")
     assert [(d.data["table"], d.data["columns"]) for d in found] == [("link", ["a", "b"])]
+
+
+@pytest.mark.parametrize("code", ["S006", "S007", "S009", "S011"])
+def test_fixes_keep_crlf_line_endings(tmp_path, code):
+    root = make(tmp_path, SMALLEST[code])
+    path = path_of(root)
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    fix(root, code)
+    data = path.read_bytes()
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    assert [d.code for d in check(root) if d.code != "S001"] == []
+
+
+@pytest.mark.parametrize("upgrade", [
+    'op.execute("ALTER TABLE users ADD CONSTRAINT")',  # does not parse
+    'op.execute("ALTER TABLE users VALIDATE CONSTRAINT")',
+    'op.execute(sa.text(""))',
+    'op.create_foreign_key(',
+    'op.alter_column("users", nullable=False)',
+    'op.drop_index()',
+    'op.create_unique_constraint("uq", "users")',
+    'op.add_column("users", sa.Column())',
+    'op.execute("DROP INDEX ix_users_code; ALTER TABLE nowhere ALTER COLUMN x SET NOT NULL")',
+])
+def test_half_typed_and_odd_ops_never_crash(tmp_path, upgrade):
+    root = make(tmp_path, upgrade)
+    found = check(root)
+    assert all(d.code in CODES for d in found)
+    from migration_lsp.features.pg_ddl_fixes import pg_ddl_fixes
+
+    for d in found:
+        pg_ddl_fixes(d, script_of(root))
