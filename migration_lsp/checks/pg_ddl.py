@@ -175,7 +175,7 @@ class _PgChecker(_Checker):
     def _form(self, call: Any, op: Any, form: str, effect: pglocks.StatementEffect, lock: Any, key: str,
               table: str) -> None:
         span = call.span
-        held = f"{lock.sql} lock on '{table}'" if lock is not None else f"lock on '{table}'"
+        held = f"{_article(lock)} {lock.sql} lock on '{table}'" if lock is not None else f"a lock on '{table}'"
         blocks = f"blocks {lock.blocks}" if lock is not None else "blocks it"
         data = {"table": table, "table_key": key, "form": form, "lock": lock.sql if lock else None,
                 "batch": call.batch_table is not None}
@@ -188,7 +188,7 @@ class _PgChecker(_Checker):
             self.report(
                 "S006", span,
                 f"{call.name} adds {what} to existing table '{table}' and checks every row while holding "
-                f"a {held}{also}, which {blocks}; add it with postgresql_not_valid=True and run "
+                f"{held}{also}, which {blocks}; add it with postgresql_not_valid=True and run "
                 f"VALIDATE CONSTRAINT in a separate transaction (SHARE UPDATE EXCLUSIVE: reads and writes go on)",
                 **data, kind=kind, constraint=name if isinstance(name, str) else None,
                 schema=getattr(op, "schema", None) if call.name != "create_foreign_key"
@@ -203,7 +203,7 @@ class _PgChecker(_Checker):
                    "PostgreSQL < 12 has no way around the scan: run it when the table is quiet")
             self.report(
                 "S007", span,
-                f"alter_column makes '{table}.{column}' NOT NULL: PostgreSQL scans every row holding an "
+                f"alter_column makes '{table}.{column}' NOT NULL: PostgreSQL scans every row holding "
                 f"{held}, which {blocks}; {fix}",
                 **data, column=column, schema=op.schema)
         elif form in ("alter_column.type", "alter_column.type_timezone") and effect.rewrite:
@@ -211,7 +211,7 @@ class _PgChecker(_Checker):
             self.report(
                 "S008", span,
                 f"alter_column changes the type of '{table}.{column}' in a way that rewrites the whole table "
-                f"(and its indexes) on PostgreSQL {self.version} under an {held}, which {blocks}; "
+                f"(and its indexes) on PostgreSQL {self.version} under {held}, which {blocks}; "
                 f"only varchar to text, a longer varchar or more numeric precision are free: otherwise add a "
                 f"new column, backfill it in batches, and switch over",
                 **data, column=column, schema=op.schema)
@@ -227,7 +227,7 @@ class _PgChecker(_Checker):
             not_null = bool(states) and all(s is not None and s.nullable is False for s in states)
             self.report(
                 "S009", span,
-                f"{call.name}{via} builds the index of a {kind} on existing table '{table}' while holding an "
+                f"{call.name}{via} builds the index of a {kind} on existing table '{table}' while holding "
                 f"{held}, which {blocks} for the whole build; {how}",
                 **data, kind=kind, constraint=name if isinstance(name, str) else None,
                 schema=getattr(op, "schema", None), not_null=not_null)
@@ -236,14 +236,14 @@ class _PgChecker(_Checker):
             self.report(
                 "S010", span,
                 f"add_column adds '{column}' with {_ADD_COLUMN_KIND[form]} to existing table '{table}': "
-                f"PostgreSQL rewrites the whole table under an {held}, which {blocks}; add the column "
+                f"PostgreSQL rewrites the whole table under {held}, which {blocks}; add the column "
                 f"without it (nullable, or with a constant default), then fill existing rows in batches",
                 **data, column=column)
         elif form == "drop_index":
             index = getattr(op, "index_name", None)
             self.report(
                 "S011", span,
-                f"drop_index takes an {held}, which {blocks} (and waits behind every running query on it); "
+                f"drop_index takes {held}, which {blocks} (and waits behind every running query on it); "
                 f"pass postgresql_concurrently=True inside op.get_context().autocommit_block()",
                 **data, index=index if isinstance(index, str) else None, in_autocommit=call.in_autocommit)
 
@@ -272,35 +272,35 @@ class _PgChecker(_Checker):
 
     def _raw_form(self, form: str, effect: pglocks.StatementEffect, lock: Any, key: str, table: str,
                   span: Span) -> None:
-        held = f"{lock.sql} lock on '{table}'"
+        held = f"{_article(lock)} {lock.sql} lock on '{table}'"
         data = {"table": table, "table_key": key, "form": form, "lock": lock.sql, "sql": effect.sql[:200]}
         if form in ("add_constraint.foreign_key", "add_constraint.check"):
             kind = "foreign key" if form.endswith("foreign_key") else "CHECK constraint"
             self.report("S006", span,
-                        f"this SQL adds a {kind} to existing table '{table}' and checks every row holding a {held}, "
+                        f"this SQL adds a {kind} to existing table '{table}' and checks every row holding {held}, "
                         f"which blocks {lock.blocks}; add it NOT VALID and run VALIDATE CONSTRAINT in a separate "
                         f"transaction (SHARE UPDATE EXCLUSIVE: reads and writes go on)", **data, kind=kind)
         elif form == "alter_column.set_not_null" and effect.scan:
             self.report("S007", span,
                         f"this SQL sets a column of existing table '{table}' NOT NULL: PostgreSQL scans every row "
-                        f"holding an {held}, which blocks {lock.blocks}; since PostgreSQL 12 a valid CHECK "
+                        f"holding {held}, which blocks {lock.blocks}; since PostgreSQL 12 a valid CHECK "
                         f"(col IS NOT NULL), added NOT VALID and validated first, spares the scan", **data)
         elif form in ("alter_column.type", "alter_column.type_timezone") and effect.rewrite:
             self.report("S008", span,
                         f"this SQL changes a column's type in a way that rewrites the whole table '{table}' on "
-                        f"PostgreSQL {self.version} under an {held}, which blocks {lock.blocks}", **data)
+                        f"PostgreSQL {self.version} under {held}, which blocks {lock.blocks}", **data)
         elif form in _CONSTRAINT_KIND:
             self.report("S009", span,
                         f"this SQL builds the index of a {_CONSTRAINT_KIND[form]} on existing table '{table}' "
-                        f"holding an {held}, which blocks {lock.blocks} for the whole build; build a unique index "
+                        f"holding {held}, which blocks {lock.blocks} for the whole build; build a unique index "
                         f"CONCURRENTLY first and add the constraint USING INDEX", **data, kind=_CONSTRAINT_KIND[form])
         elif form in _ADD_COLUMN_KIND:
             self.report("S010", span,
                         f"this SQL adds a column with {_ADD_COLUMN_KIND[form]} to existing table '{table}': "
-                        f"PostgreSQL rewrites the whole table under an {held}, which blocks {lock.blocks}", **data)
+                        f"PostgreSQL rewrites the whole table under {held}, which blocks {lock.blocks}", **data)
         elif form == "drop_index":
             self.report("S011", span,
-                        f"DROP INDEX without CONCURRENTLY takes an {held}, which blocks {lock.blocks}; use DROP "
+                        f"DROP INDEX without CONCURRENTLY takes {held}, which blocks {lock.blocks}; use DROP "
                         f"INDEX CONCURRENTLY inside op.get_context().autocommit_block()", **data)
 
     def _statement_span(self, node: ast.Call, sql: str, effect: pglocks.StatementEffect) -> Span | None:
@@ -430,6 +430,10 @@ def _named(op: Any) -> list[tuple[str, str]]:
     elif isinstance(op, O.RenameTableOp):
         add(op.new_table_name, "table")
     return out
+
+
+def _article(lock: Any) -> str:
+    return "an" if lock.sql[0] in "AEIOU" else "a"
 
 
 def _may_lock(op: Any) -> bool:
