@@ -243,8 +243,9 @@ class _PgChecker(_Checker):
             index = getattr(op, "index_name", None)
             self.report(
                 "S011", span,
-                f"drop_index takes {held}, which {blocks} (and waits behind every running query on it); "
-                f"pass postgresql_concurrently=True inside op.get_context().autocommit_block()",
+                f"drop_index needs {held}: it waits for every running query on the table, and every new "
+                f"read and write waits behind it; pass postgresql_concurrently=True inside "
+                f"op.get_context().autocommit_block()",
                 **data, index=index if isinstance(index, str) else None, in_autocommit=call.in_autocommit)
 
     # ------------------------------------------------------------------ the same, in raw SQL
@@ -300,8 +301,9 @@ class _PgChecker(_Checker):
                         f"PostgreSQL rewrites the whole table under {held}, which blocks {lock.blocks}", **data)
         elif form == "drop_index":
             self.report("S011", span,
-                        f"DROP INDEX without CONCURRENTLY takes {held}, which blocks {lock.blocks}; use DROP "
-                        f"INDEX CONCURRENTLY inside op.get_context().autocommit_block()", **data)
+                        f"DROP INDEX without CONCURRENTLY needs {held}: it waits for every running query on the "
+                        f"table, and every new read and write waits behind it; use DROP INDEX CONCURRENTLY inside "
+                        f"op.get_context().autocommit_block()", **data)
 
     def _statement_span(self, node: ast.Call, sql: str, effect: pglocks.StatementEffect) -> Span | None:
         """Where the statement is inside the string literal, when the literal's source is its
@@ -340,7 +342,7 @@ class _PgChecker(_Checker):
                 self.report(
                     "S014", span,
                     f"{kind} name '{name}' is {len(name)} characters: SQLAlchemy refuses names longer than "
-                    f"PostgreSQL's {MAX_IDENTIFIER} (IdentifierError), so the upgrade fails; shorten it",
+                    f"{MAX_IDENTIFIER} characters, PostgreSQL's limit (IdentifierError), so the upgrade fails; shorten it",
                     name=name, kind=kind, length=len(name))
                 continue
             cut = name.encode("utf-8")[:MAX_IDENTIFIER].decode("utf-8", "ignore")
@@ -390,9 +392,9 @@ class _PgChecker(_Checker):
             listed = ", ".join(cols)
             self.report(
                 "S013", span,
-                f"foreign key on '{name}' ({listed}) has no index leading with its columns: every delete or "
-                f"key update of the referenced table scans '{name}' (and holds its locks meanwhile); "
-                f"create an index on ({listed})",
+                f"foreign key on '{name}' ({listed}) has no index leading with its columns: every delete (or "
+                f"key update) in the referenced table scans '{name}' for referencing rows; create an index "
+                f"on ({listed})",
                 table=name, schema=schema, columns=list(cols))
 
 
