@@ -465,7 +465,7 @@ def test_s011_fix_drop_concurrently(tmp_path):
     assert check(root) == []
 
 
-@pytest.mark.parametrize("code", ["S008", "S010", "S012", "S013", "S014"])
+@pytest.mark.parametrize("code", ["S008", "S010", "S012", "S014"])
 def test_rules_without_a_safe_form_offer_only_ignore(tmp_path, code):
     root = make(tmp_path, SMALLEST[code])
     assert titles(root, code) == [f"Ignore {code} on this line"]
@@ -604,3 +604,31 @@ def test_half_typed_and_odd_ops_never_crash(tmp_path, upgrade):
 
     for d in found:
         pg_ddl_fixes(d, script_of(root))
+
+
+def test_s013_fix_on_a_new_table_creates_the_index_plainly(tmp_path):
+    root = make(tmp_path, SMALLEST["S013"])
+    new = fix(root, "S013", "Create index")
+    assert ('sa.ForeignKey("orgs.id")))\n'
+            '    op.create_index("ix_members_org_id", "members", ["org_id"])\n') in new
+    assert check(root) == []
+
+
+def test_s013_fix_on_an_existing_table_creates_it_concurrently(tmp_path):
+    root = make(tmp_path, 'op.create_foreign_key("fk_age", "users", "orgs", ["age"], ["id"], '
+                          'postgresql_not_valid=True)')
+    new = fix(root, "S013", "Create index")
+    assert ('    with op.get_context().autocommit_block():\n'
+            '        op.create_index("ix_users_age", "users", ["age"], postgresql_concurrently=True)\n') in new
+    assert check(root) == []
+    from migration_lsp.checks.safety import check_safety
+
+    (state,) = Engine([root]).snapshot().environments
+    assert check_safety(state.graph.by_id["bbbb"], state.replay.revision("bbbb"), "postgresql", "m") == []
+
+
+def test_s013_no_fix_when_the_index_name_is_taken(tmp_path):
+    base = BASE + '\nop.create_table("ix_users_age", sa.Column("id", sa.Integer(), primary_key=True))\n'
+    root = make(tmp_path, 'op.create_foreign_key("fk_age", "users", "orgs", ["age"], ["id"], '
+                          'postgresql_not_valid=True)', base=base)
+    assert titles(root, "S013") == ["Ignore S013 on this line"]

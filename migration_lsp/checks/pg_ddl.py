@@ -25,6 +25,7 @@ Everything here speaks only for PostgreSQL: with another dialect, or none, it is
 from __future__ import annotations
 
 import ast
+import hashlib
 from dataclasses import replace
 from typing import Any
 
@@ -98,7 +99,8 @@ class _PgChecker(_Checker):
         super().__init__(script, schema, dialect, env_name, tree)
         self.version = version
         self.validated: set[tuple[str, str]] = set()  # (table key, constraint) VALIDATEd by raw SQL so far
-        self.foreign_keys: list[tuple[str, str | None, tuple[str, ...], Span]] = []  # added by this upgrade()
+        # (table, schema, columns, span, table created by this upgrade()) of the keys it adds
+        self.foreign_keys: list[tuple[str, str | None, tuple[str, ...], Span, bool]] = []
 
     def report(self, code: str, span: Span, message: str, **data: Any) -> None:
         self.out.append(Diagnostic(code, SEVERITY[code], self.script.path, span, message, self.env_name,
@@ -373,16 +375,19 @@ class _PgChecker(_Checker):
                 elif isinstance(item, sa.Column):  # a column of a built table also knows its table's keys
                     for fk in item.foreign_keys:
                         found[tuple(fk.constraint.column_keys) if fk.constraint is not None else (item.name,)] = None
-            self.foreign_keys += [(op.table_name, op.schema, cols, ev.span) for cols in found]
+            self.foreign_keys += [(op.table_name, op.schema, cols, ev.span, True) for cols in found]
         elif isinstance(op, alembic_ops.CreateForeignKeyOp):
             self.foreign_keys.append((op.source_table, (op.kw or {}).get("source_schema"), tuple(op.local_cols),
-                                      ev.span))
+                                      ev.span, bool(target.key) and self.tables.is_fresh(target.key)))
         elif isinstance(op, alembic_ops.AddColumnOp) and op.column.foreign_keys:
-            self.foreign_keys.append((op.table_name, op.schema, (op.column.name,), ev.span))
+            self.foreign_keys.append((op.table_name, op.schema, (op.column.name,), ev.span,
+                                      bool(target.key) and self.tables.is_fresh(target.key)))
 
     def unindexed_foreign_keys(self, after: SchemaState) -> None:
         seen = set()
-        for name, schema, cols, span in self.foreign_keys:
+        taken = {str(index.name) for table in after.tables.values() for index, _ in table.indexes} | \
+            {table.name for table in after.tables.values()}
+        for name, schema, cols, span, fresh in self.foreign_keys:
             table = after.table(name, schema)
             if not cols or table is None or name in after.uncertain or _key(name, schema) in after.uncertain:
                 continue
@@ -395,7 +400,17 @@ class _PgChecker(_Checker):
                 f"foreign key on '{name}' ({listed}) has no index leading with its columns: every delete (or "
                 f"key update) in the referenced table scans '{name}' for referencing rows; create an index "
                 f"on ({listed})",
-                table=name, schema=schema, columns=list(cols))
+                table=name, schema=schema, columns=list(cols), fresh=fresh,
+                index=None if index_name(name, cols) in taken else index_name(name, cols))
+
+
+def index_name(table: str, columns: tuple[str, ...]) -> str:
+    """`ix_<table>_<columns>`, shortened with a hash past PostgreSQL's 63 bytes."""
+    name = "_".join(("ix", table, *columns))
+    if len(name.encode("utf-8")) <= MAX_IDENTIFIER:
+        return name
+    tail = "_" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return name.encode("utf-8")[: MAX_IDENTIFIER - len(tail)].decode("utf-8", "ignore") + tail
 
 
 def _named(op: Any) -> list[tuple[str, str]]:

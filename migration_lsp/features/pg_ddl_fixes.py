@@ -17,8 +17,11 @@ own, holding only the weak lock it needs):
   PostgreSQL would SET NOT NULL, a scan);
 - S011: `postgresql_concurrently=True` inside an autocommit_block.
 
+- S013: the index on the key's columns, right after the op that adds the key (CONCURRENTLY
+  in an autocommit_block when the table is not new).
+
 S008 and S010 have no safe single-op form (a new column, a backfill in batches and a switch
-over are a plan, not an edit): they get only "Ignore". So do S012–S014 (a name is the
+over are a plan, not an edit): they get only "Ignore". So do S012 and S014 (a name is the
 author's to choose). What a fix leaves behind if it fails halfway is what any
 autocommit_block leaves: the steps before it are committed.
 """
@@ -60,6 +63,8 @@ def pg_ddl_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
                 fix = _fix_s009(diagnostic, tree, node, call)
             elif code == "S011":
                 fix = _fix_s011(tree, node, call)
+            elif code == "S013":
+                fix = _fix_s013(diagnostic, tree, node, call)
         except (IndexError, ValueError):  # a buffer out of step with the diagnostic
             fix = None
         if fix is not None:
@@ -236,3 +241,30 @@ def _fix_s011(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
     if edit is None:
         return None
     return "Drop the index CONCURRENTLY inside autocommit_block()", [edit]
+
+
+# --------------------------------------------------------------------------- S013
+
+
+def _fix_s013(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
+    """The index right after the op that adds the key: plainly on a table this revision
+    creates (it is empty), CONCURRENTLY in an autocommit_block on an existing one."""
+    table, columns, index = d.data.get("table"), d.data.get("columns"), d.data.get("index")
+    if not table or not columns or not index:
+        return None
+    stmt = _plain_statement(tree, node, call)
+    if stmt is None:
+        return None
+    op_name = node.func.value.id
+    schema = d.data.get("schema")
+    in_schema = f", schema={_py_string(schema)}" if schema else ""
+    listed = "[" + ", ".join(_py_string(c) for c in columns) + "]"
+    create = f"{op_name}.create_index({_py_string(index)}, {_py_string(table)}, {listed}{in_schema}"
+    if d.data.get("fresh"):
+        after = [create + ")"]
+    elif call.in_autocommit:
+        after = [create + ", postgresql_concurrently=True)"]
+    else:
+        after = [AUTOCOMMIT.replace("op.", f"{op_name}.", 1),
+                 _indent_unit(tree) + create + ", postgresql_concurrently=True)"]
+    return f"Create index {index} on ({', '.join(columns)})", [_around(tree, stmt, [], after, [])]
