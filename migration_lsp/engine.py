@@ -789,6 +789,7 @@ class Engine:
 
                 made.append(options_from_env_py(self._env_py_text(env), env.dialect, env.settings.exclude_tables))
             return made[0]
+        options.postgres_version = env.settings.postgres_version  # the lock model's (S006–S014)
         return options
 
     @staticmethod
@@ -798,7 +799,7 @@ class Engine:
     def _environment_salt(self, env: Environment) -> str:
         """What, besides the files, the D/S rules read: the options (from env.py), the dialect."""
         return digest("schema", env.name, str(env.dialect), repr(env.settings.exclude_tables),
-                      self._env_py_text(env))
+                      str(env.settings.postgres_version), self._env_py_text(env))
 
     def _digest(self, script: MigrationScript) -> str:
         found = self._digests.get(script)
@@ -869,12 +870,14 @@ class Engine:
         """D001–D003 and S001–S005 of one revision, computed (and remembered)."""
         from .checks.downgrade import check_downgrade
         from .checks.safety import check_safety
+        from .checks.pg_ddl import check_pg_ddl
 
         self.computed_revisions += 1
         try:
             schema = replay.revision(rev)
             found = check_downgrade(script, schema, options(), env_name) + check_safety(
-                script, schema, options().dialect, env_name)
+                script, schema, options().dialect, env_name) + check_pg_ddl(
+                script, schema, options().dialect, env_name, getattr(options, "postgres_version", None))
         except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)

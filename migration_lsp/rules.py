@@ -215,6 +215,73 @@ _RULES: tuple[Rule, ...] = (
          "rows, and the previous application version breaks while both run.",
          "Deploy the code that stops using it first, keep a backup, then acknowledge with "
          "`# migration-lsp: ignore[S005]`."),
+    # ------------------------------------------------- PostgreSQL DDL (existing tables)
+    Rule("S006", "constraint-without-not-valid", WARNING,
+         "PostgreSQL: foreign key / CHECK added to an existing table without NOT VALID (scans under lock)",
+         "the op, or the statement inside an `op.execute` string",
+         "Adding a FOREIGN KEY or CHECK validates every existing row while holding a lock that blocks "
+         "writes (SHARE ROW EXCLUSIVE for a foreign key, ACCESS EXCLUSIVE for a CHECK): on a big "
+         "table, writes stop for the whole scan.",
+         "Add it with `postgresql_not_valid=True` (instant), then `VALIDATE CONSTRAINT` in its own "
+         "transaction (SHARE UPDATE EXCLUSIVE: reads and writes go on). The quick fix does both, "
+         "the validation inside `autocommit_block()`.", dialects=("postgresql",)),
+    Rule("S007", "set-not-null-scan", WARNING,
+         "PostgreSQL: SET NOT NULL on an existing table scans it under ACCESS EXCLUSIVE",
+         "the op, or the statement inside an `op.execute` string",
+         "`ALTER COLUMN ... SET NOT NULL` checks every row under ACCESS EXCLUSIVE: no reads, no "
+         "writes until the scan ends. From PostgreSQL 12 a validated `CHECK (col IS NOT NULL)` lets "
+         "it skip the scan.",
+         "On PostgreSQL 12+: the quick fix adds `CHECK (col IS NOT NULL) NOT VALID`, validates it in "
+         "`autocommit_block()`, sets NOT NULL (no scan), then drops the CHECK.", dialects=("postgresql",)),
+    Rule("S008", "table-rewriting-type-change", WARNING,
+         "PostgreSQL: column type change that rewrites an existing table",
+         "the op, or the statement inside an `op.execute` string",
+         "Most type changes rewrite the whole table (and its indexes) under ACCESS EXCLUSIVE. No "
+         "finding for the changes PostgreSQL does in place: varchar to text, a longer varchar, more "
+         "numeric precision (and timestamp to timestamptz from PostgreSQL 12 in UTC).",
+         "Add a new column, backfill it in batches, switch the application, then drop the old one.",
+         dialects=("postgresql",)),
+    Rule("S009", "constraint-builds-index-under-lock", WARNING,
+         "PostgreSQL: unique / primary key / exclusion constraint built on an existing table under lock",
+         "the op, or the statement inside an `op.execute` string",
+         "The constraint builds its index while holding ACCESS EXCLUSIVE: the table is unreadable "
+         "until the index is built.",
+         "The quick fix builds the unique index `CONCURRENTLY` in `autocommit_block()` and adds the "
+         "constraint `USING INDEX` (a primary key only when its columns are already NOT NULL).",
+         dialects=("postgresql",)),
+    Rule("S010", "rewriting-column-default", WARNING,
+         "PostgreSQL: volatile default, identity or stored generated column added to an existing table (rewrite)",
+         "the op, or the statement inside an `op.execute` string",
+         "A constant default is stored in the catalog (no rewrite since PostgreSQL 11), but a volatile "
+         "default (`now()` is stable and fine; `random()`, `uuid_generate_v4()` are not), an identity "
+         "or a stored generated column rewrites every row under ACCESS EXCLUSIVE.",
+         "Add the column without the default, set the default, backfill in batches.", dialects=("postgresql",)),
+    Rule("S011", "drop-index-without-concurrently", WARNING,
+         "PostgreSQL: drop_index on an existing table without CONCURRENTLY",
+         "the op, or the statement inside an `op.execute` string",
+         "`DROP INDEX` takes ACCESS EXCLUSIVE on the table: queued behind long transactions, it "
+         "blocks every read behind it.",
+         "The quick fix adds `postgresql_concurrently=True` inside `autocommit_block()`.",
+         dialects=("postgresql",)),
+    Rule("S012", "identifier-truncated", WARNING,
+         "PostgreSQL: identifier longer than 63 bytes (PostgreSQL truncates it)",
+         "the op, or the statement inside an `op.execute` string",
+         "PostgreSQL silently truncates names to 63 bytes: the database then holds a different name "
+         "than the models, and autogenerate reports a difference forever.",
+         "Choose a shorter name.", dialects=("postgresql",)),
+    Rule("S013", "foreign-key-without-index", INFO,
+         "PostgreSQL: foreign key without an index on its columns",
+         "the op, or the statement inside an `op.execute` string",
+         "PostgreSQL does not index the referencing columns: every delete or key update on the "
+         "referenced table scans the referencing one, and joins on the key are slow.",
+         "The quick fix adds `create_index` on the columns right after the op (`CONCURRENTLY` when "
+         "the table already existed).", dialects=("postgresql",)),
+    Rule("S014", "identifier-too-long", ERROR,
+         "PostgreSQL: index / constraint name longer than 63 characters (SQLAlchemy refuses it)",
+         "the op, or the statement inside an `op.execute` string",
+         "SQLAlchemy raises `IdentifierError` for an explicit index or constraint name over the "
+         "dialect's limit, so the upgrade fails on PostgreSQL.",
+         "Choose a name of at most 63 characters.", dialects=("postgresql",)),
 )
 
 RULES: dict[str, Rule] = {rule.code: rule for rule in _RULES}
