@@ -672,7 +672,7 @@ class Engine:
                                                       self._unreplayed_below(graph, replay, rev), generation)):
                     return None
                 found = self._compute_revision(script, rev, rev_key, replay, options, env.name, store, known,
-                                               used)
+                                               used, env)
                 self._remember_replay(key, replay, rev, rev_key)
             # filtered and sorted once per revision key: a pass over cached results stays cheap
             mine = filtered.get(rev_key) if rev_key is not None else None
@@ -715,8 +715,8 @@ class Engine:
             for d in hit[0]:
                 grouped.setdefault(d.path, []).append(d)
             differences = hit[1]
-        for path, found in grouped.items():
-            schema_by_path[path] = tuple(sorted([*schema_by_path.get(path, ()), *found], key=Diagnostic.sort_key))
+        for path, found in grouped.items():  # (set: S018 on env.py is said by every revision it concerns)
+            schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))
         yield
         return self._state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options,
                            differences, False, None)
@@ -798,7 +798,7 @@ class Engine:
     def _environment_salt(self, env: Environment) -> str:
         """What, besides the files, the D/S rules read: the options (from env.py), the dialect."""
         return digest("schema", env.name, str(env.dialect), repr(env.settings.exclude_tables),
-                      self._env_py_text(env))
+                      str(env.settings.postgres_version), self._env_py_text(env))
 
     def _digest(self, script: MigrationScript) -> str:
         found = self._digests.get(script)
@@ -865,9 +865,12 @@ class Engine:
 
     def _compute_revision(self, script: MigrationScript, rev: str, key: str | None, replay: Replay,
                           options: Callable[[], CompareOptions], env_name: str, store: Store,
-                          known: dict[str, list[Diagnostic]], used: dict[str, list[Diagnostic]]) -> list[Diagnostic]:
+                          known: dict[str, list[Diagnostic]], used: dict[str, list[Diagnostic]],
+                          env: Environment | None = None) -> list[Diagnostic]:
         """D001–D003 and S001–S005 of one revision, computed (and remembered)."""
         from .checks.downgrade import check_downgrade
+        from .checks.pg_transactions import check_pg_transactions, env_py_facts
+        from .checks.portable import check_portable
         from .checks.safety import check_safety
 
         self.computed_revisions += 1
@@ -875,6 +878,10 @@ class Engine:
             schema = replay.revision(rev)
             found = check_downgrade(script, schema, options(), env_name) + check_safety(
                 script, schema, options().dialect, env_name)
+            env_py = env_py_facts(env.env_py, self._env_py_text(env)) if env is not None else None
+            version = env.settings.postgres_version if env is not None else None
+            found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
+            found += check_portable(script, schema, options().dialect, env_name, env_py)
         except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)

@@ -58,4 +58,11 @@ RULES: dict[str, tuple[str, str]] = {
     "S003": ("error", "PostgreSQL: CONCURRENTLY outside autocommit_block()"),
     "S004": ("error", "SQLite: ALTER of a column/constraint outside batch_alter_table"),
     "S005": ("info", "destructive: drop_table / drop_column (data loss)"),
+    "S015": ("warning", "PostgreSQL: ACCESS EXCLUSIVE on an existing table with no lock_timeout set"),
+    "S016": ("warning", "PostgreSQL: data backfill in the same transaction as DDL that locked the table"),
+    "S017": ("info", "rename of a table or column (breaks the application version still running)"),
+    "S018": ("info", "PostgreSQL: env.py runs all pending revisions in one transaction while a revision takes ACCESS EXCLUSIVE"),
+    "S019": ("warning", "inspect() / reading result rows without an is_offline_mode() guard (breaks upgrade --sql)"),
+    "S020": ("warning", "a revision imports the application's models"),
+    "S021": ("error", "a constraint named None dropped, or created in batch mode (fails; SQLite batch)"),
 }
