@@ -162,9 +162,10 @@ def literal_locator(tree: FunctionTree, node: ast.Constant) -> Callable[[int], t
     except (tokenize.TokenError, SyntaxError, ValueError, IndentationError):
         pieces = []
 
-    def locate(offset: int) -> tuple[int, int]:
-        for begin, end, line, col, body in pieces:
-            if offset <= end or (begin, end) == pieces[-1][:2]:
+    def locate(offset: int, closing: bool = False) -> tuple[int, int]:
+        """`closing`: the offset ends a range (at a piece boundary: the end of the piece before)."""
+        for n, (begin, end, line, col, body) in enumerate(pieces):
+            if (offset <= end if closing else offset < end) or n == len(pieces) - 1:
                 if body is None:
                     return line, col
                 k = max(0, min(offset - begin, len(body)))
@@ -309,7 +310,7 @@ class _Walk:
         first, last = self.tree.start(call_node)[0], self.tree.end(call_node)[0]
 
         def span_of(statement: Any) -> Span:
-            return Span(*locate(statement.offset), *locate(statement.offset + statement.length))
+            return Span(*locate(statement.offset), *locate(statement.offset + statement.length, closing=True))
 
         for statement, effect in zip(statements, effects):
             if _sets_lock_timeout(statement):
