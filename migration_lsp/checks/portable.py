@@ -261,52 +261,48 @@ def _early_exit(stmt: ast.stmt) -> bool:
 # --------------------------------------------------------------------------- S020
 
 
-_IMPORT = re.compile(r"^(\s*)(?:from\s+([\w.]+)\s+import\b|import\s+([\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*))")
+_IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import\b|import\s+([\w.]+))")
 
 
 def _model_imports(script: MigrationScript, env_name: str, env_py: EnvPy) -> list[Diagnostic]:
-    modules: list[tuple[int, int, str]] = []  # line, column, dotted module
-    tops = {dotted.split(".")[0] for _, dotted in script.imports}
-    for n, line in enumerate(script.lines):
-        if not line.startswith(("from", "import")):
-            continue
-        m = _IMPORT.match(line)
-        if not m:
-            continue
-        if m.group(2):
-            modules.append((n, m.start(2), m.group(2)))
-        else:
-            for part in m.group(3).split(","):
-                name = part.split()[0]
-                modules.append((n, line.find(name), name))
-    modules = [m for m in modules if m[2].split(".")[0] in tops]  # not docstring text
-    for function in (script.upgrade, script.downgrade):
-        if function is None or function.node is None:
-            continue
-        tree = FunctionTree(script, function)
-        for node in ast.walk(function.node):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                line, col = tree.start(node)
-                modules.append((line, col, node.module))
-            elif isinstance(node, ast.Import):
-                line, col = tree.start(node)
-                modules += [(line, col, alias.name) for alias in node.names]
-    env_models = {m for m in env_py.imports if m.split(".")[0] not in NEVER_APPLICATION}
+    # cheap first: lines that import something outside the standard library, Alembic, SQLAlchemy
+    if not any(_candidate(m.group(1) or m.group(2))
+               for m in (_IMPORT.match(line) for line in script.lines if "import" in line) if m):
+        return []
+    try:
+        module = ast.parse(script.text)
+    except (SyntaxError, ValueError):
+        return []
+    env_models = {m for m in env_py.imports if _candidate(m)}
     out: list[Diagnostic] = []
-    for line, col, dotted in modules:
-        top = dotted.split(".")[0]
-        if top in NEVER_APPLICATION or top in sys.stdlib_module_names:
+    for node in ast.walk(module):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            written = node.module
+            dotted = [written] + [f"{written}.{alias.name}" for alias in node.names if alias.name != "*"]
+        elif isinstance(node, ast.Import):
+            written = node.names[0].name
+            dotted = [alias.name for alias in node.names]
+        else:
             continue
-        parts = set(dotted.split("."))
-        models = bool(parts & MODEL_PARTS) or dotted in env_models
-        if not models or not _in_project(script.path.parent, top):
+        models = next((d for d in dotted if _candidate(d) and (set(d.split(".")) & MODEL_PARTS or d in env_models
+                                                               or d.rpartition(".")[0] in env_models)), None)
+        if models is None or not _in_project(script.path.parent, models.split(".")[0]):
             continue
-        _report(out, "S020", script, Span(line, col, line, col + len(dotted)),
-                f"this revision imports the application's models ({dotted}): it will run against the models as "
+        line = node.lineno - 1
+        text = script.lines[line] if line < len(script.lines) else ""
+        col = text.find(written)
+        col = col if col >= 0 else 0
+        _report(out, "S020", script, Span(line, col, line, col + len(written)),
+                f"this revision imports the application's models ({models}): it will run against the models as "
                 f"they are on the day it is run, not as they were when it was written, and breaks when they "
                 f"change; describe the tables it needs here (sa.table()/sa.column() or a local MetaData)",
-                env_name, module=dotted)
+                env_name, module=models)
     return out
+
+
+def _candidate(dotted: str | None) -> bool:
+    top = (dotted or "").split(".")[0]
+    return bool(top) and top not in NEVER_APPLICATION and top not in sys.stdlib_module_names
 
 
 def _in_project(start: Path, top: str) -> bool:
