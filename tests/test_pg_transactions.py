@@ -419,3 +419,52 @@ def test_raw_sql_unparsable_or_dynamic_sql_is_not_judged(tmp_path):
 def test_raw_sql_is_postgresql_only(tmp_path):
     root = make(tmp_path, 'op.execute("CREATE INDEX ix_users_n ON users (n)")', url=SQLITE)
     assert found(root) == []
+
+
+# --------------------------------------------------------------------------- lock inlay hints
+
+
+def hints(root: Path, settings: str = ""):
+    from lsprotocol import types
+
+    from migration_lsp.features import Locator
+    from migration_lsp.features.hints import inlay_hints
+
+    if settings:
+        write_project(root, {"pyproject.toml": f"[tool.migration-lsp]\n{settings}\n"})
+    snapshot = Engine([root], cache=False).snapshot()
+    visible = types.Range(types.Position(0, 0), types.Position(10_000, 0))
+    return inlay_hints(snapshot, path_of(root), visible, Locator(snapshot))
+
+
+def test_lock_hints_at_the_end_of_each_op(tmp_path):
+    root = make(tmp_path, """
+        op.add_column("users", sa.Column("age", sa.Integer()))
+        op.create_index(
+            "ix_users_n", "users", ["n"],
+        )
+        op.alter_column("users", "n", type_=sa.BigInteger())
+        op.execute("UPDATE users SET n = 0")
+    """)
+    text = path_of(root).read_text().splitlines()
+    got = {(h.position.line, h.position.character): h.label for h in hints(root)
+           if "on " in str(h.label)}
+    add, index_end, alter, update = (line(root, '"age"'), line(root, '["n"],') + 1,
+                                     line(root, "BigInteger"), line(root, "UPDATE"))
+    assert text[index_end] == "    )"
+    assert got == {
+        (add, len(text[add])): "ACCESS EXCLUSIVE on users",
+        (index_end, len(text[index_end])): "SHARE on users, scans",
+        (alter, len(text[alter])): "ACCESS EXCLUSIVE on users, rewrites",
+        (update, len(text[update])): "ROW EXCLUSIVE on users",
+    }
+
+
+def test_lock_hints_setting_and_dialect(tmp_path):
+    root = make(tmp_path, 'op.add_column("users", sa.Column("age", sa.Integer()))')
+    assert [h for h in hints(root) if "ACCESS EXCLUSIVE" in str(h.label)]
+    assert not [h for h in hints(root, "lock-hints = false") if "ACCESS EXCLUSIVE" in str(h.label)]
+    assert [h for h in hints(root, "lock-hints = true") if "ACCESS EXCLUSIVE" in str(h.label)]
+    lite = make(tmp_path / "lite", 'op.add_column("users", sa.Column("age", sa.Integer()))', url=SQLITE)
+    labels = [str(h.label) for h in hints(lite)]
+    assert labels and not [label for label in labels if "EXCLUSIVE" in label]  # the revision-id hint only
