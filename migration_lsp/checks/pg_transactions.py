@@ -87,13 +87,15 @@ class EnvPy:
     lock_timeout: bool = False  # env.py mentions lock_timeout in code (SET, connect options...)
     per_migration: bool | None = False  # transaction_per_migration; None: not a literal
     configure: Span | None = None  # the context.configure( that gets the connection
-    imports: tuple[str, ...] = ()  # dotted modules env.py imports (where the models come from)
+    models: tuple[str, ...] = ()  # the modules env.py takes target_metadata from ("app.models")
 
 
 _CODE_LINE = re.compile(r"^[^#]*")
 _PER_MIGRATION = re.compile(r"\btransaction_per_migration\s*=\s*(\w+)")
 _CONFIGURE = re.compile(r"\bcontext\.configure\s*\(")
-_IMPORT_LINE = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import\b|import\s+([\w., ]+))")
+_TARGET = re.compile(r"^[ \t]*target_metadata[ \t]*(?::[^=\n]*)?=[ \t]*\[?[ \t]*([A-Za-z_]\w*)", re.M)
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]*)\)|([\w \t,]+))", re.M)
+_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?", re.M)
 
 
 @lru_cache(maxsize=32)
@@ -116,12 +118,23 @@ def env_py_facts(path: Path | None, text: str) -> EnvPy:
     if spans:  # the online one: the configure call followed by `connection=`
         online = [s for n, s in spans if "connection" in "\n".join(code[n:n + 6])]
         configure = (online or [s for _, s in spans])[-1]
-    imports = []
-    for line in code:
-        im = _IMPORT_LINE.match(line)
-        if im:
-            imports += [im.group(1)] if im.group(1) else [p.split()[0] for p in im.group(2).split(",") if p.strip()]
-    return EnvPy(path, "lock_timeout" in joined, per_migration, configure, tuple(imports))
+    return EnvPy(path, "lock_timeout" in joined, per_migration, configure, _metadata_modules(joined))
+
+
+def _metadata_modules(code: str) -> tuple[str, ...]:
+    """Where the names `target_metadata = ...` starts with are imported from: `from app.db
+    import Base` -> app.db.Base and app.db; `import app.models as m` -> app.models."""
+    roots = set(_TARGET.findall(code))
+    found: list[str] = []
+    for m in _FROM_IMPORT.finditer(code):
+        for part in (m.group(2) or m.group(3)).split(","):
+            words = part.split()
+            if words and words[-1] in roots:
+                found += [m.group(1), f"{m.group(1)}.{words[0]}"]
+    for m in _PLAIN_IMPORT.finditer(code):
+        if (m.group(2) or m.group(1).split(".")[0]) in roots:
+            found.append(m.group(1))
+    return tuple(dict.fromkeys(found))
 
 
 # --------------------------------------------------------------------------- literals

@@ -273,7 +273,7 @@ def _model_imports(script: MigrationScript, env_name: str, env_py: EnvPy) -> lis
         module = ast.parse(script.text)
     except (SyntaxError, ValueError):
         return []
-    env_models = {m for m in env_py.imports if _candidate(m)}
+    env_models = {m for m in env_py.models if _candidate(m)}
     out: list[Diagnostic] = []
     for node in ast.walk(module):
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
