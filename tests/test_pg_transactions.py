@@ -295,7 +295,7 @@ def test_s018_silent_with_transaction_per_migration(tmp_path):
 def test_env_py_facts_reads_code_not_comments():
     facts = env_py_facts(Path("env.py"), "# transaction_per_migration=True\n# lock_timeout\nimport app\n"
                          "from app.db import Base, engine\ntarget_metadata = Base.metadata\n")
-    assert (facts.per_migration, facts.lock_timeout, facts.models) == (False, False, ("app.db", "app.db.Base"))
+    assert (facts.per_migration, facts.lock_timeout, facts.models) == (False, False, ("app.db.Base",))
     facts = env_py_facts(Path("env.py"), "import app.models as m\ntarget_metadata = [m.Base.metadata]\n")
     assert facts.models == ("app.models",)
     facts = env_py_facts(Path("env.py"), "context.configure(transaction_per_migration=flag)\n")

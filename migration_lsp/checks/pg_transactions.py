@@ -123,14 +123,14 @@ def env_py_facts(path: Path | None, text: str) -> EnvPy:
 
 def _metadata_modules(code: str) -> tuple[str, ...]:
     """Where the names `target_metadata = ...` starts with are imported from: `from app.db
-    import Base` -> app.db.Base and app.db; `import app.models as m` -> app.models."""
+    import Base` -> app.db.Base; `import app.models as m` -> app.models."""
     roots = set(_TARGET.findall(code))
     found: list[str] = []
     for m in _FROM_IMPORT.finditer(code):
         for part in (m.group(2) or m.group(3)).split(","):
             words = part.split()
             if words and words[-1] in roots:
-                found += [m.group(1), f"{m.group(1)}.{words[0]}"]
+                found.append(f"{m.group(1)}.{words[0]}")  # (not the package: `from app import models`)
     for m in _PLAIN_IMPORT.finditer(code):
         if (m.group(2) or m.group(1).split(".")[0]) in roots:
             found.append(m.group(1))
