@@ -471,3 +471,23 @@ def test_lock_hints_setting_and_dialect(tmp_path):
     lite = make(tmp_path / "lite", 'op.add_column("users", sa.Column("age", sa.Integer()))', url=SQLITE)
     labels = [str(h.label) for h in hints(lite)]
     assert labels and not [label for label in labels if "EXCLUSIVE" in label]  # the revision-id hint only
+
+
+def test_the_lock_shortcut_agrees_with_rendering():
+    """S015 knows some ops' lock without rendering them (every form of the op takes the same
+    one): for every example op of the lock model of those kinds, what rendering + parsing
+    says is among the locks the shortcut assumes."""
+    from migration_lsp import pglocks
+    from migration_lsp.checks.pg_transactions import _LOCK_BY_OP, _form_locks
+
+    checked = 0
+    for form in pglocks.FORMS.values():
+        for op in pglocks.example_ops(form):
+            prefix = _LOCK_BY_OP.get(type(op))
+            if prefix is None:
+                continue
+            effects = pglocks.op_effects(op, pglocks.example_state())
+            table = next(r for e in effects for r in e.locks if r.role == "table")
+            assert table.lock in _form_locks(prefix, pglocks.DEFAULT_VERSION), (form.name, op)
+            checked += 1
+    assert checked >= 8

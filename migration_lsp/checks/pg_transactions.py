@@ -34,6 +34,7 @@ import ast
 import io
 import re
 import tokenize
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -45,7 +46,7 @@ from alembic.operations import ops as alembic_ops
 from .. import pglocks
 from ..core import Diagnostic, Severity, Span
 from ..schema import EvaluatedOp, RevisionSchema, SchemaState, apply_op
-from ..scripts import MigrationScript, OpCall, OtherCall
+from ..scripts import Function, MigrationScript, OtherCall
 from . import suppressed
 from .safety import (FunctionTree, _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal_string)
 
@@ -195,6 +196,18 @@ def literal_locator(tree: FunctionTree, node: ast.Constant) -> Callable[[int], t
 # --------------------------------------------------------------------------- the walk
 
 
+_TREES: weakref.WeakKeyDictionary[Function, FunctionTree] = weakref.WeakKeyDictionary()
+
+
+def function_tree(script: MigrationScript, function: Function) -> FunctionTree:
+    """One FunctionTree per parsed function, shared by this family and the portable one (its
+    parent links are the cost)."""
+    tree = _TREES.get(function)
+    if tree is None or tree.script is not script:
+        tree = _TREES[function] = FunctionTree(script, function)
+    return tree
+
+
 def check_pg_transactions(script: MigrationScript, schema: RevisionSchema, dialect: str | None, env_name: str,
                           env_py: EnvPy | None = None, version: int | None = None) -> list[Diagnostic]:
     """S015, S016, S018 and the raw-SQL rules on the upgrade() of one revision (PostgreSQL)."""
@@ -228,7 +241,7 @@ class _Walk:
     out: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.tree = FunctionTree(self.script, self.script.upgrade)
+        self.tree = function_tree(self.script, self.script.upgrade)
         self.tables = _Tables(_Existing(self.schema.before.tables), self.schema.before.uncertain)
         self._state: SchemaState = self.schema.before
         self._pending: list[EvaluatedOp] = []
@@ -283,11 +296,21 @@ class _Walk:
             self.sql(node.value, node, call.node, call.in_autocommit)
             self._pending.append(ev)
             return
-        need = self.exclusive is None or self.has_dml
-        effects = None
-        if need and ev.op is not None:
-            effects = pglocks.op_effects(ev.op, self.state, self.version)
         target = _target(call, self.tree)
+        # rendering is the cost: only ops that can lock an existing table, while a rule still needs them
+        need = (self.exclusive is None or self.has_dml) and call.name != "create_table" \
+            and not (target.key and self.tables.is_fresh(target.key))
+        effects = None
+        form = _LOCK_BY_OP.get(type(ev.op))
+        locks = _form_locks(form, self.version) if form and target.key and not self.has_dml else None
+        if need and locks == {Lock.ACCESS_EXCLUSIVE}:
+            # every form of this op takes ACCESS EXCLUSIVE on its table: known without rendering
+            effects = [pglocks.StatementEffect("", 0, 0, (form,), (pglocks.RelationLock(
+                target.key, Lock.ACCESS_EXCLUSIVE, "table"),), None, None)]
+        elif need and locks is not None and Lock.ACCESS_EXCLUSIVE not in locks:
+            effects = []  # (only S015 is looking, and no form of it takes ACCESS EXCLUSIVE)
+        elif need and ev.op is not None:
+            effects = pglocks.op_effects(ev.op, self.state, self.version)
         for effect in effects or ():
             self.locked(effect, call.span, call.name, call.in_autocommit)
         self._advance(ev, target)
@@ -458,6 +481,22 @@ class _Walk:
             return False
         return any(suppressed(self.script, Diagnostic(d.code, d.severity, d.path, Span.point(line), ""))
                    for line in lines)
+
+
+# op classes whose every form in the lock model takes one lock on the table it names
+_LOCK_BY_OP = {
+    alembic_ops.AddColumnOp: "add_column", alembic_ops.DropColumnOp: "drop_column",
+    alembic_ops.DropTableOp: "drop_table", alembic_ops.RenameTableOp: "rename_table",
+    alembic_ops.CreateIndexOp: "create_index",
+}
+
+
+@lru_cache(maxsize=None)
+def _form_locks(name: str, version: int) -> frozenset[Lock | None]:
+    """The locks the forms `name` / `name.*` of the lock model take on their table: e.g.
+    every add_column form takes ACCESS EXCLUSIVE, no create_index form does."""
+    return frozenset(form.lock_at(version) for key, form in pglocks.FORMS.items()
+                     if key == name or key.startswith(name + "."))
 
 
 def _sets_lock_timeout(statement: Any) -> bool:

@@ -36,8 +36,8 @@ from alembic.operations import ops as alembic_ops
 from ..core import Diagnostic, Severity, Span
 from ..schema import RevisionSchema
 from ..scripts import Function, MigrationScript, OpCall
-from .pg_transactions import EnvPy
-from .safety import FunctionTree, _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal
+from .pg_transactions import EnvPy, function_tree
+from .safety import _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal
 
 SEVERITY = {
     "S017": Severity.INFO,
@@ -83,7 +83,7 @@ def _report(out: list[Diagnostic], code: str, script: MigrationScript, span: Spa
 def _renames(script: MigrationScript, schema: RevisionSchema, env_name: str) -> list[Diagnostic]:
     if script.upgrade is None:
         return []
-    tree = FunctionTree(script, script.upgrade)
+    tree = function_tree(script, script.upgrade)
     tables = _Tables(_Existing(schema.before.tables), schema.before.uncertain)
     out: list[Diagnostic] = []
     for ev in _upgrade_ops(script, schema):
@@ -119,16 +119,22 @@ def _renames(script: MigrationScript, schema: RevisionSchema, env_name: str) -> 
 # --------------------------------------------------------------------------- S019
 
 
+_OFFLINE_WORDS = re.compile(r"inspect|execute|Session|sessionmaker|\.scalar")
+
+
 def _offline(script: MigrationScript, env_name: str) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for function in (script.upgrade, script.downgrade):
-        if function is not None and function.node is not None:
+        if function is None or function.node is None:
+            continue
+        text = "\n".join(script.lines[function.span.line:function.span.end_line + 1])
+        if _OFFLINE_WORDS.search(text):  # (most functions have nothing to look at)
             out += _offline_function(script, function, env_name)
     return out
 
 
 def _offline_function(script: MigrationScript, function: Function, env_name: str) -> list[Diagnostic]:
-    tree = FunctionTree(script, function)
+    tree = function_tree(script, function)
     imports = dict(script.imports)
     binds: set[str] = set()  # names holding op.get_bind() / a connection
     results: set[str] = set()  # names holding the result of an execute()
@@ -166,7 +172,8 @@ def _offline_function(script: MigrationScript, function: Function, env_name: str
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
         return name in SESSION_NAMES and any(is_bind(a) for a in [*node.args, *(k.value for k in node.keywords)])
 
-    for node in _in_order(function.node):
+    nodes = list(ast.walk(function.node))
+    for node in nodes:  # what names hold, first (a name used before its assignment is rare)
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
             value = node.value
@@ -178,7 +185,8 @@ def _offline_function(script: MigrationScript, function: Function, env_name: str
             for item in node.items:
                 if isinstance(item.optional_vars, ast.Name) and is_bind(item.context_expr):
                     binds.add(item.optional_vars.id)
-        elif isinstance(node, ast.Call):
+    for node in nodes:
+        if isinstance(node, ast.Call):
             func = node.func
             if is_inspect(node):
                 found.append((node, "inspect() needs a live connection"))
@@ -207,13 +215,6 @@ def _offline_function(script: MigrationScript, function: Function, env_name: str
                 f"only writes SQL out; put it under `if not context.is_offline_mode():` (from alembic import "
                 f"context)", env_name, function=function.name)
     return out
-
-
-def _in_order(node: ast.AST):
-    """Every node below `node`, statements in source order (assignments seen before use)."""
-    for child in ast.iter_child_nodes(node):
-        yield child
-        yield from _in_order(child)
 
 
 def _offline_test(test: ast.AST) -> bool | None:
@@ -265,8 +266,11 @@ _IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import\b|import\s+([\w.]+))")
 
 
 def _model_imports(script: MigrationScript, env_name: str, env_py: EnvPy) -> list[Diagnostic]:
-    # cheap first: lines that import something outside the standard library, Alembic, SQLAlchemy
-    if not any(_candidate(m.group(1) or m.group(2))
+    # cheap first: import lines of something outside the standard library, Alembic, SQLAlchemy
+    # that name a models-like part or what env.py takes the metadata from
+    leaves = [m.rsplit(".", 1)[-1] for m in env_py.models]
+    words = re.compile(r"\b(?:models?|orm|entities" + "".join(f"|{re.escape(w)}" for w in leaves) + r")\b")
+    if not any(_candidate(m.group(1) or m.group(2)) and words.search(m.string)
                for m in (_IMPORT.match(line) for line in script.lines if "import" in line) if m):
         return []
     try:
