@@ -491,3 +491,39 @@ def test_the_lock_shortcut_agrees_with_rendering():
             assert table.lock in _form_locks(prefix, pglocks.DEFAULT_VERSION), (form.name, op)
             checked += 1
     assert checked >= 8
+
+
+@pytest.mark.parametrize("kind", ["reindex", "create", "newlines", "spaces", "update"])
+def test_raw_sql_rules_do_bounded_work_per_position(kind, monkeypatch, tmp_path):
+    """200 KB of adversarial SQL in op.execute / conn.execute, through both families: every
+    pattern of theirs does bounded work at each position of what it is given (as
+    test_linear_inputs shows for the other stages)."""
+    import re as re_module
+
+    from test_linear_inputs import ADVERSARIAL_SQL, BOUNDED_WIDTH, SIZE, Recorded, max_width
+
+    from migration_lsp.checks import pg_transactions, portable
+    from migration_lsp.checks.pg_transactions import check_pg_transactions
+    from migration_lsp.checks.portable import check_portable
+    from migration_lsp.graph import RevisionGraph
+    from migration_lsp.schema import Replay
+    from migration_lsp.scripts import parse_script
+
+    calls: list = []
+    for module in (pg_transactions, portable):
+        for name, value in list(vars(module).items()):
+            if isinstance(value, re_module.Pattern):
+                monkeypatch.setattr(module, name, Recorded(value, calls, module.__name__))
+    sql = ADVERSARIAL_SQL[kind](SIZE)
+    text = migration_text("a1", upgrades=f"op.execute({sql!r})\n    x = op.get_bind().execute(sa.text({sql!r}))"
+                                         "\n    x.fetchall()")
+    path = tmp_path / "a1_x.py"
+    path.write_text(text, encoding="utf-8")
+    script = parse_script(path, text)
+    result = Replay(RevisionGraph([script])).revision("a1")
+    check_pg_transactions(script, result, "postgresql", "env")
+    found = check_portable(script, result, "postgresql", "env")
+    assert [d.code for d in found] == ["S019"]
+    assert calls, "no pattern ran: the test proves nothing"
+    for pattern, size, _, _ in calls:
+        assert size <= 4096 or max_width(pattern) <= BOUNDED_WIDTH, f"{pattern.pattern!r} ran on {size} characters"

@@ -95,7 +95,7 @@ _CODE_LINE = re.compile(r"^[^#]*")
 _PER_MIGRATION = re.compile(r"\btransaction_per_migration\s*=\s*(\w+)")
 _CONFIGURE = re.compile(r"\bcontext\.configure\s*\(")
 _TARGET = re.compile(r"^[ \t]*target_metadata[ \t]*(?::[^=\n]*)?=[ \t]*\[?[ \t]*([A-Za-z_]\w*)", re.M)
-_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]*)\)|([\w \t,]+))", re.M)
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]{0,2000})\)|([\w \t,]{1,2000}))", re.M)
 _PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?", re.M)
 
 
