@@ -527,3 +527,38 @@ def test_raw_sql_rules_do_bounded_work_per_position(kind, monkeypatch, tmp_path)
     assert calls, "no pattern ran: the test proves nothing"
     for pattern, size, _, _ in calls:
         assert size <= 4096 or max_width(pattern) <= BOUNDED_WIDTH, f"{pattern.pattern!r} ran on {size} characters"
+
+
+# --------------------------------------------------------------------------- front ends
+
+
+def test_code_actions_route_raw_sql_findings_to_the_string_safe_fixes(tmp_path):
+    """A raw-SQL S002 must not get safety_fixes' ignore comment on its own line (inside the
+    string it would become SQL): the LSP actions offer the one after the call instead, and
+    S015's fix is offered as the preferred action."""
+    from migration_lsp.features import Locator
+    from migration_lsp.features.actions import EditSupport, code_actions
+
+    root = make(tmp_path, '''
+        op.add_column("users", sa.Column("age", sa.Integer()))
+        op.execute("""
+            CREATE INDEX ix_users_n ON users (n)
+        """)
+    ''')
+    snapshot = Engine([root], cache=False).snapshot()
+    support = EditSupport(document_changes=True, create=True, rename=True)
+    index_line = line(root, "CREATE INDEX")
+    actions = code_actions(snapshot, path_of(root), Span.point(index_line, 10), None, Locator(snapshot), support)
+    ignore = next(a for a in actions if a.title == "Ignore S002 on this line")
+    (edit,) = [e for change in ignore.edit.document_changes for e in change.edits]
+    assert edit.range.start.line == line(root, '""")') and edit.new_text == "  # migration-lsp: ignore[S002]"
+    add_line = line(root, '"age"')
+    actions = code_actions(snapshot, path_of(root), Span.point(add_line, 6), None, Locator(snapshot), support)
+    fix = next(a for a in actions if a.title == "Set lock_timeout at the top of upgrade()")
+    assert fix.is_preferred
+
+
+def test_lsp_setting_names():
+    from migration_lsp.server import _settings
+
+    assert _settings({"lockHints": False, "postgresVersion": 14}) == {"lock_hints": False, "postgres_version": 14}
