@@ -988,8 +988,9 @@ class Engine:
 def _encode_diagnostics(found: list[Diagnostic], path: Path | None):
     """Plain data for the cache (None when something in it is not plain: not cached)."""
     try:
-        value = [(d.code, int(d.severity), str(d.path) if path is None else None, (d.span.line, d.span.col, d.span.end_line, d.span.end_col), d.message,
-                  d.environment, d.data) for d in found if path is None or d.path == path]
+        # (the path is written only when it is not `path`: a revision's S018 sits on env.py)
+        value = [(d.code, int(d.severity), str(d.path) if path is None or d.path != path else None, (d.span.line, d.span.col, d.span.end_line, d.span.end_col), d.message,
+                  d.environment, d.data) for d in found]
         if len(value) != len(found):
             return None
         marshal.dumps(value)
@@ -1008,9 +1009,9 @@ def _decode_diagnostics(value, path: Path | None) -> list[Diagnostic] | None:
             if not (isinstance(code, str) and type(severity) is int and isinstance(message, str)
                     and isinstance(environment, str) and isinstance(data, dict) and isinstance(span, tuple)
                     and len(span) == 4 and all(type(n) is int and n >= 0 for n in span)
-                    and (where is None if path is not None else isinstance(where, str))):
+                    and ((where is None and path is not None) or isinstance(where, str))):
                 return None
-            out.append(Diagnostic(code, Severity(severity), path or Path(where), Span(*span), message,
+            out.append(Diagnostic(code, Severity(severity), Path(where) if where is not None else path, Span(*span), message,
                                   environment, data))
     except (TypeError, ValueError):
         return None

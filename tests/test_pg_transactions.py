@@ -562,3 +562,25 @@ def test_lsp_setting_names():
     from migration_lsp.server import _settings
 
     assert _settings({"lockHints": False, "postgresVersion": 14}) == {"lock_hints": False, "postgres_version": 14}
+
+
+def test_findings_on_env_py_and_in_strings_survive_the_persistent_cache(tmp_path):
+    """A revision's S018 sits on env.py and a raw-SQL finding carries where its suppression
+    goes: a second engine reads both from the on-disk cache, computing nothing."""
+    root = make(tmp_path, '''
+        op.add_column("users", sa.Column("age", sa.Integer()))
+        op.execute("""
+            CREATE INDEX ix_users_n ON users (n)
+        """)
+    ''')
+    first = Engine([root])
+    (state,) = first.snapshot().environments
+    expected = sorted((d.code, str(d.path), d.span) for d in state.diagnostics if d.code in OURS)
+    assert {"S018", "S015", "S002"} <= {code for code, _, _ in expected}
+    first.save_cache()
+    second = Engine([root])
+    (again,) = second.snapshot().environments
+    assert second.computed_revisions == 0
+    assert sorted((d.code, str(d.path), d.span) for d in again.diagnostics if d.code in OURS) == expected
+    (raw,) = [d for d in again.diagnostics if d.code == "S002"]
+    assert raw.data["raw_sql"] is True and raw.data["call_lines"] == [line(root, "op.execute("), line(root, '""")')]
