@@ -48,7 +48,7 @@ from ..core import Diagnostic, Severity, Span
 from ..schema import EvaluatedOp, RevisionSchema, SchemaState, apply_op
 from ..scripts import Function, MigrationScript, OtherCall
 from . import suppressed
-from .safety import (FunctionTree, _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal_string)
+from .safety import FunctionTree, _Existing, _key, _Tables, _target, _upgrade_ops, keyword
 
 Lock = pglocks.Lock
 
