@@ -672,7 +672,7 @@ class Engine:
                                                       self._unreplayed_below(graph, replay, rev), generation)):
                     return None
                 found = self._compute_revision(script, rev, rev_key, replay, options, env.name, store, known,
-                                               used)
+                                               used, env)
                 self._remember_replay(key, replay, rev, rev_key)
             # filtered and sorted once per revision key: a pass over cached results stays cheap
             mine = filtered.get(rev_key) if rev_key is not None else None
@@ -715,8 +715,8 @@ class Engine:
             for d in hit[0]:
                 grouped.setdefault(d.path, []).append(d)
             differences = hit[1]
-        for path, found in grouped.items():
-            schema_by_path[path] = tuple(sorted([*schema_by_path.get(path, ()), *found], key=Diagnostic.sort_key))
+        for path, found in grouped.items():  # (set: S018 on env.py is said by every revision it concerns)
+            schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))
         yield
         return self._state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options,
                            differences, False, None)
@@ -789,7 +789,6 @@ class Engine:
 
                 made.append(options_from_env_py(self._env_py_text(env), env.dialect, env.settings.exclude_tables))
             return made[0]
-        options.postgres_version = env.settings.postgres_version  # the lock model's (S006–S014)
         return options
 
     @staticmethod
@@ -866,9 +865,12 @@ class Engine:
 
     def _compute_revision(self, script: MigrationScript, rev: str, key: str | None, replay: Replay,
                           options: Callable[[], CompareOptions], env_name: str, store: Store,
-                          known: dict[str, list[Diagnostic]], used: dict[str, list[Diagnostic]]) -> list[Diagnostic]:
+                          known: dict[str, list[Diagnostic]], used: dict[str, list[Diagnostic]],
+                          env: Environment | None = None) -> list[Diagnostic]:
         """D001–D003 and S001–S005 of one revision, computed (and remembered)."""
         from .checks.downgrade import check_downgrade
+        from .checks.pg_transactions import check_pg_transactions, env_py_facts
+        from .checks.portable import check_portable
         from .checks.safety import check_safety
         from .checks.pg_ddl import check_pg_ddl
 
@@ -876,8 +878,12 @@ class Engine:
         try:
             schema = replay.revision(rev)
             found = check_downgrade(script, schema, options(), env_name) + check_safety(
-                script, schema, options().dialect, env_name) + check_pg_ddl(
-                script, schema, options().dialect, env_name, getattr(options, "postgres_version", None))
+                script, schema, options().dialect, env_name)
+            env_py = env_py_facts(env.env_py, self._env_py_text(env)) if env is not None else None
+            version = env.settings.postgres_version if env is not None else None
+            found += check_pg_ddl(script, schema, options().dialect, env_name, version)
+            found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
+            found += check_portable(script, schema, options().dialect, env_name, env_py)
         except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)
@@ -984,8 +990,9 @@ class Engine:
 def _encode_diagnostics(found: list[Diagnostic], path: Path | None):
     """Plain data for the cache (None when something in it is not plain: not cached)."""
     try:
-        value = [(d.code, int(d.severity), str(d.path) if path is None else None, (d.span.line, d.span.col, d.span.end_line, d.span.end_col), d.message,
-                  d.environment, d.data) for d in found if path is None or d.path == path]
+        # (the path is written only when it is not `path`: a revision's S018 sits on env.py)
+        value = [(d.code, int(d.severity), str(d.path) if path is None or d.path != path else None, (d.span.line, d.span.col, d.span.end_line, d.span.end_col), d.message,
+                  d.environment, d.data) for d in found]
         if len(value) != len(found):
             return None
         marshal.dumps(value)
@@ -1004,9 +1011,9 @@ def _decode_diagnostics(value, path: Path | None) -> list[Diagnostic] | None:
             if not (isinstance(code, str) and type(severity) is int and isinstance(message, str)
                     and isinstance(environment, str) and isinstance(data, dict) and isinstance(span, tuple)
                     and len(span) == 4 and all(type(n) is int and n >= 0 for n in span)
-                    and (where is None if path is not None else isinstance(where, str))):
+                    and ((where is None and path is not None) or isinstance(where, str))):
                 return None
-            out.append(Diagnostic(code, Severity(severity), path or Path(where), Span(*span), message,
+            out.append(Diagnostic(code, Severity(severity), Path(where) if where is not None else path, Span(*span), message,
                                   environment, data))
     except (TypeError, ValueError):
         return None

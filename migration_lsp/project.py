@@ -63,6 +63,7 @@ class Settings:
     dialect: str | None = None
     exclude_tables: tuple[str, ...] = ()
     postgres_version: int | None = None  # the PostgreSQL major the lock model assumes (hover, `sql`)
+    lock_hints: bool | str | None = None  # inlay hint with the lock after each op (PostgreSQL; default on)
 
     def merged(self, overrides: dict) -> Settings:
         """Apply a mapping of keys (`exclude-tables` or `exclude_tables`) over these settings."""

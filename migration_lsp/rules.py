@@ -282,6 +282,57 @@ _RULES: tuple[Rule, ...] = (
          "SQLAlchemy raises `IdentifierError` for an explicit index or constraint name over the "
          "dialect's limit, so the upgrade fails on PostgreSQL.",
          "Choose a name of at most 63 characters.", dialects=("postgresql",)),
+    # ------------------------------------------- transactions, raw SQL and portability
+    Rule("S015", "access-exclusive-without-lock-timeout", WARNING,
+         "PostgreSQL: ACCESS EXCLUSIVE on an existing table with no lock_timeout set before it",
+         "the first op (or statement in an `op.execute` string) taking ACCESS EXCLUSIVE on an existing table",
+         "The ALTER waits for any long query on the table, and every read and write queues behind "
+         "the waiting ALTER: an outage as long as that query. Counted as set: `SET [LOCAL] "
+         "lock_timeout` / `set_config('lock_timeout', ...)` earlier in `upgrade()`, or `lock_timeout` "
+         "anywhere in env.py's code; a timeout of 0 or `RESET` does not count.",
+         "**Set lock_timeout at the top of upgrade()** inserts `op.execute(\"SET lock_timeout = '5s'\")` "
+         "as the first statement; retry the deploy if it times out.", dialects=("postgresql",)),
+    Rule("S016", "backfill-under-ddl-lock", WARNING,
+         "PostgreSQL: data backfill in the same transaction as DDL that locked the same table",
+         "the backfill (or its statement in the string)",
+         "The DDL's lock is held until commit, so the table stays blocked for the whole backfill. "
+         "A backfill before the DDL, on a table created in the same revision, or inside "
+         "`autocommit_block()` is not reported.",
+         "Move the backfill to its own revision, or into `with op.get_context().autocommit_block():` "
+         "in batches.", dialects=("postgresql",)),
+    Rule("S017", "rename", INFO, "rename of an existing table or column (breaks the running application)",
+         "the op (or its statement in the string)",
+         "During the deploy the previous application version still runs, and its queries name the "
+         "old table or column.",
+         "Add the new one, write to both, backfill, move the reads, drop the old one later."),
+    Rule("S018", "one-transaction-for-all-revisions", INFO,
+         "PostgreSQL: transaction_per_migration is off and a revision takes ACCESS EXCLUSIVE",
+         "env.py's `context.configure(` (once per environment)",
+         "Alembic's default runs every pending revision in one transaction, so an ACCESS EXCLUSIVE "
+         "lock one revision takes is held until the last revision commits.",
+         "Pass `transaction_per_migration=True` to `context.configure(...)` in env.py.", dialects=("postgresql",)),
+    Rule("S019", "breaks-offline-mode", WARNING,
+         "reading from the database without an is_offline_mode() guard (breaks `alembic upgrade --sql`)",
+         "the call",
+         "In `alembic upgrade --sql` the bind is a mock connection that writes SQL out and returns "
+         "nothing: `sa.inspect(...)`, reading result rows, `bind.scalar(...)` or an ORM `Session` on "
+         "the bind fail. `op.get_bind()` for `bind.dialect.name` or to execute statements works "
+         "offline and is not reported.",
+         "Guard it with `if not context.is_offline_mode():` (or return early when offline)."),
+    Rule("S020", "imports-application-models", WARNING, "a revision imports the application's models",
+         "the import",
+         "The revision runs against the models as they are when it is *run*, not as they were when "
+         "it was written: it breaks, or silently does something else, once they change.",
+         "Describe what the revision needs in the revision: `sa.table(\"users\", sa.column(\"id\"))`, "
+         "or a local `MetaData`."),
+    Rule("S021", "unnamed-constraint", ERROR,
+         "a constraint named None dropped (fails everywhere) or created in batch mode (fails on SQLite)",
+         "the op",
+         "`op.drop_constraint(None, ...)` cannot be emitted on any dialect; `batch_op.create_*(None, "
+         "...)` fails where the batch rebuilds the table (always on SQLite). Error in `upgrade()` "
+         "where it surely fails, warning in `downgrade()` and where it may not.",
+         "Give the constraint a name (a `naming_convention` on the MetaData makes autogenerate "
+         "write them)."),
 )
 
 RULES: dict[str, Rule] = {rule.code: rule for rule in _RULES}

@@ -334,7 +334,8 @@ def _settings(raw: Any) -> dict[str, Any]:
              "excludeTables": "exclude_tables", "exclude-tables": "exclude_tables", "exclude_tables": "exclude_tables",
              "baseBranch": "base-branch", "base-branch": "base-branch", "base_branch": "base-branch",
              "postgresVersion": "postgres_version", "postgres-version": "postgres_version",
-             "postgres_version": "postgres_version"}
+             "postgres_version": "postgres_version", "lockHints": "lock_hints", "lock-hints": "lock_hints",
+             "lock_hints": "lock_hints"}
     return {names[k]: v for k, v in raw.items() if k in names and v not in (None, "", [])}
 
 

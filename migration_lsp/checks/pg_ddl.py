@@ -26,31 +26,19 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from .. import pglocks
-from ..core import Diagnostic, Severity, Span
+from ..rules import severity
+from ..core import Diagnostic, Span
 from ..schema import EvaluatedOp, RevisionSchema, SchemaState, TableState, _index_columns, constraint_columns
 from ..scripts import MigrationScript, OpCall, OtherCall
-from . import suppressed
 from .safety import FunctionTree, _Checker, _key, _Target, _target, _upgrade_ops, keyword, literal_string, sql_literal
 
-SEVERITY = {
-    "S006": Severity.WARNING,
-    "S007": Severity.WARNING,
-    "S008": Severity.WARNING,
-    "S009": Severity.WARNING,
-    "S010": Severity.WARNING,
-    "S011": Severity.WARNING,
-    "S012": Severity.WARNING,
-    "S013": Severity.INFO,
-    "S014": Severity.ERROR,
-}
-CODES = tuple(SEVERITY)
+CODES = tuple(f"S{n:03}" for n in range(6, 15))  # S006–S014
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1, in bytes
 
 # the ops whose effect on an existing table the lock rules ask the model about
@@ -103,7 +91,7 @@ class _PgChecker(_Checker):
         self.foreign_keys: list[tuple[str, str | None, tuple[str, ...], Span, bool]] = []
 
     def report(self, code: str, span: Span, message: str, **data: Any) -> None:
-        self.out.append(Diagnostic(code, SEVERITY[code], self.script.path, span, message, self.env_name,
+        self.out.append(Diagnostic(code, severity(code), self.script.path, span, message, self.env_name,
                                    {"code": code, "postgres_version": self.version, **data}))
 
     # ------------------------------------------------------------------ the walk
@@ -122,11 +110,10 @@ class _PgChecker(_Checker):
     def other(self, call: OpCall | OtherCall) -> None:
         """Literal SQL (`op.execute`, `conn.execute`): the same rules, statement by statement."""
         sql = sql_literal(call.node)
-        for step in (self._raw_sql, lambda call, sql: self._note_validate(sql)):
-            try:
-                step(call, sql)
-            except Exception:  # SQL of a shape nobody expected: no finding, never a crash
-                pass
+        try:  # raw SQL's own findings come from checks/pg_transactions (one parser pass per string)
+            self._note_validate(sql)
+        except Exception:  # SQL of a shape nobody expected: no finding, never a crash
+            pass
 
     def _note_validate(self, sql: str | None) -> None:
         """`ALTER TABLE t VALIDATE CONSTRAINT c` earlier in upgrade(): the history keeps the
@@ -249,85 +236,6 @@ class _PgChecker(_Checker):
                 f"read and write waits behind it; pass postgresql_concurrently=True inside "
                 f"op.get_context().autocommit_block()",
                 **data, index=index if isinstance(index, str) else None, in_autocommit=call.in_autocommit)
-
-    # ------------------------------------------------------------------ the same, in raw SQL
-
-    def _raw_sql(self, call: OpCall | OtherCall, sql: str | None) -> None:
-        if not sql or not any(word in sql.upper() for word in ("ALTER", "DROP")):
-            return
-        effects = pglocks.sql_effects(sql, self._before(), self.version)
-        first = len(self.out)
-        for effect in effects or ():
-            tables = [r for r in effect.locks if r.role == "table" and r.relation]
-            if not tables:
-                continue
-            key, lock = tables[0].relation, tables[0].lock
-            name = key.rsplit(".", 1)[-1]
-            if not self.tables.is_existing(key, name):
-                continue
-            span = self._statement_span(call.node, sql, effect) or call.span
-            for form in effect.forms:
-                self._raw_form(form, effect, lock, key, name, span)
-        # a statement inside a multi-line string has no line of its own for a comment: the
-        # call's first or last line silences it too
-        self.out[first:] = [d for d in self.out[first:] if not any(
-            suppressed(self.script, replace(d, span=Span.point(line))) for line in (call.span.line, call.span.end_line))]
-
-    def _raw_form(self, form: str, effect: pglocks.StatementEffect, lock: Any, key: str, table: str,
-                  span: Span) -> None:
-        held = f"{_article(lock)} {lock.sql} lock on '{table}'"
-        data = {"table": table, "table_key": key, "form": form, "lock": lock.sql, "sql": effect.sql[:200]}
-        if form in ("add_constraint.foreign_key", "add_constraint.check"):
-            kind = "foreign key" if form.endswith("foreign_key") else "CHECK constraint"
-            self.report("S006", span,
-                        f"this SQL adds a {kind} to existing table '{table}' and checks every row holding {held}, "
-                        f"which blocks {lock.blocks}; add it NOT VALID and run VALIDATE CONSTRAINT in a separate "
-                        f"transaction (SHARE UPDATE EXCLUSIVE: reads and writes go on)", **data, kind=kind)
-        elif form == "alter_column.set_not_null" and effect.scan:
-            self.report("S007", span,
-                        f"this SQL sets a column of existing table '{table}' NOT NULL: PostgreSQL scans every row "
-                        f"holding {held}, which blocks {lock.blocks}; since PostgreSQL 12 a valid CHECK "
-                        f"(col IS NOT NULL), added NOT VALID and validated first, spares the scan", **data)
-        elif form in ("alter_column.type", "alter_column.type_timezone") and effect.rewrite:
-            self.report("S008", span,
-                        f"this SQL changes a column's type in a way that rewrites the whole table '{table}' on "
-                        f"PostgreSQL {self.version} under {held}, which blocks {lock.blocks}", **data)
-        elif form in _CONSTRAINT_KIND:
-            self.report("S009", span,
-                        f"this SQL builds the index of a {_CONSTRAINT_KIND[form]} on existing table '{table}' "
-                        f"holding {held}, which blocks {lock.blocks} for the whole build; build a unique index "
-                        f"CONCURRENTLY first and add the constraint USING INDEX", **data, kind=_CONSTRAINT_KIND[form])
-        elif form in _ADD_COLUMN_KIND:
-            self.report("S010", span,
-                        f"this SQL adds a column with {_ADD_COLUMN_KIND[form]} to existing table '{table}': "
-                        f"PostgreSQL rewrites the whole table under {held}, which blocks {lock.blocks}", **data)
-        elif form == "drop_index":
-            self.report("S011", span,
-                        f"DROP INDEX without CONCURRENTLY needs {held}: it waits for every running query on the "
-                        f"table, and every new read and write waits behind it; use DROP INDEX CONCURRENTLY inside "
-                        f"op.get_context().autocommit_block()", **data)
-
-    def _statement_span(self, node: ast.Call, sql: str, effect: pglocks.StatementEffect) -> Span | None:
-        """Where the statement is inside the string literal, when the literal's source is its
-        value verbatim (no escapes, no implicit concatenation)."""
-        arg = node.args[0] if node.args else None
-        if isinstance(arg, ast.Call) and arg.args:
-            arg = arg.args[0]
-        if not isinstance(arg, ast.Constant) or not self.tree.contains(node):
-            return None
-        source = self.tree.text(arg)
-        quote = next((q for q in ('"""', "'''", '"', "'") if source.startswith(q) and source.endswith(q)), None)
-        if quote is None or len(source) < 2 * len(quote) or source[len(quote):-len(quote)] != sql or "\\" in sql:
-            return None
-        line, col = self.tree.start(arg)
-
-        def at(offset: int) -> tuple[int, int]:
-            before = sql[:offset]
-            if "\n" not in before:
-                return line, col + len(quote) + offset
-            return line + before.count("\n"), len(before) - before.rfind("\n") - 1
-
-        return Span(*at(effect.offset), *at(effect.offset + effect.length))
 
     # ------------------------------------------------------------------ S012 / S014
 

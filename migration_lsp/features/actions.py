@@ -30,6 +30,7 @@ from . import Locator, pasteable, path_to_uri, uri_to_path
 from .safety_fixes import SAFETY_CODES, safety_fixes
 from .git_fixes import GIT_FIX_CODES, git_fixes
 from .pg_ddl_fixes import PG_DDL_CODES, pg_ddl_fixes
+from .txn_fixes import txn_fixes, wants as txn_wants
 from .diagnostics import to_lsp
 
 APPLY_EDIT = "migrationLsp.applyEdit"  # arguments: [data of an action that creates a file]
@@ -217,8 +218,10 @@ def _fixes_for(
 
         yield _Fix(f"Give this revision a new id ({new_id})", quick, new_identity, lsp)
 
-    elif d.code in SAFETY_CODES or d.code in GIT_FIX_CODES or d.code in PG_DDL_CODES:
-        for n, (title, edits) in enumerate(safety_fixes(d, script) + git_fixes(d, script) + pg_ddl_fixes(d, script)):
+    elif d.code in SAFETY_CODES or d.code in GIT_FIX_CODES or d.code in PG_DDL_CODES or txn_wants(d):
+        found = txn_fixes(d, script) if txn_wants(d) else (
+            safety_fixes(d, script) + git_fixes(d, script) + pg_ddl_fixes(d, script))
+        for n, (title, edits) in enumerate(found):
             def change(edits=edits) -> _Change:
                 out = _Change()
                 for span, text in edits:

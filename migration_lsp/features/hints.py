@@ -1,4 +1,6 @@
-"""Inlay hints after ids in `down_revision` / `depends_on`: the target's message."""
+"""Inlay hints: after ids in `down_revision` / `depends_on`, the target's message; on
+PostgreSQL, after each `op.*` / `batch_op.*` call, the lock it takes (setting `lockHints`,
+on by default: only environments whose dialect is PostgreSQL get them)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,16 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from ..engine import Snapshot
+from .. import pglocks
+from ..engine import EnvironmentState, Snapshot
+from ..schema import apply_op
+from ..scripts import MigrationScript
 from . import Locator
+from .op_hover import _evaluated
 
 MAX_LABEL = 60
+MAX_TABLES = 2
+_OFF = (False, 0, "false", "off", "no", "0")
 
 
 def inlay_hints(snapshot: Snapshot, path: Path, visible: types.Range, locator: Locator) -> list[types.InlayHint]:
@@ -34,4 +42,76 @@ def inlay_hints(snapshot: Snapshot, path: Path, visible: types.Range, locator: L
             end = locator.position(path, ident.span.end_line, ident.span.end_col + 1)
             out.append(types.InlayHint(position=end, label=message, padding_left=True,
                                        tooltip=f"{targets[0]} ({state.graph.by_id[targets[0]].path.name})"))
+    if lock_hints_on(state):
+        for line, col, label, tooltip in lock_hints(state, script, visible.start.line, visible.end.line):
+            out.append(types.InlayHint(position=locator.position(path, line, col), label=label, padding_left=True,
+                                       tooltip=tooltip))
     return out
+
+
+def lock_hints_on(state: EnvironmentState) -> bool:
+    setting = getattr(state.env.settings, "lock_hints", None)
+    if isinstance(setting, str):
+        setting = setting.strip().lower()
+    return (state.env.dialect or "").lower() in ("postgresql", "postgres") and setting not in _OFF
+
+
+def lock_hints(state: EnvironmentState, script: MigrationScript, first: int, last: int
+               ) -> list[tuple[int, int, str, str]]:
+    """(line, column, label, tooltip) after each op call ending in lines [first, last]:
+    the strongest lock each statement of the op takes, on what, and whether it rewrites."""
+    version = pglocks.postgres_version(getattr(state.env.settings, "postgres_version", None))
+    out = []
+    for name in ("upgrade", "downgrade"):
+        function = getattr(script, name)
+        if function is None or not any(first <= c.span.end_line <= last for c in function.ops):
+            continue
+        schema = _start(state, script, name)
+        for ev in _evaluated(state, script, name):
+            span = ev.call.span
+            if first <= span.end_line <= last and ev.op is not None:
+                try:
+                    effects = pglocks.op_effects(ev.op, schema, version)
+                except Exception:
+                    effects = None
+                hint = _label(effects)
+                if hint is not None:
+                    out.append((span.end_line, span.end_col, *hint))
+            if schema is not None:
+                try:
+                    schema = apply_op(schema, ev, script.path)
+                except Exception:
+                    schema = None
+    return out
+
+
+def _start(state: EnvironmentState, script: MigrationScript, name: str):
+    replay, rev = state.replay, script.revision_id
+    if replay is None or state.graph is None or rev not in state.graph.by_id:
+        return None
+    try:
+        result = replay.revision(rev)
+    except Exception:
+        return None
+    return result.before if name == "upgrade" else result.after
+
+
+def _label(effects: list[pglocks.StatementEffect] | None) -> tuple[str, str] | None:
+    if not effects:
+        return None
+    locks: dict[str, pglocks.Lock] = {}
+    rewrite = scan = False
+    for effect in effects:
+        for rel in effect.locks:
+            if rel.relation and rel.role not in ("new table", "new view", "read table"):
+                locks[rel.relation] = max(locks.get(rel.relation, rel.lock), rel.lock)
+        rewrite |= bool(effect.rewrite)
+        scan |= bool(effect.scan)
+    if not locks:
+        return None
+    strongest = max(locks.values())
+    tables = [t for t, lock in locks.items() if lock == strongest]
+    shown = ", ".join(tables[:MAX_TABLES]) + (" …" if len(tables) > MAX_TABLES else "")
+    label = f"{strongest.sql} on {shown}" + (", rewrites" if rewrite else ", scans" if scan else "")
+    tooltip = "; ".join(f"{lock.sql} on {table}: blocks {lock.blocks}" for table, lock in locks.items())
+    return label, tooltip
