@@ -398,6 +398,9 @@ class StaticInspector(Inspector):
         return self.dialect.name == "postgresql"
 
     def _type(self, type_: Any) -> Any:
+        variants = getattr(type_, "_variant_mapping", None)
+        if variants and self.dialect.name in variants:  # the database has only this dialect's type
+            type_ = variants[self.dialect.name]
         if self._sqlite and not isinstance(type_, sa.types.NullType):
             try:  # SQLite keeps the declared type's text; reflection reads it back by affinity
                 return self.dialect._resolve_type_affinity(type_.compile(dialect=self.dialect))

