@@ -1,17 +1,20 @@
 """Stage `compare`: the schema at head vs the models -> the ops autogenerate would emit.
 
-Only what Alembic's autogenerate calls a difference is one: types are compared with the
-dialect's own Alembic implementation (`DefaultImpl.compare_type`, so `Integer` and
-`INTEGER` agree), server defaults only when env.py turns `compare_server_default` on,
-`alembic_version` and excluded tables are skipped, and anything the replay could not
-follow (opaque types, raw DDL, helpers) is never reported. Each difference carries the
-Alembic op that fixes it, so "Generate revision" renders them with Alembic's renderer.
+Alembic decides what a difference is: its own autogenerate comparators run with the
+static schema in the place of the database (`StaticInspector` answers reflection from the
+replayed MetaData the way the dialect's reflection would), so tables, columns, types
+(the dialect's `compare_type`), nullability, server defaults (when env.py turns
+`compare_server_default` on), indexes (a renamed one is remove + add), unique constraints,
+foreign keys and comments are reported exactly when autogenerate reports them. Anything the
+replay could not follow (opaque types, uncertain tables, helpers) is never reported. Each
+difference carries Alembic's own op, so "Generate revision" renders it with Alembic's renderer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -91,16 +94,6 @@ def _dialect_of(type_: Any, default: str | None) -> str | None:
         return default
     m = re.match(r"sqlalchemy\.dialects\.(\w+)", type(type_).__module__)
     return m.group(1) if m else None
-
-
-def types_differ(schema_type: Any, model_type: Any, dialect: str | None) -> bool:
-    if is_opaque_type(schema_type) or is_opaque_type(model_type):
-        return False
-    name = _dialect_of(model_type, None) or _dialect_of(schema_type, dialect)
-    try:
-        return _impl(dialect or name).compare_type(sa.Column("x", schema_type), sa.Column("x", model_type))
-    except Exception:  # a type the dialect cannot compile: compare what we can see
-        return type(schema_type).__name__.upper() != type(model_type).__name__.upper()
 
 
 def _default_text(column: sa.Column, dialect: str | None = None) -> str | None:
@@ -257,7 +250,9 @@ def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: 
     schemas |= {t.schema for t in model_md.tables.values() if t.schema and t.schema != dialect.default_schema_name}
     schemas = {s for s in schemas if autogen.run_name_filters(s, "schema", {})}
     upgrade_ops = alembic_ops.UpgradeOps([])
-    autogen.comparators.dispatch("schema", qualifier=dialect.name)(autogen, upgrade_ops, schemas)
+    with warnings.catch_warnings():  # (SQLAlchemy's notes on the project's tables: not ours to print)
+        warnings.simplefilter("ignore")
+        autogen.comparators.dispatch("schema", qualifier=dialect.name)(autogen, upgrade_ops, schemas)
     return upgrade_ops
 
 
