@@ -561,7 +561,7 @@ def _environment_from_config(
             if _TEMPLATE_FIELD.search(str(script_location)):
                 # a template the project renders with str.format before use (jupyterhub ships
                 # `script_location = {alembic_dir}`): no environment, and no failure either
-                say_once(f"{where}: not an environment: script_location {str(script_location)[:100]!r} "
+                say_once(f"{_display(where, root)}: not an environment: script_location {str(script_location)[:100]!r} "
                          "is a template placeholder (the project fills it in before running Alembic)")
                 return None
             location = _resolve_location(str(script_location), base, root)
