@@ -171,6 +171,7 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
     if schema.unknown:  # a helper we cannot follow may have created or dropped any table
         skipped |= set(s_states).symmetric_difference(m_states)
     _neutralise_opaque(schema_md, model_md)
+    _convention_names(schema_md, model_md)
     skipped |= _stub_missing_targets(model_md)
     try:
         upgrade_ops = run_alembic_compare(schema_md, model_md, options, skipped)
@@ -205,6 +206,25 @@ def _stub_missing_targets(metadata: sa.MetaData) -> set[tuple]:
                 if (schema, name) in stubs and column not in target.c:
                     target.append_column(sa.Column(column, element.parent.type))
     return stubs
+
+
+def _convention_names(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
+    """An unnamed unique constraint the migrations create gets its name in the database from
+    the naming convention of env.py's target_metadata (Alembic's ops build their tables with
+    it), else from the database; the replay knows neither, so it takes the name the models
+    give the same columns: with a convention that is the name the database has, without one
+    autogenerate matches unnamed constraints by their columns anyway."""
+    for table in schema_md.tables.values():
+        other = model_md.tables.get(table.key)
+        if other is None:
+            continue
+        named = {frozenset(constraint_columns(c)): c.name for c in other.constraints
+                 if isinstance(c, sa.UniqueConstraint) and isinstance(c.name, str)}
+        for c in table.constraints:
+            if isinstance(c, sa.UniqueConstraint) and not isinstance(c.name, str):
+                name = named.get(frozenset(constraint_columns(c)))
+                if name:
+                    c.name = name
 
 
 def _neutralise_opaque(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:

@@ -84,12 +84,12 @@ def models(source: str) -> sa.MetaData:
 
 
 def alembic_items(tmp: Path, upgrade: str, metadata: sa.MetaData, compare_server_default: bool,
-                  url: str | None = None) -> list:
+                  url: str | None = None, env_py: str = ENV_PY) -> list:
     """Real Alembic: upgrade head on a fresh database (a SQLite file unless `url`), then
     compare_metadata."""
     root = tmp / "truth"
     (root / "migrations" / "versions").mkdir(parents=True)
-    (root / "migrations" / "env.py").write_text(ENV_PY)
+    (root / "migrations" / "env.py").write_text(env_py)
     (root / "migrations" / "versions" / "a1_x.py").write_text(migration_text("a1", upgrades=_indent(upgrade)))
     url = url or f"sqlite:///{root / 'db.sqlite'}"
     config = Config()
@@ -304,3 +304,36 @@ def test_same_items_as_alembic_on_postgresql(tmp_path, pg_uri, case):
     from_ops, from_messages = our_items(tmp_path, upgrade, models(models_source), server_default, "postgresql")
     assert from_ops == truth
     assert from_messages == truth
+
+
+# --------------------------------------------------------------------------- naming conventions
+
+CONVENTION = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+              "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"}
+
+
+def convention_models() -> sa.MetaData:
+    metadata = sa.MetaData(naming_convention=CONVENTION)
+    exec(textwrap.dedent(MODELS_BASE.replace("sa.Column('name', sa.String(50), nullable=False)",
+                                             "sa.Column('name', sa.String(50), nullable=False, unique=True)")),
+         {"sa": sa, "metadata": metadata})
+    return metadata
+
+
+def test_unnamed_unique_constraint_named_by_the_models_convention(tmp_path, monkeypatch):
+    """env.py gives target_metadata with a naming convention, so Alembic's op.create_table
+    names the migration's unnamed UNIQUE by it: no difference (phoenix)."""
+    upgrade = BASE.replace("sa.Column('name', sa.String(50), nullable=False),",
+                           "sa.Column('name', sa.String(50), nullable=False, unique=True),")
+    (tmp_path / "conv_models.py").write_text(
+        "import sqlalchemy as sa\n"
+        f"metadata = sa.MetaData(naming_convention={CONVENTION!r})\n" + textwrap.dedent(
+            MODELS_BASE.replace("sa.Column('name', sa.String(50), nullable=False)",
+                                "sa.Column('name', sa.String(50), nullable=False, unique=True)")))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_py = ENV_PY.replace("from alembic import context\n", "from alembic import context\nfrom conv_models import metadata\n"
+                            ).replace("target_metadata=None", "target_metadata=metadata")
+    truth = alembic_items(tmp_path, upgrade, convention_models(), False, env_py=env_py)
+    assert truth == []
+    from_ops, from_messages = our_items(tmp_path, upgrade, convention_models(), False)
+    assert from_ops == from_messages == truth
