@@ -1,16 +1,20 @@
 """Stage `compare`: the schema at head vs the models -> the ops autogenerate would emit.
 
-Only what Alembic's autogenerate calls a difference is one: types are compared with the
-dialect's own Alembic implementation (`DefaultImpl.compare_type`, so `Integer` and
-`INTEGER` agree), server defaults only when env.py turns `compare_server_default` on,
-`alembic_version` and excluded tables are skipped, and anything the replay could not
-follow (opaque types, raw DDL, helpers) is never reported. Each difference carries the
-Alembic op that fixes it, so "Generate revision" renders them with Alembic's renderer.
+Alembic decides what a difference is: its own autogenerate comparators run with the
+static schema in the place of the database (`StaticInspector` answers reflection from the
+replayed MetaData the way the dialect's reflection would), so tables, columns, types
+(the dialect's `compare_type`), nullability, server defaults (when env.py turns
+`compare_server_default` on), indexes (a renamed one is remove + add), unique constraints,
+foreign keys and comments are reported exactly when autogenerate reports them. Anything the
+replay could not follow (opaque types, uncertain tables, helpers) is never reported. Each
+difference carries Alembic's own op, so "Generate revision" renders it with Alembic's renderer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -18,10 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
+from sqlalchemy.engine.reflection import Inspector
 
 from .project import KNOWN_DIALECTS
-from .schema import (Origin, SchemaState, TableState, add_constraint_op, constraint_columns, drop_constraint_op,
-                     is_opaque_type)
+from .schema import Origin, SchemaState, TableState, constraint_columns, is_opaque_type
 
 IGNORED_TABLES = {"alembic_version"}
 
@@ -91,20 +95,6 @@ def type_dialect(type_: Any) -> str | None:
     return m.group(1) if m else None
 
 
-def _dialect_of(type_: Any, default: str | None) -> str | None:
-    return default or type_dialect(type_)
-
-
-def types_differ(schema_type: Any, model_type: Any, dialect: str | None) -> bool:
-    if is_opaque_type(schema_type) or is_opaque_type(model_type):
-        return False
-    name = _dialect_of(model_type, None) or _dialect_of(schema_type, dialect)
-    try:
-        return _impl(dialect or name).compare_type(sa.Column("x", schema_type), sa.Column("x", model_type))
-    except Exception:  # a type the dialect cannot compile: compare what we can see
-        return type(schema_type).__name__.upper() != type(model_type).__name__.upper()
-
-
 def _default_text(column: sa.Column, dialect: str | None = None) -> str | None:
     """A server default as comparable text: SQL expressions compiled for the dialect
     (`func.now()` is CURRENT_TIMESTAMP on SQLite), enclosing parentheses and quotes removed."""
@@ -144,109 +134,480 @@ def _balanced(text: str) -> bool:
     return depth == 0
 
 
-def _index_key(index: sa.Index) -> tuple:
-    return tuple(getattr(e, "name", str(e)) for e in index.expressions)
+def _key(schema: str | None, name: str) -> str:
+    return f"{schema}.{name}" if schema else name
 
 
-def _sorted(metadata: sa.MetaData) -> list[sa.Table]:
-    """Tables in foreign-key order when it can be had (a key may name a table we lack)."""
-    try:
-        return list(metadata.sorted_tables)
-    except Exception:
-        return list(metadata.tables.values())
+Sides = tuple[str, str]  # how a detail names the schema side and the model side
+MODEL_SIDES: Sides = ("in the migrations", "in the model")
 
 
-def compare(schema: SchemaState, models: dict[str, TableState], options: CompareOptions) -> list[Difference]:
-    out: list[Difference] = []
+def compare(schema: SchemaState, models: dict[str, TableState], options: CompareOptions,
+            sides: Sides = MODEL_SIDES) -> list[Difference]:
+    """What Alembic's autogenerate reports between the schema at head and the models, found
+    by Alembic's own comparators (alembic.autogenerate.compare: tables, columns, types,
+    nullability, server defaults when enabled, indexes including name-only differences,
+    unique constraints, foreign keys, comments) run against the static schema as if a
+    database of the dialect had been reflected (`StaticInspector`). Tables the replay is not
+    sure of (uncertain, excluded) are filtered out on both sides; when a helper could not be
+    followed, only differences inside tables both sides have are kept."""
     excluded = IGNORED_TABLES | set(options.exclude_tables)
     uncertain = set(schema.uncertain)
     schema_md, model_md = sa.MetaData(), sa.MetaData()
-    schema_tables = {k: (t, t.to_table(schema_md)) for k, t in schema.tables.items()}
-    model_tables = {k: (t, t.to_table(model_md)) for k, t in models.items()}
+    s_states: dict[tuple, TableState] = {}
+    m_states: dict[tuple, TableState] = {}
+    for state in schema.tables.values():
+        state.to_table(schema_md)
+        s_states[(state.schema, state.name)] = state
+    for state in models.values():
+        state.to_table(model_md)
+        m_states[(state.schema, state.name)] = state
 
     def skip(state: TableState) -> bool:
         return state.name in excluded or state.name in uncertain or state.key in uncertain
 
-    for table in _sorted(model_md):
-        key = f"{table.schema}.{table.name}" if table.schema else table.name
-        state = model_tables[key][0]
-        if skip(state) or key in schema_tables:
-            continue
-        if schema.unknown:
-            continue  # a helper we cannot follow may have created it
-        out.append(Difference("missing", f"table {key}", alembic_ops.CreateTableOp.from_table(table),
-                              state.origin, None))
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            out.append(Difference("missing", f"index {index.name} on {key}",
-                                  alembic_ops.CreateIndexOp.from_index(index), state.origin, None, "with table"))
-    for table in reversed(_sorted(schema_md)):
-        key = f"{table.schema}.{table.name}" if table.schema else table.name
-        state = schema_tables[key][0]
-        if skip(state) or key in model_tables or schema.unknown:
-            continue
-        out.append(Difference("extra", f"table {key}", alembic_ops.DropTableOp.from_table(table), None, state.origin))
-
-    for key, (model_state, model_table) in model_tables.items():
-        if key not in schema_tables or skip(model_state):
-            continue
-        schema_state, schema_table = schema_tables[key]
-        out.extend(_compare_table(schema_state, schema_table, model_state, model_table, options,
-                                  bool(schema.unknown)))
-    return out
-
-
-def _compare_table(
-    s_state: TableState, s_table: sa.Table, m_state: TableState, m_table: sa.Table,
-    options: CompareOptions, unknown: bool,
-) -> list[Difference]:
+    skipped = {k for k, st in [*s_states.items(), *m_states.items()] if skip(st)}
+    if schema.unknown:  # a helper we cannot follow may have created or dropped any table
+        skipped |= set(s_states).symmetric_difference(m_states)
+    _neutralise_opaque(schema_md, model_md)
+    _convention_names(schema_md, model_md)
+    skipped |= _stub_missing_targets(model_md)
+    try:
+        upgrade_ops = run_alembic_compare(schema_md, model_md, options, skipped)
+    except Exception as exc:  # never a crash: the check says drift was not compared, and why
+        raise CompareError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
     out: list[Difference] = []
-    name = s_table.fullname
-    m_origin = {c.name: c.origin for c in m_state.columns}
-    s_origin = {c.name: c.origin for c in s_state.columns}
-    if not unknown:
-        for col in m_table.columns:
-            if col.name not in s_table.c:
-                out.append(Difference(
-                    "missing", f"column {name}.{col.name}",
-                    alembic_ops.AddColumnOp.from_column_and_tablename(s_table.schema, s_table.name, col._copy()),
-                    m_origin.get(col.name) or m_state.origin, None))
-        for col in s_table.columns:
-            if col.name not in m_table.c:
-                out.append(Difference(
-                    "extra", f"column {name}.{col.name}",
-                    alembic_ops.DropColumnOp.from_column_and_tablename(s_table.schema, s_table.name, col._copy()),
-                    m_state.origin, s_origin.get(col.name) or s_state.origin))
-    for col in m_table.columns:
-        if col.name not in s_table.c:
-            continue
-        old = s_table.c[col.name]
-        changes: dict[str, Any] = {}
-        details = []
-        if options.compare_type and types_differ(old.type, col.type, options.dialect):
-            changes["modify_type"] = col.type
-            details.append(f"type {_type_text(old.type)} in the migrations, {_type_text(col.type)} in the model")
-        if bool(old.nullable) != bool(col.nullable) and not col.primary_key:
-            changes["modify_nullable"] = col.nullable
-            details.append("nullable" if col.nullable else "NOT NULL" + " in the model")
-            details[-1] = f"{'nullable' if col.nullable else 'NOT NULL'} in the model, " \
-                          f"{'nullable' if old.nullable else 'NOT NULL'} in the migrations"
-        old_default, new_default = _default_text(old, options.dialect), _default_text(col, options.dialect)
-        if options.compare_server_default and old_default != new_default:
-            changes["modify_server_default"] = col.server_default.arg if col.server_default is not None else None
-            details.append(f"server default {new_default!r} in the model, {old_default!r} in the migrations")
-        if changes:
-            op = alembic_ops.AlterColumnOp(
-                s_table.name, col.name, schema=s_table.schema,
-                existing_type=old.type, existing_nullable=old.nullable,
-                existing_server_default=old.server_default.arg if old.server_default is not None else False,
-                **changes)
-            out.append(Difference("changed", f"column {name}.{col.name}", op,
-                                  m_origin.get(col.name) or m_state.origin, s_origin.get(col.name), "; ".join(details)))
-    if unknown:
-        return out
-    out.extend(_compare_indexes(s_state, s_table, m_state, m_table))
-    out.extend(_compare_constraints(s_state, s_table, m_state, m_table))
+    for op in upgrade_ops.ops:
+        out.extend(_differences(op, s_states, m_states, sides))
+    if schema.unknown:
+        out = [d for d in out if d.kind == "changed"]
     return out
+
+
+class CompareError(Exception):
+    """Alembic's comparison could not run on these tables (the message says why)."""
+
+
+def _stub_missing_targets(metadata: sa.MetaData) -> set[tuple]:
+    """A foreign key to a table the metadata lacks (left out, or the models' own mistake)
+    gets a stand-in table, so Alembic can read the key; the stand-in is never compared."""
+    stubs: set[tuple] = set()
+    for table in list(metadata.tables.values()):
+        for fk in table.foreign_key_constraints:
+            for element in fk.elements:
+                parts = element.target_fullname.split(".")
+                name, column, schema = parts[-2], parts[-1], ".".join(parts[:-2]) or None
+                key = f"{schema}.{name}" if schema else name
+                target = metadata.tables.get(key)
+                if target is None:
+                    target = sa.Table(name, metadata, schema=schema)
+                    stubs.add((schema, name))
+                if (schema, name) in stubs and column not in target.c:
+                    target.append_column(sa.Column(column, element.parent.type))
+    return stubs
+
+
+def _convention_names(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
+    """An unnamed unique constraint the migrations create gets its name in the database from
+    the naming convention of env.py's target_metadata (Alembic's ops build their tables with
+    it), else from the database; the replay knows neither, so it takes the name the models
+    give the same columns: with a convention that is the name the database has, without one
+    autogenerate matches unnamed constraints by their columns anyway."""
+    for table in schema_md.tables.values():
+        other = model_md.tables.get(table.key)
+        if other is None:
+            continue
+        named = {frozenset(constraint_columns(c)): c.name for c in other.constraints
+                 if isinstance(c, sa.UniqueConstraint) and isinstance(c.name, str)}
+        for c in table.constraints:
+            if isinstance(c, sa.UniqueConstraint) and not isinstance(c.name, str):
+                name = named.get(frozenset(constraint_columns(c)))
+                if name:
+                    c.name = name
+
+
+def _neutralise_opaque(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
+    """A column whose type the replay could not evaluate compares as no type at all on both
+    sides (Alembic skips NullType): its type is unknown, not different."""
+    for table in schema_md.tables.values():
+        other = model_md.tables.get(table.key)
+        for column in table.columns:
+            twin = other.c.get(column.name) if other is not None else None
+            if is_opaque_type(column.type) or (twin is not None and is_opaque_type(twin.type)):
+                column.type = sa.types.NullType()
+                if twin is not None:
+                    twin.type = sa.types.NullType()
+
+
+def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: CompareOptions,
+                        skipped: set[tuple] = frozenset()) -> alembic_ops.UpgradeOps:
+    """Alembic's autogenerate between `schema_md` (as the database) and `model_md`."""
+    from alembic.autogenerate.api import AutogenContext
+    from alembic.runtime.migration import MigrationContext
+
+    impl = _impl(options.dialect or _dialect_of_types(schema_md, model_md))
+    dialect = impl.dialect
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        return not (type_ == "table" and (obj.schema if obj.schema != dialect.default_schema_name else None,
+                                          name) in skipped)
+
+    context = MigrationContext.configure(dialect=dialect, opts={
+        "compare_type": options.compare_type, "compare_server_default": options.compare_server_default,
+        "include_object": include_object, "include_schemas": True,
+        "target_metadata": model_md})
+    _connectionless_defaults(context.impl)
+    _tolerant_types(context.impl)
+    autogen = AutogenContext(context, model_md)
+    inspector = StaticInspector(schema_md, dialect)
+    autogen.__dict__["inspector"] = inspector  # (a memoized property)
+    # what alembic.autogenerate.compare.schema._produce_net_changes does with a connection
+    # every schema the tables use is compared (as with include_schemas=True): a table in a
+    # named schema is never reported as missing only because env.py leaves that option off
+    schemas: set[str | None] = {None}
+    schemas |= set(inspector.get_schema_names()) - {"information_schema", dialect.default_schema_name}
+    schemas |= {t.schema for t in model_md.tables.values() if t.schema and t.schema != dialect.default_schema_name}
+    schemas = {s for s in schemas if autogen.run_name_filters(s, "schema", {})}
+    upgrade_ops = alembic_ops.UpgradeOps([])
+    with warnings.catch_warnings():  # (SQLAlchemy's notes on the project's tables: not ours to print)
+        warnings.simplefilter("ignore")
+        autogen.comparators.dispatch("schema", qualifier=dialect.name)(autogen, upgrade_ops, schemas)
+    return upgrade_ops
+
+
+def _dialect_of_types(*metadatas: sa.MetaData) -> str | None:
+    """With no dialect configured, the one whose types the tables use (`postgresql.JSONB`)."""
+    for metadata in metadatas:
+        for table in metadata.tables.values():
+            for column in table.columns:
+                name = type_dialect(column.type)
+                if name in KNOWN_DIALECTS:
+                    return name
+    return None
+
+
+def _tolerant_types(impl: DefaultImpl) -> None:
+    """A type the dialect cannot compile (another dialect's) is compared by its class name."""
+    compare_type = impl.compare_type
+
+    def tolerant(inspector_column, metadata_column):
+        try:
+            return compare_type(inspector_column, metadata_column)
+        except Exception:
+            return type(inspector_column.type).__name__.upper() != type(metadata_column.type).__name__.upper()
+
+    impl.compare_type = tolerant  # type: ignore[method-assign]
+
+
+def _connectionless_defaults(impl: DefaultImpl) -> None:
+    """PostgreSQL's impl asks the server whether two different default texts are equal;
+    with no server, normalised texts decide."""
+    compare_default = impl.compare_server_default
+
+    def compare_server_default(inspector_column, metadata_column, rendered_metadata, rendered_inspector):
+        try:
+            return compare_default(inspector_column, metadata_column, rendered_metadata, rendered_inspector)
+        except (AssertionError, AttributeError):
+            return _normalise_default(rendered_metadata or "") != _normalise_default(rendered_inspector or "")
+
+    impl.compare_server_default = compare_server_default  # type: ignore[method-assign]
+
+
+class StaticInspector(Inspector):
+    """A SQLAlchemy Inspector that reflects a MetaData instead of a database, the way the
+    dialect's own reflection would report it (SQLite: declared types by affinity, names only
+    for named constraints; PostgreSQL: the names the server gives unnamed constraints)."""
+
+    def __init__(self, metadata: sa.MetaData, dialect: Any) -> None:  # (no super(): no bind)
+        self.dialect = dialect
+        self.bind = self.engine = _StaticBind(dialect)  # type: ignore[assignment]
+        self.info_cache: dict = {}
+        default = dialect.default_schema_name
+        self._tables = {(t.schema if t.schema != default else None, t.name): t for t in metadata.tables.values()}
+
+    @contextlib.contextmanager
+    def _operation_context(self):
+        yield self.bind
+
+    @property
+    def default_schema_name(self) -> str | None:
+        return self.dialect.default_schema_name
+
+    def get_schema_names(self, **kw) -> list[str]:
+        return sorted({s for s, _ in self._tables if s})
+
+    def get_table_names(self, schema: str | None = None, **kw) -> list[str]:
+        return sorted(n for s, n in self._tables if s == schema)
+
+    def has_table(self, table_name: str, schema: str | None = None, **kw) -> bool:
+        return (schema, table_name) in self._tables
+
+    def _one(self, table_name: str, schema: str | None) -> sa.Table:
+        try:
+            return self._tables[(schema, table_name)]
+        except KeyError:
+            raise sa.exc.NoSuchTableError(table_name) from None
+
+    def _multi(self, what, schema=None, filter_names=None, **kw) -> dict:
+        return {(s, n): what(t) for (s, n), t in self._tables.items()
+                if s == schema and (filter_names is None or n in filter_names)}
+
+    # one table
+    def get_columns(self, table_name, schema=None, **kw):
+        return self._columns(self._one(table_name, schema))
+
+    def get_pk_constraint(self, table_name, schema=None, **kw):
+        return self._pk(self._one(table_name, schema))
+
+    def get_foreign_keys(self, table_name, schema=None, **kw):
+        return self._fks(self._one(table_name, schema))
+
+    def get_indexes(self, table_name, schema=None, **kw):
+        return self._indexes(self._one(table_name, schema))
+
+    def get_unique_constraints(self, table_name, schema=None, **kw):
+        return self._uniques(self._one(table_name, schema))
+
+    def get_table_comment(self, table_name, schema=None, **kw):
+        return self._comment(self._one(table_name, schema))
+
+    def get_check_constraints(self, table_name, schema=None, **kw):
+        return []  # autogenerate does not compare CHECK constraints
+
+    def get_table_options(self, table_name, schema=None, **kw):
+        return {}
+
+    # several tables (what Alembic pre-caches)
+    def get_multi_columns(self, schema=None, filter_names=None, **kw):
+        return self._multi(self._columns, schema, filter_names)
+
+    def get_multi_pk_constraint(self, schema=None, filter_names=None, **kw):
+        return self._multi(self._pk, schema, filter_names)
+
+    def get_multi_foreign_keys(self, schema=None, filter_names=None, **kw):
+        return self._multi(self._fks, schema, filter_names)
+
+    def get_multi_indexes(self, schema=None, filter_names=None, **kw):
+        return self._multi(self._indexes, schema, filter_names)
+
+    def get_multi_unique_constraints(self, schema=None, filter_names=None, **kw):
+        return self._multi(self._uniques, schema, filter_names)
+
+    def get_multi_table_comment(self, schema=None, filter_names=None, **kw):
+        return self._multi(self._comment, schema, filter_names)
+
+    def get_multi_check_constraints(self, schema=None, filter_names=None, **kw):
+        return self._multi(lambda t: [], schema, filter_names)
+
+    def get_multi_table_options(self, schema=None, filter_names=None, **kw):
+        return self._multi(lambda t: {}, schema, filter_names)
+
+    # what the dialect's reflection reports
+    @property
+    def _sqlite(self) -> bool:
+        return self.dialect.name == "sqlite"
+
+    @property
+    def _postgresql(self) -> bool:
+        return self.dialect.name == "postgresql"
+
+    def _type(self, type_: Any) -> Any:
+        variants = getattr(type_, "_variant_mapping", None)
+        if variants and self.dialect.name in variants:  # the database has only this dialect's type
+            type_ = variants[self.dialect.name]
+        if self._sqlite and not isinstance(type_, sa.types.NullType):
+            try:  # SQLite keeps the declared type's text; reflection reads it back by affinity
+                return self.dialect._resolve_type_affinity(type_.compile(dialect=self.dialect))
+            except Exception:
+                return type_
+        return type_
+
+    def _default(self, column: sa.Column) -> str | None:
+        if column.server_default is None:
+            return None
+        try:
+            return self.dialect.ddl_compiler(self.dialect, None).get_column_default_string(column)
+        except Exception:
+            return _default_text(column, self.dialect.name)
+
+    def _columns(self, table: sa.Table) -> list[dict]:
+        out = []
+        for c in table.columns:
+            info = {"name": c.name, "type": self._type(c.type), "nullable": bool(c.nullable),
+                    "default": self._default(c), "autoincrement": c.autoincrement if c.primary_key else False}
+            if c.comment is not None:
+                info["comment"] = c.comment
+            out.append(info)
+        return out
+
+    def _pk(self, table: sa.Table) -> dict:
+        pk = table.primary_key
+        name = pk.name if isinstance(pk.name, str) else None
+        if name is None and self._postgresql and pk.columns:
+            name = f"{table.name}_pkey"
+        return {"constrained_columns": [c.name for c in pk.columns], "name": name}
+
+    def _fks(self, table: sa.Table) -> list[dict]:
+        out = []
+        for fk in sorted(table.foreign_key_constraints, key=lambda f: [e.parent.name for e in f.elements]):
+            name = fk.name if isinstance(fk.name, str) else None
+            if name is None and self._postgresql:
+                name = f"{table.name}_{fk.elements[0].parent.name}_fkey"
+            target = fk.elements[0].target_fullname.split(".")
+            referred_schema = ".".join(target[:-2]) or None
+            if referred_schema == self.dialect.default_schema_name:
+                referred_schema = None
+            options = {k: getattr(fk, k) for k in ("onupdate", "ondelete", "deferrable", "initially")
+                       if getattr(fk, k) is not None}
+            out.append({"name": name, "constrained_columns": [e.parent.name for e in fk.elements],
+                        "referred_schema": referred_schema, "referred_table": target[-2],
+                        "referred_columns": [e.target_fullname.split(".")[-1] for e in fk.elements],
+                        "options": options})
+        return out
+
+    def _indexes(self, table: sa.Table) -> list[dict]:
+        return [{"name": i.name, "column_names": [getattr(e, "name", None) for e in i.expressions],
+                 "unique": bool(i.unique), "dialect_options": {}}
+                for i in sorted(table.indexes, key=lambda i: str(i.name)) if isinstance(i.name, str)]
+
+    def _uniques(self, table: sa.Table) -> list[dict]:
+        out = []
+        for c in table.constraints:
+            if not isinstance(c, sa.UniqueConstraint):
+                continue
+            name = c.name if isinstance(c.name, str) else None
+            if name is None and self._postgresql:
+                name = f"{table.name}_{'_'.join(col.name for col in c.columns)}_key"
+            out.append({"name": name, "column_names": [col.name for col in c.columns]})
+        for col in table.columns:  # Column(unique=True) is a constraint once created
+            if col.unique and not any(isinstance(c, sa.UniqueConstraint) and list(c.columns) == [col]
+                                      for c in table.constraints):
+                out.append({"name": f"{table.name}_{col.name}_key" if self._postgresql else None,
+                            "column_names": [col.name]})
+        return out
+
+    def _comment(self, table: sa.Table) -> dict:
+        return {"text": table.comment}
+
+
+class _StaticBind:
+    """What reflection asks of its connection: the dialect and a table's schema."""
+
+    def __init__(self, dialect: Any) -> None:
+        self.dialect = dialect
+
+    def schema_for_object(self, obj: Any) -> str | None:
+        return obj.schema
+
+
+def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[Difference]:
+    """Alembic's op -> Difference records, located where the models declare it (missing,
+    changed) or where the migrations made it (extra)."""
+    if isinstance(op, alembic_ops.CreateTableOp):
+        state = m_states.get((op.schema, op.table_name))
+        return [Difference("missing", f"table {_key(op.schema, op.table_name)}", op,
+                           state.origin if state else None, None)]
+    if isinstance(op, alembic_ops.DropTableOp):
+        state = s_states.get((op.schema, op.table_name))
+        if state is not None:  # its downgrade re-creates the table as the migrations wrote it
+            op = alembic_ops.DropTableOp.from_table(state.to_table(sa.MetaData()))
+        return [Difference("extra", f"table {_key(op.schema, op.table_name)}", op, None,
+                           state.origin if state else None)]
+    if not isinstance(op, alembic_ops.ModifyTableOps):
+        return []
+    table_key = _key(op.schema, op.table_name)
+    s_state, m_state = s_states.get((op.schema, op.table_name)), m_states.get((op.schema, op.table_name))
+    new_table = s_state is None
+    gone_table = m_state is None
+    m_origin = m_state.origin if m_state else None
+    s_origin = s_state.origin if s_state else None
+    out = []
+    for sub in op.ops:
+        if isinstance(sub, alembic_ops.AddColumnOp):
+            col = m_state.column(sub.column.name) if m_state else None
+            out.append(Difference("missing", f"column {table_key}.{sub.column.name}", sub,
+                                  (col.origin if col else None) or m_origin, None))
+        elif isinstance(sub, alembic_ops.DropColumnOp):
+            col = s_state.column(sub.column_name) if s_state else None
+            if col is not None:  # the column as the migrations wrote it, not as reflected
+                sub = alembic_ops.DropColumnOp.from_column_and_tablename(op.schema, op.table_name, col.column._copy())
+            out.append(Difference("extra", f"column {table_key}.{sub.column_name}", sub, m_origin,
+                                  (col.origin if col else None) or s_origin))
+        elif isinstance(sub, alembic_ops.AlterColumnOp):
+            m_col = m_state.column(sub.column_name) if m_state else None
+            s_col = s_state.column(sub.column_name) if s_state else None
+            if s_col is not None:
+                sub.existing_type = s_col.column.type  # the migrations' own spelling (String, not VARCHAR)
+            details = _alter_details(sub, sides, sub.existing_type)
+            out.append(Difference("changed", f"column {table_key}.{sub.column_name}", sub,
+                                  (m_col.origin if m_col else None) or m_origin, s_col.origin if s_col else None,
+                                  "; ".join(details)))
+        elif isinstance(sub, alembic_ops.CreateIndexOp):
+            columns = tuple(str(getattr(c, "name", c)) for c in sub.columns)
+            out.append(Difference("missing", f"index {sub.index_name} on {table_key}", sub,
+                                  _declared_at(m_state, sub.index_name, columns) if m_state else None, None,
+                                  "with table" if new_table else ""))
+        elif isinstance(sub, alembic_ops.DropIndexOp):
+            origin = next((o for i, o in (s_state.indexes if s_state else ()) if i.name == sub.index_name), s_origin)
+            out.append(Difference("extra", f"index {sub.index_name} on {table_key}", sub, m_origin, origin,
+                                  "with table" if gone_table else ""))
+        elif isinstance(sub, (alembic_ops.AddConstraintOp, alembic_ops.DropConstraintOp)):
+            out.extend(_constraint_difference(sub, table_key, s_state, m_state))
+        elif isinstance(sub, (alembic_ops.CreateTableCommentOp, alembic_ops.DropTableCommentOp)):
+            new = getattr(sub, "comment", None)
+            old = sub.existing_comment
+            out.append(Difference("changed", f"table {table_key}", sub, m_origin, s_origin,
+                                  f"comment {new!r} {sides[1]}, {old!r} {sides[0]}"))
+    return out
+
+
+def _alter_details(op: alembic_ops.AlterColumnOp, sides: Sides, schema_type: Any) -> list[str]:
+    schema_side, model_side = sides
+    details = []
+    if op.modify_type is not None:
+        details.append(f"type {_type_text(schema_type)} {schema_side}, {_type_text(op.modify_type)} {model_side}")
+    if op.modify_nullable is not None:
+        details.append(f"{'nullable' if op.modify_nullable else 'NOT NULL'} {model_side}, "
+                       f"{'nullable' if op.existing_nullable else 'NOT NULL'} {schema_side}")
+    if op.modify_server_default is not False:
+        details.append(f"server default {_arg_text(op.modify_server_default)!r} {model_side}, "
+                       f"{_arg_text(op.existing_server_default)!r} {schema_side}")
+    if op.modify_comment is not False:
+        details.append(f"comment {op.modify_comment!r} {model_side}, {op.existing_comment!r} {schema_side}")
+    return details
+
+
+def _arg_text(default: Any) -> str | None:
+    if default is None or default is False:
+        return None
+    arg = getattr(default, "arg", default)
+    text = getattr(arg, "text", None)
+    return _normalise_default(text if isinstance(text, str) else str(arg))
+
+
+def _constraint_difference(op: Any, table_key: str, s_state: TableState | None,
+                           m_state: TableState | None) -> list[Difference]:
+    if isinstance(op, alembic_ops.AddConstraintOp):
+        constraint = op.to_constraint()
+        kind = "missing"
+    else:
+        constraint = op.to_constraint()
+        kind = "extra"
+    if isinstance(constraint, sa.ForeignKeyConstraint):
+        label = "foreign key"
+        columns = tuple(constraint.column_keys)
+    elif isinstance(constraint, sa.UniqueConstraint):
+        label = "unique constraint"
+        columns = tuple(constraint_columns(constraint)) or tuple(getattr(op, "columns", ()) or ())
+    else:
+        return []
+    what = f"{label} on {table_key}({', '.join(columns)})"
+    if kind == "missing":
+        return [Difference("missing", what, op, _declared_at(m_state, constraint.name, columns) if m_state else None,
+                           None)]
+    origin = next((o for c, o in (s_state.constraints if s_state else ())
+                   if c.name is not None and c.name == constraint.name), s_state.origin if s_state else None)
+    return [Difference("extra", what, op, m_state.origin if m_state else None, origin)]
 
 
 def _type_text(type_: Any) -> str:
@@ -268,63 +629,3 @@ def _declared_at(m_state: TableState, name: Any, columns: tuple[str, ...]) -> Or
         if column is not None and column.origin is not None and column.origin != m_state.origin:
             return column.origin
     return table_args or m_state.origin
-
-
-def _compare_indexes(s_state: TableState, s_table: sa.Table, m_state: TableState, m_table: sa.Table) -> list[Difference]:
-    out = []
-    origin_of = {i.name: o for i, o in s_state.indexes}
-    s_by = {(i.name or _index_key(i)): i for i in s_table.indexes}
-    m_by = {(i.name or _index_key(i)): i for i in m_table.indexes}
-    s_sigs = {(_index_key(i), bool(i.unique)) for i in s_table.indexes}
-    s_unique_cols = {constraint_columns(c) for c in s_table.constraints if isinstance(c, sa.UniqueConstraint)}
-    m_unique_cols = {constraint_columns(c) for c in m_table.constraints if isinstance(c, sa.UniqueConstraint)}
-    for key, index in m_by.items():
-        if key in s_by or (_index_key(index), bool(index.unique)) in s_sigs:
-            continue
-        if index.unique and _index_key(index) in s_unique_cols:
-            continue  # a unique index and a unique constraint are the same thing to most databases
-        out.append(Difference("missing", f"index {index.name} on {s_table.fullname}",
-                              alembic_ops.CreateIndexOp.from_index(index),
-                              _declared_at(m_state, index.name, _index_key(index)), None))
-    m_sigs = {(_index_key(i), bool(i.unique)) for i in m_table.indexes}
-    for key, index in s_by.items():
-        if key in m_by or (_index_key(index), bool(index.unique)) in m_sigs:
-            continue
-        if index.unique and _index_key(index) in m_unique_cols:
-            continue
-        out.append(Difference("extra", f"index {index.name} on {s_table.fullname}",
-                              alembic_ops.DropIndexOp.from_index(index), m_state.origin, origin_of.get(index.name)))
-    return out
-
-
-def _constraint_sig(c: sa.Constraint) -> tuple | None:
-    if isinstance(c, sa.UniqueConstraint):
-        return ("unique", tuple(sorted(constraint_columns(c))))
-    if isinstance(c, sa.ForeignKeyConstraint):
-        return ("fk", tuple(constraint_columns(c)), tuple(e.target_fullname for e in c.elements))
-    return None
-
-
-def _compare_constraints(s_state: TableState, s_table: sa.Table, m_state: TableState, m_table: sa.Table) -> list[Difference]:
-    out = []
-    origin_of = {_constraint_sig(c): o for c, o in s_state.constraints}
-    s_sigs = {_constraint_sig(c): c for c in s_table.constraints if _constraint_sig(c)}
-    m_sigs = {_constraint_sig(c): c for c in m_table.constraints if _constraint_sig(c)}
-    s_unique_index = {("unique", tuple(sorted(_index_key(i)))) for i in s_table.indexes if i.unique}
-    m_unique_index = {("unique", tuple(sorted(_index_key(i)))) for i in m_table.indexes if i.unique}
-    for sig, c in m_sigs.items():
-        if sig in s_sigs or sig in s_unique_index:
-            continue
-        kind = "unique constraint" if sig[0] == "unique" else "foreign key"
-        out.append(Difference("missing", f"{kind} on {s_table.fullname}({', '.join(constraint_columns(c))})",
-                              add_constraint_op(c),
-                              _declared_at(m_state, c.name, constraint_columns(c)), None))
-    for sig, c in s_sigs.items():
-        if sig in m_sigs or sig in m_unique_index:
-            continue
-        kind = "unique constraint" if sig[0] == "unique" else "foreign key"
-        if c.name is None:
-            continue  # an unnamed constraint cannot be dropped by name: autogenerate skips it too
-        out.append(Difference("extra", f"{kind} on {s_table.fullname}({', '.join(constraint_columns(c))})",
-                              drop_constraint_op(c), m_state.origin, origin_of.get(sig)))
-    return out

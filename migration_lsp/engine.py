@@ -92,7 +92,8 @@ def _bare_discovery(data: bytes, root: Path) -> Discovery | None:
                     and optional(env.config_path, Path) and optional(env.script_location, Path)
                     and paths(env.version_locations) and env.files == () and isinstance(env.file_template, str)
                     and type(env.truncate_slug_length) is int and optional(env.timezone, str)
-                    and env.dialect is None and env.settings is None and optional(env.config_dialect, str)):
+                    and env.dialect is None and env.settings is None and optional(env.config_dialect, str)
+                    and env.history_dialect in (None, *project.KNOWN_DIALECTS)):
                 return None
     except Exception:  # not a record of this version: no cache
         return None

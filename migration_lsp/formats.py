@@ -206,6 +206,8 @@ def format_text(snapshot: Snapshot, colour: bool) -> str:
     if diagnostics:
         parts = [f"{counts[s]} {s.label}{'s' if counts[s] != 1 else ''}" for s in Severity if counts[s]]
         summary = f"Found {len(diagnostics)} problem{'s' if len(diagnostics) != 1 else ''} ({', '.join(parts)})"
+    elif snapshot.problems:  # exit 2 follows: never "passed"
+        summary = f"No findings, but {len(snapshot.problems)} configuration problem{'s' if len(snapshot.problems) != 1 else ''} (on stderr)"
     else:
         summary = "All checks passed"
     summary += f" in {envs} environment{'s' if envs != 1 else ''}, {revisions} revision{'s' if revisions != 1 else ''}."

@@ -116,6 +116,7 @@ class Environment:
     dialect: str | None = None  # the settings' dialect, else config_dialect
     settings: Settings = field(default_factory=Settings)
     config_dialect: str | None = None  # from the config's sqlalchemy.url
+    history_dialect: str | None = None  # a history kept for one dialect (`versions/sqlite/`): it wins
 
     @property
     def env_py(self) -> Path | None:
@@ -384,10 +385,12 @@ def _starts(base: Path, root: Path) -> list[Path]:
 
 
 def _resolve_location(value: str, base: Path, root: Path) -> Path:
-    """A script/version location: a path or `pkg.mod:sub/dir`; the first candidate that exists."""
+    """A script/version location: a path or a package resource `pkg.mod:sub/dir`, where, as
+    in Alembic's coerce_resource_to_filename, every further `:` separates path segments too
+    (`prefect:server:database:_migrations`); the first candidate that exists."""
     if ":" in value and not re.match(r"^[A-Za-z]:[\\/]", value) and not Path(value).is_absolute():
-        package, _, sub = value.partition(":")
-        rel = Path(*package.split(".")) / sub
+        package, *segments = value.split(":")
+        rel = Path(*package.split("."), *(s for s in segments if s))
     else:
         rel = Path(value)
         if rel.is_absolute():
@@ -422,6 +425,9 @@ def postgres_major(value: object) -> int | None:
 
 # SQLAlchemy's own dialects: the only names a setting or a URL may choose (see compare._impl)
 KNOWN_DIALECTS = frozenset(("postgresql", "mysql", "mariadb", "sqlite", "oracle", "mssql"))
+
+
+_TEMPLATE_FIELD = re.compile(r"\{[A-Za-z_][A-Za-z0-9_.]*\}")  # a str.format field: `{alembic_dir}`
 
 
 def _dialect_from_url(url: str | None) -> str | None:
@@ -554,6 +560,12 @@ def _environment_from_config(
                 script_location = str(base)  # Flask-Migrate keeps alembic.ini inside migrations/
             if not script_location:
                 return None  # an [alembic] section that only holds e.g. sqlalchemy.url
+            if _TEMPLATE_FIELD.search(str(script_location)):
+                # a template the project renders with str.format before use (jupyterhub ships
+                # `script_location = {alembic_dir}`): no environment, and no failure either
+                say_once(f"{_display(where, root)}: not an environment: script_location {str(script_location)[:100]!r} "
+                         "is a template placeholder (the project fills it in before running Alembic)")
+                return None
             location = _resolve_location(str(script_location), base, root)
             if not location.is_dir():
                 problems.append(ConfigProblem(where, f"{where.name}: script_location {script_location} does not exist"))
@@ -697,6 +709,7 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
                         files.append(path)
                         claimed.add(path)
         files_of.append(sorted(files))
+    configured, files_of = _split_histories(root, configured, files_of)
 
     # Orphan folders: revision files nobody's config points at.
     orphan_groups: dict[Path, list[Path]] = {}
@@ -710,32 +723,165 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
                 orphan_groups.setdefault(_group_dir(directory), []).append(path)
                 heads[path] = text
 
-    return Discovery(root, tuple(_connect(root, configured, files_of, orphan_groups, heads)), tuple(problems),
+    envs = _unique_names(root, _connect(root, configured, files_of, orphan_groups, heads))
+    return Discovery(root, tuple(envs), tuple(problems),
                      None, tuple(outside))  # type: ignore[arg-type]
+
+
+# Folder names that hold one dialect's history (prefect: versions/sqlite, versions/postgresql)
+DIALECT_FOLDERS = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql",
+                   "mariadb": "mariadb", "oracle": "oracle", "mssql": "mssql"}
+
+
+def _split_histories(
+    root: Path, configured: list[Environment], files_of: list[list[Path]]
+) -> tuple[list[Environment], list[list[Path]]]:
+    """Alternative histories per dialect are separate environments. A project that keeps
+    `versions/sqlite/` and `versions/postgresql/` lets env.py choose one by the database's
+    dialect (`context.script.version_locations = [...]`): merged into one graph they would
+    be two bases and two heads. Split when every revision file of the (single) version
+    location sits in a dialect-named folder and no folder refers to another's revisions;
+    each part is named after its folder and checked with that folder's dialect."""
+    envs: list[Environment] = []
+    files_out: list[list[Path]] = []
+    for env, files in zip(configured, files_of):
+        parts = _dialect_parts(env, files)
+        if parts is None:
+            envs.append(env)
+            files_out.append(files)
+            continue
+        for folder, paths in sorted(parts.items()):
+            envs.append(replace(env, name=_display(folder, root), version_locations=(folder,),
+                                history_dialect=DIALECT_FOLDERS[folder.name.lower()]))
+            files_out.append(paths)
+    return envs, files_out
+
+
+def _dialect_parts(env: Environment, files: list[Path]) -> dict[Path, list[Path]] | None:
+    if len(env.version_locations) != 1 or not files:
+        return None
+    location = env.version_locations[0]
+    parts: dict[Path, list[Path]] = {}
+    for path in files:
+        try:
+            rel = path.relative_to(location)
+        except ValueError:
+            return None
+        if len(rel.parts) < 2 or rel.parts[0].lower() not in DIALECT_FOLDERS:
+            return None  # a revision file outside the dialect folders: one history
+        parts.setdefault(location / rel.parts[0], []).append(path)
+    defined: dict[Path, set[str]] = {}
+    referred: dict[Path, set[str]] = {}
+    for folder, paths in parts.items():
+        for path in paths:
+            d, r = _quick_refs(read_head(path))
+            defined.setdefault(folder, set()).update(d)
+            referred.setdefault(folder, set()).update(r)
+    for folder, refs in referred.items():
+        outside = refs - defined.get(folder, set())
+        if any(outside & defined.get(other, set()) for other in parts if other != folder):
+            return None  # the folders are one history spread over several folders
+    return parts
 
 
 def settle(bare: Discovery, overrides: dict | None = None) -> Discovery:
     """The settings of a discovery, read from the config files now: the root's
-    pyproject.toml under `overrides`, and an environment's own pyproject.toml in its
-    config's folder (unless that one configures Alembic itself)."""
+    `[tool.migration-lsp]` under `overrides`, then, per environment, the
+    `[[tool.migration-lsp.environments]]` entry whose `path` names it (README,
+    Configuration). `models` names one environment's metadata: from the top of the section
+    (or the editor) it applies only when the workspace has one configured environment."""
     root = bare.root
     settings, problem = load_settings(root / "pyproject.toml")
     settings = settings.merged(overrides or {})
     problems = [problem] if problem else []
     problems += bare.problems
+    entries, problem = _environment_entries(root / "pyproject.toml") if problem is None else ([], None)
+    if problem:
+        problems.append(problem)
+    owners = _models_owners(bare.environments)
+    if settings.models and bare.environments and not owners:
+        say_once(f"`models = {settings.models!r}` is not used: the workspace has {len(bare.environments)} "
+                 "environments; give each its own in [[tool.migration-lsp.environments]] (path = its folder)")
+    used: set[int] = set()
     envs = []
     for env in bare.environments:
-        env_settings = settings
-        if env.config_path is not None:
-            base = env.config_path.parent
-            local = base / "pyproject.toml"
-            if (env.config_path.suffix == ".ini" and base != root and os.path.isfile(local)
-                    and not _has_tool_alembic(local)):
-                env_settings, problem = load_settings(local, settings)
-                if problem:
-                    problems.append(problem)
-        envs.append(replace(env, settings=env_settings, dialect=env_settings.dialect or env.config_dialect))
+        env_settings = settings if id(env) in owners else replace(settings, models=None)
+        for number, (path, entry) in enumerate(entries):
+            if _names(env, path, root):
+                env_settings = env_settings.merged(entry)
+                used.add(number)
+        envs.append(replace(env, settings=env_settings,
+                            dialect=env.history_dialect or env_settings.dialect or env.config_dialect))
+    for number, (path, _) in enumerate(entries):
+        if number not in used:
+            say_once(f"pyproject.toml: [[tool.migration-lsp.environments]] path {path!r} names no environment")
     return replace(bare, environments=tuple(envs), problems=tuple(problems), settings=settings)
+
+
+def _environment_entries(pyproject: Path) -> tuple[list[tuple[str, dict]], ConfigProblem | None]:
+    """`[[tool.migration-lsp.environments]]`: (path, settings) pairs, in order."""
+    if not os.path.isfile(pyproject):
+        return [], None
+    try:
+        data = tomllib.loads(read_file(pyproject, MAX_CONFIG_BYTES).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return [], None  # load_settings said so already
+    section = data.get("tool", {}).get("migration-lsp", {}) if isinstance(data.get("tool"), dict) else {}
+    raw = section.get("environments", []) if isinstance(section, dict) else []
+    if not isinstance(raw, list) or not all(isinstance(e, dict) and isinstance(e.get("path"), str) for e in raw):
+        return [], ConfigProblem(pyproject, "[[tool.migration-lsp.environments]]: each entry must be a table "
+                                            "with a `path` (the environment's folder or alembic.ini)")
+    return [(e["path"], {k: v for k, v in e.items() if k != "path"}) for e in raw], None
+
+
+def _names(env: Environment, path: str, root: Path) -> bool:
+    """Does an entry's `path` name this environment: its name, its alembic.ini or that
+    file's folder, its script_location, or one of its version locations?"""
+    if path.strip().rstrip("/") == env.name:
+        return True
+    target = Path(os.path.normpath(root / path))
+    places = [env.script_location, *env.version_locations]
+    if env.config_path is not None:
+        places += [env.config_path, env.config_path.parent]
+    return any(p is not None and Path(os.path.normpath(p)) == target for p in places)
+
+
+def _models_owners(envs: tuple[Environment, ...]) -> set[int]:
+    """The environments a workspace-wide `models` is for: those of the one config (an
+    alembic.ini split into per-dialect histories is still one), else the only environment."""
+    configs = {env.config_path for env in envs if env.config_path is not None}
+    if len(configs) == 1:
+        return {id(env) for env in envs if env.config_path in configs}
+    if not configs and len(envs) == 1:
+        return {id(envs[0])}
+    return set()
+
+
+def _unique_names(root: Path, envs: list[Environment]) -> list[Environment]:
+    """Names are keys (JSON `environment`, the engine's state): two environments that share
+    a script_location (two inis, or a configured folder and an orphan one) are told apart by
+    their config's path, else their versions folder, relative to the root."""
+    taken: dict[str, int] = {}
+    for env in envs:
+        taken[env.name] = taken.get(env.name, 0) + 1
+    if all(n == 1 for n in taken.values()):
+        return envs
+    out = []
+    used = {name for name, n in taken.items() if n == 1}
+    for env in envs:
+        if taken[env.name] == 1:
+            out.append(env)
+            continue
+        candidates = [_display(p, root) for p in (env.config_path, *env.version_locations) if p is not None]
+        name = next((c for c in candidates if c not in used and c not in taken), None)
+        number = 2
+        while name is None:
+            name = f"{env.name} ({number})" if f"{env.name} ({number})" not in used else None
+            number += 1
+        used.add(name)
+        out.append(replace(env, name=name))
+    out.sort(key=lambda e: e.name)
+    return out
 
 
 def _group_dir(directory: Path) -> Path:

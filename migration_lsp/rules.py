@@ -139,17 +139,17 @@ _RULES: tuple[Rule, ...] = (
          "new databases and the schemas drift apart.",
          "Revert the edit and make the change in a new revision."),
     # ----------------------------------------------------------------- models
-    Rule("M001", "missing-in-migrations", WARNING, "in the models, missing from the schema at head",
+    Rule("M001", "missing-in-migrations", WARNING, "in the models, missing from the schema at head (table, column, index, unique constraint, foreign key)",
          "the model attribute / class / `Table()` line",
          "The models expect a table or column no migration creates: the application fails on "
          "a migrated database, and `alembic check` reports it.",
          "**Generate revision from model changes** writes the revision autogenerate would."),
-    Rule("M002", "missing-in-models", WARNING, "in the schema at head, absent from the models",
+    Rule("M002", "missing-in-models", WARNING, "in the schema at head, absent from the models (a renamed index is M002 + M001, as autogenerate's remove + add)",
          "the op that created it",
          "The migrations create something the models no longer have: the next autogenerate "
          "would drop it, often by surprise.",
          "Add it back to the models, or **Generate revision from model changes** to drop it."),
-    Rule("M003", "column-differs", WARNING, "column differs (type, nullability, server default)",
+    Rule("M003", "column-differs", WARNING, "column differs (type, nullability, server default, comment), or a table's comment",
          "model line",
          "The database the migrations build is not the one the models describe; `alembic check` "
          "fails and queries can break on the difference.",

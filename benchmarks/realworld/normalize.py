@@ -83,7 +83,8 @@ def from_alembic(diff) -> list[Item]:
 # migration-lsp's messages (migration_lsp/checks/models.py and compare.py):
 #   M001 "<what> is in the models but no migration creates it"
 #   M002 "<what> exists in the migrations but not in the models"
-#   M003 "column <t>.<c> differs: type ...; NOT NULL in the model, ...; server default ..."
+#   M003 "column <t>.<c> differs: type ...; NOT NULL in the model, ...; server default ...; comment ..."
+#        "table <t> differs: comment 'x' in the model, None in the migrations"
 # with <what> one of: table T | column T.C | index NAME on T | unique constraint on T(a, b)
 #                     | foreign key on T(a)
 _WHAT = [
@@ -131,6 +132,10 @@ def from_diagnostic(diag: dict) -> list[Item]:
                     out.append(("modify_comment", m["t"], m["c"]))
             if out:
                 return out
+    if code == "M003":  # "table T differs: comment 'x' in the model, None in the migrations"
+        m = re.match(r"^table (?P<t>\S+) differs: comment (?P<new>.*?) in the model,", message, re.S)
+        if m:
+            return [("remove_table_comment" if m["new"] == "None" else "add_table_comment", m["t"], "")]
     if code in ("M001", "M002", "M003"):
         return [("unparsed", code, message)]
     return []

@@ -176,10 +176,14 @@ def run_ours(ws: Path, settings: dict) -> dict:
     return out
 
 
-def ours_for_env(ours: dict, ini: str) -> dict:
-    """The diagnostics of one environment (JSON `environments[].config` is the ini path)."""
+def ours_for_env(ours: dict, ini: str, dialect: str | None = None) -> dict:
+    """The diagnostics of one environment (JSON `environments[].config` is the ini path; an
+    ini with one history per dialect gives one environment per `versions/<dialect>` folder:
+    the other dialects' are left out)."""
+    others = {"sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"} - {dialect}
     names = {e.get("name") for e in ours["environments"]
-             if str(e.get("config", "")).replace("\\", "/").removeprefix("./") == ini}
+             if str(e.get("config", "")).replace("\\", "/").removeprefix("./") == ini
+             and str(e.get("name", "")).rsplit("/", 1)[-1] not in others}
     diags = [d for d in ours["diagnostics"] if d.get("environment") in names] if names else []
     items = sorted({tuple(i) for d in diags for i in from_diagnostic(d)})
     return {
@@ -236,7 +240,7 @@ def main() -> int:
                     (f" CRASH {ours['crash']}" if ours.get("crash") else ""))
                 for label, env in project["envs"].items():
                     truth = run_truth(ws, env, dialect, pg)
-                    mine = ours_for_env(ours, env["ini"])
+                    mine = ours_for_env(ours, env["ini"], dialect)
                     sc = score(truth.get("items", []), mine["items"]) if truth.get("ok") else None
                     log(f"   {dialect}/{label}: truth " + (f"{len(truth['items'])} diffs" if truth.get("ok")
                         else f"FAILED at {truth.get('stage')}: {truth.get('error')}") +

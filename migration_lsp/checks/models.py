@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..compare import CompareOptions, Difference, compare
+from ..compare import CompareError, CompareOptions, Difference, compare
 from ..core import Diagnostic, Span
 from ..models import MetadataSource, ModelTables
 from ..rules import severity
@@ -35,7 +35,10 @@ def check_models(
     if models.error:
         return [Diagnostic("M004", severity("M004"), where, span, f"models could not be loaded: {models.error}",
                            env_name)], []
-    differences = compare(schema, models.tables, options)
+    try:
+        differences = compare(schema, models.tables, options)
+    except CompareError as exc:
+        return [Diagnostic("M004", severity("M004"), where, span, f"models could not be compared: {exc}", env_name)], []
     out = []
     for diff in differences:
         if diff.kind == "extra":
