@@ -1,0 +1,348 @@
+"""Runs in the trusted child with the PROJECT's interpreter (started through child.py):
+the project's migrations on the scratch database, as Alembic runs them, then `alembic
+check`. Standard library, SQLAlchemy and Alembic only (the project has them).
+
+What it does, in order:
+1. The network: a new network namespace when it can (no TCP/UDP at all, a unix socket
+   still works), and in any case Python's sockets may connect only to the scratch
+   database (its socket folder, or its host:port for --database-url). An env.py with a
+   hard-coded production URL must never reach that server.
+2. Every engine the project creates (create_engine, engine_from_config,
+   create_async_engine, at import time too) is redirected to the scratch database, with
+   the project's own driver when it names one; `config.attributes["connection"]` is a
+   connection to it, handed in as the Alembic cookbook does.
+3. `alembic upgrade <rev>` one revision at a time (ancestors first): success, or the error
+   (its first line), and the SQL it emitted. The first failure stops the run.
+4. At head, `alembic check` itself (command.check): its list of differences, item for
+   item, each described for locating; plus the options env.py passed to
+   context.configure.
+
+usage: python child.py truth_child.py '<json job>' (see truth.py); result: JSON in the
+file named by $MIGRATION_LSP_RESULT.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+MAX_SQL = 200  # statements kept per revision
+MAX_SQL_TEXT = 2000
+
+
+def short(exc):
+    text = f"{type(exc).__name__}: {exc}".strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:400]
+
+
+# --------------------------------------------------------------------------- 1. the network
+
+
+def isolate_network():
+    """A network namespace of our own: only a down loopback, so no TCP or UDP leaves this
+    process (or its children, libpq included); pathname unix sockets still work."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newnet, clone_newuser = 0x40000000, 0x10000000
+        if libc.unshare(clone_newnet) == 0:
+            return "namespace"
+        if libc.unshare(clone_newuser | clone_newnet) == 0:
+            return "user+namespace"
+    except Exception:
+        pass
+    return "python"
+
+
+def guard_sockets(allow_unix, allow_tcp):
+    """Python's sockets connect only where the scratch database is."""
+    import socket
+
+    folders = [os.path.realpath(p) for p in allow_unix]
+    allowed = set()
+    for host, port in allow_tcp:
+        try:
+            for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP):
+                allowed.add((info[4][0], port))
+        except OSError:
+            pass
+        allowed.add((host, port))
+
+    def permitted(sock, address):
+        family = getattr(sock, "family", None)
+        if family == getattr(socket, "AF_UNIX", None):
+            if isinstance(address, bytes):
+                address = address.decode("utf-8", "replace")
+            if not isinstance(address, str) or address.startswith("\0"):
+                return False
+            path = os.path.realpath(address)
+            return any(path == f or path.startswith(f + os.sep) for f in folders)
+        if isinstance(address, tuple) and len(address) >= 2:
+            return (address[0], address[1]) in allowed
+        return False
+
+    def refuse(address):
+        raise ConnectionRefusedError(f"migration-lsp truth pass: network access blocked ({address!r}): "
+                                     "only the scratch database may be reached")
+
+    original_connect, original_connect_ex, original_sendto = (
+        socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto)
+
+    def connect(self, address):
+        if not permitted(self, address):
+            refuse(address)
+        return original_connect(self, address)
+
+    def connect_ex(self, address):
+        if not permitted(self, address):
+            refuse(address)
+        return original_connect_ex(self, address)
+
+    def sendto(self, data, *args):
+        address = args[-1]
+        if not permitted(self, address):
+            refuse(address)
+        return original_sendto(self, data, *args)
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = connect_ex
+    socket.socket.sendto = sendto
+
+
+# --------------------------------------------------------------------------- 2. the engines
+
+
+def with_driver(url, drivername):
+    """The scratch URL with the project's driver (a unix socket said the driver's way)."""
+    url = url.set(drivername=drivername)
+    if drivername.endswith("+pg8000") and "host" in url.query:
+        folder = url.query["host"]
+        url = url.difference_update_query(["host"]).update_query_dict(
+            {"unix_sock": os.path.join(folder, ".s.PGSQL.5432")})
+    return url
+
+
+def default_driver(scratch):
+    """A synchronous driver the project has, for the connection we hand in."""
+    if scratch.get_backend_name() != "postgresql" or "+" in scratch.drivername:
+        return scratch
+    import importlib.util
+
+    for module, name in (("psycopg2", "postgresql+psycopg2"), ("psycopg", "postgresql+psycopg"),
+                         ("pg8000", "postgresql+pg8000")):
+        if importlib.util.find_spec(module) is not None:
+            return with_driver(scratch, name)
+    return scratch
+
+
+def redirect_engines(scratch, statements):
+    """Every engine made from now on points at the scratch database; what any of them
+    executes is recorded (`statements`, the current revision's list)."""
+    import sqlalchemy
+    import sqlalchemy.engine
+    import sqlalchemy.engine.create
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine, make_url
+
+    original = sqlalchemy.engine.create.create_engine
+
+    def target(url):
+        try:
+            asked = make_url(url)
+        except Exception:
+            asked = None
+        if asked is not None and asked.get_backend_name() == scratch.get_backend_name() \
+                and asked.drivername != scratch.drivername and "+" in asked.drivername:
+            return with_driver(scratch, asked.drivername)
+        return default_driver(scratch)
+
+    def create_engine(url, *args, **kw):
+        kw.pop("creator", None)  # would connect somewhere else
+        kw.pop("async_creator", None)
+        if scratch.get_backend_name() != "sqlite":
+            kw.pop("connect_args", None)  # sslmode, hosts...: the scratch server's are its URL's
+        return original(target(url), *args, **kw)
+
+    sqlalchemy.create_engine = create_engine
+    sqlalchemy.engine.create_engine = create_engine
+    sqlalchemy.engine.create.create_engine = create_engine
+    try:
+        import sqlalchemy.ext.asyncio.engine as async_engine
+
+        async_engine._create_engine = create_engine
+    except Exception:  # no greenlet: no async engines either
+        pass
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if len(statements) < MAX_SQL:
+            statements.append(str(statement)[:MAX_SQL_TEXT])
+
+    return original
+
+
+# --------------------------------------------------------------------------- 3, 4. Alembic
+
+
+def describe(item):
+    """One item of `alembic check`'s list as data: what, where (table, column, name)."""
+    if isinstance(item, list):  # the modify_* changes of one column
+        first = item[0]
+        return {"kind": "modify_column", "schema": first[1], "table": first[2], "column": first[3],
+                "changes": [{"kind": c[0], "old": _text(c[-2]), "new": _text(c[-1])} for c in item],
+                "repr": repr(item)[:1000]}
+    kind = item[0] if isinstance(item, tuple) and item and isinstance(item[0], str) else "unknown"
+    out = {"kind": kind, "repr": repr(item)[:1000]}
+    obj = item[1] if len(item) > 1 else None
+    if kind in ("add_column", "remove_column"):
+        out.update(schema=item[1], table=item[2], column=item[3].name)
+    elif kind.startswith("modify_"):
+        out.update(schema=item[1], table=item[2], column=item[3] if len(item) > 3 else None,
+                   changes=[{"kind": kind, "old": _text(item[-2]), "new": _text(item[-1])}])
+    elif obj is not None and type(obj).__name__ == "Table":
+        out.update(schema=obj.schema, table=obj.name)
+    elif obj is not None and hasattr(obj, "table"):
+        table = obj.table
+        columns = [getattr(c, "name", str(c)) for c in getattr(obj, "expressions", None) or obj.columns]
+        out.update(schema=getattr(table, "schema", None), table=getattr(table, "name", None),
+                   name=obj.name if isinstance(obj.name, str) else None, columns=columns,
+                   unique=bool(getattr(obj, "unique", False)), object=type(obj).__name__)
+    return out
+
+
+def _text(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        return repr(value)[:200]
+    except Exception:
+        return type(value).__name__
+
+
+def main():
+    job = json.loads(sys.argv[1])
+    result = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}}
+    try:
+        result["network"] = isolate_network() if job.get("isolate_network") else "python"
+        guard_sockets(job.get("allow_unix", []), [tuple(x) for x in job.get("allow_tcp", [])])
+        work(job, result)
+    except BaseException as exc:  # report, never a traceback into the editor
+        result["error"] = short(exc)
+        result["traceback"] = traceback.format_exc()[-2000:]
+    with open(os.environ["MIGRATION_LSP_RESULT"], "w", encoding="utf-8") as fh:
+        json.dump(result, fh, default=str)
+
+
+def work(job, result):
+    from sqlalchemy.engine import make_url
+
+    scratch = make_url(job["url"])
+    statements = []
+    original_create_engine = redirect_engines(scratch, statements)
+    sys.path[:0] = job.get("sys_path", [])
+    os.chdir(job["cwd"])
+
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    recorded = result["configure"]
+    configure = EnvironmentContext.configure
+
+    def recording_configure(self, *args, **kwargs):
+        recorded.update({k: (getattr(v, "__name__", type(v).__name__) if callable(v) else
+                             v if isinstance(v, (bool, str, int, type(None))) else type(v).__name__)
+                         for k, v in kwargs.items() if k not in ("connection", "url")})
+        return configure(self, *args, **kwargs)
+
+    EnvironmentContext.configure = recording_configure
+
+    if job.get("toml"):
+        cfg = Config(file_=job.get("ini"), toml_file=job["toml"], ini_section=job.get("section") or "alembic")
+    else:
+        cfg = Config(job["ini"], ini_section=job.get("section") or "alembic")
+    own = cfg.get_main_option("sqlalchemy.url") if job.get("ini") else None
+    try:
+        asked = make_url(own) if own else None
+    except Exception:
+        asked = None
+    main_url = with_driver(scratch, asked.drivername) if asked is not None and "+" in asked.drivername \
+        and asked.get_backend_name() == scratch.get_backend_name() else default_driver(scratch)
+    cfg.set_main_option("sqlalchemy.url", main_url.render_as_string(hide_password=False).replace("%", "%%"))
+    connection = None
+    sync_url = default_driver(scratch)
+    if not sync_url.drivername.endswith(("+asyncpg", "+aiosqlite", "+psycopg_async", "+aiomysql", "+asyncmy")):
+        try:
+            connection = original_create_engine(sync_url).connect()
+            cfg.attributes["connection"] = connection
+        except Exception as exc:
+            result["connection_error"] = short(exc)
+
+    script = ScriptDirectory.from_config(cfg)
+    order = [r.revision for r in reversed(list(script.walk_revisions("base", "heads")))]
+    wanted = job.get("revisions")
+    if wanted is not None:
+        order = [r for r in order if r in set(wanted)]
+    for rev in order:
+        statements.clear()
+        t0 = time.perf_counter()
+        step = {"rev": rev, "ok": True, "error": None}
+        try:
+            command.upgrade(cfg, rev)
+            if connection is not None and connection.in_transaction():
+                connection.commit()
+        except BaseException as exc:  # noqa: BLE001 - a failure is a result
+            step.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:])
+            if connection is not None:
+                try:
+                    connection.rollback()
+                except Exception:
+                    pass
+        step["secs"] = time.perf_counter() - t0
+        step["sql"] = list(statements)
+        result["steps"].append(step)
+        if not step["ok"]:
+            return
+        if job.get("snapshot_each"):
+            snapshot(job, rev, result)
+    if job.get("compare"):
+        compare(cfg, command, result)
+
+
+def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.py keeps it)
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(job["url"]).database
+    target = os.path.join(job["snapshot_each"], rev)
+    shutil.copyfile(path, target)
+    result.setdefault("snapshots", {})[rev] = target
+
+
+def compare(cfg, command, result):
+    """`alembic check` itself: its list of differences, or its error."""
+    from alembic.util import exc as alembic_exc
+
+    t0 = time.perf_counter()
+    out = {"ok": True, "items": [], "error": None}
+    try:
+        command.check(cfg)
+    except getattr(alembic_exc, "AutogenerateDiffsDetected", ()) as exc:
+        diffs = getattr(exc, "diffs", None)
+        if diffs is None:
+            out.update(ok=False, error="this Alembic's `check` does not list its differences")
+        else:
+            out["items"] = [describe(d) for d in diffs]
+    except BaseException as exc:  # noqa: BLE001
+        out.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:])
+    out["secs"] = time.perf_counter() - t0
+    result["compare"] = out
+
+
+if __name__ == "__main__":
+    main()
