@@ -163,7 +163,7 @@ def verify(state, models=None, source=None, *, database_url: str | None = None, 
     t0 = time.perf_counter()
     try:
         _verify(outcome, state, models, source, database_url, python, timeout, snapshots)
-    except (scratchdb.Unavailable, scratchdb.Refused) as exc:
+    except scratchdb.Unavailable as exc:
         outcome.skipped = str(exc)
     outcome.secs = time.perf_counter() - t0
     return outcome
@@ -410,3 +410,48 @@ def _schema_origin(schema, item: dict):
             if col is not None and col.origin:
                 return col.origin
     return table.origin
+
+
+# --------------------------------------------------------------------------- into a snapshot
+
+
+def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progress=None):
+    """The truth pass for every environment of `snapshot` that has revisions: the snapshot
+    with each pass's findings in place of the static ones it answers for, and the outcomes
+    (for the summary lines). Raises scratchdb.Refused for a URL the tool must not use."""
+    from dataclasses import replace
+
+    states, outcomes = [], []
+    for state in snapshot.environments:
+        if state.graph is None or not state.graph.by_id or not engine.trusted:
+            states.append(state)
+            continue
+        if progress is not None:
+            progress(f"truth pass: {state.env.name}")
+        key = (state.env.root, state.env.name)
+        outcome = verify(state, engine.models.get(key), engine.metadata_source(state.env), database_url=database_url)
+        outcomes.append(outcome)
+        states.append(with_outcome(state, outcome))
+    return replace(snapshot, environments=tuple(states)), outcomes
+
+
+def with_outcome(state, outcome: Outcome):
+    """`state` with the pass's findings: R001 added; when `alembic check` ran at head, its
+    M001-M003 instead of the static M001-M004 (never both)."""
+    from dataclasses import replace
+
+    from .checks import apply_filters
+
+    if outcome.skipped or not outcome.diagnostics and not outcome.compared:
+        return state
+    drop = set(REPLACES) if outcome.compared else set()
+    found = apply_filters(outcome.diagnostics, state.env.settings, state.script_by_path)
+    by_path: dict[Path, tuple[Diagnostic, ...]] = {}
+    for path, ds in state.by_path.items():
+        kept = tuple(d for d in ds if d.code not in drop)
+        if kept:
+            by_path[path] = kept
+    for d in found:
+        by_path[d.path] = by_path.get(d.path, ()) + (d,)
+    by_path = {p: tuple(sorted(ds, key=Diagnostic.sort_key)) for p, ds in by_path.items()}
+    return replace(state, by_path=by_path)

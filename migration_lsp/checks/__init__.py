@@ -58,4 +58,6 @@ RULES: dict[str, tuple[str, str]] = {
     "S003": ("error", "PostgreSQL: CONCURRENTLY outside autocommit_block()"),
     "S004": ("error", "SQLite: ALTER of a column/constraint outside batch_alter_table"),
     "S005": ("info", "destructive: drop_table / drop_column (data loss)"),
+    "R001": ("error", "upgrade fails on a real database of the environment's dialect (truth pass)"),
+    "R002": ("error", "downgrade fails on a real database (truth pass)"),
 }
