@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -283,7 +282,7 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
         script = state.graph.by_id.get(step["rev"])
         if script is None:
             continue
-        path, span = _failure_location(script, str(step.get("traceback") or ""))
+        path, span = _failure_location(script, step.get("frames") or [])
         outcome.diagnostics.append(Diagnostic(
             "R001", Severity.ERROR, path, span, f"upgrade fails on {scratch_dialect}: {step.get('error')}",
             env.name, {"sql": step.get("sql") or []}))
@@ -297,12 +296,14 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
             outcome.compare_error = str(compare["error"])
 
 
-def _failure_location(script, tb: str) -> tuple[Path, Span]:
+def _failure_location(script, frames: list) -> tuple[Path, Span]:
     """The revision's line that raised (the deepest frame in its file), else `def upgrade`."""
     line = None
-    for m in re.finditer(r'File "([^"]+)", line (\d+)', tb):
-        if os.path.realpath(m.group(1)) == os.path.realpath(script.path):
-            line = int(m.group(2)) - 1
+    own = os.path.realpath(script.path)
+    for frame in frames:
+        if isinstance(frame, list) and len(frame) == 2 and isinstance(frame[0], str) \
+                and isinstance(frame[1], int) and os.path.realpath(frame[0]) == own:
+            line = frame[1] - 1
     if line is not None and line < len(script.lines or ()):
         text = script.lines[line]
         return script.path, Span(line, len(text) - len(text.lstrip()), line, len(text.rstrip()))

@@ -296,7 +296,8 @@ def work(job, result):
             if connection is not None and connection.in_transaction():
                 connection.commit()
         except BaseException as exc:  # noqa: BLE001 - a failure is a result
-            step.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:])
+            step.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:],
+                        frames=[[f.filename, f.lineno] for f in traceback.extract_tb(exc.__traceback__)][-200:])
             if connection is not None:
                 try:
                     connection.rollback()
