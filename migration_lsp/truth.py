@@ -198,6 +198,7 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "ini": str(env.config_path) if env.config_path.suffix != ".toml" else None,
                 "toml": str(env.config_path) if env.config_path.suffix == ".toml" else None,
                 "cwd": str(env.config_path.parent),
+                "script_location": str(env.script_location) if env.script_location else None,
                 "sys_path": _sys_path(env),
                 "url": scratch.url,
                 "allow_unix": list(scratch.allow_unix),

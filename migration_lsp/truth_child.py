@@ -27,6 +27,8 @@ import sys
 import time
 import traceback
 
+T0 = time.perf_counter()
+
 MAX_SQL = 200  # statements kept per revision
 MAX_SQL_TEXT = 2000
 
@@ -115,6 +117,11 @@ def guard_sockets(allow_unix, allow_tcp):
 # --------------------------------------------------------------------------- 2. the engines
 
 
+ASYNC_DRIVERS = {"postgresql": (("asyncpg", "postgresql+asyncpg"), ("psycopg", "postgresql+psycopg_async")),
+                 "sqlite": (("aiosqlite", "sqlite+aiosqlite"),),
+                 "mysql": (("aiomysql", "mysql+aiomysql"), ("asyncmy", "mysql+asyncmy"))}
+
+
 def with_driver(url, drivername):
     """The scratch URL with the project's driver (a unix socket said the driver's way)."""
     url = url.set(drivername=drivername)
@@ -149,7 +156,7 @@ def redirect_engines(scratch, statements):
 
     original = sqlalchemy.engine.create.create_engine
 
-    def target(url):
+    def target(url, is_async):
         try:
             asked = make_url(url)
         except Exception:
@@ -157,6 +164,12 @@ def redirect_engines(scratch, statements):
         if asked is not None and asked.get_backend_name() == scratch.get_backend_name() \
                 and asked.drivername != scratch.drivername and "+" in asked.drivername:
             return with_driver(scratch, asked.drivername)
+        if is_async:  # an async engine for another backend: the scratch backend's async driver
+            import importlib.util
+
+            for module, name in ASYNC_DRIVERS.get(scratch.get_backend_name(), ()):
+                if importlib.util.find_spec(module) is not None:
+                    return with_driver(scratch, name)
         return default_driver(scratch)
 
     def create_engine(url, *args, **kw):
@@ -164,7 +177,7 @@ def redirect_engines(scratch, statements):
         kw.pop("async_creator", None)
         if scratch.get_backend_name() != "sqlite":
             kw.pop("connect_args", None)  # sslmode, hosts...: the scratch server's are its URL's
-        return original(target(url), *args, **kw)
+        return original(target(url, kw.get("_is_async")), *args, **kw)
 
     sqlalchemy.create_engine = create_engine
     sqlalchemy.engine.create_engine = create_engine
@@ -224,10 +237,11 @@ def _text(value):
 
 def main():
     job = json.loads(sys.argv[1])
-    result = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}}
+    result = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}, "timings": {}}
     try:
         result["network"] = isolate_network() if job.get("isolate_network") else "python"
         guard_sockets(job.get("allow_unix", []), [tuple(x) for x in job.get("allow_tcp", [])])
+        result["timings"]["network"] = time.perf_counter() - T0
         work(job, result)
     except BaseException as exc:  # report, never a traceback into the editor
         result["error"] = short(exc)
@@ -265,6 +279,8 @@ def work(job, result):
         cfg = Config(file_=job.get("ini"), toml_file=job["toml"], ini_section=job.get("section") or "alembic")
     else:
         cfg = Config(job["ini"], ini_section=job.get("section") or "alembic")
+    if job.get("script_location"):  # resolved by us (a relative one is relative to where Alembic runs)
+        cfg.set_main_option("script_location", job["script_location"])
     own = cfg.get_main_option("sqlalchemy.url") if job.get("ini") else None
     try:
         asked = make_url(own) if own else None
@@ -282,8 +298,10 @@ def work(job, result):
         except Exception as exc:
             result["connection_error"] = short(exc)
 
+    result["timings"]["configured"] = time.perf_counter() - T0
     script = ScriptDirectory.from_config(cfg)
     order = [r.revision for r in reversed(list(script.walk_revisions("base", "heads")))]
+    result["timings"]["revisions read"] = time.perf_counter() - T0
     wanted = job.get("revisions")
     if wanted is not None:
         order = [r for r in order if r in set(wanted)]
@@ -292,7 +310,7 @@ def work(job, result):
         t0 = time.perf_counter()
         step = {"rev": rev, "ok": True, "error": None}
         try:
-            command.upgrade(cfg, rev)
+            upgrade(cfg, script, rev)
             if connection is not None and connection.in_transaction():
                 connection.commit()
         except BaseException as exc:  # noqa: BLE001 - a failure is a result
@@ -312,6 +330,18 @@ def work(job, result):
             snapshot(job, rev, result)
     if job.get("compare"):
         compare(cfg, command, result)
+
+
+def upgrade(cfg, script, rev):
+    """`alembic upgrade REV` (command.upgrade's own body) with one ScriptDirectory for the
+    whole run: command.upgrade would read every revision file again for each revision."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    def fn(current, context):
+        return script._upgrade_revs(rev, current)
+
+    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=rev, tag=None):
+        script.run_env()
 
 
 def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.py keeps it)
