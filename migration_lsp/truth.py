@@ -155,20 +155,22 @@ def _evict(folder: Path, cap: int) -> None:
 
 
 def verify(state, models=None, source=None, *, database_url: str | None = None, python: str | None = None,
-           timeout: float | None = None, snapshots: bool = True) -> Outcome:
-    """Run the truth pass for one environment (blocking; never raises)."""
+           timeout: float | None = None, snapshots: bool = True, schema=None) -> Outcome:
+    """Run the truth pass for one environment (blocking; never raises but Refused).
+    `schema`: the static schema at head, for locating (else taken from the state's replay;
+    the server passes it: the replay is the engine's, not to be touched from a thread)."""
     env, graph = state.env, state.graph
     outcome = Outcome(env.name)
     t0 = time.perf_counter()
     try:
-        _verify(outcome, state, models, source, database_url, python, timeout, snapshots)
+        _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema)
     except scratchdb.Unavailable as exc:
         outcome.skipped = str(exc)
     outcome.secs = time.perf_counter() - t0
     return outcome
 
 
-def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots) -> None:
+def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots, schema) -> None:
     from .models import _sys_path, interpreter
 
     env, graph = state.env, state.graph
@@ -221,7 +223,7 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
             shutil.rmtree(work, ignore_errors=True)
     finally:
         scratch.close()
-    _read_result(outcome, data, state, models, source, dialect, scratch.dialect)
+    _read_result(outcome, data, state, models, source, dialect, scratch.dialect, schema)
 
 
 def _read(path: Path | None) -> str:
@@ -261,7 +263,7 @@ def _keep(folder: Path, keys: list[str], order: list[str], made: dict, work: str
     _evict(folder, SNAPSHOT_CAP)
 
 
-def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, scratch_dialect) -> None:
+def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, scratch_dialect, schema) -> None:
     env = state.env
     if not isinstance(data, dict):
         outcome.compare_error = "the truth pass sent unreadable output"
@@ -292,7 +294,7 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
         if compare.get("ok") and not outcome.failed:
             outcome.compared = True
             outcome.items = [i for i in compare.get("items") or [] if isinstance(i, dict)]
-            _differences(outcome, state, models, source)
+            _differences(outcome, state, models, source, schema)
         elif compare.get("error"):
             outcome.compare_error = str(compare["error"])
 
@@ -337,16 +339,17 @@ def _what(item: dict) -> str:
     return kind
 
 
-def _differences(outcome: Outcome, state, models, source) -> None:
+def _differences(outcome: Outcome, state, models, source, schema=None) -> None:
     """Each item of `alembic check`'s list -> one diagnostic, located."""
     from .checks.models import _location
 
     fallback_path, fallback_span = _location(source, state.env.config_path) if source is not None \
         else (state.env.env_py or state.env.config_path, Span.point(0))
-    try:
-        schema = state.replay.at_heads() if state.replay is not None else None
-    except Exception:
-        schema = None
+    if schema is None:
+        try:
+            schema = state.replay.at_heads() if state.replay is not None else None
+        except Exception:
+            schema = None
     model_tables = models.tables if models is not None and not models.error else {}
     for item in outcome.items:
         kind = item.get("kind", "")
@@ -457,3 +460,90 @@ def with_outcome(state, outcome: Outcome):
         by_path[d.path] = by_path.get(d.path, ()) + (d,)
     by_path = {p: tuple(sorted(ds, key=Diagnostic.sort_key)) for p, ds in by_path.items()}
     return replace(state, by_path=by_path)
+
+
+# --------------------------------------------------------------------------- the server's passes
+
+
+class Verifier:
+    """The language server's truth passes (setting `verify`: "auto" | "off", `databaseUrl`):
+    the last outcome per environment, shown in place of the static findings it answers
+    for until a file changes (then the static ones again, until the pass after the next
+    save). `generation` moves on every change: a pass that started before is discarded."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.database_url: str | None = None
+        self.outcomes: dict[tuple[Path, str], Outcome] = {}
+        self.generation = 0
+        self._applied: dict[tuple[Path, str], tuple[int, int, object]] = {}
+
+    def configure(self, raw) -> None:
+        if isinstance(raw, dict) and isinstance(raw.get("migrationLsp"), dict):
+            raw = raw["migrationLsp"]
+        raw = raw if isinstance(raw, dict) else {}
+        self.enabled = str(raw.get("verify", "auto")).lower() != "off"
+        url = raw.get("databaseUrl") or raw.get("database-url") or raw.get("database_url")
+        self.database_url = url if isinstance(url, str) and url else None
+        if not self.enabled:
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self.outcomes.clear()
+        self._applied.clear()
+
+    def jobs(self, engine, snapshot) -> list[tuple]:
+        """What one pass runs (taken on the event loop: the engine is not thread-safe):
+        per environment, its state, models, metadata source and schema at head."""
+        out = []
+        for state in snapshot.environments:
+            if state.graph is None or not state.graph.by_id:
+                continue
+            key = (state.env.root, state.env.name)
+            try:
+                schema = state.replay.at_heads() if state.replay is not None else None
+            except Exception:
+                schema = None
+            out.append((key, state, engine.models.get(key), engine.metadata_source(state.env), schema))
+        return out
+
+    def run(self, jobs: list[tuple], cancelled=lambda: False) -> dict[tuple[Path, str], Outcome]:
+        """Blocking (a worker thread): one pass per environment, until `cancelled()`."""
+        found = {}
+        for key, state, models, source, schema in jobs:
+            if cancelled():
+                break
+            try:
+                found[key] = verify(state, models, source, database_url=self.database_url, schema=schema)
+            except scratchdb.Refused as exc:
+                found[key] = Outcome(state.env.name, skipped=str(exc))
+        return found
+
+    def accept(self, generation: int, outcomes: dict) -> bool:
+        if generation != self.generation:
+            return False
+        self.outcomes.update(outcomes)
+        self._applied.clear()
+        return True
+
+    def apply(self, snapshot):
+        """`snapshot` with the outcomes in place (memoized per environment state)."""
+        if not self.outcomes:
+            return snapshot
+        from dataclasses import replace
+
+        states, changed = [], False
+        for state in snapshot.environments:
+            key = (state.env.root, state.env.name)
+            outcome = self.outcomes.get(key)
+            if outcome is None:
+                states.append(state)
+                continue
+            memo = self._applied.get(key)
+            if memo is None or memo[0] != id(state.by_path) or memo[1] != id(outcome):
+                memo = (id(state.by_path), id(outcome), with_outcome(state, outcome), state.by_path)
+                self._applied[key] = memo
+            states.append(memo[2])
+            changed = True
+        return replace(snapshot, environments=tuple(states)) if changed else snapshot
