@@ -293,7 +293,9 @@ def work(job, result):
     sync_url = default_driver(scratch)
     if not sync_url.drivername.endswith(("+asyncpg", "+aiosqlite", "+psycopg_async", "+aiomysql", "+asyncmy")):
         try:
-            connection = original_create_engine(sync_url).connect()
+            engine = original_create_engine(sync_url)
+            engine._connection_cls = shared_connection_class()
+            connection = engine.connect()
             cfg.attributes["connection"] = connection
         except Exception as exc:
             result["connection_error"] = short(exc)
@@ -332,12 +334,37 @@ def work(job, result):
         compare(cfg, command, result)
 
 
+def shared_connection_class():
+    """The connection handed in as config.attributes["connection"]: a Connection (the
+    Alembic cookbook, mlflow) that also answers `.connect()` as an Engine would (projects
+    that hand in an engine: jupyterhub), with itself, left open."""
+    import contextlib
+
+    from sqlalchemy.engine import Connection
+
+    class SharedConnection(Connection):
+        def connect(self):
+            return contextlib.nullcontext(self)
+
+    return SharedConnection
+
+
+MEMO = {}  # the DDL memo of Alembic's impl, shared by all revisions of the run
+
+
 def upgrade(cfg, script, rev):
     """`alembic upgrade REV` (command.upgrade's own body) with one ScriptDirectory for the
-    whole run: command.upgrade would read every revision file again for each revision."""
+    whole run: command.upgrade would read every revision file again for each revision.
+    Alembic's impl remembers the named types (PostgreSQL enums) it created in a run and
+    does not create them twice; `upgrade head` runs every revision with one impl, so ours
+    share its memo too (else a second table with the same enum fails where
+    `alembic upgrade head` does not)."""
     from alembic.runtime.environment import EnvironmentContext
 
     def fn(current, context):
+        impl = getattr(context, "impl", None)
+        if impl is not None and isinstance(getattr(impl, "memo", None), dict):
+            impl.memo = MEMO
         return script._upgrade_revs(rev, current)
 
     with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=rev, tag=None):

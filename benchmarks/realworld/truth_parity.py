@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -87,10 +88,10 @@ def run_one(project: dict, ws: Path, label: str, env: dict, dialect: str, result
     for run in (result or {}).get("runs", []):
         if run.get("env") == label and run.get("dialect") == dialect:
             theirs = run.get("truth") or {}
-    ours = sorted(i.get("repr", "")[:300] for i in outcome.items)
+    ours = sorted(_masked(i.get("repr", "")[:300]) for i in outcome.items)
     if theirs and theirs.get("ok"):
         gt = f"{len(theirs.get('raw') or [])} items"
-        equal = "yes" if outcome.compared and ours == sorted(theirs.get("raw") or []) else "**no**"
+        equal = "yes" if outcome.compared and ours == sorted(_masked(r) for r in theirs.get("raw") or []) else "**no**"
     else:
         gt = f"none ({(theirs or {}).get('error', 'no run')[:60]})"
         equal = "n/a"
@@ -102,6 +103,11 @@ def run_one(project: dict, ws: Path, label: str, env: dict, dialect: str, result
     ours_text = f"{len(outcome.items)} items" if outcome.compared else (f"R001: {r001[0]}" if r001 else "no compare")
     return (f"| {project['name']} | {label} | {dialect} | {state_text} ({secs:.1f} s) | {gt} | "
             f"{ours_text.replace('|', '/')} | {equal} | {located} |")
+
+
+def _masked(text: str) -> str:
+    """Object addresses (`<... object at 0x7f...>`) differ between processes."""
+    return re.sub(r" at 0x[0-9a-f]+>", " at 0x…>", text)
 
 
 if __name__ == "__main__":
