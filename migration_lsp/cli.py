@@ -312,7 +312,7 @@ def _truth(engine: Engine, snapshot: Snapshot, args: argparse.Namespace) -> tupl
     try:
         with progress.for_command(args) as status:
             snapshot, outcomes = truth.verify_snapshot(engine, snapshot, database_url=args.database_url,
-                                                       progress=status.stage)
+                                                       progress=status.stage, downgrades=args.downgrades == "all")
     except scratchdb.Refused as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -548,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--database-url", metavar="URL",
                        help="run the truth pass on this server (a new database is created there and dropped; "
                             "default: SQLite temp file, embedded PostgreSQL with migration-lsp[postgres])")
+    check.add_argument("--downgrades", choices=["all", "none"], default="all",
+                       help="truth pass: downgrade each revision it runs one step and compare (default: all)")
     check.set_defaults(func=cmd_check)
 
     graph = sub.add_parser("graph", help="print the revision graph")

@@ -63,6 +63,7 @@ class Outcome:
     items: list[dict] = field(default_factory=list)  # alembic check's list, described
     located: int = 0  # items placed on a model line or an op (not the fallback)
     executed: list[str] = field(default_factory=list)  # revisions upgraded, in order
+    downgraded: set = field(default_factory=set)  # files whose downgrade ran: D001/D002 are the database's
     configure: dict = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -155,7 +156,7 @@ def _evict(folder: Path, cap: int) -> None:
 
 
 def verify(state, models=None, source=None, *, database_url: str | None = None, python: str | None = None,
-           timeout: float | None = None, snapshots: bool = True, schema=None) -> Outcome:
+           timeout: float | None = None, snapshots: bool = True, schema=None, downgrades: bool = True) -> Outcome:
     """Run the truth pass for one environment (blocking; never raises but Refused).
     `schema`: the static schema at head, for locating (else taken from the state's replay;
     the server passes it: the replay is the engine's, not to be touched from a thread)."""
@@ -163,14 +164,15 @@ def verify(state, models=None, source=None, *, database_url: str | None = None, 
     outcome = Outcome(env.name)
     t0 = time.perf_counter()
     try:
-        _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema)
+        _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema, downgrades)
     except scratchdb.Unavailable as exc:
         outcome.skipped = str(exc)
     outcome.secs = time.perf_counter() - t0
     return outcome
 
 
-def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots, schema) -> None:
+def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots, schema,
+            downgrades) -> None:
     from .models import _sys_path, interpreter
 
     env, graph = state.env, state.graph
@@ -209,15 +211,31 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "revisions": order[start:],
                 "compare": not (source is not None and getattr(source, "disabled", False)),
                 "snapshot_each": work if folder is not None else None,
+                "downgrades": downgrades,
             }
+            run = lambda job: json.loads(child.run(  # noqa: E731
+                python or interpreter(env), str(CHILD), [json.dumps(job)], cwd=job["cwd"],
+                timeout=TIMEOUT if timeout is None else timeout, memory=MEMORY_LIMIT))
             try:
-                payload = child.run(python or interpreter(env), str(CHILD), [json.dumps(job)], cwd=job["cwd"],
-                                    timeout=TIMEOUT if timeout is None else timeout, memory=MEMORY_LIMIT)
-                data = json.loads(payload)
-            except (child.ChildError, ValueError) as exc:
+                data = run(job)
+                steps = data.get("steps") or [] if isinstance(data, dict) else []
+                if steps and isinstance(steps[-1], dict) and steps[-1].get("unrestored"):
+                    # a downgrade left the database neither here nor there: the upgrades and
+                    # `alembic check` again on a fresh database, without downgrades; the
+                    # downgrade findings so far are kept
+                    scratch.close()
+                    scratch = scratchdb.open_scratch(dialect, database_url)
+                    start = 0
+                    again = run(dict(job, url=scratch.url, revisions=order, downgrades=False, snapshot_each=None))
+                    downs = {s.get("rev"): s.get("downgrade") for s in steps if isinstance(s, dict)}
+                    for step in again.get("steps") or []:
+                        if isinstance(step, dict) and downs.get(step.get("rev")):
+                            step["downgrade"] = downs[step["rev"]]
+                    data = again
+            except (child.ChildError, ValueError, AttributeError) as exc:
                 outcome.compare_error = f"the truth pass {exc}"
                 return
-            if folder is not None:
+            if folder is not None and start == outcome.reused:  # (a second run keeps none)
                 _keep(folder, keys, order, data.get("snapshots") or {}, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -277,6 +295,8 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
         outcome.executed.append(step["rev"])
         if step.get("ok"):
             outcome.ran += 1
+            if dialect is not None:
+                _downgrade_findings(outcome, state, step, scratch_dialect)
             continue
         outcome.failed = step["rev"]
         if dialect is None:  # unknown dialect tried on SQLite: a failure says nothing about the project
@@ -299,8 +319,44 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
             outcome.compare_error = str(compare["error"])
 
 
-def _failure_location(script, frames: list) -> tuple[Path, Span]:
-    """The revision's line that raised (the deepest frame in its file), else `def upgrade`."""
+def _downgrade_findings(outcome: Outcome, state, step: dict, dialect: str) -> None:
+    """The down-and-up of one revision: R002 (fails), D001 (changes nothing), D002 (does not
+    restore the schema before the upgrade), R002 (the upgrade again fails)."""
+    script = state.graph.by_id.get(step["rev"])
+    down = step.get("downgrade")
+    if script is None or not isinstance(down, dict) or down.get("skipped"):
+        return
+    outcome.downgraded.add(script.path)
+    function = script.downgrade
+    where = function.def_span if function else Span.point(0)
+    env = state.env.name
+    if not down.get("ok"):
+        path, span = _failure_location(script, down.get("frames") or [], "downgrade")
+        outcome.diagnostics.append(Diagnostic("R002", Severity.ERROR, path, span,
+                                              f"downgrade fails on {dialect}: {down.get('error')}", env))
+    elif down.get("noop"):
+        outcome.diagnostics.append(Diagnostic(
+            "D001", Severity.WARNING, script.path, where,
+            f"downgrade() leaves the schema as upgrade() made it (run on {dialect})", env))
+    elif down.get("left") or down.get("missing") or down.get("changed"):
+        parts = [f"{label}: {', '.join(map(str, down[key][:5]))}{' ...' if len(down[key]) > 5 else ''}"
+                 for key, label in (("left", "left behind"), ("missing", "not restored"), ("changed", "changed"))
+                 if down.get(key)]
+        outcome.diagnostics.append(Diagnostic(
+            "D002", Severity.WARNING, script.path, where,
+            f"downgrade does not restore the schema before upgrade() (run on {dialect}): {'; '.join(parts)}", env))
+    again = step.get("reupgrade")
+    if isinstance(again, dict):
+        outcome.failed = step["rev"]  # the run stopped there
+        path, span = _failure_location(script, again.get("frames") or [])
+        outcome.diagnostics.append(Diagnostic("R002", Severity.ERROR, path, span,
+                                              f"upgrade after downgrade fails on {dialect}: {again.get('error')}",
+                                              env))
+
+
+def _failure_location(script, frames: list, function: str = "upgrade") -> tuple[Path, Span]:
+    """The revision's line that raised (the deepest frame in its file), else `def upgrade`
+    (or `def downgrade`)."""
     line = None
     own = os.path.realpath(script.path)
     for frame in frames:
@@ -310,8 +366,8 @@ def _failure_location(script, frames: list) -> tuple[Path, Span]:
     if line is not None and line < len(script.lines or ()):
         text = script.lines[line]
         return script.path, Span(line, len(text) - len(text.lstrip()), line, len(text.rstrip()))
-    upgrade = script.upgrade
-    return script.path, upgrade.def_span if upgrade else Span.point(0)
+    found = script.upgrade if function == "upgrade" else script.downgrade
+    return script.path, found.def_span if found else Span.point(0)
 
 
 # --------------------------------------------------------------------------- alembic check -> M001-M003
@@ -420,7 +476,7 @@ def _schema_origin(schema, item: dict):
 # --------------------------------------------------------------------------- into a snapshot
 
 
-def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progress=None):
+def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progress=None, downgrades: bool = True):
     """The truth pass for every environment of `snapshot` that has revisions: the snapshot
     with each pass's findings in place of the static ones it answers for, and the outcomes
     (for the summary lines). Raises scratchdb.Refused for a URL the tool must not use."""
@@ -434,7 +490,8 @@ def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progre
         if progress is not None:
             progress(f"truth pass: {state.env.name}")
         key = (state.env.root, state.env.name)
-        outcome = verify(state, engine.models.get(key), engine.metadata_source(state.env), database_url=database_url)
+        outcome = verify(state, engine.models.get(key), engine.metadata_source(state.env), database_url=database_url,
+                         downgrades=downgrades)
         outcomes.append(outcome)
         states.append(with_outcome(state, outcome))
     return replace(snapshot, environments=tuple(states)), outcomes
@@ -447,13 +504,14 @@ def with_outcome(state, outcome: Outcome):
 
     from .checks import apply_filters
 
-    if outcome.skipped or not outcome.diagnostics and not outcome.compared:
+    if outcome.skipped or not outcome.diagnostics and not outcome.compared and not outcome.downgraded:
         return state
     drop = set(REPLACES) if outcome.compared else set()
     found = apply_filters(outcome.diagnostics, state.env.settings, state.script_by_path)
     by_path: dict[Path, tuple[Diagnostic, ...]] = {}
     for path, ds in state.by_path.items():
-        kept = tuple(d for d in ds if d.code not in drop)
+        gone = drop | {"D001", "D002"} if path in outcome.downgraded else drop
+        kept = tuple(d for d in ds if d.code not in gone)
         if kept:
             by_path[path] = kept
     for d in found:

@@ -307,31 +307,162 @@ def work(job, result):
     wanted = job.get("revisions")
     if wanted is not None:
         order = [r for r in order if r in set(wanted)]
-    for rev in order:
-        statements.clear()
-        t0 = time.perf_counter()
-        step = {"rev": rev, "ok": True, "error": None}
+    def attempt(action):
+        """Run `action`; None, or the failure (first line, traceback tail, frames)."""
         try:
-            upgrade(cfg, script, rev)
+            action()
             if connection is not None and connection.in_transaction():
                 connection.commit()
+            return None
         except BaseException as exc:  # noqa: BLE001 - a failure is a result
-            step.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:],
-                        frames=[[f.filename, f.lineno] for f in traceback.extract_tb(exc.__traceback__)][-200:])
             if connection is not None:
                 try:
                     connection.rollback()
                 except Exception:
                     pass
+            return {"error": short(exc), "traceback": traceback.format_exc()[-2000:],
+                    "frames": [[f.filename, f.lineno] for f in traceback.extract_tb(exc.__traceback__)][-200:]}
+
+    reflect = Reflector(original_create_engine, sync_url, recorded)
+    for rev in order:
+        statements.clear()
+        t0 = time.perf_counter()
+        step = {"rev": rev, "ok": True, "error": None}
+        before = reflect() if job.get("downgrades") else None
+        failed = attempt(lambda: upgrade(cfg, script, rev))
+        if failed:
+            step.update(ok=False, **failed)
         step["secs"] = time.perf_counter() - t0
         step["sql"] = list(statements)
         result["steps"].append(step)
         if not step["ok"]:
             return
+        if before is not None and not down_and_up(cfg, script, rev, step, before, reflect, attempt):
+            return  # the database is not where the next revision expects it
         if job.get("snapshot_each"):
             snapshot(job, rev, result)
     if job.get("compare"):
         compare(cfg, command, result)
+
+
+class Reflector:
+    """The schema as the database has it, as comparable data (for the downgrade checks)."""
+
+    def __init__(self, create_engine, url, configure):
+        self.create_engine, self.url, self.configure = create_engine, url, configure
+
+    def backup(self):
+        """A copy of the SQLite file (None for a server database)."""
+        if self.url.get_backend_name() != "sqlite" or not self.url.database:
+            return None
+        import shutil
+
+        copy = self.url.database + ".down-check"
+        shutil.copyfile(self.url.database, copy)
+        return copy
+
+    def restore(self, backup):
+        """The file as it was, written in place (open connections keep working); True if done."""
+        if backup is None:
+            return False
+        import shutil
+
+        shutil.copyfile(backup, self.url.database)
+        return True
+
+    def discard(self, backup):
+        if backup is not None:
+            try:
+                os.unlink(backup)
+            except OSError:
+                pass
+
+    def __call__(self):
+        from sqlalchemy import inspect, pool
+
+        engine = self.create_engine(self.url, poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                insp = inspect(conn)
+                version_table = self.configure.get("version_table") or "alembic_version"
+                out = {}
+                for table in insp.get_table_names():
+                    if table == version_table:
+                        continue
+                    out[f"table {table}"] = "table"
+                    for c in insp.get_columns(table):
+                        out[f"column {table}.{c['name']}"] = f"{c['type']!s} {'NULL' if c['nullable'] else 'NOT NULL'}"
+                    for i in insp.get_indexes(table):
+                        out[f"index {i['name']} on {table}"] = f"{i.get('column_names')} unique={i.get('unique')}"
+                    for u in insp.get_unique_constraints(table):
+                        out[f"unique constraint {u['name'] or u['column_names']} on {table}"] = str(u["column_names"])
+                    for f in insp.get_foreign_keys(table):
+                        out[f"foreign key {f['name'] or f['constrained_columns']} on {table}"] = \
+                            f"{f['constrained_columns']} -> {f['referred_table']}{f['referred_columns']}"
+                if conn.dialect.name == "postgresql":
+                    for e in insp.get_enums(schema="*") if hasattr(insp, "get_enums") else []:
+                        out[f"enum {e['name']}"] = str(e["labels"])
+                return out
+        finally:
+            engine.dispose()
+
+
+def down_and_up(cfg, script, rev, step, before, reflect, attempt):
+    """Downgrade `rev` one step, compare the database with the one before its upgrade, and
+    upgrade it again (pytest-alembic's up/down consistency). False: stop the run."""
+    revision = script.get_revision(rev)
+    down = revision.down_revision
+    if isinstance(down, (tuple, list)):
+        step["downgrade"] = {"skipped": "a merge revision"}
+        return True
+    after_up = reflect()
+    target = down or "base"
+    backup = reflect.backup()  # SQLite: the file as `rev` left it
+    try:
+        failed = attempt(lambda: downgrade(cfg, script, target, rev))
+        if failed:
+            step["downgrade"] = dict(failed, ok=False)
+            return reflect.restore(backup) or reflect() == after_up  # (PostgreSQL: rolled back)
+        after_down = reflect()
+        left = sorted(k for k in after_down if k not in before)
+        missing = sorted(k for k in before if k not in after_down)
+        changed = sorted(k for k in before if k in after_down and before[k] != after_down[k])
+        step["downgrade"] = {"ok": True, "left": left, "missing": missing, "changed": changed,
+                             "noop": after_down == after_up and after_up != before}
+        if after_down != before and reflect.restore(backup):
+            return True  # back where `rev` left it: the upgrade again would only fail on what is left
+        if after_down == after_up and after_down != before:  # the downgrade did nothing: stamp back
+            return not attempt(lambda: stamp(cfg, script, rev))
+        failed = attempt(lambda: upgrade(cfg, script, rev))  # (an enum the downgrade left is not made twice)
+        if failed:
+            # the schema was restored and the upgrade fails again: a finding; otherwise the
+            # database is neither here nor there: the run stops (truth.py runs it again
+            # without downgrades)
+            step["reupgrade" if after_down == before else "unrestored"] = failed
+            return False
+        return True
+    finally:
+        reflect.discard(backup)
+
+
+def stamp(cfg, script, rev):
+    from alembic.runtime.environment import EnvironmentContext
+
+    def fn(current, context):
+        return script._stamp_revs(rev, current)
+
+    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=rev, tag=None):
+        script.run_env()
+
+
+def downgrade(cfg, script, target, rev):
+    from alembic.runtime.environment import EnvironmentContext
+
+    def fn(current, context):  # a memo of its own, as `alembic downgrade` in a new process
+        return script._downgrade_revs(target, current)
+
+    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=target, tag=None):
+        script.run_env()
 
 
 def shared_connection_class():

@@ -104,7 +104,7 @@ def test_alembic_check_parity_item_for_item(tmp_path):
     assert kinds == ["add_column", "add_constraint", "add_index", "add_table", "modify_column", "modify_column",
                      "remove_column", "remove_index", "remove_table"]
     assert outcome.located == len(outcome.items)  # every item on a model line or an op
-    by_what = {d.data["what"]: d for d in outcome.diagnostics}
+    by_what = {d.data["what"]: d for d in outcome.diagnostics if d.code.startswith("M")}
     models = (tmp_path / "app" / "models.py").read_text()
     v2 = (tmp_path / "migrations" / "versions" / "0002_age.py").read_text()
     assert by_what["column users.nickname"].code == "M001"
@@ -120,7 +120,8 @@ def test_alembic_check_parity_item_for_item(tmp_path):
 def test_no_differences_no_findings_and_same_as_alembic(tmp_path):
     make_project(tmp_path)
     outcome, _ = outcome_of(tmp_path, snapshots=False)
-    assert outcome.compared and outcome.items == [] and outcome.diagnostics == []
+    assert outcome.compared and outcome.items == []
+    assert [d.code for d in outcome.diagnostics] == ["D001"]  # (the fixture's downgrade is empty)
     assert alembic_check_items(tmp_path) == []
 
 
@@ -197,7 +198,7 @@ def test_hard_coded_production_url_is_never_reached(tmp_path):
         make_project(tmp_path, env_py=env, extra_user="nickname: Mapped[str] = mapped_column(String(20))\n")
         outcome, _ = outcome_of(tmp_path, snapshots=False)
         assert outcome.ran == 1 and outcome.compared
-        assert [d.data["what"] for d in outcome.diagnostics] == ["column users.nickname"]
+        assert [d.data["what"] for d in outcome.diagnostics if d.code == "M001"] == ["column users.nickname"]
         assert not prod.exists()  # the hard-coded database was never opened
         assert seen == []  # the listener saw nothing
         assert "network access blocked" in blocked.read_text() or "unreachable" in blocked.read_text()
@@ -234,7 +235,7 @@ def test_an_edited_revision_reruns_only_itself(tmp_path):
         (tmp_path / "migrations/versions/0003_b.py").write_text(revision("0003", "0002", edit))
         executed, again = run()
         assert executed == ["0003"] and again.ran == 1 and again.reused == 2
-        assert sorted(d.data["what"] for d in again.diagnostics) == [
+        assert sorted(d.data["what"] for d in again.diagnostics if d.code == "M002") == [
             "column users.c0002", "column users.c0003"]  # same answer as a full run
     (tmp_path / "migrations/versions/0002_a.py").write_text(revision("0002", "0001", "edited below"))
     executed, _ = run()
@@ -305,3 +306,35 @@ def test_mysql_without_a_url_is_skipped_once(tmp_path, capsys, monkeypatch):
     assert lines == ["truth pass skipped for migrations: no mysql database to run the migrations on: "
                      "give one with --database-url"]
     assert "R001" not in out
+
+
+def test_downgrades_run_for_real(tmp_path):
+    """Each revision goes down one step and up again: a downgrade that leaves a column
+    behind is D002, one that raises is R002 on its line, an empty one D001; the static
+    D001/D002 of those files are replaced, and the run still reaches head."""
+    revs = {
+        "0001_initial.py": migration_text("0001", upgrades=indent(INITIAL), downgrades="op.drop_table('users')"),
+        "0002_left.py": migration_text("0002", "0001", upgrades=indent("""
+            op.add_column('users', sa.Column('age', sa.Integer()))
+            op.add_column('users', sa.Column('score', sa.Integer()))"""),
+            downgrades="op.drop_column('users', 'score')"),
+        "0003_raises.py": migration_text("0003", "0002", upgrades="op.create_table('t', sa.Column('id', sa.Integer()))",
+                                         downgrades="op.drop_table('no_such_table')"),
+        "0004_empty.py": migration_text("0004", "0003", upgrades="op.create_table('u', sa.Column('id', sa.Integer()))"),
+    }
+    make_project(tmp_path, revisions=revs)
+    outcome, state = outcome_of(tmp_path, snapshots=False)
+    assert outcome.ran == 4 and outcome.compared  # went on to head
+    found = {(d.code, d.path.name): d for d in outcome.diagnostics if d.code in ("D001", "D002", "R002")}
+    assert sorted(found) == [("D001", "0004_empty.py"), ("D002", "0002_left.py"), ("R002", "0003_raises.py")]
+    assert found["D002", "0002_left.py"].message == (
+        "downgrade does not restore the schema before upgrade() (run on sqlite): left behind: column users.age")
+    raises = (tmp_path / "migrations/versions/0003_raises.py").read_text()
+    assert found["R002", "0003_raises.py"].span.line == line_of(raises, "no_such_table")
+    assert "no such table: no_such_table" in found["R002", "0003_raises.py"].message
+    after = truth.with_outcome(state, outcome)
+    static = [d for d in state.diagnostics if d.code in ("D001", "D002")]
+    assert static  # the static pass had its own view of these downgrades ...
+    assert all("(run on sqlite)" in d.message for d in after.diagnostics if d.code in ("D001", "D002"))  # ... replaced
+    assert sorted(d.data["what"] for d in outcome.diagnostics if d.code.startswith("M")) == [
+        "column users.age", "column users.score", "table t", "table u"]  # the same head as without downgrades

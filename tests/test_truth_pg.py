@@ -21,12 +21,13 @@ from test_models import INITIAL, indent, make_project
 from test_truth import HARD_CODED_ENV, PARITY_MODELS, PARITY_REVISIONS, alembic_check_items, listener, outcome_of
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster():
+    """The process's cluster (started on first use; the CLI's check stops it at its end)."""
     found = scratchdb.cluster()
     yield found
-    scratchdb.close_all()
-    assert not os.path.exists(found.folder)
+    if found is not scratchdb._cluster:  # stopped meanwhile: its folder is gone too
+        assert not os.path.exists(found.folder)
 
 
 def pg_ini(url: str) -> str:
@@ -64,7 +65,7 @@ def test_hard_coded_url_and_failing_revision_on_postgresql(tmp_path, cluster):
         outcome, _ = outcome_of(tmp_path)
         assert seen == []
         assert outcome.ran == 1 and outcome.failed == "0002"
-        [r001] = outcome.diagnostics
+        [r001] = [d for d in outcome.diagnostics if d.code.startswith("R")]
         assert r001.code == "R001"
         assert r001.message.startswith("upgrade fails on postgresql: ProgrammingError: ")
         assert 'column "no_such_column" does not exist' in r001.message
@@ -149,3 +150,42 @@ def test_no_orphan_postgres_when_the_parent_dies_or_exits(how):
         proc.kill()
     proc.wait(timeout=60)
     assert _gone(int(pid), folder)
+
+
+def test_enum_left_behind_by_a_downgrade_on_postgresql(tmp_path, cluster):
+    """A table with an enum column, dropped by the downgrade without its type: D002 names
+    the enum; the run goes on to head (the upgrade again does not make the enum twice)."""
+    revs = {"0001_initial.py": migration_text("0001", upgrades=indent(INITIAL), downgrades="op.drop_table('users')"),
+            "0002_mood.py": migration_text("0002", "0001", upgrades=indent("""
+                op.create_table('moods', sa.Column('id', sa.Integer(), primary_key=True),
+                                sa.Column('mood', sa.Enum('happy', 'sad', name='mood')))"""),
+                downgrades="op.drop_table('moods')")}
+    make_project(tmp_path, revisions=revs, files={"alembic.ini": pg_ini("postgresql://prod.example.com/app")})
+    outcome, _ = outcome_of(tmp_path)
+    assert outcome.ran == 2 and outcome.compared, outcome.summary()
+    [d002] = [d for d in outcome.diagnostics if d.code == "D002"]
+    assert d002.path.name == "0002_mood.py"
+    assert d002.message == ("downgrade does not restore the schema before upgrade() (run on postgresql): "
+                            "left behind: enum mood")
+    assert not [d for d in outcome.diagnostics if d.code in ("R001", "R002", "D001")]
+    assert [d.data["what"] for d in outcome.diagnostics if d.code == "M002"] == ["table moods"]
+
+
+def test_column_left_behind_on_postgresql_still_reaches_head(tmp_path, cluster):
+    """No file to copy back on a server: a downgrade that leaves a column behind stops the
+    run with downgrades, and the upgrades and alembic check run again on a fresh database."""
+    revs = {"0001_initial.py": migration_text("0001", upgrades=indent(INITIAL), downgrades="op.drop_table('users')"),
+            "0002_left.py": migration_text("0002", "0001", upgrades=indent("""
+                op.add_column('users', sa.Column('age', sa.Integer()))
+                op.add_column('users', sa.Column('score', sa.Integer()))"""),
+                downgrades="op.drop_column('users', 'score')"),
+            "0003_after.py": migration_text("0003", "0002", upgrades="op.add_column('users', sa.Column('z', sa.Integer()))",
+                                            downgrades="op.drop_column('users', 'z')")}
+    make_project(tmp_path, revisions=revs, files={"alembic.ini": pg_ini("postgresql://prod.example.com/app")})
+    outcome, _ = outcome_of(tmp_path)
+    assert outcome.ran == 3 and outcome.compared and outcome.failed is None, outcome.summary()
+    assert [(d.code, d.path.name, d.message) for d in outcome.diagnostics if d.code[0] in "DR"] == [
+        ("D002", "0002_left.py", "downgrade does not restore the schema before upgrade() (run on postgresql): "
+                                 "left behind: column users.age")]
+    assert sorted(d.data["what"] for d in outcome.diagnostics if d.code == "M002") == [
+        "column users.age", "column users.score", "column users.z"]
