@@ -484,7 +484,7 @@ def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progre
 
     states, outcomes = [], []
     for state in snapshot.environments:
-        if state.graph is None or not state.graph.by_id or not engine.trusted:
+        if not runnable(engine, state):
             states.append(state)
             continue
         if progress is not None:
@@ -495,6 +495,20 @@ def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progre
         outcomes.append(outcome)
         states.append(with_outcome(state, outcome))
     return replace(snapshot, environments=tuple(states)), outcomes
+
+
+GRAPH_ERRORS = ("G002", "G003", "G004", "G005", "G006", "G007")  # Alembic cannot even load such a graph
+
+
+def runnable(engine, state) -> bool:
+    """The pass runs where `alembic check` could: a trusted workspace, revisions, a graph
+    Alembic can load, and models to compare with (env.py's target_metadata)."""
+    if not engine.trusted or state.graph is None or not state.graph.by_id:
+        return False
+    if any(d.code in GRAPH_ERRORS for d in state.graph_diagnostics):
+        return False
+    source = engine.metadata_source(state.env)
+    return bool(source.specs) and not source.disabled
 
 
 def with_outcome(state, outcome: Outcome):
@@ -556,7 +570,7 @@ class Verifier:
         per environment, its state, models, metadata source and schema at head."""
         out = []
         for state in snapshot.environments:
-            if state.graph is None or not state.graph.by_id:
+            if not runnable(engine, state):
                 continue
             key = (state.env.root, state.env.name)
             try:
