@@ -337,6 +337,10 @@ def work(job, result):
         result["steps"].append(step)
         if not step["ok"]:
             return
+        if rev not in reflect.heads():
+            result["error"] = (f"env.py did not run the migrations: {rev} is not in the version table after "
+                               f"`alembic upgrade {rev}`")
+            return
         if before is not None and not down_and_up(cfg, script, rev, step, before, reflect, attempt):
             return  # the database is not where the next revision expects it
         if job.get("snapshot_each"):
@@ -350,6 +354,22 @@ class Reflector:
 
     def __init__(self, create_engine, url, configure):
         self.create_engine, self.url, self.configure = create_engine, url, configure
+
+    def heads(self):
+        """The revisions the version table holds (where env.py's configure says it is)."""
+        from alembic.runtime.migration import MigrationContext
+        from sqlalchemy import pool
+
+        engine = self.create_engine(self.url, poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                opts = {k: self.configure[k] for k in ("version_table", "version_table_schema")
+                        if isinstance(self.configure.get(k), str)}
+                return set(MigrationContext.configure(conn, opts=opts).get_current_heads())
+        except Exception:
+            return set()
+        finally:
+            engine.dispose()
 
     def backup(self):
         """A copy of the SQLite file (None for a server database)."""

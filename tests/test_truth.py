@@ -338,3 +338,15 @@ def test_downgrades_run_for_real(tmp_path):
     assert all("(run on sqlite)" in d.message for d in after.diagnostics if d.code in ("D001", "D002"))  # ... replaced
     assert sorted(d.data["what"] for d in outcome.diagnostics if d.code.startswith("M")) == [
         "column users.age", "column users.score", "table t", "table u"]  # the same head as without downgrades
+
+
+def test_an_env_py_that_runs_no_migrations_is_not_a_clean_bill(tmp_path):
+    """env.py imports the models but never runs the migrations: nothing is upgraded, so the
+    pass says so and the static findings stand (never an empty `alembic check`)."""
+    env = "from alembic import context\nfrom app.models import Base\n\ntarget_metadata = Base.metadata\n"
+    make_project(tmp_path, env_py=env, extra_user="nickname: Mapped[str] = mapped_column(String(20))\n")
+    outcome, state = outcome_of(tmp_path, snapshots=False)
+    assert not outcome.compared
+    assert "env.py did not run the migrations: 0001 is not in the version table" in outcome.summary()
+    after = truth.with_outcome(state, outcome)
+    assert [d.code for d in after.diagnostics if d.code.startswith("M")] == ["M001"]  # the static one

@@ -36,6 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--downgrades", action="store_true", help="also down and up each revision")
     args = parser.parse_args()
     results = {p["name"]: p for p in json.loads((HERE / "results.json").read_text())}
     rows = []
@@ -51,7 +52,7 @@ def main() -> int:
             if dialect == "postgresql" and args.no_postgres:
                 continue
             for label, env in project["envs"].items():
-                rows.append(run_one(project, ws, label, env, dialect, results.get(project["name"])))
+                rows.append(run_one(project, ws, label, env, dialect, results.get(project["name"]), args.downgrades))
                 print(rows[-1], file=sys.stderr, flush=True)
     scratchdb.close_all()
     print("| project | env | dialect | truth pass | ground truth | ours | equal | located |")
@@ -78,7 +79,8 @@ def private_checkout(project: dict, shared: Path) -> Path:
     return ws
 
 
-def run_one(project: dict, ws: Path, label: str, env: dict, dialect: str, result: dict | None) -> str:
+def run_one(project: dict, ws: Path, label: str, env: dict, dialect: str, result: dict | None,
+            downgrades: bool) -> str:
     tmp = tempfile.mkdtemp(prefix="truth-parity-")
     never = Path(tmp) / "never-created.db"
     saved = dict(os.environ)
@@ -98,7 +100,8 @@ def run_one(project: dict, ws: Path, label: str, env: dict, dialect: str, result
         state = states[0]
         key = (state.env.root, state.env.name)
         t0 = time.perf_counter()
-        outcome = truth.verify(state, engine.models.get(key), engine.metadata_source(state.env), snapshots=False)
+        outcome = truth.verify(state, engine.models.get(key), engine.metadata_source(state.env), snapshots=False,
+                               downgrades=downgrades)
         secs = time.perf_counter() - t0
     finally:
         os.environ.clear()
@@ -120,6 +123,9 @@ def run_one(project: dict, ws: Path, label: str, env: dict, dialect: str, result
     located = f"{outcome.located}/{len(outcome.items)}" if outcome.items else "-"
     r001 = [d.message[:80] for d in outcome.diagnostics if d.code == "R001"]
     ours_text = f"{len(outcome.items)} items" if outcome.compared else (f"R001: {r001[0]}" if r001 else "no compare")
+    if downgrades:
+        found = sorted(d.code for d in outcome.diagnostics if d.code in ("D001", "D002", "R002"))
+        ours_text += f"; downgrades: {', '.join(f'{c}×{found.count(c)}' for c in sorted(set(found))) or 'clean'}"
     return (f"| {project['name']} | {label} | {dialect} | {state_text} ({secs:.1f} s) | {gt} | "
             f"{ours_text.replace('|', '/')} | {equal} | {located} |")
 
