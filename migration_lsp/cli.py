@@ -82,19 +82,42 @@ def _problem(problem) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    engine, snapshot = _engine(args.paths or ["."], args, memo=not args.changed)
+    truth_on = not args.no_import and not args.static  # trusted: the truth pass runs project code anyway
+    engine, snapshot = _engine(args.paths or ["."], args, memo=not args.changed and not truth_on)
+    truth_lines: list[str] = []
+    if truth_on:
+        snapshot, truth_lines = _truth(engine, snapshot, args)
     snapshot = _git_scope(engine, snapshot, args.changed)
     if args.format == "text":
         output = formats.format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+        output = "\n".join([output, *truth_lines]) if truth_lines else output
+        truth_lines = []
     else:
         output = CHECK_FORMATS[args.format](snapshot)
     if output:
         print(output)
+    for line in truth_lines:  # not in a machine-readable stdout
+        print(printable(f"migration-lsp: {line}"), file=sys.stderr)
     if _report_problems(snapshot):
         return EXIT_USAGE
     if args.exit_zero:
         return EXIT_OK
     return EXIT_FINDINGS if any(d.severity == Severity.ERROR for d in snapshot.diagnostics) else EXIT_OK
+
+
+def _truth(engine: Engine, snapshot: Snapshot, args: argparse.Namespace) -> tuple[Snapshot, list[str]]:
+    """The truth pass (truth.py): the migrations on a scratch database, then alembic check."""
+    from . import scratchdb, truth
+
+    try:
+        with progress.for_command(args) as status:
+            snapshot, outcomes = truth.verify_snapshot(engine, snapshot, database_url=args.database_url,
+                                                       progress=status.stage, downgrades=args.downgrades == "all")
+    except scratchdb.Refused as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        scratchdb.close_all()
+    return snapshot, [o.summary() for o in outcomes]
 
 
 def _git_scope(engine: Engine, snapshot: Snapshot, changed: bool) -> Snapshot:
@@ -250,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "origin/main, origin/master, main, master)")
     check.add_argument("--changed", action="store_true",
                        help="report only what this branch adds or changes (against the base branch)")
+    check.add_argument("--static", action="store_true",
+                       help="no truth pass: do not run the migrations on a scratch database")
+    check.add_argument("--database-url", metavar="URL",
+                       help="run the truth pass on this server (a new database is created there and dropped; "
+                            "default: SQLite temp file, embedded PostgreSQL with migration-lsp[postgres])")
+    check.add_argument("--downgrades", choices=["all", "none"], default="all",
+                       help="truth pass: downgrade each revision it runs one step and compare (default: all)")
     check.set_defaults(func=cmd_check)
 
     graph = sub.add_parser("graph", help="print the revision graph")

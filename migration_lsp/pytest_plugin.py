@@ -95,7 +95,7 @@ class _Run:
             where = env.config_path or env.script_location or env.root
             base = f"{_shown(where, self.session.config.rootpath)}::migration-lsp"
             for family in FAMILIES.values():
-                if family == "database" and not self._has_family("R"):
+                if family == "database" and not (self._has_family("R") and self.engine.trusted):  # truth pass
                     continue
                 name = f"{family}[{env.name}]"  # node id: alembic.ini::migration-lsp::graph[migrations]
                 found.append(MigrationLspItem.from_parent(
@@ -114,6 +114,13 @@ class _Run:
             self.engine.load_models()
             self._snapshot = self.engine.snapshot()
             self.engine.save_cache()
+            if self.engine.trusted:  # models imported: the truth pass too, as `migration-lsp check`
+                from . import scratchdb, truth
+
+                try:
+                    self._snapshot, _ = truth.verify_snapshot(self.engine, self._snapshot)
+                finally:
+                    scratchdb.close_all()
         return self._snapshot
 
 

@@ -333,6 +333,20 @@ _RULES: tuple[Rule, ...] = (
          "where it surely fails, warning in `downgrade()` and where it may not.",
          "Give the constraint a name (a `naming_convention` on the MetaData makes autogenerate "
          "write them)."),
+    # ------------------------------------------------------------ scratch database
+    Rule("R001", "upgrade-fails", ERROR,
+         "upgrade fails on a real database of the environment's dialect (truth pass)",
+         "the revision's `def upgrade`",
+         "The truth pass ran the migrations one revision at a time on a scratch database of the "
+         "environment's dialect (SQLite temp file, embedded PostgreSQL, or `--database-url`): this "
+         "revision's upgrade raised, so `alembic upgrade head` fails there too. The message has the "
+         "first line of the error.",
+         "Fix the revision so it runs on the dialect; `check --static` skips the pass."),
+    Rule("R002", "downgrade-fails", ERROR, "downgrade fails on a real database (truth pass)",
+         "the revision's `def downgrade`",
+         "After upgrading the revision on the scratch database, its `downgrade()` was run one step "
+         "and raised: `alembic downgrade -1` fails there too.",
+         "Fix `downgrade()`; `check --downgrades none` leaves downgrades out of the pass."),
 )
 
 RULES: dict[str, Rule] = {rule.code: rule for rule in _RULES}

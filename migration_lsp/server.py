@@ -32,6 +32,7 @@ from .core import Span, paused_gc
 from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
 from .child import kill_all as kill_children
+from .truth import Verifier
 from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions, resolve_edit
 from .features.completion import completion
 from .features.diagnostics import file_diagnostics, result_id, to_lsp
@@ -142,13 +143,16 @@ class MigrationServer(LanguageServer):
         self.full_task: asyncio.Future | None = None
         self.cache_saved = float("-inf")  # when the engine's persistent cache was last written
         self.graph_key: tuple | None = None  # what GRAPH_CHANGED last announced
+        self.verifier = Verifier()  # the truth pass (truth.py): after a save, in the background
+        self.verify_task: asyncio.Future | None = None
+        self.verify_again = False
 
     # ---------------------------------------------------------------- helpers
 
     @property
     def snapshot(self) -> Snapshot | None:
         """For requests: current graph; schema diagnostics as of the last full pass."""
-        return self.engine.snapshot(quick=True) if self.engine else None
+        return self.verifier.apply(self.engine.snapshot(quick=True)) if self.engine else None
 
     @property
     def full_snapshot(self) -> Snapshot | None:
@@ -174,7 +178,7 @@ class MigrationServer(LanguageServer):
         downgrades) follows when the edits pause, in slices between requests."""
         if self.engine is None:
             return
-        self._publish(self.engine.snapshot(quick=True))
+        self._publish(self.snapshot)
 
     def _publish(self, snapshot: Snapshot) -> None:
         announce_graph(self, snapshot)
@@ -229,7 +233,7 @@ class MigrationServer(LanguageServer):
                         # round trip, and that thread needs the GIL to hand a message over
                         await asyncio.sleep(SLICE_PAUSE)
                         slice_started = time.perf_counter()
-            self._publish(self.engine.snapshot(quick=True))  # the full picture, unless abandoned
+            self._publish(self.snapshot)  # the full picture, unless abandoned
             if time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
                 self.cache_saved = time.monotonic()
                 self.engine.save_cache()
@@ -297,6 +301,7 @@ def on_initialize(ls: MigrationServer, params: types.InitializeParams) -> None:
         ls.untrusted_reason = why
     settings = options.get("settings") or options.get(CONFIG_SECTION) or {}
     ls.init_overrides = _settings(settings)
+    ls.verifier.configure(settings)
     ls.overrides = dict(ls.init_overrides)
     ls.pull = wants_pull(params.capabilities)
     roots = [uri_to_path(f.uri) for f in params.workspace_folders or []]
@@ -402,6 +407,38 @@ async def _load_models(ls: MigrationServer) -> None:
             ls.model_errors[key] = models.error
         ls.refresh()
         if not ls.models_again:
+            schedule_verify(ls)
+            return
+
+
+def schedule_verify(ls: MigrationServer) -> None:
+    """The truth pass in the background (trusted workspaces, `verify` not "off"): after the
+    models load and after each save; one at a time, a newer request runs after it."""
+    if ls.engine is None or not ls.trusted or not ls.verifier.enabled:
+        return
+    if ls.verify_task is not None and not ls.verify_task.done():
+        ls.verify_again = True
+        return
+    ls.verify_task = asyncio.ensure_future(_verify(ls))
+
+
+async def _verify(ls: MigrationServer) -> None:
+    while True:
+        ls.verify_again = False
+        generation = ls.verifier.generation
+        try:
+            jobs = ls.verifier.jobs(ls.engine, ls.engine.snapshot())
+            token = await _begin_progress(ls, "Running the migrations on a scratch database")
+            outcomes = await asyncio.to_thread(ls.verifier.run, jobs, lambda: generation != ls.verifier.generation)
+        except Exception:
+            ls.log(f"truth pass failed:\n{traceback.format_exc()}", types.MessageType.Error)
+            return
+        _end_progress(ls, token, "; ".join(o.summary() for o in outcomes.values())[:200] or "nothing to run")
+        if ls.verifier.accept(generation, outcomes):
+            for outcome in outcomes.values():
+                ls.log(outcome.summary())
+            ls.refresh()
+        if not ls.verify_again:
             return
 
 
@@ -464,6 +501,8 @@ def _apply_settings(ls: MigrationServer, settings: Any) -> None:
     setting removed since is gone); no object at all (a client without such a section) keeps
     the initialize ones."""
     overrides = _settings(settings) if isinstance(settings, dict) else dict(ls.init_overrides)
+    if isinstance(settings, dict):
+        ls.verifier.configure(settings)
     if overrides != (ls.engine.overrides if ls.engine else ls.overrides):
         ls.overrides = overrides
         if ls.engine:
@@ -509,6 +548,7 @@ def _announce_checked(ls: MigrationServer, uri: str) -> None:
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 @safe()
 def did_change(ls: MigrationServer, params: types.DidChangeTextDocumentParams) -> None:
+    ls.verifier.invalidate()  # edited: the static findings until the pass after the save
     _sync(ls, params.text_document.uri)
 
 
@@ -521,9 +561,12 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
     if _is_config(path) or not ls.engine.tracks(path):
         ls.engine.rescan()  # a new migration file or a changed config
     ls.engine.file_changed(path)
+    ls.verifier.invalidate()
     ls.refresh()
     if path in ls.engine.model_files() or path.name == "env.py":
-        schedule_models(ls)
+        schedule_models(ls)  # (then the truth pass)
+    else:
+        schedule_verify(ls)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)

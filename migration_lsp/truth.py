@@ -1,0 +1,621 @@
+"""The truth pass: the migrations run for real on a scratch database, then `alembic check`.
+
+A static replay cannot be exact on arbitrary Python (helpers, runtime branches, data
+migrations); a database can. In the trusted child (truth_child.py, the project's
+interpreter) each revision is upgraded one at a time on a database the tool owns
+(scratchdb.py): a failure becomes R001 on the line of the revision that raised it; at
+head, Alembic's own `alembic check` lists the differences with the models, item for
+item, and each becomes M001 (in the models, not in the database), M002 (in the
+database, not in the models) or M003 (changed), located on the model line or on the op
+that created it (the static replay's origins). These replace the static M findings of
+the environment (never both).
+
+Incremental (SQLite): after each revision the database file is kept in the user's cache
+folder, keyed by the revisions run so far (content and ancestry), with a size cap and
+least-recently-used eviction; the next pass starts from the newest snapshot it has, so
+editing the head revision re-runs only it.
+
+Dialect: the scratch database is always of the environment's own dialect. When there is
+none (PostgreSQL without the extra or a URL, MySQL without a URL) the pass is skipped and
+says so once; an environment whose dialect is unknown runs on SQLite, and a failure there
+is "not verified", never R001.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import child, scratchdb
+from .cache import cache_root
+from .core import Diagnostic, Severity, Span
+
+CHILD = Path(__file__).with_name("truth_child.py")
+TIMEOUT = 600.0
+MEMORY_LIMIT = 4 * 1024**3
+SNAPSHOT_CAP = 1024**3  # bytes of SQLite snapshots kept in the cache folder, at most
+REPLACES = ("M001", "M002", "M003", "M004")  # static findings a completed truth pass answers for
+CODES = ("R001", "M001", "M002", "M003")
+
+
+@dataclass
+class Outcome:
+    """One environment's truth pass."""
+
+    env_name: str
+    database: str = ""  # "SQLite (temp file)", ...
+    skipped: str | None = None  # why the pass did not run (said once)
+    ran: int = 0  # revisions upgraded in this pass
+    reused: int = 0  # revisions answered by a snapshot
+    total: int = 0
+    secs: float = 0.0
+    failed: str | None = None  # the revision that failed
+    not_verified: str | None = None  # unknown dialect failing on SQLite: why
+    compared: bool = False  # `alembic check` ran at head: the M findings below are the truth
+    compare_error: str | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    items: list[dict] = field(default_factory=list)  # alembic check's list, described
+    located: int = 0  # items placed on a model line or an op (not the fallback)
+    executed: list[str] = field(default_factory=list)  # revisions upgraded, in order
+    downgraded: set = field(default_factory=set)  # files whose downgrade ran: D001/D002 are the database's
+    configure: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"truth pass skipped for {self.env_name}: {self.skipped}"
+        parts = [f"truth pass on {self.database}: {self.ran} revision{'s' if self.ran != 1 else ''} upgraded"]
+        if self.reused:
+            parts[0] += f" ({self.reused} from snapshots)"
+        if self.failed:
+            parts.append(f"stopped at {self.failed}")
+        if self.not_verified:
+            parts.append(f"not verified: {self.not_verified}")
+        if self.compared:
+            parts.append(f"alembic check: {len(self.items)} difference{'s' if len(self.items) != 1 else ''}")
+        elif self.compare_error:
+            parts.append(f"alembic check failed: {self.compare_error}")
+        return f"{', '.join(parts)} in {self.secs:.1f} s ({self.env_name})"
+
+
+# --------------------------------------------------------------------------- order and keys
+
+
+def upgrade_order(graph) -> list[str]:
+    """Every revision after those below it (parents, depends_on), ties by id: the order
+    the pass upgrades in, and the one its snapshots are keyed by."""
+    below = {rev: tuple(dict.fromkeys(graph.parents[rev] + graph.dependencies[rev])) for rev in graph.by_id}
+    pending = {rev: sum(1 for b in below[rev] if b in graph.by_id) for rev in graph.by_id}
+    above: dict[str, list[str]] = {}
+    for rev, bs in below.items():
+        for b in bs:
+            above.setdefault(b, []).append(rev)
+    import heapq
+
+    ready = [rev for rev, n in pending.items() if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        rev = heapq.heappop(ready)
+        order.append(rev)
+        for a in above.get(rev, ()):
+            pending[a] -= 1
+            if pending[a] == 0:
+                heapq.heappush(ready, a)
+    return order
+
+
+def chain_keys(order: list[str], graph, salt: str) -> list[str]:
+    """Key of the database after order[i]: every revision run so far, by content, in order."""
+    keys, chain = [], hashlib.blake2b(salt.encode(), digest_size=16).hexdigest()
+    for rev in order:
+        text = graph.by_id[rev].text
+        chain = hashlib.blake2b(f"{chain}|{rev}|".encode() + text.encode("utf-8", "surrogatepass"),
+                                digest_size=16).hexdigest()
+        keys.append(chain)
+    return keys
+
+
+def _snapshot_dir() -> Path | None:
+    root = cache_root()
+    if root is None:
+        return None
+    folder = root / "truth-snapshots"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+            return None  # not ours alone: never used
+    except OSError:
+        return None
+    return folder
+
+
+def _evict(folder: Path, cap: int) -> None:
+    """Least recently used first, until the snapshots fit in `cap` bytes."""
+    entries = []
+    for path in folder.glob("*.db"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        entries.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= cap:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+
+
+# --------------------------------------------------------------------------- the pass
+
+
+def verify(state, models=None, source=None, *, database_url: str | None = None, python: str | None = None,
+           timeout: float | None = None, snapshots: bool = True, schema=None, downgrades: bool = True) -> Outcome:
+    """Run the truth pass for one environment (blocking; never raises but Refused).
+    `schema`: the static schema at head, for locating (else taken from the state's replay;
+    the server passes it: the replay is the engine's, not to be touched from a thread)."""
+    env = state.env
+    outcome = Outcome(env.name)
+    t0 = time.perf_counter()
+    try:
+        _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema, downgrades)
+    except scratchdb.Unavailable as exc:
+        outcome.skipped = str(exc)
+    outcome.secs = time.perf_counter() - t0
+    return outcome
+
+
+def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots, schema,
+            downgrades) -> None:
+    from .models import _sys_path, interpreter
+
+    env, graph = state.env, state.graph
+    if env.env_py is None or env.config_path is None:
+        outcome.skipped = "no env.py to run"
+        return
+    if graph is None or not graph.by_id:
+        outcome.skipped = "no revisions"
+        return
+    dialect = env.dialect
+    scratch = scratchdb.open_scratch(dialect, database_url)
+    outcome.database = scratch.label
+    order = upgrade_order(graph)
+    outcome.total = len(order)
+    try:
+        start = 0
+        keys: list[str] = []
+        folder = _snapshot_dir() if snapshots and scratch.dialect == "sqlite" else None
+        work = tempfile.mkdtemp(prefix="migration-lsp-truth-")
+        try:
+            if folder is not None:
+                salt = "|".join((str(env.config_path), env.name, _read(env.env_py), _read(env.config_path)))
+                keys = chain_keys(order, graph, salt)
+                start = _restore(folder, keys, scratch)
+            outcome.reused = start
+            job = {
+                "ini": str(env.config_path) if env.config_path.suffix != ".toml" else None,
+                "toml": str(env.config_path) if env.config_path.suffix == ".toml" else None,
+                "cwd": str(env.config_path.parent),
+                "script_location": str(env.script_location) if env.script_location else None,
+                "sys_path": _sys_path(env),
+                "url": scratch.url,
+                "allow_unix": list(scratch.allow_unix),
+                "allow_tcp": [list(x) for x in scratch.allow_tcp],
+                "isolate_network": scratch.isolate_network,
+                "revisions": order[start:],
+                "compare": not (source is not None and getattr(source, "disabled", False)),
+                "snapshot_each": work if folder is not None else None,
+                "downgrades": downgrades,
+            }
+            run = lambda job: json.loads(child.run(  # noqa: E731
+                python or interpreter(env), str(CHILD), [json.dumps(job)], cwd=job["cwd"],
+                timeout=TIMEOUT if timeout is None else timeout, memory=MEMORY_LIMIT))
+            try:
+                data = run(job)
+                steps = data.get("steps") or [] if isinstance(data, dict) else []
+                if steps and isinstance(steps[-1], dict) and steps[-1].get("unrestored"):
+                    # a downgrade left the database neither here nor there: the upgrades and
+                    # `alembic check` again on a fresh database, without downgrades; the
+                    # downgrade findings so far are kept
+                    scratch.close()
+                    scratch = scratchdb.open_scratch(dialect, database_url)
+                    start = 0
+                    again = run(dict(job, url=scratch.url, revisions=order, downgrades=False, snapshot_each=None))
+                    downs = {s.get("rev"): s.get("downgrade") for s in steps if isinstance(s, dict)}
+                    for step in again.get("steps") or []:
+                        if isinstance(step, dict) and downs.get(step.get("rev")):
+                            step["downgrade"] = downs[step["rev"]]
+                    data = again
+            except (child.ChildError, ValueError, AttributeError) as exc:
+                outcome.compare_error = f"the truth pass {exc}"
+                return
+            if folder is not None and start == outcome.reused:  # (a second run keeps none)
+                _keep(folder, keys, order, data.get("snapshots") or {}, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        scratch.close()
+    _read_result(outcome, data, state, models, source, dialect, scratch.dialect, schema)
+
+
+def _read(path: Path | None) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path else ""
+    except OSError:
+        return ""
+
+
+def _restore(folder: Path, keys: list[str], scratch) -> int:
+    """Copy the newest snapshot we have into the scratch file: how many revisions it holds."""
+    target = scratch.url.split("///", 1)[1]
+    for i in range(len(keys) - 1, -1, -1):
+        snap = folder / f"{keys[i]}.db"
+        if snap.is_file():
+            try:
+                shutil.copyfile(snap, target)
+                os.utime(snap)  # recently used
+                return i + 1
+            except OSError:
+                return 0
+    return 0
+
+
+def _keep(folder: Path, keys: list[str], order: list[str], made: dict, work: str) -> None:
+    """The child's per-revision copies, into the cache under their keys (from our temp
+    folder only: a path the child names elsewhere is not taken)."""
+    index = {rev: i for i, rev in enumerate(order)}
+    for rev, path in made.items():
+        i = index.get(rev)
+        if i is None or os.path.dirname(os.path.realpath(str(path))) != os.path.realpath(work):
+            continue
+        try:
+            os.replace(path, folder / f"{keys[i]}.db")
+        except OSError:
+            pass
+    _evict(folder, SNAPSHOT_CAP)
+
+
+def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, scratch_dialect, schema) -> None:
+    env = state.env
+    if not isinstance(data, dict):
+        outcome.compare_error = "the truth pass sent unreadable output"
+        return
+    outcome.configure = data.get("configure") or {}
+    if data.get("error"):
+        outcome.compare_error = data["error"]
+    for step in data.get("steps") or []:
+        if not isinstance(step, dict) or not isinstance(step.get("rev"), str):
+            continue
+        outcome.executed.append(step["rev"])
+        if step.get("ok"):
+            outcome.ran += 1
+            if dialect is not None:
+                _downgrade_findings(outcome, state, step, scratch_dialect)
+            continue
+        outcome.failed = step["rev"]
+        if dialect is None:  # unknown dialect tried on SQLite: a failure says nothing about the project
+            outcome.not_verified = f"{step['rev']} fails on SQLite and the environment's dialect is unknown"
+            continue
+        script = state.graph.by_id.get(step["rev"])
+        if script is None:
+            continue
+        path, span = _failure_location(script, step.get("frames") or [])
+        outcome.diagnostics.append(Diagnostic(
+            "R001", Severity.ERROR, path, span, f"upgrade fails on {scratch_dialect}: {step.get('error')}",
+            env.name, {"sql": step.get("sql") or []}))
+    compare = data.get("compare")
+    if isinstance(compare, dict):
+        if compare.get("ok") and not outcome.failed:
+            outcome.compared = True
+            outcome.items = [i for i in compare.get("items") or [] if isinstance(i, dict)]
+            _differences(outcome, state, models, source, schema)
+        elif compare.get("error"):
+            outcome.compare_error = str(compare["error"])
+
+
+def _downgrade_findings(outcome: Outcome, state, step: dict, dialect: str) -> None:
+    """The down-and-up of one revision: R002 (fails), D001 (changes nothing), D002 (does not
+    restore the schema before the upgrade), R002 (the upgrade again fails)."""
+    script = state.graph.by_id.get(step["rev"])
+    down = step.get("downgrade")
+    if script is None or not isinstance(down, dict) or down.get("skipped"):
+        return
+    outcome.downgraded.add(script.path)
+    function = script.downgrade
+    where = function.def_span if function else Span.point(0)
+    env = state.env.name
+    if not down.get("ok"):
+        path, span = _failure_location(script, down.get("frames") or [], "downgrade")
+        outcome.diagnostics.append(Diagnostic("R002", Severity.ERROR, path, span,
+                                              f"downgrade fails on {dialect}: {down.get('error')}", env))
+    elif down.get("noop"):
+        outcome.diagnostics.append(Diagnostic(
+            "D001", Severity.WARNING, script.path, where,
+            f"downgrade() leaves the schema as upgrade() made it (run on {dialect})", env))
+    elif down.get("left") or down.get("missing") or down.get("changed"):
+        parts = [f"{label}: {', '.join(map(str, down[key][:5]))}{' ...' if len(down[key]) > 5 else ''}"
+                 for key, label in (("left", "left behind"), ("missing", "not restored"), ("changed", "changed"))
+                 if down.get(key)]
+        outcome.diagnostics.append(Diagnostic(
+            "D002", Severity.WARNING, script.path, where,
+            f"downgrade does not restore the schema before upgrade() (run on {dialect}): {'; '.join(parts)}", env))
+    again = step.get("reupgrade")
+    if isinstance(again, dict):
+        outcome.failed = step["rev"]  # the run stopped there
+        path, span = _failure_location(script, again.get("frames") or [])
+        outcome.diagnostics.append(Diagnostic("R002", Severity.ERROR, path, span,
+                                              f"upgrade after downgrade fails on {dialect}: {again.get('error')}",
+                                              env))
+
+
+def _failure_location(script, frames: list, function: str = "upgrade") -> tuple[Path, Span]:
+    """The revision's line that raised (the deepest frame in its file), else `def upgrade`
+    (or `def downgrade`)."""
+    line = None
+    own = os.path.realpath(script.path)
+    for frame in frames:
+        if isinstance(frame, list) and len(frame) == 2 and isinstance(frame[0], str) \
+                and isinstance(frame[1], int) and os.path.realpath(frame[0]) == own:
+            line = frame[1] - 1
+    if line is not None and line < len(script.lines or ()):
+        text = script.lines[line]
+        return script.path, Span(line, len(text) - len(text.lstrip()), line, len(text.rstrip()))
+    found = script.upgrade if function == "upgrade" else script.downgrade
+    return script.path, found.def_span if found else Span.point(0)
+
+
+# --------------------------------------------------------------------------- alembic check -> M001-M003
+
+
+_NOUN = {"Index": "index", "UniqueConstraint": "unique constraint", "ForeignKeyConstraint": "foreign key",
+         "CheckConstraint": "check constraint", "PrimaryKeyConstraint": "primary key"}
+
+
+def _what(item: dict) -> str:
+    table = item.get("table") or "?"
+    if item.get("schema"):
+        table = f"{item['schema']}.{table}"
+    kind = item.get("kind", "")
+    if item.get("column"):
+        return f"column {table}.{item['column']}"
+    if item.get("object"):
+        noun = _NOUN.get(item["object"], item["object"])
+        name = f" {item['name']}" if item.get("name") else ""
+        return f"{noun}{name} on {table} ({', '.join(map(str, item.get('columns') or []))})"
+    if "comment" in kind:
+        return f"comment of table {table}"
+    if item.get("table"):
+        return f"table {table}"
+    return kind
+
+
+def _differences(outcome: Outcome, state, models, source, schema=None) -> None:
+    """Each item of `alembic check`'s list -> one diagnostic, located."""
+    from .checks.models import _location
+
+    fallback_path, fallback_span = _location(source, state.env.config_path) if source is not None \
+        else (state.env.env_py or state.env.config_path, Span.point(0))
+    if schema is None:
+        try:
+            schema = state.replay.at_heads() if state.replay is not None else None
+        except Exception:
+            schema = None
+    model_tables = models.tables if models is not None and not models.error else {}
+    for item in outcome.items:
+        kind = item.get("kind", "")
+        what = _what(item)
+        if kind.startswith("add_"):
+            code, message = "M001", f"{what} is in the models but not in the database at head (alembic check)"
+            origin = _model_origin(model_tables, item)
+        elif kind.startswith("remove_"):
+            code, message = "M002", f"{what} is in the database at head but not in the models (alembic check)"
+            origin = _schema_origin(schema, item)
+        else:
+            changes = item.get("changes") or []
+            detail = "; ".join(f"{c.get('kind', '').replace('modify_', '')}: {c.get('old')!s} in the database, "
+                               f"{c.get('new')!s} in the models" for c in changes) or kind
+            code, message = "M003", f"{what} differs: {detail} (alembic check)"
+            origin = _model_origin(model_tables, item) or _schema_origin(schema, item)
+        if origin is not None:
+            outcome.located += 1
+        path, span = origin if origin is not None else (fallback_path, fallback_span)
+        outcome.diagnostics.append(Diagnostic(code, Severity.WARNING, path, span, message, state.env.name,
+                                              {"what": what, "alembic": item.get("repr")}))
+
+
+def _key(item: dict) -> str:
+    return f"{item['schema']}.{item['table']}" if item.get("schema") else str(item.get("table"))
+
+
+def _model_origin(tables: dict, item: dict):
+    table = tables.get(_key(item))
+    if table is None:
+        return None
+    if item.get("column"):
+        col = table.column(item["column"])
+        return (col.origin if col is not None and col.origin else None) or table.origin
+    if item.get("object"):
+        args = (table.info or {}).get("table_args")
+        if args and (not item.get("name") or item["name"] in (table.info or {}).get("table_args_names", ())):
+            return args
+        for name in item.get("columns") or []:
+            col = table.column(name)
+            if col is not None and col.origin:
+                return col.origin
+        return args or table.origin
+    return table.origin
+
+
+def _schema_origin(schema, item: dict):
+    if schema is None:
+        return None
+    table = schema.table(item.get("table"), item.get("schema"))
+    if table is None:
+        return None
+    if item.get("column"):
+        col = table.column(item["column"])
+        return (col.origin if col is not None and col.origin else None) or table.origin
+    if item.get("object") and item.get("name"):
+        for obj, origin in (*table.indexes, *table.constraints):
+            if getattr(obj, "name", None) == item["name"] and origin:
+                return origin
+    if item.get("object"):
+        for name in item.get("columns") or []:
+            col = table.column(name)
+            if col is not None and col.origin:
+                return col.origin
+    return table.origin
+
+
+# --------------------------------------------------------------------------- into a snapshot
+
+
+def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progress=None, downgrades: bool = True):
+    """The truth pass for every environment of `snapshot` that has revisions: the snapshot
+    with each pass's findings in place of the static ones it answers for, and the outcomes
+    (for the summary lines). Raises scratchdb.Refused for a URL the tool must not use."""
+    from dataclasses import replace
+
+    states, outcomes = [], []
+    for state in snapshot.environments:
+        if not runnable(engine, state):
+            states.append(state)
+            continue
+        if progress is not None:
+            progress(f"truth pass: {state.env.name}")
+        key = (state.env.root, state.env.name)
+        outcome = verify(state, engine.models.get(key), engine.metadata_source(state.env), database_url=database_url,
+                         downgrades=downgrades)
+        outcomes.append(outcome)
+        states.append(with_outcome(state, outcome))
+    return replace(snapshot, environments=tuple(states)), outcomes
+
+
+GRAPH_ERRORS = ("G002", "G003", "G004", "G005", "G006", "G007")  # Alembic cannot even load such a graph
+
+
+def runnable(engine, state) -> bool:
+    """The pass runs where `alembic check` could: a trusted workspace, revisions, a graph
+    Alembic can load, and models to compare with (env.py's target_metadata)."""
+    if not engine.trusted or state.graph is None or not state.graph.by_id:
+        return False
+    if any(d.code in GRAPH_ERRORS for d in state.graph_diagnostics):
+        return False
+    source = engine.metadata_source(state.env)
+    return bool(source.specs) and not source.disabled
+
+
+def with_outcome(state, outcome: Outcome):
+    """`state` with the pass's findings: R001 added; when `alembic check` ran at head, its
+    M001-M003 instead of the static M001-M004 (never both)."""
+    from dataclasses import replace
+
+    from .checks import apply_filters
+
+    if outcome.skipped or not outcome.diagnostics and not outcome.compared and not outcome.downgraded:
+        return state
+    drop = set(REPLACES) if outcome.compared else set()
+    found = apply_filters(outcome.diagnostics, state.env.settings, state.script_by_path)
+    by_path: dict[Path, tuple[Diagnostic, ...]] = {}
+    for path, ds in state.by_path.items():
+        gone = drop | {"D001", "D002"} if path in outcome.downgraded else drop
+        kept = tuple(d for d in ds if d.code not in gone)
+        if kept:
+            by_path[path] = kept
+    for d in found:
+        by_path[d.path] = by_path.get(d.path, ()) + (d,)
+    by_path = {p: tuple(sorted(ds, key=Diagnostic.sort_key)) for p, ds in by_path.items()}
+    return replace(state, by_path=by_path)
+
+
+# --------------------------------------------------------------------------- the server's passes
+
+
+class Verifier:
+    """The language server's truth passes (setting `verify`: "auto" | "off", `databaseUrl`):
+    the last outcome per environment, shown in place of the static findings it answers
+    for until a file changes (then the static ones again, until the pass after the next
+    save). `generation` moves on every change: a pass that started before is discarded."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.database_url: str | None = None
+        self.outcomes: dict[tuple[Path, str], Outcome] = {}
+        self.generation = 0
+        self._applied: dict[tuple[Path, str], tuple[int, int, object]] = {}
+
+    def configure(self, raw) -> None:
+        if isinstance(raw, dict) and isinstance(raw.get("migrationLsp"), dict):
+            raw = raw["migrationLsp"]
+        raw = raw if isinstance(raw, dict) else {}
+        self.enabled = str(raw.get("verify", "auto")).lower() != "off"
+        url = raw.get("databaseUrl") or raw.get("database-url") or raw.get("database_url")
+        self.database_url = url if isinstance(url, str) and url else None
+        if not self.enabled:
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self.outcomes.clear()
+        self._applied.clear()
+
+    def jobs(self, engine, snapshot) -> list[tuple]:
+        """What one pass runs (taken on the event loop: the engine is not thread-safe):
+        per environment, its state, models, metadata source and schema at head."""
+        out = []
+        for state in snapshot.environments:
+            if not runnable(engine, state):
+                continue
+            key = (state.env.root, state.env.name)
+            try:
+                schema = state.replay.at_heads() if state.replay is not None else None
+            except Exception:
+                schema = None
+            out.append((key, state, engine.models.get(key), engine.metadata_source(state.env), schema))
+        return out
+
+    def run(self, jobs: list[tuple], cancelled=lambda: False) -> dict[tuple[Path, str], Outcome]:
+        """Blocking (a worker thread): one pass per environment, until `cancelled()`."""
+        found = {}
+        for key, state, models, source, schema in jobs:
+            if cancelled():
+                break
+            try:
+                found[key] = verify(state, models, source, database_url=self.database_url, schema=schema)
+            except scratchdb.Refused as exc:
+                found[key] = Outcome(state.env.name, skipped=str(exc))
+        return found
+
+    def accept(self, generation: int, outcomes: dict) -> bool:
+        if generation != self.generation:
+            return False
+        self.outcomes.update(outcomes)
+        self._applied.clear()
+        return True
+
+    def apply(self, snapshot):
+        """`snapshot` with the outcomes in place (memoized per environment state)."""
+        if not self.outcomes:
+            return snapshot
+        from dataclasses import replace
+
+        states, changed = [], False
+        for state in snapshot.environments:
+            key = (state.env.root, state.env.name)
+            outcome = self.outcomes.get(key)
+            if outcome is None:
+                states.append(state)
+                continue
+            memo = self._applied.get(key)
+            if memo is None or memo[0] != id(state.by_path) or memo[1] != id(outcome):
+                memo = (id(state.by_path), id(outcome), with_outcome(state, outcome), state.by_path)
+                self._applied[key] = memo
+            states.append(memo[2])
+            changed = True
+        return replace(snapshot, environments=tuple(states)) if changed else snapshot

@@ -1,0 +1,557 @@
+"""Runs in the trusted child with the PROJECT's interpreter (started through child.py):
+the project's migrations on the scratch database, as Alembic runs them, then `alembic
+check`. Standard library, SQLAlchemy and Alembic only (the project has them).
+
+What it does, in order:
+1. The network: a new network namespace when it can (no TCP/UDP at all, a unix socket
+   still works), and in any case Python's sockets may connect only to the scratch
+   database (its socket folder, or its host:port for --database-url). An env.py with a
+   hard-coded production URL must never reach that server.
+2. Every engine the project creates (create_engine, engine_from_config,
+   create_async_engine, at import time too) is redirected to the scratch database, with
+   the project's own driver when it names one; `config.attributes["connection"]` is a
+   connection to it, handed in as the Alembic cookbook does.
+3. `alembic upgrade <rev>` one revision at a time (ancestors first): success, or the error
+   (its first line), and the SQL it emitted. The first failure stops the run.
+4. At head, `alembic check` itself (command.check): its list of differences, item for
+   item, each described for locating; plus the options env.py passed to
+   context.configure.
+
+usage: python child.py truth_child.py '<json job>' (see truth.py); result: JSON in the
+file named by $MIGRATION_LSP_RESULT.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+T0 = time.perf_counter()
+
+MAX_SQL = 200  # statements kept per revision
+MAX_SQL_TEXT = 2000
+
+
+def short(exc):
+    text = f"{type(exc).__name__}: {exc}".strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:400]
+
+
+# --------------------------------------------------------------------------- 1. the network
+
+
+def isolate_network():
+    """A network namespace of our own: only a down loopback, so no TCP or UDP leaves this
+    process (or its children, libpq included); pathname unix sockets still work."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newnet, clone_newuser = 0x40000000, 0x10000000
+        if libc.unshare(clone_newnet) == 0:
+            return "namespace"
+        if libc.unshare(clone_newuser | clone_newnet) == 0:
+            return "user+namespace"
+    except Exception:
+        pass
+    return "python"
+
+
+def guard_sockets(allow_unix, allow_tcp):
+    """Python's sockets connect only where the scratch database is."""
+    import socket
+
+    folders = [os.path.realpath(p) for p in allow_unix]
+    allowed = set()
+    for host, port in allow_tcp:
+        try:
+            for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP):
+                allowed.add((info[4][0], port))
+        except OSError:
+            pass
+        allowed.add((host, port))
+
+    def permitted(sock, address):
+        family = getattr(sock, "family", None)
+        if family == getattr(socket, "AF_UNIX", None):
+            if isinstance(address, bytes):
+                address = address.decode("utf-8", "replace")
+            if not isinstance(address, str) or address.startswith("\0"):
+                return False
+            path = os.path.realpath(address)
+            return any(path == f or path.startswith(f + os.sep) for f in folders)
+        if isinstance(address, tuple) and len(address) >= 2:
+            return (address[0], address[1]) in allowed
+        return False
+
+    def refuse(address):
+        raise ConnectionRefusedError(f"migration-lsp truth pass: network access blocked ({address!r}): "
+                                     "only the scratch database may be reached")
+
+    original_connect, original_connect_ex, original_sendto = (
+        socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto)
+
+    def connect(self, address):
+        if not permitted(self, address):
+            refuse(address)
+        return original_connect(self, address)
+
+    def connect_ex(self, address):
+        if not permitted(self, address):
+            refuse(address)
+        return original_connect_ex(self, address)
+
+    def sendto(self, data, *args):
+        address = args[-1]
+        if not permitted(self, address):
+            refuse(address)
+        return original_sendto(self, data, *args)
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = connect_ex
+    socket.socket.sendto = sendto
+
+
+# --------------------------------------------------------------------------- 2. the engines
+
+
+ASYNC_DRIVERS = {"postgresql": (("asyncpg", "postgresql+asyncpg"), ("psycopg", "postgresql+psycopg_async")),
+                 "sqlite": (("aiosqlite", "sqlite+aiosqlite"),),
+                 "mysql": (("aiomysql", "mysql+aiomysql"), ("asyncmy", "mysql+asyncmy"))}
+
+
+def with_driver(url, drivername):
+    """The scratch URL with the project's driver (a unix socket said the driver's way)."""
+    url = url.set(drivername=drivername)
+    if drivername.endswith("+pg8000") and "host" in url.query:
+        folder = url.query["host"]
+        url = url.difference_update_query(["host"]).update_query_dict(
+            {"unix_sock": os.path.join(folder, ".s.PGSQL.5432")})
+    return url
+
+
+def default_driver(scratch):
+    """A synchronous driver the project has, for the connection we hand in."""
+    if scratch.get_backend_name() != "postgresql" or "+" in scratch.drivername:
+        return scratch
+    import importlib.util
+
+    for module, name in (("psycopg2", "postgresql+psycopg2"), ("psycopg", "postgresql+psycopg"),
+                         ("pg8000", "postgresql+pg8000")):
+        if importlib.util.find_spec(module) is not None:
+            return with_driver(scratch, name)
+    return scratch
+
+
+def redirect_engines(scratch, statements):
+    """Every engine made from now on points at the scratch database; what any of them
+    executes is recorded (`statements`, the current revision's list)."""
+    import sqlalchemy
+    import sqlalchemy.engine
+    import sqlalchemy.engine.create
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine, make_url
+
+    original = sqlalchemy.engine.create.create_engine
+
+    def target(url, is_async):
+        try:
+            asked = make_url(url)
+        except Exception:
+            asked = None
+        if asked is not None and asked.get_backend_name() == scratch.get_backend_name() \
+                and asked.drivername != scratch.drivername and "+" in asked.drivername:
+            return with_driver(scratch, asked.drivername)
+        if is_async:  # an async engine for another backend: the scratch backend's async driver
+            import importlib.util
+
+            for module, name in ASYNC_DRIVERS.get(scratch.get_backend_name(), ()):
+                if importlib.util.find_spec(module) is not None:
+                    return with_driver(scratch, name)
+        return default_driver(scratch)
+
+    def create_engine(url, *args, **kw):
+        kw.pop("creator", None)  # would connect somewhere else
+        kw.pop("async_creator", None)
+        if scratch.get_backend_name() != "sqlite":
+            kw.pop("connect_args", None)  # sslmode, hosts...: the scratch server's are its URL's
+        return original(target(url, kw.get("_is_async")), *args, **kw)
+
+    sqlalchemy.create_engine = create_engine
+    sqlalchemy.engine.create_engine = create_engine
+    sqlalchemy.engine.create.create_engine = create_engine
+    try:
+        import sqlalchemy.ext.asyncio.engine as async_engine
+
+        async_engine._create_engine = create_engine
+    except Exception:  # no greenlet: no async engines either
+        pass
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if len(statements) < MAX_SQL:
+            statements.append(str(statement)[:MAX_SQL_TEXT])
+
+    return original
+
+
+# --------------------------------------------------------------------------- 3, 4. Alembic
+
+
+def describe(item):
+    """One item of `alembic check`'s list as data: what, where (table, column, name)."""
+    if isinstance(item, list):  # the modify_* changes of one column
+        first = item[0]
+        return {"kind": "modify_column", "schema": first[1], "table": first[2], "column": first[3],
+                "changes": [{"kind": c[0], "old": _text(c[-2]), "new": _text(c[-1])} for c in item],
+                "repr": repr(item)[:1000]}
+    kind = item[0] if isinstance(item, tuple) and item and isinstance(item[0], str) else "unknown"
+    out = {"kind": kind, "repr": repr(item)[:1000]}
+    obj = item[1] if len(item) > 1 else None
+    if kind in ("add_column", "remove_column"):
+        out.update(schema=item[1], table=item[2], column=item[3].name)
+    elif kind.startswith("modify_"):
+        out.update(schema=item[1], table=item[2], column=item[3] if len(item) > 3 else None,
+                   changes=[{"kind": kind, "old": _text(item[-2]), "new": _text(item[-1])}])
+    elif obj is not None and type(obj).__name__ == "Table":
+        out.update(schema=obj.schema, table=obj.name)
+    elif obj is not None and hasattr(obj, "table"):
+        table = obj.table
+        columns = [getattr(c, "name", str(c)) for c in getattr(obj, "expressions", None) or obj.columns]
+        out.update(schema=getattr(table, "schema", None), table=getattr(table, "name", None),
+                   name=obj.name if isinstance(obj.name, str) else None, columns=columns,
+                   unique=bool(getattr(obj, "unique", False)), object=type(obj).__name__)
+    return out
+
+
+def _text(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        return repr(value)[:200]
+    except Exception:
+        return type(value).__name__
+
+
+def main():
+    job = json.loads(sys.argv[1])
+    result = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}, "timings": {}}
+    try:
+        result["network"] = isolate_network() if job.get("isolate_network") else "python"
+        guard_sockets(job.get("allow_unix", []), [tuple(x) for x in job.get("allow_tcp", [])])
+        result["timings"]["network"] = time.perf_counter() - T0
+        work(job, result)
+    except BaseException as exc:  # report, never a traceback into the editor
+        result["error"] = short(exc)
+        result["traceback"] = traceback.format_exc()[-2000:]
+    with open(os.environ["MIGRATION_LSP_RESULT"], "w", encoding="utf-8") as fh:
+        json.dump(result, fh, default=str)
+
+
+def work(job, result):
+    from sqlalchemy.engine import make_url
+
+    scratch = make_url(job["url"])
+    statements = []
+    original_create_engine = redirect_engines(scratch, statements)
+    sys.path[:0] = job.get("sys_path", [])
+    os.chdir(job["cwd"])
+
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    recorded = result["configure"]
+    configure = EnvironmentContext.configure
+
+    def recording_configure(self, *args, **kwargs):
+        recorded.update({k: (getattr(v, "__name__", type(v).__name__) if callable(v) else
+                             v if isinstance(v, (bool, str, int, type(None))) else type(v).__name__)
+                         for k, v in kwargs.items() if k not in ("connection", "url")})
+        return configure(self, *args, **kwargs)
+
+    EnvironmentContext.configure = recording_configure
+
+    if job.get("toml"):
+        cfg = Config(file_=job.get("ini"), toml_file=job["toml"], ini_section=job.get("section") or "alembic")
+    else:
+        cfg = Config(job["ini"], ini_section=job.get("section") or "alembic")
+    if job.get("script_location"):  # resolved by us (a relative one is relative to where Alembic runs)
+        cfg.set_main_option("script_location", job["script_location"])
+    own = cfg.get_main_option("sqlalchemy.url") if job.get("ini") else None
+    try:
+        asked = make_url(own) if own else None
+    except Exception:
+        asked = None
+    main_url = with_driver(scratch, asked.drivername) if asked is not None and "+" in asked.drivername \
+        and asked.get_backend_name() == scratch.get_backend_name() else default_driver(scratch)
+    cfg.set_main_option("sqlalchemy.url", main_url.render_as_string(hide_password=False).replace("%", "%%"))
+    connection = None
+    sync_url = default_driver(scratch)
+    if not sync_url.drivername.endswith(("+asyncpg", "+aiosqlite", "+psycopg_async", "+aiomysql", "+asyncmy")):
+        try:
+            engine = original_create_engine(sync_url)
+            engine._connection_cls = shared_connection_class()
+            connection = engine.connect()
+            cfg.attributes["connection"] = connection
+        except Exception as exc:
+            result["connection_error"] = short(exc)
+
+    result["timings"]["configured"] = time.perf_counter() - T0
+    script = ScriptDirectory.from_config(cfg)
+    order = [r.revision for r in reversed(list(script.walk_revisions("base", "heads")))]
+    result["timings"]["revisions read"] = time.perf_counter() - T0
+    wanted = job.get("revisions")
+    if wanted is not None:
+        order = [r for r in order if r in set(wanted)]
+    def attempt(action):
+        """Run `action`; None, or the failure (first line, traceback tail, frames)."""
+        try:
+            action()
+            if connection is not None and connection.in_transaction():
+                connection.commit()
+            return None
+        except BaseException as exc:  # noqa: BLE001 - a failure is a result
+            if connection is not None:
+                try:
+                    connection.rollback()
+                except Exception:
+                    pass
+            return {"error": short(exc), "traceback": traceback.format_exc()[-2000:],
+                    "frames": [[f.filename, f.lineno] for f in traceback.extract_tb(exc.__traceback__)][-200:]}
+
+    reflect = Reflector(original_create_engine, sync_url, recorded)
+    for rev in order:
+        statements.clear()
+        t0 = time.perf_counter()
+        step = {"rev": rev, "ok": True, "error": None}
+        before = reflect() if job.get("downgrades") else None
+        failed = attempt(lambda: upgrade(cfg, script, rev))
+        if failed:
+            step.update(ok=False, **failed)
+        step["secs"] = time.perf_counter() - t0
+        step["sql"] = list(statements)
+        result["steps"].append(step)
+        if not step["ok"]:
+            return
+        if rev not in reflect.heads():
+            result["error"] = (f"env.py did not run the migrations: {rev} is not in the version table after "
+                               f"`alembic upgrade {rev}`")
+            return
+        if before is not None and not down_and_up(cfg, script, rev, step, before, reflect, attempt):
+            return  # the database is not where the next revision expects it
+        if job.get("snapshot_each"):
+            snapshot(job, rev, result)
+    if job.get("compare"):
+        compare(cfg, command, result)
+
+
+class Reflector:
+    """The schema as the database has it, as comparable data (for the downgrade checks)."""
+
+    def __init__(self, create_engine, url, configure):
+        self.create_engine, self.url, self.configure = create_engine, url, configure
+
+    def heads(self):
+        """The revisions the version table holds (where env.py's configure says it is)."""
+        from alembic.runtime.migration import MigrationContext
+        from sqlalchemy import pool
+
+        engine = self.create_engine(self.url, poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                opts = {k: self.configure[k] for k in ("version_table", "version_table_schema")
+                        if isinstance(self.configure.get(k), str)}
+                return set(MigrationContext.configure(conn, opts=opts).get_current_heads())
+        except Exception:
+            return set()
+        finally:
+            engine.dispose()
+
+    def backup(self):
+        """A copy of the SQLite file (None for a server database)."""
+        if self.url.get_backend_name() != "sqlite" or not self.url.database:
+            return None
+        import shutil
+
+        copy = self.url.database + ".down-check"
+        shutil.copyfile(self.url.database, copy)
+        return copy
+
+    def restore(self, backup):
+        """The file as it was, written in place (open connections keep working); True if done."""
+        if backup is None:
+            return False
+        import shutil
+
+        shutil.copyfile(backup, self.url.database)
+        return True
+
+    def discard(self, backup):
+        if backup is not None:
+            try:
+                os.unlink(backup)
+            except OSError:
+                pass
+
+    def __call__(self):
+        from sqlalchemy import inspect, pool
+
+        engine = self.create_engine(self.url, poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                insp = inspect(conn)
+                version_table = self.configure.get("version_table") or "alembic_version"
+                out = {}
+                for table in insp.get_table_names():
+                    if table == version_table:
+                        continue
+                    out[f"table {table}"] = "table"
+                    for c in insp.get_columns(table):
+                        out[f"column {table}.{c['name']}"] = f"{c['type']!s} {'NULL' if c['nullable'] else 'NOT NULL'}"
+                    for i in insp.get_indexes(table):
+                        out[f"index {i['name']} on {table}"] = f"{i.get('column_names')} unique={i.get('unique')}"
+                    for u in insp.get_unique_constraints(table):
+                        out[f"unique constraint {u['name'] or u['column_names']} on {table}"] = str(u["column_names"])
+                    for f in insp.get_foreign_keys(table):
+                        out[f"foreign key {f['name'] or f['constrained_columns']} on {table}"] = \
+                            f"{f['constrained_columns']} -> {f['referred_table']}{f['referred_columns']}"
+                if conn.dialect.name == "postgresql":
+                    for e in insp.get_enums(schema="*") if hasattr(insp, "get_enums") else []:
+                        out[f"enum {e['name']}"] = str(e["labels"])
+                return out
+        finally:
+            engine.dispose()
+
+
+def down_and_up(cfg, script, rev, step, before, reflect, attempt):
+    """Downgrade `rev` one step, compare the database with the one before its upgrade, and
+    upgrade it again (pytest-alembic's up/down consistency). False: stop the run."""
+    revision = script.get_revision(rev)
+    down = revision.down_revision
+    if isinstance(down, (tuple, list)):
+        step["downgrade"] = {"skipped": "a merge revision"}
+        return True
+    after_up = reflect()
+    target = down or "base"
+    backup = reflect.backup()  # SQLite: the file as `rev` left it
+    try:
+        failed = attempt(lambda: downgrade(cfg, script, target, rev))
+        if failed:
+            step["downgrade"] = dict(failed, ok=False)
+            return reflect.restore(backup) or reflect() == after_up  # (PostgreSQL: rolled back)
+        after_down = reflect()
+        left = sorted(k for k in after_down if k not in before)
+        missing = sorted(k for k in before if k not in after_down)
+        changed = sorted(k for k in before if k in after_down and before[k] != after_down[k])
+        step["downgrade"] = {"ok": True, "left": left, "missing": missing, "changed": changed,
+                             "noop": after_down == after_up and after_up != before}
+        if after_down != before and reflect.restore(backup):
+            return True  # back where `rev` left it: the upgrade again would only fail on what is left
+        if after_down == after_up and after_down != before:  # the downgrade did nothing: stamp back
+            return not attempt(lambda: stamp(cfg, script, rev))
+        failed = attempt(lambda: upgrade(cfg, script, rev))  # (an enum the downgrade left is not made twice)
+        if failed:
+            # the schema was restored and the upgrade fails again: a finding; otherwise the
+            # database is neither here nor there: the run stops (truth.py runs it again
+            # without downgrades)
+            step["reupgrade" if after_down == before else "unrestored"] = failed
+            return False
+        return True
+    finally:
+        reflect.discard(backup)
+
+
+def stamp(cfg, script, rev):
+    from alembic.runtime.environment import EnvironmentContext
+
+    def fn(current, context):
+        return script._stamp_revs(rev, current)
+
+    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=rev, tag=None):
+        script.run_env()
+
+
+def downgrade(cfg, script, target, rev):
+    from alembic.runtime.environment import EnvironmentContext
+
+    def fn(current, context):  # a memo of its own, as `alembic downgrade` in a new process
+        return script._downgrade_revs(target, current)
+
+    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=target, tag=None):
+        script.run_env()
+
+
+def shared_connection_class():
+    """The connection handed in as config.attributes["connection"]: a Connection (the
+    Alembic cookbook, mlflow) that also answers `.connect()` as an Engine would (projects
+    that hand in an engine: jupyterhub), with itself, left open."""
+    import contextlib
+
+    from sqlalchemy.engine import Connection
+
+    class SharedConnection(Connection):
+        def connect(self):
+            return contextlib.nullcontext(self)
+
+    return SharedConnection
+
+
+MEMO = {}  # the DDL memo of Alembic's impl, shared by all revisions of the run
+
+
+def upgrade(cfg, script, rev):
+    """`alembic upgrade REV` (command.upgrade's own body) with one ScriptDirectory for the
+    whole run: command.upgrade would read every revision file again for each revision.
+    Alembic's impl remembers the named types (PostgreSQL enums) it created in a run and
+    does not create them twice; `upgrade head` runs every revision with one impl, so ours
+    share its memo too (else a second table with the same enum fails where
+    `alembic upgrade head` does not)."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    def fn(current, context):
+        impl = getattr(context, "impl", None)
+        if impl is not None and isinstance(getattr(impl, "memo", None), dict):
+            impl.memo = MEMO
+        return script._upgrade_revs(rev, current)
+
+    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=rev, tag=None):
+        script.run_env()
+
+
+def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.py keeps it)
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(job["url"]).database
+    target = os.path.join(job["snapshot_each"], rev)
+    shutil.copyfile(path, target)
+    result.setdefault("snapshots", {})[rev] = target
+
+
+def compare(cfg, command, result):
+    """`alembic check` itself: its list of differences, or its error."""
+    from alembic.util import exc as alembic_exc
+
+    t0 = time.perf_counter()
+    out = {"ok": True, "items": [], "error": None}
+    try:
+        command.check(cfg)
+    except getattr(alembic_exc, "AutogenerateDiffsDetected", ()) as exc:
+        diffs = getattr(exc, "diffs", None)
+        if diffs is None:
+            out.update(ok=False, error="this Alembic's `check` does not list its differences")
+        else:
+            out["items"] = [describe(d) for d in diffs]
+    except BaseException as exc:  # noqa: BLE001
+        out.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:])
+    out["secs"] = time.perf_counter() - t0
+    result["compare"] = out
+
+
+if __name__ == "__main__":
+    main()
