@@ -99,7 +99,7 @@ class Repository:
     def fingerprint(self, ref: str | None = None) -> tuple:
         """Stat data of the watched files: the cheap poll (no process) that says whether
         HEAD or the base may have moved since the last look."""
-        out = []
+        out: list[tuple[str, int, int, int] | tuple[str, None]] = []
         for path in self.watched(ref):
             try:
                 st = os.stat(path)

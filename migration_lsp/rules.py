@@ -292,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown())
         return 0
     text = args.update.read_text(encoding="utf-8")
-    if readme_block(text) is None:
+    block = readme_block(text)
+    if block is None:
         print(f"{args.update}: no `{BEGIN}` ... `{END}` block", file=sys.stderr)
         return 2
-    new = text.replace(readme_block(text), markdown(), 1)  # type: ignore[arg-type]
+    new = text.replace(block, markdown(), 1)
     if new != text:
         args.update.write_text(new, encoding="utf-8")
     return 0
