@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from alembic import util as alembic_util
 from alembic.script import ScriptDirectory
@@ -26,6 +27,9 @@ from mako.template import Template
 from . import alembic_api, child
 from .graph import RevisionGraph
 from .project import Environment
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
 
 GENERIC_TEMPLATE = Path(alembic_util.__file__).resolve().parent.parent / "templates" / "generic" / "script.py.mako"
 RENDER_CHILD = Path(__file__).with_name("render_child.py")
@@ -219,8 +223,8 @@ def _dialect_of_types(ops: Sequence) -> str | None:
                 todo.append(inner)
         types_ = [getattr(op, n, None) for n in ("type", "modify_type", "existing_type")]
         for type_ in types_:
-            if isinstance(type_, sa.types.TypeEngine) and (name := type_dialect(type_)):
-                return name
+            if isinstance(type_, sa.types.TypeEngine) and (found := type_dialect(type_)):
+                return found
     return None
 
 
@@ -233,7 +237,7 @@ def render_ops(ops: Sequence, render_as_batch: bool = False, dialect: str | None
 
     seen: dict[str, object] = {}
 
-    def render_item(type_: str, obj: object, context) -> str | bool:
+    def render_item(type_: str, obj: object, context: AutogenContext) -> str | Literal[False]:
         seen["context"] = context
         source = getattr(obj, "source", None) if type_ == "type" else None
         module = getattr(obj, "module", None)

@@ -143,7 +143,9 @@ def describe_table(table: TableState, dialect: str) -> list[str]:
         sa_dialect = None
     for col in table.columns[:MAX_COLUMNS]:
         column = col.column
-        default = column.server_default.arg if column.server_default is not None else ""
+        # a DefaultClause has the text; a Computed or Identity column has none to show here
+        server_default = column.server_default
+        default = server_default.arg if isinstance(server_default, sa.DefaultClause) else ""
         default = getattr(default, "text", default)
         cell = _cell(default) if default != "" else ""
         lines.append(f"| {_cell(col.name)} | {_cell(_type(column, sa_dialect))} | "
