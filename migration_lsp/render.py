@@ -116,18 +116,18 @@ def render_revision(
     else:  # pragma: no cover - 100 uuid clashes
         raise RuntimeError("cannot find a free revision id")
 
-    kwargs = dict(
-        up_revision=revision,
-        down_revision=tuple_rev_as_scalar(tuple(parents)),
-        branch_labels=alembic_util.to_tuple(tuple(branch_labels) or None),
-        depends_on=tuple_rev_as_scalar(tuple(depends_on)),
-        create_date=create_date,
-        comma=alembic_util.format_as_comma,
-        message=clean_message(message),
-        upgrades=upgrades,
-        downgrades=downgrades,
-        imports=imports,
-    )
+    kwargs = {
+        "up_revision": revision,
+        "down_revision": tuple_rev_as_scalar(tuple(parents)),
+        "branch_labels": alembic_util.to_tuple(tuple(branch_labels) or None),
+        "depends_on": tuple_rev_as_scalar(tuple(depends_on)),
+        "create_date": create_date,
+        "comma": alembic_util.format_as_comma,
+        "message": clean_message(message),
+        "upgrades": upgrades,
+        "downgrades": downgrades,
+        "imports": imports,
+    }
     template, note = env.template_path, None
     if template is not None and not trusted:
         note = "the workspace is not trusted: new revisions use Alembic's generic template, not script.py.mako"

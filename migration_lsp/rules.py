@@ -269,8 +269,8 @@ def markdown() -> str:
         for r in family:
             out += [f"#### {r.code}", "",
                     f"**{_cell(r.summary)}**", "",
-                    f"`{r.name}` · {r.severity.label} · {_dialects(r) if r.dialects else 'any dialect'} · "
-                    f"reported on: {r.where}", "",
+                    (f"`{r.name}` · {r.severity.label} · {_dialects(r) if r.dialects else 'any dialect'} · "
+                     f"reported on: {r.where}"), "",
                     f"*Why:* {r.rationale}", "",
                     f"*Fix:* {r.fix}", ""]
     return "\n".join([BEGIN, "", *out, END])
@@ -278,7 +278,7 @@ def markdown() -> str:
 
 def readme_block(text: str) -> str | None:
     """The generated part of a README's text (markers included), or None."""
-    m = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
+    m = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.DOTALL)
     return m.group(0) if m else None
 
 

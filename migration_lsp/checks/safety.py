@@ -29,8 +29,16 @@ from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Span
 from ..rules import severity
-from ..schema import (EvaluatedOp, RevisionSchema, SchemaState, apply_op, constraint_columns, evaluate_function,
-                      find_after_keywords, squeeze_sql)
+from ..schema import (
+    EvaluatedOp,
+    RevisionSchema,
+    SchemaState,
+    apply_op,
+    constraint_columns,
+    evaluate_function,
+    find_after_keywords,
+    squeeze_sql,
+)
 from ..scripts import Function, MigrationScript, OpCall, OtherCall
 
 # op name -> (position of the table argument, its keyword names, the schema keyword)
@@ -64,11 +72,11 @@ ALTERING_KEYWORDS = {"nullable": None, "type_": None, "server_default": False, "
 
 # statements PostgreSQL refuses to run inside a transaction block; read statement by
 # statement with patterns of bounded match length, in linear time (see schema.SQL_WINDOW)
-_CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.I)
-_CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.I), re.compile(r"\bDETACH PARTITION\b", re.I))
-_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.I)
-_UPDATE = re.compile(r"\bUPDATE", re.I)
-_UPDATE_TABLE = re.compile(r"\s+(?:ONLY\s+)?(?:[\"`\[]?\w+[\"`\]]?\.)?[\"`\[]?(\w+)", re.I)
+_CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.IGNORECASE)
+_CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.IGNORECASE), re.compile(r"\bDETACH PARTITION\b", re.IGNORECASE))
+_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
+_UPDATE = re.compile(r"\bUPDATE", re.IGNORECASE)
+_UPDATE_TABLE = re.compile(r"\s+(?:ONLY\s+)?(?:[\"`\[]?\w+[\"`\]]?\.)?[\"`\[]?(\w+)", re.IGNORECASE)
 
 
 def runs_concurrently(sql: str) -> bool:

@@ -14,7 +14,14 @@ from lsprotocol import types
 
 from .. import pglocks
 from ..engine import EnvironmentState
-from ..schema import EvaluatedOp, SchemaState, TableState, apply_op, evaluate_function, op_table
+from ..schema import (
+    EvaluatedOp,
+    SchemaState,
+    TableState,
+    apply_op,
+    evaluate_function,
+    op_table,
+)
 from ..scripts import MigrationScript
 from . import md_text
 
@@ -145,8 +152,8 @@ def describe_table(table: TableState, dialect: str) -> list[str]:
         column = col.column
         # a DefaultClause has the text; a Computed or Identity column has none to show here
         server_default = column.server_default
-        default = server_default.arg if isinstance(server_default, sa.DefaultClause) else ""
-        default = getattr(default, "text", default)
+        arg = server_default.arg if isinstance(server_default, sa.DefaultClause) else ""
+        default = arg if isinstance(arg, str) else str(getattr(arg, "text", arg))
         cell = _cell(default) if default != "" else ""
         lines.append(f"| {_cell(col.name)} | {_cell(_type(column, sa_dialect))} | "
                      f"{'yes' if column.nullable else 'no'} | {cell} |".replace("\n", " "))
