@@ -474,7 +474,7 @@ def parse_sql(sql: str) -> list[_Statement] | None:
         return None
     try:
         raws = pglast.parse_sql(sql)
-    except Exception:
+    except Exception:  # noqa: BLE001 - libpg_query on workspace SQL: unparsable is unknown, never a crash
         return None
     out = []
     for raw in raws:  # pglast turns libpg_query's byte offsets into character offsets
@@ -899,7 +899,7 @@ def _sa_type_key(type_: Any) -> tuple[str, tuple[int, ...], bool] | None:
         if not isinstance(stmt, pg.CreateStmt) or not stmt.tableElts:
             return None
         return _type_key(stmt.tableElts[0].typeName)
-    except Exception:
+    except Exception:  # noqa: BLE001 - SQLAlchemy compiling a project type, then parsing it: unknown, never a crash
         return None
 
 
@@ -973,7 +973,7 @@ def _classify_safely(node: Any, ctx: _Context, version: int) -> list[_Hit]:
     """A statement of a shape the classifier did not expect is unknown, never a crash."""
     try:
         return _classify(node, ctx, version)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a statement shape the classifier did not expect is unknown, never a crash
         return [_Hit(UNKNOWN, None, why=f"{type(node).__name__}: {type(exc).__name__}")]
 
 
@@ -1019,7 +1019,7 @@ def op_effects(op: alembic_ops.MigrateOperation, before: SchemaState | None = No
     `before` the op supplying what the SQL does not say. None: it cannot be rendered or parsed."""
     try:
         sql = render_sql(op, "postgresql", version)
-    except Exception:
+    except Exception:  # noqa: BLE001 - Alembic rendering a workspace op may raise anything: unknown
         return None
     return sql_effects(sql, before, version, existing_types(op))
 

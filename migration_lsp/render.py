@@ -200,7 +200,7 @@ def _migration_context(dialect: str | None):
     if dialect:
         try:
             return MigrationContext.configure(dialect_name=dialect)
-        except Exception:  # a dialect that is not installed
+        except Exception:  # noqa: BLE001, S110 - a dialect that is not installed
             pass
     return None
 

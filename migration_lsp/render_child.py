@@ -22,7 +22,7 @@ def main() -> None:
         kwargs["create_date"] = datetime.fromisoformat(config["kwargs"]["create_date"])
         kwargs["comma"] = util.format_as_comma
         result["text"] = Template(filename=config["template"]).render_unicode(**kwargs)
-    except BaseException as exc:  # report, never traceback
+    except BaseException as exc:  # noqa: BLE001 - report, never traceback
         result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if str(exc) else type(exc).__name__
     with open(os.environ["MIGRATION_LSP_RESULT"], "w", encoding="utf-8") as fh:
         json.dump(result, fh)

@@ -288,7 +288,7 @@ def placeholder_default(type_: Any, dialect: str | None, constant_only: bool = F
     if isinstance(type_, type):
         try:
             type_ = type_()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the project's own type class, constructed: it may raise anything
             type_ = None
     if not isinstance(type_, sa.types.TypeEngine):
         return "''"
@@ -317,7 +317,7 @@ def placeholder_default(type_: Any, dialect: str | None, constant_only: bool = F
 def describe_type(type_: Any) -> str:
     try:
         return repr(type_) if type_ is not None else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - repr of the project's own type object: it may raise anything
         return type(type_).__name__
 
 
@@ -462,7 +462,7 @@ class _Checker:
             for ev in self._pending:
                 try:
                     self._state = apply_op(self._state, ev, self.script.path)
-                except Exception:  # never let a replay quirk hide the other findings
+                except Exception:  # noqa: BLE001, S110 - never let a replay quirk hide the other findings
                     pass
             self._pending.clear()
         return self._state
@@ -484,7 +484,7 @@ class _Checker:
         for rule in rules:
             try:
                 rule()
-            except Exception:  # a half-typed call must never take the other findings down
+            except Exception:  # noqa: BLE001, S110 - a half-typed call must never take the other findings down
                 pass
         self.advance_safely(ev, target)
 
@@ -527,7 +527,7 @@ class _Checker:
     def advance_safely(self, ev: EvaluatedOp, target: _Target) -> None:
         try:
             self._advance(ev, target)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - a replay quirk must not hide the other findings
             pass
 
     def _note_update(self, sql: str) -> None:
