@@ -474,7 +474,7 @@ def parse_sql(sql: str) -> list[_Statement] | None:
         return None
     try:
         raws = pglast.parse_sql(sql)
-    except Exception:  # noqa: BLE001 - libpg_query on workspace SQL: unparsable is unknown, never a crash
+    except (pglast.Error, ValueError):  # a syntax error; text libpg_query cannot encode (a lone surrogate)
         return None
     out = []
     for raw in raws:  # pglast turns libpg_query's byte offsets into character offsets

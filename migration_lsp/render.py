@@ -196,11 +196,12 @@ def _migration_context(dialect: str | None):
     """A MigrationContext for the environment's dialect, without a database: Alembic's
     per-dialect renderer spells e.g. `postgresql.JSONB(astext_type=sa.Text())`."""
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.exc import ArgumentError
 
     if dialect:
         try:
             return MigrationContext.configure(dialect_name=dialect)
-        except Exception:  # noqa: BLE001, S110 - a dialect that is not installed
+        except ArgumentError:  # a dialect that is not installed (NoSuchModuleError is one)
             pass
     return None
 

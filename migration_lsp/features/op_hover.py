@@ -146,7 +146,7 @@ def describe_table(table: TableState, dialect: str) -> list[str]:
              "| column | type | null | default |", "|---|---|---|---|"]
     try:
         sa_dialect = sa.engine.url.make_url(f"{dialect}://").get_dialect()()
-    except Exception:  # noqa: BLE001 - SQLAlchemy resolving a dialect name from the config may raise anything
+    except sa.exc.ArgumentError:  # not a dialect name (NoSuchModuleError is one)
         sa_dialect = None
     for col in table.columns[:MAX_COLUMNS]:
         column = col.column
