@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ demo: $(STAMP)
 	@echo "== migration-lsp graph examples/blog (mermaid) =="
 	@cd examples/blog && ../../$(BIN)/migration-lsp graph
 
-test: $(STAMP) vscode-deps editors-deps
+test: lint $(STAMP) vscode-deps editors-deps
 	$(BIN)/python -m pytest -q
+
+# Ruff (its default rules) and mypy over the package, configured in pyproject.toml; a few
+# seconds, run first by `make test` so findings fail the build before the long test run.
+.PHONY: lint
+lint: $(STAMP)
+	$(BIN)/ruff check migration_lsp
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

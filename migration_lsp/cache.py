@@ -33,7 +33,6 @@ from pathlib import Path
 from . import __version__
 from .core import say_once
 
-
 FORMAT = 2  # bump when the layout of what is stored changes
 DISABLE_ENV = "MIGRATION_LSP_NO_CACHE"
 DIR_ENV = "MIGRATION_LSP_CACHE_DIR"

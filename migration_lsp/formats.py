@@ -111,7 +111,7 @@ def format_sarif(snapshot: Snapshot) -> str:
     rules = [_sarif_rule(rule, level) for rule in RULES.values()]
     results = []
     for d in snapshot.diagnostics:
-        result = {
+        result: dict[str, object] = {
             "ruleId": d.code,
             "level": level[d.severity],
             "message": {"text": d.message},

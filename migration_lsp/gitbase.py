@@ -27,12 +27,12 @@ import hashlib
 import os
 import re
 import subprocess
-import tokenize
 import sys
-from io import BytesIO
+import tokenize
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from io import BytesIO
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -69,7 +69,7 @@ def git(cwd: Path, *args: str, data: bytes | None = None) -> subprocess.Complete
     """One plumbing command; never raises (no git, a timeout: returncode 128)."""
     try:
         return subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=cwd, input=data, capture_output=True,
-                              env=_env(), timeout=TIMEOUT)
+                              env=_env(), timeout=TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(args, 128, b"", str(exc).encode())
 
@@ -99,7 +99,7 @@ class Repository:
     def fingerprint(self, ref: str | None = None) -> tuple:
         """Stat data of the watched files: the cheap poll (no process) that says whether
         HEAD or the base may have moved since the last look."""
-        out = []
+        out: list[tuple[str, int, int, int] | tuple[str, None]] = []
         for path in self.watched(ref):
             try:
                 st = os.stat(path)

@@ -12,9 +12,9 @@ graph is still built (a broken reference or a clashing label is simply left out)
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from bisect import bisect_left
 from functools import cached_property
 
 from .scripts import IdString, MigrationScript

@@ -26,12 +26,13 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.operations import ops as alembic_ops
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine.url import make_url
 
 from .project import postgres_major
@@ -41,8 +42,9 @@ try:  # PostgreSQL's own parser; without it raw SQL (and so every op) is "unknow
     import pglast
     from pglast import ast as pg
     from pglast import enums as pge
+    HAVE_PGLAST = True
 except ImportError:  # pragma: no cover - pglast has wheels for the usual platforms
-    pglast = None
+    HAVE_PGLAST = False
 
 SUPPORTED_VERSIONS = tuple(range(12, 19))
 DEFAULT_VERSION = SUPPORTED_VERSIONS[-1]
@@ -426,7 +428,7 @@ def render_sql(op: alembic_ops.MigrateOperation, dialect: str = "postgresql", ve
     Alembic raises for an op it cannot render."""
     buf = io.StringIO()
     sa_dialect = make_url(f"{dialect}://").get_dialect()()
-    if dialect == "postgresql" and version:
+    if dialect == "postgresql" and version and isinstance(sa_dialect, PGDialect):
         sa_dialect.server_version_info = (version, 0)
         sa_dialect.supports_virtual_generated_columns = version >= 18
     context = MigrationContext.configure(dialect=sa_dialect, opts={"as_sql": True, "output_buffer": buf})
@@ -468,11 +470,11 @@ class _Statement:
 def parse_sql(sql: str) -> list[_Statement] | None:
     """The statements of `sql` with their place in it; None when pglast is missing or the
     SQL does not parse."""
-    if pglast is None:
+    if not HAVE_PGLAST:
         return None
     try:
         raws = pglast.parse_sql(sql)
-    except Exception:
+    except (pglast.Error, ValueError):  # a syntax error; text libpg_query cannot encode (a lone surrogate)
         return None
     out = []
     for raw in raws:  # pglast turns libpg_query's byte offsets into character offsets
@@ -494,7 +496,7 @@ class _Context:
     # (table key, column) -> its type before the op, from the op itself (existing_type)
     types: dict[tuple[str, str], Any] = field(default_factory=dict)
     # constraints added earlier in the same SQL: (table key, name) -> referenced table or False
-    added: dict[tuple[str, str], str | bool] = field(default_factory=dict)
+    added: dict[tuple[str, str], str | Literal[False]] = field(default_factory=dict)
 
     def table(self, key: str | None) -> TableState | None:
         return self.state.tables.get(key) if self.state is not None and key else None
@@ -506,10 +508,10 @@ class _Context:
         col = table.column(column) if table is not None else None
         return col.column.type if col is not None else None
 
-    def foreign_key(self, key: str, name: str | None) -> str | None | bool:
+    def foreign_key(self, key: str, name: str | None) -> str | Literal[False] | None:
         """The table foreign key `name` of table `key` references; False: it is not a foreign
         key; None: not known."""
-        if (key, name) in self.added:
+        if name and (key, name) in self.added:
             return self.added[(key, name)]
         table = self.table(key)
         if table is None or not name:
@@ -715,8 +717,8 @@ def _drop(node: Any, ctx: _Context) -> list[_Hit]:
         hits = []
         for names in node.objects:
             name = ".".join(_names(names))
-            table = ctx.index_table(name)
-            hits.append(_Hit(form, table, role="table" if table else f"table of index {name}"))
+            on = ctx.index_table(name)
+            hits.append(_Hit(form, on, role="table" if on else f"table of index {name}"))
         return hits
     if node.removeType == T.OBJECT_TRIGGER:
         return [_Hit(FORMS["drop_trigger"], ".".join(_names(names)[:-1])) for names in node.objects]
@@ -760,8 +762,8 @@ def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
         if c.conname:
             ctx.added[(table, c.conname)] = _name(c.pktable) if c.contype == C.CONSTR_FOREIGN else False
         if c.contype == C.CONSTR_FOREIGN:
-            form = "add_constraint.foreign_key_not_valid" if c.skip_validation else "add_constraint.foreign_key"
-            return _Hit(FORMS[form], table, (_name(c.pktable),))
+            fk = "add_constraint.foreign_key_not_valid" if c.skip_validation else "add_constraint.foreign_key"
+            return _Hit(FORMS[fk], table, (_name(c.pktable),))
         if c.contype == C.CONSTR_CHECK:
             return _Hit(FORMS["add_constraint.check_not_valid" if c.skip_validation else "add_constraint.check"], table)
         if c.contype in (C.CONSTR_UNIQUE, C.CONSTR_PRIMARY):
@@ -773,11 +775,11 @@ def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
             return _Hit(FORMS["add_constraint.exclude"], table)
         return _Hit(UNKNOWN, table, why=f"ADD CONSTRAINT of kind {c.contype.name}")
     if sub in (A.AT_ValidateConstraint, A.AT_DropConstraint):
-        form = "validate_constraint" if sub == A.AT_ValidateConstraint else "drop_constraint"
+        verb = "validate_constraint" if sub == A.AT_ValidateConstraint else "drop_constraint"
         ref = ctx.foreign_key(table, cmd.name)
         if ref:
-            return _Hit(FORMS[f"{form}.foreign_key"], table, (ref,))
-        return _Hit(FORMS[form], table,
+            return _Hit(FORMS[f"{verb}.foreign_key"], table, (ref,))
+        return _Hit(FORMS[verb], table,
                     why="" if ref is False else "whether it is a foreign key (which also locks the referenced table)")
     return _Hit(UNKNOWN, table, why=f"ALTER TABLE {sub.name}")
 
@@ -809,7 +811,7 @@ def _add_column(coldef: Any, table: str, version: int) -> list[_Hit]:
     return [_Hit(FORMS[form], table, tuple(refs))] + extra
 
 
-_SIMPLE_ALTERS = {} if pglast is None else {
+_SIMPLE_ALTERS = {} if not HAVE_PGLAST else {
     pge.AlterTableType.AT_SetStatistics: "alter_column.set_statistics",
     pge.AlterTableType.AT_AddIdentity: "alter_column.add_identity",
     pge.AlterTableType.AT_EnableTrig: "enable_trigger", pge.AlterTableType.AT_DisableTrig: "enable_trigger",
@@ -820,7 +822,7 @@ _SIMPLE_ALTERS = {} if pglast is None else {
     pge.AlterTableType.AT_SetLogged: "set_logged", pge.AlterTableType.AT_SetUnLogged: "set_logged",
 }
 
-_INLINE = {} if pglast is None else {
+_INLINE = {} if not HAVE_PGLAST else {
     pge.ConstrType.CONSTR_CHECK: "add_constraint.check", pge.ConstrType.CONSTR_UNIQUE: "add_constraint.unique",
     pge.ConstrType.CONSTR_PRIMARY: "add_constraint.primary_key"}
 
@@ -843,7 +845,7 @@ _KNOWN_FUNCTIONS = _NOT_VOLATILE | {"count", "sum", "min", "max", "avg", "array_
 
 def _volatility(expr: Any) -> str | None:
     """'v' volatile, 's' not volatile (immutable or stable), None unknown."""
-    result = "s"
+    result: str | None = "s"
     for node in _walk(expr):
         kind = type(node).__name__
         if kind == "FuncCall":
@@ -893,9 +895,11 @@ def _sa_type_key(type_: Any) -> tuple[str, tuple[int, ...], bool] | None:
         return None
     try:
         spelled = sa.types.to_instance(type_).compile(dialect=_PG_DIALECT)
-        parsed = pglast.parse_sql(f"CREATE TABLE x (c {spelled})")
-        return _type_key(parsed[0].stmt.tableElts[0].typeName)
-    except Exception:
+        stmt = pglast.parse_sql(f"CREATE TABLE x (c {spelled})")[0].stmt
+        if not isinstance(stmt, pg.CreateStmt) or not stmt.tableElts:
+            return None
+        return _type_key(stmt.tableElts[0].typeName)
+    except Exception:  # noqa: BLE001 - SQLAlchemy compiling a project type, then parsing it: unknown, never a crash
         return None
 
 
@@ -969,7 +973,7 @@ def _classify_safely(node: Any, ctx: _Context, version: int) -> list[_Hit]:
     """A statement of a shape the classifier did not expect is unknown, never a crash."""
     try:
         return _classify(node, ctx, version)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a statement shape the classifier did not expect is unknown, never a crash
         return [_Hit(UNKNOWN, None, why=f"{type(node).__name__}: {type(exc).__name__}")]
 
 
@@ -1015,7 +1019,7 @@ def op_effects(op: alembic_ops.MigrateOperation, before: SchemaState | None = No
     `before` the op supplying what the SQL does not say. None: it cannot be rendered or parsed."""
     try:
         sql = render_sql(op, "postgresql", version)
-    except Exception:
+    except Exception:  # noqa: BLE001 - Alembic rendering a workspace op may raise anything: unknown
         return None
     return sql_effects(sql, before, version, existing_types(op))
 
@@ -1042,10 +1046,19 @@ def example_ops(form: Form) -> list[Any]:
 def _build(example: Callable[[Any], Any]) -> Any:
     from .schema import BatchRecorder
 
-    class _Op(Recorder):
+    class _Op:
+        """A Recorder whose batch_alter_table is used without `with` (the examples are
+        expressions): not an Operations, so it forwards the other names to one."""
+
+        def __init__(self) -> None:
+            self.recorder = Recorder()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.recorder, name)
+
         def batch_alter_table(self, table_name: str, schema: str | None = None, **kw: Any) -> BatchRecorder:
-            return BatchRecorder(self, table_name, schema)
+            return BatchRecorder(self.recorder, table_name, schema)
 
     op = _Op()
     result = example(op)
-    return result if isinstance(result, alembic_ops.MigrateOperation) else op.recorded[-1]
+    return result if isinstance(result, alembic_ops.MigrateOperation) else op.recorder.recorded[-1]

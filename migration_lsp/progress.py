@@ -14,7 +14,10 @@ import os
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 DELAY = 1.0  # seconds of work before the line appears
 INTERVAL = 0.1  # seconds between redraws
@@ -37,7 +40,7 @@ class Progress:
     def stage(self, text: str) -> None:
         self.text = text
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         if self.enabled:
             self._thread = threading.Thread(target=self._draw, name="migration-lsp progress", daemon=True)
             self._thread.start()

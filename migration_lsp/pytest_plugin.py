@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from .engine import Snapshot
 
 # code prefix -> item name; a finding with another prefix is reported by the graph item
 FAMILIES = {"G": "graph", "M": "models", "D": "downgrade", "S": "safety", "R": "database"}
@@ -77,7 +81,7 @@ class _Run:
             raise pytest.UsageError(f"migration_lsp_paths: no such directory: {', '.join(missing)}")
         self.engine = Engine(self.roots, trusted=trusted,
                              untrusted_reason="models are not loaded (enable with --migration-lsp-import)")
-        self._snapshot = None
+        self._snapshot: Snapshot | None = None
 
     def items(self) -> list[pytest.Item]:
         found: list[pytest.Item] = []
@@ -109,7 +113,7 @@ class _Run:
 
         return any(code.startswith(prefix) for code in RULES)
 
-    def snapshot(self):
+    def snapshot(self) -> Snapshot:
         if self._snapshot is None:
             self.engine.load_models()
             self._snapshot = self.engine.snapshot()
@@ -152,12 +156,12 @@ class MigrationLspItem(pytest.Item):
     def runtest(self) -> None:
         snapshot = self.run.snapshot()
         base = self.config.invocation_params.dir
-        if self.family is None:
+        if self.index is None:  # not an environment's item
+            if self.family == "configuration":
+                raise MigrationLspFindings("\n".join(
+                    f"{_shown(p.path, base)}: {p.message.removeprefix(p.path.name + ': ')}" for p in snapshot.problems))
             roots = ", ".join(_shown(r, base) for r in self.run.roots)
             raise MigrationLspFindings(f"no Alembic environment found under {roots}")
-        if self.family == "configuration":
-            raise MigrationLspFindings("\n".join(
-                f"{_shown(p.path, base)}: {p.message.removeprefix(p.path.name + ': ')}" for p in snapshot.problems))
         env = self.run.engine.environments()[self.index][1]
         identity = (env.name, env.config_path, env.script_location)
         state = next(s for s in snapshot.environments

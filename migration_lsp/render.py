@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from alembic import util as alembic_util
 from alembic.script import ScriptDirectory
@@ -26,6 +27,9 @@ from mako.template import Template
 from . import alembic_api, child
 from .graph import RevisionGraph
 from .project import Environment
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
 
 GENERIC_TEMPLATE = Path(alembic_util.__file__).resolve().parent.parent / "templates" / "generic" / "script.py.mako"
 RENDER_CHILD = Path(__file__).with_name("render_child.py")
@@ -112,18 +116,18 @@ def render_revision(
     else:  # pragma: no cover - 100 uuid clashes
         raise RuntimeError("cannot find a free revision id")
 
-    kwargs = dict(
-        up_revision=revision,
-        down_revision=tuple_rev_as_scalar(tuple(parents)),
-        branch_labels=alembic_util.to_tuple(tuple(branch_labels) or None),
-        depends_on=tuple_rev_as_scalar(tuple(depends_on)),
-        create_date=create_date,
-        comma=alembic_util.format_as_comma,
-        message=clean_message(message),
-        upgrades=upgrades,
-        downgrades=downgrades,
-        imports=imports,
-    )
+    kwargs = {
+        "up_revision": revision,
+        "down_revision": tuple_rev_as_scalar(tuple(parents)),
+        "branch_labels": alembic_util.to_tuple(tuple(branch_labels) or None),
+        "depends_on": tuple_rev_as_scalar(tuple(depends_on)),
+        "create_date": create_date,
+        "comma": alembic_util.format_as_comma,
+        "message": clean_message(message),
+        "upgrades": upgrades,
+        "downgrades": downgrades,
+        "imports": imports,
+    }
     template, note = env.template_path, None
     if template is not None and not trusted:
         note = "the workspace is not trusted: new revisions use Alembic's generic template, not script.py.mako"
@@ -192,11 +196,12 @@ def _migration_context(dialect: str | None):
     """A MigrationContext for the environment's dialect, without a database: Alembic's
     per-dialect renderer spells e.g. `postgresql.JSONB(astext_type=sa.Text())`."""
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.exc import ArgumentError
 
     if dialect:
         try:
             return MigrationContext.configure(dialect_name=dialect)
-        except Exception:  # a dialect that is not installed
+        except ArgumentError:  # a dialect that is not installed (NoSuchModuleError is one)
             pass
     return None
 
@@ -219,8 +224,8 @@ def _dialect_of_types(ops: Sequence) -> str | None:
                 todo.append(inner)
         types_ = [getattr(op, n, None) for n in ("type", "modify_type", "existing_type")]
         for type_ in types_:
-            if isinstance(type_, sa.types.TypeEngine) and (name := type_dialect(type_)):
-                return name
+            if isinstance(type_, sa.types.TypeEngine) and (found := type_dialect(type_)):
+                return found
     return None
 
 
@@ -233,7 +238,7 @@ def render_ops(ops: Sequence, render_as_batch: bool = False, dialect: str | None
 
     seen: dict[str, object] = {}
 
-    def render_item(type_: str, obj: object, context) -> str | bool:
+    def render_item(type_: str, obj: object, context: AutogenContext) -> str | Literal[False]:
         seen["context"] = context
         source = getattr(obj, "source", None) if type_ == "type" else None
         module = getattr(obj, "module", None)

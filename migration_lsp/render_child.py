@@ -11,18 +11,18 @@ import sys
 from datetime import datetime
 
 
-def main():
+def main() -> None:
     config = json.loads(sys.argv[1])
-    result = {"text": None, "error": None}
+    result: dict[str, str | None] = {"text": None, "error": None}
     try:
         from alembic import util
         from mako.template import Template
 
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config["kwargs"].items()}
-        kwargs["create_date"] = datetime.fromisoformat(kwargs["create_date"])
+        kwargs["create_date"] = datetime.fromisoformat(config["kwargs"]["create_date"])
         kwargs["comma"] = util.format_as_comma
         result["text"] = Template(filename=config["template"]).render_unicode(**kwargs)
-    except BaseException as exc:  # report, never traceback
+    except BaseException as exc:  # noqa: BLE001 - report, never traceback
         result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if str(exc) else type(exc).__name__
     with open(os.environ["MIGRATION_LSP_RESULT"], "w", encoding="utf-8") as fh:
         json.dump(result, fh)

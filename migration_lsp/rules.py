@@ -401,8 +401,8 @@ def markdown() -> str:
         for r in family:
             out += [f"#### {r.code}", "",
                     f"**{_cell(r.summary)}**", "",
-                    f"`{r.name}` · {r.severity.label} · {_dialects(r) if r.dialects else 'any dialect'} · "
-                    f"reported on: {r.where}", "",
+                    (f"`{r.name}` · {r.severity.label} · {_dialects(r) if r.dialects else 'any dialect'} · "
+                     f"reported on: {r.where}"), "",
                     f"*Why:* {r.rationale}", "",
                     f"*Fix:* {r.fix}", ""]
     return "\n".join([BEGIN, "", *out, END])
@@ -410,7 +410,7 @@ def markdown() -> str:
 
 def readme_block(text: str) -> str | None:
     """The generated part of a README's text (markers included), or None."""
-    m = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
+    m = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.DOTALL)
     return m.group(0) if m else None
 
 
@@ -424,10 +424,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown())
         return 0
     text = args.update.read_text(encoding="utf-8")
-    if readme_block(text) is None:
+    block = readme_block(text)
+    if block is None:
         print(f"{args.update}: no `{BEGIN}` ... `{END}` block", file=sys.stderr)
         return 2
-    new = text.replace(readme_block(text), markdown(), 1)  # type: ignore[arg-type]
+    new = text.replace(block, markdown(), 1)
     if new != text:
         args.update.write_text(new, encoding="utf-8")
     return 0

@@ -192,3 +192,23 @@ def test_postgres_version_setting_changes_the_answer(tmp_path):
     (root / "pyproject.toml").write_text("[tool.migration-lsp]\npostgres-version = 10\n")
     old = hover_on(Engine([root]).snapshot(), path, "add_column")
     assert "On PostgreSQL 10:" in old and "**rewrites the table**" in old
+
+
+def test_table_with_a_computed_column_is_described(tmp_path):
+    """A Computed / Identity column's server_default has no `arg` (mypy found it): the card
+    is still made, those cells empty."""
+    alembic_project(tmp_path, {
+        "aaaa_base.py": migration_text("aaaa", None, message="base", upgrades="""\
+op.create_table(
+        "t",
+        sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+        sa.Column("a", sa.Integer),
+        sa.Column("b", sa.Integer, sa.Computed("a + 1")),
+    )"""),
+        "bbbb_change.py": migration_text("bbbb", "aaaa", message="change",
+                                         upgrades='op.add_column("t", sa.Column("c", sa.Integer))'),
+    }, ini=PG_INI)
+    path = (tmp_path / "migrations" / "versions" / "bbbb_change.py").resolve()
+    text = hover_on(Engine([tmp_path]).snapshot(), path, "add_column")
+    assert "| `b` | `INTEGER` | yes |  |" in text
+    assert "| `id` | `INTEGER` | no |  |" in text

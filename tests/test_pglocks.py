@@ -175,7 +175,7 @@ def test_unknown_statements_and_unparsable_sql():
 
 
 def test_without_pglast_everything_is_unknown(monkeypatch):
-    monkeypatch.setattr(pglocks, "pglast", None)
+    monkeypatch.setattr(pglocks, "HAVE_PGLAST", False)
     assert pglocks.sql_effects("CREATE INDEX ix ON t (a)") is None
     assert pglocks.op_effects(op.create_index("ix", "t", ["a"])) is None
 
@@ -256,3 +256,12 @@ def test_a_form_newer_than_the_version_says_so():
     assert "needs PostgreSQL 12" in e.unknown
     (e,) = pglocks.sql_effects("REINDEX TABLE CONCURRENTLY t", version=12)
     assert e.unknown == ""
+
+
+def test_sql_the_parser_cannot_take_is_unknown():
+    """pglast raises its ParseError for bad syntax and UnicodeEncodeError for a lone surrogate
+    (which a Python string literal in a migration can hold): both are "cannot parse"."""
+    assert pglocks.parse_sql("SELEC 1") is None
+    assert pglocks.parse_sql("SELECT '\ud800'") is None
+    assert pglocks.sql_effects("ALTER TABLE t ADD COLUMN c text DEFAULT '\ud800'", None, DEFAULT_VERSION) is None
+    assert pglocks.parse_sql("SELECT 1") is not None

@@ -112,10 +112,10 @@ def check_moved(here: RevisionGraph, base: Base, env_name: str, memo: dict | Non
 def check_gone(here: RevisionGraph, base: Base, env_name: str) -> list[Diagnostic]:
     """G012: a revision the fork and the base have is missing here."""
     fork = base.fork.graph
-    gone = base.kept - here.by_id.keys()
-    if not gone or not here.scripts:
+    missing = base.kept - here.by_id.keys()
+    if not missing or not here.scripts:
         return []
-    gone = [r for r in fork.by_id if r in gone]  # (in file order)
+    gone = [r for r in fork.by_id if r in missing]  # (in file order)
     by_path = {s.path: s for s in here.scripts}
     first = here.by_id.get(here.bases[0]) if here.bases else None
     first = first or here.scripts[0]
@@ -166,8 +166,10 @@ def edited_functions(old: MigrationScript, new: MigrationScript) -> list[str]:
 
 def _edited(new: MigrationScript, here: RevisionGraph, base: Base, env_name: str) -> list[Diagnostic]:
     rev = new.revision_id
-    old = base.fork.graph.by_id.get(rev) if rev in base.kept else None  # type: ignore[arg-type]
-    if old is None or here.by_id.get(rev) is not new or new.text == old.text:  # type: ignore[arg-type]
+    if rev is None or rev not in base.kept:
+        return []
+    old = base.fork.graph.by_id.get(rev)
+    if old is None or here.by_id.get(rev) is not new or new.text == old.text:
         return []
     found = []
     for name in edited_functions(old, new):

@@ -283,8 +283,9 @@ def check_graph(graph: RevisionGraph, env_name: str = "",
                 f"besides base {_describe(graph, main)}", main_base=main)
 
     # G009: docstring header disagrees with the variables (per file: the engine memoises it).
-    for script in graph.by_id.values() if per_script is not None else ():
-        out.extend(per_script(script, env_name))
+    if per_script is not None:
+        for script in graph.by_id.values():
+            out.extend(per_script(script, env_name))
 
     # G010: a file in a versions directory whose header cannot be read.
     for script in graph.unreadable:

@@ -19,17 +19,26 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Span
 from ..rules import severity
-from ..schema import (EvaluatedOp, RevisionSchema, SchemaState, apply_op, constraint_columns, evaluate_function,
-                      find_after_keywords, squeeze_sql)
+from ..schema import (
+    EvaluatedOp,
+    RevisionSchema,
+    SchemaState,
+    apply_op,
+    constraint_columns,
+    evaluate_function,
+    find_after_keywords,
+    squeeze_sql,
+)
 from ..scripts import Function, MigrationScript, OpCall, OtherCall
 
 # op name -> (position of the table argument, its keyword names, the schema keyword)
@@ -63,11 +72,11 @@ ALTERING_KEYWORDS = {"nullable": None, "type_": None, "server_default": False, "
 
 # statements PostgreSQL refuses to run inside a transaction block; read statement by
 # statement with patterns of bounded match length, in linear time (see schema.SQL_WINDOW)
-_CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.I)
-_CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.I), re.compile(r"\bDETACH PARTITION\b", re.I))
-_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.I)
-_UPDATE = re.compile(r"\bUPDATE", re.I)
-_UPDATE_TABLE = re.compile(r"\s+(?:ONLY\s+)?(?:[\"`\[]?\w+[\"`\]]?\.)?[\"`\[]?(\w+)", re.I)
+_CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.IGNORECASE)
+_CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.IGNORECASE), re.compile(r"\bDETACH PARTITION\b", re.IGNORECASE))
+_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
+_UPDATE = re.compile(r"\bUPDATE", re.IGNORECASE)
+_UPDATE_TABLE = re.compile(r"\s+(?:ONLY\s+)?(?:[\"`\[]?\w+[\"`\]]?\.)?[\"`\[]?(\w+)", re.IGNORECASE)
 
 
 def runs_concurrently(sql: str) -> bool:
@@ -120,6 +129,21 @@ def keyword_value(node: ast.Call, name: str, absent: Any = None, unknown: Any = 
 def literal_string(node: ast.AST | None) -> str | None:
     value = literal(node, None)
     return value if isinstance(value, str) else None
+
+
+def keyword_string(node: ast.Call, name: str) -> str | None:
+    """A keyword's value when it is given as a string literal."""
+    kw = keyword(node, name)
+    return literal_string(kw.value) if kw is not None else None
+
+
+class Located(Protocol):
+    """An AST node with a place in the source (expressions, statements, keywords, ...)."""
+
+    lineno: int
+    col_offset: int
+    end_lineno: int | None
+    end_col_offset: int | None
 
 
 def table_argument(call: OpCall) -> ast.expr | None:
@@ -192,18 +216,18 @@ class FunctionTree:
             return byte_col
         return len(text.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
 
-    def start(self, node: ast.AST) -> tuple[int, int]:
+    def start(self, node: Located) -> tuple[int, int]:
         line = node.lineno + self.offset - 1
         return line, self.col(line, node.col_offset)
 
-    def end(self, node: ast.AST) -> tuple[int, int]:
+    def end(self, node: Located) -> tuple[int, int]:
         line = (node.end_lineno or node.lineno) + self.offset - 1
         return line, self.col(line, node.end_col_offset if node.end_col_offset is not None else node.col_offset)
 
-    def span(self, node: ast.AST) -> Span:
+    def span(self, node: Located) -> Span:
         return Span(*self.start(node), *self.end(node))
 
-    def text(self, node: ast.AST) -> str:
+    def text(self, node: Located) -> str:
         return self.slice(self.start(node), self.end(node))
 
     def slice(self, start: tuple[int, int], end: tuple[int, int]) -> str:
@@ -226,7 +250,7 @@ class FunctionTree:
                 return anc if not isinstance(anc, ast.FunctionDef) else None
         return None
 
-    def enclosing_withs(self, node: ast.AST) -> list[ast.With]:
+    def enclosing_withs(self, node: ast.AST) -> list[ast.With | ast.AsyncWith]:
         """`with` statements whose body holds `node`, innermost first."""
         out = []
         child = node
@@ -239,7 +263,7 @@ class FunctionTree:
     def in_autocommit(self, node: ast.AST) -> bool:
         return any(is_autocommit_item(item) for w in self.enclosing_withs(node) for item in w.items)
 
-    def batch_with(self, node: ast.AST) -> tuple[ast.With, ast.Call] | None:
+    def batch_with(self, node: ast.AST) -> tuple[ast.With | ast.AsyncWith, ast.Call] | None:
         """The innermost `with op.batch_alter_table(...)` around `node`, and that call."""
         for w in self.enclosing_withs(node):
             for item in w.items:
@@ -264,7 +288,7 @@ def placeholder_default(type_: Any, dialect: str | None, constant_only: bool = F
     if isinstance(type_, type):
         try:
             type_ = type_()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the project's own type class, constructed: it may raise anything
             type_ = None
     if not isinstance(type_, sa.types.TypeEngine):
         return "''"
@@ -293,7 +317,7 @@ def placeholder_default(type_: Any, dialect: str | None, constant_only: bool = F
 def describe_type(type_: Any) -> str:
     try:
         return repr(type_) if type_ is not None else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - repr of the project's own type object: it may raise anything
         return type(type_).__name__
 
 
@@ -326,13 +350,13 @@ class _Tables:
     """Which tables exist at the current op, and which this revision created."""
 
     existing: _Existing
-    uncertain: frozenset[str]
+    uncertain: AbstractSet[str]
     fresh: set[str] = field(default_factory=set)
     backfilled: set[str] = field(default_factory=set)  # tables an UPDATE ran on, earlier in upgrade()
     filled: set[tuple[str, str]] = field(default_factory=set)  # columns added with a server default
     added: set[tuple[str, str]] = field(default_factory=set)  # columns added by this upgrade()
 
-    def is_existing(self, key: str, name: str) -> bool:
+    def is_existing(self, key: str, name: str | None) -> bool:
         if key in self.fresh:
             return False
         return key in self.existing or name in self.uncertain
@@ -376,13 +400,13 @@ def _target(call: OpCall, tree: FunctionTree) -> _Target:
         schema = None
         found = tree.batch_with(call.node) if tree.contains(call.node) else None
         if found is not None:
-            schema = literal_string(keyword(found[1], "schema").value) if keyword(found[1], "schema") else None
+            schema = keyword_string(found[1], "schema")
         return _Target(call.batch_table or None, schema)
     name = literal_string(table_argument(call))
     where = TABLE_ARGUMENT.get(call.name)
     schema = None
     if where is not None:
-        schema = literal_string(keyword(call.node, where[2]).value) if keyword(call.node, where[2]) else None
+        schema = keyword_string(call.node, where[2])
     return _Target(name, schema)
 
 
@@ -438,7 +462,7 @@ class _Checker:
             for ev in self._pending:
                 try:
                     self._state = apply_op(self._state, ev, self.script.path)
-                except Exception:  # never let a replay quirk hide the other findings
+                except Exception:  # noqa: BLE001, S110 - never let a replay quirk hide the other findings
                     pass
             self._pending.clear()
         return self._state
@@ -460,7 +484,7 @@ class _Checker:
         for rule in rules:
             try:
                 rule()
-            except Exception:  # a half-typed call must never take the other findings down
+            except Exception:  # noqa: BLE001, S110 - a half-typed call must never take the other findings down
                 pass
         self.advance_safely(ev, target)
 
@@ -483,7 +507,7 @@ class _Checker:
             self.tables.dropped(key)
         elif call.name == "rename_table" and key:
             new = literal_string(call.node.args[1]) if len(call.node.args) > 1 else \
-                literal_string(keyword(call.node, "new_table_name").value) if keyword(call.node, "new_table_name") else None
+                keyword_string(call.node, "new_table_name")
             if new:
                 self.tables.renamed(key, _key(new, target.schema))
         elif isinstance(op, alembic_ops.AddColumnOp) and key:
@@ -492,9 +516,9 @@ class _Checker:
                 self.tables.filled.add((key, op.column.name))
         elif call.name == "execute":
             if isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(op.sqltext, sa.sql.dml.Update):
-                table = getattr(op.sqltext, "table", None)
-                if getattr(table, "name", None):
-                    self.tables.backfilled.add(table.name)
+                name = getattr(getattr(op.sqltext, "table", None), "name", None)
+                if name:
+                    self.tables.backfilled.add(name)
             sql = sql_literal(call.node)
             if sql:
                 self._note_update(sql)
@@ -503,7 +527,7 @@ class _Checker:
     def advance_safely(self, ev: EvaluatedOp, target: _Target) -> None:
         try:
             self._advance(ev, target)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - a replay quirk must not hide the other findings
             pass
 
     def _note_update(self, sql: str) -> None:
@@ -552,7 +576,7 @@ class _Checker:
                 return  # the author says it is NOT NULL already
             column = literal_string(node.args[1 if call.batch_table is None else 0]) \
                 if len(node.args) > (1 if call.batch_table is None else 0) \
-                else literal_string(keyword(node, "column_name").value) if keyword(node, "column_name") else None
+                else keyword_string(node, "column_name")
             if column is None:
                 return
             current = self._column_state(target, column)
@@ -637,7 +661,7 @@ class _Checker:
                 what = "add_column with unique=True (an ALTER of constraints)"
         elif call.name == "drop_column" and target.name:
             column = literal_string(call.node.args[1]) if len(call.node.args) > 1 else \
-                literal_string(keyword(call.node, "column_name").value) if keyword(call.node, "column_name") else None
+                keyword_string(call.node, "column_name")
             table = self.state.table(target.name, target.schema)
             if column and table is not None and _constrained(table, column):
                 what = f"drop_column of '{column}', which is indexed or part of a constraint,"
@@ -662,7 +686,7 @@ class _Checker:
         else:
             pos = 0 if call.batch_table is not None else 1
             column = literal_string(call.node.args[pos]) if len(call.node.args) > pos else \
-                literal_string(keyword(call.node, "column_name").value) if keyword(call.node, "column_name") else None
+                keyword_string(call.node, "column_name")
             if target.key and (target.key, column) in self.tables.added:
                 return  # added earlier in this same upgrade(): holds no data yet
             what = (f"drop_column deletes column '{target.name}.{column}'" if target.name and column

@@ -139,6 +139,7 @@ def id_at(snapshot: Snapshot, path: Path, line: int, col: int) -> IdAtCursor | N
         return None
     for kind, ident in script.id_strings():
         if ident.span.contains(line, col):
+            targets: tuple[str, ...]
             if kind == "branch_labels":
                 targets = (script.revision_id,) if script.revision_id else ()
             else:

@@ -59,12 +59,14 @@ def completion(snapshot: Snapshot, path: Path, position: types.Position, locator
     header, prefix, start = found
     graph = state.graph
     line_text = script.lines[position.line]
-    end = col + len(_ID_CHARS.match(line_text, col).group(0))
+    ident = _ID_CHARS.match(line_text, col)  # (matches the empty string too)
+    end = ident.end() if ident is not None else col
     replace = locator.range(path, Span(position.line, start, position.line, end))
 
-    excluded = {script.revision_id} if script.revision_id else set()
-    if script.revision_id in graph.by_id:
-        excluded |= graph.descendants(script.revision_id)  # would make a cycle
+    own = script.revision_id
+    excluded = {own} if own else set()
+    if own is not None and own in graph.by_id:
+        excluded |= graph.descendants(own)  # would make a cycle
     candidates = [r for r in graph.by_id if r not in excluded and r.lower().startswith(prefix.lower()) and pasteable(r)]
     heads = set(graph.heads)
     depth = graph.depth

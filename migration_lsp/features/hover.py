@@ -27,7 +27,7 @@ def describe_revision(state: EnvironmentState, rev: str) -> str:
     if script.doc and script.doc.create_date:
         lines.append(f"- Created: {md_text(script.doc.create_date)}")
     written = script.down_revision.values if script.down_revision else ()
-    parents = [_name(state, graph.resolve_exact(p)) if graph.resolve_exact(p) else f"{md_code(p)} (missing)" for p in written]
+    parents = [_name(state, found) if (found := graph.resolve_exact(p)) else f"{md_code(p)} (missing)" for p in written]
     lines.append("- Parents: " + (", ".join(parents) if parents else "none (base)"))
     if graph.dependencies.get(rev):
         lines.append("- Depends on: " + ", ".join(_name(state, d) for d in graph.dependencies[rev]))

@@ -15,9 +15,11 @@ SHOW_GRAPH = "migrationLsp.showGraph"
 def lens_title(snapshot: Snapshot, path: Path) -> str | None:
     script = snapshot.script(path)
     state = snapshot.environment_of(path)
-    if script is None or state is None or script.revision_id not in state.graph.by_id:
+    if script is None or state is None:
         return None
     graph, rev = state.graph, script.revision_id
+    if rev is None or rev not in graph.by_id:
+        return None
     parts = []
     children = graph.children[rev]
     if rev in graph.heads:

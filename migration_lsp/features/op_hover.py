@@ -14,7 +14,14 @@ from lsprotocol import types
 
 from .. import pglocks
 from ..engine import EnvironmentState
-from ..schema import EvaluatedOp, SchemaState, TableState, apply_op, evaluate_function, op_table
+from ..schema import (
+    EvaluatedOp,
+    SchemaState,
+    TableState,
+    apply_op,
+    evaluate_function,
+    op_table,
+)
 from ..scripts import MigrationScript
 from . import md_text
 
@@ -56,7 +63,7 @@ def _evaluated(state: EnvironmentState, script: MigrationScript, name: str) -> t
     if name == "upgrade" and replay is not None and rev in (state.graph.by_id if state.graph else {}):
         try:
             return replay.revision(rev).upgrade
-        except Exception:  # a history the replay cannot follow: the op alone still renders
+        except Exception:  # noqa: BLE001, S110 - a history the replay cannot follow: the op alone still renders
             pass
     return tuple(evaluate_function(script, getattr(script, name)))
 
@@ -70,7 +77,7 @@ def schema_before(found: OpAtCursor) -> SchemaState | None:
         return None
     try:
         result = replay.revision(rev)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the replay runs project-shaped history; no schema shown then
         return None
     schema = result.before if found.function == "upgrade" else result.after
     for ev in found.ops[:found.index]:
@@ -125,7 +132,7 @@ def describe_effect(effect: pglocks.StatementEffect, version: int, in_autocommit
 def _type(column: sa.Column, dialect: Any) -> str:
     try:
         return column.type.compile(dialect=dialect)
-    except Exception:
+    except Exception:  # noqa: BLE001 - SQLAlchemy compiling a project type may raise anything
         return repr(column.type)
 
 
@@ -139,12 +146,14 @@ def describe_table(table: TableState, dialect: str) -> list[str]:
              "| column | type | null | default |", "|---|---|---|---|"]
     try:
         sa_dialect = sa.engine.url.make_url(f"{dialect}://").get_dialect()()
-    except Exception:
+    except sa.exc.ArgumentError:  # not a dialect name (NoSuchModuleError is one)
         sa_dialect = None
     for col in table.columns[:MAX_COLUMNS]:
         column = col.column
-        default = column.server_default.arg if column.server_default is not None else ""
-        default = getattr(default, "text", default)
+        # a DefaultClause has the text; a Computed or Identity column has none to show here
+        server_default = column.server_default
+        arg = server_default.arg if isinstance(server_default, sa.DefaultClause) else ""
+        default = arg if isinstance(arg, str) else str(getattr(arg, "text", arg))
         cell = _cell(default) if default != "" else ""
         lines.append(f"| {_cell(col.name)} | {_cell(_type(column, sa_dialect))} | "
                      f"{'yes' if column.nullable else 'no'} | {cell} |".replace("\n", " "))
@@ -166,7 +175,7 @@ def describe_op(found: OpAtCursor, version: int | None = None) -> str:
     lines = [title, ""]
     try:
         sql = pglocks.render_sql(ev.op, dialect, version if dialect == "postgresql" else None).strip()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - Alembic rendering a workspace op may raise anything; the card says what
         sql = ""
         lines.append(f"Alembic cannot render it for {dialect}: {type(exc).__name__}: {md_text(str(exc)[:200])}")
     if sql:
@@ -251,7 +260,7 @@ def revision_sql(state: EnvironmentState, rev: str, dialect: str, version: int) 
     out = [f"-- Running upgrade {parents} -> {rev}, {script.message or ''}".rstrip(", "), ""]
     try:
         result = state.replay.revision(rev) if state.replay is not None else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - the replay runs project-shaped history; the op alone still renders
         result = None
     ops = result.upgrade if result is not None else tuple(evaluate_function(script, script.upgrade))
     schema = result.before if result is not None else None
@@ -264,7 +273,7 @@ def revision_sql(state: EnvironmentState, rev: str, dialect: str, version: int) 
             continue
         try:
             sql = pglocks.render_sql(ev.op, dialect, version if dialect == "postgresql" else None).strip()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Alembic rendering a workspace op may raise anything; the output says what
             out += [_comment(f"Alembic cannot render it: {type(exc).__name__}: {exc}"), ""]
             sql = ""
         effects = pglocks.sql_effects(sql, schema, version, pglocks.existing_types(ev.op)) \

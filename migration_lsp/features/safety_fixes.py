@@ -186,7 +186,7 @@ def _wrap(tree: FunctionTree, stmt: ast.stmt, header: str, inner: list[Edit]) ->
     return Span(l1, 0, l2, len(lines[l2])), (indent + header + "\n" + text).replace("\n", nl)
 
 
-def _elements(call: ast.Call) -> list[ast.AST]:
+def _elements(call: ast.Call) -> list[ast.expr | ast.keyword]:
     return sorted([*call.args, *call.keywords], key=lambda e: (e.lineno, e.col_offset))
 
 
@@ -204,7 +204,7 @@ def _add_keyword(tree: FunctionTree, call: ast.Call, name: str, value: str) -> E
     return Span(line, col, line, col), f", {name}={value}"
 
 
-def _remove_elements(tree: FunctionTree, call: ast.Call, remove: list[ast.AST]) -> list[Edit]:
+def _remove_elements(tree: FunctionTree, call: ast.Call, remove: list[ast.expr | ast.keyword]) -> list[Edit]:
     """Edits deleting some arguments of a call, with their commas."""
     elements = _elements(call)
     gone = [e in remove for e in elements]
@@ -319,8 +319,8 @@ def _fix_s004(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
     if not (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)):
         return None
     pos, names, schema_kw = where
-    table: ast.AST | None = None
-    table_value: ast.AST | None = None
+    table: ast.expr | ast.keyword | None = None
+    table_value: ast.expr | None = None
     if len(node.args) > pos:
         table = table_value = node.args[pos]
     else:
