@@ -11,7 +11,8 @@ Alembic op that fixes it, so "Generate revision" renders them with Alembic's ren
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -46,6 +47,49 @@ class CompareOptions:
     compare_server_default: bool = False
     exclude_tables: tuple[str, ...] = ()
     render_as_batch: bool = False  # env.py's context.configure(render_as_batch=True)
+    # what env.py passed to context.configure(), as the model child caught it (with_env_options)
+    include_schemas: bool | None = None  # False: only the default schema, as Alembic compares
+    version_table: str = "alembic_version"
+    # objects env.py's include_object / include_name leave out: (side, kind, table key, name, how)
+    excluded: frozenset = frozenset()
+    filtered: bool = False  # env.py gives include_object or include_name as a callable
+    judged: frozenset | None = None  # (table key, kind, name) of migration-side objects the filters saw
+    unsure: tuple[str, ...] = ()  # options given as callables we could not evaluate: not compared
+
+
+def with_env_options(options: CompareOptions, captured: Mapping, excluded: frozenset = frozenset(),
+                     judged: frozenset | None = None) -> CompareOptions:
+    """The options env.py really passed to context.configure() (caught by the model child)
+    replace those read from its text. A callable compare_type / compare_server_default
+    cannot be evaluated without the database's column: that comparison is left out (said
+    in `unsure`) rather than guessed."""
+    changes: dict[str, Any] = {}
+    unsure = []
+    for name in ("compare_type", "compare_server_default", "render_as_batch"):
+        value = captured.get(name)
+        if isinstance(value, bool):
+            changes[name] = value
+        elif value == "callable" and name != "render_as_batch":
+            changes[name] = False
+            unsure.append(name)
+    if isinstance(captured.get("include_schemas"), bool):
+        changes["include_schemas"] = captured["include_schemas"]
+    if isinstance(captured.get("version_table"), str) and captured["version_table"]:
+        changes["version_table"] = captured["version_table"]
+    filtered = "callable" in (captured.get("include_object"), captured.get("include_name"))
+    return replace(options, **changes, excluded=frozenset(excluded), filtered=filtered, judged=judged,
+                   unsure=tuple(unsure))
+
+
+def _left_out(options: CompareOptions, side: str, kind: str, key: str, name: Any, *hows: str) -> bool:
+    """env.py's filters leave this object out. A migration-side object the filters never saw
+    (its names were not sent to the model child) is left out too when there are filters:
+    not reported rather than guessed."""
+    if any((side, kind, key, str(name), how) in options.excluded for how in hows):
+        return True
+    if side == "schema" and options.filtered and "new" in hows:
+        return options.judged is None or (key, kind, str(name)) not in options.judged
+    return False
 
 
 def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]) -> CompareOptions:
@@ -155,11 +199,19 @@ def _sorted(metadata: sa.MetaData) -> list[sa.Table]:
 
 def compare(schema: SchemaState, models: dict[str, TableState], options: CompareOptions) -> list[Difference]:
     out: list[Difference] = []
-    excluded = IGNORED_TABLES | set(options.exclude_tables)
+    excluded = IGNORED_TABLES | {options.version_table} | set(options.exclude_tables)
     uncertain = set(schema.uncertain)
     schema_md, model_md = sa.MetaData(), sa.MetaData()
-    schema_tables = {k: (t, t.to_table(schema_md)) for k, t in schema.tables.items()}
-    model_tables = {k: (t, t.to_table(model_md)) for k, t in models.items()}
+
+    def compared(key: str, state: TableState, side: str) -> bool:
+        """Alembic compares only the default schema without include_schemas; a table
+        include_name refuses is one the database does not have."""
+        if options.include_schemas is False and state.schema is not None:
+            return False
+        return side == "model" or not _left_out(options, "schema", "table", key, state.name, "name")
+
+    schema_tables = {k: (t, t.to_table(schema_md)) for k, t in schema.tables.items() if compared(k, t, "schema")}
+    model_tables = {k: (t, t.to_table(model_md)) for k, t in models.items() if compared(k, t, "model")}
 
     def skip(state: TableState) -> bool:
         return state.name in excluded or state.name in uncertain or state.key in uncertain
@@ -167,7 +219,7 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
     for table in _sorted(model_md):
         key = f"{table.schema}.{table.name}" if table.schema else table.name
         state = model_tables[key][0]
-        if skip(state) or key in schema_tables:
+        if skip(state) or key in schema_tables or _left_out(options, "model", "table", key, table.name, "new"):
             continue
         if schema.unknown:
             continue  # a helper we cannot follow may have created it
@@ -179,17 +231,58 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
     for table in reversed(_sorted(schema_md)):
         key = f"{table.schema}.{table.name}" if table.schema else table.name
         state = schema_tables[key][0]
-        if skip(state) or key in model_tables or schema.unknown:
+        if skip(state) or key in model_tables or schema.unknown \
+                or _left_out(options, "schema", "table", key, table.name, "new"):
             continue
         out.append(Difference("extra", f"table {key}", alembic_ops.DropTableOp.from_table(table), None, state.origin))
 
     for key, (model_state, model_table) in model_tables.items():
-        if key not in schema_tables or skip(model_state):
+        if key not in schema_tables or skip(model_state) \
+                or _left_out(options, "model", "table", key, model_state.name, "both"):
             continue
         schema_state, schema_table = schema_tables[key]
         out.extend(_compare_table(schema_state, schema_table, model_state, model_table, options,
                                   bool(schema.unknown)))
-    return out
+    return _filtered_objects(out, options)
+
+
+_CONSTRAINT_KINDS = {"unique": "unique_constraint", "foreignkey": "foreign_key_constraint"}
+
+
+def _object_of(op: alembic_ops.MigrateOperation) -> tuple[str | None, Any, str | None, str | None]:
+    """(kind as include_object names it, name, table, schema) of an index/constraint op."""
+    if isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)):
+        return "index", op.index_name, op.table_name, op.schema
+    if isinstance(op, alembic_ops.CreateUniqueConstraintOp):
+        return "unique_constraint", op.constraint_name, op.table_name, op.schema
+    if isinstance(op, alembic_ops.CreateForeignKeyOp):
+        return "foreign_key_constraint", op.constraint_name, op.source_table, op.source_schema
+    if isinstance(op, alembic_ops.DropConstraintOp):
+        return _CONSTRAINT_KINDS.get(op.constraint_type or ""), op.constraint_name, op.table_name, op.schema
+    return None, None, None, None
+
+
+def _filtered_objects(found: list[Difference], options: CompareOptions) -> list[Difference]:
+    """Indexes and constraints env.py's include_object / include_name leave out (by name;
+    an unnamed one cannot be judged: a model-side one is kept, a migration-side one under
+    callable filters is not reported)."""
+    if not options.excluded and not options.filtered:
+        return found
+    kept = []
+    for diff in found:
+        kind, name, table, schema = _object_of(diff.op)
+        if kind is None:
+            kept.append(diff)
+            continue
+        key = f"{schema}.{table}" if schema else str(table)
+        if diff.kind == "extra":
+            left_out = _left_out(options, "schema", kind, key, name, "name", "new")
+        else:
+            left_out = name is not None and _left_out(options, "model", kind, key, name,
+                                                      "new" if diff.kind == "missing" else "both")
+        if not left_out:
+            kept.append(diff)
+    return kept
 
 
 def _compare_table(
@@ -200,21 +293,24 @@ def _compare_table(
     name = s_table.fullname
     m_origin = {c.name: c.origin for c in m_state.columns}
     s_origin = {c.name: c.origin for c in s_state.columns}
+    key = s_state.key
+    s_columns = {c.name for c in s_table.columns if not _left_out(options, "schema", "column", key, c.name, "name")}
     if not unknown:
         for col in m_table.columns:
-            if col.name not in s_table.c:
+            if col.name not in s_columns and not _left_out(options, "model", "column", key, col.name, "new"):
                 out.append(Difference(
                     "missing", f"column {name}.{col.name}",
                     alembic_ops.AddColumnOp.from_column_and_tablename(s_table.schema, s_table.name, col._copy()),
                     m_origin.get(col.name) or m_state.origin, None))
         for col in s_table.columns:
-            if col.name not in m_table.c:
+            if col.name not in m_table.c and col.name in s_columns \
+                    and not _left_out(options, "schema", "column", key, col.name, "new"):
                 out.append(Difference(
                     "extra", f"column {name}.{col.name}",
                     alembic_ops.DropColumnOp.from_column_and_tablename(s_table.schema, s_table.name, col._copy()),
                     m_state.origin, s_origin.get(col.name) or s_state.origin))
     for col in m_table.columns:
-        if col.name not in s_table.c:
+        if col.name not in s_columns or _left_out(options, "model", "column", key, col.name, "both"):
             continue
         old = s_table.c[col.name]
         changes: dict[str, Any] = {}

@@ -241,7 +241,7 @@ class StandInAsyncEngine:
         self.sync_engine.dispose()
 
 
-def redirect_engines(dialect_name):
+def redirect_engines(dialect_name, config_dialect=None):
     """create_engine / engine_from_config / their async forms, wherever they are imported
     from, give an in-memory SQLite engine whose dialect says `dialect_name` (env.py may
     choose options by `connection.dialect.name`); the URL asked for is never used."""
@@ -253,12 +253,13 @@ def redirect_engines(dialect_name):
 
     def stand_in(url=None):
         engine = real_create("sqlite://")
-        name = dialect_name
+        name = dialect_name  # the `dialect` setting, else the URL's, else the config's
         if not name and url is not None:
             try:
                 name = sqlalchemy.engine.make_url(url).get_backend_name()
             except Exception:
                 name = None
+        name = name or config_dialect
         if name and name != "sqlite":
             engine.dialect.name = name  # (this instance only)
         return engine
@@ -278,15 +279,14 @@ def redirect_engines(dialect_name):
     for module in (sqlalchemy, sqlalchemy.engine, create_module):
         module.create_engine = create_engine
         module.engine_from_config = engine_from_config
-    try:
-        import sqlalchemy.ext.asyncio as aio
-        import sqlalchemy.ext.asyncio.engine as aio_engine
-
-        for module in (aio, aio_engine):
+    for name in ("sqlalchemy.ext.asyncio.engine", "sqlalchemy.ext.asyncio"):
+        try:  # the engine module first: the package re-exports from it, also when imported again
+            module = importlib.import_module(name)
+        except Exception:  # no asyncio extension (greenlet missing): env.py cannot use it either
+            module = sys.modules.get(name)
+        if module is not None:
             module.create_async_engine = create_async_engine
             module.async_engine_from_config = async_engine_from_config
-    except Exception:  # no asyncio extension (greenlet missing): env.py cannot use it either
-        pass
 
 
 # --------------------------------------------------------------------------- env.py
@@ -399,7 +399,10 @@ def evaluate_filters(captured, tables, schema):
     """Which objects Alembic's autogenerate would leave out, decided by env.py's own
     include_object / include_name, on both sides. Keys: [side, kind, table key, name, how]
     where side is "model" or "schema" and `how` says with which compare_to: "new" (no
-    counterpart) or "both" (compared with the other side's object)."""
+    counterpart) or "both" (compared with the other side's object) for the models;
+    "name" (include_name: as if the database lacked it) or "new" (include_object, reflected,
+    no counterpart) for the migrations' objects. As Alembic: include_name only ever sees
+    reflected names, and an object on both sides is judged by its model side alone."""
     include_object = captured.get("include_object")
     include_name = captured.get("include_name")
     excluded, errors = [], []
@@ -448,13 +451,15 @@ def evaluate_filters(captured, tables, schema):
                     excluded.append(["model", kind, key, name, how])
     for key, table in standins.items():
         parents = {"schema_name": table.schema}
-        if not named(table.name, "table", parents) or not obj(table, table.name, "table", True, None):
-            excluded.append(["schema", "table", key, table.name, "any"])
+        if not named(table.name, "table", parents):
+            excluded.append(["schema", "table", key, table.name, "name"])
             continue
+        if not obj(table, table.name, "table", True, None):
+            excluded.append(["schema", "table", key, table.name, "new"])
         parents = {"table_name": table.name, "schema_name": table.schema}
         for kind, name, item in sub_objects(table):
             if not named(name, kind, parents):
-                excluded.append(["schema", kind, key, name, "any"])
+                excluded.append(["schema", kind, key, name, "name"])
             elif not obj(item, name, kind, True, None):
                 excluded.append(["schema", kind, key, name, "new"])
     return excluded, errors[:5]
@@ -494,7 +499,7 @@ def main():
                 dialect = registry.load(config["dialect"])()
             except Exception:
                 dialect = None
-        redirect_engines(config.get("dialect"))
+        redirect_engines(config.get("dialect_setting"), config.get("dialect"))
         captured, script = {}, None
         if config.get("config"):
             try:
@@ -514,6 +519,8 @@ def main():
             if result["loaded_by"] is None:
                 result["loaded_by"] = "import"
         else:
+            if "target_metadata" not in captured:  # autogenerate refuses to run without one
+                raise RuntimeError("env.py passes no target_metadata to context.configure()")
             target = captured.get("target_metadata")
             if target is None:
                 result["options"] = plain_options(captured)

@@ -43,6 +43,8 @@ class MetadataSource:
     span: Span | None  # the `target_metadata = ...` line
     problem: str | None = None  # why we cannot tell (or that it is None)
     disabled: bool = False  # `target_metadata = None`: the project compares nothing
+    # what the migrations build (the engine's last full pass), for env.py's filters in the child
+    schema: SchemaState | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -147,19 +149,19 @@ def interpreter(env: Environment) -> str:
 
 
 def _folders_up(env: Environment) -> list[Path]:
-    """The environment's folder (its config's, else its scripts'), then each parent up to
-    the first that holds `.git` or is the workspace root."""
-    start = env.config_path.parent if env.config_path else env.script_location or env.root
-    root = env.root.resolve()
-    folder = Path(os.path.abspath(start))
-    out = []
-    while True:
-        out.append(folder)
-        if folder == root or (folder / ".git").exists() or folder.parent == folder:
-            return out
-        if root not in folder.parents:  # outside the workspace: its own folder only, and the root
-            return [*out, root]
-        folder = folder.parent
+    """The environment's folder (its config's, else its scripts'), then each parent up to the
+    repository's root (the folder holding `.git`); outside a repository, up to the
+    workspace root. (Neovim's root is the nearest alembic.ini's folder: the repository's
+    `.venv` is above it.)"""
+    start = Path(os.path.abspath(env.config_path.parent if env.config_path else env.script_location or env.root))
+    chain = [start, *start.parents]
+    git = next((n for n, folder in enumerate(chain) if (folder / ".git").exists()), None)
+    if git is not None:
+        return chain[:git + 1]
+    root = Path(os.path.abspath(env.root))
+    if root in chain:
+        return chain[:chain.index(root) + 1]
+    return [start, root]
 
 
 def _sys_path(env: Environment) -> tuple[list[str], list[str]]:
@@ -206,6 +208,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     module's TIMEOUT (read at call time, so it can be configured). `schema`: what the
     migrations build, when known, so env.py's filters can judge those objects too."""
     timeout = TIMEOUT if timeout is None else timeout
+    schema = schema if schema is not None else source.schema
     env_mode = env.config_path is not None and env.env_py is not None
     if not source.specs and not env_mode:
         return ModelTables(error=source.problem or "no models")
@@ -220,6 +223,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         "sys_path_after": after,
         "cwd": str(env.config_path.parent if env.config_path else env.root),
         "dialect": env.dialect,
+        "dialect_setting": env.settings.dialect,
         "root": str(env.root),
     }
     try:
@@ -237,7 +241,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     if data.get("disabled"):
         return ModelTables(error=str(data.get("error") or "target_metadata=None"), options=options, disabled=True)
     note = None
-    if data.get("env_error"):
+    if data.get("env_error") and not env.settings.models:  # (with `models` set, env.py gave options only)
         note = f"env.py could not be run under Alembic ({data['env_error']})"
     if data.get("error"):
         if note and source.specs:
@@ -260,8 +264,11 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
                          if isinstance(item, list) and len(item) == 5)
     judged = None
     if schema is not None:
-        judged = frozenset((t.key, kind, name) for t in schema.tables.values()
-                           for kind, name in [("table", t.name), *(("column", c.name) for c in t.columns)])
+        judged = frozenset((t.key, kind, str(name)) for t in schema.tables.values()
+                           for kind, name in [("table", t.name), *(("column", c.name) for c in t.columns),
+                                              *(("index", i.name) for i, _ in t.indexes),
+                                              *(("unique_constraint", c.name) for c, _ in t.constraints
+                                                if isinstance(c, sa.UniqueConstraint))])
     return ModelTables(tables, None, tuple(Path(f) for f in data.get("files", [])), options, excluded, judged, note)
 
 

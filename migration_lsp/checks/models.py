@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..compare import CompareOptions, Difference, compare
+from ..compare import CompareOptions, Difference, compare, with_env_options
 from ..core import Diagnostic, Severity, Span
 from ..models import MetadataSource, ModelTables
 from ..schema import SchemaState
@@ -28,12 +28,16 @@ def check_models(
     if source.disabled:
         return [], []  # target_metadata = None: the project compares nothing, neither do we
     if models_off:
-        return [Diagnostic("M004", Severity.INFO, where, span, f"models not loaded: {models_off}", env_name)], []
+        return [Diagnostic("M004", Severity.INFO, where, span, f"models not loaded: {models_off}", env_name,
+                           {"drift": "not checked"})], []
     if models is None or schema is None:
         return [], []  # still loading
-    if models.error:
-        return [Diagnostic("M004", Severity.INFO, where, span, f"models could not be loaded: {models.error}",
-                           env_name)], []
+    if models.disabled:
+        return [], []  # env.py passes target_metadata=None (found by running it)
+    if models.error:  # a warning: CI must not pass silently with drift unchecked
+        return [Diagnostic("M004", Severity.WARNING, where, span, f"models could not be loaded: {models.error}",
+                           env_name, {"drift": "not checked"})], []
+    options = with_env_options(options, models.options, models.excluded, models.judged)
     differences = compare(schema, models.tables, options)
     out = []
     for diff in differences:
@@ -49,6 +53,12 @@ def check_models(
         path, at = origin if origin else (where, span)
         out.append(Diagnostic(diff.code, Severity.WARNING, path, at, message, env_name,
                               {"what": diff.what}))
+    if models.note:
+        out.append(Diagnostic("M004", Severity.INFO, where, span, models.note, env_name))
+    if options.unsure:
+        out.append(Diagnostic("M004", Severity.INFO, where, span,
+                              f"env.py passes {' and '.join(options.unsure)} as a function, which needs the "
+                              "database's columns: that part of the comparison is left out", env_name))
     if schema.unknown:
         path, at = schema.unknown[0]
         out.append(Diagnostic("M004", Severity.INFO, where, span,
