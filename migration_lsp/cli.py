@@ -138,11 +138,32 @@ def _diagnostic_json(d: Diagnostic) -> dict:
     }
 
 
-def format_json(snapshot: Snapshot) -> str:
+def drift_status(engine: Engine, state: EnvironmentState) -> dict:
+    """Were the models compared with the migrations? {"status": "checked" | "not checked" |
+    "off" (env.py sets target_metadata = None), "reason": why not}. CI must be able to
+    tell a clean result from one where drift was never looked at (`--strict`)."""
+    env = state.env
+    key = next((k for k, e in engine.environments() if e.name == env.name and e.config_path == env.config_path), None)
+    models = engine.models.get(key) if key is not None else None
+    source = engine.metadata_source(env)
+    if source.disabled or (models is not None and models.disabled):
+        return {"status": "off", "reason": "env.py sets target_metadata = None"}
+    if not engine.trusted:
+        return {"status": "not checked", "reason": engine.untrusted_reason}
+    if models is None:
+        return {"status": "not checked", "reason": "models not loaded"}
+    if models.error:
+        return {"status": "not checked", "reason": models.error}
+    return {"status": "checked", "reason": None}
+
+
+def format_json(snapshot: Snapshot, drift: dict | None = None) -> str:
+    """`drift`: drift_status per environment state (by id), as `drift` of each environment."""
     return json.dumps(
         {
             "version": 1,
-            "environments": [_environment_json(s) for s in snapshot.environments],
+            "environments": [{**_environment_json(s), **({"drift": drift[id(s)]} if drift and id(s) in drift else {})}
+                             for s in snapshot.environments],
             "diagnostics": [_diagnostic_json(d) for d in snapshot.diagnostics],
         },
         indent=2,
@@ -250,7 +271,7 @@ def format_gitlab(snapshot: Snapshot) -> str:
     return json.dumps(issues, indent=2)
 
 
-def format_text(snapshot: Snapshot, colour: bool) -> str:
+def format_text(snapshot: Snapshot, colour: bool, drift: dict | None = None) -> str:
     def paint(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
@@ -272,14 +293,19 @@ def format_text(snapshot: Snapshot, colour: bool) -> str:
     if lines:
         lines.append("")
     lines.append(paint(summary, "1"))
+    for state in snapshot.environments:  # said after the summary, never silently
+        status = (drift or {}).get(id(state))
+        if status and status["status"] == "not checked":
+            lines.append(printable(f"{state.env.name}: models vs migrations: not checked ({status['reason']})"))
     return "\n".join(lines)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     engine, snapshot = _engine(args.paths or ["."], args, memo=not args.changed)
     snapshot = _git_scope(engine, snapshot, args.changed)
+    drift = {id(s): drift_status(engine, s) for s in snapshot.environments}
     if args.format == "json":
-        output = format_json(snapshot)
+        output = format_json(snapshot, drift)
     elif args.format == "sarif":
         output = format_sarif(snapshot)
     elif args.format == "github":
@@ -287,13 +313,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif args.format == "gitlab":
         output = format_gitlab(snapshot)
     else:
-        output = format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+        output = format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ, drift=drift)
     if output:
         print(output)
     if _report_problems(snapshot):
         return EXIT_USAGE
     if args.exit_zero:
         return EXIT_OK
+    if args.strict and any(status["status"] == "not checked" for status in drift.values()):
+        return EXIT_FINDINGS  # CI asked for drift to be checked, and it was not (said on stdout)
     return EXIT_FINDINGS if any(d.severity == Severity.ERROR for d in snapshot.diagnostics) else EXIT_OK
 
 
@@ -516,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-cache", action="store_true",
                        help="neither read nor write the cache of per-revision results (in the user's cache folder)")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
+    check.add_argument("--strict", action="store_true",
+                       help="exit 1 when the models could not be compared with the migrations (drift not checked)")
     check.add_argument("--base", metavar="REF", help="base branch for G011-G013 (default: origin/HEAD, "
                        "origin/main, origin/master, main, master)")
     check.add_argument("--changed", action="store_true",

@@ -5,6 +5,7 @@ Alembic (`alembic check`: upgrade head on SQLite, then autogenerate with env.py'
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -436,3 +437,40 @@ def test_without_a_venv_the_active_environment_then_path(tmp_path, monkeypatch):
     _fake_python(bin_dir / "python3", tmp_path / "m")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     assert interpreter(env) == str(bin_dir / "python3")
+
+
+# --------------------------------------------------------------------------- saying so
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "migration_lsp", "check", "--no-cache", *args, "."], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_unloadable_models_are_a_warning_said_in_the_summary_and_strict_fails(tmp_path):
+    head = "from app.base import Base\nimport no_such_module_xyz\n\ntarget_metadata = Base.metadata"
+    root = project(tmp_path, head=head)
+    (root / "app" / "base.py").write_text(BASE + "import no_such_module_xyz\n")  # the fallback fails too
+    proc = _cli(root)
+    assert proc.returncode == 0, proc.stderr
+    assert "M004" in proc.stdout and "warning" in proc.stdout.splitlines()[-2]
+    assert proc.stdout.splitlines()[-1].startswith("migrations: models vs migrations: not checked (")
+    assert "no_such_module_xyz" in proc.stdout.splitlines()[-1]
+    strict = _cli(root, "--strict")
+    assert strict.returncode == 1 and strict.stdout == proc.stdout
+    report = json.loads(_cli(root, "--format", "json").stdout)
+    (drift,) = [e["drift"] for e in report["environments"]]
+    assert drift["status"] == "not checked" and "no_such_module_xyz" in drift["reason"]
+    m004 = [d for d in report["diagnostics"] if d["code"] == "M004"]
+    assert [d["severity"] for d in m004] == ["warning"]
+
+
+def test_checked_drift_passes_strict_and_says_checked_in_json(tmp_path):
+    root = project(tmp_path, head="from app.base import Base\n\ntarget_metadata = Base.metadata")
+    strict = _cli(root, "--strict")
+    assert strict.returncode == 0 and "not checked" not in strict.stdout, strict.stdout
+    report = json.loads(_cli(root, "--format", "json", "--strict").stdout)
+    assert [e["drift"] for e in report["environments"]] == [{"status": "checked", "reason": None}]
+    # --no-import: not checked, and --strict says so with its exit code
+    untrusted = _cli(root, "--no-import", "--strict")
+    assert untrusted.returncode == 1 and "not checked (--no-import was given)" in untrusted.stdout
