@@ -55,10 +55,12 @@ class CompareOptions:
     filtered: bool = False  # env.py gives include_object or include_name as a callable
     judged: frozenset | None = None  # (table key, kind, name) of migration-side objects the filters saw
     unsure: tuple[str, ...] = ()  # options given as callables we could not evaluate: not compared
+    # env.py's compare_type callable, asked in the model child: (table key, column) -> True / False / None
+    type_decisions: Mapping | None = None
 
 
 def with_env_options(options: CompareOptions, captured: Mapping, excluded: frozenset = frozenset(),
-                     judged: frozenset | None = None) -> CompareOptions:
+                     judged: frozenset | None = None, type_decisions: Mapping | None = None) -> CompareOptions:
     """The options env.py really passed to context.configure() (caught by the model child)
     replace those read from its text. A callable compare_type / compare_server_default
     cannot be evaluated without the database's column: that comparison is left out (said
@@ -69,6 +71,8 @@ def with_env_options(options: CompareOptions, captured: Mapping, excluded: froze
         value = captured.get(name)
         if isinstance(value, bool):
             changes[name] = value
+        elif value == "callable" and name == "compare_type" and type_decisions is not None:
+            changes[name], changes["type_decisions"] = True, type_decisions
         elif value == "callable" and name != "render_as_batch":
             changes[name] = False
             unsure.append(name)
@@ -315,7 +319,9 @@ def _compare_table(
         old = s_table.c[col.name]
         changes: dict[str, Any] = {}
         details = []
-        if options.compare_type and types_differ(old.type, col.type, options.dialect):
+        decided = (options.type_decisions or {}).get((key, col.name))  # env.py's compare_type callable
+        if options.compare_type and (decided if decided is not None else types_differ(old.type, col.type,
+                                                                                        options.dialect)):
             changes["modify_type"] = col.type
             details.append(f"type {_type_text(old.type)} in the migrations, {_type_text(col.type)} in the model")
         if bool(old.nullable) != bool(col.nullable) and not col.primary_key:

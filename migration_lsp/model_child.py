@@ -465,6 +465,55 @@ def evaluate_filters(captured, tables, schema):
     return excluded, errors[:5]
 
 
+def rebuilt_type(module_name, text):
+    """A column type of the migrations from its repr (our static reading of the project's own
+    revision files): evaluated with the names of its module and of sqlalchemy.types."""
+    import sqlalchemy.types
+
+    namespace = dict(vars(sqlalchemy.types))
+    try:
+        namespace.update(vars(importlib.import_module(module_name)))
+    except Exception:
+        pass
+    return eval(text, namespace)  # noqa: S307 - trusted workspace, text of its own migrations
+
+
+def type_decisions(captured, tables, schema, dialect_name):
+    """env.py's compare_type callable asked about every column both sides have, as
+    autogenerate asks it: (context, inspected column, model column, inspected type, model
+    type) -> True (differs), False (same) or None (Alembic's own comparison)."""
+    compare_type = captured.get("compare_type")
+    if not callable(compare_type):
+        return []
+    import sqlalchemy as sa
+
+    context = None
+    try:
+        from alembic.runtime.migration import MigrationContext
+
+        context = MigrationContext.configure(dialect_name=dialect_name or "sqlite")
+    except Exception:
+        pass
+    out = []
+    by_key = {(info.get("schema") + "." if info.get("schema") else "") + info["name"]: info for info in schema}
+    for key, table in tables.items():
+        info = by_key.get(key)
+        if info is None:
+            continue
+        for column in table.columns:
+            spec = (info.get("types") or {}).get(column.name)
+            if not spec:
+                continue
+            try:
+                inspected_type = rebuilt_type(*spec)
+                inspected = sa.Column(column.name, inspected_type)
+                decision = compare_type(context, inspected, column, inspected_type, column.type)
+            except Exception:
+                continue  # not asked: Alembic's own comparison decides
+            out.append([key, column.name, decision if decision is None else bool(decision)])
+    return out
+
+
 def plain_options(captured):
     """The configure() options as data: booleans and names as they are, callables as
     "callable" (their decisions are made here, see evaluate_filters)."""
@@ -540,6 +589,8 @@ def main():
             result["tables"].append(info)
         result["excluded"], result["filter_errors"] = evaluate_filters(
             captured, {t.key: t for t in by_id.values()}, config.get("schema") or [])
+        result["type_decisions"] = type_decisions(captured, {t.key: t for t in by_id.values()},
+                                                  config.get("schema") or [], config.get("dialect"))
         result["files"] = sorted({
             m.__file__ for m in list(sys.modules.values())
             if getattr(m, "__file__", None) and "site-packages" not in m.__file__

@@ -60,6 +60,9 @@ class ModelTables:
     excluded: frozenset[tuple[str, str, str, str, str]] = frozenset()
     # the schema objects the filters were evaluated on (None: none were sent)
     judged: frozenset[tuple[str, str, str]] | None = None
+    # a callable compare_type's answer per (table key, column): True / False, None for "as usual";
+    # None when it was not asked (no callable, or the migrations' columns were not sent)
+    type_decisions: Mapping[tuple[str, str], bool | None] | None = None
     note: str | None = None  # env.py could not be run: why, and what was loaded instead
     disabled: bool = False  # env.py passes target_metadata=None: nothing to compare
 
@@ -194,6 +197,8 @@ def _schema_objects(schema: SchemaState | None) -> list[dict]:
     for table in schema.tables.values():
         out.append({
             "name": table.name, "schema": table.schema, "columns": [c.name for c in table.columns],
+            "types": {c.name: [type(c.column.type).__module__, repr(c.column.type)] for c in table.columns
+                      if not isinstance(c.column.type, OpaqueType)},
             "indexes": [{"name": i.name, "columns": [getattr(e, "name", str(e)) for e in i.expressions],
                          "unique": bool(i.unique)} for i, _ in table.indexes if isinstance(i.name, str)],
             "uniques": [{"name": c.name, "columns": [col.name for col in c.columns]} for c, _ in table.constraints
@@ -269,7 +274,13 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
                                               *(("index", i.name) for i, _ in t.indexes),
                                               *(("unique_constraint", c.name) for c, _ in t.constraints
                                                 if isinstance(c, sa.UniqueConstraint))])
-    return ModelTables(tables, None, tuple(Path(f) for f in data.get("files", [])), options, excluded, judged, note)
+    decisions = None
+    if options.get("compare_type") == "callable" and schema is not None and isinstance(data.get("type_decisions"), list):
+        decisions = {(str(k), str(c)): v for k, c, v in
+                     (d for d in data["type_decisions"] if isinstance(d, list) and len(d) == 3)
+                     if v is None or isinstance(v, bool)}
+    return ModelTables(tables, None, tuple(Path(f) for f in data.get("files", [])), options, excluded, judged,
+                       decisions, note)
 
 
 def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module, list[str]] | None]) -> TableState:

@@ -474,3 +474,34 @@ def test_checked_drift_passes_strict_and_says_checked_in_json(tmp_path):
     # --no-import: not checked, and --strict says so with its exit code
     untrusted = _cli(root, "--no-import", "--strict")
     assert untrusted.returncode == 1 and "not checked (--no-import was given)" in untrusted.stdout
+
+
+def test_compare_type_callable_is_asked_per_column(tmp_path):
+    """compare_type=my_function: its True / False / None decide, as in autogenerate."""
+    changed = INITIAL.replace("sa.String(length=50)", "sa.String(length=40)")
+    head = textwrap.dedent("""\
+        from app.base import Base
+
+        target_metadata = Base.metadata
+
+
+        def my_compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type):
+            if metadata_column.name == "name":
+                return False  # String(40) vs String(50): fine for this project
+            if metadata_column.name == "email":
+                return True  # always rewritten
+            return None
+    """)
+    root = project(tmp_path, head=head, options=", compare_type=my_compare_type",
+                   revisions={"0001_initial.py": migration_text("0001", upgrades=indent(changed))})
+    report = alembic_check(root)
+    assert "modify_type" in report and "'email'" in report and "'name'" not in report
+    _, state = loaded(root)
+    assert what(state) == [("M003", "column users.email")]
+    # without the callable both see the String(40) vs String(50) difference only
+    (root / "migrations" / "env.py").write_text(
+        (root / "migrations" / "env.py").read_text().replace(", compare_type=my_compare_type", ""))
+    report = alembic_check(root)
+    assert "'name'" in report and "'email'" not in report
+    _, state = loaded(root)
+    assert what(state) == [("M003", "column users.name")]

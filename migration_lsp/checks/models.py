@@ -37,7 +37,7 @@ def check_models(
     if models.error:  # a warning: CI must not pass silently with drift unchecked
         return [Diagnostic("M004", Severity.WARNING, where, span, f"models could not be loaded: {models.error}",
                            env_name, {"drift": "not checked"})], []
-    options = with_env_options(options, models.options, models.excluded, models.judged)
+    options = with_env_options(options, models.options, models.excluded, models.judged, models.type_decisions)
     differences = compare(schema, models.tables, options)
     out = []
     for diff in differences:
