@@ -317,6 +317,8 @@ def run_env_py(config):
         alembic_config = Config(toml_file=path)
     else:
         alembic_config = Config(path, ini_section=config.get("section") or "alembic")
+    if config.get("script_location"):  # as we resolved it (relative to where alembic would be run from)
+        alembic_config.set_main_option("script_location", config["script_location"].replace("%", "%%"))
     script = ScriptDirectory.from_config(alembic_config)
     captured = {}
 

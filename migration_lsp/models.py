@@ -222,6 +222,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         "specs": list(source.specs),
         "override": bool(env.settings.models),
         "config": str(env.config_path) if env_mode else None,
+        "script_location": str(env.script_location) if env.script_location else None,
         "files": [str(f) for f in env.files],
         "schema": _schema_objects(schema),
         "sys_path": front,
@@ -279,8 +280,9 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         decisions = {(str(k), str(c)): v for k, c, v in
                      (d for d in data["type_decisions"] if isinstance(d, list) and len(d) == 3)
                      if v is None or isinstance(v, bool)}
-    return ModelTables(tables, None, tuple(Path(f) for f in data.get("files", [])), options, excluded, judged,
-                       decisions, note)
+    revisions = {str(f) for f in env.files}  # (imported for their side effects; an edit reloads nothing)
+    files = tuple(Path(f) for f in data.get("files", []) if isinstance(f, str) and f not in revisions)
+    return ModelTables(tables, None, files, options, excluded, judged, decisions, note)
 
 
 def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module, list[str]] | None]) -> TableState:

@@ -505,3 +505,38 @@ def test_compare_type_callable_is_asked_per_column(tmp_path):
     assert "'name'" in report and "'email'" not in report
     _, state = loaded(root)
     assert what(state) == [("M003", "column users.name")]
+
+
+def test_env_py_logging_config_writes_no_log_file_into_the_workspace(tmp_path):
+    ini = INI + textwrap.dedent("""
+        [loggers]
+        keys = root
+
+        [handlers]
+        keys = file
+
+        [formatters]
+        keys = plain
+
+        [logger_root]
+        level = INFO
+        handlers = file
+
+        [handler_file]
+        class = FileHandler
+        args = ('written.log', 'a')
+        formatter = plain
+
+        [formatter_plain]
+        format = %%(message)s
+    """)
+    head = "from logging.config import fileConfig\n\nfrom app.base import Base\n\n" \
+           "fileConfig(context.config.config_file_name)\ntarget_metadata = Base.metadata"
+    root = project(tmp_path, head=head, ini=ini)
+    alembic_check(root)
+    assert (root / "written.log").exists()  # Alembic itself writes it: the test could fail
+    (root / "written.log").unlink()
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    _, state = loaded(root)
+    assert what(state) == []
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
