@@ -262,7 +262,20 @@ def redirect_engines(dialect_name, config_dialect=None):
         name = name or config_dialect
         if name and name != "sqlite":
             engine.dialect.name = name  # (this instance only)
+        engine._migration_lsp_stand_in = True
         return engine
+
+    def async_stand_in(url):
+        """The real AsyncEngine over the stand-in when greenlet is there (env.py's
+        `run_sync` then works as it does), else a minimal look-alike."""
+        engine = stand_in(url)
+        try:
+            import greenlet  # noqa: F401
+            from sqlalchemy.ext.asyncio import AsyncEngine
+
+            return AsyncEngine(engine)
+        except Exception:
+            return StandInAsyncEngine(engine)
 
     def create_engine(url=None, *args, **kwargs):
         return stand_in(url)
@@ -271,10 +284,10 @@ def redirect_engines(dialect_name, config_dialect=None):
         return stand_in((configuration or {}).get(prefix + "url"))
 
     def create_async_engine(url=None, *args, **kwargs):
-        return StandInAsyncEngine(stand_in(url))
+        return async_stand_in(url)
 
     def async_engine_from_config(configuration=None, prefix="sqlalchemy.", **kwargs):
-        return StandInAsyncEngine(stand_in((configuration or {}).get(prefix + "url")))
+        return async_stand_in((configuration or {}).get(prefix + "url"))
 
     for module in (sqlalchemy, sqlalchemy.engine, create_module):
         module.create_engine = create_engine
@@ -287,6 +300,17 @@ def redirect_engines(dialect_name, config_dialect=None):
         if module is not None:
             module.create_async_engine = create_async_engine
             module.async_engine_from_config = async_engine_from_config
+    engine_module = sys.modules.get("sqlalchemy.ext.asyncio.engine")
+    async_engine = getattr(engine_module, "AsyncEngine", None)
+    if async_engine is not None:  # `AsyncEngine(engine_from_config(...))` wraps a stand-in: allow it
+        real_init = async_engine.__init__
+
+        def init(self, sync_engine, *args, **kwargs):
+            if getattr(sync_engine, "_migration_lsp_stand_in", False):
+                sync_engine.dialect.is_async = True  # (the stand-in's dialect instance only)
+            real_init(self, sync_engine, *args, **kwargs)
+
+        async_engine.__init__ = init
 
 
 # --------------------------------------------------------------------------- env.py

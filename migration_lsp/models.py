@@ -30,7 +30,7 @@ from .project import Environment, alembic_config, read_text
 from .schema import OpaqueType, Origin, SchemaState, TableState, type_from_repr
 
 CHILD = Path(__file__).with_name("model_child.py")
-TIMEOUT = 30.0
+TIMEOUT = 120.0  # a big package imports in seconds on an idle machine, in 40 s on a busy one
 MEMORY_LIMIT = 2 * 1024**3
 
 
