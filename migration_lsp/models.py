@@ -66,6 +66,14 @@ class ModelTables:
     note: str | None = None  # env.py could not be run: why, and what was loaded instead
     disabled: bool = False  # env.py passes target_metadata=None: nothing to compare
 
+    @property
+    def needs_schema(self) -> bool:
+        """env.py's callables could not judge the migrations' objects (loaded before the
+        first full pass): load again once the static schema is known."""
+        return self.judged is None and "callable" in (self.options.get("include_object"),
+                                                     self.options.get("include_name"),
+                                                     self.options.get("compare_type"))
+
 
 def metadata_source(env: Environment) -> MetadataSource:
     """`models` setting, else env.py's `target_metadata = ...` and the import it comes from."""

@@ -540,3 +540,47 @@ def test_env_py_logging_config_writes_no_log_file_into_the_workspace(tmp_path):
     _, state = loaded(root)
     assert what(state) == []
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+async def test_server_judges_the_migrations_objects_once_the_schema_is_known(tmp_path):
+    """The server loads the models before its first full pass: env.py's include_object has
+    not seen the migrations' tables yet, so it loads them again after that pass; then a
+    table only the migrations have (and the filter keeps) is reported, as Alembic does."""
+    import asyncio
+
+    from lsprotocol import types as t
+    from pytest_lsp import client_capabilities, make_test_lsp_client
+
+    from lsp_helpers import SERVER_COMMAND
+
+    legacy = "op.create_table('legacy',\n    sa.Column('id', sa.Integer(), nullable=False),\n" \
+             "    sa.PrimaryKeyConstraint('id'),\n)"
+    revisions = {"0001_initial.py": migration_text("0001", upgrades=indent(INITIAL)),
+                 "0002_legacy.py": migration_text("0002", "0001", upgrades=indent(legacy))}
+    head = textwrap.dedent("""\
+        from app.base import Base
+
+        target_metadata = Base.metadata
+
+
+        def include_object(obj, name, type_, reflected, compare_to):
+            return not name.startswith("audit_")
+    """)
+    root = project(tmp_path, head=head, options=", include_object=include_object", revisions=revisions)
+    assert "remove_table" in alembic_check(root) and "legacy" in alembic_check(root)
+    client = make_test_lsp_client()
+    await client.start_io(*SERVER_COMMAND)
+    try:
+        await client.initialize_session(t.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"), root_uri=root.as_uri(),
+            initialization_options={"trusted": True}))
+        legacy_uri = (root / "migrations" / "versions" / "0002_legacy.py").resolve().as_uri()
+        for _ in range(1200):
+            if any(d.code == "M002" for d in client.diagnostics.get(legacy_uri, [])):
+                break
+            await asyncio.sleep(0.1)
+        found = [d for d in client.diagnostics.get(legacy_uri, []) if d.code == "M002"]
+        assert len(found) == 1 and "table legacy" in found[0].message
+    finally:
+        await client.shutdown_session()
+        await client.stop()
