@@ -584,3 +584,21 @@ async def test_server_judges_the_migrations_objects_once_the_schema_is_known(tmp
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+def test_without_include_schemas_only_the_default_schema_is_compared():
+    """Alembic compares tables of other schemas only with include_schemas=True."""
+    import sqlalchemy as sa
+
+    from migration_lsp.compare import CompareOptions, compare, with_env_options
+    from migration_lsp.schema import SchemaState, TableState
+
+    md = sa.MetaData()
+    other = TableState.from_table(sa.Table("t", md, sa.Column("id", sa.Integer, primary_key=True), schema="other"),
+                                  None, {})
+    plain = TableState.from_table(sa.Table("u", md, sa.Column("id", sa.Integer, primary_key=True)), None, {})
+    models = {other.key: other, plain.key: plain}
+    off = with_env_options(CompareOptions("postgresql"), {"include_schemas": False})
+    on = with_env_options(CompareOptions("postgresql"), {"include_schemas": True})
+    assert [d.what for d in compare(SchemaState(), models, off)] == ["table u"]
+    assert sorted(d.what for d in compare(SchemaState(), models, on)) == ["table other.t", "table u"]
