@@ -223,6 +223,8 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     timeout = TIMEOUT if timeout is None else timeout
     schema = schema if schema is not None else source.schema
     env_mode = env.config_path is not None and env.env_py is not None
+    if source.disabled:  # env.py says `target_metadata = None`: nothing to run, nothing to compare
+        return ModelTables(error=source.problem, disabled=True)
     if not source.specs and not env_mode:
         return ModelTables(error=source.problem or "no models")
     front, after = _sys_path(env)
@@ -253,7 +255,8 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         return ModelTables(error="model loader sent unreadable output")
     options = data.get("options") if isinstance(data.get("options"), dict) else {}
     if data.get("disabled"):
-        return ModelTables(error=str(data.get("error") or "target_metadata=None"), options=options, disabled=True)
+        return ModelTables(error="env.py sets target_metadata = None (no models to compare)", options=options,
+                           disabled=True)
     note = None
     if data.get("env_error") and not env.settings.models:  # (with `models` set, env.py gave options only)
         note = f"env.py could not be run under Alembic ({data['env_error']})"
