@@ -257,6 +257,7 @@ def test_a_hard_coded_production_url_and_raw_sockets_never_connect(tmp_path):
         # the listener really accepts connections (the test could fail)
         socket.create_connection(("127.0.0.1", listener.port), timeout=2).close()
         head = textwrap.dedent(f"""\
+            import _socket
             import socket
             import urllib.request
 
@@ -268,7 +269,9 @@ def test_a_hard_coded_production_url_and_raw_sockets_never_connect(tmp_path):
             URL = "postgresql://admin:secret@127.0.0.1:{listener.port}/production"
             for attempt in (lambda: socket.create_connection(("127.0.0.1", {listener.port}), timeout=2),
                             lambda: urllib.request.urlopen("http://127.0.0.1:{listener.port}/", timeout=2),
-                            lambda: socket.socket().connect(("127.0.0.1", {listener.port}))):
+                            lambda: socket.socket().connect(("127.0.0.1", {listener.port})),
+                            # C level, below the socket module (as libpq connects): the network namespace
+                            lambda: _socket.socket().connect(("127.0.0.1", {listener.port}))):
                 try:
                     attempt()
                 except OSError:
