@@ -605,3 +605,16 @@ def test_without_include_schemas_only_the_default_schema_is_compared():
     on = with_env_options(CompareOptions("postgresql"), {"include_schemas": True})
     assert [d.what for d in compare(SchemaState(), models, off)] == ["table u"]
     assert sorted(d.what for d in compare(SchemaState(), models, on)) == ["table other.t", "table u"]
+
+
+def test_no_upgrade_runs_while_the_models_load(tmp_path):
+    """env.py runs and the revision modules are imported, but Alembic's run_migrations never
+    starts: an upgrade() that would leave a mark leaves none (the mark is outside the workspace)."""
+    mark = tmp_path / "UPGRADED"
+    body = indent(INITIAL) + f"\n    open({str(mark)!r}, 'w').write('ran')"
+    root = project(tmp_path / "w", head="from app.base import Base\n\ntarget_metadata = Base.metadata",
+                   revisions={"0001_initial.py": migration_text("0001", upgrades=body)})
+    _, state = loaded(root)
+    assert what(state) == [] and not mark.exists()
+    alembic_check(root)  # real Alembic's upgrade does run it: the mark can appear
+    assert mark.exists()
