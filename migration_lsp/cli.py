@@ -88,10 +88,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if truth_on:
         snapshot, truth_lines = _truth(engine, snapshot, args)
     snapshot = _git_scope(engine, snapshot, args.changed)
+    drift = {id(s): drift_status(engine, s) for s in snapshot.environments}
     if args.format == "text":
-        output = formats.format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+        output = formats.format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
+                                     drift=drift)
         output = "\n".join([output, *truth_lines]) if truth_lines else output
         truth_lines = []
+    elif args.format == "json":
+        output = formats.format_json(snapshot, drift)
     else:
         output = CHECK_FORMATS[args.format](snapshot)
     if output:
@@ -100,9 +104,30 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(printable(f"migration-lsp: {line}"), file=sys.stderr)
     if _report_problems(snapshot):
         return EXIT_USAGE
+    if args.strict and any(status["status"] == "not checked" for status in drift.values()):
+        return EXIT_FINDINGS  # CI asked for drift to be checked, and it was not (said on stdout)
     if args.exit_zero:
         return EXIT_OK
     return EXIT_FINDINGS if any(d.severity == Severity.ERROR for d in snapshot.diagnostics) else EXIT_OK
+
+
+def drift_status(engine: Engine, state: EnvironmentState) -> dict:
+    """Were the models compared with the migrations? {"status": "checked" | "not checked" |
+    "off" (env.py sets target_metadata = None), "reason": why not}. CI must be able to
+    tell a clean result from one where drift was never looked at (`--strict`)."""
+    env = state.env
+    key = next((k for k, e in engine.environments() if e.name == env.name and e.config_path == env.config_path), None)
+    models = engine.models.get(key) if key is not None else None
+    source = engine.metadata_source(env)
+    if source.disabled or (models is not None and models.disabled):
+        return {"status": "off", "reason": "env.py sets target_metadata = None"}
+    if not engine.trusted:
+        return {"status": "not checked", "reason": engine.untrusted_reason}
+    if models is None:
+        return {"status": "not checked", "reason": "models not loaded"}
+    if models.error:
+        return {"status": "not checked", "reason": models.error}
+    return {"status": "checked", "reason": None}
 
 
 def _truth(engine: Engine, snapshot: Snapshot, args: argparse.Namespace) -> tuple[Snapshot, list[str]]:
@@ -273,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "origin/main, origin/master, main, master)")
     check.add_argument("--changed", action="store_true",
                        help="report only what this branch adds or changes (against the base branch)")
+    check.add_argument("--strict", action="store_true",
+                       help="exit 1 when the models could not be compared with the migrations (drift not checked)")
     check.add_argument("--static", action="store_true",
                        help="no truth pass: do not run the migrations on a scratch database")
     check.add_argument("--database-url", metavar="URL",

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -51,6 +52,53 @@ class CompareOptions:
     compare_server_default: bool = False
     exclude_tables: tuple[str, ...] = ()
     render_as_batch: bool = False  # env.py's context.configure(render_as_batch=True)
+    # what env.py passed to context.configure(), as the model child caught it (with_env_options)
+    include_schemas: bool | None = None  # False: only the default schema, as Alembic compares
+    version_table: str = "alembic_version"
+    # objects env.py's include_object / include_name leave out: (side, kind, table key, name, how)
+    excluded: frozenset = frozenset()
+    filtered: bool = False  # env.py gives include_object or include_name as a callable
+    judged: frozenset | None = None  # (table key, kind, name) of migration-side objects the filters saw
+    unsure: tuple[str, ...] = ()  # options given as callables we could not evaluate: not compared
+    # env.py's compare_type callable, asked in the model child: (table key, column) -> True / False / None
+    type_decisions: Mapping | None = None
+
+
+def with_env_options(options: CompareOptions, captured: Mapping, excluded: frozenset = frozenset(),
+                     judged: frozenset | None = None, type_decisions: Mapping | None = None) -> CompareOptions:
+    """The options env.py really passed to context.configure() (caught by the model child)
+    replace those read from its text. A callable compare_type / compare_server_default
+    cannot be evaluated without the database's column: that comparison is left out (said
+    in `unsure`) rather than guessed."""
+    changes: dict[str, Any] = {}
+    unsure = []
+    for name in ("compare_type", "compare_server_default", "render_as_batch"):
+        value = captured.get(name)
+        if isinstance(value, bool):
+            changes[name] = value
+        elif value == "callable" and name == "compare_type" and type_decisions is not None:
+            changes[name], changes["type_decisions"] = True, type_decisions
+        elif value == "callable" and name != "render_as_batch":
+            changes[name] = False
+            unsure.append(name)
+    if isinstance(captured.get("include_schemas"), bool):
+        changes["include_schemas"] = captured["include_schemas"]
+    if isinstance(captured.get("version_table"), str) and captured["version_table"]:
+        changes["version_table"] = captured["version_table"]
+    filtered = "callable" in (captured.get("include_object"), captured.get("include_name"))
+    return replace(options, **changes, excluded=frozenset(excluded), filtered=filtered, judged=judged,
+                   unsure=tuple(unsure))
+
+
+def _left_out(options: CompareOptions, side: str, kind: str, key: str, name: Any, *hows: str) -> bool:
+    """env.py's filters leave this object out. A migration-side object the filters never saw
+    (its names were not sent to the model child) is left out too when there are filters:
+    not reported rather than guessed."""
+    if any((side, kind, key, str(name), how) in options.excluded for how in hows):
+        return True
+    if side == "schema" and options.filtered and "new" in hows:
+        return options.judged is None or (key, kind, str(name)) not in options.judged
+    return False
 
 
 def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]) -> CompareOptions:
@@ -151,17 +199,19 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
     database of the dialect had been reflected (`StaticInspector`). Tables the replay is not
     sure of (uncertain, excluded) are filtered out on both sides; when a helper could not be
     followed, only differences inside tables both sides have are kept."""
-    excluded = IGNORED_TABLES | set(options.exclude_tables)
+    excluded = IGNORED_TABLES | {options.version_table} | set(options.exclude_tables)
     uncertain = set(schema.uncertain)
     schema_md, model_md = sa.MetaData(), sa.MetaData()
     s_states: dict[tuple, TableState] = {}
     m_states: dict[tuple, TableState] = {}
     for state in schema.tables.values():
-        state.to_table(schema_md)
-        s_states[(state.schema, state.name)] = state
+        if _compared(options, state, "schema"):
+            state.to_table(schema_md)
+            s_states[(state.schema, state.name)] = state
     for state in models.values():
-        state.to_table(model_md)
-        m_states[(state.schema, state.name)] = state
+        if _compared(options, state, "model"):
+            state.to_table(model_md)
+            m_states[(state.schema, state.name)] = state
 
     def skip(state: TableState) -> bool:
         return state.name in excluded or state.name in uncertain or state.key in uncertain
@@ -181,6 +231,64 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
         out.extend(_differences(op, s_states, m_states, sides))
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
+    return _filtered(out, options)
+
+
+def _compared(options: CompareOptions, state: TableState, side: str) -> bool:
+    """Alembic compares only the default schema when env.py says include_schemas=False; a
+    table env.py's include_name refuses is one the database does not have."""
+    if options.include_schemas is False and state.schema is not None:
+        return False
+    return side == "model" or not _left_out(options, "schema", "table", state.key, state.name, "name")
+
+
+_CONSTRAINT_KINDS = {"unique": "unique_constraint", "foreignkey": "foreign_key_constraint"}
+
+
+def _object_of(op: Any) -> tuple[str | None, Any, str | None, str | None]:
+    """(kind as include_object names it, name, table, schema) of a difference's op."""
+    if isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp)):
+        return "table", op.table_name, op.table_name, op.schema
+    if isinstance(op, (alembic_ops.AddColumnOp, alembic_ops.DropColumnOp)):
+        column = getattr(op, "column", None)
+        name = column.name if column is not None else getattr(op, "column_name", None)
+        return "column", name, op.table_name, op.schema
+    if isinstance(op, alembic_ops.AlterColumnOp):
+        return "column", op.column_name, op.table_name, op.schema
+    if isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)):
+        return "index", op.index_name, op.table_name, op.schema
+    if isinstance(op, alembic_ops.CreateUniqueConstraintOp):
+        return "unique_constraint", op.constraint_name, op.table_name, op.schema
+    if isinstance(op, alembic_ops.CreateForeignKeyOp):
+        return "foreign_key_constraint", op.constraint_name, op.source_table, op.source_schema
+    if isinstance(op, alembic_ops.DropConstraintOp):
+        return _CONSTRAINT_KINDS.get(op.constraint_type or ""), op.constraint_name, op.table_name, op.schema
+    return None, None, None, None
+
+
+def _filtered(found: list[Difference], options: CompareOptions) -> list[Difference]:
+    """What env.py's include_object / include_name leave out (judged in the model child,
+    by name: an unnamed model-side object is kept; a migration-side object the filters
+    never saw, under callable filters, is not reported rather than guessed)."""
+    if not options.excluded and not options.filtered:
+        return found
+    kept = []
+    for diff in found:
+        kind, name, table, schema = _object_of(diff.op)
+        if kind is None:
+            kept.append(diff)
+            continue
+        key = f"{schema}.{table}" if schema else str(table)
+        if diff.kind == "extra":
+            left_out = _left_out(options, "schema", kind, key, name, "name", "new")
+        elif diff.kind == "missing":
+            left_out = name is not None and _left_out(options, "model", kind, key, name, "new")
+        else:
+            left_out = _left_out(options, "model", "table", key, table, "both") or (
+                name is not None and _left_out(options, "model", kind, key, name, "both"))
+        if not left_out:
+            kept.append(diff)
+    return kept
     return out
 
 
@@ -252,8 +360,19 @@ def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: 
         return not (type_ == "table" and (obj.schema if obj.schema != dialect.default_schema_name else None,
                                           name) in skipped)
 
+    compare_type: Any = options.compare_type
+    if options.compare_type and options.type_decisions:
+        decisions = options.type_decisions
+
+        def compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type):
+            """env.py's compare_type callable, as the model child evaluated it per column (None:
+            it had no answer; Alembic's own comparison decides)."""
+            table = metadata_column.table
+            key = f"{table.schema}.{table.name}" if table.schema else table.name
+            return decisions.get((key, metadata_column.name))
+
     context = MigrationContext.configure(dialect=dialect, opts={
-        "compare_type": options.compare_type, "compare_server_default": options.compare_server_default,
+        "compare_type": compare_type, "compare_server_default": options.compare_server_default,
         "include_object": include_object, "include_schemas": True,
         "target_metadata": model_md})
     _connectionless_defaults(context.impl)

@@ -962,7 +962,19 @@ class Engine:
         """What loading the models means for each environment (empty when untrusted)."""
         if not self.trusted:
             return []
-        return [(key, env, self.metadata_source(env)) for key, env in self.environments()]
+        return [(key, env, replace(self.metadata_source(env), schema=self._heads_schema(key)))
+                for key, env in self.environments()]
+
+    def _heads_schema(self, key: tuple[Path, str]):
+        """What the migrations build, from the last full pass (None before one): env.py's
+        include_object / include_name judge those objects in the model child."""
+        state = self._states.get(key)
+        if state is None or state.partial or state.graph is None or not state.graph.heads or state.graph.cycles():
+            return None
+        try:
+            return state.replay.at_heads() if state.replay is not None else None
+        except Exception:
+            return None
 
     def set_models(self, key: tuple[Path, str], models: ModelTables) -> None:
         self._generation += 1
@@ -981,7 +993,8 @@ class Engine:
             return
         from .models import load_models
 
-        for key, env, source in jobs:
+        self.snapshot()  # the static pass first: env.py's filters judge what the migrations build too
+        for key, env, source in self.model_jobs():
             self.set_models(key, load_models(env, source))
 
     def model_files(self) -> set[Path]:

@@ -71,11 +71,14 @@ def _diagnostic_json(d: Diagnostic) -> dict:
     }
 
 
-def format_json(snapshot: Snapshot) -> str:
+def format_json(snapshot: Snapshot, drift: dict | None = None) -> str:
+    """`drift`: per environment state (by id), whether the models were compared with the
+    migrations (cli.drift_status), as each environment's `drift`."""
     return json.dumps(
         {
             "version": 1,
-            "environments": [environment_data(s) for s in snapshot.environments],
+            "environments": [{**environment_data(s), **({"drift": drift[id(s)]} if drift and id(s) in drift else {})}
+                             for s in snapshot.environments],
             "diagnostics": [_diagnostic_json(d) for d in snapshot.diagnostics],
         },
         indent=2,
@@ -190,7 +193,7 @@ def format_gitlab(snapshot: Snapshot) -> str:
     return json.dumps(issues, indent=2)
 
 
-def format_text(snapshot: Snapshot, colour: bool) -> str:
+def format_text(snapshot: Snapshot, colour: bool, drift: dict | None = None) -> str:
     def paint(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
@@ -214,6 +217,10 @@ def format_text(snapshot: Snapshot, colour: bool) -> str:
     if lines:
         lines.append("")
     lines.append(paint(summary, "1"))
+    for state in snapshot.environments:  # said after the summary, never silently
+        status = (drift or {}).get(id(state))
+        if status and status["status"] == "not checked":
+            lines.append(printable(f"{state.env.name}: models vs migrations: not checked ({status['reason']})"))
     return "\n".join(lines)
 
 

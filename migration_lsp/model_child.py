@@ -1,10 +1,24 @@
-"""Runs in a child process with the project's interpreter: import the target metadata and
-write it as JSON. Standalone on purpose (only the standard library and SQLAlchemy, which
-the project has): it must not need migration_lsp to be installed in the project's venv.
-Started through child.py (the sandbox), which names the result file.
+"""Runs in a child process with the project's interpreter: load the target metadata the way
+Alembic does and write it as JSON. Standalone on purpose (only the standard library,
+SQLAlchemy and Alembic, which the project has): it must not need migration_lsp to be
+installed in the project's venv. Started through child.py (the sandbox), which names the
+result file.
+
+How (`load`): the environment's env.py runs under Alembic's own EnvironmentContext, online
+as autogenerate runs it, and `context.configure(...)` is intercepted: what env.py passes
+(target_metadata, include_object, include_name, include_schemas, compare_type, ...) is kept
+and a private exception stops it before any migration runs. Nothing may reach a database:
+every engine env.py (or the project) creates is an in-memory SQLite stand-in that keeps the
+dialect's name, and the socket module refuses to connect. Then the revision modules are
+imported as ScriptDirectory does (model modules they import register their tables). If
+env.py fails, the `specs` (the `models` setting, or env.py's target_metadata import read
+statically) are imported instead, and the reason is sent back once. Callable filters are
+evaluated here, on the models' objects and on stand-ins for the objects the migrations
+build (the parent sends their names), since callables cannot travel.
 
 usage: python child.py model_child.py '<json: {"specs": [...], "sys_path": [...], "cwd": "...",
-                                                 "dialect": "postgresql" | null}>'
+                                                 "dialect": "postgresql" | null, "config": "alembic.ini",
+                                                 "files": [...], "schema": [...], "override": bool}>'
 """
 
 import importlib
@@ -160,12 +174,428 @@ def sources(tables):
     return found
 
 
+# --------------------------------------------------------------------------- no network
+
+
+class NetworkBlocked(ConnectionRefusedError):
+    """What any connection attempt in this process gets."""
+
+
+def own_network_namespace():
+    """Linux: move this process into a network namespace of its own (only a loopback that is
+    down), so that no TCP connection leaves it, also from C code (libpq, a raw `_socket`).
+    As root a network namespace alone; otherwise inside a user namespace mapping our own
+    ids (refused where unprivileged user namespaces are off: then the socket patch and the
+    engine stand-ins are what there is). True when it worked."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newuser, clone_newnet = 0x10000000, 0x40000000
+        if libc.unshare(clone_newnet) == 0:
+            return True
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(clone_newuser | clone_newnet) != 0:
+            return False
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            try:
+                with open(f"/proc/self/{name}", "w") as fh:
+                    fh.write(text)
+            except OSError:
+                pass
+        import signal
+
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG again: new credentials may clear it
+        return True
+    except Exception:
+        return False
+
+
+def block_network():
+    """Every socket connection refused (TCP and unix: a local PostgreSQL is a socket file).
+    Drivers written in C (libpq) bypass this module: the network namespace (TCP) and the
+    engine stand-ins (SQLAlchemy engines, whatever the driver) keep them away."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise NetworkBlocked("migration-lsp: the model loader never connects to anything")
+
+    for name in ("connect", "connect_ex", "sendto", "sendmsg"):
+        try:
+            setattr(socket.socket, name, refuse)
+        except (AttributeError, TypeError):
+            pass
+    socket.create_connection = refuse
+    socket.getaddrinfo = refuse
+    socket.gethostbyname = refuse
+
+
+class StandInAsyncConnection:
+    """What `async with engine.connect()` gives env.py: run_sync runs on the SQLite stand-in."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.sync_connection = None
+        self.dialect = engine.dialect
+
+    async def __aenter__(self):
+        self.sync_connection = self.engine.connect()
+        return self
+
+    async def __aexit__(self, *exc):
+        self.sync_connection.close()
+        return False
+
+    async def run_sync(self, fn, *args, **kwargs):
+        return fn(self.sync_connection, *args, **kwargs)
+
+    async def commit(self):
+        pass
+
+    async def rollback(self):
+        pass
+
+
+class StandInAsyncEngine:
+    def __init__(self, engine):
+        self.sync_engine = engine
+        self.dialect = engine.dialect
+        self.url = engine.url
+        self.name = engine.dialect.name
+
+    def connect(self):
+        return StandInAsyncConnection(self.sync_engine)
+
+    begin = connect
+
+    async def dispose(self, close=True):
+        self.sync_engine.dispose()
+
+
+def redirect_engines(dialect_name, config_dialect=None):
+    """create_engine / engine_from_config / their async forms, wherever they are imported
+    from, give an in-memory SQLite engine whose dialect says `dialect_name` (env.py may
+    choose options by `connection.dialect.name`); the URL asked for is never used."""
+    import sqlalchemy
+    import sqlalchemy.engine
+    import sqlalchemy.engine.create as create_module
+
+    real_create = create_module.create_engine
+
+    def stand_in(url=None):
+        engine = real_create("sqlite://")
+        name = dialect_name  # the `dialect` setting, else the URL's, else the config's
+        if not name and url is not None:
+            try:
+                name = sqlalchemy.engine.make_url(url).get_backend_name()
+            except Exception:
+                name = None
+        name = name or config_dialect
+        if name and name != "sqlite":
+            engine.dialect.name = name  # (this instance only)
+        engine._migration_lsp_stand_in = True
+        return engine
+
+    def async_stand_in(url):
+        """The real AsyncEngine over the stand-in when greenlet is there (env.py's
+        `run_sync` then works as it does), else a minimal look-alike."""
+        engine = stand_in(url)
+        try:
+            import greenlet  # noqa: F401
+            from sqlalchemy.ext.asyncio import AsyncEngine
+
+            return AsyncEngine(engine)
+        except Exception:
+            return StandInAsyncEngine(engine)
+
+    def create_engine(url=None, *args, **kwargs):
+        return stand_in(url)
+
+    def engine_from_config(configuration=None, prefix="sqlalchemy.", **kwargs):
+        return stand_in((configuration or {}).get(prefix + "url"))
+
+    def create_async_engine(url=None, *args, **kwargs):
+        return async_stand_in(url)
+
+    def async_engine_from_config(configuration=None, prefix="sqlalchemy.", **kwargs):
+        return async_stand_in((configuration or {}).get(prefix + "url"))
+
+    for module in (sqlalchemy, sqlalchemy.engine, create_module):
+        module.create_engine = create_engine
+        module.engine_from_config = engine_from_config
+    for name in ("sqlalchemy.ext.asyncio.engine", "sqlalchemy.ext.asyncio"):
+        try:  # the engine module first: the package re-exports from it, also when imported again
+            module = importlib.import_module(name)
+        except Exception:  # no asyncio extension (greenlet missing): env.py cannot use it either
+            module = sys.modules.get(name)
+        if module is not None:
+            module.create_async_engine = create_async_engine
+            module.async_engine_from_config = async_engine_from_config
+    engine_module = sys.modules.get("sqlalchemy.ext.asyncio.engine")
+    async_engine = getattr(engine_module, "AsyncEngine", None)
+    if async_engine is not None:  # `AsyncEngine(engine_from_config(...))` wraps a stand-in: allow it
+        real_init = async_engine.__init__
+
+        def init(self, sync_engine, *args, **kwargs):
+            if getattr(sync_engine, "_migration_lsp_stand_in", False):
+                sync_engine.dialect.is_async = True  # (the stand-in's dialect instance only)
+            real_init(self, sync_engine, *args, **kwargs)
+
+        async_engine.__init__ = init
+
+
+# --------------------------------------------------------------------------- env.py
+
+
+class Configured(BaseException):
+    """Raised by the intercepted context.configure(): env.py stops there (a BaseException:
+    env.py's own `except Exception` does not swallow it)."""
+
+
+OPTION_NAMES = ("target_metadata", "include_object", "include_name", "include_schemas", "compare_type",
+                "compare_server_default", "render_as_batch", "version_table", "version_table_schema",
+                "user_module_prefix")
+
+
+def run_env_py(config):
+    """(captured configure() keywords, the ScriptDirectory): env.py run online under
+    Alembic's EnvironmentContext, stopped at its first context.configure()."""
+    import logging.config
+
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    logging.config.fileConfig = lambda *args, **kwargs: None  # a log file handler would write into the workspace
+    path = config["config"]
+    if path.endswith(".toml"):
+        alembic_config = Config(toml_file=path)
+    else:
+        alembic_config = Config(path, ini_section=config.get("section") or "alembic")
+    if config.get("script_location"):  # as we resolved it (relative to where alembic would be run from)
+        alembic_config.set_main_option("script_location", config["script_location"].replace("%", "%%"))
+    script = ScriptDirectory.from_config(alembic_config)
+    captured = {}
+
+    def configure(self, *args, **kwargs):
+        captured.update(kwargs)
+        captured["_called"] = True
+        raise Configured()
+
+    def run_migrations(self, *args, **kwargs):  # configure() was caught by env.py: stop anyway
+        raise Configured()
+
+    EnvironmentContext.configure = configure
+    EnvironmentContext.run_migrations = run_migrations
+    try:
+        with EnvironmentContext(alembic_config, script, fn=lambda rev, context: [], as_sql=False,
+                                destination_rev="head"):
+            script.run_env()
+    except Configured:
+        pass
+    if not captured.get("_called"):
+        raise RuntimeError("env.py ended without calling context.configure()")
+    return captured, script
+
+
+def import_revisions(script, files):
+    """Every revision module, as ScriptDirectory loads them (one that fails is counted,
+    the rest still load). Without a ScriptDirectory, the files the parent found."""
+    failed = 0
+    paths = []
+    if script is not None:
+        try:
+            from alembic.script.base import Script
+
+            for location in script._version_locations:
+                if os.path.isdir(str(location)):
+                    paths.extend((Script, script, p) for p in Script._list_py_dir(script, location))
+        except Exception:
+            paths = []
+    if not paths:
+        paths = [(None, None, f) for f in files]
+    from alembic.util import load_python_file
+
+    for script_cls, directory, path in paths:
+        try:
+            if script_cls is not None:
+                script_cls._from_path(directory, path)
+            else:
+                load_python_file(os.path.dirname(str(path)), os.path.basename(str(path)))
+        except BaseException:
+            failed += 1
+    return failed
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def standin_tables(schema):
+    """Tables the migrations build, as a reflected table would look (names only: NullType)."""
+    import sqlalchemy as sa
+
+    metadata = sa.MetaData()
+    out = {}
+    for info in schema:
+        try:
+            table = sa.Table(info["name"], metadata, *[sa.Column(c, sa.types.NullType()) for c in info["columns"]],
+                             schema=info.get("schema"))
+            for idx in info.get("indexes", []):
+                if all(c in table.c for c in idx["columns"]) and idx["columns"]:
+                    sa.Index(idx["name"], *[table.c[c] for c in idx["columns"]], unique=idx.get("unique", False))
+            for uq in info.get("uniques", []):
+                if all(c in table.c for c in uq["columns"]) and uq["columns"]:
+                    table.append_constraint(sa.UniqueConstraint(*uq["columns"], name=uq.get("name")))
+            out[table.key] = table
+        except Exception:
+            continue
+    return out
+
+
+def evaluate_filters(captured, tables, schema):
+    """Which objects Alembic's autogenerate would leave out, decided by env.py's own
+    include_object / include_name, on both sides. Keys: [side, kind, table key, name, how]
+    where side is "model" or "schema" and `how` says with which compare_to: "new" (no
+    counterpart) or "both" (compared with the other side's object) for the models;
+    "name" (include_name: as if the database lacked it) or "new" (include_object, reflected,
+    no counterpart) for the migrations' objects. As Alembic: include_name only ever sees
+    reflected names, and an object on both sides is judged by its model side alone."""
+    include_object = captured.get("include_object")
+    include_name = captured.get("include_name")
+    excluded, errors = [], []
+    if not callable(include_object) and not callable(include_name):
+        return excluded, errors
+
+    def obj(value, name, kind, reflected, compare_to):
+        if not callable(include_object):
+            return True
+        try:
+            return bool(include_object(value, name, kind, reflected, compare_to))
+        except Exception as exc:
+            errors.append(f"include_object({name!r}, {kind!r}): {type(exc).__name__}: {exc}"[:300])
+            return True
+
+    def named(name, kind, parents):
+        if not callable(include_name):
+            return True
+        try:
+            return bool(include_name(name, kind, parents))
+        except Exception as exc:
+            errors.append(f"include_name({name!r}, {kind!r}): {type(exc).__name__}: {exc}"[:300])
+            return True
+
+    standins = standin_tables(schema)
+
+    def sub_objects(table):
+        out = [("column", c.name, c) for c in table.columns]
+        out += [("index", i.name, i) for i in table.indexes if i.name]
+        for c in table.constraints:
+            kind = {"UniqueConstraint": "unique_constraint",
+                    "ForeignKeyConstraint": "foreign_key_constraint"}.get(type(c).__name__)
+            if kind and isinstance(c.name, str):
+                out.append((kind, c.name, c))
+        return out
+
+    for key, table in tables.items():
+        other = standins.get(key)
+        for how, compare_to in (("new", None), ("both", other if other is not None else table)):
+            if not obj(table, table.name, "table", False, compare_to):
+                excluded.append(["model", "table", key, table.name, how])
+        other_items = {(k, n): o for k, n, o in sub_objects(other)} if other is not None else {}
+        for kind, name, item in sub_objects(table):
+            for how, compare_to in (("new", None), ("both", other_items.get((kind, name), item))):
+                if not obj(item, name, kind, False, compare_to):
+                    excluded.append(["model", kind, key, name, how])
+    for key, table in standins.items():
+        parents = {"schema_name": table.schema}
+        if not named(table.name, "table", parents):
+            excluded.append(["schema", "table", key, table.name, "name"])
+            continue
+        if not obj(table, table.name, "table", True, None):
+            excluded.append(["schema", "table", key, table.name, "new"])
+        parents = {"table_name": table.name, "schema_name": table.schema}
+        for kind, name, item in sub_objects(table):
+            if not named(name, kind, parents):
+                excluded.append(["schema", kind, key, name, "name"])
+            elif not obj(item, name, kind, True, None):
+                excluded.append(["schema", kind, key, name, "new"])
+    return excluded, errors[:5]
+
+
+def rebuilt_type(module_name, text):
+    """A column type of the migrations from its repr (our static reading of the project's own
+    revision files): evaluated with the names of its module and of sqlalchemy.types."""
+    import sqlalchemy.types
+
+    namespace = dict(vars(sqlalchemy.types))
+    try:
+        namespace.update(vars(importlib.import_module(module_name)))
+    except Exception:
+        pass
+    return eval(text, namespace)  # noqa: S307 - trusted workspace, text of its own migrations
+
+
+def type_decisions(captured, tables, schema, dialect_name):
+    """env.py's compare_type callable asked about every column both sides have, as
+    autogenerate asks it: (context, inspected column, model column, inspected type, model
+    type) -> True (differs), False (same) or None (Alembic's own comparison)."""
+    compare_type = captured.get("compare_type")
+    if not callable(compare_type):
+        return []
+    import sqlalchemy as sa
+
+    context = None
+    try:
+        from alembic.runtime.migration import MigrationContext
+
+        context = MigrationContext.configure(dialect_name=dialect_name or "sqlite")
+    except Exception:
+        pass
+    out = []
+    by_key = {(info.get("schema") + "." if info.get("schema") else "") + info["name"]: info for info in schema}
+    for key, table in tables.items():
+        info = by_key.get(key)
+        if info is None:
+            continue
+        for column in table.columns:
+            spec = (info.get("types") or {}).get(column.name)
+            if not spec:
+                continue
+            try:
+                inspected_type = rebuilt_type(*spec)
+                inspected = sa.Column(column.name, inspected_type)
+                decision = compare_type(context, inspected, column, inspected_type, column.type)
+            except Exception:
+                continue  # not asked: Alembic's own comparison decides
+            out.append([key, column.name, decision if decision is None else bool(decision)])
+    return out
+
+
+def plain_options(captured):
+    """The configure() options as data: booleans and names as they are, callables as
+    "callable" (their decisions are made here, see evaluate_filters)."""
+    out = {}
+    for name in OPTION_NAMES[1:]:
+        if name not in captured:
+            continue
+        value = captured[name]
+        if callable(value):
+            out[name] = "callable"
+        elif isinstance(value, (bool, str)) or value is None:
+            out[name] = value
+    return out
+
+
 def main():
     config = json.loads(sys.argv[1])
-    sys.path[:0] = config.get("sys_path", [])
+    sys.path[:0] = config.get("sys_path", [])  # alembic.ini's prepend_sys_path
+    sys.path.extend(p for p in config.get("sys_path_after", []) if p not in sys.path)  # the workspace, last
     os.chdir(config.get("cwd") or ".")
-    result = {"tables": [], "files": [], "error": None}
+    result = {"tables": [], "files": [], "error": None, "env_error": None, "options": {}, "excluded": [],
+              "filter_errors": [], "revision_failures": 0, "loaded_by": None}
     try:
+        result["network_namespace"] = own_network_namespace()  # first: still one thread
+        block_network()
         import sqlalchemy
 
         dialect = None
@@ -176,10 +606,36 @@ def main():
                 dialect = registry.load(config["dialect"])()
             except Exception:
                 dialect = None
+        redirect_engines(config.get("dialect_setting"), config.get("dialect"))
+        captured, script = {}, None
+        if config.get("config"):
+            try:
+                captured, script = run_env_py(config)
+                result["loaded_by"] = "env.py"
+            except BaseException as exc:  # env.py failed: the static specs instead, said once
+                result["env_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) \
+                    else type(exc).__name__
+                captured = {}
         metadatas = []
-        for spec in config["specs"]:
-            obj = resolve(spec)
-            metadatas.extend(obj if isinstance(obj, (list, tuple)) else [obj])
+        if config.get("override") or not captured:
+            if not config["specs"]:
+                raise RuntimeError(result["env_error"] or "no models")
+            for spec in config["specs"]:
+                obj = resolve(spec)
+                metadatas.extend(obj if isinstance(obj, (list, tuple)) else [obj])
+            if result["loaded_by"] is None:
+                result["loaded_by"] = "import"
+        else:
+            if "target_metadata" not in captured:  # autogenerate refuses to run without one
+                raise RuntimeError("env.py passes no target_metadata to context.configure()")
+            target = captured.get("target_metadata")
+            if target is None:
+                result["options"] = plain_options(captured)
+                result["disabled"] = True
+                raise RuntimeError("env.py passes target_metadata=None (no models to compare)")
+            metadatas.extend(target if isinstance(target, (list, tuple)) else [target])
+        result["options"] = plain_options(captured)
+        result["revision_failures"] = import_revisions(script, config.get("files", []))
         by_id = {}
         for md in metadatas:
             for table in md.tables.values():
@@ -189,6 +645,10 @@ def main():
             info = table_info(table, dialect)
             info["source"] = where.get(key)
             result["tables"].append(info)
+        result["excluded"], result["filter_errors"] = evaluate_filters(
+            captured, {t.key: t for t in by_id.values()}, config.get("schema") or [])
+        result["type_decisions"] = type_decisions(captured, {t.key: t for t in by_id.values()},
+                                                  config.get("schema") or [], config.get("dialect"))
         result["files"] = sorted({
             m.__file__ for m in list(sys.modules.values())
             if getattr(m, "__file__", None) and "site-packages" not in m.__file__

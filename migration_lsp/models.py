@@ -1,30 +1,36 @@
 """Stage `models`: the project's target MetaData, loaded in a child process.
 
-Project code never runs in our process: a child (the project's interpreter) imports the
-models and prints them as JSON (model_child.py); we rebuild tables from that with the
-static evaluator, so nothing the child sends can execute here. Only a trusted workspace
-loads models; a timeout, a memory limit and a crash all become one clear reason (M004).
-Where target_metadata comes from is read statically from env.py unless the `models`
-setting says it.
+Project code never runs in our process: a child (the project's interpreter) runs env.py
+under Alembic's EnvironmentContext, as autogenerate does, keeps what it passes to
+`context.configure()`, imports the revision modules, and prints the tables as JSON
+(model_child.py); we rebuild tables from that with the static evaluator, so nothing the
+child sends can execute here. Only a trusted workspace loads models; a timeout, a memory
+limit and a crash all become one clear reason (M004). When env.py cannot be run, the
+child imports where target_metadata comes from (read statically from env.py) or the
+`models` setting, which also overrides env.py's target_metadata.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from . import child
 from .core import Span
 from .project import Environment, alembic_config, read_text
-from .schema import OpaqueType, Origin, TableState, type_from_repr
+from .schema import OpaqueType, Origin, SchemaState, TableState, type_from_repr
 
 CHILD = Path(__file__).with_name("model_child.py")
-TIMEOUT = 30.0
+TIMEOUT = 120.0  # a big package imports in seconds on an idle machine, in 40 s on a busy one
 MEMORY_LIMIT = 2 * 1024**3
 
 
@@ -37,6 +43,8 @@ class MetadataSource:
     span: Span | None  # the `target_metadata = ...` line
     problem: str | None = None  # why we cannot tell (or that it is None)
     disabled: bool = False  # `target_metadata = None`: the project compares nothing
+    # what the migrations build (the engine's last full pass), for env.py's filters in the child
+    schema: SchemaState | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,27 @@ class ModelTables:
     tables: dict[str, TableState] = field(default_factory=dict)
     error: str | None = None
     files: tuple[Path, ...] = ()  # project files the import read: reload when they change
+    # what env.py passed to context.configure(): booleans and names as given, "callable" for a
+    # function (whose decisions are in `excluded`)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # objects env.py's include_object / include_name leave out: (side, kind, table key, name, how),
+    # see model_child.evaluate_filters
+    excluded: frozenset[tuple[str, str, str, str, str]] = frozenset()
+    # the schema objects the filters were evaluated on (None: none were sent)
+    judged: frozenset[tuple[str, str, str]] | None = None
+    # a callable compare_type's answer per (table key, column): True / False, None for "as usual";
+    # None when it was not asked (no callable, or the migrations' columns were not sent)
+    type_decisions: Mapping[tuple[str, str], bool | None] | None = None
+    note: str | None = None  # env.py could not be run: why, and what was loaded instead
+    disabled: bool = False  # env.py passes target_metadata=None: nothing to compare
+
+    @property
+    def needs_schema(self) -> bool:
+        """env.py's callables could not judge the migrations' objects (loaded before the
+        first full pass): load again once the static schema is known."""
+        return self.judged is None and "callable" in (self.options.get("include_object"),
+                                                     self.options.get("include_name"),
+                                                     self.options.get("compare_type"))
 
 
 def metadata_source(env: Environment) -> MetadataSource:
@@ -105,19 +134,56 @@ def _dotted(node: ast.AST) -> str | None:
 
 
 def interpreter(env: Environment) -> str:
+    """The Python the project's user set up: the `python` setting; else a `.venv` or `venv`
+    from the environment's folder up to the repository (the git root, or the workspace
+    root when there is none: never above it); else the virtualenv / conda environment
+    the server was started in (VIRTUAL_ENV, CONDA_PREFIX); else the server's own when it
+    runs in a virtualenv (someone chose it: `.venv/bin/migration-lsp` of the project, an
+    editor's selected interpreter); else `python3` on PATH; else the server's own."""
     if env.settings.python:
         python = Path(env.settings.python)
         return str(python if python.is_absolute() else env.root / python)
-    for venv in (env.root / ".venv", env.root / "venv"):
-        for candidate in (venv / "bin" / "python", venv / "Scripts" / "python.exe"):
-            if candidate.exists():
-                return str(candidate)
-    return sys.executable
+    for folder in _folders_up(env):
+        for venv in (folder / ".venv", folder / "venv"):
+            for candidate in (venv / "bin" / "python", venv / "Scripts" / "python.exe"):
+                if candidate.is_file():
+                    return str(candidate)
+    for variable in ("VIRTUAL_ENV", "CONDA_PREFIX"):
+        prefix = os.environ.get(variable)
+        if prefix:
+            for candidate in (Path(prefix) / "bin" / "python", Path(prefix) / "python.exe"):
+                if candidate.is_file():
+                    return str(candidate)
+    if sys.prefix != sys.base_prefix:
+        return sys.executable
+    return shutil.which("python3") or sys.executable
 
 
-def _sys_path(env: Environment) -> list[str]:
+def _folders_up(env: Environment) -> list[Path]:
+    """The environment's folder (its config's, else its scripts'), then each parent up to the
+    repository's root (the folder holding `.git`); outside a repository, up to the
+    workspace root. (Neovim's root is the nearest alembic.ini's folder: the repository's
+    `.venv` is above it.)"""
+    start = Path(os.path.abspath(env.config_path.parent if env.config_path else env.script_location or env.root))
+    chain = [start, *start.parents]
+    git = next((n for n, folder in enumerate(chain) if (folder / ".git").exists()), None)
+    if git is not None:
+        return chain[:git + 1]
+    root = Path(os.path.abspath(env.root))
+    if root in chain:
+        return chain[:chain.index(root) + 1]
+    return [start, root]
+
+
+def _sys_path(env: Environment) -> tuple[list[str], list[str]]:
+    """(in front, after): alembic.ini's `prepend_sys_path` goes in front, as Alembic puts it;
+    the workspace root and the config's folder go last, the folder only when it is not
+    inside a package (its `logging/` must not shadow the standard library's)."""
     base = env.config_path.parent if env.config_path else env.root
-    entries = [str(base), str(env.root)]
+    after = [str(env.root)]
+    if not (base / "__init__.py").exists():
+        after.insert(0, str(base))
+    front: list[str] = []
     if env.config_path and env.config_path.suffix == ".ini":
         try:
             import warnings
@@ -125,23 +191,55 @@ def _sys_path(env: Environment) -> list[str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # read by us: regular file, bounded interpolation
                 extra = alembic_config(env.config_path).get_prepend_sys_paths_list() or []
-            entries = [str((base / p).resolve()) for p in extra if p] + entries
+            front = [str((base / p).resolve()) for p in extra if p]
         except Exception:
             pass
-    return entries
+    return front, after
 
 
-def load_models(env: Environment, source: MetadataSource, timeout: float | None = None) -> ModelTables:
+def _schema_objects(schema: SchemaState | None) -> list[dict]:
+    """The names of what the migrations build, for env.py's filters in the child."""
+    if schema is None:
+        return []
+    out = []
+    for table in schema.tables.values():
+        out.append({
+            "name": table.name, "schema": table.schema, "columns": [c.name for c in table.columns],
+            "types": {c.name: [type(c.column.type).__module__, repr(c.column.type)] for c in table.columns
+                      if not isinstance(c.column.type, OpaqueType)},
+            "indexes": [{"name": i.name, "columns": [getattr(e, "name", str(e)) for e in i.expressions],
+                         "unique": bool(i.unique)} for i, _ in table.indexes if isinstance(i.name, str)],
+            "uniques": [{"name": c.name, "columns": [col.name for col in c.columns]} for c, _ in table.constraints
+                        if isinstance(c, sa.UniqueConstraint) and isinstance(c.name, str)],
+        })
+    return out
+
+
+def load_models(env: Environment, source: MetadataSource, timeout: float | None = None,
+                schema: SchemaState | None = None) -> ModelTables:
     """Run the child (sandboxed by child.py); never raises. `timeout` defaults to the
-    module's TIMEOUT (read at call time, so it can be configured)."""
+    module's TIMEOUT (read at call time, so it can be configured). `schema`: what the
+    migrations build, when known, so env.py's filters can judge those objects too."""
     timeout = TIMEOUT if timeout is None else timeout
-    if not source.specs:
+    schema = schema if schema is not None else source.schema
+    env_mode = env.config_path is not None and env.env_py is not None
+    if source.disabled:  # env.py says `target_metadata = None`: nothing to run, nothing to compare
+        return ModelTables(error=source.problem, disabled=True)
+    if not source.specs and not env_mode:
         return ModelTables(error=source.problem or "no models")
+    front, after = _sys_path(env)
     config = {
         "specs": list(source.specs),
-        "sys_path": _sys_path(env),
+        "override": bool(env.settings.models),
+        "config": str(env.config_path) if env_mode else None,
+        "script_location": str(env.script_location) if env.script_location else None,
+        "files": [str(f) for f in env.files],
+        "schema": _schema_objects(schema),
+        "sys_path": front,
+        "sys_path_after": after,
         "cwd": str(env.config_path.parent if env.config_path else env.root),
         "dialect": env.dialect,
+        "dialect_setting": env.settings.dialect,
         "root": str(env.root),
     }
     try:
@@ -155,14 +253,47 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         return ModelTables(error="model loader sent unreadable output")
     if not isinstance(data, dict):
         return ModelTables(error="model loader sent unreadable output")
+    options = data.get("options") if isinstance(data.get("options"), dict) else {}
+    if data.get("disabled"):
+        return ModelTables(error="env.py sets target_metadata = None (no models to compare)", options=options,
+                           disabled=True)
+    note = None
+    if data.get("env_error") and not env.settings.models:  # (with `models` set, env.py gave options only)
+        note = f"env.py could not be run under Alembic ({data['env_error']})"
     if data.get("error"):
-        return ModelTables(error=f"importing {', '.join(source.specs)} failed: {data['error']}")
+        if note and source.specs:
+            error = f"{note}; importing {', '.join(source.specs)} failed: {data['error']}"
+        elif note:
+            error = f"{note}; {source.problem or 'set `models` in [tool.migration-lsp] to import them instead'}"
+        elif data.get("loaded_by") == "env.py":
+            error = f"loading the models env.py names failed: {data['error']}"
+        else:
+            error = f"importing {', '.join(source.specs)} failed: {data['error']}"
+        return ModelTables(error=error, options=options)
+    if note:
+        note += f": the models were imported from {', '.join(source.specs)} instead"
     tables = {}
     parsed: dict[Path, tuple[ast.Module, list[str]] | None] = {}
     for info in data.get("tables", []):
         table = _table(info, env.dialect, parsed)
         tables[table.key] = table
-    return ModelTables(tables, None, tuple(Path(f) for f in data.get("files", [])))
+    excluded = frozenset(tuple(str(x) for x in item) for item in data.get("excluded", [])
+                         if isinstance(item, list) and len(item) == 5)
+    judged = None
+    if schema is not None:
+        judged = frozenset((t.key, kind, str(name)) for t in schema.tables.values()
+                           for kind, name in [("table", t.name), *(("column", c.name) for c in t.columns),
+                                              *(("index", i.name) for i, _ in t.indexes),
+                                              *(("unique_constraint", c.name) for c, _ in t.constraints
+                                                if isinstance(c, sa.UniqueConstraint))])
+    decisions = None
+    if options.get("compare_type") == "callable" and schema is not None and isinstance(data.get("type_decisions"), list):
+        decisions = {(str(k), str(c)): v for k, c, v in
+                     (d for d in data["type_decisions"] if isinstance(d, list) and len(d) == 3)
+                     if v is None or isinstance(v, bool)}
+    revisions = {str(f) for f in env.files}  # (imported for their side effects; an edit reloads nothing)
+    files = tuple(Path(f) for f in data.get("files", []) if isinstance(f, str) and f not in revisions)
+    return ModelTables(tables, None, files, options, excluded, judged, decisions, note)
 
 
 def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module, list[str]] | None]) -> TableState:

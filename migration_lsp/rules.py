@@ -154,8 +154,8 @@ _RULES: tuple[Rule, ...] = (
          "The database the migrations build is not the one the models describe; `alembic check` "
          "fails and queries can break on the difference.",
          "**Generate revision from model changes** writes the `alter_column` autogenerate would."),
-    Rule("M004", "models-not-loaded", INFO,
-         "models could not be loaded (why), or the workspace is untrusted",
+    Rule("M004", "models-not-loaded", WARNING,
+         "models could not be loaded or compared (why); info when untrusted, `--no-import`, or partly compared",
          "env.py `target_metadata` line",
          "Without the models, M001–M003 cannot be checked; the message says why (an import "
          "error, a timeout, an untrusted workspace, a helper that cannot be followed).",

@@ -234,6 +234,9 @@ class MigrationServer(LanguageServer):
                         await asyncio.sleep(SLICE_PAUSE)
                         slice_started = time.perf_counter()
             self._publish(self.snapshot)  # the full picture, unless abandoned
+            if not getattr(self, "models_rejudged", False) and any(m.needs_schema for m in self.engine.models.values()):
+                self.models_rejudged = True  # once: env.py's filters now see what the migrations build
+                schedule_models(self)
             if time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
                 self.cache_saved = time.monotonic()
                 self.engine.save_cache()

@@ -179,6 +179,9 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
     if env.env_py is None or env.config_path is None:
         outcome.skipped = "no env.py to run"
         return
+    if models is not None and models.error:  # loading them ran env.py: it cannot run, and M004 says why
+        outcome.skipped = "the models could not be loaded (see M004)"
+        return
     if graph is None or not graph.by_id:
         outcome.skipped = "no revisions"
         return
@@ -198,12 +201,14 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 keys = chain_keys(order, graph, salt)
                 start = _restore(folder, keys, scratch)
             outcome.reused = start
+            front, after = _sys_path(env)
             job = {
                 "ini": str(env.config_path) if env.config_path.suffix != ".toml" else None,
                 "toml": str(env.config_path) if env.config_path.suffix == ".toml" else None,
                 "cwd": str(env.config_path.parent),
                 "script_location": str(env.script_location) if env.script_location else None,
-                "sys_path": _sys_path(env),
+                "sys_path": front,  # alembic.ini's prepend_sys_path, as Alembic puts it
+                "sys_path_after": after,  # the workspace, last (its `logging/` must not shadow the stdlib's)
                 "url": scratch.url,
                 "allow_unix": list(scratch.allow_unix),
                 "allow_tcp": [list(x) for x in scratch.allow_tcp],

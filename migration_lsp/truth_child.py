@@ -257,6 +257,7 @@ def work(job, result):
     statements = []
     original_create_engine = redirect_engines(scratch, statements)
     sys.path[:0] = job.get("sys_path", [])
+    sys.path.extend(p for p in job.get("sys_path_after", []) if p not in sys.path)
     os.chdir(job["cwd"])
 
     from alembic import command

@@ -199,7 +199,7 @@ def test_json_contract(broken, capsys):
     assert set(data) == {"version", "environments", "diagnostics"}
     assert data["version"] == 1
     (env,) = data["environments"]
-    assert set(env) == ENV_KEYS
+    assert set(env) == ENV_KEYS | {"drift"}  # check's environments say whether drift was checked
     assert env == {
         "name": "migrations",
         "config": "alembic.ini",
@@ -211,6 +211,7 @@ def test_json_contract(broken, capsys):
         "bases": ["aaaa1111"],
         "merge_points": [],
         "branch_points": [],
+        "drift": {"status": "off", "reason": "env.py sets target_metadata = None"},
     }
     for d in data["diagnostics"]:
         assert set(d) == DIAG_KEYS

@@ -202,9 +202,10 @@ def test_untrusted_cli_and_trusted_cli(tmp_path: Path):
     codes = [d["code"] for d in json.loads(out.stdout)["diagnostics"]]
     assert "G001" in codes and "M004" in codes
     assert sentinels(project) == []
-    # trusted: the models (and only the models) are imported, in a child process
+    # trusted: as Alembic's autogenerate, env.py runs and the models and revision modules are imported,
+    # in a child process (no upgrade() runs)
     subprocess.run([sys.executable, "-m", "migration_lsp", "check"], cwd=project, capture_output=True, timeout=120)
-    assert sentinels(project) == ["SENTINEL_models"]
+    assert sentinels(project) == ["SENTINEL_env", "SENTINEL_migration", "SENTINEL_models"]
 
 
 async def test_untrusted_server_runs_nothing_writes_nothing_and_stays_offline(tmp_path: Path):

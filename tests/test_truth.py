@@ -274,11 +274,13 @@ def test_untrusted_and_static_run_nothing(tmp_path, capsys, monkeypatch):
     marker = tmp_path / "env_py_ran"
     make_project(tmp_path, env_py=MARKER_ENV.replace("{marker!r}", repr(str(marker))).replace("{options}", ""))
     monkeypatch.chdir(tmp_path)
-    for flags in (["--no-import"], ["--static"]):
-        main(["check", *flags])
-        out, err = capsys.readouterr()
-        assert "truth pass" not in out + err
-        assert not marker.exists()
+    main(["check", "--no-import"])
+    out, err = capsys.readouterr()
+    assert "truth pass" not in out + err
+    assert not marker.exists()  # no project code at all
+    main(["check", "--static"])
+    out, err = capsys.readouterr()
+    assert "truth pass" not in out + err  # (env.py runs up to configure() to load the models, as autogenerate)
     main(["check"])
     assert marker.read_text().startswith("ran")  # (the same project with the pass on: it does run)
 
@@ -349,4 +351,4 @@ def test_an_env_py_that_runs_no_migrations_is_not_a_clean_bill(tmp_path):
     assert not outcome.compared
     assert "env.py did not run the migrations: 0001 is not in the version table" in outcome.summary()
     after = truth.with_outcome(state, outcome)
-    assert [d.code for d in after.diagnostics if d.code.startswith("M")] == ["M001"]  # the static one
+    assert [d.code for d in after.diagnostics if d.code in ("M001", "M002", "M003")] == ["M001"]  # the static one

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..compare import CompareError, CompareOptions, Difference, compare
-from ..core import Diagnostic, Span
+from ..compare import CompareError, CompareOptions, Difference, compare, with_env_options
+from ..core import Diagnostic, Severity, Span
 from ..models import MetadataSource, ModelTables
 from ..rules import severity
 from ..schema import SchemaState
@@ -29,16 +29,21 @@ def check_models(
     if source.disabled:
         return [], []  # target_metadata = None: the project compares nothing, neither do we
     if models_off:
-        return [Diagnostic("M004", severity("M004"), where, span, f"models not loaded: {models_off}", env_name)], []
+        return [Diagnostic("M004", Severity.INFO, where, span, f"models not loaded: {models_off}", env_name,
+                           {"drift": "not checked"})], []
     if models is None or schema is None:
         return [], []  # still loading
-    if models.error:
+    if models.disabled:
+        return [], []  # env.py passes target_metadata=None (found by running it)
+    if models.error:  # a warning: CI must not pass silently with drift unchecked
         return [Diagnostic("M004", severity("M004"), where, span, f"models could not be loaded: {models.error}",
-                           env_name)], []
+                           env_name, {"drift": "not checked"})], []
+    options = with_env_options(options, models.options, models.excluded, models.judged, models.type_decisions)
     try:
         differences = compare(schema, models.tables, options)
     except CompareError as exc:
-        return [Diagnostic("M004", severity("M004"), where, span, f"models could not be compared: {exc}", env_name)], []
+        return [Diagnostic("M004", severity("M004"), where, span, f"models could not be compared: {exc}", env_name,
+                           {"drift": "not checked"})], []
     out = []
     for diff in differences:
         if diff.kind == "extra":
@@ -53,9 +58,15 @@ def check_models(
         path, at = origin if origin else (where, span)
         out.append(Diagnostic(diff.code, severity(diff.code), path, at, message, env_name,
                               {"what": diff.what}))
+    if models.note:
+        out.append(Diagnostic("M004", Severity.INFO, where, span, models.note, env_name))
+    if options.unsure:
+        out.append(Diagnostic("M004", Severity.INFO, where, span,
+                              f"env.py passes {' and '.join(options.unsure)} as a function, which needs the "
+                              "database's columns: that part of the comparison is left out", env_name))
     if schema.unknown:
         path, at = schema.unknown[0]
-        out.append(Diagnostic("M004", severity("M004"), where, span,
+        out.append(Diagnostic("M004", Severity.INFO, where, span,
                               f"tables and columns added or dropped are not compared: {path.name} line "
                               f"{at.line + 1} calls a helper that cannot be followed statically", env_name))
     return out, differences
