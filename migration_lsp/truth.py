@@ -213,7 +213,7 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "snapshot_each": work if folder is not None else None,
                 "downgrades": downgrades,
             }
-            run = lambda job: json.loads(child.run(  # noqa: E731
+            run = lambda job: json.loads(child.run(
                 python or interpreter(env), str(CHILD), [json.dumps(job)], cwd=job["cwd"],
                 timeout=TIMEOUT if timeout is None else timeout, memory=MEMORY_LIMIT))
             try:

@@ -37,19 +37,27 @@ import tokenize
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from alembic.operations import ops as alembic_ops
 
 from .. import pglocks
-from ..rules import severity
 from ..core import Diagnostic, Span
+from ..rules import severity
 from ..schema import EvaluatedOp, RevisionSchema, SchemaState, apply_op
 from ..scripts import Function, MigrationScript, OtherCall
 from . import suppressed
-from .safety import FunctionTree, _Existing, _key, _Tables, _target, _upgrade_ops, keyword
+from .safety import (
+    FunctionTree,
+    _Existing,
+    _key,
+    _Tables,
+    _target,
+    _upgrade_ops,
+    keyword,
+)
 
 Lock = pglocks.Lock
 
@@ -58,7 +66,7 @@ LOCK_TIMEOUT_SQL = "SET lock_timeout = '5s'"
 
 _EXECUTES = ("execute", "exec_driver_sql")
 _DML_FORMS = {"insert", "update", "delete", "merge"}
-_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'lock_timeout'\s*,\s*'(?P<value>[^']*)'", re.I)
+_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'lock_timeout'\s*,\s*'(?P<value>[^']*)'", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- env.py
@@ -78,9 +86,9 @@ class EnvPy:
 _CODE_LINE = re.compile(r"^[^#]*")
 _PER_MIGRATION = re.compile(r"\btransaction_per_migration\s*=\s*(\w+)")
 _CONFIGURE = re.compile(r"\bcontext\.configure\s*\(")
-_TARGET = re.compile(r"^[ \t]*target_metadata[ \t]*(?::[^=\n]*)?=[ \t]*\[?[ \t]*([A-Za-z_]\w*)", re.M)
-_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]{0,2000})\)|([\w \t,]{1,2000}))", re.M)
-_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?", re.M)
+_TARGET = re.compile(r"^[ \t]*target_metadata[ \t]*(?::[^=\n]*)?=[ \t]*\[?[ \t]*([A-Za-z_]\w*)", re.MULTILINE)
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]{0,2000})\)|([\w \t,]{1,2000}))", re.MULTILINE)
+_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?", re.MULTILINE)
 
 
 @lru_cache(maxsize=32)
@@ -475,7 +483,7 @@ _LOCK_BY_OP = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _form_locks(name: str, version: int) -> frozenset[Lock | None]:
     """The locks the forms `name` / `name.*` of the lock model take on their table: e.g.
     every add_column form takes ACCESS EXCLUSIVE, no create_index form does."""
@@ -516,4 +524,4 @@ def _is_dml_event(item: Any) -> bool:
     return node is not None and bool(_DML_WORD.search(node.value))
 
 
-_DML_WORD = re.compile(r"\b(?:UPDATE|INSERT|DELETE|MERGE)\b", re.I)
+_DML_WORD = re.compile(r"\b(?:UPDATE|INSERT|DELETE|MERGE)\b", re.IGNORECASE)

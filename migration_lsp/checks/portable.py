@@ -33,13 +33,12 @@ from typing import Any
 
 from alembic.operations import ops as alembic_ops
 
-from ..rules import severity
 from ..core import Diagnostic, Severity, Span
+from ..rules import severity
 from ..schema import RevisionSchema
 from ..scripts import Function, MigrationScript, OpCall
 from .pg_transactions import EnvPy, FunctionTree, function_tree
 from .safety import _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal
-
 
 FETCH_METHODS = frozenset({"fetchall", "fetchone", "fetchmany", "scalar", "scalar_one", "scalar_one_or_none",
                            "scalars", "first", "one", "one_or_none", "all", "mappings", "partitions", "keys"})
@@ -290,7 +289,7 @@ def _model_imports(script: MigrationScript, env_name: str, env_py: EnvPy) -> lis
         line = node.lineno - 1
         text = script.lines[line] if line < len(script.lines) else ""
         col = text.find(written)
-        col = col if col >= 0 else 0
+        col = max(col, 0)
         _report(out, "S020", script, Span(line, col, line, col + len(written)),
                 f"this revision imports the application's models ({models}): it will run against the models as "
                 f"they are on the day it is run, not as they were when it was written, and breaks when they "

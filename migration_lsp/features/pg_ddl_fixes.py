@@ -37,8 +37,21 @@ from ..checks.pg_ddl import CODES, MAX_IDENTIFIER
 from ..checks.safety import FunctionTree, keyword, literal_string
 from ..core import Diagnostic, Span
 from ..scripts import MigrationScript, OpCall
-from .safety_fixes import AUTOCOMMIT, Edit, Fix, _add_keyword, _alone_on_lines, _ignore, _indent_unit, _locate, \
-    _newline, _py_string, _string_lines, _unit, _wrap
+from .safety_fixes import (
+    AUTOCOMMIT,
+    Edit,
+    Fix,
+    _add_keyword,
+    _alone_on_lines,
+    _ignore,
+    _indent_unit,
+    _locate,
+    _newline,
+    _py_string,
+    _string_lines,
+    _unit,
+    _wrap,
+)
 
 PG_DDL_CODES = CODES
 _PREPARER = sa.dialects.postgresql.dialect().identifier_preparer
