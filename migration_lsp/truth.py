@@ -404,7 +404,7 @@ def _differences(outcome: Outcome, state, models, source, schema=None) -> None:
     if schema is None:
         try:
             schema = state.replay.at_heads() if state.replay is not None else None
-        except Exception:
+        except Exception:  # noqa: BLE001 - replaying workspace revisions may raise anything: compare without a schema
             schema = None
     model_tables = models.tables if models is not None and not models.error else {}
     for item in outcome.items:
@@ -548,7 +548,8 @@ class Verifier:
         self.database_url: str | None = None
         self.outcomes: dict[tuple[Path, str], Outcome] = {}
         self.generation = 0
-        self._applied: dict[tuple[Path, str], tuple[int, int, object]] = {}
+        # (id of by_path, id of the outcome, the state with it, that by_path: kept alive so its id stays its own)
+        self._applied: dict[tuple[Path, str], tuple[int, int, object, object]] = {}
 
     def configure(self, raw) -> None:
         if isinstance(raw, dict) and isinstance(raw.get("migrationLsp"), dict):
@@ -575,7 +576,7 @@ class Verifier:
             key = (state.env.root, state.env.name)
             try:
                 schema = state.replay.at_heads() if state.replay is not None else None
-            except Exception:
+            except Exception:  # noqa: BLE001 - replaying workspace revisions may raise anything: no schema, still a pass
                 schema = None
             out.append((key, state, engine.models.get(key), engine.metadata_source(state.env), schema))
         return out
