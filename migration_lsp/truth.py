@@ -218,7 +218,7 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "snapshot_each": work if folder is not None else None,
                 "downgrades": downgrades,
             }
-            run = lambda job: json.loads(child.run(  # noqa: E731
+            run = lambda job: json.loads(child.run(
                 python or interpreter(env), str(CHILD), [json.dumps(job)], cwd=job["cwd"],
                 timeout=TIMEOUT if timeout is None else timeout, memory=MEMORY_LIMIT))
             try:
@@ -409,7 +409,7 @@ def _differences(outcome: Outcome, state, models, source, schema=None) -> None:
     if schema is None:
         try:
             schema = state.replay.at_heads() if state.replay is not None else None
-        except Exception:
+        except Exception:  # noqa: BLE001 - replaying workspace revisions may raise anything: compare without a schema
             schema = None
     model_tables = models.tables if models is not None and not models.error else {}
     for item in outcome.items:
@@ -553,7 +553,8 @@ class Verifier:
         self.database_url: str | None = None
         self.outcomes: dict[tuple[Path, str], Outcome] = {}
         self.generation = 0
-        self._applied: dict[tuple[Path, str], tuple[int, int, object]] = {}
+        # (id of by_path, id of the outcome, the state with it, that by_path: kept alive so its id stays its own)
+        self._applied: dict[tuple[Path, str], tuple[int, int, object, object]] = {}
 
     def configure(self, raw) -> None:
         if isinstance(raw, dict) and isinstance(raw.get("migrationLsp"), dict):
@@ -580,7 +581,7 @@ class Verifier:
             key = (state.env.root, state.env.name)
             try:
                 schema = state.replay.at_heads() if state.replay is not None else None
-            except Exception:
+            except Exception:  # noqa: BLE001 - replaying workspace revisions may raise anything: no schema, still a pass
                 schema = None
             out.append((key, state, engine.models.get(key), engine.metadata_source(state.env), schema))
         return out

@@ -21,11 +21,13 @@ usage: python child.py truth_child.py '<json job>' (see truth.py); result: JSON 
 file named by $MIGRATION_LSP_RESULT.
 """
 
+import functools
 import json
 import os
 import sys
 import time
 import traceback
+from typing import Any
 
 T0 = time.perf_counter()
 
@@ -54,7 +56,7 @@ def isolate_network():
             return "namespace"
         if libc.unshare(clone_newuser | clone_newnet) == 0:
             return "user+namespace"
-    except Exception:
+    except (OSError, AttributeError):  # no libc to load; a libc without unshare()
         pass
     return "python"
 
@@ -109,9 +111,10 @@ def guard_sockets(allow_unix, allow_tcp):
             refuse(address)
         return original_sendto(self, data, *args)
 
-    socket.socket.connect = connect
-    socket.socket.connect_ex = connect_ex
-    socket.socket.sendto = sendto
+    # (replacing the methods is the point: every socket of the process goes through them)
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.sendto = sendto  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- 2. the engines
@@ -159,7 +162,7 @@ def redirect_engines(scratch, statements):
     def target(url, is_async):
         try:
             asked = make_url(url)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever the project passes to create_engine: not a URL we can read
             asked = None
         if asked is not None and asked.get_backend_name() == scratch.get_backend_name() \
                 and asked.drivername != scratch.drivername and "+" in asked.drivername:
@@ -186,7 +189,7 @@ def redirect_engines(scratch, statements):
         import sqlalchemy.ext.asyncio.engine as async_engine
 
         async_engine._create_engine = create_engine
-    except Exception:  # no greenlet: no async engines either
+    except ImportError:  # no greenlet: no async engines either
         pass
 
     @event.listens_for(Engine, "before_cursor_execute")
@@ -208,7 +211,7 @@ def describe(item):
                 "changes": [{"kind": c[0], "old": _text(c[-2]), "new": _text(c[-1])} for c in item],
                 "repr": repr(item)[:1000]}
     kind = item[0] if isinstance(item, tuple) and item and isinstance(item[0], str) else "unknown"
-    out = {"kind": kind, "repr": repr(item)[:1000]}
+    out: dict[str, object] = {"kind": kind, "repr": repr(item)[:1000]}
     obj = item[1] if len(item) > 1 else None
     if kind in ("add_column", "remove_column"):
         out.update(schema=item[1], table=item[2], column=item[3].name)
@@ -231,19 +234,20 @@ def _text(value):
         return value
     try:
         return repr(value)[:200]
-    except Exception:
+    except Exception:  # noqa: BLE001 - a project object's __repr__ may raise anything
         return type(value).__name__
 
 
 def main():
     job = json.loads(sys.argv[1])
-    result = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}, "timings": {}}
+    # the JSON document the parent reads (truth.py): values of any JSON shape
+    result: dict[str, Any] = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}, "timings": {}}
     try:
         result["network"] = isolate_network() if job.get("isolate_network") else "python"
         guard_sockets(job.get("allow_unix", []), [tuple(x) for x in job.get("allow_tcp", [])])
         result["timings"]["network"] = time.perf_counter() - T0
         work(job, result)
-    except BaseException as exc:  # report, never a traceback into the editor
+    except BaseException as exc:  # noqa: BLE001 - the child's boundary: report, never a traceback into the editor
         result["error"] = short(exc)
         result["traceback"] = traceback.format_exc()[-2000:]
     with open(os.environ["MIGRATION_LSP_RESULT"], "w", encoding="utf-8") as fh:
@@ -252,9 +256,10 @@ def main():
 
 def work(job, result):
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     scratch = make_url(job["url"])
-    statements = []
+    statements: list[str] = []
     original_create_engine = redirect_engines(scratch, statements)
     sys.path[:0] = job.get("sys_path", [])
     sys.path.extend(p for p in job.get("sys_path_after", []) if p not in sys.path)
@@ -274,7 +279,7 @@ def work(job, result):
                          for k, v in kwargs.items() if k not in ("connection", "url")})
         return configure(self, *args, **kwargs)
 
-    EnvironmentContext.configure = recording_configure
+    EnvironmentContext.configure = recording_configure  # type: ignore[method-assign]  # (recording is the point)
 
     if job.get("toml"):
         cfg = Config(file_=job.get("ini"), toml_file=job["toml"], ini_section=job.get("section") or "alembic")
@@ -285,7 +290,7 @@ def work(job, result):
     own = cfg.get_main_option("sqlalchemy.url") if job.get("ini") else None
     try:
         asked = make_url(own) if own else None
-    except Exception:
+    except (ArgumentError, ValueError):  # unparseable; a port that is not a number
         asked = None
     main_url = with_driver(scratch, asked.drivername) if asked is not None and "+" in asked.drivername \
         and asked.get_backend_name() == scratch.get_backend_name() else default_driver(scratch)
@@ -298,7 +303,7 @@ def work(job, result):
             engine._connection_cls = shared_connection_class()
             connection = engine.connect()
             cfg.attributes["connection"] = connection
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the driver's error is a result (env.py may connect itself)
             result["connection_error"] = short(exc)
 
     result["timings"]["configured"] = time.perf_counter() - T0
@@ -319,7 +324,7 @@ def work(job, result):
             if connection is not None:
                 try:
                     connection.rollback()
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - a connection the failure left broken: the failure is the result
                     pass
             return {"error": short(exc), "traceback": traceback.format_exc()[-2000:],
                     "frames": [[f.filename, f.lineno] for f in traceback.extract_tb(exc.__traceback__)][-200:]}
@@ -330,7 +335,7 @@ def work(job, result):
         t0 = time.perf_counter()
         step = {"rev": rev, "ok": True, "error": None}
         before = reflect() if job.get("downgrades") else None
-        failed = attempt(lambda: upgrade(cfg, script, rev))
+        failed = attempt(functools.partial(upgrade, cfg, script, rev))
         if failed:
             step.update(ok=False, **failed)
         step["secs"] = time.perf_counter() - t0
@@ -367,7 +372,7 @@ class Reflector:
                 opts = {k: self.configure[k] for k in ("version_table", "version_table_schema")
                         if isinstance(self.configure.get(k), str)}
                 return set(MigrationContext.configure(conn, opts=opts).get_current_heads())
-        except Exception:
+        except Exception:  # noqa: BLE001 - no version table where env.py said, a driver's error: no heads
             return set()
         finally:
             engine.dispose()
@@ -501,7 +506,7 @@ def shared_connection_class():
     return SharedConnection
 
 
-MEMO = {}  # the DDL memo of Alembic's impl, shared by all revisions of the run
+MEMO: dict = {}  # (as Alembic's impl.memo) the DDL memo of Alembic's impl, shared by all revisions of the run
 
 
 def upgrade(cfg, script, rev):
@@ -529,6 +534,8 @@ def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.
     from sqlalchemy.engine import make_url
 
     path = make_url(job["url"]).database
+    if path is None:  # (never: snapshots are of a SQLite file)
+        raise ValueError("a snapshot needs a database file")
     target = os.path.join(job["snapshot_each"], rev)
     shutil.copyfile(path, target)
     result.setdefault("snapshots", {})[rev] = target

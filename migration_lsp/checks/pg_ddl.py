@@ -32,11 +32,29 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from .. import pglocks
-from ..rules import severity
 from ..core import Diagnostic, Span
-from ..schema import EvaluatedOp, RevisionSchema, SchemaState, TableState, _index_columns, constraint_columns
+from ..rules import severity
+from ..schema import (
+    EvaluatedOp,
+    RevisionSchema,
+    SchemaState,
+    TableState,
+    _index_columns,
+    constraint_columns,
+)
 from ..scripts import MigrationScript, OpCall, OtherCall
-from .safety import FunctionTree, _Checker, _key, _Target, _target, _upgrade_ops, keyword, literal_string, sql_literal
+from .safety import (
+    FunctionTree,
+    _Checker,
+    _key,
+    _Target,
+    _target,
+    _upgrade_ops,
+    keyword,
+    keyword_string,
+    literal_string,
+    sql_literal,
+)
 
 CODES = tuple(f"S{n:03}" for n in range(6, 15))  # S006–S014
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1, in bytes
@@ -76,7 +94,7 @@ def check_pg_ddl(script: MigrationScript, schema: RevisionSchema, dialect: str |
             checker.other(item)
     try:
         checker.unindexed_foreign_keys(schema.after)
-    except Exception:  # a replay quirk must not take the other findings down
+    except Exception:  # noqa: BLE001, S110 - a replay quirk must not take the other findings down
         pass
     return checker.out
 
@@ -101,7 +119,7 @@ class _PgChecker(_Checker):
         for rule in (self._identifiers, self._locks, self._note_foreign_keys):
             try:
                 rule(ev, target)
-            except Exception:  # a half-typed call must never take the other findings down
+            except Exception:  # noqa: BLE001, S110 - a half-typed call must never take the other findings down
                 pass
         if ev.call.name == "execute":
             self.other(ev.call)
@@ -112,7 +130,7 @@ class _PgChecker(_Checker):
         sql = sql_literal(call.node)
         try:  # raw SQL's own findings come from checks/pg_transactions (one parser pass per string)
             self._note_validate(sql)
-        except Exception:  # SQL of a shape nobody expected: no finding, never a crash
+        except Exception:  # noqa: BLE001, S110 - SQL of a shape nobody expected: no finding, never a crash
             pass
 
     def _note_validate(self, sql: str | None) -> None:
@@ -162,7 +180,7 @@ class _PgChecker(_Checker):
                 self._form(ev.call, op, form, effect, lock, key, name)
 
     def _form(self, call: Any, op: Any, form: str, effect: pglocks.StatementEffect, lock: Any, key: str,
-              table: str) -> None:
+              table: str | None) -> None:
         span = call.span
         held = f"{_article(lock)} {lock.sql} lock on '{table}'" if lock is not None else f"a lock on '{table}'"
         blocks = f"blocks {lock.blocks}" if lock is not None else "blocks it"
@@ -274,7 +292,8 @@ class _PgChecker(_Checker):
     # ------------------------------------------------------------------ S013
 
     def _note_foreign_keys(self, ev: EvaluatedOp, target: _Target) -> None:
-        op = ev.op
+        op, key = ev.op, target.key
+        fresh = key is not None and self.tables.is_fresh(key)
         if isinstance(op, alembic_ops.CreateTableOp):
             found: dict[tuple[str, ...], None] = {}
             for item in op.columns:
@@ -286,10 +305,9 @@ class _PgChecker(_Checker):
             self.foreign_keys += [(op.table_name, op.schema, cols, ev.span, True) for cols in found]
         elif isinstance(op, alembic_ops.CreateForeignKeyOp):
             self.foreign_keys.append((op.source_table, (op.kw or {}).get("source_schema"), tuple(op.local_cols),
-                                      ev.span, bool(target.key) and self.tables.is_fresh(target.key)))
+                                      ev.span, fresh))
         elif isinstance(op, alembic_ops.AddColumnOp) and op.column.foreign_keys:
-            self.foreign_keys.append((op.table_name, op.schema, (op.column.name,), ev.span,
-                                      bool(target.key) and self.tables.is_fresh(target.key)))
+            self.foreign_keys.append((op.table_name, op.schema, (op.column.name,), ev.span, fresh))
 
     def unindexed_foreign_keys(self, after: SchemaState) -> None:
         seen = set()
@@ -375,8 +393,7 @@ def _may_lock(op: Any) -> bool:
 def _bare_drop_index(node: ast.Call) -> alembic_ops.DropIndexOp | None:
     """`op.drop_index("ix")` without its table (the replay leaves it opaque), and without
     CONCURRENTLY: PostgreSQL finds the table by the index; so does the model, in the history."""
-    name = literal_string(node.args[0]) if node.args else \
-        literal_string(keyword(node, "index_name").value) if keyword(node, "index_name") else None
+    name = literal_string(node.args[0]) if node.args else keyword_string(node, "index_name")
     if name is None or len(node.args) > 1 or keyword(node, "postgresql_concurrently") is not None \
             or any(k.arg is None for k in node.keywords):
         return None

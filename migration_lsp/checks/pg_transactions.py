@@ -35,21 +35,28 @@ import io
 import re
 import tokenize
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic.operations import ops as alembic_ops
 
 from .. import pglocks
-from ..rules import severity
 from ..core import Diagnostic, Span
+from ..rules import severity
 from ..schema import EvaluatedOp, RevisionSchema, SchemaState, apply_op
 from ..scripts import Function, MigrationScript, OtherCall
 from . import suppressed
-from .safety import FunctionTree, _Existing, _key, _Tables, _target, _upgrade_ops, keyword
+from .safety import (
+    FunctionTree,
+    _Existing,
+    _key,
+    _Tables,
+    _target,
+    _upgrade_ops,
+    keyword,
+)
 
 Lock = pglocks.Lock
 
@@ -58,7 +65,7 @@ LOCK_TIMEOUT_SQL = "SET lock_timeout = '5s'"
 
 _EXECUTES = ("execute", "exec_driver_sql")
 _DML_FORMS = {"insert", "update", "delete", "merge"}
-_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'lock_timeout'\s*,\s*'(?P<value>[^']*)'", re.I)
+_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'lock_timeout'\s*,\s*'(?P<value>[^']*)'", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- env.py
@@ -75,12 +82,11 @@ class EnvPy:
     models: tuple[str, ...] = ()  # the modules env.py takes target_metadata from ("app.models")
 
 
-_CODE_LINE = re.compile(r"^[^#]*")
 _PER_MIGRATION = re.compile(r"\btransaction_per_migration\s*=\s*(\w+)")
 _CONFIGURE = re.compile(r"\bcontext\.configure\s*\(")
-_TARGET = re.compile(r"^[ \t]*target_metadata[ \t]*(?::[^=\n]*)?=[ \t]*\[?[ \t]*([A-Za-z_]\w*)", re.M)
-_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]{0,2000})\)|([\w \t,]{1,2000}))", re.M)
-_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?", re.M)
+_TARGET = re.compile(r"^[ \t]*target_metadata[ \t]*(?::[^=\n]*)?=[ \t]*\[?[ \t]*([A-Za-z_]\w*)", re.MULTILINE)
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]{0,2000})\)|([\w \t,]{1,2000}))", re.MULTILINE)
+_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?", re.MULTILINE)
 
 
 @lru_cache(maxsize=32)
@@ -89,7 +95,7 @@ def env_py_facts(path: Path | None, text: str) -> EnvPy:
     if path is None:
         return EnvPy()
     lines = text.splitlines()
-    code = ["" if line.lstrip().startswith("#") else _CODE_LINE.match(line).group(0) for line in lines]
+    code = ["" if line.lstrip().startswith("#") else line.partition("#")[0] for line in lines]
     joined = "\n".join(code)
     per_migration: bool | None = False
     m = _PER_MIGRATION.search(joined)
@@ -137,7 +143,11 @@ def sql_argument(node: ast.Call) -> ast.Constant | None:
     return None
 
 
-def literal_locator(tree: FunctionTree, node: ast.Constant) -> Callable[[int], tuple[int, int]]:
+class Locator(Protocol):
+    def __call__(self, offset: int, closing: bool = False) -> tuple[int, int]: ...
+
+
+def literal_locator(tree: FunctionTree, node: ast.Constant) -> Locator:
     """Maps a character offset in a string literal's value to its (line, column) in the file.
     Exact inside string pieces whose source text is their value (no escapes); a piece with
     escapes maps every offset to its start."""
@@ -198,10 +208,10 @@ def check_pg_transactions(script: MigrationScript, schema: RevisionSchema, diale
     dialect = (dialect or "").lower()
     if dialect not in ("postgresql", "postgres") or script.upgrade is None:
         return []
-    walk = _Walk(script, schema, env_name, env_py or EnvPy(), pglocks.postgres_version(version))
+    walk = _Walk(script, script.upgrade, schema, env_name, env_py or EnvPy(), pglocks.postgres_version(version))
     try:
         walk.run()
-    except Exception:  # a half-typed revision must never take the other families down
+    except Exception:  # noqa: BLE001, S110 - a half-typed revision must never take the other families down
         pass
     return [d for d in walk.out if not walk.call_suppressed(d)]
 
@@ -218,6 +228,7 @@ class _Held:
 @dataclass
 class _Walk:
     script: MigrationScript
+    upgrade: Function
     schema: RevisionSchema
     env_name: str
     env_py: EnvPy
@@ -225,7 +236,7 @@ class _Walk:
     out: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.tree = function_tree(self.script, self.script.upgrade)
+        self.tree = function_tree(self.script, self.upgrade)
         self.tables = _Tables(_Existing(self.schema.before.tables), self.schema.before.uncertain)
         self._state: SchemaState = self.schema.before
         self._pending: list[EvaluatedOp] = []
@@ -239,13 +250,13 @@ class _Walk:
         for ev in self._pending:
             try:
                 self._state = apply_op(self._state, ev, self.script.path)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - an op the replay cannot apply leaves the state as it was
                 pass
         self._pending.clear()
         return self._state
 
     def run(self) -> None:
-        function = self.script.upgrade
+        function = self.upgrade
         events: list[tuple[tuple[int, int], int, Any]] = []
         ops = _upgrade_ops(self.script, self.schema)
         for n, ev in enumerate(ops):
@@ -260,7 +271,7 @@ class _Walk:
                     self.op(item)
                 else:
                     self.other(item)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - one half-typed call must not hide the findings of the others
                 pass
         self.finish()
 
@@ -277,7 +288,7 @@ class _Walk:
         self._transaction_boundary(call.in_autocommit)
         node = sql_argument(call.node) if call.name == "execute" else None
         if node is not None:
-            self.sql(node.value, node, call.node, call.in_autocommit)
+            self.sql(str(node.value), node, call.node, call.in_autocommit)
             self._pending.append(ev)
             return
         target = _target(call, self.tree)
@@ -287,7 +298,7 @@ class _Walk:
         effects = None
         form = _LOCK_BY_OP.get(type(ev.op))
         locks = _form_locks(form, self.version) if form and target.key and not self.has_dml else None
-        if need and locks == {Lock.ACCESS_EXCLUSIVE}:
+        if need and form and locks == {Lock.ACCESS_EXCLUSIVE}:  # (locks are known only with a form)
             # every form of this op takes ACCESS EXCLUSIVE on its table: known without rendering
             effects = [pglocks.StatementEffect("", 0, 0, (form,), (pglocks.RelationLock(
                 target.key, Lock.ACCESS_EXCLUSIVE, "table"),), None, None)]
@@ -306,7 +317,7 @@ class _Walk:
             return
         in_autocommit = self.tree.contains(call.node) and self.tree.in_autocommit(call.node)
         self._transaction_boundary(in_autocommit)
-        self.sql(node.value, node, call.node, in_autocommit)
+        self.sql(str(node.value), node, call.node, in_autocommit)
 
     def _advance(self, ev: EvaluatedOp, target: Any) -> None:
         name, key = ev.call.name, target.key
@@ -377,8 +388,10 @@ class _Walk:
                             table=table)
             elif form in ("add_constraint.foreign_key", "add_constraint.check") and table_known:
                 kind = "a foreign key" if form.endswith("foreign_key") else "a CHECK constraint"
+                lock = pglocks.FORMS[form].lock  # (both forms name their lock)
+                held = lock.sql if lock is not None else "table"
                 self.report("S006", span, f"ADD CONSTRAINT of {kind} on existing table {shown} checks every row "
-                            f"under a {pglocks.FORMS[form].lock.sql} lock; add it NOT VALID, then VALIDATE "
+                            f"under a {held} lock; add it NOT VALID, then VALIDATE "
                             f"CONSTRAINT in a separate revision", table=table)
             elif form == "alter_column.set_not_null" and effect.scan and table_known:
                 self.report("S007", span, f"SET NOT NULL on existing table {shown} scans every row under ACCESS "
@@ -475,7 +488,7 @@ _LOCK_BY_OP = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _form_locks(name: str, version: int) -> frozenset[Lock | None]:
     """The locks the forms `name` / `name.*` of the lock model take on their table: e.g.
     every add_column form takes ACCESS EXCLUSIVE, no create_index form does."""
@@ -493,7 +506,7 @@ def _sets_lock_timeout(statement: Any) -> bool:
         return bool(values) and str(values[0]).strip() not in ("0", "0s", "0ms", "None")
     if kind == "SelectStmt":
         m = _SET_CONFIG.search(statement.sql)
-        return bool(m) and m.group("value").strip() not in ("0", "0s", "0ms")
+        return m is not None and m.group("value").strip() not in ("0", "0s", "0ms")
     return False
 
 
@@ -511,9 +524,9 @@ def _is_dml_event(item: Any) -> bool:
         node = sql_argument(item.call.node)
         if node is None:
             return item.op is not None  # a SQLAlchemy update()/insert()/delete() construct: the model tells
-        return bool(_DML_WORD.search(node.value))
+        return bool(_DML_WORD.search(str(node.value)))
     node = sql_argument(item.node)
-    return node is not None and bool(_DML_WORD.search(node.value))
+    return node is not None and bool(_DML_WORD.search(str(node.value)))
 
 
-_DML_WORD = re.compile(r"\b(?:UPDATE|INSERT|DELETE|MERGE)\b", re.I)
+_DML_WORD = re.compile(r"\b(?:UPDATE|INSERT|DELETE|MERGE)\b", re.IGNORECASE)

@@ -33,13 +33,12 @@ from typing import Any
 
 from alembic.operations import ops as alembic_ops
 
-from ..rules import severity
 from ..core import Diagnostic, Severity, Span
+from ..rules import severity
 from ..schema import RevisionSchema
 from ..scripts import Function, MigrationScript, OpCall
 from .pg_transactions import EnvPy, FunctionTree, function_tree
 from .safety import _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal
-
 
 FETCH_METHODS = frozenset({"fetchall", "fetchone", "fetchmany", "scalar", "scalar_one", "scalar_one_or_none",
                            "scalars", "first", "one", "one_or_none", "all", "mappings", "partitions", "keys"})
@@ -61,7 +60,7 @@ def check_portable(script: MigrationScript, schema: RevisionSchema, dialect: str
                  lambda: _unnamed_constraints(script, dialect, env_name)):
         try:
             out += rule()
-        except Exception:  # a half-typed revision must never take the other findings down
+        except Exception:  # noqa: BLE001, S110 - a half-typed revision must never take the other findings down
             pass
     return out
 
@@ -101,13 +100,13 @@ def _renames(script: MigrationScript, schema: RevisionSchema, env_name: str) -> 
                         f"table or a view, move the code over, then drop the old name", env_name,
                         table=target.name)
             tables.renamed(key, _key(op.new_table_name, target.schema))
-        elif isinstance(op, alembic_ops.AlterColumnOp) and op.modify_name:
-            if tables.is_existing(key, target.name) and (key, op.column_name) not in tables.added:
-                _report(out, "S017", script, call.span,
-                        f"renaming column '{target.name}.{op.column_name}' to '{op.modify_name}' breaks the "
-                        f"application version still running during the deploy (its queries name "
-                        f"'{op.column_name}'); add the new column, write both, backfill, move the reads, then "
-                        f"drop the old one", env_name, table=target.name, column=op.column_name)
+        elif isinstance(op, alembic_ops.AlterColumnOp) and op.modify_name \
+                and tables.is_existing(key, target.name) and (key, op.column_name) not in tables.added:
+            _report(out, "S017", script, call.span,
+                    f"renaming column '{target.name}.{op.column_name}' to '{op.modify_name}' breaks the "
+                    f"application version still running during the deploy (its queries name "
+                    f"'{op.column_name}'); add the new column, write both, backfill, move the reads, then "
+                    f"drop the old one", env_name, table=target.name, column=op.column_name)
     return out
 
 
@@ -133,7 +132,7 @@ def _offline_function(script: MigrationScript, function: Function, env_name: str
     imports = dict(script.imports)
     binds: set[str] = set()  # names holding op.get_bind() / a connection
     results: set[str] = set()  # names holding the result of an execute()
-    found: list[tuple[ast.AST, str]] = []
+    found: list[tuple[ast.expr, str]] = []
 
     def is_bind(node: ast.AST) -> bool:
         if isinstance(node, ast.Name):
@@ -167,7 +166,7 @@ def _offline_function(script: MigrationScript, function: Function, env_name: str
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
         return name in SESSION_NAMES and any(is_bind(a) for a in [*node.args, *(k.value for k in node.keywords)])
 
-    nodes = list(ast.walk(function.node))
+    nodes = list(ast.walk(function.node)) if function.node is not None else []  # (_offline checked)
     for node in nodes:  # what names hold, first (a name used before its assignment is rare)
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
@@ -224,9 +223,9 @@ def _offline_test(test: ast.AST) -> bool | None:
         return True
     if isinstance(test, ast.Name) and test.id in ("is_offline_mode", "as_sql", "offline"):
         return True
-    if isinstance(test, ast.BoolOp):  # a compound test naming offline mode: the author knows
-        if any(_offline_test(v) is not None for v in test.values):
-            return False
+    # a compound test naming offline mode: the author knows
+    if isinstance(test, ast.BoolOp) and any(_offline_test(v) is not None for v in test.values):
+        return False
     return None
 
 
@@ -290,7 +289,7 @@ def _model_imports(script: MigrationScript, env_name: str, env_py: EnvPy) -> lis
         line = node.lineno - 1
         text = script.lines[line] if line < len(script.lines) else ""
         col = text.find(written)
-        col = col if col >= 0 else 0
+        col = max(col, 0)
         _report(out, "S020", script, Span(line, col, line, col + len(written)),
                 f"this revision imports the application's models ({models}): it will run against the models as "
                 f"they are on the day it is run, not as they were when it was written, and breaks when they "
@@ -319,9 +318,9 @@ def _find_module(start: str, top: str) -> bool:
         for base in (folder, folder / "src"):
             if os.path.isfile(base / top / "__init__.py") or os.path.isfile(base / f"{top}.py"):
                 return True
-        if any(os.path.exists(folder / marker) for marker in PROJECT_MARKERS) and folder != path:
-            if not os.path.isfile(folder / "__init__.py"):
-                return False
+        if any(os.path.exists(folder / marker) for marker in PROJECT_MARKERS) and folder != path \
+                and not os.path.isfile(folder / "__init__.py"):
+            return False
     return False
 
 

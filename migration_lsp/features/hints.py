@@ -72,7 +72,7 @@ def lock_hints(state: EnvironmentState, script: MigrationScript, first: int, las
             if first <= span.end_line <= last and ev.op is not None:
                 try:
                     effects = pglocks.op_effects(ev.op, schema, version)
-                except Exception:
+                except Exception:  # noqa: BLE001 - a workspace op the lock model chokes on: no hint, the others stay
                     effects = None
                 hint = _label(effects)
                 if hint is not None:
@@ -80,7 +80,7 @@ def lock_hints(state: EnvironmentState, script: MigrationScript, first: int, las
             if schema is not None:
                 try:
                     schema = apply_op(schema, ev, script.path)
-                except Exception:
+                except Exception:  # noqa: BLE001 - an op the replay cannot apply: later hints go without a schema
                     schema = None
     return out
 
@@ -91,7 +91,7 @@ def _start(state: EnvironmentState, script: MigrationScript, name: str):
         return None
     try:
         result = replay.revision(rev)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the replay runs workspace revisions: no schema, hints still come
         return None
     return result.before if name == "upgrade" else result.after
 

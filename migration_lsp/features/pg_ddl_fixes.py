@@ -37,11 +37,32 @@ from ..checks.pg_ddl import CODES, MAX_IDENTIFIER
 from ..checks.safety import FunctionTree, keyword, literal_string
 from ..core import Diagnostic, Span
 from ..scripts import MigrationScript, OpCall
-from .safety_fixes import AUTOCOMMIT, Edit, Fix, _add_keyword, _alone_on_lines, _ignore, _indent_unit, _locate, \
-    _newline, _py_string, _string_lines, _unit, _wrap
+from .safety_fixes import (
+    AUTOCOMMIT,
+    Edit,
+    Fix,
+    _add_keyword,
+    _alone_on_lines,
+    _ignore,
+    _indent_unit,
+    _locate,
+    _newline,
+    _py_string,
+    _string_lines,
+    _unit,
+    _wrap,
+)
 
 PG_DDL_CODES = CODES
 _PREPARER = sa.dialects.postgresql.dialect().identifier_preparer
+
+
+def _op_name(node: ast.Call) -> str:
+    """The name `op` goes by in `op.add_column(...)`: an OpCall's node always has that shape."""
+    func = node.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return func.value.id
+    raise ValueError("not an op.<operation>(...) call")
 
 
 def pg_ddl_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
@@ -52,7 +73,7 @@ def pg_ddl_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
     found = _locate(script, tree, diagnostic.span)
     out: list[Fix] = []
     if found is not None and found[1] is not None:
-        node, call = found
+        node, call = found[0], found[1]
         fix = None
         try:
             if code == "S006":
@@ -158,7 +179,7 @@ def _fix_s006(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
     stmt = _plain_statement(tree, node, call)
     if stmt is None:
         return None
-    op_name = node.func.value.id
+    op_name = _op_name(node)
     after = _validate_lines(tree, op_name, table, d.data.get("schema"), name, call.in_autocommit)
     edit = _around(tree, stmt, [], after, [_add_keyword(tree, node, "postgresql_not_valid", "True")])
     return "Add it NOT VALID, then VALIDATE it in an autocommit_block (no long lock)", [edit]
@@ -179,11 +200,11 @@ def _fix_s007(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
     stmt = _plain_statement(tree, node, call)
     if stmt is None:
         return None
-    op_name = node.func.value.id
+    op_name = _op_name(node)
     check = _short_name("ck", table, column, "not_null")
     in_schema = f", schema={_py_string(schema)}" if schema else ""
-    before = [f"{op_name}.create_check_constraint({_py_string(check)}, {_py_string(table)}, "
-              f"{_py_string(_PREPARER.quote(column) + ' IS NOT NULL')}{in_schema}, postgresql_not_valid=True)",
+    before = [(f"{op_name}.create_check_constraint({_py_string(check)}, {_py_string(table)}, "
+               f"{_py_string(_PREPARER.quote(column) + ' IS NOT NULL')}{in_schema}, postgresql_not_valid=True)"),
               *_validate_lines(tree, op_name, table, schema, check, False)]
     after = [f"{op_name}.drop_constraint({_py_string(check)}, {_py_string(table)}{in_schema}, type_=\"check\")"]
     edit = _around(tree, stmt, before, after, [])
@@ -209,14 +230,14 @@ def _fix_s009(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
     stmt = _plain_statement(tree, node, call)
     if stmt is None:
         return None
-    op_name = node.func.value.id
+    op_name = _op_name(node)
     in_schema = f", schema={_py_string(schema)}" if schema else ""
     kind = "UNIQUE" if call.name == "create_unique_constraint" else "PRIMARY KEY"
     sql = (f"ALTER TABLE {_qualified(table, schema)} ADD CONSTRAINT {_PREPARER.quote(name)} {kind} "
            f"USING INDEX {_PREPARER.quote(name)}")
     lines = [AUTOCOMMIT.replace("op.", f"{op_name}.", 1),
-             f"{_indent_unit(tree)}{op_name}.create_index({_py_string(name)}, {_py_string(table)}, "
-             f"{tree.text(columns)}, unique=True{in_schema}, postgresql_concurrently=True)",
+             (f"{_indent_unit(tree)}{op_name}.create_index({_py_string(name)}, {_py_string(table)}, "
+              f"{tree.text(columns)}, unique=True{in_schema}, postgresql_concurrently=True)"),
              f"{op_name}.execute({_py_string(sql)})"]
     (l1, c1), (l2, _) = tree.start(stmt), tree.end(stmt)
     indent = tree.lines[l1][:c1]
@@ -255,7 +276,7 @@ def _fix_s013(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
     stmt = _plain_statement(tree, node, call)
     if stmt is None:
         return None
-    op_name = node.func.value.id
+    op_name = _op_name(node)
     schema = d.data.get("schema")
     in_schema = f", schema={_py_string(schema)}" if schema else ""
     listed = "[" + ", ".join(_py_string(c) for c in columns) + "]"
