@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
 
-from .schema import (Origin, SchemaState, TableState, add_constraint_op, constraint_columns, drop_constraint_op,
-                     is_opaque_type)
+from .evaluate import is_opaque_type
+from .schema import Origin, SchemaState, TableState, add_constraint_op, constraint_columns, drop_constraint_op
 
 IGNORED_TABLES = {"alembic_version"}
 

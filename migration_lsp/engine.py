@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the schema stages import SQLAlchemy and Alembic (0.4 s): lo
     # use, so a check whose results all come from the cache never pays for them
     from .compare import CompareOptions, Difference
     from .models import MetadataSource, ModelTables
-    from .schema import Replay
+    from .replay import Replay
 
 MAX_FILE_BYTES = project.MAX_FILE_BYTES
 KEY_STEP = 500  # revisions keyed between two yields of the full pass
@@ -763,7 +763,7 @@ class Engine:
 
         def replay() -> Replay:
             if not made:
-                from .schema import Replay
+                from .replay import Replay
 
                 made.append(Replay(graph, self._replays.get(key)))
                 self._replays[key] = made[0]

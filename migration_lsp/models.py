@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from . import child
 from .core import Span
 from .project import Environment, alembic_config, read_text
-from .schema import OpaqueType, Origin, TableState, type_from_repr
+from .evaluate import OpaqueType, type_from_repr
+from .schema import Origin, TableState
 
 CHILD = Path(__file__).with_name("model_child.py")
 TIMEOUT = 30.0

@@ -34,7 +34,9 @@ from alembic.operations import Operations
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.engine.url import make_url
 
-from .schema import Recorder, SchemaState, TableState, _created_table
+from .evaluate import Recorder
+from .replay import _created_table
+from .schema import SchemaState, TableState
 
 try:  # PostgreSQL's own parser; without it raw SQL (and so every op) is "unknown"
     import pglast
@@ -1043,7 +1045,7 @@ def example_ops(form: Form) -> list[Any]:
 
 
 def _build(example: Callable[[Any], Any]) -> Any:
-    from .schema import BatchRecorder
+    from .evaluate import BatchRecorder
 
     class _Op(Recorder):
         def batch_alter_table(self, table_name: str, schema: str | None = None, **kw: Any) -> BatchRecorder:

@@ -14,18 +14,9 @@ from sqlalchemy.dialects import postgresql
 
 from migration_lsp.compare import CompareOptions, compare
 from migration_lsp.graph import RevisionGraph
-from migration_lsp.schema import (
-    OpaqueType,
-    Replay,
-    SchemaState,
-    TableState,
-    apply_op,
-    apply_other_call,
-    evaluate_function,
-    is_opaque_type,
-    op_table,
-    reversed_upgrade,
-)
+from migration_lsp.evaluate import OpaqueType, evaluate_function, is_opaque_type
+from migration_lsp.replay import Replay, apply_op, apply_other_call, reversed_upgrade
+from migration_lsp.schema import SchemaState, TableState, op_table
 from migration_lsp.scripts import parse_script
 
 from conftest import line_of, migration_text

@@ -8,7 +8,9 @@ from alembic.operations import ops as alembic_ops
 
 from ..compare import CompareOptions, compare
 from ..core import Diagnostic, Severity
-from ..schema import RevisionSchema, TableState, apply_op, apply_other_call, evaluate_function
+from ..evaluate import evaluate_function
+from ..replay import RevisionSchema, apply_op, apply_other_call
+from ..schema import TableState
 from ..scripts import MigrationScript
 
 

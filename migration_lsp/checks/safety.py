@@ -27,8 +27,10 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Severity, Span
-from ..schema import (EvaluatedOp, RevisionSchema, SchemaState, apply_op, constraint_columns, evaluate_function,
-                      find_after_keywords, squeeze_sql)
+from ..evaluate import EvaluatedOp, evaluate_function
+from ..rawsql import find_after_keywords, squeeze_sql
+from ..replay import RevisionSchema, apply_op
+from ..schema import SchemaState, constraint_columns
 from ..scripts import Function, MigrationScript, OpCall, OtherCall
 
 SEVERITY = {
@@ -69,7 +71,7 @@ SQLITE_CONSTRAINT_OPS = frozenset({
 ALTERING_KEYWORDS = {"nullable": None, "type_": None, "server_default": False, "comment": False}
 
 # statements PostgreSQL refuses to run inside a transaction block; read statement by
-# statement with patterns of bounded match length, in linear time (see schema.SQL_WINDOW)
+# statement with patterns of bounded match length, in linear time (see rawsql.SQL_WINDOW)
 _CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.I)
 _CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.I), re.compile(r"\bDETACH PARTITION\b", re.I))
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.I)
