@@ -654,7 +654,7 @@ class Engine:
         store = self.stores.get(key[0]) or Store(None)
         keys: dict[str, str] = {}
         yield from self._revision_keys(graph, self._environment_salt(env), keys)
-        replay_of = self._replay_factory(graph, key, keys)
+        replay_of = self._replay_factory(graph, key, keys, env.dialect)
         known = self._schema_results.setdefault(key, {})
         used: dict[str, list[Diagnostic]] = {}
         if self._filtered_settings.get(key) != env.settings:
@@ -755,7 +755,7 @@ class Engine:
     # ---------------------------------------------------------------- schema pass
 
     def _replay_factory(self, graph: RevisionGraph, key: tuple[Path, str],
-                        keys: dict[str, str] | None = None) -> Callable[[], Replay]:
+                        keys: dict[str, str] | None = None, dialect: str | None = None) -> Callable[[], Replay]:
         """The replay of this graph, made once on first use: from the previous one (only what
         an edit can have changed is recomputed), and given every state computed before under
         the same revision key (an edit and its undo replay nothing twice)."""
@@ -765,7 +765,7 @@ class Engine:
             if not made:
                 from .replay import Replay
 
-                made.append(Replay(graph, self._replays.get(key)))
+                made.append(Replay(graph, self._replays.get(key), dialect))
                 self._replays[key] = made[0]
                 memo = self._replay_memo.get(key, {})
                 for rev, rev_key in (keys or {}).items():

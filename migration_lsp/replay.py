@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from .core import Span
-from .evaluate import EvaluatedOp, evaluate_function
+from .evaluate import EvaluatedOp, Evaluation, RawCall, evaluate
 from .graph import RevisionGraph
 from .pmap import keyed
 from .rawsql import ddl_tables, is_ddl
@@ -33,21 +33,46 @@ from .scripts import MigrationScript, OpCall, OtherCall
 log = logging.getLogger("migration_lsp")
 
 
+# op calls that only move data (whatever their arguments): never a schema change
+DATA_OPS = frozenset({"execute", "bulk_insert", "inline_literal"})
+
+
 def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
-    """The schema after one evaluated op. Opaque ops mark what they may touch as uncertain."""
+    """The schema after one evaluated op. An op that may not run makes its table uncertain;
+    an opaque one its table, or, when even the table is unknown, is recorded as `opaque`
+    (said at the call; every other table is still compared)."""
     op = ev.op
     origin: Origin = (path, ev.span)
-    if ev.call.conditional and op is not None:
-        # it may not run (a dialect check, `if not exists`...): apply it, but never report on it
-        table = op_table(op)[0] or _literal_table_name(ev.call)
+    if ev.conditional and op is not None:
+        # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
+        table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
         state = _apply_safely(state, op, origin)
         return state.with_uncertain((table,)) if table else state
     if op is None:
-        table = _literal_table_name(ev.call)
+        if ev.call.name in DATA_OPS:
+            return state  # op.execute(<SQL we cannot read>), op.bulk_insert(...): data
+        table = ev.table or _literal_table_name(ev.call)
         if table:
             return state.with_uncertain((table,))
-        return state.with_unknown(origin)
+        return state.with_opaque(origin)
     return _apply_safely(state, op, origin)
+
+
+def apply_raw_call(state: SchemaState, call: RawCall, path: Path) -> SchemaState:
+    """A call that is not an op: literal SQL through a connection, or a function we cannot
+    follow that was handed `op` (its likely tables uncertain, else said at the call)."""
+    if call.sql is not None:
+        return apply_sql(state, call.sql, (path, call.span))
+    if call.tables:
+        return state.with_uncertain(call.tables)
+    return state.with_opaque((path, call.span))
+
+
+def apply_sql(state: SchemaState, sql: str, origin: Origin) -> SchemaState:
+    """Raw SQL: the tables its DDL names become uncertain; DML changes no schema."""
+    if is_ddl(sql):
+        return state.with_uncertain(ddl_tables(sql))
+    return state
 
 
 def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin) -> SchemaState:
@@ -59,26 +84,25 @@ def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: 
 
 
 HARMLESS_ROOTS = {"print", "logger", "log", "LOG", "logging", "warnings", "LOGGER", "click", "typer"}
-DATA_METHODS = {"execute", "commit", "flush", "add", "add_all", "query", "close", "begin", "merge", "delete",
-                "bulk_insert_mappings", "bulk_update_mappings", "bulk_save_objects", "scalar", "scalars",
-                "info", "debug", "warning", "error", "exec_driver_sql", "get_bind", "Session", "sessionmaker"}
 
 
 def apply_other_call(state: SchemaState, call: OtherCall, path: Path) -> SchemaState:
-    """A non-`op` call in upgrade(): raw SQL may touch tables it names; a helper we cannot
-    follow may do anything (then model drift is not reported rather than guessed)."""
+    """A statement-level non-`op` call (what the body scan lists; the replay itself uses the
+    interpreter's `RawCall`s): literal DDL through a connection makes the tables it names
+    uncertain; a call handed `op` may run ops (its string arguments' tables uncertain, else
+    said at the call); anything else moves data or nothing and is ignored."""
     root = call.name.split(".")[0]
     method = call.name.rsplit(".", 1)[-1]
     if root in HARMLESS_ROOTS:
         return state
     if method in ("execute", "exec_driver_sql"):
         sql = _literal_sql(call.node)
-        if sql and is_ddl(sql):
-            return state.with_uncertain(ddl_tables(sql))
-        return state
-    if method in DATA_METHODS:
-        return state
-    return state.with_unknown((path, call.span))
+        return apply_sql(state, sql, (path, call.span)) if sql else state
+    arguments = [*call.node.args, *(k.value for k in call.node.keywords)]
+    if any(isinstance(a, ast.Name) and a.id == "op" for a in arguments):
+        tables = tuple(a.value for a in arguments if isinstance(a, ast.Constant) and isinstance(a.value, str))
+        return state.with_uncertain(tables) if tables else state.with_opaque((path, call.span))
+    return state
 
 
 def _literal_sql(node: ast.Call) -> str | None:
@@ -393,12 +417,13 @@ class Replay:
     file's text is unchanged, so a new Replay for a new graph recomputes only what an edit
     can have affected (the edited revision and its descendants)."""
 
-    def __init__(self, graph: RevisionGraph, previous: Replay | None = None) -> None:
+    def __init__(self, graph: RevisionGraph, previous: Replay | None = None, dialect: str | None = None) -> None:
         self.graph = graph
+        self.dialect = dialect  # decides `if op.get_bind().dialect.name == ...` (None: undecided)
         self._results: dict[str, RevisionSchema] = {}
-        self._ops: dict[MigrationScript, tuple[EvaluatedOp, ...]] = {}
+        self._ops: dict[MigrationScript, Evaluation] = {}
         self._released: set[str] = set()  # results kept without their ops (see release)
-        if previous is not None:
+        if previous is not None and previous.dialect == dialect:
             current = set(graph.by_id.values())
             self._ops = {s: ops for s, ops in previous._ops.items() if s in current}
             stale = self._changed_since(previous.graph)
@@ -456,9 +481,12 @@ class Replay:
         return rev in self._results
 
     def upgrade_ops(self, rev: str) -> tuple[EvaluatedOp, ...]:
+        return self._evaluation(rev).ops
+
+    def _evaluation(self, rev: str) -> Evaluation:
         script = self.graph.by_id[rev]
         if script not in self._ops:
-            self._ops[script] = tuple(evaluate_function(script, script.upgrade))
+            self._ops[script] = evaluate(script, script.upgrade, self.dialect)
         return self._ops[script]
 
     def revision(self, rev: str) -> RevisionSchema:
@@ -507,15 +535,15 @@ class Replay:
 
     def _replay_one(self, rev: str) -> RevisionSchema:
         before = merge_states(self._results[p].after for p in self._below(rev) if p in self._results)
-        ops = self.upgrade_ops(rev)
+        evaluation = self._evaluation(rev)
         after = before
         path = self.graph.by_id[rev].path
-        for ev in ops:
-            after = apply_op(after, ev, path)
-        upgrade = self.graph.by_id[rev].upgrade
-        for call in upgrade.other_calls if upgrade else ():
-            after = apply_other_call(after, call, path)
-        return RevisionSchema(before, after, ops)
+        for item in evaluation.in_order():
+            if isinstance(item, EvaluatedOp):
+                after = apply_op(after, item, path)
+            else:
+                after = apply_raw_call(after, item, path)
+        return RevisionSchema(before, after, evaluation.ops)
 
     def at_heads(self) -> SchemaState:
         return merge_states(self.prepare(h).after for h in self.graph.heads)

@@ -169,10 +169,14 @@ class SchemaState:
     """All tables at one revision: a mapping shared structurally between revisions."""
 
     tables: Mapping[str, TableState] = field(default_factory=lambda: EMPTY_TABLES)  # any mapping -> TableMap
-    # tables whose shape we cannot know (raw DDL, helpers): never reported as drift
+    # tables whose shape we cannot know (raw DDL, an op under an undecidable `if`): never
+    # reported as drift
     uncertain: AbstractSet[str] = NO_NAMES  # a Names (any set is converted)
-    # anything at all may have happened (a helper call we cannot follow)
+    # anything at all may have happened (a revision the replay itself failed on)
     unknown: Sequence[Origin] = NO_ORIGINS  # an Origins (any sequence is converted)
+    # op calls whose table could not be read statically: what they did is not known, every
+    # table with a fully known history is still compared (said once, at each such call)
+    opaque: Sequence[Origin] = NO_ORIGINS  # an Origins
 
     def __post_init__(self) -> None:
         if type(self.tables) is not TableMap:
@@ -181,24 +185,29 @@ class SchemaState:
             object.__setattr__(self, "unknown", Origins(self.unknown))
         if type(self.uncertain) is not Names:
             object.__setattr__(self, "uncertain", Names(self.uncertain))
+        if type(self.opaque) is not Origins:
+            object.__setattr__(self, "opaque", Origins(self.opaque))
 
     def table(self, name: str, schema: str | None = None) -> TableState | None:
         return self.tables.get(f"{schema}.{name}" if schema else name)
 
     def with_table(self, table: TableState) -> SchemaState:
-        return SchemaState(self.tables.set(table.key, table), self.uncertain, self.unknown)
+        return SchemaState(self.tables.set(table.key, table), self.uncertain, self.unknown, self.opaque)
 
     def without_table(self, key: str) -> SchemaState:
-        return SchemaState(self.tables.delete(key), self.uncertain, self.unknown)
+        return SchemaState(self.tables.delete(key), self.uncertain, self.unknown, self.opaque)
 
     def with_uncertain(self, names: Iterable[str]) -> SchemaState:
         names = tuple(names)
         if all(name in self.uncertain for name in names):  # nothing new: share the set
             return self
-        return SchemaState(self.tables, self.uncertain.union(names), self.unknown)
+        return SchemaState(self.tables, self.uncertain.union(names), self.unknown, self.opaque)
 
     def with_unknown(self, origin: Origin) -> SchemaState:
-        return SchemaState(self.tables, self.uncertain, self.unknown + (origin,))
+        return SchemaState(self.tables, self.uncertain, self.unknown + (origin,), self.opaque)
+
+    def with_opaque(self, origin: Origin) -> SchemaState:
+        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque + (origin,))
 
     def to_metadata(self) -> sa.MetaData:
         metadata = sa.MetaData()
@@ -229,19 +238,24 @@ def merge_states(states: Iterable[SchemaState]) -> SchemaState:
     for state in states[1:]:
         if state.uncertain is not uncertain:
             uncertain = uncertain.union(state.uncertain)
-    # every branch's unknown origins, in order, each once (the branches share those from
-    # before they forked: concatenating them would double those at every merge)
-    unknown = states[0].unknown
+    # every branch's unknown / opaque origins, in order, each once (the branches share those
+    # from before they forked: concatenating them would double those at every merge)
+    return SchemaState(tables, uncertain, _merged_origins([s.unknown for s in states]),
+                       _merged_origins([s.opaque for s in states]))
+
+
+def _merged_origins(branches: list) -> Origins:
+    merged = branches[0]
     seen = None
-    for state in states[1:]:
-        if state.unknown is unknown or not state.unknown:
+    for origins in branches[1:]:
+        if origins is merged or not origins:
             continue
-        seen = set(unknown) if seen is None else seen
-        for origin in state.unknown:
+        seen = set(merged) if seen is None else seen
+        for origin in origins:
             if origin not in seen:
                 seen.add(origin)
-                unknown = unknown + (origin,)
-    return SchemaState(tables, uncertain, unknown)
+                merged = merged + (origin,)
+    return merged
 
 
 def _union(a: TableState, b: TableState) -> TableState:

@@ -356,9 +356,9 @@ def test_dialect_options_and_expressions_keep_alembics_index(tmp_path):
     assert "users" in f1.uncertain
 
 
-def test_unknown_origins_are_not_doubled_at_every_merge(tmp_path):
-    """A helper call below a fork is one unknown origin on both branches: the merged state
-    lists it once (concatenating doubled it at every merge: 2^merges entries)."""
+def test_opaque_origins_are_not_doubled_at_every_merge(tmp_path):
+    """A helper handed `op` below a fork is one opaque origin on both branches: the merged
+    state lists it once (concatenating doubled it at every merge: 2^merges entries)."""
     texts = {"r0": (None, "seed_reference_data(op)")}
     down = "r0"
     for i in range(30):  # 30 fork/merge diamonds
@@ -375,5 +375,5 @@ def test_unknown_origins_are_not_doubled_at_every_merge(tmp_path):
         scripts.append(parse_script(path, text))
     graph = RevisionGraph(scripts)
     head = Replay(graph).at_heads()
-    assert len(head.unknown) == 1 and head.unknown[0][0] == tmp_path / "r0.py"
+    assert len(head.opaque) == 1 and head.opaque[0][0] == tmp_path / "r0.py" and not head.unknown
     assert len(head.tables) == 60

@@ -395,13 +395,13 @@ def _target(call: OpCall, tree: FunctionTree) -> _Target:
     return _Target(name, schema)
 
 
-def _upgrade_ops(script: MigrationScript, schema: RevisionSchema) -> list[EvaluatedOp]:
+def _upgrade_ops(script: MigrationScript, schema: RevisionSchema, dialect: str | None) -> list[EvaluatedOp]:
     """The replay's evaluated upgrade ops when they belong to this script's parse, else fresh."""
     ops = list(schema.upgrade)
     calls = [c for c in script.upgrade.ops if c.name != "batch_alter_table"] if script.upgrade else []
     if len(ops) == len(calls) and all(ev.call is c for ev, c in zip(ops, calls)):
         return ops
-    return evaluate_function(script, script.upgrade)
+    return evaluate_function(script, script.upgrade, dialect)
 
 
 def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str | None,
@@ -415,7 +415,7 @@ def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str |
     tree = FunctionTree(script, function)
     checker = _Checker(script, schema, dialect, env_name, tree)
     events: list[tuple[tuple[int, int], int, Any]] = []
-    for n, ev in enumerate(_upgrade_ops(script, schema)):
+    for n, ev in enumerate(_upgrade_ops(script, schema, dialect)):
         events.append(((ev.span.line, ev.span.col), n, ev))
     for n, other in enumerate(function.other_calls):
         if other.name.rsplit(".", 1)[-1] in ("execute", "exec_driver_sql"):
