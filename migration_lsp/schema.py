@@ -278,11 +278,12 @@ def _constraint_key(constraint: sa.Constraint) -> tuple:
 def add_constraint_op(constraint: sa.Constraint) -> alembic_ops.AddConstraintOp:
     """`AddConstraintOp.from_constraint`, also for a foreign key whose referred table is not in
     the constraint's MetaData (a table rebuilt alone from the history, the few tables a D002
-    comparison looks at): Alembic resolves the referred column object there and raises, so
-    such a key is described from its own "table.column" spec instead."""
+    comparison looks at) or whose referred column a later revision dropped (a broken
+    history): Alembic resolves the referred column object there and raises, so such a key
+    is described from its own "table.column" spec instead."""
     try:
         return alembic_ops.AddConstraintOp.from_constraint(constraint)
-    except sa.exc.NoReferencedTableError:
+    except sa.exc.NoReferenceError:  # no such table, or no such column in it
         if not isinstance(constraint, sa.ForeignKeyConstraint):
             raise
     specs = [element.target_fullname.rpartition(".") for element in constraint.elements]
@@ -299,7 +300,7 @@ def drop_constraint_op(constraint: sa.Constraint) -> alembic_ops.DropConstraintO
     """`DropConstraintOp.from_constraint`, with `add_constraint_op` as its reverse."""
     try:
         return alembic_ops.DropConstraintOp.from_constraint(constraint)
-    except sa.exc.NoReferencedTableError:
+    except sa.exc.NoReferenceError:
         if not isinstance(constraint, sa.ForeignKeyConstraint):
             raise
     return alembic_ops.DropConstraintOp(
