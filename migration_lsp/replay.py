@@ -25,7 +25,7 @@ from .core import Span
 from .evaluate import EvaluatedOp, Evaluation, RawCall, evaluate
 from .graph import RevisionGraph
 from .pmap import keyed
-from .rawsql import ddl_tables, is_ddl
+from .rawsql import ddl_effects
 from .schema import (ColumnState, IndexRecord, Origin, SchemaState, TableState, _index_columns, _key,
                      constraint_columns, drop_constraint_op, merge_states, op_table)
 from .scripts import MigrationScript, OpCall, OtherCall
@@ -43,6 +43,9 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
     (said at the call; every other table is still compared)."""
     op = ev.op
     origin: Origin = (path, ev.span)
+    if ev.conditional and isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(
+            sql := getattr(op.sqltext, "text", op.sqltext), str):
+        return apply_sql(state, sql, origin, conditional=True)
     if ev.conditional and op is not None:
         # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
         table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
@@ -62,17 +65,39 @@ def apply_raw_call(state: SchemaState, call: RawCall, path: Path) -> SchemaState
     """A call that is not an op: literal SQL through a connection, or a function we cannot
     follow that was handed `op` (its likely tables uncertain, else said at the call)."""
     if call.sql is not None:
-        return apply_sql(state, call.sql, (path, call.span))
+        return apply_sql(state, call.sql, (path, call.span), call.conditional)
     if call.tables:
         return state.with_uncertain(call.tables)
     return state.with_opaque((path, call.span))
 
 
-def apply_sql(state: SchemaState, sql: str, origin: Origin) -> SchemaState:
-    """Raw SQL: the tables its DDL names become uncertain; DML changes no schema."""
-    if is_ddl(sql):
-        return state.with_uncertain(ddl_tables(sql))
+def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = False) -> SchemaState:
+    """Raw SQL, read by `rawsql.ddl_effects`: its DDL applied as the Alembic ops it amounts
+    to (each table it touches uncertain when it may not run), other DDL making the tables it
+    names uncertain; DML changes no schema."""
+    for effect in ddl_effects(sql):
+        touched: tuple[str, ...] = effect.uncertain
+        if effect.op is not None:
+            state = _apply_safely(state, effect.op, origin)
+            name, _ = op_table(effect.op)
+            touched += (name,) if name else ()
+            if isinstance(effect.op, alembic_ops.RenameTableOp):
+                touched += (effect.op.new_table_name,)
+        elif effect.dropped_index is not None:
+            state, table = _drop_index_by_name(state, effect.dropped_index)
+            touched += (table,) if table else ()
+        if conditional or (effect.op is None and effect.dropped_index is None):
+            state = state.with_uncertain(t for t in touched if t)
     return state
+
+
+def _drop_index_by_name(state: SchemaState, name: str) -> tuple[SchemaState, str | None]:
+    """`DROP INDEX name`: the table that has it (found in the schema), without it."""
+    for table in state.tables.values():
+        if any(index.name == name for index, _ in table.indexes):
+            return state.with_table(table.evolve(indexes=tuple(
+                (i, o) for i, o in table.indexes if i.name != name))), table.name
+    return state, None
 
 
 def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin) -> SchemaState:
@@ -190,10 +215,8 @@ def _rename_table(state: SchemaState, op: alembic_ops.RenameTableOp, origin: Ori
 
 @applies(alembic_ops.ExecuteSQLOp)
 def _execute(state: SchemaState, op: alembic_ops.ExecuteSQLOp, origin: Origin) -> SchemaState:
-    sql = op.sqltext if isinstance(op.sqltext, str) else str(getattr(op.sqltext, "text", ""))
-    if is_ddl(sql):
-        return state.with_uncertain(ddl_tables(sql))
-    return state
+    sql = op.sqltext if isinstance(op.sqltext, str) else getattr(op.sqltext, "text", None)
+    return apply_sql(state, sql, origin) if isinstance(sql, str) else state
 
 
 @applies(alembic_ops.BulkInsertOp)

@@ -249,7 +249,7 @@ def kept_states_memory(tmp_path: Path, n: int) -> int:
     from migration_lsp.evaluate import evaluate_function
     from migration_lsp.replay import apply_op
 
-    up = "\n    ".join(f"op.execute('CREATE TABLE x{i} (a int)')" for i in range(n))
+    up = "\n    ".join(f"op.execute('ALTER TABLE x{i} ALTER COLUMN a TYPE text')" for i in range(n))
     text = migration_text("a1", upgrades=up)
     script = parse_script(tmp_path / f"a{n}_x.py", text)
     ops = evaluate_function(script, script.upgrade)

@@ -329,7 +329,9 @@ def test_dialect_types_through_each_import_style(tmp_path):
 # --------------------------------------------------------------------------- opaque things
 
 
-def test_op_execute_with_ddl_marks_the_table_uncertain(tmp_path):
+def test_op_execute_with_ddl_is_read_with_a_sql_parser(tmp_path):
+    """Literal DDL is applied as the ops it amounts to; DML changes nothing; DDL the reader
+    does not model (a type change) makes its table uncertain."""
     base = replay_one(make_script(tmp_path, USERS))
     script = make_script(tmp_path, """
         op.execute("ALTER TABLE users ADD COLUMN secret text")
@@ -339,15 +341,57 @@ def test_op_execute_with_ddl_marks_the_table_uncertain(tmp_path):
     evs = evaluate_function(script, script.upgrade)
     assert all(isinstance(e.op, alembic_ops.ExecuteSQLOp) for e in evs)
     state = replay_one(script, base)
-    assert "users" in state.uncertain and "orgs" not in state.uncertain
-    assert state.tables == base.tables and not state.unknown
-    # a model with the column the raw SQL added: no drift on that table
+    assert not state.uncertain and not state.unknown and not state.opaque
+    assert isinstance(col(state, "users", "secret").type, sa.TEXT)
+    # a model with the column the raw SQL added: no drift
     models = models_of(base)
     users = base.table("users").to_table(sa.MetaData())
     users.append_column(sa.Column("secret", sa.Text()))
     models["users"] = TableState.from_table(users)
     assert compare(state, models, CompareOptions()) == []
     assert compare(base, models, CompareOptions()) != []  # without the raw SQL it is drift
+    typed = replay_one(make_script(tmp_path, """
+        op.execute("ALTER TABLE users ALTER COLUMN name TYPE text")
+    """, rev="c1"), state)
+    assert "users" in typed.uncertain and "orgs" not in typed.uncertain
+
+
+def test_raw_ddl_statements_become_alembic_ops(tmp_path):
+    state = replay_one(make_script(tmp_path, """
+        op.execute('''
+            CREATE TABLE things (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR(40) NOT NULL DEFAULT 'x',
+                org_id INTEGER REFERENCES orgs (id),
+                CONSTRAINT uq_things_name UNIQUE (name)
+            );
+            CREATE TABLE orgs (id INTEGER PRIMARY KEY);
+            CREATE UNIQUE INDEX ix_things_org ON things (org_id);
+            CREATE TABLE gone (id INTEGER);
+            DROP TABLE gone;
+            CREATE INDEX ix_orgs_id ON orgs (id);
+            DROP INDEX ix_orgs_id;
+            ALTER TABLE orgs RENAME TO companies;
+            ALTER TABLE things RENAME COLUMN org_id TO company_id;
+            CREATE TABLE IF NOT EXISTS maybe (id INTEGER);
+            CREATE VIEW v AS SELECT 1;
+        ''')
+    """))
+    assert set(state.tables) == {"things", "companies"}
+    things = state.table("things")
+    assert [c.name for c in things.columns] == ["id", "name", "company_id"]
+    assert col(state, "things", "id").primary_key and col(state, "things", "name").nullable is False
+    assert isinstance(col(state, "things", "name").type, sa.VARCHAR) and col(state, "things", "name").type.length == 40
+    assert [(i.name, _index_cols(i)) for i, _ in things.indexes] == [("ix_things_org", ("company_id",))]
+    fks = [c for c, _ in things.constraints if isinstance(c, sa.ForeignKeyConstraint)]
+    assert [e.target_fullname for e in fks[0].elements] == ["companies.id"]
+    assert not state.table("companies").indexes
+    assert set(state.uncertain) == {"maybe"}  # IF NOT EXISTS: it may have been there
+
+
+def _index_cols(index) -> tuple:
+    from migration_lsp.schema import _index_columns
+    return _index_columns(index)
 
 
 def test_a_helper_handed_op_is_opaque_at_its_call_and_the_rest_is_compared(tmp_path):
