@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
@@ -453,6 +454,15 @@ class _Dynamic:
         return f"<{self.kind}>"
 
 
+class _Imported(Opaque):
+    """A name imported from a module that is not SQLAlchemy's or Alembic's: never imported,
+    opaque, except for a model class's `__tablename__` read from its source (`tablename`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
 class _Batch:
     """`with op.batch_alter_table(table) as batch_op`: the alias's value."""
 
@@ -570,6 +580,7 @@ class Interpreter(Evaluator):
         self.steps = 0
         self.ops: list[EvaluatedOp] = []
         self.raw: list[RawCall] = []
+        self.imported = {name: path for name, path in script.imports if not in_safe_package(path)}
         for name, path in script.imports:
             if path == "alembic.context" or path.startswith("alembic.context."):
                 self.names[name] = _Dynamic("context") if path == "alembic.context" else _Dynamic(path)
@@ -836,6 +847,11 @@ class Interpreter(Evaluator):
             return self.lookup(node.id)
         if kind is ast.Attribute:
             base = self._eval(node.value)  # type: ignore[attr-defined]
+            if isinstance(base, _Imported):
+                if node.attr == "__tablename__":  # type: ignore[attr-defined]
+                    found = tablename(self.script.path, base.path)
+                    return found if found is not None else Opaque(_source(node))
+                return _Imported(f"{base.path}.{node.attr}")  # type: ignore[attr-defined]
             if isinstance(base, _Dynamic):
                 return self.dynamic(base, node.attr)  # type: ignore[attr-defined]
             if isinstance(base, _Batch) or (is_plain(base) and not node.attr.startswith("_")):  # type: ignore
@@ -928,6 +944,9 @@ class Interpreter(Evaluator):
         found = self.module_value(name)
         if found is not _UNBOUND:
             return found
+        path = self.imported.get(name)
+        if path is not None:
+            return _Imported(path)
         if name in _PURE_BUILTINS:
             return _PURE_BUILTINS[name]
         return Opaque(name)
@@ -1324,6 +1343,52 @@ def sql_text(value: Any) -> str | None:
     if isinstance(value, sa.sql.elements.TextClause) and isinstance(value.text, str):
         return value.text
     return None
+
+
+MAX_MODULE_BYTES = 2_000_000
+
+
+def tablename(near: Path, dotted: str) -> str | None:
+    """`pkg.models.User` -> `User.__tablename__` when the class body assigns it a string
+    literal, read (never imported) from `pkg/models.py` found in a folder above the
+    migration file (the checkout the migrations live in); None otherwise."""
+    module, _, name = dotted.rpartition(".")
+    if not module:
+        return None
+    relative = Path(*module.split("."))
+    for folder in list(near.parents)[:12]:
+        for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
+            try:
+                stat = candidate.stat()
+            except (OSError, ValueError):
+                continue
+            if candidate.is_file():
+                return _tablenames(str(candidate), stat.st_mtime_ns, stat.st_size).get(name)
+    return None
+
+
+@lru_cache(maxsize=256)
+def _tablenames(path: str, mtime_ns: int, size: int) -> dict[str, str]:
+    """class name -> literal `__tablename__` of the module-level classes of one file."""
+    if size > MAX_MODULE_BYTES:
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read(MAX_MODULE_BYTES))
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    out = {}
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.ClassDef):
+            continue
+        for item in stmt.body:
+            target = item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else \
+                item.target if isinstance(item, ast.AnnAssign) else None
+            value = getattr(item, "value", None)
+            if isinstance(target, ast.Name) and target.id == "__tablename__" \
+                    and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                out[stmt.name] = value.value
+    return out
 
 
 def _module_bindings(script: MigrationScript) -> dict[str, ast.AST | None]:

@@ -276,3 +276,22 @@ def test_a_foreign_key_to_a_dropped_column_never_crashes(tmp_path):
     assert ("add_column", "c", "extra") in found  # the other findings are all there
     assert {"S004", "S005", "D001"} <= set(codes(diagnostics))
     assert any(d["code"] == "M002" and "foreign key on b" in d["message"] for d in diagnostics)
+
+
+def test_a_model_class_tablename_is_read_from_its_source(tmp_path):
+    """mlflow: `op.create_table(SqlTag.__tablename__, ...)` with the class imported from the
+    project's models: the literal `__tablename__` is read from the module's source (never
+    imported), so the op is not opaque."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "tags.py").write_text(
+        "raise RuntimeError('never imported')\n\n\nclass SqlTag:\n    __tablename__ = 'tags'\n")
+    root = build(tmp_path, [USERS_POSTS, """
+        from pkg.tags import SqlTag
+        # upgrade
+        op.create_table(SqlTag.__tablename__, sa.Column("id", sa.Integer(), primary_key=True))
+    """], MODELS)
+    # (Alembic itself cannot import pkg.tags: the truth is what it would be)
+    found, diagnostics, _ = ours(root)
+    assert found == DRIFT | {("remove_table", "tags", "")}
+    assert "M004" not in codes(diagnostics)
