@@ -46,10 +46,19 @@ SAFE_FUNCTIONS = {"text", "literal_column", "literal", "true", "false", "null", 
 
 
 class Opaque:
-    """A value we cannot know statically (helper call, custom type, variable...)."""
+    """A value we cannot know statically (helper call, custom type, variable...). Its source
+    text is made from the syntax node on demand (most opaque values are never shown)."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
+    __slots__ = ("_source",)
+
+    def __init__(self, source: str | ast.AST) -> None:
+        self._source = source
+
+    @property
+    def source(self) -> str:
+        if not isinstance(self._source, str):
+            self._source = _source(self._source)
+        return self._source
 
     def __repr__(self) -> str:
         return f"Opaque({self.source!r})"
@@ -198,7 +207,7 @@ class Evaluator:
         except RecursionError:
             return Opaque("deep expression")
         except Exception:  # a constructor refusing its arguments: opaque, never fatal
-            return Opaque(_source(node))
+            return Opaque(node)
 
     def _eval(self, node: ast.AST) -> Any:
         kind = type(node)  # the two most common kinds first
@@ -214,7 +223,7 @@ class Evaluator:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
             return -node.operand.value
         if isinstance(node, ast.JoinedStr):
-            return Opaque(_source(node))
+            return Opaque(node)
         if isinstance(node, ast.Name):
             value = self.names.get(node.id)
             if isinstance(value, _LazyImport):
@@ -222,14 +231,14 @@ class Evaluator:
             return value if value is not None else Opaque(node.id)
         if isinstance(node, ast.Attribute):
             if node.attr.startswith("_"):
-                return Opaque(_source(node))
+                return Opaque(node)
             return self._attribute(node, self._eval(node.value))
-        return Opaque(_source(node))
+        return Opaque(node)
 
     def _attribute(self, node: ast.Attribute, base: Any) -> Any:
         """`base.attr`, for a module or an object of SQLAlchemy only."""
         if node.attr.startswith("_") or isinstance(base, Opaque) or base is self.recorder:
-            return Opaque(_source(node))
+            return Opaque(node)
         is_module = isinstance(base, ModuleType)
         if is_module or _from_sqlalchemy(base):
             try:
@@ -238,7 +247,7 @@ class Evaluator:
                 if is_module:  # a submodule not imported yet
                     return _resolve_dotted(f"{base.__name__}.{node.attr}")
                 raise
-        return Opaque(_source(node))
+        return Opaque(node)
 
     def _call(self, node: ast.Call) -> Any:
         func = node.func
@@ -246,13 +255,13 @@ class Evaluator:
                 and (self.names.get(func.value.id) is self.recorder
                      or func.value.id not in self.names):  # op.f / batch_op.f
             name = self.value(node.args[0]) if node.args else None
-            return sa.sql.elements.conv(name) if isinstance(name, str) else Opaque(_source(node))
+            return sa.sql.elements.conv(name) if isinstance(name, str) else Opaque(node)
         fn = self._eval(func)
         if isinstance(fn, Opaque) or not _callable_ok(fn):
-            return Opaque(_source(node))
+            return Opaque(node)
         arguments = self._arguments(node)
         if arguments is None:
-            return Opaque(_source(node))
+            return Opaque(node)
         return self._construct(node, fn, *arguments)
 
     def _construct(self, node: ast.Call, fn: Any, args: list, kwargs: dict) -> Any:
@@ -261,9 +270,9 @@ class Evaluator:
             args = [OpaqueType(a.source) if isinstance(a, Opaque) and i > 0 else a for i, a in enumerate(args)]
             kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, Opaque)}
             if args and isinstance(args[0], Opaque):
-                return Opaque(_source(node))
+                return Opaque(node)
         elif any(isinstance(a, Opaque) for a in args) or any(isinstance(v, Opaque) for v in kwargs.values()):
-            return Opaque(_source(node))
+            return Opaque(node)
         return fn(*args, **kwargs)
 
     def _arguments(self, node: ast.Call) -> tuple[list, dict] | None:
@@ -458,6 +467,8 @@ class _Imported(Opaque):
     """A name imported from a module that is not SQLAlchemy's or Alembic's: never imported,
     opaque, except for a model class's `__tablename__` read from its source (`tablename`)."""
 
+    __slots__ = ("path",)
+
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.path = path
@@ -482,6 +493,7 @@ _CONTAINERS = (list, tuple, dict, set, frozenset, range)
 _PURE_BUILTINS: dict[str, Callable[..., Any]] = {
     f.__name__: f for f in (len, str, int, float, bool, list, tuple, dict, set, frozenset, sorted, reversed,
                             zip, enumerate, min, max, any, all, abs, range, repr, round)}
+_PURE_IDS = frozenset(id(f) for f in _PURE_BUILTINS.values())
 _STR_METHODS = frozenset({"upper", "lower", "strip", "lstrip", "rstrip", "replace", "split", "rsplit", "join",
                           "format", "startswith", "endswith", "title", "capitalize", "casefold", "partition",
                           "rpartition", "removeprefix", "removesuffix", "zfill", "splitlines", "count", "find",
@@ -537,27 +549,31 @@ _TABLE_PARAMETERS = ("table_name", "source_table")
 
 
 @lru_cache(maxsize=256)
-def _signature(name: str) -> inspect.Signature | None:
+def _table_parameter(name: str) -> tuple[str, int | None] | None:
+    """(name, position among the positional arguments or None) of the table parameter of
+    `Operations.<name>`, from its signature; None when it has none."""
     method = getattr(Operations, name, None)
     try:
-        return inspect.signature(method) if method is not None else None
+        parameters = list(inspect.signature(method).parameters.values())[1:] if method is not None else []
     except (TypeError, ValueError):
         return None
+    for position, parameter in enumerate(parameters):
+        if parameter.name in _TABLE_PARAMETERS:
+            positional = parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD) and all(
+                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters[:position])
+            return parameter.name, position if positional else None
+    return None
 
 
 def _table_argument(name: str, args: list, kwargs: dict) -> Any:
     """The value given for the op's table parameter (`table_name`, `source_table`), or None."""
-    signature = _signature(name)
-    if signature is None:
+    found = _table_parameter(name)
+    if found is None:
         return None
-    try:
-        bound = signature.bind_partial(None, *args, **kwargs)
-    except TypeError:
-        return None
-    for parameter in _TABLE_PARAMETERS:
-        if parameter in bound.arguments:
-            return bound.arguments[parameter]
-    return None
+    parameter, position = found
+    if parameter in kwargs:
+        return kwargs[parameter]
+    return args[position] if position is not None and position < len(args) else None
 
 
 class Interpreter(Evaluator):
@@ -842,7 +858,11 @@ class Interpreter(Evaluator):
     # ------------------------------------------------------------ expressions
 
     def _eval(self, node: ast.AST) -> Any:
-        kind = type(node)
+        kind = type(node)  # the most common kinds first
+        if kind is ast.Constant:
+            return node.value  # type: ignore[attr-defined]
+        if kind is ast.Call:
+            return self._call(node)  # type: ignore[arg-type]
         if kind is ast.Name:
             return self.lookup(node.id)
         if kind is ast.Attribute:
@@ -850,17 +870,17 @@ class Interpreter(Evaluator):
             if isinstance(base, _Imported):
                 if node.attr == "__tablename__":  # type: ignore[attr-defined]
                     found = tablename(self.script.path, base.path)
-                    return found if found is not None else Opaque(_source(node))
+                    return found if found is not None else Opaque(node)
                 return _Imported(f"{base.path}.{node.attr}")  # type: ignore[attr-defined]
             if isinstance(base, _Dynamic):
                 return self.dynamic(base, node.attr)  # type: ignore[attr-defined]
             if isinstance(base, _Batch) or (is_plain(base) and not node.attr.startswith("_")):  # type: ignore
-                return Opaque(_source(node))  # a method, called in _call
+                return Opaque(node)  # a method, called in _call
             return super()._eval(node)
         if kind in (ast.Tuple, ast.List, ast.Set):
             items = self.elements(node.elts)  # type: ignore[attr-defined]
             if items is None:
-                return Opaque(_source(node))
+                return Opaque(node)
             return tuple(items) if kind is ast.Tuple else set(items) if kind is ast.Set else items
         if kind is ast.Dict:
             out: dict = {}
@@ -868,14 +888,14 @@ class Interpreter(Evaluator):
                 if key is None:
                     merged = self.value(value)
                     if not isinstance(merged, dict):
-                        return Opaque(_source(node))
+                        return Opaque(node)
                     out.update(merged)
                 else:
                     k = self.value(key)
                     try:
                         out[k] = self.value(value)
                     except TypeError:  # unhashable key
-                        return Opaque(_source(node))
+                        return Opaque(node)
             return _sized(out)
         if kind is ast.JoinedStr:
             return self.fstring(node)  # type: ignore[arg-type]
@@ -883,22 +903,22 @@ class Interpreter(Evaluator):
             left, right = self.value(node.left), self.value(node.right)  # type: ignore[attr-defined]
             operation = _BINOPS.get(type(node.op))  # type: ignore[attr-defined]
             if operation is None:
-                return Opaque(_source(node))
+                return Opaque(node)
             if is_plain(left) and is_plain(right):
                 if isinstance(node.op, ast.Mult) and (  # type: ignore[attr-defined]
                         (isinstance(left, (str, list, tuple)) and isinstance(right, int) and right * len(left) > MAX_TEXT)
                         or (isinstance(right, (str, list, tuple)) and isinstance(left, int)
                             and left * len(right) > MAX_TEXT)):
-                    return Opaque(_source(node))
+                    return Opaque(node)
                 return _sized(operation(left, right))
             if isinstance(node.op, ast.Add) and isinstance(left, (list, tuple)) \
                     and type(left) is type(right):  # type: ignore[attr-defined]
                 return _sized(left + right)  # lists of columns
-            return Opaque(_source(node))
+            return Opaque(node)
         if kind is ast.UnaryOp:
             operand = self.value(node.operand)  # type: ignore[attr-defined]
             if not is_plain(operand):
-                return Opaque(_source(node))
+                return Opaque(node)
             op = node.op  # type: ignore[attr-defined]
             if isinstance(op, ast.Not):
                 return not operand
@@ -906,7 +926,7 @@ class Interpreter(Evaluator):
                 return -operand
             if isinstance(op, ast.UAdd):
                 return +operand
-            return Opaque(_source(node))
+            return Opaque(node)
         if kind is ast.BoolOp:
             return self.bool_op(node)  # type: ignore[arg-type]
         if kind is ast.Compare:
@@ -914,23 +934,23 @@ class Interpreter(Evaluator):
         if kind is ast.IfExp:
             test = self.truth(node.test)  # type: ignore[attr-defined]
             if test is None:
-                return Opaque(_source(node))
+                return Opaque(node)
             return self.value(node.body if test else node.orelse)  # type: ignore[attr-defined]
         if kind is ast.Subscript:
             container, key = self.value(node.value), self.value(node.slice)  # type: ignore[attr-defined]
             if isinstance(container, (str, list, tuple, dict, range)) and (is_plain(key) or isinstance(key, slice)):
                 return container[key]  # (a missing key: value() makes it opaque)
-            return Opaque(_source(node))
+            return Opaque(node)
         if kind is ast.Slice:
             parts = [self.value(p) if p is not None else None
                      for p in (node.lower, node.upper, node.step)]  # type: ignore[attr-defined]
             if all(p is None or isinstance(p, int) for p in parts):
                 return slice(*parts)
-            return Opaque(_source(node))
+            return Opaque(node)
         if kind in (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp):
             return self.comprehension(node)
         if kind is ast.Lambda or kind is ast.NamedExpr or kind is ast.Await:
-            return Opaque(_source(node))
+            return Opaque(node)
         return super()._eval(node)
 
     def lookup(self, name: str) -> Any:
@@ -1014,13 +1034,13 @@ class Interpreter(Evaluator):
                 parts.append(str(part.value))
                 continue
             if not isinstance(part, ast.FormattedValue):
-                return Opaque(_source(node))
+                return Opaque(node)
             value = self.value(part.value)
             if not is_plain(value):
-                return Opaque(_source(node))
+                return Opaque(node)
             spec = self.value(part.format_spec) if part.format_spec is not None else ""
             if not isinstance(spec, str):
-                return Opaque(_source(node))
+                return Opaque(node)
             conversion = {115: str, 114: repr, 97: ascii}.get(part.conversion)
             parts.append(format(conversion(value) if conversion else value, spec))
         return _sized("".join(parts))
@@ -1030,7 +1050,7 @@ class Interpreter(Evaluator):
         for operand in node.values:
             result = self.value(operand)
             if not is_plain(result):
-                return Opaque(_source(node))
+                return Opaque(node)
             if isinstance(node.op, ast.And) and not result:
                 return result
             if isinstance(node.op, ast.Or) and result:
@@ -1042,7 +1062,7 @@ class Interpreter(Evaluator):
         for op, right_node in zip(node.ops, node.comparators):
             right = self.value(right_node)
             if not (is_plain(left) and is_plain(right)):
-                return Opaque(_source(node))
+                return Opaque(node)
             if not _COMPARE[type(op)](left, right):
                 return False
             left = right
@@ -1054,19 +1074,19 @@ class Interpreter(Evaluator):
         out: list = []
         try:
             if not self._generate(node, node.generators, out):  # type: ignore[attr-defined]
-                return Opaque(_source(node))
+                return Opaque(node)
         finally:
             self.frame = frame
         if isinstance(node, ast.DictComp):
             try:
                 return _sized(dict(out))
             except TypeError:
-                return Opaque(_source(node))
+                return Opaque(node)
         if isinstance(node, ast.SetComp):
             try:
                 return set(out)
             except TypeError:
-                return Opaque(_source(node))
+                return Opaque(node)
         return out  # a list (also for a generator expression: iterated once, as given)
 
     def _generate(self, node: ast.AST, generators: list[ast.comprehension], out: list) -> bool:
@@ -1117,25 +1137,25 @@ class Interpreter(Evaluator):
             return self.dynamic_call(node, fn, "")
         arguments = self._arguments(node)
         if arguments is None:
-            return Opaque(_source(node))
+            return Opaque(node)
         args, kwargs = arguments
-        if any(fn is f for f in _PURE_BUILTINS.values()):
+        if id(fn) in _PURE_IDS and fn in _PURE_BUILTINS.values():
             if not (all(is_plain(a) for a in args) and all(is_plain(v) for v in kwargs.values())):
-                return Opaque(_source(node))
+                return Opaque(node)
             if fn is range and not (len(range(*args)) <= MAX_ITEMS):
-                return Opaque(_source(node))
+                return Opaque(node)
             result = fn(*args, **kwargs)
             return _sized(list(result) if isinstance(result, (zip, enumerate, reversed)) else result)
         if isinstance(fn, Opaque) or not _callable_ok(fn):
             self.handed_op(node, [*args, *kwargs.values()])
-            return Opaque(_source(node))
+            return Opaque(node)
         return self._construct(node, fn, args, kwargs)
 
     def value_of(self, compute: Callable[[], Any], node: ast.AST) -> Any:
         try:
             return compute()
         except Exception:
-            return Opaque(_source(node))
+            return Opaque(node)
 
     def _arguments(self, node: ast.Call) -> tuple[list, dict] | None:
         args = self.elements(node.args)
@@ -1170,17 +1190,17 @@ class Interpreter(Evaluator):
                     self._mutated(node.func)
                 return result
         self._mutated(node.func)
-        return Opaque(_source(node))
+        return Opaque(node)
 
     def call_function(self, node: ast.Call, function: _Function) -> Any:
         """A helper of the file: run with its arguments bound, as a call would."""
         arguments = self._arguments(node)
         if arguments is None:
-            return Opaque(_source(node))
+            return Opaque(node)
         frame = self.bind(function, *arguments) if self.depth < MAX_CALL_DEPTH else None
         if frame is None:  # arguments it does not take, or recursion too deep
             self.handed_op(node, [*arguments[0], *arguments[1].values()])
-            return Opaque(_source(node))
+            return Opaque(node)
         saved, left = self.frame, self.maybe_left
         self.frame, self.maybe_left = frame, False
         self.depth += 1
@@ -1195,7 +1215,7 @@ class Interpreter(Evaluator):
             self.depth -= 1
             maybe_returned = self.maybe_left
             self.frame, self.maybe_left = saved, left
-        return Opaque(_source(node)) if maybe_returned else result
+        return Opaque(node) if maybe_returned else result
 
     def bind(self, function: _Function, args: list, kwargs: dict) -> dict[str, Any] | None:
         spec = function.node.args
@@ -1244,7 +1264,7 @@ class Interpreter(Evaluator):
             return self.raw_sql(node, arguments)
         if name == "connect" and base.kind == "engine":
             return _Dynamic("bind")
-        return Opaque(_source(node))
+        return Opaque(node)
 
     def raw_sql(self, node: ast.Call, arguments: tuple[list, dict] | None) -> Any:
         """`bind.execute(...)` / `conn.exec_driver_sql(...)`: literal SQL is kept (DDL in it
@@ -1253,7 +1273,7 @@ class Interpreter(Evaluator):
             sql = sql_text(arguments[0][0])
             if sql is not None:
                 self.raw.append(RawCall(self.call_span(node), sql, self.uncertain, (), len(self.ops)))
-        return Opaque(_source(node))
+        return Opaque(node)
 
     def handed_op(self, node: ast.Call, values: list) -> None:
         """A call we do not follow that is handed `op` or a batch may run ops: its string
@@ -1273,7 +1293,7 @@ class Interpreter(Evaluator):
         if name == "f":
             arguments = self._arguments(node)
             value = arguments[0][0] if arguments and arguments[0] else None
-            return sa.sql.elements.conv(value) if isinstance(value, str) else Opaque(_source(node))
+            return sa.sql.elements.conv(value) if isinstance(value, str) else Opaque(node)
         if name == "get_bind":
             return _Dynamic("bind")
         if name == "get_context":
@@ -1281,12 +1301,12 @@ class Interpreter(Evaluator):
         if name == "batch_alter_table" and batch is None:
             return self.batch(node)
         if name in NOT_OPERATIONS or name.startswith("_"):
-            return Opaque(_source(node))
+            return Opaque(node)
         call = self.calls_by_node.get(id(node))
         if call is None:
             call = op_call(self.script, node, name, batch.table if batch else None, self.autocommit)
         self.ops.append(self.evaluate_op(call, name, node, batch, recorder))
-        return Opaque(_source(node))
+        return Opaque(node)
 
     def evaluate_op(self, call: OpCall, name: str, node: ast.Call, batch: _Batch | None,
                     recorder: Recorder) -> EvaluatedOp:
