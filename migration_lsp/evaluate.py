@@ -440,6 +440,10 @@ class _Return(Exception):
         self.value = value
 
 
+class _Raise(_Return):
+    """`raise`: a run that gets here fails, so a successful upgrade never took this path."""
+
+
 class _Break(Exception):
     pass
 
@@ -660,7 +664,7 @@ class Interpreter(Evaluator):
         elif kind is ast.Return:
             raise _Return(self.value(stmt.value) if stmt.value is not None else None)
         elif kind is ast.Raise:
-            raise _Return(Opaque("raise"))  # upgrade() stops here (nothing after it runs)
+            raise _Raise(Opaque("raise"))  # upgrade() stops here (nothing after it runs)
         elif kind is ast.Break:
             raise _Break
         elif kind is ast.Continue:
@@ -778,6 +782,8 @@ class Interpreter(Evaluator):
                 self.frame.update(start)
                 try:
                     self.block(body)
+                except _Raise:
+                    pass  # (`except ...: rollback; raise`): a successful run did not come here
                 except (_Return, _Break, _Continue):
                     self.maybe_left = True
                 changed.update(n for n, v in self.frame.items() if start.get(n, _UNBOUND) is not v)

@@ -94,7 +94,7 @@ def ddl_effects(sql: str, dialect: str | None = None) -> list[DDLEffect]:
         if statement is None:
             continue
         try:
-            effect = _effect(statement)
+            effect = _effect(statement, dialect)
         except Exception:  # a shape we did not foresee: its tables are uncertain, never a crash
             effect = DDLEffect(uncertain=_tables_named(statement))
         if effect is not None:
@@ -131,7 +131,7 @@ def _tables_named(statement: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.name for t in statement.find_all(exp.Table) if t.name))
 
 
-def _effect(statement: Any) -> DDLEffect | None:
+def _effect(statement: Any, dialect: str | None) -> DDLEffect | None:
     from sqlglot import exp
     if isinstance(statement, (exp.Select, exp.Insert, exp.Update, exp.Delete, exp.Merge)):
         return None  # data
@@ -141,7 +141,7 @@ def _effect(statement: Any) -> DDLEffect | None:
     if isinstance(statement, exp.Create):
         kind = (statement.args.get("kind") or "").upper()
         if kind == "TABLE":
-            return _create_table(statement)
+            return _create_table(statement, dialect)
         if kind == "INDEX":
             return _create_index(statement)
         return None  # views, functions, triggers, types, sequences, extensions: not tables
@@ -157,11 +157,11 @@ def _effect(statement: Any) -> DDLEffect | None:
             return DDLEffect(uncertain=tuple(t.name for t in tables))
         return None
     if isinstance(statement, exp.Alter) and (statement.args.get("kind") or "").upper() == "TABLE":
-        return _alter_table(statement)
+        return _alter_table(statement, dialect)
     return DDLEffect(uncertain=_tables_named(statement))
 
 
-def _create_table(statement: Any) -> DDLEffect:
+def _create_table(statement: Any, dialect: str | None) -> DDLEffect:
     from sqlglot import exp
     schema_node = statement.this
     if not isinstance(schema_node, exp.Schema) or statement.args.get("expression") is not None:
@@ -173,7 +173,7 @@ def _create_table(statement: Any) -> DDLEffect:
     primary: list[str] = []
     for element in schema_node.expressions:
         if isinstance(element, exp.ColumnDef):
-            column, is_primary = _column(element)
+            column, is_primary = _column(element, dialect)
             items.append(column)
             if is_primary:
                 primary.append(column.name)
@@ -191,7 +191,8 @@ def _create_table(statement: Any) -> DDLEffect:
         # CHECK and other table constraints: Alembic does not compare them
     for item in items:
         if isinstance(item, sa.Column) and item.name in primary:
-            item.primary_key, item.nullable = True, False
+            # SQLite keeps a primary key column without NOT NULL nullable (its reflection says so)
+            item.primary_key, item.nullable = True, item.nullable if dialect == "sqlite" else False
     return DDLEffect(op=alembic_ops.CreateTableOp(name, items, schema=schema))
 
 
@@ -203,7 +204,7 @@ def _foreign_key(node: Any, name: str | None) -> sa.ForeignKeyConstraint:
                                    [f"{prefix}.{e.name}" for e in reference.expressions], name=name)
 
 
-def _column(node: Any) -> tuple[sa.Column, bool]:
+def _column(node: Any, dialect: str | None = None) -> tuple[sa.Column, bool]:
     from sqlglot import exp
     nullable, primary, default = True, False, None
     foreign = []
@@ -221,7 +222,9 @@ def _column(node: Any) -> tuple[sa.Column, bool]:
             if columns:
                 prefix = f"{target_schema}.{target}" if target_schema else target
                 foreign.append(sa.ForeignKey(f"{prefix}.{columns[0].name}"))
-    column = sa.Column(node.name, sql_type(node.args.get("kind")), *foreign, nullable=nullable and not primary,
+    if primary and dialect != "sqlite":
+        nullable = False
+    column = sa.Column(node.name, sql_type(node.args.get("kind")), *foreign, nullable=nullable,
                        primary_key=primary,
                        server_default=sa.text(default) if default is not None else None)
     return column, primary
@@ -247,7 +250,7 @@ def _create_index(statement: Any) -> DDLEffect:
                                                   unique=bool(statement.args.get("unique"))))
 
 
-def _alter_table(statement: Any) -> DDLEffect:
+def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
     from sqlglot import exp
     name, schema = _table(statement.this)
     actions = statement.args.get("actions") or []
@@ -255,7 +258,7 @@ def _alter_table(statement: Any) -> DDLEffect:
         return DDLEffect(uncertain=(name,))
     action = actions[0]
     if isinstance(action, exp.ColumnDef):
-        column, _ = _column(action)
+        column, _ = _column(action, dialect)
         return DDLEffect(op=alembic_ops.AddColumnOp(name, column, schema=schema))
     if isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "COLUMN" \
             and len(action.args.get("tables") or []) == 1:

@@ -43,8 +43,7 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
     (said at the call; every other table is still compared)."""
     op = ev.op
     origin: Origin = (path, ev.span)
-    if ev.conditional and isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(
-            sql := getattr(op.sqltext, "text", op.sqltext), str):
+    if ev.conditional and isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(op), str):
         return apply_sql(state, sql, origin, conditional=True)
     if ev.conditional and op is not None:
         # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
@@ -61,21 +60,22 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
     return _apply_safely(state, op, origin)
 
 
-def apply_raw_call(state: SchemaState, call: RawCall, path: Path) -> SchemaState:
+def apply_raw_call(state: SchemaState, call: RawCall, path: Path, dialect: str | None = None) -> SchemaState:
     """A call that is not an op: literal SQL through a connection, or a function we cannot
     follow that was handed `op` (its likely tables uncertain, else said at the call)."""
     if call.sql is not None:
-        return apply_sql(state, call.sql, (path, call.span), call.conditional)
+        return apply_sql(state, call.sql, (path, call.span), call.conditional, dialect)
     if call.tables:
         return state.with_uncertain(call.tables)
     return state.with_opaque((path, call.span))
 
 
-def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = False) -> SchemaState:
+def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = False,
+              dialect: str | None = None) -> SchemaState:
     """Raw SQL, read by `rawsql.ddl_effects`: its DDL applied as the Alembic ops it amounts
     to (each table it touches uncertain when it may not run), other DDL making the tables it
     names uncertain; DML changes no schema."""
-    for effect in ddl_effects(sql):
+    for effect in ddl_effects(sql, dialect):
         touched: tuple[str, ...] = effect.uncertain
         if effect.op is not None:
             state = _apply_safely(state, effect.op, origin)
@@ -215,8 +215,12 @@ def _rename_table(state: SchemaState, op: alembic_ops.RenameTableOp, origin: Ori
 
 @applies(alembic_ops.ExecuteSQLOp)
 def _execute(state: SchemaState, op: alembic_ops.ExecuteSQLOp, origin: Origin) -> SchemaState:
-    sql = op.sqltext if isinstance(op.sqltext, str) else getattr(op.sqltext, "text", None)
+    sql = _sql_of(op)
     return apply_sql(state, sql, origin) if isinstance(sql, str) else state
+
+
+def _sql_of(op: alembic_ops.ExecuteSQLOp) -> Any:
+    return op.sqltext if isinstance(op.sqltext, str) else getattr(op.sqltext, "text", None)
 
 
 @applies(alembic_ops.BulkInsertOp)
@@ -562,10 +566,12 @@ class Replay:
         after = before
         path = self.graph.by_id[rev].path
         for item in evaluation.in_order():
-            if isinstance(item, EvaluatedOp):
-                after = apply_op(after, item, path)
+            if isinstance(item, RawCall):
+                after = apply_raw_call(after, item, path, self.dialect)
+            elif isinstance(item.op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(item.op), str):
+                after = apply_sql(after, sql, (path, item.span), item.conditional, self.dialect)
             else:
-                after = apply_raw_call(after, item, path)
+                after = apply_op(after, item, path)
         return RevisionSchema(before, after, evaluation.ops)
 
     def at_heads(self) -> SchemaState:

@@ -295,3 +295,25 @@ def test_a_model_class_tablename_is_read_from_its_source(tmp_path):
     found, diagnostics, _ = ours(root)
     assert found == DRIFT | {("remove_table", "tags", "")}
     assert "M004" not in codes(diagnostics)
+
+
+def test_literal_ddl_in_op_execute_is_applied(tmp_path):
+    """`op.execute("CREATE TABLE ...")` and friends: read with a SQL parser and replayed as
+    the ops they are, so the drift around them is found; DML is ignored."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.execute("CREATE TABLE tags (id INTEGER NOT NULL PRIMARY KEY, label VARCHAR(20) NOT NULL)")
+        op.execute("ALTER TABLE posts ADD COLUMN body TEXT")
+        op.execute("INSERT INTO tags (id, label) VALUES (1, 'a')")
+        op.execute("CREATE INDEX ix_tags_label ON tags (label)")
+        op.execute("CREATE TABLE scratch (id INTEGER)")
+        op.execute("DROP TABLE scratch")
+    """], MODELS + """
+sa.Table("tags", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+         sa.Column("label", sa.String(20), nullable=False))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("remove_column", "posts", "body"), ("remove_index", "tags", "ix_tags_label")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert "M004" not in codes(diagnostics)

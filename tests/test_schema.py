@@ -733,3 +733,13 @@ def test_tables_in_a_schema(tmp_path):
     models = {t.key: TableState.from_table(t) for t in md.tables.values()}
     assert "app.b" in models and mb.schema == "app"
     assert compare(state, models, CompareOptions()) == []
+
+
+def test_sqlite_keeps_a_raw_primary_key_without_not_null_nullable(tmp_path):
+    """What SQLite's reflection (and so Alembic's comparison) says of `id INTEGER PRIMARY KEY`
+    written in raw SQL: nullable there, NOT NULL on every other dialect."""
+    script = make_script(tmp_path, 'op.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")')
+    graph = RevisionGraph([script])
+    for dialect, nullable in (("sqlite", True), ("postgresql", False), (None, False)):
+        state = Replay(graph, dialect=dialect).at_heads()
+        assert col(state, "t", "id").nullable is nullable and col(state, "t", "n").nullable is False
