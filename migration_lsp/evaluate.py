@@ -1130,7 +1130,7 @@ class Interpreter(Evaluator):
                 return self.op(node, func.attr, receiver)
             if isinstance(receiver, _Dynamic):
                 return self.dynamic_call(node, receiver, func.attr)
-            if is_plain(receiver) and not func.attr.startswith("_"):
+            if isinstance(receiver, (str, list, tuple, dict, set, frozenset)) and not func.attr.startswith("_"):
                 return self.method(node, receiver, func.attr)
             if func.attr in ("execute", "exec_driver_sql") and isinstance(receiver, Opaque):
                 return self.raw_sql(node, self._arguments(node))  # a connection / session
@@ -1179,18 +1179,20 @@ class Interpreter(Evaluator):
         return args, kwargs
 
     def method(self, node: ast.Call, receiver: Any, name: str) -> Any:
-        """A method of a plain value: the pure ones are run; one that changes a container in
-        place is applied to it (a local list of columns being appended to)."""
+        """A method of a string or container: the pure ones are run on literal arguments; one
+        that changes a list / dict / set in place is applied to it (a local list of columns
+        being appended to); any other makes the name holding the container opaque."""
         arguments = self._arguments(node)
         kind = type(receiver)
-        if arguments is not None and all(is_plain(a) or kind in _WRITE_METHODS for a in arguments[0]) \
-                and all(is_plain(v) for v in arguments[1].values()):
+        if arguments is not None:
             args, kwargs = arguments
-            if (kind is str and name in _STR_METHODS) or name in _READ_METHODS.get(kind, ()):
-                if all(is_plain(a) for a in args):
+            plain_args = all(is_plain(a) for a in args) and all(is_plain(v) for v in kwargs.values())
+            if plain_args and ((kind is str and name in _STR_METHODS) or name in _READ_METHODS.get(kind, ())):
+                if kind is not str or is_plain(receiver):
                     result = getattr(receiver, name)(*args, **kwargs)
                     return _sized(list(result) if name in ("items", "keys", "values") else result)
-            elif name in _WRITE_METHODS.get(kind, ()):
+            elif name in _WRITE_METHODS.get(kind, ()) and (plain_args or name in ("append", "extend", "insert",
+                                                                                  "update", "add")):
                 result = getattr(receiver, name)(*args, **kwargs)
                 if len(receiver) > MAX_ITEMS:
                     self._mutated(node.func)
