@@ -1157,6 +1157,22 @@ class Interpreter(Evaluator):
             return Opaque(node)
         return self._construct(node, fn, args, kwargs)
 
+    def _construct(self, node: ast.Call, fn: Any, args: list, kwargs: dict) -> Any:
+        if fn is sa.ForeignKey:  # ForeignKey(SqlUser.id): the model column's "table.column"
+            args = [self.column_spec(a) for a in args]
+            kwargs = {k: self.column_spec(v) for k, v in kwargs.items()}
+        return super()._construct(node, fn, args, kwargs)
+
+    def column_spec(self, value: Any) -> Any:
+        """`pkg.models.User.id` (an imported model class's attribute) -> "users.id" when the
+        class's `__tablename__` can be read from its source; anything else unchanged."""
+        if isinstance(value, _Imported):
+            owner, _, attribute = value.path.rpartition(".")
+            table = tablename(self.script.path, owner) if owner else None
+            if table is not None:
+                return f"{table}.{attribute}"
+        return value
+
     def value_of(self, compute: Callable[[], Any], node: ast.AST) -> Any:
         try:
             return compute()
