@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from .core import Span
-from .evaluate import EvaluatedOp, Evaluation, RawCall, evaluate
+from .evaluate import EvaluatedOp
+from .interpret import Evaluation, RawCall, evaluate
 from .graph import RevisionGraph
 from .pmap import keyed
 from .rawsql import ddl_effects

@@ -246,7 +246,7 @@ def kept_states_memory(tmp_path: Path, n: int) -> int:
     (the safety rules and the features keep states op by op)."""
     import tracemalloc
 
-    from migration_lsp.evaluate import evaluate_function
+    from migration_lsp.interpret import evaluate_function
     from migration_lsp.replay import apply_op
 
     up = "\n    ".join(f"op.execute('ALTER TABLE x{i} ALTER COLUMN a TYPE text')" for i in range(n))
@@ -311,7 +311,7 @@ def test_keyed_sequences_replay_exactly_like_tuples(tmp_path: Path, monkeypatch)
     by op, as the tuples short tables keep."""
     import random
 
-    from migration_lsp.evaluate import evaluate_function
+    from migration_lsp.interpret import evaluate_function
     from migration_lsp.pmap import Keyed
     from migration_lsp.replay import apply_op
 

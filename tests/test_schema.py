@@ -14,7 +14,8 @@ from sqlalchemy.dialects import postgresql
 
 from migration_lsp.compare import CompareOptions, compare
 from migration_lsp.graph import RevisionGraph
-from migration_lsp.evaluate import OpaqueType, evaluate_function, is_opaque_type
+from migration_lsp.evaluate import OpaqueType, is_opaque_type
+from migration_lsp.interpret import evaluate_function
 from migration_lsp.replay import Replay, apply_op, apply_other_call, reversed_upgrade
 from migration_lsp.schema import SchemaState, TableState, op_table
 from migration_lsp.scripts import parse_script

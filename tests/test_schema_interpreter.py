@@ -8,7 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from migration_lsp.evaluate import MAX_CALL_DEPTH, MAX_STEPS, Opaque, evaluate
+from migration_lsp.evaluate import Opaque
+from migration_lsp.interpret import MAX_CALL_DEPTH, MAX_STEPS, evaluate
 from migration_lsp.scripts import parse_script
 
 from conftest import migration_text

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from migration_lsp.graph import RevisionGraph
-from migration_lsp.evaluate import evaluate_function
+from migration_lsp.interpret import evaluate_function
 from migration_lsp.replay import Replay, apply_op, apply_other_call
 from migration_lsp.schema import (IndexRecord, SchemaState, TableState, _index_columns, _union, constraint_columns,
                                   merge_states)

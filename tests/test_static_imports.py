@@ -21,8 +21,9 @@ from sqlalchemy.types import TypeEngine
 
 from migration_lsp import evaluate
 from migration_lsp.compare import _impl
-from migration_lsp.evaluate import (Evaluator, OpaqueType, _callable_ok, evaluate_function, import_safe_module,
-                                  in_safe_package, type_from_repr)
+from migration_lsp.evaluate import (Evaluator, OpaqueType, _callable_ok, import_safe_module, in_safe_package,
+                                    type_from_repr)
+from migration_lsp.interpret import evaluate_function
 from migration_lsp.scripts import parse_script
 
 from conftest import VENV_BIN, alembic_project, migration_text

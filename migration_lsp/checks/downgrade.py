@@ -8,7 +8,7 @@ from alembic.operations import ops as alembic_ops
 
 from ..compare import CompareOptions, compare
 from ..core import Diagnostic, Severity
-from ..evaluate import evaluate_function
+from ..interpret import evaluate_function
 from ..replay import RevisionSchema, apply_op, apply_other_call
 from ..schema import TableState
 from ..scripts import MigrationScript

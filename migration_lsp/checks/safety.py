@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Severity, Span
-from ..evaluate import EvaluatedOp, evaluate_function
+from ..evaluate import EvaluatedOp
+from ..interpret import evaluate_function
 from ..rawsql import find_after_keywords, squeeze_sql
 from ..replay import RevisionSchema, apply_op
 from ..schema import SchemaState, constraint_columns

@@ -14,7 +14,8 @@ from lsprotocol import types
 
 from .. import pglocks
 from ..engine import EnvironmentState
-from ..evaluate import EvaluatedOp, evaluate_function
+from ..evaluate import EvaluatedOp
+from ..interpret import evaluate_function
 from ..replay import apply_op
 from ..schema import SchemaState, TableState, op_table
 from ..scripts import MigrationScript
