@@ -561,8 +561,31 @@ class Replay:
     def _below(self, rev: str) -> tuple[str, ...]:
         return self.graph.parents.get(rev, ()) + self.graph.dependencies.get(rev, ())
 
+    def _fork(self, revs: tuple[str, ...]) -> SchemaState | None:
+        """The state where two branches forked (their nearest common ancestor, found by
+        walking down from both at once: the cost is the branches' length, not the history's)."""
+        if len(revs) != 2:
+            return None
+        below = lambda r: self.graph.parents.get(r, ()) + self.graph.dependencies.get(r, ())  # noqa: E731
+        seen: list[set[str]] = [{revs[0]}, {revs[1]}]
+        fronts = [[revs[0]], [revs[1]]]
+        while fronts[0] or fronts[1]:
+            for side in (0, 1):
+                step = []
+                for rev in fronts[side]:
+                    if rev in seen[1 - side]:
+                        found = self._results.get(rev)
+                        return found.after if found is not None else None
+                    for parent in below(rev):
+                        if parent not in seen[side]:
+                            seen[side].add(parent)
+                            step.append(parent)
+                fronts[side] = step
+        return None
+
     def _replay_one(self, rev: str) -> RevisionSchema:
-        before = merge_states(self._results[p].after for p in self._below(rev) if p in self._results)
+        parents = tuple(p for p in self._below(rev) if p in self._results)
+        before = merge_states((self._results[p].after for p in parents), self._fork(parents))
         evaluation = self._evaluation(rev)
         after = before
         path = self.graph.by_id[rev].path

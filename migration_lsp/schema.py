@@ -86,7 +86,10 @@ class TableState:
         return None
 
     def to_table(self, metadata: sa.MetaData) -> sa.Table:
-        cols = [c.column._copy() for c in self.columns]
+        """A Table with this state's columns, constraints and indexes, and no others: a
+        column's own `index=True` / `unique=True` would add an index or constraint a later
+        op dropped (the state keeps those it made as indexes and constraints)."""
+        cols = [_plain_copy(c.column) for c in self.columns]
         table = sa.Table(self.name, metadata, *cols, schema=self.schema, comment=self.comment)
         names = {c.name for c in cols}
         for constraint, _ in self.constraints:
@@ -121,6 +124,12 @@ class TableState:
         return TableState(get("name", self.name), get("schema", self.schema), get("columns", self.columns),
                           get("constraints", self.constraints), get("indexes", self.indexes),
                           get("comment", self.comment), get("origin", self.origin), get("info", self.info))
+
+
+def _plain_copy(column: sa.Column) -> sa.Column:
+    copy = column._copy()
+    copy.index = copy.unique = None
+    return copy
 
 
 def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
@@ -216,8 +225,10 @@ class SchemaState:
         return metadata
 
 
-def merge_states(states: Iterable[SchemaState]) -> SchemaState:
-    """The schema where several branches meet: the union of their tables."""
+def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None) -> SchemaState:
+    """The schema where several branches meet: the union of their tables. With `base`, the
+    state where they forked, what a branch dropped since then stays dropped (a three-way
+    merge); without it, whatever either branch has is kept."""
     states = list(states)
     if not states:
         return SchemaState()
@@ -226,14 +237,20 @@ def merge_states(states: Iterable[SchemaState]) -> SchemaState:
     # the first branch's tables, plus what each other branch has that differs (branches
     # share the tables nobody touched since they forked: only the touched ones are visited)
     tables = states[0].tables
+    before = base.tables if base is not None else None
     for state in states[1:]:
         theirs = state.tables
         for key in tables.diff(theirs):
-            table = theirs.get(key)
+            table, mine = theirs.get(key), tables.get(key)
+            old = before.get(key) if before is not None else None
+            if before is not None and old is not None and (mine is old or table is old):
+                # one side did not touch it since the fork: the other side's version stands
+                changed = table if mine is old else mine
+                tables = tables.set(key, changed) if changed is not None else tables.delete(key)
+                continue
             if table is None:
                 continue  # only in the tables so far: kept
-            mine = tables.get(key)
-            tables = tables.set(key, table if mine is None else _union(mine, table))
+            tables = tables.set(key, table if mine is None else _union(mine, table, old))
     uncertain = states[0].uncertain
     for state in states[1:]:
         if state.uncertain is not uncertain:
@@ -258,17 +275,26 @@ def _merged_origins(branches: list) -> Origins:
     return merged
 
 
-def _union(a: TableState, b: TableState) -> TableState:
-    """Two branches changed the same table: keep what either added."""
+def _union(a: TableState, b: TableState, base: TableState | None = None) -> TableState:
+    """Two branches changed the same table: keep what either added (and, knowing the table
+    at the fork, drop what either dropped)."""
     have = {c.name for c in a.columns}
     index_names = {i.name for i, _ in a.indexes}
     constraint_keys = {_constraint_key(c) for c, _ in a.constraints}
-    return replace(
+    merged = replace(
         a,
         columns=a.columns + tuple(c for c in b.columns if c.name not in have),
         indexes=a.indexes + tuple((i, o) for i, o in b.indexes if i.name not in index_names),
         constraints=a.constraints + tuple((c, o) for c, o in b.constraints if _constraint_key(c) not in constraint_keys),
     )
+    if base is None:
+        return merged
+    gone_columns = {c.name for c in base.columns} - ({c.name for c in a.columns} & {c.name for c in b.columns})
+    gone_indexes = {i.name for i, _ in base.indexes} - (index_names & {i.name for i, _ in b.indexes})
+    if not gone_columns and not gone_indexes:
+        return merged
+    return replace(merged, columns=tuple(c for c in merged.columns if c.name not in gone_columns),
+                   indexes=tuple((i, o) for i, o in merged.indexes if i.name not in gone_indexes))
 
 
 def _constraint_key(constraint: sa.Constraint) -> tuple:

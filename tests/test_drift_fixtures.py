@@ -71,12 +71,13 @@ print(json.dumps(sorted({i for d in diffs for i in from_alembic(d)})))
 """
 
 
-def build(root: Path, revisions: list[str], models: str) -> Path:
-    """A project whose revisions form a line a1 <- a2 <- ...; each body is upgrade()'s."""
+def build(root: Path, revisions: list, models: str) -> Path:
+    """A project whose revisions form a line a1 <- a2 <- ... (each item upgrade()'s body),
+    or any graph (each item `(rev, down_revision, body)`)."""
     files = {"alembic.ini": INI, "migrations/env.py": ENV_PY, "models.py": textwrap.dedent(models)}
     down = None
-    for n, body in enumerate(revisions, 1):
-        rev = f"a{n}"
+    for n, item in enumerate(revisions, 1):
+        rev, down, body = item if isinstance(item, tuple) else (f"a{n}", down, item)
         prelude, _, upgrade = textwrap.dedent(body).strip("\n").rpartition("# upgrade\n")
         text = migration_text(rev, down, upgrades=upgrade.strip("\n").replace("\n", "\n    "))
         text = text.replace("import sqlalchemy as sa\n", "import sqlalchemy as sa\n" + prelude, 1)
@@ -322,3 +323,31 @@ sa.Table("tags", metadata, sa.Column("id", sa.Integer(), primary_key=True),
     found, diagnostics, _ = ours(root)
     assert found == expected
     assert "M004" not in codes(diagnostics)
+
+
+def test_an_index_dropped_on_one_branch_stays_dropped_after_the_merge(tmp_path):
+    """phoenix: an index made by a column's `index=True`, dropped later, came back (the
+    column's flag re-made it), and one branch's drop was undone by the other branch at the
+    merge (the merge kept the union)."""
+    root = build(tmp_path, [("a1", None, """
+        # upgrade
+        op.create_table("users", sa.Column("id", sa.Integer(), primary_key=True),
+                        sa.Column("name", sa.String(50), index=True), sa.Column("email", sa.String(100)))
+        op.create_table("posts", sa.Column("id", sa.Integer(), primary_key=True),
+                        sa.Column("title", sa.String(50)))
+        op.create_index("ix_users_email", "users", ["email"])
+    """), ("b1", "a1", """
+        # upgrade
+        op.drop_index("ix_users_name", table_name="users")
+    """), ("c1", "a1", """
+        # upgrade
+        op.drop_index("ix_users_email", table_name="users")
+        op.add_column("users", sa.Column("nick", sa.String(20)))
+    """), ("m1", ("b1", "c1"), """
+        # upgrade
+        pass
+    """)], MODELS)
+    expected = truth(root)
+    assert expected == {("remove_column", "users", "nick")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
