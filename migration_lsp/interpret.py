@@ -1019,6 +1019,8 @@ class Interpreter(Evaluator):
             return EvaluatedOp(call, None, f"unknown operation {name}", conditional, table)
         if any(isinstance(a, (Opaque, _Dynamic)) for a in args[:2]):
             return EvaluatedOp(call, None, "table or column name is not a literal", conditional, table)
+        if name == "create_table" and not all(_known(a) for a in args[1:]):
+            conditional = True  # a column or constraint we cannot read: the table is uncertain
         kwargs = {k: v for k, v in kwargs.items() if _known(v)}
         args = [OpaqueType(_describe(a)) if not _known(a) else a for a in args]
         before = len(recorder.recorded)

@@ -185,3 +185,15 @@ def test_opaque_values_print_their_source(tmp_path):
     assert Opaque(sa.Column).source  # a plain object too (its repr is not needed)
     node = __import__("ast").parse("f(x)", mode="eval").body
     assert Opaque(node).source == "f(x)" and Opaque("s").source == "s"
+
+
+def test_a_create_table_with_a_column_we_cannot_read_makes_its_table_uncertain(tmp_path):
+    """phoenix: `sa.Column("id", sa.String, sa.Computed(message["id"].as_string()))`: the
+    column is opaque, so the table is created but never compared (it lacked that column)."""
+    evaluation = run(tmp_path, """
+        message = sa.Column("message", sa.JSON(), nullable=False)
+        op.create_table("m", sa.Column("id", sa.Integer(), primary_key=True), message,
+                        sa.Column("message_id", sa.String, sa.Computed(message["id"].as_string())))
+        op.create_table("n", sa.Column("id", sa.Integer(), primary_key=True), message)
+    """)
+    assert summary(evaluation) == [("create_table", "m", True), ("create_table", "n", False)]
