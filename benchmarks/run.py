@@ -404,7 +404,7 @@ def replay_child(root: Path, mid_rel: str, mode: str) -> dict:
     import inspect
     import resource
 
-    from migration_lsp.schema import Replay
+    from migration_lsp.replay import Replay
 
     out: dict = {"mode": mode}
     root = root.resolve()

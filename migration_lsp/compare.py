@@ -25,8 +25,9 @@ from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.engine.reflection import Inspector
 
+from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
-from .schema import Origin, SchemaState, TableState, constraint_columns, is_opaque_type
+from .schema import Origin, SchemaState, TableState, constraint_columns
 
 IGNORED_TABLES = {"alembic_version"}
 
@@ -576,6 +577,9 @@ class StaticInspector(Inspector):
             referred_schema = ".".join(target[:-2]) or None
             if referred_schema == self.dialect.default_schema_name:
                 referred_schema = None
+            referred = self._tables.get((referred_schema, target[-2]))
+            if referred is not None and any(e.target_fullname.split(".")[-1] not in referred.c for e in fk.elements):
+                continue  # its column was dropped later in the history: no reflection could resolve it
             options = {k: getattr(fk, k) for k in ("onupdate", "ondelete", "deferrable", "initially")
                        if getattr(fk, k) is not None}
             out.append({"name": name, "constrained_columns": [e.parent.name for e in fk.elements],

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the schema stages import SQLAlchemy and Alembic (0.4 s): lo
     # use, so a check whose results all come from the cache never pays for them
     from .compare import CompareOptions, Difference
     from .models import MetadataSource, ModelTables
-    from .schema import Replay
+    from .replay import Replay
 
 MAX_FILE_BYTES = project.MAX_FILE_BYTES
 KEY_STEP = 500  # revisions keyed between two yields of the full pass
@@ -655,7 +655,7 @@ class Engine:
         store = self.stores.get(key[0]) or Store(None)
         keys: dict[str, str] = {}
         yield from self._revision_keys(graph, self._environment_salt(env), keys)
-        replay_of = self._replay_factory(graph, key, keys)
+        replay_of = self._replay_factory(graph, key, keys, env.dialect)
         known = self._schema_results.setdefault(key, {})
         used: dict[str, list[Diagnostic]] = {}
         if self._filtered_settings.get(key) != env.settings:
@@ -756,7 +756,7 @@ class Engine:
     # ---------------------------------------------------------------- schema pass
 
     def _replay_factory(self, graph: RevisionGraph, key: tuple[Path, str],
-                        keys: dict[str, str] | None = None) -> Callable[[], Replay]:
+                        keys: dict[str, str] | None = None, dialect: str | None = None) -> Callable[[], Replay]:
         """The replay of this graph, made once on first use: from the previous one (only what
         an edit can have changed is recomputed), and given every state computed before under
         the same revision key (an edit and its undo replay nothing twice)."""
@@ -764,9 +764,9 @@ class Engine:
 
         def replay() -> Replay:
             if not made:
-                from .schema import Replay
+                from .replay import Replay
 
-                made.append(Replay(graph, self._replays.get(key)))
+                made.append(Replay(graph, self._replays.get(key), dialect))
                 self._replays[key] = made[0]
                 memo = self._replay_memo.get(key, {})
                 for rev, rev_key in (keys or {}).items():

@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from . import child
 from .core import Span
 from .project import Environment, alembic_config, read_text
-from .schema import OpaqueType, Origin, SchemaState, TableState, type_from_repr
+from .evaluate import OpaqueType, type_from_repr
+from .schema import Origin, SchemaState, TableState
 
 CHILD = Path(__file__).with_name("model_child.py")
 TIMEOUT = 120.0  # a big package imports in seconds on an idle machine, in 40 s on a busy one

@@ -35,8 +35,10 @@ from alembic.operations import ops as alembic_ops
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine.url import make_url
 
+from .evaluate import Recorder
 from .project import postgres_major
-from .schema import Recorder, SchemaState, TableState, _created_table
+from .replay import _created_table
+from .schema import SchemaState, TableState
 
 try:  # PostgreSQL's own parser; without it raw SQL (and so every op) is "unknown"
     import pglast
@@ -1044,7 +1046,7 @@ def example_ops(form: Form) -> list[Any]:
 
 
 def _build(example: Callable[[Any], Any]) -> Any:
-    from .schema import BatchRecorder
+    from .evaluate import BatchRecorder
 
     class _Op:
         """A Recorder whose batch_alter_table is used without `with` (the examples are

@@ -150,6 +150,7 @@ class MigrationScript:
         their headers, not their syntax trees."""
         if self.__dict__.get("_reparsable"):
             object.__setattr__(self, "functions", None)
+        self.__dict__.pop("_module", None)
 
     @property
     def revision_id(self) -> str | None:
@@ -539,6 +540,34 @@ def _callee(func: ast.expr) -> str | None:
         return f"{inner}().{'.'.join(reversed(parts))}" if inner else None
     return None
 
+
+
+def module_body(script: MigrationScript) -> list[ast.stmt]:
+    """The top-level statements of the whole file (constants and helper functions the
+    evaluation of upgrade() may need), parsed on first use and kept until the bodies are
+    released; [] when the file does not parse."""
+    found = script.__dict__.get("_module")
+    if found is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = ast.parse(script.text).body
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            found = []
+        object.__setattr__(script, "_module", found)
+    return found
+
+
+def op_call(script: MigrationScript, node: ast.Call, name: str, batch_table: str | None = None,
+            in_autocommit: bool = False) -> OpCall:
+    """An OpCall for a call the body scan does not list (one inside a helper function of the
+    file, reached by evaluating upgrade()); its span is that of the whole file."""
+    return OpCall(name, span_of(script, node), node, batch_table, in_autocommit)
+
+
+def span_of(script: MigrationScript, node: ast.AST) -> Span:
+    """The range of a node of the whole file's parse (see module_body)."""
+    return _Source(script.text, script.lines or None).span(node)
 
 
 # --------------------------------------------------------------------------- parsing

@@ -222,26 +222,26 @@ def test_an_internal_error_costs_one_revision_only(project: Path, monkeypatch, c
     goes unchecked, the others are checked, and the failure is logged once for that text
     (the server forwards the log to the editor; the CLI prints it on stderr)."""
     import migration_lsp.checks.safety as safety
-    import migration_lsp.schema as schema
+    import migration_lsp.replay as replay
 
     def engine_diagnostics() -> list:
         return Engine([project], trusted=False, cache=False).snapshot().diagnostics
 
     baseline = engine_diagnostics()
-    real_apply, real_safety = schema.apply_op, safety.check_safety
+    real_apply, real_safety = replay.apply_op, safety.check_safety
 
     def failing_apply(state, ev, path):
         if path.name.startswith("aaaa"):
             raise RuntimeError("boom in the replay")
         return real_apply(state, ev, path)
 
-    monkeypatch.setattr(schema, "apply_op", failing_apply)
+    monkeypatch.setattr(replay, "apply_op", failing_apply)
     found = engine_diagnostics()
     (record,) = [r for r in caplog.records if "replaying" in r.getMessage()]
     assert "aaaa00000001_base.py" in record.getMessage() and "boom in the replay" in caplog.text
     # the base's effect is unknown: the revision above is still checked for what needs no history
     assert {d.code for d in found if d.path.name.startswith("bbbb")} >= {"S005"}
-    monkeypatch.setattr(schema, "apply_op", real_apply)
+    monkeypatch.setattr(replay, "apply_op", real_apply)
 
     caplog.clear()
 

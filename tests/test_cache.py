@@ -189,7 +189,7 @@ def test_released_revisions_give_their_ops_back_on_demand(project, cache_dir):
     for rev in state.graph.by_id:
         assert state.script_by_path[state.graph.by_id[rev].path].functions is None  # released
         ops = [(ev.call.name, ev.span) for ev in state.replay.revision(rev).upgrade]
-        from migration_lsp.schema import Replay
+        from migration_lsp.replay import Replay
 
         expected = [(ev.call.name, ev.span) for ev in Replay(fresh.graph).revision(rev).upgrade]
         assert ops == expected

@@ -26,8 +26,9 @@ from migration_lsp.checks.downgrade import check_downgrade
 from migration_lsp.checks.models import check_models
 from migration_lsp.compare import CompareOptions, compare
 from migration_lsp.models import MetadataSource, ModelTables
-from migration_lsp.schema import SchemaState, TableState, apply_op, apply_other_call, evaluate_function
-from migration_lsp.schema import RevisionSchema
+from migration_lsp.interpret import evaluate_function
+from migration_lsp.replay import RevisionSchema, apply_op, apply_other_call
+from migration_lsp.schema import SchemaState, TableState
 from migration_lsp.scripts import parse_script
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks" / "realworld"))

@@ -24,12 +24,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migration_lsp import schema, scripts
+from migration_lsp import pmap, rawsql, schema, scripts
 from migration_lsp.checks import safety
 from migration_lsp.checks.safety import check_safety, runs_concurrently, updated_tables
 from migration_lsp.engine import Engine
 from migration_lsp.graph import RevisionGraph
-from migration_lsp.schema import Replay, apply_other_call, ddl_tables, is_ddl
+from migration_lsp.rawsql import ddl_tables, is_ddl
+from migration_lsp.replay import Replay, apply_other_call
 from migration_lsp.scripts import _doc_field, _rev_tokens, parse_script
 
 from conftest import alembic_project, migration_text
@@ -77,7 +78,7 @@ def recorded(monkeypatch):
     """Every module-level pattern (or tuple of patterns) of scripts, schema and safety,
     recorded."""
     calls: list = []
-    for module in (scripts, schema, safety):
+    for module in (scripts, rawsql, safety):
         for name, value in list(vars(module).items()):
             if isinstance(value, re.Pattern):
                 monkeypatch.setattr(module, name, Recorded(value, calls, module.__name__))
@@ -89,10 +90,10 @@ def recorded(monkeypatch):
 def assert_bounded_work(calls: list) -> None:
     """The SQL readers' patterns (schema's and safety's) ran, each doing bounded work per
     position of what it was given."""
-    calls = [c for c in calls if c[3] in (schema.__name__, safety.__name__)]
+    calls = [c for c in calls if c[3] in (rawsql.__name__, safety.__name__)]
     assert calls, "no SQL pattern ran: the test proves nothing"
     for pattern, size, _, _ in calls:
-        assert size <= schema.SQL_WINDOW or max_width(pattern) <= BOUNDED_WIDTH, \
+        assert size <= rawsql.SQL_WINDOW or max_width(pattern) <= BOUNDED_WIDTH, \
             f"{pattern.pattern!r} (unbounded matches) ran on {size} characters"
 
 
@@ -245,9 +246,10 @@ def kept_states_memory(tmp_path: Path, n: int) -> int:
     (the safety rules and the features keep states op by op)."""
     import tracemalloc
 
-    from migration_lsp.schema import apply_op, evaluate_function
+    from migration_lsp.interpret import evaluate_function
+    from migration_lsp.replay import apply_op
 
-    up = "\n    ".join(f"op.execute('CREATE TABLE x{i} (a int)')" for i in range(n))
+    up = "\n    ".join(f"op.execute('ALTER TABLE x{i} ALTER COLUMN a TYPE text')" for i in range(n))
     text = migration_text("a1", upgrades=up)
     script = parse_script(tmp_path / f"a{n}_x.py", text)
     ops = evaluate_function(script, script.upgrade)
@@ -309,7 +311,9 @@ def test_keyed_sequences_replay_exactly_like_tuples(tmp_path: Path, monkeypatch)
     by op, as the tuples short tables keep."""
     import random
 
-    from migration_lsp.schema import Keyed, apply_op, evaluate_function
+    from migration_lsp.interpret import evaluate_function
+    from migration_lsp.pmap import Keyed
+    from migration_lsp.replay import apply_op
 
     rng = random.Random(12)
     for n in range(60):
@@ -318,7 +322,7 @@ def test_keyed_sequences_replay_exactly_like_tuples(tmp_path: Path, monkeypatch)
         ops = evaluate_function(script, script.upgrade)
         shapes = {}
         for keyed_from in (0, 10**9):
-            monkeypatch.setattr(schema, "KEYED_FROM", keyed_from)
+            monkeypatch.setattr(pmap, "KEYED_FROM", keyed_from)
             state, steps = schema.SchemaState(), []
             for ev in ops:
                 state = apply_op(state, ev, script.path)

@@ -506,7 +506,7 @@ def test_raw_sql_rules_do_bounded_work_per_position(kind, monkeypatch, tmp_path)
     from migration_lsp.checks.pg_transactions import check_pg_transactions
     from migration_lsp.checks.portable import check_portable
     from migration_lsp.graph import RevisionGraph
-    from migration_lsp.schema import Replay
+    from migration_lsp.replay import Replay
     from migration_lsp.scripts import parse_script
 
     calls: list = []

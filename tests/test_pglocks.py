@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from migration_lsp import pglocks
 from migration_lsp.pglocks import DEFAULT_VERSION, FORMS, Lock
-from migration_lsp.schema import Recorder
+from migration_lsp.evaluate import Recorder
 
 op = Recorder()
 

@@ -915,7 +915,8 @@ def test_tab_indented_file(tmp_path):
 
 
 def test_half_typed_files_never_crash_the_rules_or_the_fixes(tmp_path):
-    from migration_lsp.schema import RevisionSchema, evaluate_function
+    from migration_lsp.interpret import evaluate_function
+    from migration_lsp.replay import RevisionSchema
     from migration_lsp.scripts import parse_script
 
     root = make(tmp_path, PG, """

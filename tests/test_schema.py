@@ -14,18 +14,10 @@ from sqlalchemy.dialects import postgresql
 
 from migration_lsp.compare import CompareOptions, compare
 from migration_lsp.graph import RevisionGraph
-from migration_lsp.schema import (
-    OpaqueType,
-    Replay,
-    SchemaState,
-    TableState,
-    apply_op,
-    apply_other_call,
-    evaluate_function,
-    is_opaque_type,
-    op_table,
-    reversed_upgrade,
-)
+from migration_lsp.evaluate import OpaqueType, is_opaque_type
+from migration_lsp.interpret import evaluate_function
+from migration_lsp.replay import Replay, apply_op, apply_other_call, reversed_upgrade
+from migration_lsp.schema import SchemaState, TableState, op_table
 from migration_lsp.scripts import parse_script
 
 from conftest import line_of, migration_text
@@ -340,7 +332,9 @@ def test_dialect_types_through_each_import_style(tmp_path):
 # --------------------------------------------------------------------------- opaque things
 
 
-def test_op_execute_with_ddl_marks_the_table_uncertain(tmp_path):
+def test_op_execute_with_ddl_is_read_with_a_sql_parser(tmp_path):
+    """Literal DDL is applied as the ops it amounts to; DML changes nothing; DDL the reader
+    does not model (a type change) makes its table uncertain."""
     base = replay_one(make_script(tmp_path, USERS))
     script = make_script(tmp_path, """
         op.execute("ALTER TABLE users ADD COLUMN secret text")
@@ -350,32 +344,76 @@ def test_op_execute_with_ddl_marks_the_table_uncertain(tmp_path):
     evs = evaluate_function(script, script.upgrade)
     assert all(isinstance(e.op, alembic_ops.ExecuteSQLOp) for e in evs)
     state = replay_one(script, base)
-    assert "users" in state.uncertain and "orgs" not in state.uncertain
-    assert state.tables == base.tables and not state.unknown
-    # a model with the column the raw SQL added: no drift on that table
+    assert not state.uncertain and not state.unknown and not state.opaque
+    assert isinstance(col(state, "users", "secret").type, sa.TEXT)
+    # a model with the column the raw SQL added: no drift
     models = models_of(base)
     users = base.table("users").to_table(sa.MetaData())
     users.append_column(sa.Column("secret", sa.Text()))
     models["users"] = TableState.from_table(users)
     assert compare(state, models, CompareOptions()) == []
     assert compare(base, models, CompareOptions()) != []  # without the raw SQL it is drift
+    typed = replay_one(make_script(tmp_path, """
+        op.execute("ALTER TABLE users ALTER COLUMN name TYPE text")
+    """, rev="c1"), state)
+    assert "users" in typed.uncertain and "orgs" not in typed.uncertain
 
 
-def test_helper_function_makes_the_schema_unknown_not_drift(tmp_path):
+def test_raw_ddl_statements_become_alembic_ops(tmp_path):
+    state = replay_one(make_script(tmp_path, """
+        op.execute('''
+            CREATE TABLE things (
+                id INTEGER PRIMARY KEY,
+                name VARCHAR(40) NOT NULL DEFAULT 'x',
+                org_id INTEGER REFERENCES orgs (id),
+                CONSTRAINT uq_things_name UNIQUE (name)
+            );
+            CREATE TABLE orgs (id INTEGER PRIMARY KEY);
+            CREATE UNIQUE INDEX ix_things_org ON things (org_id);
+            CREATE TABLE gone (id INTEGER);
+            DROP TABLE gone;
+            CREATE INDEX ix_orgs_id ON orgs (id);
+            DROP INDEX ix_orgs_id;
+            ALTER TABLE orgs RENAME TO companies;
+            ALTER TABLE things RENAME COLUMN org_id TO company_id;
+            CREATE TABLE IF NOT EXISTS maybe (id INTEGER);
+            CREATE VIEW v AS SELECT 1;
+        ''')
+    """))
+    assert set(state.tables) == {"things", "companies"}
+    things = state.table("things")
+    assert [c.name for c in things.columns] == ["id", "name", "company_id"]
+    assert col(state, "things", "id").primary_key and col(state, "things", "name").nullable is False
+    assert isinstance(col(state, "things", "name").type, sa.VARCHAR) and col(state, "things", "name").type.length == 40
+    assert [(i.name, _index_cols(i)) for i, _ in things.indexes] == [("ix_things_org", ("company_id",))]
+    fks = [c for c, _ in things.constraints if isinstance(c, sa.ForeignKeyConstraint)]
+    assert [e.target_fullname for e in fks[0].elements] == ["companies.id"]
+    assert not state.table("companies").indexes
+    assert set(state.uncertain) == {"maybe"}  # IF NOT EXISTS: it may have been there
+
+
+def _index_cols(index) -> tuple:
+    from migration_lsp.schema import _index_columns
+    return _index_columns(index)
+
+
+def test_a_helper_handed_op_is_opaque_at_its_call_and_the_rest_is_compared(tmp_path):
+    """A function of another module handed `op` may run ops we cannot see: said at the call
+    (`opaque`), its string arguments' tables uncertain; every other table is still compared."""
     base = replay_one(make_script(tmp_path, USERS))
     script = make_script(tmp_path, """
         create_audit_tables(op)
+        add_history(op, 'orgs')
         op.add_column('users', sa.Column('x', sa.Integer()))
-    """, rev="b1", prelude="from myapp.migrations import create_audit_tables\n")
+    """, rev="b1", prelude="from myapp.migrations import add_history, create_audit_tables\n")
     state = replay_one(script, base)
-    assert state.unknown and state.unknown[0][0] == script.path
-    assert state.unknown[0][1].line == line_of(script.text, "create_audit_tables(op)")
+    assert not state.unknown and len(state.opaque) == 1 and state.opaque[0][0] == script.path
+    assert state.opaque[0][1].line == line_of(script.text, "create_audit_tables(op)")
+    assert "orgs" in state.uncertain and "users" not in state.uncertain
     assert state.table("users").column("x") is not None  # the ops around it still count
-    models = models_of(state)
-    extra = sa.Table("audit", sa.MetaData(), sa.Column("id", sa.Integer(), primary_key=True))
-    models["audit"] = TableState.from_table(extra)  # the helper may well have created it
-    del models["orgs"]  # ...or dropped this one
-    assert [d for d in compare(state, models, CompareOptions()) if d.kind in ("missing", "extra")] == []
+    models = models_of(base)  # without users.x
+    del models["orgs"]  # uncertain: not reported
+    assert [(d.kind, d.what) for d in compare(state, models, CompareOptions())] == [("extra", "column users.x")]
     # logging / printing is harmless
     quiet = replay_one(make_script(tmp_path, "print('hi')\nlogger.info('x')", rev="c1"), base)
     assert not quiet.unknown
@@ -405,6 +443,8 @@ def test_custom_type_is_opaque_and_never_compared(tmp_path):
 
 
 def test_variable_names_fstrings_and_star_args_never_raise_nor_drift(tmp_path):
+    """Names imported from another module are unknown: an op whose table is one is opaque
+    (said at the call), one whose other arguments are makes its table uncertain."""
     base = replay_one(make_script(tmp_path, USERS))
     script = make_script(tmp_path, """
         op.create_table(TABLE, sa.Column('id', sa.Integer()))
@@ -413,19 +453,21 @@ def test_variable_names_fstrings_and_star_args_never_raise_nor_drift(tmp_path):
         op.alter_column('orgs', 'id', **OPTIONS)
         op.create_index('ix_orgs_id', 'orgs', [f"{NAME}"])
         op.add_column('orgs', sa.Column(f"c_{N}", sa.Integer()))
-    """, rev="b1", prelude="TABLE = 'things'\nPREFIX = 'x'\nCOLUMNS = []\nOPTIONS = {}\nNAME = 'id'\nN = 1\n")
+    """, rev="b1", prelude="from myapp.names import TABLE, PREFIX, COLUMNS, OPTIONS, NAME, N\n")
     evs = evaluate_function(script, script.upgrade)
     assert len(evs) == 6
     assert evs[0].op is None and evs[1].op is None
     assert evs[2].op is None and evs[2].reason == "*args / **kwargs"
     assert evs[3].op is None
     state = replay_one(script, base)
-    # a literal table name marks that table uncertain; a non-literal one makes everything unknown
     assert {"users", "orgs"} <= state.uncertain
-    assert state.unknown
+    assert not state.unknown and [o[1].line for o in state.opaque] == [
+        line_of(script.text, "op.create_table(TABLE"), line_of(script.text, 'op.add_column(f"{PREFIX}')]
     models = models_of(base)
+    assert compare(state, models, CompareOptions()) == []  # nothing false about the known tables
+    # a model table no known op creates is still reported (the opaque call is said at the call)
     models["things"] = TableState.from_table(sa.Table("things", sa.MetaData(), sa.Column("id", sa.Integer())))
-    assert compare(state, models, CompareOptions()) == []
+    assert [(d.kind, d.what) for d in compare(state, models, CompareOptions())] == [("missing", "table things")]
 
 
 def test_half_typed_and_wrong_calls_never_raise(tmp_path):
@@ -477,8 +519,9 @@ def test_parse_and_replay_never_execute_anything(tmp_path):
     evaluate_function(script, script.downgrade)
     reversed_upgrade(result.upgrade, result.before)
     assert "t" in result.after.tables
-    assert result.after.unknown  # the bare helper call at least
-    assert isinstance(col(result.after, "t", "id").type, OpaqueType)
+    # the file's own helper is followed (its return value is SQLAlchemy's), never run
+    assert isinstance(col(result.after, "t", "id").type, sa.Integer)
+    assert isinstance(col(result.after, "t", "c").type, OpaqueType)
     assert list(tmp_path.glob("SENTINEL*")) == []
 
 
@@ -648,14 +691,25 @@ def test_ops_inside_if_are_applied_but_marked_uncertain(tmp_path):
     assert "t" in state.uncertain
 
 
-def test_batch_with_a_variable_table_name_is_opaque(tmp_path):
+def test_batch_with_an_unknown_table_name_is_opaque(tmp_path):
     script = make_script(tmp_path, """
         with op.batch_alter_table(NAME) as batch_op:
             batch_op.add_column(sa.Column('x', sa.Integer()))
-    """, prelude="NAME = 'users'\n")
+    """, prelude="from myapp import NAME\n")
     evs = evaluate_function(script, script.upgrade)
     assert [(e.op, e.reason) for e in evs] == [(None, "batch table name is not a literal")]
-    assert replay_one(script).unknown
+    state = replay_one(script)
+    assert state.opaque and not state.unknown
+
+
+def test_batch_with_a_constant_table_name(tmp_path):
+    base = replay_one(make_script(tmp_path, USERS))
+    script = make_script(tmp_path, """
+        with op.batch_alter_table(NAME) as batch_op:
+            batch_op.add_column(sa.Column('x', sa.Integer()))
+    """, rev="b1", prelude="NAME = 'users'\n")
+    state = replay_one(script, base)
+    assert state.table("users").column("x") is not None and not state.opaque
 
 
 def test_tables_in_a_schema(tmp_path):
@@ -683,3 +737,13 @@ def test_tables_in_a_schema(tmp_path):
     models = {t.key: TableState.from_table(t) for t in md.tables.values()}
     assert "app.b" in models and mb.schema == "app"
     assert compare(state, models, CompareOptions()) == []
+
+
+def test_sqlite_keeps_a_raw_primary_key_without_not_null_nullable(tmp_path):
+    """What SQLite's reflection (and so Alembic's comparison) says of `id INTEGER PRIMARY KEY`
+    written in raw SQL: nullable there, NOT NULL on every other dialect."""
+    script = make_script(tmp_path, 'op.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")')
+    graph = RevisionGraph([script])
+    for dialect, nullable in (("sqlite", True), ("postgresql", False), (None, False)):
+        state = Replay(graph, dialect=dialect).at_heads()
+        assert col(state, "t", "id").nullable is nullable and col(state, "t", "n").nullable is False

@@ -1,11 +1,10 @@
-"""Schema states share structure between revisions (`TableMap`, `Origins`, `IndexRecord`).
+"""Schema states share structure between revisions (`TableMap`, `IndexRecord`).
 
 The replay keeps a state before and after every revision; they share every table an op did
 not touch, so the states of a whole history take memory linear in its length. These tests
-pin down that sharing changes nothing a state says:
+pin down that sharing changes nothing a state says (the collections themselves are tested
+in test_pmap.py):
 
-- `TableMap` behaves as an immutable dict (random operation sequences against a dict model,
-  every older version unchanged), and `diff` finds exactly the keys two versions differ in;
 - on a generated 400-revision project (benchmarks/generate.py) and on a hand-made history
   using every kind of op, branches, merges, helpers and raw DDL: each revision's state is
   what replaying its ops on an unshared copy of the state before gives; computing later
@@ -25,117 +24,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from migration_lsp.graph import RevisionGraph
-from migration_lsp.schema import (
-    IndexRecord,
-    Origins,
-    Replay,
-    SchemaState,
-    TableMap,
-    TableState,
-    _index_columns,
-    _union,
-    apply_op,
-    apply_other_call,
-    constraint_columns,
-    evaluate_function,
-    merge_states,
-)
+from migration_lsp.interpret import evaluate_function
+from migration_lsp.replay import Replay, apply_op, apply_other_call
+from migration_lsp.schema import (IndexRecord, SchemaState, TableState, _index_columns, _union, constraint_columns,
+                                  merge_states)
 from migration_lsp.scripts import parse_script
 
 from conftest import REPO_ROOT, migration_text
-
-
-# --------------------------------------------------------------------------- TableMap
-
-
-class Key:
-    """A key whose hash we choose: forces collisions and deep tries."""
-
-    def __init__(self, name: str, h: int) -> None:
-        self.name, self.h = name, h
-
-    def __hash__(self) -> int:
-        return self.h
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Key) and other.name == self.name
-
-    def __repr__(self) -> str:
-        return f"Key({self.name!r}, {self.h})"
-
-
-KEYS = [f"t{i}" for i in range(60)] + [Key(f"k{i}", h) for i, h in enumerate(
-    [0, 0, 0, 1, 32, 1024, 2 ** 40, -1, -2, 2 ** 63 - 1, -(2 ** 63), 31, 63] * 3)]
-
-
-def naive_diff(a, b) -> set:
-    missing = object()
-    return {k for k in set(a) | set(b) if a.get(k, missing) is not b.get(k, missing)}
-
-
-operations = st.lists(st.tuples(st.sampled_from(["set", "set", "set", "delete"]),
-                                st.integers(0, len(KEYS) - 1), st.integers(0, 5)), max_size=250)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(operations)
-def test_table_map_is_an_immutable_dict(ops):
-    versions = [(TableMap(), {})]
-    values = [object() for _ in range(6)]
-    for what, k, v in ops:
-        m, d = versions[-1]
-        key = KEYS[k]
-        if what == "set":
-            m2, d2 = m.set(key, values[v]), {**d, key: values[v]}
-        else:
-            m2, d2 = m.delete(key), {kk: vv for kk, vv in d.items() if kk != key}
-            if key not in d:
-                assert m2 is m
-        versions.append((m2, d2))
-    for m, d in versions:  # every version, old ones included, is what it was
-        assert len(m) == len(d)
-        assert dict(m.items()) == d and set(m) == set(d)
-        assert sorted(map(id, m.values())) == sorted(map(id, d.values()))
-        for key in KEYS:
-            assert (key in m) == (key in d)
-            assert m.get(key) is d.get(key)
-        assert m == d and m == TableMap(d)
-    for (m1, d1), (m2, d2) in zip(versions, versions[1:] + versions[:1]):
-        assert m1.diff(m2) == naive_diff(d1, d2) == m2.diff(m1)
-        assert (m1 == m2) == (d1 == d2)
-    last_m, last_d = versions[-1]
-    assert versions[0][0].diff(last_m) == naive_diff({}, last_d)
-
-
-def test_table_map_basics():
-    m = TableMap({"a": 1, "b": 2})
-    assert m["a"] == 1 and m.get("zz") is None and m.get("zz", 3) == 3
-    with pytest.raises(KeyError):
-        m["zz"]
-    assert isinstance(SchemaState({"a": 1}).tables, TableMap)  # any mapping is converted
-    big = TableMap((f"t{i}", i) for i in range(5000))
-    assert len(big) == 5000 and big["t4999"] == 4999 and sorted(big.values()) == list(range(5000))
-    smaller = big.delete("t17")
-    assert len(smaller) == 4999 and "t17" in big and "t17" not in smaller
-    assert big.diff(smaller) == {"t17"} and big.diff(big.set("t1", 1)) == set()
-    assert big.diff(big.set("t1", 1.0)) == {"t1"}  # identity, not equality
-
-
-def test_origins_is_a_tuple_that_shares_its_prefix():
-    a = Origins()
-    assert not a and len(a) == 0 and a == () and list(a) == []
-    b = a + ((1, 2),) + ((3, 4),)
-    c = b + ((5, 6),)
-    assert b == ((1, 2), (3, 4)) and c == ((1, 2), (3, 4), (5, 6)) and b != c
-    assert c[0] == (1, 2) and c[1] == (3, 4) and c[-1] == (5, 6) and c[1:] == ((3, 4), (5, 6))
-    assert Origins([(1, 2), (3, 4)]) == b and hash(b) == hash(((1, 2), (3, 4)))
-    assert len(b) == 2  # unchanged by c
-    with pytest.raises(IndexError):
-        c[3]
+from test_pmap import naive_diff
 
 
 # --------------------------------------------------------------------------- projects
@@ -376,7 +274,14 @@ def test_merges_are_the_union_of_their_branches(project):
         merged = merge_states(parents)
         assert {k: describe(t) for k, t in merged.tables.items()} == {k: describe(t) for k, t in tables.items()}
         assert merged.uncertain == uncertain and tuple(merged.unknown) == unknown
-        assert describe_state(result.before) == describe_state(merged)
+        # the replay merges three-way, from the state where the branches forked: what a
+        # branch dropped since stays dropped, the rest is the union
+        base = replay._fork(below)
+        assert base is not None
+        three_way = merge_states(parents, base)
+        assert describe_state(result.before) == describe_state(three_way)
+        for key, table in three_way.tables.items():  # nothing invented: at most the union, less drops
+            assert key in tables and {c.name for c in table.columns} <= {c.name for c in tables[key].columns}
     assert merges >= 2
 
 
@@ -458,9 +363,9 @@ def test_dialect_options_and_expressions_keep_alembics_index(tmp_path):
     assert "users" in f1.uncertain
 
 
-def test_unknown_origins_are_not_doubled_at_every_merge(tmp_path):
-    """A helper call below a fork is one unknown origin on both branches: the merged state
-    lists it once (concatenating doubled it at every merge: 2^merges entries)."""
+def test_opaque_origins_are_not_doubled_at_every_merge(tmp_path):
+    """A helper handed `op` below a fork is one opaque origin on both branches: the merged
+    state lists it once (concatenating doubled it at every merge: 2^merges entries)."""
     texts = {"r0": (None, "seed_reference_data(op)")}
     down = "r0"
     for i in range(30):  # 30 fork/merge diamonds
@@ -477,5 +382,5 @@ def test_unknown_origins_are_not_doubled_at_every_merge(tmp_path):
         scripts.append(parse_script(path, text))
     graph = RevisionGraph(scripts)
     head = Replay(graph).at_heads()
-    assert len(head.unknown) == 1 and head.unknown[0][0] == tmp_path / "r0.py"
+    assert len(head.opaque) == 1 and head.opaque[0][0] == tmp_path / "r0.py" and not head.unknown
     assert len(head.tables) == 60

@@ -19,10 +19,11 @@ import sqlalchemy as sa
 import sqlalchemy.dialects
 from sqlalchemy.types import TypeEngine
 
-from migration_lsp import schema
+from migration_lsp import evaluate
 from migration_lsp.compare import _impl
-from migration_lsp.schema import (Evaluator, OpaqueType, _callable_ok, evaluate_function, import_safe_module,
-                                  in_safe_package, type_from_repr)
+from migration_lsp.evaluate import (Evaluator, OpaqueType, _callable_ok, import_safe_module, in_safe_package,
+                                    type_from_repr)
+from migration_lsp.interpret import evaluate_function
 from migration_lsp.scripts import parse_script
 
 from conftest import VENV_BIN, alembic_project, migration_text
@@ -156,7 +157,7 @@ def test_a_callable_is_constructed_only_when_sqlalchemy_defined_it(monkeypatch):
     fake = type(sys)("sqlalchemy_utils.types")
     fake.Evil = Evil
     monkeypatch.setitem(sys.modules, "sqlalchemy_utils.types", fake)
-    schema._CALLABLE_OK.pop(Evil, None)
+    evaluate._CALLABLE_OK.pop(Evil, None)
     assert not _callable_ok(Evil)
     import ast
     evaluator = Evaluator([("sut", "sqlalchemy_utils.types")])

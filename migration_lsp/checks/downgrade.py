@@ -8,8 +8,10 @@ from alembic.operations import ops as alembic_ops
 
 from ..compare import CompareError, CompareOptions, compare
 from ..core import Diagnostic
+from ..interpret import evaluate_function
+from ..replay import RevisionSchema, apply_op, apply_other_call
 from ..rules import severity
-from ..schema import RevisionSchema, TableState, apply_op, apply_other_call, evaluate_function
+from ..schema import TableState
 from ..scripts import MigrationScript
 
 

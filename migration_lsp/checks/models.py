@@ -69,4 +69,8 @@ def check_models(
         out.append(Diagnostic("M004", Severity.INFO, where, span,
                               f"tables and columns added or dropped are not compared: {path.name} line "
                               f"{at.line + 1} calls a helper that cannot be followed statically", env_name))
+    for path, at in dict.fromkeys(schema.opaque):  # once per call
+        out.append(Diagnostic("M004", Severity.INFO, path, at, "the table this call changes cannot be read "
+                              "statically: its effect is not compared (every table with a known history is)",
+                              env_name))
     return out, differences

@@ -33,15 +33,10 @@ from alembic.operations import ops as alembic_ops
 
 from .. import pglocks
 from ..core import Diagnostic, Span
+from ..evaluate import EvaluatedOp
+from ..replay import RevisionSchema
 from ..rules import severity
-from ..schema import (
-    EvaluatedOp,
-    RevisionSchema,
-    SchemaState,
-    TableState,
-    _index_columns,
-    constraint_columns,
-)
+from ..schema import SchemaState, TableState, _index_columns, constraint_columns
 from ..scripts import MigrationScript, OpCall, OtherCall
 from .safety import (
     FunctionTree,
@@ -82,7 +77,7 @@ def check_pg_ddl(script: MigrationScript, schema: RevisionSchema, dialect: str |
     tree = FunctionTree(script, function)
     checker = _PgChecker(script, schema, "postgresql", env_name, tree, pglocks.postgres_version(version))
     events: list[tuple[tuple[int, int], int, Any]] = []
-    for n, ev in enumerate(_upgrade_ops(script, schema)):
+    for n, ev in enumerate(_upgrade_ops(script, schema, "postgresql")):
         events.append(((ev.span.line, ev.span.col), n, ev))
     for n, other in enumerate(function.other_calls):
         if other.name.rsplit(".", 1)[-1] in ("execute", "exec_driver_sql"):

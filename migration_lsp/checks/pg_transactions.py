@@ -44,8 +44,10 @@ from alembic.operations import ops as alembic_ops
 
 from .. import pglocks
 from ..core import Diagnostic, Span
+from ..evaluate import EvaluatedOp
+from ..replay import RevisionSchema, apply_op
 from ..rules import severity
-from ..schema import EvaluatedOp, RevisionSchema, SchemaState, apply_op
+from ..schema import SchemaState
 from ..scripts import Function, MigrationScript, OtherCall
 from . import suppressed
 from .safety import (
@@ -258,7 +260,7 @@ class _Walk:
     def run(self) -> None:
         function = self.upgrade
         events: list[tuple[tuple[int, int], int, Any]] = []
-        ops = _upgrade_ops(self.script, self.schema)
+        ops = _upgrade_ops(self.script, self.schema, "postgresql")
         for n, ev in enumerate(ops):
             events.append(((ev.span.line, ev.span.col), n, ev))
         for n, other in enumerate(function.other_calls):

@@ -34,8 +34,8 @@ from typing import Any
 from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Severity, Span
+from ..replay import RevisionSchema
 from ..rules import severity
-from ..schema import RevisionSchema
 from ..scripts import Function, MigrationScript, OpCall
 from .pg_transactions import EnvPy, FunctionTree, function_tree
 from .safety import _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal
@@ -55,7 +55,7 @@ def check_portable(script: MigrationScript, schema: RevisionSchema, dialect: str
     """S017, S019, S020, S021 on one revision (every dialect)."""
     dialect = (dialect or "").lower() or None
     out: list[Diagnostic] = []
-    for rule in (lambda: _renames(script, schema, env_name), lambda: _offline(script, env_name),
+    for rule in (lambda: _renames(script, schema, dialect, env_name), lambda: _offline(script, env_name),
                  lambda: _model_imports(script, env_name, env_py or EnvPy()),
                  lambda: _unnamed_constraints(script, dialect, env_name)):
         try:
@@ -74,13 +74,13 @@ def _report(out: list[Diagnostic], code: str, script: MigrationScript, span: Spa
 # --------------------------------------------------------------------------- S017
 
 
-def _renames(script: MigrationScript, schema: RevisionSchema, env_name: str) -> list[Diagnostic]:
+def _renames(script: MigrationScript, schema: RevisionSchema, dialect: str | None, env_name: str) -> list[Diagnostic]:
     if script.upgrade is None:
         return []
     tree = function_tree(script, script.upgrade)
     tables = _Tables(_Existing(schema.before.tables), schema.before.uncertain)
     out: list[Diagnostic] = []
-    for ev in _upgrade_ops(script, schema):
+    for ev in _upgrade_ops(script, schema, dialect):
         call, op = ev.call, ev.op
         target = _target(call, tree)
         key = target.key

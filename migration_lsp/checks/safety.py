@@ -28,17 +28,12 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Span
+from ..evaluate import EvaluatedOp
+from ..interpret import evaluate_function
+from ..rawsql import find_after_keywords, squeeze_sql
+from ..replay import RevisionSchema, apply_op
 from ..rules import severity
-from ..schema import (
-    EvaluatedOp,
-    RevisionSchema,
-    SchemaState,
-    apply_op,
-    constraint_columns,
-    evaluate_function,
-    find_after_keywords,
-    squeeze_sql,
-)
+from ..schema import SchemaState, constraint_columns
 from ..scripts import Function, MigrationScript, OpCall, OtherCall
 
 # op name -> (position of the table argument, its keyword names, the schema keyword)
@@ -71,7 +66,7 @@ SQLITE_CONSTRAINT_OPS = frozenset({
 ALTERING_KEYWORDS = {"nullable": None, "type_": None, "server_default": False, "comment": False}
 
 # statements PostgreSQL refuses to run inside a transaction block; read statement by
-# statement with patterns of bounded match length, in linear time (see schema.SQL_WINDOW)
+# statement with patterns of bounded match length, in linear time (see rawsql.SQL_WINDOW)
 _CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.IGNORECASE)
 _CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.IGNORECASE), re.compile(r"\bDETACH PARTITION\b", re.IGNORECASE))
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
@@ -410,13 +405,13 @@ def _target(call: OpCall, tree: FunctionTree) -> _Target:
     return _Target(name, schema)
 
 
-def _upgrade_ops(script: MigrationScript, schema: RevisionSchema) -> list[EvaluatedOp]:
+def _upgrade_ops(script: MigrationScript, schema: RevisionSchema, dialect: str | None) -> list[EvaluatedOp]:
     """The replay's evaluated upgrade ops when they belong to this script's parse, else fresh."""
     ops = list(schema.upgrade)
     calls = [c for c in script.upgrade.ops if c.name != "batch_alter_table"] if script.upgrade else []
     if len(ops) == len(calls) and all(ev.call is c for ev, c in zip(ops, calls)):
         return ops
-    return evaluate_function(script, script.upgrade)
+    return evaluate_function(script, script.upgrade, dialect)
 
 
 def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str | None,
@@ -430,7 +425,7 @@ def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str |
     tree = FunctionTree(script, function)
     checker = _Checker(script, schema, dialect, env_name, tree)
     events: list[tuple[tuple[int, int], int, Any]] = []
-    for n, ev in enumerate(_upgrade_ops(script, schema)):
+    for n, ev in enumerate(_upgrade_ops(script, schema, dialect)):
         events.append(((ev.span.line, ev.span.col), n, ev))
     for n, other in enumerate(function.other_calls):
         if other.name.rsplit(".", 1)[-1] in ("execute", "exec_driver_sql"):

@@ -24,7 +24,7 @@ from lsprotocol import types
 from ..core import Diagnostic, Span, say_once
 from ..engine import EnvironmentState, Snapshot
 from ..render import render_migration, render_ops, render_revision
-from ..schema import reversed_upgrade
+from ..replay import reversed_upgrade
 from ..scripts import MigrationScript
 from . import Locator, pasteable, path_to_uri, uri_to_path
 from .safety_fixes import SAFETY_CODES, safety_fixes

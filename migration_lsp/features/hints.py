@@ -10,7 +10,7 @@ from lsprotocol import types
 
 from .. import pglocks
 from ..engine import EnvironmentState, Snapshot
-from ..schema import apply_op
+from ..replay import apply_op
 from ..scripts import MigrationScript
 from . import Locator
 from .op_hover import _evaluated

@@ -14,14 +14,10 @@ from lsprotocol import types
 
 from .. import pglocks
 from ..engine import EnvironmentState
-from ..schema import (
-    EvaluatedOp,
-    SchemaState,
-    TableState,
-    apply_op,
-    evaluate_function,
-    op_table,
-)
+from ..evaluate import EvaluatedOp
+from ..interpret import evaluate_function
+from ..replay import apply_op
+from ..schema import SchemaState, TableState, op_table
 from ..scripts import MigrationScript
 from . import md_text
 

@@ -1,0 +1,679 @@
+"""Stage `schema`, part 3: evaluated ops applied to schema states, along the graph.
+
+Replay walks the graph from the bases: the schema before a revision is the union of its
+parents' schemas after them; results are cached per revision. An op is applied by the
+function registered for its class (`applies`, as Alembic's `Operations.implementation_for`
+dispatches on the op class), never by a chain of isinstance tests.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.operations import ops as alembic_ops
+
+from .core import Span
+from .evaluate import EvaluatedOp
+from .graph import RevisionGraph
+from .interpret import Evaluation, RawCall, evaluate
+from .pmap import keyed
+from .rawsql import ddl_effects
+from .schema import (
+    ColumnState,
+    IndexRecord,
+    Origin,
+    SchemaState,
+    TableState,
+    _index_columns,
+    _key,
+    constraint_columns,
+    drop_constraint_op,
+    merge_states,
+    op_table,
+)
+from .scripts import MigrationScript, OpCall, OtherCall
+
+log = logging.getLogger("migration_lsp")
+
+
+# op calls that only move data (whatever their arguments): never a schema change
+DATA_OPS = frozenset({"execute", "bulk_insert", "inline_literal"})
+
+
+def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
+    """The schema after one evaluated op. An op that may not run makes its table uncertain;
+    an opaque one its table, or, when even the table is unknown, is recorded as `opaque`
+    (said at the call; every other table is still compared)."""
+    op = ev.op
+    origin: Origin = (path, ev.span)
+    if ev.conditional and isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(op), str):
+        return apply_sql(state, sql, origin, conditional=True)
+    if ev.conditional and op is not None:
+        # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
+        table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
+        state = _apply_safely(state, op, origin)
+        return state.with_uncertain((table,)) if table else state
+    if op is None:
+        if ev.call.name in DATA_OPS:
+            return state  # op.execute(<SQL we cannot read>), op.bulk_insert(...): data
+        table = ev.table or _literal_table_name(ev.call)
+        if table:
+            return state.with_uncertain((table,))
+        return state.with_opaque(origin)
+    return _apply_safely(state, op, origin)
+
+
+def apply_raw_call(state: SchemaState, call: RawCall, path: Path, dialect: str | None = None) -> SchemaState:
+    """A call that is not an op: literal SQL through a connection, or a function we cannot
+    follow that was handed `op` (its likely tables uncertain, else said at the call)."""
+    if call.sql is not None:
+        return apply_sql(state, call.sql, (path, call.span), call.conditional, dialect)
+    if call.tables:
+        return state.with_uncertain(call.tables)
+    return state.with_opaque((path, call.span))
+
+
+def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = False,
+              dialect: str | None = None) -> SchemaState:
+    """Raw SQL, read by `rawsql.ddl_effects`: its DDL applied as the Alembic ops it amounts
+    to (each table it touches uncertain when it may not run), other DDL making the tables it
+    names uncertain; DML changes no schema."""
+    for effect in ddl_effects(sql, dialect):
+        touched: tuple[str, ...] = effect.uncertain
+        if effect.op is not None:
+            state = _apply_safely(state, effect.op, origin)
+            name, _ = op_table(effect.op)
+            touched += (name,) if name else ()
+            if isinstance(effect.op, alembic_ops.RenameTableOp):
+                touched += (effect.op.new_table_name,)
+        elif effect.dropped_index is not None:
+            state, table = _drop_index_by_name(state, effect.dropped_index)
+            touched += (table,) if table else ()
+        if conditional or (effect.op is None and effect.dropped_index is None):
+            state = state.with_uncertain(t for t in touched if t)
+    return state
+
+
+def _drop_index_by_name(state: SchemaState, name: str) -> tuple[SchemaState, str | None]:
+    """`DROP INDEX name`: the table that has it (found in the schema), without it."""
+    for table in state.tables.values():
+        if any(index.name == name for index, _ in table.indexes):
+            return state.with_table(table.evolve(indexes=tuple(
+                (i, o) for i, o in table.indexes if i.name != name))), table.name
+    return state, None
+
+
+def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin) -> SchemaState:
+    try:
+        return _apply(state, op, origin)
+    except Exception:  # an op inconsistent with the history (column already dropped...)
+        table = op_table(op)[0]
+        return state.with_uncertain((table,)) if table else state
+
+
+HARMLESS_ROOTS = {"print", "logger", "log", "LOG", "logging", "warnings", "LOGGER", "click", "typer"}
+
+
+def apply_other_call(state: SchemaState, call: OtherCall, path: Path) -> SchemaState:
+    """A statement-level non-`op` call (what the body scan lists; the replay itself uses the
+    interpreter's `RawCall`s): literal DDL through a connection makes the tables it names
+    uncertain; a call handed `op` may run ops (its string arguments' tables uncertain, else
+    said at the call); anything else moves data or nothing and is ignored."""
+    root = call.name.split(".")[0]
+    method = call.name.rsplit(".", 1)[-1]
+    if root in HARMLESS_ROOTS:
+        return state
+    if method in ("execute", "exec_driver_sql"):
+        sql = _literal_sql(call.node)
+        return apply_sql(state, sql, (path, call.span)) if sql else state
+    arguments = [*call.node.args, *(k.value for k in call.node.keywords)]
+    if any(isinstance(a, ast.Name) and a.id == "op" for a in arguments):
+        tables = tuple(a.value for a in arguments if isinstance(a, ast.Constant) and isinstance(a.value, str))
+        return state.with_uncertain(tables) if tables else state.with_opaque((path, call.span))
+    return state
+
+
+def _literal_sql(node: ast.Call) -> str | None:
+    if not node.args:
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Call) and arg.args:  # sa.text("...")
+        arg = arg.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    return None
+
+
+def _literal_table_name(call: OpCall) -> str | None:
+    args = call.node.args
+    if call.batch_table:
+        return call.batch_table
+    if args and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str) and call.name != "execute":
+        return args[0].value
+    for kw in call.node.keywords:
+        if kw.arg in ("table_name", "source_table") and isinstance(kw.value, ast.Constant):
+            return str(kw.value.value)
+    return None
+
+
+# op class -> how it changes the schema. `_APPLY` handlers take (state, op, origin); those of
+# `_APPLY_TO_TABLE` work on a table that must exist, found by `op_table` (a missing one makes
+# the op's table uncertain: created outside the migrations, or by SQL we could not read).
+_APPLY: dict[type, Callable[[SchemaState, Any, Origin], SchemaState]] = {}
+_APPLY_TO_TABLE: dict[type, Callable[[SchemaState, TableState, Any, Origin], SchemaState]] = {}
+
+
+def applies(*classes: type, to_table: bool = False) -> Callable:
+    """Register the decorated function as what ops of `classes` do to the schema."""
+    registry: dict = _APPLY_TO_TABLE if to_table else _APPLY
+
+    def register(fn: Callable) -> Callable:
+        for cls in classes:
+            registry[cls] = fn
+        return fn
+    return register
+
+
+def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin) -> SchemaState:
+    """Dispatch on the op's class (the most specific registered one, as isinstance would)."""
+    for cls in type(op).__mro__:
+        handler = _APPLY.get(cls)
+        if handler is not None:
+            return handler(state, op, origin)
+        if cls in _APPLY_TO_TABLE:
+            break
+    table_name, schema_name = op_table(op)
+    table = state.table(table_name, schema_name) if table_name else None
+    if table is None:
+        return state.with_uncertain((table_name,)) if table_name else state
+    for cls in type(op).__mro__:
+        on_table = _APPLY_TO_TABLE.get(cls)
+        if on_table is not None:
+            return on_table(state, table, op, origin)
+    return state  # an op with no effect on the schema we keep (or one we do not model)
+
+
+@applies(alembic_ops.CreateTableOp)
+def _create_table(state: SchemaState, op: alembic_ops.CreateTableOp, origin: Origin) -> SchemaState:
+    # the table is the op's own throwaway one: its columns are shared, not copied
+    return state.with_table(TableState.from_table(_created_table(op), origin, copy=False))
+
+
+@applies(alembic_ops.DropTableOp)
+def _drop_table(state: SchemaState, op: alembic_ops.DropTableOp, origin: Origin) -> SchemaState:
+    if state.table(op.table_name, op.schema) is None:  # made outside the migrations
+        return state.with_uncertain((op.table_name,))
+    return state.without_table(_key(op.table_name, op.schema))
+
+
+@applies(alembic_ops.RenameTableOp)
+def _rename_table(state: SchemaState, op: alembic_ops.RenameTableOp, origin: Origin) -> SchemaState:
+    old = state.table(op.table_name, op.schema)
+    if old is None:
+        return state.with_uncertain((op.table_name, op.new_table_name))
+    state = state.without_table(old.key).with_table(old.evolve(name=op.new_table_name))
+    # foreign keys pointing at the table follow it
+    return _renamed_refs(state, None, old.name, {}, op.new_table_name)
+
+
+@applies(alembic_ops.ExecuteSQLOp)
+def _execute(state: SchemaState, op: alembic_ops.ExecuteSQLOp, origin: Origin) -> SchemaState:
+    sql = _sql_of(op)
+    return apply_sql(state, sql, origin) if isinstance(sql, str) else state
+
+
+def _sql_of(op: alembic_ops.ExecuteSQLOp) -> Any:
+    return op.sqltext if isinstance(op.sqltext, str) else getattr(op.sqltext, "text", None)
+
+
+@applies(alembic_ops.BulkInsertOp)
+def _data_only(state: SchemaState, op: Any, origin: Origin) -> SchemaState:
+    return state
+
+
+@applies(alembic_ops.AddColumnOp, to_table=True)
+def _add_column(state: SchemaState, table: TableState, op: alembic_ops.AddColumnOp, origin: Origin) -> SchemaState:
+    col = op.column  # never mutated: shared with the op
+    columns = keyed(table.columns, "column")
+    if columns is not None:
+        new = table.evolve(columns=columns.without(col.name).appended(ColumnState(col, origin)))
+    else:
+        new = table.evolve(columns=tuple(c for c in table.columns if c.name != col.name) + (ColumnState(col, origin),))
+    if col.index or col.unique:
+        name = sa.sql.elements.conv(f"ix_{table.name}_{col.name}") if col.index else None
+        idx = IndexRecord(name, (col.name,), bool(col.unique)) if isinstance(col.name, str) \
+            else sa.Index(name, col.name, unique=bool(col.unique))
+        if col.index:
+            indexes = keyed(new.indexes, "index")
+            new = new.evolve(indexes=(indexes if indexes is not None else new.indexes) + ((idx, origin),))
+        else:
+            new = new.evolve(constraints=new.constraints + ((sa.UniqueConstraint(col.name), origin),))
+    return state.with_table(new)
+
+
+@applies(alembic_ops.DropColumnOp, to_table=True)
+def _drop_column(state: SchemaState, table: TableState, op: alembic_ops.DropColumnOp, origin: Origin) -> SchemaState:
+    name = op.column_name
+    if table.column(name) is None:
+        return state.with_uncertain((table.name,))
+    columns = keyed(table.columns, "column")
+    return state.with_table(table.evolve(
+        columns=columns.without(name) if columns is not None else tuple(c for c in table.columns if c.name != name),
+        indexes=tuple((i, o) for i, o in table.indexes if name not in _index_columns(i)),
+        constraints=tuple((c, o) for c, o in table.constraints if name not in constraint_columns(c)),
+    ))
+
+
+@applies(alembic_ops.AlterColumnOp, to_table=True)
+def _alter_column(state: SchemaState, table: TableState, op: alembic_ops.AlterColumnOp, origin: Origin) -> SchemaState:
+    current = table.column(op.column_name)
+    if current is None:
+        return state.with_uncertain((table.name,))
+    col = current.column._copy()
+    if op.modify_type is not None:
+        col.type = op.modify_type
+    if op.modify_nullable is not None:
+        col.nullable = op.modify_nullable
+    if op.modify_server_default is not False:
+        default = op.modify_server_default
+        col.server_default = None if default is None else (
+            default if isinstance(default, sa.schema.DefaultClause) else sa.schema.DefaultClause(default))
+    if op.modify_comment is not False:
+        col.comment = op.modify_comment
+    if op.modify_name is not None:
+        col.name = col.key = op.modify_name
+    keyed_columns = keyed(table.columns, "column")
+    if keyed_columns is not None:
+        columns: Sequence[ColumnState] = keyed_columns.replaced(current, ColumnState(col, current.origin))
+    else:
+        columns = tuple(ColumnState(col, current.origin) if c is current else c for c in table.columns)
+    state = state.with_table(table.evolve(columns=columns))
+    if op.modify_name is not None and op.modify_name != op.column_name:
+        # the database renames it in the table's indexes and constraints, and in the
+        # foreign keys that point at it
+        state = _renamed_refs(state, table.key, table.name, {op.column_name: op.modify_name}, None)
+    return state
+
+
+@applies(alembic_ops.CreateIndexOp, to_table=True)
+def _create_index(state: SchemaState, table: TableState, op: alembic_ops.CreateIndexOp, origin: Origin) -> SchemaState:
+    index = _index_of(op)
+    indexes = keyed(table.indexes, "index")
+    if indexes is not None and _hashable(index.name):
+        return state.with_table(table.evolve(indexes=indexes.without(index.name).appended((index, origin))))
+    return state.with_table(table.evolve(indexes=tuple(
+        (i, o) for i, o in table.indexes if i.name != index.name) + ((index, origin),)))
+
+
+@applies(alembic_ops.DropIndexOp, to_table=True)
+def _drop_index(state: SchemaState, table: TableState, op: alembic_ops.DropIndexOp, origin: Origin) -> SchemaState:
+    indexes = keyed(table.indexes, "index")
+    if indexes is not None and _hashable(op.index_name):
+        return state.with_table(table.evolve(indexes=indexes.without(op.index_name)))
+    return state.with_table(table.evolve(indexes=tuple(
+        (i, o) for i, o in table.indexes if i.name != op.index_name)))
+
+
+@applies(alembic_ops.AddConstraintOp, to_table=True)
+def _add_constraint(state: SchemaState, table: TableState, op: alembic_ops.AddConstraintOp,
+                    origin: Origin) -> SchemaState:
+    constraint = op.to_constraint()
+    if isinstance(constraint, sa.PrimaryKeyConstraint):
+        cols = set(constraint_columns(constraint))
+        columns = []
+        for c in table.columns:
+            if c.name in cols:
+                copy = c.column._copy()
+                copy.primary_key, copy.nullable = True, False
+                columns.append(ColumnState(copy, c.origin))
+            else:
+                columns.append(c)
+        return state.with_table(table.evolve(columns=tuple(columns)))
+    return state.with_table(table.evolve(constraints=table.constraints + ((constraint, origin),)))
+
+
+@applies(alembic_ops.DropConstraintOp, to_table=True)
+def _drop_constraint(state: SchemaState, table: TableState, op: alembic_ops.DropConstraintOp,
+                     origin: Origin) -> SchemaState:
+    return state.with_table(table.evolve(constraints=tuple(
+        (c, o) for c, o in table.constraints if c.name != op.constraint_name)))
+
+
+@applies(alembic_ops.CreateTableCommentOp, to_table=True)
+def _comment_table(state: SchemaState, table: TableState, op: alembic_ops.CreateTableCommentOp,
+                   origin: Origin) -> SchemaState:
+    return state.with_table(table.evolve(comment=op.comment))
+
+
+@applies(alembic_ops.DropTableCommentOp, to_table=True)
+def _uncomment_table(state: SchemaState, table: TableState, op: alembic_ops.DropTableCommentOp,
+                     origin: Origin) -> SchemaState:
+    return state.with_table(table.evolve(comment=None))
+
+
+_CREATED_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CREATED_TABLES_LOCK = threading.Lock()
+
+
+def _created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
+    """`op.to_table()`, built once per op. Alembic attaches the op's own columns to the table
+    it builds the first time, and copies them every other time, which leaves out their
+    inline `ForeignKey`s: a second replay of the same op (a revision replayed again after an
+    edit below it, the safety rules' op-by-op replay) would lose those foreign keys."""
+    with _CREATED_TABLES_LOCK:
+        table = _CREATED_TABLES.get(op)
+        if table is None:
+            table = _CREATED_TABLES[op] = op.to_table()
+        return table
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _index_of(op: alembic_ops.CreateIndexOp) -> sa.Index | IndexRecord:
+    """The index a create_index op makes. On plain, distinct column names without dialect
+    options (what autogenerate writes) a record of its fields is all the state needs;
+    anything else goes through Alembic's `to_index()` (which may refuse it)."""
+    columns = op.columns
+    if not op.kw and type(columns) in (list, tuple) and columns \
+            and all(type(c) is str for c in columns) and len(set(columns)) == len(columns):
+        return IndexRecord(op.index_name, columns, op.unique)
+    return op.to_index()
+
+
+def _renamed_refs(state: SchemaState, key: str | None, table_name: str, columns: Mapping[str, str],
+                  new_table_name: str | None) -> SchemaState:
+    """Indexes and constraints after a rename: in table `key`, columns renamed per `columns`;
+    in every table, foreign keys to `table_name` follow the renamed columns / table."""
+    def rename_target(target: str) -> str:
+        parts = target.split(".")
+        if len(parts) >= 2 and parts[-2] == table_name:
+            parts[-1] = columns.get(parts[-1], parts[-1])
+            if new_table_name:
+                parts[-2] = new_table_name
+        return ".".join(parts)
+
+    for table in list(state.tables.values()):
+        local = columns if table.key == key else {}
+        constraints, changed = [], False
+        for constraint, origin in table.constraints:
+            cols = constraint_columns(constraint)
+            new_cols = [local.get(c, c) for c in cols]
+            if isinstance(constraint, sa.ForeignKeyConstraint):
+                targets = [e.target_fullname for e in constraint.elements]
+                new_targets = [rename_target(t) for t in targets]
+                if new_cols != list(cols) or new_targets != targets:
+                    constraint = sa.ForeignKeyConstraint(
+                        new_cols, new_targets, name=constraint.name, ondelete=constraint.ondelete,
+                        onupdate=constraint.onupdate, deferrable=constraint.deferrable,
+                        initially=constraint.initially)
+                    changed = True
+            elif new_cols != list(cols) and isinstance(constraint, sa.UniqueConstraint):
+                constraint, changed = sa.UniqueConstraint(*new_cols, name=constraint.name), True
+            elif new_cols != list(cols) and isinstance(constraint, sa.PrimaryKeyConstraint):
+                constraint, changed = sa.PrimaryKeyConstraint(*new_cols, name=constraint.name), True
+            constraints.append((constraint, origin))
+        indexes = []
+        for index, origin in table.indexes:
+            cols = _index_columns(index)
+            if local and any(c in local for c in cols):
+                index = IndexRecord(index.name, [local.get(c, c) for c in cols], index.unique, index.kwargs)
+                changed = True
+            indexes.append((index, origin))
+        if changed:
+            state = state.with_table(table.evolve(constraints=tuple(constraints), indexes=tuple(indexes)))
+    return state
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionSchema:
+    before: SchemaState
+    after: SchemaState
+    upgrade: tuple[EvaluatedOp, ...]
+
+
+class Replay:
+    """Schema before/after every revision of one graph, computed on demand and cached.
+
+    The cache is keyed by the revision's script object, which the engine reuses while the
+    file's text is unchanged, so a new Replay for a new graph recomputes only what an edit
+    can have affected (the edited revision and its descendants)."""
+
+    def __init__(self, graph: RevisionGraph, previous: Replay | None = None, dialect: str | None = None) -> None:
+        self.graph = graph
+        self.dialect = dialect  # decides `if op.get_bind().dialect.name == ...` (None: undecided)
+        self._results: dict[str, RevisionSchema] = {}
+        self._ops: dict[MigrationScript, Evaluation] = {}
+        self._released: set[str] = set()  # results kept without their ops (see release)
+        if previous is not None and previous.dialect == dialect:
+            current = set(graph.by_id.values())
+            self._ops = {s: ops for s, ops in previous._ops.items() if s in current}
+            stale = self._changed_since(previous.graph)
+            for rev, result in previous._results.items():
+                if rev not in stale and rev in graph.by_id:
+                    self._results[rev] = result
+            self._released = {r for r in previous._released if r in self._results}
+
+    def _changed_since(self, old: RevisionGraph) -> set[str]:
+        """Revisions whose replay may differ from `old`'s: the ones whose file or links
+        changed, and everything above them. Linear in the size of the graph."""
+        new = self.graph
+        changed = [r for r, script in new.by_id.items()
+                   if old.by_id.get(r) is not script or old.parents.get(r) != new.parents.get(r)
+                   or old.dependencies.get(r) != new.dependencies.get(r)]
+        stale = set(changed)
+        todo = list(changed)
+        while todo:
+            rev = todo.pop()
+            for above in new.children.get(rev, []) + new.dependents.get(rev, []):
+                if above not in stale:
+                    stale.add(above)
+                    todo.append(above)
+        return stale
+
+    def release(self, rev: str) -> None:
+        """Keep the schema around a computed revision but forget its evaluated ops (with the
+        syntax trees they point into, most of an index's memory). They are evaluated again
+        only if an edit below makes the revision stale. The engine releases only files that
+        are not open, and features ask for the ops of open files only."""
+        result = self._results.get(rev)
+        if result is not None:
+            self._results[rev] = RevisionSchema(result.before, result.after, ())
+            self._released.add(rev)
+        script = self.graph.by_id.get(rev)
+        if script is not None:
+            self._ops.pop(script, None)
+
+    def result(self, rev: str) -> tuple[RevisionSchema, bool] | None:
+        """(the schema around `rev`, released?) when computed: what adopt() takes."""
+        found = self._results.get(rev)
+        return None if found is None else (found, rev in self._released)
+
+    def adopt(self, rev: str, result: RevisionSchema, released: bool) -> None:
+        """Take a result computed in another graph where `rev` had the same text and the same
+        history below it (the engine keys them by content and ancestry): after an edit and
+        its undo, nothing above the edited file is replayed again."""
+        if rev not in self._results:
+            self._results[rev] = result
+            if released:
+                self._released.add(rev)
+
+    def computed(self, rev: str) -> bool:
+        """Is the schema around `rev` known already (revision() would be a lookup)?"""
+        return rev in self._results
+
+    def upgrade_ops(self, rev: str) -> tuple[EvaluatedOp, ...]:
+        return self._evaluation(rev).ops
+
+    def _evaluation(self, rev: str) -> Evaluation:
+        script = self.graph.by_id[rev]
+        if script not in self._ops:
+            self._ops[script] = evaluate(script, script.upgrade, self.dialect)
+        return self._ops[script]
+
+    def revision(self, rev: str) -> RevisionSchema:
+        """The schema before and after `rev`, with its evaluated upgrade ops (evaluated
+        again when they were released)."""
+        result = self.prepare(rev)
+        if rev in self._released:
+            self._released.discard(rev)
+            result = self._results[rev] = RevisionSchema(result.before, result.after, self.upgrade_ops(rev))
+        return result
+
+    def prepare(self, rev: str) -> RevisionSchema:
+        """The schema before and after `rev`, computed (with everything below it) if not known
+        yet; its `upgrade` is empty when released."""
+        if rev in self._results:
+            return self._results[rev]
+        # iterative: ancestors first (histories are thousands of revisions deep)
+        todo = [rev]
+        seen: set[str] = set()
+        while todo:
+            r = todo[-1]
+            pending = [p for p in self._below(r) if p not in self._results and p not in seen]
+            if pending:
+                seen.update(pending)
+                todo.extend(pending)
+                continue
+            todo.pop()
+            if r not in self._results:
+                self._results[r] = self._compute(r)
+        return self._results[rev]
+
+    def _compute(self, rev: str) -> RevisionSchema:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return self._replay_one(rev)
+            except Exception:  # a bug of ours must not stop the replay of everything above
+                path = self.graph.by_id[rev].path
+                log.exception("migration-lsp: replaying %s failed (please report this); its effect on "
+                              "the schema is treated as unknown", path)
+                before = merge_states(self._results[p].after for p in self._below(rev) if p in self._results)
+                return RevisionSchema(before, before.with_unknown((path, Span.point(0))), ())
+
+    def _below(self, rev: str) -> tuple[str, ...]:
+        return self.graph.parents.get(rev, ()) + self.graph.dependencies.get(rev, ())
+
+    def _fork(self, revs: tuple[str, ...]) -> SchemaState | None:
+        """The state where two branches forked (their nearest common ancestor, found by
+        walking down from both at once: the cost is the branches' length, not the history's)."""
+        if len(revs) != 2:
+            return None
+        below = lambda r: self.graph.parents.get(r, ()) + self.graph.dependencies.get(r, ())
+        seen: list[set[str]] = [{revs[0]}, {revs[1]}]
+        fronts = [[revs[0]], [revs[1]]]
+        while fronts[0] or fronts[1]:
+            for side in (0, 1):
+                step = []
+                for rev in fronts[side]:
+                    if rev in seen[1 - side]:
+                        found = self._results.get(rev)
+                        return found.after if found is not None else None
+                    for parent in below(rev):
+                        if parent not in seen[side]:
+                            seen[side].add(parent)
+                            step.append(parent)
+                fronts[side] = step
+        return None
+
+    def _replay_one(self, rev: str) -> RevisionSchema:
+        parents = tuple(p for p in self._below(rev) if p in self._results)
+        before = merge_states((self._results[p].after for p in parents), self._fork(parents))
+        evaluation = self._evaluation(rev)
+        after = before
+        path = self.graph.by_id[rev].path
+        for item in evaluation.in_order():
+            if isinstance(item, RawCall):
+                after = apply_raw_call(after, item, path, self.dialect)
+            elif isinstance(item.op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(item.op), str):
+                after = apply_sql(after, sql, (path, item.span), item.conditional, self.dialect)
+            else:
+                after = apply_op(after, item, path)
+        return RevisionSchema(before, after, evaluation.ops)
+
+    def at_heads(self) -> SchemaState:
+        return merge_states(self.prepare(h).after for h in self.graph.heads)
+
+
+# --------------------------------------------------------------------------- reversal
+
+
+def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alembic_ops.MigrateOperation:
+    """An upgrade op completed with what the schema history knows, so that Alembic's
+    `.reverse()` can undo it (a dropped column's definition, an altered column's old type)."""
+    O = alembic_ops
+    table_name, schema_name = op_table(op)
+    table = before.table(table_name, schema_name) if table_name else None
+    if table is None:
+        return op
+    metadata = sa.MetaData()
+    sa_table = table.to_table(metadata)
+    if isinstance(op, O.DropTableOp):
+        return O.DropTableOp.from_table(sa_table)
+    if isinstance(op, O.DropColumnOp) and op.column_name in sa_table.c:
+        return O.DropColumnOp.from_column_and_tablename(schema_name, table_name, sa_table.c[op.column_name]._copy())
+    if isinstance(op, O.DropIndexOp):
+        for index in sa_table.indexes:
+            if index.name == op.index_name:
+                return O.DropIndexOp.from_index(index)
+    if isinstance(op, O.DropConstraintOp):
+        for constraint in sa_table.constraints:
+            if constraint.name == op.constraint_name:
+                return drop_constraint_op(constraint)
+    if isinstance(op, O.AlterColumnOp) and op.column_name in sa_table.c:
+        old = sa_table.c[op.column_name]
+        if op.existing_type is None:
+            op.existing_type = old.type
+        if op.existing_nullable is None:
+            op.existing_nullable = old.nullable
+        if op.existing_server_default is False and old.server_default is not None:
+            op.existing_server_default = old.server_default.arg
+        if op.existing_comment is None and old.comment is not None:
+            op.existing_comment = old.comment
+    return op
+
+
+def reversed_upgrade(upgrade: Iterable[EvaluatedOp], before: SchemaState) -> tuple[list, list[EvaluatedOp]]:
+    """(ops of a downgrade undoing `upgrade`, in order; the upgrade ops that cannot be undone)."""
+    with warnings.catch_warnings():  # SQLAlchemy's remarks on half-typed arguments (as in evaluation)
+        warnings.simplefilter("ignore")
+        return _reversed_upgrade(upgrade, before)
+
+
+def _reversed_upgrade(upgrade: Iterable[EvaluatedOp], before: SchemaState) -> tuple[list, list[EvaluatedOp]]:
+    state = before
+    completed = []
+    irreversible: list[EvaluatedOp] = []
+    path = Path(".")
+    for ev in upgrade:
+        if ev.op is None or isinstance(ev.op, (alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)):
+            irreversible.append(ev)
+            continue
+        op = with_history(ev.op, state)
+        try:
+            op.reverse()
+        except Exception:
+            irreversible.append(ev)
+            continue
+        completed.append(op)
+        state = apply_op(state, ev, path)
+    downgrade = alembic_ops.UpgradeOps(ops=completed).reverse()
+    return list(downgrade.ops), irreversible
