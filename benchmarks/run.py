@@ -222,8 +222,62 @@ def measure_cli(root: Path, repeat: int, timeout: float, scratch: Path) -> dict:
 # ----------------------------------------------------------------------------- server
 
 
+async def measure_requests(client, res: dict, uri: str, text: str, line: int, col: int, version: int, edits: int,
+                           timeout: float) -> int:
+    """codeAction (over the whole file: every diagnostic's fixes) and hover (the id in
+    down_revision) latencies, right after an edit and while the full pass it starts runs.
+    Each edit changes a comment at the end of the mid-history file, a text never seen before:
+    the revision keys of the file and of everything above it change, so the full pass (it
+    starts 1 s after the edit, server.FULL_PASS_DELAY) checks and replays half the history
+    again; requests are sent every 50 ms for 1 s from 1.05 s after the edit."""
+    from lsprotocol import types as T
+
+    doc = T.TextDocumentIdentifier(uri=uri)
+    last = text.count("\n")
+    end = T.Position(last, len(text.split("\n")[-1]))
+    samples: dict[str, list[float]] = {k: [] for k in ("action_after", "hover_after", "action_during", "hover_during")}
+
+    async def timed(key: str, request) -> None:
+        t0 = time.perf_counter()
+        await asyncio.wait_for(request, timeout)
+        samples[key].append(time.perf_counter() - t0)
+
+    def action():
+        return client.text_document_code_action_async(T.CodeActionParams(
+            text_document=doc, range=T.Range(T.Position(0, 0), end), context=T.CodeActionContext(diagnostics=[])))
+
+    def hover():
+        return client.text_document_hover_async(T.HoverParams(text_document=doc, position=T.Position(line, col)))
+
+    for i in range(edits):
+        version += 1
+        client.text_document_did_change(T.DidChangeTextDocumentParams(
+            text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[T.TextDocumentContentChangeWholeDocument(text=f"{text}\n# edit {i} {time.time_ns()}\n")]))
+        await timed("action_after", action())
+        await timed("hover_after", hover())
+        await asyncio.sleep(1.05)
+        stop = time.perf_counter() + 1.0
+        while time.perf_counter() < stop:
+            await timed("action_during", action())
+            await timed("hover_during", hover())
+            await asyncio.sleep(0.05)
+        log(f"server: requests after edit {i + 1}: codeAction {samples['action_after'][-1] * 1000:.1f} ms, "
+            f"max during the pass {max(samples['action_during']) * 1000:.1f} ms")
+    for key, values in samples.items():
+        res[f"{key}_p95"] = percentile(values, 95)
+        res[f"{key}_max"] = max(values) if values else None
+        res[f"{key}_n"] = len(values)
+    # put the file back (the edits end with the original text)
+    version += 1
+    client.text_document_did_change(T.DidChangeTextDocumentParams(
+        text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[T.TextDocumentContentChangeWholeDocument(text=text)]))
+    return version
+
+
 async def measure_server(root: Path, manifest: dict, edits: int, timeout: float, pauses: list[float],
-                         scratch: Path) -> dict:
+                         scratch: Path, request_edits: int = 8) -> dict:
     from lsprotocol import types as T
     from pygls.lsp.client import LanguageClient
 
@@ -371,6 +425,8 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
             res[f"latencies_ms@{pause}"] = [round(x * 1000, 2) for x in latencies]
             # the edits end repaired; let a pending full pass run before the next regime
             await barrier(mid_uri)
+        version = await measure_requests(client, res, mid_uri, mid_text, line, col, version, request_edits, timeout)
+        await barrier(mid_uri)
         res["publishes"] = counts["publish"]
         status = Path(f"/proc/{pid}/status").read_text()
         for key in ("VmHWM", "VmRSS"):
@@ -577,6 +633,12 @@ def rows() -> list[tuple]:
             (f"server: edits measured, {pause} s between edits", lambda r, k=f"edits@{pause}": r["server"].get(k),
              lambda v: "–" if v is None else str(v), False, "≥ 20", lambda v: v >= 20),
         )],
+        *[row for key, what in (("action", "codeAction"), ("hover", "hover")) for when, how in (
+            ("after", "right after an edit"), ("during", "while the full pass runs")) for row in (
+            (f"**server: {what} {how}, p95 / max (ms)**",
+             lambda r, k=f"{key}_{when}": _pair(r["server"], f"{k}_p95", f"{k}_max"), _fmt_pair_ms, True,
+             "≤ 30 / ≤ 100", lambda v: v[0] <= 0.030 and v[1] <= 0.100),
+        )],
         ("server peak RSS, VmHWM (MiB)", lambda r: r["server"].get("VmHWM"), fmt_mib, True, "≤ 200",
          lambda v: v <= 200 * MiB),
         ("replay cold: `Replay(graph).at_heads()`, bodies parsed and evaluated (s)",
@@ -686,6 +748,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")),
                    help="samples of each CLI timing (median); 1 when a run takes over a minute")
     p.add_argument("--edits", type=int, default=24)
+    p.add_argument("--request-edits", type=int, default=8,
+                   help="edits after which codeAction and hover are timed (right after, and during the full pass)")
     p.add_argument("--pauses", default="0.1 1.5",
                    help="seconds between edits, one series of --edits edits each: 0.1 = typing (a debounced "
                         "full pass should not start), 1.5 = the next edit may land while a full pass runs")
@@ -727,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{n}: server")
                 try:
                     r["server"] = asyncio.run(measure_server(root, manifest, args.edits, args.timeout, pauses,
-                                                             scratch))
+                                                             scratch, args.request_edits))
                 except asyncio.TimeoutError:
                     r["server"] = {"timeout": True}
                 except Exception as exc:  # report, go on with the other measurements

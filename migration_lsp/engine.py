@@ -13,6 +13,7 @@ import logging
 import marshal
 import os
 import pickle
+import threading
 import tokenize
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -279,6 +280,7 @@ class Engine:
         self._snapshot_partial = False
         self.discoveries: tuple[Discovery, ...] = ()
         self.git = Tracker(self.overrides)  # the base branch of each root (G011–G013)
+        self._git_lock = threading.RLock()  # poll_git() runs in the server's threads
         self._git_memo: dict[tuple[Path, str], dict] = {}
         self.rescan()
 
@@ -288,8 +290,9 @@ class Engine:
         """Discover environments again (new config, created or deleted files)."""
         if overrides is not None:
             self.overrides = dict(overrides)
-            self.git.overrides = self.overrides
-            self.git.refs.clear()  # (a new base-branch setting: look again)
+            with self._git_lock:
+                self.git.overrides = self.overrides
+                self.git.refs.clear()  # (a new base-branch setting: look again)
         self.discoveries = tuple(self._discover(root) for root in self.roots)
         self._generation += 1
         self._states.clear()
@@ -388,24 +391,45 @@ class Engine:
 
     def refresh_git(self) -> bool:
         """Poll HEAD and the base refs (a few stat calls; git runs only when one moved).
-        True when a base moved: every environment is then checked again."""
-        if not self.git.refresh(self.roots):
-            return False
+        True when a base moved: every environment is then checked again. The server runs
+        the two halves apart: poll_git() in a thread, base_moved() on its event loop."""
+        moved = self.poll_git()
+        if moved:
+            self.base_moved()
+        return moved
+
+    def poll_git(self) -> bool:
+        """The git half of refresh_git(), safe to run in another thread: it touches only the
+        git tracker (under its lock); when a base moved, the bases of every environment are
+        read here too, so that the rebuild on the event loop finds them ready."""
+        with self._git_lock:
+            if not self.git.refresh(self.roots):
+                return False
+            for (root, name), env in self.environments():
+                state = self._states.get((root, name))
+                try:
+                    self.git.base(root, env, state.scripts if state is not None else ())
+                except Exception:  # said when the rebuild asks again (base())
+                    pass
+            return True
+
+    def base_moved(self) -> None:
+        """A base branch moved (poll_git() said so): every environment is checked again."""
         self._generation += 1
         self._states.clear()
         self._snapshot = None
-        return True
 
     def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
         """The base branch's versions of this environment (None: no repository, no base);
         `here`: the graph whose parsed files the base reuses where its text is the same."""
-        if any(r not in self.git.refs for r in self.roots):
-            self.git.refresh(self.roots)
-        try:
-            return self.git.base(root, env, here.scripts if here is not None else ())
-        except Exception:  # a bug of ours: the git checks go silent, the rest is served
-            log.exception("migration-lsp: reading the base branch failed (please report this)")
-            return None
+        with self._git_lock:
+            if any(r not in self.git.refs for r in self.roots):
+                self.git.refresh(self.roots)
+            try:
+                return self.git.base(root, env, here.scripts if here is not None else ())
+            except Exception:  # a bug of ours: the git checks go silent, the rest is served
+                log.exception("migration-lsp: reading the base branch failed (please report this)")
+                return None
 
     def git_status(self, snapshot: Snapshot) -> dict:
         """`{environments: [{name, heads, base: {ref, ahead, behind} | null, note}]}`: what
@@ -427,9 +451,10 @@ class Engine:
         return {"environments": out}
 
     def _git_key(self, root: Path) -> str:
-        if root not in self.git.refs:
-            self.git.refresh(self.roots)
-        return self.git.key(root)
+        with self._git_lock:
+            if root not in self.git.refs:
+                self.git.refresh(self.roots)
+            return self.git.key(root)
 
     def _git_findings(self, key: tuple[Path, str], env: Environment, graph: RevisionGraph, found: list[Diagnostic],
                       previous: EnvironmentState | None = None, changed: list | None = None) -> list[Diagnostic]:
@@ -894,6 +919,19 @@ class Engine:
         if script.path not in self.buffers:
             script.release_bodies()
             replay.release(rev)
+
+    def replay_steps(self, state: EnvironmentState, rev: str) -> Iterator[None]:
+        """The schema around `rev` in `state` (a complete snapshot's), replayed one revision
+        per step, those below first: a fix that needs the schema (Fill downgrade()) asks for
+        it, and the server runs the steps in slices as it runs the full pass."""
+        replay = state.replay
+        if replay is None or state.graph is None or rev not in state.graph.by_id:
+            return
+        for below in self._unreplayed_below(state.graph, replay, rev):
+            replay.prepare(below)
+            self._release(state.graph.by_id[below], replay, below)
+            yield
+        replay.prepare(rev)
 
     @staticmethod
     def _unreplayed_below(graph: RevisionGraph, replay: Replay, rev: str) -> list[str]:
