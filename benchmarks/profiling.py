@@ -1,9 +1,12 @@
 """Profile the engine's hot paths on a generated project (cProfile, sorted by cumulative time).
 
-    python benchmarks/profiling.py check DIR [--limit 900] [--top 60]
+    python benchmarks/profiling.py check DIR [--limit 900] [--top 60] [--cold] [--select G]
+                                        [--sort tottime]
         `migration-lsp check --no-import DIR` in-process (same as
         `python -m cProfile -s cumtime -m migration_lsp check --no-import DIR`), but stopped
-        after --limit seconds with the statistics gathered so far still printed.
+        after --limit seconds with the statistics gathered so far still printed. `--cold`:
+        with an empty cache (a new XDG_CACHE_HOME: the first check ever, what issue 13's
+        "cold path" rows measure); `--select`: passed to check (G: the graph-only path).
 
     python benchmarks/profiling.py edit DIR [--kind break|repair|docstring] [--full] [--top 60]
         Engine([DIR]) and a full snapshot() first (not profiled), then profiles
@@ -24,9 +27,11 @@ import cProfile
 import inspect
 import io
 import json
+import os
 import pstats
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,15 +47,20 @@ def _alarm(_signum, _frame):
     raise Stop()
 
 
+SORT = "cumulative"
+
+
 def report(prof: cProfile.Profile, top: int, title: str) -> None:
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
-    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats(SORT).print_stats(top)
     print(f"===== {title}")
     print(out.getvalue())
 
 
-def profile_check(root: Path, limit: float, top: int) -> None:
+def profile_check(root: Path, limit: float, top: int, cold: bool = False, select: str | None = None) -> None:
+    if cold:
+        os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="migration-lsp-profile-")
     from migration_lsp.cli import main as cli_main
 
     prof = cProfile.Profile()
@@ -61,7 +71,7 @@ def profile_check(root: Path, limit: float, top: int) -> None:
     prof.enable()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            cli_main(["check", "--no-import", str(root)])
+            cli_main(["check", "--no-import", str(root), *(["--select", select] if select else [])])
     except Stop:
         finished = False
     except SystemExit:
@@ -70,7 +80,7 @@ def profile_check(root: Path, limit: float, top: int) -> None:
         prof.disable()
         signal.alarm(0)
     elapsed = time.perf_counter() - start
-    report(prof, top, f"check --no-import {root}: {elapsed:.1f} s" + ("" if finished else f" (STOPPED after {limit:.0f} s)"))
+    report(prof, top, f"check --no-import {'--select ' + select + ' ' if select else ''}{'(empty cache) ' if cold else ''}{root}: {elapsed:.1f} s" + ("" if finished else f" (STOPPED after {limit:.0f} s)"))
 
 
 def profile_edit(root: Path, kind: str, full: bool, top: int) -> None:
@@ -119,9 +129,14 @@ def main() -> int:
     p.add_argument("--top", type=int, default=60)
     p.add_argument("--kind", choices=["break", "repair", "docstring"], default="break")
     p.add_argument("--full", action="store_true")
+    p.add_argument("--cold", action="store_true", help="check with an empty cache")
+    p.add_argument("--select", help="check --select CODES")
+    p.add_argument("--sort", default="cumulative", help="pstats sort key (cumulative, tottime)")
     args = p.parse_args()
+    global SORT
+    SORT = args.sort
     if args.what == "check":
-        profile_check(args.root, args.limit, args.top)
+        profile_check(args.root, args.limit, args.top, args.cold, args.select)
     else:
         profile_edit(args.root, args.kind, args.full, args.top)
     return 0

@@ -100,6 +100,21 @@ def _bare_discovery(data: bytes, root: Path) -> Discovery | None:
     return found
 
 
+def graph_only(settings: Settings) -> bool:
+    """Only graph rules (G...) are selected: no schema replay, no models (a pre-commit
+    "one head" check reads headers only)."""
+    select = [s.upper() for s in settings.select]
+    return bool(select) and "ALL" not in select and all(s.startswith("G") for s in select)
+
+
+def may_enable(settings: Settings, family: str) -> bool:
+    """Could any code starting with `family` ("M") pass select / ignore?"""
+    select = [s.upper() for s in settings.select]
+    if select and "ALL" not in select and not any(s.startswith(family) or family.startswith(s) for s in select):
+        return False
+    return not any(family.startswith(s.upper()) for s in settings.ignore)
+
+
 def read_file(path: Path) -> tuple[bytes | None, str | None]:
     """(the file's bytes, None) or (None, why it is not read: too large, not a regular file,
     the OS's error). Regular files only, never blocking (project.read_file)."""
@@ -676,6 +691,8 @@ class Engine:
             if edited & kept.keys():
                 kept = {p: v for p, v in kept.items() if p not in edited}
             return self._state(env, scripts, by_path, graph, graph_found, kept, None, options, (), True, previous)
+        if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
+            return self._state(env, scripts, by_path, graph, graph_found, {}, None, options, (), False, None)
         store = self.stores.get(key[0]) or Store(None)
         keys: dict[str, str] = {}
         yield from self._revision_keys(graph, self._environment_salt(env), keys)
@@ -990,7 +1007,8 @@ class Engine:
         """What loading the models means for each environment (empty when untrusted)."""
         if not self.trusted:
             return []
-        return [(key, env, self.metadata_source(env)) for key, env in self.environments()]
+        return [(key, env, self.metadata_source(env)) for key, env in self.environments()
+                if may_enable(env.settings, "M")]
 
     def set_models(self, key: tuple[Path, str], models: ModelTables) -> None:
         self._generation += 1

@@ -367,12 +367,12 @@ def _fixes(snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, l
     if script is not None:
         states = [snapshot.environment_of(path)]
     else:  # a model file: the environments whose diagnostics point into it
-        states = [s for s in snapshot.environments if any(d.path == path for d in s.diagnostics)]
+        states = [s for s in snapshot.environments if s.by_path.get(path)]
     for state in states:
         if state is None:
             continue
-        here = [d for d in state.diagnostics
-                if d.path == path and d.span.line <= span.end_line and span.line <= d.span.end_line]
+        here = [d for d in state.by_path.get(path, ())  # (this file's only: every cursor move)
+                if d.span.line <= span.end_line and span.line <= d.span.end_line]
         if _wanted(types.CodeActionKind.QuickFix, only):
             generated = False
             for d in here:
