@@ -15,7 +15,7 @@ from pathlib import Path
 from . import __version__, progress
 from .checks import RULES
 from .core import Diagnostic, Severity, paused_gc, printable
-from .engine import Engine, EnvironmentState, Snapshot
+from .engine import Engine, EnvironmentState, Report, Snapshot
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -59,9 +59,9 @@ def _codes(value: str | None) -> tuple[str, ...]:
     return tuple(c.strip().upper() for c in (value or "").split(",") if c.strip())
 
 
-def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> tuple[Engine, Snapshot]:
-    """`memo`: the caller reads only findings and GraphSummary (check): an unchanged project
-    is answered from the cache without being parsed."""
+def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> tuple[Engine, Report]:
+    """`memo`: the caller reads only findings and GraphSummary (check: Engine.report()): an
+    unchanged project is answered from the cache without being parsed."""
     roots = []
     for p in paths:
         path = Path(p)
@@ -83,9 +83,15 @@ def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> t
         engine.load_models()
         status.stage(f"checking {sum(len(env.files) for _, env in engine.environments())} revision files")
         with paused_gc():
-            snapshot = engine.snapshot()
+            report = engine.report() if memo else engine.snapshot()
         engine.save_cache()
-    return engine, snapshot
+    return engine, report
+
+
+def _snapshot(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapshot]:
+    """The engine and its complete snapshot (the commands that read graphs and schemas)."""
+    engine, _ = _engine(paths, args)
+    return engine, engine.snapshot()  # (the one just built)
 
 
 def _report_problems(snapshot: Snapshot) -> bool:
@@ -395,7 +401,7 @@ def format_graph_json(snapshot: Snapshot) -> str:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    _, snapshot = _engine([args.path], args)
+    _, snapshot = _snapshot([args.path], args)
     formatter = {"mermaid": format_mermaid, "dot": format_dot, "json": format_graph_json}[args.format]
     print(formatter(snapshot))
     return EXIT_USAGE if _report_problems(snapshot) else EXIT_OK
@@ -429,7 +435,7 @@ def _write_revision(args: argparse.Namespace) -> int:
     from .render import render_migration, render_revision
 
     args.no_import = not args.autogenerate
-    _, snapshot = _engine([args.path], args)
+    _, snapshot = _snapshot([args.path], args)
     if _report_problems(snapshot):
         return EXIT_USAGE
     state = _one_environment(snapshot, args.path)
@@ -470,7 +476,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from .pglocks import postgres_version
 
     args.no_import = True
-    _, snapshot = _engine([args.path], args)
+    _, snapshot = _snapshot([args.path], args)
     if _report_problems(snapshot):
         return EXIT_USAGE
     state = _one_environment(snapshot, args.path)

@@ -101,13 +101,13 @@ async def test_code_action_while_a_pass_runs_returns_before_it_ends(project: Pat
     ls.engine.snapshot()
     _edit_first(ls, project)
     workers: list = []  # the task that computed each revision
-    real = ls.engine._compute_revision
+    real = ls.engine.schema._compute
 
     def compute(*args, **kwargs):
         workers.append(asyncio.current_task())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ls.engine, "_compute_revision", compute)
+    monkeypatch.setattr(ls.engine.schema, "_compute", compute)
     ls._start_full_pass()
     while len(workers) < 3:  # the pass is under way
         await asyncio.sleep(0)

@@ -435,7 +435,7 @@ def schema_target(snapshot: Snapshot, data: object) -> tuple[EnvironmentState, s
     path = uri_to_path(data["uri"]) if isinstance(data, dict) and isinstance(data.get("uri"), str) else None
     script = snapshot.script(path) if path is not None else None
     state = snapshot.environment_of(path) if path is not None else None
-    if script is None or state is None or state.graph is None or script.revision_id not in state.graph.by_id:
+    if script is None or state is None or script.revision_id not in state.graph.by_id:
         return None
     return state, script.revision_id
 
