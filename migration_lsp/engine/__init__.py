@@ -332,7 +332,7 @@ class Engine:
             for d in hit[0]:
                 grouped.setdefault(d.path, []).append(d)
             differences = hit[1]
-        self.revisions.retain(key, live)
+        yield from self.revisions.retain(key, live)
         for path, found in grouped.items():
             schema_by_path[path] = tuple(sorted([*schema_by_path.get(path, ()), *found], key=Diagnostic.sort_key))
         yield

@@ -4,13 +4,15 @@ salt (schema_pass.revision_keys) — so an edit and its undo compute nothing twi
 graphs that share a history share its results.
 
 One eviction policy for everything in it: after each complete pass of an environment, the
-keys that pass used are live for that environment; when the memo holds more than four times
-the live keys of all environments (plus 1,000), what no environment's last pass used goes.
+keys that pass used are live for that environment; when the memo holds more than twice the
+live keys of all environments (plus SPARE), the oldest entries that no environment's last
+pass used go, down to the live ones plus SPARE (benchmarks/long_session.py: the memo's
+allowance, not garbage, is what grew over a long session).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,8 @@ from ..project import Settings
 if TYPE_CHECKING:
     from ..schema import RevisionSchema
 
-SPARE = 1000  # entries kept beyond the live ones before anything is evicted
+SPARE = 250  # entries kept beyond the live ones (a revision's schemas weigh ~30 KB)
+EVICT_STEP = 500  # entries dropped between two yields of the full pass
 
 
 @dataclass
@@ -60,9 +63,20 @@ class RevisionMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def retain(self, environment: tuple[Path, str], live: Iterable[str]) -> None:
-        """After a complete pass of `environment`: the keys it used are its live ones."""
+    def retain(self, environment: tuple[Path, str], live: Iterable[str]) -> Iterator[None]:
+        """After a complete pass of `environment`: the keys it used are its live ones. Once
+        the memo holds more than twice the live keys (plus SPARE), the oldest entries no
+        environment's last pass used go, down to the live ones plus SPARE (the most recent
+        others stay: an undo finds them). Dropped in batches of EVICT_STEP, yielding between
+        them (freeing the schemas of thousands of revisions takes a while: the server runs
+        this in slices)."""
         self._live[environment] = set(live)
         kept = set().union(*self._live.values())
-        if len(self._entries) > 4 * len(kept) + SPARE:
-            self._entries = {k: v for k, v in self._entries.items() if k in kept}
+        if len(self._entries) <= 2 * len(kept) + SPARE:
+            return
+        others = [k for k in self._entries if k not in kept]  # oldest first (insertion order)
+        doomed = others[:max(len(others) - SPARE, 0)]
+        for n in range(0, len(doomed), EVICT_STEP):
+            for key in doomed[n:n + EVICT_STEP]:
+                self._entries.pop(key, None)
+            yield
