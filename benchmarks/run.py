@@ -206,6 +206,18 @@ def measure_cli(root: Path, repeat: int, timeout: float, scratch: Path) -> dict:
             log(f"alembic heads #{i + 1}: {h.seconds:.2f} s")
         if r.seconds > 60:  # slow: one sample is all the time we can spend
             break
+    # the graph-only pre-commit check ("one head"), empty cache: no schema replay, no models
+    select: list[float] = []
+    for i in range(repeat):
+        cache_home = scratch / f"xdg-cache-select-{i}"
+        shutil.rmtree(cache_home, ignore_errors=True)
+        cache_home.mkdir(parents=True)
+        r = run_measured(check + ["--select", "G"], root, timeout, env_with(cache_home))
+        if r.seconds is None:
+            break
+        select.append(r.seconds)
+        log(f"check --select G cold #{i + 1}: {r.seconds:.2f} s")
+    res["select_g_cold"] = median(select)
     res["check_cold"] = median(cold)
     res["check_warm"] = median(warm)
     res["heads"] = median(hot)
@@ -216,14 +228,70 @@ def measure_cli(root: Path, repeat: int, timeout: float, scratch: Path) -> dict:
         res["ratio"] = res["heads"] / res["check_cold"]
     if res["check_warm"] and res["heads"]:
         res["ratio_warm"] = res["heads"] / res["check_warm"]
+    if res["select_g_cold"] and res["heads"]:
+        res["ratio_select_g"] = res["heads"] / res["select_g_cold"]
     return res
 
 
 # ----------------------------------------------------------------------------- server
 
 
+async def measure_requests(client, res: dict, uri: str, text: str, line: int, col: int, version: int, edits: int,
+                           timeout: float) -> int:
+    """codeAction (over the whole file: every diagnostic's fixes) and hover (the id in
+    down_revision) latencies, right after an edit and while the full pass it starts runs.
+    Each edit changes a comment at the end of the mid-history file, a text never seen before:
+    the revision keys of the file and of everything above it change, so the full pass (it
+    starts 1 s after the edit, server.FULL_PASS_DELAY) checks and replays half the history
+    again; requests are sent every 50 ms for 1 s from 1.05 s after the edit."""
+    from lsprotocol import types as T
+
+    doc = T.TextDocumentIdentifier(uri=uri)
+    last = text.count("\n")
+    end = T.Position(last, len(text.split("\n")[-1]))
+    samples: dict[str, list[float]] = {k: [] for k in ("action_after", "hover_after", "action_during", "hover_during")}
+
+    async def timed(key: str, request) -> None:
+        t0 = time.perf_counter()
+        await asyncio.wait_for(request, timeout)
+        samples[key].append(time.perf_counter() - t0)
+
+    def action():
+        return client.text_document_code_action_async(T.CodeActionParams(
+            text_document=doc, range=T.Range(T.Position(0, 0), end), context=T.CodeActionContext(diagnostics=[])))
+
+    def hover():
+        return client.text_document_hover_async(T.HoverParams(text_document=doc, position=T.Position(line, col)))
+
+    for i in range(edits):
+        version += 1
+        client.text_document_did_change(T.DidChangeTextDocumentParams(
+            text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[T.TextDocumentContentChangeWholeDocument(text=f"{text}\n# edit {i} {time.time_ns()}\n")]))
+        await timed("action_after", action())
+        await timed("hover_after", hover())
+        await asyncio.sleep(1.05)
+        stop = time.perf_counter() + 1.0
+        while time.perf_counter() < stop:
+            await timed("action_during", action())
+            await timed("hover_during", hover())
+            await asyncio.sleep(0.05)
+        log(f"server: requests after edit {i + 1}: codeAction {samples['action_after'][-1] * 1000:.1f} ms, "
+            f"max during the pass {max(samples['action_during']) * 1000:.1f} ms")
+    for key, values in samples.items():
+        res[f"{key}_p95"] = percentile(values, 95)
+        res[f"{key}_max"] = max(values) if values else None
+        res[f"{key}_n"] = len(values)
+    # put the file back (the edits end with the original text)
+    version += 1
+    client.text_document_did_change(T.DidChangeTextDocumentParams(
+        text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[T.TextDocumentContentChangeWholeDocument(text=text)]))
+    return version
+
+
 async def measure_server(root: Path, manifest: dict, edits: int, timeout: float, pauses: list[float],
-                         scratch: Path) -> dict:
+                         scratch: Path, request_edits: int = 8) -> dict:
     from lsprotocol import types as T
     from pygls.lsp.client import LanguageClient
 
@@ -371,6 +439,8 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
             res[f"latencies_ms@{pause}"] = [round(x * 1000, 2) for x in latencies]
             # the edits end repaired; let a pending full pass run before the next regime
             await barrier(mid_uri)
+        version = await measure_requests(client, res, mid_uri, mid_text, line, col, version, request_edits, timeout)
+        await barrier(mid_uri)
         res["publishes"] = counts["publish"]
         status = Path(f"/proc/{pid}/status").read_text()
         for key in ("VmHWM", "VmRSS"):
@@ -460,6 +530,7 @@ def replay_child(root: Path, mid_rel: str, mode: str) -> dict:
             with paused_gc(freeze=True):
                 e.snapshot()
             out[f"engine_{name}_full"] = time.perf_counter() - t
+        out.update(request_cpu(e, mid, text))
     scripts[mid] = parse_script(mid, edited)
     graph2 = RevisionGraph(tuple(scripts.values()))
     with paused_gc():
@@ -469,6 +540,42 @@ def replay_child(root: Path, mid_rel: str, mode: str) -> dict:
         out["replay_after_edit"] = time.perf_counter() - t
     out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out
+
+
+def request_cpu(engine, mid: Path, text: str, edits: int = 6) -> dict:
+    """What bounds a request's latency in the server, in CPU time of this thread (the load
+    of the machine does not change it): the quick snapshot after an edit, codeAction over
+    the whole file and hover, and the longest step of the full pass that follows (a request
+    arriving during the pass waits at most for one step and the slice, server.SLICE_SECONDS)."""
+    from lsprotocol import types as T
+
+    from migration_lsp.core import Span, paused_gc
+    from migration_lsp.features import Locator
+    from migration_lsp.features.actions import EditSupport, code_actions
+    from migration_lsp.features.hover import hover
+
+    clock = time.thread_time
+    support = EditSupport(True, True, True, True)
+    worst = {"cpu_quick": 0.0, "cpu_action": 0.0, "cpu_hover": 0.0, "cpu_step": 0.0}
+    line = next(n for n, ln in enumerate(text.splitlines()) if ln.startswith("down_revision"))
+    for i in range(edits):
+        engine.set_buffer(mid, f"{text}\n# edit {i} {time.time_ns()}\n")  # a text never seen: a real pass
+        t = clock()
+        snap = engine.snapshot(quick=True)
+        worst["cpu_quick"] = max(worst["cpu_quick"], clock() - t)
+        t = clock()
+        code_actions(snap, mid, Span(0, 0, text.count("\n"), 0), None, Locator(snap), support)
+        worst["cpu_action"] = max(worst["cpu_action"], clock() - t)
+        t = clock()
+        hover(snap, mid, T.Position(line, 20), Locator(snap))
+        worst["cpu_hover"] = max(worst["cpu_hover"], clock() - t)
+        with paused_gc(freeze=True):
+            t = clock()
+            for _ in engine.snapshot_steps():
+                now = clock()
+                worst["cpu_step"] = max(worst["cpu_step"], now - t)
+                t = now
+    return worst
 
 
 def measure_replay(root: Path, manifest: dict, mode: str, timeout: float) -> dict:
@@ -561,8 +668,12 @@ def rows() -> list[tuple]:
         ("`alembic heads`, first run, no .pyc (s)", lambda r: r["cli"].get("heads_first"), fmt_s, True, "", None),
         ("**ratio `alembic heads` / check, persistent cache**", lambda r: r["cli"].get("ratio_warm"), fmt_x, False,
          "≥ 8x", lambda v: v >= 8),
-        ("ratio `alembic heads` / check, empty cache (first run ever)", lambda r: r["cli"].get("ratio"), fmt_x,
-         False, "", None),
+        ("**ratio `alembic heads` / check, empty cache (first run ever)**", lambda r: r["cli"].get("ratio"), fmt_x,
+         False, "≥ 2x", lambda v: v >= 2),
+        ("`migration-lsp check --no-import --select G` (graph rules only), empty cache (s)",
+         lambda r: r["cli"].get("select_g_cold"), fmt_s, True, "", None),
+        ("**ratio `alembic heads` / `check --select G`, empty cache**", lambda r: r["cli"].get("ratio_select_g"),
+         fmt_x, False, "≥ 8x", lambda v: v >= 8),
         ("check peak RSS (MiB)", lambda r: r["cli"].get("check_rss"), fmt_mib, True, "≤ 200", lambda v: v <= 200 * MiB),
         ("`alembic heads` peak RSS (MiB)", lambda r: r["cli"].get("heads_rss"), fmt_mib, True, "", None),
         ("server: initialize → first diagnostics of the head (s)", lambda r: r["server"].get("init_to_diag"), fmt_s,
@@ -577,6 +688,12 @@ def rows() -> list[tuple]:
             (f"server: edits measured, {pause} s between edits", lambda r, k=f"edits@{pause}": r["server"].get(k),
              lambda v: "–" if v is None else str(v), False, "≥ 20", lambda v: v >= 20),
         )],
+        *[row for key, what in (("action", "codeAction"), ("hover", "hover")) for when, how in (
+            ("after", "right after an edit"), ("during", "while the full pass runs")) for row in (
+            (f"**server: {what} {how}, p95 / max (ms)**",
+             lambda r, k=f"{key}_{when}": _pair(r["server"], f"{k}_p95", f"{k}_max"), _fmt_pair_ms, True,
+             "≤ 30 / ≤ 100", lambda v: v[0] <= 0.030 and v[1] <= 0.100),
+        )],
         ("server peak RSS, VmHWM (MiB)", lambda r: r["server"].get("VmHWM"), fmt_mib, True, "≤ 200",
          lambda v: v <= 200 * MiB),
         ("replay cold: `Replay(graph).at_heads()`, bodies parsed and evaluated (s)",
@@ -590,6 +707,12 @@ def rows() -> list[tuple]:
          None),
         ("engine in-process: `set_buffer` + `snapshot(quick=True)`, break / repair (ms)",
          lambda r: _pair(r["replay"], "engine_break_quick", "engine_repair_quick"), _fmt_pair_ms, True, "", None),
+        ("**engine in-process, CPU of one request after an edit: quick snapshot / codeAction (whole file) / hover, "
+         "max of 6 (ms)**",
+         lambda r: (r["replay"]["cpu_quick"], r["replay"]["cpu_action"], r["replay"]["cpu_hover"]),
+         lambda v: " / ".join(fmt_ms(x) for x in v), True, "sum ≤ 30", lambda v: sum(v) <= 0.030),
+        ("**engine in-process, CPU of the longest step of the full pass after an edit (ms)**",
+         lambda r: r["replay"].get("cpu_step"), fmt_ms, True, "≤ 30", lambda v: v <= 0.030),
         ("engine in-process: then `snapshot()` (full pass), break / repair (s)",
          lambda r: _pair(r["replay"], "engine_break_full", "engine_repair_full"), _fmt_pair_s, True, "", None),
     ]
@@ -686,6 +809,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")),
                    help="samples of each CLI timing (median); 1 when a run takes over a minute")
     p.add_argument("--edits", type=int, default=24)
+    p.add_argument("--request-edits", type=int, default=8,
+                   help="edits after which codeAction and hover are timed (right after, and during the full pass)")
     p.add_argument("--pauses", default="0.1 1.5",
                    help="seconds between edits, one series of --edits edits each: 0.1 = typing (a debounced "
                         "full pass should not start), 1.5 = the next edit may land while a full pass runs")
@@ -727,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{n}: server")
                 try:
                     r["server"] = asyncio.run(measure_server(root, manifest, args.edits, args.timeout, pauses,
-                                                             scratch))
+                                                             scratch, args.request_edits))
                 except asyncio.TimeoutError:
                     r["server"] = {"timeout": True}
                 except Exception as exc:  # report, go on with the other measurements

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__, formats, progress
 from .core import Diagnostic, Severity, paused_gc, printable
-from .engine import Engine, EnvironmentState, Snapshot
+from .engine import Engine, EnvironmentState, Report, Snapshot
 from .formats import relative
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -32,9 +32,9 @@ def _codes(value: str | None) -> tuple[str, ...]:
     return tuple(c.strip().upper() for c in (value or "").split(",") if c.strip())
 
 
-def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> tuple[Engine, Snapshot]:
-    """`memo`: the caller reads only findings and GraphSummary (check): an unchanged project
-    is answered from the cache without being parsed."""
+def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> tuple[Engine, Report]:
+    """`memo`: the caller reads only findings and GraphSummary (check: Engine.report()): an
+    unchanged project is answered from the cache without being parsed."""
     roots = []
     for p in paths:
         path = Path(p)
@@ -56,9 +56,15 @@ def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> t
         engine.load_models()
         status.stage(f"checking {sum(len(env.files) for _, env in engine.environments())} revision files")
         with paused_gc():
-            snapshot = engine.snapshot()
+            report = engine.report() if memo else engine.snapshot()
         engine.save_cache()
-    return engine, snapshot
+    return engine, report
+
+
+def _snapshot(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snapshot]:
+    """The engine and its complete snapshot (the commands that read graphs and schemas)."""
+    engine, _ = _engine(paths, args)
+    return engine, engine.snapshot()  # (the one just built)
 
 
 def _report_problems(snapshot: Snapshot) -> bool:
@@ -174,7 +180,7 @@ def _git_scope(engine: Engine, snapshot: Snapshot, changed: bool) -> Snapshot:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    _, snapshot = _engine([args.path], args)
+    _, snapshot = _snapshot([args.path], args)
     print(GRAPH_FORMATS[args.format](snapshot))
     return EXIT_USAGE if _report_problems(snapshot) else EXIT_OK
 
@@ -207,7 +213,7 @@ def _write_revision(args: argparse.Namespace) -> int:
     from .render import render_migration, render_revision
 
     args.no_import = not args.autogenerate
-    _, snapshot = _engine([args.path], args)
+    _, snapshot = _snapshot([args.path], args)
     if _report_problems(snapshot):
         return EXIT_USAGE
     state = _one_environment(snapshot, args.path)
@@ -248,7 +254,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from .pglocks import postgres_version
 
     args.no_import = True
-    _, snapshot = _engine([args.path], args)
+    _, snapshot = _snapshot([args.path], args)
     if _report_problems(snapshot):
         return EXIT_USAGE
     state = _one_environment(snapshot, args.path)

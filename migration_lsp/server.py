@@ -33,7 +33,8 @@ from .engine import Engine, Snapshot
 from .features import Locator, path_to_uri, uri_to_path
 from .child import kill_all as kill_children
 from .truth import Verifier
-from .features.actions import APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, code_actions, resolve_edit
+from .features.actions import (APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, build_edit, code_actions,
+                               deferred_fix, schema_target)
 from .features.completion import completion
 from .features.diagnostics import file_diagnostics, result_id, to_lsp
 from .features.hints import inlay_hints
@@ -146,18 +147,38 @@ class MigrationServer(LanguageServer):
         self.verifier = Verifier()  # the truth pass (truth.py): after a save, in the background
         self.verify_task: asyncio.Future | None = None
         self.verify_again = False
+        self.tasks: set[asyncio.Future] = set()  # background tasks, referenced until they end
+
+    def spawn(self, coro) -> asyncio.Future:
+        """A background task, kept referenced until it ends (the loop holds tasks weakly)."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     # ---------------------------------------------------------------- helpers
 
     @property
     def snapshot(self) -> Snapshot | None:
-        """For requests: current graph; schema diagnostics as of the last full pass."""
+        """For requests: current graph; schema diagnostics as of the last full pass. The only
+        snapshot a request reads: nothing a request does runs the schema pass on the loop."""
         return self.verifier.apply(self.engine.snapshot(quick=True)) if self.engine else None
 
-    @property
-    def full_snapshot(self) -> Snapshot | None:
-        """Everything current (code actions that replay the schema need it)."""
-        return self.engine.snapshot() if self.engine else None
+    async def complete_snapshot(self, attempts: int = 5) -> Snapshot | None:
+        """A snapshot whose schema part is current, for what needs it (a fix built on
+        codeAction/resolve): the full pass is started now (not after the typing pause) and
+        awaited, in its slices; None when edits keep making it stale."""
+        for _ in range(attempts):
+            if self.engine is None:
+                return None
+            snapshot = self.engine.snapshot(quick=True)
+            if not any(state.partial for state in snapshot.environments):
+                return snapshot
+            if self.full_pass is not None:
+                self.full_pass.cancel()
+            self._start_full_pass()
+            await asyncio.shield(self.full_task)
+        return None
 
     def locator(self, snapshot: Snapshot) -> Locator:
         encoding = self.workspace.position_encoding if self.protocol._workspace else "utf-16"
@@ -200,7 +221,7 @@ class MigrationServer(LanguageServer):
         if not changed:
             return
         if self.pull:
-            asyncio.ensure_future(self._request_refresh())
+            self.spawn(self._request_refresh())
             return
         locator = self.locator(snapshot)
         for path in changed:
@@ -217,7 +238,7 @@ class MigrationServer(LanguageServer):
     def _start_full_pass(self) -> None:
         self.full_pass = None
         if self.full_task is None or self.full_task.done():
-            self.full_task = asyncio.ensure_future(self._full_pass())
+            self.full_task = self.spawn(self._full_pass())
         # else: the running pass sees the newer edit, stops, and schedules the next one
 
     async def _full_pass(self) -> None:
@@ -225,14 +246,8 @@ class MigrationServer(LanguageServer):
         between: requests and edits are answered while the schema is replayed. An edit
         makes the engine abandon the pass (its results so far stay cached)."""
         try:
-            slice_started = time.perf_counter()
             with paused_gc(freeze=True):
-                for _ in self.engine.snapshot_steps():
-                    if time.perf_counter() - slice_started > SLICE_SECONDS:
-                        # a real pause, not sleep(0): pygls reads stdin in a thread, one line per
-                        # round trip, and that thread needs the GIL to hand a message over
-                        await asyncio.sleep(SLICE_PAUSE)
-                        slice_started = time.perf_counter()
+                await sliced(self.engine.snapshot_steps())
             self._publish(self.snapshot)  # the full picture, unless abandoned
             if not getattr(self, "models_rejudged", False) and any(m.needs_schema for m in self.engine.models.values()):
                 self.models_rejudged = True  # once: env.py's filters now see what the migrations build
@@ -248,6 +263,18 @@ class MigrationServer(LanguageServer):
             await ask_client(self.workspace_diagnostic_refresh_async(None))
         except Exception:
             pass
+
+
+async def sliced(steps) -> None:
+    """Run a generator of small steps on the event loop, yielding to it every SLICE_SECONDS:
+    requests and edits are answered in between."""
+    slice_started = time.perf_counter()
+    for _ in steps:
+        if time.perf_counter() - slice_started > SLICE_SECONDS:
+            # a real pause, not sleep(0): pygls reads stdin in a thread, one line per
+            # round trip, and that thread needs the GIL to hand a message over
+            await asyncio.sleep(SLICE_PAUSE)
+            slice_started = time.perf_counter()
 
 
 server = MigrationServer()
@@ -351,7 +378,7 @@ def _settings(raw: Any) -> dict[str, Any]:
 async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -> None:
     started = time.perf_counter()
     # progress is created alongside indexing: a client slow to answer must not delay it
-    progress = asyncio.ensure_future(_begin_progress(ls, "Indexing Alembic migrations"))
+    progress = ls.spawn(_begin_progress(ls, "Indexing Alembic migrations"))
     try:
         with paused_gc(freeze=True):
             engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted,
@@ -376,9 +403,9 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
         _announce_checked(ls, doc.uri)
     progress.add_done_callback(lambda task: task.cancelled() or task.exception() or
                                _end_progress(ls, task.result(), f"{revisions} revisions"))
-    asyncio.ensure_future(_register_watchers(ls))
-    asyncio.ensure_future(_poll_git(ls))
-    asyncio.ensure_future(_load_configuration(ls))
+    ls.spawn(_register_watchers(ls))
+    ls.spawn(_poll_git(ls))
+    ls.spawn(_load_configuration(ls))
     schedule_models(ls)
 
 
@@ -389,7 +416,7 @@ def schedule_models(ls: MigrationServer) -> None:
     if ls.models_task is not None and not ls.models_task.done():
         ls.models_again = True
         return
-    ls.models_task = asyncio.ensure_future(_load_models(ls))
+    ls.models_task = ls.spawn(_load_models(ls))
 
 
 async def _load_models(ls: MigrationServer) -> None:
@@ -422,7 +449,7 @@ def schedule_verify(ls: MigrationServer) -> None:
     if ls.verify_task is not None and not ls.verify_task.done():
         ls.verify_again = True
         return
-    ls.verify_task = asyncio.ensure_future(_verify(ls))
+    ls.verify_task = ls.spawn(_verify(ls))
 
 
 async def _verify(ls: MigrationServer) -> None:
@@ -611,8 +638,8 @@ def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesP
             ls.engine.file_changed(path)
     if rescan:
         ls.engine.rescan()
-    ls.engine.refresh_git()
     ls.refresh()
+    ls.spawn(_refresh_git(ls))
     if any(uri_to_path(c.uri) in ls.engine.model_files() for c in params.changes):
         schedule_models(ls)
 
@@ -753,9 +780,8 @@ def on_inlay_hint(ls, params: types.InlayHintParams, snapshot, path, locator):
 @safe([])
 @_request(migrations_only=False)
 def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
-    """Listed, never rendered: actions creating a file are resolved (or run) later."""
-    snapshot = ls.full_snapshot  # fixes may replay the schema (fill downgrade, generate revision)
-    locator = ls.locator(snapshot)
+    """Listed from the latest snapshot, never waiting for a pass: fixes that create a file
+    or need the schema are built when resolved (or run)."""
     r = params.range
     span = Span(r.start.line, locator.column(path, r.start), r.end.line, locator.column(path, r.end))
     only = [str(k.value if hasattr(k, "value") else k) for k in params.context.only] if params.context.only else None
@@ -764,15 +790,25 @@ def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
 
 
 async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit | None:
-    """The edit of a file-creating action, rendered now, off the event loop (a trusted
-    workspace renders its own template in a child process, which takes a moment)."""
+    """The edit of a deferred action, built now from a complete snapshot (the full pass
+    awaited in its slices). A fix that needs the schema replays what is below its revision
+    in slices too, then builds on the loop (one revision's ops); a file is rendered off the
+    loop (a trusted workspace renders its own template in a child process)."""
     await _wait_ready(ls)
-    snapshot = ls.full_snapshot
+    snapshot = await ls.complete_snapshot()
     if snapshot is None:
         return None
+    locator = ls.locator(snapshot)
+    fix = deferred_fix(snapshot, data, locator, ls.exists, ls.trusted)
+    if fix is None:
+        return None
     support = EditSupport.from_capabilities(ls.client_capabilities)
-    return await asyncio.to_thread(resolve_edit, snapshot, data, ls.locator(snapshot), support, ls.exists,
-                                   ls.trusted)
+    if fix.schema:
+        target = schema_target(snapshot, data)
+        if target is not None:
+            await sliced(ls.engine.replay_steps(*target))
+        return build_edit(fix, locator, support)
+    return await asyncio.to_thread(build_edit, fix, locator, support)
 
 
 @server.feature(types.CODE_ACTION_RESOLVE)
@@ -856,6 +892,14 @@ def announce_graph(ls: MigrationServer, snapshot: Snapshot) -> None:
         ls.protocol.notify(GRAPH_CHANGED, {})
 
 
+async def _refresh_git(ls: MigrationServer) -> None:
+    """engine.refresh_git() with its git half in a thread: the loop only learns the answer."""
+    engine = ls.engine
+    if engine is not None and await asyncio.to_thread(engine.poll_git) and engine is ls.engine:
+        engine.base_moved()
+        ls.refresh()
+
+
 async def _poll_git(ls: MigrationServer) -> None:
     """HEAD and the refs, looked at now and then (a few stat calls; git runs only when one
     moved): a fetch in a terminal is seen even when the client does not watch the git
@@ -864,8 +908,7 @@ async def _poll_git(ls: MigrationServer) -> None:
     while True:
         try:
             if ls.engine is not None:
-                if ls.engine.refresh_git():
-                    ls.refresh()
+                await _refresh_git(ls)
                 for root, message in [*ls.engine.git.notes.items(), *ls.engine.git.errors.items()]:
                     if f"git {root}: {message}" not in ls.problems_logged:
                         ls.problems_logged.add(f"git {root}: {message}")

@@ -14,11 +14,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from lsprotocol import types
 
 from migration_lsp.core import Span
 from migration_lsp.engine import Engine
 from migration_lsp.features import Locator
-from migration_lsp.features.actions import EditSupport, code_actions
+from migration_lsp.features.actions import APPLY_EDIT, EditSupport, code_actions, resolve_edit
 from migration_lsp.features.lens import code_lenses
 
 BASE = '''\
@@ -211,7 +212,9 @@ def test_every_argument_replaced_or_dropped(project: Path, name: str, text: str)
             if d.path == path:
                 assert 0 <= d.span.line <= d.span.end_line < lines, (d, variant)
         locator = Locator(snapshot)
-        code_actions(snapshot, path, Span(0, 0, lines - 1, 0), None, locator, support)
+        for action in code_actions(snapshot, path, Span(0, 0, lines - 1, 0), None, locator, support):
+            if isinstance(action, types.Command) and action.command == APPLY_EDIT:  # deferred: build it
+                resolve_edit(snapshot, action.arguments[0], locator, support)
         code_lenses(snapshot, path, locator)
     engine.set_buffer(path, text)  # and the original text gives the original answer back
     assert engine.snapshot().diagnostics == baseline.diagnostics

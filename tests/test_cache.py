@@ -163,7 +163,7 @@ def test_cli_answers_an_unchanged_project_from_the_memo_and_follows_edits(projec
     first = capsys.readouterr().out
     # unchanged: the whole environment comes from the memo, no file is parsed
     parsed = []
-    import migration_lsp.engine as engine_module
+    import migration_lsp.engine.documents as engine_module  # (where the engine parses files)
     real = engine_module.parse_script
     monkeypatch.setattr(engine_module, "parse_script", lambda *a, **k: parsed.append(a[0]) or real(*a, **k))
     main(args)

@@ -235,7 +235,7 @@ def test_one_revision_with_many_ops_is_checked_in_linear_steps(tmp_path: Path):
     small, _ = engine_calls(tmp_path / "small", 1000)
     large, engine = engine_calls(tmp_path / "large", 4000)
     assert large / small < 4.5, (small, large)
-    replay = engine._replays[next(iter(engine._replays))]
+    replay = engine.schema.replays[next(iter(engine.schema.replays))]
     table = replay.prepare("a1").after.table("t")
     assert len(table.columns) == 1 + 1000 and len(table.indexes) == 1000
     assert table.column("c3996").column.nullable is True and table.column("c0").column.nullable is False

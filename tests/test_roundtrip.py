@@ -395,8 +395,8 @@ def test_fill_downgrade_restores_the_database(project):
 
     actions = code_actions(snapshot, path, d001[0].span, None, Locator(snapshot), SUPPORT)
     fill = [a for a in actions if a.title == "Fill downgrade() by reversing upgrade()"]
-    assert len(fill) == 1 and fill[0].is_preferred
-    apply_workspace_edit(fill[0].edit)
+    assert len(fill) == 1 and fill[0].is_preferred and fill[0].edit is None  # built when resolved
+    apply_workspace_edit(resolved(snapshot, fill[0]).edit)
     text = path.read_text()
     compile(text, str(path), "exec")
     assert '    """Downgrade schema."""' in text  # the docstring stays
@@ -440,7 +440,7 @@ def test_fill_downgrade_marks_what_cannot_be_reversed(project):
     d001 = next(d for d in state.diagnostics if d.code == "D001")
     fill = [a for a in code_actions(snapshot, path.resolve(), d001.span, None, Locator(snapshot), SUPPORT)
             if a.title.startswith("Fill downgrade")]
-    apply_workspace_edit(fill[0].edit)
+    apply_workspace_edit(resolved(snapshot, fill[0]).edit)
     filled = path.read_text()
     assert "# TODO migration-lsp: reverse by hand" in filled.split("def downgrade")[1]
     compile(filled, str(path), "exec")

@@ -448,7 +448,8 @@ async def test_trusted_workspace_models_and_downgrades(tmp_path: Path):
         actions = await client.text_document_code_action_async(t.CodeActionParams(
             text_document=doc(target), range=d001.range, context=t.CodeActionContext(diagnostics=[d001])))
         fill = next(a for a in actions if a.title.startswith("Fill downgrade()"))
-        written = apply_workspace_edit(fill.edit)
+        assert fill.edit is None  # built from the replayed schema only when resolved
+        written = apply_workspace_edit((await resolved(client, fill)).edit)
         body = written[target.resolve()].split("def downgrade")[1]
         assert "op.drop_column('users', 'display_name')" in body
         assert "op.drop_index(op.f('ix_posts_created_at'), table_name='posts')" in body

@@ -4,11 +4,17 @@ Every fix is a WorkspaceEdit the editor applies (and can undo); nothing is writt
 A new file is a CreateFile (never overwriting) plus a TextDocumentEdit when the client
 supports resource operations; otherwise the server sends the edit with workspace/applyEdit.
 
-Actions that create a file render a template, and the project's `script.py.mako` is
-project code: it is never rendered when actions are *listed* (VS Code asks on every cursor
-move). They are listed with `data` and no edit; `codeAction/resolve` computes the edit, or,
-for clients that cannot resolve an edit, the action is a command the server runs the same
-way. Each fix is built on its own: one that fails is logged once and the others stay.
+Listing is cheap and reads only the snapshot it is given (the server's latest, whose
+schema part may be a pass behind): VS Code asks on every cursor move. Two kinds of fix are
+*deferred* — listed with `data` and no edit, built by `codeAction/resolve` (or, for clients
+that cannot resolve an edit, as a command the server runs the same way):
+
+- those that create a file: they render a template, and the project's `script.py.mako` is
+  project code;
+- those that need the schema history (Fill downgrade()): the server builds them from a
+  complete snapshot, replaying what they need in slices, never while listing.
+
+Each fix is built on its own: one that fails is logged once and the others stay.
 """
 
 from __future__ import annotations
@@ -118,6 +124,12 @@ class _Fix:
     diagnostic: types.Diagnostic | None = None
     preferred: bool = False
     creates: bool = False
+    schema: bool = False  # reads the replayed schema: built from a complete snapshot only
+
+    @property
+    def deferred(self) -> bool:
+        """Built when resolved or run, never when listed."""
+        return self.creates or self.schema
 
 
 def _listed(fix: _Fix, data: dict, locator: Locator, support: EditSupport) -> types.CodeAction | types.Command | None:
@@ -125,8 +137,8 @@ def _listed(fix: _Fix, data: dict, locator: Locator, support: EditSupport) -> ty
     CodeAction to resolve, or (clients that cannot resolve an edit, or create files) a
     Command the server runs. Any other fix is built now; None when there is nothing to do."""
     diagnostics = [fix.diagnostic] if fix.diagnostic else None
-    if fix.creates:
-        if support.resolve and support.document_changes and support.create:
+    if fix.deferred:
+        if support.resolve and (not fix.creates or (support.document_changes and support.create)):
             return types.CodeAction(title=fix.title, kind=fix.kind, diagnostics=diagnostics,
                                     is_preferred=fix.preferred or None, data=data)
         return types.Command(title=fix.title, command=APPLY_EDIT, arguments=[data])
@@ -232,7 +244,7 @@ def _fixes_for(
 
     elif d.code == "D001" and rev:
         yield _Fix("Fill downgrade() by reversing upgrade()", quick, lambda: _fill_downgrade(state, script), lsp,
-                   preferred=True)
+                   preferred=True, schema=True)
 
     elif d.code == "G009" and rev and script.doc:
         def header() -> _Change | None:
@@ -347,12 +359,12 @@ def _fixes(snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, l
     if script is not None:
         states = [snapshot.environment_of(path)]
     else:  # a model file: the environments whose diagnostics point into it
-        states = [s for s in snapshot.environments if any(d.path == path for d in s.diagnostics)]
+        states = [s for s in snapshot.environments if s.by_path.get(path)]
     for state in states:
         if state is None:
             continue
-        here = [d for d in state.diagnostics
-                if d.path == path and d.span.line <= span.end_line and span.line <= d.span.end_line]
+        here = [d for d in state.by_path.get(path, ())  # (this file's only: every cursor move)
+                if d.span.line <= span.end_line and span.line <= d.span.end_line]
         if _wanted(types.CodeActionKind.QuickFix, only):
             generated = False
             for d in here:
@@ -390,13 +402,12 @@ def code_actions(
     return out
 
 
-def resolve_edit(
-    snapshot: Snapshot, data: object, locator: Locator, support: EditSupport,
+def deferred_fix(
+    snapshot: Snapshot, data: object, locator: Locator,
     exists: Callable[[Path], bool] = Path.exists, trusted: bool = False,
-) -> types.WorkspaceEdit | None:
-    """The edit of a listed file-creating action (its `data`), rendered now: on
-    codeAction/resolve, or when the client runs the action's command. None when the action
-    no longer exists (the graph changed) or cannot be built (logged once)."""
+) -> _Fix | None:
+    """The listed deferred action that `data` names, found again in `snapshot` (cheap: its
+    edit is not built). None when the action no longer exists (the graph changed)."""
     if not isinstance(data, dict) or not isinstance(data.get("uri"), str) or not isinstance(data.get("title"), str):
         return None
     path = uri_to_path(data["uri"])
@@ -404,10 +415,25 @@ def resolve_edit(
     if path is None or not (isinstance(raw, list) and len(raw) == 4 and all(isinstance(n, int) for n in raw)):
         return None
     fix = next((f for f in _fixes(snapshot, path, Span(*raw), None, locator, exists, trusted)
-                if f.title == data["title"] and f.creates), None)
+                if f.title == data["title"] and f.deferred), None)
     if fix is None:
         say_once(f"code action {data['title']!r} is out of date: the revisions changed")
+    return fix
+
+
+def schema_target(snapshot: Snapshot, data: object) -> tuple[EnvironmentState, str] | None:
+    """(environment, revision) whose replayed schema the action `data` names needs, if any:
+    the server replays it in slices before building the edit."""
+    path = uri_to_path(data["uri"]) if isinstance(data, dict) and isinstance(data.get("uri"), str) else None
+    script = snapshot.script(path) if path is not None else None
+    state = snapshot.environment_of(path) if path is not None else None
+    if script is None or state is None or script.revision_id not in state.graph.by_id:
         return None
+    return state, script.revision_id
+
+
+def build_edit(fix: _Fix, locator: Locator, support: EditSupport) -> types.WorkspaceEdit | None:
+    """The edit of a deferred action (None when there is nothing to do, or it failed: logged once)."""
     try:
         change = fix.build()
     except Exception as exc:
@@ -418,3 +444,14 @@ def resolve_edit(
     if change.note:
         say_once(change.note)
     return _workspace_edit(change, locator, support)
+
+
+def resolve_edit(
+    snapshot: Snapshot, data: object, locator: Locator, support: EditSupport,
+    exists: Callable[[Path], bool] = Path.exists, trusted: bool = False,
+) -> types.WorkspaceEdit | None:
+    """The edit of a listed deferred action (its `data`), built now from `snapshot` (which
+    must be complete: a full pass's): on codeAction/resolve, or when the client runs the
+    action's command. None when the action no longer exists or cannot be built."""
+    fix = deferred_fix(snapshot, data, locator, exists, trusted)
+    return build_edit(fix, locator, support) if fix is not None else None

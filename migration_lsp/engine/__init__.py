@@ -1,0 +1,421 @@
+"""The engine both front ends share: mutable session state in, immutable snapshots out.
+
+`Engine` coordinates parts with one job each (README, Architecture):
+
+- `documents.Documents`: the open-document store (buffers win over disk, parsed once per text);
+- `graph_index.GraphIndex`: per environment the revision graph and its G findings (git included);
+- `schema_pass.SchemaPass`: D/S findings of every revision along the replayed schema;
+- `models_state.ModelsState`: the loaded models and M001–M004;
+- `memo.RevisionMemo`: the one memo by revision key (content + ancestry) the last three share;
+- `stored`: what goes into the persistent cache; `snapshot`: the pictures requests read.
+
+`snapshot()` returns a read-only `Snapshot`; an edit re-parses one file and rebuilds only
+the environment that file belongs to; `snapshot(quick=True)` leaves the schema part as the
+last full pass left it, and `snapshot_steps()` is the full pass in small steps (the server
+runs it in slices between requests). `report()` is the CLI's check: unchanged environments
+come from the cache without being parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..cache import Store
+from ..checks import apply_filters
+from ..core import Diagnostic
+from ..gitbase import Base, Tracker
+from ..graph import RevisionGraph
+from ..project import ConfigProblem, Discovery, Environment, Settings
+from .documents import Documents
+from .graph_index import GraphIndex
+from .memo import RevisionMemo
+from .models_state import ModelsState, heads_key, may_enable
+from .schema_pass import SchemaPass, environment_salt, options_factory
+from .snapshot import CachedEnvironment, EnvironmentReport, EnvironmentState, GraphSummary, Report, Snapshot
+from .sources import MAX_FILE_BYTES, decode_source, read_bytes, read_file, read_source
+from .stored import cached_report, discover_cached, remember_report, report_key
+
+if TYPE_CHECKING:
+    from ..compare import Difference
+    from ..models import MetadataSource, ModelTables
+
+__all__ = ["Engine", "Snapshot", "Report", "EnvironmentState", "EnvironmentReport", "CachedEnvironment",
+           "GraphSummary", "MAX_FILE_BYTES", "decode_source", "read_bytes", "read_file", "read_source",
+           "graph_only", "may_enable"]
+
+Key = tuple[Path, str]  # (workspace root, environment name)
+
+
+def graph_only(settings: Settings) -> bool:
+    """Only graph rules (G...) are selected: no schema replay, no models (a pre-commit
+    "one head" check reads headers only)."""
+    select = [s.upper() for s in settings.select]
+    return bool(select) and "ALL" not in select and all(s.startswith("G") for s in select)
+
+
+def _outermost(roots: Iterable[Path]) -> tuple[Path, ...]:
+    """Roots without repeats and without those inside another root: discovery under the outer
+    one already finds everything below, and a second discovery would report it twice."""
+    unique = list(dict.fromkeys(roots))
+    return tuple(r for r in unique if not any(o != r and r.is_relative_to(o) for o in unique))
+
+
+class Engine:
+    """Session state for one or more workspace roots."""
+
+    UNTRUSTED = "the workspace is not trusted (no project code is run)"
+
+    def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
+                 untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False) -> None:
+        self.roots = _outermost(Path(r).resolve() for r in roots)
+        self.overrides = dict(overrides or {})
+        self.trusted = trusted
+        self.untrusted_reason = untrusted_reason
+        self.stores: dict[Path, Store] = {root: Store.for_root(root) if cache else Store(None)
+                                          for root in self.roots}
+        # report(): a whole environment's findings cached under the digest of all its inputs
+        self.memo = memo
+        self.documents = Documents()
+        self.graphs = GraphIndex(self.roots, self.overrides)
+        self.revisions = RevisionMemo()
+        self.schema = SchemaPass(self.revisions, lambda path: path in self.documents.buffers)
+        self.model_state = ModelsState(trusted, untrusted_reason)
+        self._states: dict[Key, EnvironmentState] = {}
+        self._generation = 0  # bumped by every change: a running pass knows it is stale
+        self._snapshot: Snapshot | None = None
+        self._snapshot_partial = False
+        self.discoveries: tuple[Discovery, ...] = ()
+        self.rescan()
+
+    # the parts' state other modules and tests read
+    @property
+    def buffers(self) -> dict[Path, str]:
+        return self.documents.buffers
+
+    @property
+    def git(self) -> Tracker:
+        return self.graphs.git
+
+    @property
+    def models(self) -> dict[Key, ModelTables]:
+        return self.model_state.models
+
+    @property
+    def computed_revisions(self) -> int:
+        return self.schema.computed_revisions
+
+    # ---------------------------------------------------------------- changes
+
+    def rescan(self, overrides: dict | None = None) -> None:
+        """Discover environments again (new config, created or deleted files)."""
+        if overrides is not None:
+            self.overrides = dict(overrides)
+            self.graphs.set_overrides(self.overrides)
+        self.discoveries = tuple(discover_cached(root, self.overrides, self.stores[root]) for root in self.roots)
+        self._changed()
+        self._states.clear()
+
+    def _changed(self) -> None:
+        self._generation += 1
+        self._snapshot = None
+
+    def warm_up(self) -> None:
+        """Precompute what the first keystroke would otherwise pay for (the server calls it
+        after indexing)."""
+        self.graphs.warm_up(self._states.values())
+
+    def save_cache(self) -> None:
+        """Write the persistent cache (the CLI after a check, the server now and then)."""
+        for store in self.stores.values():
+            store.save()
+
+    def set_buffer(self, path: Path, text: str) -> None:
+        if self.documents.set_buffer(path.resolve(), text):
+            self._changed()
+
+    def close_buffer(self, path: Path) -> None:
+        if self.documents.close_buffer(path.resolve()):
+            self._changed()
+
+    def file_changed(self, path: Path) -> None:
+        """The file changed on disk (saved, or edited by another program)."""
+        self.documents.touch(path.resolve())
+        self._changed()
+
+    def tracks(self, path: Path) -> bool:
+        """Is this file one of the discovered revision files (not just inside a location)?"""
+        path = path.resolve()
+        return any(path in env.file_set for d in self.discoveries for env in d.environments)
+
+    def knows(self, path: Path) -> bool:
+        path = path.resolve()
+        return any(d.environment_of(path) for d in self.discoveries)
+
+    def environments(self) -> list[tuple[Key, Environment]]:
+        return [((d.root, env.name), env) for d in self.discoveries for env in d.environments]
+
+    # ---------------------------------------------------------------- git
+
+    def refresh_git(self) -> bool:
+        """Poll HEAD and the base refs (a few stat calls; git runs only when one moved).
+        True when a base moved: every environment is then checked again. The server runs
+        the two halves apart: poll_git() in a thread, base_moved() on its event loop."""
+        moved = self.poll_git()
+        if moved:
+            self.base_moved()
+        return moved
+
+    def poll_git(self) -> bool:
+        """The git half of refresh_git(), safe to run in another thread (GraphIndex.poll)."""
+        return self.graphs.poll(self.environments(), dict(self._states))
+
+    def base_moved(self) -> None:
+        """A base branch moved (poll_git() said so): every environment is checked again."""
+        self._changed()
+        self._states.clear()
+
+    def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
+        return self.graphs.base(root, env, here)
+
+    def git_status(self, snapshot: Snapshot) -> dict:
+        return self.graphs.status(snapshot.environments)
+
+    # ---------------------------------------------------------------- snapshots
+
+    def snapshot(self, quick: bool = False) -> Snapshot:
+        """The current picture. `quick`: the graph and its diagnostics are current, the
+        schema-based ones (models, downgrades) are those of the last full pass, minus the
+        files edited since — what an editor needs on every keystroke; a full pass follows
+        when typing pauses."""
+        for _ in self.snapshot_steps(quick):
+            pass
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def snapshot_steps(self, quick: bool = False) -> Iterator[None]:
+        """snapshot() in small steps: it yields between revisions of the schema pass, so the
+        server can answer requests in between; an edit made meanwhile abandons it (what it
+        computed so far stays in the memo by revision key, so the next pass resumes, not restarts)."""
+        if self._snapshot is not None and (quick or not self._snapshot_partial):
+            return
+        generation = self._generation
+        dirty = set(self.documents.dirty)
+        states: list[EnvironmentState] = []
+        built: dict[Key, EnvironmentState] = {}
+        problems: list[ConfigProblem] = []
+        for discovery in self.discoveries:
+            problems.extend(discovery.problems)
+            for env in discovery.environments:
+                env = self.documents.with_new_buffers(env, self.discoveries)
+                key = (discovery.root, env.name)
+                state = self._states.get(key)
+                if state is None or state.env.files != env.files or any(p in env.file_set for p in dirty) or (
+                        state.partial and not quick):
+                    state = yield from self._build(env, key, state, quick, generation)
+                    if state is None or self._generation != generation:
+                        return  # edited meanwhile: this picture is already stale
+                    built[key] = state
+                states.append(state)
+        self._states.update(built)
+        self.documents.dirty -= dirty
+        self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, self._settings())
+        self._snapshot_partial = any(s.partial for s in states)
+
+    def _settings(self) -> Settings:
+        return self.discoveries[0].settings if self.discoveries and self.discoveries[0].settings else Settings()
+
+    def report(self) -> Report:
+        """What a one-shot check prints. With `memo` (the CLI), in an untrusted session with
+        no open buffer, an environment whose inputs — every file's path and content, the
+        environment and its settings, the base branch, the tool's version — are those of a
+        report in the cache is read back without being parsed or built."""
+        if not (self.memo and not self.trusted and not self.documents.buffers):
+            return self.snapshot()
+        environments: list[EnvironmentReport] = []
+        problems: list[ConfigProblem] = []
+        for discovery in self.discoveries:
+            problems.extend(discovery.problems)
+            for env in discovery.environments:
+                key = (discovery.root, env.name)
+                store = self.stores[discovery.root]
+                if not store.enabled:
+                    environments.append(self._complete(env, key))
+                    continue
+                memo_key = report_key(env, (self.untrusted_reason, environment_salt(env), self.graphs.key(key[0])),
+                                      ((p, *self.documents.read(p)) for p in env.files))
+                found: EnvironmentReport | None = cached_report(store, memo_key, env)
+                if found is None:
+                    found = self._complete(env, key)
+                    remember_report(store, memo_key, found)
+                environments.append(found)
+        self.documents.forget_reads()
+        return Report(tuple(environments), tuple(problems), self.roots, self._settings())
+
+    def _complete(self, env: Environment, key: Key) -> EnvironmentState:
+        """One environment built with its full pass, at once (the CLI: nothing edits meanwhile)."""
+        steps = self._build(env, key, self._states.get(key), False, self._generation)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                state = done.value
+                break
+        assert state is not None  # (only an edit made meanwhile abandons a build)
+        self._states[key] = state
+        return state
+
+    # ---------------------------------------------------------------- building
+
+    def _build(self, env: Environment, key: Key, previous: EnvironmentState | None,
+               quick: bool, generation: int) -> Generator[None, None, EnvironmentState | None]:
+        """One environment's state; a generator that yields after each revision it had to
+        compute, and gives up (None) once an edit has made its work stale."""
+        scripts = self.documents.scripts(env, previous)
+        graph, changed_pairs = self.graphs.graph(scripts, previous)
+        if previous is not None and len(previous.scripts) == len(scripts):
+            by_path = dict(previous.script_by_path)
+            pairs = changed_pairs if changed_pairs is not None else [
+                pair for pair in zip(previous.scripts, scripts) if pair[0] is not pair[1]]
+            for old, new in pairs:
+                by_path.pop(old.path, None)
+                by_path[new.path] = new
+        else:
+            pairs = []
+            by_path = {s.path: s for s in scripts}
+        graph_found = self.graphs.findings(key, env, graph, scripts, by_path, previous, changed_pairs)
+        options = options_factory(env)
+        if quick:
+            kept = previous.schema_by_path if previous is not None else {}
+            if previous is not None and len(previous.scripts) == len(scripts):
+                edited = {s.path for pair in pairs for s in pair}
+            elif previous is not None:
+                edited = set(by_path) - {s.path for s in previous.scripts if by_path.get(s.path) is s}
+            else:
+                edited = set()
+            if edited & kept.keys():
+                kept = {p: v for p, v in kept.items() if p not in edited}
+            differences = previous.differences if previous is not None else ()
+            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options, differences, True,
+                               previous)
+        if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
+            return self._state(env, scripts, by_path, graph, graph_found, {}, None, options, (), False, None)
+        store = self.stores.get(key[0]) or Store(None)
+
+        def stale() -> bool:
+            return self._generation != generation
+
+        keys: dict[str, str] = {}
+        yield from self.schema.revision_keys(graph, environment_salt(env), keys)
+        replay_of = self.schema.replay_factory(graph, key, keys, env.dialect)
+        result = yield from self.schema.findings(env, graph, by_path, keys, replay_of, options, store, stale)
+        if result is None:
+            return None
+        schema_by_path, grouped = result
+        live = set(keys.values())
+        differences: tuple[Difference, ...] = ()
+        if graph.by_id and not graph.cycles():
+            models_key = heads_key(keys, graph)
+            live.add(models_key)
+            entry = self.revisions.entry(models_key)
+            hit = self.model_state.remembered(key, env, entry.models)
+            if hit is None:
+                if self.model_state.needs_schema(key):
+                    replay = replay_of()  # the heads' schema, one revision per step
+                    if not (yield from self.schema.replay_steps(graph, replay, keys, keys, stale)):
+                        return None
+                model_found, model_differences = self.model_state.findings(key, env, graph, replay_of, options, store)
+                hit = (apply_filters(model_found, env.settings, by_path), tuple(model_differences))
+                entry.models = (env, self.models.get(key) if self.trusted else None, hit)
+            for d in hit[0]:
+                grouped.setdefault(d.path, []).append(d)
+            differences = hit[1]
+        yield from self.revisions.retain(key, live)
+        for path, found in grouped.items():
+            # (a set: S018 on env.py is said by every revision it concerns)
+            schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))
+        yield
+        return self._state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options,
+                           differences, False, None)
+
+    @staticmethod
+    def _state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
+               previous) -> EnvironmentState:
+        """Per-file diagnostics: the schema part as is, merged with the graph part where a
+        file has both. With `previous` (a quick pass) only files whose entries can differ are
+        rebuilt."""
+        graph_by_path: dict[Path, list[Diagnostic]] = {}
+        for d in graph_found:
+            graph_by_path.setdefault(d.path, []).append(d)
+        if previous is not None and previous.schema_by_path is schema_by_path:
+            result = dict(previous.by_path)
+            stale = set(previous.graph_paths) | set(graph_by_path)
+        else:
+            result = dict(schema_by_path)
+            stale = set(graph_by_path)
+        for path in stale:
+            mine = graph_by_path.get(path, [])
+            theirs = schema_by_path.get(path, ())
+            if mine:
+                result[path] = tuple(sorted([*mine, *theirs], key=Diagnostic.sort_key))
+            elif theirs:
+                result[path] = theirs
+            else:
+                result.pop(path, None)
+        same_files = previous is not None and previous.env.files == env.files
+        file_index = previous.file_index if same_files else {path: n for n, path in enumerate(env.files)}
+        return EnvironmentState(env, result, scripts=scripts, graph=graph, script_by_path=by_path,
+                                file_index=file_index, replay_factory=replay_of, options_factory=options,
+                                differences=differences, schema_by_path=schema_by_path, partial=partial,
+                                graph_paths=tuple(graph_by_path), graph_diagnostics=tuple(graph_found))
+
+    def replay_steps(self, state: EnvironmentState, rev: str) -> Iterator[None]:
+        """The schema around `rev` in `state` (a complete snapshot's), replayed one revision
+        per step: a fix that needs the schema (Fill downgrade()) asks for it, and the server
+        runs the steps in slices as it runs the full pass."""
+        return self.schema.replay_to(state, rev)
+
+    # ---------------------------------------------------------------- models
+
+    def metadata_source(self, env: Environment) -> MetadataSource:
+        return self.model_state.metadata_source(env)
+
+    def model_jobs(self) -> list[tuple[Key, Environment, MetadataSource]]:
+        """What loading the models means for each environment (empty when untrusted, and for
+        an environment whose M rules are all off)."""
+        return [(key, env, replace(source, schema=self._heads_schema(key)))
+                for key, env, source in self.model_state.jobs(self.environments())]
+
+    def _heads_schema(self, key: Key):
+        """What the migrations build, from the last full pass (None before one): env.py's
+        include_object / include_name judge those objects in the model child."""
+        state = self._states.get(key)
+        if state is None or state.partial or not state.graph.heads or state.graph.cycles():
+            return None
+        try:
+            return state.replay.at_heads() if state.replay is not None else None
+        except Exception:  # noqa: BLE001 — a replay bug costs the filters' view, never the load
+            return None
+
+    def set_models(self, key: Key, models: ModelTables) -> None:
+        self.model_state.models[key] = models
+        self._changed()
+        state = self._states.get(key)
+        if state is not None:  # the graph stands; the schema part waits for the next full pass
+            self._states[key] = replace(state, partial=True)
+
+    def load_models(self) -> None:
+        """Load every environment's models now (blocking; the server runs the jobs in a
+        thread and hands the results back with set_models)."""
+        if not self.model_jobs():
+            return
+        from ..models import load_models
+
+        self.snapshot()  # the static pass first: env.py's filters judge what the migrations build too
+        for key, env, source in self.model_jobs():
+            self.set_models(key, load_models(env, source))
+
+    def model_files(self) -> set[Path]:
+        return self.model_state.files()

@@ -1,0 +1,82 @@
+"""The one in-memory memo of the engine: what was computed for a revision, keyed by its
+revision key — a hash of its text, the keys of the revisions below it and its environment's
+salt (schema_pass.revision_keys) — so an edit and its undo compute nothing twice, and two
+graphs that share a history share its results.
+
+One eviction policy for everything in it: after each complete pass of an environment, the
+keys that pass used are live for that environment; when the memo holds more than twice the
+live keys of all environments (plus SPARE), the oldest entries that no environment's last
+pass used go, down to the live ones plus SPARE (benchmarks/long_session.py: the memo's
+allowance, not garbage, is what grew over a long session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core import Diagnostic
+from ..project import Settings
+
+if TYPE_CHECKING:
+    from ..replay import RevisionSchema
+
+SPARE = 250  # entries kept beyond the live ones (a revision's schemas weigh ~30 KB)
+EVICT_STEP = 500  # entries dropped between two yields of the full pass
+
+
+@dataclass
+class Entry:
+    # D001–D003 and S001–S005 of the revision, unfiltered
+    found: list[Diagnostic] | None = None
+    # `found` after select/ignore/suppressions, sorted, for the settings in `filtered_for`
+    filtered: tuple[Diagnostic, ...] | None = None
+    filtered_for: Settings | None = None
+    # the replayed schema around the revision (and whether its ops were released)
+    replay: tuple[RevisionSchema, bool] | None = None
+    # M001–M004 and the differences for the heads whose keys make this entry's key, with the
+    # environment and the models they were computed for
+    models: tuple[Any, Any, tuple] | None = None
+
+    def filtered_with(self, settings: Settings) -> tuple[Diagnostic, ...] | None:
+        if self.filtered is not None and (self.filtered_for is settings or self.filtered_for == settings):
+            return self.filtered
+        return None
+
+
+class RevisionMemo:
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._live: dict[tuple[Path, str], set[str]] = {}
+
+    def get(self, key: str | None) -> Entry | None:
+        return self._entries.get(key) if key is not None else None
+
+    def entry(self, key: str) -> Entry:
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = Entry()
+        return found
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def retain(self, environment: tuple[Path, str], live: Iterable[str]) -> Iterator[None]:
+        """After a complete pass of `environment`: the keys it used are its live ones. Once
+        the memo holds more than twice the live keys (plus SPARE), the oldest entries no
+        environment's last pass used go, down to the live ones plus SPARE (the most recent
+        others stay: an undo finds them). Dropped in batches of EVICT_STEP, yielding between
+        them (freeing the schemas of thousands of revisions takes a while: the server runs
+        this in slices)."""
+        self._live[environment] = set(live)
+        kept = set().union(*self._live.values())
+        if len(self._entries) <= 2 * len(kept) + SPARE:
+            return
+        others = [k for k in self._entries if k not in kept]  # oldest first (insertion order)
+        doomed = others[:max(len(others) - SPARE, 0)]
+        for n in range(0, len(doomed), EVICT_STEP):
+            for key in doomed[n:n + EVICT_STEP]:
+                self._entries.pop(key, None)
+            yield

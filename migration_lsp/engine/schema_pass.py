@@ -1,0 +1,262 @@
+"""The schema pass: D001–D003 and S001–S005 of every revision of an environment. Each
+revision gets a key (its text and the keys below it); its findings come from the memo, else
+the persistent cache, else are computed along the replay of the history, one revision per
+step so that the server can run the pass in slices between requests."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import weakref
+from collections.abc import Callable, Generator, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..cache import Store, digest
+from ..checks import apply_filters
+from ..core import Diagnostic
+from ..graph import RevisionGraph
+from ..project import Environment
+from ..scripts import MigrationScript
+from .memo import RevisionMemo
+from .snapshot import EnvironmentState
+from .sources import read_source
+from .stored import decode_diagnostics, encode_diagnostics
+
+if TYPE_CHECKING:
+    from ..compare import CompareOptions
+    from ..replay import Replay
+
+log = logging.getLogger("migration_lsp")
+
+KEY_STEP = 500  # revisions keyed between two yields of the full pass
+Key = tuple[Path, str]
+
+
+def env_py_text(env: Environment) -> str:
+    return (read_source(env.env_py) or "") if env.env_py is not None else ""
+
+
+def environment_salt(env: Environment) -> str:
+    """What, besides the files, the D/S rules read: the options (from env.py), the dialect."""
+    return digest("schema", env.name, str(env.dialect), repr(env.settings.exclude_tables),
+                  str(env.settings.postgres_version), env_py_text(env))
+
+
+def options_factory(env: Environment) -> Callable[[], CompareOptions]:
+    """The environment's compare options (from env.py), made on first use."""
+    made: list[CompareOptions] = []
+
+    def options() -> CompareOptions:
+        if not made:
+            from ..compare import options_from_env_py
+
+            made.append(options_from_env_py(env_py_text(env), env.dialect, env.settings.exclude_tables))
+        return made[0]
+    return options
+
+
+class SchemaPass:
+    def __init__(self, memo: RevisionMemo, is_open: Callable[[Path], bool]) -> None:
+        self.memo = memo
+        self.is_open = is_open  # open files keep their evaluated ops (features read them)
+        self.replays: dict[Key, Replay] = {}  # the last replay per environment (the next starts from it)
+        self._digests: weakref.WeakKeyDictionary[MigrationScript, str] = weakref.WeakKeyDictionary()
+        self.computed_revisions = 0  # D/S results not found in memory or in the cache (tests read it)
+
+    # ---------------------------------------------------------------- keys
+
+    def _digest(self, script: MigrationScript) -> str:
+        found = self._digests.get(script)
+        if found is None:
+            found = self._digests[script] = digest(script.text)
+        return found
+
+    def revision_keys(self, graph: RevisionGraph, salt: str, keys: dict[str, str]) -> Iterator[None]:
+        """Fills `keys`: a key per revision that changes whenever anything its schema checks
+        read may have changed: its own text and, recursively, the keys of the revisions below
+        it (an edit changes the keys of the revision and of everything above it). Revisions in
+        or above a cycle get none (never cached). Ordered: a revision after those below it.
+        Yields every KEY_STEP revisions (the full pass runs in slices)."""
+        below = {rev: tuple(dict.fromkeys(graph.parents[rev] + graph.dependencies[rev])) for rev in graph.by_id}
+        pending = {rev: len(b) for rev, b in below.items()}
+        above: dict[str, list[str]] = {}
+        for rev, b in below.items():
+            for p in b:
+                above.setdefault(p, []).append(rev)
+        ready = [rev for rev, n in pending.items() if n == 0]
+        parents, dependencies, by_id = graph.parents, graph.dependencies, graph.by_id
+        while ready:
+            rev = ready.pop()
+            # fixed-length hex parts: plain concatenation is unambiguous
+            keys[rev] = hashlib.blake2b("".join((salt, self._digest(by_id[rev]), *(keys[p] for p in parents[rev]), "|",
+                                                 *(keys[d] for d in dependencies[rev]))).encode(),
+                                        digest_size=16).hexdigest()
+            for a in above.get(rev, ()):
+                pending[a] -= 1
+                if pending[a] == 0:
+                    ready.append(a)
+            if len(keys) % KEY_STEP == 0:
+                yield
+
+    # ---------------------------------------------------------------- replay
+
+    def replay_factory(self, graph: RevisionGraph, key: Key, keys: dict[str, str],
+                       dialect: str | None = None) -> Callable[[], Replay]:
+        """The replay of this graph, made once on first use: from the previous one (only what
+        an edit can have changed is recomputed), and given every state computed before under
+        the same revision key (an edit and its undo replay nothing twice)."""
+        made: list[Replay] = []
+
+        def replay() -> Replay:
+            if not made:
+                from ..replay import Replay
+
+                made.append(Replay(graph, self.replays.get(key), dialect))
+                self.replays[key] = made[0]
+                for rev, rev_key in keys.items():
+                    entry = self.memo.get(rev_key)
+                    if entry is not None and entry.replay is not None:
+                        made[0].adopt(rev, *entry.replay)
+            return made[0]
+        return replay
+
+    def _remember_replay(self, replay: Replay, rev: str, rev_key: str | None) -> None:
+        found = replay.result(rev)
+        if rev_key is not None and found is not None:
+            self.memo.entry(rev_key).replay = found
+
+    def replay_steps(self, graph: RevisionGraph, replay: Replay, keys: dict[str, str], revs: Iterable[str],
+                     stale: Callable[[], bool]) -> Generator[None, None, bool]:
+        """Replay `revs` one per step (each remembered, its bodies released); False once
+        `stale()` says an edit has made the pass stale."""
+        for rev in revs:
+            replay.prepare(rev)
+            self._release(graph.by_id[rev], replay, rev)
+            self._remember_replay(replay, rev, keys.get(rev))
+            yield
+            if stale():
+                return False
+        return True
+
+    def replay_to(self, state: EnvironmentState, rev: str) -> Iterator[None]:
+        """The schema around `rev` in `state` (a complete snapshot's), replayed one revision
+        per step, those below first (what a fix that needs the schema asks for)."""
+        replay = state.replay
+        if replay is None or rev not in state.graph.by_id:
+            return
+        for below in self._unreplayed_below(state.graph, replay, rev):
+            replay.prepare(below)
+            self._release(state.graph.by_id[below], replay, below)
+            yield
+        replay.prepare(rev)
+
+    def _release(self, script: MigrationScript, replay: Replay, rev: str) -> None:
+        """Once a revision's schema is computed, forget its syntax trees and evaluated ops
+        (parsed again if a feature or a later edit asks); open files keep theirs."""
+        if not self.is_open(script.path):
+            script.release_bodies()
+            replay.release(rev)
+
+    @staticmethod
+    def _unreplayed_below(graph: RevisionGraph, replay: Replay, rev: str) -> list[str]:
+        """The revisions below `rev` whose schema the replay has not computed yet, those
+        below first: stepping through them keeps every step of the pass to one revision."""
+        order: list[str] = []
+        seen = {rev}
+        todo = [(rev, iter(graph.parents.get(rev, ()) + graph.dependencies.get(rev, ())))]
+        while todo:
+            node, below = todo[-1]
+            for nxt in below:
+                if nxt not in seen and not replay.computed(nxt):
+                    seen.add(nxt)
+                    todo.append((nxt, iter(graph.parents.get(nxt, ()) + graph.dependencies.get(nxt, ()))))
+                    break
+            else:
+                todo.pop()
+                if node != rev:
+                    order.append(node)
+        return order
+
+    # ---------------------------------------------------------------- findings
+
+    def findings(self, env: Environment, graph: RevisionGraph, by_path: dict[Path, MigrationScript],
+                 keys: dict[str, str], replay_of: Callable[[], Replay], options: Callable[[], CompareOptions],
+                 store: Store, stale: Callable[[], bool]
+                 ) -> Generator[None, None, tuple[dict[Path, tuple[Diagnostic, ...]], dict[Path, list[Diagnostic]]] | None]:
+        """Every revision's D/S findings, filtered: (per file when a revision's findings are
+        all in its own file, the others grouped by file); None once stale()."""
+        grouped: dict[Path, list[Diagnostic]] = {}
+        schema_by_path: dict[Path, tuple[Diagnostic, ...]] = {}
+        settings = env.settings
+        looked = 0
+        for rev in [*keys, *(r for r in graph.by_id if r not in keys)]:  # ancestors first
+            script, rev_key = graph.by_id[rev], keys.get(rev)
+            entry = self.memo.get(rev_key)
+            found = entry.found if entry is not None else None
+            if found is None and rev_key is not None:
+                cached = store.get("schema", rev_key)
+                found = decode_diagnostics(cached, script.path) if cached is not None else None  # None: a miss
+                if found is not None:
+                    entry = self.memo.entry(rev_key)
+                    entry.found = found
+            computed = found is None
+            if found is None:
+                replay = replay_of()
+                if not (yield from self.replay_steps(graph, replay, keys, self._unreplayed_below(graph, replay, rev),
+                                                     stale)):
+                    return None
+                found = self._compute(script, rev, rev_key, replay, options, env, store)
+                self._remember_replay(replay, rev, rev_key)
+                entry = self.memo.get(rev_key)
+            # filtered and sorted once per revision key: a pass over cached results stays cheap
+            mine = entry.filtered_with(settings) if entry is not None else None
+            if mine is None:
+                mine = tuple(sorted(apply_filters(found, settings, by_path), key=Diagnostic.sort_key))
+                if entry is not None:
+                    entry.filtered, entry.filtered_for = mine, settings
+            if mine and all(d.path == script.path for d in mine) and script.path not in schema_by_path:
+                schema_by_path[script.path] = mine
+            else:
+                for d in mine:
+                    grouped.setdefault(d.path, []).append(d)
+            looked += 1
+            if computed or looked % KEY_STEP == 0:
+                yield
+                if stale():
+                    return None
+        return schema_by_path, grouped
+
+    def _compute(self, script: MigrationScript, rev: str, key: str | None, replay: Replay,
+                 options: Callable[[], CompareOptions], env: Environment, store: Store) -> list[Diagnostic]:
+        """The D and S rules of one revision, computed (and remembered)."""
+        from ..checks.downgrade import check_downgrade
+        from ..checks.pg_ddl import check_pg_ddl
+        from ..checks.pg_transactions import check_pg_transactions, env_py_facts
+        from ..checks.portable import check_portable
+        from ..checks.safety import check_safety
+
+        env_name = env.name
+
+        self.computed_revisions += 1
+        try:
+            schema = replay.revision(rev)
+            found = check_downgrade(script, schema, options(), env_name) + check_safety(
+                script, schema, options().dialect, env_name)
+            env_py = env_py_facts(env.env_py, env_py_text(env))
+            version = env.settings.postgres_version
+            found += check_pg_ddl(script, schema, options().dialect, env_name, version)
+            found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
+            found += check_portable(script, schema, options().dialect, env_name, env_py)
+        except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
+            log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
+                          script.path)
+            self._release(script, replay, rev)
+            if key is not None:  # said once: not tried again until the text changes (nor cached on disk)
+                self.memo.entry(key).found = []
+            return []
+        if key is not None:
+            self.memo.entry(key).found = found
+            store.put("schema", key, encode_diagnostics(found, script.path))
+        self._release(script, replay, rev)
+        return found

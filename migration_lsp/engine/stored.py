@@ -1,0 +1,191 @@
+"""What the engine keeps in the persistent cache (cache.Store) and reads back: diagnostics as
+plain data, discovery records (unpickled with only the project's record classes allowed),
+and a whole environment's report under the digest of all its inputs. Anything read back is
+checked field by field: an entry of another shape is a miss, never an exception."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import pickle
+from collections.abc import Iterable
+from dataclasses import replace
+from io import BytesIO
+from pathlib import Path
+
+from .. import project
+from ..cache import Store, digest
+from ..core import Diagnostic, Severity, Span
+from ..project import ConfigProblem, Discovery, Environment, discover, walk
+from .snapshot import CachedEnvironment, EnvironmentReport, GraphSummary
+
+
+def encode_diagnostics(found: list[Diagnostic], path: Path | None):
+    """Plain data for the cache (None when something in it is not plain: not cached)."""
+    try:
+        # (the path is written only when it is not `path`: a revision's S018 sits on env.py)
+        value = [(d.code, int(d.severity), str(d.path) if path is None or d.path != path else None,
+                  (d.span.line, d.span.col, d.span.end_line, d.span.end_col), d.message,
+                  d.environment, d.data) for d in found]
+        if len(value) != len(found):
+            return None
+        marshal.dumps(value)
+        return value
+    except (ValueError, TypeError):
+        return None
+
+
+def decode_diagnostics(value, path: Path | None) -> list[Diagnostic] | None:
+    """What encode_diagnostics wrote; None for anything of another shape (a miss)."""
+    if not isinstance(value, list):
+        return None
+    out = []
+    try:
+        for code, severity, where, span, message, environment, data in value:
+            if not (isinstance(code, str) and type(severity) is int and isinstance(message, str)
+                    and isinstance(environment, str) and isinstance(data, dict) and isinstance(span, tuple)
+                    and len(span) == 4 and all(type(n) is int and n >= 0 for n in span)
+                    and ((where is None and path is not None) or isinstance(where, str))):
+                return None
+            out.append(Diagnostic(code, Severity(severity), Path(where) if where is not None else path, Span(*span), message,
+                                  environment, data))
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+class _DiscoveryUnpickler(pickle.Unpickler):
+    """Discovery records come back from the cache with only the project's own record
+    classes (not Settings: those are never cached) and paths allowed: a cache file cannot
+    make loading run anything else, nor choose the Python or the models that run."""
+
+    def find_class(self, module: str, name: str):
+        if (module == Environment.__module__ and name in ("Discovery", "Environment", "ConfigProblem")) or (
+                module == "pathlib" and name in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not expected in a cached discovery")
+
+
+def _bare_discovery(data: bytes, root: Path) -> Discovery | None:
+    """A cached discovery record, checked field by field (None: not one of ours)."""
+    def paths(value) -> bool:
+        return isinstance(value, tuple) and all(isinstance(p, Path) for p in value)
+
+    def optional(value, kind) -> bool:
+        return value is None or isinstance(value, kind)
+
+    try:
+        found = _DiscoveryUnpickler(BytesIO(data)).load()
+        if not (type(found) is Discovery and found.root == root and found.settings is None
+                and paths(found.outside) and isinstance(found.environments, tuple)
+                and isinstance(found.problems, tuple)):
+            return None
+        if not all(type(p) is ConfigProblem and isinstance(p.path, Path) and isinstance(p.message, str)
+                   for p in found.problems):
+            return None
+        for env in found.environments:
+            if not (type(env) is Environment and isinstance(env.name, str) and env.root == root
+                    and optional(env.config_path, Path) and optional(env.script_location, Path)
+                    and paths(env.version_locations) and env.files == () and isinstance(env.file_template, str)
+                    and type(env.truncate_slug_length) is int and optional(env.timezone, str)
+                    and env.dialect is None and env.settings is None and optional(env.config_dialect, str)
+                    and env.history_dialect in (None, *project.KNOWN_DIALECTS)):
+                return None
+    except Exception:  # not a record of this version: no cache
+        return None
+    return found
+
+
+def _cached_discovery(cached, root: Path, paths: dict[str, Path]) -> Discovery | None:
+    """The bare discovery of a cache entry (None: a miss: not of the expected shape, or a
+    configured location outside the walk changed)."""
+    try:
+        data, files, outside = cached
+        if not (isinstance(data, bytes) and isinstance(files, list) and isinstance(outside, list)
+                and all(isinstance(fs, list) and all(isinstance(f, str) for f in fs) for fs in files)):
+            return None
+    except (TypeError, ValueError):
+        return None
+    found = _bare_discovery(data, root)
+    if found is None or len(files) != len(found.environments):
+        return None
+    if found.outside and project.walk_locations(found.outside).fingerprint() != outside:
+        return None
+    if any(f not in paths and not any(f.startswith(str(loc) + os.sep) for loc in found.outside)
+           for fs in files for f in fs):
+        return None
+    return replace(found, environments=tuple(
+        replace(env, files=tuple(paths.get(f) or Path(f) for f in env_files))
+        for env, env_files in zip(found.environments, files)))
+
+
+def discover_cached(root: Path, overrides: dict, store: Store) -> Discovery:
+    """discover(), reused from the cache while no file it looked at has changed. The
+    cache holds the discovery without settings: those are read from the config files
+    on every run (they choose the Python and the models that run)."""
+    scan = walk(root)
+    if not store.enabled:
+        return discover(root, overrides, scan)
+    key = digest(repr(scan.fingerprint()))
+    paths = {str(p): p for ps in scan.py_by_dir.values() for p in ps}
+    cached = store.get("discovery", key)
+    found = _cached_discovery(cached, root.resolve(), paths) if cached is not None else None
+    if found is not None:
+        scan.report_skipped()
+        return project.settle(found, overrides)
+    bare = project.discover_bare(root, scan)
+    outside = project.walk_locations(bare.outside).fingerprint() if bare.outside else []
+    store.put("discovery", key, (
+        pickle.dumps(replace(bare, environments=tuple(replace(env, files=()) for env in bare.environments))),
+        [[str(f) for f in env.files] for env in bare.environments], outside))
+    return project.settle(bare, overrides)
+
+
+# --------------------------------------------------------------------------- whole environments
+
+
+def report_key(env: Environment, parts: Iterable[str], files: Iterable[tuple[Path, bytes | None, str | None]]) -> str:
+    """The key of an environment's report: every input of the findings — each file's path
+    and content, the environment (settings included), `parts` (why models are off, the
+    schema salt, the base branch), the tool's and its libraries' versions (the store's own)."""
+    keyed = [repr(env), *parts]
+    for path, raw, why in files:
+        keyed += (str(path), digest(raw) if raw is not None else f"-{why}")
+    return digest(*keyed)
+
+
+def cached_report(store: Store, key: str, env: Environment) -> CachedEnvironment | None:
+    cached = store.get("environment", key)
+    if cached is None:
+        return None
+    try:  # any entry not of the shape remember_report writes is a miss, never an exception
+        summary, found = cached
+        paths = {str(p): p for p in env.files}
+        if not (isinstance(summary, tuple) and len(summary) == 5 and isinstance(found, list) and all(
+                isinstance(ids, tuple) and all(isinstance(i, str) for i in ids) for ids in summary)):
+            return None
+        by_path = {}
+        for p, value in found:
+            path = (paths.get(p) or Path(p)) if isinstance(p, str) else None
+            decoded = decode_diagnostics(value, path) if path is not None else None
+            if decoded is None:
+                return None
+            by_path[path] = tuple(decoded)
+        return CachedEnvironment(env, by_path, cached_summary=GraphSummary(*summary))
+    except (TypeError, ValueError):
+        return None
+
+
+def remember_report(store: Store, key: str, state: EnvironmentReport) -> None:
+    found = []
+    for path, diagnostics in state.by_path.items():
+        value = encode_diagnostics(list(diagnostics), path)
+        if value is None:
+            return  # something not plain: not remembered
+        found.append((str(path), value))
+    summary = state.summary
+    store.put("environment", key, ((summary.revision_ids, summary.heads, summary.bases,
+                                    summary.merge_points, summary.branch_points), found))

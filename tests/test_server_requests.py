@@ -1,0 +1,148 @@
+"""Requests never wait for the schema pass (issue 13): the server's handlers run in-process
+on a real engine, and the engine's own counter of computed revisions says whether a request
+ran any part of the pass. Counts, not times."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from lsprotocol import types as t
+
+from migration_lsp import server as srv
+from migration_lsp.engine import Engine
+
+REVISIONS = 40
+
+
+def _revision(n: int, downgrade: str | None = None) -> str:
+    down = repr(f"{n - 1:012d}") if n else "None"
+    body = downgrade if downgrade is not None else f"    op.drop_table('t{n}')\n"
+    return (f'"""table {n}\n\nRevision ID: {n:012d}\nRevises: {"" if not n else f"{n - 1:012d}"}\n"""\n'
+            "from alembic import op\nimport sqlalchemy as sa\n\n"
+            f"revision = '{n:012d}'\ndown_revision = {down}\nbranch_labels = None\ndepends_on = None\n\n\n"
+            "def upgrade():\n"
+            f"    op.create_table('t{n}', sa.Column('id', sa.Integer(), primary_key=True))\n\n\n"
+            f"def downgrade():\n{body}")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n"
+                                          "sqlalchemy.url = sqlite:///db.sqlite\n")
+    (tmp_path / "migrations" / "env.py").write_text("target_metadata = None\n")
+    for n in range(REVISIONS):
+        last = n == REVISIONS - 1
+        (versions / f"{n:012d}_t{n}.py").write_text(_revision(n, "    pass\n" if last else None))
+    return tmp_path
+
+
+def _server(root: Path) -> srv.MigrationServer:
+    ls = srv.MigrationServer()
+    ls.engine = Engine([root], trusted=False, cache=False)
+    ls.pull = True  # (nothing is pushed to a client that is not there)
+    ls.protocol.client_capabilities = t.ClientCapabilities(
+        text_document=t.TextDocumentClientCapabilities(code_action=t.CodeActionClientCapabilities(
+            resolve_support=t.ClientCodeActionResolveOptions(properties=["edit"]))),
+        workspace=t.WorkspaceClientCapabilities(workspace_edit=t.WorkspaceEditClientCapabilities(
+            document_changes=True, resource_operations=[t.ResourceOperationKind.Create])))
+    ls.ready.set()
+    return ls
+
+
+def _last(root: Path) -> Path:
+    return (root / "migrations" / "versions" / f"{REVISIONS - 1:012d}_t{REVISIONS - 1}.py").resolve()
+
+
+def _edit_first(ls: srv.MigrationServer, root: Path) -> None:
+    """An edit at the bottom of the history: every revision above must be replayed again."""
+    first = (root / "migrations" / "versions" / f"{0:012d}_t0.py").resolve()
+    ls.engine.set_buffer(first, _revision(0).replace("primary_key=True)", "primary_key=True), sa.Column('x', sa.Text())"))
+
+
+def _partial(ls: srv.MigrationServer) -> bool:
+    return any(state.partial for state in ls.engine.snapshot(quick=True).environments)
+
+
+async def _code_actions(ls: srv.MigrationServer, path: Path) -> list:
+    snapshot = ls.engine.snapshot(quick=True)
+    d001 = next(d for d in snapshot.diagnostics if d.code == "D001")
+    r = t.Range(t.Position(d001.span.line, 0), t.Position(d001.span.line, 1))
+    return await srv.on_code_action(ls, t.CodeActionParams(
+        text_document=t.TextDocumentIdentifier(uri=path.as_uri()), range=r, context=t.CodeActionContext(diagnostics=[])))
+
+
+async def test_code_action_after_an_edit_runs_no_part_of_the_pass(project: Path):
+    ls = _server(project)
+    ls.engine.snapshot()  # the first full pass: D001 on the last revision
+    _edit_first(ls, project)
+    before = ls.engine.computed_revisions
+    actions = await _code_actions(ls, _last(project))
+    fill = next(a for a in actions if a.title.startswith("Fill downgrade()"))
+    assert fill.edit is None and fill.data is not None  # built when resolved
+    assert ls.engine.computed_revisions == before  # no revision replayed or checked by the request
+    assert _partial(ls)  # and the pass still to run
+
+    # resolving runs the pass (in its slices) and builds the edit from the current schema
+    resolved = await srv.on_code_action_resolve(ls, fill)
+    assert ls.engine.computed_revisions >= before + REVISIONS  # every revision above the edit
+    assert not _partial(ls)
+    new_text = resolved.edit.document_changes[0].edits[0].new_text
+    assert f"op.drop_table('t{REVISIONS - 1}')" in new_text
+
+
+async def test_code_action_while_a_pass_runs_returns_before_it_ends(project: Path, monkeypatch):
+    monkeypatch.setattr(srv, "SLICE_SECONDS", 0.0)  # the pass yields after every step
+    ls = _server(project)
+    ls.engine.snapshot()
+    _edit_first(ls, project)
+    workers: list = []  # the task that computed each revision
+    real = ls.engine.schema._compute
+
+    def compute(*args, **kwargs):
+        workers.append(asyncio.current_task())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ls.engine.schema, "_compute", compute)
+    ls._start_full_pass()
+    while len(workers) < 3:  # the pass is under way
+        await asyncio.sleep(0)
+    me = asyncio.current_task()
+    actions = await _code_actions(ls, _last(project))
+    assert any(a.title.startswith("Fill downgrade()") for a in actions)
+    assert not ls.full_task.done()  # the request did not wait for the pass
+    hover = await srv.on_hover(ls, t.HoverParams(text_document=t.TextDocumentIdentifier(uri=_last(project).as_uri()),
+                                                 position=t.Position(9, 20)))  # the id in down_revision
+    assert hover is not None and not ls.full_task.done()
+    await ls.full_task
+    assert len(workers) >= REVISIONS and not _partial(ls)
+    assert me not in workers and set(workers) == {ls.full_task}  # the requests computed nothing
+
+
+async def test_git_is_polled_off_the_event_loop(project: Path, monkeypatch):
+    ls = _server(project)
+    threads: list[int] = []
+    real = ls.engine.poll_git
+
+    def poll() -> bool:
+        threads.append(threading.get_ident())
+        return real()
+
+    monkeypatch.setattr(ls.engine, "poll_git", poll)
+    await srv._refresh_git(ls)
+    assert threads and threads[0] != threading.get_ident()
+
+
+async def test_background_tasks_stay_referenced_until_they_end():
+    ls = srv.MigrationServer()
+    gate = asyncio.Event()
+    task = ls.spawn(gate.wait())
+    assert task in ls.tasks
+    gate.set()
+    await task
+    await asyncio.sleep(0)
+    assert task not in ls.tasks
