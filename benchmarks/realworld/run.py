@@ -152,11 +152,14 @@ def write_settings(ws: Path, settings: dict) -> None:
     path.write_text("[tool.migration-lsp]\n" + body)
 
 
+CHECK_FLAGS: list[str] = ["--static"]  # --mode: the static pass (issue 14) or the truth pass (15)
+
+
 def run_ours(ws: Path, settings: dict) -> dict:
     write_settings(ws, settings)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([str(OURS), "check", "--format", "json", "--no-cache", "."], cwd=ws,
+        proc = subprocess.run([str(OURS), "check", *CHECK_FLAGS, "--format", "json", "--no-cache", "."], cwd=ws,
                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
         return {"exit": None, "crash": f"no answer in {RUN_TIMEOUT}s", "wall": RUN_TIMEOUT, "diagnostics": []}
@@ -203,10 +206,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", help="project names (the others keep their last results)")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--mode", choices=["static", "truth"], default="static",
+                    help="static: `check --static` (no database); truth: `check` with its truth pass")
     ap.add_argument("--report", default=str(REPO / "benchmarks" / "REALWORLD.md"))
     ap.add_argument("--results", default=str(HERE / "results.json"))
     ap.add_argument("--render-only", action="store_true", help="rewrite the report from the results file")
     args = ap.parse_args()
+    CHECK_FLAGS[:] = ["--static"] if args.mode == "static" else []
     if args.render_only:
         Path(args.report).write_text(render(json.loads(Path(args.results).read_text())))
         return 0
