@@ -586,8 +586,20 @@ def plain_options(captured):
     return out
 
 
+def _load_alembic_first() -> None:
+    """Alembic and what it imports (argparse, logging.config...) before the project's folders
+    go on sys.path, as the `alembic` command has them loaded before prepend_sys_path: a
+    workspace `argparse.py` shadows nothing Alembic uses."""
+    import alembic.command  # noqa: F401
+    import alembic.config  # noqa: F401
+    import alembic.runtime.environment  # noqa: F401
+    import alembic.script  # noqa: F401
+    import logging.config  # noqa: F401
+
+
 def main():
     config = json.loads(sys.argv[1])
+    _load_alembic_first()
     sys.path[:0] = config.get("sys_path", [])  # alembic.ini's prepend_sys_path
     sys.path.extend(p for p in config.get("sys_path_after", []) if p not in sys.path)  # the workspace, last
     os.chdir(config.get("cwd") or ".")

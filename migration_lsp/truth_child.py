@@ -261,6 +261,14 @@ def work(job, result):
     scratch = make_url(job["url"])
     statements: list[str] = []
     original_create_engine = redirect_engines(scratch, statements)
+    # Alembic and what it imports (argparse, logging.config...) loaded before the project's
+    # folders go on sys.path, as the `alembic` command has them: a workspace `argparse.py`
+    # shadows nothing Alembic uses
+    import logging.config  # noqa: F401
+
+    import alembic.command
+    import alembic.config
+    import alembic.script  # noqa: F401
     sys.path[:0] = job.get("sys_path", [])
     sys.path.extend(p for p in job.get("sys_path_after", []) if p not in sys.path)
     os.chdir(job["cwd"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migration_lsp import cli, schema
+from migration_lsp import cli, replay
 from migration_lsp.engine import Engine, graph_only, may_enable
 from migration_lsp.project import Settings
 
@@ -40,13 +40,13 @@ def project(tmp_path: Path) -> Path:
 def replays(monkeypatch) -> list[str]:
     """Every revision whose schema the replay computes."""
     seen: list[str] = []
-    real = schema.Replay._compute
+    real = replay.Replay._compute
 
     def counted(self, rev):
         seen.append(rev)
         return real(self, rev)
 
-    monkeypatch.setattr(schema.Replay, "_compute", counted)
+    monkeypatch.setattr(replay.Replay, "_compute", counted)
     return seen
 
 

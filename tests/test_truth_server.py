@@ -71,7 +71,10 @@ async def test_truth_replaces_static_findings_and_reruns_after_a_save(tmp_path):
 
 async def test_verify_off_and_untrusted_run_nothing(tmp_path):
     marker = tmp_path / "env_py_ran"
-    env = ENV_PY.replace("config = context.config", f"config = context.config\nopen({str(marker)!r}, 'a').write('x')")
+    # written when migrations run (loading the models runs env.py only up to configure())
+    env = ENV_PY.replace("            context.run_migrations()",
+                         f"            open({str(marker)!r}, 'a').write('x')\n            context.run_migrations()")
+    assert env != ENV_PY
     make_project(tmp_path, env_py=env.replace("{options}", ""),
                  extra_user="nickname: Mapped[str] = mapped_column(String(20))\n")
     models = tmp_path / "app" / "models.py"
