@@ -261,7 +261,7 @@ def _object_of(op: Any) -> tuple[str | None, Any, str | None, str | None]:
     if isinstance(op, alembic_ops.CreateUniqueConstraintOp):
         return "unique_constraint", op.constraint_name, op.table_name, op.schema
     if isinstance(op, alembic_ops.CreateForeignKeyOp):
-        return "foreign_key_constraint", op.constraint_name, op.source_table, op.source_schema
+        return "foreign_key_constraint", op.constraint_name, op.source_table, (op.kw or {}).get("source_schema")
     if isinstance(op, alembic_ops.DropConstraintOp):
         return _CONSTRAINT_KINDS.get(op.constraint_type or ""), op.constraint_name, op.table_name, op.schema
     return None, None, None, None

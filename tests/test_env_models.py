@@ -623,3 +623,22 @@ def test_no_upgrade_runs_while_the_models_load(tmp_path):
     assert not mark.exists()
     alembic_check(root)  # real Alembic's upgrade does run it: the mark can appear
     assert mark.exists()
+
+
+def test_env_py_filters_judge_every_kind_of_difference():
+    """zenml: a foreign key the models add, under a callable include_object, crashed the
+    filter (Alembic keeps a foreign key's schema in `kw`); every kind of op is judged."""
+    import sqlalchemy as sa
+    from alembic.operations import ops
+
+    from migration_lsp.compare import CompareOptions, Difference, _filtered
+
+    options = CompareOptions(filtered=True, excluded=frozenset(
+        {("model", "foreign_key_constraint", "b", "fk_hidden", "new")}), judged=frozenset())
+    shown = ops.CreateForeignKeyOp("fk_shown", "b", "a", ["a_id"], ["id"], source_schema=None)
+    hidden = ops.CreateForeignKeyOp("fk_hidden", "b", "a", ["a_id"], ["id"])
+    table = ops.CreateTableOp("t", [sa.Column("id", sa.Integer())])
+    found = [Difference("missing", "foreign key fk_shown on b", shown, None, None),
+             Difference("missing", "foreign key fk_hidden on b", hidden, None, None),
+             Difference("missing", "table t", table, None, None)]
+    assert [d.what for d in _filtered(found, options)] == ["foreign key fk_shown on b", "table t"]
