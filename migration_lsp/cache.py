@@ -154,13 +154,14 @@ def user_key(root: Path) -> bytes | None:
 
 
 def _library_versions() -> str:
-    """Which Alembic and SQLAlchemy evaluate the migrations (a new SQLAlchemy may read a type
-    differently): where each is installed and when its __init__.py was written, found without
-    importing either (that takes 0.4 s) or importlib.metadata."""
+    """Which Alembic, SQLAlchemy, sqlglot and pglast evaluate the migrations (a new SQLAlchemy
+    may read a type differently, a new sqlglot or pglast parse literal SQL differently): where
+    each is installed and when its __init__.py was written, found without importing any (that
+    takes 0.4 s) or importlib.metadata."""
     from importlib.util import find_spec
 
     out = []
-    for name in ("alembic", "sqlalchemy"):
+    for name in ("alembic", "sqlalchemy", "sqlglot", "pglast"):
         try:
             spec = find_spec(name)
             origin = spec.origin if spec and spec.origin else "?"
