@@ -89,23 +89,32 @@ def from_alembic(diff) -> list[Item]:
 #                     | foreign key on T(a)
 _WHAT = [
     ("table", re.compile(r"^table (?P<t>\S+)$")),
-    ("index", re.compile(r"^index (?P<n>\S+) on (?P<t>\S+)$")),
-    ("unique", re.compile(r"^unique constraint on (?P<t>[^(\s]+)\((?P<c>[^)]*)\)$")),
-    ("fk", re.compile(r"^foreign key on (?P<t>[^(\s]+)\((?P<c>[^)]*)\)$")),
+    # (the truth pass adds the columns, and a constraint's name: "index N on T (a)",
+    # "unique constraint N on T (a, b)", "foreign key N on T (a)")
+    ("index", re.compile(r"^index (?P<n>\S+) on (?P<t>\S+)(?: \([^)]*\))?$")),
+    ("unique", re.compile(r"^unique constraint(?: \S+)? on (?P<t>[^(\s]+) ?\((?P<c>[^)]*)\)$")),
+    ("fk", re.compile(r"^foreign key(?: \S+)? on (?P<t>[^(\s]+) ?\((?P<c>[^)]*)\)$")),
     ("column", re.compile(r"^column (?P<t>\S+)\.(?P<c>[^.\s]+)$")),
 ]
 _SUFFIX = {
-    "M001": " is in the models but no migration creates it",
-    "M002": " exists in the migrations but not in the models",
+    "M001": (" is in the models but no migration creates it",  # the static pass
+             " is in the models but not in the database at head (alembic check)"),  # the truth pass
+    "M002": (" exists in the migrations but not in the models",
+             " is in the database at head but not in the models (alembic check)"),
 }
+_TRUTH = " (alembic check)"
 
 
 def from_diagnostic(diag: dict) -> list[Item]:
     """One diagnostic of `migration-lsp check --format json`; [] for other codes; an
     ("unparsed", code, message) item when an M001–M003 message has an unknown shape."""
     code, message = diag.get("code"), diag.get("message", "")
-    if code in _SUFFIX and message.endswith(_SUFFIX[code]):
-        what, verb = message[: -len(_SUFFIX[code])], "add" if code == "M001" else "remove"
+    suffix = next((s for s in _SUFFIX.get(code, ()) if message.endswith(s)), None)
+    if code == "M003" and message.endswith(_TRUTH):  # "type: X in the database, Y in the models"
+        message = message[: -len(_TRUTH)].replace("type: ", "type ").replace("nullable: ", "nullable ") \
+            .replace("server_default: ", "server default ").replace("comment: ", "comment ")
+    if suffix is not None:
+        what, verb = message[: -len(suffix)], "add" if code == "M001" else "remove"
         for kind, pattern in _WHAT:
             m = pattern.match(what)
             if not m:
