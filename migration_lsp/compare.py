@@ -290,7 +290,6 @@ def _filtered(found: list[Difference], options: CompareOptions) -> list[Differen
         if not left_out:
             kept.append(diff)
     return kept
-    return out
 
 
 class CompareError(Exception):
