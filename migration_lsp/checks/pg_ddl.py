@@ -44,11 +44,11 @@ from .safety import (
     _key,
     _Target,
     _target,
-    _upgrade_ops,
     keyword,
     keyword_string,
     literal_string,
     sql_literal,
+    walk_upgrade,
 )
 
 CODES = tuple(f"S{n:03}" for n in range(6, 15))  # S006–S014
@@ -76,17 +76,7 @@ def check_pg_ddl(script: MigrationScript, schema: RevisionSchema, dialect: str |
         return []
     tree = FunctionTree(script, function)
     checker = _PgChecker(script, schema, "postgresql", env_name, tree, pglocks.postgres_version(version))
-    events: list[tuple[tuple[int, int], int, Any]] = []
-    for n, ev in enumerate(_upgrade_ops(script, schema, "postgresql")):
-        events.append(((ev.span.line, ev.span.col), n, ev))
-    for n, other in enumerate(function.other_calls):
-        if other.name.rsplit(".", 1)[-1] in ("execute", "exec_driver_sql"):
-            events.append(((other.span.line, other.span.col), 10**9 + n, other))
-    for _, _, item in sorted(events, key=lambda e: (e[0], e[1])):
-        if isinstance(item, EvaluatedOp):
-            checker.op(item)
-        else:
-            checker.other(item)
+    walk_upgrade(script, schema, "postgresql", function, checker)
     try:
         checker.unindexed_foreign_keys(schema.after)
     except Exception:  # noqa: BLE001, S110 - a replay quirk must not take the other findings down

@@ -424,6 +424,14 @@ def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str |
     dialect = "postgresql" if dialect == "postgres" else dialect
     tree = FunctionTree(script, function)
     checker = _Checker(script, schema, dialect, env_name, tree)
+    walk_upgrade(script, schema, dialect, function, checker)
+    return checker.out
+
+
+def walk_upgrade(script: MigrationScript, schema: RevisionSchema, dialect: str | None, function: Function,
+                 checker: Any) -> None:
+    """Hand `checker` the upgrade's ops (`.op`) and its literal SQL calls (`.other`) in source
+    order: what a rule family judges, one event at a time."""
     events: list[tuple[tuple[int, int], int, Any]] = []
     for n, ev in enumerate(_upgrade_ops(script, schema, dialect)):
         events.append(((ev.span.line, ev.span.col), n, ev))
@@ -435,7 +443,6 @@ def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str |
             checker.op(item)
         else:
             checker.other(item)
-    return checker.out
 
 
 class _Checker:

@@ -367,13 +367,18 @@ def _ignore(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTree,
         inside = _string_lines(tree, tree.start(stmt)[0], tree.end(stmt)[0]) if stmt is not None else set()
         if inside is None or line + 1 in inside:
             return None  # the line ends inside a multi-line string
-    title = f"Ignore {diagnostic.code} on this line"
+    return ignore_comment(diagnostic.code, line, text)
+
+
+def ignore_comment(code: str, line: int, text: str) -> Fix:
+    """`# migration-lsp: ignore[CODE]` at the end of `line` (added to one already there)."""
+    title = f"Ignore {code} on this line"
     m = _IGNORE_CODES.search(text)
     if m:
         codes = m.group("codes")
         end = m.end("codes")
         sep = ", " if codes.strip() else ""
-        return title, [(Span(line, end, line, end), f"{sep}{diagnostic.code}")]
+        return title, [(Span(line, end, line, end), f"{sep}{code}")]
     stripped = len(text.rstrip())
-    return title, [(Span(line, stripped, line, len(text)), f"  # migration-lsp: ignore[{diagnostic.code}]")]
+    return title, [(Span(line, stripped, line, len(text)), f"  # migration-lsp: ignore[{code}]")]
 

@@ -15,7 +15,7 @@ from ..checks.pg_transactions import LOCK_TIMEOUT_SQL
 from ..checks.safety import FunctionTree
 from ..core import Diagnostic, Span
 from ..scripts import MigrationScript
-from .safety_fixes import _IGNORE_CODES, _newline, _py_string, _string_lines
+from .safety_fixes import _newline, _py_string, _string_lines, ignore_comment
 
 Edit = tuple[Span, str]
 Fix = tuple[str, list[Edit]]
@@ -81,12 +81,4 @@ def _ignore(diagnostic: Diagnostic, script: MigrationScript) -> Fix | None:
             inside = _string_lines(tree, function.span.line, function.span.end_line)
             if inside is None or line + 1 in inside:
                 return None  # the line ends inside a multi-line string
-    title = f"Ignore {diagnostic.code} on this line"
-    m = _IGNORE_CODES.search(text)
-    if m:
-        codes = m.group("codes")
-        end = m.end("codes")
-        sep = ", " if codes.strip() else ""
-        return title, [(Span(line, end, line, end), f"{sep}{diagnostic.code}")]
-    stripped = len(text.rstrip())
-    return title, [(Span(line, stripped, line, len(text)), f"  # migration-lsp: ignore[{diagnostic.code}]")]
+    return ignore_comment(diagnostic.code, line, text)
