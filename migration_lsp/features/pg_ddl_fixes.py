@@ -50,7 +50,7 @@ from .safety_fixes import (
     _py_string,
     _string_lines,
     _unit,
-    _wrap,
+    concurrently,
 )
 
 PG_DDL_CODES = CODES
@@ -252,16 +252,7 @@ def _fix_s009(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
 def _fix_s011(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
     if call.name != "drop_index":
         return None
-    keyword_edit = _add_keyword(tree, node, "postgresql_concurrently", "True")
-    if call.in_autocommit:
-        return "Add postgresql_concurrently=True", [keyword_edit]
-    stmt = _unit(tree, node, call.batch_table is not None)
-    if stmt is None:
-        return None
-    edit = _wrap(tree, stmt, AUTOCOMMIT, [keyword_edit])
-    if edit is None:
-        return None
-    return "Drop the index CONCURRENTLY inside autocommit_block()", [edit]
+    return concurrently(tree, node, call, "Drop")
 
 
 # --------------------------------------------------------------------------- S013

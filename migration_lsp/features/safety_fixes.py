@@ -266,6 +266,12 @@ def _fix_s001(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTre
 
 
 def _fix_s002(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
+    return concurrently(tree, node, call, "Create")
+
+
+def concurrently(tree: FunctionTree, node: ast.Call, call: OpCall, verb: str) -> Fix | None:
+    """`postgresql_concurrently=True` on an index op, inside autocommit_block() (CONCURRENTLY
+    cannot run in the migration's transaction)."""
     keyword_edit = _add_keyword(tree, node, "postgresql_concurrently", "True")
     if call.in_autocommit:
         return "Add postgresql_concurrently=True", [keyword_edit]
@@ -275,7 +281,7 @@ def _fix_s002(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
     edit = _wrap(tree, stmt, AUTOCOMMIT, [keyword_edit])
     if edit is None:
         return None
-    return "Create the index CONCURRENTLY inside autocommit_block()", [edit]
+    return f"{verb} the index CONCURRENTLY inside autocommit_block()", [edit]
 
 
 def _fix_s003(tree: FunctionTree, node: ast.Call, call: OpCall | None) -> Fix | None:
