@@ -30,7 +30,8 @@ from conftest import alembic_project, migration_text  # noqa: E402
 
 from migration_lsp import project  # noqa: E402
 from migration_lsp.checks import _IGNORE  # noqa: E402
-from migration_lsp.checks.safety import runs_concurrently, updated_tables  # noqa: E402
+from migration_lsp.checks.safety import runs_concurrently  # noqa: E402
+from migration_lsp.checks.walk import updated_tables  # noqa: E402
 from migration_lsp.engine import Engine  # noqa: E402
 from migration_lsp.rawsql import ddl_tables, is_ddl  # noqa: E402
 from migration_lsp.scripts import parse_script  # noqa: E402

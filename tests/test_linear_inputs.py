@@ -25,8 +25,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migration_lsp import pmap, rawsql, schema, scripts
-from migration_lsp.checks import safety
-from migration_lsp.checks.safety import check_safety, runs_concurrently, updated_tables
+from migration_lsp.checks import safety, walk
+from migration_lsp.checks.safety import check_safety, runs_concurrently
+from migration_lsp.checks.walk import updated_tables
 from migration_lsp.engine import Engine
 from migration_lsp.graph import RevisionGraph
 from migration_lsp.rawsql import ddl_tables, is_ddl
@@ -75,10 +76,10 @@ class Recorded:
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """Every module-level pattern (or tuple of patterns) of scripts, schema and safety,
-    recorded."""
+    """Every module-level pattern (or tuple of patterns) of scripts, schema, safety and the
+    walk the S families share, recorded."""
     calls: list = []
-    for module in (scripts, rawsql, safety):
+    for module in (scripts, rawsql, safety, walk):
         for name, value in list(vars(module).items()):
             if isinstance(value, re.Pattern):
                 monkeypatch.setattr(module, name, Recorded(value, calls, module.__name__))
@@ -90,7 +91,7 @@ def recorded(monkeypatch):
 def assert_bounded_work(calls: list) -> None:
     """The SQL readers' patterns (schema's and safety's) ran, each doing bounded work per
     position of what it was given."""
-    calls = [c for c in calls if c[3] in (rawsql.__name__, safety.__name__)]
+    calls = [c for c in calls if c[3] in (rawsql.__name__, safety.__name__, walk.__name__)]
     assert calls, "no SQL pattern ran: the test proves nothing"
     for pattern, size, _, _ in calls:
         assert size <= rawsql.SQL_WINDOW or max_width(pattern) <= BOUNDED_WIDTH, \

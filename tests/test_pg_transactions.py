@@ -15,7 +15,7 @@ import pytest
 
 from conftest import alembic_project, line_of, migration_text, write_project
 from migration_lsp.checks import RULES
-from migration_lsp.checks.pg_transactions import env_py_facts
+from migration_lsp.checks.env_py import env_py_facts
 from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.engine import Engine
 from migration_lsp.features.txn_fixes import txn_fixes

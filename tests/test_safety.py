@@ -400,6 +400,16 @@ def test_s003_concurrently_outside_autocommit(tmp_path):
                                ("S003", line(root, "ix_users_email")), ("S003", line(root, "ix_old"))]
 
 
+def test_s003_reads_sql_given_by_keyword(tmp_path):
+    """`op.execute(sqltext=...)` and `conn.execute(statement=...)` are the same call (the S
+    families read literal SQL with one helper, walk.sql_literal)."""
+    root = make(tmp_path, PG, """
+        op.execute(sqltext="CREATE INDEX CONCURRENTLY ix_users_kw ON users (name)")
+        op.get_bind().execute(statement=sa.text("DROP INDEX CONCURRENTLY ix_old_kw"))
+    """)
+    assert at(check(root)) == [("S003", line(root, "ix_users_kw")), ("S003", line(root, "ix_old_kw"))]
+
+
 def test_s003_on_new_table_too(tmp_path):
     root = make(tmp_path, PG, """
         op.create_table("audit", sa.Column("id", sa.Integer(), primary_key=True))

@@ -7,7 +7,7 @@ and a rule fires on the *form* the model names (`add_constraint.foreign_key`,
 `alter_column.type` with a rewrite, ...). What the model cannot know (an old type the
 history does not have, a default calling an unknown function) is never reported.
 
-The walk is the one of S001–S005 (`safety._Checker`): op by op through upgrade(), so a table
+The walk is the one of S001–S005 (`walk.UpgradeWalk`): op by op through upgrade(), so a table
 created earlier in the same upgrade() is *fresh* (empty: nothing to lock, scan or rewrite)
 and never triggers S006–S011. Two rules are about names and indexes rather than locks and
 apply to new tables too (a new table is the cheapest place to get them right):
@@ -38,16 +38,16 @@ from ..replay import RevisionSchema
 from ..rules import severity
 from ..schema import SchemaState, TableState, _index_columns, constraint_columns
 from ..scripts import MigrationScript, OpCall, OtherCall
-from .safety import (
+from .walk import (
     FunctionTree,
-    _Checker,
-    _key,
-    _Target,
-    _target,
+    Target,
+    UpgradeWalk,
     keyword,
     keyword_string,
     literal_string,
+    op_target,
     sql_literal,
+    table_key,
     walk_upgrade,
 )
 
@@ -84,7 +84,7 @@ def check_pg_ddl(script: MigrationScript, schema: RevisionSchema, dialect: str |
     return checker.out
 
 
-class _PgChecker(_Checker):
+class _PgChecker(UpgradeWalk):
     def __init__(self, script: MigrationScript, schema: RevisionSchema, dialect: str, env_name: str,
                  tree: FunctionTree, version: int) -> None:
         super().__init__(script, schema, dialect, env_name, tree)
@@ -100,7 +100,7 @@ class _PgChecker(_Checker):
     # ------------------------------------------------------------------ the walk
 
     def op(self, ev: EvaluatedOp) -> None:
-        target = _target(ev.call, self.tree)
+        target = op_target(ev.call, self.tree)
         for rule in (self._identifiers, self._locks, self._note_foreign_keys):
             try:
                 rule(ev, target)
@@ -146,7 +146,7 @@ class _PgChecker(_Checker):
 
     # ------------------------------------------------------------------ S006–S011
 
-    def _locks(self, ev: EvaluatedOp, target: _Target) -> None:
+    def _locks(self, ev: EvaluatedOp, target: Target) -> None:
         call, op = ev.call, ev.op
         if op is None and call.name == "drop_index":
             op = _bare_drop_index(call.node)
@@ -187,7 +187,7 @@ class _PgChecker(_Checker):
                 else (getattr(op, "kw", None) or {}).get("source_schema"))
         elif form == "alter_column.set_not_null" and effect.scan:
             column = op.column_name
-            known = self._column_state(_Target(op.table_name, op.schema), column)
+            known = self.column_state(Target(op.table_name, op.schema), column)
             if known is not None and known.nullable is False:
                 return  # NOT NULL already: PostgreSQL does nothing
             fix = ("since PostgreSQL 12 a valid CHECK (col IS NOT NULL) spares the scan: add it NOT VALID, "
@@ -215,7 +215,7 @@ class _PgChecker(_Checker):
                    "add the constraint USING INDEX" if form != "add_constraint.exclude" else
                    "an exclusion constraint cannot be built concurrently: run it when the table is quiet")
             columns = [c for c in getattr(op, "columns", None) or () if isinstance(c, str)]
-            states = [self._column_state(_Target(table, getattr(op, "schema", None)), c) for c in columns]
+            states = [self.column_state(Target(table, getattr(op, "schema", None)), c) for c in columns]
             not_null = bool(states) and all(s is not None and s.nullable is False for s in states)
             self.report(
                 "S009", span,
@@ -242,7 +242,7 @@ class _PgChecker(_Checker):
 
     # ------------------------------------------------------------------ S012 / S014
 
-    def _identifiers(self, ev: EvaluatedOp, target: _Target) -> None:
+    def _identifiers(self, ev: EvaluatedOp, target: Target) -> None:
         for name, kind in _named(ev.op):
             size = len(name.encode("utf-8"))
             if size <= MAX_IDENTIFIER:
@@ -276,7 +276,7 @@ class _PgChecker(_Checker):
 
     # ------------------------------------------------------------------ S013
 
-    def _note_foreign_keys(self, ev: EvaluatedOp, target: _Target) -> None:
+    def _note_foreign_keys(self, ev: EvaluatedOp, target: Target) -> None:
         op, key = ev.op, target.key
         fresh = key is not None and self.tables.is_fresh(key)
         if isinstance(op, alembic_ops.CreateTableOp):
@@ -300,7 +300,7 @@ class _PgChecker(_Checker):
             {table.name for table in after.tables.values()}
         for name, schema, cols, span, fresh in self.foreign_keys:
             table = after.table(name, schema)
-            if not cols or table is None or name in after.uncertain or _key(name, schema) in after.uncertain:
+            if not cols or table is None or name in after.uncertain or table_key(name, schema) in after.uncertain:
                 continue
             if (name, schema, cols) in seen or _indexed(table, cols):
                 continue

@@ -34,10 +34,8 @@ import ast
 import io
 import re
 import tokenize
-import weakref
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
-from pathlib import Path
+from functools import cache
 from typing import Any, Protocol
 
 from alembic.operations import ops as alembic_ops
@@ -50,14 +48,16 @@ from ..rules import severity
 from ..schema import SchemaState
 from ..scripts import Function, MigrationScript, OtherCall
 from . import suppressed
-from .safety import (
+from .env_py import EnvPy, env_py_facts  # noqa: F401 - env_py_facts: engine.schema_pass imports it from here
+from .walk import (
+    Existing,
     FunctionTree,
-    _Existing,
-    _key,
-    _Tables,
-    _target,
-    _upgrade_ops,
-    keyword,
+    Tables,
+    function_tree,
+    op_target,
+    sql_argument,
+    table_key,
+    upgrade_ops,
 )
 
 Lock = pglocks.Lock
@@ -70,79 +70,7 @@ _DML_FORMS = {"insert", "update", "delete", "merge"}
 _SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'lock_timeout'\s*,\s*'(?P<value>[^']*)'", re.IGNORECASE)
 
 
-# --------------------------------------------------------------------------- env.py
-
-
-@dataclass(frozen=True)
-class EnvPy:
-    """What the rules read from env.py (statically: env.py is never run here)."""
-
-    path: Path | None = None
-    lock_timeout: bool = False  # env.py mentions lock_timeout in code (SET, connect options...)
-    per_migration: bool | None = False  # transaction_per_migration; None: not a literal
-    configure: Span | None = None  # the context.configure( that gets the connection
-    models: tuple[str, ...] = ()  # the modules env.py takes target_metadata from ("app.models")
-
-
-_PER_MIGRATION = re.compile(r"\btransaction_per_migration\s*=\s*(\w+)")
-_CONFIGURE = re.compile(r"\bcontext\.configure\s*\(")
-_TARGET = re.compile(r"^[ \t]*target_metadata[ \t]*(?::[^=\n]*)?=[ \t]*\[?[ \t]*([A-Za-z_]\w*)", re.MULTILINE)
-_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\(([\w\s,]{0,2000})\)|([\w \t,]{1,2000}))", re.MULTILINE)
-_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?", re.MULTILINE)
-
-
-@lru_cache(maxsize=32)
-def env_py_facts(path: Path | None, text: str) -> EnvPy:
-    """(Called per revision with the same text: remembered.)"""
-    if path is None:
-        return EnvPy()
-    lines = text.splitlines()
-    code = ["" if line.lstrip().startswith("#") else line.partition("#")[0] for line in lines]
-    joined = "\n".join(code)
-    per_migration: bool | None = False
-    m = _PER_MIGRATION.search(joined)
-    if m:
-        per_migration = {"True": True, "False": False}.get(m.group(1))
-    spans = []
-    for n, line in enumerate(code):
-        for found in _CONFIGURE.finditer(line):
-            spans.append((n, Span(n, found.start(), n, found.end() - 1)))
-    configure = None
-    if spans:  # the online one: the configure call followed by `connection=`
-        online = [s for n, s in spans if "connection" in "\n".join(code[n:n + 6])]
-        configure = (online or [s for _, s in spans])[-1]
-    return EnvPy(path, "lock_timeout" in joined, per_migration, configure, _metadata_modules(joined))
-
-
-def _metadata_modules(code: str) -> tuple[str, ...]:
-    """Where the names `target_metadata = ...` starts with are imported from: `from app.db
-    import Base` -> app.db.Base; `import app.models as m` -> app.models."""
-    roots = set(_TARGET.findall(code))
-    found: list[str] = []
-    for m in _FROM_IMPORT.finditer(code):
-        for part in (m.group(2) or m.group(3)).split(","):
-            words = part.split()
-            if words and words[-1] in roots:
-                found.append(f"{m.group(1)}.{words[0]}")  # (not the package: `from app import models`)
-    for m in _PLAIN_IMPORT.finditer(code):
-        if (m.group(2) or m.group(1).split(".")[0]) in roots:
-            found.append(m.group(1))
-    return tuple(dict.fromkeys(found))
-
-
 # --------------------------------------------------------------------------- literals
-
-
-def sql_argument(node: ast.Call) -> ast.Constant | None:
-    """The string node of `execute("...")` / `execute(sa.text("..."))` / `sqltext=`."""
-    arg: Any = node.args[0] if node.args else (keyword(node, "sqltext") or keyword(node, "statement"))
-    if isinstance(arg, ast.keyword):
-        arg = arg.value
-    if isinstance(arg, ast.Call) and arg.args:
-        arg = arg.args[0]
-    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-        return arg
-    return None
 
 
 class Locator(Protocol):
@@ -192,18 +120,6 @@ def literal_locator(tree: FunctionTree, node: ast.Constant) -> Locator:
 # --------------------------------------------------------------------------- the walk
 
 
-_TREES: weakref.WeakKeyDictionary[Function, FunctionTree] = weakref.WeakKeyDictionary()
-
-
-def function_tree(script: MigrationScript, function: Function) -> FunctionTree:
-    """One FunctionTree per parsed function, shared by this family and the portable one (its
-    parent links are the cost)."""
-    tree = _TREES.get(function)
-    if tree is None or tree.script is not script:
-        tree = _TREES[function] = FunctionTree(script, function)
-    return tree
-
-
 def check_pg_transactions(script: MigrationScript, schema: RevisionSchema, dialect: str | None, env_name: str,
                           env_py: EnvPy | None = None, version: int | None = None) -> list[Diagnostic]:
     """S015, S016, S018 and the raw-SQL rules on the upgrade() of one revision (PostgreSQL)."""
@@ -239,7 +155,7 @@ class _Walk:
 
     def __post_init__(self) -> None:
         self.tree = function_tree(self.script, self.upgrade)
-        self.tables = _Tables(_Existing(self.schema.before.tables), self.schema.before.uncertain)
+        self.tables = Tables(Existing(self.schema.before.tables), self.schema.before.uncertain)
         self._state: SchemaState = self.schema.before
         self._pending: list[EvaluatedOp] = []
         self.timeout_set = self.env_py.lock_timeout
@@ -260,7 +176,7 @@ class _Walk:
     def run(self) -> None:
         function = self.upgrade
         events: list[tuple[tuple[int, int], int, Any]] = []
-        ops = _upgrade_ops(self.script, self.schema, "postgresql")
+        ops = upgrade_ops(self.script, self.schema, "postgresql")
         for n, ev in enumerate(ops):
             events.append(((ev.span.line, ev.span.col), n, ev))
         for n, other in enumerate(function.other_calls):
@@ -293,7 +209,7 @@ class _Walk:
             self.sql(str(node.value), node, call.node, call.in_autocommit)
             self._pending.append(ev)
             return
-        target = _target(call, self.tree)
+        target = op_target(call, self.tree)
         # rendering is the cost: only ops that can lock an existing table, while a rule still needs them
         need = (self.exclusive is None or self.has_dml) and call.name != "create_table" \
             and not (target.key and self.tables.is_fresh(target.key))
@@ -330,7 +246,7 @@ class _Walk:
         elif name == "drop_table":
             self.tables.dropped(key)
         elif name == "rename_table" and isinstance(ev.op, alembic_ops.RenameTableOp):
-            self.tables.renamed(key, _key(ev.op.new_table_name, target.schema))
+            self.tables.renamed(key, table_key(ev.op.new_table_name, target.schema))
 
     # ------------------------------------------------------------------ raw SQL
 
@@ -362,7 +278,7 @@ class _Walk:
                 elif rel.relation and "rename_table" in effect.forms:
                     new = getattr(statement.node, "newname", None)
                     if new:
-                        self.tables.renamed(rel.relation, _key(new, rel.relation.rpartition(".")[0] or None))
+                        self.tables.renamed(rel.relation, table_key(new, rel.relation.rpartition(".")[0] or None))
 
     def _existing(self, relation: str | None) -> bool:
         if not relation:

@@ -37,8 +37,18 @@ from ..core import Diagnostic, Severity, Span
 from ..replay import RevisionSchema
 from ..rules import severity
 from ..scripts import Function, MigrationScript, OpCall
-from .pg_transactions import EnvPy, FunctionTree, function_tree
-from .safety import _Existing, _key, _Tables, _target, _upgrade_ops, keyword, literal
+from .env_py import EnvPy
+from .walk import (
+    Existing,
+    FunctionTree,
+    Tables,
+    function_tree,
+    keyword,
+    literal,
+    op_target,
+    table_key,
+    upgrade_ops,
+)
 
 FETCH_METHODS = frozenset({"fetchall", "fetchone", "fetchmany", "scalar", "scalar_one", "scalar_one_or_none",
                            "scalars", "first", "one", "one_or_none", "all", "mappings", "partitions", "keys"})
@@ -78,11 +88,11 @@ def _renames(script: MigrationScript, schema: RevisionSchema, dialect: str | Non
     if script.upgrade is None:
         return []
     tree = function_tree(script, script.upgrade)
-    tables = _Tables(_Existing(schema.before.tables), schema.before.uncertain)
+    tables = Tables(Existing(schema.before.tables), schema.before.uncertain)
     out: list[Diagnostic] = []
-    for ev in _upgrade_ops(script, schema, dialect):
+    for ev in upgrade_ops(script, schema, dialect):
         call, op = ev.call, ev.op
-        target = _target(call, tree)
+        target = op_target(call, tree)
         key = target.key
         if not key:
             continue
@@ -99,7 +109,7 @@ def _renames(script: MigrationScript, schema: RevisionSchema, dialect: str | Non
                         f"still running during the deploy (its queries name '{target.name}'); create the new "
                         f"table or a view, move the code over, then drop the old name", env_name,
                         table=target.name)
-            tables.renamed(key, _key(op.new_table_name, target.schema))
+            tables.renamed(key, table_key(op.new_table_name, target.schema))
         elif isinstance(op, alembic_ops.AlterColumnOp) and op.modify_name \
                 and tables.is_existing(key, target.name) and (key, op.column_name) not in tables.added:
             _report(out, "S017", script, call.span,

@@ -1,14 +1,9 @@
 """Rule family S: operations that are dangerous to run against a live database (S001–S005).
 
-All rules look at upgrade() only, op by op, in source order, while keeping track of what the
-revision itself has done so far:
-
-- a table is *existing* when an earlier revision created it (it is in the replayed schema
-  before this revision, or earlier raw DDL named it) and this revision has not (re)created
-  it before the op; a table created in the same revision is empty, so filling or indexing
-  it is harmless;
-- the schema is replayed op by op (`apply_op`), so "is this column already NOT NULL", "is it
-  indexed" are answered for the exact point of the op.
+All rules look at upgrade() only, op by op, in source order, along the walk of `walk.py`:
+a table created earlier in the same revision is empty (filling or indexing it is harmless),
+and the schema is replayed up to the exact point of the op ("is this column already NOT
+NULL", "is it indexed").
 
 S002/S003 only speak for PostgreSQL and S004 only for SQLite; with an unknown dialect they
 stay silent. S001 and S005 do not depend on the dialect.
@@ -18,43 +13,30 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 
 from ..core import Diagnostic, Span
 from ..evaluate import EvaluatedOp
-from ..interpret import evaluate_function
-from ..rawsql import find_after_keywords, squeeze_sql
-from ..replay import RevisionSchema, apply_op
-from ..rules import severity
-from ..schema import SchemaState, constraint_columns
-from ..scripts import Function, MigrationScript, OpCall, OtherCall
-
-# op name -> (position of the table argument, its keyword names, the schema keyword)
-TABLE_ARGUMENT: dict[str, tuple[int, tuple[str, ...], str]] = {
-    "add_column": (0, ("table_name",), "schema"),
-    "drop_column": (0, ("table_name",), "schema"),
-    "alter_column": (0, ("table_name",), "schema"),
-    "create_table": (0, ("table_name",), "schema"),
-    "drop_table": (0, ("table_name",), "schema"),
-    "rename_table": (0, ("old_table_name",), "schema"),
-    "create_table_comment": (0, ("table_name",), "schema"),
-    "drop_table_comment": (0, ("table_name",), "schema"),
-    "create_index": (1, ("table_name",), "schema"),
-    "drop_index": (1, ("table_name",), "schema"),
-    "create_unique_constraint": (1, ("table_name",), "schema"),
-    "create_check_constraint": (1, ("table_name",), "schema"),
-    "create_primary_key": (1, ("table_name",), "schema"),
-    "create_exclude_constraint": (1, ("table_name",), "schema"),
-    "drop_constraint": (1, ("table_name",), "schema"),
-    "create_foreign_key": (1, ("source_table",), "source_schema"),
-}
+from ..rawsql import squeeze_sql
+from ..replay import RevisionSchema
+from ..schema import constraint_columns
+from ..scripts import MigrationScript, OtherCall
+from .walk import (
+    FunctionTree,
+    Target,
+    UpgradeWalk,
+    column_argument,
+    keyword,
+    keyword_string,
+    keyword_value,
+    literal_string,
+    op_target,
+    sql_literal,
+    walk_upgrade,
+)
 
 # SQLite cannot ALTER constraints: Alembic raises NotImplementedError outside batch mode
 SQLITE_CONSTRAINT_OPS = frozenset({
@@ -70,8 +52,6 @@ ALTERING_KEYWORDS = {"nullable": None, "type_": None, "server_default": False, "
 _CONCURRENT_INDEX = re.compile(r"\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY\b", re.IGNORECASE)
 _CONCURRENT_AFTER = (re.compile(r"\bREINDEX\b", re.IGNORECASE), re.compile(r"\bDETACH PARTITION\b", re.IGNORECASE))
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
-_UPDATE = re.compile(r"\bUPDATE", re.IGNORECASE)
-_UPDATE_TABLE = re.compile(r"\s+(?:ONLY\s+)?(?:[\"`\[]?\w+[\"`\]]?\.)?[\"`\[]?(\w+)", re.IGNORECASE)
 
 
 def runs_concurrently(sql: str) -> bool:
@@ -81,197 +61,11 @@ def runs_concurrently(sql: str) -> bool:
         words = squeeze_sql(statement)
         if _CONCURRENT_INDEX.search(words):
             return True
-        for keyword in _CONCURRENT_AFTER:
-            m = keyword.search(words)
+        for word in _CONCURRENT_AFTER:
+            m = word.search(words)
             if m is not None and _CONCURRENTLY.search(words, m.end()):
                 return True
     return False
-
-
-def updated_tables(sql: str) -> list[str]:
-    """The tables of `UPDATE [ONLY] [schema.]table` statements."""
-    return find_after_keywords(sql, _UPDATE, lambda m: _UPDATE_TABLE)
-
-
-_MISSING = object()
-
-
-# --------------------------------------------------------------------------- AST helpers
-
-
-def keyword(node: ast.Call, name: str) -> ast.keyword | None:
-    for kw in node.keywords:
-        if kw.arg == name:
-            return kw
-    return None
-
-
-def literal(node: ast.AST | None, default: Any = _MISSING) -> Any:
-    """The value of a literal constant node; `default` when absent or not a literal."""
-    if isinstance(node, ast.Constant):
-        return node.value
-    return default
-
-
-def keyword_value(node: ast.Call, name: str, absent: Any = None, unknown: Any = _MISSING) -> Any:
-    """A keyword's literal value: `absent` when not given, `unknown` when not a literal."""
-    kw = keyword(node, name)
-    if kw is None:
-        return absent
-    return literal(kw.value, unknown)
-
-
-def literal_string(node: ast.AST | None) -> str | None:
-    value = literal(node, None)
-    return value if isinstance(value, str) else None
-
-
-def keyword_string(node: ast.Call, name: str) -> str | None:
-    """A keyword's value when it is given as a string literal."""
-    kw = keyword(node, name)
-    return literal_string(kw.value) if kw is not None else None
-
-
-class Located(Protocol):
-    """An AST node with a place in the source (expressions, statements, keywords, ...)."""
-
-    lineno: int
-    col_offset: int
-    end_lineno: int | None
-    end_col_offset: int | None
-
-
-def table_argument(call: OpCall) -> ast.expr | None:
-    """The node naming the table of a non-batch op call."""
-    where = TABLE_ARGUMENT.get(call.name)
-    if where is None:
-        return None
-    pos, names, _ = where
-    node = call.node
-    if len(node.args) > pos and not any(isinstance(a, ast.Starred) for a in node.args[: pos + 1]):
-        return node.args[pos]
-    for name in names:
-        kw = keyword(node, name)
-        if kw is not None:
-            return kw.value
-    return None
-
-
-def column_argument(call: OpCall) -> ast.expr | None:
-    """The `sa.Column(...)` node of add_column / batch_op.add_column."""
-    pos = 0 if call.batch_table is not None else 1
-    if len(call.node.args) > pos:
-        return call.node.args[pos]
-    kw = keyword(call.node, "column")
-    return kw.value if kw is not None else None
-
-
-def sql_literal(node: ast.Call) -> str | None:
-    """The SQL of `execute("...")` / `execute(sa.text("..."))` when written as a literal."""
-    if not node.args:
-        return None
-    arg = node.args[0]
-    if isinstance(arg, ast.Call) and arg.args:
-        arg = arg.args[0]
-    return literal_string(arg)
-
-
-class FunctionTree:
-    """Parents and source positions inside one function's AST (the one OpCalls point into).
-    The parent links are gathered on first use (most functions never need them)."""
-
-    def __init__(self, script: MigrationScript, function: Function) -> None:
-        self.script = script
-        self.lines = script.lines
-        self.node = function.node
-        self.offset = 0
-        if self.node is not None:
-            self.offset = function.def_span.line + 1 - self.node.lineno
-
-    @cached_property
-    def parent(self) -> dict[ast.AST, ast.AST]:
-        parent: dict[ast.AST, ast.AST] = {}
-        if self.node is not None:
-            for node in ast.walk(self.node):
-                for child in ast.iter_child_nodes(node):
-                    parent[child] = node
-        return parent
-
-    def contains(self, node: ast.AST) -> bool:
-        return node in self.parent
-
-    # positions ------------------------------------------------------------
-
-    def col(self, line: int, byte_col: int) -> int:
-        """0-based line, UTF-8 byte column -> code point column."""
-        if not 0 <= line < len(self.lines):
-            return byte_col
-        text = self.lines[line]
-        if text.isascii():
-            return byte_col
-        return len(text.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
-
-    def start(self, node: Located) -> tuple[int, int]:
-        line = node.lineno + self.offset - 1
-        return line, self.col(line, node.col_offset)
-
-    def end(self, node: Located) -> tuple[int, int]:
-        line = (node.end_lineno or node.lineno) + self.offset - 1
-        return line, self.col(line, node.end_col_offset if node.end_col_offset is not None else node.col_offset)
-
-    def span(self, node: Located) -> Span:
-        return Span(*self.start(node), *self.end(node))
-
-    def text(self, node: Located) -> str:
-        return self.slice(self.start(node), self.end(node))
-
-    def slice(self, start: tuple[int, int], end: tuple[int, int]) -> str:
-        (l1, c1), (l2, c2) = start, end
-        if l1 == l2:
-            return self.lines[l1][c1:c2]
-        return "\n".join([self.lines[l1][c1:], *self.lines[l1 + 1 : l2], self.lines[l2][:c2]])
-
-    # structure ------------------------------------------------------------
-
-    def ancestors(self, node: ast.AST):
-        while node in self.parent:
-            node = self.parent[node]
-            yield node
-
-    def statement(self, node: ast.AST) -> ast.stmt | None:
-        """The innermost statement containing `node`."""
-        for anc in self.ancestors(node):
-            if isinstance(anc, ast.stmt):
-                return anc if not isinstance(anc, ast.FunctionDef) else None
-        return None
-
-    def enclosing_withs(self, node: ast.AST) -> list[ast.With | ast.AsyncWith]:
-        """`with` statements whose body holds `node`, innermost first."""
-        out = []
-        child = node
-        for anc in self.ancestors(node):
-            if isinstance(anc, (ast.With, ast.AsyncWith)) and child in anc.body:
-                out.append(anc)
-            child = anc
-        return out
-
-    def in_autocommit(self, node: ast.AST) -> bool:
-        return any(is_autocommit_item(item) for w in self.enclosing_withs(node) for item in w.items)
-
-    def batch_with(self, node: ast.AST) -> tuple[ast.With | ast.AsyncWith, ast.Call] | None:
-        """The innermost `with op.batch_alter_table(...)` around `node`, and that call."""
-        for w in self.enclosing_withs(node):
-            for item in w.items:
-                call = item.context_expr
-                if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
-                        and call.func.attr == "batch_alter_table":
-                    return w, call
-        return None
-
-
-def is_autocommit_item(item: ast.withitem) -> bool:
-    call = item.context_expr
-    return isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "autocommit_block"
 
 
 # --------------------------------------------------------------------------- types
@@ -316,104 +110,6 @@ def describe_type(type_: Any) -> str:
         return type(type_).__name__
 
 
-# --------------------------------------------------------------------------- the walk
-
-
-class _Existing:
-    """A set of table keys given as a mapping's keys plus / minus changes: starts as the
-    replayed schema's tables without copying them."""
-
-    def __init__(self, base: Mapping[str, Any]) -> None:
-        self.base = base
-        self.added: set[str] = set()
-        self.removed: set[str] = set()
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.added or (key not in self.removed and key in self.base)
-
-    def add(self, key: str) -> None:
-        self.removed.discard(key)
-        self.added.add(key)
-
-    def discard(self, key: str) -> None:
-        self.added.discard(key)
-        self.removed.add(key)
-
-
-@dataclass
-class _Tables:
-    """Which tables exist at the current op, and which this revision created."""
-
-    existing: _Existing
-    uncertain: AbstractSet[str]
-    fresh: set[str] = field(default_factory=set)
-    backfilled: set[str] = field(default_factory=set)  # tables an UPDATE ran on, earlier in upgrade()
-    filled: set[tuple[str, str]] = field(default_factory=set)  # columns added with a server default
-    added: set[tuple[str, str]] = field(default_factory=set)  # columns added by this upgrade()
-
-    def is_existing(self, key: str, name: str | None) -> bool:
-        if key in self.fresh:
-            return False
-        return key in self.existing or name in self.uncertain
-
-    def is_fresh(self, key: str) -> bool:
-        return key in self.fresh
-
-    def created(self, key: str) -> None:
-        self.fresh.add(key)
-        self.existing.discard(key)
-
-    def dropped(self, key: str) -> None:
-        self.fresh.discard(key)
-        self.existing.discard(key)
-
-    def renamed(self, old: str, new: str) -> None:
-        if old in self.fresh:
-            self.fresh.discard(old)
-            self.fresh.add(new)
-        elif old in self.existing:
-            self.existing.discard(old)
-            self.existing.add(new)
-
-
-def _key(name: str, schema: str | None) -> str:
-    return f"{schema}.{name}" if schema else name
-
-
-@dataclass
-class _Target:
-    name: str | None
-    schema: str | None
-
-    @property
-    def key(self) -> str | None:
-        return _key(self.name, self.schema) if self.name else None
-
-
-def _target(call: OpCall, tree: FunctionTree) -> _Target:
-    if call.batch_table is not None:
-        schema = None
-        found = tree.batch_with(call.node) if tree.contains(call.node) else None
-        if found is not None:
-            schema = keyword_string(found[1], "schema")
-        return _Target(call.batch_table or None, schema)
-    name = literal_string(table_argument(call))
-    where = TABLE_ARGUMENT.get(call.name)
-    schema = None
-    if where is not None:
-        schema = keyword_string(call.node, where[2])
-    return _Target(name, schema)
-
-
-def _upgrade_ops(script: MigrationScript, schema: RevisionSchema, dialect: str | None) -> list[EvaluatedOp]:
-    """The replay's evaluated upgrade ops when they belong to this script's parse, else fresh."""
-    ops = list(schema.upgrade)
-    calls = [c for c in script.upgrade.ops if c.name != "batch_alter_table"] if script.upgrade else []
-    if len(ops) == len(calls) and all(ev.call is c for ev, c in zip(ops, calls)):
-        return ops
-    return evaluate_function(script, script.upgrade, dialect)
-
-
 def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str | None,
                  env_name: str) -> list[Diagnostic]:
     """S001–S005 on the upgrade() of one revision (see the module docstring)."""
@@ -423,61 +119,19 @@ def check_safety(script: MigrationScript, schema: RevisionSchema, dialect: str |
     dialect = (dialect or "").lower() or None
     dialect = "postgresql" if dialect == "postgres" else dialect
     tree = FunctionTree(script, function)
-    checker = _Checker(script, schema, dialect, env_name, tree)
+    checker = _SafetyChecker(script, schema, dialect, env_name, tree)
     walk_upgrade(script, schema, dialect, function, checker)
     return checker.out
 
 
-def walk_upgrade(script: MigrationScript, schema: RevisionSchema, dialect: str | None, function: Function,
-                 checker: Any) -> None:
-    """Hand `checker` the upgrade's ops (`.op`) and its literal SQL calls (`.other`) in source
-    order: what a rule family judges, one event at a time."""
-    events: list[tuple[tuple[int, int], int, Any]] = []
-    for n, ev in enumerate(_upgrade_ops(script, schema, dialect)):
-        events.append(((ev.span.line, ev.span.col), n, ev))
-    for n, other in enumerate(function.other_calls):
-        if other.name.rsplit(".", 1)[-1] in ("execute", "exec_driver_sql"):
-            events.append(((other.span.line, other.span.col), 10**9 + n, other))
-    for _, _, item in sorted(events, key=lambda e: (e[0], e[1])):
-        if isinstance(item, EvaluatedOp):
-            checker.op(item)
-        else:
-            checker.other(item)
-
-
-class _Checker:
-    def __init__(self, script: MigrationScript, schema: RevisionSchema, dialect: str | None,
-                 env_name: str, tree: FunctionTree) -> None:
-        self.script = script
-        self.dialect = dialect
-        self.env_name = env_name
-        self.tree = tree
-        self._state: SchemaState = schema.before
-        self._pending: list[EvaluatedOp] = []  # ops not applied to _state yet
-        self.tables = _Tables(_Existing(schema.before.tables), schema.before.uncertain)
-        self.out: list[Diagnostic] = []
-
-    @property
-    def state(self) -> SchemaState:
-        """The replayed schema at the current op. Replayed on demand: only a few rules ask."""
-        if self._pending:
-            for ev in self._pending:
-                try:
-                    self._state = apply_op(self._state, ev, self.script.path)
-                except Exception:  # noqa: BLE001, S110 - never let a replay quirk hide the other findings
-                    pass
-            self._pending.clear()
-        return self._state
-
-    def report(self, code: str, span: Span, message: str, **data: Any) -> None:
-        self.out.append(Diagnostic(code, severity(code), self.script.path, span, message, self.env_name,
-                                   {"code": code, **data}))
+class _SafetyChecker(UpgradeWalk):
+    """S001–S005, op by op."""
 
     # ------------------------------------------------------------------ ops
 
     def op(self, ev: EvaluatedOp) -> None:
         call = ev.call
-        target = _target(call, self.tree)
+        target = op_target(call, self.tree)
         rules = [lambda: self._s001(ev, target), lambda: self._s005(ev, target)]
         if self.dialect == "postgresql":
             rules += [lambda: self._s002(ev, target), lambda: self._s003(ev)]
@@ -500,52 +154,9 @@ class _Checker:
                 and not (self.tree.contains(call.node) and self.tree.in_autocommit(call.node)):
             self._report_s003(call.span, "this SQL", batch=False)
 
-    def _advance(self, ev: EvaluatedOp, target: _Target) -> None:
-        op, call = ev.op, ev.call
-        key = target.key
-        if call.name == "create_table" and key:
-            self.tables.created(key)
-        elif call.name == "drop_table" and key:
-            self.tables.dropped(key)
-        elif call.name == "rename_table" and key:
-            new = literal_string(call.node.args[1]) if len(call.node.args) > 1 else \
-                keyword_string(call.node, "new_table_name")
-            if new:
-                self.tables.renamed(key, _key(new, target.schema))
-        elif isinstance(op, alembic_ops.AddColumnOp) and key:
-            self.tables.added.add((key, op.column.name))
-            if op.column.server_default is not None:
-                self.tables.filled.add((key, op.column.name))
-        elif call.name == "execute":
-            if isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(op.sqltext, sa.sql.dml.Update):
-                name = getattr(getattr(op.sqltext, "table", None), "name", None)
-                if name:
-                    self.tables.backfilled.add(name)
-            sql = sql_literal(call.node)
-            if sql:
-                self._note_update(sql)
-        self._pending.append(ev)
-
-    def advance_safely(self, ev: EvaluatedOp, target: _Target) -> None:
-        try:
-            self._advance(ev, target)
-        except Exception:  # noqa: BLE001, S110 - a replay quirk must not hide the other findings
-            pass
-
-    def _note_update(self, sql: str) -> None:
-        for name in updated_tables(sql):
-            self.tables.backfilled.add(name)
-
-    def _column_state(self, target: _Target, column: str) -> sa.Column | None:
-        if not target.name:
-            return None
-        table = self.state.table(target.name, target.schema)
-        found = table.column(column) if table is not None else None
-        return found.column if found is not None else None
-
     # ------------------------------------------------------------------ S001
 
-    def _s001(self, ev: EvaluatedOp, target: _Target) -> None:
+    def _s001(self, ev: EvaluatedOp, target: Target) -> None:
         call, op = ev.call, ev.op
         if not target.key or not self.tables.is_existing(target.key, target.name):
             return
@@ -581,7 +192,7 @@ class _Checker:
                 else keyword_string(node, "column_name")
             if column is None:
                 return
-            current = self._column_state(target, column)
+            current = self.column_state(target, column)
             if current is not None and current.nullable is False:
                 return  # already NOT NULL in the replayed history
             if (target.key, column) in self.tables.filled or target.name in self.tables.backfilled:
@@ -602,7 +213,7 @@ class _Checker:
 
     # ------------------------------------------------------------------ S002 / S003
 
-    def _s002(self, ev: EvaluatedOp, target: _Target) -> None:
+    def _s002(self, ev: EvaluatedOp, target: Target) -> None:
         call = ev.call
         if call.name != "create_index" or not target.key:
             return
@@ -643,14 +254,14 @@ class _Checker:
 
     # ------------------------------------------------------------------ S004
 
-    def _s004(self, ev: EvaluatedOp, target: _Target) -> None:
+    def _s004(self, ev: EvaluatedOp, target: Target) -> None:
         call, op = ev.call, ev.op
         if call.batch_table is not None:
             return
         what = None
         if call.name == "alter_column":
             changed = [k for k, nothing in ALTERING_KEYWORDS.items()
-                       if keyword(call.node, k) is not None and keyword_value(call.node, k, unknown=_MISSING) is not nothing]
+                       if keyword(call.node, k) is not None and keyword_value(call.node, k) is not nothing]
             if changed:
                 what = f"alter_column({', '.join(k + '=' for k in changed)}...)"
         elif call.name in SQLITE_CONSTRAINT_OPS:
@@ -677,7 +288,7 @@ class _Checker:
 
     # ------------------------------------------------------------------ S005
 
-    def _s005(self, ev: EvaluatedOp, target: _Target) -> None:
+    def _s005(self, ev: EvaluatedOp, target: Target) -> None:
         call = ev.call
         if call.name not in ("drop_table", "drop_column"):
             return

@@ -13,7 +13,7 @@ from ..engine import EnvironmentState, Snapshot
 from ..replay import apply_op
 from ..scripts import MigrationScript
 from . import Locator
-from .op_hover import _evaluated
+from .op_hover import evaluated_ops
 
 MAX_LABEL = 60
 MAX_TABLES = 2
@@ -67,7 +67,7 @@ def lock_hints(state: EnvironmentState, script: MigrationScript, first: int, las
         if function is None or not any(first <= c.span.end_line <= last for c in function.ops):
             continue
         schema = _start(state, script, name)
-        for ev in _evaluated(state, script, name):
+        for ev in evaluated_ops(state, script, name):
             span = ev.call.span
             if first <= span.end_line <= last and ev.op is not None:
                 try:

@@ -47,14 +47,15 @@ def op_at(snapshot, path: Path, line: int, col: int) -> OpAtCursor | None:
         if function is None or not any(c.span.contains(line, col) and c.name != "batch_alter_table"
                                        for c in function.ops):
             continue
-        ops = _evaluated(state, script, name)
+        ops = evaluated_ops(state, script, name)
         for index, ev in enumerate(ops):
             if ev.call.span.contains(line, col):
                 return OpAtCursor(state, script, name, ops, index)
     return None
 
 
-def _evaluated(state: EnvironmentState, script: MigrationScript, name: str) -> tuple[EvaluatedOp, ...]:
+def evaluated_ops(state: EnvironmentState, script: MigrationScript, name: str) -> tuple[EvaluatedOp, ...]:
+    """The evaluated ops of upgrade()/downgrade(): the replay's when it has them, else evaluated here."""
     replay, rev = state.replay, script.revision_id
     if name == "upgrade" and replay is not None and rev in (state.graph.by_id if state.graph else {}):
         try:

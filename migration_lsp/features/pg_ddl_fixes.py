@@ -34,23 +34,23 @@ import hashlib
 import sqlalchemy as sa
 
 from ..checks.pg_ddl import CODES, MAX_IDENTIFIER
-from ..checks.safety import FunctionTree, keyword, literal_string
+from ..checks.walk import FunctionTree, keyword, literal_string
 from ..core import Diagnostic, Span
 from ..scripts import MigrationScript, OpCall
 from .safety_fixes import (
     AUTOCOMMIT,
     Edit,
     Fix,
-    _add_keyword,
-    _alone_on_lines,
-    _ignore,
-    _indent_unit,
-    _locate,
-    _newline,
-    _py_string,
-    _string_lines,
-    _unit,
+    add_keyword,
+    alone_on_lines,
     concurrently,
+    ignore_fix,
+    indent_unit,
+    locate_op,
+    newline_of,
+    py_string,
+    string_lines,
+    wrap_unit,
 )
 
 PG_DDL_CODES = CODES
@@ -70,7 +70,7 @@ def pg_ddl_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
     if code not in PG_DDL_CODES or script.upgrade is None:
         return []
     tree = FunctionTree(script, script.upgrade)
-    found = _locate(script, tree, diagnostic.span)
+    found = locate_op(script, tree, diagnostic.span)
     out: list[Fix] = []
     if found is not None and found[1] is not None:
         node, call = found[0], found[1]
@@ -90,7 +90,7 @@ def pg_ddl_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
             fix = None
         if fix is not None:
             out.append(fix)
-    ignore = _ignore(diagnostic, script, tree, found[0] if found else None)
+    ignore = ignore_fix(diagnostic, script, tree, found[0] if found else None)
     if ignore is not None:
         out.append(ignore)
     return out
@@ -120,11 +120,11 @@ def _plain_statement(tree: FunctionTree, node: ast.Call, call: OpCall) -> ast.st
         return None
     if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
         return None
-    stmt = _unit(tree, node, batch=False)
-    if stmt is None or not isinstance(stmt, ast.Expr) or not _alone_on_lines(tree, stmt):
+    stmt = wrap_unit(tree, node, batch=False)
+    if stmt is None or not isinstance(stmt, ast.Expr) or not alone_on_lines(tree, stmt):
         return None
     (l1, _), (l2, _) = tree.start(stmt), tree.end(stmt)
-    inside = _string_lines(tree, l1, l2)
+    inside = string_lines(tree, l1, l2)
     if inside is None or l2 + 1 in inside:
         return None
     return stmt
@@ -147,17 +147,17 @@ def _around(tree: FunctionTree, stmt: ast.stmt, before: list[str], after: list[s
         a, b = starts[span.line - l1] + span.col, starts[span.end_line - l1] + span.end_col
         text = text[:a] + new + text[b:]
     block = [indent + line for line in before] + [text] + [indent + line for line in after]
-    return Span(l1, 0, l2, len(lines[l2])), "\n".join(block).replace("\n", _newline(tree.script.text))
+    return Span(l1, 0, l2, len(lines[l2])), "\n".join(block).replace("\n", newline_of(tree.script.text))
 
 
 def _validate_lines(tree: FunctionTree, op_name: str, table: str, schema: str | None, constraint: str,
                     in_autocommit: bool) -> list[str]:
     sql = f"ALTER TABLE {_qualified(table, schema)} VALIDATE CONSTRAINT {_PREPARER.quote(constraint)}"
-    execute = f"{op_name}.execute({_py_string(sql)})"
+    execute = f"{op_name}.execute({py_string(sql)})"
     if in_autocommit:
         return [execute]
     return [AUTOCOMMIT.replace("op.", f"{op_name}.", 1) + "  # its own transaction: reads and writes go on",
-            _indent_unit(tree) + execute]
+            indent_unit(tree) + execute]
 
 
 def _argument(node: ast.Call, position: int, name: str) -> ast.expr | None:
@@ -181,7 +181,7 @@ def _fix_s006(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
         return None
     op_name = _op_name(node)
     after = _validate_lines(tree, op_name, table, d.data.get("schema"), name, call.in_autocommit)
-    edit = _around(tree, stmt, [], after, [_add_keyword(tree, node, "postgresql_not_valid", "True")])
+    edit = _around(tree, stmt, [], after, [add_keyword(tree, node, "postgresql_not_valid", "True")])
     return "Add it NOT VALID, then VALIDATE it in an autocommit_block (no long lock)", [edit]
 
 
@@ -202,11 +202,11 @@ def _fix_s007(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
         return None
     op_name = _op_name(node)
     check = _short_name("ck", table, column, "not_null")
-    in_schema = f", schema={_py_string(schema)}" if schema else ""
-    before = [(f"{op_name}.create_check_constraint({_py_string(check)}, {_py_string(table)}, "
-               f"{_py_string(_PREPARER.quote(column) + ' IS NOT NULL')}{in_schema}, postgresql_not_valid=True)"),
+    in_schema = f", schema={py_string(schema)}" if schema else ""
+    before = [(f"{op_name}.create_check_constraint({py_string(check)}, {py_string(table)}, "
+               f"{py_string(_PREPARER.quote(column) + ' IS NOT NULL')}{in_schema}, postgresql_not_valid=True)"),
               *_validate_lines(tree, op_name, table, schema, check, False)]
-    after = [f"{op_name}.drop_constraint({_py_string(check)}, {_py_string(table)}{in_schema}, type_=\"check\")"]
+    after = [f"{op_name}.drop_constraint({py_string(check)}, {py_string(table)}{in_schema}, type_=\"check\")"]
     edit = _around(tree, stmt, before, after, [])
     return "SET NOT NULL without a scan: CHECK NOT VALID, VALIDATE it, then SET NOT NULL", [edit]
 
@@ -231,17 +231,17 @@ def _fix_s009(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
     if stmt is None:
         return None
     op_name = _op_name(node)
-    in_schema = f", schema={_py_string(schema)}" if schema else ""
+    in_schema = f", schema={py_string(schema)}" if schema else ""
     kind = "UNIQUE" if call.name == "create_unique_constraint" else "PRIMARY KEY"
     sql = (f"ALTER TABLE {_qualified(table, schema)} ADD CONSTRAINT {_PREPARER.quote(name)} {kind} "
            f"USING INDEX {_PREPARER.quote(name)}")
     lines = [AUTOCOMMIT.replace("op.", f"{op_name}.", 1),
-             (f"{_indent_unit(tree)}{op_name}.create_index({_py_string(name)}, {_py_string(table)}, "
+             (f"{indent_unit(tree)}{op_name}.create_index({py_string(name)}, {py_string(table)}, "
               f"{tree.text(columns)}, unique=True{in_schema}, postgresql_concurrently=True)"),
-             f"{op_name}.execute({_py_string(sql)})"]
+             f"{op_name}.execute({py_string(sql)})"]
     (l1, c1), (l2, _) = tree.start(stmt), tree.end(stmt)
     indent = tree.lines[l1][:c1]
-    text = "\n".join(indent + line for line in lines).replace("\n", _newline(tree.script.text))
+    text = "\n".join(indent + line for line in lines).replace("\n", newline_of(tree.script.text))
     return "Build the unique index CONCURRENTLY, then add the constraint USING INDEX", \
         [(Span(l1, 0, l2, len(tree.lines[l2])), text)]
 
@@ -269,14 +269,14 @@ def _fix_s013(d: Diagnostic, tree: FunctionTree, node: ast.Call, call: OpCall) -
         return None
     op_name = _op_name(node)
     schema = d.data.get("schema")
-    in_schema = f", schema={_py_string(schema)}" if schema else ""
-    listed = "[" + ", ".join(_py_string(c) for c in columns) + "]"
-    create = f"{op_name}.create_index({_py_string(index)}, {_py_string(table)}, {listed}{in_schema}"
+    in_schema = f", schema={py_string(schema)}" if schema else ""
+    listed = "[" + ", ".join(py_string(c) for c in columns) + "]"
+    create = f"{op_name}.create_index({py_string(index)}, {py_string(table)}, {listed}{in_schema}"
     if d.data.get("fresh"):
         after = [create + ")"]
     elif call.in_autocommit:
         after = [create + ", postgresql_concurrently=True)"]
     else:
         after = [AUTOCOMMIT.replace("op.", f"{op_name}.", 1),
-                 _indent_unit(tree) + create + ", postgresql_concurrently=True)"]
+                 indent_unit(tree) + create + ", postgresql_concurrently=True)"]
     return f"Create index {index} on ({', '.join(columns)})", [_around(tree, stmt, [], after, [])]

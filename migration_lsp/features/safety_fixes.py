@@ -21,7 +21,7 @@ import tokenize
 
 from alembic.operations import BatchOperations
 
-from ..checks.safety import (
+from ..checks.walk import (
     TABLE_ARGUMENT,
     FunctionTree,
     column_argument,
@@ -44,7 +44,7 @@ def safety_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
     if code not in SAFETY_CODES or script.upgrade is None:
         return []
     tree = FunctionTree(script, script.upgrade)
-    found = _locate(script, tree, diagnostic.span)
+    found = locate_op(script, tree, diagnostic.span)
     out: list[Fix] = []
     if found is not None:
         node, call = found
@@ -62,7 +62,7 @@ def safety_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
             fix = None
         if fix is not None:
             out.append(fix)
-    ignore = _ignore(diagnostic, script, tree, found[0] if found else None)
+    ignore = ignore_fix(diagnostic, script, tree, found[0] if found else None)
     if ignore is not None:
         out.append(ignore)
     return out
@@ -71,7 +71,8 @@ def safety_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
 # --------------------------------------------------------------------------- locating
 
 
-def _locate(script: MigrationScript, tree: FunctionTree, span: Span) -> tuple[ast.Call, OpCall | None] | None:
+def locate_op(script: MigrationScript, tree: FunctionTree, span: Span) -> tuple[ast.Call, OpCall | None] | None:
+    """The op call of upgrade() a diagnostic's span points at (and its OpCall when parsed as one)."""
     function = script.upgrade
     assert function is not None
     for call in function.ops:
@@ -83,7 +84,7 @@ def _locate(script: MigrationScript, tree: FunctionTree, span: Span) -> tuple[as
     return None
 
 
-def _unit(tree: FunctionTree, node: ast.Call, batch: bool) -> ast.stmt | None:
+def wrap_unit(tree: FunctionTree, node: ast.Call, batch: bool) -> ast.stmt | None:
     """The statement a wrap must enclose: the op's own statement, or its batch block."""
     if batch:
         found = tree.batch_with(node)
@@ -97,16 +98,18 @@ def _unit(tree: FunctionTree, node: ast.Call, batch: bool) -> ast.stmt | None:
 # --------------------------------------------------------------------------- text helpers
 
 
-def _newline(text: str) -> str:
+def newline_of(text: str) -> str:
+    """The line ending the file uses (an edit writes the same)."""
     return "\r\n" if "\r\n" in text else ("\r" if "\r" in text and "\n" not in text else "\n")
 
 
-def _py_string(value: str) -> str:
+def py_string(value: str) -> str:
     """A double-quoted Python literal (SQL placeholders are mostly single-quoted)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _indent_unit(tree: FunctionTree) -> str:
+def indent_unit(tree: FunctionTree) -> str:
+    """The file's indentation step, as the function's first statement has it."""
     node = tree.node
     if node is None or not node.body:
         return "    "
@@ -120,7 +123,7 @@ def _indent_unit(tree: FunctionTree) -> str:
     return " " * width if width > 0 else "    "
 
 
-def _string_lines(tree: FunctionTree, first: int, last: int) -> set[int] | None:
+def string_lines(tree: FunctionTree, first: int, last: int) -> set[int] | None:
     """Lines in [first, last] that start inside a multi-line string (never re-indent them);
     None when the lines cannot be tokenized."""
     piece = "\n".join(tree.lines[first : last + 1]) + "\n"
@@ -138,7 +141,7 @@ def _string_lines(tree: FunctionTree, first: int, last: int) -> set[int] | None:
     return out
 
 
-def _alone_on_lines(tree: FunctionTree, stmt: ast.stmt) -> bool:
+def alone_on_lines(tree: FunctionTree, stmt: ast.stmt) -> bool:
     """Nothing but indentation before the statement, nothing but a comment after it."""
     (l1, c1), (l2, c2) = tree.start(stmt), tree.end(stmt)
     if tree.lines[l1][:c1].strip():
@@ -150,13 +153,13 @@ def _alone_on_lines(tree: FunctionTree, stmt: ast.stmt) -> bool:
 def _wrap(tree: FunctionTree, stmt: ast.stmt, header: str, inner: list[Edit]) -> Edit | None:
     """One edit replacing the statement's whole lines by `header` + the statement indented
     one level, with `inner` edits (spans in the original text, inside the statement) applied."""
-    if not _alone_on_lines(tree, stmt):
+    if not alone_on_lines(tree, stmt):
         return None
     lines = tree.lines
     (l1, c1), (l2, _) = tree.start(stmt), tree.end(stmt)
     indent = lines[l1][:c1]
-    unit = _indent_unit(tree)
-    keep = _string_lines(tree, l1, l2)
+    unit = indent_unit(tree)
+    keep = string_lines(tree, l1, l2)
     if keep is None:
         return None
     new_lines: list[str] = []
@@ -182,7 +185,7 @@ def _wrap(tree: FunctionTree, stmt: ast.stmt, header: str, inner: list[Edit]) ->
     for span, new in sorted(inner, key=lambda e: (e[0].line, e[0].col), reverse=True):
         a, b = offset(span.line, span.col), offset(span.end_line, span.end_col)
         text = text[:a] + new + text[b:]
-    nl = _newline(tree.script.text)
+    nl = newline_of(tree.script.text)
     return Span(l1, 0, l2, len(lines[l2])), (indent + header + "\n" + text).replace("\n", nl)
 
 
@@ -190,7 +193,7 @@ def _elements(call: ast.Call) -> list[ast.expr | ast.keyword]:
     return sorted([*call.args, *call.keywords], key=lambda e: (e.lineno, e.col_offset))
 
 
-def _add_keyword(tree: FunctionTree, call: ast.Call, name: str, value: str) -> Edit:
+def add_keyword(tree: FunctionTree, call: ast.Call, name: str, value: str) -> Edit:
     """Set `name=value` on a call: replace the value when given, else add it after the last
     argument (so a trailing comma stays valid)."""
     kw = keyword(call, name)
@@ -239,7 +242,7 @@ def _text_function(script: MigrationScript, tree: FunctionTree) -> tuple[str, Ed
     for local, path in script.imports:
         if path in ("sqlalchemy.text", "sqlalchemy.sql.text", "sqlalchemy.sql.expression.text"):
             return local, None
-    nl = _newline(script.text)
+    nl = newline_of(script.text)
     for n, line in enumerate(tree.lines):
         if re.match(r"(import|from)\s", line) and not line.startswith("from __future__"):
             return "sa.text", (Span(n, 0, n, 0), "import sqlalchemy as sa" + nl)
@@ -257,8 +260,8 @@ def _fix_s001(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTre
         return None
     placeholder = diagnostic.data.get("placeholder") or "''"
     text_fn, import_edit = _text_function(script, tree)
-    value = f"{text_fn}({_py_string(placeholder)})"
-    edits = ([import_edit] if import_edit else []) + [_add_keyword(tree, target, "server_default", value)]
+    value = f"{text_fn}({py_string(placeholder)})"
+    edits = ([import_edit] if import_edit else []) + [add_keyword(tree, target, "server_default", value)]
     return f"Add server_default={value} (placeholder: check the value)", edits
 
 
@@ -272,10 +275,10 @@ def _fix_s002(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
 def concurrently(tree: FunctionTree, node: ast.Call, call: OpCall, verb: str) -> Fix | None:
     """`postgresql_concurrently=True` on an index op, inside autocommit_block() (CONCURRENTLY
     cannot run in the migration's transaction)."""
-    keyword_edit = _add_keyword(tree, node, "postgresql_concurrently", "True")
+    keyword_edit = add_keyword(tree, node, "postgresql_concurrently", "True")
     if call.in_autocommit:
         return "Add postgresql_concurrently=True", [keyword_edit]
-    stmt = _unit(tree, node, call.batch_table is not None)
+    stmt = wrap_unit(tree, node, call.batch_table is not None)
     if stmt is None:
         return None
     edit = _wrap(tree, stmt, AUTOCOMMIT, [keyword_edit])
@@ -289,7 +292,7 @@ def _fix_s003(tree: FunctionTree, node: ast.Call, call: OpCall | None) -> Fix | 
         return None
     if call is None and tree.in_autocommit(node):
         return None
-    stmt = _unit(tree, node, call is not None and call.batch_table is not None)
+    stmt = wrap_unit(tree, node, call is not None and call.batch_table is not None)
     if stmt is None:
         return None
     edit = _wrap(tree, stmt, AUTOCOMMIT, [])
@@ -343,7 +346,7 @@ def _fix_s004(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
     keywords = [k.arg for k in node.keywords if k is not table and k is not schema and k.arg]
     if not _batch_accepts(call.name, positional, keywords):
         return None
-    stmt = _unit(tree, node, batch=False)
+    stmt = wrap_unit(tree, node, batch=False)
     if stmt is None:
         return None
     header = f"with op.batch_alter_table({tree.text(table_value)}"
@@ -360,8 +363,9 @@ def _fix_s004(tree: FunctionTree, node: ast.Call, call: OpCall) -> Fix | None:
 # --------------------------------------------------------------------------- ignore
 
 
-def _ignore(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTree,
-            node: ast.Call | None) -> Fix | None:
+def ignore_fix(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTree,
+               node: ast.Call | None) -> Fix | None:
+    """The "ignore this finding here" fix: a suppression comment on the diagnostic's line."""
     line = diagnostic.span.line
     if not 0 <= line < len(script.lines):
         return None
@@ -370,7 +374,7 @@ def _ignore(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTree,
         return None
     if node is not None:
         stmt = tree.statement(node)
-        inside = _string_lines(tree, tree.start(stmt)[0], tree.end(stmt)[0]) if stmt is not None else set()
+        inside = string_lines(tree, tree.start(stmt)[0], tree.end(stmt)[0]) if stmt is not None else set()
         if inside is None or line + 1 in inside:
             return None  # the line ends inside a multi-line string
     return ignore_comment(diagnostic.code, line, text)

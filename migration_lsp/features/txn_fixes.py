@@ -12,10 +12,10 @@ from __future__ import annotations
 import ast
 
 from ..checks.pg_transactions import LOCK_TIMEOUT_SQL
-from ..checks.safety import FunctionTree
+from ..checks.walk import FunctionTree
 from ..core import Diagnostic, Span
 from ..scripts import MigrationScript
-from .safety_fixes import _newline, _py_string, _string_lines, ignore_comment
+from .safety_fixes import ignore_comment, newline_of, py_string, string_lines
 
 Edit = tuple[Span, str]
 Fix = tuple[str, list[Edit]]
@@ -61,7 +61,7 @@ def lock_timeout_fix(script: MigrationScript) -> Fix | None:
     indent = tree.lines[line][:col]
     if indent.strip():
         return None
-    text = f"{indent}op.execute({_py_string(LOCK_TIMEOUT_SQL)}){_newline(script.text)}"
+    text = f"{indent}op.execute({py_string(LOCK_TIMEOUT_SQL)}){newline_of(script.text)}"
     return "Set lock_timeout at the top of upgrade()", [(Span(line, 0, line, 0), text)]
 
 
@@ -78,7 +78,7 @@ def _ignore(diagnostic: Diagnostic, script: MigrationScript) -> Fix | None:
     for function in (script.upgrade, script.downgrade):
         if function is not None and function.node is not None and function.span.line <= line <= function.span.end_line:
             tree = FunctionTree(script, function)
-            inside = _string_lines(tree, function.span.line, function.span.end_line)
+            inside = string_lines(tree, function.span.line, function.span.end_line)
             if inside is None or line + 1 in inside:
                 return None  # the line ends inside a multi-line string
     return ignore_comment(diagnostic.code, line, text)
