@@ -8,6 +8,7 @@ Nothing here knows about schemas: keys and values are anything hashable / anythi
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import ItemsView, Iterable, Mapping, Sequence, ValuesView
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -118,21 +119,25 @@ class TableMap(Mapping):
             return self
         return TableMap._make({} if root is None else root, self._len - 1)
 
-    def diff(self, other: TableMap) -> set:
+    def diff(self, other: TableMap) -> builtins.set[Any]:  # (`set` here is the method above)
         """Keys present in only one of the maps or bound to different objects (identity):
         linear in what differs when the maps derive from a common version."""
-        out: set = set()
+        out: builtins.set[Any] = set()
         _diff(self._root, other._root, out)
         return out
 
 
 class _Items(ItemsView):
+    _mapping: TableMap  # (MappingView's slot; typeshed does not declare it)
+
     def __iter__(self):
         for leaf in _leaves(self._mapping._root):
             yield from leaf.items()
 
 
 class _Values(ValuesView):
+    _mapping: TableMap  # (MappingView's slot; typeshed does not declare it)
+
     def __iter__(self):
         for leaf in _leaves(self._mapping._root):
             yield from leaf.values()
@@ -246,7 +251,7 @@ class Names(AbstractSet):
         self._map = TableMap((name, True) for name in names)
 
     @classmethod
-    def _from_iterable(cls, names: Iterable[str]) -> Names:
+    def _from_iterable(cls, names: Iterable[Any]) -> Names:
         return cls(names)
 
     def __contains__(self, name: object) -> bool:
@@ -336,7 +341,9 @@ class Origins(Sequence):
             return self._first
         node = self
         for _ in range(n - 1 - index):
-            node = node._parent  # type: ignore[assignment]
+            parent = node._parent
+            assert parent is not None  # (0 < index < len: the chain is that long)
+            node = parent
         return node._item
 
     def __add__(self, items: Iterable[Any]) -> Origins:
@@ -397,6 +404,11 @@ class Keyed(Sequence):
     first iteration (and kept). Compares equal to a tuple of the same items."""
 
     __slots__ = ("_items", "_keys", "_kind", "_next", "_tuple")
+    _kind: str  # "column" or "index": what the items are keyed by (_KEYS)
+    _items: TableMap  # insertion number -> item
+    _keys: TableMap  # key -> the insertion numbers of its items, ascending
+    _next: int  # the next insertion number
+    _tuple: tuple | None  # the items in order, once sorted out
 
     @classmethod
     def of(cls, items: Iterable[Any], kind: str) -> Keyed:
@@ -502,7 +514,7 @@ def keyed(items: Sequence[Any], kind: str) -> Keyed | None:
     """`items` as a Keyed sequence (the same object when it is one), None for a short
     tuple or when a key is unhashable (the caller then works on the tuple)."""
     if type(items) is Keyed:
-        return items  # type: ignore[return-value]
+        return items
     if len(items) < KEYED_FROM:
         return None
     try:

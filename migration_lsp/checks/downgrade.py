@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from alembic.operations import ops as alembic_ops
@@ -9,11 +10,11 @@ from alembic.operations import ops as alembic_ops
 from ..compare import CompareError, CompareOptions, compare
 from ..core import Diagnostic
 from ..interpret import evaluate_function
+from ..pmap import TableMap
 from ..replay import RevisionSchema, apply_op, apply_other_call
 from ..rules import severity
 from ..schema import TableState
 from ..scripts import MigrationScript
-
 
 DATA_OPS = (alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)
 D002_SIDES = ("after downgrade()", "before upgrade()")  # both sides are migration states, no model
@@ -27,6 +28,14 @@ def _data_kind(ev) -> str | None:
     if isinstance(ev.op, alembic_ops.BulkInsertOp) or (ev.op is None and ev.call.name == "bulk_insert"):
         return "a data migration"
     return None
+
+
+def _changed_keys(after: Mapping[str, TableState], before: Mapping[str, TableState]) -> set[str]:
+    """Keys bound to different table objects. SchemaState keeps its tables in a TableMap, whose
+    diff skips what the two versions share; any other mapping is compared key by key."""
+    if isinstance(after, TableMap) and isinstance(before, TableMap):
+        return after.diff(before)
+    return {k for k in after.keys() | before.keys() if after.get(k) is not before.get(k)}
 
 
 def _same_shape(a: TableState | None, b: TableState | None) -> bool:
@@ -89,7 +98,7 @@ def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: Co
     # the very same object as before can differ, and the maps find them without visiting
     # the others (keeps this linear in what the revision did, not in the size of the schema).
     before = schema.before.tables
-    touched = {k for k in state.tables.diff(before)
+    touched = {k for k in _changed_keys(state.tables, before)
                if not _same_shape(state.tables.get(k), before.get(k))}
     if not touched:
         return out

@@ -40,8 +40,8 @@ def _label(graph: RevisionGraph, rev: str) -> str:
 def merged_graph(here: RevisionGraph, base: Base) -> tuple[RevisionGraph, set[str]]:
     """The graph the merge will produce, and the ids that only the base brings into it."""
     fork_ids = base.fork.graph.by_id
-    incoming = [s for rev, s in base.tip.graph.by_id.items() if rev not in fork_ids and rev not in here.by_id]
-    return RevisionGraph([*here.scripts, *incoming]), {s.revision_id for s in incoming}  # type: ignore[misc]
+    incoming = {rev: s for rev, s in base.tip.graph.by_id.items() if rev not in fork_ids and rev not in here.by_id}
+    return RevisionGraph([*here.scripts, *incoming.values()]), set(incoming)
 
 
 def lowest_new(graph: RevisionGraph, head: str, new: set[str]) -> list[str]:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..compare import CompareError, CompareOptions, Difference, compare, with_env_options
+from ..compare import (
+    CompareError,
+    CompareOptions,
+    Difference,
+    compare,
+    with_env_options,
+)
 from ..core import Diagnostic, Severity, Span
 from ..models import MetadataSource, ModelTables
 from ..rules import severity
