@@ -302,7 +302,7 @@ def graph_data(snapshot: Snapshot, path: Callable[[Path], str] = relative, first
     for state in snapshot.environments:
         env = environment_data(state, path)
         graph = state.graph
-        env["nodes"] = [] if graph is None else [
+        env["nodes"] = [
             {
                 "id": rev,
                 "message": graph.message(rev),

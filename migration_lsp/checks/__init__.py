@@ -7,7 +7,8 @@ what every family shares: the project's select/ignore and `# migration-lsp: igno
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from ..core import Diagnostic
 from ..project import Settings
@@ -31,8 +32,10 @@ def suppressed(script: MigrationScript | None, diagnostic: Diagnostic) -> bool:
 
 
 def apply_filters(
-    diagnostics: Iterable[Diagnostic], settings: Settings, scripts: dict
+    diagnostics: Iterable[Diagnostic], settings: Settings, scripts: Mapping[Path, MigrationScript]
 ) -> list[Diagnostic]:
+    """The diagnostics the project's select/ignore enables and no ignore comment silences
+    (`scripts`: the parsed file of each diagnostic's path)."""
     return [
         d for d in diagnostics
         if settings.enabled(d.code) and not suppressed(scripts.get(d.path), d)

@@ -87,7 +87,7 @@ def lock_hints(state: EnvironmentState, script: MigrationScript, first: int, las
 
 def _start(state: EnvironmentState, script: MigrationScript, name: str):
     replay, rev = state.replay, script.revision_id
-    if replay is None or state.graph is None or rev not in state.graph.by_id:
+    if replay is None or rev not in state.graph.by_id:
         return None
     try:
         result = replay.revision(rev)

@@ -57,7 +57,7 @@ def op_at(snapshot, path: Path, line: int, col: int) -> OpAtCursor | None:
 def evaluated_ops(state: EnvironmentState, script: MigrationScript, name: str) -> tuple[EvaluatedOp, ...]:
     """The evaluated ops of upgrade()/downgrade(): the replay's when it has them, else evaluated here."""
     replay, rev = state.replay, script.revision_id
-    if name == "upgrade" and replay is not None and rev in (state.graph.by_id if state.graph else {}):
+    if name == "upgrade" and replay is not None and rev in state.graph.by_id:
         try:
             return replay.revision(rev).upgrade
         except Exception:  # noqa: BLE001, S110 - a history the replay cannot follow: the op alone still renders
@@ -70,7 +70,7 @@ def schema_before(found: OpAtCursor) -> SchemaState | None:
     ops of the same function before it."""
     state, rev = found.state, found.script.revision_id
     replay = state.replay
-    if replay is None or state.graph is None or rev not in state.graph.by_id:
+    if replay is None or rev not in state.graph.by_id:
         return None
     try:
         result = replay.revision(rev)
