@@ -387,15 +387,42 @@ def run_env_py(config):
 
     EnvironmentContext.configure = configure
     EnvironmentContext.run_migrations = run_migrations
+
+    def run():
+        try:
+            with EnvironmentContext(alembic_config, script, fn=lambda rev, context: [], as_sql=False,
+                                    destination_rev="head"):
+                script.run_env()
+        except Configured:
+            pass
+
     try:
-        with EnvironmentContext(alembic_config, script, fn=lambda rev, context: [], as_sql=False,
-                                destination_rev="head"):
-            script.run_env()
-    except Configured:
-        pass
+        run()
+    except Exception as exc:
+        if not needs_worker_thread(exc):
+            raise
+        in_worker_thread(run)
     if not captured.get("_called"):
         raise RuntimeError("env.py ended without calling context.configure()")
     return captured, script
+
+
+def needs_worker_thread(exc):
+    """env.py refused to run outside an AnyIO worker thread: its project runs the
+    migrations from one (prefect: `run_async_from_worker_thread(apply_migrations)` in
+    env.py, called by its CLI through `run_sync_in_worker_thread`)."""
+    return type(exc).__module__.split(".")[0] == "anyio" or "AnyIO worker thread" in str(exc)  # (anyio < 4.12)
+
+
+def in_worker_thread(fn):
+    """fn() in a worker thread of an AnyIO event loop, as such a project calls Alembic."""
+    import anyio
+    import anyio.to_thread
+
+    async def main():
+        await anyio.to_thread.run_sync(fn)
+
+    anyio.run(main)
 
 
 def import_revisions(script, files):
@@ -586,6 +613,17 @@ def plain_options(captured):
     return out
 
 
+def place_workspace(paths):
+    """The workspace's folders after the standard library (a workspace `logging/` shadows
+    nothing) but before the installed packages: the checkout a developer edits is what is
+    loaded, not a copy of the same package installed in the venv (`pip install .`), as
+    `alembic` with `prepend_sys_path = .` does from the repository's root."""
+    paths = [p for p in paths if p not in sys.path]
+    installed = next((n for n, p in enumerate(sys.path)
+                      if os.path.basename(p.rstrip("/\\")) in ("site-packages", "dist-packages")), len(sys.path))
+    sys.path[installed:installed] = paths
+
+
 def _load_alembic_first() -> None:
     """Alembic and what it imports (argparse, logging.config...) before the project's folders
     go on sys.path, as the `alembic` command has them loaded before prepend_sys_path: a
@@ -601,7 +639,7 @@ def main():
     config = json.loads(sys.argv[1])
     _load_alembic_first()
     sys.path[:0] = config.get("sys_path", [])  # alembic.ini's prepend_sys_path
-    sys.path.extend(p for p in config.get("sys_path_after", []) if p not in sys.path)  # the workspace, last
+    place_workspace(config.get("sys_path_after", []))
     os.chdir(config.get("cwd") or ".")
     result = {"tables": [], "files": [], "error": None, "env_error": None, "options": {}, "excluded": [],
               "filter_errors": [], "revision_failures": 0, "loaded_by": None}

@@ -178,8 +178,10 @@ def _folders_up(env: Environment) -> list[Path]:
 
 def _sys_path(env: Environment) -> tuple[list[str], list[str]]:
     """(in front, after): alembic.ini's `prepend_sys_path` goes in front, as Alembic puts it;
-    the workspace root and the config's folder go last, the folder only when it is not
-    inside a package (its `logging/` must not shadow the standard library's)."""
+    the workspace root and the config's folder go after the standard library (their
+    `logging/` must not shadow it) but before the installed packages (the checkout, not a
+    copy installed in the venv: model_child.place_workspace), the folder only when it is
+    not inside a package."""
     base = env.config_path.parent if env.config_path else env.root
     after = [str(env.root)]
     if not (base / "__init__.py").exists():
