@@ -87,6 +87,7 @@ def table_info(table, dialect):
         "name": table.name,
         "schema": table.schema,
         "comment": table.comment,
+        "site": site_of(table, table=True),
         "columns": [
             {
                 "name": c.name,
@@ -98,12 +99,13 @@ def table_info(table, dialect):
                 # a plain string is a literal value ('new'), anything else SQL (now())
                 "server_default_is_string": isinstance(getattr(c.server_default, "arg", None), str),
                 "comment": c.comment,
+                "site": site_of(c),
             }
             for c in table.columns
         ],
         "indexes": [
             {"name": i.name, "unique": bool(i.unique), "conv": is_conv(i.name),
-             "columns": [getattr(e, "name", str(e)) for e in i.expressions]}
+             "columns": [getattr(e, "name", str(e)) for e in i.expressions], "site": site_of(i)}
             for i in sorted(table.indexes, key=lambda i: str(i.name))
         ],
         "constraints": [constraint_info(c) for c in table.constraints],
@@ -133,7 +135,7 @@ def sql_text(clause, dialect=None):
 def constraint_info(c):
     kind = type(c).__name__
     out = {"kind": kind, "name": c.name if isinstance(c.name, str) else None, "conv": is_conv(c.name),
-           "columns": [col.name for col in c.columns] if hasattr(c, "columns") else []}
+           "columns": [col.name for col in c.columns] if hasattr(c, "columns") else [], "site": site_of(c)}
     if kind == "ForeignKeyConstraint":
         out["targets"] = [e.target_fullname for e in c.elements]
         out["ondelete"] = c.ondelete
@@ -172,6 +174,96 @@ def sources(tables):
             elif id(value) in tables and type(value).__name__ == "Table":
                 found.setdefault(id(value), {"file": file, "variable": name})
     return found
+
+
+# --------------------------------------------------------------------------- where things are made
+
+
+SITES = {}  # id(schema item) -> (the item, [(file, line, is_scope), ...] innermost first)
+_LIBRARY = {}  # file -> True when its frames are not the project's
+
+
+def is_library(filename):
+    """Frames of SQLAlchemy, Alembic, the standard library, installed packages and this
+    loader are not where the project declares anything."""
+    known = _LIBRARY.get(filename)
+    if known is None:
+        import sysconfig
+
+        parts = filename.replace("\\", "/").split("/")
+        here = os.path.dirname(os.path.abspath(__file__))
+        known = (filename.startswith("<") or "site-packages" in parts or "dist-packages" in parts
+                 or os.path.abspath(filename).startswith(os.path.join(sysconfig.get_paths()["stdlib"], ""))
+                 or os.path.dirname(os.path.abspath(filename)) == here)
+        _LIBRARY[filename] = known
+    return known
+
+
+def creation_chain(depth=2):
+    """The project's frames that led here (at most 8, innermost first): file, line, and
+    whether the frame is a module or class body (not a function)."""
+    frame = sys._getframe(depth)
+    chain = []
+    while frame is not None and len(chain) < 8:
+        code = frame.f_code
+        if not is_library(code.co_filename):
+            chain.append((code.co_filename, frame.f_lineno, not code.co_flags & inspect.CO_OPTIMIZED))
+        frame = frame.f_back
+    return chain
+
+
+def remember(item, chain=None):
+    if id(item) not in SITES:  # the first record is the constructor's own (a subclass calls it again)
+        SITES[id(item)] = (item, creation_chain(3) if chain is None else chain)
+
+
+def site_of(item, table=False):
+    """[file, line] that declares the item, None when unknown. A column, index or
+    constraint: the innermost project line (the `Column(...)` call, in a class body, a
+    mixin, a declared_attr or a helper). A table: the innermost module or class body line
+    in that file (`make("users")` for a table a function builds, the class statement),
+    else the innermost line."""
+    entry = SITES.get(id(item))
+    if not entry or not entry[1]:
+        return None
+    chain = entry[1]
+    if table:
+        for file, line, scope in chain:
+            if scope and file == chain[0][0]:
+                return [file, line]
+    return [chain[0][0], chain[0][1]]
+
+
+def record_sites():
+    """Hook the constructors of Table, Column, Index and constraints (before any project
+    code runs) so that every model object knows where it was made: a Table() nobody
+    assigns, one a function builds, a column of a mixin or a declared_attr, an Index in
+    __table_args__. A column copied from a mixin keeps its original's place."""
+    import sqlalchemy
+    from sqlalchemy import event
+
+    def wrap_init(cls):
+        real = cls.__init__
+
+        def init(self, *args, **kwargs):
+            remember(self)
+            real(self, *args, **kwargs)
+
+        cls.__init__ = init
+
+    for cls in (sqlalchemy.Column, sqlalchemy.Index, sqlalchemy.schema.Constraint):
+        wrap_init(cls)
+    event.listen(sqlalchemy.Table, "after_parent_attach", lambda table, metadata: remember(table))
+    name = "_copy" if hasattr(sqlalchemy.Column, "_copy") else "copy"
+    real_copy = getattr(sqlalchemy.Column, name)
+
+    def copy(self, *args, **kwargs):
+        made = real_copy(self, *args, **kwargs)
+        if id(self) in SITES:
+            SITES[id(made)] = (made, SITES[id(self)][1])
+        return made
+
+    setattr(sqlalchemy.Column, name, copy)
 
 
 # --------------------------------------------------------------------------- no network
@@ -657,6 +749,10 @@ def main():
             except Exception:
                 dialect = None
         redirect_engines(config.get("dialect_setting"), config.get("dialect"))
+        try:
+            record_sites()
+        except Exception:  # an older SQLAlchemy without one of the hooks: located by class only
+            pass
         captured, script = {}, None
         if config.get("config"):
             try:

@@ -33,6 +33,7 @@ from .schema import Origin, SchemaState, TableState
 CHILD = Path(__file__).with_name("model_child.py")
 TIMEOUT = 120.0  # a big package imports in seconds on an idle machine, in 40 s on a busy one
 MEMORY_LIMIT = 2 * 1024**3
+Parsed = dict[Path, tuple[ast.Module | None, list[str]] | None]  # model files read in one load
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     if note:
         note += f": the models were imported from {', '.join(source.specs)} instead"
     tables = {}
-    parsed: dict[Path, tuple[ast.Module, list[str]] | None] = {}
+    parsed: Parsed = {}
     for info in data.get("tables", []):
         table = _table(info, env.dialect, parsed)
         tables[table.key] = table
@@ -299,7 +300,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     return ModelTables(tables, None, files, options, excluded, judged, decisions, note)
 
 
-def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module, list[str]] | None]) -> TableState:
+def _table(info: dict, dialect: str | None, parsed: Parsed) -> TableState:
     """Rebuild a table from the child's description (static evaluation only)."""
     metadata = sa.MetaData()
     columns = []
@@ -338,8 +339,13 @@ def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module,
         cols = [table.c[n] for n in idx["columns"] if n in names]
         if cols and len(cols) == len(idx["columns"]):
             sa.Index(name_of(idx), *cols, unique=idx["unique"])
-    origin, column_origins = _origins(info.get("source"), table, parsed)
+    origin, column_origins = _origins(info, table, parsed)
     state = TableState.from_table(table, origin, column_origins)
+    declared = _declared(info, origin, parsed)  # indexes and constraints made on a line of their own
+    if declared:
+        state = state.evolve(
+            indexes=tuple((i, declared.get(("index", i.name), o)) for i, o in state.indexes),
+            constraints=tuple((c, declared.get(("constraint", c.name), o)) for c, o in state.constraints))
     if "__table_args__" in column_origins:  # where indexes/constraints not on one column are declared
         state = replace(state, info={"table_args": column_origins["__table_args__"],
                                      "table_args_names": column_origins.get("__table_args_names__", ())})
@@ -363,30 +369,76 @@ class CompiledType(sa.types.UserDefinedType):
         return self.source or self.ddl
 
 
-def _origins(source: dict | None, table: sa.Table, parsed: dict[Path, tuple[ast.Module, list[str]] | None]
-             ) -> tuple[Origin | None, dict[str, Origin]]:
-    """Line of the class (or `name = Table(...)`) and of each column attribute. `parsed`:
-    the model files read so far in this load (a models module declares dozens of tables:
-    it is read and parsed once, not once per table)."""
-    if not source or not source.get("file"):
-        return None, {}
-    path = Path(source["file"])
+def _read(path: Path, parsed: Parsed) -> tuple[ast.Module | None, list[str]] | None:
+    """A model file's syntax tree and lines, read and parsed once per load (a models module
+    declares dozens of tables)."""
     if path not in parsed:
         try:
             text = read_text(path)
-            parsed[path] = (ast.parse(text), text.splitlines())
-        except (OSError, SyntaxError, ValueError):
+        except (OSError, ValueError):
             parsed[path] = None
-    if parsed[path] is None:
-        return None, {}
-    tree, lines = parsed[path]
+            return None
+        try:
+            tree: ast.Module | None = ast.parse(text)
+        except (SyntaxError, ValueError):
+            tree = None
+        parsed[path] = (tree, text.splitlines())
+    return parsed[path]
 
-    def span(node: ast.AST) -> Span:
-        line = node.lineno - 1
-        text = lines[line] if line < len(lines) else ""
-        return Span(line, len(text) - len(text.lstrip()), line, len(text.rstrip()))
 
+def _line_span(lines: list[str], line: int) -> Span:
+    """Span of a 0-based line, its indentation and trailing blanks left out."""
+    text = lines[line] if 0 <= line < len(lines) else ""
+    return Span(line, len(text) - len(text.lstrip()), line, len(text.rstrip()))
+
+
+def _site(site: object, parsed: Parsed) -> Origin | None:
+    """The child's [file, 1-based line] where a model object was made, as an origin."""
+    if not (isinstance(site, list) and len(site) == 2 and isinstance(site[0], str) and isinstance(site[1], int)
+            and os.path.isabs(site[0]) and site[1] > 0):
+        return None
+    path = Path(site[0])
+    read = _read(path, parsed)
+    if read is None or site[1] > len(read[1]):
+        return None
+    return path, _line_span(read[1], site[1] - 1)
+
+
+def _declared(info: dict, table_origin: Origin | None, parsed: Parsed) -> dict[tuple[str, str], Origin]:
+    """Indexes and constraints made on a line of their own (`Index(...)` in __table_args__),
+    by name; those SQLAlchemy made for a column (`index=True`) are at the table's line."""
+    table_site = _site(info.get("site"), parsed)
+    out: dict[tuple[str, str], Origin] = {}
+    for kind, items in (("index", info.get("indexes", [])), ("constraint", info.get("constraints", []))):
+        for item in items:
+            origin = _site(item.get("site"), parsed)
+            if isinstance(item.get("name"), str) and origin is not None and origin not in (table_site, table_origin):
+                out[(kind, item["name"])] = origin
+    return out
+
+
+def _origins(info: dict, table: sa.Table, parsed: Parsed) -> tuple[Origin | None, dict[str, Origin]]:
+    """Line of the class (or `name = Table(...)`) and of each column: where the child saw
+    them made (a Table() no variable holds, a function's table, a mixin's column), else
+    the class's attribute of that name. `__table_args__`: its line and the names in it."""
+    table_site = _site(info.get("site"), parsed)
     columns: dict[str, Origin] = {}
+    for c in info.get("columns", []):
+        origin = _site(c.get("site"), parsed)
+        if origin is not None and origin != table_site and c["name"] in table.c:
+            columns[c["name"]] = origin
+    source = info.get("source")
+    if not source or not source.get("file"):
+        return table_site, columns
+    path = Path(source["file"])
+    read = _read(path, parsed)
+    if read is None or read[0] is None:
+        return table_site, columns
+    tree, lines = read
+
+    def span(node: ast.stmt) -> Span:
+        return _line_span(lines, node.lineno - 1)
+
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == source.get("class"):
             attrs = {v: k for k, v in (source.get("attrs") or {}).items()}  # attr key -> column name
@@ -395,7 +447,7 @@ def _origins(source: dict | None, table: sa.Table, parsed: dict[Path, tuple[ast.
                 if isinstance(target, ast.Name):
                     name = attrs.get(target.id, target.id)
                     if name in table.c:
-                        columns[name] = (path, span(stmt))
+                        columns.setdefault(name, (path, span(stmt)))
                 if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(target, ast.Name) \
                         and target.id == "__table_args__":
                     columns.setdefault("__table_args__", (path, span(stmt)))
@@ -405,5 +457,5 @@ def _origins(source: dict | None, table: sa.Table, parsed: dict[Path, tuple[ast.
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             if isinstance(target, ast.Name) and target.id == source.get("variable"):
-                return (path, span(node)), {}
-    return None, {}
+                return (path, span(node)), columns
+    return table_site, columns
