@@ -26,8 +26,8 @@ import sqlalchemy as sa
 
 from . import child
 from .core import Span
-from .project import Environment, alembic_config, read_text
 from .evaluate import OpaqueType, type_from_repr
+from .project import Environment, alembic_config, read_text
 from .schema import Origin, SchemaState, TableState
 
 CHILD = Path(__file__).with_name("model_child.py")
@@ -90,7 +90,7 @@ def metadata_source(env: Environment) -> MetadataSource:
     except (SyntaxError, ValueError, OSError) as exc:
         return MetadataSource((), env_py, None, f"cannot read env.py: {exc}")
     imports: dict[str, str] = {}
-    value = None
+    value: ast.expr | None = None
     for stmt in tree.body:
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
@@ -189,15 +189,18 @@ def _sys_path(env: Environment) -> tuple[list[str], list[str]]:
         after.insert(0, str(base))
     front: list[str] = []
     if env.config_path and env.config_path.suffix == ".ini":
-        try:
-            import warnings
+        import configparser
+        import warnings
 
+        from alembic.util import CommandError
+
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # read by us: regular file, bounded interpolation
                 extra = alembic_config(env.config_path).get_prepend_sys_paths_list() or []
             front = [str((base / p).resolve()) for p in extra if p]
-        except Exception:
-            pass
+        except (OSError, ValueError, RuntimeError, configparser.Error, CommandError):
+            front = []  # an ini Alembic cannot read either: the import that fails says so
     return front, after
 
 
@@ -232,6 +235,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     if not source.specs and not env_mode:
         return ModelTables(error=source.problem or "no models")
     front, after = _sys_path(env)
+    cwd = str(env.config_path.parent if env.config_path else env.root)
     config = {
         "specs": list(source.specs),
         "override": bool(env.settings.models),
@@ -241,13 +245,13 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         "schema": _schema_objects(schema),
         "sys_path": front,
         "sys_path_after": after,
-        "cwd": str(env.config_path.parent if env.config_path else env.root),
+        "cwd": cwd,
         "dialect": env.dialect,
         "dialect_setting": env.settings.dialect,
         "root": str(env.root),
     }
     try:
-        payload = child.run(interpreter(env), str(CHILD), [json.dumps(config)], cwd=config["cwd"],
+        payload = child.run(interpreter(env), str(CHILD), [json.dumps(config)], cwd=cwd,
                             timeout=timeout, memory=MEMORY_LIMIT)
     except child.ChildError as exc:
         return ModelTables(error=f"model loader {exc}")
@@ -257,7 +261,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         return ModelTables(error="model loader sent unreadable output")
     if not isinstance(data, dict):
         return ModelTables(error="model loader sent unreadable output")
-    options = data.get("options") if isinstance(data.get("options"), dict) else {}
+    options: dict[str, Any] = data["options"] if isinstance(data.get("options"), dict) else {}
     if data.get("disabled"):
         return ModelTables(error="env.py sets target_metadata = None (no models to compare)", options=options,
                            disabled=True)
@@ -281,8 +285,9 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     for info in data.get("tables", []):
         table = _table(info, env.dialect, parsed)
         tables[table.key] = table
-    excluded = frozenset(tuple(str(x) for x in item) for item in data.get("excluded", [])
-                         if isinstance(item, list) and len(item) == 5)
+    excluded = frozenset((str(side), str(kind), str(key), str(name), str(how))
+                         for side, kind, key, name, how in (item for item in data.get("excluded", [])
+                                                           if isinstance(item, list) and len(item) == 5))
     judged = None
     if schema is not None:
         judged = frozenset((t.key, kind, str(name)) for t in schema.tables.values()
@@ -339,16 +344,15 @@ def _table(info: dict, dialect: str | None, parsed: Parsed) -> TableState:
         cols = [table.c[n] for n in idx["columns"] if n in names]
         if cols and len(cols) == len(idx["columns"]):
             sa.Index(name_of(idx), *cols, unique=idx["unique"])
-    origin, column_origins = _origins(info, table, parsed)
+    origin, column_origins, table_args = _origins(info, table, parsed)
     state = TableState.from_table(table, origin, column_origins)
     declared = _declared(info, origin, parsed)  # indexes and constraints made on a line of their own
     if declared:
-        state = state.evolve(
-            indexes=tuple((i, declared.get(("index", i.name), o)) for i, o in state.indexes),
-            constraints=tuple((c, declared.get(("constraint", c.name), o)) for c, o in state.constraints))
-    if "__table_args__" in column_origins:  # where indexes/constraints not on one column are declared
-        state = replace(state, info={"table_args": column_origins["__table_args__"],
-                                     "table_args_names": column_origins.get("__table_args_names__", ())})
+        state = state.evolve(indexes=tuple((i, _made_at(declared, "index", i.name, o)) for i, o in state.indexes),
+                             constraints=tuple((c, _made_at(declared, "constraint", c.name, o))
+                                               for c, o in state.constraints))
+    if table_args:  # where indexes/constraints not on one column are declared
+        state = replace(state, info=table_args)
     return state
 
 
@@ -417,10 +421,17 @@ def _declared(info: dict, table_origin: Origin | None, parsed: Parsed) -> dict[t
     return out
 
 
-def _origins(info: dict, table: sa.Table, parsed: Parsed) -> tuple[Origin | None, dict[str, Origin]]:
+def _made_at(declared: dict[tuple[str, str], Origin], kind: str, name: object, default: Origin | None
+             ) -> Origin | None:
+    return declared.get((kind, name), default) if isinstance(name, str) else default
+
+
+def _origins(info: dict, table: sa.Table, parsed: Parsed
+             ) -> tuple[Origin | None, dict[str, Origin], dict[str, Any]]:
     """Line of the class (or `name = Table(...)`) and of each column: where the child saw
     them made (a Table() no variable holds, a function's table, a mixin's column), else
-    the class's attribute of that name. `__table_args__`: its line and the names in it."""
+    the class's attribute of that name. Third: the class's `__table_args__` line and the
+    names in it (`table_args`, `table_args_names`), if it has one."""
     table_site = _site(info.get("site"), parsed)
     columns: dict[str, Origin] = {}
     for c in info.get("columns", []):
@@ -429,12 +440,14 @@ def _origins(info: dict, table: sa.Table, parsed: Parsed) -> tuple[Origin | None
             columns[c["name"]] = origin
     source = info.get("source")
     if not source or not source.get("file"):
-        return table_site, columns
+        return table_site, columns, {}
     path = Path(source["file"])
     read = _read(path, parsed)
-    if read is None or read[0] is None:
-        return table_site, columns
+    if read is None:
+        return table_site, columns, {}
     tree, lines = read
+    if tree is None:
+        return table_site, columns, {}
 
     def span(node: ast.stmt) -> Span:
         return _line_span(lines, node.lineno - 1)
@@ -442,6 +455,7 @@ def _origins(info: dict, table: sa.Table, parsed: Parsed) -> tuple[Origin | None
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == source.get("class"):
             attrs = {v: k for k, v in (source.get("attrs") or {}).items()}  # attr key -> column name
+            table_args: dict[str, Any] = {}
             for stmt in node.body:
                 target = stmt.targets[0] if isinstance(stmt, ast.Assign) and stmt.targets else getattr(stmt, "target", None)
                 if isinstance(target, ast.Name):
@@ -449,13 +463,12 @@ def _origins(info: dict, table: sa.Table, parsed: Parsed) -> tuple[Origin | None
                     if name in table.c:
                         columns.setdefault(name, (path, span(stmt)))
                 if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(target, ast.Name) \
-                        and target.id == "__table_args__":
-                    columns.setdefault("__table_args__", (path, span(stmt)))
-                    columns.setdefault("__table_args_names__", tuple(  # type: ignore[arg-type]
-                        n.value for n in ast.walk(stmt) if isinstance(n, ast.Constant) and isinstance(n.value, str)))
-            return (path, span(node)), columns
+                        and target.id == "__table_args__" and not table_args:
+                    table_args = {"table_args": (path, span(stmt)), "table_args_names": tuple(
+                        n.value for n in ast.walk(stmt) if isinstance(n, ast.Constant) and isinstance(n.value, str))}
+            return (path, span(node)), columns, table_args
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             if isinstance(target, ast.Name) and target.id == source.get("variable"):
-                return (path, span(node)), columns
-    return table_site, columns
+                return (path, span(node)), columns, {}
+    return table_site, columns, {}
