@@ -179,10 +179,27 @@ def sources(tables):
                                 attrs[col.name] = prop.key
                 except Exception:  # noqa: BLE001, S110 - configuring the mappers runs the project's relationships
                     pass
-                found.setdefault(id(table), {"file": file, "class": name, "attrs": attrs})
+                found.setdefault(id(table), {"file": file, "class": name, "attrs": attrs,
+                                             "declared_in": declared_in(value, attrs)})
             elif id(value) in tables and type(value).__name__ == "Table":
                 found.setdefault(id(value), {"file": file, "variable": name})
     return found
+
+
+def declared_in(cls, attrs):
+    """Column name -> [file, class name] of the base class (a mixin) whose body declares
+    the attribute (`state_timestamp: Mapped[...]` without a value), for those the class
+    itself does not."""
+    out = {}
+    for column, key in attrs.items():
+        for klass in cls.__mro__[1:]:
+            body = vars(klass)
+            if key in body or key in body.get("__annotations__", {}):
+                file = getattr(sys.modules.get(klass.__module__), "__file__", None)
+                if isinstance(file, str) and not is_library(file):
+                    out[column] = [file, klass.__name__]
+                break
+    return out
 
 
 # --------------------------------------------------------------------------- where things are made

@@ -466,9 +466,36 @@ def _origins(info: dict, table: sa.Table, parsed: Parsed
                         and target.id == "__table_args__" and not table_args:
                     table_args = {"table_args": (path, span(stmt)), "table_args_names": tuple(
                         n.value for n in ast.walk(stmt) if isinstance(n, ast.Constant) and isinstance(n.value, str))}
+            _mixin_columns(source, table, columns, parsed)
             return (path, span(node)), columns, table_args
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             if isinstance(target, ast.Name) and target.id == source.get("variable"):
                 return (path, span(node)), columns, {}
     return table_site, columns, {}
+
+
+def _mixin_columns(source: dict, table: sa.Table, columns: dict[str, Origin], parsed: Parsed) -> None:
+    """Columns still without a line, declared in a base class's body (a mixin's
+    `state_timestamp: Mapped[...]`, which SQLAlchemy makes when the subclass is created):
+    that attribute's line, in the base class the child named."""
+    attrs = source.get("attrs") or {}
+    for name, where in (source.get("declared_in") or {}).items():
+        if name in columns or name not in table.c or not (isinstance(where, list) and len(where) == 2):
+            continue
+        read = _read(Path(str(where[0])), parsed)
+        if read is None:
+            continue
+        tree, lines = read
+        if tree is None:
+            continue
+        key = attrs.get(name, name)
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == where[1]:
+                for stmt in node.body:
+                    target = stmt.targets[0] if isinstance(stmt, ast.Assign) and stmt.targets \
+                        else getattr(stmt, "target", None)
+                    if isinstance(target, ast.Name) and target.id == key:
+                        columns[name] = (Path(str(where[0])), _line_span(lines, stmt.lineno - 1))
+                        break
+                break

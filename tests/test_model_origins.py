@@ -13,6 +13,8 @@ from test_env_models import alembic_check, loaded, project
 from test_models import INITIAL, indent, m_diags
 
 MORE = '''\
+from typing import Optional
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -33,6 +35,7 @@ sa.Table("loose", Base.metadata, sa.Column("id", sa.Integer, primary_key=True),
 
 class Stamped:
     created: Mapped[int] = mapped_column(sa.Integer, nullable=True)
+    flag: Mapped[Optional[int]]  # made by SQLAlchemy when Doc is created
 
     @declared_attr
     def owner_id(cls) -> Mapped[int]:
@@ -69,7 +72,7 @@ def test_model_differences_are_located_where_the_models_declare_them(tmp_path):
                  "0002_more.py": migration_text("0002", "0001", upgrades=indent(TABLES))}
     root = project(tmp_path, head=head, files={"app/more.py": MORE}, revisions=revisions)
     truth = alembic_check(root)
-    for item in ("'add_table'", "audit_b", "('add_column', None, 'audit_a'", "'at'", "'extra'", "'created'",
+    for item in ("'add_table'", "audit_b", "('add_column', None, 'audit_a'", "'at'", "'extra'", "'created'", "'flag'",
                  "'owner_id'", "ix_docs_title", "('add_constraint', UniqueConstraint"):
         assert item in truth, item  # real Alembic finds each of them
     _, state = loaded(root)
@@ -80,6 +83,7 @@ def test_model_differences_are_located_where_the_models_declare_them(tmp_path):
         "column audit_a.at": (more, line_of(MORE, 'sa.Column("at"')),
         "column loose.extra": (more, line_of(MORE, 'sa.Column("extra"')),  # a Table() no variable holds
         "column docs.created": (more, line_of(MORE, "created: Mapped")),  # the mixin's column
+        "column docs.flag": (more, line_of(MORE, "flag: Mapped")),  # the mixin's annotation
         "column docs.owner_id": (more, line_of(MORE, "return mapped_column")),  # the declared_attr's
         "index ix_docs_title on docs": (more, line_of(MORE, 'sa.Index("ix_docs_title"')),
         "unique constraint on docs(title)": (more, line_of(MORE, 'sa.UniqueConstraint("title"')),
