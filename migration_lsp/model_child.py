@@ -91,12 +91,12 @@ def default_text(default, dialect=None):
     return sql_text(arg, dialect) or sql_text(arg)
 
 
-def table_info(table, dialect):
+def table_info(table, dialect, shared: set[tuple[str, int]] | None = None):
     return {
         "name": table.name,
         "schema": table.schema,
         "comment": table.comment,
-        "site": site_of(table, table=True),
+        "site": site_of(table, shared if shared is not None else set()),
         "columns": [
             {
                 "name": c.name,
@@ -243,21 +243,32 @@ def remember(item, chain=None):
         SITES[id(item)] = (item, creation_chain(3) if chain is None else chain)
 
 
-def site_of(item, table=False):
-    """[file, line] that declares the item, None when unknown. A column, index or
-    constraint: the innermost project line (the `Column(...)` call, in a class body, a
-    mixin, a declared_attr or a helper). A table: the innermost module or class body line
-    in that file (`make("users")` for a table a function builds, the class statement),
-    else the innermost line."""
+def site_of(item, shared: set[tuple[str, int]] | None = None) -> list[Any] | None:
+    """[file, line] that declares the item, None when unknown: the innermost project line
+    (the `Column(...)` call, in a class body, a mixin, a declared_attr or a helper). A
+    table: the innermost line not `shared` with another table's making, so that a wrapper
+    every table goes through (`def Table(*a, **kw): return sa.Table(*a, **kw)`, a
+    `make(name)` called twice) gives the line that calls it for this table."""
     entry = SITES.get(id(item))
     if not entry or not entry[1]:
         return None
     chain = entry[1]
-    if table:
-        for file, line, scope in chain:
-            if scope and file == chain[0][0]:
+    if shared is not None:
+        for file, line, _ in chain:
+            if (file, line) not in shared:
                 return [file, line]
     return [chain[0][0], chain[0][1]]
+
+
+def shared_lines(tables) -> set[tuple[str, int]]:
+    """(file, line) on the way to making more than one of the tables."""
+    seen: set[tuple[str, int]] = set()
+    shared: set[tuple[str, int]] = set()
+    for table in tables:
+        entry = SITES.get(id(table))
+        for file, line, _ in set(entry[1]) if entry else ():
+            (shared if (file, line) in seen else seen).add((file, line))
+    return shared
 
 
 def record_sites():
@@ -818,8 +829,9 @@ def main():
             for table in md.tables.values():
                 by_id[id(table)] = table
         where = sources(by_id)
+        shared = shared_lines(by_id.values())
         for key, table in by_id.items():
-            info = table_info(table, dialect)
+            info = table_info(table, dialect, shared)
             info["source"] = where.get(key)
             result["tables"].append(info)
         result["excluded"], result["filter_errors"] = evaluate_filters(

@@ -18,6 +18,7 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from app import util
 from app.base import Base
 
 
@@ -51,6 +52,20 @@ class Doc(Stamped, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(sa.String(20))
+
+
+class Legacy:  # (buildbot: Table()s as class attributes, made through the project's wrapper)
+    first = util.Table("first", Base.metadata, sa.Column("id", sa.Integer, primary_key=True))
+    second = util.Table("second", Base.metadata, sa.Column("id", sa.Integer, primary_key=True))
+'''
+
+UTIL = '''\
+import sqlalchemy as sa
+
+
+def Table(*args, **kwargs):
+    kwargs["mysql_character_set"] = "utf8"
+    return sa.Table(*args, **kwargs)
 '''
 
 TABLES = """\
@@ -70,9 +85,9 @@ def test_model_differences_are_located_where_the_models_declare_them(tmp_path):
     head = "from app.base import Base\nimport app.more  # noqa: F401\n\ntarget_metadata = Base.metadata"
     revisions = {"0001_initial.py": migration_text("0001", upgrades=indent(INITIAL)),
                  "0002_more.py": migration_text("0002", "0001", upgrades=indent(TABLES))}
-    root = project(tmp_path, head=head, files={"app/more.py": MORE}, revisions=revisions)
+    root = project(tmp_path, head=head, files={"app/more.py": MORE, "app/util.py": UTIL}, revisions=revisions)
     truth = alembic_check(root)
-    for item in ("'add_table'", "audit_b", "('add_column', None, 'audit_a'", "'at'", "'extra'", "'created'", "'flag'",
+    for item in ("'add_table'", "audit_b", "Table('first'", "Table('second'", "('add_column', None, 'audit_a'", "'at'", "'extra'", "'created'", "'flag'",
                  "'owner_id'", "ix_docs_title", "('add_constraint', UniqueConstraint"):
         assert item in truth, item  # real Alembic finds each of them
     _, state = loaded(root)
@@ -80,6 +95,8 @@ def test_model_differences_are_located_where_the_models_declare_them(tmp_path):
     found = {d.data.get("what"): (d.path.resolve(), d.span.line) for d in m_diags(state) if d.code == "M001"}
     assert found == {
         "table audit_b": (more, line_of(MORE, 'audit_table("audit_b")')),  # the call that builds it
+        "table first": (more, line_of(MORE, "first = util.Table(")),  # not the wrapper's line
+        "table second": (more, line_of(MORE, "second = util.Table(")),
         "column audit_a.at": (more, line_of(MORE, 'sa.Column("at"')),
         "column loose.extra": (more, line_of(MORE, 'sa.Column("extra"')),  # a Table() no variable holds
         "column docs.created": (more, line_of(MORE, "created: Mapped")),  # the mixin's column
