@@ -65,7 +65,8 @@ def run(python: str, script: str, args: list[str], *, cwd: str, timeout: float, 
             _kill(proc)
             with _lock:
                 _running.discard(proc)
-        from .project import SkippedFile, read_file  # (run() is the server's side: the child never gets here)
+        # (run() is the server's side: the child never gets here, it has no migration_lsp)
+        from .project import SkippedFile, read_file
 
         try:  # a regular file only (a child could leave a FIFO there), within the cap
             data = read_file(result, max_result)
@@ -121,7 +122,7 @@ def _kill(proc: subprocess.Popen) -> None:
     _kill_group(proc)
     try:
         proc.wait(timeout=5)
-    except Exception:  # pragma: no cover - unkillable
+    except subprocess.TimeoutExpired:  # pragma: no cover - unkillable
         pass
 
 
@@ -142,7 +143,7 @@ def _sandbox() -> None:  # pragma: no cover - runs in the child
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
+    except (OSError, AttributeError):  # no C library to load, no prctl (not Linux)
         pass
     if os.environ.get(PARENT_ENV) and os.getppid() != int(os.environ[PARENT_ENV]):
         os._exit(3)  # the parent died before PDEATHSIG was armed
@@ -152,7 +153,7 @@ def _sandbox() -> None:  # pragma: no cover - runs in the child
         limit = int(os.environ.get(MEMORY_ENV) or 0)
         if limit > 0:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except Exception:
+    except (ImportError, ValueError, OSError):  # no `resource` (Windows), a limit the system refuses
         pass
     sys.dont_write_bytecode = True
     here = os.path.dirname(os.path.abspath(__file__))

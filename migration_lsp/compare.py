@@ -741,7 +741,12 @@ def _type_text(type_: Any) -> str:
 
 def _declared_at(m_state: TableState, name: Any, columns: tuple[str, ...]) -> Origin | None:
     """Where the models declare an index or constraint: `__table_args__` when it names it,
-    else the one column it is on (`index=True`, `ForeignKey(...)`), else the class line."""
+    else the one column it is on (`index=True`, `ForeignKey(...)`), else the class line.
+    The line that made it comes first, when the models loader saw one (`Index(...)`)."""
+    made = next((o for item, o in (*m_state.indexes, *m_state.constraints)
+                 if isinstance(name, str) and item.name == name and o is not None and o != m_state.origin), None)
+    if made is not None:
+        return made
     table_args = m_state.info.get("table_args")
     mentioned = set(m_state.info.get("table_args_names", ()))
     if table_args and ((isinstance(name, str) and name in mentioned) or (columns and set(columns) <= mentioned)):

@@ -21,12 +21,21 @@ usage: python child.py model_child.py '<json: {"specs": [...], "sys_path": [...]
                                                  "files": [...], "schema": [...], "override": bool}>'
 """
 
+# annotations are never evaluated: the project's Python may be older than ours
+from __future__ import annotations
+
 import importlib
+import importlib.util
 import inspect
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:  # (names for annotations only: `list[...]` is no runtime expression before Python 3.9)
+    from types import FrameType, ModuleType
+
+    Chain = list[tuple[str, int, bool]]  # (file, line, is a module or class body), innermost first
 
 
 def resolve(spec):
@@ -56,14 +65,14 @@ def resolve(spec):
 
 
 def type_info(type_, dialect):
-    info = {"repr": repr(type_), "module": type(type_).__module__, "class": type(type_).__name__}
+    info: dict[str, str | None] = {"repr": repr(type_), "module": type(type_).__module__, "class": type(type_).__name__}
     impl = getattr(type_, "impl", None)
     if impl is not None and not isinstance(impl, type):
         info["impl_repr"] = repr(impl)
         info["impl_module"] = type(impl).__module__
     try:
         info["ddl"] = type_.compile(dialect=dialect) if dialect is not None else type_.compile()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the project's own type (one compiled only for some dialects): anything
         info["ddl"] = None
     return info
 
@@ -82,11 +91,12 @@ def default_text(default, dialect=None):
     return sql_text(arg, dialect) or sql_text(arg)
 
 
-def table_info(table, dialect):
+def table_info(table, dialect, shared: set[tuple[str, int]] | None = None):
     return {
         "name": table.name,
         "schema": table.schema,
         "comment": table.comment,
+        "site": site_of(table, shared if shared is not None else set()),
         "columns": [
             {
                 "name": c.name,
@@ -98,12 +108,13 @@ def table_info(table, dialect):
                 # a plain string is a literal value ('new'), anything else SQL (now())
                 "server_default_is_string": isinstance(getattr(c.server_default, "arg", None), str),
                 "comment": c.comment,
+                "site": site_of(c),
             }
             for c in table.columns
         ],
         "indexes": [
             {"name": i.name, "unique": bool(i.unique), "conv": is_conv(i.name),
-             "columns": [getattr(e, "name", str(e)) for e in i.expressions]}
+             "columns": [getattr(e, "name", str(e)) for e in i.expressions], "site": site_of(i)}
             for i in sorted(table.indexes, key=lambda i: str(i.name))
         ],
         "constraints": [constraint_info(c) for c in table.constraints],
@@ -126,14 +137,14 @@ def sql_text(clause, dialect=None):
     every table of the models."""
     try:
         return str(clause.compile(dialect=dialect)) if dialect is not None else str(clause)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the project's own construct: it may raise anything
         return None
 
 
 def constraint_info(c):
     kind = type(c).__name__
     out = {"kind": kind, "name": c.name if isinstance(c.name, str) else None, "conv": is_conv(c.name),
-           "columns": [col.name for col in c.columns] if hasattr(c, "columns") else []}
+           "columns": [col.name for col in c.columns] if hasattr(c, "columns") else [], "site": site_of(c)}
     if kind == "ForeignKeyConstraint":
         out["targets"] = [e.target_fullname for e in c.elements]
         out["ondelete"] = c.ondelete
@@ -145,14 +156,14 @@ def constraint_info(c):
 
 def sources(tables):
     """Where each table is defined: declarative classes or module-level Table() objects."""
-    found = {}
+    found: dict[int, dict[str, Any]] = {}
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
         if not file or "site-packages" in file or not file.endswith(".py"):
             continue
         try:
             members = list(vars(module).items())
-        except Exception:
+        except TypeError:  # a module object without a __dict__
             continue
         for name, value in members:
             table = getattr(value, "__table__", None) if inspect.isclass(value) else None
@@ -166,12 +177,130 @@ def sources(tables):
                         for col in prop.columns:
                             if getattr(col, "table", None) is table:
                                 attrs[col.name] = prop.key
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - configuring the mappers runs the project's relationships
                     pass
-                found.setdefault(id(table), {"file": file, "class": name, "attrs": attrs})
+                found.setdefault(id(table), {"file": file, "class": name, "attrs": attrs,
+                                             "declared_in": declared_in(value, attrs)})
             elif id(value) in tables and type(value).__name__ == "Table":
                 found.setdefault(id(value), {"file": file, "variable": name})
     return found
+
+
+def declared_in(cls, attrs):
+    """Column name -> [file, class name] of the base class (a mixin) whose body declares
+    the attribute (`state_timestamp: Mapped[...]` without a value), for those the class
+    itself does not."""
+    out = {}
+    for column, key in attrs.items():
+        for klass in cls.__mro__[1:]:
+            body = vars(klass)
+            if key in body or key in body.get("__annotations__", {}):
+                file = getattr(sys.modules.get(klass.__module__), "__file__", None)
+                if isinstance(file, str) and not is_library(file):
+                    out[column] = [file, klass.__name__]
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- where things are made
+
+
+SITES: dict[int, tuple[object, Chain]] = {}  # id(schema item) -> (the item, where it was made)
+_LIBRARY: dict[str, bool] = {}  # file -> True when its frames are not the project's
+
+
+def is_library(filename):
+    """Frames of SQLAlchemy, Alembic, the standard library, installed packages and this
+    loader are not where the project declares anything."""
+    known = _LIBRARY.get(filename)
+    if known is None:
+        import sysconfig
+
+        parts = filename.replace("\\", "/").split("/")
+        here = os.path.dirname(os.path.abspath(__file__))
+        known = (filename.startswith("<") or "site-packages" in parts or "dist-packages" in parts
+                 or os.path.abspath(filename).startswith(os.path.join(sysconfig.get_paths()["stdlib"], ""))
+                 or os.path.dirname(os.path.abspath(filename)) == here)
+        _LIBRARY[filename] = known
+    return known
+
+
+def creation_chain(depth: int = 2) -> Chain:
+    """The project's frames that led here (at most 8, innermost first): file, line, and
+    whether the frame is a module or class body (not a function)."""
+    frame: FrameType | None = sys._getframe(depth)
+    chain: Chain = []
+    while frame is not None and len(chain) < 8:
+        code = frame.f_code
+        if not is_library(code.co_filename):
+            chain.append((code.co_filename, frame.f_lineno, not code.co_flags & inspect.CO_OPTIMIZED))
+        frame = frame.f_back
+    return chain
+
+
+def remember(item, chain=None):
+    if id(item) not in SITES:  # the first record is the constructor's own (a subclass calls it again)
+        SITES[id(item)] = (item, creation_chain(3) if chain is None else chain)
+
+
+def site_of(item, shared: set[tuple[str, int]] | None = None) -> list[Any] | None:
+    """[file, line] that declares the item, None when unknown: the innermost project line
+    (the `Column(...)` call, in a class body, a mixin, a declared_attr or a helper). A
+    table: the innermost line not `shared` with another table's making, so that a wrapper
+    every table goes through (`def Table(*a, **kw): return sa.Table(*a, **kw)`, a
+    `make(name)` called twice) gives the line that calls it for this table."""
+    entry = SITES.get(id(item))
+    if not entry or not entry[1]:
+        return None
+    chain = entry[1]
+    if shared is not None:
+        for file, line, _ in chain:
+            if (file, line) not in shared:
+                return [file, line]
+    return [chain[0][0], chain[0][1]]
+
+
+def shared_lines(tables) -> set[tuple[str, int]]:
+    """(file, line) on the way to making more than one of the tables."""
+    seen: set[tuple[str, int]] = set()
+    shared: set[tuple[str, int]] = set()
+    for table in tables:
+        entry = SITES.get(id(table))
+        for file, line, _ in set(entry[1]) if entry else ():
+            (shared if (file, line) in seen else seen).add((file, line))
+    return shared
+
+
+def record_sites():
+    """Hook the constructors of Table, Column, Index and constraints (before any project
+    code runs) so that every model object knows where it was made: a Table() nobody
+    assigns, one a function builds, a column of a mixin or a declared_attr, an Index in
+    __table_args__. A column copied from a mixin keeps its original's place."""
+    import sqlalchemy
+    from sqlalchemy import event
+
+    def wrap_init(cls):
+        real = cls.__init__
+
+        def init(self, *args, **kwargs):
+            remember(self)
+            real(self, *args, **kwargs)
+
+        cls.__init__ = init
+
+    for cls in (sqlalchemy.Column, sqlalchemy.Index, sqlalchemy.schema.Constraint):
+        wrap_init(cls)
+    event.listen(sqlalchemy.Table, "after_parent_attach", lambda table, metadata: remember(table))
+    name = "_copy" if hasattr(sqlalchemy.Column, "_copy") else "copy"
+    real_copy = getattr(sqlalchemy.Column, name)
+
+    def copy(self, *args, **kwargs):
+        made = real_copy(self, *args, **kwargs)
+        if id(self) in SITES:
+            SITES[id(made)] = (made, SITES[id(self)][1])
+        return made
+
+    setattr(sqlalchemy.Column, name, copy)
 
 
 # --------------------------------------------------------------------------- no network
@@ -207,7 +336,7 @@ def own_network_namespace():
 
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG again: new credentials may clear it
         return True
-    except Exception:
+    except (OSError, AttributeError):  # no C library, no unshare/prctl (not Linux)
         return False
 
 
@@ -235,7 +364,7 @@ class StandInAsyncConnection:
 
     def __init__(self, engine):
         self.engine = engine
-        self.sync_connection = None
+        self.sync_connection: Any = None  # (a stand-in engine's connection, once entered)
         self.dialect = engine.dialect
 
     async def __aenter__(self):
@@ -272,6 +401,9 @@ class StandInAsyncEngine:
         self.sync_engine.dispose()
 
 
+STAND_INS: dict[int, object] = {}  # id -> every engine redirect_engines made
+
+
 def redirect_engines(dialect_name, config_dialect=None):
     """create_engine / engine_from_config / their async forms, wherever they are imported
     from, give an in-memory SQLite engine whose dialect says `dialect_name` (env.py may
@@ -279,6 +411,7 @@ def redirect_engines(dialect_name, config_dialect=None):
     import sqlalchemy
     import sqlalchemy.engine
     import sqlalchemy.engine.create as create_module
+    import sqlalchemy.exc
 
     real_create = create_module.create_engine
 
@@ -288,24 +421,25 @@ def redirect_engines(dialect_name, config_dialect=None):
         if not name and url is not None:
             try:
                 name = sqlalchemy.engine.make_url(url).get_backend_name()
-            except Exception:
+            except (sqlalchemy.exc.ArgumentError, ValueError, TypeError):  # not a URL: the config's dialect
                 name = None
         name = name or config_dialect
         if name and name != "sqlite":
             engine.dialect.name = name  # (this instance only)
-        engine._migration_lsp_stand_in = True
+        STAND_INS[id(engine)] = engine
         return engine
 
     def async_stand_in(url):
         """The real AsyncEngine over the stand-in when greenlet is there (env.py's
         `run_sync` then works as it does), else a minimal look-alike."""
         engine = stand_in(url)
+        if importlib.util.find_spec("greenlet") is None:
+            return StandInAsyncEngine(engine)
         try:
-            import greenlet  # noqa: F401
             from sqlalchemy.ext.asyncio import AsyncEngine
 
             return AsyncEngine(engine)
-        except Exception:
+        except (ImportError, sqlalchemy.exc.SQLAlchemyError):
             return StandInAsyncEngine(engine)
 
     def create_engine(url=None, *args, **kwargs):
@@ -321,23 +455,23 @@ def redirect_engines(dialect_name, config_dialect=None):
         return async_stand_in((configuration or {}).get(prefix + "url"))
 
     for module in (sqlalchemy, sqlalchemy.engine, create_module):
-        module.create_engine = create_engine
-        module.engine_from_config = engine_from_config
+        vars(module).update(create_engine=create_engine, engine_from_config=engine_from_config)
     for name in ("sqlalchemy.ext.asyncio.engine", "sqlalchemy.ext.asyncio"):
+        async_module: ModuleType | None
         try:  # the engine module first: the package re-exports from it, also when imported again
-            module = importlib.import_module(name)
-        except Exception:  # no asyncio extension (greenlet missing): env.py cannot use it either
-            module = sys.modules.get(name)
-        if module is not None:
-            module.create_async_engine = create_async_engine
-            module.async_engine_from_config = async_engine_from_config
+            async_module = importlib.import_module(name)
+        except ImportError:  # no asyncio extension (greenlet missing): env.py cannot use it either
+            async_module = sys.modules.get(name)
+        if async_module is not None:
+            vars(async_module).update(create_async_engine=create_async_engine,
+                                      async_engine_from_config=async_engine_from_config)
     engine_module = sys.modules.get("sqlalchemy.ext.asyncio.engine")
     async_engine = getattr(engine_module, "AsyncEngine", None)
     if async_engine is not None:  # `AsyncEngine(engine_from_config(...))` wraps a stand-in: allow it
         real_init = async_engine.__init__
 
         def init(self, sync_engine, *args, **kwargs):
-            if getattr(sync_engine, "_migration_lsp_stand_in", False):
+            if id(sync_engine) in STAND_INS:
                 sync_engine.dialect.is_async = True  # (the stand-in's dialect instance only)
             real_init(self, sync_engine, *args, **kwargs)
 
@@ -375,7 +509,7 @@ def run_env_py(config):
     if config.get("script_location"):  # as we resolved it (relative to where alembic would be run from)
         alembic_config.set_main_option("script_location", config["script_location"].replace("%", "%%"))
     script = ScriptDirectory.from_config(alembic_config)
-    captured = {}
+    captured: dict[str, Any] = {}
 
     def configure(self, *args, **kwargs):
         captured.update(kwargs)
@@ -385,24 +519,52 @@ def run_env_py(config):
     def run_migrations(self, *args, **kwargs):  # configure() was caught by env.py: stop anyway
         raise Configured()
 
-    EnvironmentContext.configure = configure
-    EnvironmentContext.run_migrations = run_migrations
+    # Alembic's own class, patched: env.py's `context.configure(...)` is caught there
+    EnvironmentContext.configure = configure  # type: ignore[method-assign]
+    EnvironmentContext.run_migrations = run_migrations  # type: ignore[method-assign]
+
+    def run():
+        try:
+            with EnvironmentContext(alembic_config, script, fn=lambda rev, context: [], as_sql=False,
+                                    destination_rev="head"):
+                script.run_env()
+        except Configured:
+            pass
+
     try:
-        with EnvironmentContext(alembic_config, script, fn=lambda rev, context: [], as_sql=False,
-                                destination_rev="head"):
-            script.run_env()
-    except Configured:
-        pass
+        run()
+    except Exception as exc:
+        if not needs_worker_thread(exc):
+            raise
+        in_worker_thread(run)
     if not captured.get("_called"):
         raise RuntimeError("env.py ended without calling context.configure()")
     return captured, script
+
+
+def needs_worker_thread(exc):
+    """env.py refused to run outside an AnyIO worker thread: its project runs the
+    migrations from one (prefect: `run_async_from_worker_thread(apply_migrations)` in
+    env.py, called by its CLI through `run_sync_in_worker_thread`)."""
+    return type(exc).__module__.split(".")[0] == "anyio" or "AnyIO worker thread" in str(exc)  # (anyio < 4.12)
+
+
+def in_worker_thread(fn):
+    """fn() in a worker thread of an AnyIO event loop, as such a project calls Alembic."""
+    import anyio
+    import anyio.to_thread
+
+    async def main():
+        await anyio.to_thread.run_sync(fn)
+
+    anyio.run(main)
 
 
 def import_revisions(script, files):
     """Every revision module, as ScriptDirectory loads them (one that fails is counted,
     the rest still load). Without a ScriptDirectory, the files the parent found."""
     failed = 0
-    paths = []
+    paths: list[tuple[Any, Any, Any]] = []  # (Script class, directory, path) or (None, None, path)
     if script is not None:
         try:
             from alembic.script.base import Script
@@ -410,7 +572,7 @@ def import_revisions(script, files):
             for location in script._version_locations:
                 if os.path.isdir(str(location)):
                     paths.extend((Script, script, p) for p in Script._list_py_dir(script, location))
-        except Exception:
+        except (ImportError, AttributeError, TypeError, OSError):  # Alembic's private names changed: the files
             paths = []
     if not paths:
         paths = [(None, None, f) for f in files]
@@ -422,7 +584,7 @@ def import_revisions(script, files):
                 script_cls._from_path(directory, path)
             else:
                 load_python_file(os.path.dirname(str(path)), os.path.basename(str(path)))
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - a revision module is project code (sys.exit() included): counted
             failed += 1
     return failed
 
@@ -447,7 +609,7 @@ def standin_tables(schema):
                 if all(c in table.c for c in uq["columns"]) and uq["columns"]:
                     table.append_constraint(sa.UniqueConstraint(*uq["columns"], name=uq.get("name")))
             out[table.key] = table
-        except Exception:
+        except (sa.exc.SQLAlchemyError, KeyError, TypeError, ValueError):  # names SQLAlchemy refuses: not judged
             continue
     return out
 
@@ -462,7 +624,8 @@ def evaluate_filters(captured, tables, schema):
     reflected names, and an object on both sides is judged by its model side alone."""
     include_object = captured.get("include_object")
     include_name = captured.get("include_name")
-    excluded, errors = [], []
+    excluded: list[list[str]] = []
+    errors: list[str] = []
     if not callable(include_object) and not callable(include_name):
         return excluded, errors
 
@@ -471,7 +634,7 @@ def evaluate_filters(captured, tables, schema):
             return True
         try:
             return bool(include_object(value, name, kind, reflected, compare_to))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - env.py's own function: reported, the object kept
             errors.append(f"include_object({name!r}, {kind!r}): {type(exc).__name__}: {exc}"[:300])
             return True
 
@@ -480,7 +643,7 @@ def evaluate_filters(captured, tables, schema):
             return True
         try:
             return bool(include_name(name, kind, parents))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - env.py's own function: reported, the name kept
             errors.append(f"include_name({name!r}, {kind!r}): {type(exc).__name__}: {exc}"[:300])
             return True
 
@@ -530,9 +693,9 @@ def rebuilt_type(module_name, text):
     namespace = dict(vars(sqlalchemy.types))
     try:
         namespace.update(vars(importlib.import_module(module_name)))
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - importing the project's module runs its code: sqlalchemy's names
         pass
-    return eval(text, namespace)  # noqa: S307 - trusted workspace, text of its own migrations
+    return eval(text, namespace)  # (trusted workspace, the text of its own migrations)
 
 
 def type_decisions(captured, tables, schema, dialect_name):
@@ -549,9 +712,9 @@ def type_decisions(captured, tables, schema, dialect_name):
         from alembic.runtime.migration import MigrationContext
 
         context = MigrationContext.configure(dialect_name=dialect_name or "sqlite")
-    except Exception:
+    except (ImportError, sa.exc.SQLAlchemyError):  # a dialect this SQLAlchemy lacks: compare_type gets None
         pass
-    out = []
+    out: list[list[Any]] = []
     by_key = {(info.get("schema") + "." if info.get("schema") else "") + info["name"]: info for info in schema}
     for key, table in tables.items():
         info = by_key.get(key)
@@ -565,7 +728,7 @@ def type_decisions(captured, tables, schema, dialect_name):
                 inspected_type = rebuilt_type(*spec)
                 inspected = sa.Column(column.name, inspected_type)
                 decision = compare_type(context, inspected, column, inspected_type, column.type)
-            except Exception:
+            except Exception:  # noqa: BLE001, S112 - env.py's function, on a type rebuilt by eval: anything
                 continue  # not asked: Alembic's own comparison decides
             out.append([key, column.name, decision if decision is None else bool(decision)])
     return out
@@ -574,7 +737,7 @@ def type_decisions(captured, tables, schema, dialect_name):
 def plain_options(captured):
     """The configure() options as data: booleans and names as they are, callables as
     "callable" (their decisions are made here, see evaluate_filters)."""
-    out = {}
+    out: dict[str, bool | str | None] = {}
     for name in OPTION_NAMES[1:]:
         if name not in captured:
             continue
@@ -586,29 +749,38 @@ def plain_options(captured):
     return out
 
 
+def place_workspace(paths):
+    """The workspace's folders after the standard library (a workspace `logging/` shadows
+    nothing) but before the installed packages: the checkout a developer edits is what is
+    loaded, not a copy of the same package installed in the venv (`pip install .`), as
+    `alembic` with `prepend_sys_path = .` does from the repository's root."""
+    paths = [p for p in paths if p not in sys.path]
+    installed = next((n for n, p in enumerate(sys.path)
+                      if os.path.basename(p.rstrip("/\\")) in ("site-packages", "dist-packages")), len(sys.path))
+    sys.path[installed:installed] = paths
+
+
 def _load_alembic_first() -> None:
     """Alembic and what it imports (argparse, logging.config...) before the project's folders
     go on sys.path, as the `alembic` command has them loaded before prepend_sys_path: a
     workspace `argparse.py` shadows nothing Alembic uses."""
-    import alembic.command  # noqa: F401
-    import alembic.config  # noqa: F401
-    import alembic.runtime.environment  # noqa: F401
-    import alembic.script  # noqa: F401
-    import logging.config  # noqa: F401
+    for name in ("logging.config", "alembic.command", "alembic.config", "alembic.runtime.environment",
+                 "alembic.script"):
+        importlib.import_module(name)
 
 
 def main():
     config = json.loads(sys.argv[1])
     _load_alembic_first()
     sys.path[:0] = config.get("sys_path", [])  # alembic.ini's prepend_sys_path
-    sys.path.extend(p for p in config.get("sys_path_after", []) if p not in sys.path)  # the workspace, last
+    place_workspace(config.get("sys_path_after", []))
     os.chdir(config.get("cwd") or ".")
-    result = {"tables": [], "files": [], "error": None, "env_error": None, "options": {}, "excluded": [],
+    result: dict[str, Any] = {"tables": [], "files": [], "error": None, "env_error": None, "options": {}, "excluded": [],
               "filter_errors": [], "revision_failures": 0, "loaded_by": None}
     try:
         result["network_namespace"] = own_network_namespace()  # first: still one thread
         block_network()
-        import sqlalchemy
+        from sqlalchemy import exc as sa_exc
 
         dialect = None
         if config.get("dialect") in ("mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite"):
@@ -616,19 +788,23 @@ def main():
                 from sqlalchemy.dialects import registry
 
                 dialect = registry.load(config["dialect"])()
-            except Exception:
+            except (ImportError, sa_exc.SQLAlchemyError):  # not in this SQLAlchemy: types compiled generically
                 dialect = None
         redirect_engines(config.get("dialect_setting"), config.get("dialect"))
+        try:
+            record_sites()
+        except (AttributeError, sa_exc.SQLAlchemyError):  # an older SQLAlchemy without a hook: located by class
+            pass
         captured, script = {}, None
         if config.get("config"):
             try:
                 captured, script = run_env_py(config)
                 result["loaded_by"] = "env.py"
-            except BaseException as exc:  # env.py failed: the static specs instead, said once
+            except BaseException as exc:  # noqa: BLE001 - env.py failed (sys.exit too): the static specs instead
                 result["env_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) \
                     else type(exc).__name__
                 captured = {}
-        metadatas = []
+        metadatas: list[Any] = []
         if config.get("override") or not captured:
             if not config["specs"]:
                 raise RuntimeError(result["env_error"] or "no models")
@@ -648,25 +824,25 @@ def main():
             metadatas.extend(target if isinstance(target, (list, tuple)) else [target])
         result["options"] = plain_options(captured)
         result["revision_failures"] = import_revisions(script, config.get("files", []))
-        by_id = {}
+        by_id: dict[int, Any] = {}
         for md in metadatas:
             for table in md.tables.values():
                 by_id[id(table)] = table
         where = sources(by_id)
+        shared = shared_lines(by_id.values())
         for key, table in by_id.items():
-            info = table_info(table, dialect)
+            info = table_info(table, dialect, shared)
             info["source"] = where.get(key)
             result["tables"].append(info)
         result["excluded"], result["filter_errors"] = evaluate_filters(
             captured, {t.key: t for t in by_id.values()}, config.get("schema") or [])
         result["type_decisions"] = type_decisions(captured, {t.key: t for t in by_id.values()},
                                                   config.get("schema") or [], config.get("dialect"))
-        result["files"] = sorted({
-            m.__file__ for m in list(sys.modules.values())
-            if getattr(m, "__file__", None) and "site-packages" not in m.__file__
-            and m.__file__.startswith(os.path.abspath(config.get("root") or "."))
-        })
-    except BaseException as exc:  # report, never traceback into the editor
+        root = os.path.abspath(config.get("root") or ".")
+        files = (getattr(m, "__file__", None) for m in list(sys.modules.values()))
+        result["files"] = sorted({f for f in files if isinstance(f, str) and "site-packages" not in f
+                                  and f.startswith(root)})
+    except BaseException as exc:  # noqa: BLE001 - the child's boundary: reported, never a traceback into the editor
         result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
     with open(os.environ["MIGRATION_LSP_RESULT"], "w", encoding="utf-8") as fh:  # not stdout: ours alone
         json.dump(result, fh)

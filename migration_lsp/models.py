@@ -26,13 +26,14 @@ import sqlalchemy as sa
 
 from . import child
 from .core import Span
-from .project import Environment, alembic_config, read_text
 from .evaluate import OpaqueType, type_from_repr
+from .project import Environment, alembic_config, read_text
 from .schema import Origin, SchemaState, TableState
 
 CHILD = Path(__file__).with_name("model_child.py")
 TIMEOUT = 120.0  # a big package imports in seconds on an idle machine, in 40 s on a busy one
 MEMORY_LIMIT = 2 * 1024**3
+Parsed = dict[Path, tuple[ast.Module | None, list[str]] | None]  # model files read in one load
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def metadata_source(env: Environment) -> MetadataSource:
     except (SyntaxError, ValueError, OSError) as exc:
         return MetadataSource((), env_py, None, f"cannot read env.py: {exc}")
     imports: dict[str, str] = {}
-    value = None
+    value: ast.expr | None = None
     for stmt in tree.body:
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
@@ -178,23 +179,28 @@ def _folders_up(env: Environment) -> list[Path]:
 
 def _sys_path(env: Environment) -> tuple[list[str], list[str]]:
     """(in front, after): alembic.ini's `prepend_sys_path` goes in front, as Alembic puts it;
-    the workspace root and the config's folder go last, the folder only when it is not
-    inside a package (its `logging/` must not shadow the standard library's)."""
+    the workspace root and the config's folder go after the standard library (their
+    `logging/` must not shadow it) but before the installed packages (the checkout, not a
+    copy installed in the venv: model_child.place_workspace), the folder only when it is
+    not inside a package."""
     base = env.config_path.parent if env.config_path else env.root
     after = [str(env.root)]
     if not (base / "__init__.py").exists():
         after.insert(0, str(base))
     front: list[str] = []
     if env.config_path and env.config_path.suffix == ".ini":
-        try:
-            import warnings
+        import configparser
+        import warnings
 
+        from alembic.util import CommandError
+
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # read by us: regular file, bounded interpolation
                 extra = alembic_config(env.config_path).get_prepend_sys_paths_list() or []
             front = [str((base / p).resolve()) for p in extra if p]
-        except Exception:
-            pass
+        except (OSError, ValueError, RuntimeError, configparser.Error, CommandError):
+            front = []  # an ini Alembic cannot read either: the import that fails says so
     return front, after
 
 
@@ -229,6 +235,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     if not source.specs and not env_mode:
         return ModelTables(error=source.problem or "no models")
     front, after = _sys_path(env)
+    cwd = str(env.config_path.parent if env.config_path else env.root)
     config = {
         "specs": list(source.specs),
         "override": bool(env.settings.models),
@@ -238,13 +245,13 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         "schema": _schema_objects(schema),
         "sys_path": front,
         "sys_path_after": after,
-        "cwd": str(env.config_path.parent if env.config_path else env.root),
+        "cwd": cwd,
         "dialect": env.dialect,
         "dialect_setting": env.settings.dialect,
         "root": str(env.root),
     }
     try:
-        payload = child.run(interpreter(env), str(CHILD), [json.dumps(config)], cwd=config["cwd"],
+        payload = child.run(interpreter(env), str(CHILD), [json.dumps(config)], cwd=cwd,
                             timeout=timeout, memory=MEMORY_LIMIT)
     except child.ChildError as exc:
         return ModelTables(error=f"model loader {exc}")
@@ -254,7 +261,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         return ModelTables(error="model loader sent unreadable output")
     if not isinstance(data, dict):
         return ModelTables(error="model loader sent unreadable output")
-    options = data.get("options") if isinstance(data.get("options"), dict) else {}
+    options: dict[str, Any] = data["options"] if isinstance(data.get("options"), dict) else {}
     if data.get("disabled"):
         return ModelTables(error="env.py sets target_metadata = None (no models to compare)", options=options,
                            disabled=True)
@@ -274,12 +281,13 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     if note:
         note += f": the models were imported from {', '.join(source.specs)} instead"
     tables = {}
-    parsed: dict[Path, tuple[ast.Module, list[str]] | None] = {}
+    parsed: Parsed = {}
     for info in data.get("tables", []):
         table = _table(info, env.dialect, parsed)
         tables[table.key] = table
-    excluded = frozenset(tuple(str(x) for x in item) for item in data.get("excluded", [])
-                         if isinstance(item, list) and len(item) == 5)
+    excluded = frozenset((str(side), str(kind), str(key), str(name), str(how))
+                         for side, kind, key, name, how in (item for item in data.get("excluded", [])
+                                                           if isinstance(item, list) and len(item) == 5))
     judged = None
     if schema is not None:
         judged = frozenset((t.key, kind, str(name)) for t in schema.tables.values()
@@ -297,7 +305,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
     return ModelTables(tables, None, files, options, excluded, judged, decisions, note)
 
 
-def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module, list[str]] | None]) -> TableState:
+def _table(info: dict, dialect: str | None, parsed: Parsed) -> TableState:
     """Rebuild a table from the child's description (static evaluation only)."""
     metadata = sa.MetaData()
     columns = []
@@ -336,11 +344,15 @@ def _table(info: dict, dialect: str | None, parsed: dict[Path, tuple[ast.Module,
         cols = [table.c[n] for n in idx["columns"] if n in names]
         if cols and len(cols) == len(idx["columns"]):
             sa.Index(name_of(idx), *cols, unique=idx["unique"])
-    origin, column_origins = _origins(info.get("source"), table, parsed)
+    origin, column_origins, table_args = _origins(info, table, parsed)
     state = TableState.from_table(table, origin, column_origins)
-    if "__table_args__" in column_origins:  # where indexes/constraints not on one column are declared
-        state = replace(state, info={"table_args": column_origins["__table_args__"],
-                                     "table_args_names": column_origins.get("__table_args_names__", ())})
+    declared = _declared(info, origin, parsed)  # indexes and constraints made on a line of their own
+    if declared:
+        state = state.evolve(indexes=tuple((i, _made_at(declared, "index", i.name, o)) for i, o in state.indexes),
+                             constraints=tuple((c, _made_at(declared, "constraint", c.name, o))
+                                               for c, o in state.constraints))
+    if table_args:  # where indexes/constraints not on one column are declared
+        state = replace(state, info=table_args)
     return state
 
 
@@ -361,47 +373,129 @@ class CompiledType(sa.types.UserDefinedType):
         return self.source or self.ddl
 
 
-def _origins(source: dict | None, table: sa.Table, parsed: dict[Path, tuple[ast.Module, list[str]] | None]
-             ) -> tuple[Origin | None, dict[str, Origin]]:
-    """Line of the class (or `name = Table(...)`) and of each column attribute. `parsed`:
-    the model files read so far in this load (a models module declares dozens of tables:
-    it is read and parsed once, not once per table)."""
-    if not source or not source.get("file"):
-        return None, {}
-    path = Path(source["file"])
+def _read(path: Path, parsed: Parsed) -> tuple[ast.Module | None, list[str]] | None:
+    """A model file's syntax tree and lines, read and parsed once per load (a models module
+    declares dozens of tables)."""
     if path not in parsed:
         try:
             text = read_text(path)
-            parsed[path] = (ast.parse(text), text.splitlines())
-        except (OSError, SyntaxError, ValueError):
+        except (OSError, ValueError):
             parsed[path] = None
-    if parsed[path] is None:
-        return None, {}
-    tree, lines = parsed[path]
+            return None
+        try:
+            tree: ast.Module | None = ast.parse(text)
+        except (SyntaxError, ValueError):
+            tree = None
+        parsed[path] = (tree, text.splitlines())
+    return parsed[path]
 
-    def span(node: ast.AST) -> Span:
-        line = node.lineno - 1
-        text = lines[line] if line < len(lines) else ""
-        return Span(line, len(text) - len(text.lstrip()), line, len(text.rstrip()))
 
+def _line_span(lines: list[str], line: int) -> Span:
+    """Span of a 0-based line, its indentation and trailing blanks left out."""
+    text = lines[line] if 0 <= line < len(lines) else ""
+    return Span(line, len(text) - len(text.lstrip()), line, len(text.rstrip()))
+
+
+def _site(site: object, parsed: Parsed) -> Origin | None:
+    """The child's [file, 1-based line] where a model object was made, as an origin."""
+    if not (isinstance(site, list) and len(site) == 2 and isinstance(site[0], str) and isinstance(site[1], int)
+            and os.path.isabs(site[0]) and site[1] > 0):
+        return None
+    path = Path(site[0])
+    read = _read(path, parsed)
+    if read is None or site[1] > len(read[1]):
+        return None
+    return path, _line_span(read[1], site[1] - 1)
+
+
+def _declared(info: dict, table_origin: Origin | None, parsed: Parsed) -> dict[tuple[str, str], Origin]:
+    """Indexes and constraints made on a line of their own (`Index(...)` in __table_args__),
+    by name; those SQLAlchemy made for a column (`index=True`) are at the table's line."""
+    table_site = _site(info.get("site"), parsed)
+    out: dict[tuple[str, str], Origin] = {}
+    for kind, items in (("index", info.get("indexes", [])), ("constraint", info.get("constraints", []))):
+        for item in items:
+            origin = _site(item.get("site"), parsed)
+            if isinstance(item.get("name"), str) and origin is not None and origin not in (table_site, table_origin):
+                out[(kind, item["name"])] = origin
+    return out
+
+
+def _made_at(declared: dict[tuple[str, str], Origin], kind: str, name: object, default: Origin | None
+             ) -> Origin | None:
+    return declared.get((kind, name), default) if isinstance(name, str) else default
+
+
+def _origins(info: dict, table: sa.Table, parsed: Parsed
+             ) -> tuple[Origin | None, dict[str, Origin], dict[str, Any]]:
+    """Line of the class (or `name = Table(...)`) and of each column: where the child saw
+    them made (a Table() no variable holds, a function's table, a mixin's column), else
+    the class's attribute of that name. Third: the class's `__table_args__` line and the
+    names in it (`table_args`, `table_args_names`), if it has one."""
+    table_site = _site(info.get("site"), parsed)
     columns: dict[str, Origin] = {}
+    for c in info.get("columns", []):
+        origin = _site(c.get("site"), parsed)
+        if origin is not None and origin != table_site and c["name"] in table.c:
+            columns[c["name"]] = origin
+    source = info.get("source")
+    if not source or not source.get("file"):
+        return table_site, columns, {}
+    path = Path(source["file"])
+    read = _read(path, parsed)
+    if read is None:
+        return table_site, columns, {}
+    tree, lines = read
+    if tree is None:
+        return table_site, columns, {}
+
+    def span(node: ast.stmt) -> Span:
+        return _line_span(lines, node.lineno - 1)
+
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == source.get("class"):
             attrs = {v: k for k, v in (source.get("attrs") or {}).items()}  # attr key -> column name
+            table_args: dict[str, Any] = {}
             for stmt in node.body:
                 target = stmt.targets[0] if isinstance(stmt, ast.Assign) and stmt.targets else getattr(stmt, "target", None)
                 if isinstance(target, ast.Name):
                     name = attrs.get(target.id, target.id)
                     if name in table.c:
-                        columns[name] = (path, span(stmt))
+                        columns.setdefault(name, (path, span(stmt)))
                 if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(target, ast.Name) \
-                        and target.id == "__table_args__":
-                    columns.setdefault("__table_args__", (path, span(stmt)))
-                    columns.setdefault("__table_args_names__", tuple(  # type: ignore[arg-type]
-                        n.value for n in ast.walk(stmt) if isinstance(n, ast.Constant) and isinstance(n.value, str)))
-            return (path, span(node)), columns
+                        and target.id == "__table_args__" and not table_args:
+                    table_args = {"table_args": (path, span(stmt)), "table_args_names": tuple(
+                        n.value for n in ast.walk(stmt) if isinstance(n, ast.Constant) and isinstance(n.value, str))}
+            _mixin_columns(source, table, columns, parsed)
+            return (path, span(node)), columns, table_args
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
             if isinstance(target, ast.Name) and target.id == source.get("variable"):
-                return (path, span(node)), {}
-    return None, {}
+                return (path, span(node)), columns, {}
+    return table_site, columns, {}
+
+
+def _mixin_columns(source: dict, table: sa.Table, columns: dict[str, Origin], parsed: Parsed) -> None:
+    """Columns still without a line, declared in a base class's body (a mixin's
+    `state_timestamp: Mapped[...]`, which SQLAlchemy makes when the subclass is created):
+    that attribute's line, in the base class the child named."""
+    attrs = source.get("attrs") or {}
+    for name, where in (source.get("declared_in") or {}).items():
+        if name in columns or name not in table.c or not (isinstance(where, list) and len(where) == 2):
+            continue
+        read = _read(Path(str(where[0])), parsed)
+        if read is None:
+            continue
+        tree, lines = read
+        if tree is None:
+            continue
+        key = attrs.get(name, name)
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == where[1]:
+                for stmt in node.body:
+                    target = stmt.targets[0] if isinstance(stmt, ast.Assign) and stmt.targets \
+                        else getattr(stmt, "target", None)
+                    if isinstance(target, ast.Name) and target.id == key:
+                        columns[name] = (Path(str(where[0])), _line_span(lines, stmt.lineno - 1))
+                        break
+                break

@@ -446,6 +446,10 @@ def _model_origin(tables: dict, item: dict):
         col = table.column(item["column"])
         return (col.origin if col is not None and col.origin else None) or table.origin
     if item.get("object"):
+        made = next((o for obj, o in (*table.indexes, *table.constraints) if item.get("name")
+                     and getattr(obj, "name", None) == item["name"] and o and o != table.origin), None)
+        if made is not None:  # the `Index(...)` line the models loader saw
+            return made
         args = (table.info or {}).get("table_args")
         if args and (not item.get("name") or item["name"] in (table.info or {}).get("table_args_names", ())):
             return args

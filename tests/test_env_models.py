@@ -318,6 +318,26 @@ def test_async_env_py_runs_on_the_stand_in(tmp_path):
     assert result.options.get("compare_server_default") is True
 
 
+def test_env_py_that_runs_in_an_anyio_worker_thread(tmp_path):
+    """prefect's env.py ends with `run_async_from_worker_thread(apply_migrations)`: its CLI
+    calls Alembic from a worker thread of an AnyIO event loop, and outside one env.py stops
+    with NoEventLoopError. The loader runs it the way the project does: the models load."""
+    env_py = ENV_TEMPLATE.format(head="import anyio.from_thread\n\nfrom app.base import Base\n\n"
+                                      "target_metadata = Base.metadata",
+                                 engine=DEFAULT_ENGINE, options=", render_as_batch=True")
+    env_py = env_py.replace("\nrun_migrations_online()\n", "\nanyio.from_thread.run_sync(run_migrations_online)\n")
+    root = project(tmp_path, head="")
+    (root / "migrations" / "env.py").write_text(env_py)
+    # env.py really refuses to run outside a worker thread (the test could fail)
+    proc = subprocess.run([sys.executable, "-c", "from alembic.config import main; main(['check'])"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "worker thread" in proc.stderr, proc.stderr[-500:]
+    env = Engine([root]).environments()[0][1]
+    result = load_models(env, metadata_source(env))
+    assert result.error is None and result.note is None and set(result.tables) == {"users"}
+    assert result.options.get("render_as_batch") is True
+
+
 # --------------------------------------------------------------------------- filters and options
 
 FILTERS = """\
@@ -440,6 +460,30 @@ def test_without_a_venv_the_active_environment_then_path(tmp_path, monkeypatch):
     _fake_python(bin_dir / "python3", tmp_path / "m")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     assert interpreter(env) == str(bin_dir / "python3")
+
+
+def test_the_checkout_is_loaded_not_a_copy_installed_in_the_venv(tmp_path):
+    """A repository whose package is also installed in its venv (`pip install .`, not -e):
+    the models are the checkout's (what the developer edits, what `alembic` with
+    `prepend_sys_path = .` loads from the root), located in the workspace. The corpus lays
+    out every project this way: all their model diagnostics fell back to env.py."""
+    (tmp_path / ".git").mkdir()
+    root = project(tmp_path, head="from app.base import Base\n\ntarget_metadata = Base.metadata",
+                   ini=INI.replace("prepend_sys_path = .\n", ""))
+    venv = tmp_path / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    (site / "ours.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    (site / "app").mkdir()  # the stale installed copy: another table
+    (site / "app" / "__init__.py").write_text("")
+    (site / "app" / "base.py").write_text(BASE.replace('"users"', '"people"'))
+    env = Engine([root]).environments()[0][1]
+    assert interpreter(env) == str(venv / "bin" / "python")
+    result = load_models(env, metadata_source(env))
+    assert result.error is None and set(result.tables) == {"users"}
+    origin = result.tables["users"].origin
+    assert origin is not None and origin[0] == root / "app" / "base.py" and origin[1].line == 8  # `class User(Base):`
+    assert root / "app" / "base.py" in result.files  # an edit reloads the models
 
 
 # --------------------------------------------------------------------------- saying so

@@ -74,7 +74,9 @@ def ensure_installed(project: dict) -> tuple[Path, float | None, str | None]:
         target = ws / folder
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(Path(site) / folder, target, ignore=shutil.ignore_patterns("__pycache__"))
+        # with its __pycache__ (copy2 keeps the sources' mtimes, so the bytecode stays valid): the
+        # model loader imports this checkout, which a developer's has compiled, not the venv's copy
+        shutil.copytree(Path(site) / folder, target)
     if project.get("prepare"):  # what a developer of the project does once (e.g. render an ini)
         proc = subprocess.run([str(venv / "bin" / "python"), "-c", project["prepare"]], cwd=ws,
                               capture_output=True, text=True, timeout=300)
