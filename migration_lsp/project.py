@@ -22,18 +22,18 @@ import math
 import os
 import re
 import stat
+import sys
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from .core import say_once
-
 
 SKIP_DIRS = {
     ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
@@ -47,7 +47,7 @@ MAX_DEPTH = 100  # folders below the root the walk descends into
 MAX_INTERPOLATION = 100_000  # characters (and references followed) one ini value may expand to
 _REV_FILE = re.compile(r"(?!\.#|__init__)(.*\.py)$")  # Alembic's _only_source_rev_file
 _HEADER_VAR = re.compile(
-    r"^(revision|down_revision|depends_on|branch_labels)\s*(?::[^=\n]*)?=\s*(.*)$", re.M
+    r"^(revision|down_revision|depends_on|branch_labels)\s*(?::[^=\n]*)?=\s*(.*)$", re.MULTILINE
 )
 _QUOTED = re.compile(r"['\"]([^'\"\s]+)['\"]")
 
@@ -548,9 +548,10 @@ def alembic_config(ini: Path | None, toml: Path | None = None, ini_text: str | N
     size-bounded: a FIFO named alembic.ini would block configparser forever) instead of by
     configparser/tomllib, and interpolation budgeted (ValueError for a bomb). Use it
     wherever a workspace's alembic.ini is read (models.py too)."""
+    # here, not above: importing Alembic costs 0.4 s, and discovery needs it only for a
+    # [tool.alembic] in pyproject.toml (IniConfig reads an alembic.ini alone)
     from alembic import util as alembic_util
-    from alembic.config import Config  # here, not above: importing Alembic costs 0.4 s, and
-    # a warm start (engine.py caches discovery) never needs it
+    from alembic.config import Config
 
     config = Config(file_=str(ini) if ini else None, toml_file=str(toml) if toml else None)
     if ini is not None:  # as Config.file_config does, from our text
@@ -595,6 +596,24 @@ def _template_problem(template: str, where: Path) -> ConfigProblem | None:
     return None
 
 
+# What reading a config can raise: configparser's errors; ValueError (an interpolation bomb, a
+# bad path_separator, TOML syntax, undecodable bytes); OSError; and from Alembic's reading of
+# [tool.alembic] values, `%` formatting errors (KeyError, TypeError) and AttributeError on a
+# list that mixes tables and strings.
+_CONFIG_ERRORS: tuple[type[Exception], ...] = (configparser.Error, ValueError, OSError, LookupError, TypeError,
+                                               AttributeError)
+
+
+def _config_errors(uses_alembic: bool) -> tuple[type[Exception], ...]:
+    """_CONFIG_ERRORS, and Alembic's CommandError when its Config read the file (imported then
+    only: an alembic.ini alone is read without Alembic)."""
+    if not uses_alembic:
+        return _CONFIG_ERRORS
+    from alembic.util import CommandError
+
+    return (*_CONFIG_ERRORS, CommandError)
+
+
 def _environment_from_config(
     root: Path, ini: Path | None, toml: Path | None, problems: list[ConfigProblem], ini_text: str | None = None
 ) -> Environment | None:
@@ -630,7 +649,7 @@ def _environment_from_config(
             truncate = config.get_alembic_option("truncate_slug_length")
             timezone = config.get_alembic_option("timezone")
             url = config.get_main_option("sqlalchemy.url") if ini else None
-        except Exception as exc:  # configparser, toml, OSError, alembic's CommandError...
+        except _config_errors(toml is not None) as exc:
             reason = _one_line(exc)
             problems.append(ConfigProblem(where, f"{where.name}: cannot read Alembic configuration: {reason}"))
             return None
@@ -967,7 +986,7 @@ def _connect(
         return [replace(env, files=tuple(files)) for env, files in sorted(
             zip(configured, files_of), key=lambda pair: pair[0].name)]
     groups: list[list[Path]] = [list(f) for f in files_of] + [sorted(v) for v in orphan_groups.values()]
-    folders = [None] * len(configured) + list(orphan_groups)
+    orphan_folders = list(orphan_groups)  # group n_configured + i is orphan_folders[i]
     defines: dict[str, set[int]] = {}
     refers: list[set[str]] = []
     for index, files in enumerate(groups):
@@ -996,10 +1015,10 @@ def _connect(
         configured_members = [i for i in members if i < n_configured]
         if configured_members:
             env = configured[configured_members[0]]
-            extra = tuple(folders[i] for i in members if i >= n_configured)
+            extra = tuple(orphan_folders[i - n_configured] for i in members if i >= n_configured)
             envs.append(replace(env, files=tuple(files), version_locations=env.version_locations + extra))
         else:
-            locations = tuple(sorted(folders[i] for i in members))  # type: ignore[type-var]
+            locations = tuple(sorted(orphan_folders[i - n_configured] for i in members))
             common = Path(os.path.commonpath([str(p) for p in locations]))
             script_location = locations[0].parent if locations[0].name == "versions" and len(locations) == 1 else None
             envs.append(Environment(
