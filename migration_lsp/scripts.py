@@ -750,6 +750,13 @@ def _fast_header(path: Path, text: str) -> MigrationScript | None:
             if close >= 0:
                 value = line[3:close]
                 last = i
+            elif i == 0 and "\r" not in head:  # (the usual place) one search in the text, no line loop
+                end = text.find(quote, 3, body_start)
+                if end < 0:
+                    return None  # not closed before the first def
+                value = text[3:end]
+                last = value.count("\n")
+                close = end - text.rfind("\n", 0, end) - 1
             else:
                 parts = [line[3:]]
                 last = i + 1
