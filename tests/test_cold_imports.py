@@ -63,7 +63,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def _probe(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], check=False, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

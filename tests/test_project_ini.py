@@ -29,8 +29,8 @@ TEXTS = [
     "[alembic]\nscript_location = m\nversion_locations = a:b\nversion_path_separator = :\n",
     "[alembic]\nscript_location = m\nversion_locations = a:b\npath_separator = comma\n",
     "[alembic]\nscript_location = m\nversion_locations =\n",
-    "[alembic]\nscript_location = m\nfile_template = %%(year)d_%%(rev)s_%%(slug)s\ntruncate_slug_length = 20\n"
-    "timezone = UTC\n",
+    ("[alembic]\nscript_location = m\nfile_template = %%(year)d_%%(rev)s_%%(slug)s\ntruncate_slug_length = 20\n"
+     "timezone = UTC\n"),
     "[DEFAULT]\nbase = %(here)s/db\n[alembic]\nscript_location = %(base)s/migrations\n",
     "[alembic]\nscript_location = %(missing)s/x\n",
     "[alembic]\nscript_location = %(a)s\na = %(b)s\nb = %(a)s\n",
@@ -86,7 +86,7 @@ def test_the_texts_exercise_errors_and_values(tmp_path: Path):
         ini.write_text(text)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            config = _answer(lambda: IniConfig(ini, text))
+            config = _answer(lambda ini=ini, text=text: IniConfig(ini, text))
             if config[0] == "value":
                 kinds.update(kind for kind, _ in _answers(config[1]))
                 kinds.add(("locations", bool(config[1].get_version_locations_list())) if
