@@ -7,10 +7,18 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__, formats, progress
 from .core import Diagnostic, Severity, paused_gc, printable
-from .engine import Engine, EnvironmentState, Report, Snapshot
+from .engine import (
+    Engine,
+    EnvironmentReport,
+    EnvironmentState,
+    Report,
+    Snapshot,
+    may_enable,
+)
 from .formats import relative
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -67,7 +75,7 @@ def _snapshot(paths: list[str], args: argparse.Namespace) -> tuple[Engine, Snaps
     return engine, engine.snapshot()  # (the one just built)
 
 
-def _report_problems(snapshot: Snapshot) -> bool:
+def _report_problems(snapshot: Report) -> bool:
     """Configuration problems: one line each on stderr (exit 2), after the findings of the
     environments that could be read."""
     for problem in snapshot.problems:
@@ -79,8 +87,7 @@ def _problem(problem) -> str:
     """`path: message`, without repeating the file name the message may start with."""
     message = problem.message
     prefix = f"{problem.path.name}: "
-    if message.startswith(prefix):
-        message = message[len(prefix):]
+    message = message.removeprefix(prefix)
     return printable(f"{relative(problem.path)}: {message}")
 
 
@@ -91,9 +98,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     truth_on = not args.no_import and not args.static  # trusted: the truth pass runs project code anyway
     engine, snapshot = _engine(args.paths or ["."], args, memo=not args.changed and not truth_on)
     truth_lines: list[str] = []
-    if truth_on:
-        snapshot, truth_lines = _truth(engine, snapshot, args)
-    snapshot = _git_scope(engine, snapshot, args.changed)
+    if truth_on or args.changed:  # no memo: the engine's complete snapshot is what _engine built
+        complete = engine.snapshot()
+        if truth_on:
+            complete, truth_lines = _truth(engine, complete, args)
+        _git_errors(engine)
+        snapshot = _changed_only(engine, complete) if args.changed else complete
+    else:
+        _git_errors(engine)
     drift = {id(s): drift_status(engine, s) for s in snapshot.environments}
     if args.format == "text":
         output = formats.format_text(snapshot, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
@@ -117,11 +129,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if any(d.severity == Severity.ERROR for d in snapshot.diagnostics) else EXIT_OK
 
 
-def drift_status(engine: Engine, state: EnvironmentState) -> dict:
+def drift_status(engine: Engine, state: EnvironmentReport) -> dict:
     """Were the models compared with the migrations? {"status": "checked" | "not checked" |
     "off" (env.py sets target_metadata = None), "reason": why not}. CI must be able to
-    tell a clean result from one where drift was never looked at (`--strict`)."""
+    tell a clean result from one where drift was never looked at (`--strict`). With every M
+    rule left out (`--select G`, a pre-commit "one head" check) the comparison is off."""
     env = state.env
+    if not may_enable(env.settings, "M"):  # (and no need to import the models' machinery: 0.3 s)
+        return {"status": "off", "reason": "no M rule is selected (--select / --ignore)"}
     key = next((k for k, e in engine.environments() if e.name == env.name and e.config_path == env.config_path), None)
     models = engine.models.get(key) if key is not None else None
     source = engine.metadata_source(env)
@@ -151,17 +166,18 @@ def _truth(engine: Engine, snapshot: Snapshot, args: argparse.Namespace) -> tupl
     return snapshot, [o.summary() for o in outcomes]
 
 
-def _git_scope(engine: Engine, snapshot: Snapshot, changed: bool) -> Snapshot:
-    """A shallow clone or a missing --base: exit 2 rather than a wrong answer. `--changed`:
-    only what this branch adds or changes (checks.git.changed_only)."""
+def _git_errors(engine: Engine) -> None:
+    """A shallow clone or a missing --base: exit 2 rather than a wrong answer."""
+    for error in engine.git.errors.values():
+        raise UsageError(error)
+
+
+def _changed_only(engine: Engine, snapshot: Snapshot) -> Snapshot:
+    """`--changed`: only what this branch adds or changes (checks.git.changed_only)."""
     from dataclasses import replace
 
     from .checks.git import changed_only
 
-    for error in engine.git.errors.values():
-        raise UsageError(error)
-    if not changed:
-        return snapshot
     states = []
     for state in snapshot.environments:
         base = engine.base(state.env.root, state.env, state.graph)
@@ -282,7 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         raise UsageError(message)
 
 

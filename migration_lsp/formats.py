@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .core import Diagnostic, Severity, printable
-from .engine import EnvironmentState, Snapshot
+from .engine import EnvironmentReport, EnvironmentState, Report, Snapshot
 from .rules import FAMILIES, HOME, RULES, Rule
 
 
@@ -71,7 +71,7 @@ def _diagnostic_json(d: Diagnostic) -> dict:
     }
 
 
-def format_json(snapshot: Snapshot, drift: dict | None = None) -> str:
+def format_json(snapshot: Report, drift: dict | None = None) -> str:
     """`drift`: per environment state (by id), whether the models were compared with the
     migrations (cli.drift_status), as each environment's `drift`."""
     return json.dumps(
@@ -108,7 +108,7 @@ def _sarif_rule(rule: Rule, level: dict) -> dict:
     }
 
 
-def format_sarif(snapshot: Snapshot) -> str:
+def format_sarif(snapshot: Report) -> str:
     level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note", Severity.HINT: "note"}
     index = {code: n for n, code in enumerate(RULES)}  # in the registry's order: family by family
     rules = [_sarif_rule(rule, level) for rule in RULES.values()]
@@ -159,7 +159,7 @@ def _escape_github(value: str, is_property: bool = False) -> str:
     return value
 
 
-def format_github(snapshot: Snapshot) -> str:
+def format_github(snapshot: Report) -> str:
     kind = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice", Severity.HINT: "notice"}
     lines = []
     for d in snapshot.diagnostics:
@@ -171,7 +171,7 @@ def format_github(snapshot: Snapshot) -> str:
     return "\n".join(lines)
 
 
-def format_gitlab(snapshot: Snapshot) -> str:
+def format_gitlab(snapshot: Report) -> str:
     """GitLab's Code Quality report (a subset of Code Climate's): the merge request widget
     shows what a branch adds. The fingerprint leaves the line out, so a finding that only
     moved is not new; identical findings in one file are told apart by their order."""
@@ -193,7 +193,7 @@ def format_gitlab(snapshot: Snapshot) -> str:
     return json.dumps(issues, indent=2)
 
 
-def format_text(snapshot: Snapshot, colour: bool, drift: dict | None = None) -> str:
+def format_text(snapshot: Report, colour: bool, drift: dict | None = None) -> str:
     def paint(text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
@@ -276,7 +276,7 @@ def format_dot(snapshot: Snapshot) -> str:
     return "\n".join(lines)
 
 
-def environment_data(state: EnvironmentState, path: Callable[[Path], str] = relative) -> dict:
+def environment_data(state: EnvironmentReport, path: Callable[[Path], str] = relative) -> dict:
     """An environment as the CLI's JSON shows it: what it is and the shape of its graph."""
     env, graph = state.env, state.summary
     return {

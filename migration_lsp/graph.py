@@ -297,7 +297,7 @@ class RevisionGraph:
         return set(known[include_dependencies])
 
     def _find_unordered(self, include_dependencies: bool) -> set[str]:
-        if not include_dependencies:
+        if not include_dependencies or not any(self.dependencies.values()):  # (no depends_on: the same sort)
             return set(self.by_id) - set(self.topological_order)
         pending = {r: len(set(self.parents[r] + self.dependencies[r])) for r in self.by_id}
         ready = [r for r, n in pending.items() if n == 0]

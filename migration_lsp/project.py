@@ -22,18 +22,18 @@ import math
 import os
 import re
 import stat
+import sys
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from .core import say_once
-
 
 SKIP_DIRS = {
     ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
@@ -47,7 +47,7 @@ MAX_DEPTH = 100  # folders below the root the walk descends into
 MAX_INTERPOLATION = 100_000  # characters (and references followed) one ini value may expand to
 _REV_FILE = re.compile(r"(?!\.#|__init__)(.*\.py)$")  # Alembic's _only_source_rev_file
 _HEADER_VAR = re.compile(
-    r"^(revision|down_revision|depends_on|branch_labels)\s*(?::[^=\n]*)?=\s*(.*)$", re.M
+    r"^(revision|down_revision|depends_on|branch_labels)\s*(?::[^=\n]*)?=\s*(.*)$", re.MULTILINE
 )
 _QUOTED = re.compile(r"['\"]([^'\"\s]+)['\"]")
 
@@ -485,26 +485,78 @@ def _interpolation_bomb(parser: configparser.ConfigParser, section: str) -> str 
     return None
 
 
+def _ini_parser(ini: Path, ini_text: str | None, section: str = "alembic") -> configparser.ConfigParser:
+    """The ConfigParser Alembic's Config.file_config builds for `ini` (defaults: `here`, the
+    config's folder), from our text, with the interpolation budget checked (ValueError)."""
+    parser = configparser.ConfigParser({"here": ini.absolute().parent.as_posix()})
+    parser.read_string(ini_text if ini_text is not None else read_file(ini, MAX_CONFIG_BYTES).decode("utf-8"),
+                       source=str(ini))
+    bomb = _interpolation_bomb(parser, section)
+    if bomb:
+        raise ValueError(f"the value of {bomb} expands to more than {MAX_INTERPOLATION} characters "
+                         "through %(...)s interpolation; not read")
+    return parser
+
+
+_SEPARATORS = {"space": " ", "newline": "\n", "os": os.pathsep, ":": ":", ";": ";"}
+_SPACE_COMMA = re.compile(r", *|(?: +)")
+
+
+class IniConfig:
+    """What discovery asks of Alembic's `Config` for an alembic.ini alone (no
+    `[tool.alembic]`), answered by the same ConfigParser without importing Alembic (0.3 s of
+    a pre-commit check): `get_alembic_option`, `get_main_option` and
+    `get_version_locations_list` as alembic/config.py (1.16) defines them, errors with the
+    same messages. tests/test_project_ini.py compares the two on every config it has."""
+
+    def __init__(self, ini: Path, ini_text: str | None = None, section: str = "alembic") -> None:
+        self.config_file_name = str(ini)
+        self.config_ini_section = section
+        self.file_config = _ini_parser(ini, ini_text, section)
+
+    def get_main_option(self, name: str, default: str | None = None) -> str | None:
+        if not self.file_config.has_section(self.config_ini_section):
+            raise ValueError(f"No config file {self.config_file_name!r} found, or file has no "
+                             f"'[{self.config_ini_section}]' section")
+        if self.file_config.has_option(self.config_ini_section, name):
+            return self.file_config.get(self.config_ini_section, name)
+        return default
+
+    def get_alembic_option(self, name: str, default: str | None = None) -> str | None:
+        if self.file_config.has_option(self.config_ini_section, name):
+            return self.file_config.get(self.config_ini_section, name)
+        return default  # (no pyproject.toml: the toml part of Alembic's lookup is empty)
+
+    def get_version_locations_list(self) -> list[str] | None:
+        value = self.file_config.get(self.config_ini_section, "version_locations", fallback=None)
+        if not value:
+            return None
+        for name in ("path_separator", "version_path_separator"):
+            separator = self.get_main_option(name)
+            if separator is not None:
+                break
+        else:
+            return _SPACE_COMMA.split(value)  # Alembic's legacy splitting (it warns)
+        if separator not in _SEPARATORS:
+            raise ValueError(f"'{separator}' is not a valid value for {name}; "
+                             "expected 'space', 'newline', 'os', ':', ';'")
+        return [x.strip() for x in value.split(_SEPARATORS[separator]) if x]
+
+
 def alembic_config(ini: Path | None, toml: Path | None = None, ini_text: str | None = None):
     """Alembic's own Config for the files, with the text read by us (regular files only,
     size-bounded: a FIFO named alembic.ini would block configparser forever) instead of by
     configparser/tomllib, and interpolation budgeted (ValueError for a bomb). Use it
     wherever a workspace's alembic.ini is read (models.py too)."""
+    # here, not above: importing Alembic costs 0.4 s, and discovery needs it only for a
+    # [tool.alembic] in pyproject.toml (IniConfig reads an alembic.ini alone)
     from alembic import util as alembic_util
-    from alembic.config import Config  # here, not above: importing Alembic costs 0.4 s, and
-    # a warm start (engine.py caches discovery) never needs it
+    from alembic.config import Config
 
     config = Config(file_=str(ini) if ini else None, toml_file=str(toml) if toml else None)
     if ini is not None:  # as Config.file_config does, from our text
         config.config_args["here"] = ini.absolute().parent.as_posix()
-        parser = configparser.ConfigParser(config.config_args)
-        parser.read_string(ini_text if ini_text is not None else read_file(ini, MAX_CONFIG_BYTES).decode("utf-8"),
-                           source=str(ini))
-        bomb = _interpolation_bomb(parser, config.config_ini_section)
-        if bomb:
-            raise ValueError(f"the value of {bomb} expands to more than {MAX_INTERPOLATION} characters "
-                             "through %(...)s interpolation; not read")
-        config.__dict__["file_config"] = parser  # Alembic's memoized property
+        config.__dict__["file_config"] = _ini_parser(ini, ini_text, config.config_ini_section)  # (memoized)
     if toml is not None:  # as Config.toml_alembic_config does
         config.toml_args["here"] = toml.absolute().parent.as_posix()
         data = tomllib.loads(read_file(toml, MAX_CONFIG_BYTES).decode("utf-8"))
@@ -544,6 +596,24 @@ def _template_problem(template: str, where: Path) -> ConfigProblem | None:
     return None
 
 
+# What reading a config can raise: configparser's errors; ValueError (an interpolation bomb, a
+# bad path_separator, TOML syntax, undecodable bytes); OSError; and from Alembic's reading of
+# [tool.alembic] values, `%` formatting errors (KeyError, TypeError) and AttributeError on a
+# list that mixes tables and strings.
+_CONFIG_ERRORS: tuple[type[Exception], ...] = (configparser.Error, ValueError, OSError, LookupError, TypeError,
+                                               AttributeError)
+
+
+def _config_errors(uses_alembic: bool) -> tuple[type[Exception], ...]:
+    """_CONFIG_ERRORS, and Alembic's CommandError when its Config read the file (imported then
+    only: an alembic.ini alone is read without Alembic)."""
+    if not uses_alembic:
+        return _CONFIG_ERRORS
+    from alembic.util import CommandError
+
+    return (*_CONFIG_ERRORS, CommandError)
+
+
 def _environment_from_config(
     root: Path, ini: Path | None, toml: Path | None, problems: list[ConfigProblem], ini_text: str | None = None
 ) -> Environment | None:
@@ -554,7 +624,8 @@ def _environment_from_config(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            config = alembic_config(ini, toml, ini_text)
+            config = IniConfig(ini, ini_text) if ini is not None and toml is None else alembic_config(ini, toml,
+                                                                                                        ini_text)
             script_location = config.get_alembic_option("script_location")
             if script_location is None and ini and (base / "env.py").is_file():
                 script_location = str(base)  # Flask-Migrate keeps alembic.ini inside migrations/
@@ -578,7 +649,7 @@ def _environment_from_config(
             truncate = config.get_alembic_option("truncate_slug_length")
             timezone = config.get_alembic_option("timezone")
             url = config.get_main_option("sqlalchemy.url") if ini else None
-        except Exception as exc:  # configparser, toml, OSError, alembic's CommandError...
+        except _config_errors(toml is not None) as exc:
             reason = _one_line(exc)
             problems.append(ConfigProblem(where, f"{where.name}: cannot read Alembic configuration: {reason}"))
             return None
@@ -915,7 +986,7 @@ def _connect(
         return [replace(env, files=tuple(files)) for env, files in sorted(
             zip(configured, files_of), key=lambda pair: pair[0].name)]
     groups: list[list[Path]] = [list(f) for f in files_of] + [sorted(v) for v in orphan_groups.values()]
-    folders = [None] * len(configured) + list(orphan_groups)
+    orphan_folders = list(orphan_groups)  # group n_configured + i is orphan_folders[i]
     defines: dict[str, set[int]] = {}
     refers: list[set[str]] = []
     for index, files in enumerate(groups):
@@ -944,10 +1015,10 @@ def _connect(
         configured_members = [i for i in members if i < n_configured]
         if configured_members:
             env = configured[configured_members[0]]
-            extra = tuple(folders[i] for i in members if i >= n_configured)
+            extra = tuple(orphan_folders[i - n_configured] for i in members if i >= n_configured)
             envs.append(replace(env, files=tuple(files), version_locations=env.version_locations + extra))
         else:
-            locations = tuple(sorted(folders[i] for i in members))  # type: ignore[type-var]
+            locations = tuple(sorted(orphan_folders[i - n_configured] for i in members))
             common = Path(os.path.commonpath([str(p) for p in locations]))
             script_location = locations[0].parent if locations[0].name == "versions" and len(locations) == 1 else None
             envs.append(Environment(

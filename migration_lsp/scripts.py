@@ -19,6 +19,7 @@ import ast
 import keyword
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -216,7 +217,7 @@ class _Source:
             return byte_col
         return len(line.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
 
-    def span(self, node: ast.AST, offset: int = 0) -> Span:
+    def span(self, node: ast.expr | ast.stmt, offset: int = 0) -> Span:
         line = node.lineno + offset
         end = (node.end_lineno or node.lineno) + offset
         return Span(
@@ -325,6 +326,8 @@ def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str
     found = False
     for n in range(first_line, min(last_line, len(src.lines) - 1) + 1):
         line = src.lines[n]
+        if "Revis" not in line and "Create Date" not in line:
+            continue  # (no key in it: what _doc_field would say, without the call)
         fields = _doc_field(line)
         if fields is None:
             continue
@@ -460,7 +463,7 @@ def _add_call(
         return
     is_op, table = _is_op_receiver(node.func.value, batch_names)
     if is_op and node.func.attr not in NOT_OPERATIONS:
-        out.append(OpCall(node.func.attr, src.span(node, offset), node, table, autocommit, offset))
+        out.append(OpCall(node.func.attr, src.span(node, offset), node, table, autocommit))
 
 
 def _is_empty_body(body: list[ast.stmt]) -> bool:
@@ -565,7 +568,7 @@ def op_call(script: MigrationScript, node: ast.Call, name: str, batch_table: str
     return OpCall(name, span_of(script, node), node, batch_table, in_autocommit)
 
 
-def span_of(script: MigrationScript, node: ast.AST) -> Span:
+def span_of(script: MigrationScript, node: ast.expr | ast.stmt) -> Span:
     """The range of a node of the whole file's parse (see module_body)."""
     return _Source(script.text, script.lines or None).span(node)
 
@@ -583,7 +586,7 @@ def parse_script(path: Path, text: str, header_only: bool = True, *, _legacy: bo
         if header_only and not _legacy:
             try:
                 fast = _fast_header(path, text)
-            except Exception:  # a bug in the shortcut must not cost the file: the ast path decides
+            except Exception:  # noqa: BLE001 — a bug in the shortcut must not cost the file: the ast path decides
                 STATS["header_fast_failed"] += 1
                 fast = None
             if fast is not None:
@@ -677,7 +680,7 @@ def _parse_functions(path: Path, text: str, body_start: int | None,
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _DOTTED = rf"{_IDENT}(?:\.{_IDENT})*"
 _FAST_ASSIGN = re.compile(r"(revision|down_revision|branch_labels|depends_on)[ \t]*(?::([^=]*))?=[ \t]*")
-_FAST_IMPORT = re.compile(rf"import[ \t]+(.+)")
+_FAST_IMPORT = re.compile(r"import[ \t]+(.+)")
 _FAST_FROM = re.compile(rf"from[ \t]+({_DOTTED})[ \t]+import(?:[ \t]*\((.*)\)|[ \t]+(.*))")
 _FAST_IMPORT_ITEM = re.compile(rf"({_DOTTED})(?:[ \t]+as[ \t]+({_IDENT}))?")
 _FAST_FROM_ITEM = re.compile(rf"({_IDENT})(?:[ \t]+as[ \t]+({_IDENT}))?")
@@ -747,6 +750,13 @@ def _fast_header(path: Path, text: str) -> MigrationScript | None:
             if close >= 0:
                 value = line[3:close]
                 last = i
+            elif i == 0 and "\r" not in head:  # (the usual place) one search in the text, no line loop
+                end = text.find(quote, 3, body_start)
+                if end < 0:
+                    return None  # not closed before the first def
+                value = text[3:end]
+                last = value.count("\n")
+                close = end - text.rfind("\n", 0, end) - 1
             else:
                 parts = [line[3:]]
                 last = i + 1
@@ -767,8 +777,9 @@ def _fast_header(path: Path, text: str) -> MigrationScript | None:
             continue
         seen_statement = True
         if c == "i" or c == "f":
-            found = _import_cache.get(line, False)
-            if found is False:
+            try:
+                found = _import_cache[line]
+            except KeyError:
                 found = _fast_import(line)
                 if len(_import_cache) < _CACHE_LIMIT and len(line) <= _CACHED_LINE:
                     _import_cache[line] = found
@@ -782,10 +793,10 @@ def _fast_header(path: Path, text: str) -> MigrationScript | None:
             annotation = m.group(2)
             if annotation is not None and not _fast_annotation_ok(annotation):
                 return None
-            value = _fast_header_value(line, i, m.end())
-            if value is None:
+            header = _fast_header_value(line, i, m.end())
+            if header is None:
                 return None
-            headers[m.group(1)] = value
+            headers[m.group(1)] = header
         i += 1
     src = _Source(text, lines)
     doc = _doc_header(src, doc_at[0], doc_at[1], doc_at[2], _span) if doc_at else None
@@ -910,8 +921,7 @@ def _fast_import(line: str) -> tuple[tuple[str, str], ...] | None:
             return None
         if m.group(2) is not None:  # parenthesized: a trailing comma is fine
             items = m.group(2).strip(" \t")
-            if items.endswith(","):
-                items = items[:-1]
+            items = items.removesuffix(",")
         else:
             items = m.group(3)
             if items == "*":
@@ -1057,9 +1067,9 @@ def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, sy
     functions: dict[str, Function] = {}
     constants = _constants(body)
     doc = None
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-        node = body[0]
-        doc = _doc_header(src, node.lineno - 1, (node.end_lineno or node.lineno) - 1, node.value.value)
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        doc = _doc_header(src, first.lineno - 1, (first.end_lineno or first.lineno) - 1, first.value.value)
     for stmt in body:
         pair = _assignment(stmt)
         if pair and pair[0] in HEADER_NAMES:
@@ -1074,17 +1084,20 @@ def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, sy
         error=syntax_error,
         lines=tuple(src.lines),
         imports=_imports(body),
-        **headers,
+        revision=headers.get("revision"),
+        down_revision=headers.get("down_revision"),
+        branch_labels=headers.get("branch_labels"),
+        depends_on=headers.get("depends_on"),
     )
 
 
-_HEADER_START = re.compile(r"^(revision|down_revision|branch_labels|depends_on)\s*(?::[^=\n]*)?=(?!=)", re.M)
-_DEF_START = re.compile(r"^def\s+(upgrade|downgrade)\s*\(", re.M)
+_HEADER_START = re.compile(r"^(revision|down_revision|branch_labels|depends_on)\s*(?::[^=\n]*)?=(?!=)", re.MULTILINE)
+_DEF_START = re.compile(r"^def\s+(upgrade|downgrade)\s*\(", re.MULTILINE)
 _TOP_LEVEL = re.compile(r"^[^\s#)\]}]")
 _MAX_STATEMENT_LINES = 40
 
 
-def _parse_piece(lines: list[str]) -> list[ast.stmt] | None:
+def _parse_piece(lines: Sequence[str]) -> list[ast.stmt] | None:
     try:
         return ast.parse("\n".join(lines)).body
     except (SyntaxError, ValueError):
@@ -1104,8 +1117,9 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
         first = _line_at(src.text, m.start())
         for last in range(first, min(first + _MAX_STATEMENT_LINES, len(lines))):
             body = _parse_piece(lines[first : last + 1])
-            if body and len(body) == 1 and _assignment(body[0]):
-                name, value = _assignment(body[0])  # type: ignore[misc]
+            pair = _assignment(body[0]) if body and len(body) == 1 else None
+            if body and pair:
+                name, value = pair
                 # the last assignment wins, as when Python runs the module
                 headers[name] = _header_value(src, body[0], value, first, constants)
                 break
@@ -1129,7 +1143,7 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
             cut = min(max(cut, 1), len(piece) - 1)
             piece = piece[:cut]
             if len(piece) == 1:
-                piece = piece + ["    pass"]
+                piece = [*piece, "    pass"]
                 body = _parse_piece(piece)
                 break
         if body and isinstance(body[0], ast.FunctionDef):
@@ -1145,7 +1159,10 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
         error=error,
         lines=tuple(src.lines),
         imports=imports,
-        **headers,
+        revision=headers.get("revision"),
+        down_revision=headers.get("down_revision"),
+        branch_labels=headers.get("branch_labels"),
+        depends_on=headers.get("depends_on"),
     )
 
 
@@ -1153,7 +1170,7 @@ def _tolerant_doc(src: _Source, headers: dict[str, HeaderValue]) -> DocHeader | 
     """The docstring when the module does not parse: the text before the header."""
     stop = min((h.span.line for h in headers.values()), default=min(len(src.lines), 40))
     text = "\n".join(src.lines[:stop])
-    m = re.search(r"^[rRuU]?(\"\"\"|''')(.*?)(\1|\Z)", text, re.S | re.M)
+    m = re.search(r"^[rRuU]?(\"\"\"|''')(.*?)(\1|\Z)", text, re.DOTALL | re.MULTILINE)
     if not m:
         return None
     first = text.count("\n", 0, m.start())

@@ -123,8 +123,8 @@ class GraphIndex:
                 state = states.get((root, env.name))
                 try:
                     self.git.base(root, env, state.scripts if state is not None else ())
-                except Exception:  # said when the rebuild asks again (base())
-                    pass
+                except Exception:
+                    log.debug("migration-lsp: reading the base branch in poll() failed", exc_info=True)
             return True
 
     def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
