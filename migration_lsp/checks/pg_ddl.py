@@ -296,8 +296,7 @@ class _PgChecker(UpgradeWalk):
 
     def unindexed_foreign_keys(self, after: SchemaState) -> None:
         seen = set()
-        taken = {str(index.name) for table in after.tables.values() for index, _ in table.indexes} | \
-            {table.name for table in after.tables.values()}
+        taken: set[str] | None = None  # every index and table name: only once a finding needs it
         for name, schema, cols, span, fresh in self.foreign_keys:
             table = after.table(name, schema)
             if not cols or table is None or name in after.uncertain or table_key(name, schema) in after.uncertain:
@@ -306,6 +305,9 @@ class _PgChecker(UpgradeWalk):
                 continue
             seen.add((name, schema, cols))
             listed = ", ".join(cols)
+            if taken is None:
+                taken = {str(index.name) for table in after.tables.values() for index, _ in table.indexes} | \
+                    {table.name for table in after.tables.values()}
             self.report(
                 "S013", span,
                 f"foreign key on '{name}' ({listed}) has no index leading with its columns: every delete (or "
