@@ -39,9 +39,10 @@ class ChildError(Exception):
 
 
 def run(python: str, script: str, args: list[str], *, cwd: str, timeout: float, memory: int,
-        max_result: int = MAX_RESULT) -> str:
+        max_result: int = MAX_RESULT, on_start=None) -> str:
     """`python script *args` sandboxed; returns what the script wrote to $MIGRATION_LSP_RESULT.
-    Raises ChildError, never anything else."""
+    Raises ChildError, never anything else. `on_start(proc)`: told the child's Popen (a
+    caller that cancels kills its group: truth.Verifier)."""
     folder = tempfile.mkdtemp(prefix="migration-lsp-")  # 0700, outside the workspace
     result = os.path.join(folder, "result")
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -56,6 +57,8 @@ def run(python: str, script: str, args: list[str], *, cwd: str, timeout: float, 
             except OSError as exc:
                 raise ChildError(f"cannot start {python}: {exc}") from None
             _running.add(proc)
+        if on_start is not None:
+            on_start(proc)
         tail = _Tail(proc.stderr)
         try:
             code = proc.wait(timeout=timeout)
