@@ -661,6 +661,7 @@ class Run:
         scratch = make_url(self.job["url"])
         if self.connection is not None:
             self.connection.close()
+            self.connection.engine.dispose()  # (its pool holds the connection open)
         try:
             engine = self.reflect.create_engine(default_driver(scratch.set(database="postgres")),
                                                 poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
