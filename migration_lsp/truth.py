@@ -213,9 +213,9 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
             outcome.reused = start
             pycache = _snapshot_dir("pycache")
             if isinstance(downgrades, (set, frozenset)):
-                downs: bool | list[str] = sorted(downgrades)
+                which: bool | list[str] = sorted(downgrades)
             else:
-                downs = bool(downgrades)
+                which = bool(downgrades)
             front, after = _sys_path(env)
             job = {
                 "ini": str(env.config_path) if env.config_path.suffix != ".toml" else None,
@@ -232,7 +232,7 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "compare": not (source is not None and getattr(source, "disabled", False)),
                 "snapshot_each": work if folder is not None else None,
                 "pg_snapshots": pg_snapshots,
-                "downgrades": downs,
+                "downgrades": which,
                 "pycache": str(pycache) if pycache is not None else None,
             }
             run = lambda job: json.loads(child.run(

@@ -21,7 +21,6 @@ usage: python child.py truth_child.py '<json job>' (see truth.py); result: JSON 
 file named by $MIGRATION_LSP_RESULT.
 """
 
-import functools
 import json
 import os
 import sys
@@ -331,7 +330,10 @@ def work(job, result):
         order = [r for r in order if r in set(wanted)]
     reflect = Reflector(original_create_engine, sync_url, recorded)
     if Run(job, cfg, script, order, result, statements, reflect, connection).all() and job.get("compare"):
+        result["timings"]["migrated"] = time.perf_counter() - T0
         compare(cfg, command, result)
+    result["timings"]["reflecting"] = reflect.secs
+    result["timings"]["done"] = time.perf_counter() - T0
 
 
 class Reflector:
@@ -339,6 +341,7 @@ class Reflector:
 
     def __init__(self, create_engine, url, configure):
         self.create_engine, self.url, self.configure = create_engine, url, configure
+        self.secs = 0.0  # spent reflecting (the timings)
 
     def heads(self):
         """The revisions the version table holds (where env.py's configure says it is)."""
@@ -383,6 +386,13 @@ class Reflector:
                 pass
 
     def __call__(self):
+        t0 = time.perf_counter()
+        try:
+            return self._reflect()
+        finally:
+            self.secs += time.perf_counter() - t0
+
+    def _reflect(self):
         from sqlalchemy import inspect, pool
 
         engine = self.create_engine(self.url, poolclass=pool.NullPool)
@@ -590,8 +600,7 @@ class Run:
         step = {"rev": rev, "ok": True, "error": None}
         self.at = ("upgrade", step, None)
         self.memo(MEMO)
-        for s in self.script._upgrade_revs(rev, self.heads):
-            yield s
+        yield from self.script._upgrade_revs(rev, self.heads)
         step["secs"] = time.perf_counter() - t0
         step["sql"] = list(self.statements)
         self.result["steps"].append(step)
@@ -614,8 +623,7 @@ class Run:
         try:
             self.at = ("downgrade", step, (backup, after_up))
             self.memo({})
-            for s in self.script._downgrade_revs(down or "base", self.heads):
-                yield s
+            yield from self.script._downgrade_revs(down or "base", self.heads)
             after_down = self.reflect()
             left = sorted(k for k in after_down if k not in before)
             missing = sorted(k for k in before if k not in after_down)
@@ -629,13 +637,11 @@ class Run:
                 return after_up
             if after_down == after_up and after_down != before:  # the downgrade did nothing: stamp back
                 self.at = ("stamp", step, None)
-                for s in self.script._stamp_revs(rev, self.heads):
-                    yield s
+                yield from self.script._stamp_revs(rev, self.heads)
                 return after_up
             self.at = ("reupgrade", step, (before, after_down))  # (an enum the downgrade left is not made twice)
             self.memo(MEMO)
-            for s in self.script._upgrade_revs(rev, self.heads):
-                yield s
+            yield from self.script._upgrade_revs(rev, self.heads)
             return after_up
         finally:
             self.reflect.discard(backup)
