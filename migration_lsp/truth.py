@@ -160,18 +160,19 @@ def _evict(folder: Path, cap: int) -> None:
 
 def verify(state, models=None, source=None, *, database_url: str | None = None, python: str | None = None,
            timeout: float | None = None, snapshots: bool = True, schema=None,
-           downgrades: bool | set | frozenset = True, on_start=None) -> Outcome:
+           downgrades: bool | set | frozenset = True, on_start=None, spares: Spares | None = None) -> Outcome:
     """Run the truth pass for one environment (blocking; never raises but Refused).
     `schema`: the static schema at head, for locating (else taken from the state's replay;
     the server passes it: the replay is the engine's, not to be touched from a thread).
     `downgrades`: all, none, or the revisions (ids) to downgrade. `on_start(proc)`: the
-    child process, for a caller that cancels (Verifier)."""
+    child process, for a caller that cancels (Verifier). `spares`: warm children to take
+    the job (and one is started for the next pass)."""
     env = state.env
     outcome = Outcome(env.name)
     t0 = time.perf_counter()
     try:
         _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema, downgrades,
-                on_start)
+                on_start, spares)
     except scratchdb.Unavailable as exc:
         outcome.skipped = str(exc)
     outcome.secs = time.perf_counter() - t0
@@ -179,7 +180,7 @@ def verify(state, models=None, source=None, *, database_url: str | None = None, 
 
 
 def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots, schema,
-            downgrades, on_start=None) -> None:
+            downgrades, on_start=None, spares=None) -> None:
     from .models import _sys_path, interpreter
 
     env, graph = state.env, state.graph
@@ -235,9 +236,18 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "downgrades": which,
                 "pycache": str(pycache) if pycache is not None else None,
             }
-            run = lambda job: json.loads(child.run(
-                python or interpreter(env), str(CHILD), [json.dumps(job)], cwd=job["cwd"],
-                timeout=TIMEOUT if timeout is None else timeout, memory=MEMORY_LIMIT, on_start=on_start))
+            py = python or interpreter(env)
+            limit = TIMEOUT if timeout is None else timeout
+
+            def run(job: dict):
+                spare = spares.take(py, job["cwd"]) if spares is not None else None
+                if spare is None:
+                    return json.loads(child.run(py, str(CHILD), [json.dumps(job)], cwd=job["cwd"], timeout=limit,
+                                                memory=MEMORY_LIMIT, on_start=on_start))
+                if on_start is not None:
+                    on_start(spare.proc)
+                return json.loads(spare.finish(json.dumps(job).encode() + b"\n", timeout=limit))
+
             try:
                 data = run(job)
                 first = data
@@ -259,6 +269,9 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
             except (child.ChildError, ValueError, AttributeError) as exc:
                 outcome.compare_error = f"the truth pass {exc}"
                 return
+            finally:
+                if spares is not None:
+                    spares.prepare(py, job["cwd"])  # warm for the next pass (after a save)
             if folder is not None and start == outcome.reused:  # (a second run keeps none)
                 _keep(folder, keys, order, data.get("snapshots") or {}, work)
             if templates and isinstance(first, dict) and isinstance(first.get("pg_snapshots"), dict):
@@ -596,6 +609,49 @@ def with_outcome(state, outcome: Outcome):
 # --------------------------------------------------------------------------- the server's passes
 
 
+class Spares:
+    """Warm children for the server's passes: starting Python and importing SQLAlchemy and
+    Alembic is most of a re-run after a save (seconds), so after each pass a spare child
+    for the same interpreter and folder is started and imports them while the user types;
+    the next pass hands it its job on stdin. Each spare serves ONE pass (nothing carries
+    over from one pass to the next); it is a child like any other (its own process group,
+    killed with the server by child.kill_all, dies with it by PR_SET_PDEATHSIG), and a
+    stale or dead one is discarded, never used."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, str], child.Started] = {}
+        self._lock = threading.Lock()
+        self.started = 0  # spares started, taken (what the tests count)
+        self.taken = 0
+
+    def take(self, python: str, cwd: str) -> child.Started | None:
+        with self._lock:
+            spare = self._idle.pop((python, cwd), None)
+        if spare is not None and spare.alive():
+            self.taken += 1
+            return spare
+        if spare is not None:
+            spare.discard()
+        return None
+
+    def prepare(self, python: str, cwd: str) -> None:
+        try:
+            spare = child.start(python, str(CHILD), ["--wait"], cwd=cwd, memory=MEMORY_LIMIT, stdin=True)
+        except child.ChildError:  # no spare: the next pass starts its own child
+            return
+        self.started += 1
+        with self._lock:
+            old, self._idle[(python, cwd)] = self._idle.get((python, cwd)), spare
+        if old is not None:
+            old.discard()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = list(self._idle.values()), {}
+        for spare in idle:
+            spare.discard()
+
+
 def _kill_group(proc) -> None:
     """SIGKILL to a pass's child and its process group (it leads one: child.py)."""
     if proc.returncode is not None:  # reaped: its pid may be somebody else's now
@@ -620,6 +676,7 @@ class Verifier:
         self.outcomes: dict[tuple[Path, str], Outcome] = {}
         self.generation = 0
         self._children: dict[int, object] = {}  # pid -> Popen of the running passes' children
+        self.spares = Spares()
         self._lock = threading.Lock()
         # (id of by_path, id of the outcome, the state with it, that by_path: kept alive so its id stays its own)
         self._applied: dict[tuple[Path, str], tuple[int, int, object, object]] = {}
@@ -633,6 +690,7 @@ class Verifier:
         self.database_url = url if isinstance(url, str) and url else None
         if not self.enabled:
             self.invalidate()
+            self.spares.close()
 
     def invalidate(self) -> None:
         with self._lock:
@@ -680,7 +738,7 @@ class Verifier:
 
             try:
                 found[key] = verify(state, models, source, database_url=self.database_url, schema=schema,
-                                    on_start=on_start)
+                                    on_start=on_start, spares=self.spares)
             except scratchdb.Refused as exc:
                 found[key] = Outcome(state.env.name, skipped=str(exc))
             finally:

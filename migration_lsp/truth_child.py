@@ -17,7 +17,8 @@ What it does, in order:
    item, each described for locating; plus the options env.py passed to
    context.configure.
 
-usage: python child.py truth_child.py '<json job>' (see truth.py); result: JSON in the
+usage: python child.py truth_child.py '<json job>' (see truth.py), or `--wait` and the
+job as one line on stdin (a spare, warmed up before there is a job); result: JSON in the
 file named by $MIGRATION_LSP_RESULT.
 """
 
@@ -237,8 +238,33 @@ def _text(value):
         return type(value).__name__
 
 
+def warm_up():
+    """A spare child (`--wait`, truth.Spares): the libraries every pass imports, imported
+    before there is a job (the project's interpreter's own: no workspace code, the
+    project's folders are not on sys.path yet)."""
+    import importlib
+
+    for name in ("logging.config", "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.create", "sqlalchemy.pool",
+                 "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "alembic.command", "alembic.config",
+                 "alembic.script", "alembic.runtime.environment", "alembic.runtime.migration",
+                 "alembic.autogenerate", "alembic.operations", "sqlite3"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # (an old or partial install: the pass says what is missing)
+            pass
+
+
 def main():
-    job = json.loads(sys.argv[1])
+    if sys.argv[1:] == ["--wait"]:
+        warm_up()
+        line = sys.stdin.readline()
+        if not line.strip():  # not needed after all: no result
+            return
+        job = json.loads(line)
+        global T0
+        T0 = time.perf_counter()  # (the timings: from the job on)
+    else:
+        job = json.loads(sys.argv[1])
     # the JSON document the parent reads (truth.py): values of any JSON shape
     result: dict[str, Any] = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}, "timings": {}}
     try:

@@ -224,6 +224,7 @@ def test_a_stale_pass_kills_its_child_and_leaves_nothing(tmp_path, dialect):
             except OSError:
                 pass
         thread.join(60)
+        verifier.spares.close()
 
 
 # --------------------------------------------------------------------------- --downgrades changed
@@ -268,3 +269,43 @@ def test_downgrades_changed_without_git_is_a_usage_error(tmp_path, monkeypatch, 
     assert main(["check", "--downgrades", "changed"]) == 2
     _, err = capsys.readouterr()
     assert "--downgrades changed needs a base branch" in err
+
+
+# --------------------------------------------------------------------------- spare children (the server)
+
+
+PID = """\
+import os
+    open({pids!r}, "a").write(f"{{os.getpid()}}\\n")
+    op.add_column('users', sa.Column('c0002', sa.Integer()))"""
+
+
+def test_a_spare_child_takes_the_next_pass_and_goes_with_the_server(tmp_path):
+    """After a pass the Verifier starts a spare child (it imports its libraries while the
+    user types); the next pass runs in it, once; the server's exit (child.kill_all) ends
+    the idle one."""
+    from migration_lsp import child
+
+    pids = tmp_path / "pids.txt"
+    revs = {"0001_initial.py": migration_text("0001", upgrades=indent(INITIAL)),
+            "0002_pid.py": migration_text("0002", "0001", upgrades=PID.format(pids=str(pids)))}
+    make_project(tmp_path, revisions=revs)
+    engine, _ = loaded(tmp_path)
+    verifier = truth.Verifier()
+    try:
+        [first] = verifier.run(verifier.jobs(engine, engine.snapshot())).values()
+        assert first.compared and verifier.spares.started == 1 and verifier.spares.taken == 0
+        [spare] = verifier.spares._idle.values()
+        head = tmp_path / "migrations/versions/0002_pid.py"
+        head.write_text(head.read_text() + "\n# edited\n")
+        engine.file_changed(head)
+        [second] = verifier.run(verifier.jobs(engine, engine.snapshot())).values()
+        assert second.compared and second.executed == ["0002"] and verifier.spares.taken == 1
+        assert int(pids.read_text().split()[-1]) == spare.proc.pid  # the spare ran the migration
+        assert not _alive(spare.proc.pid)  # one pass each
+        [fresh] = verifier.spares._idle.values()
+        assert fresh is not spare and _alive(fresh.proc.pid)
+        child.kill_all()  # what the server does before it exits
+        assert fresh.proc.wait(timeout=30) < 0 and not _alive(fresh.proc.pid)
+    finally:
+        verifier.spares.close()
