@@ -67,6 +67,7 @@ class Outcome:
     executed: list[str] = field(default_factory=list)  # revisions upgraded, in order
     downgraded: set = field(default_factory=set)  # files whose downgrade ran: D001/D002 are the database's
     configure: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # the child's (benchmarks/truth_speed.py; counts for the tests)
 
     def summary(self) -> str:
         if self.skipped:
@@ -341,6 +342,7 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
         outcome.compare_error = "the truth pass sent unreadable output"
         return
     outcome.configure = data.get("configure") or {}
+    outcome.timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
     if data.get("error"):
         outcome.compare_error = data["error"]
     for step in data.get("steps") or []:

@@ -63,6 +63,26 @@ def test_env_py_runs_once_per_pass_with_downgrades(tmp_path):
     assert len(runs) == 2  # the migrations (all of them, down and up too), then `alembic check`
     assert log.read_text().split("\n")[:6] == ["up 0002", "down 0002", "up 0002", "up 0003", "down 0003", "up 0003"]
     assert not [d for d in outcome.diagnostics if d.code in ("D001", "D002", "R002")]  # all restore cleanly
+    # each revision's schema reflected once (after its upgrade), plus the empty one at the
+    # start: after a downgrade the schema's fingerprint finds the reflection from before
+    assert outcome.timings["env.py runs"] == 1 and outcome.timings["reflections"] == 6
+
+
+def test_postgres_reflects_each_schema_once_and_still_finds_what_a_downgrade_leaves(tmp_path):
+    log = tmp_path / "log.txt"
+    revs = chain(log, 4)
+    revs["0003_c.py"] = migration_text("0003", "0002", upgrades=indent("""
+        op.add_column('users', sa.Column('c0003', sa.Integer()))
+        op.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS extra integer")"""),
+        downgrades="op.drop_column('users', 'c0003')")  # (leaves `extra`; the upgrade again still works)
+    make_project(tmp_path, revisions=revs, files={"alembic.ini": pg_ini("postgresql://scratch/db")})
+    outcome, _ = outcome_of(tmp_path, snapshots=False)
+    assert outcome.ran == 4 and outcome.compared and outcome.database.startswith("PostgreSQL")
+    [d002] = [d for d in outcome.diagnostics if d.code == "D002"]
+    assert d002.path.name == "0003_c.py" and "column users.extra" in d002.message
+    # the schemas: empty before and after Alembic's version table is committed, after
+    # each upgrade (4), and the one 0003's downgrade leaves (without fingerprints: 9)
+    assert outcome.timings["reflections"] == 7
 
 
 def test_a_failing_downgrade_starts_env_py_again_and_goes_on(tmp_path):
