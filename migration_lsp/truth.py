@@ -342,7 +342,8 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
         outcome.compare_error = "the truth pass sent unreadable output"
         return
     outcome.configure = data.get("configure") or {}
-    outcome.timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+    timings = data.get("timings")
+    outcome.timings = timings if isinstance(timings, dict) else {}
     if data.get("error"):
         outcome.compare_error = data["error"]
     for step in data.get("steps") or []:
