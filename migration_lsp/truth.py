@@ -171,9 +171,10 @@ def verify(state, models=None, source=None, *, database_url: str | None = None, 
     env = state.env
     outcome = Outcome(env.name)
     t0 = time.perf_counter()
+    own = spares is None  # (the CLI: a child started early, for this pass only)
     try:
         _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema, downgrades,
-                on_start, spares)
+                on_start, spares or Spares(), keep_spare=not own)
     except scratchdb.Unavailable as exc:
         outcome.skipped = str(exc)
     outcome.secs = time.perf_counter() - t0
@@ -181,8 +182,8 @@ def verify(state, models=None, source=None, *, database_url: str | None = None, 
 
 
 def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots, schema,
-            downgrades, on_start=None, spares=None) -> None:
-    from .models import _sys_path, interpreter
+            downgrades, on_start, spares: Spares, keep_spare: bool) -> None:
+    from .models import interpreter
 
     env, graph = state.env, state.graph
     if env.env_py is None or env.config_path is None:
@@ -194,6 +195,24 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
     if graph is None or not graph.by_id:
         outcome.skipped = "no revisions"
         return
+    py = python or interpreter(env)
+    cwd = str(env.config_path.parent)
+    spares.prepare(py, cwd, unless_ready=True)  # importing its libraries while the database starts
+    try:
+        _run_pass(outcome, state, models, source, database_url, timeout, snapshots, schema, downgrades, on_start,
+                  spares, py)
+    finally:
+        if keep_spare:
+            spares.prepare(py, cwd, unless_ready=True)  # warm for the next pass (after a save)
+        else:
+            spares.close()
+
+
+def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, snapshots, schema, downgrades,
+              on_start, spares: Spares, py: str) -> None:
+    from .models import _sys_path
+
+    env, graph = state.env, state.graph
     dialect = env.dialect
     order = upgrade_order(graph)
     outcome.total = len(order)
@@ -237,11 +256,10 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "downgrades": which,
                 "pycache": str(pycache) if pycache is not None else None,
             }
-            py = python or interpreter(env)
             limit = TIMEOUT if timeout is None else timeout
 
             def run(job: dict):
-                spare = spares.take(py, job["cwd"]) if spares is not None else None
+                spare = spares.take(py, job["cwd"])
                 if spare is None:
                     return json.loads(child.run(py, str(CHILD), [json.dumps(job)], cwd=job["cwd"], timeout=limit,
                                                 memory=MEMORY_LIMIT, on_start=on_start))
@@ -270,9 +288,6 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
             except (child.ChildError, ValueError, AttributeError) as exc:
                 outcome.compare_error = f"the truth pass {exc}"
                 return
-            finally:
-                if spares is not None:
-                    spares.prepare(py, job["cwd"])  # warm for the next pass (after a save)
             if folder is not None and start == outcome.reused:  # (a second run keeps none)
                 _keep(folder, keys, order, data.get("snapshots") or {}, work)
             if templates and isinstance(first, dict) and isinstance(first.get("pg_snapshots"), dict):
@@ -637,7 +652,13 @@ class Spares:
             spare.discard()
         return None
 
-    def prepare(self, python: str, cwd: str) -> None:
+    def prepare(self, python: str, cwd: str, unless_ready: bool = False) -> None:
+        """A new spare for (python, cwd) (`unless_ready`: unless a live one waits already)."""
+        if unless_ready:
+            with self._lock:
+                idle = self._idle.get((python, cwd))
+            if idle is not None and idle.alive():
+                return
         try:
             spare = child.start(python, str(CHILD), ["--wait"], cwd=cwd, memory=MEMORY_LIMIT, stdin=True)
         except child.ChildError:  # no spare: the next pass starts its own child

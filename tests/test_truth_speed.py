@@ -66,6 +66,9 @@ def test_env_py_runs_once_per_pass_with_downgrades(tmp_path):
     # each revision's schema reflected once (after its upgrade), plus the empty one at the
     # start: after a downgrade the schema's fingerprint finds the reflection from before
     assert outcome.timings["env.py runs"] == 1 and outcome.timings["reflections"] == 6
+    from migration_lsp import child
+
+    assert not child._running  # the child started early (the CLI's pass) is gone with its pass
 
 
 def test_postgres_reflects_each_schema_once_and_still_finds_what_a_downgrade_leaves(tmp_path):
@@ -301,9 +304,9 @@ import os
 
 
 def test_a_spare_child_takes_the_next_pass_and_goes_with_the_server(tmp_path):
-    """After a pass the Verifier starts a spare child (it imports its libraries while the
-    user types); the next pass runs in it, once; the server's exit (child.kill_all) ends
-    the idle one."""
+    """A pass starts its child before its database (it imports its libraries meanwhile),
+    and after it the Verifier starts a spare for the next pass (while the user types); the
+    next pass runs in it, once; the server's exit (child.kill_all) ends the idle one."""
     from migration_lsp import child
 
     pids = tmp_path / "pids.txt"
@@ -314,13 +317,14 @@ def test_a_spare_child_takes_the_next_pass_and_goes_with_the_server(tmp_path):
     verifier = truth.Verifier()
     try:
         [first] = verifier.run(verifier.jobs(engine, engine.snapshot())).values()
-        assert first.compared and verifier.spares.started == 1 and verifier.spares.taken == 0
+        assert first.compared and verifier.spares.started == 2 and verifier.spares.taken == 1
         [spare] = verifier.spares._idle.values()
         head = tmp_path / "migrations/versions/0002_pid.py"
         head.write_text(head.read_text() + "\n# edited\n")
         engine.file_changed(head)
         [second] = verifier.run(verifier.jobs(engine, engine.snapshot())).values()
-        assert second.compared and second.executed == ["0002"] and verifier.spares.taken == 1
+        assert second.compared and second.executed == ["0002"] and verifier.spares.taken == 2
+        assert verifier.spares.started == 3  # (the one for the pass after)
         assert int(pids.read_text().split()[-1]) == spare.proc.pid  # the spare ran the migration
         assert not _alive(spare.proc.pid)  # one pass each
         [fresh] = verifier.spares._idle.values()
