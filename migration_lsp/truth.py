@@ -10,10 +10,17 @@ database, not in the models) or M003 (changed), located on the model line or on 
 that created it (the static replay's origins). These replace the static M findings of
 the environment (never both).
 
-Incremental (SQLite): after each revision the database file is kept in the user's cache
+Incremental: after each revision the SQLite database file is kept in the user's cache
 folder, keyed by the revisions run so far (content and ancestry), with a size cap and
-least-recently-used eviction; the next pass starts from the newest snapshot it has, so
-editing the head revision re-runs only it.
+least-recently-used eviction; on the embedded PostgreSQL, template databases with the
+same keys (below the head, at it, below the revision edited last: see _boundaries), kept
+while the cluster lives. The next pass starts from the newest snapshot it has, so editing
+the head revision re-runs only it.
+
+Cost: env.py runs once per pass (truth_child.Run), the project's bytecode is kept in the
+user's cache folder, the child starts before the database (its imports overlap the
+cluster's start), and the server keeps a spare child warm for the pass after a save
+(Spares). benchmarks/truth_speed.py measures it.
 
 Dialect: the scratch database is always of the environment's own dialect. When there is
 none (PostgreSQL without the extra or a URL, MySQL without a URL) the pass is skipped and
