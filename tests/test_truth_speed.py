@@ -333,3 +333,35 @@ def test_a_spare_child_takes_the_next_pass_and_goes_with_the_server(tmp_path):
         assert fresh.proc.wait(timeout=30) < 0 and not _alive(fresh.proc.pid)
     finally:
         verifier.spares.close()
+
+
+EXTERNAL_ENV = ENV_PY.replace("""    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata{options})
+        with context.begin_transaction():
+            context.run_migrations()""", """    with connectable.connect() as connection, connection.begin():
+        context.configure(connection=connection, target_metadata=target_metadata)
+        context.run_migrations()
+    open(MARKER, 'a').write('env.py\\n')""")
+
+
+def test_an_env_py_holding_its_own_transaction_runs_one_step_per_run(tmp_path):
+    """env.py's own transaction around run_migrations commits only when env.py returns: the
+    work between two steps (reflection for the downgrade check) must see them committed,
+    so each step gets a run of env.py of its own; the answer is the same."""
+    marker, log = tmp_path / "env-runs.txt", tmp_path / "log.txt"
+    revs = chain(log, 3)
+    revs["0003_c.py"] = migration_text("0003", "0002", upgrades=indent("""
+        op.add_column('users', sa.Column('c0003', sa.Integer()))
+        op.add_column('users', sa.Column('extra', sa.Integer()))"""), downgrades="op.drop_column('users', 'c0003')")
+    assert EXTERNAL_ENV != ENV_PY
+    make_project(tmp_path, revisions=revs, env_py=EXTERNAL_ENV.replace("MARKER", repr(str(marker))))
+    engine, state = loaded(tmp_path)
+    marker.write_text("")
+    key = (state.env.root, state.env.name)
+    outcome = truth.verify(state, engine.models.get(key), engine.metadata_source(state.env), snapshots=False)
+    assert outcome.ran == 3 and outcome.compared, outcome.summary()
+    [d002] = [d for d in outcome.diagnostics if d.code == "D002"]
+    assert d002.path.name == "0003_c.py" and "column users.extra" in d002.message
+    assert outcome.timings["env.py runs"] > 3  # one per step (up, down, up again...)
+    assert sorted(d.data["what"] for d in outcome.diagnostics if d.code == "M002") == [
+        "column users.c0002", "column users.c0003", "column users.extra"]
