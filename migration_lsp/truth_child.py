@@ -247,7 +247,9 @@ def warm_up():
     for name in ("logging.config", "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.create", "sqlalchemy.pool",
                  "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "alembic.command", "alembic.config",
                  "alembic.script", "alembic.runtime.environment", "alembic.runtime.migration",
-                 "alembic.autogenerate", "alembic.operations", "sqlite3"):
+                 "alembic.autogenerate", "alembic.operations", "sqlite3", "sqlalchemy.ext.asyncio",
+                 "psycopg2", "psycopg", "sqlalchemy.dialects.postgresql.psycopg2",
+                 "sqlalchemy.dialects.postgresql.psycopg"):
         try:
             importlib.import_module(name)
         except ImportError:  # (an old or partial install: the pass says what is missing)
