@@ -39,46 +39,93 @@ class ChildError(Exception):
 
 
 def run(python: str, script: str, args: list[str], *, cwd: str, timeout: float, memory: int,
-        max_result: int = MAX_RESULT) -> str:
+        max_result: int = MAX_RESULT, on_start=None) -> str:
     """`python script *args` sandboxed; returns what the script wrote to $MIGRATION_LSP_RESULT.
-    Raises ChildError, never anything else."""
+    Raises ChildError, never anything else. `on_start(proc)`: told the child's Popen (a
+    caller that cancels kills its group: truth.Verifier)."""
+    started = start(python, script, args, cwd=cwd, memory=memory)
+    if on_start is not None:
+        on_start(started.proc)
+    return started.finish(None, timeout=timeout, max_result=max_result)
+
+
+def start(python: str, script: str, args: list[str], *, cwd: str, memory: int, stdin: bool = False) -> Started:
+    """`python script *args` sandboxed, started now and finished later (`.finish`): a spare
+    child can import its libraries before it has a job, and read the job on stdin
+    (`stdin=True`). Raises ChildError."""
     folder = tempfile.mkdtemp(prefix="migration-lsp-")  # 0700, outside the workspace
     result = os.path.join(folder, "result")
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     env.update({RESULT_ENV: result, MEMORY_ENV: str(memory), PARENT_ENV: str(os.getpid())})
-    try:
-        with _lock:  # kill_all sees every child that was started
-            try:
-                proc = subprocess.Popen(
-                    [python, os.path.abspath(__file__), script, *args], cwd=cwd, env=env,
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                    start_new_session=True, close_fds=True)
-            except OSError as exc:
-                raise ChildError(f"cannot start {python}: {exc}") from None
-            _running.add(proc)
-        tail = _Tail(proc.stderr)
+    with _lock:  # kill_all sees every child that was started
         try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ChildError(f"took longer than {timeout:g} s (killed)") from None
-        finally:
-            _kill(proc)
-            with _lock:
-                _running.discard(proc)
-        # (run() is the server's side: the child never gets here, it has no migration_lsp)
-        from .project import SkippedFile, read_file
+            proc = subprocess.Popen(
+                [python, os.path.abspath(__file__), script, *args], cwd=cwd, env=env,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ChildError(f"cannot start {python}: {exc}") from None
+        _running.add(proc)
+    return Started(proc, folder, result)
 
-        try:  # a regular file only (a child could leave a FIFO there), within the cap
-            data = read_file(result, max_result)
-        except SkippedFile as exc:
-            raise ChildError(f"unusable result: {exc}") from None
-        except OSError:
-            reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            last = tail.last_line()
-            raise ChildError(f"{reason}: {last}" if last else f"{reason} without a result") from None
-        return data.decode("utf-8", errors="replace")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+
+class Started:
+    """A running child (start()): `finish` it, or `discard` it."""
+
+    def __init__(self, proc: subprocess.Popen, folder: str, result: str) -> None:
+        self.proc, self.folder, self.result = proc, folder, result
+        self.tail = _Tail(proc.stderr)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def finish(self, job: bytes | None, *, timeout: float, max_result: int = MAX_RESULT) -> str:
+        """Send `job` on its stdin (a spare), wait for the child, return its result.
+        Raises ChildError, never anything else."""
+        proc = self.proc
+        try:
+            if job is not None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(job)
+                    proc.stdin.close()
+                except OSError:  # it died meanwhile: its exit code says how
+                    pass
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise ChildError(f"took longer than {timeout:g} s (killed)") from None
+            finally:
+                self._end()
+            # (the server's side: the child never gets here, it has no migration_lsp)
+            from .project import SkippedFile, read_file
+
+            try:  # a regular file only (a child could leave a FIFO there), within the cap
+                data = read_file(self.result, max_result)
+            except SkippedFile as exc:
+                raise ChildError(f"unusable result: {exc}") from None
+            except OSError:
+                reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                last = self.tail.last_line()
+                raise ChildError(f"{reason}: {last}" if last else f"{reason} without a result") from None
+            return data.decode("utf-8", errors="replace")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Kill its group, reap it, remove its folder (a spare nobody needs)."""
+        self._end()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _end(self) -> None:
+        _kill(self.proc)
+        with _lock:
+            _running.discard(self.proc)
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
 
 
 class _Tail:

@@ -158,7 +158,9 @@ def _truth(engine: Engine, snapshot: Snapshot, args: argparse.Namespace) -> tupl
     try:
         with progress.for_command(args) as status:
             snapshot, outcomes = truth.verify_snapshot(engine, snapshot, database_url=args.database_url,
-                                                       progress=status.stage, downgrades=args.downgrades == "all")
+                                                       progress=status.stage,
+                                                       downgrades=args.downgrades if args.downgrades == "changed"
+                                                       else args.downgrades == "all")
     except scratchdb.Refused as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -327,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--database-url", metavar="URL",
                        help="run the truth pass on this server (a new database is created there and dropped; "
                             "default: SQLite temp file, embedded PostgreSQL with migration-lsp[postgres])")
-    check.add_argument("--downgrades", choices=["all", "none"], default="all",
-                       help="truth pass: downgrade each revision it runs one step and compare (default: all)")
+    check.add_argument("--downgrades", choices=["all", "changed", "none"], default="all",
+                       help="truth pass: downgrade each revision it runs one step and compare (default: all; "
+                            "changed: only the revisions this branch adds or changes, against the base branch)")
     check.set_defaults(func=cmd_check)
 
     graph = sub.add_parser("graph", help="print the revision graph")

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import ctypes
 
 START_TIMEOUT = 60.0
+SNAPSHOT_CAP = 1024**3  # bytes of PostgreSQL template databases kept in the cluster, at most
 
 
 class Unavailable(Exception):
@@ -103,6 +105,9 @@ class Cluster:
         self.socket_dir = ""
         self.version = ""
         self.postmaster = 0
+        # the truth pass's snapshots: template databases, least recently used first (name -> bytes)
+        self.snapshots: OrderedDict[str, int] = OrderedDict()
+        self.last_keys: dict[str, list[str]] = {}  # per environment (its salt): the keys of its last pass
 
     def start(self) -> None:
         bindir = _pg_bindir()
@@ -183,11 +188,16 @@ def cluster() -> Cluster:
         return _cluster
 
 
-def _postgres_scratch() -> Scratch:
+def _postgres_scratch(template: str | None = None) -> Scratch:
     found = cluster()
     name = f"mlsp_{uuid.uuid4().hex[:16]}"
     with found.admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        if template is not None and template in found.snapshots:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            with _lock:
+                found.snapshots.move_to_end(template)  # recently used
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
         with found.admin() as conn:
@@ -246,16 +256,62 @@ def _quote(name: str, family: str) -> str:
     return f"`{name}`" if family in ("mysql", "mariadb") else f'"{name}"'
 
 
-def open_scratch(dialect: str | None, database_url: str | None = None) -> Scratch:
-    """An empty database of `dialect` (None: unknown, SQLite is tried). Raises Unavailable
-    (skip the pass, say why once) or Refused (a URL the tool must not use)."""
+def open_scratch(dialect: str | None, database_url: str | None = None, template: str | None = None) -> Scratch:
+    """An empty database of `dialect` (None: unknown, SQLite is tried), or on the embedded
+    cluster a copy of the snapshot `template`. Raises Unavailable (skip the pass, say why
+    once) or Refused (a URL the tool must not use)."""
     if database_url and dialect != "sqlite":
         return _url_scratch(database_url, dialect)
     if dialect in (None, "sqlite"):
         return _sqlite_scratch()
     if dialect == "postgresql":
-        return _postgres_scratch()
+        return _postgres_scratch(template)
     raise Unavailable(f"no {dialect} database to run the migrations on: give one with --database-url")
+
+
+# --------------------------------------------------------------------------- snapshots (embedded PostgreSQL)
+
+
+def snapshot_name(key: str) -> str:
+    """The template database of the truth pass's snapshot `key` (hex)."""
+    return f"mlsp_snap_{key[:40]}"
+
+
+def newest_snapshot(names: list[str]) -> int:
+    """How many of `names` (in order) the newest snapshot the cluster has holds: 0 for none.
+    Starts the cluster (raises Unavailable)."""
+    found = cluster()
+    with _lock:
+        return next((i + 1 for i in range(len(names) - 1, -1, -1) if names[i] in found.snapshots), 0)
+
+
+def remember_keys(salt: str, keys: list[str]) -> list[str] | None:
+    """The keys of this environment's last pass on the cluster (None: the first), and
+    remember these."""
+    found = cluster()
+    with _lock:
+        last = found.last_keys.get(salt)
+        found.last_keys[salt] = list(keys)
+        return last
+
+
+def keep_snapshots(names: list[str], cap: int = SNAPSHOT_CAP) -> None:
+    """The child made these template databases: keep them, then drop the least recently
+    used until the snapshots fit in `cap` bytes."""
+    found = cluster()
+    with found.admin() as conn:
+        rows = conn.execute("SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname = ANY(%s)",
+                            (list(names),)).fetchall()
+        with _lock:
+            for name, size in rows:
+                found.snapshots[name] = int(size)
+                found.snapshots.move_to_end(name)
+        while True:
+            with _lock:
+                if sum(found.snapshots.values()) <= cap or not found.snapshots:
+                    return
+                oldest, _ = found.snapshots.popitem(last=False)
+            conn.execute(f'DROP DATABASE IF EXISTS "{oldest}" WITH (FORCE)')
 
 
 def close_all() -> None:

@@ -10,10 +10,17 @@ database, not in the models) or M003 (changed), located on the model line or on 
 that created it (the static replay's origins). These replace the static M findings of
 the environment (never both).
 
-Incremental (SQLite): after each revision the database file is kept in the user's cache
+Incremental: after each revision the SQLite database file is kept in the user's cache
 folder, keyed by the revisions run so far (content and ancestry), with a size cap and
-least-recently-used eviction; the next pass starts from the newest snapshot it has, so
-editing the head revision re-runs only it.
+least-recently-used eviction; on the embedded PostgreSQL, template databases with the
+same keys (below the head, at it, below the revision edited last: see _boundaries), kept
+while the cluster lives. The next pass starts from the newest snapshot it has, so editing
+the head revision re-runs only it.
+
+Cost: env.py runs once per pass (truth_child.Run), the project's bytecode is kept in the
+user's cache folder, the child starts before the database (its imports overlap the
+cluster's start), and the server keeps a spare child warm for the pass after a save
+(Spares). benchmarks/truth_speed.py measures it.
 
 Dialect: the scratch database is always of the environment's own dialect. When there is
 none (PostgreSQL without the extra or a URL, MySQL without a URL) the pass is skipped and
@@ -27,7 +34,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +74,7 @@ class Outcome:
     executed: list[str] = field(default_factory=list)  # revisions upgraded, in order
     downgraded: set = field(default_factory=set)  # files whose downgrade ran: D001/D002 are the database's
     configure: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # the child's (benchmarks/truth_speed.py; counts for the tests)
 
     def summary(self) -> str:
         if self.skipped:
@@ -121,11 +131,12 @@ def chain_keys(order: list[str], graph, salt: str) -> list[str]:
     return keys
 
 
-def _snapshot_dir() -> Path | None:
+def _snapshot_dir(name: str = "truth-snapshots") -> Path | None:
+    """A folder of ours alone in the user's cache folder (never the workspace), or None."""
     root = cache_root()
     if root is None:
         return None
-    folder = root / "truth-snapshots"
+    folder = root / name
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
@@ -156,15 +167,21 @@ def _evict(folder: Path, cap: int) -> None:
 
 
 def verify(state, models=None, source=None, *, database_url: str | None = None, python: str | None = None,
-           timeout: float | None = None, snapshots: bool = True, schema=None, downgrades: bool = True) -> Outcome:
+           timeout: float | None = None, snapshots: bool = True, schema=None,
+           downgrades: bool | set | frozenset = True, on_start=None, spares: Spares | None = None) -> Outcome:
     """Run the truth pass for one environment (blocking; never raises but Refused).
     `schema`: the static schema at head, for locating (else taken from the state's replay;
-    the server passes it: the replay is the engine's, not to be touched from a thread)."""
+    the server passes it: the replay is the engine's, not to be touched from a thread).
+    `downgrades`: all, none, or the revisions (ids) to downgrade. `on_start(proc)`: the
+    child process, for a caller that cancels (Verifier). `spares`: warm children to take
+    the job (and one is started for the next pass)."""
     env = state.env
     outcome = Outcome(env.name)
     t0 = time.perf_counter()
+    own = spares is None  # (the CLI: a child started early, for this pass only)
     try:
-        _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema, downgrades)
+        _verify(outcome, state, models, source, database_url, python, timeout, snapshots, schema, downgrades,
+                on_start, spares or Spares(), keep_spare=not own)
     except scratchdb.Unavailable as exc:
         outcome.skipped = str(exc)
     outcome.secs = time.perf_counter() - t0
@@ -172,8 +189,8 @@ def verify(state, models=None, source=None, *, database_url: str | None = None, 
 
 
 def _verify(outcome: Outcome, state, models, source, database_url, python, timeout, snapshots, schema,
-            downgrades) -> None:
-    from .models import _sys_path, interpreter
+            downgrades, on_start, spares: Spares, keep_spare: bool) -> None:
+    from .models import interpreter
 
     env, graph = state.env, state.graph
     if env.env_py is None or env.config_path is None:
@@ -185,22 +202,48 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
     if graph is None or not graph.by_id:
         outcome.skipped = "no revisions"
         return
+    py = python or interpreter(env)
+    cwd = str(env.config_path.parent)
+    spares.prepare(py, cwd, unless_ready=True)  # importing its libraries while the database starts
+    try:
+        _run_pass(outcome, state, models, source, database_url, timeout, snapshots, schema, downgrades, on_start,
+                  spares, py)
+    finally:
+        if keep_spare:
+            spares.prepare(py, cwd, unless_ready=True)  # warm for the next pass (after a save)
+        else:
+            spares.close()
+
+
+def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, snapshots, schema, downgrades,
+              on_start, spares: Spares, py: str) -> None:
+    from .models import _sys_path
+
+    env, graph = state.env, state.graph
     dialect = env.dialect
-    scratch = scratchdb.open_scratch(dialect, database_url)
-    outcome.database = scratch.label
     order = upgrade_order(graph)
     outcome.total = len(order)
+    salt = "|".join((str(env.config_path), env.name, _read(env.env_py), _read(env.config_path)))
+    keys = chain_keys(order, graph, salt)
+    # PostgreSQL (the embedded cluster): template databases, kept while the cluster lives
+    templates = snapshots and dialect == "postgresql" and not database_url
+    names = [scratchdb.snapshot_name(k) for k in keys] if templates else []
+    start = scratchdb.newest_snapshot(names) if templates else 0
+    scratch = scratchdb.open_scratch(dialect, database_url, template=names[start - 1] if start else None)
+    outcome.database = scratch.label
+    pg_snapshots = _boundaries(order, keys, names, start, salt) if templates else {}
     try:
-        start = 0
-        keys: list[str] = []
         folder = _snapshot_dir() if snapshots and scratch.dialect == "sqlite" else None
         work = tempfile.mkdtemp(prefix="migration-lsp-truth-")
         try:
             if folder is not None:
-                salt = "|".join((str(env.config_path), env.name, _read(env.env_py), _read(env.config_path)))
-                keys = chain_keys(order, graph, salt)
                 start = _restore(folder, keys, scratch)
             outcome.reused = start
+            pycache = _snapshot_dir("pycache")
+            if isinstance(downgrades, (set, frozenset)):
+                which: bool | list[str] = sorted(downgrades)
+            else:
+                which = bool(downgrades)
             front, after = _sys_path(env)
             job = {
                 "ini": str(env.config_path) if env.config_path.suffix != ".toml" else None,
@@ -216,13 +259,24 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 "revisions": order[start:],
                 "compare": not (source is not None and getattr(source, "disabled", False)),
                 "snapshot_each": work if folder is not None else None,
-                "downgrades": downgrades,
+                "pg_snapshots": pg_snapshots,
+                "downgrades": which,
+                "pycache": str(pycache) if pycache is not None else None,
             }
-            run = lambda job: json.loads(child.run(
-                python or interpreter(env), str(CHILD), [json.dumps(job)], cwd=job["cwd"],
-                timeout=TIMEOUT if timeout is None else timeout, memory=MEMORY_LIMIT))
+            limit = TIMEOUT if timeout is None else timeout
+
+            def run(job: dict):
+                spare = spares.take(py, job["cwd"])
+                if spare is None:
+                    return json.loads(child.run(py, str(CHILD), [json.dumps(job)], cwd=job["cwd"], timeout=limit,
+                                                memory=MEMORY_LIMIT, on_start=on_start))
+                if on_start is not None:
+                    on_start(spare.proc)
+                return json.loads(spare.finish(json.dumps(job).encode() + b"\n", timeout=limit))
+
             try:
                 data = run(job)
+                first = data
                 steps = data.get("steps") or [] if isinstance(data, dict) else []
                 if steps and isinstance(steps[-1], dict) and steps[-1].get("unrestored"):
                     # a downgrade left the database neither here nor there: the upgrades and
@@ -231,7 +285,8 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                     scratch.close()
                     scratch = scratchdb.open_scratch(dialect, database_url)
                     start = 0
-                    again = run(dict(job, url=scratch.url, revisions=order, downgrades=False, snapshot_each=None))
+                    again = run(dict(job, url=scratch.url, revisions=order, downgrades=False, snapshot_each=None,
+                                     pg_snapshots={}))
                     downs = {s.get("rev"): s.get("downgrade") for s in steps if isinstance(s, dict)}
                     for step in again.get("steps") or []:
                         if isinstance(step, dict) and downs.get(step.get("rev")):
@@ -242,11 +297,28 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
                 return
             if folder is not None and start == outcome.reused:  # (a second run keeps none)
                 _keep(folder, keys, order, data.get("snapshots") or {}, work)
+            if templates and isinstance(first, dict) and isinstance(first.get("pg_snapshots"), dict):
+                made = set(pg_snapshots.values())  # (only the names we asked for)
+                scratchdb.keep_snapshots([n for n in first["pg_snapshots"].values() if n in made])
         finally:
             shutil.rmtree(work, ignore_errors=True)
     finally:
         scratch.close()
     _read_result(outcome, data, state, models, source, dialect, scratch.dialect, schema)
+
+
+def _boundaries(order: list[str], keys: list[str], names: list[str], start: int, salt: str) -> dict[str, str]:
+    """PostgreSQL: after which revisions this pass keeps a template database. Each one
+    makes env.py run again (a template needs every connection to it closed), so not after
+    every revision: below the head (editing the head re-runs only it), and below the
+    first revision that changed since the last pass here (editing it again re-runs only
+    it and what is above)."""
+    last = scratchdb.remember_keys(salt, keys)
+    wanted = {len(order) - 2, len(order) - 1}
+    if last is not None:
+        changed = next((i for i, (a, b) in enumerate(zip(keys, last)) if a != b), min(len(keys), len(last)))
+        wanted.add(changed - 1)
+    return {order[i]: names[i] for i in sorted(wanted) if start <= i < len(order)}
 
 
 def _read(path: Path | None) -> str:
@@ -292,6 +364,8 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
         outcome.compare_error = "the truth pass sent unreadable output"
         return
     outcome.configure = data.get("configure") or {}
+    timings = data.get("timings")
+    outcome.timings = timings if isinstance(timings, dict) else {}
     if data.get("error"):
         outcome.compare_error = data["error"]
     for step in data.get("steps") or []:
@@ -485,10 +559,13 @@ def _schema_origin(schema, item: dict):
 # --------------------------------------------------------------------------- into a snapshot
 
 
-def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progress=None, downgrades: bool = True):
+def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progress=None,
+                    downgrades: bool | str = True):
     """The truth pass for every environment of `snapshot` that has revisions: the snapshot
     with each pass's findings in place of the static ones it answers for, and the outcomes
-    (for the summary lines). Raises scratchdb.Refused for a URL the tool must not use."""
+    (for the summary lines). `downgrades`: True ("all"), False ("none") or "changed" (the
+    revisions this branch adds or changes, against the merge base with the base branch).
+    Raises scratchdb.Refused for a URL the tool must not use, or "changed" without a base."""
     from dataclasses import replace
 
     states, outcomes = [], []
@@ -499,11 +576,26 @@ def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progre
         if progress is not None:
             progress(f"truth pass: {state.env.name}")
         key = (state.env.root, state.env.name)
+        downs = changed_downgrades(engine, state) if downgrades == "changed" \
+            else downgrades not in (False, "none")
         outcome = verify(state, engine.models.get(key), engine.metadata_source(state.env), database_url=database_url,
-                         downgrades=downgrades)
+                         downgrades=downs)
         outcomes.append(outcome)
         states.append(with_outcome(state, outcome))
     return replace(snapshot, environments=tuple(states)), outcomes
+
+
+def changed_downgrades(engine, state) -> frozenset:
+    """`--downgrades changed`: the revisions this branch adds or whose file it changed,
+    compared with the merge base (what `check --changed` reports on); the others were
+    downgraded when they were added."""
+    from .checks.git import changed_revisions
+
+    base = engine.base(state.env.root, state.env, state.graph)
+    if base is None:
+        why = next(iter(engine.git.notes.values()), "no base branch")
+        raise scratchdb.Refused(f"--downgrades changed needs a base branch (git): {why}")
+    return frozenset(changed_revisions(state.graph, base))
 
 
 GRAPH_ERRORS = ("G002", "G003", "G004", "G005", "G006", "G007")  # Alembic cannot even load such a graph
@@ -546,17 +638,81 @@ def with_outcome(state, outcome: Outcome):
 # --------------------------------------------------------------------------- the server's passes
 
 
+class Spares:
+    """Warm children for the server's passes: starting Python and importing SQLAlchemy and
+    Alembic is most of a re-run after a save (seconds), so after each pass a spare child
+    for the same interpreter and folder is started and imports them while the user types;
+    the next pass hands it its job on stdin. Each spare serves ONE pass (nothing carries
+    over from one pass to the next); it is a child like any other (its own process group,
+    killed with the server by child.kill_all, dies with it by PR_SET_PDEATHSIG), and a
+    stale or dead one is discarded, never used."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, str], child.Started] = {}
+        self._lock = threading.Lock()
+        self.started = 0  # spares started, taken (what the tests count)
+        self.taken = 0
+
+    def take(self, python: str, cwd: str) -> child.Started | None:
+        with self._lock:
+            spare = self._idle.pop((python, cwd), None)
+        if spare is not None and spare.alive():
+            self.taken += 1
+            return spare
+        if spare is not None:
+            spare.discard()
+        return None
+
+    def prepare(self, python: str, cwd: str, unless_ready: bool = False) -> None:
+        """A new spare for (python, cwd) (`unless_ready`: unless a live one waits already)."""
+        if unless_ready:
+            with self._lock:
+                idle = self._idle.get((python, cwd))
+            if idle is not None and idle.alive():
+                return
+        try:
+            spare = child.start(python, str(CHILD), ["--wait"], cwd=cwd, memory=MEMORY_LIMIT, stdin=True)
+        except child.ChildError:  # no spare: the next pass starts its own child
+            return
+        self.started += 1
+        with self._lock:
+            old, self._idle[(python, cwd)] = self._idle.get((python, cwd)), spare
+        if old is not None:
+            old.discard()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = list(self._idle.values()), {}
+        for spare in idle:
+            spare.discard()
+
+
+def _kill_group(proc) -> None:
+    """SIGKILL to a pass's child and its process group (it leads one: child.py)."""
+    if proc.returncode is not None:  # reaped: its pid may be somebody else's now
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:  # already gone
+        pass
+
+
 class Verifier:
     """The language server's truth passes (setting `verify`: "auto" | "off", `databaseUrl`):
     the last outcome per environment, shown in place of the static findings it answers
     for until a file changes (then the static ones again, until the pass after the next
-    save). `generation` moves on every change: a pass that started before is discarded."""
+    save). `generation` moves on every change: a pass that started before is discarded,
+    and its child process (with its process group) is killed at once, not left to finish
+    the migrations for nothing (the scratch database is dropped as the pass ends)."""
 
     def __init__(self) -> None:
         self.enabled = True
         self.database_url: str | None = None
         self.outcomes: dict[tuple[Path, str], Outcome] = {}
         self.generation = 0
+        self._children: dict[int, object] = {}  # pid -> Popen of the running passes' children
+        self.spares = Spares()
+        self._lock = threading.Lock()
         # (id of by_path, id of the outcome, the state with it, that by_path: kept alive so its id stays its own)
         self._applied: dict[tuple[Path, str], tuple[int, int, object, object]] = {}
 
@@ -569,11 +725,24 @@ class Verifier:
         self.database_url = url if isinstance(url, str) and url else None
         if not self.enabled:
             self.invalidate()
+            self.spares.close()
 
     def invalidate(self) -> None:
-        self.generation += 1
+        with self._lock:
+            self.generation += 1
+            running = list(self._children.values())
+        for proc in running:
+            _kill_group(proc)
         self.outcomes.clear()
         self._applied.clear()
+
+    def _started(self, proc, cancelled) -> None:
+        """A pass's child started: known to invalidate(), and killed now if its pass is
+        already stale (registered first: an invalidate() after the check kills it too)."""
+        with self._lock:
+            self._children[proc.pid] = proc
+        if cancelled():
+            _kill_group(proc)
 
     def jobs(self, engine, snapshot) -> list[tuple]:
         """What one pass runs (taken on the event loop: the engine is not thread-safe):
@@ -596,10 +765,21 @@ class Verifier:
         for key, state, models, source, schema in jobs:
             if cancelled():
                 break
+            started: list = []
+
+            def on_start(proc, started=started) -> None:
+                started.append(proc)
+                self._started(proc, cancelled)
+
             try:
-                found[key] = verify(state, models, source, database_url=self.database_url, schema=schema)
+                found[key] = verify(state, models, source, database_url=self.database_url, schema=schema,
+                                    on_start=on_start, spares=self.spares)
             except scratchdb.Refused as exc:
                 found[key] = Outcome(state.env.name, skipped=str(exc))
+            finally:
+                with self._lock:
+                    for proc in started:
+                        self._children.pop(proc.pid, None)
         return found
 
     def accept(self, generation: int, outcomes: dict) -> bool:

@@ -17,11 +17,11 @@ What it does, in order:
    item, each described for locating; plus the options env.py passed to
    context.configure.
 
-usage: python child.py truth_child.py '<json job>' (see truth.py); result: JSON in the
+usage: python child.py truth_child.py '<json job>' (see truth.py), or `--wait` and the
+job as one line on stdin (a spare, warmed up before there is a job); result: JSON in the
 file named by $MIGRATION_LSP_RESULT.
 """
 
-import functools
 import json
 import os
 import sys
@@ -238,8 +238,35 @@ def _text(value):
         return type(value).__name__
 
 
+def warm_up():
+    """A spare child (`--wait`, truth.Spares): the libraries every pass imports, imported
+    before there is a job (the project's interpreter's own: no workspace code, the
+    project's folders are not on sys.path yet)."""
+    import importlib
+
+    for name in ("logging.config", "sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.create", "sqlalchemy.pool",
+                 "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "alembic.command", "alembic.config",
+                 "alembic.script", "alembic.runtime.environment", "alembic.runtime.migration",
+                 "alembic.autogenerate", "alembic.operations", "sqlite3", "sqlalchemy.ext.asyncio",
+                 "psycopg2", "psycopg", "sqlalchemy.dialects.postgresql.psycopg2",
+                 "sqlalchemy.dialects.postgresql.psycopg"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # (an old or partial install: the pass says what is missing)
+            pass
+
+
 def main():
-    job = json.loads(sys.argv[1])
+    if sys.argv[1:] == ["--wait"]:
+        warm_up()
+        line = sys.stdin.readline()
+        if not line.strip():  # not needed after all: no result
+            return
+        job = json.loads(line)
+        global T0
+        T0 = time.perf_counter()  # (the timings: from the job on)
+    else:
+        job = json.loads(sys.argv[1])
     # the JSON document the parent reads (truth.py): values of any JSON shape
     result: dict[str, Any] = {"network": None, "steps": [], "compare": None, "error": None, "configure": {}, "timings": {}}
     try:
@@ -269,6 +296,11 @@ def work(job, result):
     import alembic.command
     import alembic.config
     import alembic.script  # noqa: F401
+    if job.get("pycache"):
+        # the project's modules compiled once, into the user's cache folder (never into the
+        # workspace): compiling env.py, the models and the revisions on every pass is time
+        sys.pycache_prefix = job["pycache"]
+        sys.dont_write_bytecode = False
     sys.path[:0] = job.get("sys_path", [])
     sys.path.extend(p for p in job.get("sys_path_after", []) if p not in sys.path)
     os.chdir(job["cwd"])
@@ -285,6 +317,9 @@ def work(job, result):
         recorded.update({k: (getattr(v, "__name__", type(v).__name__) if callable(v) else
                              v if isinstance(v, (bool, str, int, type(None))) else type(v).__name__)
                          for k, v in kwargs.items() if k not in ("connection", "url")})
+        # one commit per revision, as `alembic upgrade REV` one at a time (the pass's work
+        # between two revisions needs the first committed)
+        kwargs["transaction_per_migration"] = True
         return configure(self, *args, **kwargs)
 
     EnvironmentContext.configure = recording_configure  # type: ignore[method-assign]  # (recording is the point)
@@ -321,53 +356,66 @@ def work(job, result):
     wanted = job.get("revisions")
     if wanted is not None:
         order = [r for r in order if r in set(wanted)]
-    def attempt(action):
-        """Run `action`; None, or the failure (first line, traceback tail, frames)."""
-        try:
-            action()
-            if connection is not None and connection.in_transaction():
-                connection.commit()
-            return None
-        except BaseException as exc:  # noqa: BLE001 - a failure is a result
-            if connection is not None:
-                try:
-                    connection.rollback()
-                except Exception:  # noqa: BLE001, S110 - a connection the failure left broken: the failure is the result
-                    pass
-            return {"error": short(exc), "traceback": traceback.format_exc()[-2000:],
-                    "frames": [[f.filename, f.lineno] for f in traceback.extract_tb(exc.__traceback__)][-200:]}
-
     reflect = Reflector(original_create_engine, sync_url, recorded)
-    for rev in order:
-        statements.clear()
-        t0 = time.perf_counter()
-        step = {"rev": rev, "ok": True, "error": None}
-        before = reflect() if job.get("downgrades") else None
-        failed = attempt(functools.partial(upgrade, cfg, script, rev))
-        if failed:
-            step.update(ok=False, **failed)
-        step["secs"] = time.perf_counter() - t0
-        step["sql"] = list(statements)
-        result["steps"].append(step)
-        if not step["ok"]:
-            return
-        if rev not in reflect.heads():
-            result["error"] = (f"env.py did not run the migrations: {rev} is not in the version table after "
-                               f"`alembic upgrade {rev}`")
-            return
-        if before is not None and not down_and_up(cfg, script, rev, step, before, reflect, attempt):
-            return  # the database is not where the next revision expects it
-        if job.get("snapshot_each"):
-            snapshot(job, rev, result)
-    if job.get("compare"):
+    if Run(job, cfg, script, order, result, statements, reflect, connection).all() and job.get("compare"):
+        result["timings"]["migrated"] = time.perf_counter() - T0
         compare(cfg, command, result)
+    result["timings"]["reflecting"] = reflect.secs
+    result["timings"]["reflections"] = reflect.reflected
+    result["timings"]["done"] = time.perf_counter() - T0
+
+
+# One query whose answer changes whenever anything the reflection below reads changes (it
+# reads more: defaults, sequences, views): equal answers, equal reflections.
+FINGERPRINT = {
+    "sqlite": "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",
+    "postgresql": """
+SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
+  SELECT n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || coalesce(a.attname, '') || ':'
+         || coalesce(format_type(a.atttypid, a.atttypmod), '') || ':' || coalesce(a.attnotnull::text, '')
+         || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS item
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 8) <> 'pg_toast'
+  UNION ALL
+  SELECT 'con:' || conrelid::regclass::text || ':' || conname || ':' || pg_get_constraintdef(oid)
+  FROM pg_constraint WHERE connamespace NOT IN (
+    SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema'))
+  UNION ALL
+  SELECT 'idx:' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 8) <> 'pg_toast'
+  UNION ALL
+  SELECT 'enum:' || t.typname || ':' || e.enumlabel || ':' || e.enumsortorder::text
+  FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
+) items""",
+}
 
 
 class Reflector:
-    """The schema as the database has it, as comparable data (for the downgrade checks)."""
+    """The schema as the database has it, as comparable data (for the downgrade checks).
+    Reflecting every table twice per revision is most of a pass with downgrades; the
+    database after a downgrade is usually the one before the upgrade, already reflected:
+    a one-query fingerprint of the schema finds it (SQLite, PostgreSQL)."""
+
+    KEEP = 4  # reflections remembered (by fingerprint)
 
     def __init__(self, create_engine, url, configure):
         self.create_engine, self.url, self.configure = create_engine, url, configure
+        self.secs = 0.0  # spent reflecting (the timings)
+        self.known: dict = {}  # fingerprint -> reflection
+        self.reflected = 0  # full reflections (the timings)
+
+    def fingerprint(self, conn):
+        query = FINGERPRINT.get(conn.dialect.name)
+        if query is None:
+            return None
+        try:
+            return tuple(tuple(row) for row in conn.exec_driver_sql(query).fetchall())
+        except Exception:  # noqa: BLE001 - a server that refuses the catalog query: reflect in full
+            conn.rollback()
+            return None
 
     def heads(self):
         """The revisions the version table holds (where env.py's configure says it is)."""
@@ -412,91 +460,347 @@ class Reflector:
                 pass
 
     def __call__(self):
-        from sqlalchemy import inspect, pool
+        t0 = time.perf_counter()
+        try:
+            return self._reflect()
+        finally:
+            self.secs += time.perf_counter() - t0
+
+    def _reflect(self):
+        from sqlalchemy import pool
 
         engine = self.create_engine(self.url, poolclass=pool.NullPool)
         try:
             with engine.connect() as conn:
-                insp = inspect(conn)
-                version_table = self.configure.get("version_table") or "alembic_version"
-                out = {}
-                for table in insp.get_table_names():
-                    if table == version_table:
-                        continue
-                    out[f"table {table}"] = "table"
-                    for c in insp.get_columns(table):
-                        out[f"column {table}.{c['name']}"] = f"{c['type']!s} {'NULL' if c['nullable'] else 'NOT NULL'}"
-                    for i in insp.get_indexes(table):
-                        out[f"index {i['name']} on {table}"] = f"{i.get('column_names')} unique={i.get('unique')}"
-                    for u in insp.get_unique_constraints(table):
-                        out[f"unique constraint {u['name'] or u['column_names']} on {table}"] = str(u["column_names"])
-                    for f in insp.get_foreign_keys(table):
-                        out[f"foreign key {f['name'] or f['constrained_columns']} on {table}"] = \
-                            f"{f['constrained_columns']} -> {f['referred_table']}{f['referred_columns']}"
-                if conn.dialect.name == "postgresql":
-                    for e in insp.get_enums(schema="*") if hasattr(insp, "get_enums") else []:
-                        out[f"enum {e['name']}"] = str(e["labels"])
+                mark = self.fingerprint(conn)
+                if mark is not None and mark in self.known:
+                    return dict(self.known[mark])
+                self.reflected += 1
+                out = self._full(conn)
+                if mark is not None:
+                    self.known[mark] = dict(out)
+                    while len(self.known) > self.KEEP:
+                        self.known.pop(next(iter(self.known)))
                 return out
         finally:
             engine.dispose()
 
+    def _full(self, conn):
+        from sqlalchemy import inspect
 
-def down_and_up(cfg, script, rev, step, before, reflect, attempt):
-    """Downgrade `rev` one step, compare the database with the one before its upgrade, and
-    upgrade it again (pytest-alembic's up/down consistency). False: stop the run."""
-    revision = script.get_revision(rev)
-    down = revision.down_revision
-    if isinstance(down, (tuple, list)):
-        step["downgrade"] = {"skipped": "a merge revision"}
+        insp = inspect(conn)
+        version_table = self.configure.get("version_table") or "alembic_version"
+        if conn.dialect.name == "postgresql" and hasattr(insp, "get_multi_columns"):
+            return self._multi(insp, version_table)  # a few queries in all, not a few per table
+        out = {}
+        for table in insp.get_table_names():
+            if table == version_table:
+                continue
+            out[f"table {table}"] = "table"
+            for c in insp.get_columns(table):
+                out[f"column {table}.{c['name']}"] = f"{c['type']!s} {'NULL' if c['nullable'] else 'NOT NULL'}"
+            for i in insp.get_indexes(table):
+                out[f"index {i['name']} on {table}"] = f"{i.get('column_names')} unique={i.get('unique')}"
+            for u in insp.get_unique_constraints(table):
+                out[f"unique constraint {u['name'] or u['column_names']} on {table}"] = str(u["column_names"])
+            for f in insp.get_foreign_keys(table):
+                out[f"foreign key {f['name'] or f['constrained_columns']} on {table}"] = \
+                    f"{f['constrained_columns']} -> {f['referred_table']}{f['referred_columns']}"
+        if conn.dialect.name == "postgresql":
+            for e in insp.get_enums(schema="*") if hasattr(insp, "get_enums") else []:
+                out[f"enum {e['name']}"] = str(e["labels"])
+        return out
+
+
+    def _multi(self, insp, version_table):
+        """The same as _full, by SQLAlchemy 2's one-query-per-kind reflection."""
+        out = {}
+        columns = insp.get_multi_columns()
+        indexes, uniques, fks = insp.get_multi_indexes(), insp.get_multi_unique_constraints(), \
+            insp.get_multi_foreign_keys()
+        for key in sorted(columns, key=lambda k: (k[0] or "", k[1])):
+            table = key[1]
+            if table == version_table:
+                continue
+            out[f"table {table}"] = "table"
+            for c in columns[key]:
+                out[f"column {table}.{c['name']}"] = f"{c['type']!s} {'NULL' if c['nullable'] else 'NOT NULL'}"
+            for i in indexes.get(key, ()):
+                out[f"index {i['name']} on {table}"] = f"{i.get('column_names')} unique={i.get('unique')}"
+            for u in uniques.get(key, ()):
+                out[f"unique constraint {u['name'] or u['column_names']} on {table}"] = str(u["column_names"])
+            for f in fks.get(key, ()):
+                out[f"foreign key {f['name'] or f['constrained_columns']} on {table}"] = \
+                    f"{f['constrained_columns']} -> {f['referred_table']}{f['referred_columns']}"
+        for e in insp.get_enums(schema="*"):
+            out[f"enum {e['name']}"] = str(e["labels"])
+        return out
+
+
+class Run:
+    """The pass's revisions upgraded one at a time (each downgraded one step and upgraded
+    again when asked) by as few runs of env.py as it takes: one, unless something makes it
+    start again (a downgrade undone from a file copy, a PostgreSQL snapshot, a failure).
+    Running env.py once per revision costs its import, its engine and its configure every
+    time; here Alembic's `fn` is a generator that hands run_migrations one step at a time
+    and does the pass's work in between, when the step's transaction is committed
+    (transaction_per_migration is forced on, as `alembic upgrade REV` one at a time would
+    commit). An env.py that holds a transaction of its own around run_migrations commits
+    only when it returns: then one step per run of env.py."""
+
+    def __init__(self, job, cfg, script, order, result, statements, reflect, connection):
+        self.job, self.cfg, self.script, self.result = job, cfg, script, result
+        self.statements, self.reflect, self.connection = statements, reflect, connection
+        self.pending = list(order)
+        downs = job.get("downgrades")
+        self.down_revs = set(downs) if isinstance(downs, list) else None
+        self.downs = bool(downs)
+        self.boundaries = job.get("pg_snapshots") or {}  # rev -> database name (PostgreSQL snapshots)
+        self.before = None  # the schema before pending[0], when known
+        self.heads: tuple = ()
+        self.at: tuple | None = None  # (phase, step, detail) of the step running now: a failure is its
+        self.gen = None  # the current revision's work, across runs of env.py
+        self.next_step = None
+        self.restart = False
+        self.one_by_one = False
+        self.called = False
+        self.progress = 0  # steps handed to Alembic and revisions done
+        self.due = None  # (rev, database name): a PostgreSQL snapshot to take after this run of env.py
+        self.last = None  # the last revision upgraded
+        self.impl = None
+        result["timings"]["env.py runs"] = 0
+
+    def wants_downgrade(self, rev):
+        return self.downs and (self.down_revs is None or rev in self.down_revs)
+
+    # ---------------------------------------------------------------- env.py runs
+
+    def all(self):
+        """Every pending revision; True when the run reached its end (then `alembic check`)."""
+        while self.pending or self.gen is not None:
+            self.called, self.restart = False, False
+            progress = self.progress
+            failed = self.attempt(self.run_env)
+            self.result["timings"]["env.py runs"] += 1
+            if failed is not None:
+                if not self.failure(failed):
+                    return False
+                continue
+            if not self.called or self.progress == progress:
+                rev = self.pending[0] if self.pending else "?"
+                self.result["error"] = (f"env.py did not run the migrations: {rev} is not in the version table "
+                                        f"after `alembic upgrade {rev}`")
+                return False
+            if self.last is not None and self.gen is None and self.last not in self.reflect.heads():
+                self.result["error"] = (f"env.py did not run the migrations: {self.last} is not in the version "
+                                        f"table after `alembic upgrade {self.last}`")
+                return False
+            if self.due:
+                self.pg_snapshot(*self.due)
+                self.due = None
         return True
-    after_up = reflect()
-    target = down or "base"
-    backup = reflect.backup()  # SQLite: the file as `rev` left it
-    try:
-        failed = attempt(lambda: downgrade(cfg, script, target, rev))
-        if failed:
+
+    def run_env(self):
+        from alembic.runtime.environment import EnvironmentContext
+
+        target = self.pending[-1] if self.pending else "heads"
+        with EnvironmentContext(self.cfg, self.script, fn=self.steps, as_sql=False, starting_rev=None,
+                                destination_rev=target, tag=None):
+            self.script.run_env()
+
+    def attempt(self, action):
+        """Run `action`; None, or the failure (first line, traceback tail, frames)."""
+        connection = self.connection
+        try:
+            action()
+            if connection is not None and connection.in_transaction():
+                connection.commit()
+            return None
+        except BaseException as exc:  # noqa: BLE001 - a failure is a result
+            if connection is not None:
+                try:
+                    connection.rollback()
+                except Exception:  # noqa: BLE001, S110 - a connection the failure left broken: the failure is the result
+                    pass
+            return {"error": short(exc), "traceback": traceback.format_exc()[-2000:],
+                    "frames": [[f.filename, f.lineno] for f in traceback.extract_tb(exc.__traceback__)][-200:]}
+
+    def failure(self, failed):
+        """A run of env.py raised: whose it is; True if the pass goes on."""
+        phase, step, detail = self.at or ("upgrade", None, None)
+        gen, self.gen, self.next_step, self.at = self.gen, None, None, None
+        try:
+            return self._failure(failed, phase, step, detail)
+        finally:
+            if gen is not None:
+                gen.close()  # (its `finally` removes the file copy: after it was used)
+
+    def _failure(self, failed, phase, step, detail):
+        if phase == "upgrade":
+            if step is None:
+                step = {"rev": self.pending[0] if self.pending else "?"}
+            step.update(ok=False, sql=list(self.statements), **failed)
+            self.result["steps"].append(step)
+            return False
+        if phase == "downgrade":
+            backup, after_up = detail
             step["downgrade"] = dict(failed, ok=False)
-            return reflect.restore(backup) or reflect() == after_up  # (PostgreSQL: rolled back)
-        after_down = reflect()
-        left = sorted(k for k in after_down if k not in before)
-        missing = sorted(k for k in before if k not in after_down)
-        changed = sorted(k for k in before if k in after_down and before[k] != after_down[k])
-        step["downgrade"] = {"ok": True, "left": left, "missing": missing, "changed": changed,
-                             "noop": after_down == after_up and after_up != before}
-        if after_down != before and reflect.restore(backup):
-            return True  # back where `rev` left it: the upgrade again would only fail on what is left
-        if after_down == after_up and after_down != before:  # the downgrade did nothing: stamp back
-            return not attempt(lambda: stamp(cfg, script, rev))
-        failed = attempt(lambda: upgrade(cfg, script, rev))  # (an enum the downgrade left is not made twice)
-        if failed:
+            restored = self.reflect.restore(backup) or self.reflect() == after_up  # (PostgreSQL: rolled back)
+            self.reflect.discard(backup)
+            if not restored:
+                return False
+            self.finish(step["rev"], after_up)
+            return True
+        if phase == "reupgrade":
+            before, after_down = detail
             # the schema was restored and the upgrade fails again: a finding; otherwise the
             # database is neither here nor there: the run stops (truth.py runs it again
             # without downgrades)
             step["reupgrade" if after_down == before else "unrestored"] = failed
             return False
-        return True
-    finally:
-        reflect.discard(backup)
+        return False  # the stamp back after a downgrade that did nothing
+
+    # ---------------------------------------------------------------- inside env.py
+
+    def applied(self, ctx=None, step=None, heads=None, run_args=None):
+        self.heads = tuple(heads or ())
+
+    def steps(self, heads, context):
+        """Alembic's `fn`: the steps, one at a time (a generator: run_migrations asks for the
+        next one when the last one's transaction is committed)."""
+        self.called = True
+        self.heads = tuple(heads)
+        self.impl = getattr(context, "impl", None)
+        context.on_version_apply_callbacks = (*context.on_version_apply_callbacks, self.applied)
+        if getattr(context, "_in_external_transaction", False) or getattr(context, "as_sql", False):
+            self.one_by_one = True
+        yielded = False
+        while True:
+            if yielded and self.one_by_one:
+                return  # committed when env.py returns: the work after the step waits for the next run
+            if self.next_step is None:
+                if self.gen is None:
+                    if not self.pending:
+                        return
+                    self.gen = self.revision(self.pending[0])
+                try:
+                    self.next_step = next(self.gen)
+                except StopIteration:
+                    self.gen = None
+                    if self.restart:
+                        return
+                    continue
+            step, self.next_step = self.next_step, None
+            yield step
+            yielded = True
+            self.progress += 1
+
+    def memo(self, memo):
+        """Alembic's impl remembers the named types (PostgreSQL enums) it created in a run and
+        does not create them twice; `upgrade head` runs every revision with one impl, so our
+        upgrades share one memo too (else a second table with the same enum fails where
+        `alembic upgrade head` does not); a downgrade has one of its own, as `alembic
+        downgrade` in a new process."""
+        if self.impl is not None and isinstance(getattr(self.impl, "memo", None), dict):
+            self.impl.memo = memo
+
+    def revision(self, rev):
+        """One revision's work: upgrade; then down one step, compare, up again."""
+        down = self.wants_downgrade(rev)
+        if down and self.before is None:
+            self.before = self.reflect()
+        before = self.before
+        self.statements.clear()
+        t0 = time.perf_counter()
+        step = {"rev": rev, "ok": True, "error": None}
+        self.at = ("upgrade", step, None)
+        self.memo(MEMO)
+        yield from self.script._upgrade_revs(rev, self.heads)
+        step["secs"] = time.perf_counter() - t0
+        step["sql"] = list(self.statements)
+        self.result["steps"].append(step)
+        self.last = rev
+        after_up = None
+        if down:
+            after_up = yield from self.down_and_up(rev, step, before)
+        self.at = None
+        self.finish(rev, after_up)
+
+    def down_and_up(self, rev, step, before):
+        """Downgrade `rev` one step, compare the database with the one before its upgrade, and
+        upgrade it again (pytest-alembic's up/down consistency): the schema after."""
+        down = self.script.get_revision(rev).down_revision
+        after_up = self.reflect()
+        if isinstance(down, (tuple, list)):
+            step["downgrade"] = {"skipped": "a merge revision"}
+            return after_up
+        backup = self.reflect.backup()  # SQLite: the file as `rev` left it
+        try:
+            self.at = ("downgrade", step, (backup, after_up))
+            self.memo({})
+            yield from self.script._downgrade_revs(down or "base", self.heads)
+            after_down = self.reflect()
+            left = sorted(k for k in after_down if k not in before)
+            missing = sorted(k for k in before if k not in after_down)
+            changed = sorted(k for k in before if k in after_down and before[k] != after_down[k])
+            step["downgrade"] = {"ok": True, "left": left, "missing": missing, "changed": changed,
+                                 "noop": after_down == after_up and after_up != before}
+            if after_down != before and self.reflect.restore(backup):
+                # back where `rev` left it (the upgrade again would only fail on what is left);
+                # the version table says `rev` again: Alembic's idea of the heads must be read anew
+                self.restart = True
+                return after_up
+            if after_down == after_up and after_down != before:  # the downgrade did nothing: stamp back
+                self.at = ("stamp", step, None)
+                yield from self.script._stamp_revs(rev, self.heads)
+                return after_up
+            self.at = ("reupgrade", step, (before, after_down))  # (an enum the downgrade left is not made twice)
+            self.memo(MEMO)
+            yield from self.script._upgrade_revs(rev, self.heads)
+            return after_up
+        finally:
+            self.reflect.discard(backup)
+
+    def finish(self, rev, after_up):
+        """`rev` is done: its snapshot, and the schema the next revision starts from."""
+        if self.pending and self.pending[0] == rev:
+            self.pending.pop(0)
+        self.before = after_up
+        self.progress += 1
+        if self.job.get("snapshot_each"):
+            snapshot(self.job, rev, self.result)
+        if rev in self.boundaries:
+            self.due = (rev, self.boundaries[rev])
+            self.restart = True  # a template database needs every connection to it closed
+
+    def pg_snapshot(self, rev, name):
+        """PostgreSQL: `CREATE DATABASE name TEMPLATE scratch` (truth.py keeps it), between
+        runs of env.py; a database somebody still holds open is not copied (skipped)."""
+        from sqlalchemy import pool
+        from sqlalchemy.engine import make_url
+
+        scratch = make_url(self.job["url"])
+        if self.connection is not None:
+            self.connection.close()
+            self.connection.engine.dispose()  # (its pool holds the connection open)
+        try:
+            engine = self.reflect.create_engine(default_driver(scratch.set(database="postgres")),
+                                                poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{scratch.database}"')
+                self.result.setdefault("pg_snapshots", {})[rev] = name
+            finally:
+                engine.dispose()
+        except Exception as exc:  # noqa: BLE001 - a connection the project left open, a driver's error: no snapshot
+            self.result.setdefault("snapshot_errors", []).append(short(exc))
+        finally:
+            if self.connection is not None:
+                self.connection = self.connection.engine.connect()
+                self.cfg.attributes["connection"] = self.connection
 
 
-def stamp(cfg, script, rev):
-    from alembic.runtime.environment import EnvironmentContext
-
-    def fn(current, context):
-        return script._stamp_revs(rev, current)
-
-    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=rev, tag=None):
-        script.run_env()
-
-
-def downgrade(cfg, script, target, rev):
-    from alembic.runtime.environment import EnvironmentContext
-
-    def fn(current, context):  # a memo of its own, as `alembic downgrade` in a new process
-        return script._downgrade_revs(target, current)
-
-    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=target, tag=None):
-        script.run_env()
+MEMO: dict = {}  # (as Alembic's impl.memo) the DDL memo of Alembic's impl, shared by all upgrades of the run
 
 
 def shared_connection_class():
@@ -512,28 +816,6 @@ def shared_connection_class():
             return contextlib.nullcontext(self)
 
     return SharedConnection
-
-
-MEMO: dict = {}  # (as Alembic's impl.memo) the DDL memo of Alembic's impl, shared by all revisions of the run
-
-
-def upgrade(cfg, script, rev):
-    """`alembic upgrade REV` (command.upgrade's own body) with one ScriptDirectory for the
-    whole run: command.upgrade would read every revision file again for each revision.
-    Alembic's impl remembers the named types (PostgreSQL enums) it created in a run and
-    does not create them twice; `upgrade head` runs every revision with one impl, so ours
-    share its memo too (else a second table with the same enum fails where
-    `alembic upgrade head` does not)."""
-    from alembic.runtime.environment import EnvironmentContext
-
-    def fn(current, context):
-        impl = getattr(context, "impl", None)
-        if impl is not None and isinstance(getattr(impl, "memo", None), dict):
-            impl.memo = MEMO
-        return script._upgrade_revs(rev, current)
-
-    with EnvironmentContext(cfg, script, fn=fn, as_sql=False, starting_rev=None, destination_rev=rev, tag=None):
-        script.run_env()
 
 
 def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.py keeps it)

@@ -82,7 +82,13 @@ def test_each_pass_drops_its_database(tmp_path, cluster):
     assert outcome.compared and outcome.items == []
     with cluster.admin() as conn:
         after = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
-    assert after == before
+    # the scratch database is gone; what stays is the pass's snapshots (template databases,
+    # kept while the cluster lives, within the cap)
+    assert after - before and after - before <= set(cluster.snapshots)
+    assert all(name.startswith("mlsp_snap_") for name in after - before)
+    outcome, _ = outcome_of(tmp_path, snapshots=False)
+    with cluster.admin() as conn:
+        assert {r[0] for r in conn.execute("SELECT datname FROM pg_database")} == after
 
 
 @pytest.fixture
