@@ -160,9 +160,15 @@ class MigrationServer(LanguageServer):
 
     @property
     def snapshot(self) -> Snapshot | None:
-        """For requests: current graph; schema diagnostics as of the last full pass. The only
-        snapshot a request reads: nothing a request does runs the schema pass on the loop."""
-        return self.verifier.apply(self.engine.snapshot(quick=True)) if self.engine else None
+        """For requests: the engine's latest snapshot (current graph; schema diagnostics as of
+        the last full pass). Only read: every change notification builds the next quick one
+        before a request can come, and nothing a request does starts a build on the loop
+        (only a server whose engine built nothing yet makes its first picture here)."""
+        engine = self.engine
+        if engine is None:
+            return None
+        latest = engine.latest
+        return self.verifier.apply(latest if latest is not None else engine.snapshot(quick=True))
 
     async def complete_snapshot(self, attempts: int = 5) -> Snapshot | None:
         """A snapshot whose schema part is current, for what needs it (a fix built on
@@ -199,7 +205,7 @@ class MigrationServer(LanguageServer):
         downgrades) follows when the edits pause, in slices between requests."""
         if self.engine is None:
             return
-        self._publish(self.snapshot)
+        self._publish(self.verifier.apply(self.engine.snapshot(quick=True)))
 
     def _publish(self, snapshot: Snapshot) -> None:
         announce_graph(self, snapshot)
@@ -248,7 +254,7 @@ class MigrationServer(LanguageServer):
         try:
             with paused_gc(freeze=True):
                 await sliced(self.engine.snapshot_steps())
-            self._publish(self.snapshot)  # the full picture, unless abandoned
+            self.refresh()  # the full picture, unless abandoned
             if not getattr(self, "models_rejudged", False) and any(m.needs_schema for m in self.engine.models.values()):
                 self.models_rejudged = True  # once: env.py's filters now see what the migrations build
                 schedule_models(self)
@@ -285,7 +291,12 @@ async def ask_client(request) -> Any:
     leave the request itself pending (shielded), so a late answer is simply dropped instead
     of landing on a cancelled future (which pygls would report as an error)."""
     future = asyncio.ensure_future(request)
+    _asked.add(future)  # (a task is held weakly by the loop: kept until the answer or the end)
+    future.add_done_callback(_asked.discard)
     return await asyncio.wait_for(asyncio.shield(future), CLIENT_TIMEOUT)
+
+
+_asked: set[asyncio.Future] = set()
 
 
 def safe(default: Any = None):
@@ -424,6 +435,7 @@ async def _load_models(ls: MigrationServer) -> None:
 
     while True:
         ls.models_again = False
+        await sliced(ls.engine.heads_steps())  # (model_jobs reads the schema at the heads)
         jobs = ls.engine.model_jobs()
         try:
             results = await asyncio.to_thread(lambda: [(key, load_models(env, src)) for key, env, src in jobs])
@@ -453,11 +465,18 @@ def schedule_verify(ls: MigrationServer) -> None:
 
 
 async def _verify(ls: MigrationServer) -> None:
+    """The pass reads a complete snapshot and the schema at the heads: both are computed on
+    the loop in slices (the full pass, then the replay up to the heads), then the pass
+    itself runs in a thread."""
     while True:
         ls.verify_again = False
         generation = ls.verifier.generation
         try:
-            jobs = ls.verifier.jobs(ls.engine, ls.engine.snapshot())
+            snapshot = await ls.complete_snapshot()
+            if snapshot is None or ls.engine is None:  # edits keep coming: the next save asks again
+                return
+            await sliced(ls.engine.heads_steps(snapshot.environments))
+            jobs = ls.verifier.jobs(ls.engine, snapshot)
             token = await _begin_progress(ls, "Running the migrations on a scratch database")
             outcomes = await asyncio.to_thread(ls.verifier.run, jobs, lambda: generation != ls.verifier.generation)
         except Exception:
@@ -696,9 +715,11 @@ async def _wait_ready(ls: MigrationServer) -> None:
 # --------------------------------------------------------------------------- requests
 
 
-def _request(fn=None, *, migrations_only: bool = True):
+def _request(fn=None, *, migrations_only: bool = True, schema: bool = False):
     """Wait for the first index, resolve the document, the snapshot and the locator;
-    documents that are not migration files get None (unless `migrations_only` is off)."""
+    documents that are not migration files get None (unless `migrations_only` is off).
+    `schema`: the feature reads the schema around the file's revision (hover, inlay hints):
+    what of it is not computed yet is replayed first, in slices (_schema_ready)."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -708,6 +729,8 @@ def _request(fn=None, *, migrations_only: bool = True):
             snapshot = ls.snapshot
             if path is None or snapshot is None or (migrations_only and snapshot.script(path) is None):
                 return None
+            if schema:
+                await _schema_ready(ls, snapshot, path)
             return fn(ls, params, snapshot, path, ls.locator(snapshot))
 
         return wrapper
@@ -715,9 +738,21 @@ def _request(fn=None, *, migrations_only: bool = True):
     return decorate(fn) if fn is not None else decorate
 
 
+async def _schema_ready(ls: MigrationServer, snapshot: Snapshot, path: Path) -> None:
+    """The schema around the file's revision in `snapshot`, replayed in slices where it is
+    not known yet (after a start whose pass found every result in the persistent cache, no
+    revision was replayed): the feature's Replay.revision is then a lookup, never a replay of
+    the history below on the loop. A quick snapshot has no replay: nothing to wait for."""
+    state = snapshot.environment_of(path)
+    script = state.script_by_path.get(path) if state is not None else None
+    if state is None or script is None or not script.revision_id or ls.engine is None:
+        return
+    await sliced(ls.engine.replay_steps(state, script.revision_id))
+
+
 @server.feature(types.TEXT_DOCUMENT_HOVER)
 @safe()
-@_request
+@_request(schema=True)
 def on_hover(ls, params: types.HoverParams, snapshot, path, locator):
     return hover(snapshot, path, params.position, locator)
 
@@ -767,7 +802,7 @@ def on_code_lens(ls, params: types.CodeLensParams, snapshot, path, locator):
 
 @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
 @safe([])
-@_request
+@_request(schema=True)
 def on_inlay_hint(ls, params: types.InlayHintParams, snapshot, path, locator):
     return inlay_hints(snapshot, path, params.range, locator)
 
@@ -847,10 +882,13 @@ def show_graph_command(ls: MigrationServer, *args):
 
 @server.command(STATUS)
 @safe()
-def status_command(ls: MigrationServer, *args):
-    """For a status bar: heads and the base branch of each environment (Engine.git_status)."""
+async def status_command(ls: MigrationServer, *args):
+    """For a status bar: heads and the base branch of each environment (Engine.git_status,
+    in a thread: reading a base branch not seen yet runs git)."""
     snapshot = ls.snapshot
-    return ls.engine.git_status(snapshot) if snapshot is not None else {"environments": []}
+    if snapshot is None or ls.engine is None:
+        return {"environments": []}
+    return await asyncio.to_thread(ls.engine.git_status, snapshot)
 
 
 @server.feature(GRAPH)
@@ -864,7 +902,8 @@ async def graph_request(ls: MigrationServer, *args):
     if snapshot is None or ls.engine is None:
         return {"version": 1, "environments": []}
     data = graph_data(snapshot, path_to_uri, first_line=0)
-    for env, git in zip(data["environments"], ls.engine.git_status(snapshot)["environments"]):
+    status = await asyncio.to_thread(ls.engine.git_status, snapshot)  # (git runs for a base not seen yet)
+    for env, git in zip(data["environments"], status["environments"]):
         env["base"] = git["base"]
         if "note" in git:
             env["note"] = git["note"]

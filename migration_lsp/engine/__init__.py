@@ -85,8 +85,10 @@ class Engine:
         self.model_state = ModelsState(trusted, untrusted_reason)
         self._states: dict[Key, EnvironmentState] = {}
         self._generation = 0  # bumped by every change: a running pass knows it is stale
-        self._snapshot: Snapshot | None = None
+        self._snapshot: Snapshot | None = None  # None once a change has made it stale
+        self._latest: Snapshot | None = None  # the last one built, stale or not (what requests read)
         self._snapshot_partial = False
+        self.builds = 0  # environments built (quick or full): tests count what a request started
         self.discoveries: tuple[Discovery, ...] = ()
         self.rescan()
 
@@ -195,6 +197,14 @@ class Engine:
         assert self._snapshot is not None
         return self._snapshot
 
+    @property
+    def latest(self) -> Snapshot | None:
+        """The last snapshot built (None before the first), even when a change has made it
+        stale since: reading it never builds anything. The server's requests read it; the
+        change notifications build the next one (snapshot(quick=True)) before any request
+        that follows them is read."""
+        return self._latest
+
     def snapshot_steps(self, quick: bool = False) -> Iterator[None]:
         """snapshot() in small steps: it yields between revisions of the schema pass, so the
         server can answer requests in between; an edit made meanwhile abandons it (what it
@@ -221,7 +231,7 @@ class Engine:
                 states.append(state)
         self._states.update(built)
         self.documents.dirty -= dirty
-        self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, self._settings())
+        self._snapshot = self._latest = Snapshot(tuple(states), tuple(problems), self.roots, self._settings())
         self._snapshot_partial = any(s.partial for s in states)
 
     def _settings(self) -> Settings:
@@ -273,6 +283,7 @@ class Engine:
                quick: bool, generation: int) -> Generator[None, None, EnvironmentState | None]:
         """One environment's state; a generator that yields after each revision it had to
         compute, and gives up (None) once an edit has made its work stale."""
+        self.builds += 1
         scripts = self.documents.scripts(env, previous)
         graph, changed_pairs = self.graphs.graph(scripts, previous)
         if previous is not None and len(previous.scripts) == len(scripts):
@@ -376,6 +387,16 @@ class Engine:
         per step: a fix that needs the schema (Fill downgrade()) asks for it, and the server
         runs the steps in slices as it runs the full pass."""
         return self.schema.replay_to(state, rev)
+
+    def heads_steps(self, states: Iterable[EnvironmentState] | None = None) -> Iterator[None]:
+        """The schema at the heads of each complete state (by default the engine's own),
+        replayed one revision per step: what the models' filters (model_jobs) and the truth
+        pass read, through Replay.at_heads, which then only merges what is computed."""
+        for state in list(self._states.values()) if states is None else states:
+            if state.partial or not state.graph.heads or state.graph.cycles():
+                continue
+            for head in sorted(state.graph.heads):
+                yield from self.schema.replay_to(state, head)
 
     # ---------------------------------------------------------------- models
 
