@@ -20,6 +20,11 @@ all of them, since a pass makes millions of long-lived objects and no cyclic gar
   freeze-once     gc.freeze() after the first pass only (the index); later passes just
                   re-enable the collector
   none            never freeze
+  sweep           freeze after every pass; once the permanent generation holds twice the
+                  objects it held after the first pass (or the last sweep), unfreeze, collect
+                  everything and freeze again (migration_lsp.engine.collector.FrozenGrowth:
+                  what the server does, at an idle moment; here right after the pass, and
+                  counted in "longest collector call")
 Edit patterns: `typo` alternately breaks and repairs down_revision (two texts: the memo by
 revision key answers every second pass); `unique` appends a comment never seen before
 (every pass recomputes the revisions above the file: the caches must evict).
@@ -40,7 +45,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-POLICIES = ("freeze", "collect-freeze", "freeze-once", "none")
+POLICIES = ("sweep", "freeze", "collect-freeze", "freeze-once", "none")
 PATTERNS = ("typo", "unique")
 
 
@@ -51,6 +56,7 @@ def rss() -> int:
 
 def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
     from migration_lsp.engine import Engine
+    from migration_lsp.engine.collector import FrozenGrowth
     from run import typo
 
     manifest = json.loads((root / ".bench.json").read_text())
@@ -64,6 +70,7 @@ def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
     longest = 0.0  # the longest collector call after a pass (the first excepted), and
     # the longest automatic collection the re-enabled collector ran between passes
     automatic = [0.0]
+    sweeper = FrozenGrowth()
     started: list[float] = []
 
     def timing(phase: str, info: dict) -> None:
@@ -74,6 +81,16 @@ def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
 
     def full_pass(first: bool) -> None:
         nonlocal longest
+        if policy == "sweep":  # as the server does (its check waits for an idle moment)
+            with sweeper.paused():
+                engine.snapshot()
+            t = time.perf_counter()
+            if first:
+                sweeper.frozen(gc.get_freeze_count())
+            else:
+                sweeper.check()
+                longest = max(longest, time.perf_counter() - t)
+            return
         gc.disable()
         try:
             engine.snapshot()
@@ -105,7 +122,7 @@ def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
     slope = (samples[cycles] - samples[min(k for k in samples if k >= half)]) / max(cycles - half, 1) * 100
     return {"policy": policy, "pattern": pattern, "rss": samples, "growth_per_100": slope,
             "longest_gc_ms": longest * 1000, "longest_auto_ms": automatic[0] * 1000,
-            "frozen": gc.get_freeze_count()}
+            "frozen": gc.get_freeze_count(), "sweeps": f"{sweeper.sweeps} / {sweeper.counts}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,20 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Long session: {args.cycles} edit + full-pass cycles at {args.revisions:,} revisions "
           f"(benchmarks/long_session.py), VmRSS in MiB\n")
     print("| policy | edits | after the first pass | after each quarter | growth per 100 cycles, 2nd half | "
-          "longest collector call after a pass (ms) | longest automatic collection (ms) |")
-    print("|---|---|--:|--|--:|--:|--:|")
+          "longest collector call after a pass (ms) | longest automatic collection (ms) | sweeps / exact counts |")
+    print("|---|---|--:|--|--:|--:|--:|--:|")
     for policy in args.policies.split(","):
         for pattern in args.patterns.split(","):
             out = subprocess.run([sys.executable, __file__, "--cycles", str(args.cycles), "--_child", str(root),
                                   policy, pattern], capture_output=True, text=True, timeout=3600)
             if out.returncode != 0:
-                print(f"| {policy} | {pattern} | failed: {out.stderr.strip().splitlines()[-1:]} | | | | |")
+                print(f"| {policy} | {pattern} | failed: {out.stderr.strip().splitlines()[-1:]} | | | | | |")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
             quarters = " / ".join(f"{v / MiB:.0f}" for k, v in sorted(r["rss"].items(), key=lambda kv: int(kv[0]))
                                   if int(k) > 0)
             print(f"| {policy} | {pattern} | {r['rss']['0'] / MiB:.0f} | {quarters} | "
-                  f"{r['growth_per_100'] / MiB:+.1f} | {r['longest_gc_ms']:.1f} | {r['longest_auto_ms']:.1f} |",
+                  f"{r['growth_per_100'] / MiB:+.1f} | {r['longest_gc_ms']:.1f} | {r['longest_auto_ms']:.1f} | "
+                  f"{r['sweeps']} |",
                   flush=True)
     return 0
 

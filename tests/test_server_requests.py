@@ -253,3 +253,37 @@ async def test_requests_read_the_latest_snapshot_and_build_nothing(project: Path
     ]
     assert all(answer is not None for answer in answers)
     assert ls.engine.builds == builds and ls.engine.computed_revisions == computed
+
+
+async def test_a_sweep_waits_for_an_idle_moment_after_a_complete_pass(project: Path, monkeypatch):
+    """The collector sweep (engine.collector) is looked at after a complete pass that may
+    have made it due, cancelled by an edit, and runs when the session stays idle."""
+    from migration_lsp.engine.collector import FrozenGrowth
+
+    monkeypatch.setattr(srv, "SWEEP_IDLE", 0.0)
+    ls = _server(project)
+    ls.collector = FrozenGrowth(growth=0.0, min_objects=-10**12)  # any count is due
+
+    async def complete_pass() -> None:
+        ls.refresh()  # a quick snapshot: the full pass is scheduled ...
+        ls.full_pass.cancel()
+        ls._start_full_pass()  # ... and run now
+        await ls.full_task
+
+    try:
+        await complete_pass()
+        assert ls.collector.baseline is not None and ls.sweep is None  # the first one: the baseline
+        _edit_first(ls, project)
+        await complete_pass()
+        assert ls.sweep is not None and ls.collector.sweeps == 0
+        _edit_first(ls, project)
+        ls.engine.set_buffer(_last(project), _last(project).read_text() + "\n")
+        ls.refresh()  # an edit: not idle any more
+        assert ls.sweep is None
+        await complete_pass()
+        assert ls.sweep is not None
+        await asyncio.sleep(0.01)
+        assert ls.sweep is None and ls.collector.sweeps == 1 and ls.collector.counts == 1
+    finally:
+        if ls.full_pass is not None:
+            ls.full_pass.cancel()

@@ -34,7 +34,14 @@ from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
 from .schema_pass import SchemaPass, environment_salt, options_factory
-from .snapshot import CachedEnvironment, EnvironmentReport, EnvironmentState, GraphSummary, Report, Snapshot
+from .snapshot import (
+    CachedEnvironment,
+    EnvironmentReport,
+    EnvironmentState,
+    GraphSummary,
+    Report,
+    Snapshot,
+)
 from .sources import MAX_FILE_BYTES, decode_source, read_bytes, read_file, read_source
 from .stored import cached_report, discover_cached, remember_report, report_key
 
@@ -42,9 +49,22 @@ if TYPE_CHECKING:
     from ..compare import Difference
     from ..models import MetadataSource, ModelTables
 
-__all__ = ["Engine", "Snapshot", "Report", "EnvironmentState", "EnvironmentReport", "CachedEnvironment",
-           "GraphSummary", "MAX_FILE_BYTES", "decode_source", "read_bytes", "read_file", "read_source",
-           "graph_only", "may_enable"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "CachedEnvironment",
+    "Engine",
+    "EnvironmentReport",
+    "EnvironmentState",
+    "GraphSummary",
+    "Report",
+    "Snapshot",
+    "decode_source",
+    "graph_only",
+    "may_enable",
+    "read_bytes",
+    "read_file",
+    "read_source",
+]
 
 Key = tuple[Path, str]  # (workspace root, environment name)
 
@@ -308,9 +328,8 @@ class Engine:
                 edited = set()
             if edited & kept.keys():
                 kept = {p: v for p, v in kept.items() if p not in edited}
-            differences = previous.differences if previous is not None else ()
-            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options, differences, True,
-                               previous)
+            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options,
+                               previous.differences if previous is not None else (), True, previous)
         if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
             return self._state(env, scripts, by_path, graph, graph_found, {}, None, options, (), False, None)
         store = self.stores.get(key[0]) or Store(None)

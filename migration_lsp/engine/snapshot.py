@@ -91,7 +91,7 @@ class EnvironmentState(EnvironmentReport):
     graph_diagnostics: tuple[Diagnostic, ...] = ()  # the G part, filtered
 
     @cached_property
-    def summary(self) -> GraphSummary:  # type: ignore[override]
+    def summary(self) -> GraphSummary:
         return GraphSummary.of(self.graph)
 
     @cached_property
@@ -139,7 +139,7 @@ class Report:
 
 @dataclass(frozen=True, eq=False)
 class Snapshot(Report):
-    environments: tuple[EnvironmentState, ...]  # type: ignore[assignment]
+    environments: tuple[EnvironmentState, ...]
 
     def environment_of(self, path: Path) -> EnvironmentState | None:
         for state in self.environments:
