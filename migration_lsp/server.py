@@ -154,6 +154,7 @@ class MigrationServer(LanguageServer):
         self.overrides: dict[str, Any] = {}
         self.init_overrides: dict[str, Any] = {}  # from initializationOptions
         self.published: dict[Path, tuple] = {}  # diagnostics last sent (push) or current (pull)
+        self.published_states: tuple = ()  # the environment states they came from
         self.roots: list[Path] = []
         self.problems_logged: set[str] = set()
         self.models_task: asyncio.Future | None = None
@@ -238,13 +239,9 @@ class MigrationServer(LanguageServer):
         if any(state.partial for state in snapshot.environments):
             self._schedule_full_pass()
         by_path = snapshot.diagnostics_by_path()
-        old = self.published
-        # per-file tuples are shared between snapshots: unchanged files compare by identity
-        changed = [p for p, now in by_path.items() if (was := old.get(p)) is not now and was != now]
-        added = sum(1 for p in changed if p not in old)
-        if len(old) + added > len(by_path):  # some files' diagnostics went away: which
-            changed += [p for p in old if p not in by_path]
+        changed = self._changed_paths(snapshot, by_path)
         self.published = dict(by_path)
+        self.published_states = snapshot.environments
         if not changed:
             return
         if self.pull:
@@ -255,6 +252,22 @@ class MigrationServer(LanguageServer):
             items = [to_lsp(d, locator) for d in by_path.get(path, ())]
             self.text_document_publish_diagnostics(
                 types.PublishDiagnosticsParams(uri=path_to_uri(path), diagnostics=items))
+
+    def _changed_paths(self, snapshot: Snapshot, by_path: dict[Path, tuple]) -> list[Path]:
+        """The files whose diagnostics differ from those last published. After a keystroke
+        each environment's state says which few files can differ from the state it was made
+        from (EnvironmentState.delta): when those are the states last published, only they
+        are compared (20,000 revisions: tens of thousands of path lookups less per edit)."""
+        old = self.published
+        candidates = None if self.verifier.outcomes else _delta(self.published_states, snapshot.environments)
+        if candidates is not None:
+            return [p for p in candidates if (was := old.get(p)) is not (now := by_path.get(p)) and was != now]
+        # per-file tuples are shared between snapshots: unchanged files compare by identity
+        changed = [p for p, now in by_path.items() if (was := old.get(p)) is not now and was != now]
+        added = sum(1 for p in changed if p not in old)
+        if len(old) + added > len(by_path):  # some files' diagnostics went away: which
+            changed += [p for p in old if p not in by_path]
+        return changed
 
     def _schedule_full_pass(self) -> None:
         self._cancel_sweep()
@@ -321,6 +334,21 @@ class MigrationServer(LanguageServer):
             await ask_client(self.workspace_diagnostic_refresh_async(None))
         except CLIENT_ERRORS:
             pass  # (the client pulls again on its own when it wants to)
+
+
+def _delta(published: tuple, states: tuple) -> set[Path] | None:
+    """The files whose entries can differ between the published states and `states`, when
+    each state is a published one or says what changed since it (None: any may differ)."""
+    if len(published) != len(states):
+        return None
+    out: set[Path] = set()
+    for was, now in zip(published, states):
+        if now is was:
+            continue
+        if now.delta is None or now.delta[0]() is not was:
+            return None
+        out |= now.delta[1]
+    return out
 
 
 async def sliced(steps) -> None:

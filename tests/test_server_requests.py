@@ -287,3 +287,26 @@ async def test_a_sweep_waits_for_an_idle_moment_after_a_complete_pass(project: P
     finally:
         if ls.full_pass is not None:
             ls.full_pass.cancel()
+
+
+async def test_a_keystroke_compares_only_the_files_it_can_change(project: Path):
+    """After an edit the quick state says which files' diagnostics can differ from the
+    state it was made from (EnvironmentState.delta): publishing compares those, not every
+    file, and finds exactly what a comparison of every file finds."""
+    ls = _server(project)
+    ls.engine.snapshot()
+    ls.refresh()  # published
+    mid = (project / "migrations" / "versions" / f"{20:012d}_t20.py").resolve()
+    for text in (_revision(20).replace(f"down_revision = '{19:012d}'", "down_revision = '00000000001x'"),
+                 _revision(20)):  # broken (G002 here, G001 on the detached ones), then repaired
+        old = dict(ls.published)
+        ls.engine.set_buffer(mid, text)
+        snapshot = ls.engine.snapshot(quick=True)
+        by_path = snapshot.diagnostics_by_path()
+        candidates = srv._delta(ls.published_states, snapshot.environments)
+        assert candidates is not None and len(candidates) <= 4  # not one per file
+        every = {p for p in set(old) | set(by_path) if old.get(p) != by_path.get(p)}
+        assert mid in every
+        assert set(ls._changed_paths(snapshot, by_path)) == every
+        ls.refresh()
+        assert ls.published == by_path

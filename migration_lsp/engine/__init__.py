@@ -18,6 +18,7 @@ come from the cache without being parsed.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -326,10 +327,11 @@ class Engine:
                 edited = set(by_path) - {s.path for s in previous.scripts if by_path.get(s.path) is s}
             else:
                 edited = set()
-            if edited & kept.keys():
+            dropped = edited & kept.keys()
+            if dropped:
                 kept = {p: v for p, v in kept.items() if p not in edited}
             return self._state(env, scripts, by_path, graph, graph_found, kept, None, options,
-                               previous.differences if previous is not None else (), True, previous)
+                               previous.differences if previous is not None else (), True, previous, dropped)
         if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
             return self._state(env, scripts, by_path, graph, graph_found, {}, None, options, (), False, None)
         store = self.stores.get(key[0]) or Store(None)
@@ -372,16 +374,19 @@ class Engine:
 
     @staticmethod
     def _state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
-               previous) -> EnvironmentState:
+               previous, dropped: set[Path] | None = None) -> EnvironmentState:
         """Per-file diagnostics: the schema part as is, merged with the graph part where a
-        file has both. With `previous` (a quick pass) only files whose entries can differ are
-        rebuilt."""
+        file has both. With `previous` (a quick pass, whose `schema_by_path` is the previous
+        one's, or that minus the `dropped` files) only files whose entries can differ are
+        rebuilt, and the state says which (delta)."""
         graph_by_path: dict[Path, list[Diagnostic]] = {}
         for d in graph_found:
             graph_by_path.setdefault(d.path, []).append(d)
-        if previous is not None and previous.schema_by_path is schema_by_path:
+        delta = None
+        if previous is not None and (previous.schema_by_path is schema_by_path or dropped):
             result = dict(previous.by_path)
-            stale = set(previous.graph_paths) | set(graph_by_path)
+            stale = set(previous.graph_paths) | set(graph_by_path) | (dropped or set())
+            delta = (weakref.ref(previous), frozenset(stale))
         else:
             result = dict(schema_by_path)
             stale = set(graph_by_path)
@@ -399,7 +404,7 @@ class Engine:
         return EnvironmentState(env, result, scripts=scripts, graph=graph, script_by_path=by_path,
                                 file_index=file_index, replay_factory=replay_of, options_factory=options,
                                 differences=differences, schema_by_path=schema_by_path, partial=partial,
-                                graph_paths=tuple(graph_by_path), graph_diagnostics=tuple(graph_found))
+                                graph_paths=tuple(graph_by_path), graph_diagnostics=tuple(graph_found), delta=delta)
 
     def replay_steps(self, state: EnvironmentState, rev: str) -> Iterator[None]:
         """The schema around `rev` in `state` (a complete snapshot's), replayed one revision
