@@ -243,7 +243,7 @@ class Engine:
                 env = self.documents.with_new_buffers(env, self.discoveries)
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
-                if state is None or state.env.files != env.files or any(p in env.file_set for p in dirty) or (
+                if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in dirty) or (
                         state.partial and not quick):
                     state = yield from self._build(env, key, state, quick, generation)
                     if state is None or self._generation != generation:
