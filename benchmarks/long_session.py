@@ -20,6 +20,11 @@ all of them, since a pass makes millions of long-lived objects and no cyclic gar
   freeze-once     gc.freeze() after the first pass only (the index); later passes just
                   re-enable the collector
   none            never freeze
+  sweep           freeze after every pass; once the permanent generation holds twice the
+                  objects it held after the first pass (or the last sweep), unfreeze, collect
+                  everything and freeze again (migration_lsp.engine.collector.FrozenGrowth:
+                  what the server does, at an idle moment; here right after the pass, and
+                  counted in "longest collector call")
 Edit patterns: `typo` alternately breaks and repairs down_revision (two texts: the memo by
 revision key answers every second pass); `unique` appends a comment never seen before
 (every pass recomputes the revisions above the file: the caches must evict).
@@ -40,7 +45,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-POLICIES = ("freeze", "collect-freeze", "freeze-once", "none")
+POLICIES = ("sweep", "freeze", "collect-freeze", "freeze-once", "none")
 PATTERNS = ("typo", "unique")
 
 
@@ -51,6 +56,7 @@ def rss() -> int:
 
 def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
     from migration_lsp.engine import Engine
+    from migration_lsp.engine.collector import FrozenGrowth
     from run import typo
 
     manifest = json.loads((root / ".bench.json").read_text())
@@ -61,24 +67,43 @@ def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
     lines[line] = lines[line][:col] + wrong + lines[line][col + 1:]
     broken = "".join(lines)
     engine = Engine([root], cache=False, trusted=False)
-    longest = 0.0  # the longest collector call after a pass (the first excepted), and
+    longest = 0.0  # the longest collector call after a pass (the first excepted; wall and CPU), and
+    longest_cpu = 0.0
     # the longest automatic collection the re-enabled collector ran between passes
     automatic = [0.0]
+    sweeper = FrozenGrowth()
     started: list[float] = []
 
+    explicit = [False]  # (the sweep's own collection is not an automatic one)
+
     def timing(phase: str, info: dict) -> None:
+        if explicit[0]:
+            return
         if phase == "start":
             started.append(time.perf_counter())
         elif started:
             automatic[0] = max(automatic[0], time.perf_counter() - started.pop())
 
     def full_pass(first: bool) -> None:
-        nonlocal longest
+        nonlocal longest, longest_cpu
+        if policy == "sweep":  # as the server does (its check waits for an idle moment)
+            with sweeper.paused():
+                engine.snapshot()
+            t, c = time.perf_counter(), time.thread_time()
+            if first:
+                sweeper.frozen(gc.get_freeze_count())
+            else:
+                explicit[0] = True
+                sweeper.check()
+                explicit[0] = False
+                longest = max(longest, time.perf_counter() - t)
+                longest_cpu = max(longest_cpu, time.thread_time() - c)
+            return
         gc.disable()
         try:
             engine.snapshot()
         finally:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             if policy == "collect-freeze" and not first:
                 gc.collect()
                 gc.freeze()
@@ -87,6 +112,7 @@ def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
             gc.enable()
             if not first:
                 longest = max(longest, time.perf_counter() - t)
+                longest_cpu = max(longest_cpu, time.thread_time() - c)
 
     full_pass(True)
     gc.callbacks.append(timing)
@@ -104,8 +130,8 @@ def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
     half = cycles // 2
     slope = (samples[cycles] - samples[min(k for k in samples if k >= half)]) / max(cycles - half, 1) * 100
     return {"policy": policy, "pattern": pattern, "rss": samples, "growth_per_100": slope,
-            "longest_gc_ms": longest * 1000, "longest_auto_ms": automatic[0] * 1000,
-            "frozen": gc.get_freeze_count()}
+            "longest_gc_ms": longest * 1000, "longest_gc_cpu_ms": longest_cpu * 1000, "longest_auto_ms": automatic[0] * 1000,
+            "frozen": gc.get_freeze_count(), "sweeps": f"{sweeper.sweeps} / {sweeper.counts}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,20 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Long session: {args.cycles} edit + full-pass cycles at {args.revisions:,} revisions "
           f"(benchmarks/long_session.py), VmRSS in MiB\n")
     print("| policy | edits | after the first pass | after each quarter | growth per 100 cycles, 2nd half | "
-          "longest collector call after a pass (ms) | longest automatic collection (ms) |")
-    print("|---|---|--:|--|--:|--:|--:|")
+          "longest collector call after a pass, wall / CPU (ms) | longest automatic collection (ms) | sweeps / exact counts |")
+    print("|---|---|--:|--|--:|--:|--:|--:|")
     for policy in args.policies.split(","):
         for pattern in args.patterns.split(","):
             out = subprocess.run([sys.executable, __file__, "--cycles", str(args.cycles), "--_child", str(root),
                                   policy, pattern], capture_output=True, text=True, timeout=3600)
             if out.returncode != 0:
-                print(f"| {policy} | {pattern} | failed: {out.stderr.strip().splitlines()[-1:]} | | | | |")
+                print(f"| {policy} | {pattern} | failed: {out.stderr.strip().splitlines()[-1:]} | | | | | |")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
             quarters = " / ".join(f"{v / MiB:.0f}" for k, v in sorted(r["rss"].items(), key=lambda kv: int(kv[0]))
                                   if int(k) > 0)
             print(f"| {policy} | {pattern} | {r['rss']['0'] / MiB:.0f} | {quarters} | "
-                  f"{r['growth_per_100'] / MiB:+.1f} | {r['longest_gc_ms']:.1f} | {r['longest_auto_ms']:.1f} |",
+                  f"{r['growth_per_100'] / MiB:+.1f} | {r['longest_gc_ms']:.1f} / {r['longest_gc_cpu_ms']:.1f} | {r['longest_auto_ms']:.1f} | "
+                  f"{r['sweeps']} |",
                   flush=True)
     return 0
 

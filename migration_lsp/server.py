@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import logging
 import os
@@ -24,30 +25,46 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException, PyglsError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
+from .child import kill_all as kill_children
 from .core import Span, paused_gc
 from .engine import Engine, Snapshot
+from .engine.collector import FrozenGrowth
 from .features import Locator, path_to_uri, uri_to_path
-from .child import kill_all as kill_children
-from .truth import Verifier
-from .features.actions import (APPLY_EDIT, CREATE_NEXT_KIND, GENERATE_KIND, EditSupport, build_edit, code_actions,
-                               deferred_fix, schema_target)
+from .features.actions import (
+    APPLY_EDIT,
+    CREATE_NEXT_KIND,
+    GENERATE_KIND,
+    EditSupport,
+    build_edit,
+    code_actions,
+    deferred_fix,
+    schema_target,
+)
 from .features.completion import completion
 from .features.diagnostics import file_diagnostics, result_id, to_lsp
 from .features.hints import inlay_hints
 from .features.hover import hover
 from .features.lens import SHOW_GRAPH, code_lenses
-from .features.navigation import definition, document_symbols, references, workspace_symbols
+from .features.navigation import (
+    definition,
+    document_symbols,
+    references,
+    workspace_symbols,
+)
 from .formats import format_mermaid, graph_data
+from .truth import Verifier
 
 CONFIG_SECTION = "migrationLsp"
 CLIENT_TIMEOUT = 5.0  # never wait longer for a client's answer to a server request
 FULL_PASS_DELAY = 1.0  # seconds of quiet before the schema-based diagnostics are recomputed
 SLICE_SECONDS = 0.005  # the full pass yields to the event loop this often
 SLICE_PAUSE = 0.001  # for this long
+SWEEP_IDLE = 3.0  # seconds with no change after a full pass before the frozen objects are swept
 CACHE_SAVE_INTERVAL = 60.0  # seconds between writes of the persistent cache (and at shutdown)
 WATCH_GLOBS = ("**/*.py", "**/*.ini", "**/pyproject.toml", "**/script.py.mako")
 # HEAD and the refs: a fetch, pull, switch or rebase moves them (the base-branch checks)
@@ -58,6 +75,8 @@ GRAPH = "migration-lsp/graph"  # request: the revision graph as JSON (graph_requ
 # notification, to clients that ask for it (experimental.migrationLsp.graphChanged = true):
 # an environment's heads, revisions or base branch changed; fetch GRAPH again
 GRAPH_CHANGED = "migration-lsp/graphChanged"
+# what asking the client can end in besides an answer: no answer in time, an error response
+CLIENT_ERRORS = (asyncio.TimeoutError, JsonRpcException, PyglsError)
 log = logging.getLogger(__name__)
 
 
@@ -135,10 +154,12 @@ class MigrationServer(LanguageServer):
         self.overrides: dict[str, Any] = {}
         self.init_overrides: dict[str, Any] = {}  # from initializationOptions
         self.published: dict[Path, tuple] = {}  # diagnostics last sent (push) or current (pull)
+        self.published_states: tuple = ()  # the environment states they came from
         self.roots: list[Path] = []
         self.problems_logged: set[str] = set()
         self.models_task: asyncio.Future | None = None
         self.models_again = False
+        self.models_rejudged = False  # the models loaded again once the schema pass is complete
         self.model_errors: dict[tuple[Path, str], str | None] = {}  # the last one said, per environment
         self.full_pass: asyncio.TimerHandle | None = None
         self.full_task: asyncio.Future | None = None
@@ -148,6 +169,8 @@ class MigrationServer(LanguageServer):
         self.verify_task: asyncio.Future | None = None
         self.verify_again = False
         self.tasks: set[asyncio.Future] = set()  # background tasks, referenced until they end
+        self.collector = FrozenGrowth()  # when to sweep what the passes froze (engine.collector)
+        self.sweep: asyncio.TimerHandle | None = None
 
     def spawn(self, coro) -> asyncio.Future:
         """A background task, kept referenced until it ends (the loop holds tasks weakly)."""
@@ -160,9 +183,15 @@ class MigrationServer(LanguageServer):
 
     @property
     def snapshot(self) -> Snapshot | None:
-        """For requests: current graph; schema diagnostics as of the last full pass. The only
-        snapshot a request reads: nothing a request does runs the schema pass on the loop."""
-        return self.verifier.apply(self.engine.snapshot(quick=True)) if self.engine else None
+        """For requests: the engine's latest snapshot (current graph; schema diagnostics as of
+        the last full pass). Only read: every change notification builds the next quick one
+        before a request can come, and nothing a request does starts a build on the loop
+        (only a server whose engine built nothing yet makes its first picture here)."""
+        engine = self.engine
+        if engine is None:
+            return None
+        latest = engine.latest
+        return self.verifier.apply(latest if latest is not None else engine.snapshot(quick=True))
 
     async def complete_snapshot(self, attempts: int = 5) -> Snapshot | None:
         """A snapshot whose schema part is current, for what needs it (a fix built on
@@ -176,8 +205,7 @@ class MigrationServer(LanguageServer):
                 return snapshot
             if self.full_pass is not None:
                 self.full_pass.cancel()
-            self._start_full_pass()
-            await asyncio.shield(self.full_task)
+            await asyncio.shield(self._start_full_pass())
         return None
 
     def locator(self, snapshot: Snapshot) -> Locator:
@@ -187,7 +215,7 @@ class MigrationServer(LanguageServer):
     def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         try:
             self.window_log_message(types.LogMessageParams(type=kind, message=message))
-        except Exception:  # the transport is gone: nothing to tell
+        except Exception:  # noqa: BLE001, S110 - called from every handler's failure path: telling must not fail it
             pass
 
     def exists(self, path: Path) -> bool:
@@ -199,7 +227,7 @@ class MigrationServer(LanguageServer):
         downgrades) follows when the edits pause, in slices between requests."""
         if self.engine is None:
             return
-        self._publish(self.snapshot)
+        self._publish(self.verifier.apply(self.engine.snapshot(quick=True)))
 
     def _publish(self, snapshot: Snapshot) -> None:
         announce_graph(self, snapshot)
@@ -211,13 +239,9 @@ class MigrationServer(LanguageServer):
         if any(state.partial for state in snapshot.environments):
             self._schedule_full_pass()
         by_path = snapshot.diagnostics_by_path()
-        old = self.published
-        # per-file tuples are shared between snapshots: unchanged files compare by identity
-        changed = [p for p, now in by_path.items() if (was := old.get(p)) is not now and was != now]
-        added = sum(1 for p in changed if p not in old)
-        if len(old) + added > len(by_path):  # some files' diagnostics went away: which
-            changed += [p for p in old if p not in by_path]
+        changed = self._changed_paths(snapshot, by_path)
         self.published = dict(by_path)
+        self.published_states = snapshot.environments
         if not changed:
             return
         if self.pull:
@@ -229,40 +253,102 @@ class MigrationServer(LanguageServer):
             self.text_document_publish_diagnostics(
                 types.PublishDiagnosticsParams(uri=path_to_uri(path), diagnostics=items))
 
+    def _changed_paths(self, snapshot: Snapshot, by_path: dict[Path, tuple]) -> list[Path]:
+        """The files whose diagnostics differ from those last published. After a keystroke
+        each environment's state says which few files can differ from the state it was made
+        from (EnvironmentState.delta): when those are the states last published, only they
+        are compared (20,000 revisions: tens of thousands of path lookups less per edit)."""
+        old = self.published
+        candidates = None if self.verifier.outcomes else _delta(self.published_states, snapshot.environments)
+        if candidates is not None:
+            return [p for p in candidates if (was := old.get(p)) is not (now := by_path.get(p)) and was != now]
+        # per-file tuples are shared between snapshots: unchanged files compare by identity
+        changed = [p for p, now in by_path.items() if (was := old.get(p)) is not now and was != now]
+        added = sum(1 for p in changed if p not in old)
+        if len(old) + added > len(by_path):  # some files' diagnostics went away: which
+            changed += [p for p in old if p not in by_path]
+        return changed
+
     def _schedule_full_pass(self) -> None:
+        self._cancel_sweep()
         if self.full_pass is not None:
             self.full_pass.cancel()
         loop = asyncio.get_event_loop()
         self.full_pass = loop.call_later(FULL_PASS_DELAY, self._start_full_pass)
 
-    def _start_full_pass(self) -> None:
+    def _start_full_pass(self) -> asyncio.Future:
+        """The full pass, started unless one runs (that one sees the newer edit, stops, and
+        schedules the next): the running task."""
+        self._cancel_sweep()
         self.full_pass = None
         if self.full_task is None or self.full_task.done():
             self.full_task = self.spawn(self._full_pass())
-        # else: the running pass sees the newer edit, stops, and schedules the next one
+        return self.full_task
 
     async def _full_pass(self) -> None:
         """engine.snapshot_steps() in slices of SLICE_SECONDS, yielding to the event loop in
         between: requests and edits are answered while the schema is replayed. An edit
         makes the engine abandon the pass (its results so far stay cached)."""
+        engine = self.engine
+        if engine is None:
+            return
         try:
-            with paused_gc(freeze=True):
-                await sliced(self.engine.snapshot_steps())
-            self._publish(self.snapshot)  # the full picture, unless abandoned
-            if not getattr(self, "models_rejudged", False) and any(m.needs_schema for m in self.engine.models.values()):
+            with self.collector.paused():  # (core.paused_gc(freeze=True), counted)
+                await sliced(engine.snapshot_steps())
+            self.refresh()  # the full picture, unless abandoned
+            if engine.latest is not None and not any(s.partial for s in engine.latest.environments):
+                self._after_complete_pass()
+            if not self.models_rejudged and any(m.needs_schema for m in engine.models.values()):
                 self.models_rejudged = True  # once: env.py's filters now see what the migrations build
                 schedule_models(self)
             if time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
                 self.cache_saved = time.monotonic()
-                self.engine.save_cache()
-        except Exception:
+                engine.save_cache()
+        except Exception:  # noqa: BLE001 - a bug of ours in the pass: said in the log, the session goes on
             self.log(f"full pass failed:\n{traceback.format_exc()}", types.MessageType.Error)
+
+    def _after_complete_pass(self) -> None:
+        """The first complete pass sets the collector's baseline (one exact count); after a
+        later one whose frozen objects may have grown enough, the collector is looked at when
+        the session is idle (SWEEP_IDLE with no change: an edit cancels it, and the next
+        complete pass looks again)."""
+        if self.collector.baseline is None:
+            self.collector.frozen(gc.get_freeze_count())
+        elif self.collector.may_be_due() and self.sweep is None:
+            self.sweep = asyncio.get_event_loop().call_later(SWEEP_IDLE, self._sweep)
+
+    def _sweep(self) -> None:
+        self.sweep = None
+        seconds = self.collector.check()
+        if seconds is not None:
+            self.log(f"collector: the frozen objects swept ({self.collector.baseline:,} left) in "
+                     f"{seconds * 1000:.0f} ms", types.MessageType.Log)
+
+    def _cancel_sweep(self) -> None:
+        if self.sweep is not None:
+            self.sweep.cancel()
+            self.sweep = None
 
     async def _request_refresh(self) -> None:
         try:
             await ask_client(self.workspace_diagnostic_refresh_async(None))
-        except Exception:
-            pass
+        except CLIENT_ERRORS:
+            pass  # (the client pulls again on its own when it wants to)
+
+
+def _delta(published: tuple, states: tuple) -> set[Path] | None:
+    """The files whose entries can differ between the published states and `states`, when
+    each state is a published one or says what changed since it (None: any may differ)."""
+    if len(published) != len(states):
+        return None
+    out: set[Path] = set()
+    for was, now in zip(published, states):
+        if now is was:
+            continue
+        if now.delta is None or now.delta[0]() is not was:
+            return None
+        out |= now.delta[1]
+    return out
 
 
 async def sliced(steps) -> None:
@@ -285,7 +371,12 @@ async def ask_client(request) -> Any:
     leave the request itself pending (shielded), so a late answer is simply dropped instead
     of landing on a cancelled future (which pygls would report as an error)."""
     future = asyncio.ensure_future(request)
+    _asked.add(future)  # (a task is held weakly by the loop: kept until the answer or the end)
+    future.add_done_callback(_asked.discard)
     return await asyncio.wait_for(asyncio.shield(future), CLIENT_TIMEOUT)
+
+
+_asked: set[asyncio.Future] = set()
 
 
 def safe(default: Any = None):
@@ -297,7 +388,7 @@ def safe(default: Any = None):
             async def wrapper(ls, *args):
                 try:
                     return await fn(ls, *args)
-                except Exception:
+                except Exception:  # noqa: BLE001 - no request may crash the server: logged, answered
                     ls.log(f"{fn.__name__} failed:\n{traceback.format_exc()}", types.MessageType.Error)
                     return default
         else:
@@ -305,7 +396,7 @@ def safe(default: Any = None):
             def wrapper(ls, *args):
                 try:
                     return fn(ls, *args)
-                except Exception:
+                except Exception:  # noqa: BLE001 - no request may crash the server: logged, answered
                     ls.log(f"{fn.__name__} failed:\n{traceback.format_exc()}", types.MessageType.Error)
                     return default
         return wrapper
@@ -313,11 +404,17 @@ def safe(default: Any = None):
     return decorate
 
 
-def _doc_path(ls: MigrationServer, uri: str) -> Path | None:
+def _document(ls: MigrationServer, uri: str) -> tuple[Engine, Path] | None:
+    """The engine and the document's path (None before the first index, or not a file)."""
     path = uri_to_path(uri)
     if path is None or ls.engine is None:
         return None
-    return path
+    return ls.engine, path
+
+
+def _doc_path(ls: MigrationServer, uri: str) -> Path | None:
+    found = _document(ls, uri)
+    return found[1] if found is not None else None
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -383,7 +480,7 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
         with paused_gc(freeze=True):
             engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted,
                                             ls.untrusted_reason)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a bug of ours reading the workspace: an empty engine, said in the log
         ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
         engine = Engine([], {}, trusted=ls.trusted)
     ls.engine = engine
@@ -401,8 +498,11 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     ls.refresh()
     for doc in list(ls.workspace.text_documents.values()):  # opened while indexing: answer them
         _announce_checked(ls, doc.uri)
-    progress.add_done_callback(lambda task: task.cancelled() or task.exception() or
-                               _end_progress(ls, task.result(), f"{revisions} revisions"))
+    def indexed(task: asyncio.Future) -> None:
+        if not task.cancelled() and task.exception() is None:
+            _end_progress(ls, task.result(), f"{revisions} revisions")
+
+    progress.add_done_callback(indexed)
     ls.spawn(_register_watchers(ls))
     ls.spawn(_poll_git(ls))
     ls.spawn(_load_configuration(ls))
@@ -422,16 +522,22 @@ def schedule_models(ls: MigrationServer) -> None:
 async def _load_models(ls: MigrationServer) -> None:
     from .models import load_models
 
+    def load(jobs: list) -> list:
+        return [(key, load_models(env, src)) for key, env, src in jobs]
+
     while True:
+        engine = ls.engine
+        if engine is None:
+            return
         ls.models_again = False
-        jobs = ls.engine.model_jobs()
+        await sliced(engine.heads_steps())  # (model_jobs reads the schema at the heads)
         try:
-            results = await asyncio.to_thread(lambda: [(key, load_models(env, src)) for key, env, src in jobs])
-        except Exception:
+            results = await asyncio.to_thread(load, engine.model_jobs())
+        except Exception:  # noqa: BLE001 - a bug of ours around the model child: said in the log
             ls.log(f"loading models failed:\n{traceback.format_exc()}", types.MessageType.Error)
             return
         for key, models in results:
-            ls.engine.set_models(key, models)
+            engine.set_models(key, models)
             if models.error and ls.model_errors.get(key) != models.error:  # said once, until it changes
                 ls.log(f"models of {key[1]}: {models.error}", types.MessageType.Warning)
             ls.model_errors[key] = models.error
@@ -453,14 +559,25 @@ def schedule_verify(ls: MigrationServer) -> None:
 
 
 async def _verify(ls: MigrationServer) -> None:
+    """The pass reads a complete snapshot and the schema at the heads: both are computed on
+    the loop in slices (the full pass, then the replay up to the heads), then the pass
+    itself runs in a thread."""
     while True:
         ls.verify_again = False
         generation = ls.verifier.generation
+
+        def cancelled(generation: int = generation) -> bool:
+            return generation != ls.verifier.generation
+
         try:
-            jobs = ls.verifier.jobs(ls.engine, ls.engine.snapshot())
+            snapshot = await ls.complete_snapshot()
+            if snapshot is None or ls.engine is None:  # edits keep coming: the next save asks again
+                return
+            await sliced(ls.engine.heads_steps(snapshot.environments))
+            jobs = ls.verifier.jobs(ls.engine, snapshot)
             token = await _begin_progress(ls, "Running the migrations on a scratch database")
-            outcomes = await asyncio.to_thread(ls.verifier.run, jobs, lambda: generation != ls.verifier.generation)
-        except Exception:
+            outcomes = await asyncio.to_thread(ls.verifier.run, jobs, cancelled)
+        except Exception:  # noqa: BLE001 - a bug of ours around the scratch database: said in the log
             ls.log(f"truth pass failed:\n{traceback.format_exc()}", types.MessageType.Error)
             return
         _end_progress(ls, token, "; ".join(o.summary() for o in outcomes.values())[:200] or "nothing to run")
@@ -486,7 +603,7 @@ async def _begin_progress(ls: MigrationServer, title: str) -> str | None:
     token = f"migration-lsp-{uuid.uuid4().hex[:8]}"
     try:
         await ask_client(ls.work_done_progress.create_async(token))
-    except Exception:
+    except CLIENT_ERRORS:
         return None
     ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, percentage=0))
     return token
@@ -508,7 +625,7 @@ async def _register_watchers(ls: MigrationServer) -> None:
                                       method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options)
     try:
         await ask_client(ls.client_register_capability_async(types.RegistrationParams(registrations=[registration])))
-    except Exception as exc:
+    except CLIENT_ERRORS as exc:
         ls.log(f"file watching not registered: {exc!r}", types.MessageType.Warning)
 
 
@@ -519,7 +636,7 @@ async def _load_configuration(ls: MigrationServer) -> None:
     try:
         result = await ask_client(ls.workspace_configuration_async(
             types.ConfigurationParams(items=[types.ConfigurationItem(section=CONFIG_SECTION)])))
-    except Exception:
+    except CLIENT_ERRORS:
         return
     _apply_settings(ls, result[0] if result else None)
 
@@ -553,11 +670,11 @@ async def on_configuration(ls: MigrationServer, params: types.DidChangeConfigura
 
 
 def _sync(ls: MigrationServer, uri: str) -> None:
-    path = _doc_path(ls, uri)
-    if path is None:
+    found = _document(ls, uri)
+    if found is None:
         return
-    doc = ls.workspace.get_text_document(uri)
-    ls.engine.set_buffer(path, doc.source)
+    engine, path = found
+    engine.set_buffer(path, ls.workspace.get_text_document(uri).source)
     ls.refresh()
 
 
@@ -570,8 +687,8 @@ def did_open(ls: MigrationServer, params: types.DidOpenTextDocumentParams) -> No
 
 def _announce_checked(ls: MigrationServer, uri: str) -> None:
     """A migration with nothing to report still gets an answer: the editor knows it was checked."""
-    path = _doc_path(ls, uri)
-    if path is not None and not ls.pull and path not in ls.published and ls.engine.tracks(path):
+    found = _document(ls, uri)
+    if found is not None and not ls.pull and found[1] not in ls.published and found[0].tracks(found[1]):
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
@@ -585,15 +702,16 @@ def did_change(ls: MigrationServer, params: types.DidChangeTextDocumentParams) -
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
 @safe()
 def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> None:
-    path = _doc_path(ls, params.text_document.uri)
-    if path is None:
+    found = _document(ls, params.text_document.uri)
+    if found is None:
         return
-    if _is_config(path) or not ls.engine.tracks(path):
-        ls.engine.rescan()  # a new migration file or a changed config
-    ls.engine.file_changed(path)
+    engine, path = found
+    if _is_config(path) or not engine.tracks(path):
+        engine.rescan()  # a new migration file or a changed config
+    engine.file_changed(path)
     ls.verifier.invalidate()
     ls.refresh()
-    if path in ls.engine.model_files() or path.name == "env.py":
+    if path in engine.model_files() or path.name == "env.py":
         schedule_models(ls)  # (then the truth pass)
     else:
         schedule_verify(ls)
@@ -602,11 +720,12 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 @safe()
 def did_close(ls: MigrationServer, params: types.DidCloseTextDocumentParams) -> None:
-    path = _doc_path(ls, params.text_document.uri)
-    if path is not None:
-        if not ls.engine.tracks(path) and path.exists() and ls.engine.knows(path):
-            ls.engine.rescan()  # created by the editor, saved, not yet seen by discovery
-        ls.engine.close_buffer(path)
+    found = _document(ls, params.text_document.uri)
+    if found is not None:
+        engine, path = found
+        if not engine.tracks(path) and path.exists() and engine.knows(path):
+            engine.rescan()  # created by the editor, saved, not yet seen by discovery
+        engine.close_buffer(path)
         ls.refresh()
 
 
@@ -675,7 +794,8 @@ async def pull_workspace(ls: MigrationServer, params: types.WorkspaceDiagnosticP
     by_path = snapshot.diagnostics_by_path()
     locator = ls.locator(snapshot)
     reports: list = []
-    for path in sorted(set(by_path) | {uri_to_path(u) for u in previous if uri_to_path(u)}):
+    asked = {path for u in previous if (path := uri_to_path(u)) is not None}
+    for path in sorted(set(by_path) | asked):
         uri = path_to_uri(path)
         items = file_diagnostics(by_path, path, locator)
         rid = result_id(items)
@@ -696,9 +816,11 @@ async def _wait_ready(ls: MigrationServer) -> None:
 # --------------------------------------------------------------------------- requests
 
 
-def _request(fn=None, *, migrations_only: bool = True):
+def _request(fn=None, *, migrations_only: bool = True, schema: bool = False):
     """Wait for the first index, resolve the document, the snapshot and the locator;
-    documents that are not migration files get None (unless `migrations_only` is off)."""
+    documents that are not migration files get None (unless `migrations_only` is off).
+    `schema`: the feature reads the schema around the file's revision (hover, inlay hints):
+    what of it is not computed yet is replayed first, in slices (_schema_ready)."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -708,6 +830,8 @@ def _request(fn=None, *, migrations_only: bool = True):
             snapshot = ls.snapshot
             if path is None or snapshot is None or (migrations_only and snapshot.script(path) is None):
                 return None
+            if schema:
+                await _schema_ready(ls, snapshot, path)
             return fn(ls, params, snapshot, path, ls.locator(snapshot))
 
         return wrapper
@@ -715,9 +839,21 @@ def _request(fn=None, *, migrations_only: bool = True):
     return decorate(fn) if fn is not None else decorate
 
 
+async def _schema_ready(ls: MigrationServer, snapshot: Snapshot, path: Path) -> None:
+    """The schema around the file's revision in `snapshot`, replayed in slices where it is
+    not known yet (after a start whose pass found every result in the persistent cache, no
+    revision was replayed): the feature's Replay.revision is then a lookup, never a replay of
+    the history below on the loop. A quick snapshot has no replay: nothing to wait for."""
+    state = snapshot.environment_of(path)
+    script = state.script_by_path.get(path) if state is not None else None
+    if state is None or script is None or not script.revision_id or ls.engine is None:
+        return
+    await sliced(ls.engine.replay_steps(state, script.revision_id))
+
+
 @server.feature(types.TEXT_DOCUMENT_HOVER)
 @safe()
-@_request
+@_request(schema=True)
 def on_hover(ls, params: types.HoverParams, snapshot, path, locator):
     return hover(snapshot, path, params.position, locator)
 
@@ -767,7 +903,7 @@ def on_code_lens(ls, params: types.CodeLensParams, snapshot, path, locator):
 
 @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
 @safe([])
-@_request
+@_request(schema=True)
 def on_inlay_hint(ls, params: types.InlayHintParams, snapshot, path, locator):
     return inlay_hints(snapshot, path, params.range, locator)
 
@@ -805,7 +941,7 @@ async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit 
     support = EditSupport.from_capabilities(ls.client_capabilities)
     if fix.schema:
         target = schema_target(snapshot, data)
-        if target is not None:
+        if target is not None and ls.engine is not None:
             await sliced(ls.engine.replay_steps(*target))
         return build_edit(fix, locator, support)
     return await asyncio.to_thread(build_edit, fix, locator, support)
@@ -817,7 +953,7 @@ async def on_code_action_resolve(ls: MigrationServer, action: types.CodeAction) 
     try:
         if action.edit is None and action.data is not None:
             action.edit = await _resolved_edit(ls, action.data)
-    except Exception:
+    except Exception:  # noqa: BLE001 - no request may crash the server: the action comes back as it was
         ls.log(f"codeAction/resolve failed:\n{traceback.format_exc()}", types.MessageType.Error)
     return action
 
@@ -847,10 +983,13 @@ def show_graph_command(ls: MigrationServer, *args):
 
 @server.command(STATUS)
 @safe()
-def status_command(ls: MigrationServer, *args):
-    """For a status bar: heads and the base branch of each environment (Engine.git_status)."""
+async def status_command(ls: MigrationServer, *args):
+    """For a status bar: heads and the base branch of each environment (Engine.git_status,
+    in a thread: reading a base branch not seen yet runs git)."""
     snapshot = ls.snapshot
-    return ls.engine.git_status(snapshot) if snapshot is not None else {"environments": []}
+    if snapshot is None or ls.engine is None:
+        return {"environments": []}
+    return await asyncio.to_thread(ls.engine.git_status, snapshot)
 
 
 @server.feature(GRAPH)
@@ -864,7 +1003,8 @@ async def graph_request(ls: MigrationServer, *args):
     if snapshot is None or ls.engine is None:
         return {"version": 1, "environments": []}
     data = graph_data(snapshot, path_to_uri, first_line=0)
-    for env, git in zip(data["environments"], ls.engine.git_status(snapshot)["environments"]):
+    status = await asyncio.to_thread(ls.engine.git_status, snapshot)  # (git runs for a base not seen yet)
+    for env, git in zip(data["environments"], status["environments"]):
         env["base"] = git["base"]
         if "note" in git:
             env["note"] = git["note"]
@@ -913,7 +1053,7 @@ async def _poll_git(ls: MigrationServer) -> None:
                     if f"git {root}: {message}" not in ls.problems_logged:
                         ls.problems_logged.add(f"git {root}: {message}")
                         ls.log(message, types.MessageType.Info)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug of ours reading git: said in the log, polling goes on
             ls.log(f"looking at the base branch failed:\n{traceback.format_exc()}", types.MessageType.Error)
         await asyncio.sleep(GIT_POLL_SECONDS)
 

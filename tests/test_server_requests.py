@@ -146,3 +146,167 @@ async def test_background_tasks_stay_referenced_until_they_end():
     await task
     await asyncio.sleep(0)
     assert task not in ls.tasks
+
+
+class _LoopTurns:
+    """Counts turns of the event loop (a task that only yields) and, per turn, the revisions
+    replayed or checked in it: a request that ran the pass, or a replay, on the loop does
+    all of it in one turn; one that runs it in slices does a revision or two per turn."""
+
+    def __init__(self, monkeypatch) -> None:
+        from migration_lsp.replay import Replay
+
+        self.turn = 0
+        self.work: dict[int, int] = {}
+        real_replay = Replay._compute
+
+        def replay(replay_self, rev):
+            self.work[self.turn] = self.work.get(self.turn, 0) + 1
+            return real_replay(replay_self, rev)
+
+        monkeypatch.setattr(Replay, "_compute", replay)
+        monkeypatch.setattr(srv, "SLICE_SECONDS", 0.0)  # every step of a sliced pass yields
+        self._task = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            self.turn += 1
+            await asyncio.sleep(0)
+
+    def most(self) -> int:
+        self._task.cancel()
+        return max(self.work.values(), default=0)
+
+    def total(self) -> int:
+        return sum(self.work.values())
+
+
+async def test_the_truth_pass_runs_the_schema_pass_in_slices(project: Path, monkeypatch):
+    """_verify needs a complete snapshot and the schema at the heads: both are computed in
+    slices between requests, not by a blocking engine.snapshot() on the loop."""
+    ls = _server(project)
+    ls.engine = Engine([project], trusted=True, cache=False)
+    ls.trusted = True
+    ls.engine.snapshot()
+    _edit_first(ls, project)
+    ls.refresh()  # (the quick snapshot of the edit, as didChange makes it)
+    ran: list = []
+    monkeypatch.setattr(ls.verifier, "jobs", lambda engine, snapshot: ran.append(snapshot) or [])
+    turns = _LoopTurns(monkeypatch)
+    before = ls.engine.computed_revisions
+    await srv._verify(ls)
+    assert ls.engine.computed_revisions >= before + REVISIONS  # the pass ran, for every revision
+    assert ran and not any(state.partial for state in ran[0].environments)  # on a complete snapshot
+    assert turns.total() >= REVISIONS and turns.most() <= 2  # a revision (or two) per turn of the loop
+
+
+async def test_hover_after_a_start_from_the_cache_replays_in_slices(project: Path, monkeypatch):
+    """A start whose full pass finds every result in the persistent cache replays nothing;
+    hovering an op then needs the schema below it: replayed in slices, not on the loop by
+    the feature's Replay.revision."""
+    first = Engine([project], trusted=False)
+    first.snapshot()
+    first.save_cache()
+    ls = _server(project)
+    ls.engine = Engine([project], trusted=False)
+    ls.engine.snapshot()
+    assert ls.engine.computed_revisions == 0  # every revision's findings came from the cache
+    builds = ls.engine.builds
+    turns = _LoopTurns(monkeypatch)
+    below = (project / "migrations" / "versions" / f"{REVISIONS - 2:012d}_t{REVISIONS - 2}.py").resolve()
+    hover = await srv.on_hover(ls, t.HoverParams(text_document=t.TextDocumentIdentifier(uri=below.as_uri()),
+                                                 position=t.Position(19, 8)))  # its downgrade's op.drop_table
+    assert f"Table `t{REVISIONS - 2}` at this point of the history" in hover.contents.value  # the schema's answer
+    assert turns.total() >= REVISIONS - 1  # the history below was replayed ...
+    assert turns.most() <= 2  # ... a revision (or two) per turn of the loop
+    assert ls.engine.builds == builds  # and no environment was built by the request
+
+
+async def test_requests_read_the_latest_snapshot_and_build_nothing(project: Path):
+    """Every request handler reads the snapshot the last change built: none of them builds
+    an environment (Engine.builds) or checks a revision (computed_revisions), even when the
+    engine's current snapshot is stale."""
+    ls = _server(project)
+    ls.engine.snapshot()
+    last = _last(project)
+    doc = t.TextDocumentIdentifier(uri=last.as_uri())
+    _edit_first(ls, project)  # stale now, and no refresh: a request must not build the next one
+    builds, computed = ls.engine.builds, ls.engine.computed_revisions
+    everywhere = t.Range(t.Position(0, 0), t.Position(30, 0))
+    answers = [
+        await srv.on_hover(ls, t.HoverParams(text_document=doc, position=t.Position(9, 20))),
+        await srv.on_definition(ls, t.DefinitionParams(text_document=doc, position=t.Position(9, 20))),
+        await srv.on_references(ls, t.ReferenceParams(text_document=doc, position=t.Position(8, 14),
+                                                      context=t.ReferenceContext(include_declaration=True))),
+        await srv.on_completion(ls, t.CompletionParams(text_document=doc, position=t.Position(9, 17))),
+        await srv.on_document_symbol(ls, t.DocumentSymbolParams(text_document=doc)),
+        await srv.on_workspace_symbol(ls, t.WorkspaceSymbolParams(query="t1")),
+        await srv.on_code_lens(ls, t.CodeLensParams(text_document=doc)),
+        await srv.on_inlay_hint(ls, t.InlayHintParams(text_document=doc, range=everywhere)),
+        await srv.on_code_action(ls, t.CodeActionParams(text_document=doc, range=everywhere,
+                                                        context=t.CodeActionContext(diagnostics=[]))),
+        await srv.pull_document(ls, t.DocumentDiagnosticParams(text_document=doc)),
+        await srv.pull_workspace(ls, t.WorkspaceDiagnosticParams(previous_result_ids=[])),
+        srv.show_graph_command(ls),
+        await srv.status_command(ls),
+        await srv.graph_request(ls),
+    ]
+    assert all(answer is not None for answer in answers)
+    assert ls.engine.builds == builds and ls.engine.computed_revisions == computed
+
+
+async def test_a_sweep_waits_for_an_idle_moment_after_a_complete_pass(project: Path, monkeypatch):
+    """The collector sweep (engine.collector) is looked at after a complete pass that may
+    have made it due, cancelled by an edit, and runs when the session stays idle."""
+    from migration_lsp.engine.collector import FrozenGrowth
+
+    monkeypatch.setattr(srv, "SWEEP_IDLE", 0.0)
+    ls = _server(project)
+    ls.collector = FrozenGrowth(growth=0.0, min_objects=-10**12)  # any count is due
+
+    async def complete_pass() -> None:
+        ls.refresh()  # a quick snapshot: the full pass is scheduled ...
+        ls.full_pass.cancel()
+        ls._start_full_pass()  # ... and run now
+        await ls.full_task
+
+    try:
+        await complete_pass()
+        assert ls.collector.baseline is not None and ls.sweep is None  # the first one: the baseline
+        _edit_first(ls, project)
+        await complete_pass()
+        assert ls.sweep is not None and ls.collector.sweeps == 0
+        _edit_first(ls, project)
+        ls.engine.set_buffer(_last(project), _last(project).read_text() + "\n")
+        ls.refresh()  # an edit: not idle any more
+        assert ls.sweep is None
+        await complete_pass()
+        assert ls.sweep is not None
+        await asyncio.sleep(0.01)
+        assert ls.sweep is None and ls.collector.sweeps == 1 and ls.collector.counts == 1
+    finally:
+        if ls.full_pass is not None:
+            ls.full_pass.cancel()
+
+
+async def test_a_keystroke_compares_only_the_files_it_can_change(project: Path):
+    """After an edit the quick state says which files' diagnostics can differ from the
+    state it was made from (EnvironmentState.delta): publishing compares those, not every
+    file, and finds exactly what a comparison of every file finds."""
+    ls = _server(project)
+    ls.engine.snapshot()
+    ls.refresh()  # published
+    mid = (project / "migrations" / "versions" / f"{20:012d}_t20.py").resolve()
+    for text in (_revision(20).replace(f"down_revision = '{19:012d}'", "down_revision = '00000000001x'"),
+                 _revision(20)):  # broken (G002 here, G001 on the detached ones), then repaired
+        old = dict(ls.published)
+        ls.engine.set_buffer(mid, text)
+        snapshot = ls.engine.snapshot(quick=True)
+        by_path = snapshot.diagnostics_by_path()
+        candidates = srv._delta(ls.published_states, snapshot.environments)
+        assert candidates is not None and len(candidates) <= 4  # not one per file
+        every = {p for p in set(old) | set(by_path) if old.get(p) != by_path.get(p)}
+        assert mid in every
+        assert set(ls._changed_paths(snapshot, by_path)) == every
+        ls.refresh()
+        assert ls.published == by_path

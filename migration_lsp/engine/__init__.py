@@ -18,6 +18,7 @@ come from the cache without being parsed.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +35,14 @@ from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
 from .schema_pass import SchemaPass, environment_salt, options_factory
-from .snapshot import CachedEnvironment, EnvironmentReport, EnvironmentState, GraphSummary, Report, Snapshot
+from .snapshot import (
+    CachedEnvironment,
+    EnvironmentReport,
+    EnvironmentState,
+    GraphSummary,
+    Report,
+    Snapshot,
+)
 from .sources import MAX_FILE_BYTES, decode_source, read_bytes, read_file, read_source
 from .stored import cached_report, discover_cached, remember_report, report_key
 
@@ -42,9 +50,22 @@ if TYPE_CHECKING:
     from ..compare import Difference
     from ..models import MetadataSource, ModelTables
 
-__all__ = ["Engine", "Snapshot", "Report", "EnvironmentState", "EnvironmentReport", "CachedEnvironment",
-           "GraphSummary", "MAX_FILE_BYTES", "decode_source", "read_bytes", "read_file", "read_source",
-           "graph_only", "may_enable"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "CachedEnvironment",
+    "Engine",
+    "EnvironmentReport",
+    "EnvironmentState",
+    "GraphSummary",
+    "Report",
+    "Snapshot",
+    "decode_source",
+    "graph_only",
+    "may_enable",
+    "read_bytes",
+    "read_file",
+    "read_source",
+]
 
 Key = tuple[Path, str]  # (workspace root, environment name)
 
@@ -85,8 +106,10 @@ class Engine:
         self.model_state = ModelsState(trusted, untrusted_reason)
         self._states: dict[Key, EnvironmentState] = {}
         self._generation = 0  # bumped by every change: a running pass knows it is stale
-        self._snapshot: Snapshot | None = None
+        self._snapshot: Snapshot | None = None  # None once a change has made it stale
+        self._latest: Snapshot | None = None  # the last one built, stale or not (what requests read)
         self._snapshot_partial = False
+        self.builds = 0  # environments built (quick or full): tests count what a request started
         self.discoveries: tuple[Discovery, ...] = ()
         self.rescan()
 
@@ -195,6 +218,14 @@ class Engine:
         assert self._snapshot is not None
         return self._snapshot
 
+    @property
+    def latest(self) -> Snapshot | None:
+        """The last snapshot built (None before the first), even when a change has made it
+        stale since: reading it never builds anything. The server's requests read it; the
+        change notifications build the next one (snapshot(quick=True)) before any request
+        that follows them is read."""
+        return self._latest
+
     def snapshot_steps(self, quick: bool = False) -> Iterator[None]:
         """snapshot() in small steps: it yields between revisions of the schema pass, so the
         server can answer requests in between; an edit made meanwhile abandons it (what it
@@ -212,7 +243,7 @@ class Engine:
                 env = self.documents.with_new_buffers(env, self.discoveries)
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
-                if state is None or state.env.files != env.files or any(p in env.file_set for p in dirty) or (
+                if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in dirty) or (
                         state.partial and not quick):
                     state = yield from self._build(env, key, state, quick, generation)
                     if state is None or self._generation != generation:
@@ -221,7 +252,7 @@ class Engine:
                 states.append(state)
         self._states.update(built)
         self.documents.dirty -= dirty
-        self._snapshot = Snapshot(tuple(states), tuple(problems), self.roots, self._settings())
+        self._snapshot = self._latest = Snapshot(tuple(states), tuple(problems), self.roots, self._settings())
         self._snapshot_partial = any(s.partial for s in states)
 
     def _settings(self) -> Settings:
@@ -273,6 +304,7 @@ class Engine:
                quick: bool, generation: int) -> Generator[None, None, EnvironmentState | None]:
         """One environment's state; a generator that yields after each revision it had to
         compute, and gives up (None) once an edit has made its work stale."""
+        self.builds += 1
         scripts = self.documents.scripts(env, previous)
         graph, changed_pairs = self.graphs.graph(scripts, previous)
         if previous is not None and len(previous.scripts) == len(scripts):
@@ -295,11 +327,11 @@ class Engine:
                 edited = set(by_path) - {s.path for s in previous.scripts if by_path.get(s.path) is s}
             else:
                 edited = set()
-            if edited & kept.keys():
+            dropped = edited & kept.keys()
+            if dropped:
                 kept = {p: v for p, v in kept.items() if p not in edited}
-            differences = previous.differences if previous is not None else ()
-            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options, differences, True,
-                               previous)
+            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options,
+                               previous.differences if previous is not None else (), True, previous, dropped)
         if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
             return self._state(env, scripts, by_path, graph, graph_found, {}, None, options, (), False, None)
         store = self.stores.get(key[0]) or Store(None)
@@ -342,16 +374,19 @@ class Engine:
 
     @staticmethod
     def _state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
-               previous) -> EnvironmentState:
+               previous, dropped: set[Path] | None = None) -> EnvironmentState:
         """Per-file diagnostics: the schema part as is, merged with the graph part where a
-        file has both. With `previous` (a quick pass) only files whose entries can differ are
-        rebuilt."""
+        file has both. With `previous` (a quick pass, whose `schema_by_path` is the previous
+        one's, or that minus the `dropped` files) only files whose entries can differ are
+        rebuilt, and the state says which (delta)."""
         graph_by_path: dict[Path, list[Diagnostic]] = {}
         for d in graph_found:
             graph_by_path.setdefault(d.path, []).append(d)
-        if previous is not None and previous.schema_by_path is schema_by_path:
+        delta = None
+        if previous is not None and (previous.schema_by_path is schema_by_path or dropped):
             result = dict(previous.by_path)
-            stale = set(previous.graph_paths) | set(graph_by_path)
+            stale = set(previous.graph_paths) | set(graph_by_path) | (dropped or set())
+            delta = (weakref.ref(previous), frozenset(stale))
         else:
             result = dict(schema_by_path)
             stale = set(graph_by_path)
@@ -369,13 +404,23 @@ class Engine:
         return EnvironmentState(env, result, scripts=scripts, graph=graph, script_by_path=by_path,
                                 file_index=file_index, replay_factory=replay_of, options_factory=options,
                                 differences=differences, schema_by_path=schema_by_path, partial=partial,
-                                graph_paths=tuple(graph_by_path), graph_diagnostics=tuple(graph_found))
+                                graph_paths=tuple(graph_by_path), graph_diagnostics=tuple(graph_found), delta=delta)
 
     def replay_steps(self, state: EnvironmentState, rev: str) -> Iterator[None]:
         """The schema around `rev` in `state` (a complete snapshot's), replayed one revision
         per step: a fix that needs the schema (Fill downgrade()) asks for it, and the server
         runs the steps in slices as it runs the full pass."""
         return self.schema.replay_to(state, rev)
+
+    def heads_steps(self, states: Iterable[EnvironmentState] | None = None) -> Iterator[None]:
+        """The schema at the heads of each complete state (by default the engine's own),
+        replayed one revision per step: what the models' filters (model_jobs) and the truth
+        pass read, through Replay.at_heads, which then only merges what is computed."""
+        for state in list(self._states.values()) if states is None else states:
+            if state.partial or not state.graph.heads or state.graph.cycles():
+                continue
+            for head in sorted(state.graph.heads):
+                yield from self.schema.replay_to(state, head)
 
     # ---------------------------------------------------------------- models
 

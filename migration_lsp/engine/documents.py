@@ -23,7 +23,7 @@ class Documents:
 
     def set_buffer(self, path: Path, text: str) -> bool:
         """True when the text changed."""
-        text = text[1:] if text.startswith("\ufeff") else text  # a BOM, as Python reads files
+        text = text.removeprefix("\ufeff")  # a BOM, as Python reads files
         if self.buffers.get(path) == text:
             return False
         self.buffers[path] = text

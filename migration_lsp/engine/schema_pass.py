@@ -189,8 +189,7 @@ class SchemaPass:
         grouped: dict[Path, list[Diagnostic]] = {}
         schema_by_path: dict[Path, tuple[Diagnostic, ...]] = {}
         settings = env.settings
-        looked = 0
-        for rev in [*keys, *(r for r in graph.by_id if r not in keys)]:  # ancestors first
+        for looked, rev in enumerate([*keys, *(r for r in graph.by_id if r not in keys)], 1):  # ancestors first
             script, rev_key = graph.by_id[rev], keys.get(rev)
             entry = self.memo.get(rev_key)
             found = entry.found if entry is not None else None
@@ -220,7 +219,6 @@ class SchemaPass:
             else:
                 for d in mine:
                     grouped.setdefault(d.path, []).append(d)
-            looked += 1
             if computed or looked % KEY_STEP == 0:
                 yield
                 if stale():

@@ -9,6 +9,7 @@ the diagnostics; an unchanged project's report comes from the cache without a gr
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -89,9 +90,13 @@ class EnvironmentState(EnvironmentReport):
     partial: bool = False  # schema diagnostics are from the last full pass (quick snapshot)
     graph_paths: tuple[Path, ...] = ()  # files with graph diagnostics (an edit re-merges them)
     graph_diagnostics: tuple[Diagnostic, ...] = ()  # the G part, filtered
+    # what changed since the state this one was made from (a quick pass after an edit): that
+    # state, weakly (no chain of old states stays alive), and the only files whose entries
+    # in by_path can differ from its; None: any may differ. The server publishes only those.
+    delta: tuple[weakref.ref[EnvironmentState], frozenset[Path]] | None = field(default=None, repr=False)
 
     @cached_property
-    def summary(self) -> GraphSummary:  # type: ignore[override]
+    def summary(self) -> GraphSummary:
         return GraphSummary.of(self.graph)
 
     @cached_property
@@ -139,7 +144,7 @@ class Report:
 
 @dataclass(frozen=True, eq=False)
 class Snapshot(Report):
-    environments: tuple[EnvironmentState, ...]  # type: ignore[assignment]
+    environments: tuple[EnvironmentState, ...]
 
     def environment_of(self, path: Path) -> EnvironmentState | None:
         for state in self.environments:

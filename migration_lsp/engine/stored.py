@@ -44,11 +44,12 @@ def decode_diagnostics(value, path: Path | None) -> list[Diagnostic] | None:
         for code, severity, where, span, message, environment, data in value:
             if not (isinstance(code, str) and type(severity) is int and isinstance(message, str)
                     and isinstance(environment, str) and isinstance(data, dict) and isinstance(span, tuple)
-                    and len(span) == 4 and all(type(n) is int and n >= 0 for n in span)
-                    and ((where is None and path is not None) or isinstance(where, str))):
+                    and len(span) == 4 and all(type(n) is int and n >= 0 for n in span)):
                 return None
-            out.append(Diagnostic(code, Severity(severity), Path(where) if where is not None else path, Span(*span), message,
-                                  environment, data))
+            at = Path(where) if isinstance(where, str) else path if where is None else None
+            if at is None:
+                return None
+            out.append(Diagnostic(code, Severity(severity), at, Span(*span), message, environment, data))
     except (TypeError, ValueError):
         return None
     return out
@@ -94,7 +95,7 @@ def _bare_discovery(data: bytes, root: Path) -> Discovery | None:
                     and env.dialect is None and env.settings is None and optional(env.config_dialect, str)
                     and env.history_dialect in (None, *project.KNOWN_DIALECTS)):
                 return None
-    except Exception:  # not a record of this version: no cache
+    except Exception:  # noqa: BLE001 - unpickling other bytes raises anything (pickle's docs): a miss, no cache
         return None
     return found
 
@@ -169,8 +170,10 @@ def cached_report(store: Store, key: str, env: Environment) -> CachedEnvironment
             return None
         by_path = {}
         for p, value in found:
-            path = (paths.get(p) or Path(p)) if isinstance(p, str) else None
-            decoded = decode_diagnostics(value, path) if path is not None else None
+            if not isinstance(p, str):
+                return None
+            path = paths.get(p) or Path(p)
+            decoded = decode_diagnostics(value, path)
             if decoded is None:
                 return None
             by_path[path] = tuple(decoded)

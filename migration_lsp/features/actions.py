@@ -22,7 +22,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from alembic.util import rev_id
 from lsprotocol import types
@@ -33,11 +35,12 @@ from ..render import render_migration, render_ops, render_revision
 from ..replay import reversed_upgrade
 from ..scripts import MigrationScript
 from . import Locator, pasteable, path_to_uri, uri_to_path
-from .safety_fixes import SAFETY_CODES, safety_fixes
+from .diagnostics import to_lsp
 from .git_fixes import GIT_FIX_CODES, git_fixes
 from .pg_ddl_fixes import PG_DDL_CODES, pg_ddl_fixes
-from .txn_fixes import txn_fixes, wants as txn_wants
-from .diagnostics import to_lsp
+from .safety_fixes import SAFETY_CODES, safety_fixes
+from .txn_fixes import txn_fixes
+from .txn_fixes import wants as txn_wants
 
 APPLY_EDIT = "migrationLsp.applyEdit"  # arguments: [data of an action that creates a file]
 CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision"
@@ -191,8 +194,7 @@ def _fixes_for(
         down = script.down_revision
         if rev and down and len(down.ids) == 1 and not down.unknown and not graph.children.get(rev):
             for other in [h for h in heads if h != rev and pasteable(h)][:MAX_CHOICES]:
-                yield _Fix(f"Rebase onto {_label(state, other)}", quick,
-                           lambda other=other: _set_parent(script, other), lsp)
+                yield _Fix(f"Rebase onto {_label(state, other)}", quick, partial(_set_parent, script, other), lsp)
 
     elif d.code in ("G002", "G003", "G007"):
         def retarget(new_id: str) -> _Change:
@@ -206,20 +208,22 @@ def _fixes_for(
 
         candidates = [c for c in d.data.get("candidates", []) if pasteable(c)]
         for candidate in candidates[:MAX_CHOICES]:
-            yield _Fix(f"Change to {_label(state, candidate)}", quick, lambda c=candidate: retarget(c), lsp,
+            yield _Fix(f"Change to {_label(state, candidate)}", quick, partial(retarget, candidate), lsp,
                        preferred=len(candidates) == 1)
         excluded = ({rev} | graph.descendants(rev)) if rev in graph.by_id else set()
         for head in [h for h in graph.heads if h not in excluded and pasteable(h)][:MAX_CHOICES]:
-            yield _Fix(f"Point to current head {_label(state, head)}", quick, lambda h=head: retarget(h), lsp)
+            yield _Fix(f"Point to current head {_label(state, head)}", quick, partial(retarget, head), lsp)
 
     elif d.code == "G005" and script.revision and script.revision.ids:
         new_id = rev_id()
         while new_id in graph.by_id:
             new_id = rev_id()
 
+        first = script.revision.ids[0]
+
         def new_identity() -> _Change:
-            old = script.revision.ids[0].value
-            change = _Change().replace(script.path, script.revision.ids[0].span, new_id)
+            old = first.value
+            change = _Change().replace(script.path, first.span, new_id)
             if script.doc and script.doc.revision_id and script.doc.revision_id.value == old:
                 change.replace(script.path, script.doc.revision_id.span, new_id)
             if old and old in script.path.name:
@@ -247,14 +251,15 @@ def _fixes_for(
                    preferred=True, schema=True)
 
     elif d.code == "G009" and rev and script.doc:
+        doc = script.doc
+
         def header() -> _Change | None:
             change = _Change()
-            if script.doc.revision_id_line and (not script.doc.revision_id or script.doc.revision_id.value != rev) \
-                    and pasteable(rev):
-                change.replace(script.path, script.doc.revision_id_line, rev)
-            if script.doc.revises_line and script.down_revision is not None \
+            if doc.revision_id_line and (not doc.revision_id or doc.revision_id.value != rev) and pasteable(rev):
+                change.replace(script.path, doc.revision_id_line, rev)
+            if doc.revises_line and script.down_revision is not None \
                     and all(pasteable(v) for v in script.down_revision.values):
-                change.replace(script.path, script.doc.revises_line, ", ".join(script.down_revision.values))
+                change.replace(script.path, doc.revises_line, ", ".join(script.down_revision.values))
             return change if change.edits else None
 
         yield _Fix("Update docstring header", quick, header, lsp, preferred=True)
@@ -277,8 +282,9 @@ def _fill_downgrade(state: EnvironmentState, script: MigrationScript) -> _Change
     for ev in irreversible:
         body += f"\n    # TODO migration-lsp: reverse by hand: line {ev.span.line + 1}: op.{ev.call.name}(...)"
     nodes = down.node.body
-    keep_doc = bool(nodes) and isinstance(nodes[0], ast.Expr) and isinstance(getattr(nodes[0], "value", None), ast.Constant) \
-        and isinstance(nodes[0].value.value, str)
+    opening = nodes[0] if nodes else None
+    keep_doc = isinstance(opening, ast.Expr) and isinstance(opening.value, ast.Constant) \
+        and isinstance(opening.value.value, str)
     offset = down.span.line - (down.node.lineno - 1)
     first = nodes[1] if keep_doc and len(nodes) > 1 else (None if keep_doc else nodes[0])
     last = nodes[-1]
@@ -326,7 +332,13 @@ def _generate(state: EnvironmentState, exists: Callable[[Path], bool], trusted: 
     for head in heads[:MAX_CHOICES]:
         title = "Generate revision from model changes" + (f" on top of '{head}'" if len(heads) > 1 else "")
         kind = types.CodeActionKind.QuickFix if diagnostic else GENERATE_KIND
-        yield _Fix(title, kind, lambda head=head: build(head), diagnostic, creates=True)
+        yield _Fix(title, kind, partial(build, head), diagnostic, creates=True)
+
+
+def _generate_for(d: Diagnostic, state: EnvironmentState, locator: Locator, exists: Callable[[Path], bool],
+                  trusted: bool) -> Iterator[_Fix]:
+    """_generate as the fix of the model diagnostic `d`."""
+    yield from _generate(state, exists, trusted, to_lsp(d, locator))
 
 
 def _create_next(state: EnvironmentState, script: MigrationScript, exists: Callable[[Path], bool],
@@ -338,18 +350,18 @@ def _create_next(state: EnvironmentState, script: MigrationScript, exists: Calla
     tips = [h for h in graph.heads if h == rev or h in above]
     for head in [h for h in tips if pasteable(h)][:MAX_CHOICES]:
         yield _Fix(f"Create next revision on top of {_label(state, head)}", CREATE_NEXT_KIND,
-                   lambda head=head: _new_file(state, "empty message", [head], exists, trusted), creates=True)
+                   partial(_new_file, state, "empty message", [head], exists, trusted), creates=True)
 
 
 def _wanted(kind: str, only: list[str] | None) -> bool:
     return not only or any(kind == o or kind.startswith(o + ".") for o in only)
 
 
-def _guarded(what: str, produce: Callable[[], Iterator]) -> Iterator:
-    """Items of `produce()`; if it fails part-way, the ones so far, and the failure logged once."""
+def _guarded(what: str, produce: Callable[..., Iterator[_Fix]], *args: Any) -> Iterator[_Fix]:
+    """Items of `produce(*args)`; if it fails part-way, the ones so far, and the failure logged once."""
     try:
-        yield from produce()
-    except Exception as exc:
+        yield from produce(*args)
+    except Exception as exc:  # noqa: BLE001 - fixes read workspace-shaped text: one failing family, the others stay
         say_once(f"code actions: {what} failed: {type(exc).__name__}: {exc}")
 
 
@@ -371,17 +383,15 @@ def _fixes(snapshot: Snapshot, path: Path, span: Span, only: list[str] | None, l
                 if d.code in ("M001", "M002", "M003"):
                     if not generated:  # one revision covers every difference
                         generated = True
-                        yield from _guarded(f"{d.code} fixes", lambda d=d, state=state: _generate(
-                            state, exists, trusted, to_lsp(d, locator)))
+                        yield from _guarded(f"{d.code} fixes", _generate_for, d, state, locator, exists, trusted)
                 elif script is not None:
-                    yield from _guarded(f"{d.code} fixes", lambda d=d, state=state: _fixes_for(
-                        d, script, state, locator, exists, trusted))
+                    yield from _guarded(f"{d.code} fixes", _fixes_for, d, script, state, locator, exists, trusted)
         if script is None:
             continue
         if _wanted(CREATE_NEXT_KIND, only):
-            yield from _guarded("create next revision", lambda state=state: _create_next(state, script, exists, trusted))
+            yield from _guarded("create next revision", _create_next, state, script, exists, trusted)
         if _wanted(GENERATE_KIND, only) and not any(d.code in ("M001", "M002", "M003") for d in here):
-            yield from _guarded("generate revision", lambda state=state: _generate(state, exists, trusted))
+            yield from _guarded("generate revision", _generate, state, exists, trusted)
 
 
 def code_actions(
@@ -394,7 +404,7 @@ def code_actions(
         data = {"uri": path_to_uri(path), "span": [span.line, span.col, span.end_line, span.end_col], "title": fix.title}
         try:
             action = _listed(fix, data, locator, support)
-        except Exception as exc:  # this fix alone is lost
+        except Exception as exc:  # noqa: BLE001 - building one fix (workspace text, Alembic's renderer): it alone is lost
             say_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
             continue
         if action is not None:
@@ -436,7 +446,7 @@ def build_edit(fix: _Fix, locator: Locator, support: EditSupport) -> types.Works
     """The edit of a deferred action (None when there is nothing to do, or it failed: logged once)."""
     try:
         change = fix.build()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a fix renders workspace-shaped ops with Alembic: logged, no edit
         say_once(f"code action {fix.title!r} failed: {type(exc).__name__}: {exc}")
         return None
     if change is None:

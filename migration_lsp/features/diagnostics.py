@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lsprotocol import types
@@ -27,8 +28,8 @@ def to_lsp(diagnostic: Diagnostic, locator: Locator) -> types.Diagnostic:
     )
 
 
-def file_diagnostics(by_path: dict[Path, list[Diagnostic]], path: Path, locator: Locator) -> list[types.Diagnostic]:
-    return [to_lsp(d, locator) for d in by_path.get(path, [])]
+def file_diagnostics(by_path: Mapping[Path, Sequence[Diagnostic]], path: Path, locator: Locator) -> list[types.Diagnostic]:
+    return [to_lsp(d, locator) for d in by_path.get(path, ())]
 
 
 def result_id(items: list[types.Diagnostic]) -> str:

@@ -1,0 +1,122 @@
+"""The garbage collector's policy for a long session (the server; benchmarks/long_session.py
+measured it, RESULTS.md "Long session").
+
+A pass makes millions of long-lived objects and almost no cyclic garbage, so it runs with
+the collector paused and then freezes what exists (gc.freeze): later automatic collections
+look only at what is new, and take no pause worth the name. But objects frozen while alive
+that later die *in cycles* (the SQLAlchemy tables of a replaced replay, the schemas of
+evicted memo entries) are never freed: the permanent generation is never scanned, and with
+edits that each make new text it grows without bound (+155 MiB per 100 edit + pass cycles
+at 1,000 revisions).
+
+So the permanent generation is swept now and then: once it holds GROWTH times the objects
+it held after the first complete pass (or the last sweep), gc.unfreeze() + a full
+gc.collect() + gc.freeze(), at a moment the server is idle. Memory stays within about
+GROWTH times what is alive; a sweep is one full collection, and rare (the frozen objects
+must double first).
+
+Counting the frozen objects exactly (gc.get_freeze_count) walks all of them (25 ms of CPU
+per 2 million), too much after every pass: each pass adds to an upper bound instead —
+the collector's own count of objects allocated and not freed since its last collection,
+plus the young generations it merges in when it freezes — and the exact count is taken,
+at an idle moment, only when that bound says a sweep may be due.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+GROWTH = 2.0  # sweep once the permanent generation holds this many times its last baseline
+MIN_OBJECTS = 100_000  # ... and at least this many objects more (a small index sweeps rarely)
+
+
+class FrozenGrowth:
+    """When to sweep the permanent generation. The decision is counting (frozen, added,
+    may_be_due, due); paused() and check() are the parts that touch the collector."""
+
+    def __init__(self, growth: float = GROWTH, min_objects: int = MIN_OBJECTS) -> None:
+        self.growth = growth
+        self.min_objects = min_objects
+        self.baseline: int | None = None  # frozen objects after the first complete pass or the last sweep
+        self.bound: int | None = None  # at least as many as are frozen now (from the baseline on)
+        self.counts = 0  # exact counts taken (each walks every frozen object)
+        self.sweeps = 0
+        self.longest = 0.0  # the longest sweep (seconds)
+
+    # ---------------------------------------------------------------- counting
+
+    def frozen(self, count: int) -> None:
+        """A complete pass froze what exists and `count` objects are frozen: the first one
+        sets the baseline (what is alive once the whole history is checked)."""
+        if self.baseline is None:
+            self.baseline = self.bound = count
+
+    def added(self, objects: int) -> None:
+        """A pass froze at most `objects` more."""
+        if self.bound is not None:
+            self.bound += objects
+
+    def _threshold(self) -> float:
+        assert self.baseline is not None
+        return max(self.baseline * self.growth, self.baseline + self.min_objects)
+
+    def may_be_due(self) -> bool:
+        """Does the upper bound reach the threshold (then an exact count decides)?"""
+        return self.baseline is not None and self.bound is not None and self.bound >= self._threshold()
+
+    def due(self, count: int) -> bool:
+        """`count` objects are frozen (exact): is a sweep due? The bound starts again from it."""
+        self.bound = count
+        return self.baseline is not None and count >= self._threshold()
+
+    def swept(self, count: int, seconds: float) -> None:
+        """After a sweep: what is frozen now is the new baseline."""
+        self.baseline = self.bound = count
+        self.sweeps += 1
+        self.longest = max(self.longest, seconds)
+
+    # ---------------------------------------------------------------- the collector
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Around a pass (core.paused_gc(freeze=True), counted): the collector paused, then
+        what exists frozen; the objects that joins to the permanent generation are added to
+        the bound — those allocated and not freed since the collector last ran (its
+        generation-0 count: frees of older objects lower it too, never below zero, so it
+        never undercounts) and the older generations' (objects that survived an automatic
+        collection since the last freeze)."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if self.bound is not None:
+                self.added(gc.get_count()[0] + len(gc.get_objects(1)) + len(gc.get_objects(2)))
+            gc.freeze()
+            if enabled:
+                gc.enable()
+
+    def check(self) -> float | None:
+        """At an idle moment: count exactly when the bound says a sweep may be due, and sweep
+        when it is. The sweep's duration (seconds), or None when none ran."""
+        if not self.may_be_due():
+            return None
+        self.counts += 1
+        if not self.due(gc.get_freeze_count()):
+            return None
+        return self.sweep()
+
+    def sweep(self) -> float:
+        """Collect everything once (the frozen objects included), then freeze again and
+        count what is frozen (the new baseline); returns how long all that took."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        count = gc.get_freeze_count()
+        seconds = time.perf_counter() - started
+        self.swept(count, seconds)
+        return seconds
