@@ -47,13 +47,14 @@ let status: vscode.StatusBarItem;
 let environments: Environment[] = [];
 let starting: Promise<void> = Promise.resolve();
 let statusTimer: NodeJS.Timeout | undefined;
-/** The Python extension's interpreter (trusted workspaces only): it imports the models. */
-let projectPython: string | undefined;
-/** The settings the running server got at initialize (the server keeps them; see pushSettings). */
-let initSettings: Record<string, unknown> = {};
+/** The interpreter the Python extension selected for each workspace folder (by folder URI;
+ * trusted workspaces only): it imports that folder's models. */
+let interpreters = new Map<string, string>();
 
-function serverSettings(): Record<string, unknown> {
-  const config = vscode.workspace.getConfiguration("migrationLsp");
+/** The settings the server reads, for one workspace folder (its folder-level settings and its
+ * interpreter) or, without one, for the workspace (the first folder's interpreter). */
+function serverSettings(folder?: vscode.WorkspaceFolder): Record<string, unknown> {
+  const config = vscode.workspace.getConfiguration("migrationLsp", folder);
   const out: Record<string, unknown> = {};
   for (const key of SERVER_SETTINGS) {
     const value = config.get(key);
@@ -61,27 +62,32 @@ function serverSettings(): Record<string, unknown> {
       out[key] = value;
     }
   }
-  if (out.python === undefined && projectPython && vscode.workspace.isTrusted) {
-    out.python = projectPython; // the models are imported with the project's interpreter
+  const python = interpreters.get((folder ?? vscode.workspace.workspaceFolders?.[0])?.uri.toString() ?? "");
+  if (out.python === undefined && python && vscode.workspace.isTrusted) {
+    out.python = python; // the models are imported with the project's interpreter
   }
   return out;
 }
 
-/** The interpreter the Python extension selected, when the workspace is trusted (in an untrusted
- * one nothing of the project is imported, and nothing inside it is run). */
-async function refreshProjectPython(): Promise<void> {
-  projectPython = vscode.workspace.isTrusted ? await selectedInterpreter(vscode.workspace.workspaceFolders?.[0]?.uri) : undefined;
+/** The interpreter the Python extension selected for each folder, when the workspace is trusted
+ * (in an untrusted one nothing of the project is imported, and nothing inside it is run). */
+async function refreshInterpreters(): Promise<void> {
+  const found = new Map<string, string>();
+  const api = vscode.workspace.isTrusted ? await pythonExtensionApi() : undefined;
+  for (const folder of api ? vscode.workspace.workspaceFolders ?? [] : []) {
+    const python = await selectedInterpreter(folder.uri, api);
+    if (python) {
+      found.set(folder.uri.toString(), python);
+    }
+  }
+  interpreters = found;
 }
 
-/** Changed settings reach the running server without a restart. The server merges them over
- * what it got at initialize, so a setting given then and removed now needs a restart. */
+/** Changed settings reach the running server without a restart: the server takes them as its
+ * whole configuration (a setting removed is gone), then asks each folder's own
+ * (workspace/configuration with a scopeUri, answered by the middleware below). */
 function pushSettings(): void {
   const settings = serverSettings();
-  if (Object.keys(initSettings).some((key) => settings[key] === undefined)) {
-    output.info("a setting the server started with was removed: restarting it");
-    void restart();
-    return;
-  }
   if (client && client.state === State.Running) {
     output.info(`settings changed: ${JSON.stringify(settings)}`);
     void client.sendNotification(DidChangeConfigurationNotification.type, { settings: { migrationLsp: settings } })
@@ -123,7 +129,7 @@ function notifyError(message: string): void {
 }
 
 async function startClient(): Promise<void> {
-  await refreshProjectPython();
+  await refreshInterpreters();
   discovery = await discoverServer(extensionPath);
   const server = discovery.server;
   if (!server) {
@@ -150,14 +156,17 @@ async function startClient(): Promise<void> {
     return;
   }
   current = server;
-  initSettings = serverSettings();
+  const initSettings = serverSettings();
   output.info(`starting ${[server.command, ...server.args].join(" ")} (${server.source}); ` +
     `trusted workspace: ${vscode.workspace.isTrusted}`);
   if (server.version) {
     output.info(`server: ${server.version}`);
   }
-  if (initSettings.python) {
-    output.info(`models are imported with ${initSettings.python}`);
+  for (const folder of vscode.workspace.workspaceFolders ?? []) {
+    const python = serverSettings(folder).python;
+    if (python) {
+      output.info(`models of ${folder.name} are imported with ${python}`);
+    }
   }
   const serverOptions: ServerOptions = {
     command: server.command,
@@ -174,13 +183,20 @@ async function startClient(): Promise<void> {
     initializationOptions: { trusted: vscode.workspace.isTrusted, settings: initSettings },
     middleware: {
       workspace: {
-        // the server asks for its section: the same settings as pushed (with the models interpreter)
+        // the server asks for its section, once per workspace folder too (scopeUri): the settings
+        // as pushed, with that folder's own settings and models interpreter
         configuration: async (params, token, next) => {
           const answer = await next(params, token);
           if (!Array.isArray(answer)) {
             return answer;
           }
-          return params.items.map((item, i) => (item.section === "migrationLsp" ? serverSettings() : answer[i]));
+          return params.items.map((item, i) => {
+            if (item.section !== "migrationLsp") {
+              return answer[i];
+            }
+            const folder = item.scopeUri ? vscode.workspace.getWorkspaceFolder(vscode.Uri.parse(item.scopeUri)) : undefined;
+            return serverSettings(folder);
+          });
         },
       },
       // the code lens on `revision =` runs the server's showGraph: show what it returns
@@ -474,14 +490,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   );
 
   const python = await pythonExtensionApi();
-  const changed = python?.environments?.onDidChangeActiveEnvironmentPath;
-  if (changed) {
-    context.subscriptions.push(changed(async () => {
-      if (discovery && (discovery.usedPythonExtension || !discovery.server) && !current?.source.startsWith("setting")) {
-        output.info("Python interpreter changed: restarting the server");
+  if (python) {
+    context.subscriptions.push(python.environments.onDidChangeActiveEnvironmentPath(async (e) => {
+      // the server runs on the first folder's interpreter (or the workspace's): a change there
+      // restarts it; another folder's interpreter only imports that folder's models
+      const folder = e.resource && ("uri" in e.resource ? e.resource : vscode.workspace.getWorkspaceFolder(e.resource));
+      const first = vscode.workspace.workspaceFolders?.[0];
+      const runsServer = !folder || !first || folder.uri.toString() === first.uri.toString();
+      if (runsServer && discovery && (discovery.usedPythonExtension || !discovery.server) && !current?.source.startsWith("setting")) {
+        output.info(`Python interpreter changed to ${e.path}: restarting the server`);
         void restart();
       } else {
-        await refreshProjectPython(); // the server's own Python stays: only the models' changes
+        output.info(`Python interpreter of ${folder?.name ?? "the workspace"} changed to ${e.path}`);
+        await refreshInterpreters(); // the server's own Python stays: only the models' changes
         pushSettings();
       }
     }));
