@@ -6,7 +6,7 @@
 //          [--vsix editors/vscode/migration-lsp.vsix] [--server bundled|environment|setting|path|none]
 //          [--screenshot hover.png] [--graph-screenshot graph.png] [--untrusted 1] [--keep 1] [--trace 1]
 //          [--path-prepend DIR] [--user-settings JSON] [--python-ext PYTHON|JSON] [--restart-command JSON]
-//          [--expect multi-root --switch-python PYTHON]
+//          [--expect no-server|multi-root] [--switch-python PYTHON]
 // --workspace is a folder, or a .code-workspace file (a multi-root workspace).
 // code-server's PATH never has this repository's .venv/bin, except in `path` mode.
 // --server bundled: no setting: the extension runs the server it bundles (the default);
@@ -20,6 +20,7 @@
 // --user-settings:  more user settings, as JSON.
 // --python-ext:     install a stand-in for the Python extension (fake-python/) whose selected interpreter is PYTHON
 //                   (or, as JSON {"<folder>": "<interpreter>"}, each folder's own).
+// --expect no-server: the probe only waits for activation and opens --file (what --server none|nopython do);
 // --expect multi-root: the probe checks each folder's model findings instead of the single-folder steps,
 //                   then selects --switch-python for the second folder (in the stand-in).
 // --restart-command: the probe restarts the server by setting migrationLsp.server.command to this (JSON list).

@@ -35,7 +35,8 @@ const CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision";
 /** Settings that choose what runs the server: a change restarts it. */
 const RESTART_SETTINGS = ["server", "importStrategy"];
 /** Settings the server reads: a change is sent with workspace/didChangeConfiguration. */
-const SERVER_SETTINGS = ["select", "ignore", "models", "python", "dialect", "excludeTables"];
+const SERVER_SETTINGS = ["select", "ignore", "models", "python", "dialect", "excludeTables", "baseBranch", "lockHints",
+  "postgresVersion", "verify", "databaseUrl"];
 
 let extensionUri: vscode.Uri;
 let extensionPath: string;
@@ -58,7 +59,10 @@ function serverSettings(folder?: vscode.WorkspaceFolder): Record<string, unknown
   const out: Record<string, unknown> = {};
   for (const key of SERVER_SETTINGS) {
     const value = config.get(key);
-    if (value !== undefined && value !== "" && !(Array.isArray(value) && value.length === 0)) {
+    // only what someone set: a default (lockHints: true) must not override pyproject.toml's setting
+    const info = config.inspect(key);
+    const set = [info?.globalValue, info?.workspaceValue, info?.workspaceFolderValue].some((v) => v !== undefined);
+    if (set && value !== undefined && value !== null && value !== "" && !(Array.isArray(value) && value.length === 0)) {
       out[key] = value;
     }
   }
@@ -97,7 +101,8 @@ function pushSettings(): void {
 
 const EXCLUDE = "**/{node_modules,.venv,venv,.tox,.nox,.git,site-packages}/**";
 
-/** Whether the workspace has an Alembic project (a stray script.py.mako may have activated us). */
+/** Whether the workspace has an Alembic project of its own: the activation events also match
+ * Alembic's templates inside a virtualenv (site-packages/alembic/templates/…/script.py.mako). */
 async function looksLikeAlembicWorkspace(): Promise<boolean> {
   for (const glob of ["**/alembic.ini", "**/script.py.mako"]) {
     if ((await vscode.workspace.findFiles(glob, EXCLUDE, 1)).length) {
@@ -128,7 +133,41 @@ function notifyError(message: string): void {
   });
 }
 
+let alembicWatcher: vscode.FileSystemWatcher | undefined;
+
+/** No Alembic project yet: start the server when an alembic.ini, a script.py.mako or a
+ * `[tool.alembic]` appears (`alembic init`), not before. */
+function startWhenAlembicAppears(): void {
+  if (alembicWatcher) {
+    return;
+  }
+  const watcher = vscode.workspace.createFileSystemWatcher("**/{alembic.ini,script.py.mako,pyproject.toml}", false, false, true);
+  const check = () => void looksLikeAlembicWorkspace().then((found) => {
+    if (found && alembicWatcher === watcher) {
+      stopWatchingForAlembic();
+      output.info("an Alembic project appeared: starting the server");
+      void restart();
+    }
+  });
+  watcher.onDidCreate(check);
+  watcher.onDidChange(check);
+  alembicWatcher = watcher;
+}
+
+function stopWatchingForAlembic(): void {
+  alembicWatcher?.dispose();
+  alembicWatcher = undefined;
+}
+
 async function startClient(): Promise<void> {
+  if (!(await looksLikeAlembicWorkspace())) {
+    current = undefined;
+    output.info("no alembic.ini, script.py.mako or [tool.alembic] in this workspace (virtualenvs and node_modules " +
+      "left out): the server starts when one appears");
+    startWhenAlembicAppears();
+    return;
+  }
+  stopWatchingForAlembic();
   await refreshInterpreters();
   discovery = await discoverServer(extensionPath);
   const server = discovery.server;
@@ -136,10 +175,6 @@ async function startClient(): Promise<void> {
     current = undefined;
     const why = discovery.notes.join(" ");
     output.error(`no language server found. ${why}`);
-    if (!(await looksLikeAlembicWorkspace())) {
-      output.info("no alembic.ini, script.py.mako or [tool.alembic] here: staying quiet");
-      return;
-    }
     if (discovery.noPython) {
       setStatusError("Python 3.10+ not found");
       notifyError(`Migration LSP: no Python 3.10 or newer found to run the language server. ${why} ` +
@@ -466,7 +501,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   output = vscode.window.createOutputChannel("Migration LSP", { log: true });
   status = vscode.window.createStatusBarItem("migrationLsp.heads", vscode.StatusBarAlignment.Left, 10);
   status.name = "Alembic heads";
-  context.subscriptions.push(output, status, { dispose: () => void stopClient() });
+  context.subscriptions.push(output, status, { dispose: () => void stopClient() }, { dispose: stopWatchingForAlembic });
 
   context.subscriptions.push(
     vscode.commands.registerCommand("migrationLsp.restartServer", () => restart()),
