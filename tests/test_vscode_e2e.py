@@ -339,3 +339,57 @@ def test_vscode_stays_idle_without_alembic(vsix: Path, tmp_path: Path):
     assert "the server starts when one appears" in log, log
     assert not [n for n in res["notifications"] if "Migration LSP" in n], res["notifications"]
     assert not any("Alembic" in s or "head" in s for s in res["statusBar"]["end"]), res["statusBar"]
+
+
+def interpreter(dest: Path, module: str) -> Path:
+    """A virtualenv outside every workspace folder with SQLAlchemy (this repository's copy,
+    through a .pth file) and a module `module` that only it has."""
+    subprocess.run([str(VENV_BIN / "python"), "-m", "venv", "--without-pip", str(dest)], check=True, timeout=60)
+    (site,) = (dest / "lib").glob("python3*/site-packages")
+    import sqlalchemy  # noqa: PLC0415  (the test's own interpreter is this repository's .venv)
+
+    (site / "repo_sqlalchemy.pth").write_text(str(Path(sqlalchemy.__file__).parent.parent) + "\n")
+    (site / f"{module}.py").write_text("MARK = 1\n")
+    return dest / "bin" / "python"
+
+
+def test_vscode_multi_root_imports_each_folders_models_with_its_interpreter(vsix: Path, tmp_path: Path):
+    """A multi-root workspace of two Alembic projects whose models import a module only their
+    own interpreter has (the one the Python extension selected for that folder): both folders'
+    models load, each with its interpreter (one interpreter for the workspace cannot import both).
+    Then another interpreter is selected for the second folder: its models are imported anew with
+    it (and fail: M004), without restarting the server, whose own interpreter is the first folder's."""
+    projects, pythons = [], {}
+    for name in ("alpha", "beta"):
+        project = fixture_project(tmp_path / name)
+        models = project / "app" / "models.py"
+        models.write_text(models.read_text() + f"\nimport {name}_only  # noqa: E402,F401  (only this folder's interpreter has it)\n")
+        pythons[str(project)] = str(interpreter(tmp_path / f"{name}-env", f"{name}_only"))
+        projects.append(project)
+    workspace = tmp_path / "two.code-workspace"
+    workspace.write_text(json.dumps({"folders": [{"path": str(p), "name": p.parent.name} for p in projects]}))
+    out = tmp_path / "result.json"
+    head = projects[0] / "migrations" / "versions" / f"{HEAD_B}_add_post_slug.py"
+    cmd = ["node", str(DRIVER), "--workspace", str(workspace), "--file", str(head), "--out", str(out),
+           "--vsix", str(vsix), "--server", "bundled", "--python-ext", json.dumps(pythons), "--expect", "multi-root",
+           "--switch-python", pythons[str(projects[0])]]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"e2e driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
+    res = json.loads(out.read_text())
+    assert "error" not in res, res["error"]
+    assert res["extensionActive"] and res["folders"] == ["alpha", "beta"], res
+    log = res["outputLog"]
+    for project in projects:
+        assert f"models of {project.parent.name} are imported with {pythons[str(project)]}" in log, log
+    # the server runs on the first folder's interpreter (the bundled server, useBundled)
+    assert f"starting {pythons[str(projects[0])]} -I " in log, log
+    for name in ("alpha", "beta"):
+        before = res["before"][name]
+        assert any("app/models.py: M001" in line and "posts.published_at" in line for line in before), res["before"]
+        assert not any(": M004 " in line for line in before), res["before"]
+    # beta's models, now imported with alpha's interpreter, cannot find beta_only
+    after = res["after"]["beta"]
+    assert any(": M004 " in line and "beta_only" in line for line in after), res["after"]
+    assert any("app/models.py: M001" in line for line in res["after"]["alpha"]), res["after"]
+    assert "Python interpreter of beta changed" in log, log
+    assert len(re.findall(r"\[info\] starting ", log)) == 1, log
