@@ -153,6 +153,8 @@ class MigrationServer(LanguageServer):
         self.pull = False
         self.overrides: dict[str, Any] = {}
         self.init_overrides: dict[str, Any] = {}  # from initializationOptions
+        self.folder_overrides: dict[Path, dict[str, Any]] = {}  # a workspace folder's own (scopeUri) settings
+        self.folder_uris: dict[Path, str] = {}  # each root's workspace folder URI, as the client sent it
         self.published: dict[Path, tuple] = {}  # diagnostics last sent (push) or current (pull)
         self.published_states: tuple = ()  # the environment states they came from
         self.roots: list[Path] = []
@@ -432,6 +434,7 @@ def on_initialize(ls: MigrationServer, params: types.InitializeParams) -> None:
     ls.overrides = dict(ls.init_overrides)
     ls.pull = wants_pull(params.capabilities)
     roots = [uri_to_path(f.uri) for f in params.workspace_folders or []]
+    ls.folder_uris = {root: f.uri for root, f in zip(roots, params.workspace_folders or []) if root is not None}
     if not roots and params.root_uri:
         roots = [uri_to_path(params.root_uri)]
     if not roots and params.root_path:
@@ -479,7 +482,7 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     try:
         with paused_gc(freeze=True):
             engine = await asyncio.to_thread(_build_engine, ls.roots, ls.overrides, ls.trusted,
-                                            ls.untrusted_reason)
+                                            ls.untrusted_reason, ls.folder_overrides)
     except Exception:  # noqa: BLE001 - a bug of ours reading the workspace: an empty engine, said in the log
         ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
         engine = Engine([], {}, trusted=ls.trusted)
@@ -505,8 +508,15 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     progress.add_done_callback(indexed)
     ls.spawn(_register_watchers(ls))
     ls.spawn(_poll_git(ls))
-    ls.spawn(_load_configuration(ls))
-    schedule_models(ls)
+    ls.spawn(_configure_then_load_models(ls))
+
+
+async def _configure_then_load_models(ls: MigrationServer) -> None:
+    """The models are imported once the client has said each folder's settings: with the
+    interpreter of their own folder (multi-root), never first with the workspace's."""
+    await _load_configuration(ls)
+    if ls.models_task is None:  # (new settings have started it already)
+        schedule_models(ls)
 
 
 def schedule_models(ls: MigrationServer) -> None:
@@ -589,8 +599,10 @@ async def _verify(ls: MigrationServer) -> None:
             return
 
 
-def _build_engine(roots: list[Path], overrides: dict, trusted: bool, untrusted_reason: str) -> Engine:
-    engine = Engine(roots, overrides, trusted=trusted, untrusted_reason=untrusted_reason)
+def _build_engine(roots: list[Path], overrides: dict, trusted: bool, untrusted_reason: str,
+                  folder_overrides: dict[Path, dict]) -> Engine:
+    engine = Engine(roots, overrides, trusted=trusted, untrusted_reason=untrusted_reason,
+                    folder_overrides=folder_overrides)
     engine.snapshot(quick=True)  # parse + graph: first diagnostics; the schema pass follows
     engine.warm_up()
     return engine
@@ -630,30 +642,44 @@ async def _register_watchers(ls: MigrationServer) -> None:
 
 
 async def _load_configuration(ls: MigrationServer) -> None:
+    """The section once without a scope, then once per workspace folder (scopeUri): in a
+    multi-root workspace each folder may have its own settings, such as the interpreter that
+    imports its models (VS Code: the one selected in the Python extension for that folder)."""
     caps = ls.client_capabilities
     if not (caps.workspace and caps.workspace.configuration):
         return
+    folders = [(root, uri) for root, uri in ls.folder_uris.items() if root in ls.roots]
+    items = [types.ConfigurationItem(section=CONFIG_SECTION)]
+    items += [types.ConfigurationItem(scope_uri=uri, section=CONFIG_SECTION) for _, uri in folders]
     try:
-        result = await ask_client(ls.workspace_configuration_async(
-            types.ConfigurationParams(items=[types.ConfigurationItem(section=CONFIG_SECTION)])))
+        result = await ask_client(ls.workspace_configuration_async(types.ConfigurationParams(items=items)))
     except CLIENT_ERRORS:
         return
-    _apply_settings(ls, result[0] if result else None)
+    result = list(result) if isinstance(result, (list, tuple)) else []
+    scoped = {root: answer for (root, _), answer in zip(folders, result[1:])}
+    _apply_settings(ls, result[0] if result else None, scoped)
 
 
-def _apply_settings(ls: MigrationServer, settings: Any) -> None:
+def _apply_settings(ls: MigrationServer, settings: Any, scoped: dict[Path, Any] | None = None) -> None:
     """New settings rescan the workspace and reload the models; the same ones again (Neovim
     sends them at start, clients repeat them) change nothing. A settings object from the
     client is the whole current configuration: it replaces the one sent at initialize (a
     setting removed since is gone); no object at all (a client without such a section) keeps
-    the initialize ones."""
+    the initialize ones. `scoped` holds each folder's answer: what differs from `settings`
+    applies to that folder only (without it, the folders keep what they had)."""
     overrides = _settings(settings) if isinstance(settings, dict) else dict(ls.init_overrides)
     if isinstance(settings, dict):
         ls.verifier.configure(settings)
-    if overrides != (ls.engine.overrides if ls.engine else ls.overrides):
+    folders = ls.folder_overrides if scoped is None else {
+        root: own for root, raw in scoped.items()
+        if (own := {k: v for k, v in _settings(raw).items() if overrides.get(k) != v})}
+    engine = ls.engine
+    if (overrides, folders) != ((engine.overrides, engine.folder_overrides) if engine else
+                                (ls.overrides, ls.folder_overrides)):
         ls.overrides = overrides
-        if ls.engine:
-            ls.engine.rescan(overrides)
+        ls.folder_overrides = folders
+        if engine:
+            engine.rescan(overrides, folders)
             ls.refresh()
             schedule_models(ls)
 

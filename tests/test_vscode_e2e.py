@@ -102,10 +102,12 @@ def project_venv(project: Path) -> Path:
 
 def run_vscode(project: Path, vsix: Path, out: Path, server: str, screenshot: Path | None = None,
                untrusted: bool = False, path_prepend: Path | None = None, python_ext: Path | None = None,
-               restart_command: list[str] | None = None) -> dict:
+               restart_command: list[str] | None = None, user_settings: dict | None = None) -> dict:
     head = project / "migrations" / "versions" / f"{HEAD_B}_add_post_slug.py"
     cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(head), "--out", str(out),
            "--vsix", str(vsix), "--server", server]
+    if user_settings:
+        cmd += ["--user-settings", json.dumps(user_settings)]
     if screenshot:
         cmd += ["--screenshot", str(screenshot)]
     if untrusted:
@@ -159,6 +161,8 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     # a stand-in for the Python extension: its selected interpreter (see the module docstring)
     python_ext = {"bundled": None, "untrusted-bundled": venv_python, "environment": VENV_BIN / "python"}[mode]
     restart_command = [str(VENV_BIN / "python")] if mode == "environment" else None
+    # a setting the server starts with and the probe then removes: pushed like any other (no restart)
+    user_settings = {"migrationLsp.ignore": ["S005"]} if mode == "environment" else None
     if mode == "bundled":  # a git checkout whose base branch (origin/main) has the fixture's revisions
         git_base(project)
     if untrusted:
@@ -177,7 +181,7 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     try:
         res = run_vscode(project, vsix, tmp_path / "result.json", "environment" if mode == "environment" else "bundled",
                          screenshot, untrusted=untrusted, path_prepend=path_prepend, python_ext=python_ext,
-                         restart_command=restart_command)
+                         restart_command=restart_command, user_settings=user_settings)
     finally:
         # no workspace module was imported, no workspace interpreter ran: not by the server, not by a probe
         # (checked first: a server replaced by a look-alike also makes the session fail)
@@ -192,7 +196,7 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
         assert f"server: migration-lsp {__version__} (from {python})" in log, log
         assert f"starting {python} -I -m migration_lsp serve (setting migrationLsp.server.command)" in log, log
         # the Python extension's interpreter imports the models (the server is told so)
-        assert f"models are imported with {python}" in log, log
+        assert f"models of blog are imported with {python}" in log, log
     else:
         # migration-lsp is installed nowhere code-server can see: only the .vsix brings it
         env = bare_path(res["extensionHostPath"], project)
@@ -262,7 +266,8 @@ def test_vscode_extension_in_real_vscode(mode: str, vsix: Path, tmp_path: Path):
     # "M" removes the model diagnostics, clearing it restores them
     assert res["modelCodesIgnored"] == [], res["modelCodesIgnored"]
     assert res["modelCodesRestored"], res
-    # started at activation and by the restart only
+    # started at activation and by the restart only (environment: also after removing the
+    # `ignore` it started with)
     assert len(re.findall(r"\[info\] starting ", log)) == 2, log
     assert "settings changed" in log, log
     # "Migration LSP: Restart server" brings every feature back
@@ -303,20 +308,88 @@ def test_vscode_without_python_says_so(vsix: Path, tmp_path: Path):
     assert "no python3 on PATH" in res["outputLog"], res["outputLog"]
 
 
-def test_vscode_stays_inactive_without_alembic(vsix: Path, tmp_path: Path):
-    """A Python project with a pyproject.toml but no Alembic environment does not activate the
-    extension (it used to, on any pyproject.toml): no server, no status item, no notification."""
+def test_vscode_stays_idle_without_alembic(vsix: Path, tmp_path: Path):
+    """A Python project with a pyproject.toml but no Alembic environment of its own: it used to
+    activate the extension on any pyproject.toml. Its .venv holds Alembic (a dependency's
+    dependency), whose templates include a script.py.mako, which VS Code's activation event
+    `workspaceContains:**/script.py.mako` matches: the extension activates, but runs no
+    server, shows no status item and no notification."""
     project = tmp_path / "plain"
     (project / "pkg").mkdir(parents=True)
     (project / "pyproject.toml").write_text('[project]\nname = "plain"\nversion = "1.0"\n\n[tool.ruff]\nline-length = 100\n')
     (project / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    import alembic  # noqa: PLC0415  (the real package's templates, as pip installs them)
+
+    site = project / ".venv" / "lib" / "python3.11" / "site-packages"
+    shutil.copytree(Path(alembic.__file__).parent / "templates", site / "alembic" / "templates")
+    assert list(site.glob("alembic/templates/*/script.py.mako"))
+    # only these two events activate it: no pyproject.toml, no Python file
+    manifest = json.loads((EXTENSION / "package.json").read_text())
+    assert manifest["activationEvents"] == ["workspaceContains:**/alembic.ini", "workspaceContains:**/script.py.mako"]
     out = tmp_path / "result.json"
     cmd = ["node", str(DRIVER), "--workspace", str(project), "--file", str(project / "pkg" / "__init__.py"),
-           "--out", str(out), "--vsix", str(vsix), "--server", "none"]
+           "--out", str(out), "--vsix", str(vsix), "--server", "bundled", "--expect", "no-server"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-6000:]
     res = json.loads(out.read_text())
-    assert "error" not in res, res["error"]
-    assert res["extensionInstalled"] and res["extensionActive"] is False, res
+    # activated by the template in .venv (the premise), and nothing started
+    assert res["extensionInstalled"] and res["extensionActive"], res
+    log = res["outputLog"]
+    assert "starting" not in log, log
+    assert "the server starts when one appears" in log, log
     assert not [n for n in res["notifications"] if "Migration LSP" in n], res["notifications"]
-    assert not any("Alembic" in s for s in res["statusBar"]["end"]), res["statusBar"]
+    assert not any("Alembic" in s or "head" in s for s in res["statusBar"]["end"]), res["statusBar"]
+
+
+def interpreter(dest: Path, module: str) -> Path:
+    """A virtualenv outside every workspace folder with SQLAlchemy (this repository's copy,
+    through a .pth file) and a module `module` that only it has."""
+    subprocess.run([str(VENV_BIN / "python"), "-m", "venv", "--without-pip", str(dest)], check=True, timeout=60)
+    (site,) = (dest / "lib").glob("python3*/site-packages")
+    import sqlalchemy  # noqa: PLC0415  (the test's own interpreter is this repository's .venv)
+
+    (site / "repo_sqlalchemy.pth").write_text(str(Path(sqlalchemy.__file__).parent.parent) + "\n")
+    (site / f"{module}.py").write_text("MARK = 1\n")
+    return dest / "bin" / "python"
+
+
+def test_vscode_multi_root_imports_each_folders_models_with_its_interpreter(vsix: Path, tmp_path: Path):
+    """A multi-root workspace of two Alembic projects whose models import a module only their
+    own interpreter has (the one the Python extension selected for that folder): both folders'
+    models load, each with its interpreter (one interpreter for the workspace cannot import both).
+    Then another interpreter is selected for the second folder: its models are imported anew with
+    it (and fail: M004), without restarting the server, whose own interpreter is the first folder's."""
+    projects, pythons = [], {}
+    for name in ("alpha", "beta"):
+        project = fixture_project(tmp_path / name)
+        models = project / "app" / "models.py"
+        models.write_text(models.read_text() + f"\nimport {name}_only  # noqa: E402,F401  (only this folder's interpreter has it)\n")
+        pythons[str(project)] = str(interpreter(tmp_path / f"{name}-env", f"{name}_only"))
+        projects.append(project)
+    workspace = tmp_path / "two.code-workspace"
+    workspace.write_text(json.dumps({"folders": [{"path": str(p), "name": p.parent.name} for p in projects]}))
+    out = tmp_path / "result.json"
+    head = projects[0] / "migrations" / "versions" / f"{HEAD_B}_add_post_slug.py"
+    cmd = ["node", str(DRIVER), "--workspace", str(workspace), "--file", str(head), "--out", str(out),
+           "--vsix", str(vsix), "--server", "bundled", "--python-ext", json.dumps(pythons), "--expect", "multi-root",
+           "--switch-python", pythons[str(projects[0])]]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=330, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"e2e driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
+    res = json.loads(out.read_text())
+    assert "error" not in res, res["error"]
+    assert res["extensionActive"] and res["folders"] == ["alpha", "beta"], res
+    log = res["outputLog"]
+    for project in projects:
+        assert f"models of {project.parent.name} are imported with {pythons[str(project)]}" in log, log
+    # the server runs on the first folder's interpreter (the bundled server, useBundled)
+    assert f"starting {pythons[str(projects[0])]} -I " in log, log
+    for name in ("alpha", "beta"):
+        before = res["before"][name]
+        assert any("app/models.py: M001" in line and "posts.published_at" in line for line in before), res["before"]
+        assert not any(": M004 " in line for line in before), res["before"]
+    # beta's models, now imported with alpha's interpreter, cannot find beta_only
+    after = res["after"]["beta"]
+    assert any(": M004 " in line and "beta_only" in line for line in after), res["after"]
+    assert any("app/models.py: M001" in line for line in res["after"]["alpha"]), res["after"]
+    assert "Python interpreter of beta changed" in log, log
+    assert len(re.findall(r"\[info\] starting ", log)) == 1, log

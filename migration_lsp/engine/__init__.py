@@ -84,15 +84,23 @@ def _outermost(roots: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(r for r in unique if not any(o != r and r.is_relative_to(o) for o in unique))
 
 
+def _by_root(folder_overrides: dict[Path, dict] | None) -> dict[Path, dict]:
+    """One workspace folder's own settings (an editor's folder-level ones, e.g. the interpreter
+    selected for that folder of a multi-root workspace), keyed like `Engine.roots`."""
+    return {Path(root).resolve(): dict(values) for root, values in (folder_overrides or {}).items() if values}
+
+
 class Engine:
     """Session state for one or more workspace roots."""
 
     UNTRUSTED = "the workspace is not trusted (no project code is run)"
 
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
-                 untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False) -> None:
+                 untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False,
+                 folder_overrides: dict[Path, dict] | None = None) -> None:
         self.roots = _outermost(Path(r).resolve() for r in roots)
         self.overrides = dict(overrides or {})
+        self.folder_overrides = _by_root(folder_overrides)
         self.trusted = trusted
         self.untrusted_reason = untrusted_reason
         self.stores: dict[Path, Store] = {root: Store.for_root(root) if cache else Store(None)
@@ -132,12 +140,15 @@ class Engine:
 
     # ---------------------------------------------------------------- changes
 
-    def rescan(self, overrides: dict | None = None) -> None:
+    def rescan(self, overrides: dict | None = None, folder_overrides: dict[Path, dict] | None = None) -> None:
         """Discover environments again (new config, created or deleted files)."""
         if overrides is not None:
             self.overrides = dict(overrides)
             self.graphs.set_overrides(self.overrides)
-        self.discoveries = tuple(discover_cached(root, self.overrides, self.stores[root]) for root in self.roots)
+        if folder_overrides is not None:
+            self.folder_overrides = _by_root(folder_overrides)
+        self.discoveries = tuple(discover_cached(root, {**self.overrides, **self.folder_overrides.get(root, {})},
+                                                 self.stores[root]) for root in self.roots)
         self._changed()
         self._states.clear()
 

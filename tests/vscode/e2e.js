@@ -5,7 +5,9 @@
 // usage: node tests/vscode/e2e.js --workspace DIR --file HEAD.py --out RESULT.json
 //          [--vsix editors/vscode/migration-lsp.vsix] [--server bundled|environment|setting|path|none]
 //          [--screenshot hover.png] [--graph-screenshot graph.png] [--untrusted 1] [--keep 1] [--trace 1]
-//          [--path-prepend DIR] [--user-settings JSON] [--python-ext PYTHON] [--restart-command JSON]
+//          [--path-prepend DIR] [--user-settings JSON] [--python-ext PYTHON|JSON] [--restart-command JSON]
+//          [--expect no-server|multi-root] [--switch-python PYTHON]
+// --workspace is a folder, or a .code-workspace file (a multi-root workspace).
 // code-server's PATH never has this repository's .venv/bin, except in `path` mode.
 // --server bundled: no setting: the extension runs the server it bundles (the default);
 // --server environment: importStrategy fromEnvironment: the Python extension's interpreter (see --python-ext) runs it;
@@ -16,7 +18,11 @@
 // --untrusted 1:    workspace trust on and the folder not trusted (restricted mode).
 // --path-prepend:   a directory put first on code-server's PATH (e.g. a workspace's .venv/bin).
 // --user-settings:  more user settings, as JSON.
-// --python-ext:     install a stand-in for the Python extension (fake-python/) whose selected interpreter is PYTHON.
+// --python-ext:     install a stand-in for the Python extension (fake-python/) whose selected interpreter is PYTHON
+//                   (or, as JSON {"<folder>": "<interpreter>"}, each folder's own).
+// --expect no-server: the probe only waits for activation and opens --file (what --server none|nopython do);
+// --expect multi-root: the probe checks each folder's model findings instead of the single-folder steps,
+//                   then selects --switch-python for the second folder (in the stand-in).
 // --restart-command: the probe restarts the server by setting migrationLsp.server.command to this (JSON list).
 // The extension's output (a LogOutputChannel, written to code-server's logs) is returned as `outputLog`.
 // Prints the probe's JSON plus status-bar texts; exit 0 when the probe wrote a result (assertions are
@@ -107,6 +113,8 @@ const t0 = Date.now();
   log("extensions installed");
 
   const untrusted = !!args.untrusted;
+  // one interpreter, or {"<folder>": "<interpreter>"} for a multi-root workspace
+  const pythonExt = (args["python-ext"] || "").startsWith("{") ? args["python-ext"] : abs(args["python-ext"]) || "";
   const settings = {
     "workbench.startupEditor": "none", "security.workspace.trust.enabled": untrusted,
     "security.workspace.trust.startupPrompt": "never", "security.workspace.trust.banner": "never",
@@ -136,7 +144,8 @@ const t0 = Date.now();
     ...(untrusted ? [] : ["--disable-workspace-trust"]),
   ], {
     env: { ...env, MIGRATION_LSP_E2E_OUT: out, MIGRATION_LSP_E2E_FILE: file, MIGRATION_LSP_E2E_SYNC: sync,
-      MIGRATION_LSP_E2E_EXPECT: ["none", "nopython"].includes(serverMode) ? "no-server" : "", MIGRATION_LSP_E2E_PYTHON: abs(args["python-ext"]) || "",
+      MIGRATION_LSP_E2E_EXPECT: ["none", "nopython"].includes(serverMode) ? "no-server" : args.expect || "", MIGRATION_LSP_E2E_PYTHON: pythonExt,
+      MIGRATION_LSP_E2E_SWITCH: abs(args["switch-python"]) || "",
       MIGRATION_LSP_E2E_RESTART_COMMAND: args["restart-command"] || "" },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -156,7 +165,9 @@ const t0 = Date.now();
         "--disable-component-update", "--disable-sync"],
     });
     const page = await browser.newPage({ viewport: { width: 1100, height: 640 } });
-    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(folder)}`);
+    // a .code-workspace file opens a multi-root workspace
+    const kind = folder.endsWith(".code-workspace") ? "workspace" : "folder";
+    await page.goto(`http://127.0.0.1:${port}/?${kind}=${encodeURIComponent(folder)}`);
     const notifications = [];
     const notificationTexts = async () =>
       (await page.locator(".notification-list-item-message").allInnerTexts()).map((s) => s.trim());

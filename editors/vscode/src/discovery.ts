@@ -14,6 +14,7 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as vscode from "vscode";
+import { EnvironmentPath, PythonExtension, Resource } from "@vscode/python-extension";
 
 export interface ServerCommand {
   command: string;
@@ -155,40 +156,36 @@ function run(command: string, args: string[], cwd: string, timeoutMs = 15000): P
   });
 }
 
-interface PythonExtensionApi {
-  environments?: {
-    getActiveEnvironmentPath(resource?: vscode.Uri): { id: string; path: string } | undefined;
-    resolveEnvironment(env: { id: string; path: string } | string): Promise<
-      { executable?: { uri?: vscode.Uri } } | undefined
-    >;
-    onDidChangeActiveEnvironmentPath?: vscode.Event<unknown>;
-  };
-}
-
-export async function pythonExtensionApi(): Promise<PythonExtensionApi | undefined> {
-  const ext = vscode.extensions.getExtension<PythonExtensionApi>("ms-python.python");
-  if (!ext) {
-    return undefined;
-  }
+/** The Python extension's API (the typed `@vscode/python-extension` facade), or undefined when
+ * the extension is not installed, is disabled, fails to activate, or is too old to have the
+ * environments API: every caller then falls back to what it finds without it. */
+export async function pythonExtensionApi(): Promise<PythonExtension | undefined> {
   try {
-    const api = ext.isActive ? ext.exports : await ext.activate();
+    const api = await PythonExtension.api(); // throws when the extension is not installed
     return api?.environments ? api : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** The interpreter selected in the Python extension, when there is one. */
-export async function selectedInterpreter(folder?: vscode.Uri): Promise<string | undefined> {
-  const api = await pythonExtensionApi();
-  const envs = api?.environments;
-  const active = envs?.getActiveEnvironmentPath(folder);
-  if (!envs || !active) {
+/** The interpreter selected in the Python extension for `resource` (a file or a workspace
+ * folder: in a multi-root workspace each folder has its own), when there is one. */
+export async function selectedInterpreter(resource?: Resource, api?: PythonExtension): Promise<string | undefined> {
+  const envs = (api ?? (await pythonExtensionApi()))?.environments;
+  if (!envs) {
+    return undefined;
+  }
+  let active: EnvironmentPath | undefined;
+  try {
+    active = envs.getActiveEnvironmentPath(resource);
+  } catch {
+    return undefined;
+  }
+  if (!active) {
     return undefined;
   }
   try {
-    const resolved = await envs.resolveEnvironment(active);
-    const exe = resolved?.executable?.uri?.fsPath;
+    const exe = (await envs.resolveEnvironment(active))?.executable.uri?.fsPath;
     if (exe) {
       return exe;
     }

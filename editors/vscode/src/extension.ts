@@ -35,7 +35,8 @@ const CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision";
 /** Settings that choose what runs the server: a change restarts it. */
 const RESTART_SETTINGS = ["server", "importStrategy"];
 /** Settings the server reads: a change is sent with workspace/didChangeConfiguration. */
-const SERVER_SETTINGS = ["select", "ignore", "models", "python", "dialect", "excludeTables"];
+const SERVER_SETTINGS = ["select", "ignore", "models", "python", "dialect", "excludeTables", "baseBranch", "lockHints",
+  "postgresVersion", "verify", "databaseUrl"];
 
 let extensionUri: vscode.Uri;
 let extensionPath: string;
@@ -47,41 +48,50 @@ let status: vscode.StatusBarItem;
 let environments: Environment[] = [];
 let starting: Promise<void> = Promise.resolve();
 let statusTimer: NodeJS.Timeout | undefined;
-/** The Python extension's interpreter (trusted workspaces only): it imports the models. */
-let projectPython: string | undefined;
-/** The settings the running server got at initialize (the server keeps them; see pushSettings). */
-let initSettings: Record<string, unknown> = {};
+/** The interpreter the Python extension selected for each workspace folder (by folder URI;
+ * trusted workspaces only): it imports that folder's models. */
+let interpreters = new Map<string, string>();
 
-function serverSettings(): Record<string, unknown> {
-  const config = vscode.workspace.getConfiguration("migrationLsp");
+/** The settings the server reads, for one workspace folder (its folder-level settings and its
+ * interpreter) or, without one, for the workspace (the first folder's interpreter). */
+function serverSettings(folder?: vscode.WorkspaceFolder): Record<string, unknown> {
+  const config = vscode.workspace.getConfiguration("migrationLsp", folder);
   const out: Record<string, unknown> = {};
   for (const key of SERVER_SETTINGS) {
     const value = config.get(key);
-    if (value !== undefined && value !== "" && !(Array.isArray(value) && value.length === 0)) {
+    // only what someone set: a default (lockHints: true) must not override pyproject.toml's setting
+    const info = config.inspect(key);
+    const set = [info?.globalValue, info?.workspaceValue, info?.workspaceFolderValue].some((v) => v !== undefined);
+    if (set && value !== undefined && value !== null && value !== "" && !(Array.isArray(value) && value.length === 0)) {
       out[key] = value;
     }
   }
-  if (out.python === undefined && projectPython && vscode.workspace.isTrusted) {
-    out.python = projectPython; // the models are imported with the project's interpreter
+  const python = interpreters.get((folder ?? vscode.workspace.workspaceFolders?.[0])?.uri.toString() ?? "");
+  if (out.python === undefined && python && vscode.workspace.isTrusted) {
+    out.python = python; // the models are imported with the project's interpreter
   }
   return out;
 }
 
-/** The interpreter the Python extension selected, when the workspace is trusted (in an untrusted
- * one nothing of the project is imported, and nothing inside it is run). */
-async function refreshProjectPython(): Promise<void> {
-  projectPython = vscode.workspace.isTrusted ? await selectedInterpreter(vscode.workspace.workspaceFolders?.[0]?.uri) : undefined;
+/** The interpreter the Python extension selected for each folder, when the workspace is trusted
+ * (in an untrusted one nothing of the project is imported, and nothing inside it is run). */
+async function refreshInterpreters(): Promise<void> {
+  const found = new Map<string, string>();
+  const api = vscode.workspace.isTrusted ? await pythonExtensionApi() : undefined;
+  for (const folder of api ? vscode.workspace.workspaceFolders ?? [] : []) {
+    const python = await selectedInterpreter(folder.uri, api);
+    if (python) {
+      found.set(folder.uri.toString(), python);
+    }
+  }
+  interpreters = found;
 }
 
-/** Changed settings reach the running server without a restart. The server merges them over
- * what it got at initialize, so a setting given then and removed now needs a restart. */
+/** Changed settings reach the running server without a restart: the server takes them as its
+ * whole configuration (a setting removed is gone), then asks each folder's own
+ * (workspace/configuration with a scopeUri, answered by the middleware below). */
 function pushSettings(): void {
   const settings = serverSettings();
-  if (Object.keys(initSettings).some((key) => settings[key] === undefined)) {
-    output.info("a setting the server started with was removed: restarting it");
-    void restart();
-    return;
-  }
   if (client && client.state === State.Running) {
     output.info(`settings changed: ${JSON.stringify(settings)}`);
     void client.sendNotification(DidChangeConfigurationNotification.type, { settings: { migrationLsp: settings } })
@@ -91,7 +101,8 @@ function pushSettings(): void {
 
 const EXCLUDE = "**/{node_modules,.venv,venv,.tox,.nox,.git,site-packages}/**";
 
-/** Whether the workspace has an Alembic project (a stray script.py.mako may have activated us). */
+/** Whether the workspace has an Alembic project of its own: the activation events also match
+ * Alembic's templates inside a virtualenv (site-packages/alembic/templates/…/script.py.mako). */
 async function looksLikeAlembicWorkspace(): Promise<boolean> {
   for (const glob of ["**/alembic.ini", "**/script.py.mako"]) {
     if ((await vscode.workspace.findFiles(glob, EXCLUDE, 1)).length) {
@@ -122,18 +133,48 @@ function notifyError(message: string): void {
   });
 }
 
+let alembicWatcher: vscode.FileSystemWatcher | undefined;
+
+/** No Alembic project yet: start the server when an alembic.ini, a script.py.mako or a
+ * `[tool.alembic]` appears (`alembic init`), not before. */
+function startWhenAlembicAppears(): void {
+  if (alembicWatcher) {
+    return;
+  }
+  const watcher = vscode.workspace.createFileSystemWatcher("**/{alembic.ini,script.py.mako,pyproject.toml}", false, false, true);
+  const check = () => void looksLikeAlembicWorkspace().then((found) => {
+    if (found && alembicWatcher === watcher) {
+      stopWatchingForAlembic();
+      output.info("an Alembic project appeared: starting the server");
+      void restart();
+    }
+  });
+  watcher.onDidCreate(check);
+  watcher.onDidChange(check);
+  alembicWatcher = watcher;
+}
+
+function stopWatchingForAlembic(): void {
+  alembicWatcher?.dispose();
+  alembicWatcher = undefined;
+}
+
 async function startClient(): Promise<void> {
-  await refreshProjectPython();
+  if (!(await looksLikeAlembicWorkspace())) {
+    current = undefined;
+    output.info("no alembic.ini, script.py.mako or [tool.alembic] in this workspace (virtualenvs and node_modules " +
+      "left out): the server starts when one appears");
+    startWhenAlembicAppears();
+    return;
+  }
+  stopWatchingForAlembic();
+  await refreshInterpreters();
   discovery = await discoverServer(extensionPath);
   const server = discovery.server;
   if (!server) {
     current = undefined;
     const why = discovery.notes.join(" ");
     output.error(`no language server found. ${why}`);
-    if (!(await looksLikeAlembicWorkspace())) {
-      output.info("no alembic.ini, script.py.mako or [tool.alembic] here: staying quiet");
-      return;
-    }
     if (discovery.noPython) {
       setStatusError("Python 3.10+ not found");
       notifyError(`Migration LSP: no Python 3.10 or newer found to run the language server. ${why} ` +
@@ -150,14 +191,17 @@ async function startClient(): Promise<void> {
     return;
   }
   current = server;
-  initSettings = serverSettings();
+  const initSettings = serverSettings();
   output.info(`starting ${[server.command, ...server.args].join(" ")} (${server.source}); ` +
     `trusted workspace: ${vscode.workspace.isTrusted}`);
   if (server.version) {
     output.info(`server: ${server.version}`);
   }
-  if (initSettings.python) {
-    output.info(`models are imported with ${initSettings.python}`);
+  for (const folder of vscode.workspace.workspaceFolders ?? []) {
+    const python = serverSettings(folder).python;
+    if (python) {
+      output.info(`models of ${folder.name} are imported with ${python}`);
+    }
   }
   const serverOptions: ServerOptions = {
     command: server.command,
@@ -174,13 +218,20 @@ async function startClient(): Promise<void> {
     initializationOptions: { trusted: vscode.workspace.isTrusted, settings: initSettings },
     middleware: {
       workspace: {
-        // the server asks for its section: the same settings as pushed (with the models interpreter)
+        // the server asks for its section, once per workspace folder too (scopeUri): the settings
+        // as pushed, with that folder's own settings and models interpreter
         configuration: async (params, token, next) => {
           const answer = await next(params, token);
           if (!Array.isArray(answer)) {
             return answer;
           }
-          return params.items.map((item, i) => (item.section === "migrationLsp" ? serverSettings() : answer[i]));
+          return params.items.map((item, i) => {
+            if (item.section !== "migrationLsp") {
+              return answer[i];
+            }
+            const folder = item.scopeUri ? vscode.workspace.getWorkspaceFolder(vscode.Uri.parse(item.scopeUri)) : undefined;
+            return serverSettings(folder);
+          });
         },
       },
       // the code lens on `revision =` runs the server's showGraph: show what it returns
@@ -450,7 +501,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   output = vscode.window.createOutputChannel("Migration LSP", { log: true });
   status = vscode.window.createStatusBarItem("migrationLsp.heads", vscode.StatusBarAlignment.Left, 10);
   status.name = "Alembic heads";
-  context.subscriptions.push(output, status, { dispose: () => void stopClient() });
+  context.subscriptions.push(output, status, { dispose: () => void stopClient() }, { dispose: stopWatchingForAlembic });
 
   context.subscriptions.push(
     vscode.commands.registerCommand("migrationLsp.restartServer", () => restart()),
@@ -474,14 +525,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   );
 
   const python = await pythonExtensionApi();
-  const changed = python?.environments?.onDidChangeActiveEnvironmentPath;
-  if (changed) {
-    context.subscriptions.push(changed(async () => {
-      if (discovery && (discovery.usedPythonExtension || !discovery.server) && !current?.source.startsWith("setting")) {
-        output.info("Python interpreter changed: restarting the server");
+  if (python) {
+    context.subscriptions.push(python.environments.onDidChangeActiveEnvironmentPath(async (e) => {
+      // the server runs on the first folder's interpreter (or the workspace's): a change there
+      // restarts it; another folder's interpreter only imports that folder's models
+      const folder = e.resource && ("uri" in e.resource ? e.resource : vscode.workspace.getWorkspaceFolder(e.resource));
+      const first = vscode.workspace.workspaceFolders?.[0];
+      const runsServer = !folder || !first || folder.uri.toString() === first.uri.toString();
+      if (runsServer && discovery && (discovery.usedPythonExtension || !discovery.server) && !current?.source.startsWith("setting")) {
+        output.info(`Python interpreter changed to ${e.path}: restarting the server`);
         void restart();
       } else {
-        await refreshProjectPython(); // the server's own Python stays: only the models' changes
+        output.info(`Python interpreter of ${folder?.name ?? "the workspace"} changed to ${e.path}`);
+        await refreshInterpreters(); // the server's own Python stays: only the models' changes
         pushSettings();
       }
     }));

@@ -37,6 +37,27 @@ async function handshake(name, timeoutMs = 15000) {
   await until(() => fs.existsSync(path.join(dir, `${name}.done`)), timeoutMs);
 }
 
+/** A multi-root workspace: each folder's models are imported with the interpreter selected for
+ * that folder; then another one is selected for the second folder ($MIGRATION_LSP_E2E_SWITCH). */
+async function multiRoot(res, step) {
+  const codeOf = (d) => String(d.code && d.code.value !== undefined ? d.code.value : d.code);
+  const folders = vscode.workspace.workspaceFolders || [];
+  res.folders = folders.map((f) => f.name);
+  const findings = (folder) => vscode.languages.getDiagnostics()
+    .filter(([u]) => u.fsPath.startsWith(folder.uri.fsPath + path.sep))
+    .flatMap(([u, ds]) => ds.map((d) => `${path.relative(folder.uri.fsPath, u.fsPath)}: ${codeOf(d)} ${d.message}`));
+  const all = () => Object.fromEntries(folders.map((f) => [f.name, findings(f)]));
+  const models = (lines) => lines.some((l) => /: M00\d /.test(l));
+  await until(() => folders.length > 1 && folders.every((f) => models(findings(f))), 90000);
+  res.before = all();
+  step("models");
+  const second = folders[1];
+  await vscode.commands.executeCommand("fakePython.select", second.uri.fsPath, process.env.MIGRATION_LSP_E2E_SWITCH);
+  await until(() => findings(second).some((l) => /: M004 /.test(l)), 60000);
+  res.after = all();
+  step("switched");
+}
+
 async function run() {
   const out = process.env.MIGRATION_LSP_E2E_OUT;
   const target = process.env.MIGRATION_LSP_E2E_FILE;
@@ -49,6 +70,10 @@ async function run() {
     // activation must come from the extension's own activation events (workspaceContains:**/alembic.ini)
     res.extensionActive = !!(await until(() => ext && ext.isActive, 20000));
     step("active");
+    if (process.env.MIGRATION_LSP_E2E_EXPECT === "multi-root") {
+      await multiRoot(res, step);
+      throw Object.assign(new Error("done"), { expected: true });
+    }
     if (process.env.MIGRATION_LSP_E2E_EXPECT === "no-server") {
       // nothing to find the server with: the extension must say so (the driver reads the notification)
       await vscode.window.showTextDocument(vscode.Uri.file(target));
