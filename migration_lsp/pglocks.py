@@ -593,18 +593,23 @@ class _Context:
     def not_null_checked(self, key: str, column: str) -> bool:
         """Does a valid CHECK (column IS NOT NULL) of table `key` prove the column has no NULL?"""
         table = self.table(key)
+        checks = [c for c, _ in table.constraints if isinstance(c, sa.CheckConstraint)] if table is not None else []
+        if not checks:
+            return False
         pattern = re.compile(rf"\(*\s*\"?{re.escape(column)}\"?\s+IS\s+NOT\s+NULL\s*\)*", re.IGNORECASE)
-        return table is not None and any(
-            isinstance(c, sa.CheckConstraint) and not c.dialect_options["postgresql"].get("not_valid")
-            and pattern.fullmatch(str(c.sqltext).strip()) for c, _ in table.constraints)
+        return any(not c.dialect_options["postgresql"].get("not_valid") and pattern.fullmatch(str(c.sqltext).strip())
+                   for c in checks)
 
     def checks_column(self, key: str, column: str) -> bool | None:
         """Does a CHECK constraint of table `key` mention `column`? None: not known."""
         table = self.table(key)
         if table is None:
             return None
+        checks = [c for c, _ in table.constraints if isinstance(c, sa.CheckConstraint)]
+        if not checks:
+            return False
         word = re.compile(rf"\b{re.escape(column)}\b")
-        return any(isinstance(c, sa.CheckConstraint) and word.search(str(c.sqltext)) for c, _ in table.constraints)
+        return any(word.search(str(c.sqltext)) for c in checks)
 
     def index_table(self, name: str) -> str | None:
         if self.state is None:
@@ -962,11 +967,21 @@ def _sa_type_key(type_: Any) -> tuple[str, tuple[int, ...], bool] | None:
         return None
     try:
         spelled = sa.types.to_instance(type_).compile(dialect=_PG_DIALECT)
+    except Exception:  # noqa: BLE001 - SQLAlchemy compiling a project type: unknown, never a crash
+        return None
+    return _spelled_type_key(spelled)
+
+
+@lru_cache(maxsize=256)
+def _spelled_type_key(spelled: str) -> tuple[str, tuple[int, ...], bool] | None:
+    """A type as written in SQL (`VARCHAR(20)`), as PostgreSQL's parser sees it: the same few
+    spellings come back op after op."""
+    try:
         stmt = pglast.parse_sql(f"CREATE TABLE x (c {spelled})")[0].stmt
         if not isinstance(stmt, pg.CreateStmt) or not stmt.tableElts:
             return None
         return _type_key(stmt.tableElts[0].typeName)
-    except Exception:  # noqa: BLE001 - SQLAlchemy compiling a project type, then parsing it: unknown, never a crash
+    except Exception:  # noqa: BLE001 - parsing what SQLAlchemy spelled (a project type's own SQL): unknown, never a crash
         return None
 
 
