@@ -434,15 +434,17 @@ def render_sql(op: alembic_ops.MigrateOperation, dialect: str = "postgresql", ve
 
     Rendering costs milliseconds and several readers want the same op's SQL (the PostgreSQL
     rule families, inlay hints, hover): it is remembered with the op, per (dialect, version).
-    An evaluated op is never changed once built, so its SQL cannot go stale; it is forgotten
-    with the op."""
+    An op is changed after it is built only where the schema history completes an
+    alter_column (`replay.with_history`: its existing_* arguments), which are part of the
+    key; it is forgotten with the op."""
     version = version or None
-    key = (dialect, version if dialect == "postgresql" else None)
+    dialect_version = (dialect, version if dialect == "postgresql" else None)
+    key = (*dialect_version, *_completed(op))
     with _RENDERED_LOCK:
         known = _rendered_of(op)
         if known is not None and key in known:
             return known[key]
-    sql = _render(op, *key)
+    sql = _render(op, *dialect_version)
     with _RENDERED_LOCK:
         known = _rendered_of(op, create=True)
         if known is not None:
@@ -450,12 +452,20 @@ def render_sql(op: alembic_ops.MigrateOperation, dialect: str = "postgresql", ve
     return sql
 
 
-# op -> {(dialect, version): its SQL}
-_RENDERED: weakref.WeakKeyDictionary[Any, dict[tuple[str, int | None], str]] = weakref.WeakKeyDictionary()
+# op -> {(dialect, version, *what the history completed): its SQL}
+_RENDERED: weakref.WeakKeyDictionary[Any, dict[tuple, str]] = weakref.WeakKeyDictionary()
 _RENDERED_LOCK = threading.Lock()
 
 
-def _rendered_of(op: Any, create: bool = False) -> dict[tuple[str, int | None], str] | None:
+def _completed(op: Any) -> tuple:
+    """What `replay.with_history` may fill in after an op is built (MySQL's and MS-SQL's
+    rendering of alter_column depends on it)."""
+    if isinstance(op, alembic_ops.AlterColumnOp):
+        return id(op.existing_type), op.existing_nullable, id(op.existing_server_default), op.existing_comment
+    return ()
+
+
+def _rendered_of(op: Any, create: bool = False) -> dict[tuple, str] | None:
     """The op's remembered renderings; None when the op cannot be remembered (not weakly
     referable, or unhashable)."""
     try:

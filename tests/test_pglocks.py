@@ -297,6 +297,17 @@ def test_an_op_is_rendered_once_per_dialect_and_version(monkeypatch):
     other = alembic_ops.AlterColumnOp("t", "n", modify_nullable=False)  # an equal op is another op
     pglocks.render_sql(other)
     assert len(rendered) == 5
+    with pytest.raises(Exception, match="existing type"):  # MySQL needs the old type
+        pglocks.render_sql(alter, "mysql")
+    assert len(rendered) == 6
+    with pytest.raises(Exception, match="existing type"):
+        pglocks.render_sql(alter, "mysql")
+    assert len(rendered) == 7  # (a failure is not remembered)
+    alter.existing_type = sa.Integer()  # what replay.with_history fills in (writing a downgrade)
+    assert pglocks.render_sql(alter, "mysql") == "ALTER TABLE t MODIFY n INTEGER NOT NULL;\n\n"
+    alter.existing_server_default = "1"
+    assert pglocks.render_sql(alter, "mysql") == "ALTER TABLE t MODIFY n INTEGER NOT NULL DEFAULT '1';\n\n"
+    assert len(rendered) == 9
     before = len(pglocks._RENDERED)
     del alter, other
     gc.collect()
