@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -427,17 +430,81 @@ class StatementEffect:
 def render_sql(op: alembic_ops.MigrateOperation, dialect: str = "postgresql", version: int | None = None) -> str:
     """The SQL Alembic emits for `op` in offline (`--sql`) mode: Alembic's own rendering, on
     a private copy of the op (rendering attaches the op's columns to a table). Raises what
-    Alembic raises for an op it cannot render."""
-    buf = io.StringIO()
-    sa_dialect = make_url(f"{dialect}://").get_dialect()()
-    if dialect == "postgresql" and version and isinstance(sa_dialect, PGDialect):
-        sa_dialect.server_version_info = (version, 0)
-        sa_dialect.supports_virtual_generated_columns = version >= 18
-    context = MigrationContext.configure(dialect=sa_dialect, opts={"as_sql": True, "output_buffer": buf})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        Operations(context).invoke(_fresh(op))
-    return buf.getvalue()
+    Alembic raises for an op it cannot render.
+
+    Rendering costs milliseconds and several readers want the same op's SQL (the PostgreSQL
+    rule families, inlay hints, hover): it is remembered with the op, per (dialect, version).
+    An op is changed after it is built only where the schema history completes an
+    alter_column (`replay.with_history`: its existing_* arguments), which are part of the
+    key; it is forgotten with the op."""
+    version = version or None
+    dialect_version = (dialect, version if dialect == "postgresql" else None)
+    key = (*dialect_version, *_completed(op))
+    with _RENDERED_LOCK:
+        known = _rendered_of(op)
+        if known is not None and key in known:
+            return known[key]
+    sql = _render(op, *dialect_version)
+    with _RENDERED_LOCK:
+        known = _rendered_of(op, create=True)
+        if known is not None:
+            known[key] = sql
+    return sql
+
+
+# op -> {(dialect, version, *what the history completed): its SQL}
+_RENDERED: weakref.WeakKeyDictionary[Any, dict[tuple, str]] = weakref.WeakKeyDictionary()
+_RENDERED_LOCK = threading.Lock()
+
+
+def _completed(op: Any) -> tuple:
+    """What `replay.with_history` may fill in after an op is built (MySQL's and MS-SQL's
+    rendering of alter_column depends on it)."""
+    if isinstance(op, alembic_ops.AlterColumnOp):
+        return id(op.existing_type), op.existing_nullable, id(op.existing_server_default), op.existing_comment
+    return ()
+
+
+def _rendered_of(op: Any, create: bool = False) -> dict[tuple, str] | None:
+    """The op's remembered renderings; None when the op cannot be remembered (not weakly
+    referable, or unhashable)."""
+    try:
+        known = _RENDERED.get(op)
+        if known is None and create:
+            known = _RENDERED[op] = {}
+    except TypeError:
+        return None
+    return known
+
+
+_CONTEXTS = threading.local()  # per thread: (dialect, version) -> (offline MigrationContext, its buffer)
+
+
+def _render(op: alembic_ops.MigrateOperation, dialect: str, version: int | None) -> str:
+    """Render through one offline MigrationContext per (dialect, version) and thread, as
+    `alembic upgrade --sql` renders a whole history through one: configuring a context
+    (its dialect, the version table) costs more than rendering an op."""
+    contexts = _CONTEXTS.__dict__.setdefault("by_dialect", {})
+    found = contexts.get((dialect, version))
+    if found is None:
+        buf = io.StringIO()
+        sa_dialect = make_url(f"{dialect}://").get_dialect()()
+        if dialect == "postgresql" and version and isinstance(sa_dialect, PGDialect):
+            sa_dialect.server_version_info = (version, 0)
+            sa_dialect.supports_virtual_generated_columns = version >= 18
+        context = MigrationContext.configure(dialect=sa_dialect, opts={"as_sql": True, "output_buffer": buf})
+        found = contexts[(dialect, version)] = (context, buf)
+    context, buf = found
+    buf.seek(0)
+    buf.truncate()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Operations(context).invoke(_fresh(op))
+        return buf.getvalue()
+    finally:
+        buf.seek(0)
+        buf.truncate()
 
 
 def _fresh_column(column: sa.Column) -> sa.Column:
@@ -471,9 +538,17 @@ class _Statement:
 
 def parse_sql(sql: str) -> list[_Statement] | None:
     """The statements of `sql` with their place in it; None when pglast is missing or the
-    SQL does not parse."""
+    SQL does not parse. The same SQL is asked about by several rule families in a row (an
+    op's rendering, a literal in op.execute): the last few parses are remembered (the
+    statements are only read, never changed)."""
     if not HAVE_PGLAST:
         return None
+    parsed = _parse(sql)
+    return list(parsed) if parsed is not None else None
+
+
+@lru_cache(maxsize=256)
+def _parse(sql: str) -> tuple[_Statement, ...] | None:
     try:
         raws = pglast.parse_sql(sql)
     except (pglast.Error, ValueError):  # a syntax error; text libpg_query cannot encode (a lone surrogate)
@@ -486,7 +561,7 @@ def parse_sql(sql: str) -> list[_Statement] | None:
         before = start + len(text) - len(stripped)
         text = stripped.rstrip().rstrip(";").rstrip()
         out.append(_Statement(raw.stmt, before, len(text), text))
-    return out
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- classifying
@@ -528,18 +603,23 @@ class _Context:
     def not_null_checked(self, key: str, column: str) -> bool:
         """Does a valid CHECK (column IS NOT NULL) of table `key` prove the column has no NULL?"""
         table = self.table(key)
+        checks = [c for c, _ in table.constraints if isinstance(c, sa.CheckConstraint)] if table is not None else []
+        if not checks:
+            return False
         pattern = re.compile(rf"\(*\s*\"?{re.escape(column)}\"?\s+IS\s+NOT\s+NULL\s*\)*", re.IGNORECASE)
-        return table is not None and any(
-            isinstance(c, sa.CheckConstraint) and not c.dialect_options["postgresql"].get("not_valid")
-            and pattern.fullmatch(str(c.sqltext).strip()) for c, _ in table.constraints)
+        return any(not c.dialect_options["postgresql"].get("not_valid") and pattern.fullmatch(str(c.sqltext).strip())
+                   for c in checks)
 
     def checks_column(self, key: str, column: str) -> bool | None:
         """Does a CHECK constraint of table `key` mention `column`? None: not known."""
         table = self.table(key)
         if table is None:
             return None
+        checks = [c for c, _ in table.constraints if isinstance(c, sa.CheckConstraint)]
+        if not checks:
+            return False
         word = re.compile(rf"\b{re.escape(column)}\b")
-        return any(isinstance(c, sa.CheckConstraint) and word.search(str(c.sqltext)) for c, _ in table.constraints)
+        return any(word.search(str(c.sqltext)) for c in checks)
 
     def index_table(self, name: str) -> str | None:
         if self.state is None:
@@ -897,11 +977,21 @@ def _sa_type_key(type_: Any) -> tuple[str, tuple[int, ...], bool] | None:
         return None
     try:
         spelled = sa.types.to_instance(type_).compile(dialect=_PG_DIALECT)
+    except Exception:  # noqa: BLE001 - SQLAlchemy compiling a project type: unknown, never a crash
+        return None
+    return _spelled_type_key(spelled)
+
+
+@lru_cache(maxsize=256)
+def _spelled_type_key(spelled: str) -> tuple[str, tuple[int, ...], bool] | None:
+    """A type as written in SQL (`VARCHAR(20)`), as PostgreSQL's parser sees it: the same few
+    spellings come back op after op."""
+    try:
         stmt = pglast.parse_sql(f"CREATE TABLE x (c {spelled})")[0].stmt
         if not isinstance(stmt, pg.CreateStmt) or not stmt.tableElts:
             return None
         return _type_key(stmt.tableElts[0].typeName)
-    except Exception:  # noqa: BLE001 - SQLAlchemy compiling a project type, then parsing it: unknown, never a crash
+    except Exception:  # noqa: BLE001 - parsing what SQLAlchemy spelled (a project type's own SQL): unknown, never a crash
         return None
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import alembic_project, line_of, migration_text, write_project
+from migration_lsp import pglocks
 from migration_lsp.checks import RULES
 from migration_lsp.checks.env_py import env_py_facts
 from migration_lsp.core import Diagnostic, Severity, Span
@@ -130,6 +131,27 @@ def test_s015_access_exclusive_without_lock_timeout(tmp_path):
     assert d.severity is Severity.WARNING
     assert d.span.line == line(root, '"age"') and d.span.col == 4
     assert "ACCESS EXCLUSIVE" in d.message and "'users'" in d.message
+
+
+def test_the_pg_families_render_each_op_once(tmp_path, monkeypatch):
+    """pg_ddl (S007, S008) and pg_transactions (S015) both ask the lock model about the same
+    alter_column ops: Alembic renders each of them once (a cold check of a long history
+    rendered every such op twice)."""
+    rendered = []
+    real = pglocks._render
+
+    def counting(op_, dialect, version):
+        rendered.append(op_)
+        return real(op_, dialect, version)
+
+    monkeypatch.setattr(pglocks, "_render", counting)
+    root = make(tmp_path, """
+        op.alter_column("users", "n", nullable=False)
+        op.alter_column("users", "name", type_=sa.Integer(), existing_type=sa.String(100))
+    """)
+    assert at(found(root, ("S007", "S008", "S015"))) == [
+        ("S007", line(root, '"n"')), ("S008", line(root, '"name"')), ("S015", line(root, '"n"'))]
+    assert len(rendered) == len({id(o) for o in rendered}) == 2
 
 
 def test_s015_one_finding_per_revision_on_the_first_exclusive_op(tmp_path):
@@ -477,7 +499,6 @@ def test_the_lock_shortcut_agrees_with_rendering():
     """S015 knows some ops' lock without rendering them (every form of the op takes the same
     one): for every example op of the lock model of those kinds, what rendering + parsing
     says is among the locks the shortcut assumes."""
-    from migration_lsp import pglocks
     from migration_lsp.checks.pg_transactions import _LOCK_BY_OP, _form_locks
 
     checked = 0

@@ -4,11 +4,20 @@ string, rendering through Alembic, and "unknown" where the SQL does not say.
 
 from __future__ import annotations
 
+import gc
+import io
+import warnings
+
+import pytest
 import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from alembic.operations import ops as alembic_ops
+from sqlalchemy.engine.url import make_url
 
 from migration_lsp import pglocks
-from migration_lsp.pglocks import DEFAULT_VERSION, FORMS, Lock
 from migration_lsp.evaluate import Recorder
+from migration_lsp.pglocks import DEFAULT_VERSION, FORMS, Lock
 
 op = Recorder()
 
@@ -130,10 +139,10 @@ def test_rendering_twice_gives_the_same_sql():
     create = op.create_table("c", sa.Column("id", sa.Integer, primary_key=True),
                              sa.Column("p", sa.Integer, sa.ForeignKey("parent.id")))
     add = op.add_column("t", sa.Column("p", sa.Integer, sa.ForeignKey("parent.id")))
-    for item in (create, add):
-        first = pglocks.render_sql(item)
+    for item in (create, add):  # (_render: past the memo of render_sql, Alembic renders it again)
+        first = pglocks._render(item, "postgresql", None)
         assert "REFERENCES parent (id)" in first
-        assert pglocks.render_sql(item) == first
+        assert pglocks._render(item, "postgresql", None) == first
     assert forms(pglocks.op_effects(add)) == ["add_column", "add_constraint.foreign_key"]
 
 
@@ -226,8 +235,83 @@ def test_rendering_never_changes_an_example_op():
     """The replay's ops are shared: rendering one (hover, `sql`) must leave it as it was."""
     for form in FORMS.values():
         for example in pglocks.example_ops(form):
-            first = pglocks.render_sql(example)
-            assert pglocks.render_sql(example) == first, form.name
+            first = pglocks._render(example, "postgresql", None)
+            assert pglocks._render(example, "postgresql", None) == first, form.name
+
+
+def _fresh_context_sql(example, dialect: str, version: int | None) -> str:
+    """Alembic's offline rendering through a context configured for this one op (what
+    render_sql did before it kept one context per dialect and version)."""
+    buf = io.StringIO()
+    sa_dialect = make_url(f"{dialect}://").get_dialect()()
+    if version:
+        sa_dialect.server_version_info = (version, 0)
+        sa_dialect.supports_virtual_generated_columns = version >= 18
+    context = MigrationContext.configure(dialect=sa_dialect, opts={"as_sql": True, "output_buffer": buf})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Operations(context).invoke(pglocks._fresh(example))
+    return buf.getvalue()
+
+
+def test_the_shared_context_renders_what_a_context_of_its_own_renders():
+    """render_sql keeps one offline context per (dialect, version): every example op, rendered
+    one after the other through it, gives the SQL a context configured for that op alone gives."""
+    examples = [(form.name, ex) for form in FORMS.values() for ex in pglocks.example_ops(form)]
+    compared = 0
+    for dialect, version in (("postgresql", 12), ("postgresql", 18), ("sqlite", None)):
+        for name, example in examples:
+            try:
+                expected = _fresh_context_sql(example, dialect, version)
+            except Exception as exc:  # noqa: BLE001 - an op this dialect cannot render: so must the shared one
+                with pytest.raises(type(exc)):
+                    pglocks._render(example, dialect, version)
+                continue
+            assert pglocks._render(example, dialect, version) == expected, (dialect, version, name)
+            compared += 1
+    assert compared > 2 * len(examples)
+
+
+def test_an_op_is_rendered_once_per_dialect_and_version(monkeypatch):
+    """Several readers ask for the same op's SQL (pg_ddl, pg_transactions, hints, hover):
+    Alembic renders it once per (dialect, version), and the memo goes with the op."""
+    rendered = []
+    real = pglocks._render
+
+    def counting(op_, dialect, version):
+        rendered.append((dialect, version))
+        return real(op_, dialect, version)
+
+    monkeypatch.setattr(pglocks, "_render", counting)
+    alter = alembic_ops.AlterColumnOp("t", "n", modify_nullable=False)  # (a Recorder would keep it alive)
+    sql = pglocks.render_sql(alter)
+    assert "SET NOT NULL" in sql
+    assert pglocks.render_sql(alter) == sql
+    assert forms(pglocks.op_effects(alter, pglocks.example_state())) == ["alter_column.set_not_null"]
+    assert pglocks.op_effects(alter, version=DEFAULT_VERSION) is not None
+    assert rendered == [("postgresql", None), ("postgresql", DEFAULT_VERSION)]
+    pglocks.render_sql(alter, "postgresql", 12)
+    pglocks.render_sql(alter, "sqlite", 12)  # (the version is PostgreSQL's: not part of sqlite's key)
+    pglocks.render_sql(alter, "sqlite")
+    assert rendered[2:] == [("postgresql", 12), ("sqlite", None)]
+    other = alembic_ops.AlterColumnOp("t", "n", modify_nullable=False)  # an equal op is another op
+    pglocks.render_sql(other)
+    assert len(rendered) == 5
+    with pytest.raises(Exception, match="existing type"):  # MySQL needs the old type
+        pglocks.render_sql(alter, "mysql")
+    assert len(rendered) == 6
+    with pytest.raises(Exception, match="existing type"):
+        pglocks.render_sql(alter, "mysql")
+    assert len(rendered) == 7  # (a failure is not remembered)
+    alter.existing_type = sa.Integer()  # what replay.with_history fills in (writing a downgrade)
+    assert pglocks.render_sql(alter, "mysql") == "ALTER TABLE t MODIFY n INTEGER NOT NULL;\n\n"
+    alter.existing_server_default = "1"
+    assert pglocks.render_sql(alter, "mysql") == "ALTER TABLE t MODIFY n INTEGER NOT NULL DEFAULT '1';\n\n"
+    assert len(rendered) == 9
+    before = len(pglocks._RENDERED)
+    del alter, other
+    gc.collect()
+    assert len(pglocks._RENDERED) == before - 2
 
 
 def test_vacuum_and_reindex_options():

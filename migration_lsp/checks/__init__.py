@@ -45,3 +45,22 @@ def apply_filters(
 # code -> (default severity label, one-line summary): a view of the rule registry
 # (migration_lsp/rules.py), where rules are added.
 RULES: dict[str, tuple[str, str]] = {code: (rule.severity.label, rule.summary) for code, rule in REGISTRY.items()}
+
+
+# family module -> every code it can report (tests/test_family_codes.py holds each module to
+# its list): a family none of whose codes is enabled need not run at all.
+FAMILY_CODES: dict[str, frozenset[str]] = {
+    "downgrade": frozenset({"D001", "D002", "D003"}),
+    "safety": frozenset({"S001", "S002", "S003", "S004", "S005"}),
+    "pg_ddl": frozenset(f"S{n:03}" for n in range(6, 15)),
+    "pg_transactions": frozenset({"S002", "S005", *(f"S{n:03}" for n in range(6, 12)), "S015", "S016", "S017",
+                                  "S018"}),
+    "portable": frozenset({"S017", "S019", "S020", "S021"}),
+}
+
+
+def families_off(settings: Settings) -> frozenset[str]:
+    """The rule families whose every code `settings` leave out (`--ignore S006,...`,
+    `select = ["G"]`): their work is skipped, not just their findings."""
+    return frozenset(name for name, codes in FAMILY_CODES.items() if not any(settings.enabled(c) for c in codes))
+

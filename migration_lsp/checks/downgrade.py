@@ -51,7 +51,8 @@ def _same_shape(a: TableState | None, b: TableState | None) -> bool:
         if other is None:
             return False
         if other is not mine and (bool(other.column.nullable) != bool(mine.column.nullable)
-                                  or repr(other.column.type) != repr(mine.column.type)):
+                                  or (other.column.type is not mine.column.type
+                                      and repr(other.column.type) != repr(mine.column.type))):
             return False
     return ({i.name for i, _ in a.indexes} == {i.name for i, _ in b.indexes}
             and sorted(str(c.name) for c, _ in a.constraints) == sorted(str(c.name) for c, _ in b.constraints))

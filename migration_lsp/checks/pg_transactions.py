@@ -48,7 +48,7 @@ from ..rules import severity
 from ..schema import SchemaState
 from ..scripts import Function, MigrationScript, OtherCall
 from . import suppressed
-from .env_py import EnvPy, env_py_facts  # noqa: F401 - env_py_facts: engine.schema_pass imports it from here
+from .env_py import EnvPy
 from .walk import (
     Existing,
     FunctionTree,

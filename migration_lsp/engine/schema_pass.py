@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..cache import Store, digest
-from ..checks import apply_filters
+from ..checks import apply_filters, families_off
 from ..core import Diagnostic
 from ..graph import RevisionGraph
 from ..project import Environment
@@ -39,8 +39,10 @@ def env_py_text(env: Environment) -> str:
 
 def environment_salt(env: Environment) -> str:
     """What, besides the files, the D/S rules read: the options (from env.py), the dialect."""
-    return digest("schema", env.name, str(env.dialect), repr(env.settings.exclude_tables),
+    salt = digest("schema", env.name, str(env.dialect), repr(env.settings.exclude_tables),
                   str(env.settings.postgres_version), env_py_text(env))
+    off = families_off(env.settings)  # (the families select/ignore skip: their findings are not stored)
+    return digest(salt, *sorted(off)) if off else salt
 
 
 def options_factory(env: Environment) -> Callable[[], CompareOptions]:
@@ -229,8 +231,9 @@ class SchemaPass:
                  options: Callable[[], CompareOptions], env: Environment, store: Store) -> list[Diagnostic]:
         """The D and S rules of one revision, computed (and remembered)."""
         from ..checks.downgrade import check_downgrade
+        from ..checks.env_py import env_py_facts
         from ..checks.pg_ddl import check_pg_ddl
-        from ..checks.pg_transactions import check_pg_transactions, env_py_facts
+        from ..checks.pg_transactions import check_pg_transactions
         from ..checks.portable import check_portable
         from ..checks.safety import check_safety
 
@@ -239,13 +242,17 @@ class SchemaPass:
         self.computed_revisions += 1
         try:
             schema = replay.revision(rev)
-            found = check_downgrade(script, schema, options(), env_name) + check_safety(
-                script, schema, options().dialect, env_name)
+            off = families_off(env.settings)
+            found: list[Diagnostic] = [] if "downgrade" in off else check_downgrade(script, schema, options(), env_name)
+            found += [] if "safety" in off else check_safety(script, schema, options().dialect, env_name)
             env_py = env_py_facts(env.env_py, env_py_text(env))
             version = env.settings.postgres_version
-            found += check_pg_ddl(script, schema, options().dialect, env_name, version)
-            found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
-            found += check_portable(script, schema, options().dialect, env_name, env_py)
+            if "pg_ddl" not in off:
+                found += check_pg_ddl(script, schema, options().dialect, env_name, version)
+            if "pg_transactions" not in off:
+                found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
+            if "portable" not in off:
+                found += check_portable(script, schema, options().dialect, env_name, env_py)
         except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)
