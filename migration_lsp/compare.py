@@ -27,7 +27,7 @@ from sqlalchemy.engine.reflection import Inspector
 
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
-from .schema import Origin, SchemaState, TableState, constraint_columns
+from .schema import OPAQUE_ANY, Origin, SchemaState, TableState, constraint_columns
 
 IGNORED_TABLES = {"alembic_version"}
 
@@ -232,7 +232,23 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
         out.extend(_differences(op, s_states, m_states, sides))
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
+    if schema.opaque_kinds - {OPAQUE_ANY}:
+        out = [d for d in out if _kind_of(d.op) not in schema.opaque_kinds]
     return _filtered(out, options)
+
+
+def _kind_of(op: Any) -> str:
+    """Which kind of change (as replay.OPAQUE_KINDS names them) a difference's op is: an
+    op whose table could not be read may have made any such difference, in any table."""
+    if isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp)):
+        return "table"
+    if isinstance(op, (alembic_ops.AddColumnOp, alembic_ops.DropColumnOp, alembic_ops.AlterColumnOp)):
+        return "column"
+    if isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)):
+        return "index"
+    if isinstance(op, (alembic_ops.CreateTableCommentOp, alembic_ops.DropTableCommentOp)):
+        return "comment"
+    return "constraint"
 
 
 def _compared(options: CompareOptions, state: TableState, side: str) -> bool:

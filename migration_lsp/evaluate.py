@@ -38,7 +38,9 @@ DEFAULT_NAMES = {"sa": "sqlalchemy", "sqlalchemy": "sqlalchemy", "op": "alembic.
                  "postgresql": "sqlalchemy.dialects.postgresql", "mysql": "sqlalchemy.dialects.mysql",
                  "sqlite": "sqlalchemy.dialects.sqlite"}
 SAFE_FUNCTIONS = {"text", "literal_column", "literal", "true", "false", "null", "column", "table",
-                  "and_", "or_", "not_", "cast", "desc", "asc", "conv"}
+                  "and_", "or_", "not_", "cast", "desc", "asc", "conv",
+                  # methods of a SQLAlchemy type that build another type (Integer().with_variant(...))
+                  "with_variant", "evaluates_none"}
 
 
 class Opaque:

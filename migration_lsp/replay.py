@@ -28,6 +28,7 @@ from .interpret import Evaluation, RawCall, evaluate
 from .pmap import keyed
 from .rawsql import ddl_effects
 from .schema import (
+    OPAQUE_ANY,
     ColumnState,
     IndexRecord,
     Origin,
@@ -68,8 +69,19 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         table = ev.table or _literal_table_name(ev.call)
         if table:
             return state.with_uncertain((table,))
-        return state.with_opaque(origin)
+        return state.with_opaque(origin, (OPAQUE_KINDS.get(ev.call.name.rsplit(".", 1)[-1], OPAQUE_ANY),))
     return _apply_safely(state, op, origin)
+
+
+# what an op whose table cannot be read may have changed, in whichever table (by its name)
+OPAQUE_KINDS = {
+    **dict.fromkeys(("add_column", "drop_column", "alter_column"), "column"),
+    **dict.fromkeys(("create_index", "drop_index"), "index"),
+    **dict.fromkeys(("create_unique_constraint", "create_foreign_key", "create_primary_key",
+                     "create_check_constraint", "create_exclude_constraint", "drop_constraint"), "constraint"),
+    **dict.fromkeys(("create_table_comment", "drop_table_comment"), "comment"),
+    **dict.fromkeys(("create_table", "drop_table", "rename_table"), "table"),
+}
 
 
 def apply_raw_call(state: SchemaState, call: RawCall, path: Path, dialect: str | None = None) -> SchemaState:

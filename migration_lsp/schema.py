@@ -173,6 +173,9 @@ def _copy_constraint(constraint: sa.Constraint, names: set[str]) -> sa.Constrain
     return None
 
 
+OPAQUE_ANY = "any"  # an opaque call that may have changed anything in the table it touches
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaState:
     """All tables at one revision: a mapping shared structurally between revisions."""
@@ -186,6 +189,10 @@ class SchemaState:
     # op calls whose table could not be read statically: what they did is not known, every
     # table with a fully known history is still compared (said once, at each such call)
     opaque: Sequence[Origin] = NO_ORIGINS  # an Origins
+    # what those calls may have changed in whichever table they touch ("column", "index",
+    # "constraint", "table"; OPAQUE_ANY when even that is unknown): no such difference is
+    # reported anywhere, since it may be theirs
+    opaque_kinds: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if type(self.tables) is not TableMap:
@@ -201,22 +208,24 @@ class SchemaState:
         return self.tables.get(f"{schema}.{name}" if schema else name)
 
     def with_table(self, table: TableState) -> SchemaState:
-        return SchemaState(self.tables.set(table.key, table), self.uncertain, self.unknown, self.opaque)
+        return SchemaState(self.tables.set(table.key, table), self.uncertain, self.unknown, self.opaque,
+                           self.opaque_kinds)
 
     def without_table(self, key: str) -> SchemaState:
-        return SchemaState(self.tables.delete(key), self.uncertain, self.unknown, self.opaque)
+        return SchemaState(self.tables.delete(key), self.uncertain, self.unknown, self.opaque, self.opaque_kinds)
 
     def with_uncertain(self, names: Iterable[str]) -> SchemaState:
         names = tuple(names)
         if all(name in self.uncertain for name in names):  # nothing new: share the set
             return self
-        return SchemaState(self.tables, self.uncertain.union(names), self.unknown, self.opaque)
+        return SchemaState(self.tables, self.uncertain.union(names), self.unknown, self.opaque, self.opaque_kinds)
 
     def with_unknown(self, origin: Origin) -> SchemaState:
-        return SchemaState(self.tables, self.uncertain, self.unknown + (origin,), self.opaque)
+        return SchemaState(self.tables, self.uncertain, self.unknown + (origin,), self.opaque, self.opaque_kinds)
 
-    def with_opaque(self, origin: Origin) -> SchemaState:
-        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque + (origin,))
+    def with_opaque(self, origin: Origin, kinds: Iterable[str] = (OPAQUE_ANY,)) -> SchemaState:
+        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque + (origin,),
+                           self.opaque_kinds | frozenset(kinds))
 
 
 def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None) -> SchemaState:
@@ -252,7 +261,8 @@ def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None)
     # every branch's unknown / opaque origins, in order, each once (the branches share those
     # from before they forked: concatenating them would double those at every merge)
     return SchemaState(tables, uncertain, _merged_origins([s.unknown for s in states]),
-                       _merged_origins([s.opaque for s in states]))
+                       _merged_origins([s.opaque for s in states]),
+                       frozenset().union(*(s.opaque_kinds for s in states)))
 
 
 def _merged_origins(branches: list) -> Origins:
