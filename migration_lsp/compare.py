@@ -557,6 +557,21 @@ class StaticInspector(Inspector):
                 return type_
         return type_
 
+    def _name(self, obj: sa.Constraint | sa.Index) -> str | None:
+        """The name as the database stores it: a naming convention's name longer than the
+        dialect allows is shortened the way SQLAlchemy's DDL does (PostgreSQL: 63 characters,
+        with a hash), any other long name cut as the server cuts it."""
+        if not isinstance(obj.name, str):
+            return None
+        try:
+            final = self.dialect.identifier_preparer.format_constraint(obj, _alembic_quote=False)
+        except sa.exc.IdentifierError:
+            final = None
+        if not isinstance(final, str):
+            limit = self.dialect.max_identifier_length or len(obj.name)
+            return str(obj.name)[:limit]
+        return final
+
     def _default(self, column: sa.Column) -> str | None:
         if column.server_default is None:
             return None
@@ -577,7 +592,7 @@ class StaticInspector(Inspector):
 
     def _pk(self, table: sa.Table) -> dict:
         pk = table.primary_key
-        name = pk.name if isinstance(pk.name, str) else None
+        name = self._name(pk)
         if name is None and self._postgresql and pk.columns:
             name = f"{table.name}_pkey"
         return {"constrained_columns": [c.name for c in pk.columns], "name": name}
@@ -585,7 +600,7 @@ class StaticInspector(Inspector):
     def _fks(self, table: sa.Table) -> list[dict]:
         out = []
         for fk in sorted(table.foreign_key_constraints, key=lambda f: [e.parent.name for e in f.elements]):
-            name = fk.name if isinstance(fk.name, str) else None
+            name = self._name(fk)
             if name is None and self._postgresql:
                 name = f"{table.name}_{fk.elements[0].parent.name}_fkey"
             target = fk.elements[0].target_fullname.split(".")
@@ -604,7 +619,7 @@ class StaticInspector(Inspector):
         return out
 
     def _indexes(self, table: sa.Table) -> list[dict]:
-        return [{"name": i.name, "column_names": [getattr(e, "name", None) for e in i.expressions],
+        return [{"name": self._name(i), "column_names": [getattr(e, "name", None) for e in i.expressions],
                  "unique": bool(i.unique), "dialect_options": {}}
                 for i in sorted(table.indexes, key=lambda i: str(i.name)) if isinstance(i.name, str)]
 
@@ -613,7 +628,7 @@ class StaticInspector(Inspector):
         for c in table.constraints:
             if not isinstance(c, sa.UniqueConstraint):
                 continue
-            name = c.name if isinstance(c.name, str) else None
+            name = self._name(c)
             if name is None and self._postgresql:
                 name = f"{table.name}_{'_'.join(col.name for col in c.columns)}_key"
             out.append({"name": name, "column_names": [col.name for col in c.columns]})

@@ -356,8 +356,34 @@ def _add_constraint(state: SchemaState, table: TableState, op: alembic_ops.AddCo
 @applies(alembic_ops.DropConstraintOp, to_table=True)
 def _drop_constraint(state: SchemaState, table: TableState, op: alembic_ops.DropConstraintOp,
                      origin: Origin) -> SchemaState:
-    return state.with_table(table.evolve(constraints=tuple(
-        (c, o) for c, o in table.constraints if c.name != op.constraint_name)))
+    kept = tuple((c, o) for c, o in table.constraints if c.name != op.constraint_name)
+    if len(kept) == len(table.constraints) and isinstance(op.constraint_name, str):
+        unnamed = _unnamed_constraint(table, op.constraint_name, op.constraint_type)
+        if unnamed is not None:
+            kept = tuple((c, o) for c, o in table.constraints if c is not unnamed)
+    return state.with_table(table.evolve(constraints=kept))
+
+
+_CONSTRAINT_TYPES = {"unique": sa.UniqueConstraint, "foreignkey": sa.ForeignKeyConstraint,
+                     "check": sa.CheckConstraint, "primary": sa.PrimaryKeyConstraint}
+
+
+def _unnamed_constraint(table: TableState, name: str, type_: str | None) -> sa.Constraint | None:
+    """The constraint a drop by `name` means when the history created none with that name:
+    one created without a name, which the database knows by a name the naming convention of
+    env.py's target_metadata or the database itself gave it (`uq_t_a_b`, `t_a_b_key`). The
+    one whose columns the name spells, or the only unnamed one of its type; None when that is
+    not clear."""
+    kind = _CONSTRAINT_TYPES.get(type_ or "", sa.Constraint)
+    candidates = [c for c, _ in table.constraints if not isinstance(c.name, str) and isinstance(c, kind)
+                  and (type_ == "primary" or not isinstance(c, sa.PrimaryKeyConstraint))]
+    spelled = [c for c in candidates if constraint_columns(c) and all(col in name for col in constraint_columns(c))]
+    if len(spelled) > 1:  # the longest column list the name spells (uq_t_a_b, not uq_t_a)
+        most = max(len(constraint_columns(c)) for c in spelled)
+        spelled = [c for c in spelled if len(constraint_columns(c)) == most]
+    if len(spelled) == 1:
+        return spelled[0]
+    return candidates[0] if len(candidates) == 1 and not spelled else None
 
 
 @applies(alembic_ops.CreateTableCommentOp, to_table=True)
