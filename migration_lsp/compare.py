@@ -27,7 +27,7 @@ from sqlalchemy.engine.reflection import Inspector
 
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
-from .schema import OPAQUE_ANY, Origin, SchemaState, TableState, constraint_columns
+from .schema import OPAQUE_ANY, Origin, SchemaState, TableState, _index_columns, constraint_columns
 
 IGNORED_TABLES = {"alembic_version"}
 
@@ -233,13 +233,15 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
     if schema.opaque_kinds - {OPAQUE_ANY}:
-        out = [d for d in out if _kind_of(d.op) not in schema.opaque_kinds]
+        out = [d for d in out if not {_kind_of(d.op), f"{_kind_of(d.op)}:{_object_of(d.op)[1]}"}
+               & schema.opaque_kinds]
     return _filtered(out, options)
 
 
 def _kind_of(op: Any) -> str:
     """Which kind of change (as replay.OPAQUE_KINDS names them) a difference's op is: an
-    op whose table could not be read may have made any such difference, in any table."""
+    op whose table could not be read may have made any such difference, in any table (of
+    that name, when the op's argument names it)."""
     if isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp)):
         return "table"
     if isinstance(op, (alembic_ops.AddColumnOp, alembic_ops.DropColumnOp, alembic_ops.AlterColumnOp)):
@@ -348,6 +350,19 @@ def _convention_names(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
                 name = named.get(frozenset(constraint_columns(c)))
                 if name:
                     c.name = name
+        # Column(index=True) in op.create_table: its index is named by the convention too; the
+        # replay, knowing none, has SQLAlchemy's default `ix_<table>_<column>`: a model index
+        # on the same column named by a convention has the name the database has
+        conventional = {(tuple(_index_columns(i)), bool(i.unique)): i.name for i in other.indexes
+                        if isinstance(i.name, sa.sql.elements.conv)}
+        model_names = {i.name for i in other.indexes}
+        for index in table.indexes:
+            columns = tuple(_index_columns(index))
+            if (isinstance(index.name, sa.sql.elements.conv) and len(columns) == 1
+                    and index.name == f"ix_{table.name}_{columns[0]}" and index.name not in model_names):
+                name = conventional.get((columns, bool(index.unique)))
+                if name:
+                    index.name = name
 
 
 def _neutralise_opaque(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:

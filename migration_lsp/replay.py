@@ -69,7 +69,7 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         table = ev.table or _literal_table_name(ev.call)
         if table:
             return state.with_uncertain((table,))
-        return state.with_opaque(origin, (OPAQUE_KINDS.get(ev.call.name.rsplit(".", 1)[-1], OPAQUE_ANY),))
+        return state.with_opaque(origin, (_opaque_kind(ev.call),))
     return _apply_safely(state, op, origin)
 
 
@@ -82,6 +82,28 @@ OPAQUE_KINDS = {
     **dict.fromkeys(("create_table_comment", "drop_table_comment"), "comment"),
     **dict.fromkeys(("create_table", "drop_table", "rename_table"), "table"),
 }
+# where such an op names the object it changes: (keyword, position in `op.x(...)`)
+_OBJECT_ARGUMENT = {"column": (("column", "column_name"), 1), "index": (("index_name",), 0),
+                    "constraint": (("constraint_name",), 0)}
+
+
+def _opaque_kind(call: OpCall) -> str:
+    """What an op whose table cannot be read may have changed: "column:body" when the
+    column (index, constraint) it names is literal, "column" when any one, OPAQUE_ANY for an
+    op we do not know."""
+    kind = OPAQUE_KINDS.get(call.name.rsplit(".", 1)[-1])
+    if kind is None:
+        return OPAQUE_ANY
+    keywords, position = _OBJECT_ARGUMENT.get(kind, ((), None))
+    node = next((k.value for k in call.node.keywords if k.arg in keywords), None)
+    if node is None and position is not None:
+        position -= 1 if call.batch_table and kind == "column" else 0
+        node = call.node.args[position] if len(call.node.args) > position else None
+    if isinstance(node, ast.Call) and node.args:  # sa.Column("body", ...)
+        node = node.args[0]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return f"{kind}:{node.value}"
+    return kind
 
 
 def apply_raw_call(state: SchemaState, call: RawCall, path: Path, dialect: str | None = None) -> SchemaState:

@@ -190,8 +190,8 @@ class SchemaState:
     # table with a fully known history is still compared (said once, at each such call)
     opaque: Sequence[Origin] = NO_ORIGINS  # an Origins
     # what those calls may have changed in whichever table they touch ("column", "index",
-    # "constraint", "table"; OPAQUE_ANY when even that is unknown): no such difference is
-    # reported anywhere, since it may be theirs
+    # "constraint", "table", or "column:body" when the call names its object; OPAQUE_ANY
+    # when even that is unknown): no such difference is reported anywhere, it may be theirs
     opaque_kinds: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:

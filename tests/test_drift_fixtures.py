@@ -355,3 +355,84 @@ def test_an_index_dropped_on_one_branch_stays_dropped_after_the_merge(tmp_path):
     assert expected == {("remove_column", "users", "nick")}
     found, diagnostics, _ = ours(root)
     assert found == expected
+
+
+def test_an_op_whose_table_and_column_cannot_be_read_hides_the_differences_it_may_have_made(tmp_path):
+    """mlflow 75868b020152: `op.add_column(table_name, column)` in a loop over what a project
+    module returns. The columns it adds are unknown, so no column difference is reported in
+    any table (they were 17 false M001 on PostgreSQL); other kinds (a missing table) still are."""
+    (tmp_path / "analytics.py").write_text(
+        "import sqlalchemy as sa\n\n\ndef columns_by_table():\n"
+        "    return {'posts': [sa.Column('body', sa.Text())]}\n")
+    root = build(tmp_path, [USERS_POSTS, """
+        import os, sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from analytics import columns_by_table
+        # upgrade
+        for table_name, columns in columns_by_table().items():
+            for column in columns:
+                op.add_column(table_name, column)
+    """], MODELS + """
+sa.Table("posts_x", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+metadata.tables["posts"].append_column(sa.Column("body", sa.Text()))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("add_table", "posts_x", "")}
+    found, diagnostics, _ = ours(root)
+    assert found == {("add_table", "posts_x", "")}  # users.email is missed, posts.body never invented
+    assert [d["code"] for d in diagnostics if d["code"].startswith("M")] == ["M001", "M004"]
+
+
+def test_a_type_with_variants_is_the_dialects_type(tmp_path):
+    """arize-phoenix: `_Integer = sa.Integer().with_variant(sa.BigInteger(), "postgresql")` was
+    opaque (its type never compared: 81 differences missed on PostgreSQL); the database has
+    the dialect's variant."""
+    root = build(tmp_path, [USERS_POSTS, """
+        NOTE = sa.String(20).with_variant(sa.Text(), "sqlite")
+        # upgrade
+        op.add_column("posts", sa.Column("note", NOTE))
+        op.add_column("posts", sa.Column("rank", sa.Integer().with_variant(sa.BigInteger(), "postgresql")))
+    """], MODELS + """
+metadata.tables["posts"].append_column(sa.Column("note", sa.String(20)))
+metadata.tables["posts"].append_column(sa.Column("rank", sa.Integer()))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("modify_type", "posts", "note")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+
+
+CONVENTION_MODELS = """
+import sqlalchemy as sa
+metadata = sa.MetaData(naming_convention={"ix": "idx_%(column_0_label)s",
+                                          "uq": "uq_%(table_name)s_%(column_0_N_name)s"})
+sa.Table("t", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+         sa.Column("name", sa.String(20), index=True), sa.Column("a", sa.Integer()), sa.Column("b", sa.Integer()),
+         sa.Column("c", sa.Integer()), sa.UniqueConstraint("b", "c"))
+"""
+
+
+def test_names_given_by_the_naming_convention(tmp_path):
+    """airflow, arize-phoenix: Alembic's op.create_table names unnamed indexes and constraints
+    with env.py's target_metadata convention. The replay (which knows none) must neither
+    report the index's name as a difference (airflow's `idx_revoked_token_exp`) nor keep a
+    constraint a later revision drops by its conventional name (phoenix's
+    `uq_span_annotations_name_span_rowid`, 7 false M002 on PostgreSQL)."""
+    root = build(tmp_path, ["""
+        # upgrade
+        op.create_table("t", sa.Column("id", sa.Integer(), primary_key=True),
+                        sa.Column("name", sa.String(20), index=True), sa.Column("a", sa.Integer()),
+                        sa.Column("b", sa.Integer()), sa.Column("c", sa.Integer()),
+                        sa.UniqueConstraint("a", "b"), sa.UniqueConstraint("b", "c"))
+    """, """
+        # upgrade
+        with op.batch_alter_table("t") as batch_op:
+            batch_op.drop_constraint("uq_t_a_b", type_="unique")
+    """], CONVENTION_MODELS)
+    (root / "migrations" / "env.py").write_text(ENV_PY.replace(
+        "target_metadata=target_metadata)", "target_metadata=target_metadata, render_as_batch=True)"))
+    expected = truth(root)
+    assert expected == set()
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert not [d for d in diagnostics if d["code"].startswith("M")]
