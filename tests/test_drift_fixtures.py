@@ -279,6 +279,36 @@ def test_a_foreign_key_to_a_dropped_column_never_crashes(tmp_path):
     assert ("add_column", "c", "extra") in found  # the other findings are all there
     assert {"S004", "S005", "D001"} <= set(codes(diagnostics))
     assert not any(d["code"] == "M004" for d in diagnostics)  # compared, not given up
+    # the broken history is said once, at the op that drops the referenced column
+    (broken,) = [d for d in diagnostics if d["code"] == "S022"]
+    assert broken["path"].endswith("a2_x.py") and broken["severity"] == "error"
+    assert "a.x" in broken["message"] and "fk_b_a" in broken["message"] and "table b" in broken["message"]
+
+
+def test_a_dropped_column_no_key_references_any_more_is_not_s022(tmp_path):
+    """The key dropped first (or its table), or the column dropped under an `if` we cannot
+    decide: no S022."""
+    root = build(tmp_path, ["""
+        # upgrade
+        op.create_table("a", sa.Column("id", sa.Integer(), primary_key=True), sa.Column("x", sa.Integer(), unique=True))
+        op.create_table("b", sa.Column("id", sa.Integer(), primary_key=True),
+                        sa.Column("a_x", sa.Integer(), sa.ForeignKey("a.x", name="fk_b_a")))
+    """, """
+        # upgrade
+        with op.batch_alter_table("b") as batch_op:
+            batch_op.drop_constraint("fk_b_a", type_="foreignkey")
+        with op.batch_alter_table("a") as batch_op:
+            batch_op.drop_column("x")
+    """], """
+        import sqlalchemy as sa
+        metadata = sa.MetaData()
+        sa.Table("a", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+        sa.Table("b", metadata, sa.Column("id", sa.Integer(), primary_key=True), sa.Column("a_x", sa.Integer()))
+    """)
+    assert truth(root) == set()
+    found, diagnostics, code = ours(root)
+    assert found == set()
+    assert "S022" not in codes(diagnostics) and code == 0
 
 
 def test_a_model_class_tablename_is_read_from_its_source(tmp_path):

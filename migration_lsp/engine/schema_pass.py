@@ -231,6 +231,7 @@ class SchemaPass:
                  options: Callable[[], CompareOptions], env: Environment, store: Store) -> list[Diagnostic]:
         """The D and S rules of one revision, computed (and remembered)."""
         from ..checks.downgrade import check_downgrade
+        from ..checks.history import check_history
         from ..checks.pg_ddl import check_pg_ddl
         from ..checks.pg_transactions import check_pg_transactions, env_py_facts
         from ..checks.portable import check_portable
@@ -248,6 +249,7 @@ class SchemaPass:
             found += check_pg_ddl(script, schema, options().dialect, env_name, version)
             found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
             found += check_portable(script, schema, options().dialect, env_name, env_py)
+            found += check_history(script, schema, env_name)
         except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)
