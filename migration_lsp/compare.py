@@ -716,6 +716,9 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
                                   _declared_at(m_state, sub.index_name, columns) if m_state else None, None,
                                   "with table" if new_table else ""))
         elif isinstance(sub, alembic_ops.DropIndexOp):
+            if m_state is not None and sub.index_name in m_state.info.get("table_args_names", ()) \
+                    and not any(i.name == sub.index_name for i, _ in m_state.indexes):
+                continue  # the models declare it (an expression index the loader could not rebuild)
             origin = next((o for i, o in (s_state.indexes if s_state else ()) if i.name == sub.index_name), s_origin)
             out.append(Difference("extra", f"index {sub.index_name} on {table_key}", sub, m_origin, origin,
                                   "with table" if gone_table else ""))

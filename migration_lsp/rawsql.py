@@ -150,7 +150,8 @@ def _effect(statement: Any, dialect: str | None) -> DDLEffect | None:
         tables = statement.args.get("tables") or []
         if kind == "TABLE" and len(tables) == 1:
             name, schema = _table(tables[0])
-            return DDLEffect(op=alembic_ops.DropTableOp(name, schema=schema))
+            return DDLEffect(op=alembic_ops.DropTableOp(name, schema=schema,
+                                                        if_exists=bool(statement.args.get("exists")) or None))
         if kind == "INDEX" and len(tables) == 1:
             return DDLEffect(dropped_index=tables[0].name)
         if kind == "TABLE":
@@ -167,8 +168,6 @@ def _create_table(statement: Any, dialect: str | None) -> DDLEffect:
     if not isinstance(schema_node, exp.Schema) or statement.args.get("expression") is not None:
         return DDLEffect(uncertain=_tables_named(statement))  # CREATE TABLE ... AS SELECT
     name, schema = _table(schema_node.this)
-    if statement.args.get("exists"):  # IF NOT EXISTS: it may be there already, as it was
-        return DDLEffect(uncertain=(name,))
     items: list = []
     primary: list[str] = []
     for element in schema_node.expressions:
@@ -193,7 +192,9 @@ def _create_table(statement: Any, dialect: str | None) -> DDLEffect:
         if isinstance(item, sa.Column) and item.name in primary:
             # SQLite keeps a primary key column without NOT NULL nullable (its reflection says so)
             item.primary_key, item.nullable = True, item.nullable if dialect == "sqlite" else False
-    return DDLEffect(op=alembic_ops.CreateTableOp(name, items, schema=schema))
+    # IF NOT EXISTS: made when the replayed schema lacks it, else the old one stays (the replay decides)
+    return DDLEffect(op=alembic_ops.CreateTableOp(name, items, schema=schema,
+                                                  if_not_exists=bool(statement.args.get("exists")) or None))
 
 
 def _foreign_key(node: Any, name: str | None) -> sa.ForeignKeyConstraint:
@@ -244,10 +245,11 @@ def _create_index(statement: Any) -> DDLEffect:
         if not isinstance(column, exp.Column) or params.args.get("where") is not None:
             return DDLEffect(uncertain=(name,))  # expressions, partial indexes: not followed
         columns.append(column.name)
-    if not columns or statement.args.get("exists") or not index.name:
+    if not columns or not index.name:
         return DDLEffect(uncertain=(name,))
     return DDLEffect(op=alembic_ops.CreateIndexOp(index.name, name, columns, schema=schema,
-                                                  unique=bool(statement.args.get("unique"))))
+                                                  unique=bool(statement.args.get("unique")),
+                                                  if_not_exists=bool(statement.args.get("exists")) or None))
 
 
 def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:

@@ -238,12 +238,16 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
 
 @applies(alembic_ops.CreateTableOp)
 def _create_table(state: SchemaState, op: alembic_ops.CreateTableOp, origin: Origin) -> SchemaState:
+    if op.if_not_exists and state.table(op.table_name, op.schema) is not None:
+        return state  # CREATE TABLE IF NOT EXISTS of a table the history made: the old one stays
     # the table is the op's own throwaway one: its columns are shared, not copied
     return state.with_table(TableState.from_table(_created_table(op), origin, copy=False))
 
 
 @applies(alembic_ops.DropTableOp)
 def _drop_table(state: SchemaState, op: alembic_ops.DropTableOp, origin: Origin) -> SchemaState:
+    if state.table(op.table_name, op.schema) is None and op.if_exists:
+        return state  # DROP TABLE IF EXISTS of a table the history does not have: nothing
     if state.table(op.table_name, op.schema) is None:  # made outside the migrations
         return state.with_uncertain((op.table_name,))
     return state.without_table(_key(op.table_name, op.schema))
@@ -340,6 +344,8 @@ def _alter_column(state: SchemaState, table: TableState, op: alembic_ops.AlterCo
 
 @applies(alembic_ops.CreateIndexOp, to_table=True)
 def _create_index(state: SchemaState, table: TableState, op: alembic_ops.CreateIndexOp, origin: Origin) -> SchemaState:
+    if op.if_not_exists and any(i.name == op.index_name for i, _ in table.indexes):
+        return state  # CREATE INDEX IF NOT EXISTS of an index the table has: the old one stays
     index = _index_of(op)
     indexes = keyed(table.indexes, "index")
     if indexes is not None and _hashable(index.name):

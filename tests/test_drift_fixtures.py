@@ -466,3 +466,50 @@ def test_names_given_by_the_naming_convention(tmp_path):
     found, diagnostics, _ = ours(root)
     assert found == expected
     assert not [d for d in diagnostics if d["code"].startswith("M")]
+
+
+def test_create_if_not_exists_in_literal_sql_applies_when_missing(tmp_path):
+    """phoenix 735d3d93c33e: `CREATE INDEX IF NOT EXISTS` (and TABLE) made its table uncertain;
+    the replay knows whether the object exists: made when missing, the old one kept when not."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.execute("CREATE INDEX IF NOT EXISTS ix_posts_title ON posts (title)")
+        op.execute("CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, other TEXT)")
+        op.execute("CREATE TABLE IF NOT EXISTS tags (id INTEGER NOT NULL PRIMARY KEY, label TEXT)")
+        op.execute("DROP TABLE IF EXISTS never_made")
+    """], MODELS)
+    expected = truth(root)
+    assert expected == DRIFT | {("remove_index", "posts", "ix_posts_title"), ("remove_table", "tags", "")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert "M004" not in codes(diagnostics)
+
+
+def test_an_index_the_models_declare_but_cannot_be_rebuilt_is_not_reported_missing(tmp_path):
+    """airflow: `Index("idx_task_reschedule_ti_id_id_desc", ti_id, id.desc())` in the models'
+    __table_args__: model loading cannot rebuild an index on an expression, so the index the
+    migrations made looked absent from the models (a false M002 on PostgreSQL)."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        with op.batch_alter_table("posts") as batch_op:
+            batch_op.create_index("idx_posts_title_id_desc", ["title", "id"], postgresql_ops={"id": "DESC"})
+    """], """
+        import sqlalchemy as sa
+        from sqlalchemy.orm import declarative_base
+        Base = declarative_base()
+        metadata = Base.metadata
+        sa.Table("users", metadata, sa.Column("id", sa.Integer(), primary_key=True), sa.Column("name", sa.String(50)),
+                 sa.Column("email", sa.String(100)))
+
+
+        class Post(Base):
+            __tablename__ = "posts"
+            id = sa.Column(sa.Integer(), primary_key=True)
+            title = sa.Column(sa.String(50))
+            __table_args__ = (sa.Index("idx_posts_title_id_desc", title, id.desc()),)
+    """)
+    expected = truth(root)
+    found, diagnostics, _ = ours(root)
+    assert found <= expected
+    assert ("remove_index", "posts", "idx_posts_title_id_desc") not in found
+    assert ("add_column", "users", "email") in found
