@@ -89,11 +89,18 @@ _OBJECT_ARGUMENT = {"column": (("column", "column_name"), 1), "index": (("index_
 
 def _opaque_kind(call: OpCall) -> str:
     """What an op whose table cannot be read may have changed: "column:body" when the
-    column (index, constraint) it names is literal, "column" when any one, OPAQUE_ANY for an
-    op we do not know."""
-    kind = OPAQUE_KINDS.get(call.name.rsplit(".", 1)[-1])
+    column (index, constraint) it names is literal, "column" when any one ("table:id,name":
+    a table created with these columns), OPAQUE_ANY for an op we do not know."""
+    method = call.name.rsplit(".", 1)[-1]
+    kind = OPAQUE_KINDS.get(method)
     if kind is None:
         return OPAQUE_ANY
+    if method == "create_table":  # a table of these columns (when every one is literal)
+        columns = [a.args[0].value for a in call.node.args[1:] if isinstance(a, ast.Call) and a.args
+                   and isinstance(a.args[0], ast.Constant) and isinstance(a.args[0].value, str)
+                   and (getattr(a.func, "attr", None) or getattr(a.func, "id", "")).endswith("Column")]
+        everything_read = all(isinstance(a, ast.Call) for a in call.node.args[1:]) and not call.node.keywords
+        return f"table:{','.join(sorted(columns))}" if columns and everything_read else kind
     keywords, position = _OBJECT_ARGUMENT.get(kind, ((), None))
     node = next((k.value for k in call.node.keywords if k.arg in keywords), None)
     if node is None and position is not None:
