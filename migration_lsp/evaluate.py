@@ -354,6 +354,10 @@ class EvaluatedOp:
     reason: str = ""
     conditional: bool | None = None
     table: str | None = None
+    # when every test that makes it conditional asks whether a table exists ("create if
+    # missing": `if "t" not in inspector.get_table_names():`): (table, exists) pairs that the
+    # replay decides with the schema it has at this point
+    guards: tuple[tuple[str, bool], ...] = ()
 
     def __post_init__(self) -> None:
         if self.conditional is None:

@@ -15,7 +15,7 @@ import ast
 import inspect
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,23 @@ class _Imported(Opaque):
         self.path = path
 
 
+class _TableNames:
+    """`inspector.get_table_names()`: the tables the database has when the call runs. Only
+    `"t" in` / `not in` it is known: a `_Guard` the replay decides."""
+
+
+class _Guard:
+    """Does table `table` exist (`exists`) when this runs: `"t" in inspector.get_table_names()`,
+    `inspector.has_table("t")`, and their negations. An `if` on it runs both branches, each
+    op guarded (EvaluatedOp.guards); the replay, which knows the schema there, decides."""
+
+    def __init__(self, table: str, exists: bool) -> None:
+        self.table, self.exists = table, exists
+
+    def negated(self) -> _Guard:
+        return _Guard(self.table, not self.exists)
+
+
 class _Batch:
     """`with op.batch_alter_table(table) as batch_op`: the alias's value."""
 
@@ -281,6 +298,8 @@ class Interpreter(Evaluator):
         self._module_values: dict[str, Any] = {}
         self._resolving: set[str] = set()
         self.conditional = 0  # depth of undecidable branches around the running statement
+        self.guards: list[_Guard] = []  # tests of a table's existence around it (see _Guard)
+        self._forced = False
         self.maybe_left = False  # an undecidable branch may have returned / broken out
         self.autocommit = False
         self.depth = 0
@@ -440,7 +459,11 @@ class Interpreter(Evaluator):
             self._mutated(stmt.target)
 
     def if_(self, stmt: ast.If) -> None:
-        test = self.truth(stmt.test)
+        value = self.value(stmt.test)
+        if isinstance(value, _Guard):
+            self.alternatives([stmt.body, stmt.orelse], [value, value.negated()])
+            return
+        test = self.truth_of(value)
         if test is None:
             self.alternatives([stmt.body, stmt.orelse])
         else:
@@ -448,7 +471,10 @@ class Interpreter(Evaluator):
 
     def truth(self, node: ast.expr) -> bool | None:
         """The test's truth when it can be known statically (literals, the dialect), else None."""
-        value = self.value(node)
+        return self.truth_of(self.value(node))
+
+    @staticmethod
+    def truth_of(value: Any) -> bool | None:
         if is_plain(value):
             try:
                 return bool(value)
@@ -456,7 +482,7 @@ class Interpreter(Evaluator):
                 return None
         return None
 
-    def alternatives(self, bodies: list[list[ast.stmt]]) -> None:
+    def alternatives(self, bodies: list[list[ast.stmt]], guards: list[_Guard] | None = None) -> None:
         """Bodies that may or may not run (an undecidable `if`, a `while`, `except` branches):
         each runs from the same names with its ops conditional; leaving one early makes the
         rest uncertain too; a name a branch binds is not known after them."""
@@ -464,15 +490,21 @@ class Interpreter(Evaluator):
         changed: set[str] = set()
         self.conditional += 1
         try:
-            for body in bodies:
+            for n, body in enumerate(bodies):
                 self.frame.clear()
                 self.frame.update(start)
+                guard = guards[n] if guards else None
+                if guard is not None:
+                    self.guards.append(guard)
                 try:
                     self.block(body)
                 except _Raise:
                     pass  # (`except ...: rollback; raise`): a successful run did not come here
                 except (_Return, _Break, _Continue):
                     self.maybe_left = True
+                finally:
+                    if guard is not None:
+                        self.guards.pop()
                 changed.update(n for n, v in self.frame.items() if start.get(n, _UNBOUND) is not v)
         finally:
             self.conditional -= 1
@@ -610,6 +642,8 @@ class Interpreter(Evaluator):
             return Opaque(node)
         if kind is ast.UnaryOp:
             operand = self.value(node.operand)  # type: ignore[attr-defined]
+            if isinstance(operand, _Guard) and isinstance(node.op, ast.Not):  # type: ignore[attr-defined]
+                return operand.negated()
             if not is_plain(operand):
                 return Opaque(node)
             op = node.op  # type: ignore[attr-defined]
@@ -752,6 +786,10 @@ class Interpreter(Evaluator):
 
     def compare(self, node: ast.Compare) -> Any:
         left = self.value(node.left)
+        if len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)) and isinstance(left, str):
+            right = self.value(node.comparators[0])
+            if isinstance(right, _TableNames):  # "t" in inspector.get_table_names()
+                return _Guard(left, isinstance(node.ops[0], ast.In))
         for op, right_node in zip(node.ops, node.comparators):
             right = self.value(right_node)
             if not (is_plain(left) and is_plain(right)):
@@ -821,6 +859,12 @@ class Interpreter(Evaluator):
                 return self.method(node, receiver, func.attr)
             if func.attr in ("execute", "exec_driver_sql") and isinstance(receiver, Opaque):
                 return self.raw_sql(node, self._arguments(node))  # a connection / session
+            if isinstance(receiver, Opaque) and func.attr == "get_table_names" and not node.args \
+                    and not node.keywords:  # an inspector of the bind (the default schema)
+                return _TableNames()
+            if isinstance(receiver, Opaque) and func.attr == "has_table" and len(node.args) == 1 \
+                    and not node.keywords and isinstance(name := self.value(node.args[0]), str):
+                return _Guard(name, True)
             fn = self.value_of(lambda: self._attribute(func, receiver), func)
         else:
             fn = self.value(func)
@@ -1021,7 +1065,16 @@ class Interpreter(Evaluator):
 
     def evaluate_op(self, call: OpCall, name: str, node: ast.Call, batch: _Batch | None,
                     recorder: Recorder) -> EvaluatedOp:
+        ev = self._evaluate_op(call, name, node, batch, recorder)
+        if ev.op is not None and ev.conditional and self.guards and len(self.guards) == self.conditional \
+                and not self.maybe_left and not self._forced:
+            return replace(ev, guards=tuple((g.table, g.exists) for g in self.guards))
+        return ev
+
+    def _evaluate_op(self, call: OpCall, name: str, node: ast.Call, batch: _Batch | None,
+                     recorder: Recorder) -> EvaluatedOp:
         conditional = self.uncertain
+        self._forced = False  # conditional for a reason of its own (not the tests around it)
         arguments = self._arguments(node)
         if arguments is None:
             return EvaluatedOp(call, None, "*args / **kwargs", conditional)
@@ -1041,7 +1094,7 @@ class Interpreter(Evaluator):
         if any(isinstance(a, (Opaque, _Dynamic)) for a in args[:2]):
             return EvaluatedOp(call, None, "table or column name is not a literal", conditional, table)
         if name == "create_table" and not all(_known(a) for a in args[1:]):
-            conditional = True  # a column or constraint we cannot read: the table is uncertain
+            conditional = self._forced = True  # a column or constraint we cannot read: the table is uncertain
         kwargs = {k: v for k, v in kwargs.items() if _known(v)}
         args = [OpaqueType(_describe(a)) if not _known(a) else a for a in args]
         before = len(recorder.recorded)

@@ -58,6 +58,12 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
     origin: Origin = (path, ev.span)
     if ev.conditional and isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(op), str):
         return apply_sql(state, sql, origin, conditional=True)
+    if ev.conditional and op is not None and ev.guards:
+        runs = _guards_hold(state, ev.guards)
+        if runs is False:
+            return state  # `if "t" not in inspector.get_table_names():` while the history has t
+        if runs:
+            return _apply_safely(state, op, origin)
     if ev.conditional and op is not None:
         # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
         table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
@@ -111,6 +117,17 @@ def _opaque_kind(call: OpCall) -> str:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return f"{kind}:{node.value}"
     return kind
+
+
+def _guards_hold(state: SchemaState, guards: Sequence[tuple[str, bool]]) -> bool | None:
+    """Do the existence tests around an op hold in this schema (None: a table we are not
+    sure of)? The database the migration runs on is the one the history made."""
+    for table, exists in guards:
+        if table in state.uncertain:
+            return None
+        if (state.table(table) is not None) != exists:
+            return False
+    return True
 
 
 def apply_raw_call(state: SchemaState, call: RawCall, path: Path, dialect: str | None = None) -> SchemaState:

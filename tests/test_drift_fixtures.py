@@ -513,3 +513,32 @@ def test_an_index_the_models_declare_but_cannot_be_rebuilt_is_not_reported_missi
     assert found <= expected
     assert ("remove_index", "posts", "idx_posts_title_id_desc") not in found
     assert ("add_column", "users", "email") in found
+
+
+def test_create_if_missing_guards_are_decided_by_the_replayed_schema(tmp_path):
+    """optuna v2.4.0.a, mlflow 3500859a5d39: `if "t" not in inspector.get_table_names():
+    op.create_table("t", ...)` (also `has_table`, through a helper of the file). The guard asks
+    whether the table exists, which the replay knows: the op runs when it does not."""
+    root = build(tmp_path, [USERS_POSTS, """
+        def existing_tables():
+            return sa.inspect(op.get_bind()).get_table_names()
+        # upgrade
+        inspector = sa.inspect(op.get_bind())
+        tables = inspector.get_table_names()
+        if "tags" not in tables:
+            op.create_table("tags", sa.Column("id", sa.Integer(), primary_key=True), sa.Column("label", sa.Text()))
+        if not inspector.has_table("users"):
+            op.create_table("users", sa.Column("id", sa.Integer(), primary_key=True))
+        else:
+            op.add_column("users", sa.Column("nick", sa.String(20)))
+        if "posts" in existing_tables():
+            op.add_column("posts", sa.Column("body", sa.Text()))
+    """], MODELS + """
+sa.Table("tags", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("remove_column", "tags", "label"), ("remove_column", "users", "nick"),
+                                ("remove_column", "posts", "body")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert "M004" not in codes(diagnostics)
