@@ -371,6 +371,10 @@ def _create_index(state: SchemaState, table: TableState, op: alembic_ops.CreateI
     if op.if_not_exists and any(i.name == op.index_name for i, _ in table.indexes):
         return state  # CREATE INDEX IF NOT EXISTS of an index the table has: the old one stays
     index = _index_of(op)
+    if any(table.column(c) is None for c in _index_columns(index) if isinstance(c, str)):
+        # on a column the replayed table lacks (added by an op we could not read): the
+        # history knows more of this table than we do
+        return state.with_uncertain((table.name,))
     indexes = keyed(table.indexes, "index")
     if indexes is not None and _hashable(index.name):
         return state.with_table(table.evolve(indexes=indexes.without(index.name).appended((index, origin))))

@@ -542,3 +542,28 @@ sa.Table("tags", metadata, sa.Column("id", sa.Integer(), primary_key=True))
     found, diagnostics, _ = ours(root)
     assert found == expected
     assert "M004" not in codes(diagnostics)
+
+
+def test_an_index_on_a_column_an_unreadable_op_added_makes_its_table_uncertain(tmp_path):
+    """mlflow 75868b020152: `index_trace_info_experiment_id_session_id` is made on a column
+    the unreadable add_column loop added: the replayed table lacks it, so the index looked
+    missing (a false M001). The table is one whose history we do not fully know."""
+    (tmp_path / "analytics.py").write_text(
+        "import sqlalchemy as sa\n\n\ndef columns_by_table():\n"
+        "    return {'posts': [sa.Column('session', sa.Text())]}\n")
+    root = build(tmp_path, [USERS_POSTS, """
+        import os, sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from analytics import columns_by_table
+        # upgrade
+        for table_name, columns in columns_by_table().items():
+            for column in columns:
+                op.add_column(table_name, column)
+        op.create_index("ix_posts_session", "posts", ["session"])
+    """], MODELS + """
+metadata.tables["posts"].append_column(sa.Column("session", sa.Text(), index=True))
+""")
+    expected = truth(root)
+    assert expected == DRIFT
+    found, diagnostics, _ = ours(root)
+    assert found <= expected and ("add_index", "posts", "ix_posts_session") not in found
