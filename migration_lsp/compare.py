@@ -719,6 +719,9 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             out.append(Difference("changed", f"column {table_key}.{sub.column_name}", sub,
                                   (m_col.origin if m_col else None) or m_origin, s_col.origin if s_col else None,
                                   "; ".join(details)))
+        elif isinstance(sub, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) and s_state is not None \
+                and any(i.name == sub.index_name and _ordered(i) for i, _ in s_state.indexes):
+            continue  # a sort order or an expression: the models' side cannot carry it (names only)
         elif isinstance(sub, alembic_ops.CreateIndexOp):
             columns = tuple(str(getattr(c, "name", c)) for c in sub.columns)
             out.append(Difference("missing", f"index {sub.index_name} on {table_key}", sub,
@@ -739,6 +742,15 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             out.append(Difference("changed", f"table {table_key}", sub, m_origin, s_origin,
                                   f"comment {new!r} {sides[1]}, {old!r} {sides[0]}"))
     return out
+
+
+def _ordered(index: Any) -> bool:
+    """An index with a sort order (`postgresql_ops={"id": "DESC"}`, `DESC` in SQL) or an
+    expression among its columns."""
+    kwargs = getattr(index, "kwargs", None) or {}
+    if any(key.endswith("_ops") and value for key, value in kwargs.items()):
+        return True
+    return any(not isinstance(e, (sa.Column, str)) for e in getattr(index, "expressions", ()))
 
 
 def _alter_details(op: alembic_ops.AlterColumnOp, sides: Sides, schema_type: Any) -> list[str]:

@@ -240,16 +240,20 @@ def _create_index(statement: Any) -> DDLEffect:
         return DDLEffect(uncertain=_tables_named(statement))
     name, schema = _table(table_node)
     columns = []
+    order = {}
     for ordered in params.args.get("columns") or []:
         column = ordered.this if isinstance(ordered, exp.Ordered) else ordered
         if not isinstance(column, exp.Column) or params.args.get("where") is not None:
             return DDLEffect(uncertain=(name,))  # expressions, partial indexes: not followed
         columns.append(column.name)
+        if isinstance(ordered, exp.Ordered) and ordered.args.get("desc"):
+            order[column.name] = "DESC"  # (kept: an index with a sort order is not compared)
     if not columns or not index.name:
         return DDLEffect(uncertain=(name,))
     return DDLEffect(op=alembic_ops.CreateIndexOp(index.name, name, columns, schema=schema,
                                                   unique=bool(statement.args.get("unique")),
-                                                  if_not_exists=bool(statement.args.get("exists")) or None))
+                                                  if_not_exists=bool(statement.args.get("exists")) or None,
+                                                  **({"postgresql_ops": order} if order else {})))
 
 
 def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
