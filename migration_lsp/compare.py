@@ -243,23 +243,24 @@ def _may_be_opaque(op: Any, kinds: frozenset[str]) -> bool:
     if kind in kinds:
         return True
     if isinstance(op, alembic_ops.CreateTableOp):  # a table of the same columns
-        return f"table:{','.join(sorted(c.name for c in op.columns if isinstance(c, sa.Column)))}" in kinds
+        return f"add_table:{','.join(sorted(c.name for c in op.columns if isinstance(c, sa.Column)))}" in kinds
     return f"{kind}:{_object_of(op)[1]}" in kinds
 
 
+_DIFFERENCE_KINDS: tuple[tuple[type, str], ...] = (
+    (alembic_ops.CreateTableOp, "add_table"), (alembic_ops.DropTableOp, "drop_table"),
+    (alembic_ops.AddColumnOp, "add_column"), (alembic_ops.DropColumnOp, "drop_column"),
+    (alembic_ops.AlterColumnOp, "alter_column"), (alembic_ops.CreateIndexOp, "add_index"),
+    (alembic_ops.DropIndexOp, "drop_index"), (alembic_ops.CreateTableCommentOp, "comment"),
+    (alembic_ops.DropTableCommentOp, "comment"), (alembic_ops.AddConstraintOp, "add_constraint"),
+    (alembic_ops.DropConstraintOp, "drop_constraint"))
+
+
 def _kind_of(op: Any) -> str:
-    """Which kind of change (as replay.OPAQUE_KINDS names them) a difference's op is: an
-    op whose table could not be read may have made any such difference, in any table (of
-    that name, when the op's argument names it)."""
-    if isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp)):
-        return "table"
-    if isinstance(op, (alembic_ops.AddColumnOp, alembic_ops.DropColumnOp, alembic_ops.AlterColumnOp)):
-        return "column"
-    if isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)):
-        return "index"
-    if isinstance(op, (alembic_ops.CreateTableCommentOp, alembic_ops.DropTableCommentOp)):
-        return "comment"
-    return "constraint"
+    """Which kind of difference (as replay.OPAQUE_KINDS names them) an op is: an op whose
+    table could not be read may have made any such difference, in any table (of that name,
+    when the op's argument names it)."""
+    return next((kind for cls, kind in _DIFFERENCE_KINDS if isinstance(op, cls)), OPAQUE_ANY)
 
 
 def _compared(options: CompareOptions, state: TableState, side: str) -> bool:

@@ -75,48 +75,57 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         table = ev.table or _literal_table_name(ev.call)
         if table:
             return state.with_uncertain((table,))
-        return state.with_opaque(origin, (_opaque_kind(ev.call),))
+        return state.with_opaque(origin, _opaque_kinds(ev.call))
     return _apply_safely(state, op, origin)
 
 
-# what an op whose table cannot be read may have changed, in whichever table (by its name)
-OPAQUE_KINDS = {
-    **dict.fromkeys(("add_column", "drop_column", "alter_column"), "column"),
-    **dict.fromkeys(("create_index", "drop_index"), "index"),
+# what an op whose table cannot be read may have done, in whichever table, as the kinds of
+# difference it can explain (an unknown add_column makes a column look missing, an unknown
+# drop_column one look extra or changed...), and which object family it names
+OPAQUE_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "add_column": ("column", ("add_column",)),
+    "drop_column": ("column", ("drop_column", "alter_column")),
+    "alter_column": ("column", ("add_column", "drop_column", "alter_column")),  # (renames too)
+    "create_index": ("index", ("add_index",)),
+    "drop_index": ("index", ("drop_index",)),
     **dict.fromkeys(("create_unique_constraint", "create_foreign_key", "create_primary_key",
-                     "create_check_constraint", "create_exclude_constraint", "drop_constraint"), "constraint"),
-    **dict.fromkeys(("create_table_comment", "drop_table_comment"), "comment"),
-    **dict.fromkeys(("create_table", "drop_table", "rename_table"), "table"),
+                     "create_check_constraint", "create_exclude_constraint"), ("constraint", ("add_constraint",))),
+    "drop_constraint": ("constraint", ("drop_constraint",)),
+    **dict.fromkeys(("create_table_comment", "drop_table_comment"), ("comment", ("comment",))),
+    "create_table": ("table", ("add_table",)),
+    "drop_table": ("table", ("drop_table",)),
+    "rename_table": ("table", ("add_table", "drop_table")),
 }
 # where such an op names the object it changes: (keyword, position in `op.x(...)`)
 _OBJECT_ARGUMENT = {"column": (("column", "column_name"), 1), "index": (("index_name",), 0),
                     "constraint": (("constraint_name",), 0)}
 
 
-def _opaque_kind(call: OpCall) -> str:
-    """What an op whose table cannot be read may have changed: "column:body" when the
-    column (index, constraint) it names is literal, "column" when any one ("table:id,name":
-    a table created with these columns), OPAQUE_ANY for an op we do not know."""
+def _opaque_kinds(call: OpCall) -> tuple[str, ...]:
+    """What an op whose table cannot be read may have made look different: "add_column:body"
+    when the column (index, constraint) it names is literal, "add_column" when any one
+    ("add_table:id,name": a table created with these columns), OPAQUE_ANY for an op we do
+    not know."""
     method = call.name.rsplit(".", 1)[-1]
-    kind = OPAQUE_KINDS.get(method)
-    if kind is None:
-        return OPAQUE_ANY
+    if method not in OPAQUE_KINDS:
+        return (OPAQUE_ANY,)
+    family, kinds = OPAQUE_KINDS[method]
     if method == "create_table":  # a table of these columns (when every one is literal)
         columns = [a.args[0].value for a in call.node.args[1:] if isinstance(a, ast.Call) and a.args
                    and isinstance(a.args[0], ast.Constant) and isinstance(a.args[0].value, str)
                    and (getattr(a.func, "attr", None) or getattr(a.func, "id", "")).endswith("Column")]
         everything_read = all(isinstance(a, ast.Call) for a in call.node.args[1:]) and not call.node.keywords
-        return f"table:{','.join(sorted(columns))}" if columns and everything_read else kind
-    keywords, position = _OBJECT_ARGUMENT.get(kind, ((), None))
+        return (f"add_table:{','.join(sorted(columns))}",) if columns and everything_read else kinds
+    keywords, position = _OBJECT_ARGUMENT.get(family, ((), None))
     node = next((k.value for k in call.node.keywords if k.arg in keywords), None)
     if node is None and position is not None:
-        position -= 1 if call.batch_table and kind == "column" else 0
+        position -= 1 if call.batch_table and family == "column" else 0
         node = call.node.args[position] if len(call.node.args) > position else None
     if isinstance(node, ast.Call) and node.args:  # sa.Column("body", ...)
         node = node.args[0]
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return f"{kind}:{node.value}"
-    return kind
+        return tuple(f"{kind}:{node.value}" for kind in kinds)
+    return kinds
 
 
 def _guards_hold(state: SchemaState, guards: Sequence[tuple[str, bool]]) -> bool | None:
@@ -371,7 +380,9 @@ def _create_index(state: SchemaState, table: TableState, op: alembic_ops.CreateI
     if op.if_not_exists and any(i.name == op.index_name for i, _ in table.indexes):
         return state  # CREATE INDEX IF NOT EXISTS of an index the table has: the old one stays
     index = _index_of(op)
-    if any(table.column(c) is None for c in _index_columns(index) if isinstance(c, str)):
+    named = index.expressions if type(index) is IndexRecord else [
+        e.name if isinstance(e, sa.Column) else e for e in index.expressions if isinstance(e, (sa.Column, str))]
+    if any(table.column(c) is None for c in named):
         # on a column the replayed table lacks (added by an op we could not read): the
         # history knows more of this table than we do
         return state.with_uncertain((table.name,))

@@ -189,9 +189,9 @@ class SchemaState:
     # op calls whose table could not be read statically: what they did is not known, every
     # table with a fully known history is still compared (said once, at each such call)
     opaque: Sequence[Origin] = NO_ORIGINS  # an Origins
-    # what those calls may have changed in whichever table they touch ("column", "index",
-    # "constraint", "table", or "column:body" when the call names its object; OPAQUE_ANY
-    # when even that is unknown): no such difference is reported anywhere, it may be theirs
+    # the kinds of difference those calls may have made, in whichever table they touch
+    # ("add_column", "drop_index"..., "add_column:body" when the call names its object;
+    # OPAQUE_ANY when even that is unknown): none is reported anywhere, it may be theirs
     opaque_kinds: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
