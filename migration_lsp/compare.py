@@ -27,7 +27,14 @@ from sqlalchemy.engine.reflection import Inspector
 
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
-from .schema import OPAQUE_ANY, Origin, SchemaState, TableState, _index_columns, constraint_columns
+from .schema import (
+    OPAQUE_ANY,
+    Origin,
+    SchemaState,
+    TableState,
+    _index_columns,
+    constraint_columns,
+)
 
 IGNORED_TABLES = {"alembic_version"}
 
@@ -125,7 +132,7 @@ def _impl(dialect_name: str | None) -> DefaultImpl:
             from sqlalchemy.dialects import registry
 
             dialect = registry.load(dialect_name)()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a dialect that cannot be loaded here: compared without one
             dialect = None
     if dialect is None:
         from sqlalchemy.engine.default import DefaultDialect
@@ -156,7 +163,7 @@ def _default_text(column: sa.Column, dialect: str | None = None) -> str | None:
         if isinstance(arg, sa.sql.ClauseElement):
             try:
                 text = str(arg.compile(dialect=_impl(dialect).dialect))
-            except Exception:
+            except Exception:  # noqa: BLE001 - an expression the dialect cannot compile: its plain text
                 text = str(arg)
         else:
             text = str(arg)
@@ -453,7 +460,7 @@ def _tolerant_types(impl: DefaultImpl) -> None:
     def tolerant(inspector_column, metadata_column):
         try:
             return compare_type(inspector_column, metadata_column)
-        except Exception:
+        except Exception:  # noqa: BLE001 - another dialect's type the impl cannot compile
             return type(inspector_column.type).__name__.upper() != type(metadata_column.type).__name__.upper()
 
     impl.compare_type = tolerant  # type: ignore[method-assign]
@@ -578,7 +585,7 @@ class StaticInspector(Inspector):
         if self._sqlite and not isinstance(type_, sa.types.NullType):
             try:  # SQLite keeps the declared type's text; reflection reads it back by affinity
                 return self.dialect._resolve_type_affinity(type_.compile(dialect=self.dialect))
-            except Exception:
+            except Exception:  # noqa: BLE001 - a type SQLite cannot compile keeps its class
                 return type_
         return type_
 
@@ -602,7 +609,7 @@ class StaticInspector(Inspector):
             return None
         try:
             return self.dialect.ddl_compiler(self.dialect, None).get_column_default_string(column)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a default the DDL compiler refuses: its text
             return _default_text(column, self.dialect.name)
 
     def _columns(self, table: sa.Table) -> list[dict]:
@@ -806,7 +813,7 @@ def _constraint_difference(op: Any, table_key: str, s_state: TableState | None,
 def _type_text(type_: Any) -> str:
     try:
         return repr(type_)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a project type whose repr fails
         return type(type_).__name__
 
 

@@ -116,13 +116,13 @@ def import_safe_module(name: str) -> ModuleType | None:
     if module is None:
         try:
             spec = importlib.util.find_spec(name)
-        except Exception:  # a parent that is not a package, ...
+        except Exception:  # noqa: BLE001 - a parent that is not a package, ...
             return None
         if spec is None or not _from_installed_package(name, spec.origin):
             return None  # not found, a namespace package, a file elsewhere
         try:
             module = importlib.import_module(name)
-        except (Exception, SystemExit):
+        except (Exception, SystemExit):  # noqa: BLE001 - a module of sqlalchemy/alembic failing on import
             return None
     if not isinstance(module, ModuleType) or not _from_installed_package(name, getattr(module, "__file__", None)):
         return None
@@ -204,7 +204,7 @@ class Evaluator:
             return self._eval(node)
         except RecursionError:
             return Opaque("deep expression")
-        except Exception:  # a constructor refusing its arguments: opaque, never fatal
+        except Exception:  # noqa: BLE001 - a constructor refusing its arguments: opaque, never fatal
             return Opaque(node)
 
     def _eval(self, node: ast.AST) -> Any:
@@ -310,7 +310,7 @@ class _LazyImport:
 def _source(node: ast.AST) -> str:
     try:
         return ast.unparse(node)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a node ast cannot unparse: named by its kind
         return type(node).__name__
 
 

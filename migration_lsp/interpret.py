@@ -427,7 +427,7 @@ class Interpreter(Evaluator):
                 try:
                     container[key] = value
                     return
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - an item the container refuses: the statement is opaque
                     pass
             self._mutated(target.value)
         else:  # an attribute: the object may have changed in ways we do not follow
@@ -449,7 +449,7 @@ class Interpreter(Evaluator):
             if operation is not None and is_plain(current) and is_plain(value):
                 try:
                     result = _sized(operation(current, value))
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - an operation the values refuse: the result is opaque
                     pass
             elif isinstance(current, list) and isinstance(stmt.op, ast.Add) and isinstance(value, (list, tuple)):
                 result = _sized(current + list(value))  # `columns += [sa.Column(...)]`
@@ -478,7 +478,7 @@ class Interpreter(Evaluator):
         if is_plain(value):
             try:
                 return bool(value)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a value that refuses bool(): undecided
                 return None
         return None
 
@@ -907,7 +907,7 @@ class Interpreter(Evaluator):
     def value_of(self, compute: Callable[[], Any], node: ast.AST) -> Any:
         try:
             return compute()
-        except Exception:
+        except Exception:  # noqa: BLE001 - an attribute SQLAlchemy refuses: opaque, never fatal
             return Opaque(node)
 
     def _arguments(self, node: ast.Call) -> tuple[list, dict] | None:
@@ -1100,7 +1100,7 @@ class Interpreter(Evaluator):
         before = len(recorder.recorded)
         try:
             method(*args, **kwargs)
-        except Exception as exc:  # wrong arguments for this Alembic version, half-typed call...
+        except Exception as exc:  # noqa: BLE001 - wrong arguments for this Alembic version, half-typed call...
             return EvaluatedOp(call, None, f"{type(exc).__name__}: {exc}", conditional, table)
         if len(recorder.recorded) == before or not isinstance(recorder.recorded[-1], alembic_ops.MigrateOperation):
             return EvaluatedOp(call, None, "not an operation", conditional, table)

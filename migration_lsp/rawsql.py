@@ -95,7 +95,7 @@ def ddl_effects(sql: str, dialect: str | None = None) -> list[DDLEffect]:
             continue
         try:
             effect = _effect(statement, dialect)
-        except Exception:  # a shape we did not foresee: its tables are uncertain, never a crash
+        except Exception:  # noqa: BLE001 - a shape we did not foresee: its tables are uncertain, never a crash
             effect = DDLEffect(uncertain=_tables_named(statement))
         if effect is not None:
             out.append(effect)
@@ -112,7 +112,7 @@ def _parse(sql: str, dialect: str | None) -> list | None:
     for read in [*reads, None, "postgres", "mysql", "sqlite"]:
         try:
             return sqlglot.parse(sql, read=read)
-        except Exception:  # ParseError, TokenError, a recursion limit on absurd input
+        except Exception:  # noqa: BLE001, S112 - ParseError, TokenError, a recursion limit on absurd input
             continue
     return None
 
@@ -299,5 +299,5 @@ def sql_type(node: Any) -> Any:
     try:
         args = [int(e.this.name if hasattr(e.this, "name") else e.this) for e in node.expressions]
         return make(args) if make is not None else OpaqueType(node.sql())
-    except Exception:
+    except Exception:  # noqa: BLE001 - arguments the type refuses: opaque
         return OpaqueType(node.sql())

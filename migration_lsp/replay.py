@@ -182,7 +182,7 @@ def _drop_index_by_name(state: SchemaState, name: str) -> tuple[SchemaState, str
 def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin) -> SchemaState:
     try:
         return _apply(state, op, origin)
-    except Exception:  # an op inconsistent with the history (column already dropped...)
+    except Exception:  # noqa: BLE001 - an op inconsistent with the history (column already dropped...)
         table = op_table(op)[0]
         return state.with_uncertain((table,)) if table else state
 
@@ -775,7 +775,7 @@ def _reversed_upgrade(upgrade: Iterable[EvaluatedOp], before: SchemaState) -> tu
         op = with_history(ev.op, state)
         try:
             op.reverse()
-        except Exception:
+        except Exception:  # noqa: BLE001 - Alembic cannot reverse it: irreversible
             irreversible.append(ev)
             continue
         completed.append(op)

@@ -28,7 +28,7 @@ class IndexRecord:
     (`name`, `unique`, `expressions` as column names, dialect `kwargs`) without building
     the throwaway Table an `sa.Index` / `CreateIndexOp.to_index()` needs. Immutable."""
 
-    __slots__ = ("name", "expressions", "unique", "kwargs")
+    __slots__ = ("expressions", "kwargs", "name", "unique")
 
     def __init__(self, name: Any, columns: Iterable[str], unique: Any = False,
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -141,7 +141,7 @@ def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
             names.append(expr.name)
         elif isinstance(expr, str):
             names.append(expr)
-        elif hasattr(expr, "name") and isinstance(getattr(expr, "name"), str):
+        elif hasattr(expr, "name") and isinstance(expr.name, str):
             names.append(expr.name)
         else:
             names.append(str(expr))
@@ -153,7 +153,7 @@ def constraint_columns(constraint: sa.Constraint) -> tuple[str, ...]:
         cols = list(constraint.columns.keys())
         if cols:
             return tuple(cols)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - a constraint whose columns cannot be resolved: the pending names
         pass
     return tuple(getattr(constraint, "_pending_colargs", None) or ())
 
