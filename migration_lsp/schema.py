@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from .core import Span
 from .pmap import EMPTY_TABLES, NO_NAMES, NO_ORIGINS, Keyed, Names, Origins, TableMap
@@ -29,6 +30,10 @@ class IndexRecord:
     the throwaway Table an `sa.Index` / `CreateIndexOp.to_index()` needs. Immutable."""
 
     __slots__ = ("expressions", "kwargs", "name", "unique")
+    name: Any  # (the slots' types, for the type checker)
+    expressions: tuple[str, ...]
+    unique: Any
+    kwargs: dict[str, Any]
 
     def __init__(self, name: Any, columns: Iterable[str], unique: Any = False,
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -133,7 +138,7 @@ def _plain_copy(column: sa.Column) -> sa.Column:
 
 
 def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
-    if type(index) is IndexRecord:
+    if isinstance(index, IndexRecord):
         return index.expressions
     names = []
     for expr in index.expressions:
@@ -150,7 +155,7 @@ def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
 
 def constraint_columns(constraint: sa.Constraint) -> tuple[str, ...]:
     try:
-        cols = list(constraint.columns.keys())
+        cols = list(constraint.columns.keys()) if isinstance(constraint, ColumnCollectionConstraint) else []
         if cols:
             return tuple(cols)
     except Exception:  # noqa: BLE001, S110 - a constraint whose columns cannot be resolved: the pending names
@@ -204,27 +209,47 @@ class SchemaState:
         if type(self.opaque) is not Origins:
             object.__setattr__(self, "opaque", Origins(self.opaque))
 
+    # the fields as __post_init__ made them (the persistent structures of pmap)
+    @property
+    def table_map(self) -> TableMap:
+        tables = self.tables
+        assert isinstance(tables, TableMap)  # (made so by __post_init__)
+        return tables
+
+    @property
+    def uncertain_names(self) -> Names:
+        names = self.uncertain
+        assert isinstance(names, Names)  # (made so by __post_init__)
+        return names
+
+    @staticmethod
+    def _origins(origins: Sequence[Origin]) -> Origins:
+        assert isinstance(origins, Origins)  # (made so by __post_init__)
+        return origins
+
     def table(self, name: str, schema: str | None = None) -> TableState | None:
         return self.tables.get(f"{schema}.{name}" if schema else name)
 
     def with_table(self, table: TableState) -> SchemaState:
-        return SchemaState(self.tables.set(table.key, table), self.uncertain, self.unknown, self.opaque,
+        return SchemaState(self.table_map.set(table.key, table), self.uncertain, self.unknown, self.opaque,
                            self.opaque_kinds)
 
     def without_table(self, key: str) -> SchemaState:
-        return SchemaState(self.tables.delete(key), self.uncertain, self.unknown, self.opaque, self.opaque_kinds)
+        return SchemaState(self.table_map.delete(key), self.uncertain, self.unknown, self.opaque, self.opaque_kinds)
 
     def with_uncertain(self, names: Iterable[str]) -> SchemaState:
         names = tuple(names)
         if all(name in self.uncertain for name in names):  # nothing new: share the set
             return self
-        return SchemaState(self.tables, self.uncertain.union(names), self.unknown, self.opaque, self.opaque_kinds)
+        return SchemaState(self.tables, self.uncertain_names.union(names), self.unknown, self.opaque,
+                           self.opaque_kinds)
 
     def with_unknown(self, origin: Origin) -> SchemaState:
-        return SchemaState(self.tables, self.uncertain, self.unknown + (origin,), self.opaque, self.opaque_kinds)
+        return SchemaState(self.tables, self.uncertain, self._origins(self.unknown) + (origin,), self.opaque,
+                           self.opaque_kinds)
 
     def with_opaque(self, origin: Origin, kinds: Iterable[str] = (OPAQUE_ANY,)) -> SchemaState:
-        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque + (origin,),
+        return SchemaState(self.tables, self.uncertain, self.unknown, self._origins(self.opaque) + (origin,),
                            self.opaque_kinds | frozenset(kinds))
 
 
@@ -239,11 +264,12 @@ def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None)
         return states[0]
     # the first branch's tables, plus what each other branch has that differs (branches
     # share the tables nobody touched since they forked: only the touched ones are visited)
-    tables = states[0].tables
+    tables = states[0].table_map
     before = base.tables if base is not None else None
     for state in states[1:]:
-        theirs = state.tables
-        for key in tables.diff(theirs):
+        theirs = state.table_map
+        # (pmap's annotation `-> set` names its own method there: the keys, typed here)
+        for key in cast("set[str]", tables.diff(theirs)):
             table, mine = theirs.get(key), tables.get(key)
             old = before.get(key) if before is not None else None
             if before is not None and old is not None and (mine is old or table is old):
@@ -254,7 +280,7 @@ def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None)
             if table is None:
                 continue  # only in the tables so far: kept
             tables = tables.set(key, table if mine is None else _union(mine, table, old))
-    uncertain = states[0].uncertain
+    uncertain = states[0].uncertain_names
     for state in states[1:]:
         if state.uncertain is not uncertain:
             uncertain = uncertain.union(state.uncertain)
