@@ -208,17 +208,17 @@ class Evaluator:
             return Opaque(node)
 
     def _eval(self, node: ast.AST) -> Any:
-        kind = type(node)  # the two most common kinds first
-        if kind is ast.Constant:
+        if isinstance(node, ast.Constant):  # the two most common kinds first
             return node.value
-        if kind is ast.Call:
+        if isinstance(node, ast.Call):
             return self._call(node)
         if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
             items = [self.value(e) for e in node.elts]
             return tuple(items) if isinstance(node, ast.Tuple) else items
         if isinstance(node, ast.Dict):
             return {self.value(k): self.value(v) for k, v in zip(node.keys, node.values) if k is not None}
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
+                and isinstance(node.operand.value, (int, float, complex)):
             return -node.operand.value
         if isinstance(node, ast.JoinedStr):
             return Opaque(node)
@@ -332,6 +332,8 @@ class _BatchImpl:
 
 
 class BatchRecorder(BatchOperations):
+    impl: Any  # a _BatchImpl: all that BatchOperations reads of it is table_name and schema
+
     def __init__(self, recorder: Recorder, table_name: str, schema: str | None = None) -> None:
         self.impl = _BatchImpl(table_name, schema)
         self.recorded = recorder.recorded

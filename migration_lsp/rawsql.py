@@ -279,13 +279,17 @@ def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
 
 _SQL_TYPES: dict[str, Callable[[list[int]], Any]] = {
     "INT": lambda a: sa.INTEGER(), "BIGINT": lambda a: sa.BIGINT(), "SMALLINT": lambda a: sa.SMALLINT(),
-    "TINYINT": lambda a: sa.SMALLINT(), "VARCHAR": lambda a: sa.VARCHAR(*a[:1]), "NVARCHAR": lambda a: sa.NVARCHAR(*a[:1]),
-    "CHAR": lambda a: sa.CHAR(*a[:1]), "NCHAR": lambda a: sa.NCHAR(*a[:1]), "TEXT": lambda a: sa.TEXT(),
+    "TINYINT": lambda a: sa.SMALLINT(), "VARCHAR": lambda a: sa.VARCHAR(_nth(a, 0)), "NVARCHAR": lambda a: sa.NVARCHAR(_nth(a, 0)),
+    "CHAR": lambda a: sa.CHAR(_nth(a, 0)), "NCHAR": lambda a: sa.NCHAR(_nth(a, 0)), "TEXT": lambda a: sa.TEXT(),
     "BOOLEAN": lambda a: sa.BOOLEAN(), "FLOAT": lambda a: sa.FLOAT(), "DOUBLE": lambda a: sa.DOUBLE(),
-    "DECIMAL": lambda a: sa.NUMERIC(*a[:2]), "DATE": lambda a: sa.DATE(), "DATETIME": lambda a: sa.DATETIME(),
+    "DECIMAL": lambda a: sa.NUMERIC(_nth(a, 0), _nth(a, 1)), "DATE": lambda a: sa.DATE(), "DATETIME": lambda a: sa.DATETIME(),
     "TIMESTAMP": lambda a: sa.TIMESTAMP(), "TIMESTAMPTZ": lambda a: sa.TIMESTAMP(timezone=True),
     "TIME": lambda a: sa.TIME(), "BLOB": lambda a: sa.BLOB(), "JSON": lambda a: sa.JSON(), "UUID": lambda a: sa.UUID(),
 }
+
+
+def _nth(numbers: list[int], n: int) -> int | None:
+    return numbers[n] if len(numbers) > n else None
 
 
 def sql_type(node: Any) -> Any:
