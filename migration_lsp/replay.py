@@ -101,6 +101,11 @@ _OBJECT_ARGUMENT = {"column": (("column", "column_name"), 1), "index": (("index_
                     "constraint": (("constraint_name",), 0)}
 
 
+def _callee(func: ast.expr) -> str:
+    """The called name: `Column` of `sa.Column(...)` and of `Column(...)`."""
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
 def _opaque_kinds(call: OpCall) -> tuple[str, ...]:
     """What an op whose table cannot be read may have made look different: "add_column:body"
     when the column (index, constraint) it names is literal, "add_column" when any one
@@ -113,7 +118,7 @@ def _opaque_kinds(call: OpCall) -> tuple[str, ...]:
     if method == "create_table":  # a table of these columns (when every one is literal)
         columns = [a.args[0].value for a in call.node.args[1:] if isinstance(a, ast.Call) and a.args
                    and isinstance(a.args[0], ast.Constant) and isinstance(a.args[0].value, str)
-                   and (getattr(a.func, "attr", None) or getattr(a.func, "id", "")).endswith("Column")]
+                   and _callee(a.func).endswith("Column")]
         everything_read = all(isinstance(a, ast.Call) for a in call.node.args[1:]) and not call.node.keywords
         return (f"add_table:{','.join(sorted(columns))}",) if columns and everything_read else kinds
     keywords, position = _OBJECT_ARGUMENT.get(family, ((), None))
@@ -431,6 +436,10 @@ def _drop_constraint(state: SchemaState, table: TableState, op: alembic_ops.Drop
     return state.with_table(table.evolve(constraints=kept))
 
 
+def _name(constraint: sa.Constraint) -> str | None:
+    return constraint.name if isinstance(constraint.name, str) else None
+
+
 _CONSTRAINT_TYPES = {"unique": sa.UniqueConstraint, "foreignkey": sa.ForeignKeyConstraint,
                      "check": sa.CheckConstraint, "primary": sa.PrimaryKeyConstraint}
 
@@ -494,9 +503,9 @@ def _index_of(op: alembic_ops.CreateIndexOp) -> sa.Index | IndexRecord:
     options (what autogenerate writes) a record of its fields is all the state needs;
     anything else goes through Alembic's `to_index()` (which may refuse it)."""
     columns = op.columns
-    if not op.kw and type(columns) in (list, tuple) and columns \
-            and all(type(c) is str for c in columns) and len(set(columns)) == len(columns):
-        return IndexRecord(op.index_name, columns, op.unique)
+    names = [c for c in columns if type(c) is str] if type(columns) in (list, tuple) else []
+    if not op.kw and names and len(names) == len(columns) and len(set(names)) == len(names):
+        return IndexRecord(op.index_name, names, op.unique)
     return op.to_index()
 
 
@@ -528,17 +537,19 @@ def _renamed_refs(state: SchemaState, key: str | None, table_name: str, columns:
                         initially=constraint.initially)
                     changed = True
             elif new_cols != list(cols) and isinstance(constraint, sa.UniqueConstraint):
-                constraint, changed = sa.UniqueConstraint(*new_cols, name=constraint.name), True
+                constraint, changed = sa.UniqueConstraint(*new_cols, name=_name(constraint)), True
             elif new_cols != list(cols) and isinstance(constraint, sa.PrimaryKeyConstraint):
-                constraint, changed = sa.PrimaryKeyConstraint(*new_cols, name=constraint.name), True
+                constraint, changed = sa.PrimaryKeyConstraint(*new_cols, name=_name(constraint)), True
             constraints.append((constraint, origin))
-        indexes = []
+        indexes: list[tuple[sa.Index | IndexRecord, Origin | None]] = []
         for index, origin in table.indexes:
             cols = _index_columns(index)
             if local and any(c in local for c in cols):
-                index = IndexRecord(index.name, [local.get(c, c) for c in cols], index.unique, index.kwargs)
+                indexes.append((IndexRecord(index.name, [local.get(c, c) for c in cols], index.unique, index.kwargs),
+                                origin))
                 changed = True
-            indexes.append((index, origin))
+            else:
+                indexes.append((index, origin))
         if changed:
             state = state.with_table(table.evolve(constraints=tuple(constraints), indexes=tuple(indexes)))
     return state
@@ -709,7 +720,7 @@ class Replay:
             if isinstance(item, RawCall):
                 after = apply_raw_call(after, item, path, self.dialect)
             elif isinstance(item.op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(item.op), str):
-                after = apply_sql(after, sql, (path, item.span), item.conditional, self.dialect)
+                after = apply_sql(after, sql, (path, item.span), bool(item.conditional), self.dialect)
             else:
                 after = apply_op(after, item, path)
         return RevisionSchema(before, after, evaluation.ops)
@@ -727,7 +738,7 @@ def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alemb
     O = alembic_ops
     table_name, schema_name = op_table(op)
     table = before.table(table_name, schema_name) if table_name else None
-    if table is None:
+    if table is None or table_name is None:
         return op
     metadata = sa.MetaData()
     sa_table = table.to_table(metadata)
@@ -749,8 +760,9 @@ def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alemb
             op.existing_type = old.type
         if op.existing_nullable is None:
             op.existing_nullable = old.nullable
-        if op.existing_server_default is False and old.server_default is not None:
-            op.existing_server_default = old.server_default.arg
+        if op.existing_server_default is False and isinstance(old.server_default, sa.DefaultClause) \
+                and isinstance(arg := old.server_default.arg, (str, sa.TextClause, sa.ColumnElement)):
+            op.existing_server_default = arg
         if op.existing_comment is None and old.comment is not None:
             op.existing_comment = old.comment
     return op
