@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -23,7 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
-from sqlalchemy.engine.reflection import Inspector
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.engine.reflection import Inspector, ObjectKind, ObjectScope
 
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
@@ -396,7 +398,7 @@ def _neutralise_opaque(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
 
 
 def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: CompareOptions,
-                        skipped: set[tuple] = frozenset()) -> alembic_ops.UpgradeOps:
+                        skipped: AbstractSet[tuple] = frozenset()) -> alembic_ops.UpgradeOps:
     """Alembic's autogenerate between `schema_md` (as the database) and `model_md`."""
     from alembic.autogenerate.api import AutogenContext
     from alembic.runtime.migration import MigrationContext
@@ -480,6 +482,9 @@ def _connectionless_defaults(impl: DefaultImpl) -> None:
     impl.compare_server_default = compare_server_default  # type: ignore[method-assign]
 
 
+_NO_DDL = sa.DDL("")  # what a DDL compiler is built on when only its column helpers are used
+
+
 class StaticInspector(Inspector):
     """A SQLAlchemy Inspector that reflects a MetaData instead of a database, the way the
     dialect's own reflection would report it (SQLite: declared types by affinity, names only
@@ -545,28 +550,36 @@ class StaticInspector(Inspector):
         return {}
 
     # several tables (what Alembic pre-caches)
-    def get_multi_columns(self, schema=None, filter_names=None, **kw):
+    def get_multi_columns(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._columns, schema, filter_names)
 
-    def get_multi_pk_constraint(self, schema=None, filter_names=None, **kw):
+    def get_multi_pk_constraint(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._pk, schema, filter_names)
 
-    def get_multi_foreign_keys(self, schema=None, filter_names=None, **kw):
+    def get_multi_foreign_keys(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._fks, schema, filter_names)
 
-    def get_multi_indexes(self, schema=None, filter_names=None, **kw):
+    def get_multi_indexes(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._indexes, schema, filter_names)
 
-    def get_multi_unique_constraints(self, schema=None, filter_names=None, **kw):
+    def get_multi_unique_constraints(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._uniques, schema, filter_names)
 
-    def get_multi_table_comment(self, schema=None, filter_names=None, **kw):
+    def get_multi_table_comment(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._comment, schema, filter_names)
 
-    def get_multi_check_constraints(self, schema=None, filter_names=None, **kw):
+    def get_multi_check_constraints(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(lambda t: [], schema, filter_names)
 
-    def get_multi_table_options(self, schema=None, filter_names=None, **kw):
+    def get_multi_table_options(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(lambda t: {}, schema, filter_names)
 
     # what the dialect's reflection reports
@@ -582,7 +595,7 @@ class StaticInspector(Inspector):
         variants = getattr(type_, "_variant_mapping", None)
         if variants and self.dialect.name in variants:  # the database has only this dialect's type
             type_ = variants[self.dialect.name]
-        if self._sqlite and not isinstance(type_, sa.types.NullType):
+        if isinstance(self.dialect, SQLiteDialect) and not isinstance(type_, sa.types.NullType):
             try:  # SQLite keeps the declared type's text; reflection reads it back by affinity
                 return self.dialect._resolve_type_affinity(type_.compile(dialect=self.dialect))
             except Exception:  # noqa: BLE001 - a type SQLite cannot compile keeps its class
@@ -608,7 +621,7 @@ class StaticInspector(Inspector):
         if column.server_default is None:
             return None
         try:
-            return self.dialect.ddl_compiler(self.dialect, None).get_column_default_string(column)
+            return self.dialect.ddl_compiler(self.dialect, _NO_DDL).get_column_default_string(column)
         except Exception:  # noqa: BLE001 - a default the DDL compiler refuses: its text
             return _default_text(column, self.dialect.name)
 
