@@ -206,13 +206,15 @@ _STR_METHODS = frozenset({"upper", "lower", "strip", "lstrip", "rstrip", "replac
                           "format", "startswith", "endswith", "title", "capitalize", "casefold", "partition",
                           "rpartition", "removeprefix", "removesuffix", "zfill", "splitlines", "count", "find",
                           "isidentifier", "isdigit"})
-_READ_METHODS = {dict: frozenset({"items", "keys", "values", "get", "copy"}),
+_READ_METHODS: dict[type, frozenset[str]] = {dict: frozenset({"items", "keys", "values", "get", "copy"}),
                  list: frozenset({"index", "count", "copy"}), tuple: frozenset({"index", "count"}),
                  set: frozenset({"union", "intersection", "difference", "copy"}),
                  frozenset: frozenset({"union", "intersection", "difference"})}
-_WRITE_METHODS = {list: frozenset({"append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear"}),
+_WRITE_METHODS: dict[type, frozenset[str]] = {list: frozenset({"append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear"}),
                   dict: frozenset({"update", "setdefault", "pop", "clear"}),
                   set: frozenset({"add", "update", "discard", "remove", "clear"})}
+_NONE: frozenset[str] = frozenset()
+_CONVERSIONS: dict[int, Callable[[Any], str]] = {115: str, 114: repr, 97: ascii}  # f"{x!s}", !r, !a
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
     ast.Mod: lambda a, b: a % b, ast.FloorDiv: lambda a, b: a // b, ast.Div: lambda a, b: a / b,
@@ -288,7 +290,8 @@ class Interpreter(Evaluator):
     """Runs one function of a migration statically (see the comment above)."""
 
     def __init__(self, script: MigrationScript, function: Function, dialect: str | None) -> None:
-        super().__init__(script.imports, Recorder())
+        self.op_recorder = Recorder()  # (the Evaluator's `recorder`, never None here)
+        super().__init__(script.imports, self.op_recorder)
         self.script, self.function = script, function
         dialect = (dialect or "").lower() or None
         self.dialect = "postgresql" if dialect == "postgres" else dialect
@@ -340,47 +343,46 @@ class Interpreter(Evaluator):
             self.statement(stmt)
 
     def statement(self, stmt: ast.stmt) -> None:
-        kind = type(stmt)
-        if kind is ast.Expr:
+        if isinstance(stmt, ast.Expr):
             self.value(stmt.value)
-        elif kind is ast.Assign:
+        elif isinstance(stmt, ast.Assign):
             value = self.value(stmt.value)
             for target in stmt.targets:
                 self.assign(target, value)
-        elif kind is ast.AnnAssign:
+        elif isinstance(stmt, ast.AnnAssign):
             if stmt.value is not None:
                 self.assign(stmt.target, self.value(stmt.value))
-        elif kind is ast.AugAssign:
+        elif isinstance(stmt, ast.AugAssign):
             self.aug_assign(stmt)
-        elif kind is ast.If:
+        elif isinstance(stmt, ast.If):
             self.if_(stmt)
-        elif kind in (ast.For, ast.AsyncFor):
+        elif isinstance(stmt, (ast.For, ast.AsyncFor)):
             self.for_(stmt)
-        elif kind is ast.While:
+        elif isinstance(stmt, ast.While):
             self.value(stmt.test)
             self.alternatives([stmt.body, stmt.orelse])
-        elif kind in (ast.With, ast.AsyncWith):
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             self.with_(stmt)
-        elif kind is ast.Try or kind.__name__ == "TryStar":
-            self.try_(stmt)
-        elif kind in (ast.FunctionDef, ast.AsyncFunctionDef):
+        elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
+            self.try_(stmt)  # type: ignore[arg-type]  # (ast.TryStar: Python 3.11+, the fields of a Try)
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             self.frame[stmt.name] = _Function(stmt, self.frame)
-        elif kind is ast.ClassDef:
+        elif isinstance(stmt, ast.ClassDef):
             self.frame[stmt.name] = Opaque(stmt.name)
-        elif kind is ast.Return:
+        elif isinstance(stmt, ast.Return):
             raise _Return(self.value(stmt.value) if stmt.value is not None else None)
-        elif kind is ast.Raise:
+        elif isinstance(stmt, ast.Raise):
             raise _Raise(Opaque("raise"))  # upgrade() stops here (nothing after it runs)
-        elif kind is ast.Break:
+        elif isinstance(stmt, ast.Break):
             raise _Break
-        elif kind is ast.Continue:
+        elif isinstance(stmt, ast.Continue):
             raise _Continue
-        elif kind in (ast.Import, ast.ImportFrom):
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
             self.import_(stmt)
-        elif kind.__name__ == "Match":
+        elif type(stmt).__name__ == "Match":
             self.value(stmt.subject)  # type: ignore[attr-defined]
             self.alternatives([case.body for case in stmt.cases])  # type: ignore[attr-defined]
-        elif kind is ast.Delete:
+        elif isinstance(stmt, ast.Delete):
             for target in stmt.targets:
                 if isinstance(target, ast.Name):
                     self.frame[target.id] = Opaque(target.id)
@@ -589,7 +591,7 @@ class Interpreter(Evaluator):
         if kind is ast.Call:
             return self._call(node)  # type: ignore[arg-type]
         if kind is ast.Name:
-            return self.lookup(node.id)
+            return self.lookup(node.id)  # type: ignore[attr-defined]
         if kind is ast.Attribute:
             base = self._eval(node.value)  # type: ignore[attr-defined]
             if isinstance(base, _Imported):
@@ -636,9 +638,11 @@ class Interpreter(Evaluator):
                             and left * len(right) > MAX_TEXT)):
                     return Opaque(node)
                 return _sized(operation(left, right))
-            if isinstance(node.op, ast.Add) and isinstance(left, (list, tuple)) \
-                    and type(left) is type(right):  # type: ignore[attr-defined]
-                return _sized(left + right)  # lists of columns
+            if isinstance(node.op, ast.Add):  # type: ignore[attr-defined]  # lists of columns
+                if isinstance(left, list) and isinstance(right, list):
+                    return _sized(left + right)
+                if isinstance(left, tuple) and isinstance(right, tuple):
+                    return _sized(left + right)
             return Opaque(node)
         if kind is ast.UnaryOp:
             operand = self.value(node.operand)  # type: ignore[attr-defined]
@@ -768,7 +772,7 @@ class Interpreter(Evaluator):
             spec = self.value(part.format_spec) if part.format_spec is not None else ""
             if not isinstance(spec, str):
                 return Opaque(node)
-            conversion = {115: str, 114: repr, 97: ascii}.get(part.conversion)
+            conversion = _CONVERSIONS.get(part.conversion)
             parts.append(format(conversion(value) if conversion else value, spec))
         return _sized("".join(parts))
 
@@ -934,11 +938,11 @@ class Interpreter(Evaluator):
         if arguments is not None:
             args, kwargs = arguments
             plain_args = all(is_plain(a) for a in args) and all(is_plain(v) for v in kwargs.values())
-            if plain_args and ((kind is str and name in _STR_METHODS) or name in _READ_METHODS.get(kind, ())):
+            if plain_args and ((kind is str and name in _STR_METHODS) or name in _READ_METHODS.get(kind, _NONE)):
                 if kind is not str or is_plain(receiver):
                     result = getattr(receiver, name)(*args, **kwargs)
                     return _sized(list(result) if name in ("items", "keys", "values") else result)
-            elif name in _WRITE_METHODS.get(kind, ()) and (plain_args or name in ("append", "extend", "insert",
+            elif name in _WRITE_METHODS.get(kind, _NONE) and (plain_args or name in ("append", "extend", "insert",
                                                                                   "update", "add")):
                 result = getattr(receiver, name)(*args, **kwargs)
                 if len(receiver) > MAX_ITEMS:
@@ -1044,7 +1048,7 @@ class Interpreter(Evaluator):
     # ------------------------------------------------------------ op calls
 
     def op(self, node: ast.Call, name: str, batch: _Batch | None) -> Any:
-        recorder = self.recorder
+        recorder = self.op_recorder
         if name == "f":
             arguments = self._arguments(node)
             value = arguments[0][0] if arguments and arguments[0] else None
