@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -23,11 +24,19 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
-from sqlalchemy.engine.reflection import Inspector
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.engine.reflection import Inspector, ObjectKind, ObjectScope
 
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
-from .schema import Origin, SchemaState, TableState, constraint_columns
+from .schema import (
+    OPAQUE_ANY,
+    Origin,
+    SchemaState,
+    TableState,
+    _index_columns,
+    constraint_columns,
+)
 
 IGNORED_TABLES = {"alembic_version"}
 
@@ -125,7 +134,7 @@ def _impl(dialect_name: str | None) -> DefaultImpl:
             from sqlalchemy.dialects import registry
 
             dialect = registry.load(dialect_name)()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a dialect that cannot be loaded here: compared without one
             dialect = None
     if dialect is None:
         from sqlalchemy.engine.default import DefaultDialect
@@ -156,7 +165,7 @@ def _default_text(column: sa.Column, dialect: str | None = None) -> str | None:
         if isinstance(arg, sa.sql.ClauseElement):
             try:
                 text = str(arg.compile(dialect=_impl(dialect).dialect))
-            except Exception:
+            except Exception:  # noqa: BLE001 - an expression the dialect cannot compile: its plain text
                 text = str(arg)
         else:
             text = str(arg)
@@ -232,7 +241,35 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
         out.extend(_differences(op, s_states, m_states, sides))
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
+    if schema.opaque_kinds - {OPAQUE_ANY}:
+        out = [d for d in out if not _may_be_opaque(d.op, schema.opaque_kinds)]
     return _filtered(out, options)
+
+
+def _may_be_opaque(op: Any, kinds: frozenset[str]) -> bool:
+    """Could an op whose table could not be read (of `kinds`) have made this difference?"""
+    kind = _kind_of(op)
+    if kind in kinds:
+        return True
+    if isinstance(op, alembic_ops.CreateTableOp):  # a table of the same columns
+        return f"add_table:{','.join(sorted(c.name for c in op.columns if isinstance(c, sa.Column)))}" in kinds
+    return f"{kind}:{_object_of(op)[1]}" in kinds
+
+
+_DIFFERENCE_KINDS: tuple[tuple[type, str], ...] = (
+    (alembic_ops.CreateTableOp, "add_table"), (alembic_ops.DropTableOp, "drop_table"),
+    (alembic_ops.AddColumnOp, "add_column"), (alembic_ops.DropColumnOp, "drop_column"),
+    (alembic_ops.AlterColumnOp, "alter_column"), (alembic_ops.CreateIndexOp, "add_index"),
+    (alembic_ops.DropIndexOp, "drop_index"), (alembic_ops.CreateTableCommentOp, "comment"),
+    (alembic_ops.DropTableCommentOp, "comment"), (alembic_ops.AddConstraintOp, "add_constraint"),
+    (alembic_ops.DropConstraintOp, "drop_constraint"))
+
+
+def _kind_of(op: Any) -> str:
+    """Which kind of difference (as replay.OPAQUE_KINDS names them) an op is: an op whose
+    table could not be read may have made any such difference, in any table (of that name,
+    when the op's argument names it)."""
+    return next((kind for cls, kind in _DIFFERENCE_KINDS if isinstance(op, cls)), OPAQUE_ANY)
 
 
 def _compared(options: CompareOptions, state: TableState, side: str) -> bool:
@@ -332,6 +369,19 @@ def _convention_names(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
                 name = named.get(frozenset(constraint_columns(c)))
                 if name:
                     c.name = name
+        # Column(index=True) in op.create_table: its index is named by the convention too; the
+        # replay, knowing none, has SQLAlchemy's default `ix_<table>_<column>`: a model index
+        # on the same column named by a convention has the name the database has
+        conventional = {(tuple(_index_columns(i)), bool(i.unique)): i.name for i in other.indexes
+                        if isinstance(i.name, sa.sql.elements.conv)}
+        model_names = {i.name for i in other.indexes}
+        for index in table.indexes:
+            columns = tuple(_index_columns(index))
+            if (isinstance(index.name, sa.sql.elements.conv) and len(columns) == 1
+                    and index.name == f"ix_{table.name}_{columns[0]}" and index.name not in model_names):
+                name = conventional.get((columns, bool(index.unique)))
+                if name:
+                    index.name = name
 
 
 def _neutralise_opaque(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
@@ -348,7 +398,7 @@ def _neutralise_opaque(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
 
 
 def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: CompareOptions,
-                        skipped: set[tuple] = frozenset()) -> alembic_ops.UpgradeOps:
+                        skipped: AbstractSet[tuple] = frozenset()) -> alembic_ops.UpgradeOps:
     """Alembic's autogenerate between `schema_md` (as the database) and `model_md`."""
     from alembic.autogenerate.api import AutogenContext
     from alembic.runtime.migration import MigrationContext
@@ -412,7 +462,7 @@ def _tolerant_types(impl: DefaultImpl) -> None:
     def tolerant(inspector_column, metadata_column):
         try:
             return compare_type(inspector_column, metadata_column)
-        except Exception:
+        except Exception:  # noqa: BLE001 - another dialect's type the impl cannot compile
             return type(inspector_column.type).__name__.upper() != type(metadata_column.type).__name__.upper()
 
     impl.compare_type = tolerant  # type: ignore[method-assign]
@@ -430,6 +480,9 @@ def _connectionless_defaults(impl: DefaultImpl) -> None:
             return _normalise_default(rendered_metadata or "") != _normalise_default(rendered_inspector or "")
 
     impl.compare_server_default = compare_server_default  # type: ignore[method-assign]
+
+
+_NO_DDL = sa.DDL("")  # what a DDL compiler is built on when only its column helpers are used
 
 
 class StaticInspector(Inspector):
@@ -497,28 +550,36 @@ class StaticInspector(Inspector):
         return {}
 
     # several tables (what Alembic pre-caches)
-    def get_multi_columns(self, schema=None, filter_names=None, **kw):
+    def get_multi_columns(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._columns, schema, filter_names)
 
-    def get_multi_pk_constraint(self, schema=None, filter_names=None, **kw):
+    def get_multi_pk_constraint(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._pk, schema, filter_names)
 
-    def get_multi_foreign_keys(self, schema=None, filter_names=None, **kw):
+    def get_multi_foreign_keys(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._fks, schema, filter_names)
 
-    def get_multi_indexes(self, schema=None, filter_names=None, **kw):
+    def get_multi_indexes(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._indexes, schema, filter_names)
 
-    def get_multi_unique_constraints(self, schema=None, filter_names=None, **kw):
+    def get_multi_unique_constraints(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._uniques, schema, filter_names)
 
-    def get_multi_table_comment(self, schema=None, filter_names=None, **kw):
+    def get_multi_table_comment(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(self._comment, schema, filter_names)
 
-    def get_multi_check_constraints(self, schema=None, filter_names=None, **kw):
+    def get_multi_check_constraints(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(lambda t: [], schema, filter_names)
 
-    def get_multi_table_options(self, schema=None, filter_names=None, **kw):
+    def get_multi_table_options(self, schema: str | None = None, filter_names: Sequence[str] | None = None,
+                   kind: ObjectKind = ObjectKind.TABLE, scope: ObjectScope = ObjectScope.DEFAULT, **kw: Any) -> Any:
         return self._multi(lambda t: {}, schema, filter_names)
 
     # what the dialect's reflection reports
@@ -534,19 +595,34 @@ class StaticInspector(Inspector):
         variants = getattr(type_, "_variant_mapping", None)
         if variants and self.dialect.name in variants:  # the database has only this dialect's type
             type_ = variants[self.dialect.name]
-        if self._sqlite and not isinstance(type_, sa.types.NullType):
+        if isinstance(self.dialect, SQLiteDialect) and not isinstance(type_, sa.types.NullType):
             try:  # SQLite keeps the declared type's text; reflection reads it back by affinity
                 return self.dialect._resolve_type_affinity(type_.compile(dialect=self.dialect))
-            except Exception:
+            except Exception:  # noqa: BLE001 - a type SQLite cannot compile keeps its class
                 return type_
         return type_
+
+    def _name(self, obj: sa.Constraint | sa.Index) -> str | None:
+        """The name as the database stores it: a naming convention's name longer than the
+        dialect allows is shortened the way SQLAlchemy's DDL does (PostgreSQL: 63 characters,
+        with a hash), any other long name cut as the server cuts it."""
+        if not isinstance(obj.name, str):
+            return None
+        try:
+            final = self.dialect.identifier_preparer.format_constraint(obj, _alembic_quote=False)
+        except sa.exc.IdentifierError:
+            final = None
+        if not isinstance(final, str):
+            limit = self.dialect.max_identifier_length or len(obj.name)
+            return str(obj.name)[:limit]
+        return final
 
     def _default(self, column: sa.Column) -> str | None:
         if column.server_default is None:
             return None
         try:
-            return self.dialect.ddl_compiler(self.dialect, None).get_column_default_string(column)
-        except Exception:
+            return self.dialect.ddl_compiler(self.dialect, _NO_DDL).get_column_default_string(column)
+        except Exception:  # noqa: BLE001 - a default the DDL compiler refuses: its text
             return _default_text(column, self.dialect.name)
 
     def _columns(self, table: sa.Table) -> list[dict]:
@@ -561,7 +637,7 @@ class StaticInspector(Inspector):
 
     def _pk(self, table: sa.Table) -> dict:
         pk = table.primary_key
-        name = pk.name if isinstance(pk.name, str) else None
+        name = self._name(pk)
         if name is None and self._postgresql and pk.columns:
             name = f"{table.name}_pkey"
         return {"constrained_columns": [c.name for c in pk.columns], "name": name}
@@ -569,7 +645,7 @@ class StaticInspector(Inspector):
     def _fks(self, table: sa.Table) -> list[dict]:
         out = []
         for fk in sorted(table.foreign_key_constraints, key=lambda f: [e.parent.name for e in f.elements]):
-            name = fk.name if isinstance(fk.name, str) else None
+            name = self._name(fk)
             if name is None and self._postgresql:
                 name = f"{table.name}_{fk.elements[0].parent.name}_fkey"
             target = fk.elements[0].target_fullname.split(".")
@@ -588,7 +664,7 @@ class StaticInspector(Inspector):
         return out
 
     def _indexes(self, table: sa.Table) -> list[dict]:
-        return [{"name": i.name, "column_names": [getattr(e, "name", None) for e in i.expressions],
+        return [{"name": self._name(i), "column_names": [getattr(e, "name", None) for e in i.expressions],
                  "unique": bool(i.unique), "dialect_options": {}}
                 for i in sorted(table.indexes, key=lambda i: str(i.name)) if isinstance(i.name, str)]
 
@@ -597,7 +673,7 @@ class StaticInspector(Inspector):
         for c in table.constraints:
             if not isinstance(c, sa.UniqueConstraint):
                 continue
-            name = c.name if isinstance(c.name, str) else None
+            name = self._name(c)
             if name is None and self._postgresql:
                 name = f"{table.name}_{'_'.join(col.name for col in c.columns)}_key"
             out.append({"name": name, "column_names": [col.name for col in c.columns]})
@@ -664,12 +740,18 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             out.append(Difference("changed", f"column {table_key}.{sub.column_name}", sub,
                                   (m_col.origin if m_col else None) or m_origin, s_col.origin if s_col else None,
                                   "; ".join(details)))
+        elif isinstance(sub, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) and s_state is not None \
+                and any(i.name == sub.index_name and _ordered(i) for i, _ in s_state.indexes):
+            continue  # a sort order or an expression: the models' side cannot carry it (names only)
         elif isinstance(sub, alembic_ops.CreateIndexOp):
             columns = tuple(str(getattr(c, "name", c)) for c in sub.columns)
             out.append(Difference("missing", f"index {sub.index_name} on {table_key}", sub,
                                   _declared_at(m_state, sub.index_name, columns) if m_state else None, None,
                                   "with table" if new_table else ""))
         elif isinstance(sub, alembic_ops.DropIndexOp):
+            if m_state is not None and sub.index_name in m_state.info.get("table_args_names", ()) \
+                    and not any(i.name == sub.index_name for i, _ in m_state.indexes):
+                continue  # the models declare it (an expression index the loader could not rebuild)
             origin = next((o for i, o in (s_state.indexes if s_state else ()) if i.name == sub.index_name), s_origin)
             out.append(Difference("extra", f"index {sub.index_name} on {table_key}", sub, m_origin, origin,
                                   "with table" if gone_table else ""))
@@ -681,6 +763,15 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             out.append(Difference("changed", f"table {table_key}", sub, m_origin, s_origin,
                                   f"comment {new!r} {sides[1]}, {old!r} {sides[0]}"))
     return out
+
+
+def _ordered(index: Any) -> bool:
+    """An index with a sort order (`postgresql_ops={"id": "DESC"}`, `DESC` in SQL) or an
+    expression among its columns."""
+    kwargs = getattr(index, "kwargs", None) or {}
+    if any(key.endswith("_ops") and value for key, value in kwargs.items()):
+        return True
+    return any(not isinstance(e, (sa.Column, str)) for e in getattr(index, "expressions", ()))
 
 
 def _alter_details(op: alembic_ops.AlterColumnOp, sides: Sides, schema_type: Any) -> list[str]:
@@ -735,7 +826,7 @@ def _constraint_difference(op: Any, table_key: str, s_state: TableState | None,
 def _type_text(type_: Any) -> str:
     try:
         return repr(type_)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a project type whose repr fails
         return type(type_).__name__
 
 
@@ -743,7 +834,8 @@ def _declared_at(m_state: TableState, name: Any, columns: tuple[str, ...]) -> Or
     """Where the models declare an index or constraint: `__table_args__` when it names it,
     else the one column it is on (`index=True`, `ForeignKey(...)`), else the class line.
     The line that made it comes first, when the models loader saw one (`Index(...)`)."""
-    made = next((o for item, o in (*m_state.indexes, *m_state.constraints)
+    declared: tuple[tuple[sa.Index | sa.Constraint, Origin | None], ...] = (*m_state.indexes, *m_state.constraints)
+    made = next((o for item, o in declared
                  if isinstance(name, str) and item.name == name and o is not None and o != m_state.origin), None)
     if made is not None:
         return made

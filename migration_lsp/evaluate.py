@@ -38,7 +38,9 @@ DEFAULT_NAMES = {"sa": "sqlalchemy", "sqlalchemy": "sqlalchemy", "op": "alembic.
                  "postgresql": "sqlalchemy.dialects.postgresql", "mysql": "sqlalchemy.dialects.mysql",
                  "sqlite": "sqlalchemy.dialects.sqlite"}
 SAFE_FUNCTIONS = {"text", "literal_column", "literal", "true", "false", "null", "column", "table",
-                  "and_", "or_", "not_", "cast", "desc", "asc", "conv"}
+                  "and_", "or_", "not_", "cast", "desc", "asc", "conv",
+                  # methods of a SQLAlchemy type that build another type (Integer().with_variant(...))
+                  "with_variant", "evaluates_none"}
 
 
 class Opaque:
@@ -114,13 +116,13 @@ def import_safe_module(name: str) -> ModuleType | None:
     if module is None:
         try:
             spec = importlib.util.find_spec(name)
-        except Exception:  # a parent that is not a package, ...
+        except Exception:  # noqa: BLE001 - a parent that is not a package, ...
             return None
         if spec is None or not _from_installed_package(name, spec.origin):
             return None  # not found, a namespace package, a file elsewhere
         try:
             module = importlib.import_module(name)
-        except (Exception, SystemExit):
+        except (Exception, SystemExit):  # noqa: BLE001 - a module of sqlalchemy/alembic failing on import
             return None
     if not isinstance(module, ModuleType) or not _from_installed_package(name, getattr(module, "__file__", None)):
         return None
@@ -202,21 +204,21 @@ class Evaluator:
             return self._eval(node)
         except RecursionError:
             return Opaque("deep expression")
-        except Exception:  # a constructor refusing its arguments: opaque, never fatal
+        except Exception:  # noqa: BLE001 - a constructor refusing its arguments: opaque, never fatal
             return Opaque(node)
 
     def _eval(self, node: ast.AST) -> Any:
-        kind = type(node)  # the two most common kinds first
-        if kind is ast.Constant:
+        if isinstance(node, ast.Constant):  # the two most common kinds first
             return node.value
-        if kind is ast.Call:
+        if isinstance(node, ast.Call):
             return self._call(node)
         if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
             items = [self.value(e) for e in node.elts]
             return tuple(items) if isinstance(node, ast.Tuple) else items
         if isinstance(node, ast.Dict):
             return {self.value(k): self.value(v) for k, v in zip(node.keys, node.values) if k is not None}
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
+                and isinstance(node.operand.value, (int, float, complex)):
             return -node.operand.value
         if isinstance(node, ast.JoinedStr):
             return Opaque(node)
@@ -308,7 +310,7 @@ class _LazyImport:
 def _source(node: ast.AST) -> str:
     try:
         return ast.unparse(node)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a node ast cannot unparse: named by its kind
         return type(node).__name__
 
 
@@ -330,6 +332,8 @@ class _BatchImpl:
 
 
 class BatchRecorder(BatchOperations):
+    impl: Any  # a _BatchImpl: all that BatchOperations reads of it is table_name and schema
+
     def __init__(self, recorder: Recorder, table_name: str, schema: str | None = None) -> None:
         self.impl = _BatchImpl(table_name, schema)
         self.recorded = recorder.recorded
@@ -352,6 +356,10 @@ class EvaluatedOp:
     reason: str = ""
     conditional: bool | None = None
     table: str | None = None
+    # when every test that makes it conditional asks whether a table exists ("create if
+    # missing": `if "t" not in inspector.get_table_names():`): (table, exists) pairs that the
+    # replay decides with the schema it has at this point
+    guards: tuple[tuple[str, bool], ...] = ()
 
     def __post_init__(self) -> None:
         if self.conditional is None:

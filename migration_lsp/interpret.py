@@ -15,7 +15,7 @@ import ast
 import inspect
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,23 @@ class _Imported(Opaque):
         self.path = path
 
 
+class _TableNames:
+    """`inspector.get_table_names()`: the tables the database has when the call runs. Only
+    `"t" in` / `not in` it is known: a `_Guard` the replay decides."""
+
+
+class _Guard:
+    """Does table `table` exist (`exists`) when this runs: `"t" in inspector.get_table_names()`,
+    `inspector.has_table("t")`, and their negations. An `if` on it runs both branches, each
+    op guarded (EvaluatedOp.guards); the replay, which knows the schema there, decides."""
+
+    def __init__(self, table: str, exists: bool) -> None:
+        self.table, self.exists = table, exists
+
+    def negated(self) -> _Guard:
+        return _Guard(self.table, not self.exists)
+
+
 class _Batch:
     """`with op.batch_alter_table(table) as batch_op`: the alias's value."""
 
@@ -189,13 +206,15 @@ _STR_METHODS = frozenset({"upper", "lower", "strip", "lstrip", "rstrip", "replac
                           "format", "startswith", "endswith", "title", "capitalize", "casefold", "partition",
                           "rpartition", "removeprefix", "removesuffix", "zfill", "splitlines", "count", "find",
                           "isidentifier", "isdigit"})
-_READ_METHODS = {dict: frozenset({"items", "keys", "values", "get", "copy"}),
+_READ_METHODS: dict[type, frozenset[str]] = {dict: frozenset({"items", "keys", "values", "get", "copy"}),
                  list: frozenset({"index", "count", "copy"}), tuple: frozenset({"index", "count"}),
                  set: frozenset({"union", "intersection", "difference", "copy"}),
                  frozenset: frozenset({"union", "intersection", "difference"})}
-_WRITE_METHODS = {list: frozenset({"append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear"}),
+_WRITE_METHODS: dict[type, frozenset[str]] = {list: frozenset({"append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear"}),
                   dict: frozenset({"update", "setdefault", "pop", "clear"}),
                   set: frozenset({"add", "update", "discard", "remove", "clear"})}
+_NONE: frozenset[str] = frozenset()
+_CONVERSIONS: dict[int, Callable[[Any], str]] = {115: str, 114: repr, 97: ascii}  # f"{x!s}", !r, !a
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
     ast.Mod: lambda a, b: a % b, ast.FloorDiv: lambda a, b: a // b, ast.Div: lambda a, b: a / b,
@@ -271,7 +290,8 @@ class Interpreter(Evaluator):
     """Runs one function of a migration statically (see the comment above)."""
 
     def __init__(self, script: MigrationScript, function: Function, dialect: str | None) -> None:
-        super().__init__(script.imports, Recorder())
+        self.op_recorder = Recorder()  # (the Evaluator's `recorder`, never None here)
+        super().__init__(script.imports, self.op_recorder)
         self.script, self.function = script, function
         dialect = (dialect or "").lower() or None
         self.dialect = "postgresql" if dialect == "postgres" else dialect
@@ -281,6 +301,8 @@ class Interpreter(Evaluator):
         self._module_values: dict[str, Any] = {}
         self._resolving: set[str] = set()
         self.conditional = 0  # depth of undecidable branches around the running statement
+        self.guards: list[_Guard] = []  # tests of a table's existence around it (see _Guard)
+        self._forced = False
         self.maybe_left = False  # an undecidable branch may have returned / broken out
         self.autocommit = False
         self.depth = 0
@@ -321,47 +343,46 @@ class Interpreter(Evaluator):
             self.statement(stmt)
 
     def statement(self, stmt: ast.stmt) -> None:
-        kind = type(stmt)
-        if kind is ast.Expr:
+        if isinstance(stmt, ast.Expr):
             self.value(stmt.value)
-        elif kind is ast.Assign:
+        elif isinstance(stmt, ast.Assign):
             value = self.value(stmt.value)
             for target in stmt.targets:
                 self.assign(target, value)
-        elif kind is ast.AnnAssign:
+        elif isinstance(stmt, ast.AnnAssign):
             if stmt.value is not None:
                 self.assign(stmt.target, self.value(stmt.value))
-        elif kind is ast.AugAssign:
+        elif isinstance(stmt, ast.AugAssign):
             self.aug_assign(stmt)
-        elif kind is ast.If:
+        elif isinstance(stmt, ast.If):
             self.if_(stmt)
-        elif kind in (ast.For, ast.AsyncFor):
+        elif isinstance(stmt, (ast.For, ast.AsyncFor)):
             self.for_(stmt)
-        elif kind is ast.While:
+        elif isinstance(stmt, ast.While):
             self.value(stmt.test)
             self.alternatives([stmt.body, stmt.orelse])
-        elif kind in (ast.With, ast.AsyncWith):
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             self.with_(stmt)
-        elif kind is ast.Try or kind.__name__ == "TryStar":
-            self.try_(stmt)
-        elif kind in (ast.FunctionDef, ast.AsyncFunctionDef):
+        elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
+            self.try_(stmt)  # type: ignore[arg-type]  # (ast.TryStar: Python 3.11+, the fields of a Try)
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             self.frame[stmt.name] = _Function(stmt, self.frame)
-        elif kind is ast.ClassDef:
+        elif isinstance(stmt, ast.ClassDef):
             self.frame[stmt.name] = Opaque(stmt.name)
-        elif kind is ast.Return:
+        elif isinstance(stmt, ast.Return):
             raise _Return(self.value(stmt.value) if stmt.value is not None else None)
-        elif kind is ast.Raise:
+        elif isinstance(stmt, ast.Raise):
             raise _Raise(Opaque("raise"))  # upgrade() stops here (nothing after it runs)
-        elif kind is ast.Break:
+        elif isinstance(stmt, ast.Break):
             raise _Break
-        elif kind is ast.Continue:
+        elif isinstance(stmt, ast.Continue):
             raise _Continue
-        elif kind in (ast.Import, ast.ImportFrom):
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
             self.import_(stmt)
-        elif kind.__name__ == "Match":
+        elif type(stmt).__name__ == "Match":
             self.value(stmt.subject)  # type: ignore[attr-defined]
             self.alternatives([case.body for case in stmt.cases])  # type: ignore[attr-defined]
-        elif kind is ast.Delete:
+        elif isinstance(stmt, ast.Delete):
             for target in stmt.targets:
                 if isinstance(target, ast.Name):
                     self.frame[target.id] = Opaque(target.id)
@@ -408,7 +429,7 @@ class Interpreter(Evaluator):
                 try:
                     container[key] = value
                     return
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - an item the container refuses: the statement is opaque
                     pass
             self._mutated(target.value)
         else:  # an attribute: the object may have changed in ways we do not follow
@@ -430,7 +451,7 @@ class Interpreter(Evaluator):
             if operation is not None and is_plain(current) and is_plain(value):
                 try:
                     result = _sized(operation(current, value))
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - an operation the values refuse: the result is opaque
                     pass
             elif isinstance(current, list) and isinstance(stmt.op, ast.Add) and isinstance(value, (list, tuple)):
                 result = _sized(current + list(value))  # `columns += [sa.Column(...)]`
@@ -440,7 +461,11 @@ class Interpreter(Evaluator):
             self._mutated(stmt.target)
 
     def if_(self, stmt: ast.If) -> None:
-        test = self.truth(stmt.test)
+        value = self.value(stmt.test)
+        if isinstance(value, _Guard):
+            self.alternatives([stmt.body, stmt.orelse], [value, value.negated()])
+            return
+        test = self.truth_of(value)
         if test is None:
             self.alternatives([stmt.body, stmt.orelse])
         else:
@@ -448,15 +473,18 @@ class Interpreter(Evaluator):
 
     def truth(self, node: ast.expr) -> bool | None:
         """The test's truth when it can be known statically (literals, the dialect), else None."""
-        value = self.value(node)
+        return self.truth_of(self.value(node))
+
+    @staticmethod
+    def truth_of(value: Any) -> bool | None:
         if is_plain(value):
             try:
                 return bool(value)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a value that refuses bool(): undecided
                 return None
         return None
 
-    def alternatives(self, bodies: list[list[ast.stmt]]) -> None:
+    def alternatives(self, bodies: list[list[ast.stmt]], guards: list[_Guard] | None = None) -> None:
         """Bodies that may or may not run (an undecidable `if`, a `while`, `except` branches):
         each runs from the same names with its ops conditional; leaving one early makes the
         rest uncertain too; a name a branch binds is not known after them."""
@@ -464,15 +492,21 @@ class Interpreter(Evaluator):
         changed: set[str] = set()
         self.conditional += 1
         try:
-            for body in bodies:
+            for n, body in enumerate(bodies):
                 self.frame.clear()
                 self.frame.update(start)
+                guard = guards[n] if guards else None
+                if guard is not None:
+                    self.guards.append(guard)
                 try:
                     self.block(body)
                 except _Raise:
                     pass  # (`except ...: rollback; raise`): a successful run did not come here
                 except (_Return, _Break, _Continue):
                     self.maybe_left = True
+                finally:
+                    if guard is not None:
+                        self.guards.pop()
                 changed.update(n for n, v in self.frame.items() if start.get(n, _UNBOUND) is not v)
         finally:
             self.conditional -= 1
@@ -557,7 +591,7 @@ class Interpreter(Evaluator):
         if kind is ast.Call:
             return self._call(node)  # type: ignore[arg-type]
         if kind is ast.Name:
-            return self.lookup(node.id)
+            return self.lookup(node.id)  # type: ignore[attr-defined]
         if kind is ast.Attribute:
             base = self._eval(node.value)  # type: ignore[attr-defined]
             if isinstance(base, _Imported):
@@ -604,12 +638,16 @@ class Interpreter(Evaluator):
                             and left * len(right) > MAX_TEXT)):
                     return Opaque(node)
                 return _sized(operation(left, right))
-            if isinstance(node.op, ast.Add) and isinstance(left, (list, tuple)) \
-                    and type(left) is type(right):  # type: ignore[attr-defined]
-                return _sized(left + right)  # lists of columns
+            if isinstance(node.op, ast.Add):  # type: ignore[attr-defined]  # lists of columns
+                if isinstance(left, list) and isinstance(right, list):
+                    return _sized(left + right)
+                if isinstance(left, tuple) and isinstance(right, tuple):
+                    return _sized(left + right)
             return Opaque(node)
         if kind is ast.UnaryOp:
             operand = self.value(node.operand)  # type: ignore[attr-defined]
+            if isinstance(operand, _Guard) and isinstance(node.op, ast.Not):  # type: ignore[attr-defined]
+                return operand.negated()
             if not is_plain(operand):
                 return Opaque(node)
             op = node.op  # type: ignore[attr-defined]
@@ -734,7 +772,7 @@ class Interpreter(Evaluator):
             spec = self.value(part.format_spec) if part.format_spec is not None else ""
             if not isinstance(spec, str):
                 return Opaque(node)
-            conversion = {115: str, 114: repr, 97: ascii}.get(part.conversion)
+            conversion = _CONVERSIONS.get(part.conversion)
             parts.append(format(conversion(value) if conversion else value, spec))
         return _sized("".join(parts))
 
@@ -752,6 +790,10 @@ class Interpreter(Evaluator):
 
     def compare(self, node: ast.Compare) -> Any:
         left = self.value(node.left)
+        if len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)) and isinstance(left, str):
+            right = self.value(node.comparators[0])
+            if isinstance(right, _TableNames):  # "t" in inspector.get_table_names()
+                return _Guard(left, isinstance(node.ops[0], ast.In))
         for op, right_node in zip(node.ops, node.comparators):
             right = self.value(right_node)
             if not (is_plain(left) and is_plain(right)):
@@ -821,6 +863,12 @@ class Interpreter(Evaluator):
                 return self.method(node, receiver, func.attr)
             if func.attr in ("execute", "exec_driver_sql") and isinstance(receiver, Opaque):
                 return self.raw_sql(node, self._arguments(node))  # a connection / session
+            if isinstance(receiver, Opaque) and func.attr == "get_table_names" and not node.args \
+                    and not node.keywords:  # an inspector of the bind (the default schema)
+                return _TableNames()
+            if isinstance(receiver, Opaque) and func.attr == "has_table" and len(node.args) == 1 \
+                    and not node.keywords and isinstance(name := self.value(node.args[0]), str):
+                return _Guard(name, True)
             fn = self.value_of(lambda: self._attribute(func, receiver), func)
         else:
             fn = self.value(func)
@@ -863,7 +911,7 @@ class Interpreter(Evaluator):
     def value_of(self, compute: Callable[[], Any], node: ast.AST) -> Any:
         try:
             return compute()
-        except Exception:
+        except Exception:  # noqa: BLE001 - an attribute SQLAlchemy refuses: opaque, never fatal
             return Opaque(node)
 
     def _arguments(self, node: ast.Call) -> tuple[list, dict] | None:
@@ -890,11 +938,11 @@ class Interpreter(Evaluator):
         if arguments is not None:
             args, kwargs = arguments
             plain_args = all(is_plain(a) for a in args) and all(is_plain(v) for v in kwargs.values())
-            if plain_args and ((kind is str and name in _STR_METHODS) or name in _READ_METHODS.get(kind, ())):
+            if plain_args and ((kind is str and name in _STR_METHODS) or name in _READ_METHODS.get(kind, _NONE)):
                 if kind is not str or is_plain(receiver):
                     result = getattr(receiver, name)(*args, **kwargs)
                     return _sized(list(result) if name in ("items", "keys", "values") else result)
-            elif name in _WRITE_METHODS.get(kind, ()) and (plain_args or name in ("append", "extend", "insert",
+            elif name in _WRITE_METHODS.get(kind, _NONE) and (plain_args or name in ("append", "extend", "insert",
                                                                                   "update", "add")):
                 result = getattr(receiver, name)(*args, **kwargs)
                 if len(receiver) > MAX_ITEMS:
@@ -994,13 +1042,13 @@ class Interpreter(Evaluator):
             tables += tuple(v.table for v in values if isinstance(v, _Batch) and v.table)
             self.raw.append(RawCall(self.call_span(node), None, self.uncertain, tables, len(self.ops)))
 
-    def call_span(self, node: ast.AST) -> Span:
+    def call_span(self, node: ast.expr | ast.stmt) -> Span:
         return span_of(self.script, node)
 
     # ------------------------------------------------------------ op calls
 
     def op(self, node: ast.Call, name: str, batch: _Batch | None) -> Any:
-        recorder = self.recorder
+        recorder = self.op_recorder
         if name == "f":
             arguments = self._arguments(node)
             value = arguments[0][0] if arguments and arguments[0] else None
@@ -1021,7 +1069,16 @@ class Interpreter(Evaluator):
 
     def evaluate_op(self, call: OpCall, name: str, node: ast.Call, batch: _Batch | None,
                     recorder: Recorder) -> EvaluatedOp:
+        ev = self._evaluate_op(call, name, node, batch, recorder)
+        if ev.op is not None and ev.conditional and self.guards and len(self.guards) == self.conditional \
+                and not self.maybe_left and not self._forced:
+            return replace(ev, guards=tuple((g.table, g.exists) for g in self.guards))
+        return ev
+
+    def _evaluate_op(self, call: OpCall, name: str, node: ast.Call, batch: _Batch | None,
+                     recorder: Recorder) -> EvaluatedOp:
         conditional = self.uncertain
+        self._forced = False  # conditional for a reason of its own (not the tests around it)
         arguments = self._arguments(node)
         if arguments is None:
             return EvaluatedOp(call, None, "*args / **kwargs", conditional)
@@ -1041,13 +1098,13 @@ class Interpreter(Evaluator):
         if any(isinstance(a, (Opaque, _Dynamic)) for a in args[:2]):
             return EvaluatedOp(call, None, "table or column name is not a literal", conditional, table)
         if name == "create_table" and not all(_known(a) for a in args[1:]):
-            conditional = True  # a column or constraint we cannot read: the table is uncertain
+            conditional = self._forced = True  # a column or constraint we cannot read: the table is uncertain
         kwargs = {k: v for k, v in kwargs.items() if _known(v)}
         args = [OpaqueType(_describe(a)) if not _known(a) else a for a in args]
         before = len(recorder.recorded)
         try:
             method(*args, **kwargs)
-        except Exception as exc:  # wrong arguments for this Alembic version, half-typed call...
+        except Exception as exc:  # noqa: BLE001 - wrong arguments for this Alembic version, half-typed call...
             return EvaluatedOp(call, None, f"{type(exc).__name__}: {exc}", conditional, table)
         if len(recorder.recorded) == before or not isinstance(recorder.recorded[-1], alembic_ops.MigrateOperation):
             return EvaluatedOp(call, None, "not an operation", conditional, table)

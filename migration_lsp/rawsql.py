@@ -95,7 +95,7 @@ def ddl_effects(sql: str, dialect: str | None = None) -> list[DDLEffect]:
             continue
         try:
             effect = _effect(statement, dialect)
-        except Exception:  # a shape we did not foresee: its tables are uncertain, never a crash
+        except Exception:  # noqa: BLE001 - a shape we did not foresee: its tables are uncertain, never a crash
             effect = DDLEffect(uncertain=_tables_named(statement))
         if effect is not None:
             out.append(effect)
@@ -112,7 +112,7 @@ def _parse(sql: str, dialect: str | None) -> list | None:
     for read in [*reads, None, "postgres", "mysql", "sqlite"]:
         try:
             return sqlglot.parse(sql, read=read)
-        except Exception:  # ParseError, TokenError, a recursion limit on absurd input
+        except Exception:  # noqa: BLE001, S112 - ParseError, TokenError, a recursion limit on absurd input
             continue
     return None
 
@@ -150,7 +150,8 @@ def _effect(statement: Any, dialect: str | None) -> DDLEffect | None:
         tables = statement.args.get("tables") or []
         if kind == "TABLE" and len(tables) == 1:
             name, schema = _table(tables[0])
-            return DDLEffect(op=alembic_ops.DropTableOp(name, schema=schema))
+            return DDLEffect(op=alembic_ops.DropTableOp(name, schema=schema,
+                                                        if_exists=bool(statement.args.get("exists")) or None))
         if kind == "INDEX" and len(tables) == 1:
             return DDLEffect(dropped_index=tables[0].name)
         if kind == "TABLE":
@@ -167,8 +168,6 @@ def _create_table(statement: Any, dialect: str | None) -> DDLEffect:
     if not isinstance(schema_node, exp.Schema) or statement.args.get("expression") is not None:
         return DDLEffect(uncertain=_tables_named(statement))  # CREATE TABLE ... AS SELECT
     name, schema = _table(schema_node.this)
-    if statement.args.get("exists"):  # IF NOT EXISTS: it may be there already, as it was
-        return DDLEffect(uncertain=(name,))
     items: list = []
     primary: list[str] = []
     for element in schema_node.expressions:
@@ -193,7 +192,9 @@ def _create_table(statement: Any, dialect: str | None) -> DDLEffect:
         if isinstance(item, sa.Column) and item.name in primary:
             # SQLite keeps a primary key column without NOT NULL nullable (its reflection says so)
             item.primary_key, item.nullable = True, item.nullable if dialect == "sqlite" else False
-    return DDLEffect(op=alembic_ops.CreateTableOp(name, items, schema=schema))
+    # IF NOT EXISTS: made when the replayed schema lacks it, else the old one stays (the replay decides)
+    return DDLEffect(op=alembic_ops.CreateTableOp(name, items, schema=schema,
+                                                  if_not_exists=bool(statement.args.get("exists")) or None))
 
 
 def _foreign_key(node: Any, name: str | None) -> sa.ForeignKeyConstraint:
@@ -239,15 +240,20 @@ def _create_index(statement: Any) -> DDLEffect:
         return DDLEffect(uncertain=_tables_named(statement))
     name, schema = _table(table_node)
     columns = []
+    order = {}
     for ordered in params.args.get("columns") or []:
         column = ordered.this if isinstance(ordered, exp.Ordered) else ordered
         if not isinstance(column, exp.Column) or params.args.get("where") is not None:
             return DDLEffect(uncertain=(name,))  # expressions, partial indexes: not followed
         columns.append(column.name)
-    if not columns or statement.args.get("exists") or not index.name:
+        if isinstance(ordered, exp.Ordered) and ordered.args.get("desc"):
+            order[column.name] = "DESC"  # (kept: an index with a sort order is not compared)
+    if not columns or not index.name:
         return DDLEffect(uncertain=(name,))
     return DDLEffect(op=alembic_ops.CreateIndexOp(index.name, name, columns, schema=schema,
-                                                  unique=bool(statement.args.get("unique"))))
+                                                  unique=bool(statement.args.get("unique")),
+                                                  if_not_exists=bool(statement.args.get("exists")) or None,
+                                                  **({"postgresql_ops": order} if order else {})))
 
 
 def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
@@ -273,13 +279,17 @@ def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
 
 _SQL_TYPES: dict[str, Callable[[list[int]], Any]] = {
     "INT": lambda a: sa.INTEGER(), "BIGINT": lambda a: sa.BIGINT(), "SMALLINT": lambda a: sa.SMALLINT(),
-    "TINYINT": lambda a: sa.SMALLINT(), "VARCHAR": lambda a: sa.VARCHAR(*a[:1]), "NVARCHAR": lambda a: sa.NVARCHAR(*a[:1]),
-    "CHAR": lambda a: sa.CHAR(*a[:1]), "NCHAR": lambda a: sa.NCHAR(*a[:1]), "TEXT": lambda a: sa.TEXT(),
+    "TINYINT": lambda a: sa.SMALLINT(), "VARCHAR": lambda a: sa.VARCHAR(_nth(a, 0)), "NVARCHAR": lambda a: sa.NVARCHAR(_nth(a, 0)),
+    "CHAR": lambda a: sa.CHAR(_nth(a, 0)), "NCHAR": lambda a: sa.NCHAR(_nth(a, 0)), "TEXT": lambda a: sa.TEXT(),
     "BOOLEAN": lambda a: sa.BOOLEAN(), "FLOAT": lambda a: sa.FLOAT(), "DOUBLE": lambda a: sa.DOUBLE(),
-    "DECIMAL": lambda a: sa.NUMERIC(*a[:2]), "DATE": lambda a: sa.DATE(), "DATETIME": lambda a: sa.DATETIME(),
+    "DECIMAL": lambda a: sa.NUMERIC(_nth(a, 0), _nth(a, 1)), "DATE": lambda a: sa.DATE(), "DATETIME": lambda a: sa.DATETIME(),
     "TIMESTAMP": lambda a: sa.TIMESTAMP(), "TIMESTAMPTZ": lambda a: sa.TIMESTAMP(timezone=True),
     "TIME": lambda a: sa.TIME(), "BLOB": lambda a: sa.BLOB(), "JSON": lambda a: sa.JSON(), "UUID": lambda a: sa.UUID(),
 }
+
+
+def _nth(numbers: list[int], n: int) -> int | None:
+    return numbers[n] if len(numbers) > n else None
 
 
 def sql_type(node: Any) -> Any:
@@ -293,5 +303,5 @@ def sql_type(node: Any) -> Any:
     try:
         args = [int(e.this.name if hasattr(e.this, "name") else e.this) for e in node.expressions]
         return make(args) if make is not None else OpaqueType(node.sql())
-    except Exception:
+    except Exception:  # noqa: BLE001 - arguments the type refuses: opaque
         return OpaqueType(node.sql())

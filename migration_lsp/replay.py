@@ -28,6 +28,7 @@ from .interpret import Evaluation, RawCall, evaluate
 from .pmap import keyed
 from .rawsql import ddl_effects
 from .schema import (
+    OPAQUE_ANY,
     ColumnState,
     IndexRecord,
     Origin,
@@ -57,6 +58,12 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
     origin: Origin = (path, ev.span)
     if ev.conditional and isinstance(op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(op), str):
         return apply_sql(state, sql, origin, conditional=True)
+    if ev.conditional and op is not None and ev.guards:
+        runs = _guards_hold(state, ev.guards)
+        if runs is False:
+            return state  # `if "t" not in inspector.get_table_names():` while the history has t
+        if runs:
+            return _apply_safely(state, op, origin)
     if ev.conditional and op is not None:
         # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
         table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
@@ -68,8 +75,73 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         table = ev.table or _literal_table_name(ev.call)
         if table:
             return state.with_uncertain((table,))
-        return state.with_opaque(origin)
+        return state.with_opaque(origin, _opaque_kinds(ev.call))
     return _apply_safely(state, op, origin)
+
+
+# what an op whose table cannot be read may have done, in whichever table, as the kinds of
+# difference it can explain (an unknown add_column makes a column look missing, an unknown
+# drop_column one look extra or changed...), and which object family it names
+OPAQUE_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "add_column": ("column", ("add_column",)),
+    "drop_column": ("column", ("drop_column", "alter_column")),
+    "alter_column": ("column", ("add_column", "drop_column", "alter_column")),  # (renames too)
+    "create_index": ("index", ("add_index",)),
+    "drop_index": ("index", ("drop_index",)),
+    **dict.fromkeys(("create_unique_constraint", "create_foreign_key", "create_primary_key",
+                     "create_check_constraint", "create_exclude_constraint"), ("constraint", ("add_constraint",))),
+    "drop_constraint": ("constraint", ("drop_constraint",)),
+    **dict.fromkeys(("create_table_comment", "drop_table_comment"), ("comment", ("comment",))),
+    "create_table": ("table", ("add_table",)),
+    "drop_table": ("table", ("drop_table",)),
+    "rename_table": ("table", ("add_table", "drop_table")),
+}
+# where such an op names the object it changes: (keyword, position in `op.x(...)`)
+_OBJECT_ARGUMENT = {"column": (("column", "column_name"), 1), "index": (("index_name",), 0),
+                    "constraint": (("constraint_name",), 0)}
+
+
+def _callee(func: ast.expr) -> str:
+    """The called name: `Column` of `sa.Column(...)` and of `Column(...)`."""
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _opaque_kinds(call: OpCall) -> tuple[str, ...]:
+    """What an op whose table cannot be read may have made look different: "add_column:body"
+    when the column (index, constraint) it names is literal, "add_column" when any one
+    ("add_table:id,name": a table created with these columns), OPAQUE_ANY for an op we do
+    not know."""
+    method = call.name.rsplit(".", 1)[-1]
+    if method not in OPAQUE_KINDS:
+        return (OPAQUE_ANY,)
+    family, kinds = OPAQUE_KINDS[method]
+    if method == "create_table":  # a table of these columns (when every one is literal)
+        columns = [a.args[0].value for a in call.node.args[1:] if isinstance(a, ast.Call) and a.args
+                   and isinstance(a.args[0], ast.Constant) and isinstance(a.args[0].value, str)
+                   and _callee(a.func).endswith("Column")]
+        everything_read = all(isinstance(a, ast.Call) for a in call.node.args[1:]) and not call.node.keywords
+        return (f"add_table:{','.join(sorted(columns))}",) if columns and everything_read else kinds
+    keywords, position = _OBJECT_ARGUMENT.get(family, ((), None))
+    node = next((k.value for k in call.node.keywords if k.arg in keywords), None)
+    if node is None and position is not None:
+        position -= 1 if call.batch_table and family == "column" else 0
+        node = call.node.args[position] if len(call.node.args) > position else None
+    if isinstance(node, ast.Call) and node.args:  # sa.Column("body", ...)
+        node = node.args[0]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return tuple(f"{kind}:{node.value}" for kind in kinds)
+    return kinds
+
+
+def _guards_hold(state: SchemaState, guards: Sequence[tuple[str, bool]]) -> bool | None:
+    """Do the existence tests around an op hold in this schema (None: a table we are not
+    sure of)? The database the migration runs on is the one the history made."""
+    for table, exists in guards:
+        if table in state.uncertain:
+            return None
+        if (state.table(table) is not None) != exists:
+            return False
+    return True
 
 
 def apply_raw_call(state: SchemaState, call: RawCall, path: Path, dialect: str | None = None) -> SchemaState:
@@ -115,7 +187,7 @@ def _drop_index_by_name(state: SchemaState, name: str) -> tuple[SchemaState, str
 def _apply_safely(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin) -> SchemaState:
     try:
         return _apply(state, op, origin)
-    except Exception:  # an op inconsistent with the history (column already dropped...)
+    except Exception:  # noqa: BLE001 - an op inconsistent with the history (column already dropped...)
         table = op_table(op)[0]
         return state.with_uncertain((table,)) if table else state
 
@@ -204,12 +276,16 @@ def _apply(state: SchemaState, op: alembic_ops.MigrateOperation, origin: Origin)
 
 @applies(alembic_ops.CreateTableOp)
 def _create_table(state: SchemaState, op: alembic_ops.CreateTableOp, origin: Origin) -> SchemaState:
+    if op.if_not_exists and state.table(op.table_name, op.schema) is not None:
+        return state  # CREATE TABLE IF NOT EXISTS of a table the history made: the old one stays
     # the table is the op's own throwaway one: its columns are shared, not copied
     return state.with_table(TableState.from_table(_created_table(op), origin, copy=False))
 
 
 @applies(alembic_ops.DropTableOp)
 def _drop_table(state: SchemaState, op: alembic_ops.DropTableOp, origin: Origin) -> SchemaState:
+    if state.table(op.table_name, op.schema) is None and op.if_exists:
+        return state  # DROP TABLE IF EXISTS of a table the history does not have: nothing
     if state.table(op.table_name, op.schema) is None:  # made outside the migrations
         return state.with_uncertain((op.table_name,))
     return state.without_table(_key(op.table_name, op.schema))
@@ -306,7 +382,15 @@ def _alter_column(state: SchemaState, table: TableState, op: alembic_ops.AlterCo
 
 @applies(alembic_ops.CreateIndexOp, to_table=True)
 def _create_index(state: SchemaState, table: TableState, op: alembic_ops.CreateIndexOp, origin: Origin) -> SchemaState:
+    if op.if_not_exists and any(i.name == op.index_name for i, _ in table.indexes):
+        return state  # CREATE INDEX IF NOT EXISTS of an index the table has: the old one stays
     index = _index_of(op)
+    named = index.expressions if type(index) is IndexRecord else [
+        e.name if isinstance(e, sa.Column) else e for e in index.expressions if isinstance(e, (sa.Column, str))]
+    if any(table.column(c) is None for c in named):
+        # on a column the replayed table lacks (added by an op we could not read): the
+        # history knows more of this table than we do
+        return state.with_uncertain((table.name,))
     indexes = keyed(table.indexes, "index")
     if indexes is not None and _hashable(index.name):
         return state.with_table(table.evolve(indexes=indexes.without(index.name).appended((index, origin))))
@@ -344,8 +428,38 @@ def _add_constraint(state: SchemaState, table: TableState, op: alembic_ops.AddCo
 @applies(alembic_ops.DropConstraintOp, to_table=True)
 def _drop_constraint(state: SchemaState, table: TableState, op: alembic_ops.DropConstraintOp,
                      origin: Origin) -> SchemaState:
-    return state.with_table(table.evolve(constraints=tuple(
-        (c, o) for c, o in table.constraints if c.name != op.constraint_name)))
+    kept = tuple((c, o) for c, o in table.constraints if c.name != op.constraint_name)
+    if len(kept) == len(table.constraints) and isinstance(op.constraint_name, str):
+        unnamed = _unnamed_constraint(table, op.constraint_name, op.constraint_type)
+        if unnamed is not None:
+            kept = tuple((c, o) for c, o in table.constraints if c is not unnamed)
+    return state.with_table(table.evolve(constraints=kept))
+
+
+def _name(constraint: sa.Constraint) -> str | None:
+    return constraint.name if isinstance(constraint.name, str) else None
+
+
+_CONSTRAINT_TYPES = {"unique": sa.UniqueConstraint, "foreignkey": sa.ForeignKeyConstraint,
+                     "check": sa.CheckConstraint, "primary": sa.PrimaryKeyConstraint}
+
+
+def _unnamed_constraint(table: TableState, name: str, type_: str | None) -> sa.Constraint | None:
+    """The constraint a drop by `name` means when the history created none with that name:
+    one created without a name, which the database knows by a name the naming convention of
+    env.py's target_metadata or the database itself gave it (`uq_t_a_b`, `t_a_b_key`). The
+    one whose columns the name spells, or the only unnamed one of its type; None when that is
+    not clear."""
+    kind = _CONSTRAINT_TYPES.get(type_ or "", sa.Constraint)
+    candidates = [c for c, _ in table.constraints if not isinstance(c.name, str) and isinstance(c, kind)
+                  and (type_ == "primary" or not isinstance(c, sa.PrimaryKeyConstraint))]
+    spelled = [c for c in candidates if constraint_columns(c) and all(col in name for col in constraint_columns(c))]
+    if len(spelled) > 1:  # the longest column list the name spells (uq_t_a_b, not uq_t_a)
+        most = max(len(constraint_columns(c)) for c in spelled)
+        spelled = [c for c in spelled if len(constraint_columns(c)) == most]
+    if len(spelled) == 1:
+        return spelled[0]
+    return candidates[0] if len(candidates) == 1 and not spelled else None
 
 
 @applies(alembic_ops.CreateTableCommentOp, to_table=True)
@@ -389,9 +503,9 @@ def _index_of(op: alembic_ops.CreateIndexOp) -> sa.Index | IndexRecord:
     options (what autogenerate writes) a record of its fields is all the state needs;
     anything else goes through Alembic's `to_index()` (which may refuse it)."""
     columns = op.columns
-    if not op.kw and type(columns) in (list, tuple) and columns \
-            and all(type(c) is str for c in columns) and len(set(columns)) == len(columns):
-        return IndexRecord(op.index_name, columns, op.unique)
+    names = [c for c in columns if type(c) is str] if type(columns) in (list, tuple) else []
+    if not op.kw and names and len(names) == len(columns) and len(set(names)) == len(names):
+        return IndexRecord(op.index_name, names, op.unique)
     return op.to_index()
 
 
@@ -423,17 +537,19 @@ def _renamed_refs(state: SchemaState, key: str | None, table_name: str, columns:
                         initially=constraint.initially)
                     changed = True
             elif new_cols != list(cols) and isinstance(constraint, sa.UniqueConstraint):
-                constraint, changed = sa.UniqueConstraint(*new_cols, name=constraint.name), True
+                constraint, changed = sa.UniqueConstraint(*new_cols, name=_name(constraint)), True
             elif new_cols != list(cols) and isinstance(constraint, sa.PrimaryKeyConstraint):
-                constraint, changed = sa.PrimaryKeyConstraint(*new_cols, name=constraint.name), True
+                constraint, changed = sa.PrimaryKeyConstraint(*new_cols, name=_name(constraint)), True
             constraints.append((constraint, origin))
-        indexes = []
+        indexes: list[tuple[sa.Index | IndexRecord, Origin | None]] = []
         for index, origin in table.indexes:
             cols = _index_columns(index)
             if local and any(c in local for c in cols):
-                index = IndexRecord(index.name, [local.get(c, c) for c in cols], index.unique, index.kwargs)
+                indexes.append((IndexRecord(index.name, [local.get(c, c) for c in cols], index.unique, index.kwargs),
+                                origin))
                 changed = True
-            indexes.append((index, origin))
+            else:
+                indexes.append((index, origin))
         if changed:
             state = state.with_table(table.evolve(constraints=tuple(constraints), indexes=tuple(indexes)))
     return state
@@ -604,7 +720,7 @@ class Replay:
             if isinstance(item, RawCall):
                 after = apply_raw_call(after, item, path, self.dialect)
             elif isinstance(item.op, alembic_ops.ExecuteSQLOp) and isinstance(sql := _sql_of(item.op), str):
-                after = apply_sql(after, sql, (path, item.span), item.conditional, self.dialect)
+                after = apply_sql(after, sql, (path, item.span), bool(item.conditional), self.dialect)
             else:
                 after = apply_op(after, item, path)
         return RevisionSchema(before, after, evaluation.ops)
@@ -622,7 +738,7 @@ def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alemb
     O = alembic_ops
     table_name, schema_name = op_table(op)
     table = before.table(table_name, schema_name) if table_name else None
-    if table is None:
+    if table is None or table_name is None:
         return op
     metadata = sa.MetaData()
     sa_table = table.to_table(metadata)
@@ -644,8 +760,9 @@ def with_history(op: alembic_ops.MigrateOperation, before: SchemaState) -> alemb
             op.existing_type = old.type
         if op.existing_nullable is None:
             op.existing_nullable = old.nullable
-        if op.existing_server_default is False and old.server_default is not None:
-            op.existing_server_default = old.server_default.arg
+        if op.existing_server_default is False and isinstance(old.server_default, sa.DefaultClause) \
+                and isinstance(arg := old.server_default.arg, (str, sa.TextClause, sa.ColumnElement)):
+            op.existing_server_default = arg
         if op.existing_comment is None and old.comment is not None:
             op.existing_comment = old.comment
     return op
@@ -670,7 +787,7 @@ def _reversed_upgrade(upgrade: Iterable[EvaluatedOp], before: SchemaState) -> tu
         op = with_history(ev.op, state)
         try:
             op.reverse()
-        except Exception:
+        except Exception:  # noqa: BLE001 - Alembic cannot reverse it: irreversible
             irreversible.append(ev)
             continue
         completed.append(op)

@@ -333,6 +333,14 @@ _RULES: tuple[Rule, ...] = (
          "where it surely fails, warning in `downgrade()` and where it may not.",
          "Give the constraint a name (a `naming_convention` on the MetaData makes autogenerate "
          "write them)."),
+    Rule("S022", "drop-referenced-column", ERROR,
+         "a column dropped while a foreign key still references it (broken history)",
+         "the op",
+         "PostgreSQL, MySQL and SQL Server refuse to drop a column another table's foreign key "
+         "references, so `alembic upgrade` stops at this revision; SQLite allows it and keeps a "
+         "foreign key to a column that no longer exists (an error on the next write with "
+         "`PRAGMA foreign_keys=ON`). Model drift leaves that key out of the comparison.",
+         "Drop (or point elsewhere) the foreign key in the same revision, before the column."),
     # ------------------------------------------------------------ scratch database
     Rule("R001", "upgrade-fails", ERROR,
          "upgrade fails on a real database of the environment's dialect (truth pass)",

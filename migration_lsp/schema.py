@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from .core import Span
 from .pmap import EMPTY_TABLES, NO_NAMES, NO_ORIGINS, Keyed, Names, Origins, TableMap
@@ -28,7 +29,11 @@ class IndexRecord:
     (`name`, `unique`, `expressions` as column names, dialect `kwargs`) without building
     the throwaway Table an `sa.Index` / `CreateIndexOp.to_index()` needs. Immutable."""
 
-    __slots__ = ("name", "expressions", "unique", "kwargs")
+    __slots__ = ("expressions", "kwargs", "name", "unique")
+    name: Any  # (the slots' types, for the type checker)
+    expressions: tuple[str, ...]
+    unique: Any
+    kwargs: dict[str, Any]
 
     def __init__(self, name: Any, columns: Iterable[str], unique: Any = False,
                  kwargs: Mapping[str, Any] | None = None) -> None:
@@ -133,7 +138,7 @@ def _plain_copy(column: sa.Column) -> sa.Column:
 
 
 def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
-    if type(index) is IndexRecord:
+    if isinstance(index, IndexRecord):
         return index.expressions
     names = []
     for expr in index.expressions:
@@ -141,7 +146,7 @@ def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
             names.append(expr.name)
         elif isinstance(expr, str):
             names.append(expr)
-        elif hasattr(expr, "name") and isinstance(getattr(expr, "name"), str):
+        elif hasattr(expr, "name") and isinstance(expr.name, str):
             names.append(expr.name)
         else:
             names.append(str(expr))
@@ -150,10 +155,10 @@ def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
 
 def constraint_columns(constraint: sa.Constraint) -> tuple[str, ...]:
     try:
-        cols = list(constraint.columns.keys())
+        cols = list(constraint.columns.keys()) if isinstance(constraint, ColumnCollectionConstraint) else []
         if cols:
             return tuple(cols)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - a constraint whose columns cannot be resolved: the pending names
         pass
     return tuple(getattr(constraint, "_pending_colargs", None) or ())
 
@@ -173,6 +178,9 @@ def _copy_constraint(constraint: sa.Constraint, names: set[str]) -> sa.Constrain
     return None
 
 
+OPAQUE_ANY = "any"  # an opaque call that may have changed anything in the table it touches
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaState:
     """All tables at one revision: a mapping shared structurally between revisions."""
@@ -186,6 +194,10 @@ class SchemaState:
     # op calls whose table could not be read statically: what they did is not known, every
     # table with a fully known history is still compared (said once, at each such call)
     opaque: Sequence[Origin] = NO_ORIGINS  # an Origins
+    # the kinds of difference those calls may have made, in whichever table they touch
+    # ("add_column", "drop_index"..., "add_column:body" when the call names its object;
+    # OPAQUE_ANY when even that is unknown): none is reported anywhere, it may be theirs
+    opaque_kinds: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if type(self.tables) is not TableMap:
@@ -197,26 +209,48 @@ class SchemaState:
         if type(self.opaque) is not Origins:
             object.__setattr__(self, "opaque", Origins(self.opaque))
 
+    # the fields as __post_init__ made them (the persistent structures of pmap)
+    @property
+    def table_map(self) -> TableMap:
+        tables = self.tables
+        assert isinstance(tables, TableMap)  # (made so by __post_init__)
+        return tables
+
+    @property
+    def uncertain_names(self) -> Names:
+        names = self.uncertain
+        assert isinstance(names, Names)  # (made so by __post_init__)
+        return names
+
+    @staticmethod
+    def _origins(origins: Sequence[Origin]) -> Origins:
+        assert isinstance(origins, Origins)  # (made so by __post_init__)
+        return origins
+
     def table(self, name: str, schema: str | None = None) -> TableState | None:
         return self.tables.get(f"{schema}.{name}" if schema else name)
 
     def with_table(self, table: TableState) -> SchemaState:
-        return SchemaState(self.tables.set(table.key, table), self.uncertain, self.unknown, self.opaque)
+        return SchemaState(self.table_map.set(table.key, table), self.uncertain, self.unknown, self.opaque,
+                           self.opaque_kinds)
 
     def without_table(self, key: str) -> SchemaState:
-        return SchemaState(self.tables.delete(key), self.uncertain, self.unknown, self.opaque)
+        return SchemaState(self.table_map.delete(key), self.uncertain, self.unknown, self.opaque, self.opaque_kinds)
 
     def with_uncertain(self, names: Iterable[str]) -> SchemaState:
         names = tuple(names)
         if all(name in self.uncertain for name in names):  # nothing new: share the set
             return self
-        return SchemaState(self.tables, self.uncertain.union(names), self.unknown, self.opaque)
+        return SchemaState(self.tables, self.uncertain_names.union(names), self.unknown, self.opaque,
+                           self.opaque_kinds)
 
     def with_unknown(self, origin: Origin) -> SchemaState:
-        return SchemaState(self.tables, self.uncertain, self.unknown + (origin,), self.opaque)
+        return SchemaState(self.tables, self.uncertain, self._origins(self.unknown) + (origin,), self.opaque,
+                           self.opaque_kinds)
 
-    def with_opaque(self, origin: Origin) -> SchemaState:
-        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque + (origin,))
+    def with_opaque(self, origin: Origin, kinds: Iterable[str] = (OPAQUE_ANY,)) -> SchemaState:
+        return SchemaState(self.tables, self.uncertain, self.unknown, self._origins(self.opaque) + (origin,),
+                           self.opaque_kinds | frozenset(kinds))
 
 
 def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None) -> SchemaState:
@@ -230,11 +264,12 @@ def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None)
         return states[0]
     # the first branch's tables, plus what each other branch has that differs (branches
     # share the tables nobody touched since they forked: only the touched ones are visited)
-    tables = states[0].tables
+    tables = states[0].table_map
     before = base.tables if base is not None else None
     for state in states[1:]:
-        theirs = state.tables
-        for key in tables.diff(theirs):
+        theirs = state.table_map
+        # (pmap's annotation `-> set` names its own method there: the keys, typed here)
+        for key in cast("set[str]", tables.diff(theirs)):
             table, mine = theirs.get(key), tables.get(key)
             old = before.get(key) if before is not None else None
             if before is not None and old is not None and (mine is old or table is old):
@@ -245,14 +280,15 @@ def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None)
             if table is None:
                 continue  # only in the tables so far: kept
             tables = tables.set(key, table if mine is None else _union(mine, table, old))
-    uncertain = states[0].uncertain
+    uncertain = states[0].uncertain_names
     for state in states[1:]:
         if state.uncertain is not uncertain:
             uncertain = uncertain.union(state.uncertain)
     # every branch's unknown / opaque origins, in order, each once (the branches share those
     # from before they forked: concatenating them would double those at every merge)
     return SchemaState(tables, uncertain, _merged_origins([s.unknown for s in states]),
-                       _merged_origins([s.opaque for s in states]))
+                       _merged_origins([s.opaque for s in states]),
+                       frozenset().union(*(s.opaque_kinds for s in states)))
 
 
 def _merged_origins(branches: list) -> Origins:

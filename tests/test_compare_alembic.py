@@ -338,3 +338,34 @@ def test_unnamed_unique_constraint_named_by_the_models_convention(tmp_path, monk
     assert truth == []
     from_ops, from_messages = our_items(tmp_path, upgrade, convention_models(), False)
     assert from_ops == from_messages == truth
+
+
+def test_a_conventional_name_longer_than_postgresql_allows(tmp_path, pg_uri, monkeypatch):
+    """arize-phoenix on PostgreSQL: the convention names the unnamed UNIQUE
+    `uq_dataset_example_revisions_dataset_example_id_dataset_version_id` (66 characters);
+    SQLAlchemy's DDL shortens it with a hash and the database keeps that: the static
+    reflection must say the same name, or Alembic sees a remove + an add."""
+    table = ("sa.Table('dataset_example_revisions', metadata, sa.Column('id', sa.Integer(), primary_key=True),\n"
+             "         sa.Column('dataset_example_id', sa.Integer()), sa.Column('dataset_version_id', sa.Integer()),\n"
+             "         sa.UniqueConstraint('dataset_example_id', 'dataset_version_id'))\n")
+    upgrade = table.replace("sa.Table(", "op.create_table(").replace("'dataset_example_revisions', metadata,",
+                                                                     "'dataset_example_revisions',")
+    (tmp_path / "long_models.py").write_text(
+        f"import sqlalchemy as sa\nmetadata = sa.MetaData(naming_convention={CONVENTION!r})\n" + table)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_py = ENV_PY.replace("from alembic import context\n", "from alembic import context\nfrom long_models import metadata\n"
+                            ).replace("target_metadata=None", "target_metadata=metadata")
+    admin = pg_uri.replace("postgresql://", "postgresql+psycopg://")
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text('DROP DATABASE IF EXISTS "longnames"'))
+        conn.execute(sa.text('CREATE DATABASE "longnames"'))
+    engine.dispose()
+    base, _, query = admin.partition("?")
+    url = base.rsplit("/", 1)[0] + "/longnames" + (f"?{query}" if query else "")
+    metadata = sa.MetaData(naming_convention=CONVENTION)
+    exec(table, {"sa": sa, "metadata": metadata})
+    truth = alembic_items(tmp_path, upgrade, metadata, False, url, env_py=env_py)
+    assert truth == []
+    from_ops, from_messages = our_items(tmp_path, upgrade, metadata, False, "postgresql")
+    assert from_ops == from_messages == truth

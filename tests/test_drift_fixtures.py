@@ -279,6 +279,36 @@ def test_a_foreign_key_to_a_dropped_column_never_crashes(tmp_path):
     assert ("add_column", "c", "extra") in found  # the other findings are all there
     assert {"S004", "S005", "D001"} <= set(codes(diagnostics))
     assert not any(d["code"] == "M004" for d in diagnostics)  # compared, not given up
+    # the broken history is said once, at the op that drops the referenced column
+    (broken,) = [d for d in diagnostics if d["code"] == "S022"]
+    assert broken["path"].endswith("a2_x.py") and broken["severity"] == "error"
+    assert "a.x" in broken["message"] and "fk_b_a" in broken["message"] and "table b" in broken["message"]
+
+
+def test_a_dropped_column_no_key_references_any_more_is_not_s022(tmp_path):
+    """The key dropped first (or its table), or the column dropped under an `if` we cannot
+    decide: no S022."""
+    root = build(tmp_path, ["""
+        # upgrade
+        op.create_table("a", sa.Column("id", sa.Integer(), primary_key=True), sa.Column("x", sa.Integer(), unique=True))
+        op.create_table("b", sa.Column("id", sa.Integer(), primary_key=True),
+                        sa.Column("a_x", sa.Integer(), sa.ForeignKey("a.x", name="fk_b_a")))
+    """, """
+        # upgrade
+        with op.batch_alter_table("b") as batch_op:
+            batch_op.drop_constraint("fk_b_a", type_="foreignkey")
+        with op.batch_alter_table("a") as batch_op:
+            batch_op.drop_column("x")
+    """], """
+        import sqlalchemy as sa
+        metadata = sa.MetaData()
+        sa.Table("a", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+        sa.Table("b", metadata, sa.Column("id", sa.Integer(), primary_key=True), sa.Column("a_x", sa.Integer()))
+    """)
+    assert truth(root) == set()
+    found, diagnostics, code = ours(root)
+    assert found == set()
+    assert "S022" not in codes(diagnostics) and code == 0
 
 
 def test_a_model_class_tablename_is_read_from_its_source(tmp_path):
@@ -355,3 +385,190 @@ def test_an_index_dropped_on_one_branch_stays_dropped_after_the_merge(tmp_path):
     assert expected == {("remove_column", "users", "nick")}
     found, diagnostics, _ = ours(root)
     assert found == expected
+
+
+def test_an_op_whose_table_and_column_cannot_be_read_hides_the_differences_it_may_have_made(tmp_path):
+    """mlflow 75868b020152: `op.add_column(table_name, column)` in a loop over what a project
+    module returns. The columns it adds are unknown, so no column difference is reported in
+    any table (they were 17 false M001 on PostgreSQL); other kinds (a missing table) still are."""
+    (tmp_path / "analytics.py").write_text(
+        "import sqlalchemy as sa\n\n\ndef columns_by_table():\n"
+        "    return {'posts': [sa.Column('body', sa.Text())]}\n")
+    root = build(tmp_path, [USERS_POSTS, """
+        import os, sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from analytics import columns_by_table
+        # upgrade
+        for table_name, columns in columns_by_table().items():
+            for column in columns:
+                op.add_column(table_name, column)
+    """], MODELS + """
+sa.Table("posts_x", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+metadata.tables["posts"].append_column(sa.Column("body", sa.Text()))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("add_table", "posts_x", "")}
+    found, diagnostics, _ = ours(root)
+    assert found == {("add_table", "posts_x", "")}  # users.email is missed, posts.body never invented
+    assert [d["code"] for d in diagnostics if d["code"].startswith("M")] == ["M001", "M004"]
+
+
+def test_a_type_with_variants_is_the_dialects_type(tmp_path):
+    """arize-phoenix: `_Integer = sa.Integer().with_variant(sa.BigInteger(), "postgresql")` was
+    opaque (its type never compared: 81 differences missed on PostgreSQL); the database has
+    the dialect's variant."""
+    root = build(tmp_path, [USERS_POSTS, """
+        NOTE = sa.String(20).with_variant(sa.Text(), "sqlite")
+        # upgrade
+        op.add_column("posts", sa.Column("note", NOTE))
+        op.add_column("posts", sa.Column("rank", sa.Integer().with_variant(sa.BigInteger(), "postgresql")))
+    """], MODELS + """
+metadata.tables["posts"].append_column(sa.Column("note", sa.String(20)))
+metadata.tables["posts"].append_column(sa.Column("rank", sa.Integer()))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("modify_type", "posts", "note")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+
+
+CONVENTION_MODELS = """
+import sqlalchemy as sa
+metadata = sa.MetaData(naming_convention={"ix": "idx_%(column_0_label)s",
+                                          "uq": "uq_%(table_name)s_%(column_0_N_name)s"})
+sa.Table("t", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+         sa.Column("name", sa.String(20), index=True), sa.Column("a", sa.Integer()), sa.Column("b", sa.Integer()),
+         sa.Column("c", sa.Integer()), sa.UniqueConstraint("b", "c"))
+"""
+
+
+def test_names_given_by_the_naming_convention(tmp_path):
+    """airflow, arize-phoenix: Alembic's op.create_table names unnamed indexes and constraints
+    with env.py's target_metadata convention. The replay (which knows none) must neither
+    report the index's name as a difference (airflow's `idx_revoked_token_exp`) nor keep a
+    constraint a later revision drops by its conventional name (phoenix's
+    `uq_span_annotations_name_span_rowid`, 7 false M002 on PostgreSQL)."""
+    root = build(tmp_path, ["""
+        # upgrade
+        op.create_table("t", sa.Column("id", sa.Integer(), primary_key=True),
+                        sa.Column("name", sa.String(20), index=True), sa.Column("a", sa.Integer()),
+                        sa.Column("b", sa.Integer()), sa.Column("c", sa.Integer()),
+                        sa.UniqueConstraint("a", "b"), sa.UniqueConstraint("b", "c"))
+    """, """
+        # upgrade
+        with op.batch_alter_table("t") as batch_op:
+            batch_op.drop_constraint("uq_t_a_b", type_="unique")
+    """], CONVENTION_MODELS)
+    (root / "migrations" / "env.py").write_text(ENV_PY.replace(
+        "target_metadata=target_metadata)", "target_metadata=target_metadata, render_as_batch=True)"))
+    expected = truth(root)
+    assert expected == set()
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert not [d for d in diagnostics if d["code"].startswith("M")]
+
+
+def test_create_if_not_exists_in_literal_sql_applies_when_missing(tmp_path):
+    """phoenix 735d3d93c33e: `CREATE INDEX IF NOT EXISTS` (and TABLE) made its table uncertain;
+    the replay knows whether the object exists: made when missing, the old one kept when not."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.execute("CREATE INDEX IF NOT EXISTS ix_posts_title ON posts (title)")
+        op.execute("CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, other TEXT)")
+        op.execute("CREATE TABLE IF NOT EXISTS tags (id INTEGER NOT NULL PRIMARY KEY, label TEXT)")
+        op.execute("DROP TABLE IF EXISTS never_made")
+    """], MODELS)
+    expected = truth(root)
+    assert expected == DRIFT | {("remove_index", "posts", "ix_posts_title"), ("remove_table", "tags", "")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert "M004" not in codes(diagnostics)
+
+
+def test_an_index_the_models_declare_but_cannot_be_rebuilt_is_not_reported_missing(tmp_path):
+    """airflow, arize-phoenix: `Index("idx_task_reschedule_ti_id_id_desc", ti_id, id.desc())`,
+    `Index("ix_traces_project_rowid_start_time", "project_rowid", text("start_time DESC"))`:
+    model loading cannot rebuild an index with a sort order or an expression, so the index
+    the migrations made looked absent from the models (false M002 on PostgreSQL)."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        with op.batch_alter_table("posts") as batch_op:
+            batch_op.create_index("idx_posts_title_id_desc", ["title", "id"], postgresql_ops={"id": "DESC"})
+        op.execute("CREATE INDEX IF NOT EXISTS ix_users_name_desc ON users (name DESC)")
+    """], """
+        import sqlalchemy as sa
+        from sqlalchemy.orm import declarative_base
+        Base = declarative_base()
+        metadata = Base.metadata
+        users = sa.Table("users", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+                         sa.Column("name", sa.String(50)), sa.Column("email", sa.String(100)))
+        sa.Index("ix_users_name_desc", users.c.name.desc())
+
+
+        class Post(Base):
+            __tablename__ = "posts"
+            id = sa.Column(sa.Integer(), primary_key=True)
+            title = sa.Column(sa.String(50))
+            __table_args__ = (sa.Index("idx_posts_title_id_desc", title, id.desc()),)
+    """)
+    expected = truth(root)
+    found, diagnostics, _ = ours(root)
+    assert found <= expected
+    assert ("remove_index", "posts", "idx_posts_title_id_desc") not in found
+    # (an index with a sort order is never compared: the models' side cannot carry the order)
+    assert not {i for i in found if i[2] == "ix_users_name_desc"}
+    assert ("add_column", "users", "email") in found
+
+
+def test_create_if_missing_guards_are_decided_by_the_replayed_schema(tmp_path):
+    """optuna v2.4.0.a, mlflow 3500859a5d39: `if "t" not in inspector.get_table_names():
+    op.create_table("t", ...)` (also `has_table`, through a helper of the file). The guard asks
+    whether the table exists, which the replay knows: the op runs when it does not."""
+    root = build(tmp_path, [USERS_POSTS, """
+        def existing_tables():
+            return sa.inspect(op.get_bind()).get_table_names()
+        # upgrade
+        inspector = sa.inspect(op.get_bind())
+        tables = inspector.get_table_names()
+        if "tags" not in tables:
+            op.create_table("tags", sa.Column("id", sa.Integer(), primary_key=True), sa.Column("label", sa.Text()))
+        if not inspector.has_table("users"):
+            op.create_table("users", sa.Column("id", sa.Integer(), primary_key=True))
+        else:
+            op.add_column("users", sa.Column("nick", sa.String(20)))
+        if "posts" in existing_tables():
+            op.add_column("posts", sa.Column("body", sa.Text()))
+    """], MODELS + """
+sa.Table("tags", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("remove_column", "tags", "label"), ("remove_column", "users", "nick"),
+                                ("remove_column", "posts", "body")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert "M004" not in codes(diagnostics)
+
+
+def test_an_index_on_a_column_an_unreadable_op_added_makes_its_table_uncertain(tmp_path):
+    """mlflow 75868b020152: `index_trace_info_experiment_id_session_id` is made on a column
+    the unreadable add_column loop added: the replayed table lacks it, so the index looked
+    missing (a false M001). The table is one whose history we do not fully know."""
+    (tmp_path / "analytics.py").write_text(
+        "import sqlalchemy as sa\n\n\ndef columns_by_table():\n"
+        "    return {'posts': [sa.Column('session', sa.Text())]}\n")
+    root = build(tmp_path, [USERS_POSTS, """
+        import os, sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from analytics import columns_by_table
+        # upgrade
+        for table_name, columns in columns_by_table().items():
+            for column in columns:
+                op.add_column(table_name, column)
+        op.create_index("ix_posts_session", "posts", ["session"])
+    """], MODELS + """
+metadata.tables["posts"].append_column(sa.Column("session", sa.Text(), index=True))
+""")
+    expected = truth(root)
+    assert expected == DRIFT
+    found, diagnostics, _ = ours(root)
+    assert found <= expected and ("add_index", "posts", "ix_posts_session") not in found

@@ -204,6 +204,15 @@ def ours_for_env(ours: dict, ini: str, dialect: str | None = None) -> dict:
 
 # ---------------------------------------------------------------- main
 
+def _known_truths(results: Path) -> dict:
+    """Alembic's answers of an earlier run, by (project, version, dialect, env): the ground
+    truth depends only on the pinned package, not on migration-lsp."""
+    if not results.exists():
+        return {}
+    return {(e["name"], e["version"], r["dialect"], r["env"]): r["truth"]
+            for e in json.loads(results.read_text()) for r in e.get("runs", []) if r.get("truth", {}).get("ok")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", help="project names (the others keep their last results)")
@@ -213,15 +222,22 @@ def main() -> int:
     ap.add_argument("--report", default=str(REPO / "benchmarks" / "REALWORLD.md"))
     ap.add_argument("--results", default=str(HERE / "results.json"))
     ap.add_argument("--render-only", action="store_true", help="rewrite the report from the results file")
+    ap.add_argument("--reuse-truth", action="store_true",
+                    help="take Alembic's answer from the results file when it has one for the same project "
+                         "version, dialect and environment (a run of ours only: seconds instead of minutes)")
+    ap.add_argument("--dialect", choices=["sqlite", "postgresql"], help="only this dialect")
     args = ap.parse_args()
     CHECK_FLAGS[:] = ["--static"] if args.mode == "static" else []
     if args.render_only:
         Path(args.report).write_text(render(json.loads(Path(args.results).read_text())))
         return 0
     projects = [p for p in CORPUS if not args.only or p["name"] in args.only]
+    known = _known_truths(Path(args.results)) if args.reuse_truth else {}
     BASE.mkdir(parents=True, exist_ok=True)
     pg = None
-    if not args.no_postgres and any("postgresql" in p["dialects"] for p in projects):
+    wanted = [(p, d) for p in projects for d in p["dialects"] if args.dialect in (None, d)]
+    if not args.no_postgres and any(d == "postgresql" and any((p["name"], p["version"], d, label) not in known
+                                                              for label in p["envs"]) for p, d in wanted):
         try:
             pg = Postgres()
         except Exception as exc:  # noqa: BLE001
@@ -238,7 +254,10 @@ def main() -> int:
                 log("   " + install_error)
                 continue
             for dialect in project["dialects"]:
-                if dialect == "postgresql" and pg is None:
+                if args.dialect not in (None, dialect):
+                    continue
+                if dialect == "postgresql" and pg is None and not all(
+                        (project["name"], project["version"], dialect, label) in known for label in project["envs"]):
                     continue
                 settings = dict(project.get("settings", {}).get(dialect, {}))
                 if dialect != "sqlite":
@@ -247,7 +266,8 @@ def main() -> int:
                 log(f"   {dialect}: ours exit {ours['exit']} in {ours['wall']:.1f}s" +
                     (f" CRASH {ours['crash']}" if ours.get("crash") else ""))
                 for label, env in project["envs"].items():
-                    truth = run_truth(ws, env, dialect, pg)
+                    truth = known.get((project["name"], project["version"], dialect, label)) or \
+                        run_truth(ws, env, dialect, pg)
                     mine = ours_for_env(ours, env["ini"], dialect)
                     sc = score(truth.get("items", []), mine["items"]) if truth.get("ok") else None
                     log(f"   {dialect}/{label}: truth " + (f"{len(truth['items'])} diffs" if truth.get("ok")
@@ -264,9 +284,16 @@ def main() -> int:
     finally:
         if pg is not None:
             pg.stop()
-    if args.only and Path(args.results).exists():  # a partial run updates its projects, keeps the rest
+    if (args.only or args.dialect) and Path(args.results).exists():  # a partial run updates what it ran
         ran = {e["name"] for e in results}
         previous = {e["name"]: e for e in json.loads(Path(args.results).read_text())}
+        for entry in results:  # the other dialect's runs of a project are kept
+            old = previous.get(entry["name"])
+            if old and old.get("version") == entry["version"]:
+                done = {(r["dialect"], r["env"]) for r in entry["runs"]}
+                entry["runs"] = [r for r in old.get("runs", []) if (r["dialect"], r["env"]) not in done] + entry["runs"]
+                order = {d: i for i, d in enumerate(["sqlite", "postgresql"])}
+                entry["runs"].sort(key=lambda r: order.get(r["dialect"], 9))
         results = [next((e for e in results if e["name"] == p["name"]), None) or previous.get(p["name"])
                    for p in CORPUS if p["name"] in ran or p["name"] in previous]
         results = [e for e in results if e]

@@ -56,6 +56,7 @@ FAMILY_CODES: dict[str, frozenset[str]] = {
     "pg_transactions": frozenset({"S002", "S005", *(f"S{n:03}" for n in range(6, 12)), "S015", "S016", "S017",
                                   "S018"}),
     "portable": frozenset({"S017", "S019", "S020", "S021"}),
+    "history": frozenset({"S022"}),
 }
 
 

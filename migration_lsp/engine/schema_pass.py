@@ -232,6 +232,7 @@ class SchemaPass:
         """The D and S rules of one revision, computed (and remembered)."""
         from ..checks.downgrade import check_downgrade
         from ..checks.env_py import env_py_facts
+        from ..checks.history import check_history
         from ..checks.pg_ddl import check_pg_ddl
         from ..checks.pg_transactions import check_pg_transactions
         from ..checks.portable import check_portable
@@ -253,6 +254,8 @@ class SchemaPass:
                 found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
             if "portable" not in off:
                 found += check_portable(script, schema, options().dialect, env_name, env_py)
+            if "history" not in off:
+                found += check_history(script, schema, env_name)
         except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)
