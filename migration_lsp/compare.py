@@ -34,8 +34,8 @@ from .schema import (
     Origin,
     SchemaState,
     TableState,
-    _index_columns,
     constraint_columns,
+    index_columns,
 )
 
 IGNORED_TABLES = {"alembic_version"}
@@ -372,11 +372,11 @@ def _convention_names(schema_md: sa.MetaData, model_md: sa.MetaData) -> None:
         # Column(index=True) in op.create_table: its index is named by the convention too; the
         # replay, knowing none, has SQLAlchemy's default `ix_<table>_<column>`: a model index
         # on the same column named by a convention has the name the database has
-        conventional = {(tuple(_index_columns(i)), bool(i.unique)): i.name for i in other.indexes
+        conventional = {(tuple(index_columns(i)), bool(i.unique)): i.name for i in other.indexes
                         if isinstance(i.name, sa.sql.elements.conv)}
         model_names = {i.name for i in other.indexes}
         for index in table.indexes:
-            columns = tuple(_index_columns(index))
+            columns = tuple(index_columns(index))
             if (isinstance(index.name, sa.sql.elements.conv) and len(columns) == 1
                     and index.name == f"ix_{table.name}_{columns[0]}" and index.name not in model_names):
                 name = conventional.get((columns, bool(index.unique)))

@@ -34,10 +34,10 @@ from .schema import (
     Origin,
     SchemaState,
     TableState,
-    _index_columns,
     _key,
     constraint_columns,
     drop_constraint_op,
+    index_columns,
     merge_states,
     op_table,
 )
@@ -344,7 +344,7 @@ def _drop_column(state: SchemaState, table: TableState, op: alembic_ops.DropColu
     columns = keyed(table.columns, "column")
     return state.with_table(table.evolve(
         columns=columns.without(name) if columns is not None else tuple(c for c in table.columns if c.name != name),
-        indexes=tuple((i, o) for i, o in table.indexes if name not in _index_columns(i)),
+        indexes=tuple((i, o) for i, o in table.indexes if name not in index_columns(i)),
         constraints=tuple((c, o) for c, o in table.constraints if name not in constraint_columns(c)),
     ))
 
@@ -543,7 +543,7 @@ def _renamed_refs(state: SchemaState, key: str | None, table_name: str, columns:
             constraints.append((constraint, origin))
         indexes: list[tuple[sa.Index | IndexRecord, Origin | None]] = []
         for index, origin in table.indexes:
-            cols = _index_columns(index)
+            cols = index_columns(index)
             if local and any(c in local for c in cols):
                 indexes.append((IndexRecord(index.name, [local.get(c, c) for c in cols], index.unique, index.kwargs),
                                 origin))

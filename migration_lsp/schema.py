@@ -104,8 +104,8 @@ class TableState:
             if copy is not None:
                 table.append_constraint(copy)
         for index, _ in self.indexes:
-            cols_ = [table.c[n] for n in _index_columns(index) if n in table.c]
-            if cols_ and len(cols_) == len(_index_columns(index)):
+            cols_ = [table.c[n] for n in index_columns(index) if n in table.c]
+            if cols_ and len(cols_) == len(index_columns(index)):
                 sa.Index(index.name, *cols_, unique=index.unique, **index.kwargs)
         return table
 
@@ -137,7 +137,8 @@ def _plain_copy(column: sa.Column) -> sa.Column:
     return copy
 
 
-def _index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
+def index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
+    """The column names an index is on (its expressions' text for a raw-SQL index)."""
     if isinstance(index, IndexRecord):
         return index.expressions
     names = []

@@ -299,11 +299,11 @@ def random_table_ops(rng, n: int) -> str:
 
 
 def table_shape(state) -> tuple:
-    from migration_lsp.schema import _index_columns
+    from migration_lsp.schema import index_columns
 
     table = state.table("t")
     return (tuple((c.name, c.column.nullable, c.column.primary_key, c.origin) for c in table.columns),
-            tuple((str(i.name), _index_columns(i), bool(i.unique), o) for i, o in table.indexes),
+            tuple((str(i.name), index_columns(i), bool(i.unique), o) for i, o in table.indexes),
             tuple(str(c.name) for c, _ in table.constraints), state.uncertain == frozenset())
 
 

@@ -394,8 +394,8 @@ def test_raw_ddl_statements_become_alembic_ops(tmp_path):
 
 
 def _index_cols(index) -> tuple:
-    from migration_lsp.schema import _index_columns
-    return _index_columns(index)
+    from migration_lsp.schema import index_columns
+    return index_columns(index)
 
 
 def test_a_helper_handed_op_is_opaque_at_its_call_and_the_rest_is_compared(tmp_path):

@@ -28,7 +28,7 @@ from alembic.operations import ops as alembic_ops
 from migration_lsp.graph import RevisionGraph
 from migration_lsp.interpret import evaluate_function
 from migration_lsp.replay import Replay, apply_op, apply_other_call
-from migration_lsp.schema import (IndexRecord, SchemaState, TableState, _index_columns, _union, constraint_columns,
+from migration_lsp.schema import (IndexRecord, SchemaState, TableState, index_columns, _union, constraint_columns,
                                   merge_states)
 from migration_lsp.scripts import parse_script
 
@@ -147,7 +147,7 @@ def describe(table: TableState) -> tuple:
 
     constraints = sorted(repr((type(c).__name__, str(c.name), constraint_columns(c), o))
                          for c, o in table.constraints)
-    indexes = sorted(repr((str(i.name), _index_columns(i), bool(i.unique), sorted(dict(i.kwargs)), o))
+    indexes = sorted(repr((str(i.name), index_columns(i), bool(i.unique), sorted(dict(i.kwargs)), o))
                      for i, o in table.indexes)
     md = sa.MetaData()
     built = table.to_table(md)
@@ -342,8 +342,8 @@ def test_index_record_says_what_to_index_says(project):
                 continue
             record = found[0]
             seen += 1
-            assert (record.name, type(record.name), record.unique, _index_columns(record), dict(record.kwargs)) == \
-                (index.name, type(index.name), index.unique, _index_columns(index), dict(index.kwargs))
+            assert (record.name, type(record.name), record.unique, index_columns(record), dict(record.kwargs)) == \
+                (index.name, type(index.name), index.unique, index_columns(index), dict(index.kwargs))
     assert seen >= 2
 
 

@@ -36,7 +36,7 @@ from ..core import Diagnostic, Span
 from ..evaluate import EvaluatedOp
 from ..replay import RevisionSchema
 from ..rules import severity
-from ..schema import SchemaState, TableState, _index_columns, constraint_columns
+from ..schema import SchemaState, TableState, constraint_columns, index_columns
 from ..scripts import MigrationScript, OpCall, OtherCall
 from .walk import (
     FunctionTree,
@@ -399,7 +399,7 @@ def _indexed(table: TableState, cols: tuple[str, ...]) -> bool:
     """Does an index, a primary key or a unique constraint of `table` lead with `cols` (in any
     order)? That is what PostgreSQL can use to find the rows referencing a deleted key."""
     wanted = set(cols)
-    leads: list[tuple[str, ...]] = [tuple(_index_columns(index)) for index, _ in table.indexes]
+    leads: list[tuple[str, ...]] = [tuple(index_columns(index)) for index, _ in table.indexes]
     leads += [constraint_columns(c) for c, _ in table.constraints
               if isinstance(c, (sa.PrimaryKeyConstraint, sa.UniqueConstraint))]
     if len(cols) == 1:
