@@ -80,6 +80,7 @@ class DDLEffect:
     op: alembic_ops.MigrateOperation | None = None
     uncertain: tuple[str, ...] = ()
     dropped_index: str | None = None
+    renamed_index: tuple[str, str] | None = None  # `ALTER INDEX old RENAME TO new` (PostgreSQL)
 
 
 def ddl_effects(sql: str, dialect: str | None = None) -> list[DDLEffect]:
@@ -159,6 +160,11 @@ def _effect(statement: Any, dialect: str | None) -> DDLEffect | None:
         return None
     if isinstance(statement, exp.Alter) and (statement.args.get("kind") or "").upper() == "TABLE":
         return _alter_table(statement, dialect)
+    if isinstance(statement, exp.Alter) and (statement.args.get("kind") or "").upper() == "INDEX":
+        actions = statement.args.get("actions") or []
+        if len(actions) == 1 and isinstance(actions[0], exp.AlterRename) and statement.this is not None:
+            return DDLEffect(renamed_index=(statement.this.name, actions[0].this.name))
+        return None  # SET TABLESPACE, ATTACH PARTITION, storage parameters: no schema Alembic compares
     return DDLEffect(uncertain=_tables_named(statement))
 
 

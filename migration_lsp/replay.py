@@ -170,7 +170,10 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
         elif effect.dropped_index is not None:
             state, table = _drop_index_by_name(state, effect.dropped_index)
             touched += (table,) if table else ()
-        if conditional or (effect.op is None and effect.dropped_index is None):
+        elif effect.renamed_index is not None:
+            state, table = _rename_index(state, *effect.renamed_index, origin)
+            touched += (table,) if table else ()
+        if conditional or (effect.op is None and effect.dropped_index is None and effect.renamed_index is None):
             state = state.with_uncertain(t for t in touched if t)
     return state
 
@@ -181,6 +184,24 @@ def _drop_index_by_name(state: SchemaState, name: str) -> tuple[SchemaState, str
         if any(index.name == name for index, _ in table.indexes):
             return state.with_table(table.evolve(indexes=tuple(
                 (i, o) for i, o in table.indexes if i.name != name))), table.name
+    return state, None
+
+
+def _rename_index(state: SchemaState, old: str, new: str, origin: Origin) -> tuple[SchemaState, str | None]:
+    """`ALTER INDEX old RENAME TO new`: the same index under its new name (an index on
+    expressions, whose text the schema does not keep exactly, makes its table uncertain)."""
+    for table in state.tables.values():
+        index = next((i for i, _ in table.indexes if i.name == old), None)
+        if index is None:
+            continue
+        columns = index_columns(index)
+        if not all(table.column(name) is not None for name in columns):
+            return state.with_uncertain((table.name,)), table.name
+        kwargs = index.kwargs if isinstance(index, IndexRecord) else dict(index.dialect_kwargs)
+        state, _ = _drop_index_by_name(state, old)
+        renamed = alembic_ops.CreateIndexOp(new, table.name, list(columns), schema=table.schema,
+                                            unique=bool(index.unique), **kwargs)
+        return _apply_safely(state, renamed, origin), table.name
     return state, None
 
 

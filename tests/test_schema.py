@@ -752,3 +752,25 @@ def test_sqlite_keeps_a_raw_primary_key_without_not_null_nullable(tmp_path):
     for dialect, nullable in (("sqlite", True), ("postgresql", False), (None, False)):
         state = Replay(graph, dialect=dialect).at_heads()
         assert col(state, "t", "id").nullable is nullable and col(state, "t", "n").nullable is False
+
+
+def test_alter_index_rename_keeps_the_index_under_its_new_name(tmp_path):
+    """prefect renames an index in raw SQL (`ALTER INDEX ix RENAME TO uq`, PostgreSQL): the
+    database then holds the same index under the new name, so must the replay (the old
+    name left behind was a false remove_index + add_index pair)."""
+    base = replay_one(make_script(tmp_path, """
+        op.create_table('limits', sa.Column('id', sa.Integer(), primary_key=True), sa.Column('tag', sa.String(20)))
+        op.create_index('ix_limits_tag', 'limits', ['tag'], unique=True)
+        op.create_index('ix_limits_lower', 'limits', [sa.text('lower(tag)')])
+    """))
+    state = replay_one(make_script(tmp_path, """
+        op.execute("ALTER INDEX ix_limits_tag RENAME TO uq_limits_tag")
+        op.execute("ALTER INDEX nowhere RENAME TO still_nowhere")
+    """, rev="b1", down="a1"), base)
+    indexes = {i.name: (i.unique, _index_cols(i)) for i, _ in state.table("limits").indexes}
+    assert indexes["uq_limits_tag"] == (True, ("tag",)) and set(indexes) == {"uq_limits_tag", "ix_limits_lower"}
+    assert not state.uncertain
+    # an index on an expression: its exact text is not kept, so its table becomes uncertain
+    renamed = replay_one(make_script(tmp_path, 'op.execute("ALTER INDEX ix_limits_lower RENAME TO ix_lower")',
+                                     rev="c1", down="a1"), base)
+    assert "limits" in renamed.uncertain
