@@ -572,3 +572,28 @@ metadata.tables["posts"].append_column(sa.Column("session", sa.Text(), index=Tru
     assert expected == DRIFT
     found, diagnostics, _ = ours(root)
     assert found <= expected and ("add_index", "posts", "ix_posts_session") not in found
+
+
+def test_the_models_variant_for_the_dialect_is_the_models_type(tmp_path):
+    """arize-phoenix on PostgreSQL: the models' `Integer().with_variant(BigInteger(), "postgresql")`
+    was read from its repr (`Integer()`, variants left out), a false M003 against the
+    migration's BIGINT. Alembic compares the dialect's variant, also as a TypeDecorator's impl."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.add_column("posts", sa.Column("note", sa.Text()))
+        op.add_column("posts", sa.Column("body", sa.Text()))
+        op.add_column("posts", sa.Column("rank", sa.String(20)))
+    """], MODELS + """
+class Doc(sa.types.TypeDecorator):
+    impl = sa.String(30).with_variant(sa.Text(), "sqlite")
+    cache_ok = True
+
+
+metadata.tables["posts"].append_column(sa.Column("note", sa.String(20).with_variant(sa.Text(), "sqlite")))
+metadata.tables["posts"].append_column(sa.Column("body", Doc()))
+metadata.tables["posts"].append_column(sa.Column("rank", sa.String(20).with_variant(sa.Integer(), "sqlite")))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("modify_type", "posts", "rank")}
+    found, _, _ = ours(root)
+    assert found == expected
