@@ -428,7 +428,10 @@ def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: 
     _connectionless_defaults(context.impl)
     _tolerant_types(context.impl)
     autogen = AutogenContext(context, model_md)
-    inspector = StaticInspector(schema_md, dialect)
+    # a dialect only guessed from the types (none configured) picks no variant: the models were
+    # loaded without a dialect, so theirs are left out too (mlflow: Text().with_variant(MEDIUMTEXT,
+    # "mysql") against the models' Text(), compared as MySQL because some column is MEDIUMTEXT)
+    inspector = StaticInspector(schema_md, dialect, variants=options.dialect is not None)
     autogen.__dict__["inspector"] = inspector  # (a memoized property)
     # what alembic.autogenerate.compare.schema._produce_net_changes does with a connection
     # every schema the tables use is compared (as with include_schemas=True): a table in a
@@ -490,8 +493,9 @@ class StaticInspector(Inspector):
     dialect's own reflection would report it (SQLite: declared types by affinity, names only
     for named constraints; PostgreSQL: the names the server gives unnamed constraints)."""
 
-    def __init__(self, metadata: sa.MetaData, dialect: Any) -> None:  # (no super(): no bind)
+    def __init__(self, metadata: sa.MetaData, dialect: Any, variants: bool = True) -> None:  # (no super(): no bind)
         self.dialect = dialect
+        self.variants = variants
         self.bind = self.engine = _StaticBind(dialect)  # type: ignore[assignment]
         self.info_cache: dict = {}
         default = dialect.default_schema_name
@@ -593,7 +597,10 @@ class StaticInspector(Inspector):
 
     def _type(self, type_: Any) -> Any:
         variants = getattr(type_, "_variant_mapping", None)
-        if variants and self.dialect.name in variants:  # the database has only this dialect's type
+        if variants and not self.variants:  # the base type alone (compiling would pick the variant)
+            type_ = type_.copy()
+            type_._variant_mapping = type(variants)()
+        elif variants and self.dialect.name in variants:  # the database has only this dialect's type
             type_ = variants[self.dialect.name]
         if isinstance(self.dialect, SQLiteDialect) and not isinstance(type_, sa.types.NullType):
             try:  # SQLite keeps the declared type's text; reflection reads it back by affinity

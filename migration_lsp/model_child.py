@@ -64,10 +64,21 @@ def resolve(spec):
     raise ModuleNotFoundError(f"no module named {parts[0]!r}")
 
 
+def for_dialect(type_, dialect):
+    """The variant `with_variant(..., name)` chose for this dialect: its repr leaves the
+    variants out (`Integer()`), while the database (and Alembic's comparison) get the variant."""
+    variants = getattr(type_, "_variant_mapping", None)  # (SQLAlchemy 1.4+; older: the Variant class)
+    if dialect is None or not variants or dialect.name not in variants:
+        return type_
+    return variants[dialect.name]
+
+
 def type_info(type_, dialect):
+    type_ = for_dialect(type_, dialect)
     info: dict[str, str | None] = {"repr": repr(type_), "module": type(type_).__module__, "class": type(type_).__name__}
     impl = getattr(type_, "impl", None)
     if impl is not None and not isinstance(impl, type):
+        impl = for_dialect(impl, dialect)
         info["impl_repr"] = repr(impl)
         info["impl_module"] = type(impl).__module__
     try:

@@ -572,3 +572,61 @@ metadata.tables["posts"].append_column(sa.Column("session", sa.Text(), index=Tru
     assert expected == DRIFT
     found, diagnostics, _ = ours(root)
     assert found <= expected and ("add_index", "posts", "ix_posts_session") not in found
+
+
+def test_the_models_variant_for_the_dialect_is_the_models_type(tmp_path):
+    """arize-phoenix on PostgreSQL: the models' `Integer().with_variant(BigInteger(), "postgresql")`
+    was read from its repr (`Integer()`, variants left out), a false M003 against the
+    migration's BIGINT. Alembic compares the dialect's variant, also as a TypeDecorator's impl."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.add_column("posts", sa.Column("note", sa.Text()))
+        op.add_column("posts", sa.Column("body", sa.Text()))
+        op.add_column("posts", sa.Column("rank", sa.String(20)))
+    """], MODELS + """
+class Doc(sa.types.TypeDecorator):
+    impl = sa.String(30).with_variant(sa.Text(), "sqlite")
+    cache_ok = True
+
+
+metadata.tables["posts"].append_column(sa.Column("note", sa.String(20).with_variant(sa.Text(), "sqlite")))
+metadata.tables["posts"].append_column(sa.Column("body", Doc()))
+metadata.tables["posts"].append_column(sa.Column("rank", sa.String(20).with_variant(sa.Integer(), "sqlite")))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("modify_type", "posts", "rank")}
+    found, _, _ = ours(root)
+    assert found == expected
+
+
+def test_with_no_dialect_configured_no_variant_is_picked(tmp_path, monkeypatch):
+    """mlflow (`sqlalchemy.url = ""`): with no dialect configured, the comparison's dialect is
+    guessed from a dialect's type in the tables (mysql.INTEGER) while the models were
+    loaded without one, so `Text().with_variant(MEDIUMTEXT, "mysql")` was MEDIUMTEXT in the
+    migrations and Text in the models: a false M003 (Alembic on SQLite has TEXT on both)."""
+    root = build(tmp_path, [USERS_POSTS, """
+        from sqlalchemy.dialects.mysql import INTEGER, MEDIUMTEXT
+        # upgrade
+        op.add_column("posts", sa.Column("doc", INTEGER()))
+        op.add_column("posts", sa.Column("note", sa.String(50)))
+        with op.batch_alter_table("posts") as batch_op:
+            batch_op.alter_column("note", existing_type=sa.String(50),
+                                  type_=sa.Text().with_variant(MEDIUMTEXT, "mysql"), existing_nullable=True)
+    """], MODELS + """
+from sqlalchemy.dialects.mysql import INTEGER, MEDIUMTEXT
+metadata.tables["posts"].append_column(sa.Column("doc", INTEGER()))
+metadata.tables["posts"].append_column(sa.Column("note", sa.Text().with_variant(MEDIUMTEXT, "mysql")))
+""")
+    (root / "alembic.ini").write_text(INI.replace("sqlite:///%(here)s/app.db", ""), encoding="utf-8")
+    env_py = root / "migrations" / "env.py"
+    env_py.write_text(ENV_PY.replace("engine_from_config(context.config.get_section(context.config.config_ini_section),\n"
+                                     "                                     prefix=\"sqlalchemy.\", poolclass=pool.NullPool)",
+                                     "engine_from_config({'sqlalchemy.url': os.environ['FIXTURE_DB_URL']}, "
+                                     "prefix='sqlalchemy.', poolclass=pool.NullPool)"), encoding="utf-8")
+    assert "FIXTURE_DB_URL" in env_py.read_text(encoding="utf-8")
+    with monkeypatch.context() as env:
+        env.setenv("FIXTURE_DB_URL", f"sqlite:///{root}/app.db")
+        expected = truth(root)
+    assert expected == DRIFT
+    found, _, _ = ours(root)
+    assert found == expected
