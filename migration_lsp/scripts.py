@@ -449,6 +449,7 @@ _AST, _Call = ast.AST, ast.Call
 # The fields of each node class that may hold nodes below it, without the ones that cannot
 # hold a call: `ctx` (Load / Store), and everything of a Name or a Constant (leaves).
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {ast.Name: (), ast.Constant: ()}
+_LEAVES = frozenset({ast.Name, ast.Constant})  # (never queued)
 
 
 def _child_fields(kind: type) -> tuple[str, ...]:
@@ -473,10 +474,12 @@ def _calls(root: ast.AST) -> list[ast.Call]:
         fields = fields_of.get(kind)
         for name in fields if fields is not None else _child_fields(kind):
             value = getattr(node, name, None)
-            if isinstance(value, _AST):
+            if type(value) is list:
+                for v in value:
+                    if isinstance(v, _AST) and type(v) not in _LEAVES:
+                        todo.append(v)
+            elif isinstance(value, _AST) and type(value) not in _LEAVES:
                 todo.append(value)
-            elif type(value) is list:
-                todo.extend(v for v in value if isinstance(v, _AST))
     return found
 
 
