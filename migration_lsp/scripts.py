@@ -390,6 +390,12 @@ def _with_context(item: ast.withitem) -> tuple[str | None, str | None, bool]:
     return None, None, False
 
 
+# Statements that hold no statements (their expressions cannot: a lambda's body is one)
+_SIMPLE_STATEMENTS = frozenset({ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return, ast.Delete,
+                                ast.Raise, ast.Assert, ast.Pass, ast.Import, ast.ImportFrom, ast.Global,
+                                ast.Nonlocal, ast.Break, ast.Continue})
+
+
 def _collect_ops(
     src: _Source,
     body: list[ast.stmt],
@@ -410,6 +416,10 @@ def _collect_ops(
                     if alias:
                         names[alias] = table
             _collect_ops(src, stmt.body, offset, names, auto, out)
+            continue
+        if type(stmt) in _SIMPLE_STATEMENTS:  # no statements inside: just its calls
+            for node in _calls(stmt):
+                _add_call(src, node, offset, batch_names, autocommit, out)
             continue
         # Calls anywhere inside this statement (expression statements, assignments, ifs...).
         nested = [s for s in ast.iter_child_nodes(stmt) if isinstance(s, ast.stmt)]
@@ -436,23 +446,40 @@ def _expressions_of(stmt: ast.stmt):
 
 
 _AST, _Call = ast.AST, ast.Call
+# The fields of each node class that may hold nodes below it, without the ones that cannot
+# hold a call: `ctx` (Load / Store), and everything of a Name or a Constant (leaves).
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {ast.Name: (), ast.Constant: ()}
+_LEAVES = frozenset({ast.Name, ast.Constant})  # (never queued)
+
+
+def _child_fields(kind: type) -> tuple[str, ...]:
+    found = _CHILD_FIELDS.get(kind)
+    if found is None:
+        found = _CHILD_FIELDS[kind] = tuple(name for name in kind._fields if name != "ctx")  # type: ignore[attr-defined]
+    return found
 
 
 def _calls(root: ast.AST) -> list[ast.Call]:
     """The Call nodes among `root` and everything below it, in ast.walk's order (breadth
     first, fields in order): the same answer as filtering ast.walk, without its generator
-    layers (a migration body is mostly deeply nested call arguments)."""
+    layers (a migration body is mostly deeply nested call arguments) and without visiting
+    the leaves that cannot be or hold a call (see _CHILD_FIELDS)."""
     found: list[ast.Call] = []
     todo = [root]
+    fields_of = _CHILD_FIELDS
     for node in todo:  # the list grows while iterated: a breadth-first queue
+        kind = type(node)
         if type(node) is _Call or isinstance(node, _Call):
             found.append(node)
-        for name in node._fields:
+        fields = fields_of.get(kind)
+        for name in fields if fields is not None else _child_fields(kind):
             value = getattr(node, name, None)
-            if isinstance(value, _AST):
+            if type(value) is list:
+                for v in value:
+                    if isinstance(v, _AST) and type(v) not in _LEAVES:
+                        todo.append(v)
+            elif isinstance(value, _AST) and type(value) not in _LEAVES:
                 todo.append(value)
-            elif type(value) is list:
-                todo.extend(v for v in value if isinstance(v, _AST))
     return found
 
 
