@@ -399,3 +399,84 @@ def alembic_check_items_in_worker_thread(root: Path) -> list[str]:
                              timeout=120)
     assert checked.returncode == 0, checked.stderr
     return sorted(json.loads(checked.stdout.strip().splitlines()[-1]))
+
+
+# One history per dialect (prefect): env.py picks versions/<dialect> by the dialect of a URL
+# from its own settings (an environment variable here, default SQLite).
+DIALECT_ENV_PY = """\
+import os
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+from sqlalchemy.engine import make_url
+
+from app.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+dialect = make_url(os.environ.get("APP_DATABASE_URL", config.get_main_option("sqlalchemy.url"))).get_backend_name()
+
+
+def run_migrations_online():
+    context.script.version_locations = [os.path.join(os.path.dirname(__file__), "versions", dialect)]
+    connectable = engine_from_config(config.get_section(config.config_ini_section, {}),
+                                     prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=dialect == "sqlite")
+        with context.begin_transaction():
+            if dialect == "sqlite":
+                context.execute("PRAGMA foreign_keys=OFF")
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+DIALECT_REVISIONS = {
+    "sqlite/0001_initial.py": PARITY_REVISIONS["0001_initial.py"].replace("'0001'", "'s001'"),
+    "sqlite/0002_age.py": PARITY_REVISIONS["0002_age.py"].replace("'0002'", "'s002'").replace("'0001'", "'s001'"),
+    "postgresql/0001_initial.py": migration_text("p001", upgrades=indent("""
+        op.create_table('users', sa.Column('id', sa.Integer(), primary_key=True))
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')""")),
+}
+
+
+def dialect_outcome(root: Path, folder: str):
+    """The truth pass of one of the split environments (versions/<folder>)."""
+    from migration_lsp.engine import Engine
+
+    engine = Engine([root], trusted=True)
+    engine.load_models()
+    states = {s.env.name.rsplit("/", 1)[-1]: s for s in engine.snapshot().environments}
+    assert sorted(states) == ["postgresql", "sqlite"]  # (two environments, one per history)
+    state = states[folder]
+    key = (state.env.root, state.env.name)
+    return truth.verify(state, engine.models.get(key), engine.metadata_source(state.env), snapshots=False,
+                        downgrades=False)
+
+
+def test_one_history_per_dialect_runs_its_own_folder_as_alembic_does(tmp_path, monkeypatch):
+    """versions/sqlite and versions/postgresql: the SQLite environment's pass walks its own
+    folder (Alembic's default versions folder holds no revision), so its revisions run and
+    `alembic check` equals the real `alembic upgrade head` + check, item for item."""
+    monkeypatch.delenv("APP_DATABASE_URL", raising=False)
+    make_project(tmp_path, env_py=DIALECT_ENV_PY, models=PARITY_MODELS, revisions=DIALECT_REVISIONS)
+    outcome = dialect_outcome(tmp_path, "sqlite")
+    assert outcome.not_verified is None and outcome.compare_error is None, outcome.summary()
+    assert outcome.executed == ["s001", "s002"] and outcome.failed is None
+    assert outcome.compared and not [d for d in outcome.diagnostics if d.code == "R001"]
+    assert sorted(item["repr"] for item in outcome.items) == alembic_check_items(tmp_path)
+    assert len(outcome.items) == 9
+
+
+def test_env_py_choosing_the_other_history_is_not_verified_never_r001(tmp_path, monkeypatch):
+    """The project's setting names PostgreSQL: env.py runs versions/postgresql (its
+    `CREATE EXTENSION` fails on SQLite). That run says nothing about the SQLite history:
+    "not verified", no R001, no M findings from it."""
+    monkeypatch.setenv("APP_DATABASE_URL", "postgresql://prod.example/db")
+    make_project(tmp_path, env_py=DIALECT_ENV_PY, models=PARITY_MODELS, revisions=DIALECT_REVISIONS)
+    outcome = dialect_outcome(tmp_path, "sqlite")
+    assert outcome.not_verified and "versions/postgresql" in outcome.not_verified, outcome.summary()
+    assert outcome.diagnostics == [] and not outcome.compared and outcome.executed == []
+    assert "not verified: env.py chose the history in versions/postgresql" in outcome.summary()
