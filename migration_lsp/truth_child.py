@@ -894,8 +894,11 @@ def shared_connection_class():
     return SharedConnection
 
 
-def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.py keeps it)
-    import shutil
+def snapshot(job, rev, result):
+    """SQLite: the database as it is after `rev` (truth.py keeps it), by SQLite's backup API:
+    a copy of the file alone misses what a project in WAL mode (prefect) has committed to
+    the -wal file and not yet checkpointed; restored, such a copy is revisions behind."""
+    import sqlite3
 
     from sqlalchemy.engine import make_url
 
@@ -903,7 +906,12 @@ def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.
     if path is None:  # (never: snapshots are of a SQLite file)
         raise ValueError("a snapshot needs a database file")
     target = os.path.join(job["snapshot_each"], rev)
-    shutil.copyfile(path, target)
+    source, copy = sqlite3.connect(path), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()  # (a copy in WAL mode is checkpointed into its file here)
+        source.close()
     result.setdefault("snapshots", {})[rev] = target
 
 

@@ -480,3 +480,21 @@ def test_env_py_choosing_the_other_history_is_not_verified_never_r001(tmp_path, 
     assert outcome.not_verified and "versions/postgresql" in outcome.not_verified, outcome.summary()
     assert outcome.diagnostics == [] and not outcome.compared and outcome.executed == []
     assert "not verified: env.py chose the history in versions/postgresql" in outcome.summary()
+
+
+def test_snapshots_of_a_database_in_wal_mode_hold_what_was_committed(tmp_path):
+    """A project that puts SQLite in WAL mode (prefect) commits into the -wal file; a
+    snapshot must hold those commits, or the next pass starts revisions behind and `alembic
+    check` stops at "Target database is not up to date"."""
+    env_py = ENV_PY.replace("{options}", "").replace(
+        "    with connectable.connect() as connection:",
+        "    from sqlalchemy import event\n"
+        "    event.listen(connectable, 'connect', lambda dbapi, rec: dbapi.execute('PRAGMA journal_mode=WAL'))\n"
+        "    with connectable.connect() as connection:")
+    make_project(tmp_path, env_py=env_py, models=PARITY_MODELS, revisions=PARITY_REVISIONS)
+    first, _ = outcome_of(tmp_path, downgrades=False)
+    assert first.ran == 2 and first.compared and len(first.items) == 9, first.summary()
+    again, _ = outcome_of(tmp_path, downgrades=False)
+    assert again.reused == 2 and again.ran == 0  # (from the snapshot of the head)
+    assert again.compared and again.compare_error is None, again.summary()
+    assert sorted(i["repr"] for i in again.items) == sorted(i["repr"] for i in first.items)
