@@ -479,15 +479,33 @@ class Reflector:
         import shutil
 
         copy = self.url.database + ".down-check"
-        shutil.copyfile(self.url.database, copy)
+        if self.wal():
+            sqlite_backup(self.url.database, copy)
+        else:
+            shutil.copyfile(self.url.database, copy)
         return copy
 
+    def wal(self):
+        """The database is in WAL mode (prefect): what was committed may be in the -wal file,
+        and a file written in place under it would not be the database SQLite reads."""
+        return os.path.exists(self.url.database + "-wal")
+
     def restore(self, backup):
-        """The file as it was, written in place (open connections keep working); True if done."""
+        """The file as it was, written in place (open connections keep working); True if done.
+        In WAL mode through SQLite's backup API, which needs the write lock: not done while
+        the project holds it (its own transaction around the migrations: the caller goes on
+        without the restore)."""
         if backup is None:
             return False
         import shutil
+        import sqlite3
 
+        if self.wal():
+            try:
+                sqlite_backup(backup, self.url.database, timeout=1.0)
+            except sqlite3.OperationalError:  # database is locked
+                return False
+            return True
         shutil.copyfile(backup, self.url.database)
         return True
 
@@ -894,24 +912,29 @@ def shared_connection_class():
     return SharedConnection
 
 
+def sqlite_backup(path, target, timeout=5.0):
+    """SQLite's backup API: `path`'s database, what its -wal file holds included, into `target`."""
+    import sqlite3
+
+    source, copy = sqlite3.connect(path), sqlite3.connect(target, timeout=timeout)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()  # (a copy in WAL mode is checkpointed into its file here)
+        source.close()
+
+
 def snapshot(job, rev, result):
     """SQLite: the database as it is after `rev` (truth.py keeps it), by SQLite's backup API:
     a copy of the file alone misses what a project in WAL mode (prefect) has committed to
     the -wal file and not yet checkpointed; restored, such a copy is revisions behind."""
-    import sqlite3
-
     from sqlalchemy.engine import make_url
 
     path = make_url(job["url"]).database
     if path is None:  # (never: snapshots are of a SQLite file)
         raise ValueError("a snapshot needs a database file")
     target = os.path.join(job["snapshot_each"], rev)
-    source, copy = sqlite3.connect(path), sqlite3.connect(target)
-    try:
-        source.backup(copy)
-    finally:
-        copy.close()  # (a copy in WAL mode is checkpointed into its file here)
-        source.close()
+    sqlite_backup(path, target)
     result.setdefault("snapshots", {})[rev] = target
 
 
