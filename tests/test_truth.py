@@ -482,19 +482,43 @@ def test_env_py_choosing_the_other_history_is_not_verified_never_r001(tmp_path, 
     assert "not verified: env.py chose the history in versions/postgresql" in outcome.summary()
 
 
+WAL_ENV_PY = ENV_PY.replace("{options}", "").replace(
+    "    with connectable.connect() as connection:",
+    "    from sqlalchemy import event\n"
+    "    event.listen(connectable, 'connect', lambda dbapi, rec: dbapi.execute('PRAGMA journal_mode=WAL'))\n"
+    "    with connectable.connect() as connection:")
+
+
 def test_snapshots_of_a_database_in_wal_mode_hold_what_was_committed(tmp_path):
     """A project that puts SQLite in WAL mode (prefect) commits into the -wal file; a
     snapshot must hold those commits, or the next pass starts revisions behind and `alembic
     check` stops at "Target database is not up to date"."""
-    env_py = ENV_PY.replace("{options}", "").replace(
-        "    with connectable.connect() as connection:",
-        "    from sqlalchemy import event\n"
-        "    event.listen(connectable, 'connect', lambda dbapi, rec: dbapi.execute('PRAGMA journal_mode=WAL'))\n"
-        "    with connectable.connect() as connection:")
-    make_project(tmp_path, env_py=env_py, models=PARITY_MODELS, revisions=PARITY_REVISIONS)
+    make_project(tmp_path, env_py=WAL_ENV_PY, models=PARITY_MODELS, revisions=PARITY_REVISIONS)
     first, _ = outcome_of(tmp_path, downgrades=False)
     assert first.ran == 2 and first.compared and len(first.items) == 9, first.summary()
     again, _ = outcome_of(tmp_path, downgrades=False)
     assert again.reused == 2 and again.ran == 0  # (from the snapshot of the head)
     assert again.compared and again.compare_error is None, again.summary()
     assert sorted(i["repr"] for i in again.items) == sorted(i["repr"] for i in first.items)
+
+
+def test_downgrade_check_of_a_database_in_wal_mode_reaches_head(tmp_path):
+    """WAL mode: the downgrade check's backup holds what the -wal file has, and its restore
+    goes through SQLite: the left-behind column is D002 and the run reaches head (a file copy
+    restored an older database: the next revision was "not in the version table")."""
+    revs = {
+        "0001_initial.py": migration_text("0001", upgrades=indent(INITIAL), downgrades="op.drop_table('users')"),
+        "0002_left.py": migration_text("0002", "0001", upgrades=indent("""
+            op.add_column('users', sa.Column('age', sa.Integer()))
+            op.add_column('users', sa.Column('score', sa.Integer()))"""),
+            downgrades="op.drop_column('users', 'score')"),
+        "0003_more.py": migration_text("0003", "0002", upgrades="op.create_table('t', sa.Column('id', sa.Integer()))",
+                                       downgrades="op.drop_table('t')"),
+    }
+    make_project(tmp_path, env_py=WAL_ENV_PY, revisions=revs)
+    outcome, _ = outcome_of(tmp_path, snapshots=False)
+    assert outcome.ran == 3 and outcome.compared and outcome.compare_error is None, outcome.summary()
+    found = sorted((d.code, d.path.name) for d in outcome.diagnostics if d.code in ("D001", "D002", "R001", "R002"))
+    assert found == [("D002", "0002_left.py")]
+    assert sorted(d.data["what"] for d in outcome.diagnostics if d.code.startswith("M")) == [
+        "column users.age", "column users.score", "table t"]
