@@ -25,7 +25,10 @@ cluster's start), and the server keeps a spare child warm for the pass after a s
 Dialect: the scratch database is always of the environment's own dialect. When there is
 none (PostgreSQL without the extra or a URL, MySQL without a URL) the pass is skipped and
 says so once; an environment whose dialect is unknown runs on SQLite, and a failure there
-is "not verified", never R001.
+is "not verified", never R001. One history of several kept per dialect (prefect:
+versions/sqlite, versions/postgresql) is walked by Alembic from the environment's own
+folder; when env.py chooses another one (by its own settings, e.g. an environment variable
+naming the database), the run is "not verified", never R001.
 """
 
 from __future__ import annotations
