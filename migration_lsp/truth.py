@@ -25,7 +25,10 @@ cluster's start), and the server keeps a spare child warm for the pass after a s
 Dialect: the scratch database is always of the environment's own dialect. When there is
 none (PostgreSQL without the extra or a URL, MySQL without a URL) the pass is skipped and
 says so once; an environment whose dialect is unknown runs on SQLite, and a failure there
-is "not verified", never R001.
+is "not verified", never R001. One history of several kept per dialect (prefect:
+versions/sqlite, versions/postgresql) is walked by Alembic from the environment's own
+folder; when env.py chooses another one (by its own settings, e.g. an environment variable
+naming the database), the run is "not verified", never R001.
 """
 
 from __future__ import annotations
@@ -250,6 +253,9 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
                 "toml": str(env.config_path) if env.config_path.suffix == ".toml" else None,
                 "cwd": str(env.config_path.parent),
                 "script_location": str(env.script_location) if env.script_location else None,
+                # one dialect's history of the config's versions folder (prefect): Alembic's
+                # ScriptDirectory must walk that folder, as env.py has it walk when it chooses it
+                "version_locations": [str(p) for p in env.version_locations] if env.history_dialect else None,
                 "sys_path": front,  # alembic.ini's prepend_sys_path, as Alembic puts it
                 "sys_path_after": after,  # the workspace, last (its `logging/` must not shadow the stdlib's)
                 "url": scratch.url,
@@ -366,6 +372,9 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
     outcome.configure = data.get("configure") or {}
     timings = data.get("timings")
     outcome.timings = timings if isinstance(timings, dict) else {}
+    if data.get("not_verified"):  # env.py ran another history: nothing it did is this environment's
+        outcome.not_verified = str(data["not_verified"])
+        return
     if data.get("error"):
         outcome.compare_error = data["error"]
     for step in data.get("steps") or []:

@@ -366,6 +366,8 @@ def work(job, result):
             result["connection_error"] = short(exc)
 
     result["timings"]["configured"] = time.perf_counter() - T0
+    if job.get("version_locations"):  # one dialect's history of the config's versions folder
+        set_version_locations(cfg, job["version_locations"])
     script = ScriptDirectory.from_config(cfg)
     order = [r.revision for r in reversed(list(script.walk_revisions("base", "heads")))]
     result["timings"]["revisions read"] = time.perf_counter() - T0
@@ -380,6 +382,26 @@ def work(job, result):
     result["timings"]["reflecting"] = reflect.secs
     result["timings"]["reflections"] = reflect.reflected
     result["timings"]["done"] = time.perf_counter() - T0
+
+
+def set_version_locations(cfg, locations):
+    """The environment's version locations (prefect: `versions/sqlite`, one history of
+    several that env.py chooses between by dialect) as the config's own, so that every
+    ScriptDirectory Alembic makes from it (ours, `alembic check`'s) walks that history.
+    Joined with the separator Alembic will split them on (path_separator, or the older
+    version_path_separator); a config that has neither gets `os` only when the legacy
+    split on spaces and commas would cut a path."""
+    seps = {"space": " ", "newline": "\n", "os": os.pathsep, ":": ":", ";": ";"}
+    names = ("path_separator", "version_path_separator") if hasattr(cfg, "get_version_locations_list") \
+        else ("version_path_separator",)  # (Alembic before 1.16)
+    sep = next((seps.get(cfg.get_main_option(n)) for n in names if cfg.get_main_option(n) is not None), None)
+    if sep is None:
+        if any(" " in p or "," in p for p in locations):
+            cfg.set_main_option(names[0], "os")
+            sep = os.pathsep
+        else:
+            sep = " "
+    cfg.set_main_option("version_locations", sep.join(locations).replace("%", "%%"))
 
 
 # One query whose answer changes whenever anything the reflection below reads changes (it
@@ -457,15 +479,33 @@ class Reflector:
         import shutil
 
         copy = self.url.database + ".down-check"
-        shutil.copyfile(self.url.database, copy)
+        if self.wal():
+            sqlite_backup(self.url.database, copy)
+        else:
+            shutil.copyfile(self.url.database, copy)
         return copy
 
+    def wal(self):
+        """The database is in WAL mode (prefect): what was committed may be in the -wal file,
+        and a file written in place under it would not be the database SQLite reads."""
+        return os.path.exists(self.url.database + "-wal")
+
     def restore(self, backup):
-        """The file as it was, written in place (open connections keep working); True if done."""
+        """The file as it was, written in place (open connections keep working); True if done.
+        In WAL mode through SQLite's backup API, which needs the write lock: not done while
+        the project holds it (its own transaction around the migrations: the caller goes on
+        without the restore)."""
         if backup is None:
             return False
         import shutil
+        import sqlite3
 
+        if self.wal():
+            try:
+                sqlite_backup(backup, self.url.database, timeout=1.0)
+            except sqlite3.OperationalError:  # database is locked
+                return False
+            return True
         shutil.copyfile(backup, self.url.database)
         return True
 
@@ -589,6 +629,23 @@ class Run:
         self.worker_thread = False  # env.py runs only in an AnyIO worker thread (prefect)
         result["timings"]["env.py runs"] = 0
 
+    def other_history(self):
+        """env.py chose another history than the environment's (prefect sets
+        `context.script.version_locations` by the dialect of its own settings' URL): why the
+        run says nothing about this environment, else None."""
+        own = self.job.get("version_locations")
+        if not own:
+            return None
+        chosen = [str(p) for p in self.script.version_locations or ()]
+        if {os.path.realpath(p) for p in chosen} == {os.path.realpath(p) for p in own}:
+            return None
+
+        def shown(paths):
+            return ", ".join(os.path.relpath(p, self.script.dir) for p in paths) or "(none)"
+
+        return (f"env.py chose the history in {shown(chosen)}, not this environment's {shown(own)} (it picks "
+                "one by its own settings, e.g. an environment variable naming the database)")
+
     def wants_downgrade(self, rev):
         return self.downs and (self.down_revs is None or rev in self.down_revs)
 
@@ -601,6 +658,10 @@ class Run:
             progress = self.progress
             failed = self.attempt(self.run_env)
             self.result["timings"]["env.py runs"] += 1
+            other = self.other_history()
+            if other is not None:  # whatever it did, it did it with another history: not ours to report
+                self.result["not_verified"] = other
+                return False
             if failed is not None:
                 if not self.failure(failed):
                     return False
@@ -851,16 +912,29 @@ def shared_connection_class():
     return SharedConnection
 
 
-def snapshot(job, rev, result):  # SQLite: the file as it is after `rev` (truth.py keeps it)
-    import shutil
+def sqlite_backup(path, target, timeout=5.0):
+    """SQLite's backup API: `path`'s database, what its -wal file holds included, into `target`."""
+    import sqlite3
 
+    source, copy = sqlite3.connect(path), sqlite3.connect(target, timeout=timeout)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()  # (a copy in WAL mode is checkpointed into its file here)
+        source.close()
+
+
+def snapshot(job, rev, result):
+    """SQLite: the database as it is after `rev` (truth.py keeps it), by SQLite's backup API:
+    a copy of the file alone misses what a project in WAL mode (prefect) has committed to
+    the -wal file and not yet checkpointed; restored, such a copy is revisions behind."""
     from sqlalchemy.engine import make_url
 
     path = make_url(job["url"]).database
     if path is None:  # (never: snapshots are of a SQLite file)
         raise ValueError("a snapshot needs a database file")
     target = os.path.join(job["snapshot_each"], rev)
-    shutil.copyfile(path, target)
+    sqlite_backup(path, target)
     result.setdefault("snapshots", {})[rev] = target
 
 

@@ -399,3 +399,126 @@ def alembic_check_items_in_worker_thread(root: Path) -> list[str]:
                              timeout=120)
     assert checked.returncode == 0, checked.stderr
     return sorted(json.loads(checked.stdout.strip().splitlines()[-1]))
+
+
+# One history per dialect (prefect): env.py picks versions/<dialect> by the dialect of a URL
+# from its own settings (an environment variable here, default SQLite).
+DIALECT_ENV_PY = """\
+import os
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+from sqlalchemy.engine import make_url
+
+from app.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+dialect = make_url(os.environ.get("APP_DATABASE_URL", config.get_main_option("sqlalchemy.url"))).get_backend_name()
+
+
+def run_migrations_online():
+    context.script.version_locations = [os.path.join(os.path.dirname(__file__), "versions", dialect)]
+    connectable = engine_from_config(config.get_section(config.config_ini_section, {}),
+                                     prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=dialect == "sqlite")
+        with context.begin_transaction():
+            if dialect == "sqlite":
+                context.execute("PRAGMA foreign_keys=OFF")
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+DIALECT_REVISIONS = {
+    "sqlite/0001_initial.py": PARITY_REVISIONS["0001_initial.py"].replace("'0001'", "'s001'"),
+    "sqlite/0002_age.py": PARITY_REVISIONS["0002_age.py"].replace("'0002'", "'s002'").replace("'0001'", "'s001'"),
+    "postgresql/0001_initial.py": migration_text("p001", upgrades=indent("""
+        op.create_table('users', sa.Column('id', sa.Integer(), primary_key=True))
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')""")),
+}
+
+
+def dialect_outcome(root: Path, folder: str):
+    """The truth pass of one of the split environments (versions/<folder>)."""
+    from migration_lsp.engine import Engine
+
+    engine = Engine([root], trusted=True)
+    engine.load_models()
+    states = {s.env.name.rsplit("/", 1)[-1]: s for s in engine.snapshot().environments}
+    assert sorted(states) == ["postgresql", "sqlite"]  # (two environments, one per history)
+    state = states[folder]
+    key = (state.env.root, state.env.name)
+    return truth.verify(state, engine.models.get(key), engine.metadata_source(state.env), snapshots=False,
+                        downgrades=False)
+
+
+def test_one_history_per_dialect_runs_its_own_folder_as_alembic_does(tmp_path, monkeypatch):
+    """versions/sqlite and versions/postgresql: the SQLite environment's pass walks its own
+    folder (Alembic's default versions folder holds no revision), so its revisions run and
+    `alembic check` equals the real `alembic upgrade head` + check, item for item."""
+    monkeypatch.delenv("APP_DATABASE_URL", raising=False)
+    make_project(tmp_path, env_py=DIALECT_ENV_PY, models=PARITY_MODELS, revisions=DIALECT_REVISIONS)
+    outcome = dialect_outcome(tmp_path, "sqlite")
+    assert outcome.not_verified is None and outcome.compare_error is None, outcome.summary()
+    assert outcome.executed == ["s001", "s002"] and outcome.failed is None
+    assert outcome.compared and not [d for d in outcome.diagnostics if d.code == "R001"]
+    assert sorted(item["repr"] for item in outcome.items) == alembic_check_items(tmp_path)
+    assert len(outcome.items) == 9
+
+
+def test_env_py_choosing_the_other_history_is_not_verified_never_r001(tmp_path, monkeypatch):
+    """The project's setting names PostgreSQL: env.py runs versions/postgresql (its
+    `CREATE EXTENSION` fails on SQLite). That run says nothing about the SQLite history:
+    "not verified", no R001, no M findings from it."""
+    monkeypatch.setenv("APP_DATABASE_URL", "postgresql://prod.example/db")
+    make_project(tmp_path, env_py=DIALECT_ENV_PY, models=PARITY_MODELS, revisions=DIALECT_REVISIONS)
+    outcome = dialect_outcome(tmp_path, "sqlite")
+    assert outcome.not_verified and "versions/postgresql" in outcome.not_verified, outcome.summary()
+    assert outcome.diagnostics == [] and not outcome.compared and outcome.executed == []
+    assert "not verified: env.py chose the history in versions/postgresql" in outcome.summary()
+
+
+WAL_ENV_PY = ENV_PY.replace("{options}", "").replace(
+    "    with connectable.connect() as connection:",
+    "    from sqlalchemy import event\n"
+    "    event.listen(connectable, 'connect', lambda dbapi, rec: dbapi.execute('PRAGMA journal_mode=WAL'))\n"
+    "    with connectable.connect() as connection:")
+
+
+def test_snapshots_of_a_database_in_wal_mode_hold_what_was_committed(tmp_path):
+    """A project that puts SQLite in WAL mode (prefect) commits into the -wal file; a
+    snapshot must hold those commits, or the next pass starts revisions behind and `alembic
+    check` stops at "Target database is not up to date"."""
+    make_project(tmp_path, env_py=WAL_ENV_PY, models=PARITY_MODELS, revisions=PARITY_REVISIONS)
+    first, _ = outcome_of(tmp_path, downgrades=False)
+    assert first.ran == 2 and first.compared and len(first.items) == 9, first.summary()
+    again, _ = outcome_of(tmp_path, downgrades=False)
+    assert again.reused == 2 and again.ran == 0  # (from the snapshot of the head)
+    assert again.compared and again.compare_error is None, again.summary()
+    assert sorted(i["repr"] for i in again.items) == sorted(i["repr"] for i in first.items)
+
+
+def test_downgrade_check_of_a_database_in_wal_mode_reaches_head(tmp_path):
+    """WAL mode: the downgrade check's backup holds what the -wal file has, and its restore
+    goes through SQLite: the left-behind column is D002 and the run reaches head (a file copy
+    restored an older database: the next revision was "not in the version table")."""
+    revs = {
+        "0001_initial.py": migration_text("0001", upgrades=indent(INITIAL), downgrades="op.drop_table('users')"),
+        "0002_left.py": migration_text("0002", "0001", upgrades=indent("""
+            op.add_column('users', sa.Column('age', sa.Integer()))
+            op.add_column('users', sa.Column('score', sa.Integer()))"""),
+            downgrades="op.drop_column('users', 'score')"),
+        "0003_more.py": migration_text("0003", "0002", upgrades="op.create_table('t', sa.Column('id', sa.Integer()))",
+                                       downgrades="op.drop_table('t')"),
+    }
+    make_project(tmp_path, env_py=WAL_ENV_PY, revisions=revs)
+    outcome, _ = outcome_of(tmp_path, snapshots=False)
+    assert outcome.ran == 3 and outcome.compared and outcome.compare_error is None, outcome.summary()
+    found = sorted((d.code, d.path.name) for d in outcome.diagnostics if d.code in ("D001", "D002", "R001", "R002"))
+    assert found == [("D002", "0002_left.py")]
+    assert sorted(d.data["what"] for d in outcome.diagnostics if d.code.startswith("M")) == [
+        "column users.age", "column users.score", "table t"]
