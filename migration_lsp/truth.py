@@ -579,10 +579,7 @@ def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progre
 
     states, outcomes = [], []
     for state in snapshot.environments:
-        if not runnable(engine, state):
-            why = not_runnable(engine, state) if engine.trusted and state.graph.by_id else None
-            if why is not None:
-                outcomes.append(Outcome(state.env.name, skipped=why))
+        if not runnable(engine, state):  # (the graph's G errors and the drift status say why)
             states.append(state)
             continue
         if progress is not None:
@@ -620,9 +617,9 @@ def runnable(engine, state) -> bool:
 
 
 def not_runnable(engine, state) -> str | None:
-    """Why a trusted environment with revisions gets no pass (said once in the summary):
-    a graph Alembic cannot load, or no models (env.py's target_metadata, found statically
-    or when env.py ran under Alembic's EnvironmentContext to load them)."""
+    """Why a trusted environment with revisions gets no pass: a graph Alembic cannot load,
+    or no models (env.py's target_metadata, found statically or when env.py ran under
+    Alembic's EnvironmentContext to load them)."""
     broken = sorted({d.code for d in state.graph_diagnostics if d.code in GRAPH_ERRORS})
     if broken:
         return f"Alembic cannot load this revision graph ({', '.join(broken)})"
