@@ -52,6 +52,10 @@ CHILD = Path(__file__).with_name("truth_child.py")
 TIMEOUT = 600.0
 MEMORY_LIMIT = 4 * 1024**3
 SNAPSHOT_CAP = 1024**3  # bytes of SQLite snapshots kept in the cache folder, at most
+# Part of every snapshot's key, with the interpreter that ran it: a snapshot taken the way an
+# older migration-lsp took them (2: SQLite's backup API, a WAL journal's content included) is
+# never restored by a newer one.
+SNAPSHOT_FORMAT = "2"
 REPLACES = ("M001", "M002", "M003", "M004")  # static findings a completed truth pass answers for
 CODES = ("R001", "M001", "M002", "M003")
 
@@ -226,7 +230,7 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
     dialect = env.dialect
     order = upgrade_order(graph)
     outcome.total = len(order)
-    salt = "|".join((str(env.config_path), env.name, _read(env.env_py), _read(env.config_path)))
+    salt = "|".join((SNAPSHOT_FORMAT, py, str(env.config_path), env.name, _read(env.env_py), _read(env.config_path)))
     keys = chain_keys(order, graph, salt)
     # PostgreSQL (the embedded cluster): template databases, kept while the cluster lives
     templates = snapshots and dialect == "postgresql" and not database_url

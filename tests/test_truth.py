@@ -212,7 +212,7 @@ with open({log!r}, "a") as fh:
     op.add_column('users', sa.Column('c{rev}', sa.Integer()))"""
 
 
-def test_an_edited_revision_reruns_only_itself(tmp_path):
+def test_an_edited_revision_reruns_only_itself(tmp_path, monkeypatch):
     """Snapshots after each revision: editing the head twice upgrades only the head again."""
     log = tmp_path / "executions.log"
 
@@ -240,6 +240,10 @@ def test_an_edited_revision_reruns_only_itself(tmp_path):
     (tmp_path / "migrations/versions/0002_a.py").write_text(revision("0002", "0001", "edited below"))
     executed, _ = run()
     assert executed == ["0002", "0003"]  # an edit re-runs it and everything above
+    # snapshots taken the way another migration-lsp took them are never restored
+    monkeypatch.setattr(truth, "SNAPSHOT_FORMAT", truth.SNAPSHOT_FORMAT + "-next")
+    executed, fresh = run()
+    assert executed == ["0002", "0003"] and fresh.reused == 0
 
 
 def test_snapshots_are_evicted_least_recently_used_first(tmp_path):
