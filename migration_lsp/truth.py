@@ -583,7 +583,7 @@ def verify_snapshot(engine, snapshot, *, database_url: str | None = None, progre
 
     states, outcomes = [], []
     for state in snapshot.environments:
-        if not runnable(engine, state):  # (the graph's G errors and the drift status say why)
+        if not runnable(engine, state):
             states.append(state)
             continue
         if progress is not None:
@@ -616,24 +616,18 @@ GRAPH_ERRORS = ("G002", "G003", "G004", "G005", "G006", "G007")  # Alembic canno
 
 def runnable(engine, state) -> bool:
     """The pass runs where `alembic check` could: a trusted workspace, revisions, a graph
-    Alembic can load, and models to compare with."""
-    return engine.trusted and state.graph is not None and bool(state.graph.by_id) and not_runnable(engine, state) is None
-
-
-def not_runnable(engine, state) -> str | None:
-    """Why a trusted environment with revisions gets no pass: a graph Alembic cannot load,
-    or no models (env.py's target_metadata, found statically or when env.py ran under
-    Alembic's EnvironmentContext to load them)."""
-    broken = sorted({d.code for d in state.graph_diagnostics if d.code in GRAPH_ERRORS})
-    if broken:
-        return f"Alembic cannot load this revision graph ({', '.join(broken)})"
+    Alembic can load, and models to compare with (env.py's target_metadata, found statically
+    or when env.py ran under Alembic's EnvironmentContext to load them). Elsewhere the G
+    errors and the drift status say why."""
+    if not engine.trusted or state.graph is None or not state.graph.by_id:
+        return False
+    if any(d.code in GRAPH_ERRORS for d in state.graph_diagnostics):
+        return False
     source = engine.metadata_source(state.env)
     if source.disabled:
-        return "env.py sets target_metadata = None"
+        return False
     models = engine.models.get((state.env.root, state.env.name))
-    if source.specs or (models is not None and not models.error and models.tables):
-        return None
-    return "no models to compare with (env.py's target_metadata)"
+    return bool(source.specs) or (models is not None and not models.error and bool(models.tables))
 
 
 def with_outcome(state, outcome: Outcome):

@@ -283,6 +283,7 @@ def main():
         json.dump(result, fh, default=str)
 
 
+@functools.lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is 3.9+: the project's interpreter may be older
 def model_child():
     """model_child.py, next to this script: what both children do alike (where the workspace
     goes on sys.path, an env.py that runs only in an AnyIO worker thread). The child runs a
