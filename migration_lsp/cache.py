@@ -28,6 +28,7 @@ import secrets
 import stat
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -190,6 +191,8 @@ class Store:
         self._old: dict[str, dict] = {}
         self._new: dict[str, dict] = {}
         self._dirty = False
+        # the server's rescan reads and writes the discovery section in a thread (engine.folders)
+        self._lock = threading.Lock()
         if self.path is not None:
             self._old = self._load(self.path)
 
@@ -235,25 +238,31 @@ class Store:
         return self.path is not None
 
     def get(self, section: str, key: str):
-        new = self._new.setdefault(section, {})
-        if key in new:
-            return new[key]
-        value = self._old.get(section, {}).get(key)
-        if value is not None:
-            new[key] = value
-        return value
+        with self._lock:
+            new = self._new.setdefault(section, {})
+            if key in new:
+                return new[key]
+            value = self._old.get(section, {}).get(key)
+            if value is not None:
+                new[key] = value
+            return value
 
     def put(self, section: str, key: str, value) -> None:
         """`value` must be marshal-able plain data (None is not stored)."""
         if value is None or self.path is None:
             return
-        section_map = self._new.setdefault(section, {})
-        if section_map.get(key) != value:
-            section_map[key] = value
-            self._dirty = True
+        with self._lock:
+            section_map = self._new.setdefault(section, {})
+            if section_map.get(key) != value:
+                section_map[key] = value
+                self._dirty = True
 
     def save(self) -> bool:
         """Write what this run used and produced; never raises. True when written."""
+        with self._lock:
+            return self._save()
+
+    def _save(self) -> bool:
         if self.path is None:
             return False
         if not self._dirty and all(set(self._new.get(s, {})) == set(v) for s, v in self._old.items()):

@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,10 @@ class MigrationServer(LanguageServer):
         self.problems_logged: set[str] = set()
         self.models_task: asyncio.Future | None = None
         self.models_again = False
+        self.models_keys: set[tuple[Path, str]] | None = None  # the environments the next load is for (None: all)
+        self.models_loaded = False  # a load of every environment's models was started
+        self.rescan_task: asyncio.Future | None = None  # discovery again, in a thread (request_rescan)
+        self.rescan_models = False  # load the models of what the rescan changed, once it is adopted
         self.models_rejudged = False  # the models loaded again once the schema pass is complete
         self.model_errors: dict[tuple[Path, str], str | None] = {}  # the last one said, per environment
         self.full_pass: asyncio.TimerHandle | None = None
@@ -487,6 +492,9 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
         ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
         engine = Engine([], {}, trusted=ls.trusted)
     ls.engine = engine
+    if engine.folders != tuple(dict.fromkeys(r.resolve() for r in ls.roots)):  # folders changed while indexing
+        engine.set_folders(ls.roots)
+        request_rescan(ls, walk=(), clear=False)
     for doc in list(ls.workspace.text_documents.values()):  # opened while we were indexing
         path = uri_to_path(doc.uri)
         if path is not None:
@@ -515,18 +523,61 @@ async def _configure_then_load_models(ls: MigrationServer) -> None:
     """The models are imported once the client has said each folder's settings: with the
     interpreter of their own folder (multi-root), never first with the workspace's."""
     await _load_configuration(ls)
-    if ls.models_task is None:  # (new settings have started it already)
+    if ls.engine is not None and ls.engine.rescan_pending:
+        ls.rescan_models = True  # once the rescan has taken in the settings (new ones, or a save's)
+    elif ls.models_task is None:  # (new settings have started it already)
         schedule_models(ls)
 
 
-def schedule_models(ls: MigrationServer) -> None:
-    """(Re)load the models off the event loop; only ever in a trusted workspace."""
+def schedule_models(ls: MigrationServer, only: Iterable[tuple[Path, str]] | None = None) -> None:
+    """(Re)load the models off the event loop; only ever in a trusted workspace. `only`: of
+    these environments (a rescan changed only them); the first load is of every one."""
     if ls.engine is None or not ls.trusted:
         return
+    wanted = set(only) if only is not None and ls.models_loaded else None
+    ls.models_loaded = True
     if ls.models_task is not None and not ls.models_task.done():
+        pending = ls.models_keys if ls.models_again else set()
+        ls.models_keys = None if wanted is None or pending is None else pending | wanted
         ls.models_again = True
         return
+    if wanted is not None and not wanted:
+        return
+    ls.models_keys = wanted
     ls.models_task = ls.spawn(_load_models(ls))
+
+
+def request_rescan(ls: MigrationServer, walk: Iterable[Path] | None = None, clear: bool = True,
+                   models: bool = False) -> None:
+    """Discover again (Engine.want_rescan: `walk` these roots, by default all), off the event
+    loop: the walk runs in a thread, the result is taken in on the loop (Engine.adopt). One
+    rescan runs at a time; one asked for meanwhile supersedes it (its result is dropped, the
+    next one walks what both asked for). Requests read the latest snapshot meanwhile, and
+    edits go on: they are in the open buffers, which win over whatever the walk read.
+    `models`: then load the models of the environments that changed."""
+    if ls.engine is None:
+        return
+    ls.engine.want_rescan(walk, clear)
+    ls.rescan_models = ls.rescan_models or models
+    if ls.rescan_task is None or ls.rescan_task.done():
+        ls.rescan_task = ls.spawn(_rescan(ls))
+
+
+async def _rescan(ls: MigrationServer) -> None:
+    while (engine := ls.engine) is not None and engine.rescan_pending:
+        plan = engine.plan_rescan()
+        try:
+            found = await asyncio.to_thread(plan.run)
+        except Exception:  # noqa: BLE001 - a bug of ours reading the workspace: said in the log, the old picture stays
+            ls.log(f"rescan failed:\n{traceback.format_exc()}", types.MessageType.Error)
+            return
+        changed = engine.adopt(plan, found) if engine is ls.engine else None
+        if changed is None:
+            continue  # superseded (or another engine): the newer rescan runs now
+        ls.refresh()
+        if ls.rescan_models and not engine.rescan_pending:
+            ls.rescan_models = False
+            schedule_models(ls, changed)
 
 
 async def _load_models(ls: MigrationServer) -> None:
@@ -540,13 +591,18 @@ async def _load_models(ls: MigrationServer) -> None:
         if engine is None:
             return
         ls.models_again = False
+        keys, ls.models_keys = ls.models_keys, None
         await sliced(engine.heads_steps())  # (model_jobs reads the schema at the heads)
+        jobs = [job for job in engine.model_jobs() if keys is None or job[0] in keys]
         try:
-            results = await asyncio.to_thread(load, engine.model_jobs())
+            results = await asyncio.to_thread(load, jobs)
         except Exception:  # noqa: BLE001 - a bug of ours around the model child: said in the log
             ls.log(f"loading models failed:\n{traceback.format_exc()}", types.MessageType.Error)
             return
+        live = dict(engine.environments())
         for key, models in results:
+            if key not in live:  # its workspace folder was removed meanwhile
+                continue
             engine.set_models(key, models)
             if models.error and ls.model_errors.get(key) != models.error:  # said once, until it changes
                 ls.log(f"models of {key[1]}: {models.error}", types.MessageType.Warning)
@@ -679,9 +735,10 @@ def _apply_settings(ls: MigrationServer, settings: Any, scoped: dict[Path, Any] 
         ls.overrides = overrides
         ls.folder_overrides = folders
         if engine:
-            engine.rescan(overrides, folders)
-            ls.refresh()
-            schedule_models(ls)
+            # the workspace's settings: everything again; a folder's own: what they apply to
+            everything = overrides != engine.overrides
+            engine.configure(overrides, folders)
+            request_rescan(ls, walk=None if everything else (), clear=everything, models=True)
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -733,7 +790,7 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
         return
     engine, path = found
     if _is_config(path) or not engine.tracks(path):
-        engine.rescan()  # a new migration file or a changed config
+        request_rescan(ls)  # a new migration file or a changed config
     engine.file_changed(path)
     ls.verifier.invalidate()
     ls.refresh()
@@ -750,7 +807,7 @@ def did_close(ls: MigrationServer, params: types.DidCloseTextDocumentParams) -> 
     if found is not None:
         engine, path = found
         if not engine.tracks(path) and path.exists() and engine.knows(path):
-            engine.rescan()  # created by the editor, saved, not yet seen by discovery
+            request_rescan(ls)  # created by the editor, saved, not yet seen by discovery
         engine.close_buffer(path)
         ls.refresh()
 
@@ -761,6 +818,34 @@ def on_shutdown(ls: MigrationServer, *args) -> None:
     """Keep what this session computed for the next start (outside the workspace)."""
     if ls.engine is not None:
         ls.engine.save_cache()
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+@safe()
+def did_change_folders(ls: MigrationServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    """Folders added or removed, without a restart: a removed folder's diagnostics are cleared
+    and its state dropped at once; a new one is discovered (in a thread, with its own settings
+    asked for first) and published; the other folders keep their state."""
+    removed = {path for f in params.event.removed if (path := uri_to_path(f.uri)) is not None}
+    added = {path: f.uri for f in params.event.added if (path := uri_to_path(f.uri)) is not None and path.is_dir()}
+    ls.roots = [r for r in ls.roots if r not in removed or r in added] + [p for p in added if p not in ls.roots]
+    for root in removed - added.keys():
+        ls.folder_uris.pop(root, None)
+        ls.folder_overrides.pop(root, None)
+    ls.folder_uris.update(added)
+    if ls.engine is None:  # still indexing: on_initialized looks at ls.roots again
+        return
+    for key in ls.engine.set_folders(ls.roots):
+        ls.model_errors.pop(key, None)
+    ls.refresh()  # (the removed folders' diagnostics: published empty)
+    ls.spawn(_folders_added(ls))
+
+
+async def _folders_added(ls: MigrationServer) -> None:
+    """The new folders' own settings (scopeUri) first, so that they are discovered once, with
+    them; then the rescan that discovers them, and loads their models."""
+    await _load_configuration(ls)
+    request_rescan(ls, walk=(), clear=False, models=True)
 
 
 def _is_config(path: Path) -> bool:
@@ -782,7 +867,7 @@ def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesP
         elif path not in ls.engine.buffers:
             ls.engine.file_changed(path)
     if rescan:
-        ls.engine.rescan()
+        request_rescan(ls)
     ls.refresh()
     ls.spawn(_refresh_git(ls))
     if any(uri_to_path(c.uri) in ls.engine.model_files() for c in params.changes):

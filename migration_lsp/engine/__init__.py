@@ -31,6 +31,7 @@ from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import ConfigProblem, Discovery, Environment, Settings
 from .documents import Documents
+from .folders import Rescan, outermost
 from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
@@ -44,7 +45,7 @@ from .snapshot import (
     Snapshot,
 )
 from .sources import MAX_FILE_BYTES, decode_source, read_bytes, read_file, read_source
-from .stored import cached_report, discover_cached, remember_report, report_key
+from .stored import cached_report, remember_report, report_key
 
 if TYPE_CHECKING:
     from ..compare import Difference
@@ -77,13 +78,6 @@ def graph_only(settings: Settings) -> bool:
     return bool(select) and "ALL" not in select and all(s.startswith("G") for s in select)
 
 
-def _outermost(roots: Iterable[Path]) -> tuple[Path, ...]:
-    """Roots without repeats and without those inside another root: discovery under the outer
-    one already finds everything below, and a second discovery would report it twice."""
-    unique = list(dict.fromkeys(roots))
-    return tuple(r for r in unique if not any(o != r and r.is_relative_to(o) for o in unique))
-
-
 def _by_root(folder_overrides: dict[Path, dict] | None) -> dict[Path, dict]:
     """One workspace folder's own settings (an editor's folder-level ones, e.g. the interpreter
     selected for that folder of a multi-root workspace), keyed like `Engine.roots`."""
@@ -98,7 +92,10 @@ class Engine:
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
                  untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False,
                  folder_overrides: dict[Path, dict] | None = None) -> None:
-        self.roots = _outermost(Path(r).resolve() for r in roots)
+        self.cache = cache
+        # every workspace folder (nested ones too: their settings apply below them, engine.folders)
+        self.folders = tuple(dict.fromkeys(Path(r).resolve() for r in roots))
+        self.roots = outermost(self.folders)
         self.overrides = dict(overrides or {})
         self.folder_overrides = _by_root(folder_overrides)
         self.trusted = trusted
@@ -119,6 +116,11 @@ class Engine:
         self._snapshot_partial = False
         self.builds = 0  # environments built (quick or full): tests count what a request started
         self.discoveries: tuple[Discovery, ...] = ()
+        self._bare: dict[Path, Discovery] = {}  # each root's discovery before settings (re-settled cheaply)
+        self._rescans = 0  # rescans asked for: only the newest plan's result is adopted
+        self._adopted = -1  # the number of the last rescan adopted
+        self._walk: set[Path] = set()  # roots to walk again at the next adopted rescan
+        self._clear = False  # ... and whether every environment is then built again
         self.rescan()
 
     # the parts' state other modules and tests read
@@ -141,16 +143,95 @@ class Engine:
     # ---------------------------------------------------------------- changes
 
     def rescan(self, overrides: dict | None = None, folder_overrides: dict[Path, dict] | None = None) -> None:
-        """Discover environments again (new config, created or deleted files)."""
+        """Discover environments again (new config, created or deleted files), at once. The
+        server does it in three steps instead, the walk in a thread: want_rescan() (on the
+        loop), plan_rescan().run() (anywhere), adopt() (on the loop)."""
+        self.configure(overrides, folder_overrides)
+        self.want_rescan()
+        plan = self.plan_rescan()
+        self.adopt(plan, plan.run())
+
+    def configure(self, overrides: dict | None = None, folder_overrides: dict[Path, dict] | None = None) -> None:
+        """New settings (the workspace's, each folder's): they apply from the next rescan."""
         if overrides is not None:
             self.overrides = dict(overrides)
             self.graphs.set_overrides(self.overrides)
         if folder_overrides is not None:
             self.folder_overrides = _by_root(folder_overrides)
-        self.discoveries = tuple(discover_cached(root, {**self.overrides, **self.folder_overrides.get(root, {})},
-                                                 self.stores[root]) for root in self.roots)
+
+    def want_rescan(self, walk: Iterable[Path] | None = None, clear: bool = True) -> None:
+        """Ask for a rescan that walks `walk` (default: every root) and, with `clear`, builds
+        every environment again (a config or env.py changed: anything may differ). Without
+        either, the roots are only settled again: an environment whose settings stay the same
+        keeps its state."""
+        self._rescans += 1
+        self._walk |= set(self.roots if walk is None else walk)
+        self._clear = self._clear or clear
+
+    @property
+    def rescan_pending(self) -> bool:
+        return self._rescans != self._adopted
+
+    def plan_rescan(self) -> Rescan:
+        """The newest rescan asked for, to run (its `run()`, safe in a thread)."""
+        return Rescan(self._rescans, self.roots, frozenset(self._walk & set(self.roots)), dict(self._bare),
+                      dict(self.stores), dict(self.overrides), dict(self.folder_overrides), self.folders,
+                      self.cache)
+
+    def adopt(self, plan: Rescan, found: dict[Path, tuple[Discovery, Discovery, Store]]) -> set[Key] | None:
+        """Take in what `plan` found, unless a newer rescan was asked for since (None: the
+        result is dropped; the newer one walks what this one did). The environments whose
+        state was dropped (to be built again) are returned. Open buffers are kept as they
+        are: they win over what the walk read."""
+        if plan.number != self._rescans or plan.roots != self.roots:
+            return None
+        discoveries = []
+        for root in self.roots:
+            bare, settled, store = found[root]
+            self._bare[root] = bare
+            self.stores[root] = store
+            discoveries.append(settled)
+        self.discoveries = tuple(discoveries)
+        envs = dict(self.environments())
+        dropped = set()
+        for key, state in self._states.items():
+            env = envs.get(key)
+            if self._clear or key[0] in plan.walk or env is None or replace(env, files=()) != replace(
+                    state.env, files=()):
+                dropped.add(key)
+        for key in dropped:
+            del self._states[key]
+        self._adopted = plan.number
+        self._walk.clear()
+        self._clear = False
         self._changed()
-        self._states.clear()
+        return dropped | (envs.keys() - self._states.keys())
+
+    def set_folders(self, folders: Iterable[Path]) -> set[Key]:
+        """Workspace folders added or removed: a removed root's environments, states and models
+        go now (their keys are returned); a new root is walked at the next rescan, the others
+        only settled again (a folder added inside one may bring its own settings)."""
+        self.folders = tuple(dict.fromkeys(Path(f).resolve() for f in folders))
+        roots = outermost(self.folders)
+        gone = set(self.roots) - set(roots)
+        new = set(roots) - set(self.roots)
+        for root in gone:
+            store = self.stores.pop(root, None)
+            if store is not None:
+                store.save()
+            self._bare.pop(root, None)
+        self.folder_overrides = {f: v for f, v in self.folder_overrides.items() if f in self.folders}
+        keys = {key for key in [*self._states, *self.models] if key[0] in gone}
+        for key in keys:
+            self._states.pop(key, None)
+            self.model_state.models.pop(key, None)
+        self.revisions.forget(keys)
+        self.roots = roots
+        self.graphs.set_roots(roots)
+        self.discoveries = tuple(d for d in self.discoveries if d.root in roots)
+        self._changed()
+        self.want_rescan(new, clear=False)
+        return keys
 
     def _changed(self) -> None:
         self._generation += 1

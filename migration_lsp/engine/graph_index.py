@@ -40,6 +40,14 @@ class GraphIndex:
             self.git.overrides = overrides
             self.git.refs.clear()  # (a new base-branch setting: look again)
 
+    def set_roots(self, roots: tuple[Path, ...]) -> None:
+        """Workspace folders added or removed: what was kept for a removed root goes."""
+        with self.lock:
+            self.roots = roots
+            for memo in (self._git_memo, self._doc_findings):
+                for key in [k for k in memo if k[0] not in roots]:
+                    del memo[key]
+
     @staticmethod
     def graph(scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None
               ) -> tuple[RevisionGraph, Pairs | None]:

@@ -63,6 +63,11 @@ class RevisionMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def forget(self, environments: Iterable[tuple[Path, str]]) -> None:
+        """Environments gone (their workspace folder was removed): their keys are live no more."""
+        for environment in environments:
+            self._live.pop(environment, None)
+
     def retain(self, environment: tuple[Path, str], live: Iterable[str]) -> Iterator[None]:
         """After a complete pass of `environment`: the keys it used are its live ones. Once
         the memo holds more than twice the live keys (plus SPARE), the oldest entries no

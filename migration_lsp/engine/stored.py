@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import project
 from ..cache import Store, digest
 from ..core import Diagnostic, Severity, Span
-from ..project import ConfigProblem, Discovery, Environment, discover, walk
+from ..project import ConfigProblem, Discovery, Environment, walk
 from .snapshot import CachedEnvironment, EnvironmentReport, GraphSummary
 
 
@@ -127,22 +127,28 @@ def discover_cached(root: Path, overrides: dict, store: Store) -> Discovery:
     """discover(), reused from the cache while no file it looked at has changed. The
     cache holds the discovery without settings: those are read from the config files
     on every run (they choose the Python and the models that run)."""
+    return project.settle(discover_cached_bare(root, store), overrides)
+
+
+def discover_cached_bare(root: Path, store: Store) -> Discovery:
+    """discover_bare(), reused from the cache while no file it looked at has changed (the
+    engine settles it per workspace folder: engine.folders)."""
     scan = walk(root)
     if not store.enabled:
-        return discover(root, overrides, scan)
+        return project.discover_bare(root, scan)
     key = digest(repr(scan.fingerprint()))
     paths = {str(p): p for ps in scan.py_by_dir.values() for p in ps}
     cached = store.get("discovery", key)
     found = _cached_discovery(cached, root.resolve(), paths) if cached is not None else None
     if found is not None:
         scan.report_skipped()
-        return project.settle(found, overrides)
+        return found
     bare = project.discover_bare(root, scan)
     outside = project.walk_locations(bare.outside).fingerprint() if bare.outside else []
     store.put("discovery", key, (
         pickle.dumps(replace(bare, environments=tuple(replace(env, files=()) for env in bare.environments))),
         [[str(f) for f in env.files] for env in bare.environments], outside))
-    return project.settle(bare, overrides)
+    return bare
 
 
 # --------------------------------------------------------------------------- whole environments
