@@ -574,6 +574,8 @@ async def _rescan(ls: MigrationServer) -> None:
         changed = engine.adopt(plan, found) if engine is ls.engine else None
         if changed is None:
             continue  # superseded (or another engine): the newer rescan runs now
+        again = ", ".join(sorted(f"{name} ({root})" for root, name in changed)) or "none"
+        ls.log(f"rescan: {len(engine.environments())} environment(s); built again: {again}", types.MessageType.Log)
         ls.refresh()
         if ls.rescan_models and not engine.rescan_pending:
             ls.rescan_models = False
