@@ -358,7 +358,8 @@ def test_vscode_multi_root_imports_each_folders_models_with_its_interpreter(vsix
     own interpreter has (the one the Python extension selected for that folder): both folders'
     models load, each with its interpreter (one interpreter for the workspace cannot import both).
     Then another interpreter is selected for the second folder: its models are imported anew with
-    it (and fail: M004), without restarting the server, whose own interpreter is the first folder's."""
+    it (and fail: M004), without restarting the server, whose own interpreter is the first folder's.
+    Then the second folder is removed from the workspace: its diagnostics go, still no restart."""
     projects, pythons = [], {}
     for name in ("alpha", "beta"):
         project = fixture_project(tmp_path / name)
@@ -392,4 +393,9 @@ def test_vscode_multi_root_imports_each_folders_models_with_its_interpreter(vsix
     assert any(": M004 " in line and "beta_only" in line for line in after), res["after"]
     assert any("app/models.py: M001" in line for line in res["after"]["alpha"]), res["after"]
     assert "Python interpreter of beta changed" in log, log
+    # beta removed from the workspace: the server was told (didChangeWorkspaceFolders) and cleared
+    # beta's diagnostics; alpha's stand
+    assert res["foldersAfterRemoval"] == ["alpha"] and res["afterRemoval"]["beta"] == [], res
+    assert any("app/models.py: M001" in line for line in res["afterRemoval"]["alpha"]), res["afterRemoval"]
+    # started once: neither the new interpreter nor the folder removal restarted the server
     assert len(re.findall(r"\[info\] starting ", log)) == 1, log

@@ -284,6 +284,21 @@ async function stopClient(): Promise<void> {
   }
 }
 
+/** Folders added or removed: the language client tells the running server itself
+ * (workspace/didChangeWorkspaceFolders: it discovers the new folders and drops the removed ones,
+ * the others keep their state), so no restart; the new folders' interpreters are looked up and the
+ * settings pushed (the server then asks each folder's own again). Only a workspace without a
+ * running server (no Alembic project until now) looks again whether to start one. */
+async function foldersChanged(): Promise<void> {
+  await starting;
+  if (!client) {
+    void restart();
+    return;
+  }
+  await refreshInterpreters();
+  pushSettings();
+}
+
 /** Stop (if running), find the server again, start it; serialised, and never left rejected. */
 function restart(): Promise<void> {
   starting = starting.then(async () => {
@@ -520,7 +535,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       output.info("workspace trusted: restarting the server (models may now be imported)");
       void restart();
     }),
-    vscode.workspace.onDidChangeWorkspaceFolders(() => void restart()),
+    vscode.workspace.onDidChangeWorkspaceFolders(() => void foldersChanged()),
     vscode.window.onDidChangeActiveTextEditor(() => renderStatus()),
   );
 

@@ -56,6 +56,13 @@ async function multiRoot(res, step) {
   await until(() => findings(second).some((l) => /: M004 /.test(l)), 60000);
   res.after = all();
   step("switched");
+  // the second folder is removed from the workspace: the running server drops it (its
+  // diagnostics are cleared), the first folder's stand, and nothing restarts the server
+  vscode.workspace.updateWorkspaceFolders(1, 1);
+  await until(() => (vscode.workspace.workspaceFolders || []).length === 1 && findings(second).length === 0, 30000);
+  res.foldersAfterRemoval = (vscode.workspace.workspaceFolders || []).map((f) => f.name);
+  res.afterRemoval = all();
+  step("removed");
 }
 
 async function run() {
