@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,7 @@ class MigrationServer(LanguageServer):
         self.models_loaded = False  # a load of every environment's models was started
         self.rescan_task: asyncio.Future | None = None  # discovery again, in a thread (request_rescan)
         self.rescan_models = False  # load the models of what the rescan changed, once it is adopted
+        self.after_rescan: list[Callable[[], None]] = []  # what waits for the rescan (request_rescan)
         self.models_rejudged = False  # the models loaded again once the schema pass is complete
         self.model_errors: dict[tuple[Path, str], str | None] = {}  # the last one said, per environment
         self.full_pass: asyncio.TimerHandle | None = None
@@ -548,17 +549,20 @@ def schedule_models(ls: MigrationServer, only: Iterable[tuple[Path, str]] | None
 
 
 def request_rescan(ls: MigrationServer, walk: Iterable[Path] | None = None, clear: bool = True,
-                   models: bool = False) -> None:
+                   models: bool = False, then: Callable[[], None] | None = None) -> None:
     """Discover again (Engine.want_rescan: `walk` these roots, by default all), off the event
     loop: the walk runs in a thread, the result is taken in on the loop (Engine.adopt). One
     rescan runs at a time; one asked for meanwhile supersedes it (its result is dropped, the
     next one walks what both asked for). Requests read the latest snapshot meanwhile, and
     edits go on: they are in the open buffers, which win over whatever the walk read.
-    `models`: then load the models of the environments that changed."""
+    `models`: then load the models of the environments that changed; `then`: run it once the
+    rescan is taken in (the truth pass after a save that created a migration must see it)."""
     if ls.engine is None:
         return
     ls.engine.want_rescan(walk, clear)
     ls.rescan_models = ls.rescan_models or models
+    if then is not None:
+        ls.after_rescan.append(then)
     if ls.rescan_task is None or ls.rescan_task.done():
         ls.rescan_task = ls.spawn(_rescan(ls))
 
@@ -577,9 +581,14 @@ async def _rescan(ls: MigrationServer) -> None:
         again = ", ".join(sorted(f"{name} ({root})" for root, name in changed)) or "none"
         ls.log(f"rescan: {len(engine.environments())} environment(s); built again: {again}", types.MessageType.Log)
         ls.refresh()
-        if ls.rescan_models and not engine.rescan_pending:
+        if engine.rescan_pending:
+            continue
+        if ls.rescan_models:
             ls.rescan_models = False
             schedule_models(ls, changed)
+        then, ls.after_rescan = ls.after_rescan, []
+        for call in then:
+            call()
 
 
 async def _load_models(ls: MigrationServer) -> None:
@@ -791,15 +800,17 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
     if found is None:
         return
     engine, path = found
-    if _is_config(path) or not engine.tracks(path):
-        request_rescan(ls)  # a new migration file or a changed config
     engine.file_changed(path)
     ls.verifier.invalidate()
     ls.refresh()
     if path in engine.model_files() or path.name == "env.py":
-        schedule_models(ls)  # (then the truth pass)
+        then = functools.partial(schedule_models, ls)  # (then the truth pass)
     else:
-        schedule_verify(ls)
+        then = functools.partial(schedule_verify, ls)
+    if _is_config(path) or not engine.tracks(path):
+        request_rescan(ls, then=then)  # a new migration file or a changed config: what follows sees it
+    else:
+        then()
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
@@ -868,12 +879,14 @@ def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesP
             rescan = True
         elif path not in ls.engine.buffers:
             ls.engine.file_changed(path)
-    if rescan:
-        request_rescan(ls)
     ls.refresh()
     ls.spawn(_refresh_git(ls))
-    if any(uri_to_path(c.uri) in ls.engine.model_files() for c in params.changes):
-        schedule_models(ls)
+    models = any(uri_to_path(c.uri) in ls.engine.model_files() for c in params.changes)
+    then = functools.partial(schedule_models, ls) if models else None
+    if rescan:
+        request_rescan(ls, then=then)
+    elif then is not None:
+        then()
 
 
 # --------------------------------------------------------------------------- pull diagnostics
