@@ -15,8 +15,7 @@ from pytest_lsp import client_capabilities, make_test_lsp_client
 
 from lsp_helpers import HEAD_A, SERVER_COMMAND, TYPO_REV, copy_example, file_of
 from migration_lsp import server as srv
-from migration_lsp.engine import Engine
-from migration_lsp.engine import stored
+from migration_lsp.engine import Engine, stored
 from migration_lsp.features import uri_to_path
 
 NEW_REV = "5a1e0c0ffee1"
