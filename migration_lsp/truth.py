@@ -230,7 +230,9 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
     dialect = env.dialect
     order = upgrade_order(graph)
     outcome.total = len(order)
-    salt = "|".join((SNAPSHOT_FORMAT, py, str(env.config_path), env.name, _read(env.env_py), _read(env.config_path)))
+    initial = env.settings.initial_metadata  # (its tables are in every snapshot: part of their key)
+    salt = "|".join((SNAPSHOT_FORMAT, py, str(env.config_path), env.name, _read(env.env_py), _read(env.config_path),
+                     f"initial-metadata={initial or ''}"))
     keys = chain_keys(order, graph, salt)
     # PostgreSQL (the embedded cluster): template databases, kept while the cluster lives
     templates = snapshots and dialect == "postgresql" and not database_url
@@ -272,6 +274,8 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
                 "pg_snapshots": pg_snapshots,
                 "downgrades": which,
                 "pycache": str(pycache) if pycache is not None else None,
+                # created on an empty database only (a snapshot or template has its tables already)
+                "initial_metadata": initial if start == 0 else None,
             }
             limit = TIMEOUT if timeout is None else timeout
 
@@ -296,7 +300,7 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
                     scratch = scratchdb.open_scratch(dialect, database_url)
                     start = 0
                     again = run(dict(job, url=scratch.url, revisions=order, downgrades=False, snapshot_each=None,
-                                     pg_snapshots={}))
+                                     pg_snapshots={}, initial_metadata=initial))
                     downs = {s.get("rev"): s.get("downgrade") for s in steps if isinstance(s, dict)}
                     for step in again.get("steps") or []:
                         if isinstance(step, dict) and downs.get(step.get("rev")):
@@ -376,6 +380,10 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
     outcome.configure = data.get("configure") or {}
     timings = data.get("timings")
     outcome.timings = timings if isinstance(timings, dict) else {}
+    if data.get("initial_metadata_error"):  # the setting's tables could not be made: no revision ran
+        outcome.skipped = (f"initial-metadata {env.settings.initial_metadata!r} could not be created: "
+                           f"{data['initial_metadata_error']}")
+        return
     if data.get("not_verified"):  # env.py ran another history: nothing it did is this environment's
         outcome.not_verified = str(data["not_verified"])
         return

@@ -375,6 +375,14 @@ def work(job, result):
     wanted = job.get("revisions")
     if wanted is not None:
         order = [r for r in order if r in set(wanted)]
+    if job.get("initial_metadata"):
+        try:
+            create_initial(job["initial_metadata"], shared, original_create_engine, sync_url)
+        except BaseException as exc:  # noqa: BLE001 - the setting's module may raise anything: a result
+            result["initial_metadata_error"] = short(exc)
+            result["traceback"] = traceback.format_exc()[-2000:]
+            return
+        result["timings"]["initial metadata"] = time.perf_counter() - T0
     reflect = Reflector(original_create_engine, sync_url, recorded)
     run = Run(job, cfg, script, order, result, statements, reflect, connection)
     if run.all() and job.get("compare"):
@@ -383,6 +391,29 @@ def work(job, result):
     result["timings"]["reflecting"] = reflect.secs
     result["timings"]["reflections"] = reflect.reflected
     result["timings"]["done"] = time.perf_counter() - T0
+
+
+def create_initial(spec, shared, create_engine, url):
+    """The `initial-metadata` setting: its tables created on the empty scratch database before
+    the first revision, as the project does to a new database before `alembic upgrade head`
+    (mlflow: `InitialBase.metadata.create_all(engine)`, then the upgrade). `spec` is
+    `module:attr`, a MetaData, a declarative Base (its .metadata) or a Table."""
+    from sqlalchemy import MetaData, Table, pool
+
+    obj = shared.resolve(spec)
+    if not isinstance(obj, (MetaData, Table)) and isinstance(getattr(obj, "metadata", None), MetaData):
+        obj = obj.metadata
+    if not isinstance(obj, (MetaData, Table)):
+        raise TypeError(f"{spec} is a {type(obj).__name__}, not a MetaData, a declarative Base or a Table")
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if isinstance(obj, Table):
+                obj.create(conn, checkfirst=True)
+            else:
+                obj.create_all(conn)
+    finally:
+        engine.dispose()
 
 
 def set_version_locations(cfg, locations):

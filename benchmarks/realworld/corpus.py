@@ -17,7 +17,8 @@ Fields:
   dialects     sqlite always when the project runs on it; postgresql when it supports it
   settings     `[tool.migration-lsp]` keys a user must write for migration-lsp, per dialect
                ({} = zero config; the PostgreSQL runs always set `dialect`, the one setting
-               a user would expect when alembic.ini carries no URL)
+               a user would expect when alembic.ini carries no URL); "environments": a list of
+               `[[tool.migration-lsp.environments]]` entries (path + keys)
   notes        what a user needs to know
 """
 
@@ -77,6 +78,11 @@ CORPUS = [
             "auth": {"ini": "mlflow/server/auth/db/migrations/alembic.ini"},
         },
         "dialects": ["sqlite", "postgresql"],
+        # what the bootstrap above does, said to migration-lsp: the tracking environment's truth
+        # pass creates mlflow's initial tables on the scratch database before the base revision
+        "settings": {d: {"environments": [{"path": "mlflow/store/db_migrations",
+                                           "initial-metadata": "mlflow.store.tracking.dbmodels.initial_models:Base"}]}
+                     for d in ("sqlite", "postgresql")},
         "notes": "two environments in one package (tracking store, auth). mlflow-skinny + sqlalchemy + "
                  "alembic is what the tracking server's store needs (the full `mlflow` adds pandas, sklearn...). "
                  "env.py imports only the declarative Base; the revision modules import the models.",

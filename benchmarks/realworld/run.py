@@ -150,7 +150,9 @@ def write_settings(ws: Path, settings: dict) -> None:
     if not settings:
         path.unlink(missing_ok=True)
         return
-    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items() if k != "environments")
+    for entry in settings.get("environments", []):  # per-environment settings (README, Configuration)
+        body += "\n[[tool.migration-lsp.environments]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in entry.items())
     path.write_text("[tool.migration-lsp]\n" + body)
 
 
@@ -351,7 +353,10 @@ def render(results: list[dict]) -> str:
         for run in entry["runs"]:
             truth, ours, sc = run["truth"], run["ours"], run["score"]
             config = "zero config" if not run["settings"] else ", ".join(
-                f"`{k} = {json.dumps(v)}`" for k, v in run["settings"].items())
+                f"`{k} = {json.dumps(v)}`" for k, v in run["settings"].items() if k != "environments")
+            for entry in run["settings"].get("environments", []):
+                config = ", ".join(x for x in (config, f"`{entry.get('path')}`: " + ", ".join(
+                    f"`{k} = {json.dumps(v)}`" for k, v in entry.items() if k != "path")) if x)
             if any("set `models`" in m for m in ours["m004"]):
                 config += "; M004 asks for `models`"
             exit_text = f"CRASH ({ours['exit']})" if ours.get("crash") else str(ours["exit"])
