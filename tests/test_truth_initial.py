@@ -1,0 +1,175 @@
+"""The `initial-metadata` setting (truth pass, real SQLite): a project whose application
+makes a new database with `create_all()` of some initial tables and then `alembic upgrade
+head` (mlflow) has a base revision that alters tables no revision creates. The pass creates
+those tables on the scratch database first, as the application does, and must then equal
+real Alembic run the same way, item for item."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from migration_lsp import truth
+from migration_lsp.project import Settings
+from migration_lsp.server import _settings
+
+from conftest import line_of, migration_text
+from test_models import indent, make_project
+from test_truth import CHECK, outcome_of
+
+INITIAL_MODELS = """\
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(50))
+"""
+
+# today's models: what the initial tables became, plus what the models add and no revision has
+MODELS = """\
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    owner: Mapped[str | None] = mapped_column(String(50))
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(50))
+    step: Mapped[int | None] = mapped_column(Integer)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+"""
+
+REVISIONS = {  # the base revision alters a table the initial metadata creates (mlflow's 451aebb31d03)
+    "0001_step.py": migration_text("0001", upgrades=indent("""
+        op.add_column('metrics', sa.Column('step', sa.Integer(), nullable=True))""")),
+    "0002_tags.py": migration_text("0002", "0001", upgrades=indent("""
+        op.create_table('tags',
+            sa.Column('id', sa.Integer(), nullable=False),
+            sa.Column('experiment_id', sa.Integer(), sa.ForeignKey('experiments.id'), nullable=False),
+            sa.PrimaryKeyConstraint('id'),
+        )
+        op.create_index('ix_tags_experiment_id', 'tags', ['experiment_id'])""")),
+}
+
+PYPROJECT = '[tool.migration-lsp]\ninitial-metadata = "{spec}"\n'
+
+BOOTSTRAP = """\
+import sqlalchemy as sa
+from app.initial import Base
+Base.metadata.create_all(sa.create_engine("sqlite:///app.db"))
+"""
+
+
+def project(root: Path, spec: str | None = "app.initial:Base") -> Path:
+    return make_project(root, models=MODELS, revisions=REVISIONS, files={"app/initial.py": INITIAL_MODELS},
+                        pyproject=PYPROJECT.format(spec=spec) if spec else None)
+
+
+def alembic_as_the_application_does(root: Path) -> list[str]:
+    """Real Alembic, the way the application makes a new database: create_all() of the
+    initial metadata, then the `alembic upgrade head` CLI, then `alembic check`'s list."""
+    for argv in ([sys.executable, "-c", BOOTSTRAP], [sys.executable, "-m", "alembic", "upgrade", "head"]):
+        done = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    checked = subprocess.run([sys.executable, "-c", CHECK], cwd=root, capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    import json
+
+    return sorted(json.loads(checked.stdout.strip().splitlines()[-1]))
+
+
+def test_initial_metadata_is_created_before_the_base_revision_as_the_application_does(tmp_path):
+    project(tmp_path)
+    outcome, state = outcome_of(tmp_path, snapshots=False)
+    assert state.env.settings.initial_metadata == "app.initial:Base"
+    assert outcome.skipped is None and outcome.failed is None, outcome.summary()
+    assert outcome.executed == ["0001", "0002"] and outcome.compared
+    assert not (tmp_path / "app.db").exists()  # the ini's database was never touched
+    assert not [d for d in outcome.diagnostics if d.code.startswith("R")]
+    items = sorted(item["repr"] for item in outcome.items)
+    assert items == alembic_as_the_application_does(tmp_path)
+    whats = sorted(d.data["what"] for d in outcome.diagnostics if d.code.startswith("M"))
+    assert whats == ["column experiments.name", "column experiments.owner",
+                     "index ix_tags_experiment_id on tags (experiment_id)"]
+    owner = next(d for d in outcome.diagnostics if d.data.get("what") == "column experiments.owner")
+    assert owner.code == "M001" and owner.span.line == line_of(MODELS, "owner:")
+
+
+def test_without_the_setting_the_base_revision_fails_there(tmp_path):
+    """The same project unset: the base revision fails on the empty database (R001), which is
+    what the setting answers."""
+    project(tmp_path, spec=None)
+    outcome, _ = outcome_of(tmp_path, snapshots=False, downgrades=False)
+    assert outcome.failed == "0001" and not outcome.compared
+    [r001] = [d for d in outcome.diagnostics if d.code == "R001"]
+    assert "no such table: metrics" in r001.message
+
+
+def test_snapshots_hold_the_initial_tables_and_are_keyed_by_the_setting(tmp_path):
+    """A second pass starts from the snapshot (the initial tables in it, not created again)
+    and answers the same; another setting is another database: no snapshot of the old one."""
+    project(tmp_path)
+    first, _ = outcome_of(tmp_path, downgrades=False)
+    again, _ = outcome_of(tmp_path, downgrades=False)
+    assert first.reused == 0 and first.ran == 2
+    assert again.reused == 2 and again.ran == 0 and "initial metadata" not in again.timings
+    assert sorted(i["repr"] for i in again.items) == sorted(i["repr"] for i in first.items)
+    (tmp_path / "app" / "initial2.py").write_text(INITIAL_MODELS)
+    project(tmp_path, spec="app.initial2:Base.metadata")
+    other, state = outcome_of(tmp_path, downgrades=False)
+    assert state.env.settings.initial_metadata == "app.initial2:Base.metadata"
+    assert other.reused == 0 and other.ran == 2 and "initial metadata" in other.timings
+
+
+def test_a_setting_that_names_no_metadata_skips_the_pass_and_says_why(tmp_path):
+    """Not importable, or not metadata: the pass says so (no revision run, no R001 on the
+    base revision) and the static findings stand."""
+    for spec, why in (("app.nowhere:Base", "ModuleNotFoundError"), ("app.initial:Metric.key", "not a MetaData")):
+        project(tmp_path, spec=spec)
+        outcome, state = outcome_of(tmp_path, snapshots=False)
+        assert outcome.skipped and why in outcome.skipped and spec in outcome.skipped, outcome.summary()
+        assert outcome.executed == [] and outcome.diagnostics == []
+        assert outcome.summary().startswith(f"truth pass skipped for {state.env.name}: initial-metadata")
+        assert truth.with_outcome(state, outcome) is state
+
+
+def test_the_setting_from_pyproject_and_the_editor():
+    assert Settings().merged({"initial-metadata": " app.initial:Base "}).initial_metadata == "app.initial:Base"
+    assert Settings().merged({"initial-metadata": ["x"]}).initial_metadata is None  # not a module:attr
+    assert _settings({"migrationLsp": {"initialMetadata": "app.initial:Base"}}) == {
+        "initial_metadata": "app.initial:Base"}
