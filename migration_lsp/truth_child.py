@@ -826,7 +826,11 @@ class Run:
         does not create them twice; `upgrade head` runs every revision with one impl, so our
         upgrades share one memo too (else a second table with the same enum fails where
         `alembic upgrade head` does not); a downgrade has one of its own, as `alembic
-        downgrade` in a new process."""
+        downgrade` in a new process. The upgrade again after a downgrade shares it too (an
+        enum the downgrade left is not made twice), less the types the downgrade dropped: those
+        it must make again (prefect's initial revision drops its enums)."""
+        if memo is MEMO and self.at is not None and self.at[0] == "reupgrade":
+            forget_dropped_types(MEMO, self.reflect.create_engine, self.reflect.url)
         if self.impl is not None and isinstance(getattr(self.impl, "memo", None), dict):
             self.impl.memo = memo
 
@@ -927,6 +931,33 @@ class Run:
 
 
 MEMO: dict = {}  # (as Alembic's impl.memo) the DDL memo of Alembic's impl, shared by all upgrades of the run
+
+
+def forget_dropped_types(memo, create_engine, url):
+    """PostgreSQL: the named types in `memo` (SQLAlchemy's {"pg_enum": {(schema, name)}, ...})
+    that the database no longer has, removed, so that the next CREATE TABLE using one makes
+    it again, as a new `alembic upgrade` process would."""
+    remembered = [names for names in memo.values() if isinstance(names, set) and names]
+    if not remembered or url.get_backend_name() != "postgresql":
+        return
+    from sqlalchemy import pool
+
+    try:
+        engine = create_engine(url, poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                default = conn.exec_driver_sql("SELECT current_schema()").scalar()
+                present = {tuple(row) for row in conn.exec_driver_sql(
+                    "SELECT n.nspname, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')")}
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - the catalog unreadable: the memo as it is (the upgrade says what fails)
+        return
+    for names in remembered:
+        for entry in list(names):
+            if isinstance(entry, tuple) and len(entry) == 2 and (entry[0] or default, entry[1]) not in present:
+                names.discard(entry)
 
 
 def shared_connection_class():
