@@ -337,6 +337,12 @@ def work(job, result):
         # one commit per revision, as `alembic upgrade REV` one at a time (the pass's work
         # between two revisions needs the first committed)
         kwargs["transaction_per_migration"] = True
+        # env.py has chosen its history by now (prefect, before it connects): another one than
+        # the environment's makes the run, or `alembic check` at head (every revision from a
+        # snapshot: no upgrade ran env.py first), say nothing about this environment
+        other = other_history(job, getattr(self, "script", None))
+        if other is not None:
+            result["not_verified"] = other
         return configure(self, *args, **kwargs)
 
     EnvironmentContext.configure = recording_configure  # type: ignore[method-assign]  # (recording is the point)
@@ -414,6 +420,24 @@ def create_initial(spec, shared, create_engine, url):
                 obj.create_all(conn)
     finally:
         engine.dispose()
+
+
+def other_history(job, script):
+    """env.py chose another history than the environment's (prefect sets
+    `context.script.version_locations` by the dialect of its own settings' URL): why the run
+    says nothing about this environment, else None."""
+    own = job.get("version_locations")
+    if not own or script is None:
+        return None
+    chosen = [str(p) for p in script.version_locations or ()]
+    if {os.path.realpath(p) for p in chosen} == {os.path.realpath(p) for p in own}:
+        return None
+
+    def shown(paths):
+        return ", ".join(os.path.relpath(p, script.dir) for p in paths) or "(none)"
+
+    return (f"env.py chose the history in {shown(chosen)}, not this environment's {shown(own)} (it picks "
+            "one by its own settings, e.g. an environment variable naming the database)")
 
 
 def set_version_locations(cfg, locations):
@@ -665,18 +689,7 @@ class Run:
         """env.py chose another history than the environment's (prefect sets
         `context.script.version_locations` by the dialect of its own settings' URL): why the
         run says nothing about this environment, else None."""
-        own = self.job.get("version_locations")
-        if not own:
-            return None
-        chosen = [str(p) for p in self.script.version_locations or ()]
-        if {os.path.realpath(p) for p in chosen} == {os.path.realpath(p) for p in own}:
-            return None
-
-        def shown(paths):
-            return ", ".join(os.path.relpath(p, self.script.dir) for p in paths) or "(none)"
-
-        return (f"env.py chose the history in {shown(chosen)}, not this environment's {shown(own)} (it picks "
-                "one by its own settings, e.g. an environment variable naming the database)")
+        return other_history(self.job, self.script)
 
     def wants_downgrade(self, rev):
         return self.downs and (self.down_revs is None or rev in self.down_revs)

@@ -17,8 +17,8 @@ from migration_lsp.engine import Engine
 from conftest import migration_text
 from test_models import indent, make_project
 from test_truth import CHECK, PARITY_MODELS, listener, outcome_of
-from test_truth_initial import MODELS as INITIAL_PROJECT_MODELS
-from test_truth_initial import INITIAL_MODELS, REVISIONS as INITIAL_PROJECT_REVISIONS
+from test_truth_parity import MODELS as INITIAL_PROJECT_MODELS
+from test_truth_parity import INITIAL_MODELS, REVISIONS as INITIAL_PROJECT_REVISIONS
 from test_truth_pg import cluster, pg_ini  # noqa: F401  (the fixture)
 
 

@@ -1,8 +1,11 @@
-"""The `initial-metadata` setting (truth pass, real SQLite): a project whose application
-makes a new database with `create_all()` of some initial tables and then `alembic upgrade
-head` (mlflow) has a base revision that alters tables no revision creates. The pass creates
-those tables on the scratch database first, as the application does, and must then equal
-real Alembic run the same way, item for item."""
+"""Truth-pass parity on real SQLite for what real projects do (the realworld corpus).
+
+The `initial-metadata` setting: a project whose application makes a new database with
+`create_all()` of some initial tables and then `alembic upgrade head` (mlflow) has a base
+revision that alters tables no revision creates. The pass creates those tables on the
+scratch database first, as the application does, and must then equal real Alembic run the
+same way, item for item. And one history per dialect chosen by the project's own setting
+(prefect), when that setting changes between two passes. PostgreSQL: test_truth_pg_parity.py."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from migration_lsp.server import _settings
 
 from conftest import line_of, migration_text
 from test_models import indent, make_project
-from test_truth import CHECK, outcome_of
+from test_truth import CHECK, DIALECT_ENV_PY, DIALECT_REVISIONS, PARITY_MODELS, dialect_outcome, outcome_of
 
 INITIAL_MODELS = """\
 from sqlalchemy import Integer, String
@@ -173,3 +176,19 @@ def test_the_setting_from_pyproject_and_the_editor():
     assert Settings().merged({"initial-metadata": ["x"]}).initial_metadata is None  # not a module:attr
     assert _settings({"migrationLsp": {"initialMetadata": "app.initial:Base"}}) == {
         "initial_metadata": "app.initial:Base"}
+
+
+def test_a_history_from_snapshots_is_not_verified_when_env_py_now_chooses_another(tmp_path, monkeypatch):
+    """The SQLite history verified once (its snapshots kept); then the project's setting names
+    PostgreSQL (a prefect user switching servers): every revision comes from a snapshot, and
+    env.py, run only by `alembic check`, takes the other history. "Not verified", as when it
+    upgrades, never an `alembic check` error or findings from the other history."""
+    monkeypatch.delenv("APP_DATABASE_URL", raising=False)
+    make_project(tmp_path, env_py=DIALECT_ENV_PY, models=PARITY_MODELS, revisions=DIALECT_REVISIONS)
+    first = dialect_outcome(tmp_path, "sqlite", snapshots=True)
+    assert first.compared and first.executed == ["s001", "s002"], first.summary()
+    monkeypatch.setenv("APP_DATABASE_URL", "postgresql://prod.example/db")
+    again = dialect_outcome(tmp_path, "sqlite", snapshots=True)
+    assert again.reused == 2 and again.executed == [], again.summary()
+    assert again.not_verified and "versions/postgresql" in again.not_verified, again.summary()
+    assert not again.compared and again.compare_error is None and again.diagnostics == []
