@@ -387,6 +387,11 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
     if data.get("not_verified"):  # env.py ran another history: nothing it did is this environment's
         outcome.not_verified = str(data["not_verified"])
         return
+    if env.history_dialect and data.get("other_backends"):  # (`alembic check` ran env.py, for another history)
+        outcome.not_verified = (f"env.py made its engine for {', '.join(map(str, data['other_backends']))} (by its "
+                                "own settings, e.g. an environment variable naming the database), not for this "
+                                "environment's history")
+        return
     if data.get("error"):
         outcome.compare_error = data["error"]
     for step in data.get("steps") or []:

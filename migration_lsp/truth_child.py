@@ -150,6 +150,9 @@ def default_driver(scratch):
     return scratch
 
 
+OTHER_BACKENDS: set = set()  # the backends of the URLs env.py asked engines for, other than the scratch one
+
+
 def redirect_engines(scratch, statements):
     """Every engine made from now on points at the scratch database; what any of them
     executes is recorded (`statements`, the current revision's list)."""
@@ -166,6 +169,8 @@ def redirect_engines(scratch, statements):
             asked = make_url(url)
         except Exception:  # noqa: BLE001 - whatever the project passes to create_engine: not a URL we can read
             asked = None
+        if asked is not None and asked.get_backend_name() != scratch.get_backend_name():
+            OTHER_BACKENDS.add(asked.get_backend_name())  # (see other_history)
         if asked is not None and asked.get_backend_name() == scratch.get_backend_name() \
                 and asked.drivername != scratch.drivername and "+" in asked.drivername:
             return with_driver(scratch, asked.drivername)
@@ -431,6 +436,9 @@ def other_history(job, script):
         return None
     chosen = [str(p) for p in script.version_locations or ()]
     if {os.path.realpath(p) for p in chosen} == {os.path.realpath(p) for p in own}:
+        if OTHER_BACKENDS:  # (prefect makes its engine first, and fails on it, before it chooses)
+            return (f"env.py made its engine for {', '.join(sorted(OTHER_BACKENDS))} (by its own settings, e.g. an "
+                    "environment variable naming the database), not for this environment's history")
         return None
 
     def shown(paths):
@@ -1045,6 +1053,8 @@ def compare(check, result, shared, worker_thread):
         out.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:])
     out["secs"] = time.perf_counter() - t0
     result["compare"] = out
+    if OTHER_BACKENDS:  # env.py asked for an engine of another dialect (truth.py: another history's)
+        result["other_backends"] = sorted(OTHER_BACKENDS)
 
 
 if __name__ == "__main__":

@@ -192,3 +192,42 @@ def test_a_history_from_snapshots_is_not_verified_when_env_py_now_chooses_anothe
     assert again.reused == 2 and again.executed == [], again.summary()
     assert again.not_verified and "versions/postgresql" in again.not_verified, again.summary()
     assert not again.compared and again.compare_error is None and again.diagnostics == []
+
+
+# prefect's order: the engine first, from the project's own database setting (with options only
+# PostgreSQL takes), then the history of that dialect
+ENGINE_FIRST_ENV_PY = """\
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from app.models import Base
+
+target_metadata = Base.metadata
+url = os.environ.get("APP_DATABASE_URL", "sqlite:///app.db")
+dialect = make_url(url).get_backend_name()
+engine = create_engine(url, **({"isolation_level": "READ COMMITTED"} if dialect == "postgresql" else {}))
+with engine.connect() as connection:
+    context.script.version_locations = [os.path.join(os.path.dirname(__file__), "versions", dialect)]
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+
+def test_env_py_making_its_engine_for_another_dialect_first_is_not_verified(tmp_path, monkeypatch):
+    """The setting names PostgreSQL: env.py's engine (redirected to the SQLite scratch file)
+    fails before env.py even chooses its history. Upgrading, and at head with every revision
+    from a snapshot: "not verified", never R001 or an `alembic check` error."""
+    monkeypatch.delenv("APP_DATABASE_URL", raising=False)
+    make_project(tmp_path, env_py=ENGINE_FIRST_ENV_PY, models=PARITY_MODELS, revisions=DIALECT_REVISIONS)
+    first = dialect_outcome(tmp_path, "sqlite", snapshots=True)
+    assert first.compared and first.executed == ["s001", "s002"], first.summary()
+    monkeypatch.setenv("APP_DATABASE_URL", "postgresql://prod.example/db")
+    for snapshots in (False, True):
+        outcome = dialect_outcome(tmp_path, "sqlite", snapshots=snapshots)
+        assert outcome.reused == (2 if snapshots else 0), outcome.summary()
+        assert outcome.not_verified and "made its engine for postgresql" in outcome.not_verified, outcome.summary()
+        assert outcome.diagnostics == [] and not outcome.compared and outcome.compare_error is None
