@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -72,6 +73,7 @@ class Outcome:
     total: int = 0
     secs: float = 0.0
     failed: str | None = None  # the revision that failed
+    hint: str | None = None  # what the user may set about the failure (the summary says it)
     not_verified: str | None = None  # unknown dialect failing on SQLite: why
     compared: bool = False  # `alembic check` ran at head: the M findings below are the truth
     compare_error: str | None = None
@@ -97,7 +99,8 @@ class Outcome:
             parts.append(f"alembic check: {len(self.items)} difference{'s' if len(self.items) != 1 else ''}")
         elif self.compare_error:
             parts.append(f"alembic check failed: {self.compare_error}")
-        return f"{', '.join(parts)} in {self.secs:.1f} s ({self.env_name})"
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{', '.join(parts)} in {self.secs:.1f} s ({self.env_name}){hint}"
 
 
 # --------------------------------------------------------------------------- order and keys
@@ -404,6 +407,7 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
                 _downgrade_findings(outcome, state, step, scratch_dialect)
             continue
         outcome.failed = step["rev"]
+        outcome.hint = _initial_hint(state, step)
         if dialect is None:  # unknown dialect tried on SQLite: a failure says nothing about the project
             outcome.not_verified = f"{step['rev']} fails on SQLite and the environment's dialect is unknown"
             continue
@@ -422,6 +426,22 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
             _differences(outcome, state, models, source, schema)
         elif compare.get("error"):
             outcome.compare_error = str(compare["error"])
+
+
+MISSING_TABLE = re.compile(r"no such table|relation \S+ does not exist|doesn't exist|NoSuchTableError")
+
+
+def _initial_hint(state, step: dict) -> str | None:
+    """A base revision that fails on a missing table (mlflow's 451aebb31d03 alters a table its
+    application creates before `alembic upgrade head`): the setting that says so. Not guessed
+    (README): only named."""
+    rev = step.get("rev")
+    if state.env.settings.initial_metadata or not isinstance(rev, str) or state.graph.parents.get(rev):
+        return None
+    if not MISSING_TABLE.search(str(step.get("error") or "")):
+        return None
+    return ("the base revision needs a table no revision creates: if the application creates it before "
+            "`alembic upgrade head`, name that metadata in `initial-metadata` (README, Configuration)")
 
 
 def _downgrade_findings(outcome: Outcome, state, step: dict, dialect: str) -> None:

@@ -135,12 +135,13 @@ def test_initial_metadata_is_created_before_the_base_revision_as_the_application
 
 def test_without_the_setting_the_base_revision_fails_there(tmp_path):
     """The same project unset: the base revision fails on the empty database (R001), which is
-    what the setting answers."""
+    what the setting answers; the summary names the setting."""
     project(tmp_path, spec=None)
     outcome, _ = outcome_of(tmp_path, snapshots=False, downgrades=False)
     assert outcome.failed == "0001" and not outcome.compared
     [r001] = [d for d in outcome.diagnostics if d.code == "R001"]
     assert "no such table: metrics" in r001.message
+    assert "name that metadata in `initial-metadata`" in outcome.summary()  # (not guessed: named)
 
 
 def test_snapshots_hold_the_initial_tables_and_are_keyed_by_the_setting(tmp_path):
