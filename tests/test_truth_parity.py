@@ -232,3 +232,23 @@ def test_env_py_making_its_engine_for_another_dialect_first_is_not_verified(tmp_
         assert outcome.reused == (2 if snapshots else 0), outcome.summary()
         assert outcome.not_verified and "made its engine for postgresql" in outcome.not_verified, outcome.summary()
         assert outcome.diagnostics == [] and not outcome.compared and outcome.compare_error is None
+
+
+def test_initial_metadata_names_one_environment(tmp_path, caplog):
+    """As `models`: at the top of the section it is for the only environment; with several
+    it applies to none (the log says so) and an environments entry gives it to one."""
+    import logging
+
+    from migration_lsp.project import discover
+
+    from test_discovery_real import two_environments
+
+    root = two_environments(tmp_path / "top", '[tool.migration-lsp]\ninitial-metadata = "app.initial:Base"\n')
+    with caplog.at_level(logging.WARNING, logger="migration_lsp"):
+        assert {e.name: e.settings.initial_metadata for e in discover(root).environments} == {
+            "a/migrations": None, "b/migrations": None}
+    assert any("initial-metadata" in r.getMessage() for r in caplog.records)
+    root = two_environments(tmp_path / "entry", '[[tool.migration-lsp.environments]]\npath = "b"\n'
+                                                'initial-metadata = "app.initial:Base"\n')
+    assert {e.name: e.settings.initial_metadata for e in discover(root).environments} == {
+        "a/migrations": None, "b/migrations": "app.initial:Base"}
