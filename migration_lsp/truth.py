@@ -235,7 +235,7 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
     outcome.total = len(order)
     initial = env.settings.initial_metadata  # (its tables are in every snapshot: part of their key)
     salt = "|".join((SNAPSHOT_FORMAT, py, str(env.config_path), env.name, _read(env.env_py), _read(env.config_path),
-                     f"initial-metadata={initial or ''}"))
+                     *([f"initial-metadata={initial}"] if initial else [])))
     keys = chain_keys(order, graph, salt)
     # PostgreSQL (the embedded cluster): template databases, kept while the cluster lives
     templates = snapshots and dialect == "postgresql" and not database_url
