@@ -64,6 +64,10 @@ class Settings:
     exclude_tables: tuple[str, ...] = ()
     postgres_version: int | None = None  # the PostgreSQL major the lock model assumes (hover, `sql`)
     lock_hints: bool | str | None = None  # inlay hint with the lock after each op (PostgreSQL; default on)
+    # `module:attr`, a MetaData or declarative Base the truth pass creates (create_all) on the
+    # scratch database before the first revision: the schema the application makes on a new
+    # database before `alembic upgrade head` (mlflow's initial models)
+    initial_metadata: str | None = None
 
     def merged(self, overrides: dict) -> Settings:
         """Apply a mapping of keys (`exclude-tables` or `exclude_tables`) over these settings."""
@@ -79,6 +83,10 @@ class Settings:
                 value = "postgresql" if str(value).lower() == "postgres" else str(value).lower()
                 if value not in KNOWN_DIALECTS:
                     continue
+            if name == "initial_metadata":
+                if not isinstance(value, str) or not value.strip():
+                    continue  # (not a `module:attr`: nothing to create)
+                value = value.strip()
             if name == "postgres_version":
                 value = postgres_major(value)
                 if value is None:
@@ -859,8 +867,9 @@ def settle(bare: Discovery, overrides: dict | None = None) -> Discovery:
     """The settings of a discovery, read from the config files now: the root's
     `[tool.migration-lsp]` under `overrides`, then, per environment, the
     `[[tool.migration-lsp.environments]]` entry whose `path` names it (README,
-    Configuration). `models` names one environment's metadata: from the top of the section
-    (or the editor) it applies only when the workspace has one configured environment."""
+    Configuration). `models` and `initial-metadata` name one environment's metadata: from the
+    top of the section (or the editor) they apply only when the workspace has one configured
+    environment."""
     root = bare.root
     settings, problem = load_settings(root / "pyproject.toml")
     settings = settings.merged(overrides or {})
@@ -873,10 +882,14 @@ def settle(bare: Discovery, overrides: dict | None = None) -> Discovery:
     if settings.models and bare.environments and not owners:
         say_once(f"`models = {settings.models!r}` is not used: the workspace has {len(bare.environments)} "
                  "environments; give each its own in [[tool.migration-lsp.environments]] (path = its folder)")
+    if settings.initial_metadata and bare.environments and not owners:
+        say_once(f"`initial-metadata = {settings.initial_metadata!r}` is not used: the workspace has "
+                 f"{len(bare.environments)} environments; give it to one in [[tool.migration-lsp.environments]] "
+                 "(path = its folder)")
     used: set[int] = set()
     envs = []
     for env in bare.environments:
-        env_settings = settings if id(env) in owners else replace(settings, models=None)
+        env_settings = settings if id(env) in owners else replace(settings, models=None, initial_metadata=None)
         for number, (path, entry) in enumerate(entries):
             if _names(env, path, root):
                 env_settings = env_settings.merged(entry)

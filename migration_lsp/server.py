@@ -476,7 +476,8 @@ def _settings(raw: Any) -> dict[str, Any]:
              "baseBranch": "base-branch", "base-branch": "base-branch", "base_branch": "base-branch",
              "postgresVersion": "postgres_version", "postgres-version": "postgres_version",
              "postgres_version": "postgres_version", "lockHints": "lock_hints", "lock-hints": "lock_hints",
-             "lock_hints": "lock_hints"}
+             "lock_hints": "lock_hints", "initialMetadata": "initial_metadata",
+             "initial-metadata": "initial_metadata", "initial_metadata": "initial_metadata"}
     return {names[k]: v for k, v in raw.items() if k in names and v not in (None, "", [])}
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -72,6 +73,7 @@ class Outcome:
     total: int = 0
     secs: float = 0.0
     failed: str | None = None  # the revision that failed
+    hint: str | None = None  # what the user may set about the failure (the summary says it)
     not_verified: str | None = None  # unknown dialect failing on SQLite: why
     compared: bool = False  # `alembic check` ran at head: the M findings below are the truth
     compare_error: str | None = None
@@ -97,7 +99,8 @@ class Outcome:
             parts.append(f"alembic check: {len(self.items)} difference{'s' if len(self.items) != 1 else ''}")
         elif self.compare_error:
             parts.append(f"alembic check failed: {self.compare_error}")
-        return f"{', '.join(parts)} in {self.secs:.1f} s ({self.env_name})"
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{', '.join(parts)} in {self.secs:.1f} s ({self.env_name}){hint}"
 
 
 # --------------------------------------------------------------------------- order and keys
@@ -230,7 +233,9 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
     dialect = env.dialect
     order = upgrade_order(graph)
     outcome.total = len(order)
-    salt = "|".join((SNAPSHOT_FORMAT, py, str(env.config_path), env.name, _read(env.env_py), _read(env.config_path)))
+    initial = env.settings.initial_metadata  # (its tables are in every snapshot: part of their key)
+    salt = "|".join((SNAPSHOT_FORMAT, py, str(env.config_path), env.name, _read(env.env_py), _read(env.config_path),
+                     *([f"initial-metadata={initial}"] if initial else [])))
     keys = chain_keys(order, graph, salt)
     # PostgreSQL (the embedded cluster): template databases, kept while the cluster lives
     templates = snapshots and dialect == "postgresql" and not database_url
@@ -272,6 +277,8 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
                 "pg_snapshots": pg_snapshots,
                 "downgrades": which,
                 "pycache": str(pycache) if pycache is not None else None,
+                # created on an empty database only (a snapshot or template has its tables already)
+                "initial_metadata": initial if start == 0 else None,
             }
             limit = TIMEOUT if timeout is None else timeout
 
@@ -296,7 +303,7 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
                     scratch = scratchdb.open_scratch(dialect, database_url)
                     start = 0
                     again = run(dict(job, url=scratch.url, revisions=order, downgrades=False, snapshot_each=None,
-                                     pg_snapshots={}))
+                                     pg_snapshots={}, initial_metadata=initial))
                     downs = {s.get("rev"): s.get("downgrade") for s in steps if isinstance(s, dict)}
                     for step in again.get("steps") or []:
                         if isinstance(step, dict) and downs.get(step.get("rev")):
@@ -376,8 +383,17 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
     outcome.configure = data.get("configure") or {}
     timings = data.get("timings")
     outcome.timings = timings if isinstance(timings, dict) else {}
+    if data.get("initial_metadata_error"):  # the setting's tables could not be made: no revision ran
+        outcome.skipped = (f"initial-metadata {env.settings.initial_metadata!r} could not be created: "
+                           f"{data['initial_metadata_error']}")
+        return
     if data.get("not_verified"):  # env.py ran another history: nothing it did is this environment's
         outcome.not_verified = str(data["not_verified"])
+        return
+    if env.history_dialect and data.get("other_backends"):  # (`alembic check` ran env.py, for another history)
+        outcome.not_verified = (f"env.py made its engine for {', '.join(map(str, data['other_backends']))} (by its "
+                                "own settings, e.g. an environment variable naming the database), not for this "
+                                "environment's history")
         return
     if data.get("error"):
         outcome.compare_error = data["error"]
@@ -391,6 +407,7 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
                 _downgrade_findings(outcome, state, step, scratch_dialect)
             continue
         outcome.failed = step["rev"]
+        outcome.hint = _initial_hint(state, step)
         if dialect is None:  # unknown dialect tried on SQLite: a failure says nothing about the project
             outcome.not_verified = f"{step['rev']} fails on SQLite and the environment's dialect is unknown"
             continue
@@ -409,6 +426,22 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
             _differences(outcome, state, models, source, schema)
         elif compare.get("error"):
             outcome.compare_error = str(compare["error"])
+
+
+MISSING_TABLE = re.compile(r"no such table|relation \S+ does not exist|doesn't exist|NoSuchTableError")
+
+
+def _initial_hint(state, step: dict) -> str | None:
+    """A base revision that fails on a missing table (mlflow's 451aebb31d03 alters a table its
+    application creates before `alembic upgrade head`): the setting that says so. Not guessed
+    (README): only named."""
+    rev = step.get("rev")
+    if state.env.settings.initial_metadata or not isinstance(rev, str) or state.graph.parents.get(rev):
+        return None
+    if not MISSING_TABLE.search(str(step.get("error") or "")):
+        return None
+    return ("the base revision needs a table no revision creates: if the application creates it before "
+            "`alembic upgrade head`, name that metadata in `initial-metadata` (README, Configuration)")
 
 
 def _downgrade_findings(outcome: Outcome, state, step: dict, dialect: str) -> None:

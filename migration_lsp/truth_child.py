@@ -150,6 +150,9 @@ def default_driver(scratch):
     return scratch
 
 
+OTHER_BACKENDS: set = set()  # the backends of the URLs env.py asked engines for, other than the scratch one
+
+
 def redirect_engines(scratch, statements):
     """Every engine made from now on points at the scratch database; what any of them
     executes is recorded (`statements`, the current revision's list)."""
@@ -166,6 +169,8 @@ def redirect_engines(scratch, statements):
             asked = make_url(url)
         except Exception:  # noqa: BLE001 - whatever the project passes to create_engine: not a URL we can read
             asked = None
+        if asked is not None and asked.get_backend_name() != scratch.get_backend_name():
+            OTHER_BACKENDS.add(asked.get_backend_name())  # (see other_history)
         if asked is not None and asked.get_backend_name() == scratch.get_backend_name() \
                 and asked.drivername != scratch.drivername and "+" in asked.drivername:
             return with_driver(scratch, asked.drivername)
@@ -337,6 +342,12 @@ def work(job, result):
         # one commit per revision, as `alembic upgrade REV` one at a time (the pass's work
         # between two revisions needs the first committed)
         kwargs["transaction_per_migration"] = True
+        # env.py has chosen its history by now (prefect, before it connects): another one than
+        # the environment's makes the run, or `alembic check` at head (every revision from a
+        # snapshot: no upgrade ran env.py first), say nothing about this environment
+        other = other_history(job, getattr(self, "script", None))
+        if other is not None:
+            result["not_verified"] = other
         return configure(self, *args, **kwargs)
 
     EnvironmentContext.configure = recording_configure  # type: ignore[method-assign]  # (recording is the point)
@@ -375,6 +386,14 @@ def work(job, result):
     wanted = job.get("revisions")
     if wanted is not None:
         order = [r for r in order if r in set(wanted)]
+    if job.get("initial_metadata"):
+        try:
+            create_initial(job["initial_metadata"], shared, original_create_engine, sync_url)
+        except BaseException as exc:  # noqa: BLE001 - the setting's module may raise anything: a result
+            result["initial_metadata_error"] = short(exc)
+            result["traceback"] = traceback.format_exc()[-2000:]
+            return
+        result["timings"]["initial metadata"] = time.perf_counter() - T0
     reflect = Reflector(original_create_engine, sync_url, recorded)
     run = Run(job, cfg, script, order, result, statements, reflect, connection)
     if run.all() and job.get("compare"):
@@ -383,6 +402,50 @@ def work(job, result):
     result["timings"]["reflecting"] = reflect.secs
     result["timings"]["reflections"] = reflect.reflected
     result["timings"]["done"] = time.perf_counter() - T0
+
+
+def create_initial(spec, shared, create_engine, url):
+    """The `initial-metadata` setting: its tables created on the empty scratch database before
+    the first revision, as the project does to a new database before `alembic upgrade head`
+    (mlflow: `InitialBase.metadata.create_all(engine)`, then the upgrade). `spec` is
+    `module:attr`, a MetaData, a declarative Base (its .metadata) or a Table."""
+    from sqlalchemy import MetaData, Table, pool
+
+    obj = shared.resolve(spec)
+    if not isinstance(obj, (MetaData, Table)) and isinstance(getattr(obj, "metadata", None), MetaData):
+        obj = obj.metadata
+    if not isinstance(obj, (MetaData, Table)):
+        raise TypeError(f"{spec} is a {type(obj).__name__}, not a MetaData, a declarative Base or a Table")
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if isinstance(obj, Table):
+                obj.create(conn, checkfirst=True)
+            else:
+                obj.create_all(conn)
+    finally:
+        engine.dispose()
+
+
+def other_history(job, script):
+    """env.py chose another history than the environment's (prefect sets
+    `context.script.version_locations` by the dialect of its own settings' URL): why the run
+    says nothing about this environment, else None."""
+    own = job.get("version_locations")
+    if not own or script is None:
+        return None
+    chosen = [str(p) for p in script.version_locations or ()]
+    if {os.path.realpath(p) for p in chosen} == {os.path.realpath(p) for p in own}:
+        if OTHER_BACKENDS:  # (prefect makes its engine first, and fails on it, before it chooses)
+            return (f"env.py made its engine for {', '.join(sorted(OTHER_BACKENDS))} (by its own settings, e.g. an "
+                    "environment variable naming the database), not for this environment's history")
+        return None
+
+    def shown(paths):
+        return ", ".join(os.path.relpath(p, script.dir) for p in paths) or "(none)"
+
+    return (f"env.py chose the history in {shown(chosen)}, not this environment's {shown(own)} (it picks "
+            "one by its own settings, e.g. an environment variable naming the database)")
 
 
 def set_version_locations(cfg, locations):
@@ -634,18 +697,7 @@ class Run:
         """env.py chose another history than the environment's (prefect sets
         `context.script.version_locations` by the dialect of its own settings' URL): why the
         run says nothing about this environment, else None."""
-        own = self.job.get("version_locations")
-        if not own:
-            return None
-        chosen = [str(p) for p in self.script.version_locations or ()]
-        if {os.path.realpath(p) for p in chosen} == {os.path.realpath(p) for p in own}:
-            return None
-
-        def shown(paths):
-            return ", ".join(os.path.relpath(p, self.script.dir) for p in paths) or "(none)"
-
-        return (f"env.py chose the history in {shown(chosen)}, not this environment's {shown(own)} (it picks "
-                "one by its own settings, e.g. an environment variable naming the database)")
+        return other_history(self.job, self.script)
 
     def wants_downgrade(self, rev):
         return self.downs and (self.down_revs is None or rev in self.down_revs)
@@ -795,7 +847,11 @@ class Run:
         does not create them twice; `upgrade head` runs every revision with one impl, so our
         upgrades share one memo too (else a second table with the same enum fails where
         `alembic upgrade head` does not); a downgrade has one of its own, as `alembic
-        downgrade` in a new process."""
+        downgrade` in a new process. The upgrade again after a downgrade shares it too (an
+        enum the downgrade left is not made twice), less the types the downgrade dropped: those
+        it must make again (prefect's initial revision drops its enums)."""
+        if memo is MEMO and self.at is not None and self.at[0] == "reupgrade":
+            forget_dropped_types(MEMO, self.reflect.create_engine, self.reflect.url)
         if self.impl is not None and isinstance(getattr(self.impl, "memo", None), dict):
             self.impl.memo = memo
 
@@ -898,6 +954,33 @@ class Run:
 MEMO: dict = {}  # (as Alembic's impl.memo) the DDL memo of Alembic's impl, shared by all upgrades of the run
 
 
+def forget_dropped_types(memo, create_engine, url):
+    """PostgreSQL: the named types in `memo` (SQLAlchemy's {"pg_enum": {(schema, name)}, ...})
+    that the database no longer has, removed, so that the next CREATE TABLE using one makes
+    it again, as a new `alembic upgrade` process would."""
+    remembered = [names for names in memo.values() if isinstance(names, set) and names]
+    if not remembered or url.get_backend_name() != "postgresql":
+        return
+    from sqlalchemy import pool
+
+    try:
+        engine = create_engine(url, poolclass=pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                default = conn.exec_driver_sql("SELECT current_schema()").scalar()
+                present = {tuple(row) for row in conn.exec_driver_sql(
+                    "SELECT n.nspname, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')")}
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - the catalog unreadable: the memo as it is (the upgrade says what fails)
+        return
+    for names in remembered:
+        for entry in list(names):
+            if isinstance(entry, tuple) and len(entry) == 2 and (entry[0] or default, entry[1]) not in present:
+                names.discard(entry)
+
+
 def shared_connection_class():
     """The connection handed in as config.attributes["connection"]: a Connection (the
     Alembic cookbook, mlflow) that also answers `.connect()` as an Engine would (projects
@@ -970,6 +1053,8 @@ def compare(check, result, shared, worker_thread):
         out.update(ok=False, error=short(exc), traceback=traceback.format_exc()[-2000:])
     out["secs"] = time.perf_counter() - t0
     result["compare"] = out
+    if OTHER_BACKENDS:  # env.py asked for an engine of another dialect (truth.py: another history's)
+        result["other_backends"] = sorted(OTHER_BACKENDS)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ def test_messages_become_items():
         "M003", "column t.c differs: type VARCHAR(10) in the migrations, TEXT() in the model; "
                 "NOT NULL in the model, nullable in the migrations")) \
         == [("modify_type", "t", "c"), ("modify_nullable", "t", "c")]
+    assert from_diagnostic(diag(  # (an expression index's columns: parentheses in parentheses, prefect)
+        "M002", "index ix_f on flow_run (deployment_id, (created_by ->> 'id'::text), next_start) is in the "
+                "database at head but not in the models (alembic check)")) == [("remove_index", "flow_run", "ix_f")]
     assert from_diagnostic(diag("M001", "something new")) == [("unparsed", "M001", "something new")]
     assert from_diagnostic(diag("G001", "anything")) == []
 

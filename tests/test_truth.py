@@ -446,7 +446,7 @@ DIALECT_REVISIONS = {
 }
 
 
-def dialect_outcome(root: Path, folder: str):
+def dialect_outcome(root: Path, folder: str, snapshots: bool = False):
     """The truth pass of one of the split environments (versions/<folder>)."""
     from migration_lsp.engine import Engine
 
@@ -456,7 +456,7 @@ def dialect_outcome(root: Path, folder: str):
     assert sorted(states) == ["postgresql", "sqlite"]  # (two environments, one per history)
     state = states[folder]
     key = (state.env.root, state.env.name)
-    return truth.verify(state, engine.models.get(key), engine.metadata_source(state.env), snapshots=False,
+    return truth.verify(state, engine.models.get(key), engine.metadata_source(state.env), snapshots=snapshots,
                         downgrades=False)
 
 

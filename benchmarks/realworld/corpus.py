@@ -17,7 +17,10 @@ Fields:
   dialects     sqlite always when the project runs on it; postgresql when it supports it
   settings     `[tool.migration-lsp]` keys a user must write for migration-lsp, per dialect
                ({} = zero config; the PostgreSQL runs always set `dialect`, the one setting
-               a user would expect when alembic.ini carries no URL)
+               a user would expect when alembic.ini carries no URL); "environments": a list of
+               `[[tool.migration-lsp.environments]]` entries (path + keys)
+  user_env     environment variables a user of the project has set when migration-lsp runs, per
+               dialect (prefect: the database URL its settings read)
   notes        what a user needs to know
 """
 
@@ -77,6 +80,11 @@ CORPUS = [
             "auth": {"ini": "mlflow/server/auth/db/migrations/alembic.ini"},
         },
         "dialects": ["sqlite", "postgresql"],
+        # what the bootstrap above does, said to migration-lsp: the tracking environment's truth
+        # pass creates mlflow's initial tables on the scratch database before the base revision
+        "settings": {d: {"environments": [{"path": "mlflow/store/db_migrations",
+                                           "initial-metadata": "mlflow.store.tracking.dbmodels.initial_models:Base"}]}
+                     for d in ("sqlite", "postgresql")},
         "notes": "two environments in one package (tracking store, auth). mlflow-skinny + sqlalchemy + "
                  "alembic is what the tracking server's store needs (the full `mlflow` adds pandas, sklearn...). "
                  "env.py imports only the declarative Base; the revision modules import the models.",
@@ -108,6 +116,12 @@ CORPUS = [
             "anyio_thread": True,
         }},
         "dialects": ["sqlite", "postgresql"],
+        # a prefect PostgreSQL user has the server's database URL in prefect's settings (this
+        # variable, or a profile): env.py takes the PostgreSQL history and builds its async
+        # engine from it; the truth pass redirects that engine to its scratch PostgreSQL (this
+        # host must never be reached)
+        "user_env": {"postgresql": {"PREFECT_SERVER_DATABASE_CONNECTION_URL":
+                                    "postgresql+asyncpg://prefect:secret@prefect-db.invalid:5432/prefect"}},
         "notes": "`script_location = prefect:server:database:_migrations` (resource form) and one history "
                  "per dialect (versions/sqlite, versions/postgresql) chosen by env.py from the database URL; "
                  "async engine; include_object in env.py.",

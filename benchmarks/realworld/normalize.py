@@ -91,7 +91,8 @@ _WHAT = [
     ("table", re.compile(r"^table (?P<t>\S+)$")),
     # (the truth pass adds the columns, and a constraint's name: "index N on T (a)",
     # "unique constraint N on T (a, b)", "foreign key N on T (a)")
-    ("index", re.compile(r"^index (?P<n>\S+) on (?P<t>\S+)(?: \([^)]*\))?$")),
+    # (an expression among the columns has parentheses of its own: "(a, (b ->> 'id'::text))")
+    ("index", re.compile(r"^index (?P<n>\S+) on (?P<t>\S+)(?: \(.*\))?$", re.S)),
     ("unique", re.compile(r"^unique constraint(?: \S+)? on (?P<t>[^(\s]+) ?\((?P<c>[^)]*)\)$")),
     ("fk", re.compile(r"^foreign key(?: \S+)? on (?P<t>[^(\s]+) ?\((?P<c>[^)]*)\)$")),
     ("column", re.compile(r"^column (?P<t>\S+)\.(?P<c>[^.\s]+)$")),

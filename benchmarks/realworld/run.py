@@ -150,19 +150,23 @@ def write_settings(ws: Path, settings: dict) -> None:
     if not settings:
         path.unlink(missing_ok=True)
         return
-    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items() if k != "environments")
+    for entry in settings.get("environments", []):  # per-environment settings (README, Configuration)
+        body += "\n[[tool.migration-lsp.environments]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in entry.items())
     path.write_text("[tool.migration-lsp]\n" + body)
 
 
 CHECK_FLAGS: list[str] = ["--static"]  # --mode: the static pass (issue 14) or the truth pass (15)
 
 
-def run_ours(ws: Path, settings: dict) -> dict:
+def run_ours(ws: Path, settings: dict, environ: dict | None = None) -> dict:
+    """`check` in the workspace, with `settings` in its pyproject.toml and `environ` (what a
+    user of the project has set in the shell: prefect's database URL) in its environment."""
     write_settings(ws, settings)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([str(OURS), "check", *CHECK_FLAGS, "--format", "json", "--no-cache", "."], cwd=ws,
-                              capture_output=True, text=True, timeout=RUN_TIMEOUT)
+                              capture_output=True, text=True, timeout=RUN_TIMEOUT, env={**os.environ, **(environ or {})})
     except subprocess.TimeoutExpired:
         return {"exit": None, "crash": f"no answer in {RUN_TIMEOUT}s", "wall": RUN_TIMEOUT, "diagnostics": []}
     finally:
@@ -262,7 +266,8 @@ def main() -> int:
                 settings = dict(project.get("settings", {}).get(dialect, {}))
                 if dialect != "sqlite":
                     settings.setdefault("dialect", dialect)
-                ours = run_ours(ws, settings)
+                environ = project.get("user_env", {}).get(dialect, {})
+                ours = run_ours(ws, settings, environ)
                 log(f"   {dialect}: ours exit {ours['exit']} in {ours['wall']:.1f}s" +
                     (f" CRASH {ours['crash']}" if ours.get("crash") else ""))
                 for label, env in project["envs"].items():
@@ -275,6 +280,7 @@ def main() -> int:
                         (f", found {sc['found']}, false {len(sc['false'])}" if sc else ""))
                     entry["runs"].append({
                         "dialect": dialect, "env": label, "ini": env["ini"], "settings": settings,
+                        "user_env": environ,
                         "truth": {k: v for k, v in truth.items() if k != "traceback"},
                         "truth_traceback": truth.get("traceback"),
                         "ours": {**mine, "exit": ours["exit"], "crash": ours.get("crash"), "wall": ours["wall"],
@@ -351,7 +357,13 @@ def render(results: list[dict]) -> str:
         for run in entry["runs"]:
             truth, ours, sc = run["truth"], run["ours"], run["score"]
             config = "zero config" if not run["settings"] else ", ".join(
-                f"`{k} = {json.dumps(v)}`" for k, v in run["settings"].items())
+                f"`{k} = {json.dumps(v)}`" for k, v in run["settings"].items() if k != "environments")
+            for entry in run["settings"].get("environments", []):
+                config = ", ".join(x for x in (config, f"`{entry.get('path')}`: " + ", ".join(
+                    f"`{k} = {json.dumps(v)}`" for k, v in entry.items() if k != "path")) if x)
+            for var, value in run.get("user_env", {}).items():
+                config = ", ".join(x for x in ("" if config == "zero config" else config,
+                                               f"`{var}={value}` in the environment") if x)
             if any("set `models`" in m for m in ours["m004"]):
                 config += "; M004 asks for `models`"
             exit_text = f"CRASH ({ours['exit']})" if ours.get("crash") else str(ours["exit"])

@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 from corpus import CORPUS  # noqa: E402
+from run import write_settings  # noqa: E402
 
 from migration_lsp import scratchdb, truth  # noqa: E402
 from migration_lsp.engine import Engine  # noqa: E402
@@ -86,6 +87,8 @@ def run_one(project: dict, ws: Path, label: str, env: dict, dialect: str, result
     saved = dict(os.environ)
     os.environ.update({k: v.replace("{url}", f"sqlite:///{never}").replace("{tmp}", tmp)
                        for k, v in env.get("env", {}).items()})
+    os.environ.update(project.get("user_env", {}).get(dialect, {}))  # what its user has set (wins)
+    write_settings(ws, project.get("settings", {}).get(dialect, {}))  # (ws: this script's own copy)
     if env.get("setup"):
         exec(compile(env["setup"], "<corpus setup>", "exec"), {"job": {"tmp": tmp}})
     try:

@@ -36,7 +36,7 @@ const CREATE_NEXT_KIND = "source.migrationLsp.createNextRevision";
 const RESTART_SETTINGS = ["server", "importStrategy"];
 /** Settings the server reads: a change is sent with workspace/didChangeConfiguration. */
 const SERVER_SETTINGS = ["select", "ignore", "models", "python", "dialect", "excludeTables", "baseBranch", "lockHints",
-  "postgresVersion", "verify", "databaseUrl"];
+  "postgresVersion", "verify", "databaseUrl", "initialMetadata"];
 
 let extensionUri: vscode.Uri;
 let extensionPath: string;
