@@ -41,7 +41,7 @@ from sqlalchemy.engine.url import make_url
 from .evaluate import Recorder
 from .project import postgres_major
 from .replay import _created_table
-from .schema import SchemaState, TableState
+from .schema import SchemaState, TableState, table_key
 
 try:  # PostgreSQL's own parser; without it raw SQL (and so every op) is "unknown"
     import pglast
@@ -1119,7 +1119,7 @@ def op_effects(op: alembic_ops.MigrateOperation, before: SchemaState | None = No
 def existing_types(op: Any) -> dict[tuple[str, str], Any]:
     """What the op itself says of a column's type before it (alter_column's existing_type)."""
     if isinstance(op, alembic_ops.AlterColumnOp) and op.existing_type is not None:
-        key = f"{op.schema}.{op.table_name}" if op.schema else op.table_name
+        key = table_key(op.table_name, op.schema)
         return {(key, op.column_name): op.existing_type}
     return {}
 

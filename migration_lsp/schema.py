@@ -77,7 +77,7 @@ class TableState:
 
     @property
     def key(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
+        return table_key(self.name, self.schema)
 
     def column(self, name: str) -> ColumnState | None:
         if type(self.columns) is Keyed:
@@ -229,7 +229,7 @@ class SchemaState:
         return origins
 
     def table(self, name: str, schema: str | None = None) -> TableState | None:
-        return self.tables.get(f"{schema}.{name}" if schema else name)
+        return self.tables.get(table_key(name, schema))
 
     def with_table(self, table: TableState) -> SchemaState:
         return SchemaState(self.table_map.set(table.key, table), self.uncertain, self.unknown, self.opaque,
@@ -375,5 +375,7 @@ def op_table(op: Any) -> tuple[str | None, str | None]:
     return name, (getattr(op, "kw", None) or {}).get("source_schema")
 
 
-def _key(name: str, schema: str | None) -> str:
+def table_key(name: str, schema: str | None) -> str:
+    """How a table is named in a schema state's keys and in the checks' table sets:
+    `schema.name`, or `name`."""
     return f"{schema}.{name}" if schema else name

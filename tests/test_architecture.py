@@ -34,7 +34,6 @@ KNOWN_PRIVATE_IMPORTS = {
     ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_source"),
     ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_well_typed"),
     ("migration_lsp/pglocks.py", "migration_lsp.replay", "_created_table"),
-    ("migration_lsp/replay.py", "migration_lsp.schema", "_key"),
     ("migration_lsp/truth.py", "migration_lsp.models", "_sys_path"),
     ("migration_lsp/truth.py", "migration_lsp.checks.models", "_location"),
 }

@@ -36,8 +36,14 @@ from ..core import Diagnostic, Span
 from ..evaluate import EvaluatedOp
 from ..replay import RevisionSchema
 from ..rules import severity
-from ..schema import SchemaState, TableState, constraint_columns, index_columns
-from ..scripts import MigrationScript, OpCall, OtherCall
+from ..schema import (
+    SchemaState,
+    TableState,
+    constraint_columns,
+    index_columns,
+    table_key,
+)
+from ..scripts import MigrationScript, OpCall, OtherCall, sql_literal
 from .walk import (
     FunctionTree,
     Target,
@@ -46,8 +52,6 @@ from .walk import (
     keyword_string,
     literal_string,
     op_target,
-    sql_literal,
-    table_key,
     walk_upgrade,
 )
 
