@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine.reflection import Inspector, ObjectKind, ObjectScope
 
 from .evaluate import is_opaque_type
-from .project import KNOWN_DIALECTS
+from .project import KNOWN_DIALECTS, sqlalchemy_dialect
 from .schema import (
     OPAQUE_ANY,
     Origin,
@@ -122,19 +122,12 @@ def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]
                           flag("render_as_batch", False))
 
 
-# Only SQLAlchemy's own dialects (KNOWN_DIALECTS) are loaded: those names never look at entry
-# points (a dialect name comes from the workspace's settings; an entry point of an installed
-# project would run its code, also under --no-import)
-
-
 @lru_cache(maxsize=16)
 def _impl(dialect_name: str | None) -> DefaultImpl:
     dialect: Any = None
     if dialect_name in KNOWN_DIALECTS:
         try:
-            from sqlalchemy.dialects import registry
-
-            dialect = registry.load(dialect_name)()
+            dialect = sqlalchemy_dialect(dialect_name)
         except Exception:  # noqa: BLE001 - a dialect that cannot be loaded here: compared without one
             dialect = None
     if dialect is None:

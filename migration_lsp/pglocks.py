@@ -36,10 +36,9 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.dialects.postgresql.base import PGDialect
-from sqlalchemy.engine.url import make_url
 
 from .evaluate import Recorder
-from .project import postgres_major
+from .project import postgres_major, sqlalchemy_dialect
 from .replay import _created_table
 from .schema import SchemaState, TableState, table_key
 
@@ -488,7 +487,7 @@ def _render(op: alembic_ops.MigrateOperation, dialect: str, version: int | None)
     found = contexts.get((dialect, version))
     if found is None:
         buf = io.StringIO()
-        sa_dialect = make_url(f"{dialect}://").get_dialect()()
+        sa_dialect = sqlalchemy_dialect(dialect)
         if dialect == "postgresql" and version and isinstance(sa_dialect, PGDialect):
             sa_dialect.server_version_info = (version, 0)
             sa_dialect.supports_virtual_generated_columns = version >= 18
@@ -1044,7 +1043,7 @@ def _type_rewrites(old: tuple, new: tuple, version: int) -> bool | None:
     return True
 
 
-_PG_DIALECT = make_url("postgresql://").get_dialect()()
+_PG_DIALECT = sqlalchemy_dialect("postgresql")
 
 
 # --------------------------------------------------------------------------- effects

@@ -16,6 +16,7 @@ from .. import pglocks
 from ..engine import EnvironmentState
 from ..evaluate import EvaluatedOp
 from ..interpret import evaluate_function
+from ..project import sqlalchemy_dialect
 from ..replay import apply_op
 from ..schema import SchemaState, TableState, op_table
 from ..scripts import MigrationScript
@@ -142,7 +143,7 @@ def describe_table(table: TableState, dialect: str) -> list[str]:
     lines = [f"Table {_code(table.key)} at this point of the history:", "",
              "| column | type | null | default |", "|---|---|---|---|"]
     try:
-        sa_dialect = sa.engine.url.make_url(f"{dialect}://").get_dialect()()
+        sa_dialect = sqlalchemy_dialect(dialect)
     except sa.exc.ArgumentError:  # not a dialect name (NoSuchModuleError is one)
         sa_dialect = None
     for col in table.columns[:MAX_COLUMNS]:
