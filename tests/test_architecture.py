@@ -27,12 +27,6 @@ ALLOWED_FAMILY_IMPORTS = {("git", "graph")}
 # Private names still imported across modules that other work of issue 13 is rewriting
 # (engine / schema split). The list only shrinks: an entry that no longer occurs fails.
 KNOWN_PRIVATE_IMPORTS = {
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_TYPES"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_callable_ok"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_LazyImport"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_resolve_dotted"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_source"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_well_typed"),
     ("migration_lsp/pglocks.py", "migration_lsp.replay", "_created_table"),
     ("migration_lsp/truth.py", "migration_lsp.models", "_sys_path"),
     ("migration_lsp/truth.py", "migration_lsp.checks.models", "_location"),
