@@ -289,7 +289,7 @@ def _create_table(state: SchemaState, op: alembic_ops.CreateTableOp, origin: Ori
     if op.if_not_exists and state.table(op.table_name, op.schema) is not None:
         return state  # CREATE TABLE IF NOT EXISTS of a table the history made: the old one stays
     # the table is the op's own throwaway one: its columns are shared, not copied
-    return state.with_table(TableState.from_table(_created_table(op), origin, copy=False))
+    return state.with_table(TableState.from_table(created_table(op), origin, copy=False))
 
 
 @applies(alembic_ops.DropTableOp)
@@ -488,7 +488,7 @@ _CREATED_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CREATED_TABLES_LOCK = threading.Lock()
 
 
-def _created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
+def created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
     """`op.to_table()`, built once per op. Alembic attaches the op's own columns to the table
     it builds the first time, and copies them every other time, which leaves out their
     inline `ForeignKey`s: a second replay of the same op (a revision replayed again after an

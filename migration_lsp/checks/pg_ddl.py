@@ -134,7 +134,7 @@ class _PgChecker(UpgradeWalk):
                 continue
             for cmd in node.cmds or ():
                 if cmd.subtype == pglocks.pge.AlterTableType.AT_ValidateConstraint and cmd.name:
-                    self.validated.add((pglocks._name(node.relation), cmd.name))
+                    self.validated.add((pglocks.relation_name(node.relation), cmd.name))
 
     def _before(self) -> SchemaState:
         """The replayed schema at this op, with the constraints raw SQL has validated."""
