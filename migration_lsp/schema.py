@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
+from . import alembic_api
 from .core import Span
 from .pmap import EMPTY_TABLES, NO_NAMES, NO_ORIGINS, Keyed, Names, Origins, TableMap
 
@@ -360,9 +361,8 @@ def drop_constraint_op(constraint: sa.Constraint) -> alembic_ops.DropConstraintO
     except sa.exc.NoReferenceError:
         if not isinstance(constraint, sa.ForeignKeyConstraint):
             raise
-    return alembic_ops.DropConstraintOp(
-        constraint.name, constraint.table.name, type_="foreignkey", schema=constraint.table.schema,
-        _reverse=add_constraint_op(constraint))
+    return alembic_api.drop_constraint(constraint.name, constraint.table.name, "foreignkey", constraint.table.schema,
+                                       add_constraint_op(constraint))
 
 
 def op_table(op: Any) -> tuple[str | None, str | None]:
