@@ -37,6 +37,11 @@ def test_a_changed_alembic_is_reported(monkeypatch):
     assert any("_generate_create_date" in p for p in found) and any("_rev_path takes" in p for p in found)
     with pytest.raises(alembic_api.AlembicChanged, match="_generate_create_date"):
         alembic_api.generate_create_date(ScriptDirectory("."))
+    # a new optional parameter changes nothing; a new required one does
+    monkeypatch.setattr(ScriptDirectory, "_upgrade_revs", lambda self, destination, current_rev, x=None: [])
+    monkeypatch.setattr(ScriptDirectory, "_stamp_revs", lambda self, revision, heads, x: [])
+    found = alembic_api.problems(alembic_api.CHILD_NAMES)
+    assert [p for p in found if "_stamp_revs takes" in p] and not [p for p in found if "_upgrade_revs" in p]
 
 
 def alembic_init(tmp_path: Path, **options: str) -> Config:
