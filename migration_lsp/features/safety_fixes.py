@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from alembic.operations import BatchOperations
 
+from ..checks import IGNORE_COMMENT
 from ..checks.walk import (
     TABLE_ARGUMENT,
     FunctionTree,
@@ -37,7 +38,6 @@ Fix = tuple[str, list[Edit]]
 SAFETY_CODES = ("S001", "S002", "S003", "S004", "S005")
 AUTOCOMMIT = "with op.get_context().autocommit_block():"
 BATCH_ALIAS = "batch_op"
-_IGNORE_CODES = re.compile(r"#\s*migration-lsp:\s*ignore\[(?P<codes>[^\]#]*)\]\s*$")  # [^]#]: linear
 
 
 def safety_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
@@ -396,8 +396,8 @@ def ignore_fix(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTr
 def ignore_comment(code: str, line: int, text: str) -> Fix:
     """`# migration-lsp: ignore[CODE]` at the end of `line` (added to one already there)."""
     title = f"Ignore {code} on this line"
-    m = _IGNORE_CODES.search(text)
-    if m:
+    m = IGNORE_COMMENT.search(text)
+    if m and m.group("codes") is not None:
         codes = m.group("codes")
         end = m.end("codes")
         sep = ", " if codes.strip() else ""
