@@ -197,7 +197,6 @@ class _Function:
 
 
 _PLAIN = (str, int, float, bool, type(None), bytes)
-_CONTAINERS = (list, tuple, dict, set, frozenset, range)
 _PURE_BUILTINS: dict[str, Callable[..., Any]] = {
     f.__name__: f for f in (len, str, int, float, bool, list, tuple, dict, set, frozenset, sorted, reversed,
                             zip, enumerate, min, max, any, all, abs, range, repr, round)}
