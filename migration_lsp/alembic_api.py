@@ -2,27 +2,46 @@
 
 A new revision must look exactly like `alembic revision` output, and only Alembic's private
 helpers know its file name (file_template, slug rules, truncation) and its create date
-(the `timezone` option); a dropped table's types are only on the op it reverses. Every use
-of a `_`-name of Alembic goes through this module, and tests/test_alembic_api.py fails
-loudly when an installed Alembic changes one of them (pyproject.toml also keeps `alembic`
-below the next major version).
+(the `timezone` option); a dropped table's types are only on the op it reverses. The children
+that run the project's migrations need Alembic's steps one revision at a time (what
+`command.upgrade` runs inside env.py) and its revision files one by one (a file that fails
+to import is counted, the rest still load). Every use of a `_`-name of Alembic goes through
+this module, and tests/test_alembic_api.py fails loudly when an installed Alembic changes one
+of them (pyproject.toml also keeps `alembic` below the next major version).
+
+Standalone on purpose (standard library and Alembic only, Python 3.8 syntax): the children
+(model_child.py, truth_child.py) run with the project's interpreter, without migration_lsp,
+and load this file by its path (model_child.alembic_api); there the project's own Alembic answers,
+which the version bound does not cover, so they check `problems(CHILD_NAMES)` first.
 """
 
 from __future__ import annotations
 
 import datetime
 import inspect
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from alembic.operations import ops as alembic_ops
-from alembic.script import ScriptDirectory
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 
-# name -> the parameters it is called with (self included), checked by `problems()`
-SIGNATURES: dict[str, tuple[str, ...]] = {
+# name -> the parameters it is called with (self included; None: a property), checked by `problems()`
+SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "ScriptDirectory._rev_path": ("self", "path", "rev_id", "message", "create_date"),
     "ScriptDirectory._generate_create_date": ("self",),
+    "ScriptDirectory._upgrade_revs": ("self", "destination", "current_rev"),
+    "ScriptDirectory._downgrade_revs": ("self", "destination", "current_rev"),
+    "ScriptDirectory._stamp_revs": ("self", "revision", "heads"),
+    "ScriptDirectory._version_locations": None,
+    "Script._list_py_dir": ("scriptdir", "path"),
+    "Script._from_path": ("scriptdir", "path"),
 }
+# what the children use (the rest is the server's, on the Alembic pyproject.toml bounds)
+CHILD_NAMES = ("ScriptDirectory._upgrade_revs", "ScriptDirectory._downgrade_revs", "ScriptDirectory._stamp_revs",
+               "ScriptDirectory._version_locations", "Script._list_py_dir", "Script._from_path")
 # ops whose constructor keeps the op they are the reverse of, as `_reverse`
 REVERSIBLE_DROPS = (alembic_ops.DropTableOp, alembic_ops.DropColumnOp, alembic_ops.DropIndexOp,
                     alembic_ops.DropConstraintOp)
@@ -34,7 +53,7 @@ class AlembicChanged(RuntimeError):
 
 def _member(name: str) -> Any:
     owner, attr = name.split(".")
-    found = getattr({"ScriptDirectory": ScriptDirectory}[owner], attr, None)
+    found = getattr({"ScriptDirectory": ScriptDirectory, "Script": Script}[owner], attr, None)
     if found is None:
         raise AlembicChanged(f"the installed Alembic has no {name}: migration-lsp needs an update")
     return found
@@ -57,19 +76,67 @@ def reverse_of(op: Any) -> Any | None:
     return getattr(op, "_reverse", None)
 
 
-def problems() -> list[str]:
-    """What of the above the installed Alembic does not provide as expected (empty: all is well)."""
+def drop_constraint(name: Any, table_name: str, type_: str | None, schema: str | None,
+                    reverse: alembic_ops.AddConstraintOp) -> alembic_ops.DropConstraintOp:
+    """A drop_constraint op whose `.reverse()` is `reverse`, as Alembic's own `.reverse()` of an
+    add op makes it (its downgrade renders the whole constraint)."""
+    return alembic_ops.DropConstraintOp(name, table_name, type_=type_, schema=schema, _reverse=reverse)
+
+
+def upgrade_steps(directory: ScriptDirectory, destination: str, heads: Any) -> list:
+    """The steps `alembic upgrade destination` runs from `heads` (env.py's `fn`)."""
+    return _member("ScriptDirectory._upgrade_revs")(directory, destination, heads)
+
+
+def downgrade_steps(directory: ScriptDirectory, destination: str, heads: Any) -> list:
+    """The steps `alembic downgrade destination` runs from `heads`."""
+    return _member("ScriptDirectory._downgrade_revs")(directory, destination, heads)
+
+
+def stamp_steps(directory: ScriptDirectory, revision: str, heads: Any) -> list:
+    """The steps `alembic stamp revision` runs from `heads`."""
+    return _member("ScriptDirectory._stamp_revs")(directory, revision, heads)
+
+
+def revision_files(directory: ScriptDirectory) -> list[str]:
+    """The files ScriptDirectory considers in its version locations, in its order."""
+    _member("ScriptDirectory._version_locations")
+    lister = _member("Script._list_py_dir")
+    return [str(path) for location in directory._version_locations if os.path.isdir(str(location))
+            for path in lister(directory, location)]
+
+
+def load_revision(directory: ScriptDirectory, path: str) -> Any:
+    """Import one revision file as ScriptDirectory does (None: not a revision file's name)."""
+    return _member("Script._from_path")(directory, path)
+
+
+def in_external_transaction(context: MigrationContext) -> bool:
+    """Was env.py's connection already in a transaction when it configured the context (then
+    Alembic runs every step in that one transaction)?"""
+    return bool(getattr(context, "_in_external_transaction", False))
+
+
+def problems(names: Iterable[str] = tuple(SIGNATURES)) -> list[str]:
+    """What of `names` (and, for the server's names, the drop ops' `_reverse`) the installed
+    Alembic does not provide as expected (empty: all is well)."""
     out = []
-    for name, expected in SIGNATURES.items():
+    for name in names:
+        expected = SIGNATURES[name]
         try:
             member = _member(name)
         except AlembicChanged as exc:
             out.append(str(exc))
             continue
-        params = tuple(inspect.signature(member).parameters)
-        if params != expected:
-            out.append(f"{name} takes {params}, not {expected}")
-    for cls in REVERSIBLE_DROPS:
-        if "_reverse" not in inspect.signature(cls.__init__).parameters:
-            out.append(f"{cls.__name__} no longer keeps `_reverse`")
+        if expected is None:
+            continue  # a property: that it exists is what can be checked
+        params = inspect.signature(member).parameters
+        extra = list(params.values())[len(expected):]  # (new optional parameters change nothing)
+        if tuple(params)[:len(expected)] != expected or any(p.default is p.empty for p in extra):
+            out.append(f"{name} takes {tuple(params)}, not {expected}")
+    if set(names) - set(CHILD_NAMES):
+        for cls in REVERSIBLE_DROPS:
+            if "_reverse" not in inspect.signature(cls.__init__).parameters:
+                out.append(f"{cls.__name__} no longer keeps `_reverse`")
     return out
+

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine.reflection import Inspector, ObjectKind, ObjectScope
 
 from .evaluate import is_opaque_type
-from .project import KNOWN_DIALECTS
+from .project import KNOWN_DIALECTS, sqlalchemy_dialect
 from .schema import (
     OPAQUE_ANY,
     Origin,
@@ -36,6 +36,7 @@ from .schema import (
     TableState,
     constraint_columns,
     index_columns,
+    table_key,
 )
 
 IGNORED_TABLES = {"alembic_version"}
@@ -121,19 +122,12 @@ def options_from_env_py(text: str, dialect: str | None, exclude: tuple[str, ...]
                           flag("render_as_batch", False))
 
 
-# Only SQLAlchemy's own dialects (KNOWN_DIALECTS) are loaded: those names never look at entry
-# points (a dialect name comes from the workspace's settings; an entry point of an installed
-# project would run its code, also under --no-import)
-
-
 @lru_cache(maxsize=16)
 def _impl(dialect_name: str | None) -> DefaultImpl:
     dialect: Any = None
     if dialect_name in KNOWN_DIALECTS:
         try:
-            from sqlalchemy.dialects import registry
-
-            dialect = registry.load(dialect_name)()
+            dialect = sqlalchemy_dialect(dialect_name)
         except Exception:  # noqa: BLE001 - a dialect that cannot be loaded here: compared without one
             dialect = None
     if dialect is None:
@@ -190,10 +184,6 @@ def _balanced(text: str) -> bool:
         if depth < 0:
             return False
     return depth == 0
-
-
-def _key(schema: str | None, name: str) -> str:
-    return f"{schema}.{name}" if schema else name
 
 
 Sides = tuple[str, str]  # how a detail names the schema side and the model side
@@ -342,7 +332,7 @@ def _stub_missing_targets(metadata: sa.MetaData) -> set[tuple]:
             for element in fk.elements:
                 parts = element.target_fullname.split(".")
                 name, column, schema = parts[-2], parts[-1], ".".join(parts[:-2]) or None
-                key = f"{schema}.{name}" if schema else name
+                key = table_key(name, schema)
                 target = metadata.tables.get(key)
                 if target is None:
                     target = sa.Table(name, metadata, schema=schema)
@@ -418,7 +408,7 @@ def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: 
             """env.py's compare_type callable, as the model child evaluated it per column (None:
             it had no answer; Alembic's own comparison decides)."""
             table = metadata_column.table
-            key = f"{table.schema}.{table.name}" if table.schema else table.name
+            key = table_key(table.name, table.schema)
             return decisions.get((key, metadata_column.name))
 
     context = MigrationContext.configure(dialect=dialect, opts={
@@ -710,17 +700,17 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
     changed) or where the migrations made it (extra)."""
     if isinstance(op, alembic_ops.CreateTableOp):
         state = m_states.get((op.schema, op.table_name))
-        return [Difference("missing", f"table {_key(op.schema, op.table_name)}", op,
+        return [Difference("missing", f"table {table_key(op.table_name, op.schema)}", op,
                            state.origin if state else None, None)]
     if isinstance(op, alembic_ops.DropTableOp):
         state = s_states.get((op.schema, op.table_name))
         if state is not None:  # its downgrade re-creates the table as the migrations wrote it
             op = alembic_ops.DropTableOp.from_table(state.to_table(sa.MetaData()))
-        return [Difference("extra", f"table {_key(op.schema, op.table_name)}", op, None,
+        return [Difference("extra", f"table {table_key(op.table_name, op.schema)}", op, None,
                            state.origin if state else None)]
     if not isinstance(op, alembic_ops.ModifyTableOps):
         return []
-    table_key = _key(op.schema, op.table_name)
+    key = table_key(op.table_name, op.schema)
     s_state, m_state = s_states.get((op.schema, op.table_name)), m_states.get((op.schema, op.table_name))
     new_table = s_state is None
     gone_table = m_state is None
@@ -730,13 +720,13 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
     for sub in op.ops:
         if isinstance(sub, alembic_ops.AddColumnOp):
             col = m_state.column(sub.column.name) if m_state else None
-            out.append(Difference("missing", f"column {table_key}.{sub.column.name}", sub,
+            out.append(Difference("missing", f"column {key}.{sub.column.name}", sub,
                                   (col.origin if col else None) or m_origin, None))
         elif isinstance(sub, alembic_ops.DropColumnOp):
             col = s_state.column(sub.column_name) if s_state else None
             if col is not None:  # the column as the migrations wrote it, not as reflected
                 sub = alembic_ops.DropColumnOp.from_column_and_tablename(op.schema, op.table_name, col.column._copy())
-            out.append(Difference("extra", f"column {table_key}.{sub.column_name}", sub, m_origin,
+            out.append(Difference("extra", f"column {key}.{sub.column_name}", sub, m_origin,
                                   (col.origin if col else None) or s_origin))
         elif isinstance(sub, alembic_ops.AlterColumnOp):
             m_col = m_state.column(sub.column_name) if m_state else None
@@ -744,7 +734,7 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             if s_col is not None:
                 sub.existing_type = s_col.column.type  # the migrations' own spelling (String, not VARCHAR)
             details = _alter_details(sub, sides, sub.existing_type)
-            out.append(Difference("changed", f"column {table_key}.{sub.column_name}", sub,
+            out.append(Difference("changed", f"column {key}.{sub.column_name}", sub,
                                   (m_col.origin if m_col else None) or m_origin, s_col.origin if s_col else None,
                                   "; ".join(details)))
         elif isinstance(sub, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) and s_state is not None \
@@ -752,7 +742,7 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             continue  # a sort order or an expression: the models' side cannot carry it (names only)
         elif isinstance(sub, alembic_ops.CreateIndexOp):
             columns = tuple(str(getattr(c, "name", c)) for c in sub.columns)
-            out.append(Difference("missing", f"index {sub.index_name} on {table_key}", sub,
+            out.append(Difference("missing", f"index {sub.index_name} on {key}", sub,
                                   _declared_at(m_state, sub.index_name, columns) if m_state else None, None,
                                   "with table" if new_table else ""))
         elif isinstance(sub, alembic_ops.DropIndexOp):
@@ -760,14 +750,14 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
                     and not any(i.name == sub.index_name for i, _ in m_state.indexes):
                 continue  # the models declare it (an expression index the loader could not rebuild)
             origin = next((o for i, o in (s_state.indexes if s_state else ()) if i.name == sub.index_name), s_origin)
-            out.append(Difference("extra", f"index {sub.index_name} on {table_key}", sub, m_origin, origin,
+            out.append(Difference("extra", f"index {sub.index_name} on {key}", sub, m_origin, origin,
                                   "with table" if gone_table else ""))
         elif isinstance(sub, (alembic_ops.AddConstraintOp, alembic_ops.DropConstraintOp)):
-            out.extend(_constraint_difference(sub, table_key, s_state, m_state))
+            out.extend(_constraint_difference(sub, key, s_state, m_state))
         elif isinstance(sub, (alembic_ops.CreateTableCommentOp, alembic_ops.DropTableCommentOp)):
             new = getattr(sub, "comment", None)
             old = sub.existing_comment
-            out.append(Difference("changed", f"table {table_key}", sub, m_origin, s_origin,
+            out.append(Difference("changed", f"table {key}", sub, m_origin, s_origin,
                                   f"comment {new!r} {sides[1]}, {old!r} {sides[0]}"))
     return out
 

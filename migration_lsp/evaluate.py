@@ -55,7 +55,7 @@ class Opaque:
     @property
     def source(self) -> str:
         if not isinstance(self._source, str):
-            self._source = _source(self._source)
+            self._source = source_text(self._source)
         return self._source
 
     def __repr__(self) -> str:
@@ -129,7 +129,7 @@ def import_safe_module(name: str) -> ModuleType | None:
     return module
 
 
-def _resolve_dotted(path: str) -> Any:
+def resolve_dotted(path: str) -> Any:
     """A module of sqlalchemy/alembic (see import_safe_module) or an attribute of one."""
     if not in_safe_package(path):
         return Opaque(path)
@@ -163,7 +163,9 @@ def _from_sqlalchemy(obj: Any) -> bool:
 _CALLABLE_OK: dict[Any, bool] = {}  # classes and functions of sqlalchemy: fixed for the process
 
 
-def _callable_ok(fn: Any) -> bool:
+def callable_ok(fn: Any) -> bool:
+    """May the evaluators call `fn`: a SQLAlchemy type, schema item or clause class, or one of
+    its SAFE_FUNCTIONS, loaded from the installed SQLAlchemy (never anything of the project)."""
     if isinstance(fn, (type, FunctionType, BuiltinFunctionType)):
         try:
             return _CALLABLE_OK[fn]
@@ -196,7 +198,7 @@ class Evaluator:
                 if recorder is not None:
                     self.names[name] = recorder
             elif in_safe_package(path):
-                self.names[name] = _LazyImport(path)
+                self.names[name] = LazyImport(path)
         self.recorder = recorder
 
     def value(self, node: ast.AST) -> Any:
@@ -224,7 +226,7 @@ class Evaluator:
             return Opaque(node)
         if isinstance(node, ast.Name):
             value = self.names.get(node.id)
-            if isinstance(value, _LazyImport):
+            if isinstance(value, LazyImport):
                 value = self.names[node.id] = value.load()
             return value if value is not None else Opaque(node.id)
         if isinstance(node, ast.Attribute):
@@ -243,7 +245,7 @@ class Evaluator:
                 return getattr(base, node.attr)
             except AttributeError:
                 if is_module:  # a submodule not imported yet
-                    return _resolve_dotted(f"{base.__name__}.{node.attr}")
+                    return resolve_dotted(f"{base.__name__}.{node.attr}")
                 raise
         return Opaque(node)
 
@@ -255,7 +257,7 @@ class Evaluator:
             name = self.value(node.args[0]) if node.args else None
             return sa.sql.elements.conv(name) if isinstance(name, str) else Opaque(node)
         fn = self._eval(func)
-        if isinstance(fn, Opaque) or not _callable_ok(fn):
+        if isinstance(fn, Opaque) or not callable_ok(fn):
             return Opaque(node)
         arguments = self._arguments(node)
         if arguments is None:
@@ -286,7 +288,7 @@ def type_from_repr(text: str, module: str) -> TypeEngine:
     if not (isinstance(module, str) and (module == "sqlalchemy" or module.startswith("sqlalchemy."))):
         return OpaqueType(text)  # (the module name comes from the models child's output)
     names: dict[str, str] = {n: f"sqlalchemy.types.{n}" for n in dir(sa.types) if not n.startswith("_")}
-    owner = _resolve_dotted(module)
+    owner = resolve_dotted(module)
     if not isinstance(owner, Opaque):
         names.update({n: f"{module}.{n}" for n in dir(owner) if not n.startswith("_")})
     try:
@@ -299,15 +301,18 @@ def type_from_repr(text: str, module: str) -> TypeEngine:
     return value if isinstance(value, TypeEngine) else OpaqueType(text)
 
 
-class _LazyImport:
+class LazyImport:
+    """A name the file imports from sqlalchemy/alembic, imported only when an evaluation uses it."""
+
     def __init__(self, path: str) -> None:
         self.path = path
 
     def load(self) -> Any:
-        return _resolve_dotted(self.path)
+        return resolve_dotted(self.path)
 
 
-def _source(node: ast.AST) -> str:
+def source_text(node: ast.AST) -> str:
+    """The source of a node, for an Opaque value's text (a node ast cannot unparse: its kind)."""
     try:
         return ast.unparse(node)
     except Exception:  # noqa: BLE001 - a node ast cannot unparse: named by its kind
@@ -372,11 +377,11 @@ class EvaluatedOp:
 
 _REQUIRED_NAMES = ("table_name", "source_table", "referent_table", "new_table_name", "column_name")
 _OPTIONAL_NAMES = ("modify_name", "new_column_name", "constraint_name", "index_name", "schema")
-_TYPES = ("modify_type", "existing_type")
+TYPE_FIELDS = ("modify_type", "existing_type")  # an op's fields that must hold a TypeEngine
 _FLAGS = ("modify_nullable", "existing_nullable", "unique", "if_exists", "if_not_exists")
 
 
-def _well_typed(op: alembic_ops.MigrateOperation) -> bool:
+def well_typed(op: alembic_ops.MigrateOperation) -> bool:
     """Alembic stores whatever it is given; the replay keys tables and columns by name and
     tests flags for truth, so a name that is not a string, or a flag or column nullability
     that is not a bool (a SQL expression refuses `bool()`), makes the op opaque."""
@@ -391,7 +396,7 @@ def _well_typed(op: alembic_ops.MigrateOperation) -> bool:
         value = fields.get(name, getattr(op, "kw", {}).get(name))
         if value is not None and not isinstance(value, bool):
             return False
-    for name in _TYPES:
+    for name in TYPE_FIELDS:
         if fields.get(name) is not None and not isinstance(fields[name], TypeEngine):
             return False
     columns = fields.get("columns", ())

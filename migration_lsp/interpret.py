@@ -28,19 +28,19 @@ from sqlalchemy.types import TypeEngine
 
 from .core import Span
 from .evaluate import (
-    _TYPES,
+    TYPE_FIELDS,
     BatchRecorder,
     EvaluatedOp,
     Evaluator,
+    LazyImport,
     Opaque,
     OpaqueType,
     Recorder,
-    _callable_ok,
-    _LazyImport,
-    _resolve_dotted,
-    _source,
-    _well_typed,
+    callable_ok,
     in_safe_package,
+    resolve_dotted,
+    source_text,
+    well_typed,
 )
 from .scripts import (
     NOT_OPERATIONS,
@@ -197,7 +197,6 @@ class _Function:
 
 
 _PLAIN = (str, int, float, bool, type(None), bytes)
-_CONTAINERS = (list, tuple, dict, set, frozenset, range)
 _PURE_BUILTINS: dict[str, Callable[..., Any]] = {
     f.__name__: f for f in (len, str, int, float, bool, list, tuple, dict, set, frozenset, sorted, reversed,
                             zip, enumerate, min, max, any, all, abs, range, repr, round)}
@@ -406,7 +405,7 @@ class Interpreter(Evaluator):
             elif path == "alembic.context":
                 self.frame[name] = _Dynamic("context")
             elif in_safe_package(path):
-                self.frame[name] = _resolve_dotted(path)
+                self.frame[name] = resolve_dotted(path)
             else:
                 self.frame[name] = Opaque(name)
 
@@ -422,7 +421,7 @@ class Interpreter(Evaluator):
             else:
                 for element in target.elts:
                     self.assign(element.value if isinstance(element, ast.Starred) else element,
-                                Opaque(_source(element)))
+                                Opaque(source_text(element)))
         elif isinstance(target, ast.Subscript):
             container, key = self.value(target.value), self.value(target.slice)
             if isinstance(container, (list, dict)) and is_plain(key):
@@ -521,7 +520,7 @@ class Interpreter(Evaluator):
         if isinstance(iterable, (list, tuple, set, frozenset, dict, range, str)) and len(iterable) <= MAX_ITEMS:
             items = list(iterable)
         if items is None:
-            self.assign(stmt.target, Opaque(_source(stmt.target)))
+            self.assign(stmt.target, Opaque(source_text(stmt.target)))
             self.alternatives([stmt.body, stmt.orelse])
             return
         broke = False
@@ -689,7 +688,7 @@ class Interpreter(Evaluator):
             return self.frame[name]
         value = self.names.get(name)
         if value is not None:
-            if isinstance(value, _LazyImport):
+            if isinstance(value, LazyImport):
                 value = self.names[name] = value.load()
             return value
         found = self.module_value(name)
@@ -887,7 +886,7 @@ class Interpreter(Evaluator):
                 return Opaque(node)
             result = fn(*args, **kwargs)
             return _sized(list(result) if isinstance(result, (zip, enumerate, reversed)) else result)
-        if isinstance(fn, Opaque) or not _callable_ok(fn):
+        if isinstance(fn, Opaque) or not callable_ok(fn):
             self.handed_op(node, [*args, *kwargs.values()])
             return Opaque(node)
         return self._construct(node, fn, args, kwargs)
@@ -1109,11 +1108,11 @@ class Interpreter(Evaluator):
         if len(recorder.recorded) == before or not isinstance(recorder.recorded[-1], alembic_ops.MigrateOperation):
             return EvaluatedOp(call, None, "not an operation", conditional, table)
         op = recorder.recorded[-1]
-        for field_name in _TYPES:  # `type_=sa.Boolean`, a class: what SQLAlchemy itself makes of it
+        for field_name in TYPE_FIELDS:  # `type_=sa.Boolean`, a class: what SQLAlchemy itself makes of it
             value = vars(op).get(field_name)
             if isinstance(value, type) and issubclass(value, TypeEngine):
                 setattr(op, field_name, to_instance(value))
-        if not _well_typed(op):  # `op.create_table(sa.Column(...))` while the name is being typed
+        if not well_typed(op):  # `op.create_table(sa.Column(...))` while the name is being typed
             return EvaluatedOp(call, None, "a name that is not a string, or a flag that is not a bool",
                                conditional, table)
         return EvaluatedOp(call, op, "", conditional, table)

@@ -24,6 +24,7 @@ usage: python child.py model_child.py '<json: {"specs": [...], "sys_path": [...]
 # annotations are never evaluated: the project's Python may be older than ours
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -571,28 +572,39 @@ def in_worker_thread(fn):
     anyio.run(main)
 
 
+@functools.lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is 3.9+: the project's interpreter may be older
+def alembic_api():
+    """alembic_api.py, next to this script (Alembic's private names, in one place): the child
+    runs without migration_lsp, so it is loaded by its path, once."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "alembic_api.py")
+    spec = importlib.util.spec_from_file_location("migration_lsp_alembic_api", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def import_revisions(script, files):
     """Every revision module, as ScriptDirectory loads them (one that fails is counted,
     the rest still load). Without a ScriptDirectory, the files the parent found."""
     failed = 0
-    paths: list[tuple[Any, Any, Any]] = []  # (Script class, directory, path) or (None, None, path)
+    paths: list[tuple[Any, Any]] = []  # (directory, path) or (None, path)
+    api = None
     if script is not None:
         try:
-            from alembic.script.base import Script
-
-            for location in script._version_locations:
-                if os.path.isdir(str(location)):
-                    paths.extend((Script, script, p) for p in Script._list_py_dir(script, location))
-        except (ImportError, AttributeError, TypeError, OSError):  # Alembic's private names changed: the files
-            paths = []
+            api = alembic_api()
+            paths = [(script, p) for p in api.revision_files(script)]
+        except (ImportError, AttributeError, TypeError, OSError, RuntimeError):  # Alembic changed: the files
+            paths = []  # (AlembicChanged is a RuntimeError)
     if not paths:
-        paths = [(None, None, f) for f in files]
+        paths = [(None, f) for f in files]
     from alembic.util import load_python_file
 
-    for script_cls, directory, path in paths:
+    for directory, path in paths:
         try:
-            if script_cls is not None:
-                script_cls._from_path(directory, path)
+            if directory is not None and api is not None:
+                api.load_revision(directory, path)
             else:
                 load_python_file(os.path.dirname(str(path)), os.path.basename(str(path)))
         except BaseException:  # noqa: BLE001 - a revision module is project code (sys.exit() included): counted

@@ -48,6 +48,15 @@ class MetadataSource:
     # what the migrations build (the engine's last full pass), for env.py's filters in the child
     schema: SchemaState | None = field(default=None, compare=False, repr=False)
 
+    def location(self, fallback: Path) -> tuple[Path, Span]:
+        """Where a finding about the models goes: the `target_metadata = ...` line, else env.py's
+        first line, else `fallback`'s (the config)."""
+        if self.env_py and self.span:
+            return self.env_py, self.span
+        if self.env_py:
+            return self.env_py, Span.point(0)
+        return fallback, Span.point(0)
+
 
 @dataclass(frozen=True)
 class ModelTables:
@@ -177,7 +186,7 @@ def _folders_up(env: Environment) -> list[Path]:
     return [start, root]
 
 
-def _sys_path(env: Environment) -> tuple[list[str], list[str]]:
+def sys_paths(env: Environment) -> tuple[list[str], list[str]]:
     """(in front, after): alembic.ini's `prepend_sys_path` goes in front, as Alembic puts it;
     the workspace root and the config's folder go after the standard library (their
     `logging/` must not shadow it) but before the installed packages (the checkout, not a
@@ -234,7 +243,7 @@ def load_models(env: Environment, source: MetadataSource, timeout: float | None 
         return ModelTables(error=source.problem, disabled=True)
     if not source.specs and not env_mode:
         return ModelTables(error=source.problem or "no models")
-    front, after = _sys_path(env)
+    front, after = sys_paths(env)
     cwd = str(env.config_path.parent if env.config_path else env.root)
     config = {
         "specs": list(source.specs),

@@ -36,12 +36,11 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.dialects.postgresql.base import PGDialect
-from sqlalchemy.engine.url import make_url
 
 from .evaluate import Recorder
-from .project import postgres_major
-from .replay import _created_table
-from .schema import SchemaState, TableState
+from .project import postgres_major, sqlalchemy_dialect
+from .replay import created_table
+from .schema import SchemaState, TableState, table_key
 
 try:  # PostgreSQL's own parser; without it raw SQL (and so every op) is "unknown"
     import pglast
@@ -488,7 +487,7 @@ def _render(op: alembic_ops.MigrateOperation, dialect: str, version: int | None)
     found = contexts.get((dialect, version))
     if found is None:
         buf = io.StringIO()
-        sa_dialect = make_url(f"{dialect}://").get_dialect()()
+        sa_dialect = sqlalchemy_dialect(dialect)
         if dialect == "postgresql" and version and isinstance(sa_dialect, PGDialect):
             sa_dialect.server_version_info = (version, 0)
             sa_dialect.supports_virtual_generated_columns = version >= 18
@@ -518,7 +517,7 @@ def _fresh_column(column: sa.Column) -> sa.Column:
 def _fresh(op: Any) -> Any:
     O = alembic_ops
     if isinstance(op, O.CreateTableOp):
-        table = _created_table(op).to_metadata(sa.MetaData())
+        table = created_table(op).to_metadata(sa.MetaData())
         return O.CreateTableOp.from_table(table)
     if isinstance(op, O.AddColumnOp):
         return O.AddColumnOp(op.table_name, _fresh_column(op.column), schema=op.schema, **op.kw)
@@ -640,8 +639,9 @@ class _Hit:
     scan: Any = "form"  # instead of the form's: what the context shows
 
 
-def _name(rv: Any) -> str:
-    return f"{rv.schemaname}.{rv.relname}" if getattr(rv, "schemaname", None) else rv.relname
+def relation_name(rv: Any) -> str:
+    """A parsed statement's relation (pglast RangeVar) as the schema state keys its table."""
+    return table_key(rv.relname, getattr(rv, "schemaname", None) or None)
 
 
 def _names(items: Iterable[Any]) -> list[str]:
@@ -651,7 +651,7 @@ def _names(items: Iterable[Any]) -> list[str]:
 def _classify(node: Any, ctx: _Context, version: int) -> list[_Hit]:
     kind = type(node).__name__
     if kind == "AlterTableStmt" and node.objtype == pge.ObjectType.OBJECT_TABLE:
-        table = _name(node.relation)
+        table = relation_name(node.relation)
         return [hit for cmd in node.cmds or () for hit in _alter_cmd(cmd, table, ctx, version)]
     if kind == "CreateStmt":
         if node.partbound is not None or node.inhRelations:
@@ -659,23 +659,23 @@ def _classify(node: Any, ctx: _Context, version: int) -> list[_Hit]:
         refs = []
         for element in node.tableElts or ():
             constraints = element.constraints or () if type(element).__name__ == "ColumnDef" else (element,)
-            refs += [_name(c.pktable) for c in constraints
+            refs += [relation_name(c.pktable) for c in constraints
                      if type(c).__name__ == "Constraint" and c.contype == pge.ConstrType.CONSTR_FOREIGN]
         form = FORMS["create_table.foreign_key" if refs else "create_table"]
-        return [_Hit(form, _name(node.relation), tuple(refs), role="new table")]
+        return [_Hit(form, relation_name(node.relation), tuple(refs), role="new table")]
     if kind == "IndexStmt":
-        return [_Hit(FORMS["create_index.concurrently" if node.concurrent else "create_index"], _name(node.relation))]
+        return [_Hit(FORMS["create_index.concurrently" if node.concurrent else "create_index"], relation_name(node.relation))]
     if kind == "DropStmt":
         return _drop(node, ctx)
     if kind == "RenameStmt":
         if node.renameType == pge.ObjectType.OBJECT_TABLE:
-            return [_Hit(FORMS["rename_table"], _name(node.relation))]
+            return [_Hit(FORMS["rename_table"], relation_name(node.relation))]
         if node.renameType == pge.ObjectType.OBJECT_INDEX:
-            return [_Hit(FORMS["rename_index"], _name(node.relation), role="index")]
+            return [_Hit(FORMS["rename_index"], relation_name(node.relation), role="index")]
         if node.renameType == pge.ObjectType.OBJECT_TABCONSTRAINT:
-            return [_Hit(FORMS["rename_constraint"], _name(node.relation))]
+            return [_Hit(FORMS["rename_constraint"], relation_name(node.relation))]
         if node.renameType == pge.ObjectType.OBJECT_COLUMN and node.relationType == pge.ObjectType.OBJECT_TABLE:
-            return [_Hit(FORMS["alter_column.rename"], _name(node.relation))]
+            return [_Hit(FORMS["alter_column.rename"], relation_name(node.relation))]
         return [_Hit(UNKNOWN, None, why=f"RENAME of a {node.renameType.name}")]
     if kind == "CommentStmt":
         parts = _names(node.object)
@@ -689,9 +689,9 @@ def _classify(node: Any, ctx: _Context, version: int) -> list[_Hit]:
             return [_Hit(FORMS["comment"], ".".join(parts[:-1]))]
         return [_Hit(UNKNOWN, None, why=f"COMMENT ON {node.objtype.name}")]
     if kind == "TruncateStmt":
-        return [_Hit(FORMS["truncate"], _name(rv)) for rv in node.relations]
+        return [_Hit(FORMS["truncate"], relation_name(rv)) for rv in node.relations]
     if kind in _DML:
-        main = _name(node.relation)
+        main = relation_name(node.relation)
         return [_Hit(FORMS[_DML[kind]], main)] + _reads(node, {main})
     if kind == "SelectStmt":
         form = FORMS["select.for_update" if node.lockingClause else "select"]
@@ -699,27 +699,27 @@ def _classify(node: Any, ctx: _Context, version: int) -> list[_Hit]:
         return [_Hit(form, h.table, role="table", why=h.why) if h.form is FORMS["select"] else h for h in reads] \
             or [_Hit(FORMS["no_table"], None)]
     if kind == "CreateTableAsStmt" and node.objtype == pge.ObjectType.OBJECT_TABLE and node.into:
-        return [_Hit(FORMS["create_table_as"], _name(node.into.rel), role="new table")] + _reads(node.query, set())
+        return [_Hit(FORMS["create_table_as"], relation_name(node.into.rel), role="new table")] + _reads(node.query, set())
     if kind == "ViewStmt":
-        return [_Hit(FORMS["create_view"], _name(node.view), role="new view")] + _reads(node.query, set())
+        return [_Hit(FORMS["create_view"], relation_name(node.view), role="new view")] + _reads(node.query, set())
     if kind == "CreateTrigStmt":
-        return [_Hit(FORMS["create_trigger"], _name(node.relation))]
+        return [_Hit(FORMS["create_trigger"], relation_name(node.relation))]
     if kind == "CreatePolicyStmt":
-        return [_Hit(FORMS["create_policy"], _name(node.table))]
+        return [_Hit(FORMS["create_policy"], relation_name(node.table))]
     if kind == "ReindexStmt":
         return _reindex(node, ctx)
     if kind == "VacuumStmt":
         return _vacuum(node)
     if kind == "ClusterStmt" and node.relation is not None:
-        return [_Hit(FORMS["cluster"], _name(node.relation))]
+        return [_Hit(FORMS["cluster"], relation_name(node.relation))]
     if kind == "TransactionStmt":
         return [_Hit(FORMS["transaction"], None)]
     if kind == "GrantStmt" and node.targtype == pge.GrantTargetType.ACL_TARGET_OBJECT:
         if node.objtype == pge.ObjectType.OBJECT_TABLE:
-            return [_Hit(FORMS["grant"], _name(rv)) for rv in node.objects]
+            return [_Hit(FORMS["grant"], relation_name(rv)) for rv in node.objects]
         return [_Hit(FORMS["no_table"], None)]
     if kind == "LockStmt":
-        return [_Hit(FORMS["lock_table"], _name(rv), lock=Lock(node.mode)) for rv in node.relations]
+        return [_Hit(FORMS["lock_table"], relation_name(rv), lock=Lock(node.mode)) for rv in node.relations]
     if kind in _NO_TABLE:
         return [_Hit(FORMS["no_table"], None)]
     return [_Hit(UNKNOWN, None, why=f"{kind} is not in the lock model")]
@@ -735,9 +735,9 @@ def _reads(node: Any, skip: set[str]) -> list[_Hit]:
     hits = []
     for n in _walk(node):
         kind = type(n).__name__
-        if kind == "RangeVar" and n.relname not in ctes and _name(n) not in skip:
-            skip.add(_name(n))
-            hits.append(_Hit(FORMS["select"], _name(n), role="read table"))
+        if kind == "RangeVar" and n.relname not in ctes and relation_name(n) not in skip:
+            skip.add(relation_name(n))
+            hits.append(_Hit(FORMS["select"], relation_name(n), role="read table"))
         elif kind == "CommonTableExpr" and type(n.ctequery).__name__ != "SelectStmt":
             return [_Hit(UNKNOWN, None, why="a WITH that changes data")]
         elif kind == "FuncCall" and (_names(n.funcname) or [""])[-1].lower() not in _KNOWN_FUNCTIONS:
@@ -749,10 +749,10 @@ def _reindex(node: Any, ctx: _Context) -> list[_Hit]:
     form = FORMS["reindex.concurrently" if _option(node.params, "concurrently") else "reindex"]
     K = pge.ReindexObjectType
     if node.kind == K.REINDEX_OBJECT_TABLE:
-        return [_Hit(form, _name(node.relation))]
+        return [_Hit(form, relation_name(node.relation))]
     if node.kind == K.REINDEX_OBJECT_INDEX:
-        table = ctx.index_table(_name(node.relation))
-        return [_Hit(form, table, role="table" if table else f"table of index {_name(node.relation)}")]
+        table = ctx.index_table(relation_name(node.relation))
+        return [_Hit(form, table, role="table" if table else f"table of index {relation_name(node.relation)}")]
     return [_Hit(UNKNOWN, None, why=f"REINDEX {node.kind.name}")]
 
 
@@ -762,7 +762,7 @@ def _vacuum(node: Any) -> list[_Hit]:
         form = FORMS["analyze"]
     else:
         form = FORMS["vacuum.full" if full else "vacuum"]
-    return [_Hit(form, _name(rel.relation)) for rel in node.rels or ()] or [_Hit(UNKNOWN, None, why="every table")]
+    return [_Hit(form, relation_name(rel.relation)) for rel in node.rels or ()] or [_Hit(UNKNOWN, None, why="every table")]
 
 
 def _option(options: Any, name: str) -> bool:
@@ -842,10 +842,10 @@ def _alter_one(cmd: Any, table: str, ctx: _Context, version: int) -> _Hit:
     if sub == A.AT_AddConstraint:
         c = cmd.def_
         if c.conname:
-            ctx.added[(table, c.conname)] = _name(c.pktable) if c.contype == C.CONSTR_FOREIGN else False
+            ctx.added[(table, c.conname)] = relation_name(c.pktable) if c.contype == C.CONSTR_FOREIGN else False
         if c.contype == C.CONSTR_FOREIGN:
             fk = "add_constraint.foreign_key_not_valid" if c.skip_validation else "add_constraint.foreign_key"
-            return _Hit(FORMS[fk], table, (_name(c.pktable),))
+            return _Hit(FORMS[fk], table, (relation_name(c.pktable),))
         if c.contype == C.CONSTR_CHECK:
             return _Hit(FORMS["add_constraint.check_not_valid" if c.skip_validation else "add_constraint.check"], table)
         if c.contype in (C.CONSTR_UNIQUE, C.CONSTR_PRIMARY):
@@ -883,7 +883,7 @@ def _add_column(coldef: Any, table: str, version: int) -> list[_Hit]:
             form = {"v": "add_column.volatile_default", None: "add_column.unknown_default"}.get(
                 volatility, "add_column.default")
         elif c.contype == C.CONSTR_FOREIGN:
-            refs.append(_name(c.pktable))
+            refs.append(relation_name(c.pktable))
         elif c.contype in _INLINE:
             extra.append(_Hit(FORMS[_INLINE[c.contype]], table))
     if type_name in ("serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"):
@@ -1044,7 +1044,7 @@ def _type_rewrites(old: tuple, new: tuple, version: int) -> bool | None:
     return True
 
 
-_PG_DIALECT = make_url("postgresql://").get_dialect()()
+_PG_DIALECT = sqlalchemy_dialect("postgresql")
 
 
 # --------------------------------------------------------------------------- effects
@@ -1119,7 +1119,7 @@ def op_effects(op: alembic_ops.MigrateOperation, before: SchemaState | None = No
 def existing_types(op: Any) -> dict[tuple[str, str], Any]:
     """What the op itself says of a column's type before it (alter_column's existing_type)."""
     if isinstance(op, alembic_ops.AlterColumnOp) and op.existing_type is not None:
-        key = f"{op.schema}.{op.table_name}" if op.schema else op.table_name
+        key = table_key(op.table_name, op.schema)
         return {(key, op.column_name): op.existing_type}
     return {}
 

@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,6 +35,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .core import say_once
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
 
 SKIP_DIRS = {
     ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
@@ -431,8 +435,21 @@ def postgres_major(value: object) -> int | None:
     return major if 9 <= major <= 99 else None
 
 
-# SQLAlchemy's own dialects: the only names a setting or a URL may choose (see compare._impl)
+# SQLAlchemy's own dialects: the only names a setting or a URL may choose (see sqlalchemy_dialect)
 KNOWN_DIALECTS = frozenset(("postgresql", "mysql", "mariadb", "sqlite", "oracle", "mssql"))
+
+
+def sqlalchemy_dialect(name: str) -> Dialect:
+    """A new SQLAlchemy Dialect (the default driver's) for one of KNOWN_DIALECTS, made without a
+    database or its driver. Any other name raises NoSuchModuleError: the name comes from the
+    workspace, and SQLAlchemy's registry would look it up among the entry points of every
+    installed distribution and import the one it finds (project code, also when untrusted)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
+
+    if name not in KNOWN_DIALECTS:
+        raise NoSuchModuleError(f"not one of SQLAlchemy's own dialects: {name[:100]!r}")
+    return make_url(f"{name}://").get_dialect()()  # (the registry's entry for mariadb is no class)
 
 
 _TEMPLATE_FIELD = re.compile(r"\{[A-Za-z_][A-Za-z0-9_.]*\}")  # a str.format field: `{alembic_dir}`

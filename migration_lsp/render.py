@@ -27,6 +27,7 @@ from mako.template import Template
 from . import alembic_api, child
 from .graph import RevisionGraph
 from .project import Environment
+from .schema import op_table
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -159,18 +160,6 @@ def render_in_child(template: Path, kwargs: dict, env: Environment) -> str:
     return result["text"]
 
 
-def _table_of(op: object) -> tuple[str | None, str | None]:
-    from alembic.operations import ops as alembic_ops
-
-    if isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp, alembic_ops.RenameTableOp,
-                       alembic_ops.ModifyTableOps, alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)):
-        return None, None  # top-level in autogenerate's output
-    name = getattr(op, "table_name", None) or getattr(op, "source_table", None)
-    schema = getattr(op, "schema", None) if getattr(op, "table_name", None) else \
-        (getattr(op, "kw", None) or {}).get("source_schema")
-    return name, schema
-
-
 def group_ops(ops: Sequence) -> list:
     """Ops arranged as autogenerate arranges them: table-level ops (columns, indexes,
     constraints, comments) inside a `ModifyTableOps` per table, consecutive runs only so the
@@ -178,10 +167,13 @@ def group_ops(ops: Sequence) -> list:
     group becomes a `with op.batch_alter_table(...)` block."""
     from alembic.operations import ops as alembic_ops
 
+    # ops that stand alone (top level) in autogenerate's output
+    top_level = (alembic_ops.CreateTableOp, alembic_ops.DropTableOp, alembic_ops.RenameTableOp,
+                 alembic_ops.ModifyTableOps, alembic_ops.ExecuteSQLOp, alembic_ops.BulkInsertOp)
     out: list = []
     for op in ops:
-        name, schema = _table_of(op)
-        if name is None:
+        name, schema = (None, None) if isinstance(op, top_level) else op_table(op)
+        if not name:
             out.append(op)
             continue
         last = out[-1] if out else None

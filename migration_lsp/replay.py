@@ -34,14 +34,14 @@ from .schema import (
     Origin,
     SchemaState,
     TableState,
-    _key,
     constraint_columns,
     drop_constraint_op,
     index_columns,
     merge_states,
     op_table,
+    table_key,
 )
-from .scripts import MigrationScript, OpCall, OtherCall
+from .scripts import MigrationScript, OpCall, OtherCall, sql_literal
 
 log = logging.getLogger("migration_lsp")
 
@@ -226,24 +226,13 @@ def apply_other_call(state: SchemaState, call: OtherCall, path: Path) -> SchemaS
     if root in HARMLESS_ROOTS:
         return state
     if method in ("execute", "exec_driver_sql"):
-        sql = _literal_sql(call.node)
+        sql = sql_literal(call.node)
         return apply_sql(state, sql, (path, call.span)) if sql else state
     arguments = [*call.node.args, *(k.value for k in call.node.keywords)]
     if any(isinstance(a, ast.Name) and a.id == "op" for a in arguments):
         tables = tuple(a.value for a in arguments if isinstance(a, ast.Constant) and isinstance(a.value, str))
         return state.with_uncertain(tables) if tables else state.with_opaque((path, call.span))
     return state
-
-
-def _literal_sql(node: ast.Call) -> str | None:
-    if not node.args:
-        return None
-    arg = node.args[0]
-    if isinstance(arg, ast.Call) and arg.args:  # sa.text("...")
-        arg = arg.args[0]
-    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-        return arg.value
-    return None
 
 
 def _literal_table_name(call: OpCall) -> str | None:
@@ -300,7 +289,7 @@ def _create_table(state: SchemaState, op: alembic_ops.CreateTableOp, origin: Ori
     if op.if_not_exists and state.table(op.table_name, op.schema) is not None:
         return state  # CREATE TABLE IF NOT EXISTS of a table the history made: the old one stays
     # the table is the op's own throwaway one: its columns are shared, not copied
-    return state.with_table(TableState.from_table(_created_table(op), origin, copy=False))
+    return state.with_table(TableState.from_table(created_table(op), origin, copy=False))
 
 
 @applies(alembic_ops.DropTableOp)
@@ -309,7 +298,7 @@ def _drop_table(state: SchemaState, op: alembic_ops.DropTableOp, origin: Origin)
         return state  # DROP TABLE IF EXISTS of a table the history does not have: nothing
     if state.table(op.table_name, op.schema) is None:  # made outside the migrations
         return state.with_uncertain((op.table_name,))
-    return state.without_table(_key(op.table_name, op.schema))
+    return state.without_table(table_key(op.table_name, op.schema))
 
 
 @applies(alembic_ops.RenameTableOp)
@@ -499,7 +488,7 @@ _CREATED_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CREATED_TABLES_LOCK = threading.Lock()
 
 
-def _created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
+def created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
     """`op.to_table()`, built once per op. Alembic attaches the op's own columns to the table
     it builds the first time, and copies them every other time, which leaves out their
     inline `ForeignKey`s: a second replay of the same op (a revision replayed again after an

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
+from . import alembic_api
 from .core import Span
 from .pmap import EMPTY_TABLES, NO_NAMES, NO_ORIGINS, Keyed, Names, Origins, TableMap
 
@@ -77,7 +78,7 @@ class TableState:
 
     @property
     def key(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
+        return table_key(self.name, self.schema)
 
     def column(self, name: str) -> ColumnState | None:
         if type(self.columns) is Keyed:
@@ -229,7 +230,7 @@ class SchemaState:
         return origins
 
     def table(self, name: str, schema: str | None = None) -> TableState | None:
-        return self.tables.get(f"{schema}.{name}" if schema else name)
+        return self.tables.get(table_key(name, schema))
 
     def with_table(self, table: TableState) -> SchemaState:
         return SchemaState(self.table_map.set(table.key, table), self.uncertain, self.unknown, self.opaque,
@@ -360,9 +361,8 @@ def drop_constraint_op(constraint: sa.Constraint) -> alembic_ops.DropConstraintO
     except sa.exc.NoReferenceError:
         if not isinstance(constraint, sa.ForeignKeyConstraint):
             raise
-    return alembic_ops.DropConstraintOp(
-        constraint.name, constraint.table.name, type_="foreignkey", schema=constraint.table.schema,
-        _reverse=add_constraint_op(constraint))
+    return alembic_api.drop_constraint(constraint.name, constraint.table.name, "foreignkey", constraint.table.schema,
+                                       add_constraint_op(constraint))
 
 
 def op_table(op: Any) -> tuple[str | None, str | None]:
@@ -375,5 +375,7 @@ def op_table(op: Any) -> tuple[str | None, str | None]:
     return name, (getattr(op, "kw", None) or {}).get("source_schema")
 
 
-def _key(name: str, schema: str | None) -> str:
+def table_key(name: str, schema: str | None) -> str:
+    """How a table is named in a schema state's keys and in the checks' table sets:
+    `schema.name`, or `name`."""
     return f"{schema}.{name}" if schema else name

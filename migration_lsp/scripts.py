@@ -600,6 +600,25 @@ def span_of(script: MigrationScript, node: ast.expr | ast.stmt) -> Span:
     return _Source(script.text, script.lines or None).span(node)
 
 
+def sql_argument(node: ast.Call) -> ast.Constant | None:
+    """The string node of `execute("...")` / `execute(sa.text("..."))` / `sqltext=` /
+    `statement=`: op.execute and a connection's execute alike (the replay and the rules read
+    literal SQL with this one helper)."""
+    arg: ast.expr | None = node.args[0] if node.args else \
+        next((k.value for k in node.keywords if k.arg in ("sqltext", "statement")), None)
+    if isinstance(arg, ast.Call) and arg.args:
+        arg = arg.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg
+    return None
+
+
+def sql_literal(node: ast.Call) -> str | None:
+    """The SQL of a call `sql_argument` reads, when written as a literal."""
+    found = sql_argument(node)
+    return str(found.value) if found is not None else None
+
+
 # --------------------------------------------------------------------------- parsing
 
 

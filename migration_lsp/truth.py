@@ -227,7 +227,7 @@ def _verify(outcome: Outcome, state, models, source, database_url, python, timeo
 
 def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, snapshots, schema, downgrades,
               on_start, spares: Spares, py: str) -> None:
-    from .models import _sys_path
+    from .models import sys_paths
 
     env, graph = state.env, state.graph
     dialect = env.dialect
@@ -256,7 +256,7 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
                 which: bool | list[str] = sorted(downgrades)
             else:
                 which = bool(downgrades)
-            front, after = _sys_path(env)
+            front, after = sys_paths(env)
             job = {
                 "ini": str(env.config_path) if env.config_path.suffix != ".toml" else None,
                 "toml": str(env.config_path) if env.config_path.suffix == ".toml" else None,
@@ -522,9 +522,7 @@ def _what(item: dict) -> str:
 
 def _differences(outcome: Outcome, state, models, source, schema=None) -> None:
     """Each item of `alembic check`'s list -> one diagnostic, located."""
-    from .checks.models import _location
-
-    fallback_path, fallback_span = _location(source, state.env.config_path) if source is not None \
+    fallback_path, fallback_span = source.location(state.env.config_path) if source is not None \
         else (state.env.env_py or state.env.config_path, Span.point(0))
     if schema is None:
         try:

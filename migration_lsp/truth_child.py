@@ -316,12 +316,16 @@ def work(job, result):
 
     import alembic.command
     import alembic.config
-    import alembic.script  # noqa: F401
+    import alembic.script
     if job.get("pycache"):
         # the project's modules compiled once, into the user's cache folder (never into the
         # workspace): compiling env.py, the models and the revisions on every pass is time
         sys.pycache_prefix = job["pycache"]
         sys.dont_write_bytecode = False
+    api = model_child().alembic_api()  # Alembic's private names (before the project's folders are on sys.path)
+    changed = api.problems(api.CHILD_NAMES)
+    if changed:  # a clear answer, not an upgrade that "fails" on every revision
+        raise api.AlembicChanged(f"the project's Alembic {alembic.__version__}: {'; '.join(changed)}")
     sys.path[:0] = job.get("sys_path", [])
     shared = model_child()
     shared.place_workspace(job.get("sys_path_after", []))  # the checkout before a copy installed in the venv
@@ -819,7 +823,7 @@ class Run:
         self.heads = tuple(heads)
         self.impl = getattr(context, "impl", None)
         context.on_version_apply_callbacks = (*context.on_version_apply_callbacks, self.applied)
-        if getattr(context, "_in_external_transaction", False) or getattr(context, "as_sql", False):
+        if self.shared.alembic_api().in_external_transaction(context) or getattr(context, "as_sql", False):
             self.one_by_one = True
         yielded = False
         while True:
@@ -866,7 +870,7 @@ class Run:
         step = {"rev": rev, "ok": True, "error": None}
         self.at = ("upgrade", step, None)
         self.memo(MEMO)
-        yield from self.script._upgrade_revs(rev, self.heads)
+        yield from self.shared.alembic_api().upgrade_steps(self.script, rev, self.heads)
         step["secs"] = time.perf_counter() - t0
         step["sql"] = list(self.statements)
         self.result["steps"].append(step)
@@ -889,7 +893,7 @@ class Run:
         try:
             self.at = ("downgrade", step, (backup, after_up))
             self.memo({})
-            yield from self.script._downgrade_revs(down or "base", self.heads)
+            yield from self.shared.alembic_api().downgrade_steps(self.script, down or "base", self.heads)
             after_down = self.reflect()
             left = sorted(k for k in after_down if k not in before)
             missing = sorted(k for k in before if k not in after_down)
@@ -903,11 +907,11 @@ class Run:
                 return after_up
             if after_down == after_up and after_down != before:  # the downgrade did nothing: stamp back
                 self.at = ("stamp", step, None)
-                yield from self.script._stamp_revs(rev, self.heads)
+                yield from self.shared.alembic_api().stamp_steps(self.script, rev, self.heads)
                 return after_up
             self.at = ("reupgrade", step, (before, after_down))  # (an enum the downgrade left is not made twice)
             self.memo(MEMO)
-            yield from self.script._upgrade_revs(rev, self.heads)
+            yield from self.shared.alembic_api().upgrade_steps(self.script, rev, self.heads)
             return after_up
         finally:
             self.reflect.discard(backup)

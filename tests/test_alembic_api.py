@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import datetime
+import importlib.util
 import re
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.operations import ops
-from alembic.script import ScriptDirectory
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from packaging.requirements import Requirement
 
@@ -35,6 +37,11 @@ def test_a_changed_alembic_is_reported(monkeypatch):
     assert any("_generate_create_date" in p for p in found) and any("_rev_path takes" in p for p in found)
     with pytest.raises(alembic_api.AlembicChanged, match="_generate_create_date"):
         alembic_api.generate_create_date(ScriptDirectory("."))
+    # a new optional parameter changes nothing; a new required one does
+    monkeypatch.setattr(ScriptDirectory, "_upgrade_revs", lambda self, destination, current_rev, x=None: [])
+    monkeypatch.setattr(ScriptDirectory, "_stamp_revs", lambda self, revision, heads, x: [])
+    found = alembic_api.problems(alembic_api.CHILD_NAMES)
+    assert [p for p in found if "_stamp_revs takes" in p] and not [p for p in found if "_upgrade_revs" in p]
 
 
 def alembic_init(tmp_path: Path, **options: str) -> Config:
@@ -81,18 +88,117 @@ def test_reverse_of_a_drop_keeps_what_was_dropped():
     assert alembic_api.reverse_of(ops.ExecuteSQLOp("select 1")) is None
 
 
-def test_no_private_alembic_name_outside_the_adapter():
-    """`_rev_path`, `_generate_create_date`, `_reverse`... appear in alembic_api.py only."""
-    private = {"_rev_path", "_generate_create_date", "_reverse"}
-    offenders = []
-    for path in (REPO_ROOT / "migration_lsp").rglob("*.py"):
-        if path.name == "alembic_api.py":
-            continue
+# SQLAlchemy's `Column._copy` / `ForeignKey._copy` (Alembic happens to define a `_copy` too)
+NOT_ALEMBICS = {"_copy"}
+
+
+def alembic_private_names() -> set[str]:
+    """Every `_name` the installed Alembic defines: functions, classes, attributes it sets,
+    parameters (`_reverse=`)."""
+    names = set()
+    for path in Path(alembic.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            name = node.attr if isinstance(node, ast.Attribute) else node.value if isinstance(node, ast.Constant) else None
-            if name in private:
-                offenders.append(f"{path.name}:{node.lineno} {name}")
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")} - NOT_ALEMBICS
+
+
+def private_alembic_uses(text: str, private: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of each attribute (`x._name`), string (`getattr(x, "_name")`) or keyword
+    argument (`_name=`) that is one of Alembic's private names."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        name = node.attr if isinstance(node, ast.Attribute) else node.arg if isinstance(node, ast.keyword) \
+            else node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+        if name in private:
+            found.append((node.lineno, name))
+    return found
+
+
+def test_no_private_alembic_name_outside_the_adapter():
+    """Alembic's `_`-names appear in alembic_api.py only: the server's modules and the children
+    alike (these load alembic_api.py by its path)."""
+    private = alembic_private_names()
+    assert {"_rev_path", "_upgrade_revs", "_list_py_dir", "_reverse", "_in_external_transaction"} <= private
+    sample = "d = ops.DropConstraintOp('c', 't', _reverse=x)\ns._upgrade_revs('head', ())\ngetattr(c, '_in_external_transaction')\n"
+    assert private_alembic_uses(sample, private) == [(1, "_reverse"), (2, "_upgrade_revs"), (3, "_in_external_transaction")]
+    offenders = [f"{path.name}:{line} {name}"
+                 for path in sorted((REPO_ROOT / "migration_lsp").rglob("*.py")) if path.name != "alembic_api.py"
+                 for line, name in private_alembic_uses(path.read_text(encoding="utf-8"), private)]
     assert offenders == []
+
+
+def test_the_adapter_stands_alone_for_the_children(tmp_path: Path):
+    """The children run with the project's interpreter, without migration_lsp: alembic_api.py
+    imports the standard library and Alembic only, and model_child loads it by its path."""
+    tree = ast.parse((REPO_ROOT / "migration_lsp" / "alembic_api.py").read_text(encoding="utf-8"))
+    imported = {n.module.split(".")[0] if isinstance(n, ast.ImportFrom) and n.module else None
+                for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert None not in imported and imported <= {"__future__", "alembic", "collections", "datetime", "inspect",
+                                                 "os", "pathlib", "typing"}
+    child = load_model_child()
+    api = child.alembic_api()
+    assert api.__file__ == str(REPO_ROOT / "migration_lsp" / "alembic_api.py") and api is child.alembic_api()
+    assert api.problems(api.CHILD_NAMES) == []
+
+
+def load_model_child():
+    spec = importlib.util.spec_from_file_location("model_child_under_test", REPO_ROOT / "migration_lsp" / "model_child.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def two_revisions(tmp_path: Path) -> tuple[Config, ScriptDirectory, list[str]]:
+    cfg = alembic_init(tmp_path)
+    first = command.revision(cfg, "first", rev_id="aaa1")
+    second = command.revision(cfg, "second", rev_id="bbb2")
+    return cfg, ScriptDirectory.from_config(cfg), [first.path, second.path]
+
+
+def test_the_children_steps_are_alembics_own(tmp_path: Path):
+    """What truth_child hands env.py (upgrade, downgrade, stamp one revision) and what model_child
+    imports (every revision file) are what Alembic's commands use."""
+    _, script, paths = two_revisions(tmp_path)
+    assert sorted(alembic_api.revision_files(script)) == sorted(paths)
+    loaded = alembic_api.load_revision(script, paths[1])
+    assert (loaded.revision, loaded.down_revision) == ("bbb2", "aaa1")
+    def moves(steps):
+        return [(s.is_downgrade, s.from_revisions, s.to_revisions) for s in steps]
+
+    assert moves(alembic_api.upgrade_steps(script, "aaa1", ())) == [(False, (), ("aaa1",))]
+    assert moves(alembic_api.upgrade_steps(script, "bbb2", ("aaa1",))) == [(False, ("aaa1",), ("bbb2",))]
+    assert moves(alembic_api.downgrade_steps(script, "aaa1", ("bbb2",))) == [(True, ("bbb2",), ("aaa1",))]
+    assert moves(alembic_api.stamp_steps(script, "bbb2", ("aaa1",))) == [(False, ("aaa1",), ("bbb2",))]
+    with sa.create_engine("sqlite://").connect() as connection:
+        assert not alembic_api.in_external_transaction(MigrationContext.configure(connection))
+        connection.begin()
+        assert alembic_api.in_external_transaction(MigrationContext.configure(connection))
+
+
+def test_a_changed_alembic_in_a_child_is_said_not_guessed(tmp_path: Path, monkeypatch):
+    """The project's own Alembic (no version bound holds there) without a name the children use:
+    the truth child says so before any revision (not a failing upgrade per revision), and the
+    model child imports the files the parent found instead."""
+    _, script, paths = two_revisions(tmp_path)
+    monkeypatch.delattr(ScriptDirectory, "_upgrade_revs")
+    monkeypatch.delattr(Script, "_list_py_dir")
+    found = alembic_api.problems(alembic_api.CHILD_NAMES)
+    assert [p for p in found if "_upgrade_revs" in p] and [p for p in found if "_list_py_dir" in p]
+    assert not [p for p in found if "_rev_path" in p or "_reverse" in p]  # the server's names: not the child's
+    with pytest.raises(alembic_api.AlembicChanged, match="_upgrade_revs"):
+        alembic_api.upgrade_steps(script, "head", ())
+    child = load_model_child()
+    monkeypatch.setattr(child, "alembic_api", lambda: alembic_api)
+    imported = []
+    monkeypatch.setattr("alembic.util.load_python_file", lambda folder, name: imported.append(name))
+    assert child.import_revisions(script, paths) == 0
+    assert imported == [Path(p).name for p in paths]
 
 
 def test_alembic_is_bounded_below_its_next_major():

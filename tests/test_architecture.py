@@ -24,35 +24,19 @@ CHECKS_SHARED = {"__init__", "walk", "env_py"}
 # base's graph findings: it belongs in cli, which is being rewritten in parallel (issue 13).
 ALLOWED_FAMILY_IMPORTS = {("git", "graph")}
 
-# Private names still imported across modules that other work of issue 13 is rewriting
-# (engine / schema split). The list only shrinks: an entry that no longer occurs fails.
-KNOWN_PRIVATE_IMPORTS = {
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_TYPES"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_callable_ok"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_LazyImport"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_resolve_dotted"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_source"),
-    ("migration_lsp/interpret.py", "migration_lsp.evaluate", "_well_typed"),
-    ("migration_lsp/pglocks.py", "migration_lsp.replay", "_created_table"),
-    ("migration_lsp/replay.py", "migration_lsp.schema", "_key"),
-    ("migration_lsp/truth.py", "migration_lsp.models", "_sys_path"),
-    ("migration_lsp/truth.py", "migration_lsp.checks.models", "_location"),
-}
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> list[tuple[str, str | None, int]]:
-    """(module imported from, name or None for `import x`, line) of every import in the file,
-    relative imports resolved against the file's package."""
+def imports(path: Path, text: str | None = None) -> list[tuple[str, str | None, int]]:
+    """(module imported from, name or None for `import x`, line) of every import in the file
+    (or in `text`, read as that file), relative imports resolved against the file's package."""
     package = module_name(path).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
     found: list[tuple[str, str | None, int]] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8") if text is None else text)):
         if isinstance(node, ast.Import):
             found += [(alias.name, None, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -131,16 +115,32 @@ def test_rule_families_do_not_import_each_other():
     assert allowed_seen == ALLOWED_FAMILY_IMPORTS, "an allowed import is gone: remove it from the list"
 
 
+def private_uses(path: Path, text: str | None = None) -> list[tuple[str, str, int]]:
+    """(module, private name, line) of each `from mod import _x` and `mod._x` in the file (or in
+    `text`) where `mod` is a module of this package (`import mod` or `from . import mod`)."""
+    text = path.read_text(encoding="utf-8") if text is None else text
+    found, modules = [], {}
+    for source, name, line in imports(path, text):
+        if not source.startswith("migration_lsp"):
+            continue
+        if name is None:
+            modules[source.rsplit(".", 1)[-1]] = source
+        elif name.startswith("_") and not name.startswith("__"):
+            found.append((source, name, line))
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules \
+                and node.attr.startswith("_") and not node.attr.startswith("__"):
+            found.append((modules[node.value.id], node.attr, node.lineno))
+    return found
+
+
+def test_the_private_name_scan_sees_imports_and_attribute_access():
+    text = "from .. import pglocks\nfrom ..schema import _hidden\nx = pglocks._name(1) + pglocks.public\n"
+    assert sorted(private_uses(PACKAGE / "checks" / "pg_ddl.py", text)) == [
+        ("migration_lsp.pglocks", "_name", 3), ("migration_lsp.schema", "_hidden", 2)]
+
+
 def test_no_private_name_is_imported_from_another_module():
-    found = set()
-    where = {}
-    for path in package_files():
-        rel = str(path.relative_to(REPO_ROOT))
-        for source, name, line in imports(path):
-            if name and name.startswith("_") and not name.startswith("__") and source.startswith("migration_lsp"):
-                found.add((rel, source, name))
-                where[(rel, source, name)] = line
-    new = sorted(f"{rel}:{where[(rel, source, name)]} imports {name} from {source}"
-                 for rel, source, name in found - KNOWN_PRIVATE_IMPORTS)
-    assert new == [], "make the helper public (no underscore, a docstring) in the module that owns it"
-    assert sorted(KNOWN_PRIVATE_IMPORTS - found) == [], "fixed: remove these from KNOWN_PRIVATE_IMPORTS"
+    offenders = sorted(f"{path.relative_to(REPO_ROOT)}:{line} uses {name} of {source}"
+                       for path in package_files() for source, name, line in private_uses(path))
+    assert offenders == [], "make the helper public (no underscore, a docstring) in the module that owns it"

@@ -487,3 +487,38 @@ def test_looks_like_revision_file():
     assert not looks_like_revision_file("revision = 'a'\n")
     assert not looks_like_revision_file("def f():\n    revision = 'a'\n    down_revision = None\n")
     assert not looks_like_revision_file("if revision == 'a':\n    pass\ndown_revision = 1\n")
+
+
+def test_a_dialect_name_never_loads_an_installed_entry_point(tmp_path, monkeypatch):
+    """Every reader that turns a dialect name into a SQLAlchemy Dialect (the comparison, the
+    rendered SQL, the hover's table card) goes through project.sqlalchemy_dialect, which
+    loads SQLAlchemy's own dialects only: SQLAlchemy's registry would import whatever an
+    installed distribution registers under an unknown name (here a module that leaves a mark)."""
+    import sqlalchemy as sa
+    from alembic.operations import ops as alembic_ops
+    from sqlalchemy.dialects import registry
+
+    from migration_lsp import compare, pglocks
+    from migration_lsp.features.op_hover import describe_table
+    from migration_lsp.project import KNOWN_DIALECTS, sqlalchemy_dialect
+    from migration_lsp.schema import TableState
+
+    mark = tmp_path / "imported"
+    (tmp_path / "evil_dialect_mod.py").write_text(
+        f"import pathlib\npathlib.Path({str(mark)!r}).write_text('ran')\n"
+        "from sqlalchemy.engine.default import DefaultDialect\nclass D(DefaultDialect):\n    name = 'evil'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.impls, "evildialect", registry.impls.get("evildialect"))
+    registry.register("evildialect", "evil_dialect_mod", "D")
+
+    with pytest.raises(sa.exc.NoSuchModuleError):
+        sqlalchemy_dialect("evildialect")
+    with pytest.raises(sa.exc.NoSuchModuleError):
+        pglocks.render_sql(alembic_ops.DropTableOp("t"), "evildialect")
+    table = TableState.from_table(sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer)))
+    assert any("INTEGER" in line for line in describe_table(table, "evildialect"))  # compiled without a dialect
+    assert type(compare._impl("evildialect").dialect).__name__ == "DefaultDialect"
+    assert not mark.exists()
+    assert {type(sqlalchemy_dialect(n)).name for n in KNOWN_DIALECTS} == KNOWN_DIALECTS
+    # the registry itself would have run it: what the helper guards against
+    assert sa.engine.make_url("evildialect://").get_dialect().name == "evil" and mark.exists()

@@ -402,7 +402,7 @@ def test_s003_concurrently_outside_autocommit(tmp_path):
 
 def test_s003_reads_sql_given_by_keyword(tmp_path):
     """`op.execute(sqltext=...)` and `conn.execute(statement=...)` are the same call (the S
-    families read literal SQL with one helper, walk.sql_literal)."""
+    families read literal SQL with one helper, scripts.sql_literal)."""
     root = make(tmp_path, PG, """
         op.execute(sqltext="CREATE INDEX CONCURRENTLY ix_users_kw ON users (name)")
         op.get_bind().execute(statement=sa.text("DROP INDEX CONCURRENTLY ix_old_kw"))

@@ -359,6 +359,22 @@ def test_op_execute_with_ddl_is_read_with_a_sql_parser(tmp_path):
     assert "users" in typed.uncertain and "orgs" not in typed.uncertain
 
 
+def test_connection_execute_reads_sql_given_by_keyword(tmp_path):
+    """A connection's `execute(statement=...)` is read like `execute("...")`: the body scan's
+    replay and the rules read literal SQL with one helper (scripts.sql_literal)."""
+    base = replay_one(make_script(tmp_path, USERS))
+    script = make_script(tmp_path, """
+        conn = op.get_bind()
+        conn.execute("ALTER TABLE users ALTER COLUMN name TYPE text")
+        conn.execute(statement=sa.text("ALTER TABLE orgs ALTER COLUMN id TYPE bigint"))
+    """, rev="b1")
+    state = base
+    for call in script.upgrade.other_calls:
+        state = apply_other_call(state, call, script.path)
+    assert [c.name for c in script.upgrade.other_calls] == ["conn.execute", "conn.execute"]
+    assert {"users", "orgs"} <= state.uncertain
+
+
 def test_raw_ddl_statements_become_alembic_ops(tmp_path):
     state = replay_one(make_script(tmp_path, """
         op.execute('''

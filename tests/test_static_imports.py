@@ -21,7 +21,7 @@ from sqlalchemy.types import TypeEngine
 
 from migration_lsp import evaluate
 from migration_lsp.compare import _impl
-from migration_lsp.evaluate import (Evaluator, OpaqueType, _callable_ok, import_safe_module, in_safe_package,
+from migration_lsp.evaluate import (Evaluator, OpaqueType, callable_ok, import_safe_module, in_safe_package,
                                     type_from_repr)
 from migration_lsp.interpret import evaluate_function
 from migration_lsp.scripts import parse_script
@@ -158,14 +158,14 @@ def test_a_callable_is_constructed_only_when_sqlalchemy_defined_it(monkeypatch):
     fake.Evil = Evil
     monkeypatch.setitem(sys.modules, "sqlalchemy_utils.types", fake)
     evaluate._CALLABLE_OK.pop(Evil, None)
-    assert not _callable_ok(Evil)
+    assert not callable_ok(Evil)
     import ast
     evaluator = Evaluator([("sut", "sqlalchemy_utils.types")])
     evaluator.names["E"] = Evil  # even when reached: not constructed
     for source in ("sut.Evil()", "E()"):
         assert not isinstance(evaluator.value(ast.parse(source, mode="eval").body), TypeEngine)
     assert built == []
-    assert _callable_ok(sa.Integer) and _callable_ok(sa.text)
+    assert callable_ok(sa.Integer) and callable_ok(sa.text)
 
 
 def test_type_from_repr_needs_an_exact_sqlalchemy_module(planted):

@@ -15,14 +15,15 @@ from ..project import Settings
 from ..rules import RULES as REGISTRY
 from ..scripts import MigrationScript
 
-_IGNORE = re.compile(r"#\s*migration-lsp:\s*ignore(?:\[(?P<codes>[^\]#]*)\])?\s*$")  # [^]#]: linear
+# a trailing `# migration-lsp: ignore[CODE,...]` or bare `ignore` (the quick fix adds to it)
+IGNORE_COMMENT = re.compile(r"#\s*migration-lsp:\s*ignore(?:\[(?P<codes>[^\]#]*)\])?\s*$")  # [^]#]: linear
 
 
 def suppressed(script: MigrationScript | None, diagnostic: Diagnostic) -> bool:
     """A trailing `# migration-lsp: ignore[CODE,...]` (or bare `ignore`) on the line."""
     if script is None or not script.lines or diagnostic.span.line >= len(script.lines):
         return False
-    m = _IGNORE.search(script.lines[diagnostic.span.line])
+    m = IGNORE_COMMENT.search(script.lines[diagnostic.span.line])
     if not m:
         return False
     codes = m.group("codes")

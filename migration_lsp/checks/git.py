@@ -21,8 +21,6 @@ from ..graph import RevisionGraph
 from ..rules import severity
 from ..scripts import MigrationScript
 
-GIT_CODES = ("G011", "G012", "G013")
-
 
 def _revision_span(script: MigrationScript) -> Span:
     if script.revision and script.revision.ids:

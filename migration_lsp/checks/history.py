@@ -14,7 +14,7 @@ from alembic.operations import ops as alembic_ops
 from ..core import Diagnostic
 from ..replay import RevisionSchema, apply_op
 from ..rules import severity
-from ..schema import SchemaState
+from ..schema import SchemaState, table_key
 from ..scripts import MigrationScript
 
 
@@ -26,7 +26,7 @@ def check_history(script: MigrationScript, schema: RevisionSchema, env_name: str
         op = ev.op
         if isinstance(op, alembic_ops.DropColumnOp) and not ev.conditional:
             for table, key_name in _referencing(state, op.table_name, op.schema, op.column_name):
-                target = f"{op.schema}.{op.table_name}" if op.schema else op.table_name
+                target = table_key(op.table_name, op.schema)
                 out.append(Diagnostic(
                     "S022", severity("S022"), script.path, ev.span,
                     f"drops {target}.{op.column_name}, which the foreign key {key_name} of table {table} still "

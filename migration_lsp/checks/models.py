@@ -11,18 +11,10 @@ from ..compare import (
     compare,
     with_env_options,
 )
-from ..core import Diagnostic, Severity, Span
+from ..core import Diagnostic, Severity
 from ..models import MetadataSource, ModelTables
 from ..rules import severity
 from ..schema import SchemaState
-
-
-def _location(source: MetadataSource, fallback: Path) -> tuple[Path, Span]:
-    if source.env_py and source.span:
-        return source.env_py, source.span
-    if source.env_py:
-        return source.env_py, Span.point(0)
-    return fallback, Span.point(0)
 
 
 def check_models(
@@ -31,7 +23,7 @@ def check_models(
 ) -> tuple[list[Diagnostic], list[Difference]]:
     """M004 when the models cannot be had (`models_off` says why they are not even tried);
     otherwise one M001–M003 per difference."""
-    where, span = _location(source, fallback)
+    where, span = source.location(fallback)
     if source.disabled:
         return [], []  # target_metadata = None: the project compares nothing, neither do we
     if models_off:

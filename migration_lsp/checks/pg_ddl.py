@@ -36,8 +36,14 @@ from ..core import Diagnostic, Span
 from ..evaluate import EvaluatedOp
 from ..replay import RevisionSchema
 from ..rules import severity
-from ..schema import SchemaState, TableState, constraint_columns, index_columns
-from ..scripts import MigrationScript, OpCall, OtherCall
+from ..schema import (
+    SchemaState,
+    TableState,
+    constraint_columns,
+    index_columns,
+    table_key,
+)
+from ..scripts import MigrationScript, OpCall, OtherCall, sql_literal
 from .walk import (
     FunctionTree,
     Target,
@@ -46,8 +52,6 @@ from .walk import (
     keyword_string,
     literal_string,
     op_target,
-    sql_literal,
-    table_key,
     walk_upgrade,
 )
 
@@ -130,7 +134,7 @@ class _PgChecker(UpgradeWalk):
                 continue
             for cmd in node.cmds or ():
                 if cmd.subtype == pglocks.pge.AlterTableType.AT_ValidateConstraint and cmd.name:
-                    self.validated.add((pglocks._name(node.relation), cmd.name))
+                    self.validated.add((pglocks.relation_name(node.relation), cmd.name))
 
     def _before(self) -> SchemaState:
         """The replayed schema at this op, with the constraints raw SQL has validated."""

@@ -45,8 +45,8 @@ from ..core import Diagnostic, Span
 from ..evaluate import EvaluatedOp
 from ..replay import RevisionSchema, apply_op
 from ..rules import severity
-from ..schema import SchemaState
-from ..scripts import Function, MigrationScript, OtherCall
+from ..schema import SchemaState, table_key
+from ..scripts import Function, MigrationScript, OtherCall, sql_argument
 from . import suppressed
 from .env_py import EnvPy
 from .walk import (
@@ -55,8 +55,6 @@ from .walk import (
     Tables,
     function_tree,
     op_target,
-    sql_argument,
-    table_key,
     upgrade_ops,
 )
 

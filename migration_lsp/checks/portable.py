@@ -36,6 +36,7 @@ from alembic.operations import ops as alembic_ops
 from ..core import Diagnostic, Severity, Span
 from ..replay import RevisionSchema
 from ..rules import severity
+from ..schema import table_key
 from ..scripts import Function, MigrationScript, OpCall
 from .env_py import EnvPy
 from .walk import (
@@ -46,7 +47,6 @@ from .walk import (
     keyword,
     literal,
     op_target,
-    table_key,
     upgrade_ops,
 )
 

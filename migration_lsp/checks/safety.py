@@ -23,7 +23,7 @@ from ..evaluate import EvaluatedOp
 from ..rawsql import squeeze_sql
 from ..replay import RevisionSchema
 from ..schema import constraint_columns
-from ..scripts import MigrationScript, OtherCall
+from ..scripts import MigrationScript, OtherCall, sql_literal
 from .walk import (
     FunctionTree,
     Target,
@@ -34,7 +34,6 @@ from .walk import (
     keyword_value,
     literal_string,
     op_target,
-    sql_literal,
     walk_upgrade,
 )
 

@@ -32,8 +32,8 @@ from ..interpret import evaluate_function
 from ..rawsql import find_after_keywords
 from ..replay import RevisionSchema, apply_op
 from ..rules import severity
-from ..schema import SchemaState
-from ..scripts import Function, MigrationScript, OpCall
+from ..schema import SchemaState, table_key
+from ..scripts import Function, MigrationScript, OpCall, sql_literal
 
 # op name -> (position of the table argument, its keyword names, the schema keyword)
 TABLE_ARGUMENT: dict[str, tuple[int, tuple[str, ...], str]] = {
@@ -138,24 +138,6 @@ def column_argument(call: OpCall) -> ast.expr | None:
         return call.node.args[pos]
     kw = keyword(call.node, "column")
     return kw.value if kw is not None else None
-
-
-def sql_argument(node: ast.Call) -> ast.Constant | None:
-    """The string node of `execute("...")` / `execute(sa.text("..."))` / `sqltext=`."""
-    arg: Any = node.args[0] if node.args else (keyword(node, "sqltext") or keyword(node, "statement"))
-    if isinstance(arg, ast.keyword):
-        arg = arg.value
-    if isinstance(arg, ast.Call) and arg.args:
-        arg = arg.args[0]
-    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-        return arg
-    return None
-
-
-def sql_literal(node: ast.Call) -> str | None:
-    """The SQL of `execute("...")` / `execute(sa.text("..."))` / `sqltext=` when written as a literal."""
-    found = sql_argument(node)
-    return str(found.value) if found is not None else None
 
 
 class FunctionTree:
@@ -326,11 +308,6 @@ class Tables:
         elif old in self.existing:
             self.existing.discard(old)
             self.existing.add(new)
-
-
-def table_key(name: str, schema: str | None) -> str:
-    """How a table is named in the sets of the walk: `schema.name`, or `name`."""
-    return f"{schema}.{name}" if schema else name
 
 
 @dataclass

@@ -15,6 +15,7 @@ from lsprotocol import types
 
 from ..core import Span, printable
 from ..engine import EnvironmentState, Snapshot
+from ..replay import RevisionSchema
 from ..scripts import IdString, MigrationScript
 
 
@@ -163,3 +164,14 @@ def references_to(state: EnvironmentState, rev: str) -> list[tuple[MigrationScri
             if rev in graph.resolve(ident.value):
                 out.append((script, kind, ident))
     return out
+
+
+def replayed(state: EnvironmentState, rev: str | None) -> RevisionSchema | None:
+    """One revision's replay (the schema before and after it, its evaluated ops); None without a
+    replay, for a revision not in the graph, or when the replay cannot follow the history."""
+    if state.replay is None or rev is None or rev not in state.graph.by_id:
+        return None
+    try:
+        return state.replay.revision(rev)
+    except Exception:  # noqa: BLE001 - the replay runs the workspace's revisions: the feature goes on without
+        return None

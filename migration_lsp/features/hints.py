@@ -12,7 +12,7 @@ from .. import pglocks
 from ..engine import EnvironmentState, Snapshot
 from ..replay import apply_op
 from ..scripts import MigrationScript
-from . import Locator
+from . import Locator, replayed
 from .op_hover import evaluated_ops
 
 MAX_LABEL = 60
@@ -86,12 +86,8 @@ def lock_hints(state: EnvironmentState, script: MigrationScript, first: int, las
 
 
 def _start(state: EnvironmentState, script: MigrationScript, name: str):
-    replay, rev = state.replay, script.revision_id
-    if replay is None or rev not in state.graph.by_id:
-        return None
-    try:
-        result = replay.revision(rev)
-    except Exception:  # noqa: BLE001 - the replay runs workspace revisions: no schema, hints still come
+    result = replayed(state, script.revision_id)  # (none: no schema, hints still come)
+    if result is None:
         return None
     return result.before if name == "upgrade" else result.after
 

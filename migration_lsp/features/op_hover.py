@@ -16,10 +16,11 @@ from .. import pglocks
 from ..engine import EnvironmentState
 from ..evaluate import EvaluatedOp
 from ..interpret import evaluate_function
+from ..project import sqlalchemy_dialect
 from ..replay import apply_op
 from ..schema import SchemaState, TableState, op_table
 from ..scripts import MigrationScript
-from . import md_text
+from . import md_text, replayed
 
 MAX_COLUMNS = 40
 
@@ -56,26 +57,18 @@ def op_at(snapshot, path: Path, line: int, col: int) -> OpAtCursor | None:
 
 def evaluated_ops(state: EnvironmentState, script: MigrationScript, name: str) -> tuple[EvaluatedOp, ...]:
     """The evaluated ops of upgrade()/downgrade(): the replay's when it has them, else evaluated here."""
-    replay, rev = state.replay, script.revision_id
-    if name == "upgrade" and replay is not None and rev in state.graph.by_id:
-        try:
-            return replay.revision(rev).upgrade
-        except Exception:  # noqa: BLE001, S110 - a history the replay cannot follow: the op alone still renders
-            pass
-    return tuple(evaluate_function(script, getattr(script, name)))
+    result = replayed(state, script.revision_id) if name == "upgrade" else None
+    if result is not None:
+        return result.upgrade
+    return tuple(evaluate_function(script, getattr(script, name)))  # (the op alone still renders)
 
 
 def schema_before(found: OpAtCursor) -> SchemaState | None:
     """The schema just before the op: the revision's start (its end for a downgrade) and the
     ops of the same function before it."""
-    state, rev = found.state, found.script.revision_id
-    replay = state.replay
-    if replay is None or rev not in state.graph.by_id:
-        return None
-    try:
-        result = replay.revision(rev)
-    except Exception:  # noqa: BLE001 - the replay runs project-shaped history; no schema shown then
-        return None
+    result = replayed(found.state, found.script.revision_id)
+    if result is None:
+        return None  # (no schema shown then)
     schema = result.before if found.function == "upgrade" else result.after
     for ev in found.ops[:found.index]:
         schema = apply_op(schema, ev, found.script.path)
@@ -142,7 +135,7 @@ def describe_table(table: TableState, dialect: str) -> list[str]:
     lines = [f"Table {_code(table.key)} at this point of the history:", "",
              "| column | type | null | default |", "|---|---|---|---|"]
     try:
-        sa_dialect = sa.engine.url.make_url(f"{dialect}://").get_dialect()()
+        sa_dialect = sqlalchemy_dialect(dialect)
     except sa.exc.ArgumentError:  # not a dialect name (NoSuchModuleError is one)
         sa_dialect = None
     for col in table.columns[:MAX_COLUMNS]:
@@ -255,10 +248,7 @@ def revision_sql(state: EnvironmentState, rev: str, dialect: str, version: int) 
     script = state.graph.by_id[rev]
     parents = ", ".join(state.graph.parents.get(rev, ())) or "<base>"
     out = [f"-- Running upgrade {parents} -> {rev}, {script.message or ''}".rstrip(", "), ""]
-    try:
-        result = state.replay.revision(rev) if state.replay is not None else None
-    except Exception:  # noqa: BLE001 - the replay runs project-shaped history; the op alone still renders
-        result = None
+    result = replayed(state, rev)  # (none: the op alone still renders)
     ops = result.upgrade if result is not None else tuple(evaluate_function(script, script.upgrade))
     schema = result.before if result is not None else None
     for ev in ops:

@@ -44,9 +44,8 @@ from .safety_fixes import (
     add_keyword,
     alone_on_lines,
     concurrently,
-    ignore_fix,
+    fixes_at_op,
     indent_unit,
-    locate_op,
     newline_of,
     py_string,
     string_lines,
@@ -67,33 +66,25 @@ def _op_name(node: ast.Call) -> str:
 
 def pg_ddl_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
     code = diagnostic.code
-    if code not in PG_DDL_CODES or script.upgrade is None:
+    if code not in PG_DDL_CODES:
         return []
-    tree = FunctionTree(script, script.upgrade)
-    found = locate_op(script, tree, diagnostic.span)
-    out: list[Fix] = []
-    if found is not None and found[1] is not None:
-        node, call = found[0], found[1]
-        fix = None
-        try:
-            if code == "S006":
-                fix = _fix_s006(diagnostic, tree, node, call)
-            elif code == "S007":
-                fix = _fix_s007(diagnostic, tree, node, call)
-            elif code == "S009":
-                fix = _fix_s009(diagnostic, tree, node, call)
-            elif code == "S011":
-                fix = _fix_s011(tree, node, call)
-            elif code == "S013":
-                fix = _fix_s013(diagnostic, tree, node, call)
-        except (IndexError, ValueError):  # a buffer out of step with the diagnostic
-            fix = None
-        if fix is not None:
-            out.append(fix)
-    ignore = ignore_fix(diagnostic, script, tree, found[0] if found else None)
-    if ignore is not None:
-        out.append(ignore)
-    return out
+
+    def build(tree: FunctionTree, node: ast.Call, call: OpCall | None) -> Fix | None:
+        if call is None:
+            return None
+        if code == "S006":
+            return _fix_s006(diagnostic, tree, node, call)
+        if code == "S007":
+            return _fix_s007(diagnostic, tree, node, call)
+        if code == "S009":
+            return _fix_s009(diagnostic, tree, node, call)
+        if code == "S011":
+            return _fix_s011(tree, node, call)
+        if code == "S013":
+            return _fix_s013(diagnostic, tree, node, call)
+        return None
+
+    return fixes_at_op(diagnostic, script, build)
 
 
 # --------------------------------------------------------------------------- helpers

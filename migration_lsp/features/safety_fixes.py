@@ -18,9 +18,11 @@ import inspect
 import io
 import re
 import tokenize
+from collections.abc import Callable
 
 from alembic.operations import BatchOperations
 
+from ..checks import IGNORE_COMMENT
 from ..checks.walk import (
     TABLE_ARGUMENT,
     FunctionTree,
@@ -36,28 +38,39 @@ Fix = tuple[str, list[Edit]]
 SAFETY_CODES = ("S001", "S002", "S003", "S004", "S005")
 AUTOCOMMIT = "with op.get_context().autocommit_block():"
 BATCH_ALIAS = "batch_op"
-_IGNORE_CODES = re.compile(r"#\s*migration-lsp:\s*ignore\[(?P<codes>[^\]#]*)\]\s*$")  # [^]#]: linear
 
 
 def safety_fixes(diagnostic: Diagnostic, script: MigrationScript) -> list[Fix]:
     code = diagnostic.code
-    if code not in SAFETY_CODES or script.upgrade is None:
+    if code not in SAFETY_CODES:
+        return []
+
+    def build(tree: FunctionTree, node: ast.Call, call: OpCall | None) -> Fix | None:
+        if code == "S001" and call is not None:
+            return _fix_s001(diagnostic, script, tree, node, call)
+        if code == "S002" and call is not None:
+            return _fix_s002(tree, node, call)
+        if code == "S003":
+            return _fix_s003(tree, node, call)
+        if code == "S004" and call is not None:
+            return _fix_s004(tree, node, call)
+        return None
+
+    return fixes_at_op(diagnostic, script, build)
+
+
+def fixes_at_op(diagnostic: Diagnostic, script: MigrationScript,
+                build: Callable[[FunctionTree, ast.Call, OpCall | None], Fix | None]) -> list[Fix]:
+    """The fix `build` makes at the op call of upgrade() the diagnostic points at (none when the
+    buffer is out of step with the diagnostic), then the one that silences it on its line."""
+    if script.upgrade is None:
         return []
     tree = FunctionTree(script, script.upgrade)
     found = locate_op(script, tree, diagnostic.span)
     out: list[Fix] = []
     if found is not None:
-        node, call = found
-        fix = None
         try:
-            if code == "S001" and call is not None:
-                fix = _fix_s001(diagnostic, script, tree, node, call)
-            elif code == "S002" and call is not None:
-                fix = _fix_s002(tree, node, call)
-            elif code == "S003":
-                fix = _fix_s003(tree, node, call)
-            elif code == "S004" and call is not None:
-                fix = _fix_s004(tree, node, call)
+            fix = build(tree, *found)
         except (IndexError, ValueError):  # a buffer out of step with the diagnostic
             fix = None
         if fix is not None:
@@ -383,8 +396,8 @@ def ignore_fix(diagnostic: Diagnostic, script: MigrationScript, tree: FunctionTr
 def ignore_comment(code: str, line: int, text: str) -> Fix:
     """`# migration-lsp: ignore[CODE]` at the end of `line` (added to one already there)."""
     title = f"Ignore {code} on this line"
-    m = _IGNORE_CODES.search(text)
-    if m:
+    m = IGNORE_COMMENT.search(text)
+    if m and m.group("codes") is not None:
         codes = m.group("codes")
         end = m.end("codes")
         sep = ", " if codes.strip() else ""
