@@ -490,6 +490,8 @@ class Reflector:
         self.sources: dict = {}  # fingerprint -> a SQLite file copy with that schema
         self.eager = False  # reflect each mark at once (a run that must explain a mismatch: truth.py)
         self.copies = 0
+        self.engine = None  # one engine (its dialect set up once), no pool
+        self.conn = None  # (a server's) the connection of the catalog queries
 
     def fingerprint(self, conn):
         query = FINGERPRINT.get(conn.dialect.name)
@@ -580,9 +582,12 @@ class Reflector:
             self.discard(self.sources.pop(next(iter(self.sources))))
 
     def close(self):
+        self.release()
         for path in self.sources.values():
             self.discard(path)
         self.sources.clear()
+        if self.engine is not None:
+            self.engine.dispose()
 
     def mark(self, copy=False):
         """The schema now: its fingerprint (one catalog query), or its reflection where the
@@ -629,25 +634,54 @@ class Reflector:
     def _now(self, reflect, url=None, expect=None):
         from sqlalchemy import pool
 
-        engine = self.create_engine(url or self.url, poolclass=pool.NullPool)
+        if url is not None:  # a file copy
+            engine = self.create_engine(url, poolclass=pool.NullPool)
+            try:
+                with engine.connect() as conn:
+                    return self._read(conn, reflect, expect)
+            finally:
+                engine.dispose()
+        if self.engine is None:
+            self.engine = self.create_engine(self.url, poolclass=pool.NullPool)
+        if self.url.get_backend_name() == "sqlite":  # (a connection is cheap; the file may be restored in place)
+            with self.engine.connect() as conn:
+                return self._read(conn, reflect, expect)
+        # a server: one connection for the pass's catalog queries (a new one costs more than
+        # the query), in no transaction between them
+        if self.conn is None:
+            self.conn = self.engine.connect()
         try:
-            with engine.connect() as conn:
-                mark = self.fingerprint(conn)
-                if expect is not None and mark != expect:
-                    return None
-                if mark is None:
-                    self.reflected += 1
-                    return self._full(conn)
-                if reflect and mark not in self.known:
-                    self.reflected += 1
-                    self.known[mark] = self._full(conn)
-                    while len(self.known) > self.KEEP:
-                        self.known.pop(next(iter(self.known)))
-                if expect is not None:
-                    return dict(self.known[mark])
-                return mark
-        finally:
-            engine.dispose()
+            out = self._read(self.conn, reflect, expect)
+            self.conn.rollback()
+            return out
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self):
+        """No connection of ours left open (a PostgreSQL template needs none to the database)."""
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001, S110 - a broken connection: closed is what we wanted
+                pass
+            self.conn = None
+
+    def _read(self, conn, reflect, expect):
+        mark = self.fingerprint(conn)
+        if expect is not None and mark != expect:
+            return None
+        if mark is None:
+            self.reflected += 1
+            return self._full(conn)
+        if reflect and mark not in self.known:
+            self.reflected += 1
+            self.known[mark] = self._full(conn)
+            while len(self.known) > self.KEEP:
+                self.known.pop(next(iter(self.known)))
+        if expect is not None:
+            return dict(self.known[mark])
+        return mark
 
     def _full(self, conn):
         from sqlalchemy import inspect
@@ -1011,6 +1045,7 @@ class Run:
         from sqlalchemy.engine import make_url
 
         scratch = make_url(self.job["url"])
+        self.reflect.release()
         if self.connection is not None:
             self.connection.close()
             self.connection.engine.dispose()  # (its pool holds the connection open)
