@@ -437,31 +437,31 @@ def set_version_locations(cfg, locations):
 FINGERPRINT = {
     "sqlite": "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name <> {version} ORDER BY type, name",
     "postgresql": """
-SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
-  SELECT n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || coalesce(a.attname, '') || ':'
-         || coalesce(format_type(a.atttypid, a.atttypmod), '') || ':' || coalesce(a.attnotnull::text, '')
-         || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS item
+WITH cls AS MATERIALIZED (  -- (the relations first: pg_attribute read by their oids, not scanned)
+  SELECT c.oid, n.nspname || '.' || c.relname || ':' || c.relkind::text AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 8) <> 'pg_toast'
-    AND c.relkind NOT IN ('i', 'I') AND c.relname <> {version}
+    AND c.relkind NOT IN ('i', 'I') AND c.relname <> {version})
+SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
+  SELECT cls.name || ':' || coalesce(a.attname, '') || ':' || coalesce(format_type(a.atttypid, a.atttypmod), '')
+         || ':' || coalesce(a.attnotnull::text, '') || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS item
+  FROM cls LEFT JOIN LATERAL (
+    SELECT * FROM pg_attribute a WHERE a.attrelid = cls.oid AND a.attnum > 0 AND NOT a.attisdropped) a ON true
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   UNION ALL
   SELECT 'con:' || conrelid::regclass::text || ':' || conname || ':' || pg_get_constraintdef(oid)
   FROM pg_constraint WHERE connamespace NOT IN (
     SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema'))
     AND conrelid NOT IN (SELECT oid FROM pg_class WHERE relname = {version})
   UNION ALL
-  SELECT 'idx:' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 8) <> 'pg_toast'
-    AND c.relname <> {version}
+  SELECT 'idx:' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN cls ON cls.oid = i.indrelid
   UNION ALL
   SELECT 'enum:' || t.typname || ':' || e.enumlabel || ':' || e.enumsortorder::text
   FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
   UNION ALL
   SELECT 'domain:' || t.typname || ':' || format_type(t.typbasetype, t.typtypmod) || ':' || t.typnotnull::text
-  FROM pg_type t WHERE t.typtype = 'd'
+  FROM pg_type t WHERE t.typtype = 'd' AND t.typnamespace NOT IN (
+    SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema'))
 ) items""",
 }
 
@@ -648,8 +648,8 @@ class Reflector:
                 return self._read(conn, reflect, expect)
         # a server: one connection for the pass's catalog queries (a new one costs more than
         # the query), in no transaction between them
-        if self.conn is None:
-            self.conn = self.engine.connect()
+        if self.conn is None:  # (autocommit: no BEGIN and ROLLBACK around each query)
+            self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             out = self._read(self.conn, reflect, expect)
             self.conn.rollback()
