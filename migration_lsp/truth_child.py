@@ -754,7 +754,8 @@ class Run:
         self.down_revs = set(downs) if isinstance(downs, list) else None
         self.downs = bool(downs)
         eager = job.get("eager") or ()
-        self.eager = True if eager is True else set(eager)  # revisions whose states are reflected at once
+        # the revisions whose states are reflected at once (truth.py: explaining a difference)
+        self.eager_all, self.eager = eager is True, set() if eager is True else set(eager)
         self.boundaries = job.get("pg_snapshots") or {}  # rev -> database name (PostgreSQL snapshots)
         self.before = None  # the schema before pending[0], when known
         self.heads: tuple = ()
@@ -943,7 +944,7 @@ class Run:
     def revision(self, rev):
         """One revision's work: upgrade; then down one step, compare, up again."""
         down = self.wants_downgrade(rev)
-        self.reflect.eager = self.eager is True or rev in self.eager
+        self.reflect.eager = self.eager_all or rev in self.eager
         if down and self.before is None:
             self.before = self.reflect.mark(copy=True)
         before = self.before

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import pool
-
-from migration_lsp import scratchdb, truth_child
-
 from conftest import migration_text
+from sqlalchemy import pool
 from test_models import INITIAL, indent, make_project
 from test_truth import outcome_of
+
+from migration_lsp import scratchdb, truth_child
 
 BASE = ["CREATE TABLE parent (id INTEGER PRIMARY KEY, code VARCHAR(10))",
         "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b VARCHAR(20), p INTEGER)"]
