@@ -6,8 +6,8 @@
 The project is benchmarks/truth_speed.py's (a table every fifth revision, a column
 otherwise). One cold pass (truth.verify, empty cache folder) runs with the truth child
 under cProfile; `--rerun` then edits the head and profiles the re-run instead, as the
-server runs it (truth.Verifier, its spare child, PostgreSQL template / SQLite snapshot),
-the parent process profiled too. Prints the child's `timings` (counts: env.py runs,
+server runs it (truth.Verifier, its spare child, PostgreSQL template / SQLite snapshot;
+the spare's imports before it had a job are under `warm_up`), the parent profiled too. Prints the child's `timings` (counts: env.py runs,
 reflections, fingerprints) and the functions with the most cumulative time. Not a test.
 """
 
@@ -29,6 +29,16 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 WRAPPER = """\
 import cProfile, os, runpy, sys
 _profile = cProfile.Profile()
+_exit = os._exit
+
+
+def _dump_and_exit(code):  # (the child ends by os._exit once its result is written)
+    _profile.disable()
+    _profile.dump_stats({out!r})
+    _exit(code)
+
+
+os._exit = _dump_and_exit
 _profile.enable()
 try:
     runpy.run_path({child!r}, run_name="__main__")
@@ -74,18 +84,15 @@ def main() -> int:
         return next(iter(verifier.run(jobs).values()))
 
     parent = cProfile.Profile()
+    truth.CHILD = wrapper  # (the spare child too: its profile has its warm-up apart, in warm_up)
     try:
         if args.rerun:
             outcome = run()
             print(f"first pass: {outcome.summary()}")
-            head = sorted((project / "migrations" / "versions").glob("*.py"))[-1]
+            head = max((project / "migrations" / "versions").glob("*.py"))
             head.write_text(head.read_text() + "\n# edited\n")
             engine.file_changed(head)
-            time.sleep(truth_speed.PAUSE)  # the spare child imports meanwhile (it is not profiled)
-            verifier.spares.close()  # ... so that the profiled one runs: its imports are in the profile
-            truth.CHILD = wrapper
-        else:
-            truth.CHILD = wrapper
+            time.sleep(truth_speed.PAUSE)  # the spare child imports meanwhile
         t0 = time.perf_counter()
         parent.enable()
         outcome = run()
