@@ -369,3 +369,18 @@ def test_an_env_py_holding_its_own_transaction_runs_one_step_per_run(tmp_path):
     assert outcome.timings["env.py runs"] > 3  # one per step (up, down, up again...)
     assert sorted(d.data["what"] for d in outcome.diagnostics if d.code == "M002") == [
         "column users.c0002", "column users.c0003", "column users.extra"]
+
+
+def test_the_scratch_sqlite_file_is_not_synced_at_each_commit(tmp_path):
+    """The pass commits after every step (up, down, up again) where `alembic upgrade head`
+    commits once: the scratch file is thrown away, so no fsync per commit (as the embedded
+    PostgreSQL runs with fsync off). The project's own engine sees PRAGMA synchronous OFF."""
+    seen = tmp_path / "synchronous.txt"
+    probe = ("    with connectable.connect() as probe:\n"
+             "        open(SEEN, 'a').write(str(probe.exec_driver_sql('PRAGMA synchronous').scalar()))\n")
+    env_py = ENV_PY.replace("    with connectable.connect() as connection:\n",
+                            probe + "    with connectable.connect() as connection:\n")
+    make_project(tmp_path, env_py=env_py.replace("SEEN", repr(str(seen))).replace("{options}", ""))
+    outcome, _ = outcome_of(tmp_path, snapshots=False)
+    assert outcome.compared and outcome.ran == 1
+    assert seen.read_text() == "00"  # (the migrations, then `alembic check`; SQLite's default is 2, FULL)
