@@ -495,6 +495,7 @@ class Reflector:
         self.reflected = 0  # full reflections (the timings)
         self.marks = 0  # fingerprint queries (the timings)
         self.sources: dict = {}  # fingerprint -> a SQLite file copy with that schema
+        self.unkeyed: list = []  # copies made where the fingerprint query failed
         self.eager = False  # reflect each mark at once (a run that must explain a mismatch: truth.py)
         self.copies = 0
         self.engine = None  # one engine (its dialect set up once), no pool
@@ -578,8 +579,10 @@ class Reflector:
 
     def keep(self, mark, backup):
         """`backup` (a file copy) has the schema `mark`: the Reflector owns it from now on."""
-        if backup is None or isinstance(mark, dict):
-            self.discard(backup)
+        if backup is None:
+            return
+        if isinstance(mark, dict):  # (no fingerprint to find it by: removed at the end)
+            self.unkeyed.append(backup)
             return
         old = self.sources.pop(mark, None)
         if old is not None and old != backup:
@@ -590,9 +593,10 @@ class Reflector:
 
     def close(self):
         self.release()
-        for path in self.sources.values():
+        for path in [*self.sources.values(), *self.unkeyed]:
             self.discard(path)
         self.sources.clear()
+        self.unkeyed.clear()
         if self.engine is not None:
             self.engine.dispose()
 
