@@ -289,6 +289,8 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
                 first = data
 
                 def fresh():  # a database where this run started: from the same snapshot
+                    if templates and start and scratchdb.newest_snapshot(names[:start]) != start:
+                        raise scratchdb.Unavailable("the snapshot this pass started from is gone")
                     again = scratchdb.open_scratch(dialect, database_url,
                                                    template=names[start - 1] if start and templates else None)
                     if folder is not None and start:

@@ -386,3 +386,32 @@ def test_the_scratch_sqlite_file_is_not_synced_at_each_commit(tmp_path):
     # the truth child's two runs of env.py (the migrations, then `alembic check`) come last;
     # before them the models' child ran it on no scratch file: SQLite's default, 2 (FULL)
     assert seen.read_text() == "200"
+
+
+def test_postgres_unexplained_downgrade_of_an_edited_head_runs_again_from_the_same_template(tmp_path):
+    """PostgreSQL keeps no copy of the schema before an upgrade: a head whose downgrade leaves
+    a column is explained by a second run, which starts from the template the first one
+    started from (only the head runs, twice), and finds what a full run finds."""
+    log = tmp_path / "log.txt"
+    revs = chain(log, 2)
+    leaky = indent("""
+        op.add_column('users', sa.Column('c0003', sa.Integer()))
+        op.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS extra integer")""")
+    revs["0003_c.py"] = migration_text("0003", "0002", upgrades=leaky, downgrades="op.drop_column('users', 'c0003')")
+    make_project(tmp_path, revisions=revs, files={"alembic.ini": pg_ini("postgresql://scratch/db")})
+
+    def run():
+        log.write_text("")
+        outcome, _ = outcome_of(tmp_path)
+        assert outcome.compared and outcome.failed is None, outcome.summary()
+        [d002] = [d for d in outcome.diagnostics if d.code == "D002"]
+        assert d002.path.name == "0003_c.py" and "column users.extra" in d002.message
+        return outcome
+
+    first = run()
+    assert first.executed == ["0001", "0002", "0003"] and first.timings["passes"] == 2
+    (tmp_path / "migrations/versions/0003_c.py").write_text(
+        migration_text("0003", "0002", upgrades="# edited\n    " + leaky, downgrades="op.drop_column('users', 'c0003')"))
+    again = run()
+    assert again.executed == ["0003"] and again.reused == 2 and again.timings["passes"] == 2
+    assert log.read_text() == ""  # (0002, which logs, ran in neither run: both from 0002's template)
