@@ -294,6 +294,21 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
             try:
                 data = run(job)
                 first = data
+
+                def fresh():  # a database where this run started: from the same snapshot
+                    if templates and start and scratchdb.newest_snapshot(names[:start]) != start:
+                        raise scratchdb.Unavailable("the snapshot this pass started from is gone")
+                    again = scratchdb.open_scratch(dialect, database_url,
+                                                   template=names[start - 1] if start and templates else None)
+                    if folder is not None and start:
+                        try:
+                            shutil.copyfile(folder / f"{keys[start - 1]}.db", again.url.split("///", 1)[1])
+                        except OSError:
+                            again.close()
+                            raise
+                    return again
+
+                data = _explained(data, job, order, run, fresh)
                 steps = data.get("steps") or [] if isinstance(data, dict) else []
                 if steps and isinstance(steps[-1], dict) and steps[-1].get("unrestored"):
                     # a downgrade left the database neither here nor there: the upgrades and
@@ -322,6 +337,38 @@ def _run_pass(outcome: Outcome, state, models, source, database_url, timeout, sn
     finally:
         scratch.close()
     _read_result(outcome, data, state, models, source, dialect, scratch.dialect, schema)
+
+
+def _explained(data, job: dict, order: list[str], run, fresh) -> dict:
+    """A downgrade that did not restore the schema, in a run that could not reflect the
+    schema it should have restored (the child reflects a schema only when its fingerprint
+    differs, and a PostgreSQL database keeps no copy of the states it has left): the pass
+    again on a fresh database (`fresh()`, from the same snapshot), reflecting each state
+    around those revisions at once (the child's `eager`), then around every revision if
+    that is still not enough. Healthy downgrades never come here."""
+    for attempt in range(2):
+        unexplained = data.get("unexplained") if isinstance(data, dict) else None
+        if not isinstance(unexplained, list) or not unexplained:
+            return data
+        index = {rev: i for i, rev in enumerate(order)}
+        eager: bool | list[str] = True if attempt else sorted(
+            {order[j] for rev in unexplained if rev in index for j in (index[rev] - 1, index[rev]) if j >= 0})
+        try:
+            scratch = fresh()
+        except (OSError, scratchdb.Refused, scratchdb.Unavailable):  # (the unexplained downgrades keep their static findings)
+            return data
+        try:
+            again = run(dict(job, url=scratch.url, eager=eager, snapshot_each=None, pg_snapshots={}))
+        finally:
+            scratch.close()
+        if not isinstance(again, dict):
+            return data
+        passes = (data.get("timings") or {}).get("passes", 1) if isinstance(data.get("timings"), dict) else 1
+        if isinstance(again.get("timings"), dict):
+            again["timings"]["passes"] = passes + 1
+        again["snapshots"] = data.get("snapshots")  # (the first run's copies: the same states)
+        data = again
+    return data
 
 
 def _boundaries(order: list[str], keys: list[str], names: list[str], start: int, salt: str) -> dict[str, str]:
@@ -449,8 +496,8 @@ def _downgrade_findings(outcome: Outcome, state, step: dict, dialect: str) -> No
     restore the schema before the upgrade), R002 (the upgrade again fails)."""
     script = state.graph.by_id.get(step["rev"])
     down = step.get("downgrade")
-    if script is None or not isinstance(down, dict) or down.get("skipped"):
-        return
+    if script is None or not isinstance(down, dict) or down.get("skipped") or down.get("unexplained"):
+        return  # (unexplained: the database could not say; the static D001/D002 stand)
     outcome.downgraded.add(script.path)
     function = script.downgrade
     where = function.def_span if function else Span.point(0)

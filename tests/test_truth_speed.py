@@ -63,9 +63,11 @@ def test_env_py_runs_once_per_pass_with_downgrades(tmp_path):
     assert len(runs) == 2  # the migrations (all of them, down and up too), then `alembic check`
     assert log.read_text().split("\n")[:6] == ["up 0002", "down 0002", "up 0002", "up 0003", "down 0003", "up 0003"]
     assert not [d for d in outcome.diagnostics if d.code in ("D001", "D002", "R002")]  # all restore cleanly
-    # each revision's schema reflected once (after its upgrade), plus the empty one at the
-    # start: after a downgrade the schema's fingerprint finds the reflection from before
-    assert outcome.timings["env.py runs"] == 1 and outcome.timings["reflections"] == 6
+    # no reflection at all: each downgrade's fingerprint equals the one before its upgrade
+    # (it was 6: each revision's schema after its upgrade, and the empty one at the start);
+    # three catalog queries a revision (before and after the upgrade, after the downgrade)
+    assert outcome.timings["env.py runs"] == 1 and outcome.timings["reflections"] == 0
+    assert outcome.timings["fingerprints"] == 1 + 2 * 5 and outcome.timings.get("passes", 1) == 1
     from migration_lsp import child
 
     assert not child._running  # the child started early (the CLI's pass) is gone with its pass
@@ -83,9 +85,11 @@ def test_postgres_reflects_each_schema_once_and_still_finds_what_a_downgrade_lea
     assert outcome.ran == 4 and outcome.compared and outcome.database.startswith("PostgreSQL")
     [d002] = [d for d in outcome.diagnostics if d.code == "D002"]
     assert d002.path.name == "0003_c.py" and "column users.extra" in d002.message
-    # the schemas: empty before and after Alembic's version table is committed, after
-    # each upgrade (4), and the one 0003's downgrade leaves (without fingerprints: 9)
-    assert outcome.timings["reflections"] == 7
+    # the first run reflects nothing and cannot say what 0003's downgrade left (PostgreSQL
+    # keeps no copy of the schema before the upgrade); the second reflects the schemas
+    # around 0003 only: after 0002's upgrade and downgrade, after 0003's upgrade and
+    # downgrade (it was 7 in one run: every schema; without fingerprints: 9)
+    assert outcome.timings["passes"] == 2 and outcome.timings["reflections"] == 4
 
 
 def test_a_failing_downgrade_starts_env_py_again_and_goes_on(tmp_path):
@@ -365,3 +369,49 @@ def test_an_env_py_holding_its_own_transaction_runs_one_step_per_run(tmp_path):
     assert outcome.timings["env.py runs"] > 3  # one per step (up, down, up again...)
     assert sorted(d.data["what"] for d in outcome.diagnostics if d.code == "M002") == [
         "column users.c0002", "column users.c0003", "column users.extra"]
+
+
+def test_the_scratch_sqlite_file_is_not_synced_at_each_commit(tmp_path):
+    """The pass commits after every step (up, down, up again) where `alembic upgrade head`
+    commits once: the scratch file is thrown away, so no fsync per commit (as the embedded
+    PostgreSQL runs with fsync off). The project's own engine sees PRAGMA synchronous OFF."""
+    seen = tmp_path / "synchronous.txt"
+    probe = ("    with connectable.connect() as probe:\n"
+             "        open(SEEN, 'a').write(str(probe.exec_driver_sql('PRAGMA synchronous').scalar()))\n")
+    env_py = ENV_PY.replace("    with connectable.connect() as connection:\n",
+                            probe + "    with connectable.connect() as connection:\n")
+    make_project(tmp_path, env_py=env_py.replace("SEEN", repr(str(seen))).replace("{options}", ""))
+    outcome, _ = outcome_of(tmp_path, snapshots=False)
+    assert outcome.compared and outcome.ran == 1
+    # the truth child's two runs of env.py (the migrations, then `alembic check`) come last;
+    # before them the models' child ran it on no scratch file: SQLite's default, 2 (FULL)
+    assert seen.read_text() == "200"
+
+
+def test_postgres_unexplained_downgrade_of_an_edited_head_runs_again_from_the_same_template(tmp_path):
+    """PostgreSQL keeps no copy of the schema before an upgrade: a head whose downgrade leaves
+    a column is explained by a second run, which starts from the template the first one
+    started from (only the head runs, twice), and finds what a full run finds."""
+    log = tmp_path / "log.txt"
+    revs = chain(log, 2)
+    leaky = indent("""
+        op.add_column('users', sa.Column('c0003', sa.Integer()))
+        op.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS extra integer")""")
+    revs["0003_c.py"] = migration_text("0003", "0002", upgrades=leaky, downgrades="op.drop_column('users', 'c0003')")
+    make_project(tmp_path, revisions=revs, files={"alembic.ini": pg_ini("postgresql://scratch/db")})
+
+    def run():
+        log.write_text("")
+        outcome, _ = outcome_of(tmp_path)
+        assert outcome.compared and outcome.failed is None, outcome.summary()
+        [d002] = [d for d in outcome.diagnostics if d.code == "D002"]
+        assert d002.path.name == "0003_c.py" and "column users.extra" in d002.message
+        return outcome
+
+    first = run()
+    assert first.executed == ["0001", "0002", "0003"] and first.timings["passes"] == 2
+    (tmp_path / "migrations/versions/0003_c.py").write_text(
+        migration_text("0003", "0002", upgrades="# edited\n    " + leaky, downgrades="op.drop_column('users', 'c0003')"))
+    again = run()
+    assert again.executed == ["0003"] and again.reused == 2 and again.timings["passes"] == 2
+    assert log.read_text() == ""  # (0002, which logs, ran in neither run: both from 0002's template)
