@@ -802,6 +802,17 @@ def notes(results: dict[int, dict]) -> list[str]:
     return out
 
 
+def kept_sections(path: Path) -> str:
+    """The hand-written sections of the results file (from its first `## ` heading on: other
+    scripts' tables, per-issue measurements), kept when the runner rewrites the top."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = old.find("\n## ")
+    return "" if at < 0 else old[at:].lstrip("\n").join(("\n", "" if old.endswith("\n") else "\n"))
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -877,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Benchmarks",
         "",
-        f"Written by `make bench` (benchmarks/run.py) on {started:%Y-%m-%d %H:%M}; the runner rewrites this file.",
+        f"Written by `make bench` (benchmarks/run.py) on {started:%Y-%m-%d %H:%M}; the runner rewrites this part (up to the first `##` section; the sections below are kept).",
         "Projects: benchmarks/generate.py, seed " + str(args.seed) + " (Alembic's generic template, autogenerate-"
         "rendered bodies, ~2% branch points each merged back, one head).",
         "",
@@ -904,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         *notes(results),
         "",
     ])
-    args.results.write_text(text, encoding="utf-8")
+    args.results.write_text(text + kept_sections(args.results), encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     log(f"wrote {args.results}")

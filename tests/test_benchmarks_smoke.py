@@ -33,3 +33,17 @@ def test_truth_responsiveness_imports_and_sees_a_busy_child():
     finally:
         subprocess.run(["kill", str(grandchild)], check=False)
         parent.wait(10)
+
+
+def test_run_keeps_the_hand_written_sections_when_it_rewrites_the_results(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        run = importlib.import_module("run")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    results = tmp_path / "RESULTS.md"
+    assert run.kept_sections(results) == ""
+    results.write_text("# Benchmarks\n\n| old table |\n\n## Issue 13\n\nmeasured by hand\n\n## Issue 15\n\nmore\n")
+    kept = run.kept_sections(results)
+    assert kept == "\n## Issue 13\n\nmeasured by hand\n\n## Issue 15\n\nmore\n"
+    assert "old table" not in kept
