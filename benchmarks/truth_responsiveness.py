@@ -14,7 +14,7 @@ therefore measures, in the same run and interleaved so the machine's load hits b
 
 * didChange -> publishDiagnostics of an edit (a typo in `down_revision` of the third
   revision: G002 appears) with no truth pass running (the server idle: nothing published
-  for run.QUIET seconds), and
+  for run.QUIET seconds, then `--delay` seconds more, as for the other edit), and
 * the same edit landing while a truth pass runs: the file was given a text never seen
   before and saved; the edit is sent once the server's `$/progress` "Running the
   migrations on a scratch database" has begun and `--delay` seconds have passed, and only
@@ -26,6 +26,10 @@ therefore measures, in the same run and interleaved so the machine's load hits b
   (after the models load: every revision from an empty database, nothing cancels it)
   against the same requests with the server idle afterwards.
 
+An edit that arrives while the server sweeps the collector's frozen objects (server._sweep,
+after server.SWEEP_IDLE seconds of quiet following a full pass that grew them) waits for
+the sweep: the sweeps' log lines are matched to the edits they delayed and reported.
+
 Prints a Markdown table (p50 / p95 / max, the ratio during / idle, load averages). Not a
 test: wall times depend on the machine; tests/test_truth_server.py checks the behaviour.
 """
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -82,7 +87,7 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
     res: dict = {"loads": []}
     client = LanguageClient("migration-lsp-truth-bench", "1")
     waiters: list[tuple[str, object, asyncio.Future]] = []
-    logs: list[str] = []
+    logs: list[tuple[float, str]] = []  # (arrival, message)
     progress: dict[str, dict] = {}  # token -> {"title", "begin", "end", "message"}
     last_publish = [time.perf_counter()]
 
@@ -98,7 +103,7 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
 
     @client.feature(T.WINDOW_LOG_MESSAGE)
     def on_log(ls, params: T.LogMessageParams) -> None:
-        logs.append(params.message)
+        logs.append((time.perf_counter(), params.message))
         if os.environ.get("BENCH_DEBUG"):
             run.log(f"server log: {params.message[:300]}")
 
@@ -161,13 +166,27 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
     def has_g002(diags) -> bool:
         return any(str(d.code) == "G002" for d in diags)
 
-    async def edit(broken: bool) -> float:
+    sweeps: dict[str, list[float]] = {}  # regime -> the sweeps (ms) an edit of it waited for
+
+    def swept(since: float, until: float) -> list[float]:
+        """The collector's sweeps (server._sweep, said in the log) that ended in [since, until]."""
+        out = []
+        for at, message in logs:
+            m = re.match(r"collector: the frozen objects swept .* in (\d+) ms", message)
+            if m and since <= at <= until:
+                out.append(float(m.group(1)))
+        return out
+
+    async def edit(broken: bool, regime: str | None = None) -> float:
         """The typo (or its repair) -> the publishDiagnostics that reflects it (s)."""
         fut = expect(uri, has_g002 if broken else (lambda d: not has_g002(d)))
         t0 = time.perf_counter()
         change(T.TextDocumentContentChangePartial(range=T.Range(T.Position(line, col), T.Position(line, col + 1)),
                                                   text=wrong if broken else original))
-        return await asyncio.wait_for(fut, timeout) - t0
+        t1 = await asyncio.wait_for(fut, timeout)
+        if regime is not None:
+            sweeps.setdefault(regime, []).extend(swept(t0, t1))
+        return t1 - t0
 
     async def barrier() -> None:
         """Idle: everything sent is handled and nothing was published for run.QUIET seconds."""
@@ -238,12 +257,13 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
             change(T.TextDocumentContentChangeWholeDocument(text=fresh))
             edited.write_text(fresh, encoding="utf-8")  # what an editor's save writes
             await barrier()
-            latencies["idle"].append(await edit(True))
+            await asyncio.sleep(delay)  # as long after the quiet spell as the edit into the pass (below)
+            latencies["idle"].append(await edit(True, "idle"))
             await edit(False)
             await barrier()
             passes = len(truth_passes())
             client.text_document_did_save(T.DidSaveTextDocumentParams(text_document=doc))
-            await until(lambda: len(truth_passes()) > passes, "no truth pass began after the save")
+            await until(lambda n=passes: len(truth_passes()) > n, "no truth pass began after the save")
             this = truth_passes()[-1]
             before = descendants_cpu(pid)
             await asyncio.sleep(max(0.0, this["begin"] + delay - time.perf_counter()))
@@ -251,8 +271,8 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
             busy = sum(1 for p, t in after.items() if t > before.get(p, t))
             cpu = sum(t - before.get(p, 0) for p, t in after.items()) / os.sysconf("SC_CLK_TCK")
             running = "end" not in this
-            took = await edit(True)
-            await until(lambda: "end" in this, "the cancelled truth pass never ended")
+            took = await edit(True, "during")
+            await until(lambda p=this: "end" in p, "the cancelled truth pass never ended")
             counted = running and busy > 0
             evidence.append({"running": running, "busy": busy, "cpu": cpu, "end_after_edit": this["end"] - this["begin"],
                              "message": this.get("message")})
@@ -279,7 +299,8 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
         res["edits_ms"] = {k: [round(x * 1000, 1) for x in v] for k, v in latencies.items()}
         res["evidence"] = evidence
         res["loads"].append(os.getloadavg())
-        res["summaries"] = [m for m in logs if m.startswith("truth pass")][-3:]
+        res["sweeps"] = sweeps
+        res["all_sweeps_ms"] = swept(0, time.perf_counter())
         return res
     finally:
         try:
@@ -337,7 +358,10 @@ def report(res: dict, n: int, delay: float) -> str:
               f"{min(x['end_after_edit'] for x in ev):.2f}–{max(x['end_after_edit'] for x in ev):.2f} s after it "
               f"began; the same save's pass, not cancelled, took {res['rerun']['seconds']:.1f} s "
               f"({res['rerun']['message']}). "
-              f"Edit latencies (ms), idle: {res['edits_ms']['idle']}; during: {res['edits_ms']['during']}."]
+              f"Edit latencies (ms), idle: {res['edits_ms']['idle']}; during: {res['edits_ms']['during']}. "
+              f"Collector sweeps (server._sweep: server.SWEEP_IDLE s of quiet after a full pass whose frozen objects grew) in the "
+              f"run: {len(res['all_sweeps_ms'])}, {res['all_sweeps_ms']} ms; measured edits that waited for one: "
+              f"idle {res['sweeps'].get('idle', [])}, during {res['sweeps'].get('during', [])} ms."]
     return "\n".join(lines)
 
 
