@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -73,6 +75,30 @@ def descendants_cpu(pid: int) -> dict[int, int]:
         frontier = {p for p, pp in parent.items() if pp in frontier and p not in below}
         below |= frontier
     return {p: ticks[p] for p in below}
+
+
+def scratch_revisions(pids) -> list[str]:
+    """What the scratch SQLite databases open in `pids` (the truth child) hold in
+    alembic_version right now: how far the pass has upgraded (read-only, one query)."""
+    found = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if not re.search(r"/migration-lsp-sqlite-[^/]+/scratch-[0-9a-f]+\.db$", target):
+                continue
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=1)) as db:
+                    found += [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+            except sqlite3.Error:
+                continue
+    return found
 
 
 def stats(values: list[float]) -> dict:
@@ -270,16 +296,18 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
             after = descendants_cpu(pid)
             busy = sum(1 for p, t in after.items() if t > before.get(p, t))
             cpu = sum(t - before.get(p, 0) for p, t in after.items()) / os.sysconf("SC_CLK_TCK")
+            at = scratch_revisions(after)
             running = "end" not in this
             took = await edit(True, "during")
             await until(lambda p=this: "end" in p, "the cancelled truth pass never ended")
             counted = running and busy > 0
-            evidence.append({"running": running, "busy": busy, "cpu": cpu, "end_after_edit": this["end"] - this["begin"],
+            evidence.append({"running": running, "busy": busy, "cpu": cpu, "at": at, "end_after_edit": this["end"] - this["begin"],
                              "message": this.get("message")})
             if counted:
                 latencies["during"].append(took)
             run.log(f"cycle {i + 1}: idle {latencies['idle'][-1] * 1000:.1f} ms, during a pass {took * 1000:.1f} ms "
-                    f"(pass running: {running}, busy children: {busy} ({cpu:.2f} s CPU), pass ended "
+                    f"(pass running: {running}, busy children: {busy} ({cpu:.2f} s CPU), scratch database at "
+                    f"{at or 'no revision yet'}, pass ended "
                     f"{this['end'] - this['begin']:.2f} s after it began: {this.get('message')})")
             await edit(False)
             if i % 5 == 4:
@@ -354,6 +382,8 @@ def report(res: dict, n: int, delay: float) -> str:
     lines += ["", f"Edits counted as during a pass: {sum(1 for x in ev if x['running'] and x['busy'])} of {len(ev)} "
               "(progress begun and not ended when the edit was sent, a process under the server used CPU in the "
               f"{delay} s before it: {min(x['cpu'] for x in ev):.2f}–{max(x['cpu'] for x in ev):.2f} s of CPU); "
+              "the scratch database's alembic_version at that moment: "
+              f"{', '.join(x['at'][0] if x['at'] else '–' for x in ev)} (the pass starts from the snapshot at 0002); "
               "each such pass ended (cancelled) "
               f"{min(x['end_after_edit'] for x in ev):.2f}–{max(x['end_after_edit'] for x in ev):.2f} s after it "
               f"began; the same save's pass, not cancelled, took {res['rerun']['seconds']:.1f} s "
