@@ -11,8 +11,10 @@ benchmarks/generate.py and measures, in one run:
   didOpen -> that notification; then didChange -> publishDiagnostics latency (p50/p95) over
   edits that alternately break (typo) and repair the `down_revision` of an open
   mid-history revision, in two series (--pauses): 0.1 s between edits (typing) and 1.5 s
-  (the next edit may land while the server's debounced full pass runs); the server's
-  peak RSS (VmHWM) before shutdown;
+  (the next edit may land while the server's debounced full pass runs); codeAction and
+  hover right after an edit and while the full pass it starts runs; for each, next to the
+  wall time, the CPU time of the server's event-loop thread over it (/proc schedstat: what
+  a loaded machine does not change); the server's peak RSS (VmHWM) before shutdown;
 * a full schema replay in-process (separate Python process): `Replay(graph).at_heads()`
   cold, again with `previous=` (warm), and after a one-character edit of the mid-history
   file; plus the engine's own cold snapshot and set_buffer + snapshot after that edit;
