@@ -95,7 +95,8 @@ def scratch_revisions(pids) -> list[str]:
                 continue
             try:
                 with contextlib.closing(sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=1)) as db:
-                    found += [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+                    found += [row[0] for row in db.execute("SELECT version_num FROM alembic_version")
+                              if row[0] not in found]
             except sqlite3.Error:
                 continue
     return found
@@ -266,7 +267,7 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
                 f"codeAction pairs during it; {p.get('message')}")
         await barrier()
         idle: dict[str, list[float]] = {}
-        for _ in range(max(len(during.get("hover", [])), 10)):
+        for _ in range(min(max(len(during.get("hover", [])), 10), 300)):
             await requests(idle)
             await asyncio.sleep(0.1)
         res["requests"] = {f"{key} {when}": stats(values) for when, samples in (("idle", idle), ("during", during))
