@@ -20,8 +20,9 @@ therefore measures, in the same run and interleaved so the machine's load hits b
   migrations on a scratch database" has begun and `--delay` seconds have passed, and only
   counts if that progress had not ended by then and a process under the server (the truth
   child) used CPU during the delay — the pass re-runs every revision above the third, many
-  seconds of work, so it is really upgrading when the edit arrives; its cancellation is
-  part of what the edit costs;
+  seconds of work; the scratch database's alembic_version, read from the child's open file
+  at that moment, says how far it has upgraded; its cancellation is part of what the edit
+  costs;
 * hover and codeAction (the whole file) latencies while the first, complete pass runs
   (after the models load: every revision from an empty database, nothing cancels it)
   against the same requests with the server idle afterwards.
