@@ -108,7 +108,8 @@ def stats(values: list[float]) -> dict:
             "max": max(values) if values else None}
 
 
-async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: float, timeout: float, scratch: Path) -> dict:
+async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: float, timeout: float, scratch: Path,
+                  idle_delay: float | None = None, loop_debug: bool = False) -> dict:
     from lsprotocol import types as T
     from pygls.lsp.client import LanguageClient
 
@@ -168,6 +169,9 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
     cache_home = scratch / "xdg-cache"
     cache_home.mkdir(parents=True)
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
+    if loop_debug:  # asyncio's debug mode: the server logs every callback that held its loop over 100 ms
+        env["PYTHONASYNCIODEBUG"] = "1"
+    slow: list[tuple[float, str]] = []
     env.pop("MIGRATION_LSP_CACHE_DIR", None)
     cmd = run.tool("migration-lsp", "migration_lsp") + ["serve"]
     await client.start_io(cmd[0], *cmd[1:], cwd=str(root), env=env)
@@ -175,8 +179,16 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
     pid = server.pid
 
     async def drain() -> None:  # pygls pipes stderr but never reads it: a full pipe would block the server
-        while server.stderr and await server.stderr.read(65536):
-            pass
+        while server.stderr:
+            try:
+                line = await server.stderr.readline()
+            except ValueError:  # a line over the stream's limit: read on
+                line = await server.stderr.read(65536)
+            if not line:
+                return
+            text = line.decode(errors="replace")
+            if loop_debug and " took " in text:
+                slow.append((time.perf_counter(), text.strip()[:300]))
 
     drainer = asyncio.ensure_future(drain())
     uri = edited.resolve().as_uri()
@@ -285,8 +297,13 @@ async def measure(root: Path, edited: Path, revisions: int, cycles: int, delay: 
             change(T.TextDocumentContentChangeWholeDocument(text=fresh))
             edited.write_text(fresh, encoding="utf-8")  # what an editor's save writes
             await barrier()
-            await asyncio.sleep(delay)  # as long after the quiet spell as the edit into the pass (below)
+            await asyncio.sleep(delay if idle_delay is None else idle_delay)  # as for the edit into a pass (below)
+            t_idle = time.perf_counter()
             latencies["idle"].append(await edit(True, "idle"))
+            if loop_debug:
+                for at, what in slow:
+                    if t_idle - 0.2 <= at <= t_idle + latencies["idle"][-1] + 0.2:
+                        run.log(f"  the idle edit met a slow callback: {what}")
             await edit(False)
             await barrier()
             passes = len(truth_passes())
@@ -403,13 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycles", type=int, default=20, help="edits in each regime (idle, during a pass)")
     ap.add_argument("--delay", type=float, default=1.0, help="seconds into the truth pass the edit lands")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds for any one wait")
+    ap.add_argument("--idle-delay", type=float, help="seconds after the quiet spell the idle edit lands (--delay)")
+    ap.add_argument("--loop-debug", action="store_true",
+                    help="run the server in asyncio's debug mode and say which slow callbacks an idle edit met")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="truth-responsiveness-"))
     try:
         project = work / "project"
         files = truth_speed.generate(project, args.revisions, f"sqlite:///{work / 'app.db'}")
         run.log(f"generated {args.revisions} revisions in {project}; load average {os.getloadavg()}")
-        res = asyncio.run(measure(project, files[2], args.revisions, args.cycles, args.delay, args.timeout, work))
+        res = asyncio.run(measure(project, files[2], args.revisions, args.cycles, args.delay, args.timeout, work,
+                                  args.idle_delay, args.loop_debug))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(report(res, args.revisions, args.delay))
