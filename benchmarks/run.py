@@ -11,8 +11,10 @@ benchmarks/generate.py and measures, in one run:
   didOpen -> that notification; then didChange -> publishDiagnostics latency (p50/p95) over
   edits that alternately break (typo) and repair the `down_revision` of an open
   mid-history revision, in two series (--pauses): 0.1 s between edits (typing) and 1.5 s
-  (the next edit may land while the server's debounced full pass runs); the server's
-  peak RSS (VmHWM) before shutdown;
+  (the next edit may land while the server's debounced full pass runs); codeAction and
+  hover right after an edit and while the full pass it starts runs; for each, next to the
+  wall time, the CPU time of the server's event-loop thread over it (/proc schedstat: what
+  a loaded machine does not change); the server's peak RSS (VmHWM) before shutdown;
 * a full schema replay in-process (separate Python process): `Replay(graph).at_heads()`
   cold, again with `previous=` (warm), and after a one-character edit of the mid-history
   file; plus the engine's own cold snapshot and set_buffer + snapshot after that edit;
@@ -111,6 +113,16 @@ def percentile(values: list[float], p: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def loop_cpu(pid: int) -> float | None:
+    """CPU seconds the process's main thread (the server's event loop) has run so far
+    (/proc schedstat, nanoseconds): the difference over an edit is the work the edit cost
+    the loop, which the machine's load does not change (wall time adds the wait for a core)."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def log(msg: str) -> None:
@@ -240,7 +252,7 @@ def measure_cli(root: Path, repeat: int, timeout: float, scratch: Path) -> dict:
 
 
 async def measure_requests(client, res: dict, uri: str, text: str, line: int, col: int, version: int, edits: int,
-                           timeout: float) -> int:
+                           timeout: float, pid: int = 0) -> int:
     """codeAction (over the whole file: every diagnostic's fixes) and hover (the id in
     down_revision) latencies, right after an edit and while the full pass it starts runs.
     Each edit changes a comment at the end of the mid-history file, a text never seen before:
@@ -253,11 +265,16 @@ async def measure_requests(client, res: dict, uri: str, text: str, line: int, co
     last = text.count("\n")
     end = T.Position(last, len(text.split("\n")[-1]))
     samples: dict[str, list[float]] = {k: [] for k in ("action_after", "hover_after", "action_during", "hover_during")}
+    cpu: dict[str, list[float]] = {k: [] for k in samples}
 
     async def timed(key: str, request) -> None:
+        c0 = loop_cpu(pid)
         t0 = time.perf_counter()
         await asyncio.wait_for(request, timeout)
         samples[key].append(time.perf_counter() - t0)
+        c1 = loop_cpu(pid)
+        if c0 is not None and c1 is not None:
+            cpu[key].append(c1 - c0)
 
     def action():
         return client.text_document_code_action_async(T.CodeActionParams(
@@ -285,6 +302,8 @@ async def measure_requests(client, res: dict, uri: str, text: str, line: int, co
         res[f"{key}_p95"] = percentile(values, 95)
         res[f"{key}_max"] = max(values) if values else None
         res[f"{key}_n"] = len(values)
+        res[f"{key}_cpu_p95"] = percentile(cpu[key], 95)
+        res[f"{key}_cpu_max"] = max(cpu[key]) if cpu[key] else None
     # put the file back (the edits end with the original text)
     version += 1
     client.text_document_did_change(T.DidChangeTextDocumentParams(
@@ -408,6 +427,7 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
         version = 1
         for pause in pauses:
             latencies: list[float] = []
+            cpu: list[float] = []
             spent = 0.0
             for i in range(edits):
                 broken = i % 2 == 0
@@ -416,6 +436,7 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
                 change = T.TextDocumentContentChangePartial(
                     range=T.Range(T.Position(line, col), T.Position(line, col + 1)),
                     text=wrong if broken else original)
+                c0 = loop_cpu(pid)
                 t0 = time.perf_counter()
                 client.text_document_did_change(T.DidChangeTextDocumentParams(
                     text_document=T.VersionedTextDocumentIdentifier(uri=mid_uri, version=version),
@@ -426,7 +447,10 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
                     res[f"edit_timeout@{pause}"] = True
                     log(f"server: edit {i + 1} got no matching diagnostics within {timeout:.0f} s")
                     return res
+                c1 = loop_cpu(pid)
                 latencies.append(t1 - t0)
+                if c0 is not None and c1 is not None:
+                    cpu.append(c1 - c0)
                 spent += t1 - t0 + pause
                 if i < 2 or (i + 1) % 12 == 0:
                     log(f"server: pause {pause} s, edit {i + 1} ({'break' if broken else 'repair'}): "
@@ -440,9 +464,13 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
             res[f"edit_p95@{pause}"] = percentile(latencies, 95)
             res[f"edit_max@{pause}"] = max(latencies) if latencies else None
             res[f"latencies_ms@{pause}"] = [round(x * 1000, 2) for x in latencies]
+            res[f"edit_cpu_p50@{pause}"] = percentile(cpu, 50)
+            res[f"edit_cpu_p95@{pause}"] = percentile(cpu, 95)
+            res[f"edit_cpu_max@{pause}"] = max(cpu) if cpu else None
             # the edits end repaired; let a pending full pass run before the next regime
             await barrier(mid_uri)
-        version = await measure_requests(client, res, mid_uri, mid_text, line, col, version, request_edits, timeout)
+        version = await measure_requests(client, res, mid_uri, mid_text, line, col, version, request_edits, timeout,
+                                         pid)
         await barrier(mid_uri)
         res["publishes"] = counts["publish"]
         status = Path(f"/proc/{pid}/status").read_text()
@@ -690,12 +718,20 @@ def rows() -> list[tuple]:
              lambda r, k=f"edit_p95@{pause}": r["server"].get(k), fmt_ms, True, "≤ 25", lambda v: v <= 0.025),
             (f"server: edits measured, {pause} s between edits", lambda r, k=f"edits@{pause}": r["server"].get(k),
              lambda v: "–" if v is None else str(v), False, "≥ 20", lambda v: v >= 20),
+            (f"server: didChange → publishDiagnostics, CPU of the server's event-loop thread per edit, p50 / p95 / "
+             f"max (ms), {pause} s between edits",
+             lambda r, k=f"@{pause}": (r["server"][f"edit_cpu_p50{k}"], r["server"][f"edit_cpu_p95{k}"],
+                                       r["server"][f"edit_cpu_max{k}"]),
+             lambda v: " / ".join(fmt_ms(x) for x in v), True, "", None),
         )],
         *[row for key, what in (("action", "codeAction"), ("hover", "hover")) for when, how in (
             ("after", "right after an edit"), ("during", "while the full pass runs")) for row in (
             (f"**server: {what} {how}, p95 / max (ms)**",
              lambda r, k=f"{key}_{when}": _pair(r["server"], f"{k}_p95", f"{k}_max"), _fmt_pair_ms, True,
              "≤ 30 / ≤ 100", lambda v: v[0] <= 0.030 and v[1] <= 0.100),
+            (f"server: {what} {how}, CPU of the server's event-loop thread, p95 / max (ms)",
+             lambda r, k=f"{key}_{when}": _pair(r["server"], f"{k}_cpu_p95", f"{k}_cpu_max"), _fmt_pair_ms, True,
+             "", None),
         )],
         ("server peak RSS, VmHWM (MiB)", lambda r: r["server"].get("VmHWM"), fmt_mib, True, "≤ 200",
          lambda v: v <= 200 * MiB),
@@ -802,6 +838,17 @@ def notes(results: dict[int, dict]) -> list[str]:
     return out
 
 
+def kept_sections(path: Path) -> str:
+    """The hand-written sections of the results file (from its first `## ` heading on: other
+    scripts' tables, per-issue measurements), kept when the runner rewrites the top."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = old.find("\n## ")
+    return "" if at < 0 else old[at:].lstrip("\n").join(("\n", "" if old.endswith("\n") else "\n"))
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -877,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Benchmarks",
         "",
-        f"Written by `make bench` (benchmarks/run.py) on {started:%Y-%m-%d %H:%M}; the runner rewrites this file.",
+        f"Written by `make bench` (benchmarks/run.py) on {started:%Y-%m-%d %H:%M}; the runner rewrites this part (up to the first `##` section; the sections below are kept).",
         "Projects: benchmarks/generate.py, seed " + str(args.seed) + " (Alembic's generic template, autogenerate-"
         "rendered bodies, ~2% branch points each merged back, one head).",
         "",
@@ -904,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         *notes(results),
         "",
     ])
-    args.results.write_text(text, encoding="utf-8")
+    args.results.write_text(text + kept_sections(args.results), encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     log(f"wrote {args.results}")
