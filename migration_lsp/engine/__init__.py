@@ -119,7 +119,7 @@ class Engine:
         self._bare: dict[Path, Discovery] = {}  # each root's discovery before settings (re-settled cheaply)
         self._rescans = 0  # rescans asked for: only the newest plan's result is adopted
         self._adopted = -1  # the number of the last rescan adopted
-        self._walk: set[Path] = set()  # roots to walk again at the next adopted rescan
+        self._roots_to_walk: set[Path] = set()  # roots to walk again at the next adopted rescan
         self._clear = False  # ... and whether every environment is then built again
         self.rescan()
 
@@ -165,7 +165,7 @@ class Engine:
         either, the roots are only settled again: an environment whose settings stay the same
         keeps its state."""
         self._rescans += 1
-        self._walk |= set(self.roots if walk is None else walk)
+        self._roots_to_walk |= set(self.roots if walk is None else walk)
         self._clear = self._clear or clear
 
     @property
@@ -174,7 +174,7 @@ class Engine:
 
     def plan_rescan(self) -> Rescan:
         """The newest rescan asked for, to run (its `run()`, safe in a thread)."""
-        return Rescan(self._rescans, self.roots, frozenset(self._walk & set(self.roots)), dict(self._bare),
+        return Rescan(self._rescans, self.roots, frozenset(self._roots_to_walk & set(self.roots)), dict(self._bare),
                       dict(self.stores), dict(self.overrides), dict(self.folder_overrides), self.folders,
                       self.cache)
 
@@ -202,7 +202,7 @@ class Engine:
         for key in dropped:
             del self._states[key]
         self._adopted = plan.number
-        self._walk.clear()
+        self._roots_to_walk.clear()
         self._clear = False
         self._changed()
         return dropped | (envs.keys() - self._states.keys())
