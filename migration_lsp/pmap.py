@@ -86,6 +86,12 @@ class TableMap(Mapping):
     def values(self) -> ValuesView:
         return _Values(self)
 
+    def chunks(self) -> Iterable[Mapping[Any, Any]]:
+        """The map as disjoint read-only pieces (its leaves) that versions share: a summary
+        computed per piece and memoized by the piece's identity costs, for a version derived
+        from another, only the pieces that changed (checks/history.py)."""
+        return _leaves(self._root)
+
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
