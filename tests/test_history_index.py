@@ -78,3 +78,31 @@ def test_keys_are_read_once_per_changed_piece_not_per_table_and_drop(monkeypatch
     # 60 derived states, each adding at most one table with one key: the naive scan would
     # read every key of every state again (about 60 x 60)
     assert later <= 20, later
+
+
+def test_chunks_with_skips_subtrees_and_summarizes_only_new_nodes():
+    """pmap.TableMap.chunks_with: the pieces holding a wanted value, in iteration order, the
+    same as filtering every piece; a derived version summarizes only the nodes it made."""
+    from migration_lsp.pmap import TableMap
+
+    tables = TableMap({f"k{n}": n for n in range(2000)})
+    calls = {"n": 0}
+
+    def evens(chunk):
+        calls["n"] += 1
+        return frozenset(v for v in chunk.values() if v % 100 == 0)
+
+    memo: dict = {}
+    flat = [k for k in tables]  # iteration order
+    for wanted in (0, 700, 1900):
+        got = [k for chunk in tables.chunks_with(wanted, evens, memo) for k in chunk if chunk[k] == wanted]
+        assert got == [k for k in flat if tables[k] == wanted]
+    for absent in (1, 5000):  # in no piece's summary: nothing is yielded
+        assert list(tables.chunks_with(absent, evens, memo)) == []
+    leaves = calls["n"]
+    assert leaves > 50  # (a real trie: many pieces)
+    derived = tables.set("k7", 300).set("new", 12_300)
+    found = [k for chunk in derived.chunks_with(300, evens, memo) for k in chunk if chunk[k] == 300]
+    assert found == [k for k in derived if derived[k] == 300] and len(found) == 2
+    assert calls["n"] - leaves <= 2  # the two changed leaves, not all of them again
+    assert list(derived.chunks_with(12_300, evens, memo)) and calls["n"] - leaves <= 2
