@@ -106,3 +106,40 @@ def test_chunks_with_skips_subtrees_and_summarizes_only_new_nodes():
     assert found == [k for k in derived if derived[k] == 300] and len(found) == 2
     assert calls["n"] - leaves <= 2  # the two changed leaves, not all of them again
     assert list(derived.chunks_with(12_300, evens, memo)) and calls["n"] - leaves <= 2
+
+
+def _ev(source: str, op):
+    import ast as ast_
+
+    from migration_lsp.core import Span
+    from migration_lsp.evaluate import EvaluatedOp
+    from migration_lsp.scripts import OpCall
+
+    call = ast_.parse(source).body[0].value
+    return EvaluatedOp(OpCall(call.func.attr, Span(0, 0, 0, len(source)), call), op)
+
+
+def test_s022_applies_the_ops_only_up_to_the_last_drop(monkeypatch):
+    """The states S022 reads are those before each drop: a revision without a drop applies
+    no op again, one with a drop applies none after it (both were the whole upgrade)."""
+    from pathlib import Path
+
+    from alembic.operations import ops
+
+    from migration_lsp.replay import RevisionSchema
+    from migration_lsp.scripts import MigrationScript
+
+    before = SchemaState({}).with_table(_table("a")).with_table(_table("b", [("a", "x")]))
+    add_y = _ev("op.add_column('b', sa.Column('y', sa.Integer()))", ops.AddColumnOp("b", sa.Column("y", sa.Integer())))
+    add_z = _ev("op.add_column('b', sa.Column('z', sa.Integer()))", ops.AddColumnOp("b", sa.Column("z", sa.Integer())))
+    drop_x = _ev("op.drop_column('a', 'x')", ops.DropColumnOp("a", "x"))
+    applied = []
+    real = history.apply_op
+    monkeypatch.setattr(history, "apply_op", lambda state, ev, path: applied.append(ev) or real(state, ev, path))
+    script = MigrationScript(path=Path("versions/r.py"), text="")
+
+    assert history.check_history(script, RevisionSchema(before, before, (add_y, add_z)), "env") == []
+    assert applied == []
+    found = history.check_history(script, RevisionSchema(before, before, (add_y, drop_x, add_z)), "env")
+    assert [(d.code, d.data["table"]) for d in found] == [("S022", "b")] and "fk_b_a_x" in found[0].message
+    assert applied == [add_y, drop_x]

@@ -23,8 +23,12 @@ from ..scripts import MigrationScript
 def check_history(script: MigrationScript, schema: RevisionSchema, env_name: str) -> list[Diagnostic]:
     """S022 on one revision's upgrade, replayed op by op from the schema before it."""
     out: list[Diagnostic] = []
+    drops = [n for n, ev in enumerate(schema.upgrade)
+             if isinstance(ev.op, alembic_ops.DropColumnOp) and not ev.conditional]
+    if not drops:
+        return out  # (no state is needed: the ops are not applied again)
     state = schema.before
-    for ev in schema.upgrade:
+    for ev in schema.upgrade[:drops[-1] + 1]:  # the states up to the last drop
         op = ev.op
         if isinstance(op, alembic_ops.DropColumnOp) and not ev.conditional:
             for table, key_name in _referencing(state, op.table_name, op.schema, op.column_name):
