@@ -70,7 +70,7 @@ _Keys = dict[str, tuple[tuple[frozenset[str], str], ...]]
 _CHUNKS: dict[int, tuple[object, frozenset[str], _Keys]] = {}
 _SUMMARIES: dict[int, tuple[object, AbstractSet[str]]] = {}  # the table map's nodes -> the targets below them
 _CONSTRAINTS: dict[int, tuple[object, tuple[tuple[frozenset[str], str], ...]]] = {}  # the same, per table
-_CHUNKS_LIMIT = 20_000
+_CHUNKS_LIMIT = 8192  # entries per memo (each pins a piece of an old state until cleared)
 
 
 def _targets_of(chunk) -> frozenset[str]:
