@@ -9,7 +9,8 @@ time. `alembic heads` runs twice per sample: with the migration files' .pyc pres
 user's second run sees, as `make bench` measures it) and without (.pyc removed, -B), the
 way it ran when PYTHONDONTWRITEBYTECODE was set in the benchmark's environment.
 `--baseline SRC`: also run the migration_lsp package found in SRC (e.g. `git archive` of an
-older commit unpacked there), for before/after rows measured under the same load.
+older commit unpacked there), for before/after rows measured under the same load; may be
+given more than once (each named by its folder).
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("root", type=Path)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--baseline", help="a folder holding an older migration_lsp package")
+    p.add_argument("--baseline", action="append", default=[], help="a folder holding an older migration_lsp package")
     p.add_argument("--full", action="store_true", help="also the full check (every rule)")
     args = p.parse_args()
     py = sys.executable
     heads = [py, "-m", "alembic", "heads"]
-    variants = {"new": None, **({"baseline": args.baseline} if args.baseline else {})}
+    variants = {"new": None, **{Path(src).name or src: src for src in args.baseline}}
     kinds = ["heads (.pyc)", "heads (no .pyc)"]
     for name in variants:
         kinds.append(f"check --select G [{name}]")

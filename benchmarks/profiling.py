@@ -16,6 +16,12 @@
         does); `repair` breaks it unprofiled and profiles the repair; `docstring` adds a
         space to the message line.
 
+    python benchmarks/profiling.py stages DIR [--select G]
+        `check --no-import DIR` in-process with an empty cache, without cProfile (whose
+        overhead inflates Python-heavy stages): the CPU time of each stage of a first check,
+        measured by wrapping it (the replay, the body parse, each rule family), imports and
+        the whole.
+
 DIR is a project from benchmarks/generate.py (its .bench.json names the mid-history file).
 """
 
@@ -97,6 +103,50 @@ def profile_check(root: Path, limit: float, top: int, cold: bool = False, select
     report(prof, top, f"check --no-import {'--select ' + select + ' ' if select else ''}{'(empty cache) ' if cold else ''}{root}: {elapsed:.1f} s" + ("" if finished else f" (STOPPED after {limit:.0f} s)"))
 
 
+def stages(root: Path, select: str | None = None) -> None:
+    """CPU per stage of a first check (time.process_time around each, nested ones included
+    in their callers': the replay holds the body parse, `schema pass` holds the replay and
+    the rule families)."""
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="migration-lsp-stages-")
+    start = time.process_time()
+    import functools
+    import importlib
+
+    from migration_lsp import cli, replay, scripts
+    from migration_lsp.engine import documents, schema_pass
+
+    families = {name: importlib.import_module(f"migration_lsp.checks.{name}") for name in
+                ("downgrade", "safety", "pg_ddl", "pg_transactions", "portable", "history")}
+    imports = time.process_time() - start
+    spent: dict[str, float] = {}
+
+    def wrap(owner, attr: str, label: str) -> None:
+        real = getattr(owner, attr)
+
+        @functools.wraps(real)
+        def timed(*args, **kwargs):
+            t = time.process_time()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - t
+        setattr(owner, attr, timed)
+
+    wrap(schema_pass.SchemaPass, "_compute", "schema pass (replay + rule families)")
+    wrap(replay.Replay, "revision", "  replay (body parse, evaluation, ops applied)")
+    wrap(scripts, "_parse_functions", "    body parse")
+    wrap(documents, "parse_script", "header scan (documents.parse_script)")
+    for name, module in families.items():
+        wrap(module, f"check_{name}", f"  rules: {name}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli.main(["check", "--no-import", str(root), *(["--select", select] if select else [])])
+    total = time.process_time() - start
+    print(f"{'whole check (CPU s)':48} {total:7.2f}")
+    print(f"{'imports of the CLI (SQLAlchemy, Alembic come later)':48} {imports:7.2f}")
+    for label, value in spent.items():
+        print(f"{label:48} {value:7.2f}")
+
+
 def profile_edit(root: Path, kind: str, full: bool, top: int) -> None:
     from migration_lsp.engine import Engine
 
@@ -137,7 +187,7 @@ def profile_edit(root: Path, kind: str, full: bool, top: int) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["check", "edit"])
+    p.add_argument("what", choices=["check", "edit", "stages"])
     p.add_argument("root", type=Path)
     p.add_argument("--limit", type=float, default=900)
     p.add_argument("--top", type=int, default=60)
@@ -149,7 +199,9 @@ def main() -> int:
     args = p.parse_args()
     global SORT
     SORT = args.sort
-    if args.what == "check":
+    if args.what == "stages":
+        stages(args.root, args.select)
+    elif args.what == "check":
         profile_check(args.root, args.limit, args.top, args.cold, args.select)
     else:
         profile_edit(args.root, args.kind, args.full, args.top)

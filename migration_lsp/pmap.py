@@ -9,7 +9,15 @@ Nothing here knows about schemas: keys and values are anything hashable / anythi
 from __future__ import annotations
 
 import builtins
-from collections.abc import ItemsView, Iterable, Mapping, Sequence, ValuesView
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -86,6 +94,30 @@ class TableMap(Mapping):
     def values(self) -> ValuesView:
         return _Values(self)
 
+    def chunks_with(self, wanted: Any, summary: Callable[[Mapping[Any, Any]], AbstractSet[Any]],
+                    memo: dict[int, tuple[Any, AbstractSet[Any]]]) -> Iterator[Mapping[Any, Any]]:
+        """The map's disjoint read-only pieces (its leaves, in iteration order) whose
+        `summary` holds `wanted`. A branch's summary is the union of its children's; both are
+        kept in `memo` by node identity (the caller's dict: it bounds it), and versions share
+        nodes, so a version derived from another summarizes only its new nodes, and a subtree
+        without `wanted` is skipped whole (checks/history.py: which tables' foreign keys
+        name a dropped column)."""
+        root = self._root
+        if wanted not in _summary(root, summary, memo):
+            return
+        if type(root) is dict:
+            yield root
+            return
+        stack = [root]
+        while stack:  # (the order of _leaves)
+            for child in reversed(stack.pop()):
+                if child is None or wanted not in _summary(child, summary, memo):
+                    continue
+                if type(child) is dict:
+                    yield child
+                else:
+                    stack.append(child)
+
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
@@ -141,6 +173,19 @@ class _Values(ValuesView):
     def __iter__(self):
         for leaf in _leaves(self._mapping._root):
             yield from leaf.values()
+
+
+def _summary(node: Any, summary: Callable[[Mapping[Any, Any]], AbstractSet[Any]],
+             memo: dict[int, tuple[Any, AbstractSet[Any]]]) -> AbstractSet[Any]:
+    entry = memo.get(id(node))
+    if entry is not None and entry[0] is node:
+        return entry[1]
+    if type(node) is dict:
+        found = summary(node)
+    else:
+        found = frozenset().union(*(_summary(child, summary, memo) for child in node if child is not None))
+    memo[id(node)] = (node, found)  # (the node is kept: its id is not reused while the entry lives)
+    return found
 
 
 def _leaves(node: Any):

@@ -328,6 +328,23 @@ def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str
         line = src.lines[n]
         if "Revis" not in line and "Create Date" not in line:
             continue  # (no key in it: what _doc_field would say, without the call)
+        # the lines as Alembic's templates write them, with one plain id (or a date), read
+        # without _doc_field / _rev_tokens: the same fields, spans and values they give
+        if line.startswith("Revision ID: ") and revision_id is None and line[13:].isalnum():
+            found = True
+            revision_id_line = span(n, 13, n, len(line))
+            revision_id = IdString(line[13:], span(n, 13, n, len(line)))
+            continue
+        if line.startswith("Revises: ") and revises_line is None and line[9:].isalnum():
+            found = True
+            revises_line = span(n, 9, n, len(line))
+            revises.append(IdString(line[9:], span(n, 9, n, len(line))))
+            continue
+        if line.startswith("Create Date: ") and line[13:14] not in (" ", "\t"):
+            found = True
+            if create_date is None:
+                create_date = line[13:].rstrip()
+            continue
         fields = _doc_field(line)
         if fields is None:
             continue
@@ -350,7 +367,10 @@ def _doc_header(src: _Source, first_line: int, last_line: int, message_text: str
     if message_text is None and not found:
         return None
     message = ""
-    for line in (message_text or "").strip().splitlines():
+    # the first line of the stripped text, as splitlines() counts lines (it ends at the
+    # first "\n" or before: splitting only up to there gives the same first line)
+    first = (message_text or "").strip().partition("\n")[0]
+    for line in first.splitlines():
         if _doc_field(line) is None:
             message = line.strip()
         break

@@ -236,6 +236,12 @@ EDGE_CASES = [
     'import a\n"""not doc"""\n', '# c\n"""doc"""\n', '\n\n  # c\n"""doc"""\n', '"""a\x00"""\n', '"""a\udc80"""\n',
     '\ufeff"""doc"""\n', '"""\ufeffdoc"""\n', '"""doc"""\n\x0c\n', '# -*- coding: latin-1 -*-\n"""café"""\n',
     "#!/usr/bin/env python\n# coding: nonexistent\n'''x'''\n", '"""Revises: <base>\nRevision ID:\n"""\n',
+    # the template's docstring lines read without _doc_field (scripts._doc_header), next to
+    # their repeats, empty values and odd characters after the colon
+    '"""doc\n\nRevision ID: \nRevision ID: abc\nRevises: abc\nRevises: def\nCreate Date: 1\nCreate Date: 2\n"""\n',
+    '"""doc\n\nRevision ID: abc\nRevision ID: def\nRevises: \u00b2\nCreate Date: \x0c\n"""\n',
+    '"""doc\n\nRevision ID: a_b\nRevises:  abc\nCreate Date:\t1 \nCreate Date: \n"""\n',
+    '"""Revision ID: abc\nRevises: abc \nCreate Date: \n"""\n', '"""\n  Revision ID: abc\n\nmsg\n"""\n',
     # other statements in the header
     "x = 1\n", "X = 'abc'\n", "def helper():\n    pass\n", "class A:\n    pass\n", "@dec\n", "if x:\n    pass\n",
     "try:\n    import a\nexcept ImportError:\n    pass\n", "pass\n", "...\n", "x = (\n", "x = '''\n",
@@ -583,3 +589,69 @@ def test_call_scan_finds_what_ast_walk_finds():
                 if type(stmt) in _SIMPLE_STATEMENTS:  # the scan's shortcut: they hold no statements
                     assert not any(isinstance(n, ast.stmt) for n in ast.walk(stmt) if n is not stmt)
     assert checked > 5000
+
+
+# --------------------------------------------------------------------------- docstring fields
+
+
+def _reference_doc_header(src, first_line: int, last_line: int, message_text: str | None):
+    """scripts._doc_header before its shortcut for the template's lines: every line through
+    _doc_field / _rev_tokens, the message from splitlines() of the whole text."""
+    from migration_lsp.core import Span
+    from migration_lsp.scripts import DocHeader, IdString, _doc_field, _rev_tokens
+
+    revision_id = revision_id_line = revises_line = create_date = None
+    revises = []
+    found = False
+    for n in range(first_line, min(last_line, len(src.lines) - 1) + 1):
+        line = src.lines[n]
+        fields = _doc_field(line)
+        if fields is None:
+            continue
+        found = True
+        key, start, end = fields
+        value = line[start:end]
+        if key == "Revision ID" and revision_id is None:
+            revision_id_line = Span(n, start, n, end)
+            for a, b in _rev_tokens(value):
+                revision_id = IdString(value[a:b], Span(n, start + a, n, start + b))
+                break
+        elif key == "Revises" and revises_line is None:
+            revises_line = Span(n, start, n, end)
+            revises += [IdString(value[a:b], Span(n, start + a, n, start + b)) for a, b in _rev_tokens(value)
+                        if value[a:b] != "<base>"]
+        elif key == "Create Date" and create_date is None:
+            create_date = value
+    if message_text is None and not found:
+        return None
+    message = ""
+    for line in (message_text or "").strip().splitlines():
+        if _doc_field(line) is None:
+            message = line.strip()
+        break
+    return DocHeader(message, Span(first_line, 0, last_line, len(src.lines[last_line]) if last_line < len(src.lines)
+                                   else 0), revision_id, revision_id_line, tuple(revises), revises_line, create_date)
+
+
+DOC_LINES = ["Revision ID: abc", "Revision ID: ", "Revision ID:", "Revision ID: a_b", "Revision ID: abc ",
+             "Revision ID:  abc", "Revision ID:\tabc", "  Revision ID: abc", "Revision ID: \u00b2", "Revision ID: a b",
+             "Revision ID: é1", "Revision ID : abc", "Revises: abc", "Revises: ", "Revises: <base>", "Revises: a, b",
+             "Revises: (a, b)", "Revises: abc\t", "Revises:  abc", "Revises: a\x0cb", "Create Date: 2024-05-17 10:11",
+             "Create Date: ", "Create Date:", "Create Date:  x", "Create Date: \x0c", "Create Date: x \t",
+             "Create Date:\tx", "Create Date: \u2028x", "message", "", "Revision IDs: x", "Revises abc"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_doc_header_shortcut_is_the_general_reading(seed):
+    """The template's `Revision ID: <id>` / `Revises: <id>` / `Create Date: ...` lines are read
+    without the general field parser: the same fields, values and spans, repeats included."""
+    rng = random.Random(seed)
+    for _ in range(50):
+        lines = [rng.choice(MESSAGES).replace("\n", " ")] + [rng.choice(DOC_LINES) for _ in range(rng.randrange(1, 7))]
+        text = "\n".join(lines)
+        src = scripts._Source(text)
+        last = len(src.lines) - 1
+        for message in (text, None, "\n" + text, " \u2028" + text):
+            expected = _reference_doc_header(src, 0, last, message)
+            assert scripts._doc_header(src, 0, last, message) == expected, (text, message)
+            assert scripts._doc_header(src, 0, last, message, scripts._span) == expected, (text, message)
