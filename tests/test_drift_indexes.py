@@ -1,0 +1,127 @@
+"""Index comparison in the static pass, checked against real Alembic on SQLite.
+
+Indexes with a sort order (`text("start_time DESC")`, `column("id").desc()`), on an
+expression (`func.lower(name)`, `(a->>'id')` in raw SQL), or partial (`sqlite_where`):
+SQLite's reflection keeps column names only and skips expression indexes, so Alembic
+reports some of them changed (remove + add) and skips others. The static pass carries the
+elements on both sides (models: model_child; migrations: create_index / raw SQL) and
+reflects them as SQLite would; it must report exactly what Alembic reports.
+Cases: arize-phoenix, mlflow (benchmarks/realworld).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from test_drift_fixtures import build, ours, truth
+
+from migration_lsp.compare import CompareOptions, run_alembic_compare
+from migration_lsp.schema import TableState
+
+TABLES = """
+# upgrade
+op.create_table("traces", sa.Column("id", sa.Integer(), primary_key=True), sa.Column("project_rowid", sa.Integer()),
+                sa.Column("start_time", sa.Integer()), sa.Column("name", sa.String(50)), sa.Column("flag", sa.Boolean()))
+"""
+
+MODELS = """
+import sqlalchemy as sa
+metadata = sa.MetaData()
+traces = sa.Table("traces", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+                  sa.Column("project_rowid", sa.Integer()), sa.Column("start_time", sa.Integer()),
+                  sa.Column("name", sa.String(50)), sa.Column("flag", sa.Boolean()))
+"""
+
+
+def check(tmp_path, upgrade: str, indexes: str) -> set[tuple]:
+    root = build(tmp_path, [TABLES, upgrade], MODELS + indexes)
+    expected = truth(root)
+    found, _, _ = ours(root)
+    assert found == expected
+    return found
+
+
+def test_a_sort_order_in_text_is_remove_and_add_on_sqlite(tmp_path):
+    """arize-phoenix: `Index(name, "project_rowid", text("start_time DESC"))` in the models,
+    `CREATE INDEX ... (project_rowid, start_time DESC)` in op.execute: SQLite reflects
+    (project_rowid, start_time), the model's index is on (project_rowid) and an expression."""
+    found = check(tmp_path, """
+        # upgrade
+        op.execute("CREATE INDEX IF NOT EXISTS ix_traces_rowid_start ON traces (project_rowid, start_time DESC)")
+        op.create_index("ix_traces_name_start", "traces", ["name", sa.text("start_time DESC")])
+    """, """
+sa.Index("ix_traces_rowid_start", "project_rowid", sa.text("start_time DESC"), _table=traces)
+sa.Index("ix_traces_name_start", "name", sa.text("start_time DESC"), _table=traces)
+""")
+    assert ("remove_index", "traces", "ix_traces_rowid_start") in found
+    assert ("add_index", "traces", "ix_traces_name_start") in found
+
+
+def test_a_desc_column_and_a_partial_index_on_sqlite(tmp_path):
+    """arize-phoenix: `op.create_index(name, table, ["a", sa.column("id").desc()],
+    sqlite_where=sa.text(...))` and the models' `Index(name, "a", sa.desc("id"),
+    sqlite_where=...)`: a changed index for Alembic (the model's desc("id") is an expression);
+    `t.c.start_time.desc()` on both sides is the same index (reflected without its order)."""
+    found = check(tmp_path, """
+        # upgrade
+        op.create_index("ix_traces_compaction", "traces", ["project_rowid", sa.column("id").desc()],
+                        sqlite_where=sa.text("flag"), postgresql_where=sa.text("flag"))
+        op.create_index("ix_traces_start_desc", "traces", [sa.column("start_time").desc()])
+    """, """
+sa.Index("ix_traces_compaction", "project_rowid", sa.desc("id"), sqlite_where=sa.text("flag"),
+         postgresql_where=sa.text("flag"), _table=traces)
+sa.Index("ix_traces_start_desc", traces.c.start_time.desc())
+""")
+    assert ("add_index", "traces", "ix_traces_compaction") in found
+    assert not {i for i in found if i[2] == "ix_traces_start_desc"}
+
+
+def test_expression_indexes_sqlite_cannot_reflect_are_skipped(tmp_path):
+    """An index on an expression: SQLite's reflection skips it, Alembic skips the models'
+    one of the same name (with a warning) and reports an expression index the models lack
+    nowhere; a plain index of the same name in the models is one the database lacks."""
+    found = check(tmp_path, """
+        # upgrade
+        op.execute("CREATE INDEX ix_traces_lower_name ON traces (lower(name))")
+        op.execute("CREATE INDEX ix_traces_only_here ON traces (lower(name), id)")
+        op.execute("CREATE INDEX ix_traces_plain_in_models ON traces (lower(name))")
+    """, """
+sa.Index("ix_traces_lower_name", sa.func.lower(traces.c.name))
+sa.Index("ix_traces_only_in_models", sa.func.lower(traces.c.name), traces.c.id)
+sa.Index("ix_traces_plain_in_models", traces.c.name)
+""")
+    assert found == {("add_index", "traces", "ix_traces_plain_in_models")}
+
+
+def pg_items(schema_index, model_index) -> list:
+    """Alembic's ops between two one-table metadatas, the static schema reflected as
+    PostgreSQL would (via TableState, as compare() builds them)."""
+    out = []
+    for build_index in (schema_index, model_index):
+        metadata = sa.MetaData()
+        table = sa.Table("t", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+                         sa.Column("a", sa.String(20)), sa.Column("b", sa.Integer()))
+        build_index(table)
+        out.append(TableState.from_table(table).to_table(sa.MetaData()).metadata)
+    ops = run_alembic_compare(out[0], out[1], CompareOptions(dialect="postgresql")).ops
+    return [type(sub).__name__ for op in ops for sub in getattr(op, "ops", [op])]
+
+
+def test_postgresql_compares_sort_orders_as_the_server_reflects_them():
+    """PostgreSQL keeps the sort order: `text("b DESC")` and `b DESC` are one index there
+    (mlflow's idx_mcp_server_versions_latest is no difference on PostgreSQL), ASC is no
+    order, and a different order is a changed index."""
+    def text_desc(t):
+        sa.Index("ix", t.c.a, sa.text("b DESC"), _table=t)
+
+    def column_desc(t):
+        sa.Index("ix", t.c.a, t.c.b.desc())
+
+    def column_asc(t):
+        sa.Index("ix", t.c.a, t.c.b.asc())
+
+    def plain(t):
+        sa.Index("ix", t.c.a, t.c.b)
+
+    assert pg_items(column_desc, text_desc) == []
+    assert pg_items(plain, column_asc) == []
+    assert pg_items(plain, text_desc) == ["DropIndexOp", "CreateIndexOp"]
