@@ -125,3 +125,32 @@ def test_postgresql_compares_sort_orders_as_the_server_reflects_them():
     assert pg_items(column_desc, text_desc) == []
     assert pg_items(plain, column_asc) == []
     assert pg_items(plain, text_desc) == ["DropIndexOp", "CreateIndexOp"]
+
+
+def test_a_table_with_an_unreadable_generated_column_or_check_is_still_compared(tmp_path):
+    """arize-phoenix's agent_session_messages: `sa.Computed(message["id"].as_string())` and
+    a CHECK whose text a helper builds: Alembic compares neither, so neither makes the table
+    uncertain (it used to: its indexes were never compared)."""
+    root = build(tmp_path, ["""
+        import os
+        # upgrade
+        payload = sa.Column("payload", sa.JSON(), nullable=False)
+        op.create_table("messages", sa.Column("id", sa.Integer(), primary_key=True), payload,
+                        sa.Column("message_id", sa.String(), sa.Computed(payload["id"].as_string(), persisted=True)),
+                        sa.Column("flag", sa.Boolean()),
+                        sa.CheckConstraint(os.environ.get("MESSAGE_CHECK", "id > 0"), name="valid_id"))
+        op.create_index("ix_messages_compaction", "messages", ["message_id", sa.column("id").desc()],
+                        sqlite_where=sa.text("flag"))
+    """], """
+import sqlalchemy as sa
+metadata = sa.MetaData()
+messages = sa.Table("messages", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+                    sa.Column("payload", sa.JSON(), nullable=False),
+                    sa.Column("message_id", sa.String(), sa.Computed("json_extract(payload, '$.id')")),
+                    sa.Column("flag", sa.Boolean()), sa.Column("extra", sa.Integer()))
+sa.Index("ix_messages_compaction", "message_id", sa.desc("id"), sqlite_where=sa.text("flag"), _table=messages)
+""")
+    expected = truth(root)
+    found, _, _ = ours(root)
+    assert found == expected
+    assert {("add_column", "messages", "extra"), ("add_index", "messages", "ix_messages_compaction")} <= found
