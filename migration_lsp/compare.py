@@ -239,9 +239,8 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
     except Exception as exc:  # never a crash: the check says drift was not compared, and why
         raise CompareError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
     out: list[Difference] = []
-    dialect = options.dialect or _dialect_of_types(schema_md, model_md)
     for op in upgrade_ops.ops:
-        out.extend(_differences(op, s_states, m_states, sides, dialect))
+        out.extend(_differences(op, s_states, m_states, sides, options.dialect))
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
     if schema.opaque_kinds - {OPAQUE_ANY}:
@@ -430,13 +429,14 @@ def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: 
         "target_metadata": model_md})
     _connectionless_defaults(context.impl)
     _tolerant_types(context.impl)
-    if dialect.name == "default":  # SQLite stands in: the models' expression indexes it cannot reflect are skipped
+    if options.dialect is None and dialect.name != "sqlite":  # SQLite stands in for the indexes (StaticInspector)
         context.impl.correct_for_autogen_constraints = _skip_functional_indexes(context.impl)  # type: ignore[method-assign]
     autogen = AutogenContext(context, model_md)
     # a dialect only guessed from the types (none configured) picks no variant: the models were
     # loaded without a dialect, so theirs are left out too (mlflow: Text().with_variant(MEDIUMTEXT,
     # "mysql") against the models' Text(), compared as MySQL because some column is MEDIUMTEXT)
-    inspector = StaticInspector(schema_md, dialect, variants=options.dialect is not None)
+    inspector = StaticInspector(schema_md, dialect, variants=options.dialect is not None,
+                                indexes_as=options.dialect or "sqlite")
     autogen.__dict__["inspector"] = inspector  # (a memoized property)
     # what alembic.autogenerate.compare.schema._produce_net_changes does with a connection
     # every schema the tables use is compared (as with include_schemas=True): a table in a
@@ -464,8 +464,12 @@ def _dialect_of_types(*metadatas: sa.MetaData) -> str | None:
 
 
 def _skip_functional_indexes(impl: DefaultImpl) -> Any:
-    """SQLite's `correct_for_autogen_constraints` (Alembic's own skip of expression indexes)."""
+    """The impl's `correct_for_autogen_constraints`, then SQLite's (Alembic's own skip of the
+    models' expression indexes a SQLite database cannot reflect)."""
+    correct_for_dialect = impl.correct_for_autogen_constraints
+
     def correct(conn_uniques: Any, conn_indexes: Any, metadata_uniques: Any, metadata_indexes: Any) -> None:
+        correct_for_dialect(conn_uniques, conn_indexes, metadata_uniques, metadata_indexes)
         impl._skip_functional_indexes(metadata_indexes, conn_indexes)
 
     return correct
@@ -506,9 +510,13 @@ class StaticInspector(Inspector):
     dialect's own reflection would report it (SQLite: declared types by affinity, names only
     for named constraints; PostgreSQL: the names the server gives unnamed constraints)."""
 
-    def __init__(self, metadata: sa.MetaData, dialect: Any, variants: bool = True) -> None:  # (no super(): no bind)
+    def __init__(self, metadata: sa.MetaData, dialect: Any, variants: bool = True,
+                 indexes_as: str | None = None) -> None:  # (no super(): no bind)
         self.dialect = dialect
         self.variants = variants
+        # whose reflection of indexes: with no dialect configured SQLite stands in (as in the
+        # truth pass), whatever dialect the types suggest
+        self.indexes_as = indexes_as or dialect.name
         self.bind = self.engine = _StaticBind(dialect)  # type: ignore[assignment]
         self.info_cache: dict = {}
         default = dialect.default_schema_name
@@ -690,17 +698,16 @@ class StaticInspector(Inspector):
                 continue
             elements = [plain_element(e, set(table.c.keys())) for e in index_elements(index)]
             info: dict[str, Any] = {"name": self._name(index), "unique": bool(index.unique), "dialect_options": {}}
-            if self._sqlite or self.dialect.name == "default":
+            if self.indexes_as == "sqlite":
                 # PRAGMA index_xinfo: column names only (no sort order); an index on an
-                # expression is skipped ("Skipped unsupported reflection of expression-based
-                # index"). With no dialect configured SQLite stands in (as in the truth pass)
+                # expression is skipped ("Skipped unsupported reflection of expression-based index")
                 if any(e.column is None for e in elements):
                     continue
                 info["column_names"] = [e.column for e in elements]
                 where = index.dialect_kwargs.get("sqlite_where")
                 if where is not None:
                     info["dialect_options"] = {"sqlite_where": where}
-            elif self._postgresql:
+            elif self.indexes_as == "postgresql":
                 # pg_index: a column's name, else the expression's text; the sort order as
                 # PostgreSQL keeps it (DESC implies NULLS FIRST, ASC NULLS LAST)
                 info["column_names"] = [e.column for e in elements]

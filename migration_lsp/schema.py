@@ -108,7 +108,7 @@ class TableState:
         for index, _ in self.indexes:
             elements = index_elements(index)
             built = [rebuilt_element(e, table) for e in elements]
-            if built and all(b is not None for b in built):
+            if all(b is not None for b in built):
                 try:
                     sa.Index(index.name, *built, unique=index.unique, _table=table, **_index_kwargs(index))
                 except (sa.exc.ArgumentError, TypeError):  # another dialect's option: the index without it

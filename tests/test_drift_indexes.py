@@ -154,3 +154,38 @@ sa.Index("ix_messages_compaction", "message_id", sa.desc("id"), sqlite_where=sa.
     found, _, _ = ours(root)
     assert found == expected
     assert {("add_column", "messages", "extra"), ("add_index", "messages", "ix_messages_compaction")} <= found
+
+
+def test_mlflow_indexes_with_no_dialect_configured(tmp_path, monkeypatch):
+    """mlflow (`sqlalchemy.url = ""`, a mysql.MEDIUMTEXT variant in the tables, so the types
+    are compared as MySQL): indexes are still reflected as SQLite, which stands in for the
+    database, so `text("version_major DESC")` on both sides is a changed index, as for
+    Alembic on SQLite; and `Index("index_trace_tags_request_id")` in __table_args__ (no
+    columns at all) is an index of the models, changed against the migrations' one."""
+    root = build(tmp_path, [TABLES, """
+        from sqlalchemy.dialects.mysql import MEDIUMTEXT
+        # upgrade
+        op.add_column("traces", sa.Column("doc", sa.Text().with_variant(MEDIUMTEXT, "mysql")))
+        op.create_index("idx_traces_latest", "traces", ["name", sa.text("start_time DESC")])
+        op.create_index("index_traces_project_rowid", "traces", ["project_rowid"])
+    """], MODELS + """
+from sqlalchemy.dialects.mysql import MEDIUMTEXT
+traces.append_column(sa.Column("doc", sa.Text().with_variant(MEDIUMTEXT, "mysql")))
+sa.Index("idx_traces_latest", "name", sa.text("start_time DESC"), _table=traces)
+traces.append_constraint(sa.Index("index_traces_project_rowid"))
+""")
+    from test_drift_fixtures import ENV_PY, INI
+    (root / "alembic.ini").write_text(INI.replace("sqlite:///%(here)s/app.db", ""), encoding="utf-8")
+    env_py = root / "migrations" / "env.py"
+    env_py.write_text(ENV_PY.replace("engine_from_config(context.config.get_section(context.config.config_ini_section),\n"
+                                     "                                     prefix=\"sqlalchemy.\", poolclass=pool.NullPool)",
+                                     "engine_from_config({'sqlalchemy.url': os.environ['FIXTURE_DB_URL']}, "
+                                     "prefix='sqlalchemy.', poolclass=pool.NullPool)"), encoding="utf-8")
+    assert "FIXTURE_DB_URL" in env_py.read_text(encoding="utf-8")
+    with monkeypatch.context() as env:
+        env.setenv("FIXTURE_DB_URL", f"sqlite:///{root}/app.db")
+        expected = truth(root)
+    found, _, _ = ours(root)
+    assert found == expected
+    assert {("add_index", "traces", "idx_traces_latest"), ("remove_index", "traces", "index_traces_project_rowid"),
+            ("add_index", "traces", "index_traces_project_rowid")} <= found
