@@ -77,6 +77,12 @@ def type_info(type_, dialect):
     type_ = for_dialect(type_, dialect)
     info: dict[str, str | None] = {"repr": repr(type_), "module": type(type_).__module__, "class": type(type_).__name__}
     impl = getattr(type_, "impl", None)
+    if impl is not None and dialect is not None and callable(getattr(type_, "load_dialect_impl", None)):
+        try:  # a TypeDecorator's type for this dialect (prefect's JSON: JSONB, sqlite.JSON on SQLite)
+            loaded = type_.load_dialect_impl(dialect)
+            impl = loaded if not isinstance(loaded, type) and loaded is not type_ else impl
+        except Exception:  # noqa: BLE001 - the project's own hook: it may raise anything
+            pass
     if impl is not None and not isinstance(impl, type):
         impl = for_dialect(impl, dialect)
         info["impl_repr"] = repr(impl)

@@ -286,6 +286,9 @@ def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
     if isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "COLUMN" \
             and len(action.args.get("tables") or []) == 1:
         return DDLEffect(op=alembic_ops.DropColumnOp(name, action.args["tables"][0].name, schema=schema))
+    if isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "CONSTRAINT" \
+            and len(action.args.get("tables") or []) == 1:  # (IF EXISTS: the replay drops it if the table has it)
+        return DDLEffect(op=alembic_ops.DropConstraintOp(action.args["tables"][0].name, name, schema=schema))
     if isinstance(action, exp.AlterRename):
         return DDLEffect(op=alembic_ops.RenameTableOp(name, action.this.name, schema=schema))
     if isinstance(action, exp.RenameColumn):

@@ -64,6 +64,9 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
             return state  # `if "t" not in inspector.get_table_names():` while the history has t
         if runs:
             return _apply_safely(state, op, origin)
+    if ev.conditional and isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) \
+            and isinstance(op.index_name, str):
+        return _apply_safely(state, op, origin).with_unsure(_index_kinds(op.index_name))
     if ev.conditional and op is not None:
         # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
         table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
@@ -160,6 +163,15 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
     to (each table it touches uncertain when it may not run), other DDL making the tables it
     names uncertain; DML changes no schema."""
     for effect in ddl_effects(sql, dialect):
+        index = effect.dropped_index or (effect.op.index_name if isinstance(effect.op, alembic_ops.CreateIndexOp)
+                                         and isinstance(effect.op.index_name, str) else None)
+        if conditional and index is not None:  # only that index may or may not be there
+            if effect.op is not None:
+                state = _apply_safely(state, effect.op, origin)
+            else:
+                state, _ = _drop_index_by_name(state, index)
+            state = state.with_unsure(_index_kinds(index))
+            continue
         touched: tuple[str, ...] = effect.uncertain
         if effect.op is not None:
             state = _apply_safely(state, effect.op, origin)
@@ -176,6 +188,11 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
         if conditional or (effect.op is None and effect.dropped_index is None and effect.renamed_index is None):
             state = state.with_uncertain(t for t in touched if t)
     return state
+
+
+def _index_kinds(name: str) -> tuple[str, ...]:
+    """The differences an index that may or may not exist can make (compare._may_be_opaque)."""
+    return (f"add_index:{name}", f"drop_index:{name}")
 
 
 def _drop_index_by_name(state: SchemaState, name: str) -> tuple[SchemaState, str | None]:

@@ -361,6 +361,14 @@ class SchemaState:
         return SchemaState(self.tables, self.uncertain, self._origins(self.unknown) + (origin,), self.opaque,
                            self.opaque_kinds)
 
+    def with_unsure(self, kinds: Iterable[str]) -> SchemaState:
+        """Differences of these kinds (`add_index:ix_name`) may or may not be there: an
+        object an op that may not run made or dropped (its table stays compared)."""
+        kinds = frozenset(kinds)
+        if kinds <= self.opaque_kinds:
+            return self
+        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque, self.opaque_kinds | kinds)
+
     def with_opaque(self, origin: Origin, kinds: Iterable[str] = (OPAQUE_ANY,)) -> SchemaState:
         return SchemaState(self.tables, self.uncertain, self.unknown, self._origins(self.opaque) + (origin,),
                            self.opaque_kinds | frozenset(kinds))
