@@ -844,10 +844,12 @@ def _unsure_indexes(op: alembic_ops.ModifyTableOps, s_state: TableState | None, 
         return set()
     dropped = {sub.index_name for sub in op.ops if isinstance(sub, alembic_ops.DropIndexOp)}
     created = {sub.index_name for sub in op.ops if isinstance(sub, alembic_ops.CreateIndexOp)}
-    unsure = set()
+    unsure: set[str] = set()
     for state in (s_state, m_state):
-        for index, _ in state.indexes if state is not None else ():
-            if index.name not in dropped | created:
+        if state is None:
+            continue
+        for index, _ in state.indexes:
+            if not isinstance(index.name, str) or index.name not in dropped | created:
                 continue
             if dialect == "postgresql":
                 columns = {c.name for c in state.columns}

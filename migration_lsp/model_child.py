@@ -81,7 +81,7 @@ def type_info(type_, dialect):
         try:  # a TypeDecorator's type for this dialect (prefect's JSON: JSONB, sqlite.JSON on SQLite)
             loaded = type_.load_dialect_impl(dialect)
             impl = loaded if not isinstance(loaded, type) and loaded is not type_ else impl
-        except Exception:  # noqa: BLE001 - the project's own hook: it may raise anything
+        except Exception:  # noqa: BLE001, S110 - the project's own hook may raise anything: its `impl` stands
             pass
     if impl is not None and not isinstance(impl, type):
         impl = for_dialect(impl, dialect)
@@ -151,10 +151,10 @@ def index_element(expr, dialect):
 
     if isinstance(expr, str):
         return {"column": expr, "modifiers": []}
-    modifiers = []
+    modifiers: list[str] = []
     inner = expr
     while isinstance(inner, elements.UnaryExpression) and getattr(inner.modifier, "__name__", None) in MODIFIERS:
-        modifiers.insert(0, MODIFIERS[inner.modifier.__name__])
+        modifiers.insert(0, MODIFIERS[getattr(inner.modifier, "__name__", "")])
         inner = inner.element
     if isinstance(inner, elements.ColumnClause) and not inner.is_literal and isinstance(inner.name, str):
         return {"column": inner.name, "modifiers": modifiers}
@@ -165,7 +165,7 @@ def index_element(expr, dialect):
         sql = str(compiled)
     except Exception:  # noqa: BLE001 - the project's own construct: it may raise anything
         sql = sql_text(expr) or repr(expr)
-    found = []
+    found: list[Any] = []
     visitors.traverse(expr, {}, {"column": found.append})
     on = getattr(found[0], "name", None) if found else None
     return {"sql": sql, "on": on if isinstance(on, str) else None}
@@ -174,7 +174,7 @@ def index_element(expr, dialect):
 def index_kwargs(index, dialect):
     """The index's dialect options (`postgresql_where`, `sqlite_where`, `postgresql_using`...):
     SQL as text, plain values as they are, anything else left out."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in dict(getattr(index, "dialect_kwargs", {})).items():
         if value is None or isinstance(value, (str, bool, int, float)):
             out[key] = value

@@ -376,7 +376,7 @@ def _index(table: sa.Table, idx: dict, name: str | None) -> None:
     built = [rebuilt_element(e, table) for e in elements]
     if any(b is None for b in built):  # (none at all is kept: mlflow's `Index("index_trace_tags_request_id")`)
         return
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in (idx.get("kwargs") or {}).items():
         if isinstance(key, str) and "_" in key:
             kwargs[key] = sa.text(value["sql"]) if isinstance(value, dict) and isinstance(value.get("sql"), str) \
