@@ -73,8 +73,10 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         state = _apply_safely(state, op, origin)
         return state.with_uncertain((table,)) if table else state
     if op is None:
+        if ev.call.name == "execute":
+            return _unreadable_sql(state, ev.call.node)
         if ev.call.name in DATA_OPS:
-            return state  # op.execute(<SQL we cannot read>), op.bulk_insert(...): data
+            return state  # op.bulk_insert(...): data
         table = ev.table or _literal_table_name(ev.call)
         if table:
             return state.with_uncertain((table,))
@@ -187,6 +189,28 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
             touched += (table,) if table else ()
         if conditional or (effect.op is None and effect.dropped_index is None and effect.renamed_index is None):
             state = state.with_uncertain(t for t in touched if t)
+    return state
+
+
+def _unreadable_sql(state: SchemaState, node: ast.Call) -> SchemaState:
+    """op.execute(<SQL we cannot read>): data, unless its literal text is DDL. An f-string
+    read with its unknown parts left empty (phoenix: f"CREATE INDEX {'CONCURRENTLY ' if
+    concurrently else ''}IF NOT EXISTS ix ON t (...)"): an index it may make or drop is
+    unsure, a table it may change uncertain; nothing of it is applied."""
+    arg = node.args[0] if node.args else None
+    if isinstance(arg, ast.Call) and arg.args:  # sa.text(f"...")
+        arg = arg.args[0]
+    if not isinstance(arg, ast.JoinedStr):
+        return state
+    text = "".join(v.value for v in arg.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+    for effect in ddl_effects(text):
+        index = effect.dropped_index or (effect.op.index_name if isinstance(effect.op, alembic_ops.CreateIndexOp)
+                                         and isinstance(effect.op.index_name, str) else None)
+        if index is not None:
+            state = state.with_unsure(_index_kinds(index))
+            continue
+        name = op_table(effect.op)[0] if effect.op is not None else None
+        state = state.with_uncertain(t for t in (*effect.uncertain, name) if t)
     return state
 
 
