@@ -74,7 +74,7 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         return state.with_uncertain((table,)) if table else state
     if op is None:
         if ev.call.name == "execute":
-            return _unreadable_sql(state, ev.call.node)
+            return _unreadable_sql(state, ev.call.node, origin, bool(ev.conditional))
         if ev.call.name in DATA_OPS:
             return state  # op.bulk_insert(...): data
         table = ev.table or _literal_table_name(ev.call)
@@ -192,16 +192,23 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
     return state
 
 
-def _unreadable_sql(state: SchemaState, node: ast.Call) -> SchemaState:
+def _unreadable_sql(state: SchemaState, node: ast.Call, origin: Origin, conditional: bool) -> SchemaState:
     """op.execute(<SQL we cannot read>): data, unless its literal text is DDL. An f-string
-    read with its unknown parts left empty (phoenix: f"CREATE INDEX {'CONCURRENTLY ' if
-    concurrently else ''}IF NOT EXISTS ix ON t (...)"): an index it may make or drop is
-    unsure, a table it may change uncertain; nothing of it is applied."""
+    whose unknown parts each choose between literals (phoenix: f"CREATE INDEX {'CONCURRENTLY '
+    if concurrently else ''}IF NOT EXISTS ix ON t (...)") is applied when every choice has
+    the same effect; otherwise, read with its unknown parts left empty, an index it may make
+    or drop is unsure, a table it may change uncertain, and nothing of it is applied."""
     arg = node.args[0] if node.args else None
     if isinstance(arg, ast.Call) and arg.args:  # sa.text(f"...")
         arg = arg.args[0]
     if not isinstance(arg, ast.JoinedStr):
         return state
+    choices = _fstring_choices(arg)
+    if choices is not None and not conditional:  # (index DDL only: CONCURRENTLY, IF NOT EXISTS)
+        effects = [ddl_effects(sql) for sql in choices]
+        if effects[0] and all(isinstance(e.op, alembic_ops.CreateIndexOp) or e.dropped_index for e in effects[0]) \
+                and all(_effect_key(e) == _effect_key(effects[0]) for e in effects[1:]):
+            return apply_sql(state, choices[0], origin)
     text = "".join(v.value for v in arg.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
     for effect in ddl_effects(text):
         index = effect.dropped_index or (effect.op.index_name if isinstance(effect.op, alembic_ops.CreateIndexOp)
@@ -212,6 +219,37 @@ def _unreadable_sql(state: SchemaState, node: ast.Call) -> SchemaState:
         name = op_table(effect.op)[0] if effect.op is not None else None
         state = state.with_uncertain(t for t in (*effect.uncertain, name) if t)
     return state
+
+
+MAX_CHOICES = 8
+
+
+def _fstring_choices(node: ast.JoinedStr) -> list[str] | None:
+    """Every text an f-string can be when each of its parts is a literal or `a if test else
+    b` between literals (None: another part, or too many)."""
+    texts = [""]
+    for part in node.values:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            options = [part.value]
+        elif isinstance(part, ast.FormattedValue) and part.conversion == -1 and part.format_spec is None \
+                and isinstance(part.value, ast.IfExp) \
+                and all(isinstance(b, ast.Constant) and isinstance(b.value, str)
+                        for b in (part.value.body, part.value.orelse)):
+            options = [part.value.body.value, part.value.orelse.value]  # type: ignore[attr-defined]
+        else:
+            return None
+        texts = [t + o for t in texts for o in options]
+        if len(texts) > MAX_CHOICES:
+            return None
+    return texts
+
+
+def _effect_key(effects: list) -> list:
+    """What index DDL does, to tell whether two texts do the same (CONCURRENTLY or not)."""
+    return [("index", e.op.index_name, e.op.table_name, e.op.schema, bool(e.op.unique),
+             tuple(str(c) for c in e.op.columns), tuple(sorted((k, str(v)) for k, v in e.op.kw.items())))
+            if isinstance(e.op, alembic_ops.CreateIndexOp) else ("drop", e.dropped_index, e.uncertain)
+            for e in effects]
 
 
 def _index_kinds(name: str) -> tuple[str, ...]:
