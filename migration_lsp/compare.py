@@ -31,6 +31,7 @@ from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
 from .schema import (
     OPAQUE_ANY,
+    IndexElement,
     Origin,
     SchemaState,
     TableState,
@@ -709,7 +710,9 @@ class StaticInspector(Inspector):
                     info["dialect_options"] = {"sqlite_where": where}
             elif self.indexes_as == "postgresql":
                 # pg_index: a column's name, else the expression's text; the sort order as
-                # PostgreSQL keeps it (DESC implies NULLS FIRST, ASC NULLS LAST)
+                # PostgreSQL keeps it (DESC implies NULLS FIRST, ASC NULLS LAST), also when
+                # given as `postgresql_ops={"id": "DESC"}` (airflow's task_reschedule)
+                elements = [_with_pg_ops(e, index.dialect_kwargs.get("postgresql_ops")) for e in elements]
                 info["column_names"] = [e.column for e in elements]
                 if any(e.column is None for e in elements):
                     info["expressions"] = [e.column or e.sql for e in elements]
@@ -741,6 +744,20 @@ class StaticInspector(Inspector):
 
     def _comment(self, table: sa.Table) -> dict:
         return {"text": table.comment}
+
+
+_SORT_ORDER = re.compile(r"^\s*(ASC|DESC)?\s*(?:NULLS\s+(FIRST|LAST))?\s*$", re.IGNORECASE)
+
+
+def _with_pg_ops(element: IndexElement, ops: Any) -> IndexElement:
+    """A column's `postgresql_ops` entry that is only a sort order, as its modifiers (another
+    operator class is no sort order: PostgreSQL's comparison leaves it out)."""
+    value = ops.get(element.column) if isinstance(ops, dict) and element.column is not None else None
+    m = _SORT_ORDER.match(value) if isinstance(value, str) and value.strip() else None
+    if m is None:
+        return element
+    added = ((m.group(1).lower(),) if m.group(1) else ()) + ((f"nulls_{m.group(2).lower()}",) if m.group(2) else ())
+    return replace(element, modifiers=element.modifiers + added)
 
 
 def _pg_sorting(modifiers: tuple[str, ...]) -> tuple[str, ...]:

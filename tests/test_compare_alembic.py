@@ -143,6 +143,9 @@ CASES = {
     "an index with a sort order in text": (
         BASE + "op.create_index('ix_users_org_email', 'users', ['org_id', sa.text('email DESC')])\n",
         MODELS_BASE + "sa.Index('ix_users_org_email', users.c.org_id, sa.text('email DESC'))\n", False, None),
+    "a sort order given as postgresql_ops": (  # airflow's task_reschedule
+        BASE + "op.create_index('ix_users_org_name', 'users', ['org_id', 'name'], postgresql_ops={'name': 'DESC'})\n",
+        MODELS_BASE + "sa.Index('ix_users_org_name', users.c.org_id, users.c.name.desc())\n", False, []),
     "a sort order only the models have": (
         BASE, MODELS_BASE.replace("    sa.Index('ix_users_name', 'name'),\n", "")
         + "sa.Index('ix_users_name', users.c.name.desc())\n", False, None),
