@@ -31,11 +31,14 @@ from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS, sqlalchemy_dialect
 from .schema import (
     OPAQUE_ANY,
+    IndexElement,
     Origin,
     SchemaState,
     TableState,
     constraint_columns,
     index_columns,
+    index_elements,
+    plain_element,
     table_key,
 )
 
@@ -228,7 +231,7 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
         raise CompareError(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
     out: list[Difference] = []
     for op in upgrade_ops.ops:
-        out.extend(_differences(op, s_states, m_states, sides))
+        out.extend(_differences(op, s_states, m_states, sides, options.dialect))
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
     if schema.opaque_kinds - {OPAQUE_ANY}:
@@ -417,11 +420,14 @@ def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: 
         "target_metadata": model_md})
     _connectionless_defaults(context.impl)
     _tolerant_types(context.impl)
+    if options.dialect is None and dialect.name != "sqlite":  # SQLite stands in for the indexes (StaticInspector)
+        context.impl.correct_for_autogen_constraints = _skip_functional_indexes(context.impl)  # type: ignore[method-assign]
     autogen = AutogenContext(context, model_md)
     # a dialect only guessed from the types (none configured) picks no variant: the models were
     # loaded without a dialect, so theirs are left out too (mlflow: Text().with_variant(MEDIUMTEXT,
     # "mysql") against the models' Text(), compared as MySQL because some column is MEDIUMTEXT)
-    inspector = StaticInspector(schema_md, dialect, variants=options.dialect is not None)
+    inspector = StaticInspector(schema_md, dialect, variants=options.dialect is not None,
+                                indexes_as=options.dialect or "sqlite")
     autogen.__dict__["inspector"] = inspector  # (a memoized property)
     # what alembic.autogenerate.compare.schema._produce_net_changes does with a connection
     # every schema the tables use is compared (as with include_schemas=True): a table in a
@@ -446,6 +452,18 @@ def _dialect_of_types(*metadatas: sa.MetaData) -> str | None:
                 if name in KNOWN_DIALECTS:
                     return name
     return None
+
+
+def _skip_functional_indexes(impl: DefaultImpl) -> Any:
+    """The impl's `correct_for_autogen_constraints`, then SQLite's (Alembic's own skip of the
+    models' expression indexes a SQLite database cannot reflect)."""
+    correct_for_dialect = impl.correct_for_autogen_constraints
+
+    def correct(conn_uniques: Any, conn_indexes: Any, metadata_uniques: Any, metadata_indexes: Any) -> None:
+        correct_for_dialect(conn_uniques, conn_indexes, metadata_uniques, metadata_indexes)
+        impl._skip_functional_indexes(metadata_indexes, conn_indexes)
+
+    return correct
 
 
 def _tolerant_types(impl: DefaultImpl) -> None:
@@ -483,9 +501,13 @@ class StaticInspector(Inspector):
     dialect's own reflection would report it (SQLite: declared types by affinity, names only
     for named constraints; PostgreSQL: the names the server gives unnamed constraints)."""
 
-    def __init__(self, metadata: sa.MetaData, dialect: Any, variants: bool = True) -> None:  # (no super(): no bind)
+    def __init__(self, metadata: sa.MetaData, dialect: Any, variants: bool = True,
+                 indexes_as: str | None = None) -> None:  # (no super(): no bind)
         self.dialect = dialect
         self.variants = variants
+        # whose reflection of indexes: with no dialect configured SQLite stands in (as in the
+        # truth pass), whatever dialect the types suggest
+        self.indexes_as = indexes_as or dialect.name
         self.bind = self.engine = _StaticBind(dialect)  # type: ignore[assignment]
         self.info_cache: dict = {}
         default = dialect.default_schema_name
@@ -661,9 +683,38 @@ class StaticInspector(Inspector):
         return out
 
     def _indexes(self, table: sa.Table) -> list[dict]:
-        return [{"name": self._name(i), "column_names": [getattr(e, "name", None) for e in i.expressions],
-                 "unique": bool(i.unique), "dialect_options": {}}
-                for i in sorted(table.indexes, key=lambda i: str(i.name)) if isinstance(i.name, str)]
+        out = []
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            if not isinstance(index.name, str):
+                continue
+            elements = [plain_element(e, set(table.c.keys())) for e in index_elements(index)]
+            info: dict[str, Any] = {"name": self._name(index), "unique": bool(index.unique), "dialect_options": {}}
+            if self.indexes_as == "sqlite":
+                # PRAGMA index_xinfo: column names only (no sort order); an index on an
+                # expression is skipped ("Skipped unsupported reflection of expression-based index")
+                if any(e.column is None for e in elements):
+                    continue
+                info["column_names"] = [e.column for e in elements]
+                where = index.dialect_kwargs.get("sqlite_where")
+                if where is not None:
+                    info["dialect_options"] = {"sqlite_where": where}
+            elif self.indexes_as == "postgresql":
+                # pg_index: a column's name, else the expression's text; the sort order as
+                # PostgreSQL keeps it (DESC implies NULLS FIRST, ASC NULLS LAST), also when
+                # given as `postgresql_ops={"id": "DESC"}` (airflow's task_reschedule)
+                elements = [_with_pg_ops(e, index.dialect_kwargs.get("postgresql_ops")) for e in elements]
+                info["column_names"] = [e.column for e in elements]
+                if any(e.column is None for e in elements):
+                    info["expressions"] = [e.column or e.sql for e in elements]
+                sorting = {e.column: _pg_sorting(e.modifiers) for e in elements
+                           if e.column is not None and _pg_sorting(e.modifiers)}
+                if sorting:
+                    info["column_sorting"] = sorting
+            else:  # (an index with an expression or a sort order is not compared: _unsure_indexes)
+                info["column_names"] = [e.column for e in elements]
+                info["expressions"] = [e.column or e.sql for e in elements]
+            out.append(info)
+        return out
 
     def _uniques(self, table: sa.Table) -> list[dict]:
         out = []
@@ -685,6 +736,31 @@ class StaticInspector(Inspector):
         return {"text": table.comment}
 
 
+_SORT_ORDER = re.compile(r"^\s*(ASC|DESC)?\s*(?:NULLS\s+(FIRST|LAST))?\s*$", re.IGNORECASE)
+
+
+def _with_pg_ops(element: IndexElement, ops: Any) -> IndexElement:
+    """A column's `postgresql_ops` entry that is only a sort order, as its modifiers (another
+    operator class is no sort order: PostgreSQL's comparison leaves it out)."""
+    value = ops.get(element.column) if isinstance(ops, dict) and element.column is not None else None
+    m = _SORT_ORDER.match(value) if isinstance(value, str) and value.strip() else None
+    if m is None:
+        return element
+    added = ((m.group(1).lower(),) if m.group(1) else ()) + ((f"nulls_{m.group(2).lower()}",) if m.group(2) else ())
+    return replace(element, modifiers=element.modifiers + added)
+
+
+def _pg_sorting(modifiers: tuple[str, ...]) -> tuple[str, ...]:
+    """A column's sort modifiers as PostgreSQL reflects them: only what differs from the
+    default (ASC NULLS LAST; DESC NULLS FIRST)."""
+    desc = "desc" in modifiers
+    nulls = next((m for m in reversed(modifiers) if m.startswith("nulls_")), None)
+    out: tuple[str, ...] = ("desc",) if desc else ()
+    if nulls == ("nulls_last" if desc else "nulls_first"):
+        out += (nulls,)
+    return out
+
+
 class _StaticBind:
     """What reflection asks of its connection: the dialect and a table's schema."""
 
@@ -695,7 +771,8 @@ class _StaticBind:
         return obj.schema
 
 
-def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[Difference]:
+def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides,
+                 dialect: str | None = None) -> list[Difference]:
     """Alembic's op -> Difference records, located where the models declare it (missing,
     changed) or where the migrations made it (extra)."""
     if isinstance(op, alembic_ops.CreateTableOp):
@@ -717,6 +794,7 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
     m_origin = m_state.origin if m_state else None
     s_origin = s_state.origin if s_state else None
     out = []
+    unsure = _unsure_indexes(op, s_state, m_state, dialect)
     for sub in op.ops:
         if isinstance(sub, alembic_ops.AddColumnOp):
             col = m_state.column(sub.column.name) if m_state else None
@@ -737,9 +815,8 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             out.append(Difference("changed", f"column {key}.{sub.column_name}", sub,
                                   (m_col.origin if m_col else None) or m_origin, s_col.origin if s_col else None,
                                   "; ".join(details)))
-        elif isinstance(sub, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) and s_state is not None \
-                and any(i.name == sub.index_name and _ordered(i) for i, _ in s_state.indexes):
-            continue  # a sort order or an expression: the models' side cannot carry it (names only)
+        elif isinstance(sub, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) and sub.index_name in unsure:
+            continue  # expressions whose text the database would normalise: not compared here
         elif isinstance(sub, alembic_ops.CreateIndexOp):
             columns = tuple(str(getattr(c, "name", c)) for c in sub.columns)
             out.append(Difference("missing", f"index {sub.index_name} on {key}", sub,
@@ -760,6 +837,35 @@ def _differences(op: Any, s_states: dict, m_states: dict, sides: Sides) -> list[
             out.append(Difference("changed", f"table {key}", sub, m_origin, s_origin,
                                   f"comment {new!r} {sides[1]}, {old!r} {sides[0]}"))
     return out
+
+
+def _unsure_indexes(op: alembic_ops.ModifyTableOps, s_state: TableState | None, m_state: TableState | None,
+                    dialect: str | None) -> set[str]:
+    """Indexes Alembic reports that a database of the dialect might not. SQLite (and no
+    dialect: SQLite stands in): none, the static reflection is SQLite's own (column names
+    only, expression indexes skipped). PostgreSQL compares expressions by the text the server
+    normalised (`lower((name)::text)`): an index changed (dropped and created again) with an
+    expression on either side is left out. Other dialects: any index with an expression or
+    a sort order on either side."""
+    if dialect in ("sqlite", None):
+        return set()
+    dropped = {sub.index_name for sub in op.ops if isinstance(sub, alembic_ops.DropIndexOp)}
+    created = {sub.index_name for sub in op.ops if isinstance(sub, alembic_ops.CreateIndexOp)}
+    unsure: set[str] = set()
+    for state in (s_state, m_state):
+        if state is None:
+            continue
+        for index, _ in state.indexes:
+            if not isinstance(index.name, str) or index.name not in dropped | created:
+                continue
+            if dialect == "postgresql":
+                columns = {c.name for c in state.columns}
+                if index.name in dropped & created and \
+                        any(plain_element(e, columns).column is None for e in index_elements(index)):
+                    unsure.add(index.name)
+            elif _ordered(index) or any(e.column is None or e.modifiers for e in index_elements(index)):
+                unsure.add(index.name)
+    return unsure
 
 
 def _ordered(index: Any) -> bool:

@@ -267,7 +267,8 @@ class Evaluator:
     def _construct(self, node: ast.Call, fn: Any, args: list, kwargs: dict) -> Any:
         """Call `fn`, a constructor or function of SQLAlchemy, on evaluated arguments."""
         if fn is sa.Column or (isinstance(fn, type) and issubclass(fn, sa.Column)):
-            args = [OpaqueType(a.source) if isinstance(a, Opaque) and i > 0 else a for i, a in enumerate(args)]
+            args = [_opaque_column_argument(node.args[i], a) if isinstance(a, Opaque) and i > 0 else a
+                    for i, a in enumerate(args)]
             kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, Opaque)}
             if args and isinstance(args[0], Opaque):
                 return Opaque(node)
@@ -280,6 +281,19 @@ class Evaluator:
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             return None
         return [self.value(a) for a in node.args], {k.arg: self.value(k.value) for k in node.keywords}
+
+
+def _opaque_column_argument(node: ast.expr, value: Opaque) -> Any:
+    """A Column argument we could not evaluate: `sa.Computed(<expression>)` is a generated
+    column whose expression Alembic never compares (it only warns), kept as its source text;
+    anything else stands for the column's type."""
+    func = node.func if isinstance(node, ast.Call) else None
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if name == "Computed" and isinstance(node, ast.Call) and node.args:
+        persisted = next((k.value.value for k in node.keywords if k.arg == "persisted"
+                          and isinstance(k.value, ast.Constant) and isinstance(k.value.value, bool)), None)
+        return sa.Computed(sa.text(_source(node.args[0])), persisted=persisted)
+    return OpaqueType(value.source)
 
 
 def type_from_repr(text: str, module: str) -> TypeEngine:

@@ -78,6 +78,12 @@ def type_info(type_, dialect):
     type_ = for_dialect(type_, dialect)
     info: dict[str, str | None] = {"repr": repr(type_), "module": type(type_).__module__, "class": type(type_).__name__}
     impl = getattr(type_, "impl", None)
+    if impl is not None and dialect is not None and callable(getattr(type_, "load_dialect_impl", None)):
+        try:  # a TypeDecorator's type for this dialect (prefect's JSON: JSONB, sqlite.JSON on SQLite)
+            loaded = type_.load_dialect_impl(dialect)
+            impl = loaded if not isinstance(loaded, type) and loaded is not type_ else impl
+        except Exception:  # noqa: BLE001, S110 - the project's own hook may raise anything: its `impl` stands
+            pass
     if impl is not None and not isinstance(impl, type):
         impl = for_dialect(impl, dialect)
         info["impl_repr"] = repr(impl)
@@ -126,11 +132,63 @@ def table_info(table, dialect, shared: set[tuple[str, int]] | None = None):
         ],
         "indexes": [
             {"name": i.name, "unique": bool(i.unique), "conv": is_conv(i.name),
-             "columns": [getattr(e, "name", str(e)) for e in i.expressions], "site": site_of(i)}
+             "columns": [getattr(e, "name", str(e)) for e in i.expressions], "site": site_of(i),
+             "elements": [index_element(e, dialect) for e in i.expressions], "kwargs": index_kwargs(i, dialect)}
             for i in sorted(table.indexes, key=lambda i: str(i.name))
         ],
         "constraints": [constraint_info(c) for c in table.constraints],
     }
+
+
+MODIFIERS = {"desc_op": "desc", "asc_op": "asc", "nulls_first_op": "nulls_first", "nulls_last_op": "nulls_last",
+             "nullsfirst_op": "nulls_first", "nullslast_op": "nulls_last"}
+
+
+def index_element(expr, dialect):
+    """One element of an index, as Alembic compares it: a column and its sort modifiers
+    (innermost first), or an expression's SQL for the dialect and the first column in it
+    (the one SQLAlchemy lists in the index's `.columns`)."""
+    from sqlalchemy.sql import elements, visitors
+
+    if isinstance(expr, str):
+        return {"column": expr, "modifiers": []}
+    modifiers: list[str] = []
+    inner = expr
+    while isinstance(inner, elements.UnaryExpression) and getattr(inner.modifier, "__name__", None) in MODIFIERS:
+        modifiers.insert(0, MODIFIERS[getattr(inner.modifier, "__name__", "")])
+        inner = inner.element
+    if isinstance(inner, elements.ColumnClause) and not inner.is_literal and isinstance(inner.name, str):
+        return {"column": inner.name, "modifiers": modifiers}
+    if isinstance(expr, elements.TextClause):
+        return {"sql": expr.text, "on": None}
+    try:
+        compiled = expr.compile(dialect=dialect, compile_kwargs={"literal_binds": True, "include_table": False})
+        sql = str(compiled)
+    except Exception:  # noqa: BLE001 - the project's own construct: it may raise anything
+        sql = sql_text(expr) or repr(expr)
+    found: list[Any] = []
+    visitors.traverse(expr, {}, {"column": found.append})
+    on = getattr(found[0], "name", None) if found else None
+    return {"sql": sql, "on": on if isinstance(on, str) else None}
+
+
+def index_kwargs(index, dialect):
+    """The index's dialect options (`postgresql_where`, `sqlite_where`, `postgresql_using`...):
+    SQL as text, plain values as they are, anything else left out."""
+    out: dict[str, Any] = {}
+    for key, value in dict(getattr(index, "dialect_kwargs", {})).items():
+        if value is None or isinstance(value, (str, bool, int, float)):
+            out[key] = value
+        elif isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            out[key] = dict(value)
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            out[key] = list(value)
+        elif hasattr(value, "compile"):
+            text = getattr(value, "text", None)
+            text = text if isinstance(text, str) else sql_text(value, dialect) or sql_text(value)
+            if text is not None:
+                out[key] = {"sql": text}
+    return out
 
 
 def is_conv(name):

@@ -28,7 +28,7 @@ from . import child
 from .core import Span
 from .evaluate import OpaqueType, type_from_repr
 from .project import Environment, alembic_config, read_text
-from .schema import Origin, SchemaState, TableState
+from .schema import IndexElement, Origin, SchemaState, TableState, rebuilt_element
 
 CHILD = Path(__file__).with_name("model_child.py")
 TIMEOUT = 120.0  # a big package imports in seconds on an idle machine, in 40 s on a busy one
@@ -350,9 +350,7 @@ def _table(info: dict, dialect: str | None, parsed: Parsed) -> TableState:
         elif con["kind"] == "CheckConstraint" and isinstance(con.get("sqltext"), str):  # (None: not renderable)
             table.append_constraint(sa.CheckConstraint(sa.text(con["sqltext"]), name=name_of(con)))
     for idx in info.get("indexes", []):
-        cols = [table.c[n] for n in idx["columns"] if n in names]
-        if cols and len(cols) == len(idx["columns"]):
-            sa.Index(name_of(idx), *cols, unique=idx["unique"])
+        _index(table, idx, name_of(idx))
     origin, column_origins, table_args = _origins(info, table, parsed)
     state = TableState.from_table(table, origin, column_origins)
     declared = _declared(info, origin, parsed)  # indexes and constraints made on a line of their own
@@ -363,6 +361,39 @@ def _table(info: dict, dialect: str | None, parsed: Parsed) -> TableState:
     if table_args:  # where indexes/constraints not on one column are declared
         state = replace(state, info=table_args)
     return state
+
+
+def _index(table: sa.Table, idx: dict, name: str | None) -> None:
+    """The models' index on `table`, element by element as the child described it (a column
+    and its sort order, or an expression's SQL), with its dialect options; an index on a
+    column the table lacks is left out."""
+    described = idx.get("elements")
+    if not isinstance(described, list):  # (a child of an older version: plain columns)
+        described = [{"column": c, "modifiers": []} for c in idx.get("columns", [])]
+    elements = []
+    for item in described:
+        if not isinstance(item, dict):
+            return
+        if isinstance(item.get("column"), str):
+            modifiers = tuple(m for m in item.get("modifiers") or () if m in ("desc", "asc", "nulls_first", "nulls_last"))
+            elements.append(IndexElement(item["column"], modifiers))
+        elif isinstance(item.get("sql"), str):
+            on = item.get("on")
+            elements.append(IndexElement(None, (), item["sql"], on if isinstance(on, str) else None))
+        else:
+            return
+    built = [rebuilt_element(e, table) for e in elements]
+    if any(b is None for b in built):  # (none at all is kept: mlflow's `Index("index_trace_tags_request_id")`)
+        return
+    kwargs: dict[str, Any] = {}
+    for key, value in (idx.get("kwargs") or {}).items():
+        if isinstance(key, str) and "_" in key:
+            kwargs[key] = sa.text(value["sql"]) if isinstance(value, dict) and isinstance(value.get("sql"), str) \
+                else value
+    try:
+        sa.Index(name, *built, unique=bool(idx.get("unique")), _table=table, **kwargs)
+    except (sa.exc.ArgumentError, TypeError):  # an option of a dialect not loaded here: the index without it
+        sa.Index(name, *built, unique=bool(idx.get("unique")), _table=table)
 
 
 class CompiledType(sa.types.UserDefinedType):

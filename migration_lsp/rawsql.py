@@ -144,7 +144,7 @@ def _effect(statement: Any, dialect: str | None) -> DDLEffect | None:
         if kind == "TABLE":
             return _create_table(statement, dialect)
         if kind == "INDEX":
-            return _create_index(statement)
+            return _create_index(statement, dialect)
         return None  # views, functions, triggers, types, sequences, extensions: not tables
     if isinstance(statement, exp.Drop):
         kind = (statement.args.get("kind") or "").upper()
@@ -237,7 +237,11 @@ def _column(node: Any, dialect: str | None = None) -> tuple[sa.Column, bool]:
     return column, primary
 
 
-def _create_index(statement: Any) -> DDLEffect:
+def _create_index(statement: Any, dialect: str | None) -> DDLEffect:
+    """CREATE INDEX as the create_index op it amounts to: a column, a column with a sort order
+    (`sa.column(c).desc()`), an expression (`sa.text(...)`, as the SQL has it); a partial
+    index's WHERE and PostgreSQL's USING as the dialect's options (Alembic does not compare
+    them, they are kept for what an op renders)."""
     from sqlglot import exp
     index = statement.this
     table_node = index.args.get("table")
@@ -245,21 +249,28 @@ def _create_index(statement: Any) -> DDLEffect:
     if table_node is None or params is None:
         return DDLEffect(uncertain=_tables_named(statement))
     name, schema = _table(table_node)
-    columns = []
-    order = {}
+    read = SQLGLOT_DIALECTS.get(dialect or "")
+    columns: list[Any] = []
     for ordered in params.args.get("columns") or []:
-        column = ordered.this if isinstance(ordered, exp.Ordered) else ordered
-        if not isinstance(column, exp.Column) or params.args.get("where") is not None:
-            return DDLEffect(uncertain=(name,))  # expressions, partial indexes: not followed
-        columns.append(column.name)
-        if isinstance(ordered, exp.Ordered) and ordered.args.get("desc"):
-            order[column.name] = "DESC"  # (kept: an index with a sort order is not compared)
+        element = ordered.this if isinstance(ordered, exp.Ordered) else ordered
+        desc = isinstance(ordered, exp.Ordered) and bool(ordered.args.get("desc"))
+        if isinstance(element, exp.Column) and not element.table:
+            columns.append(sa.column(element.name).desc() if desc else element.name)
+        else:
+            columns.append(sa.text(element.sql(dialect=read) + (" DESC" if desc else "")))
     if not columns or not index.name:
         return DDLEffect(uncertain=(name,))
+    options: dict[str, Any] = {}
+    where = params.args.get("where")
+    if where is not None and dialect in ("sqlite", "postgresql"):
+        options[f"{dialect}_where"] = sa.text((where.this if isinstance(where, exp.Where) else where).sql(dialect=read))
+    using = params.args.get("using")
+    if using is not None and dialect == "postgresql":
+        options["postgresql_using"] = using.name if hasattr(using, "name") and using.name else str(using)
     return DDLEffect(op=alembic_ops.CreateIndexOp(index.name, name, columns, schema=schema,
                                                   unique=bool(statement.args.get("unique")),
                                                   if_not_exists=bool(statement.args.get("exists")) or None,
-                                                  **({"postgresql_ops": order} if order else {})))
+                                                  **options))
 
 
 def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
@@ -275,6 +286,9 @@ def _alter_table(statement: Any, dialect: str | None) -> DDLEffect:
     if isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "COLUMN" \
             and len(action.args.get("tables") or []) == 1:
         return DDLEffect(op=alembic_ops.DropColumnOp(name, action.args["tables"][0].name, schema=schema))
+    if isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "CONSTRAINT" \
+            and len(action.args.get("tables") or []) == 1:  # (IF EXISTS: the replay drops it if the table has it)
+        return DDLEffect(op=alembic_ops.DropConstraintOp(action.args["tables"][0].name, name, schema=schema))
     if isinstance(action, exp.AlterRename):
         return DDLEffect(op=alembic_ops.RenameTableOp(name, action.this.name, schema=schema))
     if isinstance(action, exp.RenameColumn):

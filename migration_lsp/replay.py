@@ -64,14 +64,19 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
             return state  # `if "t" not in inspector.get_table_names():` while the history has t
         if runs:
             return _apply_safely(state, op, origin)
+    if ev.conditional and isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) \
+            and isinstance(op.index_name, str):
+        return _apply_safely(state, op, origin).with_unsure(_index_kinds(op.index_name))
     if ev.conditional and op is not None:
         # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
         table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
         state = _apply_safely(state, op, origin)
         return state.with_uncertain((table,)) if table else state
     if op is None:
+        if ev.call.name == "execute":
+            return _unreadable_sql(state, ev.call.node, origin, bool(ev.conditional))
         if ev.call.name in DATA_OPS:
-            return state  # op.execute(<SQL we cannot read>), op.bulk_insert(...): data
+            return state  # op.bulk_insert(...): data
         table = ev.table or _literal_table_name(ev.call)
         if table:
             return state.with_uncertain((table,))
@@ -160,6 +165,15 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
     to (each table it touches uncertain when it may not run), other DDL making the tables it
     names uncertain; DML changes no schema."""
     for effect in ddl_effects(sql, dialect):
+        index = effect.dropped_index or (effect.op.index_name if isinstance(effect.op, alembic_ops.CreateIndexOp)
+                                         and isinstance(effect.op.index_name, str) else None)
+        if conditional and index is not None:  # only that index may or may not be there
+            if effect.op is not None:
+                state = _apply_safely(state, effect.op, origin)
+            else:
+                state, _ = _drop_index_by_name(state, index)
+            state = state.with_unsure(_index_kinds(index))
+            continue
         touched: tuple[str, ...] = effect.uncertain
         if effect.op is not None:
             state = _apply_safely(state, effect.op, origin)
@@ -176,6 +190,71 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
         if conditional or (effect.op is None and effect.dropped_index is None and effect.renamed_index is None):
             state = state.with_uncertain(t for t in touched if t)
     return state
+
+
+def _unreadable_sql(state: SchemaState, node: ast.Call, origin: Origin, conditional: bool) -> SchemaState:
+    """op.execute(<SQL we cannot read>): data, unless its literal text is DDL. An f-string
+    whose unknown parts each choose between literals (phoenix: f"CREATE INDEX {'CONCURRENTLY '
+    if concurrently else ''}IF NOT EXISTS ix ON t (...)") is applied when every choice has
+    the same effect; otherwise, read with its unknown parts left empty, an index it may make
+    or drop is unsure, a table it may change uncertain, and nothing of it is applied."""
+    arg = node.args[0] if node.args else None
+    if isinstance(arg, ast.Call) and arg.args:  # sa.text(f"...")
+        arg = arg.args[0]
+    if not isinstance(arg, ast.JoinedStr):
+        return state
+    choices = _fstring_choices(arg)
+    if choices is not None and not conditional:  # (index DDL only: CONCURRENTLY, IF NOT EXISTS)
+        effects = [ddl_effects(sql) for sql in choices]
+        if effects[0] and all(isinstance(e.op, alembic_ops.CreateIndexOp) or e.dropped_index for e in effects[0]) \
+                and all(_effect_key(e) == _effect_key(effects[0]) for e in effects[1:]):
+            return apply_sql(state, choices[0], origin)
+    text = "".join(v.value for v in arg.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+    for effect in ddl_effects(text):
+        index = effect.dropped_index or (effect.op.index_name if isinstance(effect.op, alembic_ops.CreateIndexOp)
+                                         and isinstance(effect.op.index_name, str) else None)
+        if index is not None:
+            state = state.with_unsure(_index_kinds(index))
+            continue
+        name = op_table(effect.op)[0] if effect.op is not None else None
+        state = state.with_uncertain(t for t in (*effect.uncertain, name) if t)
+    return state
+
+
+MAX_CHOICES = 8
+
+
+def _fstring_choices(node: ast.JoinedStr) -> list[str] | None:
+    """Every text an f-string can be when each of its parts is a literal or `a if test else
+    b` between literals (None: another part, or too many)."""
+    texts = [""]
+    for part in node.values:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            options = [part.value]
+        elif isinstance(part, ast.FormattedValue) and part.conversion == -1 and part.format_spec is None \
+                and isinstance(part.value, ast.IfExp) \
+                and all(isinstance(b, ast.Constant) and isinstance(b.value, str)
+                        for b in (part.value.body, part.value.orelse)):
+            options = [part.value.body.value, part.value.orelse.value]  # type: ignore[attr-defined]
+        else:
+            return None
+        texts = [t + o for t in texts for o in options]
+        if len(texts) > MAX_CHOICES:
+            return None
+    return texts
+
+
+def _effect_key(effects: list) -> list:
+    """What index DDL does, to tell whether two texts do the same (CONCURRENTLY or not)."""
+    return [("index", e.op.index_name, e.op.table_name, e.op.schema, bool(e.op.unique),
+             tuple(str(c) for c in e.op.columns), tuple(sorted((k, str(v)) for k, v in e.op.kw.items())))
+            if isinstance(e.op, alembic_ops.CreateIndexOp) else ("drop", e.dropped_index, e.uncertain)
+            for e in effects]
+
+
+def _index_kinds(name: str) -> tuple[str, ...]:
+    """The differences an index that may or may not exist can make (compare._may_be_opaque)."""
+    return (f"add_index:{name}", f"drop_index:{name}")
 
 
 def _drop_index_by_name(state: SchemaState, name: str) -> tuple[SchemaState, str | None]:

@@ -8,6 +8,7 @@ them to these states along the revision graph.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic.operations import ops as alembic_ops
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from . import alembic_api
@@ -105,9 +107,13 @@ class TableState:
             if copy is not None:
                 table.append_constraint(copy)
         for index, _ in self.indexes:
-            cols_ = [table.c[n] for n in index_columns(index) if n in table.c]
-            if cols_ and len(cols_) == len(index_columns(index)):
-                sa.Index(index.name, *cols_, unique=index.unique, **index.kwargs)
+            elements = index_elements(index)
+            built = [rebuilt_element(e, table) for e in elements]
+            if all(b is not None for b in built):
+                try:
+                    sa.Index(index.name, *built, unique=index.unique, _table=table, **_index_kwargs(index))
+                except (sa.exc.ArgumentError, TypeError):  # another dialect's option: the index without it
+                    sa.Index(index.name, *built, unique=index.unique, _table=table)
         return table
 
     @classmethod
@@ -153,6 +159,112 @@ def index_columns(index: sa.Index | IndexRecord) -> tuple[str, ...]:
         else:
             names.append(str(expr))
     return tuple(names)
+
+
+class IndexExpression(sa.sql.expression.ColumnElement):
+    """An index element that is an expression (`lower(name)`, `text("x DESC")`), kept as its
+    SQL text and the one column SQLAlchemy files it under (an Index's `.columns` holds the
+    first column of each expression; Alembic's SQLite comparison reads them): Alembic
+    compares, skips and renders it as the expression the project wrote."""
+
+    __visit_name__ = "index_expression"
+    inherit_cache = False
+
+    def __init__(self, sql: str, column: sa.ColumnElement | None = None) -> None:
+        self.sql = sql
+        self.column = column
+
+    def get_children(self, **kw: Any) -> tuple:  # (what SQLAlchemy's traversal looks into)
+        return (self.column,) if self.column is not None else ()
+
+
+@compiles(IndexExpression)
+def _compile_index_expression(element: IndexExpression, compiler: Any, **kw: Any) -> str:
+    return element.sql
+
+
+@dataclass(frozen=True)
+class IndexElement:
+    """One element of an index: a `column` with its sort `modifiers` (`desc`, `nulls_last`,
+    innermost first), or an expression's `sql` text and the column SQLAlchemy files it `on`."""
+
+    column: str | None
+    modifiers: tuple[str, ...] = ()
+    sql: str | None = None
+    on: str | None = None
+
+
+_MODIFIERS = {"desc_op": "desc", "asc_op": "asc", "nulls_first_op": "nulls_first", "nulls_last_op": "nulls_last",
+              "nullsfirst_op": "nulls_first", "nullslast_op": "nulls_last"}
+
+
+def index_elements(index: sa.Index | IndexRecord) -> tuple[IndexElement, ...]:
+    """What an index is on, element by element (SQL text for what is not a column)."""
+    if isinstance(index, IndexRecord):
+        return tuple(IndexElement(c) for c in index.expressions)
+    return tuple(_element(e) for e in index.expressions)
+
+
+def _element(expr: Any) -> IndexElement:
+    if isinstance(expr, str):
+        return IndexElement(expr)
+    modifiers: list[str] = []
+    inner = expr
+    while isinstance(inner, sa.sql.elements.UnaryExpression) and \
+            getattr(inner.modifier, "__name__", None) in _MODIFIERS:
+        modifiers.insert(0, _MODIFIERS[inner.modifier.__name__])  # type: ignore[union-attr]
+        inner = inner.element
+    if isinstance(inner, sa.sql.elements.ColumnClause) and not inner.is_literal and isinstance(inner.name, str):
+        return IndexElement(inner.name, tuple(modifiers))
+    if isinstance(expr, IndexExpression):
+        on = getattr(expr.column, "name", None)
+        return IndexElement(None, (), expr.sql, on if isinstance(on, str) else None)
+    text = getattr(expr, "text", None)  # a TextClause's str, Alembic's _textual_index_element's TextClause
+    text = getattr(text, "text", text)
+    if isinstance(text, str):
+        return IndexElement(None, (), text)
+    try:
+        sql = str(expr.compile(compile_kwargs={"literal_binds": True, "include_table": False}))
+    except Exception:  # noqa: BLE001 - an element no compiler renders: its repr stands for it
+        sql = repr(expr)
+    found: list = []
+    sa.sql.visitors.traverse(expr, {}, {"column": found.append})
+    on = getattr(found[0], "name", None) if found else None
+    return IndexElement(None, (), sql, on if isinstance(on, str) else None)
+
+
+def rebuilt_element(element: IndexElement, table: sa.Table) -> Any:
+    """The element over `table`'s columns (None: a column the table lacks)."""
+    if element.column is not None:
+        if element.column not in table.c:
+            return None
+        item: Any = table.c[element.column]
+        for modifier in element.modifiers:
+            item = getattr(item, modifier)()
+        return item
+    on = table.c[element.on] if element.on is not None and element.on in table.c else None
+    return IndexExpression(element.sql or "", on)
+
+
+_PLAIN_ELEMENT = re.compile(r'^\s*"?(\w+)"?(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?\s*$', re.IGNORECASE)
+
+
+def plain_element(element: IndexElement, columns: AbstractSet[str]) -> IndexElement:
+    """An expression that is only a column and a sort order (`text("start_time DESC")`) as
+    the column it is: what a database keeps and reflects."""
+    if element.column is not None or element.sql is None:
+        return element
+    m = _PLAIN_ELEMENT.match(element.sql)
+    if not m or m.group(1) not in columns:
+        return element
+    modifiers = ((m.group(2).lower(),) if m.group(2) else ()) + ((f"nulls_{m.group(3).lower()}",) if m.group(3) else ())
+    return IndexElement(m.group(1), modifiers)
+
+
+def _index_kwargs(index: sa.Index | IndexRecord) -> dict[str, Any]:
+    if isinstance(index, IndexRecord):
+        return index.kwargs
+    return dict(index.dialect_kwargs)
 
 
 def constraint_columns(constraint: sa.Constraint) -> tuple[str, ...]:
@@ -249,6 +361,14 @@ class SchemaState:
     def with_unknown(self, origin: Origin) -> SchemaState:
         return SchemaState(self.tables, self.uncertain, self._origins(self.unknown) + (origin,), self.opaque,
                            self.opaque_kinds)
+
+    def with_unsure(self, kinds: Iterable[str]) -> SchemaState:
+        """Differences of these kinds (`add_index:ix_name`) may or may not be there: an
+        object an op that may not run made or dropped (its table stays compared)."""
+        kinds = frozenset(kinds)
+        if kinds <= self.opaque_kinds:
+            return self
+        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque, self.opaque_kinds | kinds)
 
     def with_opaque(self, origin: Origin, kinds: Iterable[str] = (OPAQUE_ANY,)) -> SchemaState:
         return SchemaState(self.tables, self.uncertain, self.unknown, self._origins(self.opaque) + (origin,),

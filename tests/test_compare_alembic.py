@@ -139,6 +139,16 @@ def our_items(tmp: Path, upgrade: str, metadata: sa.MetaData, compare_server_def
 
 CASES = {
     "no difference": (BASE, MODELS_BASE, False, []),
+    # (indexes with a sort order: SQLite reflects column names only, PostgreSQL the order too)
+    "an index with a sort order in text": (
+        BASE + "op.create_index('ix_users_org_email', 'users', ['org_id', sa.text('email DESC')])\n",
+        MODELS_BASE + "sa.Index('ix_users_org_email', users.c.org_id, sa.text('email DESC'))\n", False, None),
+    "a sort order given as postgresql_ops": (  # airflow's task_reschedule
+        BASE + "op.create_index('ix_users_org_name', 'users', ['org_id', 'name'], postgresql_ops={'name': 'DESC'})\n",
+        MODELS_BASE + "sa.Index('ix_users_org_name', users.c.org_id, users.c.name.desc())\n", False, []),
+    "a sort order only the models have": (
+        BASE, MODELS_BASE.replace("    sa.Index('ix_users_name', 'name'),\n", "")
+        + "sa.Index('ix_users_name', users.c.name.desc())\n", False, None),
     "types Alembic considers equal": (BASE, MODELS_BASE.replace("sa.String(50), nullable=True", "sa.VARCHAR(50)")
                                       .replace("sa.Column('org_id', sa.Integer()", "sa.Column('org_id', sa.INTEGER()"),
                                       False, []),

@@ -188,12 +188,19 @@ def test_opaque_values_print_their_source(tmp_path):
 
 
 def test_a_create_table_with_a_column_we_cannot_read_makes_its_table_uncertain(tmp_path):
-    """phoenix: `sa.Column("id", sa.String, sa.Computed(message["id"].as_string()))`: the
-    column is opaque, so the table is created but never compared (it lacked that column)."""
+    """A column argument we cannot read (`sa.ForeignKey(target_of(message))`): the column is
+    opaque, so the table is created but never compared (it lacked that column). phoenix's
+    `sa.Computed(message["id"].as_string())` is no such argument: Alembic never compares a
+    generated column's expression, so it is kept as its source text and the table compared."""
     evaluation = run(tmp_path, """
         message = sa.Column("message", sa.JSON(), nullable=False)
         op.create_table("m", sa.Column("id", sa.Integer(), primary_key=True), message,
-                        sa.Column("message_id", sa.String, sa.Computed(message["id"].as_string())))
+                        sa.Column("message_id", sa.String, sa.ForeignKey(target_of(message))))
         op.create_table("n", sa.Column("id", sa.Integer(), primary_key=True), message)
+        op.create_table("p", sa.Column("id", sa.Integer(), primary_key=True), message,
+                        sa.Column("message_id", sa.String, sa.Computed(message["id"].as_string(), persisted=True)))
     """)
-    assert summary(evaluation) == [("create_table", "m", True), ("create_table", "n", False)]
+    assert summary(evaluation) == [("create_table", "m", True), ("create_table", "n", False),
+                                   ("create_table", "p", False)]
+    computed = evaluation.ops[2].op.columns[-1].computed
+    assert computed.sqltext.text == "message['id'].as_string()" and computed.persisted is True
