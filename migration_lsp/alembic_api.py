@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from alembic.ddl.impl import DefaultImpl
 from alembic.operations import ops as alembic_ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
@@ -38,6 +39,7 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "ScriptDirectory._version_locations": None,
     "Script._list_py_dir": ("scriptdir", "path"),
     "Script._from_path": ("scriptdir", "path"),
+    "DefaultImpl._skip_functional_indexes": ("self", "metadata_indexes", "conn_indexes"),
 }
 # what the children use (the rest is the server's, on the Alembic pyproject.toml bounds)
 CHILD_NAMES = ("ScriptDirectory._upgrade_revs", "ScriptDirectory._downgrade_revs", "ScriptDirectory._stamp_revs",
@@ -53,7 +55,8 @@ class AlembicChanged(RuntimeError):
 
 def _member(name: str) -> Any:
     owner, attr = name.split(".")
-    found = getattr({"ScriptDirectory": ScriptDirectory, "Script": Script}[owner], attr, None)
+    found = getattr({"ScriptDirectory": ScriptDirectory, "Script": Script, "DefaultImpl": DefaultImpl}[owner], attr,
+                    None)
     if found is None:
         raise AlembicChanged(f"the installed Alembic has no {name}: migration-lsp needs an update")
     return found
@@ -109,6 +112,13 @@ def revision_files(directory: ScriptDirectory) -> list[str]:
 def load_revision(directory: ScriptDirectory, path: str) -> Any:
     """Import one revision file as ScriptDirectory does (None: not a revision file's name)."""
     return _member("Script._from_path")(directory, path)
+
+
+def skip_functional_indexes(impl: DefaultImpl, metadata_indexes: Any, conn_indexes: Any) -> None:
+    """Alembic's own skip of the models' expression indexes a SQLite database cannot reflect
+    (what `alembic check` does on SQLite), applied by the impl of the comparison's dialect."""
+    _member("DefaultImpl._skip_functional_indexes")
+    impl._skip_functional_indexes(metadata_indexes, conn_indexes)
 
 
 def in_external_transaction(context: MigrationContext) -> bool:

@@ -27,6 +27,7 @@ from alembic.operations import ops as alembic_ops
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine.reflection import Inspector, ObjectKind, ObjectScope
 
+from .alembic_api import skip_functional_indexes
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS, sqlalchemy_dialect
 from .schema import (
@@ -461,7 +462,7 @@ def _skip_functional_indexes(impl: DefaultImpl) -> Any:
 
     def correct(conn_uniques: Any, conn_indexes: Any, metadata_uniques: Any, metadata_indexes: Any) -> None:
         correct_for_dialect(conn_uniques, conn_indexes, metadata_uniques, metadata_indexes)
-        impl._skip_functional_indexes(metadata_indexes, conn_indexes)
+        skip_functional_indexes(impl, metadata_indexes, conn_indexes)
 
     return correct
 

@@ -292,7 +292,7 @@ def _opaque_column_argument(node: ast.expr, value: Opaque) -> Any:
     if name == "Computed" and isinstance(node, ast.Call) and node.args:
         persisted = next((k.value.value for k in node.keywords if k.arg == "persisted"
                           and isinstance(k.value, ast.Constant) and isinstance(k.value.value, bool)), None)
-        return sa.Computed(sa.text(_source(node.args[0])), persisted=persisted)
+        return sa.Computed(sa.text(source_text(node.args[0])), persisted=persisted)
     return OpaqueType(value.source)
 
 
