@@ -30,12 +30,14 @@ from sqlalchemy.engine.reflection import Inspector, ObjectKind, ObjectScope
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS
 from .schema import (
+    ANY_INSIDE,
     OPAQUE_ANY,
     Origin,
     SchemaState,
     TableState,
     constraint_columns,
     index_columns,
+    table_hidden,
 )
 
 IGNORED_TABLES = {"alembic_version"}
@@ -224,7 +226,8 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
             m_states[(state.schema, state.name)] = state
 
     def skip(state: TableState) -> bool:
-        return state.name in excluded or state.name in uncertain or state.key in uncertain
+        return state.name in excluded or any(n in uncertain and not schema.partly_uncertain(n)
+                                             for n in (state.name, state.key))
 
     skipped = {k for k, st in [*s_states.items(), *m_states.items()] if skip(st)}
     if schema.unknown:  # a helper we cannot follow may have created or dropped any table
@@ -247,10 +250,17 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
 
 
 def _may_be_opaque(op: Any, kinds: frozenset[str]) -> bool:
-    """Could an op whose table could not be read (of `kinds`) have made this difference?"""
+    """Could an op whose table could not be read (of `kinds`) have made this difference? Or
+    one of a table partly uncertain (`SchemaState.with_uncertain(hides=...)`), in that table?"""
     kind = _kind_of(op)
     if kind in kinds:
         return True
+    _, name, table, schema_name = _object_of(op)
+    if table is not None and kind not in ("add_table", "drop_table"):
+        for key in {table, _key(schema_name, table)}:
+            if {table_hidden(ANY_INSIDE, key), table_hidden(kind, key),
+                    table_hidden(f"{kind}:{name}", key)} & kinds:
+                return True
     if isinstance(op, alembic_ops.CreateTableOp):  # a table of the same columns
         return f"add_table:{','.join(sorted(c.name for c in op.columns if isinstance(c, sa.Column)))}" in kinds
     return f"{kind}:{_object_of(op)[1]}" in kinds

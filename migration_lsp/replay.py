@@ -28,6 +28,7 @@ from .interpret import Evaluation, RawCall, evaluate
 from .pmap import keyed
 from .rawsql import ddl_effects
 from .schema import (
+    ANY_INSIDE,
     OPAQUE_ANY,
     ColumnState,
     IndexRecord,
@@ -40,6 +41,7 @@ from .schema import (
     index_columns,
     merge_states,
     op_table,
+    table_hidden,
 )
 from .scripts import MigrationScript, OpCall, OtherCall
 
@@ -64,19 +66,93 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
             return state  # `if "t" not in inspector.get_table_names():` while the history has t
         if runs:
             return _apply_safely(state, op, origin)
+    method = ev.call.name.rsplit(".", 1)[-1]
     if ev.conditional and op is not None:
-        # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
-        table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
-        state = _apply_safely(state, op, origin)
-        return state.with_uncertain((table,)) if table else state
+        # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never
+        # report on what it may have changed
+        table, schema_name = op_table(op)
+        table = table or ev.table or _literal_table_name(ev.call)
+        after = _apply_safely(state, op, origin)
+        if not table:
+            return after
+        name = getattr(op, "index_name", None) or getattr(op, "constraint_name", None)
+        hides = _hidden_by(state.table(table, schema_name), method, name if isinstance(name, str) else None,
+                           getattr(op, "constraint_type", None) or _CONSTRAINT_OF_METHOD.get(method), op)
+        return after.with_uncertain((table,), hides)
     if op is None:
         if ev.call.name in DATA_OPS:
             return state  # op.execute(<SQL we cannot read>), op.bulk_insert(...): data
         table = ev.table or _literal_table_name(ev.call)
         if table:
-            return state.with_uncertain((table,))
+            named = [k.split(":", 1)[1] for k in _opaque_kinds(ev.call) if ":" in k]
+            hides = _hidden_by(state.table(table), method, named[0] if named else None,
+                               _literal_keyword(ev.call, "type_") or _CONSTRAINT_OF_METHOD.get(method))
+            return state.with_uncertain((table,), hides)
         return state.with_opaque(origin, _opaque_kinds(ev.call))
     return _apply_safely(state, op, origin)
+
+
+_CONSTRAINT_OF_METHOD = {"create_unique_constraint": "unique", "create_foreign_key": "foreignkey",
+                         "create_check_constraint": "check", "create_primary_key": "primary"}
+
+
+def _hidden_by(table: TableState | None, method: str, name: str | None, constraint_type: str | None,
+               op: alembic_ops.MigrateOperation | None = None) -> tuple[str, ...] | None:
+    """What an op on `table` that may not have run, or whose object cannot be read, may make
+    look different there (table-scoped kinds, see `schema.table_hidden`), when the table is
+    sure to exist and the op cannot create, drop or rename it: an index or constraint op only
+    that object (or, unnamed, that family: a drop only what the table has), a column op that
+    touches nothing but its column only that column, anything else the table's insides.
+    None: the whole table is uncertain (it may not even exist)."""
+    if table is None or method not in OPAQUE_KINDS:
+        return None
+    family = OPAQUE_KINDS[method][0]
+    if family == "table":
+        return None
+    key = table.key
+    drop = method.startswith("drop")
+    column = _only_column(table, op)
+    if column is not None:
+        return tuple(table_hidden(f"{k}:{column}", key) for k in ("add_column", "drop_column", "alter_column"))
+    if family == "index":
+        if name is not None:
+            return tuple(table_hidden(f"{k}:{name}", key) for k in ("add_index", "drop_index"))
+        if drop:
+            return tuple(table_hidden(f"drop_index:{i.name}", key) for i, _ in table.indexes)
+        return (table_hidden("add_index", key),)
+    if family == "constraint" and constraint_type in ("unique", "foreignkey", "check"):
+        if name is not None:
+            return tuple(table_hidden(f"{k}:{name}", key)
+                         for k in ("add_constraint", "drop_constraint", "add_index", "drop_index"))
+        if not drop:
+            return (table_hidden("add_constraint", key),) + \
+                ((table_hidden("add_index", key),) if constraint_type == "unique" else ())
+        unique_indexes = tuple(table_hidden(f"drop_index:{i.name}", key) for i, _ in table.indexes
+                               if constraint_type == "unique" and getattr(i, "unique", False))
+        return (table_hidden("drop_constraint", key),) + unique_indexes
+    return (table_hidden(ANY_INSIDE, key),)  # columns, a primary key, comments: anything inside
+
+
+def _only_column(table: TableState, op: alembic_ops.MigrateOperation | None) -> str | None:
+    """The column an add/drop/alter_column op changes when it changes nothing else: no index,
+    key or constraint comes or goes with it, no rename."""
+    if isinstance(op, alembic_ops.AddColumnOp):
+        col = op.column
+        plain = not (col.index or col.unique or col.foreign_keys or col.primary_key or col.constraints)
+        return col.name if plain and isinstance(col.name, str) else None
+    if isinstance(op, alembic_ops.DropColumnOp):
+        name = op.column_name
+        used = any(name in index_columns(i) for i, _ in table.indexes) or \
+            any(name in constraint_columns(c) for c, _ in table.constraints)
+        return None if used else name
+    if isinstance(op, alembic_ops.AlterColumnOp) and op.modify_name is None:
+        return op.column_name
+    return None
+
+
+def _literal_keyword(call: OpCall, keyword: str) -> str | None:
+    node = next((k.value for k in call.node.keywords if k.arg == keyword), None)
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 # what an op whose table cannot be read may have done, in whichever table, as the kinds of

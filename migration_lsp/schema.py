@@ -180,6 +180,16 @@ def _copy_constraint(constraint: sa.Constraint, names: set[str]) -> sa.Constrain
 
 
 OPAQUE_ANY = "any"  # an opaque call that may have changed anything in the table it touches
+# marks in `opaque_kinds` of how a table is uncertain: wholly (its existence, anything in it),
+# or partly (only the kinds of difference `table_hidden` spells for it)
+WHOLLY, PARTLY = "uncertain:", "partly:"
+ANY_INSIDE = "*"  # a table-scoped kind: any difference inside the table, not its existence
+
+
+def table_hidden(kind: str, table: str) -> str:
+    """A kind of difference ("drop_index", "drop_index:ix_a", ANY_INSIDE) that may be wrong in
+    one table only."""
+    return f"{kind}@{table}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +248,23 @@ class SchemaState:
     def without_table(self, key: str) -> SchemaState:
         return SchemaState(self.table_map.delete(key), self.uncertain, self.unknown, self.opaque, self.opaque_kinds)
 
-    def with_uncertain(self, names: Iterable[str]) -> SchemaState:
-        names = tuple(names)
-        if all(name in self.uncertain for name in names):  # nothing new: share the set
-            return self
+    def with_uncertain(self, names: Iterable[str], hides: Iterable[str] | None = None) -> SchemaState:
+        """The tables `names` are not known for sure. With `hides`, each is known to exist and
+        only these kinds of difference in it may be wrong (`table_hidden` names them): the
+        comparison with the models compares the rest of the table, every other check still
+        treats it as uncertain."""
+        names = tuple(n for n in names if n)
+        marks = frozenset(f"{PARTLY}{n}" for n in names) | frozenset(hides) if hides is not None \
+            else frozenset(f"{WHOLLY}{n}" for n in names)
+        if all(name in self.uncertain for name in names) and marks <= self.opaque_kinds:
+            return self  # nothing new: share the sets
         return SchemaState(self.tables, self.uncertain_names.union(names), self.unknown, self.opaque,
-                           self.opaque_kinds)
+                           self.opaque_kinds | marks)
+
+    def partly_uncertain(self, name: str) -> bool:
+        """Is `name` uncertain only in the kinds of difference its `hides` named (and sure to
+        exist)?"""
+        return f"{PARTLY}{name}" in self.opaque_kinds and f"{WHOLLY}{name}" not in self.opaque_kinds
 
     def with_unknown(self, origin: Origin) -> SchemaState:
         return SchemaState(self.tables, self.uncertain, self._origins(self.unknown) + (origin,), self.opaque,
