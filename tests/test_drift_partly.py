@@ -1,0 +1,86 @@
+"""Static drift on a table an op may not have changed, or changed in a way we cannot read.
+
+Real migrations guard ops with what the database answers (`inspector.get_unique_constraints`,
+`get_columns`) or loop over such answers: the replay cannot decide them. Such an op makes its
+table uncertain only in what it can change (its index, constraint or column), so the rest of
+the table is still compared. Alembic is the referee (`upgrade head` on SQLite, then
+`compare_metadata`), as in test_drift_fixtures.py, whose helpers these cases reuse.
+"""
+
+from __future__ import annotations
+
+from test_drift_fixtures import DRIFT, MODELS, USERS_POSTS, build, codes, ours, truth
+
+
+def test_a_constraint_dropped_by_a_name_the_database_gives_hides_only_constraints(tmp_path):
+    """optuna v2.4.0.a: `for c in inspector.get_unique_constraints("t"): ...
+    batch_op.drop_constraint(c["name"], type_="unique")`, then v3.0.0.d's `if "x" not in
+    column_names: add_column(x)`. The table's nullability drift was missed (the whole
+    table was uncertain); the unique constraint the loop drops, and the column the guard
+    would have replaced, must still never be reported."""
+    root = build(tmp_path, [USERS_POSTS + """
+op.create_table("scores", sa.Column("id", sa.Integer(), primary_key=True),
+                sa.Column("user_id", sa.Integer(), nullable=True), sa.Column("value", sa.Float()),
+                sa.UniqueConstraint("user_id", name="uq_scores_user_id"))
+""", """
+        # upgrade
+        inspector = sa.inspect(op.get_bind())
+        for c in inspector.get_unique_constraints("scores"):
+            if c["column_names"] == ["user_id"]:
+                with op.batch_alter_table("scores") as batch_op:
+                    batch_op.drop_constraint(c["name"], type_="unique")
+        column_names = [c["name"] for c in inspector.get_columns("scores")]
+        if "value" not in column_names:
+            with op.batch_alter_table("scores") as batch_op:
+                batch_op.add_column(sa.Column("value", sa.Integer()))
+    """], MODELS + """
+sa.Table("scores", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+         sa.Column("user_id", sa.Integer(), nullable=False), sa.Column("value", sa.Float()))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("modify_nullable", "scores", "user_id")}
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert "M004" not in codes(diagnostics)
+
+
+def test_a_table_an_undecidable_if_changes_inside_is_still_known_to_exist(tmp_path):
+    """mlflow auth 2ed73881770d: `if has_unique_name_user: batch_op.drop_constraint(
+    "unique_name_user", type_="unique")` (an answer of the inspector). The models no longer
+    have the table: Alembic says remove_table, which the static pass missed (the table was
+    uncertain as a whole, its existence too)."""
+    root = build(tmp_path, [USERS_POSTS + """
+op.create_table("perms", sa.Column("id", sa.Integer(), primary_key=True), sa.Column("name", sa.String(50)),
+                sa.Column("user_id", sa.Integer()), sa.UniqueConstraint("name", "user_id", name="unique_name_user"))
+""", """
+        # upgrade
+        inspector = sa.inspect(op.get_bind())
+        has_unique_name_user = any(c.get("name") == "unique_name_user"
+                                   for c in inspector.get_unique_constraints("perms"))
+        with op.batch_alter_table("perms") as batch_op:
+            if has_unique_name_user:
+                batch_op.drop_constraint("unique_name_user", type_="unique")
+            batch_op.create_unique_constraint("uq_perms_name", ["name"])
+    """], MODELS)
+    expected = truth(root)
+    assert expected == DRIFT | {("remove_table", "perms", "")}
+    found, _, _ = ours(root)
+    assert found == expected
+
+
+def test_an_undecidable_op_on_a_table_the_history_lacks_keeps_it_wholly_uncertain(tmp_path):
+    """The partial uncertainty needs the table to exist in the replayed schema: an op under
+    an undecidable `if` on a table no migration made (created outside the migrations) still
+    leaves that table out of the comparison as a whole."""
+    root = build(tmp_path, [USERS_POSTS, """
+        import os
+        # upgrade
+        if os.environ.get("WITH_LEGACY"):
+            op.drop_constraint("uq_legacy_name", "legacy", type_="unique")
+    """], MODELS + """
+sa.Table("legacy", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("add_table", "legacy", "")}
+    found, _, _ = ours(root)
+    assert found == DRIFT  # legacy may exist (made outside the migrations): never reported
