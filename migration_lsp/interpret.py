@@ -303,7 +303,8 @@ class Interpreter(Evaluator):
         self.conditional = 0  # depth of undecidable branches around the running statement
         self.guards: list[_Guard] = []  # tests of a table's existence around it (see _Guard)
         self._forced = False
-        self.maybe_left = False  # an undecidable branch may have returned / broken out
+        self.maybe_left = False  # an undecidable branch may have returned
+        self.maybe_broke = False  # ... or left the loop around it (the rest of that loop is uncertain)
         self.autocommit = False
         self.depth = 0
         self.steps = 0
@@ -333,7 +334,7 @@ class Interpreter(Evaluator):
 
     @property
     def uncertain(self) -> bool:
-        return self.conditional > 0 or self.maybe_left
+        return self.conditional > 0 or self.maybe_left or self.maybe_broke
 
     def block(self, body: list[ast.stmt]) -> None:
         for stmt in body:
@@ -360,7 +361,9 @@ class Interpreter(Evaluator):
             self.for_(stmt)
         elif isinstance(stmt, ast.While):
             self.value(stmt.test)
-            self.alternatives([stmt.body, stmt.orelse])
+            broke = self.maybe_broke
+            self.alternatives([stmt.body, stmt.orelse], loop=True)
+            self.maybe_broke = broke  # (a `break` leaves the loop, not the function)
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             self.with_(stmt)
         elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
@@ -484,10 +487,13 @@ class Interpreter(Evaluator):
                 return None
         return None
 
-    def alternatives(self, bodies: list[list[ast.stmt]], guards: list[_Guard] | None = None) -> None:
+    def alternatives(self, bodies: list[list[ast.stmt]], guards: list[_Guard] | None = None,
+                     loop: bool = False) -> None:
         """Bodies that may or may not run (an undecidable `if`, a `while`, `except` branches):
         each runs from the same names with its ops conditional; leaving one early makes the
-        rest uncertain too; a name a branch binds is not known after them."""
+        rest uncertain too (of the function after a `return`, of the loop around it after a
+        `break`; a loop's own body (`loop`) is left by its `break` into what follows the loop);
+        a name a branch binds is not known after them."""
         start = dict(self.frame)
         changed: set[str] = set()
         self.conditional += 1
@@ -502,7 +508,10 @@ class Interpreter(Evaluator):
                     self.block(body)
                 except _Raise:
                     pass  # (`except ...: rollback; raise`): a successful run did not come here
-                except (_Return, _Break, _Continue):
+                except (_Break, _Continue):
+                    if not loop:
+                        self.maybe_broke = True
+                except _Return:
                     self.maybe_left = True
                 finally:
                     if guard is not None:
@@ -520,9 +529,11 @@ class Interpreter(Evaluator):
         items: list | None = None
         if isinstance(iterable, (list, tuple, set, frozenset, dict, range, str)) and len(iterable) <= MAX_ITEMS:
             items = list(iterable)
+        maybe_broke = self.maybe_broke
         if items is None:
             self.assign(stmt.target, Opaque(_source(stmt.target)))
-            self.alternatives([stmt.body, stmt.orelse])
+            self.alternatives([stmt.body, stmt.orelse], loop=True)
+            self.maybe_broke = maybe_broke
             return
         broke = False
         for item in items:
@@ -535,7 +546,8 @@ class Interpreter(Evaluator):
                 broke = True
                 break
         if not broke:
-            self.block(stmt.orelse)
+            self.block(stmt.orelse)  # (after a `break` that may have happened: uncertain, as it should)
+        self.maybe_broke = maybe_broke
 
     def with_(self, stmt: ast.With | ast.AsyncWith) -> None:
         autocommit = self.autocommit
@@ -960,8 +972,8 @@ class Interpreter(Evaluator):
         if frame is None:  # arguments it does not take, or recursion too deep
             self.handed_op(node, [*arguments[0], *arguments[1].values()])
             return Opaque(node)
-        saved, left = self.frame, self.maybe_left
-        self.frame, self.maybe_left = frame, False
+        saved, left, broke = self.frame, self.maybe_left, self.maybe_broke
+        self.frame, self.maybe_left, self.maybe_broke = frame, False, False
         self.depth += 1
         result: Any = None
         try:
@@ -973,7 +985,7 @@ class Interpreter(Evaluator):
         finally:
             self.depth -= 1
             maybe_returned = self.maybe_left
-            self.frame, self.maybe_left = saved, left
+            self.frame, self.maybe_left, self.maybe_broke = saved, left, broke
         return Opaque(node) if maybe_returned else result
 
     def bind(self, function: _Function, args: list, kwargs: dict) -> dict[str, Any] | None:
@@ -1071,7 +1083,7 @@ class Interpreter(Evaluator):
                     recorder: Recorder) -> EvaluatedOp:
         ev = self._evaluate_op(call, name, node, batch, recorder)
         if ev.op is not None and ev.conditional and self.guards and len(self.guards) == self.conditional \
-                and not self.maybe_left and not self._forced:
+                and not self.maybe_left and not self.maybe_broke and not self._forced:
             return replace(ev, guards=tuple((g.table, g.exists) for g in self.guards))
         return ev
 

@@ -73,10 +73,27 @@ def for_dialect(type_, dialect):
     return variants[dialect.name]
 
 
+def dialect_impl(type_, dialect):
+    """What a TypeDecorator whose `load_dialect_impl` picks a type per dialect (prefect's JSON:
+    JSONB on PostgreSQL, sqlite.JSON on SQLite) is on this dialect, as a public SQLAlchemy
+    type (the dialect's private adaptation, `_PGJSONB`, adapted back): what the database gets
+    and Alembic compares. None: the static `impl` stands."""
+    from sqlalchemy.types import TypeDecorator
+    if dialect is None or not isinstance(type_, TypeDecorator) \
+            or type(type_).load_dialect_impl is TypeDecorator.load_dialect_impl:
+        return None
+    try:
+        impl = type_.load_dialect_impl(dialect)
+        public = next(c for c in type(impl).__mro__ if not c.__name__.startswith("_"))
+        return impl if public is type(impl) else impl.adapt(public)
+    except Exception:  # noqa: BLE001 - the project's own code: its static impl stands
+        return None
+
+
 def type_info(type_, dialect):
     type_ = for_dialect(type_, dialect)
     info: dict[str, str | None] = {"repr": repr(type_), "module": type(type_).__module__, "class": type(type_).__name__}
-    impl = getattr(type_, "impl", None)
+    impl = dialect_impl(type_, dialect) or getattr(type_, "impl", None)
     if impl is not None and not isinstance(impl, type):
         impl = for_dialect(impl, dialect)
         info["impl_repr"] = repr(impl)

@@ -81,6 +81,9 @@ class DDLEffect:
     uncertain: tuple[str, ...] = ()
     dropped_index: str | None = None
     renamed_index: tuple[str, str] | None = None  # `ALTER INDEX old RENAME TO new` (PostgreSQL)
+    # an index made on expressions or with a WHERE (not followed): its table, the one in
+    # `uncertain`, is uncertain in this index only
+    unfollowed_index: str | None = None
 
 
 def ddl_effects(sql: str, dialect: str | None = None) -> list[DDLEffect]:
@@ -250,7 +253,8 @@ def _create_index(statement: Any) -> DDLEffect:
     for ordered in params.args.get("columns") or []:
         column = ordered.this if isinstance(ordered, exp.Ordered) else ordered
         if not isinstance(column, exp.Column) or params.args.get("where") is not None:
-            return DDLEffect(uncertain=(name,))  # expressions, partial indexes: not followed
+            # expressions, partial indexes: not followed
+            return DDLEffect(uncertain=(name,), unfollowed_index=index.name or None)
         columns.append(column.name)
         if isinstance(ordered, exp.Ordered) and ordered.args.get("desc"):
             order[column.name] = "DESC"  # (kept: an index with a sort order is not compared)
