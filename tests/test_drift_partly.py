@@ -84,3 +84,71 @@ sa.Table("legacy", metadata, sa.Column("id", sa.Integer(), primary_key=True))
     assert expected == DRIFT | {("add_table", "legacy", "")}
     found, _, _ = ours(root)
     assert found == DRIFT  # legacy may exist (made outside the migrations): never reported
+
+
+def test_a_break_leaves_its_loop_not_the_rest_of_upgrade(tmp_path):
+    """prefect 1678f2fb8b33: a batched data migration `while True: ... if result.rowcount <=
+    n: break` made every op after the loop conditional (as if the break could leave
+    upgrade()), so the table they change was never compared."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        bind = op.get_bind()
+        for name in ["a", "b"]:
+            while True:
+                result = bind.execute(sa.text("UPDATE posts SET title = 'x' WHERE id < 0"))
+                if result.rowcount <= 0:
+                    break
+        op.add_column("posts", sa.Column("body", sa.Text()))
+    """], MODELS)
+    expected = truth(root)
+    assert expected == DRIFT | {("remove_column", "posts", "body")}
+    found, _, _ = ours(root)
+    assert found == expected
+
+
+def test_an_expression_index_in_raw_sql_leaves_the_rest_of_its_table_compared(tmp_path):
+    """prefect f65b6ad0b869: `CREATE INDEX ... ON deployment (name COLLATE NOCASE)` is not
+    followed (an expression); it made the whole table uncertain, so a column a later
+    revision dropped (and Alembic reports) was missed."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.execute("CREATE INDEX ix_posts_title_nocase ON posts (title COLLATE NOCASE)")
+        op.add_column("posts", sa.Column("body", sa.Text()))
+    """], MODELS + """
+sa.Index("ix_posts_title_nocase", metadata.tables["posts"].c.title)
+""")
+    expected = truth(root)
+    assert {("remove_column", "posts", "body")} | DRIFT <= expected
+    found, _, _ = ours(root)
+    # the index itself is never reported (its expression is not followed); the rest is
+    assert found == {i for i in expected if "ix_posts_title_nocase" not in i}
+
+
+def test_a_type_decorator_is_compared_as_its_dialect_impl(tmp_path):
+    """prefect's JSON TypeDecorator: `impl = JSONB`, but `load_dialect_impl` picks JSON on
+    SQLite, which is what the database gets and Alembic compiles. Comparing the static impl
+    gave a false M003 (JSON in the migrations, JSONB in the models)."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.add_column("posts", sa.Column("data", sa.JSON()))
+    """], MODELS + """
+from sqlalchemy.dialects import postgresql
+
+
+class JSONish(sa.types.TypeDecorator):
+    impl = postgresql.JSONB
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
+        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+
+
+metadata.tables["posts"].append_column(sa.Column("data", JSONish()))
+""")
+    expected = truth(root)
+    assert expected == DRIFT
+    found, diagnostics, _ = ours(root)
+    assert found == expected
+    assert "M003" not in codes(diagnostics)
