@@ -250,8 +250,8 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
             state, table = _rename_index(state, *effect.renamed_index, origin)
             touched += (table,) if table else ()
         if effect.unfollowed_index is not None:  # only that index of its (existing) table is unknown
-            table = state.table(effect.uncertain[0]) if len(effect.uncertain) == 1 else None
-            state = state.with_uncertain(touched, _hidden_by(table, "create_index", effect.unfollowed_index, None))
+            indexed = state.table(effect.uncertain[0]) if len(effect.uncertain) == 1 else None
+            state = state.with_uncertain(touched, _hidden_by(indexed, "create_index", effect.unfollowed_index, None))
         elif conditional or (effect.op is None and effect.dropped_index is None and effect.renamed_index is None):
             state = state.with_uncertain(t for t in touched if t)
     return state
