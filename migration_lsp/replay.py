@@ -150,6 +150,12 @@ def _only_column(table: TableState, op: alembic_ops.MigrateOperation | None) -> 
     return None
 
 
+def _column_hidden(table: TableState, *names: str | None) -> tuple[str, ...]:
+    """Every difference about these columns of `table` (one the replay does not have)."""
+    return tuple(table_hidden(f"{k}:{n}", table.key) for n in names if n
+                 for k in ("add_column", "drop_column", "alter_column"))
+
+
 def _literal_keyword(call: OpCall, keyword: str) -> str | None:
     node = next((k.value for k in call.node.keywords if k.arg == keyword), None)
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
@@ -440,7 +446,7 @@ def _add_column(state: SchemaState, table: TableState, op: alembic_ops.AddColumn
 def _drop_column(state: SchemaState, table: TableState, op: alembic_ops.DropColumnOp, origin: Origin) -> SchemaState:
     name = op.column_name
     if table.column(name) is None:
-        return state.with_uncertain((table.name,))
+        return state.with_uncertain((table.name,), _column_hidden(table, name))
     columns = keyed(table.columns, "column")
     return state.with_table(table.evolve(
         columns=columns.without(name) if columns is not None else tuple(c for c in table.columns if c.name != name),
@@ -452,8 +458,8 @@ def _drop_column(state: SchemaState, table: TableState, op: alembic_ops.DropColu
 @applies(alembic_ops.AlterColumnOp, to_table=True)
 def _alter_column(state: SchemaState, table: TableState, op: alembic_ops.AlterColumnOp, origin: Origin) -> SchemaState:
     current = table.column(op.column_name)
-    if current is None:
-        return state.with_uncertain((table.name,))
+    if current is None:  # a column an op we could not read added: only that column is unknown
+        return state.with_uncertain((table.name,), _column_hidden(table, op.column_name, op.modify_name))
     col = current.column._copy()
     if op.modify_type is not None:
         col.type = op.modify_type
@@ -489,8 +495,9 @@ def _create_index(state: SchemaState, table: TableState, op: alembic_ops.CreateI
         e.name if isinstance(e, sa.Column) else e for e in index.expressions if isinstance(e, (sa.Column, str))]
     if any(table.column(c) is None for c in named):
         # on a column the replayed table lacks (added by an op we could not read): the
-        # history knows more of this table than we do
-        return state.with_uncertain((table.name,))
+        # history knows more of this table than we do, about this index
+        return state.with_uncertain((table.name,), _hidden_by(table, "create_index", index.name, None)
+                                    if isinstance(index.name, str) else None)
     indexes = keyed(table.indexes, "index")
     if indexes is not None and _hashable(index.name):
         return state.with_table(table.evolve(indexes=indexes.without(index.name).appended((index, origin))))

@@ -152,3 +152,33 @@ metadata.tables["posts"].append_column(sa.Column("data", JSONish()))
     found, diagnostics, _ = ours(root)
     assert found == expected
     assert "M003" not in codes(diagnostics)
+
+
+def test_altering_a_column_an_unreadable_op_added_hides_only_that_column(tmp_path):
+    """mlflow 75868b020152: columns added in a loop over another module's function (opaque),
+    then `alter_column("assessments", "is_numeric_value", nullable=False)`: the replayed
+    table lacks that column, which made the whole table uncertain, so its other drift
+    (assessments.assessment_type) was missed."""
+    (tmp_path / "analytics.py").write_text(
+        "import sqlalchemy as sa\n\n\ndef columns_by_table():\n"
+        "    return {'posts': [sa.Column('flag', sa.Boolean(), nullable=True)]}\n")
+    root = build(tmp_path, [USERS_POSTS, """
+        import os, sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from analytics import columns_by_table
+        # upgrade
+        for table_name, columns in columns_by_table().items():
+            for column in columns:
+                op.add_column(table_name, column)
+        with op.batch_alter_table("posts") as batch_op:
+            batch_op.alter_column("flag", existing_type=sa.Boolean(), nullable=False)
+            batch_op.alter_column("title", existing_type=sa.String(50), type_=sa.String(20))
+    """], MODELS + """
+metadata.tables["posts"].append_column(sa.Column("flag", sa.Boolean(), nullable=True))
+""")
+    expected = truth(root)
+    assert expected == DRIFT | {("modify_type", "posts", "title"), ("modify_nullable", "posts", "flag")}
+    found, _, _ = ours(root)
+    # the unreadable add_column may explain any column that looks missing (users.email); the
+    # flag column is unknown to the replay; posts.title is known and reported
+    assert found == {("modify_type", "posts", "title")}
