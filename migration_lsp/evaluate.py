@@ -360,6 +360,9 @@ class EvaluatedOp:
     # missing": `if "t" not in inspector.get_table_names():`): (table, exists) pairs that the
     # replay decides with the schema it has at this point
     guards: tuple[tuple[str, bool], ...] = ()
+    # a create_table whose every unreadable argument is a column with a literal name: the
+    # table is made (without them), only these columns (and what they may bring) are unknown
+    unread_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.conditional is None:

@@ -1109,8 +1109,12 @@ class Interpreter(Evaluator):
             return EvaluatedOp(call, None, f"unknown operation {name}", conditional, table)
         if any(isinstance(a, (Opaque, _Dynamic)) for a in args[:2]):
             return EvaluatedOp(call, None, "table or column name is not a literal", conditional, table)
+        unread: tuple[str, ...] = ()
         if name == "create_table" and not all(_known(a) for a in args[1:]):
-            conditional = self._forced = True  # a column or constraint we cannot read: the table is uncertain
+            unread = _unread_columns(node, args)
+            if not unread or conditional:  # a constraint, an unnamed column...: the table is uncertain
+                unread = ()
+                conditional = self._forced = True
         kwargs = {k: v for k, v in kwargs.items() if _known(v)}
         args = [OpaqueType(_describe(a)) if not _known(a) else a for a in args]
         before = len(recorder.recorded)
@@ -1128,7 +1132,25 @@ class Interpreter(Evaluator):
         if not _well_typed(op):  # `op.create_table(sa.Column(...))` while the name is being typed
             return EvaluatedOp(call, None, "a name that is not a string, or a flag that is not a bool",
                                conditional, table)
-        return EvaluatedOp(call, op, "", conditional, table)
+        return EvaluatedOp(call, op, "", conditional, table, unread_columns=unread)
+
+
+def _unread_columns(node: ast.Call, args: list) -> tuple[str, ...]:
+    """The names of create_table's unreadable arguments when every one of them is written
+    `sa.Column("<literal>", ...)` (a Computed expression we cannot evaluate...), else ()."""
+    if len(node.args) != len(args) or any(isinstance(a, ast.Starred) for a in node.args):
+        return ()
+    names = []
+    for written, value in zip(node.args[1:], args[1:]):
+        if _known(value):
+            continue
+        func = written.func if isinstance(written, ast.Call) else None
+        callee = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        first = written.args[0] if isinstance(written, ast.Call) and written.args else None
+        if callee != "Column" or not isinstance(first, ast.Constant) or not isinstance(first.value, str):
+            return ()
+        names.append(first.value)
+    return tuple(names)
 
 
 _UNBOUND: Any = object()

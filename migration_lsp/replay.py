@@ -79,6 +79,15 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         hides = _hidden_by(state.table(table, schema_name), method, name if isinstance(name, str) else None,
                            getattr(op, "constraint_type", None) or _CONSTRAINT_OF_METHOD.get(method), op)
         return after.with_uncertain((table,), hides)
+    if ev.unread_columns and isinstance(op, alembic_ops.CreateTableOp):
+        # made without the columns we could not read: those, and any index or constraint
+        # they may bring, are unknown; the rest of the table is compared
+        after = _apply_safely(state, op, origin)
+        made = after.table(op.table_name, op.schema)
+        if made is None:
+            return after.with_uncertain((op.table_name,))
+        return after.with_uncertain((op.table_name,), _column_hidden(made, *ev.unread_columns) + tuple(
+            table_hidden(kind, made.key) for kind in ("add_index", "add_constraint")))
     if op is None:
         if ev.call.name in DATA_OPS:
             return state  # op.execute(<SQL we cannot read>), op.bulk_insert(...): data

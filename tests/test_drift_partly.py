@@ -182,3 +182,33 @@ metadata.tables["posts"].append_column(sa.Column("flag", sa.Boolean(), nullable=
     # the unreadable add_column may explain any column that looks missing (users.email); the
     # flag column is unknown to the replay; posts.title is known and reported
     assert found == {("modify_type", "posts", "title")}
+
+
+def test_a_create_table_with_a_column_we_cannot_read_is_compared_without_it(tmp_path):
+    """arize-phoenix e767d3c57f32: `sa.Column("message_id", sa.String, sa.Computed(
+    message["id"].as_string()), unique=True)` cannot be evaluated; the whole new table was
+    uncertain, so its BIGINT-vs-Integer drift on PostgreSQL was missed. The table is made
+    without that column: only the column (and an index or constraint it may bring) is
+    unknown."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        message = sa.Column("message", sa.JSON(), nullable=False)
+        op.create_table(
+            "messages",
+            sa.Column("id", sa.Integer(), primary_key=True),
+            message,
+            sa.Column("message_id", sa.String(), sa.Computed(message["id"].as_string(), persisted=True),
+                      nullable=False, unique=True),
+            sa.Column("title", sa.String(20)),
+        )
+    """], MODELS + """
+sa.Table("messages", metadata, sa.Column("id", sa.Integer(), primary_key=True),
+         sa.Column("message", sa.JSON(), nullable=False),
+         sa.Column("message_id", sa.String(), sa.Computed("json_extract(message, '$.id')"), unique=True),
+         sa.Column("title", sa.String(80)))
+""")
+    expected = truth(root)
+    assert ("modify_type", "messages", "title") in expected
+    found, _, _ = ours(root)
+    assert found == {i for i in expected if "message_id" not in i}
+    assert ("modify_type", "messages", "title") in found
