@@ -95,7 +95,10 @@ class TableState:
         column's own `index=True` / `unique=True` would add an index or constraint a later
         op dropped (the state keeps those it made as indexes and constraints)."""
         cols = [_plain_copy(c.column) for c in self.columns]
-        table = sa.Table(self.name, metadata, *cols, schema=self.schema, comment=self.comment)
+        # an index of no column (mlflow's models declare one) is the table's all the same
+        empty = [sa.Index(index.name, unique=index.unique) for index, _ in self.indexes
+                 if not index_columns(index) and isinstance(index.name, str)]
+        table = sa.Table(self.name, metadata, *cols, *empty, schema=self.schema, comment=self.comment)
         names = {c.name for c in cols}
         for constraint, _ in self.constraints:
             if isinstance(constraint, sa.PrimaryKeyConstraint):

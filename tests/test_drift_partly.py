@@ -212,3 +212,23 @@ sa.Table("messages", metadata, sa.Column("id", sa.Integer(), primary_key=True),
     found, _, _ = ours(root)
     assert found == {i for i in expected if "message_id" not in i}
     assert ("modify_type", "messages", "title") in found
+
+
+def test_an_index_the_models_declare_without_columns_is_compared(tmp_path):
+    """mlflow: `__table_args__ = (..., Index(f"index_{__tablename__}_request_id"))`, an index
+    of no column. Alembic reports the database's index of that name as removed and the
+    models' as added; model loading used to drop it (only the removal was found)."""
+    root = build(tmp_path, [USERS_POSTS, """
+        # upgrade
+        op.create_index("ix_posts_title", "posts", ["title"])
+    """], """
+import sqlalchemy as sa
+metadata = sa.MetaData()
+sa.Table("users", metadata, sa.Column("id", sa.Integer(), primary_key=True), sa.Column("name", sa.String(50)))
+sa.Table("posts", metadata, sa.Column("id", sa.Integer(), primary_key=True), sa.Column("title", sa.String(50)),
+         sa.Index("ix_posts_title"))
+""")
+    expected = truth(root)
+    assert expected == {("remove_index", "posts", "ix_posts_title"), ("add_index", "posts", "ix_posts_title")}
+    found, _, _ = ours(root)
+    assert found == expected
