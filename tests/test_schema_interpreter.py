@@ -187,13 +187,18 @@ def test_opaque_values_print_their_source(tmp_path):
     assert Opaque(node).source == "f(x)" and Opaque("s").source == "s"
 
 
-def test_a_create_table_with_a_column_we_cannot_read_makes_its_table_uncertain(tmp_path):
+def test_a_create_table_with_a_column_we_cannot_read_names_that_column(tmp_path):
     """phoenix: `sa.Column("id", sa.String, sa.Computed(message["id"].as_string()))`: the
-    column is opaque, so the table is created but never compared (it lacked that column)."""
+    column is opaque, so the table is created without it, and the op names it (the replay
+    leaves that column out of the comparison, test_drift_partly.py); an unreadable argument
+    that is not a literal-named column makes the op conditional (its table uncertain)."""
     evaluation = run(tmp_path, """
         message = sa.Column("message", sa.JSON(), nullable=False)
         op.create_table("m", sa.Column("id", sa.Integer(), primary_key=True), message,
                         sa.Column("message_id", sa.String, sa.Computed(message["id"].as_string())))
         op.create_table("n", sa.Column("id", sa.Integer(), primary_key=True), message)
+        op.create_table("o", sa.Column("id", sa.Integer(), primary_key=True), make_column())
     """)
-    assert summary(evaluation) == [("create_table", "m", True), ("create_table", "n", False)]
+    assert summary(evaluation) == [("create_table", "m", False), ("create_table", "n", False),
+                                   ("create_table", "o", True)]
+    assert [ev.unread_columns for ev in evaluation.ops] == [("message_id",), (), ()]
