@@ -163,7 +163,12 @@ def _from_sqlalchemy(obj: Any) -> bool:
 _CALLABLE_OK: dict[Any, bool] = {}  # classes and functions of sqlalchemy: fixed for the process
 
 
+LOCAL_TYPE = "_migration_lsp_local_type"  # the mark of a type a migration declares (interpret.local_type)
+
+
 def _callable_ok(fn: Any) -> bool:
+    if isinstance(fn, type) and LOCAL_TYPE in fn.__dict__:
+        return True  # a SQLAlchemy type subclassed by name and DDL only (not cached: one per evaluation)
     if isinstance(fn, (type, FunctionType, BuiltinFunctionType)):
         try:
             return _CALLABLE_OK[fn]

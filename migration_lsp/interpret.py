@@ -29,6 +29,7 @@ from sqlalchemy.types import TypeEngine
 from .core import Span
 from .evaluate import (
     _TYPES,
+    LOCAL_TYPE,
     BatchRecorder,
     EvaluatedOp,
     Evaluator,
@@ -729,6 +730,8 @@ class Interpreter(Evaluator):
             value: Any = Opaque(name)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             value = _Function(node, {})
+        elif isinstance(node, ast.ClassDef):
+            value = self.local_type(node)
         else:
             self._resolving.add(name)
             frame, self.frame = self.frame, {}  # evaluated in the module's scope
@@ -739,6 +742,61 @@ class Interpreter(Evaluator):
                 self._resolving.discard(name)
         self._module_values[name] = value
         return value
+
+    def local_type(self, node: ast.ClassDef) -> Any:
+        """A column type the migration declares for itself (phoenix: `class JSONB(JSON):
+        __visit_name__ = "JSONB"` with `@compiles(JSONB, "sqlite") def _(...): return "JSONB"`):
+        made again here when its body only names it and its DDL is literal; anything else
+        (methods, another base than a SQLAlchemy type, a compile rule that computes) is opaque."""
+        opaque = Opaque(node.name)
+        if node.decorator_list or node.keywords or len(node.bases) != 1:
+            return opaque
+        base = self.value(node.bases[0])
+        if not (isinstance(base, type) and issubclass(base, TypeEngine) and in_safe_package(base.__module__)):
+            return opaque
+        attrs: dict[str, Any] = {"cache_ok": True, "__module__": __name__, LOCAL_TYPE: True}
+        for stmt in node.body:
+            if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+                continue
+            if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
+                return opaque
+            target, value = stmt.targets[0], stmt.value
+            if not (isinstance(target, ast.Name) and target.id in ("__visit_name__", "cache_ok")
+                    and isinstance(value, ast.Constant) and isinstance(value.value, (str, bool))):
+                return opaque
+            if target.id == "__visit_name__" and not (isinstance(value.value, str) and value.value.isidentifier()):
+                return opaque  # (SQLAlchemy looks up `visit_<name>` on its compilers: one plain name only)
+            attrs[target.id] = value.value
+        rules = self._compile_rules(node.name)
+        if rules is None:
+            return opaque
+        made = type(node.name, (base,), attrs)
+        from sqlalchemy.ext.compiler import compiles
+        for dialect, ddl in rules:  # (the rule is the new class's own: nothing else is touched)
+            compiles(made, *dialect)(lambda element, compiler, _ddl=ddl, **kw: _ddl)
+        return made
+
+    def _compile_rules(self, class_name: str) -> list[tuple[tuple[str, ...], str]] | None:
+        """The `@compiles(<class_name>[, "dialect"])` functions of the module that return a
+        literal string: ((dialect,) or (), DDL) each; None when one of them computes it."""
+        from sqlalchemy.ext.compiler import compiles
+        rules = []
+        for stmt in module_body(self.script):
+            if not isinstance(stmt, ast.FunctionDef):
+                continue
+            for decorator in stmt.decorator_list:
+                if not (isinstance(decorator, ast.Call) and decorator.args
+                        and isinstance(decorator.args[0], ast.Name) and decorator.args[0].id == class_name):
+                    continue
+                if self.value(decorator.func) is not compiles:
+                    return None
+                dialects = [a.value for a in decorator.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                body = [b for b in stmt.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+                if len(dialects) != len(decorator.args) - 1 or len(body) != 1 or not isinstance(body[0], ast.Return) \
+                        or not isinstance(body[0].value, ast.Constant) or not isinstance(body[0].value.value, str):
+                    return None
+                rules.append((tuple(dialects), body[0].value.value))
+        return rules
 
     def dynamic(self, base: _Dynamic, attr: str) -> Any:
         kind = base.kind
@@ -1234,11 +1292,11 @@ def _module_bindings(script: MigrationScript) -> dict[str, ast.AST | None]:
                             bind(node.id, None)
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             bind(stmt.target.id, stmt.value)
-        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bind(stmt.name, stmt)
         elif isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Expr)):
             continue
-        else:  # if / try / for / with / class at module level: what they bind is not known
+        else:  # if / try / for / with at module level: what they bind is not known
             for node in ast.walk(stmt):
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     bind(node.id, None)

@@ -232,3 +232,48 @@ sa.Table("posts", metadata, sa.Column("id", sa.Integer(), primary_key=True), sa.
     assert expected == {("remove_index", "posts", "ix_posts_title"), ("add_index", "posts", "ix_posts_title")}
     found, _, _ = ours(root)
     assert found == expected
+
+
+def test_a_column_type_the_migration_declares_for_itself_is_compared(tmp_path):
+    """arize-phoenix aba52fffe1a1: `class JSONB(JSON): __visit_name__ = "JSONB"` with
+    `@compiles(JSONB, "sqlite") def _(...): return "JSONB"`, used through `JSON().with_variant(
+    JSONB(), "sqlite")`. The class was opaque, so every column of that type was left out of
+    the comparison (experiment_prompt_tasks.tools: JSONB in the database, JSON in the models).
+    The class is made again (a SQLAlchemy type renamed, its DDL literal); one with a method
+    stays opaque."""
+    root = build(tmp_path, [USERS_POSTS, """
+        from typing import Any
+        from sqlalchemy import JSON
+        from sqlalchemy.ext.compiler import compiles
+
+
+        class JSONB(JSON):
+            # what phoenix's migrations declare
+            __visit_name__ = "JSONB"
+
+
+        @compiles(JSONB, "sqlite")
+        def _(*args: Any, **kwargs: Any) -> str:
+            return "JSONB"
+
+
+        class Clever(sa.types.TypeDecorator):
+            impl = sa.Text
+            cache_ok = True
+
+            def load_dialect_impl(self, dialect):
+                return dialect.type_descriptor(sa.Text())
+
+
+        JSON_ = JSON().with_variant(JSONB(), "sqlite")
+        # upgrade
+        op.add_column("posts", sa.Column("data", JSON_))
+        op.add_column("posts", sa.Column("note", Clever()))
+    """], MODELS + """
+metadata.tables["posts"].append_column(sa.Column("data", sa.JSON()))
+metadata.tables["posts"].append_column(sa.Column("note", sa.Integer()))
+""")
+    expected = truth(root)
+    assert ("modify_type", "posts", "data") in expected and ("modify_type", "posts", "note") in expected
+    found, _, _ = ours(root)
+    assert found == expected - {("modify_type", "posts", "note")}  # Clever is opaque: never compared
