@@ -368,6 +368,8 @@ class EvaluatedOp:
     # a create_table whose every unreadable argument is a column with a literal name: the
     # table is made (without them), only these columns (and what they may bring) are unknown
     unread_columns: tuple[str, ...] = ()
+    # keyword arguments (other than types) that could not be evaluated: left out of the op
+    unread_keywords: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.conditional is None:

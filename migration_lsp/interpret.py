@@ -1173,7 +1173,13 @@ class Interpreter(Evaluator):
             if not unread or conditional:  # a constraint, an unnamed column...: the table is uncertain
                 unread = ()
                 conditional = self._forced = True
-        kwargs = {k: v for k, v in kwargs.items() if _known(v)}
+        # a type we cannot read is an opaque type (never compared); any other keyword we cannot
+        # read (nullable=, new_column_name=, server_default=...) leaves the op's table uncertain
+        # inside (`unread_keywords`): dropping it silently would replay a change that did not happen
+        unread_keywords = tuple(k for k, v in kwargs.items() if not _known(v) and k not in _TYPE_KEYWORDS
+                                and not k.startswith("existing_") and not k.endswith("_using"))
+        kwargs = {k: v if _known(v) else OpaqueType(_describe(v)) for k, v in kwargs.items()
+                  if _known(v) or k in _TYPE_KEYWORDS}
         args = [OpaqueType(_describe(a)) if not _known(a) else a for a in args]
         before = len(recorder.recorded)
         try:
@@ -1190,7 +1196,10 @@ class Interpreter(Evaluator):
         if not _well_typed(op):  # `op.create_table(sa.Column(...))` while the name is being typed
             return EvaluatedOp(call, None, "a name that is not a string, or a flag that is not a bool",
                                conditional, table)
-        return EvaluatedOp(call, op, "", conditional, table, unread_columns=unread)
+        return EvaluatedOp(call, op, "", conditional, table, unread_columns=unread, unread_keywords=unread_keywords)
+
+
+_TYPE_KEYWORDS = ("type_", "existing_type")
 
 
 def _unread_columns(node: ast.Call, args: list) -> tuple[str, ...]:

@@ -76,9 +76,22 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
         if not table:
             return after
         name = getattr(op, "index_name", None) or getattr(op, "constraint_name", None)
-        hides = _hidden_by(state.table(table, schema_name), method, name if isinstance(name, str) else None,
+        existing = state.table(table, schema_name)
+        hides = _hidden_by(existing, method, name if isinstance(name, str) else None,
                            getattr(op, "constraint_type", None) or _CONSTRAINT_OF_METHOD.get(method), op)
+        if hides is not None and existing is not None and ev.unread_keywords:
+            hides = (table_hidden(ANY_INSIDE, existing.key),)  # (a rename we could not read...)
         return after.with_uncertain((table,), hides)
+    if ev.unread_keywords and op is not None and not ev.conditional:
+        # applied without what those keywords change: the table's insides are unknown
+        table, schema_name = op_table(op)
+        before = state.table(table, schema_name) if table else None
+        after = _apply_safely(state, op, origin)
+        if not table:
+            return after
+        created = isinstance(op, alembic_ops.CreateTableOp) and before is None
+        made = after.table(table, schema_name) if created else before
+        return after.with_uncertain((table,), (table_hidden(ANY_INSIDE, made.key),) if made is not None else None)
     if ev.unread_columns and isinstance(op, alembic_ops.CreateTableOp):
         # made without the columns we could not read: those, and any index or constraint
         # they may bring, are unknown; the rest of the table is compared

@@ -277,3 +277,33 @@ metadata.tables["posts"].append_column(sa.Column("note", sa.Integer()))
     assert ("modify_type", "posts", "data") in expected and ("modify_type", "posts", "note") in expected
     found, _, _ = ours(root)
     assert found == expected - {("modify_type", "posts", "note")}  # Clever is opaque: never compared
+
+
+def test_an_alter_column_keyword_we_cannot_read_is_never_dropped_silently(tmp_path):
+    """airflow 0071: `alter_column("deadline", type_=TIMESTAMP(timezone=True),
+    new_column_name="deadline_time")` with TIMESTAMP imported from the project: the unreadable
+    `type_` was dropped, so the replay kept the old type (a false M003 once the table was
+    compared). An unreadable type is an opaque type; an unreadable other keyword (here
+    `nullable=`) leaves the table's insides unknown."""
+    (tmp_path / "db_types.py").write_text("import sqlalchemy as sa\nTIMESTAMP = sa.TIMESTAMP\nNULLABLE = False\n")
+    root = build(tmp_path, [USERS_POSTS + """
+op.add_column("posts", sa.Column("stamp", sa.DateTime()))
+op.add_column("users", sa.Column("nick", sa.String(20)))
+""", """
+        import os, sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from db_types import NULLABLE, TIMESTAMP
+        # upgrade
+        with op.batch_alter_table("posts") as batch_op:
+            batch_op.alter_column("stamp", existing_type=sa.DateTime(), type_=TIMESTAMP(timezone=True),
+                                  new_column_name="stamp_at")
+        with op.batch_alter_table("users") as batch_op:
+            batch_op.alter_column("nick", existing_type=sa.String(20), nullable=NULLABLE)
+    """], MODELS + """
+metadata.tables["posts"].append_column(sa.Column("stamp_at", sa.TIMESTAMP(timezone=True)))
+metadata.tables["users"].append_column(sa.Column("nick", sa.String(20), nullable=False))
+""")
+    expected = truth(root)
+    assert expected == DRIFT
+    found, _, _ = ours(root)
+    assert found == set()  # (users.email is in the table whose insides are unknown)
