@@ -1176,8 +1176,7 @@ class Interpreter(Evaluator):
         # a type we cannot read is an opaque type (never compared); any other keyword we cannot
         # read (nullable=, new_column_name=, server_default=...) leaves the op's table uncertain
         # inside (`unread_keywords`): dropping it silently would replay a change that did not happen
-        unread_keywords = tuple(k for k, v in kwargs.items() if not _known(v) and k not in _TYPE_KEYWORDS
-                                and not k.startswith("existing_") and not k.endswith("_using"))
+        unread_keywords = tuple(k for k, v in kwargs.items() if not _known(v) and k in _SHAPE_KEYWORDS)
         kwargs = {k: v if _known(v) else OpaqueType(_describe(v)) for k, v in kwargs.items()
                   if _known(v) or k in _TYPE_KEYWORDS}
         args = [OpaqueType(_describe(a)) if not _known(a) else a for a in args]
@@ -1200,6 +1199,10 @@ class Interpreter(Evaluator):
 
 
 _TYPE_KEYWORDS = ("type_", "existing_type")
+# the keywords of op calls that change what the comparison sees (`postgresql_concurrently=`,
+# `existing_nullable=`, `postgresql_using=`... do not)
+_SHAPE_KEYWORDS = frozenset({"nullable", "server_default", "new_column_name", "comment", "autoincrement", "unique",
+                             "ondelete", "onupdate", "schema", "postgresql_where", "sqlite_where", "mssql_where"})
 
 
 def _unread_columns(node: ast.Call, args: list) -> tuple[str, ...]:

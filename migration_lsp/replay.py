@@ -91,7 +91,11 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
             return after
         created = isinstance(op, alembic_ops.CreateTableOp) and before is None
         made = after.table(table, schema_name) if created else before
-        return after.with_uncertain((table,), (table_hidden(ANY_INSIDE, made.key),) if made is not None else None)
+        if made is None or "schema" in ev.unread_keywords:
+            return after.with_uncertain((table,))
+        if isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) and isinstance(op.index_name, str):
+            return after.with_uncertain((table,), _hidden_by(made, method, op.index_name, None))  # (a WHERE...)
+        return after.with_uncertain((table,), (table_hidden(ANY_INSIDE, made.key),))
     if ev.unread_columns and isinstance(op, alembic_ops.CreateTableOp):
         # made without the columns we could not read: those, and any index or constraint
         # they may bring, are unknown; the rest of the table is compared
