@@ -244,12 +244,12 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
         out.extend(_differences(op, s_states, m_states, sides))
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
-    if schema.opaque_kinds - {OPAQUE_ANY}:
-        out = [d for d in out if not _may_be_opaque(d.op, schema.opaque_kinds)]
+    if schema.opaque_kinds - {OPAQUE_ANY} or schema.hidden:
+        out = [d for d in out if not _may_be_opaque(d.op, schema.opaque_kinds, schema.hidden)]
     return _filtered(out, options)
 
 
-def _may_be_opaque(op: Any, kinds: frozenset[str]) -> bool:
+def _may_be_opaque(op: Any, kinds: frozenset[str], hidden: AbstractSet[str] = frozenset()) -> bool:
     """Could an op whose table could not be read (of `kinds`) have made this difference? Or
     one of a table partly uncertain (`SchemaState.with_uncertain(hides=...)`), in that table?"""
     kind = _kind_of(op)
@@ -258,8 +258,8 @@ def _may_be_opaque(op: Any, kinds: frozenset[str]) -> bool:
     _, name, table, schema_name = _object_of(op)
     if table is not None and kind not in ("add_table", "drop_table"):
         for key in {table, _key(schema_name, table)}:
-            if {table_hidden(ANY_INSIDE, key), table_hidden(kind, key),
-                    table_hidden(f"{kind}:{name}", key)} & kinds:
+            if any(k in hidden for k in (table_hidden(ANY_INSIDE, key), table_hidden(kind, key),
+                                         table_hidden(f"{kind}:{name}", key))):
                 return True
     if isinstance(op, alembic_ops.CreateTableOp):  # a table of the same columns
         return f"add_table:{','.join(sorted(c.name for c in op.columns if isinstance(c, sa.Column)))}" in kinds
