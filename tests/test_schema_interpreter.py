@@ -202,3 +202,31 @@ def test_a_create_table_with_a_column_we_cannot_read_names_that_column(tmp_path)
     assert summary(evaluation) == [("create_table", "m", False), ("create_table", "n", False),
                                    ("create_table", "o", True)]
     assert [ev.unread_columns for ev in evaluation.ops] == [("message_id",), (), ()]
+
+
+def test_a_break_leaves_only_its_loop(tmp_path):
+    """prefect 1678f2fb8b33: `while True: ... if result.rowcount <= n: break` made every op
+    after the loop conditional, as if the break could leave upgrade(). A break under an
+    undecidable `if` makes the rest of its loop conditional, not what follows the loop; a
+    `return` there still makes the rest of the function conditional."""
+    evaluation = run(tmp_path, """
+        bind = op.get_bind()
+        for name in ["a", "b"]:
+            while True:
+                result = bind.execute(sa.text("UPDATE t SET x = 1"))
+                if result.rowcount <= 0:
+                    break
+                op.add_column("in_loop", sa.Column("x", sa.Integer()))
+            op.add_column("after_while", sa.Column(name, sa.Integer()))
+            if bind.execute(sa.text("SELECT 1")).scalar():
+                break
+            op.add_column("after_break", sa.Column(name, sa.Integer()))
+        op.add_column("after_for", sa.Column("y", sa.Integer()))
+        if bind.execute(sa.text("SELECT 1")).scalar():
+            return
+        op.add_column("after_return", sa.Column("z", sa.Integer()))
+    """)
+    assert summary(evaluation) == [
+        ("add_column", "in_loop", True), ("add_column", "after_while", False), ("add_column", "after_break", True),
+        ("add_column", "in_loop", True), ("add_column", "after_while", True), ("add_column", "after_break", True),
+        ("add_column", "after_for", False), ("add_column", "after_return", True)]
