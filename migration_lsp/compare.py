@@ -31,6 +31,7 @@ from .alembic_api import skip_functional_indexes
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS, sqlalchemy_dialect
 from .schema import (
+    ANY_INSIDE,
     OPAQUE_ANY,
     IndexElement,
     Origin,
@@ -40,6 +41,7 @@ from .schema import (
     index_columns,
     index_elements,
     plain_element,
+    table_hidden,
     table_key,
 )
 
@@ -218,7 +220,8 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
             m_states[(state.schema, state.name)] = state
 
     def skip(state: TableState) -> bool:
-        return state.name in excluded or state.name in uncertain or state.key in uncertain
+        return state.name in excluded or any(n in uncertain and not schema.partly_uncertain(n)
+                                             for n in (state.name, state.key))
 
     skipped = {k for k, st in [*s_states.items(), *m_states.items()] if skip(st)}
     if schema.unknown:  # a helper we cannot follow may have created or dropped any table
@@ -235,16 +238,23 @@ def compare(schema: SchemaState, models: dict[str, TableState], options: Compare
         out.extend(_differences(op, s_states, m_states, sides, options.dialect))
     if schema.unknown:
         out = [d for d in out if d.kind == "changed"]
-    if schema.opaque_kinds - {OPAQUE_ANY}:
-        out = [d for d in out if not _may_be_opaque(d.op, schema.opaque_kinds)]
+    if schema.opaque_kinds - {OPAQUE_ANY} or schema.hidden:
+        out = [d for d in out if not _may_be_opaque(d.op, schema.opaque_kinds, schema.hidden)]
     return _filtered(out, options)
 
 
-def _may_be_opaque(op: Any, kinds: frozenset[str]) -> bool:
-    """Could an op whose table could not be read (of `kinds`) have made this difference?"""
+def _may_be_opaque(op: Any, kinds: frozenset[str], hidden: AbstractSet[str] = frozenset()) -> bool:
+    """Could an op whose table could not be read (of `kinds`) have made this difference? Or
+    one of a table partly uncertain (`SchemaState.with_uncertain(hides=...)`), in that table?"""
     kind = _kind_of(op)
     if kind in kinds:
         return True
+    _, name, table, schema_name = _object_of(op)
+    if table is not None and kind not in ("add_table", "drop_table"):
+        for key in {table, table_key(table, schema_name)}:
+            if any(k in hidden for k in (table_hidden(ANY_INSIDE, key), table_hidden(kind, key),
+                                         table_hidden(f"{kind}:{name}", key))):
+                return True
     if isinstance(op, alembic_ops.CreateTableOp):  # a table of the same columns
         return f"add_table:{','.join(sorted(c.name for c in op.columns if isinstance(c, sa.Column)))}" in kinds
     return f"{kind}:{_object_of(op)[1]}" in kinds

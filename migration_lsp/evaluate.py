@@ -163,9 +163,14 @@ def _from_sqlalchemy(obj: Any) -> bool:
 _CALLABLE_OK: dict[Any, bool] = {}  # classes and functions of sqlalchemy: fixed for the process
 
 
+LOCAL_TYPE = "_migration_lsp_local_type"  # the mark of a type a migration declares (interpret.local_type)
+
+
 def callable_ok(fn: Any) -> bool:
     """May the evaluators call `fn`: a SQLAlchemy type, schema item or clause class, or one of
     its SAFE_FUNCTIONS, loaded from the installed SQLAlchemy (never anything of the project)."""
+    if isinstance(fn, type) and LOCAL_TYPE in fn.__dict__:
+        return True  # a SQLAlchemy type subclassed by name and DDL only (not cached: one per evaluation)
     if isinstance(fn, (type, FunctionType, BuiltinFunctionType)):
         try:
             return _CALLABLE_OK[fn]
@@ -379,6 +384,11 @@ class EvaluatedOp:
     # missing": `if "t" not in inspector.get_table_names():`): (table, exists) pairs that the
     # replay decides with the schema it has at this point
     guards: tuple[tuple[str, bool], ...] = ()
+    # a create_table whose every unreadable argument is a column with a literal name: the
+    # table is made (without them), only these columns (and what they may bring) are unknown
+    unread_columns: tuple[str, ...] = ()
+    # keyword arguments (other than types) that could not be evaluated: left out of the op
+    unread_keywords: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.conditional is None:

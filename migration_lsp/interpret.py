@@ -28,6 +28,7 @@ from sqlalchemy.types import TypeEngine
 
 from .core import Span
 from .evaluate import (
+    LOCAL_TYPE,
     TYPE_FIELDS,
     BatchRecorder,
     EvaluatedOp,
@@ -309,7 +310,8 @@ class Interpreter(Evaluator):
         self.conditional = 0  # depth of undecidable branches around the running statement
         self.guards: list[_Guard] = []  # tests of a table's existence around it (see _Guard)
         self._forced = False
-        self.maybe_left = False  # an undecidable branch may have returned / broken out
+        self.maybe_left = False  # an undecidable branch may have returned
+        self.maybe_broke = False  # ... or left the loop around it (the rest of that loop is uncertain)
         self.autocommit = False
         self.depth = 0
         self.steps = 0
@@ -339,7 +341,7 @@ class Interpreter(Evaluator):
 
     @property
     def uncertain(self) -> bool:
-        return self.conditional > 0 or self.maybe_left
+        return self.conditional > 0 or self.maybe_left or self.maybe_broke
 
     def block(self, body: list[ast.stmt]) -> None:
         for stmt in body:
@@ -366,7 +368,9 @@ class Interpreter(Evaluator):
             self.for_(stmt)
         elif isinstance(stmt, ast.While):
             self.value(stmt.test)
-            self.alternatives([stmt.body, stmt.orelse])
+            broke = self.maybe_broke
+            self.alternatives([stmt.body, stmt.orelse], loop=True)
+            self.maybe_broke = broke  # (a `break` leaves the loop, not the function)
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             self.with_(stmt)
         elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
@@ -490,10 +494,13 @@ class Interpreter(Evaluator):
                 return None
         return None
 
-    def alternatives(self, bodies: list[list[ast.stmt]], guards: list[_Guard] | None = None) -> None:
+    def alternatives(self, bodies: list[list[ast.stmt]], guards: list[_Guard] | None = None,
+                     loop: bool = False) -> None:
         """Bodies that may or may not run (an undecidable `if`, a `while`, `except` branches):
         each runs from the same names with its ops conditional; leaving one early makes the
-        rest uncertain too; a name a branch binds is not known after them."""
+        rest uncertain too (of the function after a `return`, of the loop around it after a
+        `break`; a loop's own body (`loop`) is left by its `break` into what follows the loop);
+        a name a branch binds is not known after them."""
         start = dict(self.frame)
         changed: set[str] = set()
         self.conditional += 1
@@ -508,7 +515,10 @@ class Interpreter(Evaluator):
                     self.block(body)
                 except _Raise:
                     pass  # (`except ...: rollback; raise`): a successful run did not come here
-                except (_Return, _Break, _Continue):
+                except (_Break, _Continue):
+                    if not loop:
+                        self.maybe_broke = True
+                except _Return:
                     self.maybe_left = True
                 finally:
                     if guard is not None:
@@ -526,9 +536,11 @@ class Interpreter(Evaluator):
         items: list | None = None
         if isinstance(iterable, (list, tuple, set, frozenset, dict, range, str)) and len(iterable) <= MAX_ITEMS:
             items = list(iterable)
+        maybe_broke = self.maybe_broke
         if items is None:
             self.assign(stmt.target, Opaque(source_text(stmt.target)))
-            self.alternatives([stmt.body, stmt.orelse])
+            self.alternatives([stmt.body, stmt.orelse], loop=True)
+            self.maybe_broke = maybe_broke
             return
         broke = False
         for item in items:
@@ -541,7 +553,8 @@ class Interpreter(Evaluator):
                 broke = True
                 break
         if not broke:
-            self.block(stmt.orelse)
+            self.block(stmt.orelse)  # (after a `break` that may have happened: uncertain, as it should)
+        self.maybe_broke = maybe_broke
 
     def with_(self, stmt: ast.With | ast.AsyncWith) -> None:
         autocommit = self.autocommit
@@ -723,6 +736,8 @@ class Interpreter(Evaluator):
             value: Any = Opaque(name)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             value = _Function(node, {})
+        elif isinstance(node, ast.ClassDef):
+            value = self.local_type(node)
         else:
             self._resolving.add(name)
             frame, self.frame = self.frame, {}  # evaluated in the module's scope
@@ -733,6 +748,61 @@ class Interpreter(Evaluator):
                 self._resolving.discard(name)
         self._module_values[name] = value
         return value
+
+    def local_type(self, node: ast.ClassDef) -> Any:
+        """A column type the migration declares for itself (phoenix: `class JSONB(JSON):
+        __visit_name__ = "JSONB"` with `@compiles(JSONB, "sqlite") def _(...): return "JSONB"`):
+        made again here when its body only names it and its DDL is literal; anything else
+        (methods, another base than a SQLAlchemy type, a compile rule that computes) is opaque."""
+        opaque = Opaque(node.name)
+        if node.decorator_list or node.keywords or len(node.bases) != 1:
+            return opaque
+        base = self.value(node.bases[0])
+        if not (isinstance(base, type) and issubclass(base, TypeEngine) and in_safe_package(base.__module__)):
+            return opaque
+        attrs: dict[str, Any] = {"cache_ok": True, "__module__": __name__, LOCAL_TYPE: True}
+        for stmt in node.body:
+            if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+                continue
+            if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
+                return opaque
+            target, value = stmt.targets[0], stmt.value
+            if not (isinstance(target, ast.Name) and target.id in ("__visit_name__", "cache_ok")
+                    and isinstance(value, ast.Constant) and isinstance(value.value, (str, bool))):
+                return opaque
+            if target.id == "__visit_name__" and not (isinstance(value.value, str) and value.value.isidentifier()):
+                return opaque  # (SQLAlchemy looks up `visit_<name>` on its compilers: one plain name only)
+            attrs[target.id] = value.value
+        rules = self._compile_rules(node.name)
+        if rules is None:
+            return opaque
+        made = type(node.name, (base,), attrs)
+        from sqlalchemy.ext.compiler import compiles
+        for dialect, ddl in rules:  # (the rule is the new class's own: nothing else is touched)
+            compiles(made, *dialect)(lambda element, compiler, _ddl=ddl, **kw: _ddl)
+        return made
+
+    def _compile_rules(self, class_name: str) -> list[tuple[tuple[str, ...], str]] | None:
+        """The `@compiles(<class_name>[, "dialect"])` functions of the module that return a
+        literal string: ((dialect,) or (), DDL) each; None when one of them computes it."""
+        from sqlalchemy.ext.compiler import compiles
+        rules = []
+        for stmt in module_body(self.script):
+            if not isinstance(stmt, ast.FunctionDef):
+                continue
+            for decorator in stmt.decorator_list:
+                if not (isinstance(decorator, ast.Call) and decorator.args
+                        and isinstance(decorator.args[0], ast.Name) and decorator.args[0].id == class_name):
+                    continue
+                if self.value(decorator.func) is not compiles:
+                    return None
+                dialects = [a.value for a in decorator.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                body = [b for b in stmt.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+                if len(dialects) != len(decorator.args) - 1 or len(body) != 1 or not isinstance(body[0], ast.Return) \
+                        or not isinstance(body[0].value, ast.Constant) or not isinstance(body[0].value.value, str):
+                    return None
+                rules.append((tuple(dialects), body[0].value.value))
+        return rules
 
     def dynamic(self, base: _Dynamic, attr: str) -> Any:
         kind = base.kind
@@ -966,8 +1036,8 @@ class Interpreter(Evaluator):
         if frame is None:  # arguments it does not take, or recursion too deep
             self.handed_op(node, [*arguments[0], *arguments[1].values()])
             return Opaque(node)
-        saved, left = self.frame, self.maybe_left
-        self.frame, self.maybe_left = frame, False
+        saved, left, broke = self.frame, self.maybe_left, self.maybe_broke
+        self.frame, self.maybe_left, self.maybe_broke = frame, False, False
         self.depth += 1
         result: Any = None
         try:
@@ -979,7 +1049,7 @@ class Interpreter(Evaluator):
         finally:
             self.depth -= 1
             maybe_returned = self.maybe_left
-            self.frame, self.maybe_left = saved, left
+            self.frame, self.maybe_left, self.maybe_broke = saved, left, broke
         return Opaque(node) if maybe_returned else result
 
     def bind(self, function: _Function, args: list, kwargs: dict) -> dict[str, Any] | None:
@@ -1077,7 +1147,7 @@ class Interpreter(Evaluator):
                     recorder: Recorder) -> EvaluatedOp:
         ev = self._evaluate_op(call, name, node, batch, recorder)
         if ev.op is not None and ev.conditional and self.guards and len(self.guards) == self.conditional \
-                and not self.maybe_left and not self._forced:
+                and not self.maybe_left and not self.maybe_broke and not self._forced:
             return replace(ev, guards=tuple((g.table, g.exists) for g in self.guards))
         return ev
 
@@ -1103,12 +1173,23 @@ class Interpreter(Evaluator):
             return EvaluatedOp(call, None, f"unknown operation {name}", conditional, table)
         if any(isinstance(a, (Opaque, _Dynamic)) for a in args[:2]):
             return EvaluatedOp(call, None, "table or column name is not a literal", conditional, table)
-        if name == "create_table" and len(args) == len(node.args):
+        written = list(node.args)
+        if name == "create_table" and len(args) == len(written):
             # a CHECK constraint Alembic never compares: one we cannot read is left out
-            args = [a for a, arg in zip(args, node.args) if _known(a) or not _is_check_constraint(arg)]
+            kept = [(a, arg) for a, arg in zip(args, written) if _known(a) or not _is_check_constraint(arg)]
+            args, written = [a for a, _ in kept], [arg for _, arg in kept]
+        unread: tuple[str, ...] = ()
         if name == "create_table" and not all(_known(a) for a in args[1:]):
-            conditional = self._forced = True  # a column or constraint we cannot read: the table is uncertain
-        kwargs = {k: v for k, v in kwargs.items() if _known(v)}
+            unread = _unread_columns(written, args)
+            if not unread or conditional:  # a constraint, an unnamed column...: the table is uncertain
+                unread = ()
+                conditional = self._forced = True
+        # a type we cannot read is an opaque type (never compared); any other keyword we cannot
+        # read (nullable=, new_column_name=, server_default=...) leaves the op's table uncertain
+        # inside (`unread_keywords`): dropping it silently would replay a change that did not happen
+        unread_keywords = tuple(k for k, v in kwargs.items() if not _known(v) and k in _SHAPE_KEYWORDS)
+        kwargs = {k: v if _known(v) else OpaqueType(_describe(v)) for k, v in kwargs.items()
+                  if _known(v) or k in _TYPE_KEYWORDS}
         args = [OpaqueType(_describe(a)) if not _known(a) else a for a in args]
         before = len(recorder.recorded)
         try:
@@ -1125,7 +1206,32 @@ class Interpreter(Evaluator):
         if not well_typed(op):  # `op.create_table(sa.Column(...))` while the name is being typed
             return EvaluatedOp(call, None, "a name that is not a string, or a flag that is not a bool",
                                conditional, table)
-        return EvaluatedOp(call, op, "", conditional, table)
+        return EvaluatedOp(call, op, "", conditional, table, unread_columns=unread, unread_keywords=unread_keywords)
+
+
+_TYPE_KEYWORDS = ("type_", "existing_type")
+# the keywords of op calls that change what the comparison sees (`postgresql_concurrently=`,
+# `existing_nullable=`, `postgresql_using=`... do not)
+_SHAPE_KEYWORDS = frozenset({"nullable", "server_default", "new_column_name", "comment", "autoincrement", "unique",
+                             "ondelete", "onupdate", "schema", "postgresql_where", "sqlite_where", "mssql_where"})
+
+
+def _unread_columns(written_args: list[ast.expr], args: list) -> tuple[str, ...]:
+    """The names of create_table's unreadable arguments when every one of them is written
+    `sa.Column("<literal>", ...)` (a Computed expression we cannot evaluate...), else ()."""
+    if len(written_args) != len(args) or any(isinstance(a, ast.Starred) for a in written_args):
+        return ()
+    names = []
+    for written, value in zip(written_args[1:], args[1:]):
+        if _known(value):
+            continue
+        func = written.func if isinstance(written, ast.Call) else None
+        callee = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        first = written.args[0] if isinstance(written, ast.Call) and written.args else None
+        if callee != "Column" or not isinstance(first, ast.Constant) or not isinstance(first.value, str):
+            return ()
+        names.append(first.value)
+    return tuple(names)
 
 
 _UNBOUND: Any = object()
@@ -1209,11 +1315,11 @@ def _module_bindings(script: MigrationScript) -> dict[str, ast.AST | None]:
                             bind(node.id, None)
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             bind(stmt.target.id, stmt.value)
-        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bind(stmt.name, stmt)
         elif isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Expr)):
             continue
-        else:  # if / try / for / with / class at module level: what they bind is not known
+        else:  # if / try / for / with at module level: what they bind is not known
             for node in ast.walk(stmt):
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     bind(node.id, None)

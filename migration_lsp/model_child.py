@@ -74,16 +74,27 @@ def for_dialect(type_, dialect):
     return variants[dialect.name]
 
 
+def dialect_impl(type_, dialect):
+    """What a TypeDecorator whose `load_dialect_impl` picks a type per dialect (prefect's JSON:
+    JSONB on PostgreSQL, sqlite.JSON on SQLite) is on this dialect, as a public SQLAlchemy
+    type (the dialect's private adaptation, `_PGJSONB`, adapted back): what the database gets
+    and Alembic compares. None: the static `impl` stands."""
+    from sqlalchemy.types import TypeDecorator
+    if dialect is None or not isinstance(type_, TypeDecorator) \
+            or type(type_).load_dialect_impl is TypeDecorator.load_dialect_impl:
+        return None
+    try:
+        impl = type_.load_dialect_impl(dialect)
+        public = next(c for c in type(impl).__mro__ if not c.__name__.startswith("_"))
+        return impl if public is type(impl) else impl.adapt(public)
+    except Exception:  # noqa: BLE001 - the project's own code: its static impl stands
+        return None
+
+
 def type_info(type_, dialect):
     type_ = for_dialect(type_, dialect)
     info: dict[str, str | None] = {"repr": repr(type_), "module": type(type_).__module__, "class": type(type_).__name__}
-    impl = getattr(type_, "impl", None)
-    if impl is not None and dialect is not None and callable(getattr(type_, "load_dialect_impl", None)):
-        try:  # a TypeDecorator's type for this dialect (prefect's JSON: JSONB, sqlite.JSON on SQLite)
-            loaded = type_.load_dialect_impl(dialect)
-            impl = loaded if not isinstance(loaded, type) and loaded is not type_ else impl
-        except Exception:  # noqa: BLE001, S110 - the project's own hook may raise anything: its `impl` stands
-            pass
+    impl = dialect_impl(type_, dialect) or getattr(type_, "impl", None)
     if impl is not None and not isinstance(impl, type):
         impl = for_dialect(impl, dialect)
         info["impl_repr"] = repr(impl)
@@ -109,7 +120,15 @@ def default_text(default, dialect=None):
     return sql_text(arg, dialect) or sql_text(arg)
 
 
+def computed_info(column, dialect):
+    computed = getattr(column, "computed", None)
+    if computed is None:
+        return None
+    return {"sqltext": default_text(computed.sqltext, dialect), "persisted": computed.persisted}
+
+
 def table_info(table, dialect, shared: set[tuple[str, int]] | None = None):
+    from sqlalchemy.sql.schema import NULL_UNSPECIFIED
     return {
         "name": table.name,
         "schema": table.schema,
@@ -127,6 +146,10 @@ def table_info(table, dialect, shared: set[tuple[str, int]] | None = None):
                 "server_default_is_string": isinstance(getattr(c.server_default, "arg", None), str),
                 "comment": c.comment,
                 "site": site_of(c),
+                # a generated column, and whether the model left its nullability unset: Alembic
+                # then ignores a nullable difference on it (its `_nullability_might_be_unset`)
+                "computed": computed_info(c, dialect),
+                "nullable_unset": getattr(c, "_user_defined_nullable", None) is NULL_UNSPECIFIED,
             }
             for c in table.columns
         ],

@@ -81,6 +81,9 @@ class DDLEffect:
     uncertain: tuple[str, ...] = ()
     dropped_index: str | None = None
     renamed_index: tuple[str, str] | None = None  # `ALTER INDEX old RENAME TO new` (PostgreSQL)
+    # an index made on expressions or with a WHERE (not followed): its table, the one in
+    # `uncertain`, is uncertain in this index only
+    unfollowed_index: str | None = None
 
 
 def ddl_effects(sql: str, dialect: str | None = None) -> list[DDLEffect]:
@@ -253,6 +256,8 @@ def _create_index(statement: Any, dialect: str | None) -> DDLEffect:
     columns: list[Any] = []
     for ordered in params.args.get("columns") or []:
         element = ordered.this if isinstance(ordered, exp.Ordered) else ordered
+        if isinstance(element, exp.Collate) and isinstance(element.this, exp.Column):
+            element = element.this  # `title COLLATE NOCASE`: the column, as both dialects reflect it
         desc = isinstance(ordered, exp.Ordered) and bool(ordered.args.get("desc"))
         if isinstance(element, exp.Column) and not element.table:
             columns.append(sa.column(element.name).desc() if desc else element.name)

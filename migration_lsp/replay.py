@@ -28,6 +28,7 @@ from .interpret import Evaluation, RawCall, evaluate
 from .pmap import keyed
 from .rawsql import ddl_effects
 from .schema import (
+    ANY_INSIDE,
     OPAQUE_ANY,
     ColumnState,
     IndexRecord,
@@ -39,6 +40,7 @@ from .schema import (
     index_columns,
     merge_states,
     op_table,
+    table_hidden,
     table_key,
 )
 from .scripts import MigrationScript, OpCall, OtherCall, sql_literal
@@ -64,14 +66,45 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
             return state  # `if "t" not in inspector.get_table_names():` while the history has t
         if runs:
             return _apply_safely(state, op, origin)
-    if ev.conditional and isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) \
-            and isinstance(op.index_name, str):
-        return _apply_safely(state, op, origin).with_unsure(_index_kinds(op.index_name))
+    method = ev.call.name.rsplit(".", 1)[-1]
     if ev.conditional and op is not None:
-        # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never report on it
-        table = op_table(op)[0] or ev.table or _literal_table_name(ev.call)
-        state = _apply_safely(state, op, origin)
-        return state.with_uncertain((table,)) if table else state
+        # it may not run (an `if` we cannot decide, `if not exists`...): apply it, but never
+        # report on what it may have changed
+        table, schema_name = op_table(op)
+        table = table or ev.table or _literal_table_name(ev.call)
+        after = _apply_safely(state, op, origin)
+        if not table:
+            return after
+        name = getattr(op, "index_name", None) or getattr(op, "constraint_name", None)
+        existing = state.table(table, schema_name)
+        hides = _hidden_by(existing, method, name if isinstance(name, str) else None,
+                           getattr(op, "constraint_type", None) or _CONSTRAINT_OF_METHOD.get(method), op)
+        if hides is not None and existing is not None and ev.unread_keywords:
+            hides = (table_hidden(ANY_INSIDE, existing.key),)  # (a rename we could not read...)
+        return after.with_uncertain((table,), hides)
+    if ev.unread_keywords and op is not None and not ev.conditional:
+        # applied without what those keywords change: the table's insides are unknown
+        table, schema_name = op_table(op)
+        before = state.table(table, schema_name) if table else None
+        after = _apply_safely(state, op, origin)
+        if not table:
+            return after
+        created = isinstance(op, alembic_ops.CreateTableOp) and before is None
+        made = after.table(table, schema_name) if created else before
+        if made is None or "schema" in ev.unread_keywords:
+            return after.with_uncertain((table,))
+        if isinstance(op, (alembic_ops.CreateIndexOp, alembic_ops.DropIndexOp)) and isinstance(op.index_name, str):
+            return after.with_uncertain((table,), _hidden_by(made, method, op.index_name, None))  # (a WHERE...)
+        return after.with_uncertain((table,), (table_hidden(ANY_INSIDE, made.key),))
+    if ev.unread_columns and isinstance(op, alembic_ops.CreateTableOp):
+        # made without the columns we could not read: those, and any index or constraint
+        # they may bring, are unknown; the rest of the table is compared
+        after = _apply_safely(state, op, origin)
+        made = after.table(op.table_name, op.schema)
+        if made is None:
+            return after.with_uncertain((op.table_name,))
+        return after.with_uncertain((op.table_name,), _column_hidden(made, *ev.unread_columns) + tuple(
+            table_hidden(kind, made.key) for kind in ("add_index", "add_constraint")))
     if op is None:
         if ev.call.name == "execute":
             return _unreadable_sql(state, ev.call.node, origin, bool(ev.conditional))
@@ -79,9 +112,81 @@ def apply_op(state: SchemaState, ev: EvaluatedOp, path: Path) -> SchemaState:
             return state  # op.bulk_insert(...): data
         table = ev.table or _literal_table_name(ev.call)
         if table:
-            return state.with_uncertain((table,))
+            named = [k.split(":", 1)[1] for k in _opaque_kinds(ev.call) if ":" in k]
+            hides = _hidden_by(state.table(table), method, named[0] if named else None,
+                               _literal_keyword(ev.call, "type_") or _CONSTRAINT_OF_METHOD.get(method))
+            return state.with_uncertain((table,), hides)
         return state.with_opaque(origin, _opaque_kinds(ev.call))
     return _apply_safely(state, op, origin)
+
+
+_CONSTRAINT_OF_METHOD = {"create_unique_constraint": "unique", "create_foreign_key": "foreignkey",
+                         "create_check_constraint": "check", "create_primary_key": "primary"}
+
+
+def _hidden_by(table: TableState | None, method: str, name: str | None, constraint_type: str | None,
+               op: alembic_ops.MigrateOperation | None = None) -> tuple[str, ...] | None:
+    """What an op on `table` that may not have run, or whose object cannot be read, may make
+    look different there (table-scoped kinds, see `schema.table_hidden`), when the table is
+    sure to exist and the op cannot create, drop or rename it: an index or constraint op only
+    that object (or, unnamed, that family: a drop only what the table has), a column op that
+    touches nothing but its column only that column, anything else the table's insides.
+    None: the whole table is uncertain (it may not even exist)."""
+    if table is None or method not in OPAQUE_KINDS:
+        return None
+    family = OPAQUE_KINDS[method][0]
+    if family == "table":
+        return None
+    key = table.key
+    drop = method.startswith("drop")
+    column = _only_column(table, op)
+    if column is not None:
+        return tuple(table_hidden(f"{k}:{column}", key) for k in ("add_column", "drop_column", "alter_column"))
+    if family == "index":
+        if name is not None:
+            return tuple(table_hidden(f"{k}:{name}", key) for k in ("add_index", "drop_index"))
+        if drop:
+            return tuple(table_hidden(f"drop_index:{i.name}", key) for i, _ in table.indexes)
+        return (table_hidden("add_index", key),)
+    if family == "constraint" and constraint_type in ("unique", "foreignkey", "check"):
+        if name is not None:
+            return tuple(table_hidden(f"{k}:{name}", key)
+                         for k in ("add_constraint", "drop_constraint", "add_index", "drop_index"))
+        if not drop:
+            return (table_hidden("add_constraint", key),) + \
+                ((table_hidden("add_index", key),) if constraint_type == "unique" else ())
+        unique_indexes = tuple(table_hidden(f"drop_index:{i.name}", key) for i, _ in table.indexes
+                               if constraint_type == "unique" and getattr(i, "unique", False))
+        return (table_hidden("drop_constraint", key),) + unique_indexes
+    return (table_hidden(ANY_INSIDE, key),)  # columns, a primary key, comments: anything inside
+
+
+def _only_column(table: TableState, op: alembic_ops.MigrateOperation | None) -> str | None:
+    """The column an add/drop/alter_column op changes when it changes nothing else: no index,
+    key or constraint comes or goes with it, no rename."""
+    if isinstance(op, alembic_ops.AddColumnOp):
+        col = op.column
+        plain = not (col.index or col.unique or col.foreign_keys or col.primary_key or col.constraints)
+        return col.name if plain and isinstance(col.name, str) else None
+    if isinstance(op, alembic_ops.DropColumnOp):
+        name = op.column_name
+        used = any(name in index_columns(i) for i, _ in table.indexes) or \
+            any(name in constraint_columns(c) for c, _ in table.constraints)
+        return None if used else name
+    if isinstance(op, alembic_ops.AlterColumnOp) and op.modify_name is None:
+        return op.column_name
+    return None
+
+
+def _column_hidden(table: TableState, *names: str | None) -> tuple[str, ...]:
+    """Every difference about these columns of `table` (one the replay does not have)."""
+    return tuple(table_hidden(f"{k}:{n}", table.key) for n in names if n
+                 for k in ("add_column", "drop_column", "alter_column"))
+
+
+def _literal_keyword(call: OpCall, keyword: str) -> str | None:
+    node = next((k.value for k in call.node.keywords if k.arg == keyword), None)
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 # what an op whose table cannot be read may have done, in whichever table, as the kinds of
@@ -187,7 +292,10 @@ def apply_sql(state: SchemaState, sql: str, origin: Origin, conditional: bool = 
         elif effect.renamed_index is not None:
             state, table = _rename_index(state, *effect.renamed_index, origin)
             touched += (table,) if table else ()
-        if conditional or (effect.op is None and effect.dropped_index is None and effect.renamed_index is None):
+        if effect.unfollowed_index is not None:  # only that index of its (existing) table is unknown
+            indexed = state.table(effect.uncertain[0]) if len(effect.uncertain) == 1 else None
+            state = state.with_uncertain(touched, _hidden_by(indexed, "create_index", effect.unfollowed_index, None))
+        elif conditional or (effect.op is None and effect.dropped_index is None and effect.renamed_index is None):
             state = state.with_uncertain(t for t in touched if t)
     return state
 
@@ -429,7 +537,7 @@ def _add_column(state: SchemaState, table: TableState, op: alembic_ops.AddColumn
 def _drop_column(state: SchemaState, table: TableState, op: alembic_ops.DropColumnOp, origin: Origin) -> SchemaState:
     name = op.column_name
     if table.column(name) is None:
-        return state.with_uncertain((table.name,))
+        return state.with_uncertain((table.name,), _column_hidden(table, name))
     columns = keyed(table.columns, "column")
     return state.with_table(table.evolve(
         columns=columns.without(name) if columns is not None else tuple(c for c in table.columns if c.name != name),
@@ -441,8 +549,8 @@ def _drop_column(state: SchemaState, table: TableState, op: alembic_ops.DropColu
 @applies(alembic_ops.AlterColumnOp, to_table=True)
 def _alter_column(state: SchemaState, table: TableState, op: alembic_ops.AlterColumnOp, origin: Origin) -> SchemaState:
     current = table.column(op.column_name)
-    if current is None:
-        return state.with_uncertain((table.name,))
+    if current is None:  # a column an op we could not read added: only that column is unknown
+        return state.with_uncertain((table.name,), _column_hidden(table, op.column_name, op.modify_name))
     col = current.column._copy()
     if op.modify_type is not None:
         col.type = op.modify_type
@@ -478,8 +586,9 @@ def _create_index(state: SchemaState, table: TableState, op: alembic_ops.CreateI
         e.name if isinstance(e, sa.Column) else e for e in index.expressions if isinstance(e, (sa.Column, str))]
     if any(table.column(c) is None for c in named):
         # on a column the replayed table lacks (added by an op we could not read): the
-        # history knows more of this table than we do
-        return state.with_uncertain((table.name,))
+        # history knows more of this table than we do, about this index
+        return state.with_uncertain((table.name,), _hidden_by(table, "create_index", index.name, None)
+                                    if isinstance(index.name, str) else None)
     indexes = keyed(table.indexes, "index")
     if indexes is not None and _hashable(index.name):
         return state.with_table(table.evolve(indexes=indexes.without(index.name).appended((index, origin))))

@@ -98,7 +98,10 @@ class TableState:
         column's own `index=True` / `unique=True` would add an index or constraint a later
         op dropped (the state keeps those it made as indexes and constraints)."""
         cols = [_plain_copy(c.column) for c in self.columns]
-        table = sa.Table(self.name, metadata, *cols, schema=self.schema, comment=self.comment)
+        # an index of no column (mlflow's models declare one) is the table's all the same
+        empty = [sa.Index(index.name, unique=index.unique) for index, _ in self.indexes
+                 if not index_columns(index) and isinstance(index.name, str)]
+        table = sa.Table(self.name, metadata, *cols, *empty, schema=self.schema, comment=self.comment)
         names = {c.name for c in cols}
         for constraint, _ in self.constraints:
             if isinstance(constraint, sa.PrimaryKeyConstraint):
@@ -293,6 +296,16 @@ def _copy_constraint(constraint: sa.Constraint, names: set[str]) -> sa.Constrain
 
 
 OPAQUE_ANY = "any"  # an opaque call that may have changed anything in the table it touches
+# marks in `hidden` of how a table is uncertain: wholly (its existence, anything in it), or
+# partly (only the kinds of difference `table_hidden` spells for it)
+WHOLLY, PARTLY = "uncertain:", "partly:"
+ANY_INSIDE = "*"  # a table-scoped kind: any difference inside the table, not its existence
+
+
+def table_hidden(kind: str, table: str) -> str:
+    """A kind of difference ("drop_index", "drop_index:ix_a", ANY_INSIDE) that may be wrong in
+    one table only."""
+    return f"{kind}@{table}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +325,10 @@ class SchemaState:
     # ("add_column", "drop_index"..., "add_column:body" when the call names its object;
     # OPAQUE_ANY when even that is unknown): none is reported anywhere, it may be theirs
     opaque_kinds: frozenset[str] = frozenset()
+    # how each uncertain table is uncertain (WHOLLY / PARTLY marks) and, for those partly so,
+    # the table-scoped kinds of difference not to report (`table_hidden`): a Names, shared
+    # between states like `uncertain` (one table made uncertain at a time stays linear)
+    hidden: AbstractSet[str] = NO_NAMES
 
     def __post_init__(self) -> None:
         if type(self.tables) is not TableMap:
@@ -322,6 +339,8 @@ class SchemaState:
             object.__setattr__(self, "uncertain", Names(self.uncertain))
         if type(self.opaque) is not Origins:
             object.__setattr__(self, "opaque", Origins(self.opaque))
+        if type(self.hidden) is not Names:
+            object.__setattr__(self, "hidden", Names(self.hidden))
 
     # the fields as __post_init__ made them (the persistent structures of pmap)
     @property
@@ -346,21 +365,35 @@ class SchemaState:
 
     def with_table(self, table: TableState) -> SchemaState:
         return SchemaState(self.table_map.set(table.key, table), self.uncertain, self.unknown, self.opaque,
-                           self.opaque_kinds)
+                           self.opaque_kinds, self.hidden)
 
     def without_table(self, key: str) -> SchemaState:
-        return SchemaState(self.table_map.delete(key), self.uncertain, self.unknown, self.opaque, self.opaque_kinds)
+        return SchemaState(self.table_map.delete(key), self.uncertain, self.unknown, self.opaque, self.opaque_kinds,
+                           self.hidden)
 
-    def with_uncertain(self, names: Iterable[str]) -> SchemaState:
-        names = tuple(names)
-        if all(name in self.uncertain for name in names):  # nothing new: share the set
-            return self
-        return SchemaState(self.tables, self.uncertain_names.union(names), self.unknown, self.opaque,
-                           self.opaque_kinds)
+    def with_uncertain(self, names: Iterable[str], hides: Iterable[str] | None = None) -> SchemaState:
+        """The tables `names` are not known for sure. With `hides`, each is known to exist and
+        only these kinds of difference in it may be wrong (`table_hidden` names them): the
+        comparison with the models compares the rest of the table, every other check still
+        treats it as uncertain."""
+        names = tuple(n for n in names if n)
+        marks = frozenset(f"{PARTLY}{n}" for n in names) | frozenset(hides) if hides is not None \
+            else frozenset(f"{WHOLLY}{n}" for n in names)
+        hidden = self.hidden
+        assert isinstance(hidden, Names)  # (made so by __post_init__)
+        uncertain, hidden = self.uncertain_names.union(names), hidden.union(marks)
+        if uncertain is self.uncertain and hidden is self.hidden:
+            return self  # nothing new: share the state
+        return SchemaState(self.tables, uncertain, self.unknown, self.opaque, self.opaque_kinds, hidden)
+
+    def partly_uncertain(self, name: str) -> bool:
+        """Is `name` uncertain only in the kinds of difference its `hides` named (and sure to
+        exist)?"""
+        return f"{PARTLY}{name}" in self.hidden and f"{WHOLLY}{name}" not in self.hidden
 
     def with_unknown(self, origin: Origin) -> SchemaState:
         return SchemaState(self.tables, self.uncertain, self._origins(self.unknown) + (origin,), self.opaque,
-                           self.opaque_kinds)
+                           self.opaque_kinds, self.hidden)
 
     def with_unsure(self, kinds: Iterable[str]) -> SchemaState:
         """Differences of these kinds (`add_index:ix_name`) may or may not be there: an
@@ -368,11 +401,12 @@ class SchemaState:
         kinds = frozenset(kinds)
         if kinds <= self.opaque_kinds:
             return self
-        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque, self.opaque_kinds | kinds)
+        return SchemaState(self.tables, self.uncertain, self.unknown, self.opaque, self.opaque_kinds | kinds,
+                           self.hidden)
 
     def with_opaque(self, origin: Origin, kinds: Iterable[str] = (OPAQUE_ANY,)) -> SchemaState:
         return SchemaState(self.tables, self.uncertain, self.unknown, self._origins(self.opaque) + (origin,),
-                           self.opaque_kinds | frozenset(kinds))
+                           self.opaque_kinds | frozenset(kinds), self.hidden)
 
 
 def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None) -> SchemaState:
@@ -410,7 +444,15 @@ def merge_states(states: Iterable[SchemaState], base: SchemaState | None = None)
     # from before they forked: concatenating them would double those at every merge)
     return SchemaState(tables, uncertain, _merged_origins([s.unknown for s in states]),
                        _merged_origins([s.opaque for s in states]),
-                       frozenset().union(*(s.opaque_kinds for s in states)))
+                       frozenset().union(*(s.opaque_kinds for s in states)), _merged_names([s.hidden for s in states]))
+
+
+def _merged_names(branches: list) -> Names:
+    merged = branches[0]
+    for names in branches[1:]:
+        if names is not merged:
+            merged = merged.union(names)
+    return merged
 
 
 def _merged_origins(branches: list) -> Origins:
