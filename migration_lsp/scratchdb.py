@@ -22,7 +22,7 @@ the initdb settings, so the first start keeps a copy in the user's cache folder
 (`pg-pristine/<key>`, never the workspace; at most PRISTINE_KEEP of them, about 40 MB each),
 and every later cluster starts from a copy of it (~0.1 s). It is built in a temp folder
 and renamed into place (concurrent first starts: one rename wins, the others drop theirs),
-carries a manifest (every file's size and CRC-32) checked while copying, and a damaged one
+carries a manifest (every file's size, the small files' CRC-32) checked while copying, and a damaged one
 is moved aside and rebuilt by initdb; a cluster that does not start from a copy is started
 again from initdb.
 """
@@ -523,10 +523,7 @@ def _copy_tree(src: str, dst: str, owner: tuple[int, int] | None = None,
                         crc, size = zlib.crc32(body), len(body)
                         os.write(fd, body)
                     else:
-                        crc, done = -1, 0
-                        while sent := os.sendfile(fd, fh.fileno(), done, 1 << 24):
-                            done += sent
-                        size = done
+                        crc, size = -1, _copy_file(fh.fileno(), fd)
                 finally:
                     os.close(fd)
             found[path] = (crc, size)
@@ -535,6 +532,21 @@ def _copy_tree(src: str, dst: str, owner: tuple[int, int] | None = None,
     if expect is not None and found.keys() != expect.keys():
         raise ValueError("pristine data folder: files missing")
     return found
+
+
+def _copy_file(src: int, dst: int) -> int:
+    """Copy an open file to another by the kernel (no read into Python) where the platform
+    can (Linux's sendfile between files); bytes copied."""
+    done = 0
+    try:
+        while sent := os.sendfile(dst, src, done, 1 << 24):
+            done += sent
+        return done
+    except (OSError, AttributeError):  # no sendfile between files here (macOS): read and write
+        while chunk := os.pread(src, 1 << 20, done):
+            os.pwrite(dst, chunk, done)
+            done += len(chunk)
+        return done
 
 
 def _manifest(pristine: str) -> dict[str, tuple[int, int]] | None:
