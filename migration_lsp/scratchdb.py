@@ -20,11 +20,11 @@ Why a pristine data folder: initdb takes a second or more, as long as the whole 
 upgrade head` of a small project. Its result depends only on the PostgreSQL binaries and
 the initdb settings, so the first start keeps a copy in the user's cache folder
 (`pg-pristine/<key>`, never the workspace; at most PRISTINE_KEEP of them, about 40 MB each),
-and every later cluster starts from a copy of it (~0.1 s). It is built in a temp folder
-and renamed into place (concurrent first starts: one rename wins, the others drop theirs),
-carries a manifest (every file's size, the small files' CRC-32) checked while copying, and a damaged one
-is moved aside and rebuilt by initdb; a cluster that does not start from a copy is started
-again from initdb.
+and every later cluster starts from a copy of it (the whole start: ~0.2-0.35 s, was 1-1.5 s).
+It is built in a temp folder and renamed into place (concurrent first starts: one rename
+wins, the others drop theirs), carries a manifest (every file's size, the small files'
+CRC-32) checked while copying, and a damaged one is moved aside and rebuilt by initdb; a
+cluster that does not start from a copy is started again from initdb.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -159,3 +160,18 @@ def test_two_concurrent_first_starts_both_work(tmp_path, monkeypatch):
         assert third.made == "copy" and works(third)
     finally:
         third.stop()
+
+
+def test_at_most_two_pristine_folders_and_no_stale_temp_folder(tmp_path):
+    """Another PostgreSQL version's folders: the least recently used go; a temp folder of a
+    start that died an hour ago goes, a fresh one (a start in progress) stays."""
+    parent = tmp_path / "pg-pristine"
+    names = ["old", "older", "mine", ".tmp-dead", ".tmp-live"]
+    for name in names:
+        (parent / name).mkdir(parents=True)
+        (parent / name / "PG_VERSION").write_text("18\n")
+    now = time.time()
+    for name, age in (("old", 100), ("older", 200), ("mine", 300), (".tmp-dead", 7200), (".tmp-live", 10)):
+        os.utime(parent / name, (now - age, now - age))
+    scratchdb._evict_pristine(str(parent), keep=str(parent / "mine"))
+    assert sorted(p.name for p in parent.iterdir()) == [".tmp-live", "mine", "old"]
