@@ -13,6 +13,8 @@ fresh process so every run is cold:
   timing (downgrades off: the same work as alembic's; and on: the CLI's default);
 * truth (warm bytecode): the same with the cache folder of a previous run minus its
   snapshots (what a second CI run on the same machine sees);
+* PostgreSQL, truth (pristine only): a cache folder holding nothing but the pristine data
+  folder of a previous run (`pg-pristine/`): no initdb, nothing else cached;
 * re-run after editing the head revision (snapshots: only the head runs again), in the
   process of the cold run, through truth.Verifier as the server runs it (it keeps its
   cluster, and a spare child warmed up during a pause of PAUSE seconds: the user typing);
@@ -229,6 +231,12 @@ def bench(dialect: str, n: int, repeat: int) -> list[str]:
                 head.write_text(head.read_text().replace("\n# edited\n", ""))
                 warm = measure(project, cache, downs, edit=False)
                 times.setdefault(f"truth pass, cold, bytecode cached ({label})", []).append(warm["cold"])
+                if dialect == "postgresql":  # a cache folder with only the pristine data folder (no initdb)
+                    pristine = work / f"cache-{int(downs)}-pristine"
+                    shutil.copytree(cache / "pg-pristine", pristine / "pg-pristine")
+                    seeded = measure(project, pristine, downs, edit=False)
+                    times.setdefault(f"truth pass, cold, only the pristine data folder cached ({label})",
+                                     []).append(seeded["cold"])
         finally:
             shutil.rmtree(work, ignore_errors=True)
     if dialect == "postgresql":
