@@ -426,6 +426,8 @@ class RevisionGraph:
         (not when the labelled revision's own line up to its head branches or merges, nor
         past a revision that has a depends_on dependent); whenever it labels a revision,
         this does too (checked by tests/test_differential.py)."""
+        if not self.labels and not self.unknown_labels:  # the usual project: no walk up a plain chain
+            return frozenset()
         labels = set(self.inherited_labels.get(rev, frozenset()))
         node = rev
         seen = {rev}
