@@ -3,6 +3,9 @@ after any sequence of edits: random graphs, random header edits, every query com
 
 from __future__ import annotations
 
+import cProfile
+import hashlib
+import pstats
 import random
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 from migration_lsp.graph import RevisionGraph
 from migration_lsp.scripts import parse_script
 
-from conftest import migration_text
+from conftest import alembic_project, migration_text
 
 SEQUENCES = 150
 EDITS = 25
@@ -118,3 +121,69 @@ def test_body_edit_is_patched_not_rebuilt(tmp_path):
     assert looped is not None and looped.cycles()
     # an id change is not patched
     assert graph.replacing(b, _script(tmp_path / "b.py", "cccccccccccc", "aaaaaaaaaaaa")) is None
+
+
+def _chain_project(root: Path, n: int) -> tuple[Path, str, str, str]:
+    """A linear history of n revisions; (root, the middle file, its text, the same with a
+    typo in its down_revision)."""
+    ids = [hashlib.sha1(str(i).encode()).hexdigest()[:12] for i in range(n)]  # (ids as Alembic makes them)
+    files = {f"{rev}_x.py": migration_text(rev, ids[i - 1] if i else None) for i, rev in enumerate(ids)}
+    alembic_project(root, files)
+    name = f"{ids[n // 2]}_x.py"
+    text = files[name]
+    broken = text.replace(f"down_revision: Union[str, Sequence[str], None] = '{ids[n // 2 - 1]}'",
+                          f"down_revision: Union[str, Sequence[str], None] = '{ids[n // 2 - 1][:-1]}x'")
+    assert broken != text
+    return root, name, text, broken
+
+
+def _calls_per_edit(root: Path, name: str, text: str, broken: str) -> tuple[float, list]:
+    """Python and builtin calls (cProfile's count: every step of a generator, every dict.get
+    of a walk) of the per-keystroke path — set_buffer + snapshot(quick=True) — averaged over
+    edits that break and repair the middle file's down_revision and edit its body."""
+    from migration_lsp.engine import Engine
+
+    engine = Engine([root], trusted=False, cache=False)
+    engine.snapshot(quick=True)
+    engine.warm_up()
+    path = (root / "migrations" / "versions" / name).resolve()
+    edits = [broken, text, broken, text, text + "\n# typing\n", text]
+    found = []
+    profile = cProfile.Profile()
+    for new in edits:
+        profile.enable()
+        engine.set_buffer(path, new)
+        snapshot = engine.snapshot(quick=True)
+        profile.disable()
+        found.append(sorted(d.code for d in snapshot.diagnostics))
+    return pstats.Stats(profile).total_calls / len(edits), found
+
+
+def test_an_edit_costs_the_same_at_any_history_length(tmp_path: Path):
+    """Issue 13 (didChange at 20,000 revisions): a keystroke that relinks a revision, or
+    types in its body, does a bounded number of steps however long the history is. Before:
+    the heads were rescanned (one generator step per revision), the repair's loop check
+    walked every revision above the edited one, and every file was compared with its
+    previous parse — calls per edit grew about as the history (ratio near 4 here)."""
+    _calls_per_edit(*_chain_project(tmp_path / "warm", 40))  # module caches filled
+    small, found_small = _calls_per_edit(*_chain_project(tmp_path / "small", 200))
+    large, found_large = _calls_per_edit(*_chain_project(tmp_path / "large", 800))
+    # the edits did what they should: a typo'd down_revision is G002 (and detaches a head), repaired it is gone
+    assert found_small == found_large
+    assert "G002" in found_small[0] and found_small[1] == [] and found_small[4] == []
+    assert large / small < 1.3, (small, large)
+
+
+def test_a_body_edit_shares_the_link_maps_and_a_relink_copies_only_its_own(tmp_path: Path):
+    """The per-keystroke patch copies only the maps the edit changes (each copy is a pass
+    over every revision)."""
+    a = _script(tmp_path / "a.py", "aaaaaaaaaaaa", None)
+    b = _script(tmp_path / "b.py", "bbbbbbbbbbbb", "aaaaaaaaaaaa")
+    graph = RevisionGraph([a, b])
+    body = graph.replacing(b, _script(tmp_path / "b.py", "bbbbbbbbbbbb", "aaaaaaaaaaaa", body="pass  # typed"))
+    assert body is not None
+    assert all(getattr(body, m) is getattr(graph, m) for m in ("parents", "children", "dependencies", "dependents"))
+    relinked = graph.replacing(b, _script(tmp_path / "b.py", "bbbbbbbbbbbb", "aaaaaaaaaaaz"))
+    assert relinked is not None and relinked.parents is not graph.parents and relinked.children is not graph.children
+    assert relinked.dependencies is graph.dependencies and relinked.dependents is graph.dependents
+    assert relinked.heads == ("aaaaaaaaaaaa", "bbbbbbbbbbbb") and graph.heads == ("bbbbbbbbbbbb",)

@@ -397,8 +397,8 @@ class Engine:
         """One environment's state; a generator that yields after each revision it had to
         compute, and gives up (None) once an edit has made its work stale."""
         self.builds += 1
-        scripts = self.documents.scripts(env, previous)
-        graph, changed_pairs = self.graphs.graph(scripts, previous)
+        scripts, positions = self.documents.scripts(env, previous)
+        graph, changed_pairs = self.graphs.graph(scripts, previous, positions)
         if previous is not None and len(previous.scripts) == len(scripts):
             by_path = dict(previous.script_by_path)
             pairs = changed_pairs if changed_pairs is not None else [

@@ -75,18 +75,20 @@ class Documents:
         )
         return replace(env, files=env.files + extra) if extra else env
 
-    def scripts(self, env: Environment, previous: EnvironmentState | None) -> tuple[MigrationScript, ...]:
+    def scripts(self, env: Environment, previous: EnvironmentState | None
+                ) -> tuple[tuple[MigrationScript, ...], list[int] | None]:
         """The environment's parsed files: the previous state's, with those re-parsed since
-        (an edit costs a lookup per changed file, not one per file)."""
+        (an edit costs a lookup per changed file, not one per file), and the positions that
+        differ from the previous state's (None: no previous state with the same files)."""
         parsed = self._parsed
         if previous is None or previous.env.files != env.files:
-            return tuple(parsed.get(p) or self.script(p) for p in env.files)
+            return tuple(parsed.get(p) or self.script(p) for p in env.files), None
         scripts = previous.scripts
-        stale = [i for p in self.dirty if (i := previous.file_index.get(p)) is not None
-                 and parsed.get(p) is not scripts[i]]
+        stale = sorted(i for p in self.dirty if (i := previous.file_index.get(p)) is not None
+                       and parsed.get(p) is not scripts[i])
         if not stale:
-            return scripts
+            return scripts, []
         fresh = list(scripts)
         for i in stale:
             fresh[i] = parsed.get(env.files[i]) or self.script(env.files[i])
-        return tuple(fresh)
+        return tuple(fresh), stale

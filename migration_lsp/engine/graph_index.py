@@ -49,13 +49,18 @@ class GraphIndex:
                     del memo[key]
 
     @staticmethod
-    def graph(scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None
-              ) -> tuple[RevisionGraph, Pairs | None]:
+    def graph(scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None,
+              positions: list[int] | None = None) -> tuple[RevisionGraph, Pairs | None]:
         """The previous graph when nothing changed, patched when a few files changed (with the
-        (old, new) pairs), else built anew (None for the pairs)."""
+        (old, new) pairs), else built anew (None for the pairs). `positions`: where `scripts`
+        differs from the previous state's, when known (Documents.scripts): then no file but
+        those is looked at."""
         if previous is None or len(previous.scripts) != len(scripts):
             return RevisionGraph(scripts), None
-        changed = [(old, new) for old, new in zip(previous.scripts, scripts) if old is not new]
+        if positions is not None:
+            changed = [(previous.scripts[i], scripts[i]) for i in positions]
+        else:
+            changed = [(old, new) for old, new in zip(previous.scripts, scripts) if old is not new]
         if len(changed) > PATCH_LIMIT:
             return RevisionGraph(scripts), None
         graph: RevisionGraph | None = previous.graph
@@ -115,6 +120,7 @@ class GraphIndex:
         for state in states:
             state.graph.cycles(include_dependencies=True)
             state.graph._position  # noqa: B018 (a cached property)
+            state.graph._rank  # noqa: B018 (likewise: the order that spares an edit the loop check's walk)
             closest_ids(state.graph, "")
 
     # ---------------------------------------------------------------- git
