@@ -425,10 +425,13 @@ def render(results: list[dict]) -> str:
         "PostgreSQL; indexes declared differently in models and migrations, tables of model modules "
         "env.py does not import). \"Alembic failed\": the project does not build new databases with "
         "`upgrade head` (create_all + stamp), so there is nothing to compare; migration-lsp's behaviour "
-        "there is still listed (crashes, false errors).",
+        "there is still listed (crashes, error findings).",
         "",
         "\"ours s\" is the whole `check` of the workspace (all its environments; listed on each of them), "
         "\"alembic s\" is `upgrade head` + `compare_metadata` without interpreter start-up. "
+        "\"error findings\": R001/R002 (the truth pass) or other error-severity findings; on this corpus each "
+        "one is the project's own migration failing on a new database (an upgrade from empty where the project "
+        "uses create_all + stamp, or a downgrade that really fails), listed per project below. "
         "\"M004\": migration-lsp said drift was not checked (why: below). \"located\": found items whose "
         "diagnostic points at a line of a model module or a revision file (not env.py / alembic.ini / the settings).",
         "",
@@ -485,7 +488,7 @@ def _details(name: str, run: dict) -> str:
     for m in ours["m004"]:
         out.append(f"- M004: {m}")
     for e in ours["errors"]:
-        out.append(f"- false error {e['code']} at {e['path']}:{e['line']}: {e['message']}")
+        out.append(f"- error finding {e['code']} at {e['path']}:{e['line']}: {e['message']}")
     if sc:
         if sc["missed"]:
             out.append(f"- missed ({len(sc['missed'])}): {_items(sc['missed'])}")
