@@ -817,11 +817,20 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 @safe()
 def did_close(ls: MigrationServer, params: types.DidCloseTextDocumentParams) -> None:
-    found = _document(ls, params.text_document.uri)
+    uri = params.text_document.uri
+    found = _document(ls, uri)
     if found is not None:
         engine, path = found
         if not engine.tracks(path) and path.exists() and engine.knows(path):
-            request_rescan(ls)  # created by the editor, saved, not yet seen by discovery
+            # created by the editor, saved, not yet seen by discovery: its buffer stays in the
+            # graph until the rescan (off the loop) has taken the file in from the disk
+            def close_after_rescan() -> None:
+                if engine is ls.engine and uri not in ls.workspace.text_documents:
+                    engine.close_buffer(path)
+                    ls.refresh()
+
+            request_rescan(ls, then=close_after_rescan)
+            return
         engine.close_buffer(path)
         ls.refresh()
 
