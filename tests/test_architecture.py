@@ -1,5 +1,8 @@
 """Who may import whom (README, "Development"), checked on the source with `ast`.
 
+- The README's module map is ordered: a module imports only modules listed above it, and every
+  module is in the map. Outside engine/, only the server imports a part of the engine (its
+  garbage-collector policy); everything else takes what engine/__init__ exports.
 - The pipeline stages never import a front end (server, cli), a feature or the output
   formats; features never import a front end.
 - The rule families in checks/ never import each other: what several of them need lives in
@@ -144,3 +147,115 @@ def test_no_private_name_is_imported_from_another_module():
     offenders = sorted(f"{path.relative_to(REPO_ROOT)}:{line} uses {name} of {source}"
                        for path in package_files() for source, name, line in private_uses(path))
     assert offenders == [], "make the helper public (no underscore, a docstring) in the module that owns it"
+
+
+def readme_map(text: str) -> list[list[str]]:
+    """The README's ordered module map ("Development"): one list of module names per entry, top
+    first. `checks/` and `features/` (no sub-entries) stand for all their modules; `engine/`'s
+    sub-entries are its modules, in their own order."""
+    lines = text.split("\n")
+    start = lines.index(next(line for line in lines if line.startswith("migration_lsp/ ")))
+    entries: list[list[str]] = []
+    package = None
+    for line in lines[start + 1:]:
+        if line and not line.startswith(" "):
+            break  # the next top-level folder (editors/, examples/, ...)
+        indent = len(line) - len(line.lstrip(" "))
+        names = line.strip().split("   ")[0].split("  ")[0]
+        if indent not in (2, 4) or not names:
+            continue  # a description's continuation line
+        if indent == 2:
+            package = names.rstrip("/") if names.endswith("/") else None
+            if package is None:
+                entries.append([f"migration_lsp.{n.strip().removesuffix('.py')}" for n in names.split(",")])
+            else:
+                entries.append([f"migration_lsp.{package}.*"])
+        else:
+            assert package is not None, line
+            if entries and entries[-1] == [f"migration_lsp.{package}.*"]:
+                entries.pop()  # the folder lists its modules: they stand for it
+            entries.append([f"migration_lsp.{package}.{n.strip().removesuffix('.py')}" for n in names.split(",")])
+    return [[name.replace(".__init__", "").removesuffix(".*") + (".*" if name.endswith(".*") else "")
+             for name in entry] for entry in entries]
+
+
+def map_positions(entries: list[list[str]]) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """Each listed module's (entry, place on its line); each `pkg.*` folder's entry."""
+    modules, folders = {}, {}
+    for i, entry in enumerate(entries):
+        for j, name in enumerate(entry):
+            if name.endswith(".*"):
+                folders[name[:-2]] = i
+            else:
+                modules[name] = (i, j)
+    return modules, folders
+
+
+def position(module: str, modules: dict[str, tuple[int, int]], folders: dict[str, int]) -> tuple[int, int] | None:
+    """Where the map lists a module: its own entry, or the entry of the folder it is in."""
+    if module in modules:
+        return modules[module]
+    return next(((i, 0) for folder, i in folders.items() if module == folder or module.startswith(folder + ".")), None)
+
+
+def map_offenders(text: str) -> list[str]:
+    """Modules missing from the README's map, and imports of a module listed below the importer
+    or beside it later on its line (inside a folder listed as a whole, its own tests hold)."""
+    modules, folders = map_positions(readme_map(text))
+    offenders = []
+    for path in package_files():
+        me = module_name(path)
+        mine = position(me, modules, folders)
+        if mine is None:
+            offenders.append(f"{path.relative_to(REPO_ROOT)} is missing from the README's map")
+            continue
+        for source, _, line in imports(path):
+            theirs = position(source, modules, folders) if source.startswith("migration_lsp") else None
+            same_folder = me not in modules and source not in modules and theirs == mine
+            if theirs is not None and source != me and theirs >= mine and not same_folder:
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {source}, listed below it")
+    return sorted(set(offenders))
+
+
+README = REPO_ROOT / "README.md"
+
+
+def test_the_readme_map_is_read_as_written():
+    entries = readme_map(README.read_text(encoding="utf-8"))
+    flat = [name for entry in entries for name in entry]
+    assert flat[:3] == ["migration_lsp", "migration_lsp.core", "migration_lsp.alembic_api"]
+    assert ["migration_lsp.models", "migration_lsp.compare"] in entries
+    assert "migration_lsp.checks.*" in flat and "migration_lsp.features.*" in flat
+    engine = [name for name in flat if name.startswith("migration_lsp.engine")]
+    assert engine[0] == "migration_lsp.engine.sources" and engine[-1] == "migration_lsp.engine"
+    assert "migration_lsp.engine.*" not in flat  # its sub-entries stand for the folder
+
+
+def test_the_readme_map_catches_an_upward_import_and_a_missing_module():
+    text = README.read_text(encoding="utf-8")
+    assert map_offenders(text) == []
+    # cache listed below the engine again, as it was: every engine part that stores is caught
+    moved = text.replace("  cache.py            persistent cache in the user's cache folder\n", "")
+    moved = moved.replace("  features/ ", "  cache.py            persistent cache\n  features/ ", 1)
+    assert "migration_lsp/engine/stored.py:" in " ".join(map_offenders(moved))
+    assert any(o.startswith("migration_lsp/scratchdb.py:") for o in map_offenders(moved))
+    # inside one line the order counts: server listed after cli
+    swapped = text.replace("  server.py, cli.py, __main__.py ", "  cli.py, server.py, __main__.py ")
+    assert any(o.startswith("migration_lsp/cli.py:") and "migration_lsp.server" in o for o in map_offenders(swapped))
+    dropped = text.replace("  progress.py         the terminal's progress line of `check`\n", "")
+    assert "migration_lsp/progress.py is missing from the README's map" in map_offenders(dropped)
+
+
+def test_only_the_engine_imports_its_parts():
+    """Front ends and features read what engine/__init__ exports; the server alone also owns
+    the session's garbage-collector policy (engine.collector)."""
+    allowed = {("migration_lsp.server", "migration_lsp.engine.collector")}
+    offenders = []
+    for path in package_files():
+        me = module_name(path)
+        if me.startswith("migration_lsp.engine"):
+            continue
+        for source, _, line in imports(path):
+            if source.startswith("migration_lsp.engine.") and (me, source) not in allowed:
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {source}")
+    assert offenders == []
