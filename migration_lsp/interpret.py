@@ -620,7 +620,7 @@ class Interpreter(Evaluator):
                 return _Imported(f"{base.path}.{node.attr}")  # type: ignore[attr-defined]
             if isinstance(base, _Dynamic):
                 return self.dynamic(base, node.attr)  # type: ignore[attr-defined]
-            if isinstance(base, _Batch) or (is_plain(base) and not node.attr.startswith("_")):  # type: ignore
+            if isinstance(base, _Batch) or (is_plain(base) and not node.attr.startswith("_")):  # type: ignore[attr-defined]
                 return Opaque(node)  # a method, called in _call
             return super()._eval(node)
         if kind in (ast.Tuple, ast.List, ast.Set):
