@@ -33,12 +33,23 @@ HOME = "https://github.com/migration-lsp/migration-lsp"
 class Rule:
     code: str  # stable: G001, S003, ...
     name: str  # kebab-case, for people and SARIF
-    severity: Severity  # the default; the same for every finding of the rule
+    severity: Severity  # the usual one, SARIF's default level
     summary: str  # one line: what is reported
     where: str  # where the finding sits (Markdown)
     rationale: str  # why it matters
     fix: str  # what to do (and the quick fix offered, if any)
     dialects: tuple[str, ...] = ()  # SQLAlchemy dialect names it speaks for; empty: every dialect
+    also: tuple[Severity, ...] = ()  # other severities some findings take (the rationale says when)
+
+    @property
+    def severities(self) -> tuple[Severity, ...]:
+        """Every severity a finding of this rule may have, the usual one first."""
+        return (self.severity, *self.also)
+
+    @property
+    def severity_label(self) -> str:
+        """`warning`, or `warning or info` for a rule whose findings vary."""
+        return " or ".join(s.label for s in self.severities)
 
     @property
     def family(self) -> str:
@@ -158,9 +169,11 @@ _RULES: tuple[Rule, ...] = (
          "models could not be loaded or compared (why); info when untrusted, `--no-import`, or partly compared",
          "env.py `target_metadata` line",
          "Without the models, M001–M003 cannot be checked; the message says why (an import "
-         "error, a timeout, an untrusted workspace, a helper that cannot be followed).",
+         "error, a timeout, an untrusted workspace, a helper that cannot be followed). A warning "
+         "when loading or comparing them failed (CI must not pass with drift unchecked); info when "
+         "they are left out on purpose (untrusted, `--no-import`) or a part of the comparison is.",
          "Fix the import error, set `models` (`package.module:Base.metadata`), or trust the "
-         "workspace."),
+         "workspace.", also=(INFO,)),
     # ----------------------------------------------------------------- downgrades
     Rule("D001", "empty-downgrade", WARNING, "downgrade is empty while upgrade changes the schema",
          "`def downgrade`",
@@ -332,7 +345,7 @@ _RULES: tuple[Rule, ...] = (
          "...)` fails where the batch rebuilds the table (always on SQLite). Error in `upgrade()` "
          "where it surely fails, warning in `downgrade()` and where it may not.",
          "Give the constraint a name (a `naming_convention` on the MetaData makes autogenerate "
-         "write them)."),
+         "write them).", also=(WARNING,)),
     Rule("S022", "drop-referenced-column", ERROR,
          "a column dropped while a foreign key still references it (broken history)",
          "the op",
@@ -364,12 +377,20 @@ def rule(code: str) -> Rule | None:
     return RULES.get(code)
 
 
-def severity(code: str) -> Severity:
-    """A rule's severity; a code missing from the registry is a programming error, said plainly."""
+def severity(code: str, level: Severity | None = None) -> Severity:
+    """A finding's severity: the rule's, or `level` when the rule declares that one too (`also`).
+    A code missing from the registry, or a level it does not declare, is a programming error,
+    said plainly: every finding's severity is one the registry (and so SARIF, the README) shows."""
     try:
-        return RULES[code].severity
+        rule = RULES[code]
     except KeyError:
         raise KeyError(f"{code} is not in the rule registry: add its Rule(...) to migration_lsp/rules.py") from None
+    if level is None:
+        return rule.severity
+    if level not in rule.severities:
+        raise ValueError(f"{code} is a {rule.severity_label} in the rule registry, not {level.label}: "
+                         f"declare it in its Rule(..., also=...) or emit the registry's")
+    return level
 
 
 def doc_url(code: str) -> str:
@@ -403,13 +424,13 @@ def markdown() -> str:
         if more:
             out += [f"More in [{more[1:].replace('-', ' ').capitalize()}]({more}).", ""]
         out += ["| code | name | severity | dialects | summary |", "|---|---|---|---|---|"]
-        out += [f"| [{r.code}](#{r.code.lower()}) | `{r.name}` | {r.severity.label} | {_dialects(r)} | "
+        out += [f"| [{r.code}](#{r.code.lower()}) | `{r.name}` | {r.severity_label} | {_dialects(r)} | "
                 f"{_cell(r.summary)} |" for r in family]
         out.append("")
         for r in family:
             out += [f"#### {r.code}", "",
                     f"**{_cell(r.summary)}**", "",
-                    (f"`{r.name}` · {r.severity.label} · {_dialects(r) if r.dialects else 'any dialect'} · "
+                    (f"`{r.name}` · {r.severity_label} · {_dialects(r) if r.dialects else 'any dialect'} · "
                      f"reported on: {r.where}"), "",
                     f"*Why:* {r.rationale}", "",
                     f"*Fix:* {r.fix}", ""]

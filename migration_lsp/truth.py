@@ -47,7 +47,8 @@ from pathlib import Path
 
 from . import child, scratchdb
 from .cache import cache_root
-from .core import Diagnostic, Severity, Span
+from .core import Diagnostic, Span
+from .rules import severity
 
 CHILD = Path(__file__).with_name("truth_child.py")
 TIMEOUT = 600.0
@@ -463,7 +464,7 @@ def _read_result(outcome: Outcome, data: dict, state, models, source, dialect, s
             continue
         path, span = _failure_location(script, step.get("frames") or [])
         outcome.diagnostics.append(Diagnostic(
-            "R001", Severity.ERROR, path, span, f"upgrade fails on {scratch_dialect}: {step.get('error')}",
+            "R001", severity("R001"), path, span, f"upgrade fails on {scratch_dialect}: {step.get('error')}",
             env.name, {"sql": step.get("sql") or []}))
     compare = data.get("compare")
     if isinstance(compare, dict):
@@ -504,24 +505,24 @@ def _downgrade_findings(outcome: Outcome, state, step: dict, dialect: str) -> No
     env = state.env.name
     if not down.get("ok"):
         path, span = _failure_location(script, down.get("frames") or [], "downgrade")
-        outcome.diagnostics.append(Diagnostic("R002", Severity.ERROR, path, span,
+        outcome.diagnostics.append(Diagnostic("R002", severity("R002"), path, span,
                                               f"downgrade fails on {dialect}: {down.get('error')}", env))
     elif down.get("noop"):
         outcome.diagnostics.append(Diagnostic(
-            "D001", Severity.WARNING, script.path, where,
+            "D001", severity("D001"), script.path, where,
             f"downgrade() leaves the schema as upgrade() made it (run on {dialect})", env))
     elif down.get("left") or down.get("missing") or down.get("changed"):
         parts = [f"{label}: {', '.join(map(str, down[key][:5]))}{' ...' if len(down[key]) > 5 else ''}"
                  for key, label in (("left", "left behind"), ("missing", "not restored"), ("changed", "changed"))
                  if down.get(key)]
         outcome.diagnostics.append(Diagnostic(
-            "D002", Severity.WARNING, script.path, where,
+            "D002", severity("D002"), script.path, where,
             f"downgrade does not restore the schema before upgrade() (run on {dialect}): {'; '.join(parts)}", env))
     again = step.get("reupgrade")
     if isinstance(again, dict):
         outcome.failed = step["rev"]  # the run stopped there
         path, span = _failure_location(script, again.get("frames") or [])
-        outcome.diagnostics.append(Diagnostic("R002", Severity.ERROR, path, span,
+        outcome.diagnostics.append(Diagnostic("R002", severity("R002"), path, span,
                                               f"upgrade after downgrade fails on {dialect}: {again.get('error')}",
                                               env))
 
@@ -595,7 +596,7 @@ def _differences(outcome: Outcome, state, models, source, schema=None) -> None:
         if origin is not None:
             outcome.located += 1
         path, span = origin if origin is not None else (fallback_path, fallback_span)
-        outcome.diagnostics.append(Diagnostic(code, Severity.WARNING, path, span, message, state.env.name,
+        outcome.diagnostics.append(Diagnostic(code, severity(code), path, span, message, state.env.name,
                                               {"what": what, "alembic": item.get("repr")}))
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import sqlalchemy.dialects
 
 from conftest import REPO_ROOT, alembic_project, migration_text as m
@@ -71,7 +73,7 @@ def test_the_legacy_view_is_derived_from_the_registry():
 # --------------------------------------------------------------------------- README
 
 
-ROW = re.compile(r"^\| \[(?P<code>[A-Z]\d{3})\]\(#(?P<anchor>[a-z]\d{3})\) \| `(?P<name>[^`]*)` \| (?P<severity>\w+) \| "
+ROW = re.compile(r"^\| \[(?P<code>[A-Z]\d{3})\]\(#(?P<anchor>[a-z]\d{3})\) \| `(?P<name>[^`]*)` \| (?P<severity>\w+(?: or \w+)*) \| "
                  r"(?P<dialects>[^|]*) \| (?P<summary>.*) \|$")
 
 
@@ -89,7 +91,7 @@ def test_readme_tables_agree_with_the_registry():
     assert sorted(rows) == sorted(RULES), "README tables and registry list different codes"
     disagree = {
         code: {key: (row[key], want) for key, want in (
-            ("severity", RULES[code].severity.label), ("summary", RULES[code].summary.replace("|", "\\|")),
+            ("severity", RULES[code].severity_label), ("summary", RULES[code].summary.replace("|", "\\|")),
             ("name", RULES[code].name), ("anchor", code.lower()),
             ("dialects", ", ".join(RULES[code].dialects) or "any")) if row[key] != want}
         for code, row in rows.items()
@@ -188,3 +190,81 @@ def test_checks_take_their_severity_from_the_registry(tmp_path, monkeypatch, cap
     monkeypatch.setitem(RULES, "G009", replace(RULES["G009"], severity=Severity.ERROR))
     assert main(["check", "--format", "json", "--no-cache"]) == 1
     assert [d["severity"] for d in json.loads(capsys.readouterr().out)["diagnostics"]] == ["error"]
+
+
+def test_a_finding_takes_only_a_severity_its_rule_declares():
+    """M004 and S021 vary (declared in the registry: `also`); any other level is refused."""
+    assert rules.severity("M004") == Severity.WARNING and rules.severity("M004", Severity.INFO) == Severity.INFO
+    assert rules.severity("S021", Severity.WARNING) == Severity.WARNING
+    assert RULES["S021"].severity_label == "error or warning"
+    assert [c for c, r in RULES.items() if r.also] == ["M004", "S021"]
+    for code, level in (("G001", Severity.WARNING), ("M004", Severity.ERROR), ("S021", Severity.INFO)):
+        with pytest.raises(ValueError, match=f"{code} is a"):
+            rules.severity(code, level)
+    with pytest.raises(KeyError, match="not in the rule registry"):
+        rules.severity("S999")
+
+
+def hard_coded_severities(path: Path) -> list[int]:
+    """Lines of `Diagnostic(...)` calls whose severity is written as `Severity.X` rather than
+    taken from the registry (`severity(code)` / `severity(code, level)`, which checks `level`)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Diagnostic"):
+            continue
+        given = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "severity"), None)
+        if given is None:
+            continue
+        inside_severity = {id(n) for call in ast.walk(given) if isinstance(call, ast.Call)
+                           and isinstance(call.func, ast.Name) and call.func.id == "severity" for n in ast.walk(call)}
+        if any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "Severity"
+               and id(n) not in inside_severity for n in ast.walk(given)):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_check_hard_codes_a_severity(tmp_path):
+    offenders = {str(p.relative_to(REPO_ROOT)): lines for p in sorted(PACKAGE.rglob("*.py"))
+                 if (lines := hard_coded_severities(p))}
+    assert offenders == {}, "take the severity from the registry: rules.severity(code[, declared level])"
+    sample = tmp_path / "x.py"
+    sample.write_text("a = Diagnostic('M004', Severity.INFO, p, s, 'm')\n"
+                      "b = Diagnostic(code, Severity.ERROR if sure else Severity.WARNING, p, s, 'm')\n"
+                      "c = Diagnostic('M004', severity('M004', Severity.INFO), p, s, 'm')\n")
+    assert hard_coded_severities(sample) == [1, 2]
+
+
+S021_BOTH = m("aaaa1111", upgrades='op.drop_constraint(None, "users", type_="foreignkey")',
+              downgrades='op.drop_constraint(None, "users", type_="unique")')
+ENV_BROKEN_MODELS = "from alembic import context\nfrom nosuchapp.models import Base\n\ntarget_metadata = Base.metadata\n"
+
+
+@pytest.mark.parametrize("where", [
+    "examples/blog", *sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "tests/fixtures/realworld").iterdir()
+                             if p.is_dir()), "S021 in upgrade and downgrade", "models that fail to load"])
+def test_every_finding_has_a_severity_its_rule_declares(where, tmp_path, monkeypatch, capsys):
+    """The checks over the tests' projects (and two made to vary M004 and S021): each finding's
+    severity is one the registry declares for its code, so SARIF and the README tell the truth."""
+    argv = ["check", "--format", "json", "--no-cache", "--exit-zero"]
+    if where == "S021 in upgrade and downgrade":
+        alembic_project(tmp_path, {"a.py": S021_BOTH})
+        argv.append("--no-import")
+    elif where == "models that fail to load":
+        alembic_project(tmp_path, {"a.py": m("aaaa1111")})
+        (tmp_path / "migrations/env.py").write_text(ENV_BROKEN_MODELS)
+    else:
+        shutil.copytree(REPO_ROOT / where, tmp_path / "p")  # nothing is written next to the sources
+        tmp_path = tmp_path / "p"
+        argv.append("--no-import")
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 0
+    found = [(d["code"], d["severity"]) for d in json.loads(capsys.readouterr().out)["diagnostics"]]
+    assert found, "each project has findings"
+    assert [(code, level) for code, level in found
+            if level not in [s.label for s in RULES[code].severities]] == []
+    if where == "S021 in upgrade and downgrade":
+        assert sorted(level for code, level in found if code == "S021") == ["error", "warning"]
+    elif where == "models that fail to load":
+        assert ("M004", "warning") in found
+    elif where == "examples/blog":
+        assert ("M004", "info") in found  # --no-import

@@ -24,10 +24,11 @@ def check_models(
     """M004 when the models cannot be had (`models_off` says why they are not even tried);
     otherwise one M001–M003 per difference."""
     where, span = source.location(fallback)
+    left_out = severity("M004", Severity.INFO)  # on purpose, or a part of the comparison: info
     if source.disabled:
         return [], []  # target_metadata = None: the project compares nothing, neither do we
     if models_off:
-        return [Diagnostic("M004", Severity.INFO, where, span, f"models not loaded: {models_off}", env_name,
+        return [Diagnostic("M004", left_out, where, span, f"models not loaded: {models_off}", env_name,
                            {"drift": "not checked"})], []
     if models is None or schema is None:
         return [], []  # still loading
@@ -57,18 +58,18 @@ def check_models(
         out.append(Diagnostic(diff.code, severity(diff.code), path, at, message, env_name,
                               {"what": diff.what}))
     if models.note:
-        out.append(Diagnostic("M004", Severity.INFO, where, span, models.note, env_name))
+        out.append(Diagnostic("M004", left_out, where, span, models.note, env_name))
     if options.unsure:
-        out.append(Diagnostic("M004", Severity.INFO, where, span,
+        out.append(Diagnostic("M004", left_out, where, span,
                               f"env.py passes {' and '.join(options.unsure)} as a function, which needs the "
                               "database's columns: that part of the comparison is left out", env_name))
     if schema.unknown:
         path, at = schema.unknown[0]
-        out.append(Diagnostic("M004", Severity.INFO, where, span,
+        out.append(Diagnostic("M004", left_out, where, span,
                               f"tables and columns added or dropped are not compared: {path.name} line "
                               f"{at.line + 1} calls a helper that cannot be followed statically", env_name))
     for path, at in dict.fromkeys(schema.opaque):  # once per call
-        out.append(Diagnostic("M004", Severity.INFO, path, at, "the table this call changes cannot be read "
+        out.append(Diagnostic("M004", left_out, path, at, "the table this call changes cannot be read "
                               "statically: its effect is not compared (every table with a known history is)",
                               env_name))
     return out, differences

@@ -77,7 +77,7 @@ def check_portable(script: MigrationScript, schema: RevisionSchema, dialect: str
 
 def _report(out: list[Diagnostic], code: str, script: MigrationScript, span: Span, message: str, env_name: str,
             level: Severity | None = None, **data: Any) -> None:
-    out.append(Diagnostic(code, level or severity(code), script.path, span, message, env_name,
+    out.append(Diagnostic(code, severity(code, level), script.path, span, message, env_name,
                           {"code": code, **data}))
 
 
