@@ -99,19 +99,13 @@ class _Run:
             where = env.config_path or env.script_location or env.root
             base = f"{_shown(where, self.session.config.rootpath)}::migration-lsp"
             for family in FAMILIES.values():
-                if family == "database" and not (self._has_family("R") and self.engine.trusted):  # truth pass
+                if family == "database" and not self.engine.trusted:  # the truth pass imports the models
                     continue
                 name = f"{family}[{env.name}]"  # node id: alembic.ini::migration-lsp::graph[migrations]
                 found.append(MigrationLspItem.from_parent(
                     self.session, name=name, nodeid=f"{base}::{name}", run=self, index=index, family=family,
                     path=where))
         return found
-
-    @staticmethod
-    def _has_family(prefix: str) -> bool:
-        from .checks import RULES
-
-        return any(code.startswith(prefix) for code in RULES)
 
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:

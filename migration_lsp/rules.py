@@ -5,13 +5,9 @@ The checks take their severities from here, SARIF its rule descriptors, the edit
 tests/test_rules_registry.py fails when the README and the registry disagree).
 
 Adding a rule is one `Rule(...)` entry in `_RULES`, then
-`python -m migration_lsp.rules --update README.md` to regenerate the tables.
-
-A code still written in the old `RULES` format (`"S006": ("warning", "one-line summary")`
-in checks/__init__.py) moves here as
-`Rule("S006", "kebab-name", WARNING, "one-line summary", where=..., rationale=..., fix=...,
-dialects=("postgresql",))` and its line in the old dict is deleted (checks.RULES is derived
-from this registry).
+`python -m migration_lsp.rules --update README.md` to regenerate the tables. A check takes
+a finding's severity from `severity(code)`; a rule whose findings vary declares the other
+levels (`also=`) and the check names the one it means: `severity(code, INFO)`.
 """
 
 from __future__ import annotations

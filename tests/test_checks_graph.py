@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from conftest import alembic_project, line_of, migration_text as m, write_project
-from migration_lsp.checks import RULES, suppressed
+from migration_lsp.checks import suppressed
 from migration_lsp.checks.graph import closest_ids
 from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.engine import Engine
 from migration_lsp.graph import RevisionGraph
+from migration_lsp.rules import RULES
 from migration_lsp.scripts import parse_script
 
 DOWN_PREFIX = "down_revision: Union[str, Sequence[str], None] = '"  # the template's line, up to the id
@@ -539,8 +540,8 @@ def test_overrides_select_and_ignore(tmp_path):
 
 def test_every_graph_code_is_documented():
     assert [c for c in RULES if c.startswith("G")] == [f"G{n:03d}" for n in range(1, 14)]
-    assert {RULES[c][0] for c in ("G008", "G009", "G010")} == {"warning"}
-    assert {RULES[f"G00{n}"][0] for n in range(1, 8)} == {"error"}
+    assert {RULES[c].severity.label for c in ("G008", "G009", "G010")} == {"warning"}
+    assert {RULES[f"G00{n}"].severity.label for n in range(1, 8)} == {"error"}
 
 
 def test_closest_ids_prefers_prefix_then_distance():

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import alembic_project, line_of, migration_text
-from migration_lsp.checks import RULES, apply_filters
+from migration_lsp.checks import apply_filters
 from migration_lsp.checks.pg_ddl import CODES, check_pg_ddl
-from migration_lsp.core import Diagnostic, Severity, Span
+from migration_lsp.core import Diagnostic, Span
 from migration_lsp.engine import Engine
+from migration_lsp.rules import RULES
 
 PG = "postgresql+psycopg2://user:pass@localhost/app"
 SQLITE = "sqlite:///app.db"
@@ -93,7 +94,7 @@ def line(root: Path, needle: str, nth: int = 0) -> int:
 
 def test_codes_registered_with_their_severities():
     assert CODES == tuple(f"S{n:03d}" for n in range(6, 15))
-    assert {c: RULES[c][0] for c in CODES} == {
+    assert {c: RULES[c].severity.label for c in CODES} == {
         "S006": "warning", "S007": "warning", "S008": "warning", "S009": "warning", "S010": "warning",
         "S011": "warning", "S012": "warning", "S013": "info", "S014": "error"}
 
@@ -120,7 +121,7 @@ def test_each_rule_on_its_smallest_example(tmp_path, code):
     found = check(root)
     assert [d.code for d in found] == [code], found
     (d,) = found
-    assert d.severity == {"warning": Severity.WARNING, "error": Severity.ERROR, "info": Severity.INFO}[RULES[code][0]]
+    assert d.severity == RULES[code].severity
     assert d.span.line == line(root, "op.")
 
 

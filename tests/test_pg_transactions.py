@@ -15,11 +15,11 @@ import pytest
 
 from conftest import alembic_project, line_of, migration_text, write_project
 from migration_lsp import pglocks
-from migration_lsp.checks import RULES
 from migration_lsp.checks.env_py import env_py_facts
 from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.engine import Engine
 from migration_lsp.features.txn_fixes import txn_fixes
+from migration_lsp.rules import RULES
 
 PG = "postgresql+psycopg2://user:pass@localhost/app"
 SQLITE = "sqlite:///app.db"
@@ -118,7 +118,7 @@ def apply_fix(root: Path, d: Diagnostic, title_part: str) -> str:
 
 
 def test_codes_registered():
-    assert {c: RULES[c][0] for c in ("S015", "S016", "S018")} == {
+    assert {c: RULES[c].severity.label for c in ("S015", "S016", "S018")} == {
         "S015": "warning", "S016": "warning", "S018": "info"}
 
 

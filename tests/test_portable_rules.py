@@ -17,10 +17,10 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 
 from conftest import alembic_project, line_of, migration_text, write_project
-from migration_lsp.checks import RULES
 from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.engine import Engine
 from migration_lsp.features.txn_fixes import txn_fixes
+from migration_lsp.rules import RULES
 
 PG = "postgresql+psycopg2://user:pass@localhost/app"
 SQLITE = "sqlite:///app.db"
@@ -129,7 +129,7 @@ def offline_upgrade(root: Path) -> str:
 
 
 def test_codes_registered():
-    assert {c: RULES[c][0] for c in OURS} == {"S017": "info", "S019": "warning", "S020": "warning",
+    assert {c: RULES[c].severity.label for c in OURS} == {"S017": "info", "S019": "warning", "S020": "warning",
                                               "S021": "error"}
 
 

@@ -16,7 +16,6 @@ import sqlalchemy.dialects
 
 from conftest import REPO_ROOT, alembic_project, migration_text as m
 from migration_lsp import rules
-from migration_lsp.checks import RULES as LEGACY
 from migration_lsp.cli import main
 from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.rules import RULES
@@ -64,10 +63,6 @@ def test_entries_are_complete():
         assert set(r.dialects) <= known_dialects, (code, r.dialects)
     assert RULES["S002"].dialects == RULES["S003"].dialects == ("postgresql",)
     assert RULES["S004"].dialects == ("sqlite",)
-
-
-def test_the_legacy_view_is_derived_from_the_registry():
-    assert LEGACY == {c: (r.severity.label, r.summary) for c, r in RULES.items()}
 
 
 # --------------------------------------------------------------------------- README

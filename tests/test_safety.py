@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from conftest import alembic_project, line_of, migration_text, write_project
-from migration_lsp.checks import RULES, apply_filters
+from migration_lsp.checks import apply_filters
 from migration_lsp.checks.safety import check_safety, placeholder_default
 from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.engine import Engine
 from migration_lsp.features.safety_fixes import safety_fixes
 from migration_lsp.project import Settings
+from migration_lsp.rules import RULES
 
 PG = "postgresql+psycopg2://user:pass@localhost/app"
 SQLITE = "sqlite:///app.db"
@@ -128,7 +129,7 @@ def fix(root: Path, code: str, title_part: str = "", nth: int = 0) -> str:
 
 
 def test_rules_registered_with_design_severities():
-    assert {c: RULES[c][0] for c in ("S001", "S002", "S003", "S004", "S005")} == {
+    assert {c: RULES[c].severity.label for c in ("S001", "S002", "S003", "S004", "S005")} == {
         "S001": "warning", "S002": "warning", "S003": "error", "S004": "error", "S005": "info"}
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..core import Diagnostic
 from ..project import Settings
-from ..rules import RULES as REGISTRY
 from ..scripts import MigrationScript
 
 # a trailing `# migration-lsp: ignore[CODE,...]` or bare `ignore` (the quick fix adds to it)
@@ -42,10 +41,6 @@ def apply_filters(
         if settings.enabled(d.code) and not suppressed(scripts.get(d.path), d)
     ]
 
-
-# code -> (default severity label, one-line summary): a view of the rule registry
-# (migration_lsp/rules.py), where rules are added.
-RULES: dict[str, tuple[str, str]] = {code: (rule.severity.label, rule.summary) for code, rule in REGISTRY.items()}
 
 
 # family module -> every code it can report (tests/test_family_codes.py holds each module to
