@@ -123,16 +123,10 @@ def _cached_discovery(cached, root: Path, paths: dict[str, Path]) -> Discovery |
         for env, env_files in zip(found.environments, files)))
 
 
-def discover_cached(root: Path, overrides: dict, store: Store) -> Discovery:
-    """discover(), reused from the cache while no file it looked at has changed. The
-    cache holds the discovery without settings: those are read from the config files
-    on every run (they choose the Python and the models that run)."""
-    return project.settle(discover_cached_bare(root, store), overrides)
-
-
 def discover_cached_bare(root: Path, store: Store) -> Discovery:
-    """discover_bare(), reused from the cache while no file it looked at has changed (the
-    engine settles it per workspace folder: engine.folders)."""
+    """discover_bare(), reused from the cache while no file it looked at has changed. The
+    cache holds no settings: the engine reads them and settles the discovery per workspace
+    folder on every run (engine.folders), since they choose the Python and models that run."""
     scan = walk(root)
     if not store.enabled:
         return project.discover_bare(root, scan)
