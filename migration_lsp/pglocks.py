@@ -37,7 +37,6 @@ from alembic.operations import Operations
 from alembic.operations import ops as alembic_ops
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from .evaluate import Recorder
 from .project import postgres_major, sqlalchemy_dialect
 from .replay import created_table
 from .schema import SchemaState, TableState, table_key
@@ -90,10 +89,6 @@ class Lock(IntEnum):
         if self >= Lock.SHARE:
             return "writes"
         return "neither reads nor writes"
-
-    @classmethod
-    def from_pg_mode(cls, mode: str) -> Lock:
-        return next(lock for lock in cls if lock.pg_mode == mode)
 
 
 # An example is an Alembic op call (a function of `op`, an Operations that records) or raw SQL,
@@ -171,14 +166,6 @@ EXAMPLE_SETUP_SQL = (
     "CREATE FUNCTION noop2() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "CREATE TRIGGER tr_t_noop BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION noop()",
 )
-
-
-def example_state() -> SchemaState:
-    """`example_metadata()` as the schema history would know it."""
-    state = SchemaState()
-    for table in example_metadata().tables.values():
-        state = state.with_table(TableState.from_table(table))
-    return state
 
 
 AE, SRE, SHARE, SUE = Lock.ACCESS_EXCLUSIVE, Lock.SHARE_ROW_EXCLUSIVE, Lock.SHARE, Lock.SHARE_UPDATE_EXCLUSIVE
@@ -1122,35 +1109,3 @@ def existing_types(op: Any) -> dict[tuple[str, str], Any]:
         key = table_key(op.table_name, op.schema)
         return {(key, op.column_name): op.existing_type}
     return {}
-
-
-def example_ops(form: Form) -> list[Any]:
-    """The examples of `form` as Alembic ops (raw SQL as `op.execute`)."""
-    out = []
-    for example in form.examples:
-        if isinstance(example, str):
-            out.append(alembic_ops.ExecuteSQLOp(example))
-        else:
-            out.append(_build(example))
-    return out
-
-
-def _build(example: Callable[[Any], Any]) -> Any:
-    from .evaluate import BatchRecorder
-
-    class _Op:
-        """A Recorder whose batch_alter_table is used without `with` (the examples are
-        expressions): not an Operations, so it forwards the other names to one."""
-
-        def __init__(self) -> None:
-            self.recorder = Recorder()
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.recorder, name)
-
-        def batch_alter_table(self, table_name: str, schema: str | None = None, **kw: Any) -> BatchRecorder:
-            return BatchRecorder(self.recorder, table_name, schema)
-
-    op = _Op()
-    result = example(op)
-    return result if isinstance(result, alembic_ops.MigrateOperation) else op.recorder.recorded[-1]

@@ -41,10 +41,8 @@ from .features.actions import (
     CREATE_NEXT_KIND,
     GENERATE_KIND,
     EditSupport,
-    build_edit,
     code_actions,
-    deferred_fix,
-    schema_target,
+    resolve_edit,
 )
 from .features.completion import completion
 from .features.diagnostics import file_diagnostics, result_id, to_lsp
@@ -1062,25 +1060,20 @@ def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
 
 
 async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit | None:
-    """The edit of a deferred action, built now from a complete snapshot (the full pass
-    awaited in its slices). A fix that needs the schema replays what is below its revision
-    in slices too, then builds on the loop (one revision's ops); a file is rendered off the
-    loop (a trusted workspace renders its own template in a child process)."""
+    """The edit of a deferred action, built from a complete snapshot (the full pass awaited
+    in its slices); what the fix needs of the schema is replayed in slices too."""
     await _wait_ready(ls)
     snapshot = await ls.complete_snapshot()
     if snapshot is None:
         return None
-    locator = ls.locator(snapshot)
-    fix = deferred_fix(snapshot, data, locator, ls.exists, ls.trusted)
-    if fix is None:
-        return None
-    support = EditSupport.from_capabilities(ls.client_capabilities)
-    if fix.schema:
-        target = schema_target(snapshot, data)
-        if target is not None and ls.engine is not None:
-            await sliced(ls.engine.replay_steps(*target))
-        return build_edit(fix, locator, support)
-    return await asyncio.to_thread(build_edit, fix, locator, support)
+    engine = ls.engine
+
+    async def replay(state, rev: str) -> None:
+        if engine is not None:
+            await sliced(engine.replay_steps(state, rev))
+
+    return await resolve_edit(snapshot, data, ls.locator(snapshot), EditSupport.from_capabilities(ls.client_capabilities),
+                              ls.exists, ls.trusted, replay)
 
 
 @server.feature(types.CODE_ACTION_RESOLVE)

@@ -10,6 +10,7 @@ the code lens must still answer, with every diagnostic inside the file."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import textwrap
 from pathlib import Path
 
@@ -214,7 +215,7 @@ def test_every_argument_replaced_or_dropped(project: Path, name: str, text: str)
         locator = Locator(snapshot)
         for action in code_actions(snapshot, path, Span(0, 0, lines - 1, 0), None, locator, support):
             if isinstance(action, types.Command) and action.command == APPLY_EDIT:  # deferred: build it
-                resolve_edit(snapshot, action.arguments[0], locator, support)
+                asyncio.run(resolve_edit(snapshot, action.arguments[0], locator, support))
         code_lenses(snapshot, path, locator)
     engine.set_buffer(path, text)  # and the original text gives the original answer back
     assert engine.snapshot().diagnostics == baseline.diagnostics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import textwrap
 from pathlib import Path
@@ -421,7 +422,7 @@ def test_generated_revision_for_dialect_types_and_custom_types(tmp_path):
         support = EditSupport(True, True, True, resolve=True)
         (action,) = code_actions(snapshot, migration, Span.point(0), [GENERATE_KIND], Locator(snapshot), support)
         assert action.edit is None  # rendered only when resolved
-        edit = resolve_edit(snapshot, action.data, Locator(snapshot), support, trusted=True)
+        edit = asyncio.run(resolve_edit(snapshot, action.data, Locator(snapshot), support, trusted=True))
         create, edit = edit.document_changes
         text = edit.edits[0].new_text
         assert "from sqlalchemy.dialects import postgresql\n" in text

@@ -20,6 +20,7 @@ from migration_lsp.core import Diagnostic, Severity, Span
 from migration_lsp.engine import Engine
 from migration_lsp.features.txn_fixes import txn_fixes
 from migration_lsp.rules import RULES
+from pglocks_examples import example_ops, example_state
 
 PG = "postgresql+psycopg2://user:pass@localhost/app"
 SQLITE = "sqlite:///app.db"
@@ -503,11 +504,11 @@ def test_the_lock_shortcut_agrees_with_rendering():
 
     checked = 0
     for form in pglocks.FORMS.values():
-        for op in pglocks.example_ops(form):
+        for op in example_ops(form):
             prefix = _LOCK_BY_OP.get(type(op))
             if prefix is None:
                 continue
-            effects = pglocks.op_effects(op, pglocks.example_state())
+            effects = pglocks.op_effects(op, example_state())
             table = next(r for e in effects for r in e.locks if r.role == "table")
             assert table.lock in _form_locks(prefix, pglocks.DEFAULT_VERSION), (form.name, op)
             checked += 1

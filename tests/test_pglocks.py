@@ -19,6 +19,7 @@ from sqlalchemy.engine.url import make_url
 from migration_lsp import pglocks
 from migration_lsp.evaluate import Recorder
 from migration_lsp.pglocks import DEFAULT_VERSION, FORMS, Lock
+from pglocks_examples import example_ops, example_state, lock_of_pg_mode
 
 op = Recorder()
 
@@ -29,7 +30,7 @@ def forms(effects):
 
 def test_lock_names_and_what_they_block():
     assert Lock.ACCESS_EXCLUSIVE.pg_mode == "AccessExclusiveLock"
-    assert Lock.from_pg_mode("ShareUpdateExclusiveLock") is Lock.SHARE_UPDATE_EXCLUSIVE
+    assert lock_of_pg_mode("ShareUpdateExclusiveLock") is Lock.SHARE_UPDATE_EXCLUSIVE
     assert Lock.SHARE_ROW_EXCLUSIVE.sql == "SHARE ROW EXCLUSIVE"
     assert Lock.ACCESS_EXCLUSIVE.blocks == "reads and writes"
     assert Lock.SHARE.blocks == Lock.SHARE_ROW_EXCLUSIVE.blocks == "writes"
@@ -75,7 +76,7 @@ def test_virtual_generated_column_exists_from_18():
 
 
 def test_type_changes_by_old_and_new_type():
-    state = pglocks.example_state()
+    state = example_state()
 
     def change(column, new, **kw):
         (e,) = pglocks.op_effects(op.alter_column("t", column, type_=new, **kw), state)
@@ -98,17 +99,17 @@ def test_without_history_what_the_sql_does_not_say_is_unknown():
     assert e.locks == (pglocks.RelationLock("t", Lock.ACCESS_EXCLUSIVE, "table"),)
     (e,) = pglocks.op_effects(op.drop_index("ix_t_note"))
     assert e.locks == (pglocks.RelationLock(None, Lock.ACCESS_EXCLUSIVE, "table of index ix_t_note"),)
-    (e,) = pglocks.op_effects(op.drop_index("ix_t_note"), pglocks.example_state())
+    (e,) = pglocks.op_effects(op.drop_index("ix_t_note"), example_state())
     assert e.locks == (pglocks.RelationLock("t", Lock.ACCESS_EXCLUSIVE, "table"),)
     (e,) = pglocks.op_effects(op.drop_constraint("fk_t_parent", "t"))
     assert e.forms == ("drop_constraint",) and "foreign key" in e.unknown
-    (e,) = pglocks.op_effects(op.drop_constraint("fk_t_parent", "t"), pglocks.example_state())
+    (e,) = pglocks.op_effects(op.drop_constraint("fk_t_parent", "t"), example_state())
     assert e.forms == ("drop_constraint.foreign_key",) and e.unknown == ""
     assert {(r.relation, r.role) for r in e.locks} == {("t", "table"), ("parent", "referenced table")}
 
 
 def test_coercible_type_change_scans_when_a_check_mentions_the_column():
-    state = pglocks.example_state()
+    state = example_state()
     (e,) = pglocks.op_effects(op.alter_column("t", "amount", type_=sa.Numeric(20, 2)), state)
     assert e.rewrite is False and e.scan is True  # ck_t_amount is validated again
     (e,) = pglocks.op_effects(op.alter_column("t", "name", type_=sa.Text), state)
@@ -118,7 +119,7 @@ def test_coercible_type_change_scans_when_a_check_mentions_the_column():
 
 
 def test_set_not_null_proven_by_a_check_only_from_12():
-    state = pglocks.example_state()
+    state = example_state()
     set_nn = op.alter_column("t", "created", nullable=False)
     assert pglocks.op_effects(set_nn, state, 12)[0].scan is False
     assert pglocks.op_effects(set_nn, state, 11)[0].scan is True
@@ -127,7 +128,7 @@ def test_set_not_null_proven_by_a_check_only_from_12():
 
 def test_one_op_can_emit_several_statements():
     alter = op.alter_column("t", "n", nullable=False, server_default="1", comment="x", new_column_name="m")
-    effects = pglocks.op_effects(alter, pglocks.example_state())
+    effects = pglocks.op_effects(alter, example_state())
     assert forms(effects) == ["alter_column.set_not_null", "alter_column.set_default", "comment",
                               "alter_column.rename"]
     assert [e.lock for e in effects] == [Lock.ACCESS_EXCLUSIVE] * 2 + [Lock.SHARE_UPDATE_EXCLUSIVE,
@@ -193,8 +194,8 @@ def test_without_pglast_everything_is_unknown(monkeypatch):
 def test_every_form_is_reachable_and_named_consistently():
     for name, form in FORMS.items():
         assert form.name == name
-        for example in pglocks.example_ops(form):
-            effects = pglocks.op_effects(example, pglocks.example_state(), max(form.since, DEFAULT_VERSION))
+        for example in example_ops(form):
+            effects = pglocks.op_effects(example, example_state(), max(form.since, DEFAULT_VERSION))
             assert name in forms(effects), (name, pglocks.render_sql(example))
 
 
@@ -235,7 +236,7 @@ def test_postgres_version_setting():
 def test_rendering_never_changes_an_example_op():
     """The replay's ops are shared: rendering one (hover, `sql`) must leave it as it was."""
     for form in FORMS.values():
-        for example in pglocks.example_ops(form):
+        for example in example_ops(form):
             first = pglocks._render(example, "postgresql", None)
             assert pglocks._render(example, "postgresql", None) == first, form.name
 
@@ -258,7 +259,7 @@ def _fresh_context_sql(example, dialect: str, version: int | None) -> str:
 def test_the_shared_context_renders_what_a_context_of_its_own_renders():
     """render_sql keeps one offline context per (dialect, version): every example op, rendered
     one after the other through it, gives the SQL a context configured for that op alone gives."""
-    examples = [(form.name, ex) for form in FORMS.values() for ex in pglocks.example_ops(form)]
+    examples = [(form.name, ex) for form in FORMS.values() for ex in example_ops(form)]
     compared = 0
     for dialect, version in (("postgresql", 12), ("postgresql", 18), ("sqlite", None)):
         for name, example in examples:
@@ -288,7 +289,7 @@ def test_an_op_is_rendered_once_per_dialect_and_version(monkeypatch):
     sql = pglocks.render_sql(alter)
     assert "SET NOT NULL" in sql
     assert pglocks.render_sql(alter) == sql
-    assert forms(pglocks.op_effects(alter, pglocks.example_state())) == ["alter_column.set_not_null"]
+    assert forms(pglocks.op_effects(alter, example_state())) == ["alter_column.set_not_null"]
     assert pglocks.op_effects(alter, version=DEFAULT_VERSION) is not None
     assert rendered == [("postgresql", None), ("postgresql", DEFAULT_VERSION)]
     pglocks.render_sql(alter, "postgresql", 12)

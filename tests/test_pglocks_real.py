@@ -31,6 +31,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from migration_lsp import pglocks
 from migration_lsp.pglocks import FORMS, Lock
+from pglocks_examples import example_ops, example_state, lock_of_pg_mode
 
 PG = sa.dialects.postgresql.dialect()
 
@@ -116,9 +117,9 @@ def test_every_form_with_a_known_answer_has_an_example():
 
 
 def _expected(form, index, version):
-    op = pglocks.example_ops(form)[index]
+    op = example_ops(form)[index]
     sql = pglocks.render_sql(op, "postgresql", version)
-    effects = pglocks.op_effects(op, pglocks.example_state(), version)
+    effects = pglocks.op_effects(op, example_state(), version)
     assert effects, f"{form.name}: no effect for {sql!r}"
     assert form.name in {name for e in effects for name in e.forms}, (form.name, sql, effects)
     locks: dict[str, Lock] = {}
@@ -153,7 +154,7 @@ def _locks(observer, pid, oids: dict[str, int]) -> dict[str, Lock]:
                             " AND relation = ANY(%s)", (pid, list(by_oid))).fetchall()
     out: dict[str, Lock] = {}
     for oid, mode in rows:
-        name, lock = by_oid[oid], Lock.from_pg_mode(mode)
+        name, lock = by_oid[oid], lock_of_pg_mode(mode)
         out[name] = max(out.get(name, lock), lock)
     return out
 

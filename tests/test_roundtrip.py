@@ -7,6 +7,7 @@ downgrade, upgrade again, with the database schema restored exactly."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ SUPPORT = EditSupport(document_changes=True, create=True, rename=True, resolve=T
 def resolved(snapshot, action: types.CodeAction) -> types.CodeAction:
     """A file-creating action is listed without its edit: codeAction/resolve renders it."""
     if action.edit is None:
-        action.edit = resolve_edit(snapshot, action.data, Locator(snapshot), SUPPORT, trusted=True)
+        action.edit = asyncio.run(resolve_edit(snapshot, action.data, Locator(snapshot), SUPPORT, trusted=True))
     return action
 
 MODELS_V1 = """\

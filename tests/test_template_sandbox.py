@@ -160,7 +160,7 @@ def test_a_failing_or_endless_template_falls_back_to_the_generic_one(tmp_path: P
     line = next(n for n, x in enumerate(typo.read_text().splitlines()) if x.startswith("revision"))
     listed = code_actions(snapshot, typo, Span.point(line), None, Locator(snapshot), SUPPORT, trusted=True)
     assert [a.title.split(" ")[0] for a in listed] == ["Merge", "Rebase", "Create"]
-    merge = resolve_edit(snapshot, listed[0].data, Locator(snapshot), SUPPORT, trusted=True)
+    merge = asyncio.run(resolve_edit(snapshot, listed[0].data, Locator(snapshot), SUPPORT, trusted=True))
     (text,) = created_texts(merge)
     assert MARK not in text and TYPO_REV in text
 

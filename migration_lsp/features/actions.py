@@ -20,7 +20,8 @@ Each fix is built on its own: one that fails is logged once and the others stay.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -456,12 +457,24 @@ def build_edit(fix: _Fix, locator: Locator, support: EditSupport) -> types.Works
     return _workspace_edit(change, locator, support)
 
 
-def resolve_edit(
+async def resolve_edit(
     snapshot: Snapshot, data: object, locator: Locator, support: EditSupport,
     exists: Callable[[Path], bool] = Path.exists, trusted: bool = False,
+    replay: Callable[[EnvironmentState, str], Awaitable[None]] | None = None,
 ) -> types.WorkspaceEdit | None:
     """The edit of a listed deferred action (its `data`), built now from `snapshot` (which
     must be complete: a full pass's): on codeAction/resolve, or when the client runs the
-    action's command. None when the action no longer exists or cannot be built."""
+    action's command. None when the action no longer exists or cannot be built.
+
+    A fix that needs the schema first has `replay` bring its revision's schema up (the server
+    replays in slices between requests), then is built on the loop (one revision's ops); a
+    file is rendered off the loop (a trusted workspace renders its own template in a child)."""
     fix = deferred_fix(snapshot, data, locator, exists, trusted)
-    return build_edit(fix, locator, support) if fix is not None else None
+    if fix is None:
+        return None
+    if fix.schema:
+        target = schema_target(snapshot, data)
+        if target is not None and replay is not None:
+            await replay(*target)
+        return build_edit(fix, locator, support)
+    return await asyncio.to_thread(build_edit, fix, locator, support)
