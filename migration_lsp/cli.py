@@ -175,10 +175,14 @@ def _git_errors(engine: Engine) -> None:
 
 
 def _changed_only(engine: Engine, snapshot: Snapshot) -> Snapshot:
-    """`--changed`: only what this branch adds or changes (checks.git.changed_only)."""
+    """`--changed`: only what this branch adds or changes — findings in the files of
+    revisions it adds or changes, and graph findings (G…) the base does not have already (a
+    second head, a broken reference, a gone revision the branch causes). The rest is the
+    baseline."""
     from dataclasses import replace
 
-    from .checks.git import changed_only
+    from .checks.git import touched_paths
+    from .checks.graph import check_graph
 
     states = []
     for state in snapshot.environments:
@@ -186,7 +190,10 @@ def _changed_only(engine: Engine, snapshot: Snapshot) -> Snapshot:
         if base is None:
             why = next(iter(engine.git.notes.values()), "no base branch")
             raise UsageError(f"--changed needs a base branch: {why}")
-        kept = changed_only(list(state.diagnostics), state.graph, base, state.env.name)
+        touched = touched_paths(state.graph, base)
+        baseline = {(d.code, d.path, d.message) for d in check_graph(base.tip.graph, state.env.name)}
+        kept = [d for d in state.diagnostics if d.path in touched
+                or (d.code.startswith("G") and (d.code, d.path, d.message) not in baseline)]
         by_path: dict[Path, tuple[Diagnostic, ...]] = {}
         for d in kept:
             by_path[d.path] = by_path.get(d.path, ()) + (d,)

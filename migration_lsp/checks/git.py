@@ -266,16 +266,3 @@ def touched_paths(here: RevisionGraph, base: Base) -> set:
     fork_paths = {s.path: s.text for s in base.fork.scripts}
     paths |= {s.path for s in here.scripts if s.revision_id is None and fork_paths.get(s.path) != s.text}
     return paths
-
-
-
-def changed_only(found: list[Diagnostic], here: RevisionGraph, base: Base, env_name: str) -> list[Diagnostic]:
-    """What `check --changed` reports: findings in the files of revisions this branch adds
-    or changes, and graph findings (G…) the base does not have already (a second head, a
-    broken reference, a gone revision the branch causes). The rest is the baseline."""
-    from .graph import check_graph
-
-    touched = touched_paths(here, base)
-    baseline = {(d.code, d.path, d.message) for d in check_graph(base.tip.graph, env_name)}
-    return [d for d in found if d.path in touched
-            or (d.code.startswith("G") and (d.code, d.path, d.message) not in baseline)]
