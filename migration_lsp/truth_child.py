@@ -24,7 +24,6 @@ file named by $MIGRATION_LSP_RESULT.
 
 import functools
 import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -322,7 +321,7 @@ def main():
 def model_child():
     """model_child.py: what both children do alike (Alembic's private names checked, where the
     workspace goes on sys.path, an env.py that runs only in an AnyIO worker thread), loaded
-    by child.py's one loader (model_child.sibling)."""
+    by child.py's one loader (child.sibling)."""
     return sibling("model_child")
 
 
