@@ -11,8 +11,9 @@ of them (pyproject.toml also keeps `alembic` below the next major version).
 
 Standalone on purpose (standard library and Alembic only, Python 3.8 syntax): the children
 (model_child.py, truth_child.py) run with the project's interpreter, without migration_lsp,
-and load this file by its path (model_child.alembic_api); there the project's own Alembic answers,
-which the version bound does not cover, so they check `problems(CHILD_NAMES)` first.
+and load this file by its path (child.sibling); there the project's own Alembic answers,
+which the version bound does not cover, so they check `problems(CHILD_NAMES)` first
+(model_child.alembic_api).
 """
 
 from __future__ import annotations

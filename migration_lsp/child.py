@@ -12,11 +12,14 @@ server calls it before `os._exit`. (PDEATHSIG fires when the *thread* that start
 child ends: `run` blocks that thread until the child is gone, so that is never early.)
 
 This file is also the child's entry point (`python child.py SCRIPT ARGS...`): standard
-library only, so it runs under the project's own interpreter without migration_lsp.
+library only, so it runs under the project's own interpreter without migration_lsp. There it
+is also the children's one loader of their sibling files (`sibling`), registered as
+`migration_lsp_child` before the script runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -29,6 +32,7 @@ RESULT_ENV = "MIGRATION_LSP_RESULT"  # where the child writes its result
 MEMORY_ENV = "MIGRATION_LSP_MEMORY"  # bytes of address space the child allows itself
 PARENT_ENV = "MIGRATION_LSP_PARENT"  # our pid: the child exits if it was orphaned before PDEATHSIG
 MAX_RESULT = 64 * 1024**2  # bytes of result read back, at most
+BOOTSTRAP = "migration_lsp_child"  # this module's name in a child's sys.modules (the scripts find `sibling` there)
 
 _running: set = set()  # Popen objects of live children
 _lock = threading.Lock()
@@ -208,8 +212,31 @@ def _sandbox() -> None:  # pragma: no cover - runs in the child
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
 
 
+def sibling(name: str):
+    """migration_lsp/`name`.py, loaded by its path once (kept in sys.modules as
+    `migration_lsp_<name>`): the children run without migration_lsp installed, and its folder
+    is not on their sys.path (_sandbox: its modules would shadow the project's), so this is
+    how truth_child.py reaches model_child.py and both reach alembic_api.py."""
+    key = f"migration_lsp_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(key, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[key]  # (a half-run module is not kept)
+        raise
+    return module
+
+
 def _main() -> None:  # pragma: no cover - runs in the child
     _sandbox()
+    sys.modules[BOOTSTRAP] = sys.modules[__name__]  # the scripts' `sibling` (they cannot import migration_lsp)
     import runpy
 
     script = sys.argv[1]

@@ -236,6 +236,15 @@ class RevisionGraph:
                     ready.append(above)
         return rank if len(rank) == len(self.by_id) else None
 
+    def prepare_for_edits(self) -> None:
+        """Compute now what the first `replacing()` would otherwise pay for on a keystroke: the
+        loop check, the file positions and the order that spares an edit the loop check's
+        walk (cached on this graph; a patched graph keeps them). The server calls it after
+        indexing (GraphIndex.warm_up)."""
+        self.cycles(include_dependencies=True)
+        self._position  # noqa: B018 (cached properties)
+        self._rank  # noqa: B018
+
     # ---------------------------------------------------------------- lookups
 
     def resolve_exact(self, ref: str) -> str | None:

@@ -653,17 +653,24 @@ def in_worker_thread(fn):
     anyio.run(main)
 
 
+# child.py, which started this script, loads the files next to it (imported as part of the
+# package instead, in tests: the package's child.py, the same function)
+sibling = (sys.modules.get("migration_lsp_child") or importlib.import_module("migration_lsp.child")).sibling
+
+
 @functools.lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is 3.9+: the project's interpreter may be older
 def alembic_api():
-    """alembic_api.py, next to this script (Alembic's private names, in one place): the child
-    runs without migration_lsp, so it is loaded by its path, once."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "alembic_api.py")
-    spec = importlib.util.spec_from_file_location("migration_lsp_alembic_api", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """alembic_api.py (Alembic's private names, in one place), checked against the PROJECT's
+    Alembic, which no version bound of ours covers: one AlembicChanged naming what is gone,
+    before any of it is used (not a failure per revision). Both children call it first,
+    before the project's folders are on sys.path."""
+    api = sibling("alembic_api")
+    changed = api.problems(api.CHILD_NAMES)
+    if changed:
+        import alembic
+
+        raise api.AlembicChanged(f"the project's Alembic {alembic.__version__}: {'; '.join(changed)}")
+    return api
 
 
 def import_revisions(script, files):
@@ -876,6 +883,10 @@ def _load_alembic_first() -> None:
 def main():
     config = json.loads(sys.argv[1])
     _load_alembic_first()
+    try:  # checked now, before the project's folders are on sys.path (import_revisions uses it)
+        alembic_api()
+    except (ImportError, RuntimeError):  # (AlembicChanged) the revisions then come from the files the parent found
+        pass
     sys.path[:0] = config.get("sys_path", [])  # alembic.ini's prepend_sys_path
     place_workspace(config.get("sys_path_after", []))
     os.chdir(config.get("cwd") or ".")

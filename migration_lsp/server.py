@@ -562,6 +562,12 @@ def request_rescan(ls: MigrationServer, walk: Iterable[Path] | None = None, clea
     ls.rescan_models = ls.rescan_models or models
     if then is not None:
         ls.after_rescan.append(then)
+    run_rescans(ls)
+
+
+def run_rescans(ls: MigrationServer) -> None:
+    """Run the rescans the engine wants (Engine.rescan_pending) off the event loop, unless
+    they already run (the running task goes on to the newest)."""
     if ls.rescan_task is None or ls.rescan_task.done():
         ls.rescan_task = ls.spawn(_rescan(ls))
 
@@ -815,22 +821,13 @@ def did_save(ls: MigrationServer, params: types.DidSaveTextDocumentParams) -> No
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 @safe()
 def did_close(ls: MigrationServer, params: types.DidCloseTextDocumentParams) -> None:
-    uri = params.text_document.uri
-    found = _document(ls, uri)
+    found = _document(ls, params.text_document.uri)
     if found is not None:
         engine, path = found
-        if not engine.tracks(path) and path.exists() and engine.knows(path):
-            # created by the editor, saved, not yet seen by discovery: its buffer stays in the
-            # graph until the rescan (off the loop) has taken the file in from the disk
-            def close_after_rescan() -> None:
-                if engine is ls.engine and uri not in ls.workspace.text_documents:
-                    engine.close_buffer(path)
-                    ls.refresh()
-
-            request_rescan(ls, then=close_after_rescan)
-            return
-        engine.close_buffer(path)
-        ls.refresh()
+        if engine.close_buffer(path):
+            ls.refresh()
+        else:  # a file new on disk: its buffer is closed when the rescan is taken in (Engine.adopt)
+            run_rescans(ls)
 
 
 @server.feature(types.SHUTDOWN)

@@ -23,7 +23,7 @@ file named by $MIGRATION_LSP_RESULT.
 """
 
 import functools
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -32,6 +32,9 @@ import traceback
 from typing import Any
 
 T0 = time.perf_counter()
+# child.py, which started this script, loads the files next to it (imported as part of the
+# package instead, in tests: the package's child.py, the same function)
+sibling = (sys.modules.get("migration_lsp_child") or importlib.import_module("migration_lsp.child")).sibling
 
 MAX_SQL = 200  # statements kept per revision
 MAX_SQL_TEXT = 2000
@@ -315,18 +318,11 @@ def main():
     os._exit(0)
 
 
-@functools.lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is 3.9+: the project's interpreter may be older
 def model_child():
-    """model_child.py, next to this script: what both children do alike (where the workspace
-    goes on sys.path, an env.py that runs only in an AnyIO worker thread). The child runs a
-    script by its path, with no package to import it from."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_child.py")
-    spec = importlib.util.spec_from_file_location("migration_lsp_model_child", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """model_child.py: what both children do alike (Alembic's private names checked, where the
+    workspace goes on sys.path, an env.py that runs only in an AnyIO worker thread), loaded
+    by child.py's one loader (child.sibling)."""
+    return sibling("model_child")
 
 
 def work(job, result):
@@ -344,18 +340,17 @@ def work(job, result):
 
     import alembic.command
     import alembic.config
-    import alembic.script
+    import alembic.script  # noqa: F401 (loaded first, as above)
     if job.get("pycache"):
         # the project's modules compiled once, into the user's cache folder (never into the
         # workspace): compiling env.py, the models and the revisions on every pass is time
         sys.pycache_prefix = job["pycache"]
         sys.dont_write_bytecode = False
-    api = model_child().alembic_api()  # Alembic's private names (before the project's folders are on sys.path)
-    changed = api.problems(api.CHILD_NAMES)
-    if changed:  # a clear answer, not an upgrade that "fails" on every revision
-        raise api.AlembicChanged(f"the project's Alembic {alembic.__version__}: {'; '.join(changed)}")
-    sys.path[:0] = job.get("sys_path", [])
+    # Alembic's private names, checked against the project's Alembic (before the project's
+    # folders are on sys.path): a clear answer, not an upgrade that "fails" on every revision
     shared = model_child()
+    shared.alembic_api()
+    sys.path[:0] = job.get("sys_path", [])
     shared.place_workspace(job.get("sys_path_after", []))  # the checkout before a copy installed in the venv
     os.chdir(job["cwd"])
 

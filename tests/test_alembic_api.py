@@ -147,6 +147,28 @@ def test_the_adapter_stands_alone_for_the_children(tmp_path: Path):
     assert api.problems(api.CHILD_NAMES) == []
 
 
+def test_the_children_share_one_loader_and_one_check(monkeypatch):
+    """child.py (every child's entry point) is the one loader of the sibling files: the truth
+    child's model_child and both children's alembic_api are its modules, loaded once. The check
+    against the project's Alembic is model_child.alembic_api's: one error naming the project's
+    Alembic and what it lacks, before anything of it is used."""
+    from migration_lsp import child as bootstrap
+    from migration_lsp import truth_child
+
+    shared = truth_child.model_child()
+    assert shared is bootstrap.sibling("model_child") and shared.sibling is bootstrap.sibling
+    assert shared.alembic_api() is bootstrap.sibling("alembic_api")
+    assert load_model_child().alembic_api() is shared.alembic_api()  # (the module, loaded once)
+    monkeypatch.delattr(ScriptDirectory, "_stamp_revs")
+    fresh = load_model_child()  # (its check not yet made)
+    with pytest.raises(RuntimeError, match=r"the project's Alembic [0-9.]+\S*: the installed Alembic has no "
+                                           r"ScriptDirectory\._stamp_revs") as raised:
+        fresh.alembic_api()
+    assert type(raised.value).__name__ == "AlembicChanged"
+    with pytest.raises(RuntimeError, match="_stamp_revs"):  # (a failed check is not remembered as passed)
+        fresh.alembic_api()
+
+
 def load_model_child():
     spec = importlib.util.spec_from_file_location("model_child_under_test", REPO_ROOT / "migration_lsp" / "model_child.py")
     module = importlib.util.module_from_spec(spec)

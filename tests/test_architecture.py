@@ -8,7 +8,8 @@
 - The rule families in checks/ never import each other: what several of them need lives in
   the shared modules above them (checks/__init__, checks/walk, checks/env_py).
 - No module imports another module's private (underscore) names: a helper another module
-  needs is public, with a docstring, in the module that owns it.
+  needs is public, with a docstring, in the module that owns it; nor reads another module's
+  classes' private members through an object (`state.graph._position`).
 
 Imports inside functions count as much as those at the top of a module."""
 
@@ -252,3 +253,50 @@ def test_only_the_engine_imports_its_parts():
             if source.startswith("migration_lsp.engine.") and (me, source) not in allowed:
                 offenders.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {source}")
     assert offenders == []
+
+
+def private_members(text: str) -> set[str]:
+    """The private (underscore) names a module's classes define: methods, properties and the
+    attributes their methods set on `self`/`cls`."""
+    found = set()
+    for cls in ast.walk(ast.parse(text)):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) \
+                    and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                found.add(node.attr)
+    return {n for n in found if n.startswith("_") and not n.startswith("__")}
+
+
+def foreign_private_reads(text: str, own: set[str], others: set[str]) -> list[tuple[str, int]]:
+    """(name, line) of each `obj._name` (obj not self/cls) where `_name` is a private member of
+    another module's class (`others`) and of none of this module's own (`own`): reading another
+    module's internals through an object, which the import scan cannot see."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Attribute) and node.attr in others and node.attr not in own \
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            found.append((node.attr, node.lineno))
+    return found
+
+
+def test_the_private_member_scan_sees_reads_through_objects():
+    owner = "class Graph:\n    def __init__(self):\n        self._seen = {}\n    @property\n    def _position(self):\n        return 1\n"
+    assert private_members(owner) == {"_seen", "_position"}
+    reader = "def warm(state):\n    state.graph._position\n    return state.graph.public, self._position\n"
+    assert foreign_private_reads(reader, set(), private_members(owner)) == [("_position", 2)]
+    assert foreign_private_reads(reader, {"_position"}, private_members(owner)) == []  # (its own class's name)
+
+
+def test_no_module_reads_another_modules_private_members():
+    texts = {path: path.read_text(encoding="utf-8") for path in package_files()}
+    members = {path: private_members(text) for path, text in texts.items()}
+    offenders = []
+    for path, text in texts.items():
+        others = set().union(*(m for p, m in members.items() if p != path))
+        offenders += [f"{path.relative_to(REPO_ROOT)}:{line} reads {name}"
+                      for name, line in foreign_private_reads(text, members[path], others)]
+    assert offenders == [], "give the owner a public, documented accessor"

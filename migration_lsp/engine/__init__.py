@@ -121,6 +121,7 @@ class Engine:
         self._adopted = -1  # the number of the last rescan adopted
         self._roots_to_walk: set[Path] = set()  # roots to walk again at the next adopted rescan
         self._clear = False  # ... and whether every environment is then built again
+        self._close_after_rescan: set[Path] = set()  # closed buffers discovery has yet to see (close_buffer)
         self.rescan()
 
     # the parts' state other modules and tests read
@@ -201,6 +202,9 @@ class Engine:
                 dropped.add(key)
         for key in dropped:
             del self._states[key]
+        for path in self._close_after_rescan:  # discovery has them now (or they are gone from the disk)
+            self.documents.close_buffer(path)
+        self._close_after_rescan.clear()
         self._adopted = plan.number
         self._roots_to_walk.clear()
         self._clear = False
@@ -248,12 +252,25 @@ class Engine:
             store.save()
 
     def set_buffer(self, path: Path, text: str) -> None:
-        if self.documents.set_buffer(path.resolve(), text):
+        path = path.resolve()
+        self._close_after_rescan.discard(path)  # (open again before the rescan: it stays open)
+        if self.documents.set_buffer(path, text):
             self._changed()
 
-    def close_buffer(self, path: Path) -> None:
-        if self.documents.close_buffer(path.resolve()):
+    def close_buffer(self, path: Path) -> bool:
+        """The editor closed the file: the disk's text counts again. False when the file is new
+        on disk (the editor created and saved it: inside a version location, not yet one of
+        the discovered files): its buffer, and so its revision, stays in the graph until the
+        rescan asked for here (run it: rescan_pending) has taken the file in from the disk;
+        closed at once, it would vanish from the graph until then."""
+        path = path.resolve()
+        if path in self.documents.buffers and not self.tracks(path) and path.is_file() and self.knows(path):
+            self._close_after_rescan.add(path)
+            self.want_rescan([d.root for d in self.discoveries if d.environment_of(path)], clear=False)
+            return False
+        if self.documents.close_buffer(path):
             self._changed()
+        return True
 
     def file_changed(self, path: Path) -> None:
         """The file changed on disk (saved, or edited by another program)."""

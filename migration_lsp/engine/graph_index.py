@@ -118,9 +118,7 @@ class GraphIndex:
         """Precompute what the first keystroke would otherwise pay for (loop check of the
         graph, file positions, the did-you-mean index)."""
         for state in states:
-            state.graph.cycles(include_dependencies=True)
-            state.graph._position  # noqa: B018 (a cached property)
-            state.graph._rank  # noqa: B018 (likewise: the order that spares an edit the loop check's walk)
+            state.graph.prepare_for_edits()
             closest_ids(state.graph, "")
 
     # ---------------------------------------------------------------- git
