@@ -31,7 +31,7 @@ from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import ConfigProblem, Discovery, Environment, Settings
 from .documents import Documents
-from .folders import Rescan, outermost
+from .folders import Rescan, Workspace
 from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
@@ -78,12 +78,6 @@ def graph_only(settings: Settings) -> bool:
     return bool(select) and "ALL" not in select and all(s.startswith("G") for s in select)
 
 
-def _by_root(folder_overrides: dict[Path, dict] | None) -> dict[Path, dict]:
-    """One workspace folder's own settings (an editor's folder-level ones, e.g. the interpreter
-    selected for that folder of a multi-root workspace), keyed like `Engine.roots`."""
-    return {Path(root).resolve(): dict(values) for root, values in (folder_overrides or {}).items() if values}
-
-
 class Engine:
     """Session state for one or more workspace roots."""
 
@@ -92,16 +86,9 @@ class Engine:
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
                  untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False,
                  folder_overrides: dict[Path, dict] | None = None) -> None:
-        self.cache = cache
-        # every workspace folder (nested ones too: their settings apply below them, engine.folders)
-        self.folders = tuple(dict.fromkeys(Path(r).resolve() for r in roots))
-        self.roots = outermost(self.folders)
-        self.overrides = dict(overrides or {})
-        self.folder_overrides = _by_root(folder_overrides)
+        self.workspace = Workspace(roots, overrides, folder_overrides, cache)
         self.trusted = trusted
         self.untrusted_reason = untrusted_reason
-        self.stores: dict[Path, Store] = {root: Store.for_root(root) if cache else Store(None)
-                                          for root in self.roots}
         # report(): a whole environment's findings cached under the digest of all its inputs
         self.memo = memo
         self.documents = Documents()
@@ -115,15 +102,33 @@ class Engine:
         self._latest: Snapshot | None = None  # the last one built, stale or not (what requests read)
         self._snapshot_partial = False
         self.builds = 0  # environments built (quick or full): tests count what a request started
-        self.discoveries: tuple[Discovery, ...] = ()
-        self._bare: dict[Path, Discovery] = {}  # each root's discovery before settings (re-settled cheaply)
-        self._rescans = 0  # rescans asked for: only the newest plan's result is adopted
-        self._adopted = -1  # the number of the last rescan adopted
-        self._roots_to_walk: set[Path] = set()  # roots to walk again at the next adopted rescan
-        self._clear = False  # ... and whether every environment is then built again
         self.rescan()
 
     # the parts' state other modules and tests read
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        return self.workspace.folders
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return self.workspace.roots
+
+    @property
+    def overrides(self) -> dict:
+        return self.workspace.overrides
+
+    @property
+    def folder_overrides(self) -> dict[Path, dict]:
+        return self.workspace.folder_overrides
+
+    @property
+    def stores(self) -> dict[Path, Store]:
+        return self.workspace.stores
+
+    @property
+    def discoveries(self) -> tuple[Discovery, ...]:
+        return self.workspace.discoveries
+
     @property
     def buffers(self) -> dict[Path, str]:
         return self.documents.buffers
@@ -153,57 +158,42 @@ class Engine:
 
     def configure(self, overrides: dict | None = None, folder_overrides: dict[Path, dict] | None = None) -> None:
         """New settings (the workspace's, each folder's): they apply from the next rescan."""
+        self.workspace.configure(overrides, folder_overrides)
         if overrides is not None:
-            self.overrides = dict(overrides)
             self.graphs.set_overrides(self.overrides)
-        if folder_overrides is not None:
-            self.folder_overrides = _by_root(folder_overrides)
 
     def want_rescan(self, walk: Iterable[Path] | None = None, clear: bool = True) -> None:
         """Ask for a rescan that walks `walk` (default: every root) and, with `clear`, builds
         every environment again (a config or env.py changed: anything may differ). Without
         either, the roots are only settled again: an environment whose settings stay the same
         keeps its state."""
-        self._rescans += 1
-        self._roots_to_walk |= set(self.roots if walk is None else walk)
-        self._clear = self._clear or clear
+        self.workspace.want_rescan(walk, clear)
 
     @property
     def rescan_pending(self) -> bool:
-        return self._rescans != self._adopted
+        return self.workspace.rescan_pending
 
     def plan_rescan(self) -> Rescan:
         """The newest rescan asked for, to run (its `run()`, safe in a thread)."""
-        return Rescan(self._rescans, self.roots, frozenset(self._roots_to_walk & set(self.roots)), dict(self._bare),
-                      dict(self.stores), dict(self.overrides), dict(self.folder_overrides), self.folders,
-                      self.cache)
+        return self.workspace.plan_rescan()
 
     def adopt(self, plan: Rescan, found: dict[Path, tuple[Discovery, Discovery, Store]]) -> set[Key] | None:
         """Take in what `plan` found, unless a newer rescan was asked for since (None: the
         result is dropped; the newer one walks what this one did). The environments whose
         state was dropped (to be built again) are returned. Open buffers are kept as they
         are: they win over what the walk read."""
-        if plan.number != self._rescans or plan.roots != self.roots:
+        clear = self.workspace.adopt(plan, found)
+        if clear is None:
             return None
-        discoveries = []
-        for root in self.roots:
-            bare, settled, store = found[root]
-            self._bare[root] = bare
-            self.stores[root] = store
-            discoveries.append(settled)
-        self.discoveries = tuple(discoveries)
         envs = dict(self.environments())
         dropped = set()
         for key, state in self._states.items():
             env = envs.get(key)
-            if self._clear or key[0] in plan.walk or env is None or replace(env, files=()) != replace(
+            if clear or key[0] in plan.walk or env is None or replace(env, files=()) != replace(
                     state.env, files=()):
                 dropped.add(key)
         for key in dropped:
             del self._states[key]
-        self._adopted = plan.number
-        self._roots_to_walk.clear()
-        self._clear = False
         self._changed()
         return dropped | (envs.keys() - self._states.keys())
 
@@ -211,26 +201,14 @@ class Engine:
         """Workspace folders added or removed: a removed root's environments, states and models
         go now (their keys are returned); a new root is walked at the next rescan, the others
         only settled again (a folder added inside one may bring its own settings)."""
-        self.folders = tuple(dict.fromkeys(Path(f).resolve() for f in folders))
-        roots = outermost(self.folders)
-        gone = set(self.roots) - set(roots)
-        new = set(roots) - set(self.roots)
-        for root in gone:
-            store = self.stores.pop(root, None)
-            if store is not None:
-                store.save()
-            self._bare.pop(root, None)
-        self.folder_overrides = {f: v for f, v in self.folder_overrides.items() if f in self.folders}
+        gone = self.workspace.set_folders(folders)
         keys = {key for key in [*self._states, *self.models] if key[0] in gone}
         for key in keys:
             self._states.pop(key, None)
             self.model_state.models.pop(key, None)
         self.revisions.forget(keys)
-        self.roots = roots
-        self.graphs.set_roots(roots)
-        self.discoveries = tuple(d for d in self.discoveries if d.root in roots)
+        self.graphs.set_roots(self.roots)
         self._changed()
-        self.want_rescan(new, clear=False)
         return keys
 
     def _changed(self) -> None:
@@ -244,8 +222,7 @@ class Engine:
 
     def save_cache(self) -> None:
         """Write the persistent cache (the CLI after a check, the server now and then)."""
-        for store in self.stores.values():
-            store.save()
+        self.workspace.save_cache()
 
     def set_buffer(self, path: Path, text: str) -> None:
         if self.documents.set_buffer(path.resolve(), text):
@@ -262,15 +239,13 @@ class Engine:
 
     def tracks(self, path: Path) -> bool:
         """Is this file one of the discovered revision files (not just inside a location)?"""
-        path = path.resolve()
-        return any(path in env.file_set for d in self.discoveries for env in d.environments)
+        return self.workspace.tracks(path)
 
     def knows(self, path: Path) -> bool:
-        path = path.resolve()
-        return any(d.environment_of(path) for d in self.discoveries)
+        return self.workspace.knows(path)
 
     def environments(self) -> list[tuple[Key, Environment]]:
-        return [((d.root, env.name), env) for d in self.discoveries for env in d.environments]
+        return self.workspace.environments()
 
     # ---------------------------------------------------------------- git
 
@@ -344,11 +319,8 @@ class Engine:
                 states.append(state)
         self._states.update(built)
         self.documents.dirty -= dirty
-        self._snapshot = self._latest = Snapshot(tuple(states), tuple(problems), self.roots, self._settings())
+        self._snapshot = self._latest = Snapshot(tuple(states), tuple(problems), self.roots, self.workspace.settings())
         self._snapshot_partial = any(s.partial for s in states)
-
-    def _settings(self) -> Settings:
-        return self.discoveries[0].settings if self.discoveries and self.discoveries[0].settings else Settings()
 
     def report(self) -> Report:
         """What a one-shot check prints. With `memo` (the CLI), in an untrusted session with
@@ -375,7 +347,7 @@ class Engine:
                     remember_report(store, memo_key, found)
                 environments.append(found)
         self.documents.forget_reads()
-        return Report(tuple(environments), tuple(problems), self.roots, self._settings())
+        return Report(tuple(environments), tuple(problems), self.roots, self.workspace.settings())
 
     def _complete(self, env: Environment, key: Key) -> EnvironmentState:
         """One environment built with its full pass, at once (the CLI: nothing edits meanwhile)."""
