@@ -18,7 +18,6 @@ come from the cache without being parsed.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..core import Diagnostic
 from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import ConfigProblem, Discovery, Environment, Settings
+from .build import SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
 from .folders import Rescan, Workspace
 from .graph_index import GraphIndex
@@ -369,35 +369,13 @@ class Engine:
         """One environment's state; a generator that yields after each revision it had to
         compute, and gives up (None) once an edit has made its work stale."""
         self.builds += 1
-        scripts, positions = self.documents.scripts(env, previous)
-        graph, changed_pairs = self.graphs.graph(scripts, previous, positions)
-        if previous is not None and len(previous.scripts) == len(scripts):
-            by_path = dict(previous.script_by_path)
-            pairs = changed_pairs if changed_pairs is not None else [
-                pair for pair in zip(previous.scripts, scripts) if pair[0] is not pair[1]]
-            for old, new in pairs:
-                by_path.pop(old.path, None)
-                by_path[new.path] = new
-        else:
-            pairs = []
-            by_path = {s.path: s for s in scripts}
-        graph_found = self.graphs.findings(key, env, graph, scripts, by_path, previous, changed_pairs)
-        options = options_factory(env)
+        part = graph_part(self.documents, self.graphs, env, key, previous)
         if quick:
-            kept = previous.schema_by_path if previous is not None else {}
-            if previous is not None and len(previous.scripts) == len(scripts):
-                edited = {s.path for pair in pairs for s in pair}
-            elif previous is not None:
-                edited = set(by_path) - {s.path for s in previous.scripts if by_path.get(s.path) is s}
-            else:
-                edited = set()
-            dropped = edited & kept.keys()
-            if dropped:
-                kept = {p: v for p, v in kept.items() if p not in edited}
-            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options,
-                               previous.differences if previous is not None else (), True, previous, dropped)
+            return quick_state(part, previous)
+        graph, by_path = part.graph, part.by_path
+        options = options_factory(env)
         if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
-            return self._state(env, scripts, by_path, graph, graph_found, {}, None, options, (), False, None)
+            return assemble(part, SchemaPart({}, options))
         store = self.stores.get(key[0]) or Store(None)
 
         def stale() -> bool:
@@ -433,42 +411,7 @@ class Engine:
             # (a set: S018 on env.py is said by every revision it concerns)
             schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))
         yield
-        return self._state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options,
-                           differences, False, None)
-
-    @staticmethod
-    def _state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
-               previous, dropped: set[Path] | None = None) -> EnvironmentState:
-        """Per-file diagnostics: the schema part as is, merged with the graph part where a
-        file has both. With `previous` (a quick pass, whose `schema_by_path` is the previous
-        one's, or that minus the `dropped` files) only files whose entries can differ are
-        rebuilt, and the state says which (delta)."""
-        graph_by_path: dict[Path, list[Diagnostic]] = {}
-        for d in graph_found:
-            graph_by_path.setdefault(d.path, []).append(d)
-        delta = None
-        if previous is not None and (previous.schema_by_path is schema_by_path or dropped):
-            result = dict(previous.by_path)
-            stale = set(previous.graph_paths) | set(graph_by_path) | (dropped or set())
-            delta = (weakref.ref(previous), frozenset(stale))
-        else:
-            result = dict(schema_by_path)
-            stale = set(graph_by_path)
-        for path in stale:
-            mine = graph_by_path.get(path, [])
-            theirs = schema_by_path.get(path, ())
-            if mine:
-                result[path] = tuple(sorted([*mine, *theirs], key=Diagnostic.sort_key))
-            elif theirs:
-                result[path] = theirs
-            else:
-                result.pop(path, None)
-        same_files = previous is not None and previous.env.files == env.files
-        file_index = previous.file_index if same_files else {path: n for n, path in enumerate(env.files)}
-        return EnvironmentState(env, result, scripts=scripts, graph=graph, script_by_path=by_path,
-                                file_index=file_index, replay_factory=replay_of, options_factory=options,
-                                differences=differences, schema_by_path=schema_by_path, partial=partial,
-                                graph_paths=tuple(graph_by_path), graph_diagnostics=tuple(graph_found), delta=delta)
+        return assemble(part, SchemaPart(schema_by_path, options, replay_of, differences))
 
     def replay_steps(self, state: EnvironmentState, rev: str) -> Iterator[None]:
         """The schema around `rev` in `state` (a complete snapshot's), replayed one revision
