@@ -29,7 +29,7 @@ from ..core import Diagnostic
 from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import ConfigProblem, Discovery, Environment, Settings
-from .build import SchemaPart, assemble, graph_part, quick_state
+from .build import Rebuild, SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
 from .folders import Rescan, Workspace
 from .graph_index import GraphIndex
@@ -102,6 +102,12 @@ class Engine:
         self._latest: Snapshot | None = None  # the last one built, stale or not (what requests read)
         self._snapshot_partial = False
         self.builds = 0  # environments built (quick or full): tests count what a request started
+        # the server's: an environment to build anew (a base branch moved, a rescan changed it)
+        # keeps its state, served with edits patched in, until a rebuild made in a thread is
+        # taken in (plan_rebuild / take_rebuild); otherwise it is dropped, the next snapshot builds it
+        self.rebuild_off_loop = False
+        self._stale: set[Key] = set()  # (rebuild_off_loop) the environments to build anew
+        self._rebuilds = 0  # bumped when that set grows or the folders change: the newest plan is taken
         self.rescan()
 
     # the parts' state other modules and tests read
@@ -192,10 +198,13 @@ class Engine:
             if clear or key[0] in plan.walk or env is None or replace(env, files=()) != replace(
                     state.env, files=()):
                 dropped.add(key)
+        again = dropped | (envs.keys() - self._states.keys())
         for key in dropped:
-            del self._states[key]
+            if not (self.rebuild_off_loop and key in envs):
+                del self._states[key]
         self._changed()
-        return dropped | (envs.keys() - self._states.keys())
+        self._want_rebuild(again & envs.keys())
+        return again
 
     def set_folders(self, folders: Iterable[Path]) -> set[Key]:
         """Workspace folders added or removed: a removed root's environments, states and models
@@ -208,6 +217,8 @@ class Engine:
             self.model_state.models.pop(key, None)
         self.revisions.forget(keys)
         self.graphs.set_roots(self.roots)
+        self._stale = {key for key in self._stale if key[0] in self.roots}
+        self._rebuilds += 1  # (a rebuild planned before would bring back a removed folder's states)
         self._changed()
         return keys
 
@@ -265,7 +276,47 @@ class Engine:
     def base_moved(self) -> None:
         """A base branch moved (poll_git() said so): every environment is checked again."""
         self._changed()
-        self._states.clear()
+        if self.rebuild_off_loop:
+            self._want_rebuild({key for key, _ in self.environments()})
+        else:
+            self._states.clear()
+
+    # ---------------------------------------------------------------- rebuilds off the loop
+
+    def _want_rebuild(self, keys: set[Key]) -> None:
+        if self.rebuild_off_loop and keys:
+            self._stale |= keys
+            self._rebuilds += 1
+
+    @property
+    def rebuild_pending(self) -> bool:
+        return bool(self._stale)
+
+    def plan_rebuild(self) -> Rebuild:
+        """The environments to build anew, with what they read (its `run()`, safe in a thread)."""
+        envs = dict(self.environments())
+        jobs = tuple((key, self.documents.with_new_buffers(envs[key], self.discoveries))
+                     for key in sorted(self._stale) if key in envs)
+        return Rebuild(self._rebuilds, jobs, self.documents.detached(), self.graphs.detached())
+
+    def take_rebuild(self, plan: Rebuild, states: dict[Key, EnvironmentState]) -> set[Key] | None:
+        """Take in the states `plan` built, unless a newer rebuild was asked for since (None).
+        An environment whose files changed meanwhile (a buffer created in it) stays to be
+        built again; files edited meanwhile are patched in by the next snapshot."""
+        if plan.number != self._rebuilds:
+            return None
+        envs = dict(self.environments())
+        taken = set()
+        for key, env in plan.jobs:
+            now = envs.get(key)
+            if now is not None and self.documents.with_new_buffers(now, self.discoveries) == env:
+                self._states[key] = states[key]
+                taken.add(key)
+        self._stale -= taken | (self._stale - envs.keys())
+        self.documents.take(plan.documents)
+        self.graphs.take(plan.graphs, taken)
+        self._changed()
+        return taken
 
     def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
         return self.graphs.base(root, env, here)
@@ -293,6 +344,11 @@ class Engine:
         that follows them is read."""
         return self._latest
 
+    @property
+    def current(self) -> bool:
+        """Nothing changed since `latest` was built."""
+        return self._snapshot is not None
+
     def snapshot_steps(self, quick: bool = False) -> Iterator[None]:
         """snapshot() in small steps: it yields between revisions of the schema pass, so the
         server can answer requests in between; an edit made meanwhile abandons it (what it
@@ -307,12 +363,16 @@ class Engine:
         for discovery in self.discoveries:
             problems.extend(discovery.problems)
             for env in discovery.environments:
-                env = self.documents.with_new_buffers(env, self.discoveries)
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
+                kept = key in self._stale  # (rebuild_off_loop) served until its rebuild is taken in
+                if kept and state is None:
+                    continue
+                env = state.env if kept and state is not None else self.documents.with_new_buffers(
+                    env, self.discoveries)
                 if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in dirty) or (
-                        state.partial and not quick):
-                    state = yield from self._build(env, key, state, quick, generation)
+                        state.partial and not quick and not kept):
+                    state = yield from self._build(env, key, state, quick or kept, generation)
                     if state is None or self._generation != generation:
                         return  # edited meanwhile: this picture is already stale
                     built[key] = state
