@@ -2,11 +2,14 @@
 
 `Engine` coordinates parts with one job each (README, Architecture):
 
+- `folders.Workspace`: the folders, their settings and stores, what discovery found, the rescans;
 - `documents.Documents`: the open-document store (buffers win over disk, parsed once per text);
 - `graph_index.GraphIndex`: per environment the revision graph and its G findings (git included);
 - `schema_pass.SchemaPass`: D/S findings of every revision along the replayed schema;
 - `models_state.ModelsState`: the loaded models and M001–M004;
 - `memo.RevisionMemo`: the one memo by revision key (content + ancestry) the last three share;
+- `build`: one environment's state assembled from those parts, and the rebuild (`Rebuild`) the
+  server runs in a thread when environments are to be built anew (plan_rebuild / take_rebuild);
 - `stored`: what goes into the persistent cache; `snapshot`: the pictures requests read.
 
 `snapshot()` returns a read-only `Snapshot`; an edit re-parses one file and rebuilds only
@@ -274,7 +277,8 @@ class Engine:
         return self.graphs.poll(self.environments(), dict(self._states))
 
     def base_moved(self) -> None:
-        """A base branch moved (poll_git() said so): every environment is checked again."""
+        """A base branch moved (poll_git() said so): every environment is checked again
+        (with rebuild_off_loop: built anew by the next rebuild, its state served until then)."""
         self._changed()
         if self.rebuild_off_loop:
             self._want_rebuild({key for key, _ in self.environments()})
