@@ -497,7 +497,7 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
         engine = Engine([], {}, trusted=ls.trusted)
     engine.rebuild_off_loop = True  # (from now on: the environments to build anew are built in a thread)
     ls.engine = engine
-    if engine.folders != tuple(dict.fromkeys(r.resolve() for r in ls.roots)):  # folders changed while indexing
+    if engine.workspace.folders != tuple(dict.fromkeys(r.resolve() for r in ls.roots)):  # folders changed while indexing
         engine.set_folders(ls.roots)
         request_rescan(ls, walk=(), clear=False)
     for doc in list(ls.workspace.text_documents.values()):  # opened while we were indexing
@@ -771,13 +771,13 @@ def _apply_settings(ls: MigrationServer, settings: Any, scoped: dict[Path, Any] 
         root: own for root, raw in scoped.items()
         if (own := {k: v for k, v in _settings(raw).items() if overrides.get(k) != v})}
     engine = ls.engine
-    if (overrides, folders) != ((engine.overrides, engine.folder_overrides) if engine else
+    if (overrides, folders) != ((engine.workspace.overrides, engine.workspace.folder_overrides) if engine else
                                 (ls.overrides, ls.folder_overrides)):
         ls.overrides = overrides
         ls.folder_overrides = folders
         if engine:
             # the workspace's settings: everything again; a folder's own: what they apply to
-            everything = overrides != engine.overrides
+            everything = overrides != engine.workspace.overrides
             engine.configure(overrides, folders)
             request_rescan(ls, walk=None if everything else (), clear=everything, models=True)
 

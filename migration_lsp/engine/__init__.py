@@ -95,7 +95,7 @@ class Engine:
         # report(): a whole environment's findings cached under the digest of all its inputs
         self.memo = memo
         self.documents = Documents()
-        self.graphs = GraphIndex(self.roots, self.overrides)
+        self.graphs = GraphIndex(self.roots, self.workspace.overrides)
         self.revisions = RevisionMemo()
         self.schema = SchemaPass(self.revisions, lambda path: path in self.documents.buffers)
         self.model_state = ModelsState(trusted, untrusted_reason)
@@ -115,20 +115,8 @@ class Engine:
 
     # the parts' state other modules and tests read
     @property
-    def folders(self) -> tuple[Path, ...]:
-        return self.workspace.folders
-
-    @property
     def roots(self) -> tuple[Path, ...]:
         return self.workspace.roots
-
-    @property
-    def overrides(self) -> dict:
-        return self.workspace.overrides
-
-    @property
-    def folder_overrides(self) -> dict[Path, dict]:
-        return self.workspace.folder_overrides
 
     @property
     def stores(self) -> dict[Path, Store]:
@@ -169,7 +157,7 @@ class Engine:
         """New settings (the workspace's, each folder's): they apply from the next rescan."""
         self.workspace.configure(overrides, folder_overrides)
         if overrides is not None:
-            self.graphs.set_overrides(self.overrides)
+            self.graphs.set_overrides(self.workspace.overrides)
 
     def want_rescan(self, walk: Iterable[Path] | None = None, clear: bool = True) -> None:
         """Ask for a rescan that walks `walk` (default: every root) and, with `clear`, builds
