@@ -35,6 +35,7 @@ def _server(*roots: Path) -> tuple[srv.MigrationServer, list[tuple[Path, list]]]
     ls = srv.MigrationServer()
     ls.roots = [r.resolve() for r in roots]
     ls.engine = Engine(ls.roots, trusted=False, cache=False)
+    ls.engine.rebuild_off_loop = True  # (as on_initialized sets it)
     ls.engine.snapshot()
     ls.protocol.client_capabilities = t.ClientCapabilities()
     ls.ready.set()
