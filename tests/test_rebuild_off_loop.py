@@ -9,12 +9,16 @@ import threading
 from pathlib import Path
 
 import pytest
+import test_git
+from conftest import migration_text
 from lsprotocol import types as t
-from test_git import add_revision, clone, commit, git, remote  # noqa: F401 (remote: a fixture)
+from test_git import add_revision, clone, commit, git
 
 from migration_lsp import server as srv
 from migration_lsp.engine import Engine
 from migration_lsp.engine.graph_index import GraphIndex
+
+remote = test_git.remote  # the fixture: a bare repository whose main has a1 <- a2
 
 
 @pytest.fixture
@@ -202,3 +206,29 @@ async def test_requests_before_the_first_snapshot_answer_empty_and_build_nothing
     assert all(not answer for answer in answers)
     assert builds == [] and ls.engine.builds == 0 and ls.engine.latest is None
 
+
+
+def test_a_rebuild_after_a_base_move_keeps_the_schema_findings_until_the_full_pass(tmp_path: Path) -> None:
+    """The base branch says nothing about the schema: the rebuilt state keeps the last full
+    pass's findings (no flicker of every D/S diagnostic after a fetch), except in a file whose
+    text changed meanwhile."""
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    first = versions / "a1_users.py"
+    first.write_text(migration_text("a1", None, upgrades="op.create_table('users')", downgrades="pass"))
+    (versions / "a2_orders.py").write_text(migration_text("a2", "a1", upgrades="op.create_table('orders')",
+                                                          downgrades="pass"))
+    engine = Engine([tmp_path], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    before = engine.snapshot().diagnostics  # the full pass
+    assert {d.path.name for d in before if d.code == "D001"} == {"a1_users.py", "a2_orders.py"}
+    engine.base_moved()
+    plan = engine.plan_rebuild()
+    engine.set_buffer(first, first.read_text() + "\n")  # (a text the full pass has not seen)
+    engine.take_rebuild(plan, in_thread(plan.run))
+    after = engine.snapshot(quick=True)
+    assert after.environments[0].partial  # (no full pass since)
+    assert {d.path.name for d in after.diagnostics if d.code == "D001"} == {"a2_orders.py"}
+    assert [d for d in after.diagnostics if d.path.name == "a2_orders.py"] == [
+        d for d in before if d.path.name == "a2_orders.py"]

@@ -286,10 +286,13 @@ class Engine:
 
     def plan_rebuild(self) -> Rebuild:
         """The environments to build anew, with what they read (its `run()`, safe in a thread)."""
-        envs = dict(self.environments())
-        jobs = tuple((key, self.documents.with_new_buffers(envs[key], self.discoveries))
-                     for key in sorted(self._stale) if key in envs)
-        return Rebuild(self._rebuilds, jobs, self.documents.detached(), self.graphs.detached())
+        jobs = []
+        for key, env in self.environments():
+            if key in self._stale:
+                env = self.documents.with_new_buffers(env, self.discoveries)
+                state = self._states.get(key)
+                jobs.append((key, env, state if state is not None and state.env == env else None))
+        return Rebuild(self._rebuilds, tuple(jobs), self.documents.detached(), self.graphs.detached())
 
     def take_rebuild(self, plan: Rebuild, states: dict[Key, EnvironmentState]) -> set[Key] | None:
         """Take in the states `plan` built, unless a newer rebuild was asked for since (None).
@@ -299,7 +302,7 @@ class Engine:
             return None
         envs = dict(self.environments())
         taken = set()
-        for key, env in plan.jobs:
+        for key, env, _ in plan.jobs:
             now = envs.get(key)
             if now is not None and self.documents.with_new_buffers(now, self.discoveries) == env:
                 self._states[key] = states[key]

@@ -38,7 +38,8 @@ class GraphPart:
     by_path: dict[Path, MigrationScript]
     graph: RevisionGraph
     found: tuple[Diagnostic, ...]  # the G findings, filtered
-    pairs: Pairs  # (old, new) of the files changed since the previous state (when it had as many)
+    pairs: Pairs  # (old, new) of the files changed since the previous state ...
+    patched: bool = False  # ... when it was built from one with as many files (else: unknown)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def graph_part(documents: Documents, graphs: GraphIndex, env: Environment, key: 
     scripts, positions = documents.scripts(env, previous)
     graph, changed_pairs = graphs.graph(scripts, previous, positions)
     pairs: Pairs
-    if previous is not None and len(previous.scripts) == len(scripts):
+    patched = previous is not None and len(previous.scripts) == len(scripts)
+    if previous is not None and patched:
         by_path = dict(previous.script_by_path)
         pairs = changed_pairs if changed_pairs is not None else [
             pair for pair in zip(previous.scripts, scripts) if pair[0] is not pair[1]]
@@ -70,14 +72,14 @@ def graph_part(documents: Documents, graphs: GraphIndex, env: Environment, key: 
         pairs = []
         by_path = {s.path: s for s in scripts}
     found = graphs.findings(key, env, graph, scripts, by_path, previous, changed_pairs)
-    return GraphPart(env, scripts, by_path, graph, found, pairs)
+    return GraphPart(env, scripts, by_path, graph, found, pairs, patched)
 
 
 def quick_state(part: GraphPart, previous: EnvironmentState | None) -> EnvironmentState:
     """The graph part current, the schema part the previous state's minus the files edited
     since (what an editor needs on every keystroke; the full pass follows)."""
     kept = previous.schema_by_path if previous is not None else {}
-    if previous is not None and len(previous.scripts) == len(part.scripts):
+    if previous is not None and part.patched:
         edited = {s.path for pair in part.pairs for s in pair}
     elif previous is not None:
         edited = set(part.by_path) - {s.path for s in previous.scripts if part.by_path.get(s.path) is s}
@@ -136,12 +138,15 @@ class Rebuild:
     plan's result is taken in."""
 
     number: int
-    jobs: tuple[tuple[Key, Environment], ...]
+    # per environment: what it is now and its state, when that was built for the same
+    # environment (a base branch moved): its schema part stays until the full pass, minus
+    # the files whose text differs (else the schema part is empty until then)
+    jobs: tuple[tuple[Key, Environment, EnvironmentState | None], ...]
     documents: Documents
     graphs: GraphIndex
 
     def run(self) -> dict[Key, EnvironmentState]:
-        states = {key: quick_state(graph_part(self.documents, self.graphs, env, key, None), None)
-                  for key, env in self.jobs}
+        states = {key: quick_state(graph_part(self.documents, self.graphs, env, key, None), kept)
+                  for key, env, kept in self.jobs}
         GraphIndex.warm_up(states.values())  # (what the first keystroke would pay for, on the loop)
         return states
