@@ -289,9 +289,7 @@ class Engine:
         jobs = []
         for key, env in self.environments():
             if key in self._stale:
-                env = self.documents.with_new_buffers(env, self.discoveries)
-                state = self._states.get(key)
-                jobs.append((key, env, state if state is not None and state.env == env else None))
+                jobs.append((key, self.documents.with_new_buffers(env, self.discoveries), self._states.get(key)))
         return Rebuild(self._rebuilds, tuple(jobs), self.documents.detached(), self.graphs.detached())
 
     def take_rebuild(self, plan: Rebuild, states: dict[Key, EnvironmentState]) -> set[Key] | None:
@@ -304,7 +302,8 @@ class Engine:
         taken = set()
         for key, env, _ in plan.jobs:
             now = envs.get(key)
-            if now is not None and self.documents.with_new_buffers(now, self.discoveries) == env:
+            now = self.documents.with_new_buffers(now, self.discoveries) if now is not None else None
+            if now is not None and (now is env or now == env):  # (the same object unless a buffer was created)
                 self._states[key] = states[key]
                 taken.add(key)
         self._stale -= taken | (self._stale - envs.keys())

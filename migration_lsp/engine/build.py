@@ -138,15 +138,16 @@ class Rebuild:
     plan's result is taken in."""
 
     number: int
-    # per environment: what it is now and its state, when that was built for the same
-    # environment (a base branch moved): its schema part stays until the full pass, minus
-    # the files whose text differs (else the schema part is empty until then)
+    # per environment: what it is now and its current state; when that was built for the
+    # same environment (a base branch moved), its schema part stays until the full pass,
+    # minus the files whose text differs (else the schema part is empty until then)
     jobs: tuple[tuple[Key, Environment, EnvironmentState | None], ...]
     documents: Documents
     graphs: GraphIndex
 
     def run(self) -> dict[Key, EnvironmentState]:
-        states = {key: quick_state(graph_part(self.documents, self.graphs, env, key, None), kept)
-                  for key, env, kept in self.jobs}
+        states = {key: quick_state(graph_part(self.documents, self.graphs, env, key, None),
+                                   state if state is not None and state.env == env else None)
+                  for key, env, state in self.jobs}  # (comparing environments: every file's path)
         GraphIndex.warm_up(states.values())  # (what the first keystroke would pay for, on the loop)
         return states
