@@ -119,14 +119,6 @@ class Engine:
         return self.workspace.roots
 
     @property
-    def stores(self) -> dict[Path, Store]:
-        return self.workspace.stores
-
-    @property
-    def discoveries(self) -> tuple[Discovery, ...]:
-        return self.workspace.discoveries
-
-    @property
     def buffers(self) -> dict[Path, str]:
         return self.documents.buffers
 
@@ -289,7 +281,7 @@ class Engine:
         jobs = []
         for key, env in self.environments():
             if key in self._stale:
-                jobs.append((key, self.documents.with_new_buffers(env, self.discoveries), self._states.get(key)))
+                jobs.append((key, self.documents.with_new_buffers(env, self.workspace.discoveries), self._states.get(key)))
         return Rebuild(self._rebuilds, tuple(jobs), self.documents.detached(), self.graphs.detached())
 
     def take_rebuild(self, plan: Rebuild, states: dict[Key, EnvironmentState]) -> set[Key] | None:
@@ -302,7 +294,7 @@ class Engine:
         taken = set()
         for key, env, _ in plan.jobs:
             now = envs.get(key)
-            now = self.documents.with_new_buffers(now, self.discoveries) if now is not None else None
+            now = self.documents.with_new_buffers(now, self.workspace.discoveries) if now is not None else None
             if now is not None and (now is env or now == env):  # (the same object unless a buffer was created)
                 self._states[key] = states[key]
                 taken.add(key)
@@ -354,7 +346,7 @@ class Engine:
         states: list[EnvironmentState] = []
         built: dict[Key, EnvironmentState] = {}
         problems: list[ConfigProblem] = []
-        for discovery in self.discoveries:
+        for discovery in self.workspace.discoveries:
             problems.extend(discovery.problems)
             for env in discovery.environments:
                 key = (discovery.root, env.name)
@@ -363,7 +355,7 @@ class Engine:
                 if kept and state is None:
                     continue
                 env = state.env if kept and state is not None else self.documents.with_new_buffers(
-                    env, self.discoveries)
+                    env, self.workspace.discoveries)
                 if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in dirty) or (
                         state.partial and not quick and not kept):
                     state = yield from self._build(env, key, state, quick or kept, generation)
@@ -385,11 +377,11 @@ class Engine:
             return self.snapshot()
         environments: list[EnvironmentReport] = []
         problems: list[ConfigProblem] = []
-        for discovery in self.discoveries:
+        for discovery in self.workspace.discoveries:
             problems.extend(discovery.problems)
             for env in discovery.environments:
                 key = (discovery.root, env.name)
-                store = self.stores[discovery.root]
+                store = self.workspace.stores[discovery.root]
                 if not store.enabled:
                     environments.append(self._complete(env, key))
                     continue
@@ -430,7 +422,7 @@ class Engine:
         options = options_factory(env)
         if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
             return assemble(part, SchemaPart({}, options))
-        store = self.stores.get(key[0]) or Store(None)
+        store = self.workspace.stores.get(key[0]) or Store(None)
 
         def stale() -> bool:
             return self._generation != generation
