@@ -238,6 +238,8 @@ class MigrationServer(LanguageServer):
         if self.engine is None:
             return
         self._publish(self.verifier.apply(self.engine.snapshot(quick=True)))
+        if self.engine.rebuild_pending:
+            rebuild(self)  # (environments to build anew, e.g. many files changed on disk: in a thread)
 
     def _publish(self, snapshot: Snapshot) -> None:
         announce_graph(self, snapshot)

@@ -23,14 +23,15 @@ remote = test_git.remote  # the fixture: a bare repository whose main has a1 <- 
 
 @pytest.fixture
 def builds(monkeypatch) -> list[int]:
-    """The thread of every revision graph built from scratch (no previous state to patch)."""
+    """The thread of every environment's revision graph built anew (not patched)."""
     seen: list[int] = []
     graph = GraphIndex.graph
 
     def recording(scripts, previous, positions=None):
-        if previous is None:
+        built, pairs = graph(scripts, previous, positions)
+        if pairs is None:  # (no previous state, or more files changed than a patch takes)
             seen.append(threading.get_ident())
-        return graph(scripts, previous, positions)
+        return built, pairs
 
     monkeypatch.setattr(GraphIndex, "graph", staticmethod(recording))
     return seen
@@ -232,3 +233,37 @@ def test_a_rebuild_after_a_base_move_keeps_the_schema_findings_until_the_full_pa
     assert {d.path.name for d in after.diagnostics if d.code == "D001"} == {"a2_orders.py"}
     assert [d for d in after.diagnostics if d.path.name == "a2_orders.py"] == [
         d for d in before if d.path.name == "a2_orders.py"]
+
+
+def test_many_files_changed_on_disk_are_taken_in_by_a_rebuild_off_the_loop(tmp_path: Path, builds: list[int]) -> None:
+    """A checkout or a pull rewrites more files than an edit patches into the graph: the
+    environment is built anew in a thread (the loop keeps serving the previous picture, and
+    an open buffer's edits); a file or two changed on disk is still patched in at once."""
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    files = []
+    for n in range(12):
+        files.append(versions / f"r{n}_t.py")
+        files[-1].write_text(migration_text(f"r{n}", f"r{n - 1}" if n else None, message=f"table {n}"))
+    engine = Engine([tmp_path], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    engine.snapshot(quick=True)
+    loop = threading.get_ident()
+    builds.clear()
+    files[0].write_text(files[0].read_text().replace("table 0", "first table"))
+    engine.file_changed(files[0])  # one file: patched in on the loop, nothing built anew
+    assert "first table" in engine.snapshot(quick=True).script(files[0].resolve()).text
+    assert builds == [] and not engine.rebuild_pending
+    for path in files[1:9]:  # eight files (more than PATCH_LIMIT): as a git checkout would
+        path.write_text(path.read_text().replace("Revises:", "Revises: ").replace("table", "renamed table"))
+        engine.file_changed(path)
+    served = engine.snapshot(quick=True)
+    assert builds == [] and engine.rebuild_pending  # nothing built on the loop ...
+    assert "renamed" not in served.script(files[1].resolve()).text  # ... the previous picture is served
+    plan = engine.plan_rebuild()
+    assert engine.take_rebuild(plan, in_thread(plan.run)) is not None
+    assert len(builds) == 1 and loop not in builds
+    snapshot = engine.snapshot(quick=True)
+    assert all("renamed table" in snapshot.script(p.resolve()).text for p in files[1:9])
+    assert snapshot.diagnostics == Engine([tmp_path], cache=False, trusted=False).snapshot(quick=True).diagnostics

@@ -35,7 +35,7 @@ from ..project import ConfigProblem, Discovery, Environment, Settings
 from .build import Rebuild, SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
 from .folders import Rescan, Workspace
-from .graph_index import GraphIndex
+from .graph_index import PATCH_LIMIT, GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
 from .schema_pass import SchemaPass, environment_salt, options_factory
@@ -272,6 +272,13 @@ class Engine:
             self._stale |= keys
             self._rebuilds += 1
 
+    def _many_on_disk(self, env: Environment, dirty: set[Path]) -> bool:
+        """More of the environment's files changed on disk (not in a buffer) than an edit
+        patches into its graph: with rebuild_off_loop it is built anew in a thread instead."""
+        if not self.rebuild_off_loop or len(dirty) <= PATCH_LIMIT:
+            return False
+        return sum(1 for p in dirty if p in env.file_set and p not in self.documents.buffers) > PATCH_LIMIT
+
     @property
     def rebuild_pending(self) -> bool:
         return bool(self._stale)
@@ -351,12 +358,16 @@ class Engine:
             for env in discovery.environments:
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
+                if state is not None and key not in self._stale and self._many_on_disk(env, dirty):
+                    self._want_rebuild({key})  # (a checkout, a pull: built anew in a thread)
                 kept = key in self._stale  # (rebuild_off_loop) served until its rebuild is taken in
                 if kept and state is None:
                     continue
                 env = state.env if kept and state is not None else self.documents.with_new_buffers(
                     env, self.workspace.discoveries)
-                if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in dirty) or (
+                # a kept state takes in edits of open buffers only (the rebuild reads the disk)
+                edited = (p for p in dirty if p in self.documents.buffers) if kept else dirty
+                if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in edited) or (
                         state.partial and not quick and not kept):
                     state = yield from self._build(env, key, state, quick or kept, generation)
                     if state is None or self._generation != generation:
