@@ -85,7 +85,7 @@ class _Run:
 
     def items(self) -> list[pytest.Item]:
         found: list[pytest.Item] = []
-        problems = [p for d in self.engine.discoveries for p in d.problems]
+        problems = [p for d in self.engine.workspace.discoveries for p in d.problems]
         if problems:
             found.append(MigrationLspItem.from_parent(
                 self.session, name="configuration", nodeid="migration-lsp::configuration", run=self, index=None,

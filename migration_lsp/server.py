@@ -163,6 +163,7 @@ class MigrationServer(LanguageServer):
         self.models_keys: set[tuple[Path, str]] | None = None  # the environments the next load is for (None: all)
         self.models_loaded = False  # a load of every environment's models was started
         self.rescan_task: asyncio.Future | None = None  # discovery again, in a thread (request_rescan)
+        self.rebuild_task: asyncio.Future | None = None  # environments built anew, in a thread (rebuild)
         self.rescan_models = False  # load the models of what the rescan changed, once it is adopted
         self.after_rescan: list[Callable[[], None]] = []  # what waits for the rescan (request_rescan)
         self.models_rejudged = False  # the models loaded again once the schema pass is complete
@@ -190,24 +191,25 @@ class MigrationServer(LanguageServer):
     @property
     def snapshot(self) -> Snapshot | None:
         """For requests: the engine's latest snapshot (current graph; schema diagnostics as of
-        the last full pass). Only read: every change notification builds the next quick one
-        before a request can come, and nothing a request does starts a build on the loop
-        (only a server whose engine built nothing yet makes its first picture here)."""
-        engine = self.engine
-        if engine is None:
-            return None
-        latest = engine.latest
-        return self.verifier.apply(latest if latest is not None else engine.snapshot(quick=True))
+        the last full pass), None before the first. Only read: every change notification
+        builds the next quick one before a request can come, and nothing a request does
+        starts a build on the loop."""
+        latest = self.engine.latest if self.engine is not None else None
+        return self.verifier.apply(latest) if latest is not None else None
 
     async def complete_snapshot(self, attempts: int = 5) -> Snapshot | None:
         """A snapshot whose schema part is current, for what needs it (a fix built on
-        codeAction/resolve): the full pass is started now (not after the typing pause) and
-        awaited, in its slices; None when edits keep making it stale."""
+        codeAction/resolve): a rebuild under way (in its thread) is awaited, the full pass is
+        started now (not after the typing pause) and awaited, in its slices; None when edits
+        keep making it stale. Nothing is built here: the pass builds, in slices."""
         for _ in range(attempts):
             if self.engine is None:
                 return None
-            snapshot = self.engine.snapshot(quick=True)
-            if not any(state.partial for state in snapshot.environments):
+            if self.engine.rebuild_pending:
+                await asyncio.shield(rebuild(self))
+            snapshot = self.engine.latest
+            if snapshot is not None and self.engine.current and not self.engine.rebuild_pending and not any(
+                    state.partial for state in snapshot.environments):
                 return snapshot
             if self.full_pass is not None:
                 self.full_pass.cancel()
@@ -234,6 +236,8 @@ class MigrationServer(LanguageServer):
         if self.engine is None:
             return
         self._publish(self.verifier.apply(self.engine.snapshot(quick=True)))
+        if self.engine.rebuild_pending:
+            rebuild(self)  # (environments to build anew, e.g. many files changed on disk: in a thread)
 
     def _publish(self, snapshot: Snapshot) -> None:
         announce_graph(self, snapshot)
@@ -491,8 +495,9 @@ async def on_initialized(ls: MigrationServer, params: types.InitializedParams) -
     except Exception:  # noqa: BLE001 - a bug of ours reading the workspace: an empty engine, said in the log
         ls.log(f"indexing failed:\n{traceback.format_exc()}", types.MessageType.Error)
         engine = Engine([], {}, trusted=ls.trusted)
+    engine.rebuild_off_loop = True  # (from now on: the environments to build anew are built in a thread)
     ls.engine = engine
-    if engine.folders != tuple(dict.fromkeys(r.resolve() for r in ls.roots)):  # folders changed while indexing
+    if engine.workspace.folders != tuple(dict.fromkeys(r.resolve() for r in ls.roots)):  # folders changed while indexing
         engine.set_folders(ls.roots)
         request_rescan(ls, walk=(), clear=False)
     for doc in list(ls.workspace.text_documents.values()):  # opened while we were indexing
@@ -586,6 +591,8 @@ async def _rescan(ls: MigrationServer) -> None:
         again = ", ".join(sorted(f"{name} ({root})" for root, name in changed)) or "none"
         ls.log(f"rescan: {len(engine.environments())} environment(s); built again: {again}", types.MessageType.Log)
         ls.refresh()
+        if engine.rebuild_pending and not engine.rescan_pending:  # what follows sees the rescan's picture
+            await asyncio.shield(rebuild(ls))
         if engine.rescan_pending:
             continue
         if ls.rescan_models:
@@ -594,6 +601,30 @@ async def _rescan(ls: MigrationServer) -> None:
         then, ls.after_rescan = ls.after_rescan, []
         for call in then:
             call()
+
+
+def rebuild(ls: MigrationServer) -> asyncio.Future:
+    """Build anew, off the event loop, the environments a base move or a rescan made stale
+    (Engine.plan_rebuild: in a thread; take_rebuild: on the loop): requests read their
+    previous states meanwhile, with edits patched in. One rebuild runs at a time (the
+    running task is returned); it goes on while some are stale."""
+    if ls.rebuild_task is None or ls.rebuild_task.done():
+        ls.rebuild_task = ls.spawn(_rebuild(ls))
+    return ls.rebuild_task
+
+
+async def _rebuild(ls: MigrationServer) -> None:
+    while (engine := ls.engine) is not None and engine.rebuild_pending:
+        plan = engine.plan_rebuild()
+        try:
+            states = await asyncio.to_thread(plan.run)
+        except Exception:  # noqa: BLE001 - a bug of ours building: said in the log, the old picture stays
+            ls.log(f"rebuild failed:\n{traceback.format_exc()}", types.MessageType.Error)
+            return
+        if engine is not ls.engine:
+            return
+        if engine.take_rebuild(plan, states) is not None:
+            ls.refresh()
 
 
 async def _load_models(ls: MigrationServer) -> None:
@@ -746,13 +777,13 @@ def _apply_settings(ls: MigrationServer, settings: Any, scoped: dict[Path, Any] 
         root: own for root, raw in scoped.items()
         if (own := {k: v for k, v in _settings(raw).items() if overrides.get(k) != v})}
     engine = ls.engine
-    if (overrides, folders) != ((engine.overrides, engine.folder_overrides) if engine else
+    if (overrides, folders) != ((engine.workspace.overrides, engine.workspace.folder_overrides) if engine else
                                 (ls.overrides, ls.folder_overrides)):
         ls.overrides = overrides
         ls.folder_overrides = folders
         if engine:
             # the workspace's settings: everything again; a folder's own: what they apply to
-            everything = overrides != engine.overrides
+            everything = overrides != engine.workspace.overrides
             engine.configure(overrides, folders)
             request_rescan(ls, walk=None if everything else (), clear=everything, models=True)
 
@@ -1162,8 +1193,9 @@ async def _refresh_git(ls: MigrationServer) -> None:
     """engine.refresh_git() with its git half in a thread: the loop only learns the answer."""
     engine = ls.engine
     if engine is not None and await asyncio.to_thread(engine.poll_git) and engine is ls.engine:
-        engine.base_moved()
+        engine.base_moved()  # (every environment built anew in a thread: rebuild)
         ls.refresh()
+        await asyncio.shield(rebuild(ls))
 
 
 async def _poll_git(ls: MigrationServer) -> None:

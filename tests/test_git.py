@@ -263,7 +263,7 @@ def test_reading_uses_two_processes_per_commit_and_never_the_work_tree(remote: P
     repo = find_repository(bob)
     ref, _ = resolve_base(repo, None)
     engine = Engine([bob], cache=False, trusted=False)
-    env = engine.discoveries[0].environments[0]
+    env = engine.workspace.discoveries[0].environments[0]
     stats = Stats()
     base = read_base(repo, ref, env, stats)
     # an ls-tree per commit, one cat-file; the fork's two files are blobs the tip has: read once

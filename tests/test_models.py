@@ -357,7 +357,7 @@ def test_a_list_of_metadatas_in_env_py(tmp_path):
         "from app.models import Base", "from app.models import Base\nfrom app import extra").replace(
         "target_metadata = Base.metadata", "target_metadata = [Base.metadata, extra.Other.metadata]")
     root = make_project(tmp_path, env_py=env, files={"app/extra.py": extra})
-    source = metadata_source(Engine([root]).discoveries[0].environments[0])
+    source = metadata_source(Engine([root]).workspace.discoveries[0].environments[0])
     assert source.specs == ("app.models.Base.metadata", "app.extra.Other.metadata")
     _, state = loaded(root)
     diags = m_diags(state)
@@ -469,7 +469,7 @@ def test_target_metadata_imported_under_that_name(tmp_path):
     db = "from app.models import Base\n\nmetadata = Base.metadata\n"
     root = make_project(tmp_path, env_py=env, files={"app/db.py": db},
                         extra_user="nickname: Mapped[str | None] = mapped_column(String(30))\n")
-    source = metadata_source(Engine([root]).discoveries[0].environments[0])
+    source = metadata_source(Engine([root]).workspace.discoveries[0].environments[0])
     assert source.specs == ("app.db.metadata",)
     _, state = loaded(root)
     assert [d.code for d in m_diags(state)] == ["M001"]

@@ -35,6 +35,7 @@ def _server(*roots: Path) -> tuple[srv.MigrationServer, list[tuple[Path, list]]]
     ls = srv.MigrationServer()
     ls.roots = [r.resolve() for r in roots]
     ls.engine = Engine(ls.roots, trusted=False, cache=False)
+    ls.engine.rebuild_off_loop = True  # (as on_initialized sets it)
     ls.engine.snapshot()
     ls.protocol.client_capabilities = t.ClientCapabilities()
     ls.ready.set()
@@ -153,7 +154,7 @@ async def test_adding_and_removing_a_folder_leaves_the_others_alone(tmp_path: Pa
     assert (alpha_typo, []) in published  # cleared at once
     assert not any(path.is_relative_to(beta.resolve()) for path, _ in published)  # beta's stand
     assert {s.env.root for s in ls.engine.latest.environments} == {beta.resolve()}
-    assert alpha.resolve() not in ls.engine.stores and not any(k[0] == alpha.resolve() for k in ls.engine._states)
+    assert alpha.resolve() not in ls.engine.workspace.stores and not any(k[0] == alpha.resolve() for k in ls.engine._states)
     if ls.rescan_task is not None:
         await ls.rescan_task
     assert built == []  # nothing was built again for beta

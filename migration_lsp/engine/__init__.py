@@ -2,11 +2,14 @@
 
 `Engine` coordinates parts with one job each (README, Architecture):
 
+- `folders.Workspace`: the folders, their settings and stores, what discovery found, the rescans;
 - `documents.Documents`: the open-document store (buffers win over disk, parsed once per text);
 - `graph_index.GraphIndex`: per environment the revision graph and its G findings (git included);
 - `schema_pass.SchemaPass`: D/S findings of every revision along the replayed schema;
 - `models_state.ModelsState`: the loaded models and M001–M004;
 - `memo.RevisionMemo`: the one memo by revision key (content + ancestry) the last three share;
+- `build`: one environment's state assembled from those parts, and the rebuild (`Rebuild`) the
+  server runs in a thread when environments are to be built anew (plan_rebuild / take_rebuild);
 - `stored`: what goes into the persistent cache; `snapshot`: the pictures requests read.
 
 `snapshot()` returns a read-only `Snapshot`; an edit re-parses one file and rebuilds only
@@ -18,7 +21,6 @@ come from the cache without being parsed.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -30,9 +32,10 @@ from ..core import Diagnostic
 from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import ConfigProblem, Discovery, Environment, Settings
+from .build import Rebuild, SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
-from .folders import Rescan, outermost
-from .graph_index import GraphIndex
+from .folders import Rescan, Workspace
+from .graph_index import PATCH_LIMIT, GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
 from .schema_pass import SchemaPass, environment_salt, options_factory
@@ -78,12 +81,6 @@ def graph_only(settings: Settings) -> bool:
     return bool(select) and "ALL" not in select and all(s.startswith("G") for s in select)
 
 
-def _by_root(folder_overrides: dict[Path, dict] | None) -> dict[Path, dict]:
-    """One workspace folder's own settings (an editor's folder-level ones, e.g. the interpreter
-    selected for that folder of a multi-root workspace), keyed like `Engine.roots`."""
-    return {Path(root).resolve(): dict(values) for root, values in (folder_overrides or {}).items() if values}
-
-
 class Engine:
     """Session state for one or more workspace roots."""
 
@@ -92,20 +89,13 @@ class Engine:
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
                  untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False,
                  folder_overrides: dict[Path, dict] | None = None) -> None:
-        self.cache = cache
-        # every workspace folder (nested ones too: their settings apply below them, engine.folders)
-        self.folders = tuple(dict.fromkeys(Path(r).resolve() for r in roots))
-        self.roots = outermost(self.folders)
-        self.overrides = dict(overrides or {})
-        self.folder_overrides = _by_root(folder_overrides)
+        self.workspace = Workspace(roots, overrides, folder_overrides, cache)
         self.trusted = trusted
         self.untrusted_reason = untrusted_reason
-        self.stores: dict[Path, Store] = {root: Store.for_root(root) if cache else Store(None)
-                                          for root in self.roots}
         # report(): a whole environment's findings cached under the digest of all its inputs
         self.memo = memo
         self.documents = Documents()
-        self.graphs = GraphIndex(self.roots, self.overrides)
+        self.graphs = GraphIndex(self.roots, self.workspace.overrides)
         self.revisions = RevisionMemo()
         self.schema = SchemaPass(self.revisions, lambda path: path in self.documents.buffers)
         self.model_state = ModelsState(trusted, untrusted_reason)
@@ -115,16 +105,20 @@ class Engine:
         self._latest: Snapshot | None = None  # the last one built, stale or not (what requests read)
         self._snapshot_partial = False
         self.builds = 0  # environments built (quick or full): tests count what a request started
-        self.discoveries: tuple[Discovery, ...] = ()
-        self._bare: dict[Path, Discovery] = {}  # each root's discovery before settings (re-settled cheaply)
-        self._rescans = 0  # rescans asked for: only the newest plan's result is adopted
-        self._adopted = -1  # the number of the last rescan adopted
-        self._roots_to_walk: set[Path] = set()  # roots to walk again at the next adopted rescan
-        self._clear = False  # ... and whether every environment is then built again
         self._close_after_rescan: set[Path] = set()  # closed buffers discovery has yet to see (close_buffer)
+        # the server's: an environment to build anew (a base branch moved, a rescan changed it)
+        # keeps its state, served with edits patched in, until a rebuild made in a thread is
+        # taken in (plan_rebuild / take_rebuild); otherwise it is dropped, the next snapshot builds it
+        self.rebuild_off_loop = False
+        self._stale: set[Key] = set()  # (rebuild_off_loop) the environments to build anew
+        self._rebuilds = 0  # bumped when that set grows or the folders change: the newest plan is taken
         self.rescan()
 
     # the parts' state other modules and tests read
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return self.workspace.roots
+
     @property
     def buffers(self) -> dict[Path, str]:
         return self.documents.buffers
@@ -154,87 +148,67 @@ class Engine:
 
     def configure(self, overrides: dict | None = None, folder_overrides: dict[Path, dict] | None = None) -> None:
         """New settings (the workspace's, each folder's): they apply from the next rescan."""
+        self.workspace.configure(overrides, folder_overrides)
         if overrides is not None:
-            self.overrides = dict(overrides)
-            self.graphs.set_overrides(self.overrides)
-        if folder_overrides is not None:
-            self.folder_overrides = _by_root(folder_overrides)
+            self.graphs.set_overrides(self.workspace.overrides)
 
     def want_rescan(self, walk: Iterable[Path] | None = None, clear: bool = True) -> None:
         """Ask for a rescan that walks `walk` (default: every root) and, with `clear`, builds
         every environment again (a config or env.py changed: anything may differ). Without
         either, the roots are only settled again: an environment whose settings stay the same
         keeps its state."""
-        self._rescans += 1
-        self._roots_to_walk |= set(self.roots if walk is None else walk)
-        self._clear = self._clear or clear
+        self.workspace.want_rescan(walk, clear)
 
     @property
     def rescan_pending(self) -> bool:
-        return self._rescans != self._adopted
+        return self.workspace.rescan_pending
 
     def plan_rescan(self) -> Rescan:
         """The newest rescan asked for, to run (its `run()`, safe in a thread)."""
-        return Rescan(self._rescans, self.roots, frozenset(self._roots_to_walk & set(self.roots)), dict(self._bare),
-                      dict(self.stores), dict(self.overrides), dict(self.folder_overrides), self.folders,
-                      self.cache)
+        return self.workspace.plan_rescan()
 
     def adopt(self, plan: Rescan, found: dict[Path, tuple[Discovery, Discovery, Store]]) -> set[Key] | None:
         """Take in what `plan` found, unless a newer rescan was asked for since (None: the
         result is dropped; the newer one walks what this one did). The environments whose
         state was dropped (to be built again) are returned. Open buffers are kept as they
         are: they win over what the walk read."""
-        if plan.number != self._rescans or plan.roots != self.roots:
+        clear = self.workspace.adopt(plan, found)
+        if clear is None:
             return None
-        discoveries = []
-        for root in self.roots:
-            bare, settled, store = found[root]
-            self._bare[root] = bare
-            self.stores[root] = store
-            discoveries.append(settled)
-        self.discoveries = tuple(discoveries)
         envs = dict(self.environments())
         dropped = set()
         for key, state in self._states.items():
             env = envs.get(key)
-            if self._clear or key[0] in plan.walk or env is None or replace(env, files=()) != replace(
+            if clear or key[0] in plan.walk or env is None or replace(env, files=()) != replace(
                     state.env, files=()):
                 dropped.add(key)
+        again = dropped | (envs.keys() - self._states.keys())
         for key in dropped:
-            del self._states[key]
-        for path in self._close_after_rescan:  # discovery has them now (or they are gone from the disk)
+            if not (self.rebuild_off_loop and key in envs):
+                del self._states[key]
+        # discovery has them now (or they are gone from the disk); a state kept for a rebuild
+        # still holds their revisions, and the rebuild reads them from the disk
+        for path in self._close_after_rescan:
             self.documents.close_buffer(path)
         self._close_after_rescan.clear()
-        self._adopted = plan.number
-        self._roots_to_walk.clear()
-        self._clear = False
         self._changed()
-        return dropped | (envs.keys() - self._states.keys())
+        self._want_rebuild(again & envs.keys())
+        return again
 
     def set_folders(self, folders: Iterable[Path]) -> set[Key]:
         """Workspace folders added or removed: a removed root's environments, states and models
         go now (their keys are returned); a new root is walked at the next rescan, the others
         only settled again (a folder added inside one may bring its own settings)."""
-        self.folders = tuple(dict.fromkeys(Path(f).resolve() for f in folders))
-        roots = outermost(self.folders)
-        gone = set(self.roots) - set(roots)
-        new = set(roots) - set(self.roots)
-        for root in gone:
-            store = self.stores.pop(root, None)
-            if store is not None:
-                store.save()
-            self._bare.pop(root, None)
-        self.folder_overrides = {f: v for f, v in self.folder_overrides.items() if f in self.folders}
+        gone = self.workspace.set_folders(folders)
         keys = {key for key in [*self._states, *self.models] if key[0] in gone}
         for key in keys:
             self._states.pop(key, None)
             self.model_state.models.pop(key, None)
         self.revisions.forget(keys)
-        self.roots = roots
-        self.graphs.set_roots(roots)
-        self.discoveries = tuple(d for d in self.discoveries if d.root in roots)
+        self.graphs.set_roots(self.roots)
+        self._stale = {key for key in self._stale if key[0] in self.roots}
+        self._rebuilds += 1  # (a rebuild planned before would bring back a removed folder's states)
         self._changed()
-        self.want_rescan(new, clear=False)
         return keys
 
     def _changed(self) -> None:
@@ -248,8 +222,7 @@ class Engine:
 
     def save_cache(self) -> None:
         """Write the persistent cache (the CLI after a check, the server now and then)."""
-        for store in self.stores.values():
-            store.save()
+        self.workspace.save_cache()
 
     def set_buffer(self, path: Path, text: str) -> None:
         path = path.resolve()
@@ -266,7 +239,7 @@ class Engine:
         path = path.resolve()
         if path in self.documents.buffers and not self.tracks(path) and path.is_file() and self.knows(path):
             self._close_after_rescan.add(path)
-            self.want_rescan([d.root for d in self.discoveries if d.environment_of(path)], clear=False)
+            self.want_rescan([d.root for d in self.workspace.discoveries if d.environment_of(path)], clear=False)
             return False
         if self.documents.close_buffer(path):
             self._changed()
@@ -279,15 +252,13 @@ class Engine:
 
     def tracks(self, path: Path) -> bool:
         """Is this file one of the discovered revision files (not just inside a location)?"""
-        path = path.resolve()
-        return any(path in env.file_set for d in self.discoveries for env in d.environments)
+        return self.workspace.tracks(path)
 
     def knows(self, path: Path) -> bool:
-        path = path.resolve()
-        return any(d.environment_of(path) for d in self.discoveries)
+        return self.workspace.knows(path)
 
     def environments(self) -> list[tuple[Key, Environment]]:
-        return [((d.root, env.name), env) for d in self.discoveries for env in d.environments]
+        return self.workspace.environments()
 
     # ---------------------------------------------------------------- git
 
@@ -305,9 +276,59 @@ class Engine:
         return self.graphs.poll(self.environments(), dict(self._states))
 
     def base_moved(self) -> None:
-        """A base branch moved (poll_git() said so): every environment is checked again."""
+        """A base branch moved (poll_git() said so): every environment is checked again
+        (with rebuild_off_loop: built anew by the next rebuild, its state served until then)."""
         self._changed()
-        self._states.clear()
+        if self.rebuild_off_loop:
+            self._want_rebuild({key for key, _ in self.environments()})
+        else:
+            self._states.clear()
+
+    # ---------------------------------------------------------------- rebuilds off the loop
+
+    def _want_rebuild(self, keys: set[Key]) -> None:
+        if self.rebuild_off_loop and keys:
+            self._stale |= keys
+            self._rebuilds += 1
+
+    def _many_on_disk(self, env: Environment, dirty: set[Path]) -> bool:
+        """More of the environment's files changed on disk (not in a buffer) than an edit
+        patches into its graph: with rebuild_off_loop it is built anew in a thread instead."""
+        if not self.rebuild_off_loop or len(dirty) <= PATCH_LIMIT:
+            return False
+        return sum(1 for p in dirty if p in env.file_set and p not in self.documents.buffers) > PATCH_LIMIT
+
+    @property
+    def rebuild_pending(self) -> bool:
+        return bool(self._stale)
+
+    def plan_rebuild(self) -> Rebuild:
+        """The environments to build anew, with what they read (its `run()`, safe in a thread)."""
+        jobs = []
+        for key, env in self.environments():
+            if key in self._stale:
+                jobs.append((key, self.documents.with_new_buffers(env, self.workspace.discoveries), self._states.get(key)))
+        return Rebuild(self._rebuilds, tuple(jobs), self.documents.detached(), self.graphs.detached())
+
+    def take_rebuild(self, plan: Rebuild, states: dict[Key, EnvironmentState]) -> set[Key] | None:
+        """Take in the states `plan` built, unless a newer rebuild was asked for since (None).
+        An environment whose files changed meanwhile (a buffer created in it) stays to be
+        built again; files edited meanwhile are patched in by the next snapshot."""
+        if plan.number != self._rebuilds:
+            return None
+        envs = dict(self.environments())
+        taken = set()
+        for key, env, _ in plan.jobs:
+            now = envs.get(key)
+            now = self.documents.with_new_buffers(now, self.workspace.discoveries) if now is not None else None
+            if now is not None and (now is env or now == env):  # (the same object unless a buffer was created)
+                self._states[key] = states[key]
+                taken.add(key)
+        self._stale -= taken | (self._stale - envs.keys())
+        self.documents.take(plan.documents)
+        self.graphs.take(plan.graphs, taken)
+        self._changed()
+        return taken
 
     def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
         return self.graphs.base(root, env, here)
@@ -335,6 +356,11 @@ class Engine:
         that follows them is read."""
         return self._latest
 
+    @property
+    def current(self) -> bool:
+        """Nothing changed since `latest` was built."""
+        return self._snapshot is not None
+
     def snapshot_steps(self, quick: bool = False) -> Iterator[None]:
         """snapshot() in small steps: it yields between revisions of the schema pass, so the
         server can answer requests in between; an edit made meanwhile abandons it (what it
@@ -346,26 +372,31 @@ class Engine:
         states: list[EnvironmentState] = []
         built: dict[Key, EnvironmentState] = {}
         problems: list[ConfigProblem] = []
-        for discovery in self.discoveries:
+        for discovery in self.workspace.discoveries:
             problems.extend(discovery.problems)
             for env in discovery.environments:
-                env = self.documents.with_new_buffers(env, self.discoveries)
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
-                if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in dirty) or (
-                        state.partial and not quick):
-                    state = yield from self._build(env, key, state, quick, generation)
+                if state is not None and key not in self._stale and self._many_on_disk(env, dirty):
+                    self._want_rebuild({key})  # (a checkout, a pull: built anew in a thread)
+                kept = key in self._stale  # (rebuild_off_loop) served until its rebuild is taken in
+                if kept and state is None:
+                    continue
+                env = state.env if kept and state is not None else self.documents.with_new_buffers(
+                    env, self.workspace.discoveries)
+                # a kept state takes in edits of open buffers only (the rebuild reads the disk)
+                edited = (p for p in dirty if p in self.documents.buffers) if kept else dirty
+                if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in edited) or (
+                        state.partial and not quick and not kept):
+                    state = yield from self._build(env, key, state, quick or kept, generation)
                     if state is None or self._generation != generation:
                         return  # edited meanwhile: this picture is already stale
                     built[key] = state
                 states.append(state)
         self._states.update(built)
         self.documents.dirty -= dirty
-        self._snapshot = self._latest = Snapshot(tuple(states), tuple(problems), self.roots, self._settings())
+        self._snapshot = self._latest = Snapshot(tuple(states), tuple(problems), self.roots, self.workspace.settings())
         self._snapshot_partial = any(s.partial for s in states)
-
-    def _settings(self) -> Settings:
-        return self.discoveries[0].settings if self.discoveries and self.discoveries[0].settings else Settings()
 
     def report(self) -> Report:
         """What a one-shot check prints. With `memo` (the CLI), in an untrusted session with
@@ -376,11 +407,11 @@ class Engine:
             return self.snapshot()
         environments: list[EnvironmentReport] = []
         problems: list[ConfigProblem] = []
-        for discovery in self.discoveries:
+        for discovery in self.workspace.discoveries:
             problems.extend(discovery.problems)
             for env in discovery.environments:
                 key = (discovery.root, env.name)
-                store = self.stores[discovery.root]
+                store = self.workspace.stores[discovery.root]
                 if not store.enabled:
                     environments.append(self._complete(env, key))
                     continue
@@ -392,7 +423,7 @@ class Engine:
                     remember_report(store, memo_key, found)
                 environments.append(found)
         self.documents.forget_reads()
-        return Report(tuple(environments), tuple(problems), self.roots, self._settings())
+        return Report(tuple(environments), tuple(problems), self.roots, self.workspace.settings())
 
     def _complete(self, env: Environment, key: Key) -> EnvironmentState:
         """One environment built with its full pass, at once (the CLI: nothing edits meanwhile)."""
@@ -414,36 +445,14 @@ class Engine:
         """One environment's state; a generator that yields after each revision it had to
         compute, and gives up (None) once an edit has made its work stale."""
         self.builds += 1
-        scripts, positions = self.documents.scripts(env, previous)
-        graph, changed_pairs = self.graphs.graph(scripts, previous, positions)
-        if previous is not None and len(previous.scripts) == len(scripts):
-            by_path = dict(previous.script_by_path)
-            pairs = changed_pairs if changed_pairs is not None else [
-                pair for pair in zip(previous.scripts, scripts) if pair[0] is not pair[1]]
-            for old, new in pairs:
-                by_path.pop(old.path, None)
-                by_path[new.path] = new
-        else:
-            pairs = []
-            by_path = {s.path: s for s in scripts}
-        graph_found = self.graphs.findings(key, env, graph, scripts, by_path, previous, changed_pairs)
-        options = options_factory(env)
+        part = graph_part(self.documents, self.graphs, env, key, previous)
         if quick:
-            kept = previous.schema_by_path if previous is not None else {}
-            if previous is not None and len(previous.scripts) == len(scripts):
-                edited = {s.path for pair in pairs for s in pair}
-            elif previous is not None:
-                edited = set(by_path) - {s.path for s in previous.scripts if by_path.get(s.path) is s}
-            else:
-                edited = set()
-            dropped = edited & kept.keys()
-            if dropped:
-                kept = {p: v for p, v in kept.items() if p not in edited}
-            return self._state(env, scripts, by_path, graph, graph_found, kept, None, options,
-                               previous.differences if previous is not None else (), True, previous, dropped)
+            return quick_state(part, previous)
+        graph, by_path = part.graph, part.by_path
+        options = options_factory(env)
         if graph_only(env.settings):  # no selected rule reads the schema: none is replayed
-            return self._state(env, scripts, by_path, graph, graph_found, {}, None, options, (), False, None)
-        store = self.stores.get(key[0]) or Store(None)
+            return assemble(part, SchemaPart({}, options))
+        store = self.workspace.stores.get(key[0]) or Store(None)
 
         def stale() -> bool:
             return self._generation != generation
@@ -478,42 +487,7 @@ class Engine:
             # (a set: S018 on env.py is said by every revision it concerns)
             schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))
         yield
-        return self._state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options,
-                           differences, False, None)
-
-    @staticmethod
-    def _state(env, scripts, by_path, graph, graph_found, schema_by_path, replay_of, options, differences, partial,
-               previous, dropped: set[Path] | None = None) -> EnvironmentState:
-        """Per-file diagnostics: the schema part as is, merged with the graph part where a
-        file has both. With `previous` (a quick pass, whose `schema_by_path` is the previous
-        one's, or that minus the `dropped` files) only files whose entries can differ are
-        rebuilt, and the state says which (delta)."""
-        graph_by_path: dict[Path, list[Diagnostic]] = {}
-        for d in graph_found:
-            graph_by_path.setdefault(d.path, []).append(d)
-        delta = None
-        if previous is not None and (previous.schema_by_path is schema_by_path or dropped):
-            result = dict(previous.by_path)
-            stale = set(previous.graph_paths) | set(graph_by_path) | (dropped or set())
-            delta = (weakref.ref(previous), frozenset(stale))
-        else:
-            result = dict(schema_by_path)
-            stale = set(graph_by_path)
-        for path in stale:
-            mine = graph_by_path.get(path, [])
-            theirs = schema_by_path.get(path, ())
-            if mine:
-                result[path] = tuple(sorted([*mine, *theirs], key=Diagnostic.sort_key))
-            elif theirs:
-                result[path] = theirs
-            else:
-                result.pop(path, None)
-        same_files = previous is not None and previous.env.files == env.files
-        file_index = previous.file_index if same_files else {path: n for n, path in enumerate(env.files)}
-        return EnvironmentState(env, result, scripts=scripts, graph=graph, script_by_path=by_path,
-                                file_index=file_index, replay_factory=replay_of, options_factory=options,
-                                differences=differences, schema_by_path=schema_by_path, partial=partial,
-                                graph_paths=tuple(graph_by_path), graph_diagnostics=tuple(graph_found), delta=delta)
+        return assemble(part, SchemaPart(schema_by_path, options, replay_of, differences))
 
     def replay_steps(self, state: EnvironmentState, rev: str) -> Iterator[None]:
         """The schema around `rev` in `state` (a complete snapshot's), replayed one revision

@@ -14,10 +14,14 @@ from .sources import decode_source, read_file
 
 
 class Documents:
-    def __init__(self) -> None:
+    def __init__(self, shared: Documents | None = None) -> None:
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
         self.dirty: set[Path] = set()  # changed since the last build took them in
         self._parsed: dict[Path, MigrationScript] = {}
+        # a detached reader's: the store's parses, read (never written) from another thread
+        self._shared = shared._parsed if shared is not None else None
+        self.version = 0  # bumped by every touch: what a detached reader saw is told apart
+        self._touched: dict[Path, int] = {}  # each file's last touch (its version)
         # bytes read for the CLI's environment memo key, parsed only on a miss (read once)
         self._raw: dict[Path, tuple[bytes | None, str | None]] = {}
 
@@ -40,6 +44,25 @@ class Documents:
         """The file's text changed (edited, saved, closed, changed on disk)."""
         self._parsed.pop(path, None)
         self.dirty.add(path)
+        self.version += 1
+        self._touched[path] = self.version
+
+    def detached(self) -> Documents:
+        """A reader for another thread (engine.build.Rebuild): the open buffers as they are
+        now, the parses made so far; what it parses stays its own until `take`."""
+        reader = Documents(self)
+        reader.buffers = dict(self.buffers)
+        reader.version = self.version
+        return reader
+
+    def take(self, reader: Documents) -> None:
+        """What a detached reader parsed, kept unless its file was touched since; the files
+        touched since are dirty again, so that the next build patches them in."""
+        touched = {path for path, version in self._touched.items() if version > reader.version}
+        for path, script in reader._parsed.items():
+            if path not in touched:
+                self._parsed.setdefault(path, script)
+        self.dirty |= touched
 
     def read(self, path: Path) -> tuple[bytes | None, str | None]:
         """The file's bytes from disk (read_file), kept until it is parsed."""
@@ -50,7 +73,7 @@ class Documents:
         self._raw.clear()
 
     def script(self, path: Path) -> MigrationScript:
-        cached = self._parsed.get(path)
+        cached = self._parsed.get(path) or (self._shared.get(path) if self._shared is not None else None)
         if cached is not None:
             return cached
         text = self.buffers.get(path)

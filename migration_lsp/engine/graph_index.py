@@ -4,6 +4,7 @@ kept per file) and the base branch (G011–G013, through the git tracker)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Iterable
@@ -47,6 +48,21 @@ class GraphIndex:
             for memo in (self._git_memo, self._doc_findings):
                 for key in [k for k in memo if k[0] not in roots]:
                     del memo[key]
+
+    def detached(self) -> GraphIndex:
+        """For a rebuild in another thread (engine.build.Rebuild): the same git tracker, under
+        the same lock; its own per-environment memos, taken back in by `take`."""
+        other = copy.copy(self)
+        other._git_memo, other._doc_findings = {}, {}
+        return other
+
+    def take(self, other: GraphIndex, keys: Iterable[Key]) -> None:
+        """The memos a detached index kept for these environments (their states are taken in)."""
+        for key in keys:
+            if key in other._git_memo:
+                self._git_memo[key] = other._git_memo[key]
+            if key in other._doc_findings:
+                self._doc_findings[key] = other._doc_findings[key]
 
     @staticmethod
     def graph(scripts: tuple[MigrationScript, ...], previous: EnvironmentState | None,

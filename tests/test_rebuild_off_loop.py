@@ -1,0 +1,269 @@
+"""Issue 13: after a base branch moved or a rescan that changed environments, every affected
+environment is built anew in another thread (engine.build.Rebuild) and only taken in on the
+event loop; requests only read snapshots. Counted, never timed: each from-scratch graph build
+records the thread it ran on."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import test_git
+from conftest import migration_text
+from lsprotocol import types as t
+from test_git import add_revision, clone, commit, git
+
+from migration_lsp import server as srv
+from migration_lsp.engine import Engine
+from migration_lsp.engine.graph_index import GraphIndex
+
+remote = test_git.remote  # the fixture: a bare repository whose main has a1 <- a2
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[int]:
+    """The thread of every environment's revision graph built anew (not patched)."""
+    seen: list[int] = []
+    graph = GraphIndex.graph
+
+    def recording(scripts, previous, positions=None):
+        built, pairs = graph(scripts, previous, positions)
+        if pairs is None:  # (no previous state, or more files changed than a patch takes)
+            seen.append(threading.get_ident())
+        return built, pairs
+
+    monkeypatch.setattr(GraphIndex, "graph", staticmethod(recording))
+    return seen
+
+
+def codes(engine: Engine, code: str = "G011") -> list[tuple[Path, str]]:
+    return sorted((d.path, d.message) for d in engine.snapshot(quick=True).diagnostics if d.code == code)
+
+
+def fetched(remote: Path) -> tuple[Path, Path]:
+    """bob's checkout, after alice's revision c1 was merged on main and bob fetched it: his b1
+    now needs a rebase (G011)."""
+    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
+    b1 = add_revision(bob, "b1", "a2", "add orders")
+    commit(bob, "orders")
+    add_revision(alice, "c1", "a2", "add phone")
+    commit(alice, "phone")
+    git(alice, "push", "-q", "origin", "HEAD:main")
+    return bob, b1
+
+
+def in_thread(fn):
+    out = []
+    worker = threading.Thread(target=lambda: out.append(fn()))
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+def test_a_moved_base_is_built_in_another_thread_and_served_meanwhile(remote: Path, builds: list[int]) -> None:
+    bob, b1 = fetched(remote)
+    engine = Engine([bob], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    engine.snapshot(quick=True)
+    git(bob, "fetch", "-q")
+    assert engine.poll_git()
+    loop = threading.get_ident()
+    builds.clear()
+    engine.base_moved()
+    assert engine.rebuild_pending
+    assert codes(engine) == []  # the previous picture is served, nothing is built here ...
+    assert builds == []
+    plan = engine.plan_rebuild()
+    states = in_thread(plan.run)  # ... the environment is built in the rebuild's thread
+    assert len(builds) == 1 and builds[0] != loop
+    assert engine.take_rebuild(plan, states) == {(bob.resolve(), "migrations")}
+    assert not engine.rebuild_pending
+    assert [path for path, _ in codes(engine)] == [b1.resolve()]
+    assert len(builds) == 1  # taking it in built nothing
+    fresh = Engine([bob], cache=False, trusted=False)  # the same findings as a check from scratch
+    assert engine.snapshot(quick=True).diagnostics == fresh.snapshot(quick=True).diagnostics
+
+
+def test_edits_made_during_the_rebuild_are_patched_in_and_nothing_is_rebuilt_on_the_loop(
+        remote: Path, builds: list[int]) -> None:
+    bob, b1 = fetched(remote)
+    engine = Engine([bob], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    engine.snapshot(quick=True)
+    git(bob, "fetch", "-q")
+    assert engine.poll_git()
+    engine.base_moved()
+    plan = engine.plan_rebuild()
+    edited = b1.read_text().replace("add orders", "add the orders table")
+    engine.set_buffer(b1, edited)  # typed while the rebuild runs: the kept state is patched
+    assert engine.snapshot(quick=True).script(b1.resolve()).text == edited
+    states = in_thread(plan.run)
+    loop = threading.get_ident()
+    assert engine.take_rebuild(plan, states) is not None
+    snapshot = engine.snapshot(quick=True)
+    assert snapshot.script(b1.resolve()).text == edited  # the edit is not lost by taking the rebuild in
+    assert builds.count(loop) == 1  # (the engine's first build only)
+    fresh = Engine([bob], cache=False, trusted=False)
+    fresh.set_buffer(b1, edited)
+    assert snapshot.diagnostics == fresh.snapshot(quick=True).diagnostics
+
+
+def test_a_rebuild_superseded_by_a_newer_one_is_dropped(remote: Path) -> None:
+    bob, _ = fetched(remote)
+    engine = Engine([bob], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    engine.snapshot(quick=True)
+    engine.base_moved()
+    old = engine.plan_rebuild()
+    states = old.run()
+    engine.base_moved()  # moved again meanwhile
+    assert engine.take_rebuild(old, states) is None and engine.rebuild_pending
+    newer = engine.plan_rebuild()
+    assert engine.take_rebuild(newer, newer.run()) is not None and not engine.rebuild_pending
+
+
+def test_a_rescan_that_rebuilds_everything_does_it_off_the_loop(remote: Path, builds: list[int]) -> None:
+    bob, _ = fetched(remote)
+    engine = Engine([bob], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    engine.snapshot(quick=True)
+    added = add_revision(bob, "b2", "b1", "add items")  # a file created outside the editor
+    loop = threading.get_ident()
+    builds.clear()
+    engine.want_rescan()  # (clear: every environment is built anew)
+    plan = engine.plan_rescan()
+    assert engine.adopt(plan, in_thread(plan.run)) == {(bob.resolve(), "migrations")}
+    assert engine.snapshot(quick=True).script(added.resolve()) is None  # served as it was
+    rebuild = engine.plan_rebuild()
+    assert engine.take_rebuild(rebuild, in_thread(rebuild.run)) is not None
+    assert engine.snapshot(quick=True).script(added.resolve()) is not None
+    assert len(builds) == 1 and loop not in builds
+
+
+def test_a_file_created_in_the_editor_during_the_rebuild_makes_it_run_again(remote: Path, builds: list[int]) -> None:
+    bob, _ = fetched(remote)
+    engine = Engine([bob], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    engine.snapshot(quick=True)
+    engine.base_moved()
+    plan = engine.plan_rebuild()
+    new = (bob / "migrations" / "versions" / "b2_items.py").resolve()
+    engine.set_buffer(new, add_revision(bob, "b2", "b1", "items").read_text())
+    new.unlink()  # (only in the editor)
+    states = plan.run()
+    assert engine.take_rebuild(plan, states) == set() and engine.rebuild_pending  # built without it: again
+    again = engine.plan_rebuild()
+    assert engine.take_rebuild(again, again.run()) and engine.snapshot(quick=True).script(new) is not None
+
+
+# ---------------------------------------------------------------- the server
+
+
+def _server(root: Path) -> srv.MigrationServer:
+    ls = srv.MigrationServer()
+    ls.engine = Engine([root], trusted=False, cache=False)
+    ls.engine.rebuild_off_loop = True
+    ls.pull = True  # (nothing is pushed to a client that is not there)
+    ls.protocol.client_capabilities = t.ClientCapabilities()
+    ls.ready.set()
+    return ls
+
+
+async def test_the_server_builds_a_moved_base_off_the_loop(remote: Path, builds: list[int]) -> None:
+    bob, b1 = fetched(remote)
+    ls = _server(bob)
+    ls.refresh()
+    assert not any(d.code == "G011" for d in ls.engine.latest.diagnostics)
+    loop = threading.get_ident()
+    builds.clear()
+    git(bob, "fetch", "-q")
+    await srv._refresh_git(ls)  # git polled in a thread, the environment built in another
+    assert len(builds) == 1 and builds[0] != loop
+    assert [d.path for d in ls.published[b1.resolve()] if d.code == "G011"] == [b1.resolve()]
+    ls.engine.base_moved()  # a full pass wanted meanwhile waits for the rebuild, building nothing on the loop
+    snapshot = await ls.complete_snapshot()
+    assert snapshot is not None and not ls.engine.rebuild_pending
+    assert snapshot is ls.engine.latest and builds.count(loop) == 0 and len(builds) == 2
+
+
+async def test_requests_before_the_first_snapshot_answer_empty_and_build_nothing(remote: Path,
+                                                                                 builds: list[int]) -> None:
+    bob, b1 = fetched(remote)
+    ls = _server(bob)
+    assert ls.engine.latest is None  # (discovered, nothing built yet)
+    doc = t.TextDocumentIdentifier(uri=b1.as_uri())
+    answers = [
+        await srv.on_hover(ls, t.HoverParams(text_document=doc, position=t.Position(0, 0))),
+        await srv.on_definition(ls, t.DefinitionParams(text_document=doc, position=t.Position(0, 0))),
+        await srv.on_code_action(ls, t.CodeActionParams(text_document=doc, range=t.Range(
+            t.Position(0, 0), t.Position(1, 0)), context=t.CodeActionContext(diagnostics=[]))),
+        await srv.on_workspace_symbol(ls, t.WorkspaceSymbolParams(query="b1")),
+        (await srv.pull_document(ls, t.DocumentDiagnosticParams(text_document=doc))).items,
+        (await srv.pull_workspace(ls, t.WorkspaceDiagnosticParams(previous_result_ids=[]))).items,
+        srv.show_graph_command(ls),
+        (await srv.status_command(ls))["environments"],
+    ]
+    assert all(not answer for answer in answers)
+    assert builds == [] and ls.engine.builds == 0 and ls.engine.latest is None
+
+
+
+def test_a_rebuild_after_a_base_move_keeps_the_schema_findings_until_the_full_pass(tmp_path: Path) -> None:
+    """The base branch says nothing about the schema: the rebuilt state keeps the last full
+    pass's findings (no flicker of every D/S diagnostic after a fetch), except in a file whose
+    text changed meanwhile."""
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    first = versions / "a1_users.py"
+    first.write_text(migration_text("a1", None, upgrades="op.create_table('users')", downgrades="pass"))
+    (versions / "a2_orders.py").write_text(migration_text("a2", "a1", upgrades="op.create_table('orders')",
+                                                          downgrades="pass"))
+    engine = Engine([tmp_path], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    before = engine.snapshot().diagnostics  # the full pass
+    assert {d.path.name for d in before if d.code == "D001"} == {"a1_users.py", "a2_orders.py"}
+    engine.base_moved()
+    plan = engine.plan_rebuild()
+    engine.set_buffer(first, first.read_text() + "\n")  # (a text the full pass has not seen)
+    engine.take_rebuild(plan, in_thread(plan.run))
+    after = engine.snapshot(quick=True)
+    assert after.environments[0].partial  # (no full pass since)
+    assert {d.path.name for d in after.diagnostics if d.code == "D001"} == {"a2_orders.py"}
+    assert [d for d in after.diagnostics if d.path.name == "a2_orders.py"] == [
+        d for d in before if d.path.name == "a2_orders.py"]
+
+
+def test_many_files_changed_on_disk_are_taken_in_by_a_rebuild_off_the_loop(tmp_path: Path, builds: list[int]) -> None:
+    """A checkout or a pull rewrites more files than an edit patches into the graph: the
+    environment is built anew in a thread (the loop keeps serving the previous picture, and
+    an open buffer's edits); a file or two changed on disk is still patched in at once."""
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    files = []
+    for n in range(12):
+        files.append(versions / f"r{n}_t.py")
+        files[-1].write_text(migration_text(f"r{n}", f"r{n - 1}" if n else None, message=f"table {n}"))
+    engine = Engine([tmp_path], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    engine.snapshot(quick=True)
+    loop = threading.get_ident()
+    builds.clear()
+    files[0].write_text(files[0].read_text().replace("table 0", "first table"))
+    engine.file_changed(files[0])  # one file: patched in on the loop, nothing built anew
+    assert "first table" in engine.snapshot(quick=True).script(files[0].resolve()).text
+    assert builds == [] and not engine.rebuild_pending
+    for path in files[1:9]:  # eight files (more than PATCH_LIMIT): as a git checkout would
+        path.write_text(path.read_text().replace("Revises:", "Revises: ").replace("table", "renamed table"))
+        engine.file_changed(path)
+    served = engine.snapshot(quick=True)
+    assert builds == [] and engine.rebuild_pending  # nothing built on the loop ...
+    assert "renamed" not in served.script(files[1].resolve()).text  # ... the previous picture is served
+    plan = engine.plan_rebuild()
+    assert engine.take_rebuild(plan, in_thread(plan.run)) is not None
+    assert len(builds) == 1 and loop not in builds
+    snapshot = engine.snapshot(quick=True)
+    assert all("renamed table" in snapshot.script(p.resolve()).text for p in files[1:9])
+    assert snapshot.diagnostics == Engine([tmp_path], cache=False, trusted=False).snapshot(quick=True).diagnostics
