@@ -911,9 +911,11 @@ _T_TEXT = r'[^"\r\n\\\x00]'  # (nor a quote inside the docstring)
 
 def _t_assign(name: str) -> str:
     """`name[: annotation] = value[  # comment]` on one line: groups (the line, the
-    annotation, None, '...', "...", any other value for the scanner's reader)."""
-    return (rf"({name}[ \t]*(?::([^=\r\n\\\x00]*))?=[ \t]*(?:(None)|'([^'\r\n\\\x00]*)'|\"([^\"\r\n\\\x00]*)\""
-            rf"|({_T_REST}*?))[ \t]*(?:#{_T_REST}*)?)\n")
+    annotation, None, '...', "...", any other value up to the line's end, for the scanner's
+    reader). No two ways to match a line: after a backtrack every alternative fails at once."""
+    return (rf"({name}[ \t]*(?::([^=\r\n\\\x00]*))?=[ \t]*"
+            rf"(?:(?:(None)|'([^'\r\n\\\x00]*)'|\"([^\"\r\n\\\x00]*)\")[ \t]*(?:#{_T_REST}*)?"
+            rf"|((?:[^ \t\r\n\\\x00]{_T_REST}*)?)))\n")
 
 
 _TEMPLATE = re.compile(
@@ -930,13 +932,16 @@ _TEMPLATE = re.compile(
     r"(?=def\s+(?:upgrade|downgrade)\s*\()"
 )
 _DOC_LINES = 7  # the template's docstring, the closing quotes included
+# the pattern is given at most this much of the text (tests/test_linear_inputs.py: no pattern of
+# unbounded width reads a whole file); a longer header is left to the scanner
+_TEMPLATE_WINDOW = 2048
 _block_imports_cache: dict[str, tuple[tuple[str, str], ...] | None] = {}
 
 
 def _template_header(path: Path, text: str) -> MigrationScript | None:
     """The lazy header-only script `_parse` would build for a header of the template's exact
     shape, or None (the scanner decides)."""
-    m = _TEMPLATE.match(text)
+    m = _TEMPLATE.match(text, 0, _TEMPLATE_WINDOW)
     if m is None:
         return None
     body_start = m.end()

@@ -297,6 +297,18 @@ def test_the_template_reader_leaves_everything_else(new):
     assert not _template_taken(STANDARD.replace(old, new, 1))
 
 
+@pytest.mark.parametrize("old, new", [
+    ('"""add users', '"""' + "m" * 3000),  # the header is longer than the pattern's window
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12cd34ef56'" + " " * 2100 + "# c"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12cd34ef56'" + " " * 1500 + "x"),  # within it
+    ("revision: str = 'ab12cd34ef56'", "revision =" + " " * 1500 + "\x00"),
+])
+def test_long_header_lines_go_to_the_scanner(old, new):
+    text = STANDARD.replace(old, new, 1)
+    assert not _template_taken(text)
+    assert_same(text)
+
+
 def test_the_template_reader_takes_a_merge_and_crlf_goes_to_the_scanner():
     assert _template_taken(MERGE)
     assert not _template_taken(STANDARD.replace("\n", "\r\n"))
