@@ -194,8 +194,8 @@ def too_large(size: int, limit: int) -> str:
     return f"file too large ({math.ceil(size / 1_000_000)} MB, limit {limit // 1_000_000} MB)"
 
 
-def open_regular(path: Path | str, limit: int = MAX_FILE_BYTES) -> int:
-    """A file descriptor for reading a workspace file, or SkippedFile / OSError. Why: a FIFO
+def open_regular(path: Path | str, limit: int = MAX_FILE_BYTES) -> tuple[int, int]:
+    """A file descriptor for reading a workspace file and its size, or SkippedFile / OSError. Why: a FIFO
     or `/dev/stdin` named `x.py` would block the reader forever (the server's own stdin is
     the LSP pipe). stat() first, so a device is not even opened; the open never blocks
     (O_NONBLOCK) nor takes a terminal (O_NOCTTY); fstat() of what was opened decides."""
@@ -213,16 +213,16 @@ def open_regular(path: Path | str, limit: int = MAX_FILE_BYTES) -> int:
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st.st_size
 
 
 def read_file(path: Path | str, limit: int = MAX_FILE_BYTES, head: int | None = None) -> bytes:
     """The bytes of a regular file (the first `head` bytes when given), at most `limit`
     (a file that grows past it while being read is SkippedFile too). Raises SkippedFile or
     OSError. Every read of a workspace file goes through here (models.py: env.py too)."""
-    fd = open_regular(path, limit)
+    fd, size = open_regular(path, limit)
     try:
-        want = head if head is not None else os.fstat(fd).st_size + 1
+        want = head if head is not None else size + 1
         chunks = [os.read(fd, want)]
         total = len(chunks[0])
         if head is None and total >= want:  # it grows while being read: read to the end

@@ -98,11 +98,11 @@ def _fast_path_never_crashes():
 def test_standard_alembic_file_takes_both_fast_paths():
     before = stats()
     s = parse_script(P, STANDARD)
-    assert delta(before) == counts(header_fast=1)
+    assert delta(before) == counts(header_fast=1, header_template=1)
     assert s.functions is None  # bodies not parsed yet
     assert s.revision_id == "ab12cd34ef56" and s.down_revision.values == ("0123456789ab",)
     assert s.upgrade.ops[0].name == "add_column"
-    assert delta(before) == counts(header_fast=1, body_piece=1)
+    assert delta(before) == counts(header_fast=1, header_template=1, body_piece=1)
     assert_same(STANDARD)
 
 
@@ -156,7 +156,7 @@ def downgrade():
     before = stats()
     s = parse_script(P, text)
     assert s.upgrade is not None
-    assert delta(before) == counts(header_fast=1, body_piece=1)
+    assert delta(before) == counts(header_fast=1, header_template=1, body_piece=1)
     assert_same(text)
 
 
@@ -166,7 +166,7 @@ def test_broken_body_falls_back_to_the_whole_file():
     s = parse_script(P, text)
     assert s.revision_id == "ab12cd34ef56"
     assert s.syntax_error is not None and "line" in s.syntax_error
-    assert delta(before) == counts(header_fast=1, body_full=1)
+    assert delta(before) == counts(header_fast=1, header_template=1, body_full=1)
     assert_same(text)
 
 
@@ -177,6 +177,141 @@ def test_unusual_header_uses_ast_then_the_body_piece():
     s.upgrade
     assert delta(before) == counts(header_ast=1, body_piece=1)
     assert_same(text)
+
+
+# --------------------------------------------------------------------------- the template's exact shape
+
+MERGE = migration_text("ab12cd34ef56", ("a1b2c3", "d4e5f6"), message="merge", branch_labels=("x",),
+                       depends_on="d4e5f6", upgrades="pass", downgrades="pass")
+# (old, new) replacements in STANDARD or MERGE: each text must be read as the ast path reads
+# it, by the template's reader while it keeps the template's shape, else by the scanner / ast
+TEMPLATE_VARIANTS = [
+    # the message
+    ('"""add users', '"""'), ('"""add users', '"""   '), ('"""add users', '"""  spaced  '),
+    ('"""add users', '"""Revision ID: x'), ('"""add users', '"""Revises: a'), ('"""add users', '"""é 修改 🎉'),
+    ('"""add users', '"""a\x0cb'), ('"""add users', '"""a\u2028b'), ('"""add users', '"""a\x85b'),
+    ('"""add users', '"""\x1cx'), ('"""add users', '"""say "hi"'), ('"""add users', '"""tab\\tescape'),
+    ('"""add users', '"""x\udc80'), ('"""add users', '"""a\x00'), ('"""add users', '"""#hash'),
+    ('"""add users', "'''add users"), ('"""add users\n', '"""add users"""\n'),
+    # the fields
+    ("Revision ID: ab12cd34ef56", "Revision ID: a_b"), ("Revision ID: ab12cd34ef56", "Revision ID: é1"),
+    ("Revision ID: ab12cd34ef56", "Revision ID: a-b"), ("Revision ID: ab12cd34ef56", "Revision ID: "),
+    ("Revision ID: ab12cd34ef56", "Revision ID:  ab"), ("Revision ID: ab12cd34ef56", "Revision ID: ab "),
+    ("Revises: 0123456789ab", "Revises: "), ("Revises: 0123456789ab", "Revises:"),
+    ("Revises: 0123456789ab", "Revises: <base>"), ("Revises: 0123456789ab", "Revises: a, b"),
+    ("Revises: 0123456789ab", "Revises: a,b"), ("Revises: 0123456789ab", "Revises: a, b, "),
+    ("Revises: 0123456789ab", "Revises: (a, b)"), ("Revises: 0123456789ab", "Revises: a_1, b_2"),
+    ("Create Date: 2024", "Create Date:  2024"), ("Create Date: 2024", "Create Date:\t2024"),
+    ("Create Date: 2024-05-17 10:11:12.123456", "Create Date: "),
+    ("Create Date: 2024-05-17 10:11:12.123456", "Create Date: now  "),
+    ("Create Date: 2024-05-17 10:11:12.123456", "Create Date: now\x0c"),
+    ("Create Date: 2024", 'Create Date: "2024'), ("\nCreate Date", "\nRevises: x\nCreate Date"),
+    ('123456\n\n"""', '123456\n"""'), ('123456\n\n"""', '123456\n\n""" # c'),
+    # the import block
+    ("import sqlalchemy as sa\n", "import sqlalchemy as sa  # c \\\n"), ("import sqlalchemy as sa\n", ""),
+    ("import sqlalchemy as sa\n", "import sqlalchemy as sa\n  # indented\n\t\n"),
+    ("import sqlalchemy as sa\n", "import sqlalchemy \\\n    as sa\n"), ("import sqlalchemy as sa\n", "x = 1\n"),
+    ("import sqlalchemy as sa\n", "  import os\n"), ("import sqlalchemy as sa\n", "from __future__ import barry_as_FLUFL\n"),
+    ("import sqlalchemy as sa\n", "from __future__ import annotations\n"), ("import sqlalchemy as sa\n", "\x0c\n"),
+    ("import sqlalchemy as sa\n", "import sqlalchemy as sa\ndef upgrade():\n    pass\n"),
+    ("import sqlalchemy as sa\n", "import a as if\n"), ("import sqlalchemy as sa\n", "# \x00\n"),
+    ("import sqlalchemy as sa\n", "importx\n"), ("import sqlalchemy as sa\n", 'import sqlalchemy as sa\n"""two"""\n'),
+    # the assignments
+    ("revision: str = 'ab12cd34ef56'", 'revision: str = "ab12cd34ef56"'),
+    ("revision: str = 'ab12cd34ef56'", "revision = 'ab12cd34ef56'"),
+    ("revision: str = 'ab12cd34ef56'", "revision:str='ab12cd34ef56'  # c"),
+    ("revision: str = 'ab12cd34ef56'", "revision : str\t=\t'ab12cd34ef56'\t"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = ''"), ("revision: str = 'ab12cd34ef56'", "revision: str = None"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = ('ab12cd34ef56',)"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12' 'cd34'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = u'ab12cd34ef56'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'it\"s'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: 'str' = 'ab12cd34ef56'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: Literal['a=b'] = 'ab12cd34ef56'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12cd34ef56';"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12cd34ef56' = 'x'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str == 'ab12cd34ef56'"),
+    ("revision: str = 'ab12cd34ef56'", "revisions: str = 'ab12cd34ef56'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'é修改'"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12cd34ef56'\nrevision = 'x'"),
+    ("down_revision: Union[str, Sequence[str], None] = '0123456789ab'", "down_revision = ['0123456789ab', None]"),
+    ("down_revision: Union[str, Sequence[str], None] = '0123456789ab'", "down_revision = Nonee"),
+    ("down_revision: Union[str, Sequence[str], None] = '0123456789ab'", "down_revision = None  # base"),
+    ("down_revision: Union[str, Sequence[str], None] = '0123456789ab'", "down_revision = X"),
+    ("depends_on: Union[str, Sequence[str], None] = None", "depends_on: Union[str, Sequence[str], None] = 'x', 'y'"),
+    ("depends_on: Union[str, Sequence[str], None] = None", "depends_on = (\n    'x',\n)"),
+    ("depends_on: Union[str, Sequence[str], None] = None\n", ""),
+    ("branch_labels: Union[str, Sequence[str], None] = None\n", ""),
+    ("branch_labels: Union[str, Sequence[str], None] = None\ndepends_on: Union[str, Sequence[str], None] = None",
+     "depends_on: Union[str, Sequence[str], None] = None\nbranch_labels: Union[str, Sequence[str], None] = None"),
+    # up to the first def, and after it
+    ("None\n\n\ndef upgrade", "None\n# c\n  # d\n\t\n\ndef upgrade"), ("None\n\n\ndef upgrade", "None\nx = 1\n\ndef upgrade"),
+    ("None\n\n\ndef upgrade", "None\n\ndef helper():\n    pass\n\ndef upgrade"),
+    ("None\n\n\ndef upgrade", "None\n\n@dec\ndef upgrade"), ("None\n\n\ndef upgrade", "None\n\ndef  upgrade"),
+    ("None\n\n\ndef upgrade", "None\n\ndef\tupgrade"), ("None\n\n\ndef upgrade", "None\n\n\x0cdef upgrade"),
+    ("None\n\n\ndef upgrade", "None\n\nasync def upgrade"),
+    ("None\n\n\ndef upgrade", "None\n\ndef upgrade_x():\n    pass\ndef upgrade"),
+    ("\ndef downgrade", "\nrevision = 'late'\ndef downgrade"), ("\ndef downgrade", "\ndepends_on = 'late'\ndef downgrade"),
+    ("\ndef downgrade", "\nif True:\n    revision = 'late'\ndef downgrade"),
+    ("\ndef downgrade", "\nrevisions = 'late'\ndef downgrade"), ("\ndef downgrade", "\nrevision == 'late'\ndef downgrade"),
+    ("\ndef downgrade", "\ndown_revision: str = 'late'\ndef downgrade"),
+]
+
+
+@pytest.mark.parametrize("base", [STANDARD, MERGE], ids=["standard", "merge"])
+@pytest.mark.parametrize("old, new", TEMPLATE_VARIANTS)
+def test_template_variants_read_as_the_ast_reads_them(base, old, new):
+    text = base.replace(old, new, 1)
+    for variant in (text, text.replace("\n", "\r\n"), text.replace("\n", "\r")):
+        assert_same(variant)
+
+
+def _template_taken(text: str) -> bool:
+    before = stats()
+    parse_script(P, text)
+    return delta(before)["header_template"] == 1
+
+
+@pytest.mark.parametrize("new", [
+    '"""', '"""Revision ID: x', '"""é 修改 🎉', '"""a\x0cb', "Revision ID: a_b", "Revises: ", "Revises: a, b",
+    "Create Date: ", "Create Date: now  ", "revision: str = None", "revision = 'ab12cd34ef56'", "revision: str = ''",
+    "revision:str='ab12cd34ef56'  # c", "down_revision = None  # base", "down_revision = ['0123456789ab', None]",
+    "None\n# c\n  # d\n\t\n\ndef upgrade", "import sqlalchemy as sa\n  # indented\n\t\n",
+    "from __future__ import annotations\n", "revision: str = 'é修改'",
+    "\nrevisions = 'late'\ndef downgrade",  # (not an assignment to a header name)
+])
+def test_the_template_reader_takes_the_template_shapes(new):
+    old = next(o for o, n in TEMPLATE_VARIANTS if n == new)
+    assert _template_taken(STANDARD.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("new", [
+    '"""say "hi"', '"""tab\\tescape', '"""x\udc80', '"""a\x00', "Revision ID: a-b", "Revises: <base>",
+    "Create Date:  2024", "import sqlalchemy \\\n    as sa\n", "x = 1\n", "revision: str = 'ab12' 'cd34'",
+    "revision: str = 'ab12cd34ef56'\nrevision = 'x'", "None\nx = 1\n\ndef upgrade",
+    "\nrevision = 'late'\ndef downgrade", "\ndepends_on = 'late'\ndef downgrade",
+    "\ndown_revision: str = 'late'\ndef downgrade", "from __future__ import barry_as_FLUFL\n",
+])
+def test_the_template_reader_leaves_everything_else(new):
+    old = next(o for o, n in TEMPLATE_VARIANTS if n == new)
+    assert not _template_taken(STANDARD.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("old, new", [
+    ('"""add users', '"""' + "m" * 3000),  # the header is longer than the pattern's window
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12cd34ef56'" + " " * 2100 + "# c"),
+    ("revision: str = 'ab12cd34ef56'", "revision: str = 'ab12cd34ef56'" + " " * 1500 + "x"),  # within it
+    ("revision: str = 'ab12cd34ef56'", "revision =" + " " * 1500 + "\x00"),
+])
+def test_long_header_lines_go_to_the_scanner(old, new):
+    text = STANDARD.replace(old, new, 1)
+    assert not _template_taken(text)
+    assert_same(text)
+
+
+def test_the_template_reader_takes_a_merge_and_crlf_goes_to_the_scanner():
+    assert _template_taken(MERGE)
+    assert not _template_taken(STANDARD.replace("\n", "\r\n"))
 
 
 # --------------------------------------------------------------------------- hand-picked edge cases
@@ -350,7 +485,8 @@ def test_generated_benchmark_project(bench_versions):
     before = stats()
     for path in files:
         assert_same(path.read_text(), path)
-    assert delta(before)["header_fast"] == len(files)  # the generator writes the standard shape
+    taken = delta(before)
+    assert taken["header_fast"] == taken["header_template"] == len(files)  # the generator writes the template's shape
 
 
 # --------------------------------------------------------------------------- generated variants

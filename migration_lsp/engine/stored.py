@@ -5,6 +5,7 @@ checked field by field: an entry of another shape is a miss, never an exception.
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import os
 import pickle
@@ -151,11 +152,25 @@ def discover_cached_bare(root: Path, store: Store) -> Discovery:
 def report_key(env: Environment, parts: Iterable[str], files: Iterable[tuple[Path, bytes | None, str | None]]) -> str:
     """The key of an environment's report: every input of the findings — each file's path
     and content, the environment (settings included), `parts` (why models are off, the
-    schema salt, the base branch), the tool's and its libraries' versions (the store's own)."""
-    keyed = [repr(env), *parts]
+    schema salt, the base branch), the tool's and its libraries' versions (the store's own).
+    One SHA-256 over all of it, each piece behind its kind and length (a hash per file, then
+    a hash of those, cost twice as much: a first check reads and keys every file)."""
+    h = hashlib.sha256()
+    update = h.update
+    for part in (repr(env), *parts):
+        data = part.encode("utf-8", "surrogatepass")
+        update(b"p%d:" % len(data))
+        update(data)
     for path, raw, why in files:
-        keyed += (str(path), digest(raw) if raw is not None else f"-{why}")
-    return digest(*keyed)
+        name = os.fsencode(path)
+        if raw is None:
+            raw = why.encode("utf-8", "surrogatepass") if why else b""
+            update(b"e%d:%d:" % (len(name), len(raw)))
+        else:
+            update(b"f%d:%d:" % (len(name), len(raw)))
+        update(name)
+        update(raw)
+    return h.hexdigest()
 
 
 def cached_report(store: Store, key: str, env: Environment) -> CachedEnvironment | None:
