@@ -108,9 +108,10 @@ class OtherCall:
 
 @dataclass(eq=False)
 class MigrationScript:
-    """One parsed migration file; read-only once built (the lazy body parse fills `functions`
-    and `error`). Not a frozen dataclass: a first check builds one per file, and a frozen
-    dataclass's __init__ (object.__setattr__ per field) costs 4x a plain one's."""
+    """One parsed migration file; read-only once built, except for what is parsed on first
+    use: `functions` and `error` (the bodies), `_module` (the whole file's statements), which
+    `release_bodies` forgets again. Not a frozen dataclass: a first check builds one per file,
+    and a frozen dataclass's __init__ (object.__setattr__ per field) costs 4x a plain one's."""
 
     path: Path
     text: str
@@ -130,6 +131,12 @@ class MigrationScript:
     # known to parse on its own and holds no upgrade()/downgrade(): the lazy body parse
     # then compiles only the text from there on
     _body_start: int | None = field(default=None, repr=False)
+    # the lazily filled state (not __init__ parameters: the class attribute is the default,
+    # so building a script costs nothing more, and `replace()` does not carry it over)
+    # True once `functions` was filled by the lazy body parse (then it may be forgotten)
+    _reparsable: bool = field(default=False, init=False, repr=False)
+    # the whole file's top-level statements (module_body), None until first asked for
+    _module: list[ast.stmt] | None = field(default=None, init=False, repr=False)
 
     @property
     def upgrade(self) -> Function | None:
@@ -147,18 +154,17 @@ class MigrationScript:
     def _functions(self) -> dict[str, Function]:
         if self.functions is None:
             functions, error = _parse_functions(self.path, self.text, self._body_start, self.lines)
-            object.__setattr__(self, "error", error)
-            object.__setattr__(self, "functions", functions)
-            object.__setattr__(self, "_reparsable", True)
-        return self.functions  # type: ignore[return-value]
+            self.error, self.functions, self._reparsable = error, functions, True
+            return functions
+        return self.functions
 
     def release_bodies(self) -> None:
         """Forget the parsed upgrade()/downgrade() when they were parsed on demand (the next
         use parses them again, to the same result): an index of thousands of revisions keeps
         their headers, not their syntax trees."""
-        if self.__dict__.get("_reparsable"):
-            object.__setattr__(self, "functions", None)
-        self.__dict__.pop("_module", None)
+        if self._reparsable:
+            self.functions = None
+        self._module = None
 
     @property
     def revision_id(self) -> str | None:
@@ -608,7 +614,7 @@ def module_body(script: MigrationScript) -> list[ast.stmt]:
     """The top-level statements of the whole file (constants and helper functions the
     evaluation of upgrade() may need), parsed on first use and kept until the bodies are
     released; [] when the file does not parse."""
-    found = script.__dict__.get("_module")
+    found = script._module
     if found is None:
         try:
             with warnings.catch_warnings():
@@ -616,7 +622,7 @@ def module_body(script: MigrationScript) -> list[ast.stmt]:
                 found = ast.parse(script.text).body
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             found = []
-        object.__setattr__(script, "_module", found)
+        script._module = found
     return found
 
 
@@ -696,7 +702,7 @@ def _parse(path: Path, text: str, header_only: bool, legacy: bool = False) -> Mi
                 STATS["header_ast"] += 1
                 script = _from_module(path, src, head.body, 0, None, lazy=True)
                 if not legacy and _body_alone_is_safe(head.body, text, start):
-                    object.__setattr__(script, "_body_start", start)
+                    script._body_start = start
                 return script
     try:
         tree = ast.parse(text)
