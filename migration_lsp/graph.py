@@ -12,10 +12,10 @@ graph is still built (a broken reference or a clashing label is simply left out)
 
 from __future__ import annotations
 
+import copy
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 
 from .scripts import IdString, MigrationScript
 
@@ -38,10 +38,50 @@ class LabelClash:
     is_revision_id: bool
 
 
+@dataclass
+class _Lazy:
+    """What a RevisionGraph computes on first use (None until then), in one place because
+    `RevisionGraph.replacing` decides for each what the patched graph may keep. A patch
+    relinks one revision and changes no id: the patched graph
+    - shares `position` and `sorted_ids` (the ids, in file order: the same);
+    - shares `topological_order` and `depth` unless the edit relinked a down_revision,
+      `inherited_labels` unless it did so in an environment with branch labels (without
+      any, every revision inherits none);
+    - shares `rank` (the order that spares an edit the loop check) unless the edit relinked
+      a down_revision or depends_on and that order no longer holds (`_still_acyclic`);
+    - gets a copy of `suspects` (filled in per graph, as cycles() is asked) unless the edit
+      relinked anything.
+    Anything not kept is computed again when asked for, from the patched graph."""
+
+    position: dict[str, int] | None = None
+    sorted_ids: list[str] | None = None
+    topological_order: tuple[str, ...] | None = None
+    depth: dict[str, int] | None = None
+    inherited_labels: dict[str, frozenset[str]] | None = None
+    rank: dict[str, int] | None = None  # (None is also the answer "there is a loop": see rank_known)
+    rank_known: bool = False
+    # include_dependencies -> the revisions a topological sort cannot place (_unordered)
+    suspects: dict[bool, set[str]] = field(default_factory=dict)
+
+    def patched(self, relinked: set[str], labelled: bool) -> _Lazy:
+        """What a graph patched by relinking `relinked` ("down_revision", "depends_on")
+        keeps of this one (see the class docstring)."""
+        kept = replace(self, suspects={} if relinked else dict(self.suspects))
+        if "down_revision" in relinked:
+            kept.topological_order = kept.depth = None
+            if labelled:
+                kept.inherited_labels = None
+        if relinked:  # (_still_acyclic puts it back when it still holds)
+            kept.rank, kept.rank_known = None, False
+        return kept
+
+
 class RevisionGraph:
-    """Immutable once built; every query is answered from precomputed maps."""
+    """Immutable once built; every query is answered from precomputed maps (or from the
+    ones computed on first use, `_lazy`)."""
 
     def __init__(self, scripts: Iterable[MigrationScript]):
+        self._lazy = _Lazy()  # (the links below already look up ids: `_sorted_ids`)
         self.scripts: tuple[MigrationScript, ...] = tuple(scripts)
         self.by_id: dict[str, MigrationScript] = {}
         self.duplicates: dict[str, list[MigrationScript]] = {}
@@ -138,9 +178,12 @@ class RevisionGraph:
             reverse[target].append(script.revision_id)  # type: ignore[arg-type]
         return targets
 
-    @cached_property
+    @property
     def _position(self) -> dict[str, int]:
-        return {rev: n for n, rev in enumerate(self.by_id)}
+        lazy = self._lazy
+        if lazy.position is None:
+            lazy.position = {rev: n for n, rev in enumerate(self.by_id)}
+        return lazy.position
 
     def replacing(self, old: MigrationScript, new: MigrationScript) -> RevisionGraph | None:
         """This graph with one file's new text, built by patching the links of that one
@@ -156,8 +199,7 @@ class RevisionGraph:
             return None
         position = self._position  # (computed before the copy: the patched graph keeps it)
         self._sorted_ids  # noqa: B018 (likewise)
-        g = object.__new__(RevisionGraph)
-        g.__dict__.update(self.__dict__)
+        g = copy.copy(self)  # (every map shared; those the edit changes are replaced below)
         index = self.scripts.index(old)
         g.scripts = self.scripts[:index] + (new,) + self.scripts[index + 1:]
         g.by_id = dict(self.by_id)
@@ -182,16 +224,9 @@ class RevisionGraph:
             for t in set(targets) - set(before):
                 reverse[t] = sorted(reverse[t] + [rev], key=position.__getitem__)
                 added.append(t)
-        # what is derived from the links survives an edit that leaves them (a body, a message)
-        if "down_revision" in relinked:
-            # (labels are the same before and after: with none at all, every revision inherits none)
-            derived = ("inherited_labels", "topological_order", "depth") if self.labels or self.unknown_labels \
-                else ("topological_order", "depth")
-            for name in derived:
-                g.__dict__.pop(name, None)
-        g.__dict__.pop("_suspects", None)
-        if not relinked and "_suspects" in self.__dict__:
-            g.__dict__["_suspects"] = dict(self.__dict__["_suspects"])  # (filled in lazily: not shared)
+        # what is derived from the links survives an edit that leaves them (a body, a message);
+        # labels are the same before and after (else no patch)
+        g._lazy = self._lazy.patched(relinked, bool(self.labels or self.unknown_labels))
         kinds = {"down_revision": 0, "depends_on": 1}
         g.broken = sorted(broken, key=lambda b: (position[b.script.revision_id], kinds[b.kind]))  # type: ignore[index]
         if rev in self.uncertain or (new.down_revision and new.down_revision.unknown):
@@ -212,18 +247,23 @@ class RevisionGraph:
         one; a link to a target ranked below `rev` in `old`'s order (`_rank`) does not
         either, and that order stays valid: an edit that breaks and repairs a down_revision
         costs no walk. Otherwise: a loop iff a new target is above `rev`."""
-        self.__dict__.pop("_rank", None)
         rank = old._rank if old._acyclic or not old._unordered(True) else None
         if rank is not None and all(rank[t] < rank[rev] for t in added):
-            self.__dict__["_rank"] = rank
+            self._lazy.rank, self._lazy.rank_known = rank, True
             return True
         was_acyclic = rank is not None
         return was_acyclic and not (added and (rev in added or set(added) & self.descendants(rev)))
 
-    @cached_property
+    @property
     def _rank(self) -> dict[str, int] | None:
         """Each revision's place in one order where every parent and dependency comes first
         (None when there is a loop): kept through patches that respect it."""
+        lazy = self._lazy
+        if not lazy.rank_known:
+            lazy.rank, lazy.rank_known = self._find_rank(), True
+        return lazy.rank
+
+    def _find_rank(self) -> dict[str, int] | None:
         pending = {r: len(set(self.parents[r] + self.dependencies[r])) for r in self.by_id}
         ready = [r for r, n in pending.items() if n == 0]
         rank: dict[str, int] = {}
@@ -239,10 +279,10 @@ class RevisionGraph:
     def prepare_for_edits(self) -> None:
         """Compute now what the first `replacing()` would otherwise pay for on a keystroke: the
         loop check, the file positions and the order that spares an edit the loop check's
-        walk (cached on this graph; a patched graph keeps them). The server calls it after
+        walk (kept in `_lazy`; a patched graph keeps them). The server calls it after
         indexing (GraphIndex.warm_up)."""
         self.cycles(include_dependencies=True)
-        self._position  # noqa: B018 (cached properties)
+        self._position  # noqa: B018 (computed on first use)
         self._rank  # noqa: B018
 
     # ---------------------------------------------------------------- lookups
@@ -265,9 +305,12 @@ class RevisionGraph:
                 found.append(rev)
         return tuple(found)
 
-    @cached_property
+    @property
     def _sorted_ids(self) -> list[str]:
-        return sorted(self.by_id)
+        lazy = self._lazy
+        if lazy.sorted_ids is None:
+            lazy.sorted_ids = sorted(self.by_id)
+        return lazy.sorted_ids
 
     def resolve(self, text: str) -> tuple[str, ...]:
         """Ids `text` may mean for a human: exact id, label, or the ids it is a prefix of."""
@@ -307,11 +350,17 @@ class RevisionGraph:
         seen.discard(start)
         return seen
 
-    @cached_property
+    @property
     def inherited_labels(self) -> dict[str, frozenset[str]]:
         """Branch labels of each revision: its own and those of every ancestor through
         down_revision, as Alembic's RevisionMap propagates them to descendants. Labels that
         are not literals appear as `<expr>`."""
+        lazy = self._lazy
+        if lazy.inherited_labels is None:
+            lazy.inherited_labels = self._find_inherited_labels()
+        return lazy.inherited_labels
+
+    def _find_inherited_labels(self) -> dict[str, frozenset[str]]:
         own = self.own_labels
         if not self.labels and not self.unknown_labels:  # the usual project: no labels at all
             return dict.fromkeys(self.by_id, frozenset())
@@ -325,9 +374,15 @@ class RevisionGraph:
             result.setdefault(rev, frozenset(own[rev]))
         return result
 
-    @cached_property
+    @property
     def topological_order(self) -> tuple[str, ...]:
         """Parents before children (down_revision edges); revisions in cycles are left out."""
+        lazy = self._lazy
+        if lazy.topological_order is None:
+            lazy.topological_order = self._find_topological_order()
+        return lazy.topological_order
+
+    def _find_topological_order(self) -> tuple[str, ...]:
         pending = {r: len(p) for r, p in self.parents.items()}
         ready = [r for r, n in pending.items() if n == 0]
         order: list[str] = []
@@ -340,9 +395,15 @@ class RevisionGraph:
                     ready.append(child)
         return tuple(order)
 
-    @cached_property
+    @property
     def depth(self) -> dict[str, int]:
         """Distance from base: the number of revisions on the longest path down to a base."""
+        lazy = self._lazy
+        if lazy.depth is None:
+            lazy.depth = self._find_depth()
+        return lazy.depth
+
+    def _find_depth(self) -> dict[str, int]:
         result: dict[str, int] = {}
         for rev in self.topological_order:
             result[rev] = 1 + max((result.get(p, 0) for p in self.parents[rev]), default=0)
@@ -352,7 +413,7 @@ class RevisionGraph:
         """Revisions a topological sort cannot place: exactly those in or above a loop."""
         if self._acyclic:
             return set()
-        known = self.__dict__.setdefault("_suspects", {})
+        known = self._lazy.suspects
         if include_dependencies not in known:
             known[include_dependencies] = self._find_unordered(include_dependencies)
         return set(known[include_dependencies])
