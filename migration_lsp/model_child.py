@@ -548,7 +548,8 @@ def redirect_engines(dialect_name, config_dialect=None):
         return async_stand_in((configuration or {}).get(prefix + "url"))
 
     for module in (sqlalchemy, sqlalchemy.engine, create_module):
-        vars(module).update(create_engine=create_engine, engine_from_config=engine_from_config)
+        for attr, stand_in_fn in (("create_engine", create_engine), ("engine_from_config", engine_from_config)):
+            setattr(module, attr, stand_in_fn)
     for name in ("sqlalchemy.ext.asyncio.engine", "sqlalchemy.ext.asyncio"):
         async_module: ModuleType | None
         try:  # the engine module first: the package re-exports from it, also when imported again
@@ -556,8 +557,9 @@ def redirect_engines(dialect_name, config_dialect=None):
         except ImportError:  # no asyncio extension (greenlet missing): env.py cannot use it either
             async_module = sys.modules.get(name)
         if async_module is not None:
-            vars(async_module).update(create_async_engine=create_async_engine,
-                                      async_engine_from_config=async_engine_from_config)
+            for attr, stand_in_fn in (("create_async_engine", create_async_engine),
+                                      ("async_engine_from_config", async_engine_from_config)):
+                setattr(async_module, attr, stand_in_fn)
     engine_module = sys.modules.get("sqlalchemy.ext.asyncio.engine")
     async_engine = getattr(engine_module, "AsyncEngine", None)
     if async_engine is not None:  # `AsyncEngine(engine_from_config(...))` wraps a stand-in: allow it

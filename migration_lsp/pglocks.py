@@ -463,14 +463,21 @@ def _rendered_of(op: Any, create: bool = False) -> dict[tuple, str] | None:
     return known
 
 
-_CONTEXTS = threading.local()  # per thread: (dialect, version) -> (offline MigrationContext, its buffer)
+class _Contexts(threading.local):
+    """Per thread: (dialect, version) -> (offline MigrationContext, its buffer)."""
+
+    def __init__(self) -> None:  # (run once in each thread that uses it)
+        self.by_dialect: dict[tuple[str, int | None], tuple[MigrationContext, io.StringIO]] = {}
+
+
+_CONTEXTS = _Contexts()
 
 
 def _render(op: alembic_ops.MigrateOperation, dialect: str, version: int | None) -> str:
     """Render through one offline MigrationContext per (dialect, version) and thread, as
     `alembic upgrade --sql` renders a whole history through one: configuring a context
     (its dialect, the version table) costs more than rendering an op."""
-    contexts = _CONTEXTS.__dict__.setdefault("by_dialect", {})
+    contexts = _CONTEXTS.by_dialect
     found = contexts.get((dialect, version))
     if found is None:
         buf = io.StringIO()

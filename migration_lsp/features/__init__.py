@@ -71,6 +71,7 @@ class Locator:
     def __init__(self, snapshot: Snapshot, encoding: str = "utf-16") -> None:
         self.snapshot = snapshot
         self.encoding = str(encoding)
+        self._files: dict[Path, tuple[str, ...]] = {}  # lines of files that are not migrations, read once
 
     def _line(self, path: Path, line: int) -> str:
         script = self.snapshot.script(path)
@@ -79,7 +80,7 @@ class Locator:
 
     def _other_lines(self, path: Path) -> tuple[str, ...]:
         """Lines of a file that is not a migration (a model file with an M diagnostic)."""
-        cache = self.__dict__.setdefault("_files", {})
+        cache = self._files
         if path not in cache:
             try:
                 cache[path] = tuple(path.read_text(encoding="utf-8", errors="replace").split("\n"))
