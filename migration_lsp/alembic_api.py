@@ -5,8 +5,10 @@ helpers know its file name (file_template, slug rules, truncation) and its creat
 (the `timezone` option); a dropped table's types are only on the op it reverses. The children
 that run the project's migrations need Alembic's steps one revision at a time (what
 `command.upgrade` runs inside env.py) and its revision files one by one (a file that fails
-to import is counted, the rest still load). Every use of a `_`-name of Alembic goes through
-this module, and tests/test_alembic_api.py fails loudly when an installed Alembic changes one
+to import is counted, the rest still load). Some of Alembic's memoized properties are filled
+in ahead (the config files' contents as we read them, a static inspector), a write into an
+object's `__dict__` that only works while they stay memoized. Every use of a `_`-name of
+Alembic, and every such write, goes through this module, and tests/test_alembic_api.py fails loudly when an installed Alembic changes one
 of them (pyproject.toml also keeps `alembic` below the next major version).
 
 Standalone on purpose (standard library and Alembic only, Python 3.8 syntax): the children
@@ -45,6 +47,9 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
 # what the children use (the rest is the server's, on the Alembic pyproject.toml bounds)
 CHILD_NAMES = ("ScriptDirectory._upgrade_revs", "ScriptDirectory._downgrade_revs", "ScriptDirectory._stamp_revs",
                "ScriptDirectory._version_locations", "Script._list_py_dir", "Script._from_path")
+# memoized properties (computed on first read, then kept in the instance's __dict__) that are
+# filled in ahead with what this tool computed itself; checked by `problems()`
+MEMOIZED = ("Config.file_config", "Config.toml_alembic_config", "AutogenContext.inspector")
 # ops whose constructor keeps the op they are the reverse of, as `_reverse`
 REVERSIBLE_DROPS = (alembic_ops.DropTableOp, alembic_ops.DropColumnOp, alembic_ops.DropIndexOp,
                     alembic_ops.DropConstraintOp)
@@ -61,6 +66,51 @@ def _member(name: str) -> Any:
     if found is None:
         raise AlembicChanged(f"the installed Alembic has no {name}: migration-lsp needs an update")
     return found
+
+
+def _memoized_owner(name: str) -> Any:
+    # (imported here: the children load this module, and need neither)
+    from alembic.autogenerate.api import AutogenContext
+    from alembic.config import Config
+
+    return {"Config": Config, "AutogenContext": AutogenContext}[name.split(".")[0]]
+
+
+def _memoized_problem(owner: type, attr: str) -> str | None:
+    """Why `owner.attr` cannot be filled in ahead (None: it can). A memoized property is a
+    descriptor without `__set__`: the value in the instance's __dict__ wins over it. Were it
+    a plain property, a value put there would be silently ignored."""
+    descriptor = inspect.getattr_static(owner, attr, None)
+    if descriptor is None:
+        return f"the installed Alembic has no {owner.__name__}.{attr}: migration-lsp needs an update"
+    if not hasattr(type(descriptor), "__get__") or hasattr(type(descriptor), "__set__"):
+        return f"{owner.__name__}.{attr} is no longer a memoized property: migration-lsp needs an update"
+    return None
+
+
+def _fill_memoized(obj: Any, attr: str, value: Any) -> None:
+    problem = _memoized_problem(type(obj), attr)
+    if problem is not None:
+        raise AlembicChanged(problem)
+    obj.__dict__[attr] = value
+
+
+def fill_file_config(config: Any, parser: Any) -> None:
+    """Make `config.file_config` (an alembic.config.Config) the ConfigParser of the ini file
+    as this tool read it (size-bounded, interpolation budgeted) instead of Alembic's own read."""
+    _fill_memoized(config, "file_config", parser)
+
+
+def fill_toml_config(config: Any, section: dict) -> None:
+    """Make `config.toml_alembic_config` the [tool.alembic] table of pyproject.toml as this
+    tool read it."""
+    _fill_memoized(config, "toml_alembic_config", section)
+
+
+def fill_inspector(autogen: Any, inspector: Any) -> None:
+    """Make `autogen.inspector` (an AutogenContext without a connection) `inspector`: the
+    comparison then reads the replayed schema instead of a database."""
+    _fill_memoized(autogen, "inspector", inspector)
 
 
 def rev_path(directory: ScriptDirectory, folder: Path, rev_id: str, message: str | None,
@@ -129,8 +179,9 @@ def in_external_transaction(context: MigrationContext) -> bool:
 
 
 def problems(names: Iterable[str] = tuple(SIGNATURES)) -> list[str]:
-    """What of `names` (and, for the server's names, the drop ops' `_reverse`) the installed
-    Alembic does not provide as expected (empty: all is well)."""
+    """What of `names` (and, for the server's names, the drop ops' `_reverse` and the
+    memoized properties filled in ahead) the installed Alembic does not provide as expected
+    (empty: all is well)."""
     out = []
     for name in names:
         expected = SIGNATURES[name]
@@ -146,6 +197,11 @@ def problems(names: Iterable[str] = tuple(SIGNATURES)) -> list[str]:
         if tuple(params)[:len(expected)] != expected or any(p.default is p.empty for p in extra):
             out.append(f"{name} takes {tuple(params)}, not {expected}")
     if set(names) - set(CHILD_NAMES):
+        for name in MEMOIZED:
+            owner = _memoized_owner(name)
+            problem = _memoized_problem(owner, name.split(".")[1])
+            if problem is not None:
+                out.append(problem)
         for cls in REVERSIBLE_DROPS:
             if "_reverse" not in inspect.signature(cls.__init__).parameters:
                 out.append(f"{cls.__name__} no longer keeps `_reverse`")

@@ -27,7 +27,7 @@ from alembic.operations import ops as alembic_ops
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine.reflection import Inspector, ObjectKind, ObjectScope
 
-from .alembic_api import skip_functional_indexes
+from .alembic_api import fill_inspector, skip_functional_indexes
 from .evaluate import is_opaque_type
 from .project import KNOWN_DIALECTS, sqlalchemy_dialect
 from .schema import (
@@ -439,7 +439,7 @@ def run_alembic_compare(schema_md: sa.MetaData, model_md: sa.MetaData, options: 
     # "mysql") against the models' Text(), compared as MySQL because some column is MEDIUMTEXT)
     inspector = StaticInspector(schema_md, dialect, variants=options.dialect is not None,
                                 indexes_as=options.dialect or "sqlite")
-    autogen.__dict__["inspector"] = inspector  # (a memoized property)
+    fill_inspector(autogen, inspector)
     # what alembic.autogenerate.compare.schema._produce_net_changes does with a connection
     # every schema the tables use is compared (as with include_schemas=True): a table in a
     # named schema is never reported as missing only because env.py leaves that option off

@@ -578,17 +578,19 @@ def alembic_config(ini: Path | None, toml: Path | None = None, ini_text: str | N
     from alembic import util as alembic_util
     from alembic.config import Config
 
+    from .alembic_api import fill_file_config, fill_toml_config
+
     config = Config(file_=str(ini) if ini else None, toml_file=str(toml) if toml else None)
     if ini is not None:  # as Config.file_config does, from our text
         config.config_args["here"] = ini.absolute().parent.as_posix()
-        config.__dict__["file_config"] = _ini_parser(ini, ini_text, config.config_ini_section)  # (memoized)
+        fill_file_config(config, _ini_parser(ini, ini_text, config.config_ini_section))
     if toml is not None:  # as Config.toml_alembic_config does
         config.toml_args["here"] = toml.absolute().parent.as_posix()
         data = tomllib.loads(read_file(toml, MAX_CONFIG_BYTES).decode("utf-8"))
         section = data.get("tool", {}).get("alembic", {}) if isinstance(data.get("tool", {}), dict) else None
         if not isinstance(section, dict):
             raise alembic_util.CommandError("Incorrect TOML format")
-        config.__dict__["toml_alembic_config"] = section
+        fill_toml_config(config, section)
     return config
 
 

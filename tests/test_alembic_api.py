@@ -5,6 +5,7 @@ Alembic release changes them), and pyproject.toml keeps Alembic below its next m
 from __future__ import annotations
 
 import ast
+import configparser
 import datetime
 import importlib.util
 import re
@@ -14,6 +15,7 @@ import alembic
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
@@ -42,6 +44,43 @@ def test_a_changed_alembic_is_reported(monkeypatch):
     monkeypatch.setattr(ScriptDirectory, "_stamp_revs", lambda self, revision, heads, x: [])
     found = alembic_api.problems(alembic_api.CHILD_NAMES)
     assert [p for p in found if "_stamp_revs takes" in p] and not [p for p in found if "_upgrade_revs" in p]
+
+
+def test_memoized_properties_filled_in_ahead_are_what_alembic_reads(tmp_path: Path):
+    """The config files as the tool read them, and the static inspector, are what Alembic's
+    own code then reads: it never computes them itself."""
+    ini, toml = tmp_path / "alembic.ini", tmp_path / "pyproject.toml"
+    ini.write_text("[alembic]\nscript_location = alembics_read\n", encoding="utf-8")
+    toml.write_text('[tool.alembic]\nversion_locations = "alembics_read"\n', encoding="utf-8")
+    config = Config(str(ini), toml_file=str(toml))
+    parser = configparser.ConfigParser()
+    parser.read_string("[alembic]\nscript_location = ours\n")
+    alembic_api.fill_file_config(config, parser)
+    alembic_api.fill_toml_config(config, {"version_locations": "ours too"})
+    assert config.get_alembic_option("script_location") == "ours"
+    assert config.get_alembic_option("version_locations") == "ours too"
+    autogen = AutogenContext(MigrationContext.configure(dialect_name="sqlite"), sa.MetaData())
+    with pytest.raises(TypeError, match="no database connection"):  # (what Alembic computes)
+        autogen.inspector  # noqa: B018
+    inspector = object()
+    alembic_api.fill_inspector(autogen, inspector)
+    assert autogen.inspector is inspector
+
+
+def test_a_memoized_property_that_changed_is_reported(monkeypatch, tmp_path: Path):
+    """Were one of them a plain property (or gone), a value filled in ahead would be silently
+    ignored: the check and the fill both say so instead."""
+    monkeypatch.setattr(Config, "file_config", property(lambda self: None))
+    monkeypatch.delattr(AutogenContext, "inspector")
+    found = alembic_api.problems()
+    assert [p for p in found if "Config.file_config is no longer a memoized property" in p]
+    assert [p for p in found if "no AutogenContext.inspector" in p]
+    assert not [p for p in found if "toml_alembic_config" in p]
+    with pytest.raises(alembic_api.AlembicChanged, match="file_config"):
+        alembic_api.fill_file_config(Config(), configparser.ConfigParser())
+    with pytest.raises(alembic_api.AlembicChanged, match="inspector"):
+        alembic_api.fill_inspector(AutogenContext(MigrationContext.configure(dialect_name="sqlite")), object())
+    assert alembic_api.problems(alembic_api.CHILD_NAMES) == []  # (the children fill in none of them)
 
 
 def alembic_init(tmp_path: Path, **options: str) -> Config:
