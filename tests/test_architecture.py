@@ -10,6 +10,10 @@
 - No module imports another module's private (underscore) names: a helper another module
   needs is public, with a docstring, in the module that owns it; nor reads another module's
   classes' private members through an object (`state.graph._position`).
+- No object is changed behind its class's back: no write into an `__dict__` (or `vars()`),
+  no `object.__setattr__` except while an immutable record builds itself; lazily computed
+  state is a declared attribute. Alembic's memoized properties are filled in ahead only by
+  alembic_api.py, whose test fails when Alembic changes them.
 
 Imports inside functions count as much as those at the top of a module."""
 
@@ -300,3 +304,93 @@ def test_no_module_reads_another_modules_private_members():
         offenders += [f"{path.relative_to(REPO_ROOT)}:{line} reads {name}"
                       for name, line in foreign_private_reads(text, members[path], others)]
     assert offenders == [], "give the owner a public, documented accessor"
+
+
+# where reading an object's own attributes (not what its class computes) is the point
+JUSTIFIED_DICT_READS = {
+    ("evaluate.py", "callable_ok"): "a type the migration declared carries the mark itself, not through a base",
+    ("evaluate.py", "well_typed"): "the fields an Alembic op was given, as stored",
+    ("interpret.py", "_evaluate_op"): "the type_ an Alembic op was given, as stored",
+    ("model_child.py", "sources"): "a loaded module's own names, without running a module __getattr__",
+    ("model_child.py", "declared_in"): "the attributes a class's own body declares, not its bases'",
+    ("model_child.py", "rebuilt_type"): "a module's names, as the namespace a type's repr is evaluated in",
+}
+MUTATING = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
+
+
+def dict_access(text: str, module: str = "m.py") -> list[tuple[str, int]]:
+    """(what, line) of each write through an object's `__dict__` (or `vars(obj)`), each
+    `object.__setattr__` outside an `__init__`/`__post_init__` setting `self`'s own fields,
+    and each read of an `__dict__`/`vars()` not in JUSTIFIED_DICT_READS."""
+    tree = ast.parse(text)
+    parents: dict[ast.AST, ast.AST] = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+
+    def function(node: ast.AST) -> str | None:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return node.name
+        return None
+
+    found = []
+    for node in ast.walk(tree):
+        is_dict = isinstance(node, ast.Attribute) and node.attr == "__dict__"
+        is_vars = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "vars" \
+            and len(node.args) == 1
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "__setattr__" \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "object":
+            own = node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "self"
+            if not (own and function(node) in ("__init__", "__post_init__")):
+                found.append(("object.__setattr__", node.lineno))
+            continue
+        if not (is_dict or is_vars):
+            continue
+        up = parents.get(node)
+        written = (isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load)) \
+            or (isinstance(up, ast.Subscript) and not isinstance(up.ctx, ast.Load)) \
+            or (isinstance(up, ast.Attribute) and up.attr in MUTATING)
+        if written:
+            found.append(("__dict__ write", node.lineno))
+        elif (module, function(node)) not in JUSTIFIED_DICT_READS:
+            found.append(("__dict__ read", node.lineno))
+    return sorted(found, key=lambda f: f[1])
+
+
+def test_the_dict_scan_sees_writes_and_unjustified_reads():
+    text = (
+        "class Graph:\n"
+        "    def __init__(self, x):\n"
+        "        object.__setattr__(self, 'x', x)\n"  # (an immutable record building itself)
+        "    def patch(self, other):\n"
+        "        object.__setattr__(other, 'x', 1)\n"
+        "        object.__setattr__(self, 'x', 2)\n"
+        "        self.__dict__['_rank'] = 1\n"
+        "        self.__dict__.pop('_rank', None)\n"
+        "        del self.__dict__['x']\n"
+        "        other.__dict__ = {}\n"
+        "        vars(other).update(x=1)\n"
+        "        return self.__dict__.get('x')\n"
+        "def callable_ok(fn):\n"
+        "    return 'mark' in fn.__dict__\n"
+    )
+    assert dict_access(text) == [("object.__setattr__", 5), ("object.__setattr__", 6), ("__dict__ write", 7),
+                                 ("__dict__ write", 8), ("__dict__ write", 9), ("__dict__ write", 10),
+                                 ("__dict__ write", 11), ("__dict__ read", 12), ("__dict__ read", 14)]
+    assert dict_access(text, "evaluate.py")[-1] == ("__dict__ read", 12)  # (a justified read)
+
+
+def test_no_write_through_dict_and_no_mutation_of_records():
+    """Issue 13: cached properties written through `__dict__`, a "frozen" MigrationScript
+    changed after creation. Lazily computed state is a declared attribute (MigrationScript's
+    `_module`, RevisionGraph's `_lazy`); only alembic_api.py fills Alembic's memoized
+    properties in."""
+    offenders = []
+    for path in package_files():
+        if path.name == "alembic_api.py":
+            continue
+        offenders += [f"{path.relative_to(REPO_ROOT)}:{line} {what}"
+                      for what, line in dict_access(path.read_text(encoding="utf-8"), path.name)]
+    assert offenders == []
