@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .scripts import IdString, MigrationScript
 
@@ -66,14 +66,17 @@ class _Lazy:
     def patched(self, relinked: set[str], labelled: bool) -> _Lazy:
         """What a graph patched by relinking `relinked` ("down_revision", "depends_on")
         keeps of this one (see the class docstring)."""
-        kept = replace(self, suspects={} if relinked else dict(self.suspects))
-        if "down_revision" in relinked:
-            kept.topological_order = kept.depth = None
-            if labelled:
-                kept.inherited_labels = None
-        if relinked:  # (_still_acyclic puts it back when it still holds)
-            kept.rank, kept.rank_known = None, False
-        return kept
+        if not relinked:
+            return _Lazy(position=self.position, sorted_ids=self.sorted_ids,
+                         topological_order=self.topological_order, depth=self.depth,
+                         inherited_labels=self.inherited_labels, rank=self.rank, rank_known=self.rank_known,
+                         suspects=dict(self.suspects))
+        down = "down_revision" in relinked
+        # (no rank, no suspects: _still_acyclic puts the rank back when it still holds)
+        return _Lazy(position=self.position, sorted_ids=self.sorted_ids,
+                     topological_order=None if down else self.topological_order,
+                     depth=None if down else self.depth,
+                     inherited_labels=None if down and labelled else self.inherited_labels)
 
 
 class RevisionGraph:

@@ -187,3 +187,19 @@ def test_a_body_edit_shares_the_link_maps_and_a_relink_copies_only_its_own(tmp_p
     assert relinked is not None and relinked.parents is not graph.parents and relinked.children is not graph.children
     assert relinked.dependencies is graph.dependencies and relinked.dependents is graph.dependents
     assert relinked.heads == ("aaaaaaaaaaaa", "bbbbbbbbbbbb") and graph.heads == ("bbbbbbbbbbbb",)
+
+
+def test_a_patched_graph_shares_what_its_edit_cannot_change(tmp_path: Path):
+    """What a graph computes on first use (graph._Lazy) is shared by a patch that leaves the
+    down_revision links alone, and computed again, from the patched links, after one that
+    changes them."""
+    a = _script(tmp_path / "a.py", "aaaaaaaaaaaa", None)
+    b = _script(tmp_path / "b.py", "bbbbbbbbbbbb", "aaaaaaaaaaaa")
+    c = _script(tmp_path / "c.py", "cccccccccccc", "bbbbbbbbbbbb")
+    graph = RevisionGraph([a, b, c])
+    order, depth = graph.topological_order, graph.depth
+    body = graph.replacing(c, _script(tmp_path / "c.py", "cccccccccccc", "bbbbbbbbbbbb", body="pass  # typed"))
+    assert body is not None and body.topological_order is order and body.depth is depth
+    relinked = body.replacing(body.by_id["cccccccccccc"], _script(tmp_path / "c.py", "cccccccccccc", "aaaaaaaaaaaa"))
+    assert relinked is not None and relinked.depth == {"aaaaaaaaaaaa": 1, "bbbbbbbbbbbb": 2, "cccccccccccc": 2}
+    assert graph.depth is depth and depth["cccccccccccc"] == 3  # (the source graph is unchanged)
