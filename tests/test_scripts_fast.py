@@ -791,3 +791,22 @@ def test_doc_header_shortcut_is_the_general_reading(seed):
             expected = _reference_doc_header(src, 0, last, message)
             assert scripts._doc_header(src, 0, last, message) == expected, (text, message)
             assert scripts._doc_header(src, 0, last, message, scripts._span) == expected, (text, message)
+
+
+def test_released_bodies_are_parsed_again_to_the_same_result():
+    """What a script parses on first use (upgrade()/downgrade(), the whole module) is
+    forgotten by release_bodies and parsed again when asked for; a script whose functions
+    were parsed with the header keeps them (nothing to parse again from)."""
+    script = parse_script(P, STANDARD)
+    assert script.functions is None  # (header only so far)
+    ops = [op.name for op in script.upgrade.ops]
+    module = scripts.module_body(script)
+    assert scripts.module_body(script) is module  # (kept until released)
+    script.release_bodies()
+    assert script.functions is None
+    again = scripts.module_body(script)
+    assert again is not module and [ast.dump(s) for s in again] == [ast.dump(s) for s in module]
+    assert [op.name for op in script.upgrade.ops] == ops == ["add_column"]
+    whole = parse_script(P, STANDARD, header_only=False)
+    whole.release_bodies()
+    assert whole.functions is not None and [op.name for op in whole.upgrade.ops] == ops
