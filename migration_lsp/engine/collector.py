@@ -31,6 +31,7 @@ from contextlib import contextmanager
 
 GROWTH = 2.0  # sweep once the permanent generation holds this many times its last baseline
 MIN_OBJECTS = 100_000  # ... and at least this many objects more (a small index sweeps rarely)
+OLD_NEVER = 1 << 30  # the old generation's threshold during a pass: never collected automatically
 
 
 class FrozenGrowth:
@@ -45,6 +46,7 @@ class FrozenGrowth:
         self.counts = 0  # exact counts taken (each walks every frozen object)
         self.sweeps = 0
         self.longest = 0.0  # the longest sweep (seconds)
+        self.young = 0  # unreachable objects the young collection at the end of a pass found
 
     # ---------------------------------------------------------------- counting
 
@@ -82,22 +84,26 @@ class FrozenGrowth:
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """Around a pass (core.paused_gc(freeze=True), counted): the collector paused, then
-        what exists frozen; the objects that joins to the permanent generation are added to
-        the bound — those allocated and not freed since the collector last ran (its
-        generation-0 count: frees of older objects lower it too, never below zero, so it
-        never undercounts) and the older generations' (objects that survived an automatic
-        collection since the last freeze)."""
+        """Around a pass: only the young generations are collected (automatically, as
+        usual: what the pass makes and drops at once, SQL rendered for a rule, a throwaway
+        Table, is freed there), never the old one (the pass's long-lived objects would be
+        scanned again and again); then the young ones once more, and what exists is frozen.
+        The objects that joins to the permanent generation are added to the bound: those in
+        the old generation (survivors of a young collection since the last freeze)."""
         enabled = gc.isenabled()
-        gc.disable()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(thresholds[0], thresholds[1], OLD_NEVER)
+        gc.enable()
         try:
             yield
         finally:
+            self.young += gc.collect(1)
             if self.bound is not None:
-                self.added(gc.get_count()[0] + len(gc.get_objects(1)) + len(gc.get_objects(2)))
+                self.added(len(gc.get_objects(2)))
             gc.freeze()
-            if enabled:
-                gc.enable()
+            gc.set_threshold(*thresholds)
+            if not enabled:
+                gc.disable()
 
     def check(self) -> float | None:
         """At an idle moment: count exactly when the bound says a sweep may be due, and sweep
