@@ -516,7 +516,7 @@ def _data_only(state: SchemaState, op: Any, origin: Origin) -> SchemaState:
 
 @applies(alembic_ops.AddColumnOp, to_table=True)
 def _add_column(state: SchemaState, table: TableState, op: alembic_ops.AddColumnOp, origin: Origin) -> SchemaState:
-    col = op.column  # never mutated: shared with the op
+    col = added_column(op)  # never mutated: shared with the op (or an equal one's)
     columns = keyed(table.columns, "column")
     if columns is not None:
         new = table.evolve(columns=columns.without(col.name).appended(ColumnState(col, origin)))
@@ -679,6 +679,7 @@ _CREATED_TABLES_LOCK = threading.Lock()
 # an edit below it, its ops released and evaluated anew): the table made the first time
 _CONTENT_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # op -> (text, dialect, n)
 _TABLES_BY_CONTENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_COLUMNS_BY_CONTENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (see added_column)
 
 
 def created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
@@ -709,15 +710,29 @@ def created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
         return table
 
 
+def added_column(op: alembic_ops.AddColumnOp) -> sa.Column:
+    """The column an add_column op adds, as the schema state keeps it: the one the first
+    evaluation of the same text made, while it is alive (see `created_table`: a column
+    with a server default or a foreign key is in a cycle with it)."""
+    key = _CONTENT_KEYS.get(op)
+    if key is None:
+        return op.column
+    with _CREATED_TABLES_LOCK:
+        column = _COLUMNS_BY_CONTENT.get(key)
+        if column is None:
+            column = _COLUMNS_BY_CONTENT[key] = op.column
+        return column
+
+
 def share_created_tables(script: MigrationScript, evaluation: Evaluation, dialect: str | None) -> None:
-    """Key the create_table ops of `script`'s upgrade by its text, the dialect and their
-    place among them: the evaluation is a function of those (see `created_table`)."""
-    creates = [ev.op for ev in evaluation.ops if isinstance(ev.op, alembic_ops.CreateTableOp)]
-    if not creates:
+    """Key the create_table and add_column ops of `script`'s upgrade by its text, the dialect
+    and their place among them: the evaluation is a function of those (see `created_table`)."""
+    made = [ev.op for ev in evaluation.ops if isinstance(ev.op, (alembic_ops.CreateTableOp, alembic_ops.AddColumnOp))]
+    if not made:
         return
     text = hashlib.blake2b(script.text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     with _CREATED_TABLES_LOCK:
-        for n, op in enumerate(creates):
+        for n, op in enumerate(made):
             _CONTENT_KEYS[op] = (text, dialect, n)
 
 
