@@ -694,18 +694,18 @@ def created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
     columns, constraints) that only a full collection frees. Made anew after every edit
     below it, each replaced replay would leave its tables for that collection (measured:
     most of what a long session's frozen objects gained, benchmarks/RESULTS.md); shared,
-    an edit makes no new table for a revision whose text it did not change. The op's own
-    columns are still attached to a table of their own (the rules read `op.columns`)."""
+    an edit makes no new table for a revision whose text it did not change (nor a throwaway
+    one: the op's own columns then stay unattached, which the rules reading `op.columns`
+    do not tell apart: a column's inline foreign key names the column either way)."""
     with _CREATED_TABLES_LOCK:
         table = _CREATED_TABLES.get(op)
         if table is None:
-            own = op.to_table()
             key = _CONTENT_KEYS.get(op)
             table = _TABLES_BY_CONTENT.get(key) if key is not None else None
             if table is None:
-                table = own
+                table = op.to_table()
                 if key is not None:
-                    _TABLES_BY_CONTENT[key] = own
+                    _TABLES_BY_CONTENT[key] = table
             _CREATED_TABLES[op] = table
         return table
 
