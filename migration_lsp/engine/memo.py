@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 SPARE = 250  # entries kept beyond the live ones (a revision's schemas weigh ~30 KB)
 REPLAY_SPARE = 250  # entries no last pass used that keep their replayed schema (see _unpin)
 EVICT_STEP = 500  # entries dropped between two yields of the full pass
+UNPIN_STEP = 100  # schemas let go between two yields (each frees a revision's replaced states)
 
 
 @dataclass
@@ -100,7 +101,7 @@ class RevisionMemo:
         again), but only the newest REPLAY_SPARE keep their replayed schema (what weighs:
         states, tables, columns; measured: each edit's replaced schemas held on to made a
         long session's memory grow). An older one is replayed again if a feature asks for
-        it (in slices, server._schema_ready). Yields every EVICT_STEP schemas let go."""
+        it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go."""
         spare, dropped = REPLAY_SPARE, 0
         for key in reversed(list(self._entries)):  # newest first
             entry = self._entries.get(key)
@@ -111,5 +112,5 @@ class RevisionMemo:
                 continue
             entry.replay = None
             dropped += 1
-            if dropped % EVICT_STEP == 0:
+            if dropped % UNPIN_STEP == 0:
                 yield
