@@ -105,6 +105,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --sizes "$(BENCH_SIZES)"
 	$(BIN)/python benchmarks/git_base.py --revisions 5000 --repeat 5
 	$(BIN)/python benchmarks/long_session.py --revisions 1000 --cycles 160
+	$(BIN)/python benchmarks/long_session.py --revisions 5000 --cycles 40 --policies sweep,freeze --patterns unique
 	$(BIN)/python benchmarks/truth_responsiveness.py --revisions 300 --cycles 20
 
 # Model drift on real PyPI projects vs real Alembic (benchmarks/realworld/run.py): one venv per

@@ -20,14 +20,19 @@ all of them, since a pass makes millions of long-lived objects and no cyclic gar
   freeze-once     gc.freeze() after the first pass only (the index); later passes just
                   re-enable the collector
   none            never freeze
-  sweep           freeze after every pass; once the permanent generation holds twice the
-                  objects it held after the first pass (or the last sweep), unfreeze, collect
-                  everything and freeze again (migration_lsp.engine.collector.FrozenGrowth:
-                  what the server does, at an idle moment; here right after the pass, and
+  sweep           what the server does (migration_lsp.engine.collector.FrozenGrowth): the
+                  young generations collected during the pass, never the old one, then
+                  freeze; once the permanent generation holds twice the objects it held
+                  after the first pass (or the last sweep), unfreeze, collect everything and
+                  freeze again (the server at an idle moment; here right after the pass, and
                   counted in "longest collector call")
 Edit patterns: `typo` alternately breaks and repairs down_revision (two texts: the memo by
 revision key answers every second pass); `unique` appends a comment never seen before
 (every pass recomputes the revisions above the file: the caches must evict).
+At the end, everything is unfrozen and collected once: what that finds died in a cycle
+(after being frozen, or left by a pass), what only a sweep would free in the server.
+`make bench` also runs the server's policy at 5,000 revisions (--revisions 5000 --cycles 40
+--policies sweep,freeze --patterns unique).
 """
 
 from __future__ import annotations
@@ -127,11 +132,14 @@ def child(root: Path, policy: str, pattern: str, cycles: int) -> dict:
         full_pass(False)
         if i % max(cycles // 4, 1) == 0 or i == cycles:
             samples[i] = rss()
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()  # what a full collection finds now died in a cycle (after being frozen, or left by a pass)
+    garbage = gc.collect()
     half = cycles // 2
     slope = (samples[cycles] - samples[min(k for k in samples if k >= half)]) / max(cycles - half, 1) * 100
     return {"policy": policy, "pattern": pattern, "rss": samples, "growth_per_100": slope,
             "longest_gc_ms": longest * 1000, "longest_gc_cpu_ms": longest_cpu * 1000, "longest_auto_ms": automatic[0] * 1000,
-            "frozen": gc.get_freeze_count(), "sweeps": f"{sweeper.sweeps} / {sweeper.counts}"}
+            "frozen": frozen, "garbage": garbage, "sweeps": f"{sweeper.sweeps} / {sweeper.counts}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Long session: {args.cycles} edit + full-pass cycles at {args.revisions:,} revisions "
           f"(benchmarks/long_session.py), VmRSS in MiB\n")
     print("| policy | edits | after the first pass | after each quarter | growth per 100 cycles, 2nd half | "
-          "longest collector call after a pass, wall / CPU (ms) | longest automatic collection (ms) | sweeps / exact counts |")
-    print("|---|---|--:|--|--:|--:|--:|--:|")
+          "longest collector call after a pass, wall / CPU (ms) | longest automatic collection (ms) | sweeps / exact counts | "
+          "frozen objects at the end | cyclic garbage a full collection then finds |")
+    print("|---|---|--:|--|--:|--:|--:|--:|--:|--:|")
     for policy in args.policies.split(","):
         for pattern in args.patterns.split(","):
             out = subprocess.run([sys.executable, __file__, "--cycles", str(args.cycles), "--_child", str(root),
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                                   if int(k) > 0)
             print(f"| {policy} | {pattern} | {r['rss']['0'] / MiB:.0f} | {quarters} | "
                   f"{r['growth_per_100'] / MiB:+.1f} | {r['longest_gc_ms']:.1f} / {r['longest_gc_cpu_ms']:.1f} | {r['longest_auto_ms']:.1f} | "
-                  f"{r['sweeps']} |",
+                  f"{r['sweeps']} | {r['frozen']:,} | {r['garbage']:,} |",
                   flush=True)
     return 0
 

@@ -29,6 +29,7 @@ import stat
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import __version__
@@ -256,6 +257,17 @@ class Store:
             if section_map.get(key) != value:
                 section_map[key] = value
                 self._dirty = True
+
+    def forget(self, section: str, keys: Iterable[str]) -> None:
+        """What the caller will not ask for again (the server's memo evicted it): not kept in
+        memory nor written (a long session makes new results after every edit, and each
+        save writes all of them)."""
+        with self._lock:
+            section_map = self._new.get(section)
+            if section_map:
+                for key in keys:
+                    if section_map.pop(key, None) is not None:
+                        self._dirty = True
 
     def save(self) -> bool:
         """Write what this run used and produced; never raises. True when written."""

@@ -9,6 +9,7 @@ dispatches on the op class), never by a chain of isinstance tests.
 from __future__ import annotations
 
 import ast
+import hashlib
 import logging
 import threading
 import warnings
@@ -515,7 +516,7 @@ def _data_only(state: SchemaState, op: Any, origin: Origin) -> SchemaState:
 
 @applies(alembic_ops.AddColumnOp, to_table=True)
 def _add_column(state: SchemaState, table: TableState, op: alembic_ops.AddColumnOp, origin: Origin) -> SchemaState:
-    col = op.column  # never mutated: shared with the op
+    col = added_column(op)  # never mutated: shared with the op (or an equal one's)
     columns = keyed(table.columns, "column")
     if columns is not None:
         new = table.evolve(columns=columns.without(col.name).appended(ColumnState(col, origin)))
@@ -674,18 +675,65 @@ def _uncomment_table(state: SchemaState, table: TableState, op: alembic_ops.Drop
 
 _CREATED_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CREATED_TABLES_LOCK = threading.Lock()
+# the same create_table of the same text, evaluated again (its revision replayed again after
+# an edit below it, its ops released and evaluated anew): the table made the first time
+_CONTENT_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # op -> (text, dialect, n)
+_TABLES_BY_CONTENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_COLUMNS_BY_CONTENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (see added_column)
 
 
 def created_table(op: alembic_ops.CreateTableOp) -> sa.Table:
     """`op.to_table()`, built once per op. Alembic attaches the op's own columns to the table
     it builds the first time, and copies them every other time, which leaves out their
     inline `ForeignKey`s: a second replay of the same op (a revision replayed again after an
-    edit below it, the safety rules' op-by-op replay) would lose those foreign keys."""
+    edit below it, the safety rules' op-by-op replay) would lose those foreign keys.
+
+    An op evaluated again from the same text (`share_created_tables`) gets the table its
+    first evaluation made, as long as that one is alive: a schema state shares the table's
+    columns, and a SQLAlchemy Table is a knot of reference cycles (table <-> metadata,
+    columns, constraints) that only a full collection frees. Made anew after every edit
+    below it, each replaced replay would leave its tables for that collection (measured:
+    most of what a long session's frozen objects gained, benchmarks/RESULTS.md); shared,
+    an edit makes no new table for a revision whose text it did not change (nor a throwaway
+    one: the op's own columns then stay unattached, which the rules reading `op.columns`
+    do not tell apart: a column's inline foreign key names the column either way)."""
     with _CREATED_TABLES_LOCK:
         table = _CREATED_TABLES.get(op)
         if table is None:
-            table = _CREATED_TABLES[op] = op.to_table()
+            key = _CONTENT_KEYS.get(op)
+            table = _TABLES_BY_CONTENT.get(key) if key is not None else None
+            if table is None:
+                table = op.to_table()
+                if key is not None:
+                    _TABLES_BY_CONTENT[key] = table
+            _CREATED_TABLES[op] = table
         return table
+
+
+def added_column(op: alembic_ops.AddColumnOp) -> sa.Column:
+    """The column an add_column op adds, as the schema state keeps it: the one the first
+    evaluation of the same text made, while it is alive (see `created_table`: a column
+    with a server default or a foreign key is in a cycle with it)."""
+    key = _CONTENT_KEYS.get(op)
+    if key is None:
+        return op.column
+    with _CREATED_TABLES_LOCK:
+        column = _COLUMNS_BY_CONTENT.get(key)
+        if column is None:
+            column = _COLUMNS_BY_CONTENT[key] = op.column
+        return column
+
+
+def share_created_tables(script: MigrationScript, evaluation: Evaluation, dialect: str | None) -> None:
+    """Key the create_table and add_column ops of `script`'s upgrade by its text, the dialect
+    and their place among them: the evaluation is a function of those (see `created_table`)."""
+    made = [ev.op for ev in evaluation.ops if isinstance(ev.op, (alembic_ops.CreateTableOp, alembic_ops.AddColumnOp))]
+    if not made:
+        return
+    text = hashlib.blake2b(script.text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    with _CREATED_TABLES_LOCK:
+        for n, op in enumerate(made):
+            _CONTENT_KEYS[op] = (text, dialect, n)
 
 
 def _hashable(value: Any) -> bool:
@@ -839,7 +887,8 @@ class Replay:
     def _evaluation(self, rev: str) -> Evaluation:
         script = self.graph.by_id[rev]
         if script not in self._ops:
-            self._ops[script] = evaluate(script, script.upgrade, self.dialect)
+            evaluation = self._ops[script] = evaluate(script, script.upgrade, self.dialect)
+            share_created_tables(script, evaluation, self.dialect)
         return self._ops[script]
 
     def revision(self, rev: str) -> RevisionSchema:

@@ -312,8 +312,7 @@ class MigrationServer(LanguageServer):
                 self.models_rejudged = True  # once: env.py's filters now see what the migrations build
                 schedule_models(self)
             if time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
-                self.cache_saved = time.monotonic()
-                engine.save_cache()
+                self._when_idle()  # (a save on the loop is what the next edit's requests waited for)
         except Exception:  # noqa: BLE001 - a bug of ours in the pass: said in the log, the session goes on
             self.log(f"full pass failed:\n{traceback.format_exc()}", types.MessageType.Error)
 
@@ -324,11 +323,20 @@ class MigrationServer(LanguageServer):
         complete pass looks again)."""
         if self.collector.baseline is None:
             self.collector.frozen(gc.get_freeze_count())
-        elif self.collector.may_be_due() and self.sweep is None:
+        elif self.collector.may_be_due():
+            self._when_idle()
+
+    def _when_idle(self) -> None:
+        """The cache save and the collector's look, once SWEEP_IDLE passed with no change
+        (each takes tens of milliseconds or more on the loop; an edit cancels the timer)."""
+        if self.sweep is None:
             self.sweep = asyncio.get_event_loop().call_later(SWEEP_IDLE, self._sweep)
 
     def _sweep(self) -> None:
         self.sweep = None
+        if self.engine is not None and time.monotonic() - self.cache_saved > CACHE_SAVE_INTERVAL:
+            self.cache_saved = time.monotonic()
+            self.engine.save_cache()
         seconds = self.collector.check()
         if seconds is not None:
             self.log(f"collector: the frozen objects swept ({self.collector.baseline:,} left) in "

@@ -5,6 +5,7 @@ ran any part of the pass. Counts, not times."""
 from __future__ import annotations
 
 import asyncio
+import time
 import threading
 from pathlib import Path
 
@@ -263,6 +264,7 @@ async def test_a_sweep_waits_for_an_idle_moment_after_a_complete_pass(project: P
     monkeypatch.setattr(srv, "SWEEP_IDLE", 0.0)
     ls = _server(project)
     ls.collector = FrozenGrowth(growth=0.0, min_objects=-10**12)  # any count is due
+    ls.cache_saved = time.monotonic()  # (no cache save due: it waits for the same idle moment)
 
     async def complete_pass() -> None:
         ls.refresh()  # a quick snapshot: the full pass is scheduled ...
@@ -284,6 +286,26 @@ async def test_a_sweep_waits_for_an_idle_moment_after_a_complete_pass(project: P
         assert ls.sweep is not None
         await asyncio.sleep(0.01)
         assert ls.sweep is None and ls.collector.sweeps == 1 and ls.collector.counts == 1
+    finally:
+        if ls.full_pass is not None:
+            ls.full_pass.cancel()
+
+
+async def test_the_cache_is_saved_at_an_idle_moment_not_at_the_end_of_a_pass(project: Path, monkeypatch):
+    """The periodic save of the persistent cache (tens of milliseconds on the loop at 5,000
+    revisions) waits, like the sweep, for SWEEP_IDLE with no change after a pass."""
+    monkeypatch.setattr(srv, "SWEEP_IDLE", 0.0)
+    ls = _server(project)
+    saves: list[int] = []
+    monkeypatch.setattr(ls.engine, "save_cache", lambda: saves.append(1))
+    try:
+        ls.refresh()
+        ls.full_pass.cancel()
+        ls._start_full_pass()
+        await ls.full_task
+        assert saves == [] and ls.sweep is not None  # due (never saved), not yet
+        await asyncio.sleep(0.01)
+        assert saves == [1] and ls.sweep is None
     finally:
         if ls.full_pass is not None:
             ls.full_pass.cancel()

@@ -482,7 +482,7 @@ class Engine:
             for d in hit[0]:
                 grouped.setdefault(d.path, []).append(d)
             differences = hit[1]
-        yield from self.revisions.retain(key, live)
+        yield from self.revisions.retain(key, live, lambda keys: store.forget("schema", keys))
         for path, found in grouped.items():
             # (a set: S018 on env.py is said by every revision it concerns)
             schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))

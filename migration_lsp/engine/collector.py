@@ -1,25 +1,32 @@
 """The garbage collector's policy for a long session (the server; benchmarks/long_session.py
-measured it, RESULTS.md "Long session").
+and tests/test_memgc.py measure it, RESULTS.md "Long session", "Issue 13: memory").
 
-A pass makes millions of long-lived objects and almost no cyclic garbage, so it runs with
-the collector paused and then freezes what exists (gc.freeze): later automatic collections
-look only at what is new, and take no pause worth the name. But objects frozen while alive
-that later die *in cycles* (the SQLAlchemy tables of a replaced replay, the schemas of
-evicted memo entries) are never freed: the permanent generation is never scanned, and with
-edits that each make new text it grows without bound (+155 MiB per 100 edit + pass cycles
-at 1,000 revisions).
+A pass makes millions of long-lived objects, so the old generation is never collected
+during it (each automatic full collection would scan them all again), and what exists is
+frozen after it (gc.freeze): later automatic collections look only at what is new, and
+take no pause worth the name. The young generations are collected during the pass as
+usual, and once more at its end: what the pass makes and soon drops in a cycle (SQL
+rendered for a rule, Alembic's throwaway tables) is freed there instead of being frozen.
 
-So the permanent generation is swept now and then: once it holds GROWTH times the objects
-it held after the first complete pass (or the last sweep), gc.unfreeze() + a full
-gc.collect() + gc.freeze(), at a moment the server is idle. Memory stays within about
-GROWTH times what is alive; a sweep is one full collection, and rare (the frozen objects
-must double first).
+The permanent generation is never scanned, so an object frozen alive that later dies *in
+a cycle* stays until a full collection. The replay makes such objects rare: the schema
+states are values that (but for some SQLAlchemy columns) die by refcount, and the SQLAlchemy Tables they hold (each a knot
+of cycles) are shared by every evaluation of the same create_table (replay.created_table),
+so an edit makes none for the revisions whose text it did not change. Measured at 5,000
+revisions (RESULTS.md): ~5,000 such objects per edit with a never-seen text, against
+~87,000 before (and +30 MiB per 6 edits).
+
+What still accumulates is swept now and then, as a safety net: once the permanent
+generation holds GROWTH times the objects it held after the first complete pass (or the
+last sweep), gc.unfreeze() + a full gc.collect() + gc.freeze(), at a moment the server is
+idle. At ~5,000 objects per edit that is hundreds of edits of new text apart at 5,000
+revisions (a sweep there is one full collection, about a second).
 
 Counting the frozen objects exactly (gc.get_freeze_count) walks all of them (25 ms of CPU
 per 2 million), too much after every pass: each pass adds to an upper bound instead —
-the collector's own count of objects allocated and not freed since its last collection,
-plus the young generations it merges in when it freezes — and the exact count is taken,
-at an idle moment, only when that bound says a sweep may be due.
+the objects in the old generation when it ends (survivors of a young collection since the
+last freeze, what freezing moves) — and the exact count is taken, at an idle moment, only
+when that bound says a sweep may be due.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from contextlib import contextmanager
 
 GROWTH = 2.0  # sweep once the permanent generation holds this many times its last baseline
 MIN_OBJECTS = 100_000  # ... and at least this many objects more (a small index sweeps rarely)
+OLD_NEVER = 1 << 30  # the old generation's threshold during a pass: never collected automatically
 
 
 class FrozenGrowth:
@@ -45,6 +53,7 @@ class FrozenGrowth:
         self.counts = 0  # exact counts taken (each walks every frozen object)
         self.sweeps = 0
         self.longest = 0.0  # the longest sweep (seconds)
+        self.young = 0  # unreachable objects the young collection at the end of a pass found
 
     # ---------------------------------------------------------------- counting
 
@@ -82,22 +91,26 @@ class FrozenGrowth:
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """Around a pass (core.paused_gc(freeze=True), counted): the collector paused, then
-        what exists frozen; the objects that joins to the permanent generation are added to
-        the bound — those allocated and not freed since the collector last ran (its
-        generation-0 count: frees of older objects lower it too, never below zero, so it
-        never undercounts) and the older generations' (objects that survived an automatic
-        collection since the last freeze)."""
+        """Around a pass: only the young generations are collected (automatically, as
+        usual: what the pass makes and drops at once, SQL rendered for a rule, a throwaway
+        Table, is freed there), never the old one (the pass's long-lived objects would be
+        scanned again and again); then the young ones once more, and what exists is frozen.
+        The objects that joins to the permanent generation are added to the bound: those in
+        the old generation (survivors of a young collection since the last freeze)."""
         enabled = gc.isenabled()
-        gc.disable()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(thresholds[0], thresholds[1], OLD_NEVER)
+        gc.enable()
         try:
             yield
         finally:
+            self.young += gc.collect(1)
             if self.bound is not None:
-                self.added(gc.get_count()[0] + len(gc.get_objects(1)) + len(gc.get_objects(2)))
+                self.added(len(gc.get_objects(2)))
             gc.freeze()
-            if enabled:
-                gc.enable()
+            gc.set_threshold(*thresholds)
+            if not enabled:
+                gc.disable()
 
     def check(self) -> float | None:
         """At an idle moment: count exactly when the bound says a sweep may be due, and sweep

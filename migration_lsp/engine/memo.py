@@ -7,12 +7,15 @@ One eviction policy for everything in it: after each complete pass of an environ
 keys that pass used are live for that environment; when the memo holds more than twice the
 live keys of all environments (plus SPARE), the oldest entries that no environment's last
 pass used go, down to the live ones plus SPARE (benchmarks/long_session.py: the memo's
-allowance, not garbage, is what grew over a long session).
+allowance, not garbage, is what grew over a long session). Entries no last pass used keep
+their findings, but only the newest REPLAY_SPARE keep their replayed schema, the heavy
+part (at 5,000 revisions each edit of a mid-history file with a text never seen before
+replaces the schemas of 2,500 revisions; holding two edits' worth cost ~20 MiB).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +27,9 @@ if TYPE_CHECKING:
     from ..replay import RevisionSchema
 
 SPARE = 250  # entries kept beyond the live ones (a revision's schemas weigh ~30 KB)
+REPLAY_SPARE = 250  # entries no last pass used that keep their replayed schema (see _unpin)
 EVICT_STEP = 500  # entries dropped between two yields of the full pass
+UNPIN_STEP = 100  # schemas let go between two yields (each frees a revision's replaced states)
 
 
 @dataclass
@@ -68,20 +73,44 @@ class RevisionMemo:
         for environment in environments:
             self._live.pop(environment, None)
 
-    def retain(self, environment: tuple[Path, str], live: Iterable[str]) -> Iterator[None]:
+    def retain(self, environment: tuple[Path, str], live: Iterable[str],
+               forget: Callable[[list[str]], None] | None = None) -> Iterator[None]:
         """After a complete pass of `environment`: the keys it used are its live ones. Once
         the memo holds more than twice the live keys (plus SPARE), the oldest entries no
         environment's last pass used go, down to the live ones plus SPARE (the most recent
         others stay: an undo finds them). Dropped in batches of EVICT_STEP, yielding between
         them (freeing the schemas of thousands of revisions takes a while: the server runs
-        this in slices)."""
+        this in slices); `forget` is told each batch (the persistent cache drops them too)."""
         self._live[environment] = set(live)
         kept = set().union(*self._live.values())
+        yield from self._unpin(kept)
         if len(self._entries) <= 2 * len(kept) + SPARE:
             return
         others = [k for k in self._entries if k not in kept]  # oldest first (insertion order)
         doomed = others[:max(len(others) - SPARE, 0)]
         for n in range(0, len(doomed), EVICT_STEP):
-            for key in doomed[n:n + EVICT_STEP]:
+            batch = doomed[n:n + EVICT_STEP]
+            for key in batch:
                 self._entries.pop(key, None)
+            if forget is not None:
+                forget(batch)
             yield
+
+    def _unpin(self, kept: set[str]) -> Iterator[None]:
+        """Entries no last pass used keep their findings (small: an undo computes nothing
+        again), but only the newest REPLAY_SPARE keep their replayed schema (what weighs:
+        states, tables, columns; measured: each edit's replaced schemas held on to made a
+        long session's memory grow). An older one is replayed again if a feature asks for
+        it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go."""
+        spare, dropped = REPLAY_SPARE, 0
+        for key in reversed(list(self._entries)):  # newest first
+            entry = self._entries.get(key)
+            if entry is None or entry.replay is None or key in kept:
+                continue
+            if spare > 0:
+                spare -= 1
+                continue
+            entry.replay = None
+            dropped += 1
+            if dropped % UNPIN_STEP == 0:
+                yield
