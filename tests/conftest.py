@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import fcntl
 import os
 import shutil
 import tempfile
@@ -126,3 +127,37 @@ def project(tmp_path: Path):
         return write_project(tmp_path, files)
 
     return make
+
+
+# Parallel runs (`make test` runs pytest-xdist with two workers, `--dist loadgroup`): tests
+# marked `xdist_group(name)` run one after another on one worker (they share something: a
+# built .vsix, an editor session, a PostgreSQL cluster); a test marked `alone` runs while no
+# other test runs on any worker (it looks at every process of the machine). A readers-writer
+# lock in a folder the controller makes for the run, held around each test's whole protocol
+# (set-up and tear-down of wider fixtures included): `alone` takes it exclusively, any other
+# test shared; a waiting `alone` test holds the gate, so that the others cannot starve it.
+LOCKS_ENV = "MIGRATION_LSP_TEST_LOCKS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "alone: runs while no other test runs (in any xdist worker)")
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist): before any worker starts
+        folder = tempfile.mkdtemp(prefix="migration-lsp-test-locks-")
+        os.environ[LOCKS_ENV] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    folder = Path(os.environ[LOCKS_ENV])
+    alone = item.get_closest_marker("alone") is not None
+    with open(folder / "gate", "a") as gate, open(folder / "lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
