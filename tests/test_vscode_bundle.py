@@ -18,6 +18,9 @@ import pytest
 
 from migration_lsp import __version__
 
+# parallel runs (make test): one worker; bundled/libs is built into the checkout, as test_vscode_e2e does
+pytestmark = pytest.mark.xdist_group("vscode")
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "editors" / "vscode"
 LIBS = EXTENSION / "bundled" / "libs"

@@ -38,6 +38,9 @@ from pathlib import Path
 
 import pytest
 
+# parallel runs (make test): one worker; the .vsix and bundled/libs are built into the checkout, as test_vscode_bundle does
+pytestmark = pytest.mark.xdist_group("vscode")
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "editors" / "vscode"
 DRIVER = ROOT / "tests" / "vscode" / "e2e.js"
