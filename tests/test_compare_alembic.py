@@ -297,7 +297,6 @@ PG_CASES = {
 }
 
 
-@pytest.mark.xdist_group("compare-pg")  # parallel runs: one worker, one cluster (the module's pg_uri)
 @pytest.mark.parametrize("case", list(PG_CASES))
 def test_same_items_as_alembic_on_postgresql(tmp_path, pg_uri, case):
     upgrade, models_source, server_default, expected = PG_CASES[case]
@@ -351,7 +350,6 @@ def test_unnamed_unique_constraint_named_by_the_models_convention(tmp_path, monk
     assert from_ops == from_messages == truth
 
 
-@pytest.mark.xdist_group("compare-pg")  # parallel runs: one worker, one cluster (the module's pg_uri)
 def test_a_conventional_name_longer_than_postgresql_allows(tmp_path, pg_uri, monkeypatch):
     """arize-phoenix on PostgreSQL: the convention names the unnamed UNIQUE
     `uq_dataset_example_revisions_dataset_example_id_dataset_version_id` (66 characters);

@@ -21,9 +21,6 @@ import pytest
 
 from conftest import REPO_ROOT
 
-# parallel runs (make test): one worker, so the session's build and installs happen once
-pytestmark = pytest.mark.xdist_group("dist")
-
 PACKAGE = ["pyproject.toml", "README.md", "migration_lsp"]
 EXAMPLE = REPO_ROOT / "examples" / "blog"
 TYPO = ("bd474000086b", "bd474000068b")  # the demo's typo'd down_revision (and docstring), fixed

@@ -21,9 +21,6 @@ import pytest
 
 from lsp_helpers import HEAD_A, HEAD_B, ROOT, TYPO_REV, copy_example, file_of
 
-# parallel runs (make test): one worker, so the module's editor session runs once
-pytestmark = pytest.mark.xdist_group("emacs")
-
 DRIVER = ROOT / "tests" / "emacs" / "driver.el"
 SHIPPED = ROOT / "editors" / "emacs" / "migration-lsp.el"
 ELPA_EGLOT = Path("/usr/share/emacs/site-lisp/elpa")

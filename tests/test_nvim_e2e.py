@@ -20,9 +20,6 @@ import pytest
 
 from lsp_helpers import HEAD_A, HEAD_B, ROOT, TYPO_REV, copy_example, file_of
 
-# parallel runs (make test): one worker, so the module's editor session runs once
-pytestmark = pytest.mark.xdist_group("nvim")
-
 DRIVER = ROOT / "tests" / "nvim" / "driver.lua"
 SHIPPED = ROOT / "editors" / "nvim" / "lsp" / "migration_lsp.lua"
 

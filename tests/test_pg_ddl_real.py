@@ -28,9 +28,6 @@ from migration_lsp.pglocks import Lock
 from test_pg_ddl import SMALLEST, check, fix, make
 from test_pglocks_real import _locks, _relations, _run_concurrently, pg_server  # noqa: F401 (fixture)
 
-# parallel runs (make test): one worker, so the session's cluster starts once (test_pglocks_real's)
-pytestmark = pytest.mark.xdist_group("pg-server")
-
 ENV_PY = '''
 from alembic import context
 from sqlalchemy import engine_from_config, pool

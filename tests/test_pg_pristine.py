@@ -18,9 +18,6 @@ import pytest
 
 from migration_lsp import scratchdb
 
-# parallel runs (make test): one worker, so the module's pristine folder is built once
-pytestmark = pytest.mark.xdist_group("pg-pristine")
-
 
 def start(cache: Path, monkeypatch) -> scratchdb.Cluster:
     monkeypatch.setenv("MIGRATION_LSP_CACHE_DIR", str(cache))

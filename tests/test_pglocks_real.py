@@ -32,9 +32,6 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from migration_lsp import pglocks
 from migration_lsp.pglocks import FORMS, Lock
 
-# parallel runs (make test): one worker, so the session's cluster starts once (test_pg_ddl_real shares it)
-pytestmark = pytest.mark.xdist_group("pg-server")
-
 PG = sa.dialects.postgresql.dialect()
 
 

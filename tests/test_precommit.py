@@ -19,9 +19,6 @@ import pytest
 
 from conftest import MINIMAL_INI, REPO_ROOT, migration_text as m, write_project
 
-# parallel runs (make test): one worker, so the session's hook repository and pre-commit home are made once
-pytestmark = pytest.mark.xdist_group("precommit")
-
 BASE, SECOND, OTHER = "1a2b3c4d5e6f", "2b3c4d5e6f7a", "3c4d5e6f7a8b"
 PACKAGE = ["pyproject.toml", "README.md", ".pre-commit-hooks.yaml", "migration_lsp"]
 

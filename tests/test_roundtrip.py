@@ -25,9 +25,6 @@ from migration_lsp.features.actions import GENERATE_KIND, EditSupport, code_acti
 
 from conftest import line_of
 
-# parallel runs (make test): one worker, so the module's Alembic project is generated once
-pytestmark = pytest.mark.xdist_group("roundtrip")
-
 SUPPORT = EditSupport(document_changes=True, create=True, rename=True, resolve=True)
 
 

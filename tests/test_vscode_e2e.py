@@ -38,7 +38,8 @@ from pathlib import Path
 
 import pytest
 
-# parallel runs (make test): one worker; the .vsix and bundled/libs are built into the checkout, as test_vscode_bundle does
+# parallel runs (make test): never at the same time as test_vscode_bundle (tests/conftest.py); both
+# build bundled/libs into the checkout, and this module the .vsix
 pytestmark = pytest.mark.xdist_group("vscode")
 
 ROOT = Path(__file__).resolve().parent.parent
