@@ -130,7 +130,6 @@ def project(tmp_path: Path):
     return make
 
 
-
 # Parallel runs: `make test` runs pytest-xdist with two workers, `--dist loadfile` (a module's
 # tests on one worker, so its wider fixtures are made once) and the slowest modules handed out
 # first (below). Two guarantees, by a lock folder the controller makes for the run, held around
@@ -143,7 +142,7 @@ def project(tmp_path: Path):
 #   test shared; a waiting `alone` test holds the gate, so that the others cannot starve it.
 LOCKS_ENV = "MIGRATION_LSP_TEST_LOCKS"
 
-# The slowest modules (measured with --durations, about 40% of the suite), first: files are
+# The slowest modules (measured with --durations: 60% of the suite's time), first: files are
 # handed out in collection order, so a long one started last would leave the other worker idle.
 # Only an ordering hint; a module not listed keeps its place after these.
 SLOW_MODULES = [
