@@ -21,8 +21,12 @@ demo: $(STAMP)
 	@echo "== migration-lsp graph examples/blog (mermaid) =="
 	@cd examples/blog && ../../$(BIN)/migration-lsp graph
 
+# Two pytest-xdist workers, a module's tests on one of them, the slowest modules first; the
+# tests are safe in parallel (what they share is locked: tests/conftest.py).
+# `make test TEST_WORKERS=0` runs them in one process.
+TEST_WORKERS ?= 2
 test: lint $(STAMP) vscode-deps editors-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Ruff (its default rules) and mypy over the package, configured in pyproject.toml; a few
 # seconds, run first by `make test` so findings fail the build before the long test run.

@@ -8,7 +8,9 @@ passes, so fixtures look exactly like files `alembic revision` writes.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
+import fcntl
 import os
 import shutil
 import tempfile
@@ -126,3 +128,60 @@ def project(tmp_path: Path):
         return write_project(tmp_path, files)
 
     return make
+
+
+# Parallel runs: `make test` runs pytest-xdist with two workers, `--dist loadfile` (a module's
+# tests on one worker, so its wider fixtures are made once) and the slowest modules handed out
+# first (below). Two guarantees, by a lock folder the controller makes for the run, held around
+# each test's whole protocol (set-up and tear-down of wider fixtures included):
+# - tests marked `xdist_group(name)` in different modules never run at the same time (they
+#   write the same files); `--dist loadgroup` would put them on one worker, but xdist 3.8
+#   cannot mark pytest 9.2's node ids, so it schedules them as `load` would;
+# - a test marked `alone` runs while no other test runs on any worker (it looks at every
+#   process of the machine): a readers-writer lock that it takes exclusively and every other
+#   test shared; a waiting `alone` test holds the gate, so that the others cannot starve it.
+LOCKS_ENV = "MIGRATION_LSP_TEST_LOCKS"
+
+# The slowest modules (measured with --durations: 60% of the suite's time), first: files are
+# handed out in collection order, so a long one started last would leave the other worker idle.
+# Only an ordering hint; a module not listed keeps its place after these.
+SLOW_MODULES = [
+    "test_vscode_e2e", "test_argument_mutations", "test_scripts_fast", "test_drift_fixtures",
+    "test_adversarial", "test_env_models", "test_server_e2e", "test_truth_speed", "test_roundtrip",
+    "test_drift_partly", "test_trust", "test_server_requests",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "alone: runs while no other test runs (in any xdist worker)")
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist): before any worker starts
+        folder = tempfile.mkdtemp(prefix="migration-lsp-test-locks-")
+        os.environ[LOCKS_ENV] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker; every worker sorts alike (a stable sort)
+        rank = {name: n for n, name in enumerate(SLOW_MODULES)}
+        items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    folder = Path(os.environ[LOCKS_ENV])
+    alone = item.get_closest_marker("alone") is not None
+    groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+    with contextlib.ExitStack() as held:
+        gate = held.enter_context(open(folder / "gate", "a"))
+        lock = held.enter_context(open(folder / "lock", "a"))
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        held.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+        for name in groups:  # sorted: two tests of two groups take them in the same order
+            group = held.enter_context(open(folder / f"group-{name}", "a"))
+            fcntl.flock(group, fcntl.LOCK_EX)
+            held.callback(fcntl.flock, group, fcntl.LOCK_UN)
+        return (yield)

@@ -17,7 +17,14 @@ from lsp_helpers import SERVER_COMMAND
 from migration_lsp.server import trust_of
 from test_protocol_faults import _sentinel_project, sentinels
 
-_MISSING = object()
+class _Missing:
+    """No "trusted" key at all; its repr is the test id, the same in every xdist worker."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
 NOT_TRUE = [_MISSING, None, "true", "True", 1, 1.0, [True], {"value": True}, {"trusted": True}, False, 0, "false"]
 
 

@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 import psutil
+import pytest
 from lsprotocol import types as t
 from pytest_lsp import client_capabilities, make_test_lsp_client
 
@@ -104,6 +105,7 @@ def _our_postgres() -> set[int]:
     return found
 
 
+@pytest.mark.alone  # counts every PostgreSQL of ours on the machine: no other test may start one meanwhile
 async def test_postgres_cluster_goes_with_the_server(tmp_path):
     before = _our_postgres()
     make_project(tmp_path, files={"alembic.ini": MINIMAL_INI.replace("sqlite:///app.db", "postgresql://prod/app")})

@@ -18,6 +18,10 @@ import pytest
 
 from migration_lsp import __version__
 
+# parallel runs (make test): never at the same time as test_vscode_e2e (tests/conftest.py); both
+# build bundled/libs into the checkout
+pytestmark = pytest.mark.xdist_group("vscode")
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "editors" / "vscode"
 LIBS = EXTENSION / "bundled" / "libs"

@@ -38,6 +38,10 @@ from pathlib import Path
 
 import pytest
 
+# parallel runs (make test): never at the same time as test_vscode_bundle (tests/conftest.py); both
+# build bundled/libs into the checkout, and this module the .vsix
+pytestmark = pytest.mark.xdist_group("vscode")
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "editors" / "vscode"
 DRIVER = ROOT / "tests" / "vscode" / "e2e.js"
