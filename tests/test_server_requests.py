@@ -332,3 +332,43 @@ async def test_a_keystroke_compares_only_the_files_it_can_change(project: Path):
         assert set(ls._changed_paths(snapshot, by_path)) == every
         ls.refresh()
         assert ls.published == by_path
+
+
+async def test_a_large_change_of_diagnostics_is_pushed_in_chunks_open_files_first(project: Path, monkeypatch):
+    """A complete pass can change thousands of files' diagnostics at once: they are pushed
+    PUBLISH_CHUNK files per turn of the event loop (a keystroke is answered in between), the
+    open files first, and a file's newer diagnostics replace a version not sent yet."""
+    monkeypatch.setattr(srv, "PUBLISH_CHUNK", 5)
+    versions = project / "migrations" / "versions"
+    for n in range(REVISIONS):  # every downgrade empty: every file has a finding
+        (versions / f"{n:012d}_t{n}.py").write_text(_revision(n, "    pass\n"))
+    ls = _server(project)
+    ls.pull = False
+    sent: list[tuple[Path, int]] = []
+    monkeypatch.setattr(ls, "text_document_publish_diagnostics",
+                        lambda params: sent.append((srv.uri_to_path(params.uri), len(params.diagnostics))))
+    ls.engine.snapshot()
+    ls.refresh()
+    turns = 0
+    while ls.unsent:
+        await asyncio.sleep(0)
+        turns += 1
+    assert len({p for p, _ in sent}) == len(ls.published) > 5  # every file, in chunks
+    assert turns >= len(ls.published) // 5 - 1
+    sent.clear()
+    monkeypatch.setattr(srv, "PUBLISH_CHUNK", 1)
+    # a link broken in the middle, in an open buffer: it and the files it detaches change
+    mid = (project / "migrations" / "versions" / f"{20:012d}_t20.py").resolve()
+    ls.engine.set_buffer(mid, _revision(20).replace(f"down_revision = '{19:012d}'", "down_revision = '00000000001x'"))
+    ls.refresh()
+    assert sent == [(mid, sent[0][1])]  # the open file first, the rest on later turns
+    assert ls.unsent  # (the revisions it detached: G001)
+    ls.engine.set_buffer(mid, _revision(20))  # repaired before the rest went out
+    ls.refresh()
+    while ls.unsent:
+        await asyncio.sleep(0)
+    last = {}
+    for path, count in sent:
+        last[path] = count
+    assert last == {p: len(ls.published.get(p, ())) for p in last}  # what the client holds now is current
+    assert last[mid] == len(ls.published.get(mid, ()))
