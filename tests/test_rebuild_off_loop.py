@@ -1,5 +1,5 @@
 """Issue 13: after a base branch moved or a rescan that changed environments, every affected
-environment is built anew in another thread (engine.build.Rebuild) and only taken in on the
+environment is built anew in another thread (engine.rebuilds.Rebuild) and only taken in on the
 event loop; requests only read snapshots. Counted, never timed: each from-scratch graph build
 records the thread it ran on."""
 
