@@ -23,7 +23,7 @@ come from the cache without being parsed.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -254,9 +254,10 @@ class Engine:
             self._changed()
         return True
 
-    def file_changed(self, path: Path) -> None:
-        """The file changed on disk (saved, or edited by another program)."""
-        self.documents.touch(path.resolve())
+    def file_changed(self, path: Path, resolve: Callable[[Path], Path] = Path.resolve) -> None:
+        """The file changed on disk (saved, or edited by another program). `resolve`: the
+        server's `paths.Resolver` for a batch of the file watcher's events."""
+        self.documents.touch(resolve(path))
         self._changed()
 
     def tracks(self, path: Path) -> bool:
