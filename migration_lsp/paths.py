@@ -21,30 +21,37 @@ class Resolver:
     """`resolver(path) == path.resolve()`, with each parent folder resolved once."""
 
     def __init__(self) -> None:
-        self._folders: dict[Path, Path] = {}  # a folder as given -> resolved
-        self._resolved: set[Path] = set()  # what it returned: resolving it again gives itself
-        self.resolves = 0  # full Path.resolve() calls (the tests count them)
+        self._folders: dict[str, Path] = {}  # a folder as given -> resolved
+        self._resolved: set[str] = set()  # what it returned: resolving it again gives itself
+        self.resolves = 0  # full Path.resolve() calls
 
     def __call__(self, path: Path) -> Path:
-        if path in self._resolved:
+        text = str(path)  # (strings: hashing a Path costs more than the lstat)
+        if text in self._resolved:
             return path
-        name = path.name
-        if os.name != "posix" or not path.is_absolute() or name in ("", ".", ".."):
+        parent, _, name = text.rpartition("/")
+        if os.name != "posix" or not parent.startswith("/") or name in ("", ".", ".."):
             found = self._resolve(path)  # (Windows' resolve also normalises case: not ours to copy)
         else:
-            folder = self._folders.get(path.parent)
+            folder = self._folders.get(parent)
             if folder is None:
-                folder = self._folders[path.parent] = self._resolve(path.parent)
-            found = folder / name
+                folder = self._folders[parent] = self._resolve(path.parent)
+            found = _child(folder, name)
             try:
                 link = stat.S_ISLNK(os.lstat(found).st_mode)
             except OSError:  # missing (a deleted file's event), unreadable: realpath keeps the name too
                 link = False
             if link:
                 found = self._resolve(found)
-        self._resolved.add(found)
+        self._resolved.add(str(found))
         return found
 
     def _resolve(self, path: Path) -> Path:
         self.resolves += 1
         return path.resolve()
+
+
+def _child(folder: Path, name: str) -> Path:
+    """folder / name, without parsing `name` again (it holds no separator)."""
+    make = getattr(folder, "_make_child_relpath", None)  # (pathlib's fast way, where there is one)
+    return make(name) if make is not None else folder / name
