@@ -23,7 +23,6 @@ class Resolver:
     def __init__(self) -> None:
         self._folders: dict[str, Path] = {}  # a folder as given -> resolved
         self._resolved: set[str] = set()  # what it returned: resolving it again gives itself
-        self.resolves = 0  # full Path.resolve() calls
 
     def __call__(self, path: Path) -> Path:
         text = str(path)  # (strings: hashing a Path costs more than the lstat)
@@ -31,24 +30,20 @@ class Resolver:
             return path
         parent, _, name = text.rpartition("/")
         if os.name != "posix" or not parent.startswith("/") or name in ("", ".", ".."):
-            found = self._resolve(path)  # (Windows' resolve also normalises case: not ours to copy)
+            found = path.resolve()  # (Windows' resolve also normalises case: not ours to copy)
         else:
             folder = self._folders.get(parent)
             if folder is None:
-                folder = self._folders[parent] = self._resolve(path.parent)
+                folder = self._folders[parent] = path.parent.resolve()
             found = _child(folder, name)
             try:
                 link = stat.S_ISLNK(os.lstat(found).st_mode)
             except OSError:  # missing (a deleted file's event), unreadable: realpath keeps the name too
                 link = False
             if link:
-                found = self._resolve(found)
+                found = found.resolve()
         self._resolved.add(str(found))
         return found
-
-    def _resolve(self, path: Path) -> Path:
-        self.resolves += 1
-        return path.resolve()
 
 
 def _child(folder: Path, name: str) -> Path:
