@@ -1,13 +1,13 @@
 """`Path.resolve()` for a batch of paths, each folder resolved once.
 
-The engine keys files by their resolved path (a symlinked versions folder, a symlinked file:
-the same file under every name). Resolving costs an `lstat` per component in Python's
-`realpath`, about 40 µs a path; a checkout or a pull sends the file watcher's events for
-thousands of files at once, and the server handles them on its event loop. They share a
-handful of folders: a `Resolver` resolves each folder once and then only asks whether the
-file itself is a symlink (one `lstat`), which gives exactly what `Path.resolve()` gives.
-It is made for one batch and then dropped, so a folder turned into a symlink later is seen
-by the next batch.
+The server names every file it is told about by its resolved path (`features.uri_to_path`:
+a symlinked migrations folder, a symlinked file are one file under every name). Resolving
+costs an `lstat` per component in Python's `realpath`, 25-40 µs a path; a checkout or a pull
+sends the file watcher's events for thousands of files at once, and the server handles them
+on its event loop. They share a handful of folders: a `Resolver` resolves each folder once
+and then only asks whether the file itself is a symlink (one `lstat`), which gives exactly
+what `Path.resolve()` gives. It is made for one batch and then dropped, so a folder turned
+into a symlink later is seen by the next batch.
 """
 
 from __future__ import annotations
