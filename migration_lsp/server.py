@@ -56,6 +56,7 @@ from .features.navigation import (
     workspace_symbols,
 )
 from .formats import format_mermaid, graph_data
+from .paths import Resolver
 from .truth import Verifier
 
 CONFIG_SECTION = "migrationLsp"
@@ -946,17 +947,19 @@ def did_change_watched(ls: MigrationServer, params: types.DidChangeWatchedFilesP
     if ls.engine is None:
         return
     rescan = False
-    for change in params.changes:
-        path = uri_to_path(change.uri)
+    resolve = Resolver()  # (a checkout sends thousands of events: each folder is resolved once)
+    paths = [uri_to_path(change.uri, resolve) for change in params.changes]
+    for change, path in zip(params.changes, paths):
         if path is None or ".git" in path.parts:  # HEAD or a ref: polled below
             continue
         if change.type != types.FileChangeType.Changed or _is_config(path):
             rescan = True
         elif path not in ls.engine.buffers:
-            ls.engine.file_changed(path)
+            ls.engine.file_changed(path, resolve)
     ls.refresh()
     ls.spawn(_refresh_git(ls))
-    models = any(uri_to_path(c.uri) in ls.engine.model_files() for c in params.changes)
+    model_files = ls.engine.model_files()
+    models = any(path in model_files for path in paths)
     then = functools.partial(schedule_models, ls) if models else None
     if rescan:
         request_rescan(ls, then=then)

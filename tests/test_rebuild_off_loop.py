@@ -1,5 +1,5 @@
 """Issue 13: after a base branch moved or a rescan that changed environments, every affected
-environment is built anew in another thread (engine.build.Rebuild) and only taken in on the
+environment is built anew in another thread (engine.rebuilds.Rebuild) and only taken in on the
 event loop; requests only read snapshots. Counted, never timed: each from-scratch graph build
 records the thread it ran on."""
 
@@ -19,6 +19,9 @@ from migration_lsp.engine import Engine
 from migration_lsp.engine.graph_index import GraphIndex
 
 remote = test_git.remote  # the fixture: a bare repository whose main has a1 <- a2
+
+
+Key = tuple[Path, str]
 
 
 @pytest.fixture
@@ -41,9 +44,10 @@ def codes(engine: Engine, code: str = "G011") -> list[tuple[Path, str]]:
     return sorted((d.path, d.message) for d in engine.snapshot(quick=True).diagnostics if d.code == code)
 
 
-def fetched(remote: Path) -> tuple[Path, Path]:
-    """bob's checkout, after alice's revision c1 was merged on main and bob fetched it: his b1
-    now needs a rebase (G011)."""
+@pytest.fixture
+def checkout(remote: Path) -> tuple[Path, Path]:
+    """bob's checkout and his revision b1, after alice's revision c1 was merged on main (bob
+    has not fetched it yet; once he does, b1 needs a rebase: G011)."""
     alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
     b1 = add_revision(bob, "b1", "a2", "add orders")
     commit(bob, "orders")
@@ -51,6 +55,29 @@ def fetched(remote: Path) -> tuple[Path, Path]:
     commit(alice, "phone")
     git(alice, "push", "-q", "origin", "HEAD:main")
     return bob, b1
+
+
+def off_loop(root: Path) -> Engine:
+    """An engine that builds environments anew in a thread, as the server's does."""
+    engine = Engine([root], cache=False, trusted=False)
+    engine.rebuild_off_loop = True
+    return engine
+
+
+@pytest.fixture
+def engine(checkout: tuple[Path, Path], builds: list[int]) -> Engine:
+    """bob's engine with its first (quick) snapshot built (recorded in `builds`)."""
+    engine = off_loop(checkout[0])
+    engine.snapshot(quick=True)
+    return engine
+
+
+def from_scratch(root: Path, buffers: dict[Path, str] | None = None) -> tuple:
+    """The diagnostics a new engine gives for the same files (and open buffers)."""
+    fresh = Engine([root], cache=False, trusted=False)
+    for path, text in (buffers or {}).items():
+        fresh.set_buffer(path, text)
+    return fresh.snapshot(quick=True).diagnostics
 
 
 def in_thread(fn):
@@ -61,11 +88,23 @@ def in_thread(fn):
     return out[0]
 
 
-def test_a_moved_base_is_built_in_another_thread_and_served_meanwhile(remote: Path, builds: list[int]) -> None:
-    bob, b1 = fetched(remote)
-    engine = Engine([bob], cache=False, trusted=False)
-    engine.rebuild_off_loop = True
-    engine.snapshot(quick=True)
+def rebuilt(engine: Engine) -> set[Key] | None:
+    """The rebuild planned now, run in another thread, taken in."""
+    plan = engine.plan_rebuild()
+    return engine.take_rebuild(plan, in_thread(plan.run))
+
+
+def versions(root: Path) -> Path:
+    """A project with no revision yet: its versions folder."""
+    folder = root / "migrations" / "versions"
+    folder.mkdir(parents=True)
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    return folder
+
+
+def test_a_moved_base_is_built_in_another_thread_and_served_meanwhile(checkout, engine: Engine,
+                                                                    builds: list[int]) -> None:
+    bob, b1 = checkout
     git(bob, "fetch", "-q")
     assert engine.poll_git()
     loop = threading.get_ident()
@@ -81,16 +120,12 @@ def test_a_moved_base_is_built_in_another_thread_and_served_meanwhile(remote: Pa
     assert not engine.rebuild_pending
     assert [path for path, _ in codes(engine)] == [b1.resolve()]
     assert len(builds) == 1  # taking it in built nothing
-    fresh = Engine([bob], cache=False, trusted=False)  # the same findings as a check from scratch
-    assert engine.snapshot(quick=True).diagnostics == fresh.snapshot(quick=True).diagnostics
+    assert engine.snapshot(quick=True).diagnostics == from_scratch(bob)  # the same findings as a check from scratch
 
 
 def test_edits_made_during_the_rebuild_are_patched_in_and_nothing_is_rebuilt_on_the_loop(
-        remote: Path, builds: list[int]) -> None:
-    bob, b1 = fetched(remote)
-    engine = Engine([bob], cache=False, trusted=False)
-    engine.rebuild_off_loop = True
-    engine.snapshot(quick=True)
+        checkout, engine: Engine, builds: list[int]) -> None:
+    bob, b1 = checkout
     git(bob, "fetch", "-q")
     assert engine.poll_git()
     engine.base_moved()
@@ -104,30 +139,21 @@ def test_edits_made_during_the_rebuild_are_patched_in_and_nothing_is_rebuilt_on_
     snapshot = engine.snapshot(quick=True)
     assert snapshot.script(b1.resolve()).text == edited  # the edit is not lost by taking the rebuild in
     assert builds.count(loop) == 1  # (the engine's first build only)
-    fresh = Engine([bob], cache=False, trusted=False)
-    fresh.set_buffer(b1, edited)
-    assert snapshot.diagnostics == fresh.snapshot(quick=True).diagnostics
+    assert snapshot.diagnostics == from_scratch(bob, {b1: edited})
 
 
-def test_a_rebuild_superseded_by_a_newer_one_is_dropped(remote: Path) -> None:
-    bob, _ = fetched(remote)
-    engine = Engine([bob], cache=False, trusted=False)
-    engine.rebuild_off_loop = True
-    engine.snapshot(quick=True)
+def test_a_rebuild_superseded_by_a_newer_one_is_dropped(engine: Engine) -> None:
     engine.base_moved()
     old = engine.plan_rebuild()
     states = old.run()
     engine.base_moved()  # moved again meanwhile
     assert engine.take_rebuild(old, states) is None and engine.rebuild_pending
-    newer = engine.plan_rebuild()
-    assert engine.take_rebuild(newer, newer.run()) is not None and not engine.rebuild_pending
+    assert rebuilt(engine) is not None and not engine.rebuild_pending  # (the newer one)
 
 
-def test_a_rescan_that_rebuilds_everything_does_it_off_the_loop(remote: Path, builds: list[int]) -> None:
-    bob, _ = fetched(remote)
-    engine = Engine([bob], cache=False, trusted=False)
-    engine.rebuild_off_loop = True
-    engine.snapshot(quick=True)
+def test_a_rescan_that_rebuilds_everything_does_it_off_the_loop(checkout, engine: Engine,
+                                                                builds: list[int]) -> None:
+    bob, _ = checkout
     added = add_revision(bob, "b2", "b1", "add items")  # a file created outside the editor
     loop = threading.get_ident()
     builds.clear()
@@ -135,17 +161,13 @@ def test_a_rescan_that_rebuilds_everything_does_it_off_the_loop(remote: Path, bu
     plan = engine.plan_rescan()
     assert engine.adopt(plan, in_thread(plan.run)) == {(bob.resolve(), "migrations")}
     assert engine.snapshot(quick=True).script(added.resolve()) is None  # served as it was
-    rebuild = engine.plan_rebuild()
-    assert engine.take_rebuild(rebuild, in_thread(rebuild.run)) is not None
+    assert rebuilt(engine) is not None
     assert engine.snapshot(quick=True).script(added.resolve()) is not None
     assert len(builds) == 1 and loop not in builds
 
 
-def test_a_file_created_in_the_editor_during_the_rebuild_makes_it_run_again(remote: Path, builds: list[int]) -> None:
-    bob, _ = fetched(remote)
-    engine = Engine([bob], cache=False, trusted=False)
-    engine.rebuild_off_loop = True
-    engine.snapshot(quick=True)
+def test_a_file_created_in_the_editor_during_the_rebuild_makes_it_run_again(checkout, engine: Engine) -> None:
+    bob, _ = checkout
     engine.base_moved()
     plan = engine.plan_rebuild()
     new = (bob / "migrations" / "versions" / "b2_items.py").resolve()
@@ -153,8 +175,7 @@ def test_a_file_created_in_the_editor_during_the_rebuild_makes_it_run_again(remo
     new.unlink()  # (only in the editor)
     states = plan.run()
     assert engine.take_rebuild(plan, states) == set() and engine.rebuild_pending  # built without it: again
-    again = engine.plan_rebuild()
-    assert engine.take_rebuild(again, again.run()) and engine.snapshot(quick=True).script(new) is not None
+    assert rebuilt(engine) and engine.snapshot(quick=True).script(new) is not None
 
 
 # ---------------------------------------------------------------- the server
@@ -162,16 +183,15 @@ def test_a_file_created_in_the_editor_during_the_rebuild_makes_it_run_again(remo
 
 def _server(root: Path) -> srv.MigrationServer:
     ls = srv.MigrationServer()
-    ls.engine = Engine([root], trusted=False, cache=False)
-    ls.engine.rebuild_off_loop = True
+    ls.engine = off_loop(root)
     ls.pull = True  # (nothing is pushed to a client that is not there)
     ls.protocol.client_capabilities = t.ClientCapabilities()
     ls.ready.set()
     return ls
 
 
-async def test_the_server_builds_a_moved_base_off_the_loop(remote: Path, builds: list[int]) -> None:
-    bob, b1 = fetched(remote)
+async def test_the_server_builds_a_moved_base_off_the_loop(checkout, builds: list[int]) -> None:
+    bob, b1 = checkout
     ls = _server(bob)
     ls.refresh()
     assert not any(d.code == "G011" for d in ls.engine.latest.diagnostics)
@@ -187,9 +207,8 @@ async def test_the_server_builds_a_moved_base_off_the_loop(remote: Path, builds:
     assert snapshot is ls.engine.latest and builds.count(loop) == 0 and len(builds) == 2
 
 
-async def test_requests_before_the_first_snapshot_answer_empty_and_build_nothing(remote: Path,
-                                                                                 builds: list[int]) -> None:
-    bob, b1 = fetched(remote)
+async def test_requests_before_the_first_snapshot_answer_empty_and_build_nothing(checkout, builds: list[int]) -> None:
+    bob, b1 = checkout
     ls = _server(bob)
     assert ls.engine.latest is None  # (discovered, nothing built yet)
     doc = t.TextDocumentIdentifier(uri=b1.as_uri())
@@ -213,15 +232,12 @@ def test_a_rebuild_after_a_base_move_keeps_the_schema_findings_until_the_full_pa
     """The base branch says nothing about the schema: the rebuilt state keeps the last full
     pass's findings (no flicker of every D/S diagnostic after a fetch), except in a file whose
     text changed meanwhile."""
-    versions = tmp_path / "migrations" / "versions"
-    versions.mkdir(parents=True)
-    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
-    first = versions / "a1_users.py"
+    folder = versions(tmp_path)
+    first = folder / "a1_users.py"
     first.write_text(migration_text("a1", None, upgrades="op.create_table('users')", downgrades="pass"))
-    (versions / "a2_orders.py").write_text(migration_text("a2", "a1", upgrades="op.create_table('orders')",
+    (folder / "a2_orders.py").write_text(migration_text("a2", "a1", upgrades="op.create_table('orders')",
                                                           downgrades="pass"))
-    engine = Engine([tmp_path], cache=False, trusted=False)
-    engine.rebuild_off_loop = True
+    engine = off_loop(tmp_path)
     before = engine.snapshot().diagnostics  # the full pass
     assert {d.path.name for d in before if d.code == "D001"} == {"a1_users.py", "a2_orders.py"}
     engine.base_moved()
@@ -239,15 +255,12 @@ def test_many_files_changed_on_disk_are_taken_in_by_a_rebuild_off_the_loop(tmp_p
     """A checkout or a pull rewrites more files than an edit patches into the graph: the
     environment is built anew in a thread (the loop keeps serving the previous picture, and
     an open buffer's edits); a file or two changed on disk is still patched in at once."""
-    versions = tmp_path / "migrations" / "versions"
-    versions.mkdir(parents=True)
-    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    folder = versions(tmp_path)
     files = []
     for n in range(12):
-        files.append(versions / f"r{n}_t.py")
+        files.append(folder / f"r{n}_t.py")
         files[-1].write_text(migration_text(f"r{n}", f"r{n - 1}" if n else None, message=f"table {n}"))
-    engine = Engine([tmp_path], cache=False, trusted=False)
-    engine.rebuild_off_loop = True
+    engine = off_loop(tmp_path)
     engine.snapshot(quick=True)
     loop = threading.get_ident()
     builds.clear()
@@ -261,9 +274,8 @@ def test_many_files_changed_on_disk_are_taken_in_by_a_rebuild_off_the_loop(tmp_p
     served = engine.snapshot(quick=True)
     assert builds == [] and engine.rebuild_pending  # nothing built on the loop ...
     assert "renamed" not in served.script(files[1].resolve()).text  # ... the previous picture is served
-    plan = engine.plan_rebuild()
-    assert engine.take_rebuild(plan, in_thread(plan.run)) is not None
+    assert rebuilt(engine) is not None
     assert len(builds) == 1 and loop not in builds
     snapshot = engine.snapshot(quick=True)
     assert all("renamed table" in snapshot.script(p.resolve()).text for p in files[1:9])
-    assert snapshot.diagnostics == Engine([tmp_path], cache=False, trusted=False).snapshot(quick=True).diagnostics
+    assert snapshot.diagnostics == from_scratch(tmp_path)

@@ -83,6 +83,18 @@ def counts(**taken: int) -> dict[str, int]:
     return {k: taken.get(k, 0) for k in scripts.STATS}
 
 
+def parsed(text: str, read: str, **taken: int) -> scripts.MigrationScript:
+    """`text` parsed and its attribute `read` read (the bodies are parsed on first use of
+    upgrade(), syntax_error, ...), having taken exactly these paths; the reference parser
+    reads the same script."""
+    before = stats()
+    script = parse_script(P, text)
+    getattr(script, read)
+    assert delta(before) == counts(**taken)
+    assert_same(text)
+    return script
+
+
 @pytest.fixture(autouse=True)
 def _fast_path_never_crashes():
     """The fast header path swallows its own exceptions (the ast path then decides): in
@@ -153,30 +165,19 @@ def upgrade():
 def downgrade():
     op.drop_table("roles")
 '''
-    before = stats()
-    s = parse_script(P, text)
-    assert s.upgrade is not None
-    assert delta(before) == counts(header_fast=1, header_template=1, body_piece=1)
-    assert_same(text)
+    assert parsed(text, "upgrade", header_fast=1, header_template=1, body_piece=1).upgrade is not None
 
 
 def test_broken_body_falls_back_to_the_whole_file():
     text = STANDARD.replace("op.drop_column('users', 'x')", "op.drop_column('users', 'x'")
-    before = stats()
-    s = parse_script(P, text)
+    s = parsed(text, "syntax_error", header_fast=1, header_template=1, body_full=1)
     assert s.revision_id == "ab12cd34ef56"
     assert s.syntax_error is not None and "line" in s.syntax_error
-    assert delta(before) == counts(header_fast=1, header_template=1, body_full=1)
-    assert_same(text)
 
 
 def test_unusual_header_uses_ast_then_the_body_piece():
     text = STANDARD.replace("import sqlalchemy as sa\n", "import sqlalchemy as sa\nNAME = sa.Enum('a', name='n')\n")
-    before = stats()
-    s = parse_script(P, text)
-    s.upgrade
-    assert delta(before) == counts(header_ast=1, body_piece=1)
-    assert_same(text)
+    parsed(text, "upgrade", header_ast=1, body_piece=1)
 
 
 # --------------------------------------------------------------------------- the template's exact shape
@@ -691,8 +692,7 @@ def test_def_and_header_searches_are_the_regex_searches():
 def test_call_finder_matches_ast_walk():
     """scripts._calls replaces `[n for n in ast.walk(x) if isinstance(n, ast.Call)]` for speed:
     same nodes, same order, on every file we have and on nested, odd constructs."""
-    sources = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(FIXTURES.rglob("*.py"))]
-    sources += [p.read_text() for p in sorted(EXAMPLES.rglob("*.py"))]
+    sources = [p.read_text(encoding="utf-8", errors="replace") for p in _corpus_files()]
     sources.append("f(g(h(1), k=[op.x(y(z)) for y in w]), *a(b), **c(d))\nwith a(b) as c: d(e(f))\n"
                    "x = lambda: op.drop_table(t(1)) if q(2) else r(3)\nasync def g():\n    await op.run_async(f)\n")
     checked = 0

@@ -8,8 +8,10 @@
 - `schema_pass.SchemaPass`: D/S findings of every revision along the replayed schema;
 - `models_state.ModelsState`: the loaded models and M001–M004;
 - `memo.RevisionMemo`: the one memo by revision key (content + ancestry) the last three share;
-- `build`: one environment's state assembled from those parts, and the rebuild (`Rebuild`) the
-  server runs in a thread when environments are to be built anew (plan_rebuild / take_rebuild);
+- `build`: one environment's state assembled from those parts;
+- `rebuilds.Rebuilds`: the environments the server builds anew in a thread (a base branch moved,
+  a rescan changed them, a checkout rewrote their files), served meanwhile (plan_rebuild /
+  take_rebuild);
 - `stored`: what goes into the persistent cache; `snapshot`: the pictures requests read.
 
 `snapshot()` returns a read-only `Snapshot`; an edit re-parses one file and rebuilds only
@@ -21,7 +23,7 @@ come from the cache without being parsed.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,12 +34,13 @@ from ..core import Diagnostic
 from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import ConfigProblem, Discovery, Environment, Settings
-from .build import Rebuild, SchemaPart, assemble, graph_part, quick_state
+from .build import SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
 from .folders import Rescan, Workspace
-from .graph_index import PATCH_LIMIT, GraphIndex
+from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
+from .rebuilds import Rebuild, Rebuilds
 from .schema_pass import SchemaPass, environment_salt, options_factory
 from .snapshot import (
     CachedEnvironment,
@@ -109,9 +112,7 @@ class Engine:
         # the server's: an environment to build anew (a base branch moved, a rescan changed it)
         # keeps its state, served with edits patched in, until a rebuild made in a thread is
         # taken in (plan_rebuild / take_rebuild); otherwise it is dropped, the next snapshot builds it
-        self.rebuild_off_loop = False
-        self._stale: set[Key] = set()  # (rebuild_off_loop) the environments to build anew
-        self._rebuilds = 0  # bumped when that set grows or the folders change: the newest plan is taken
+        self.rebuilds = Rebuilds(self.workspace, self.documents, self.graphs)
         self.rescan()
 
     # the parts' state other modules and tests read
@@ -134,6 +135,15 @@ class Engine:
     @property
     def computed_revisions(self) -> int:
         return self.schema.computed_revisions
+
+    @property
+    def rebuild_off_loop(self) -> bool:
+        """Environments to build anew are built in a thread (the server turns it on)."""
+        return self.rebuilds.enabled
+
+    @rebuild_off_loop.setter
+    def rebuild_off_loop(self, on: bool) -> None:
+        self.rebuilds.enabled = on
 
     # ---------------------------------------------------------------- changes
 
@@ -192,7 +202,7 @@ class Engine:
             self.documents.close_buffer(path)
         self._close_after_rescan.clear()
         self._changed()
-        self._want_rebuild(again & envs.keys())
+        self.rebuilds.want(again & envs.keys())
         return again
 
     def set_folders(self, folders: Iterable[Path]) -> set[Key]:
@@ -206,8 +216,7 @@ class Engine:
             self.model_state.models.pop(key, None)
         self.revisions.forget(keys)
         self.graphs.set_roots(self.roots)
-        self._stale = {key for key in self._stale if key[0] in self.roots}
-        self._rebuilds += 1  # (a rebuild planned before would bring back a removed folder's states)
+        self.rebuilds.keep_roots(self.roots)
         self._changed()
         return keys
 
@@ -245,9 +254,10 @@ class Engine:
             self._changed()
         return True
 
-    def file_changed(self, path: Path) -> None:
-        """The file changed on disk (saved, or edited by another program)."""
-        self.documents.touch(path.resolve())
+    def file_changed(self, path: Path, resolve: Callable[[Path], Path] = Path.resolve) -> None:
+        """The file changed on disk (saved, or edited by another program). `resolve`: the
+        server's `paths.Resolver` for a batch of the file watcher's events."""
+        self.documents.touch(resolve(path))
         self._changed()
 
     def tracks(self, path: Path) -> bool:
@@ -280,55 +290,30 @@ class Engine:
         (with rebuild_off_loop: built anew by the next rebuild, its state served until then)."""
         self._changed()
         if self.rebuild_off_loop:
-            self._want_rebuild({key for key, _ in self.environments()})
+            self.rebuilds.want(key for key, _ in self.environments())
         else:
             self._states.clear()
 
     # ---------------------------------------------------------------- rebuilds off the loop
 
-    def _want_rebuild(self, keys: set[Key]) -> None:
-        if self.rebuild_off_loop and keys:
-            self._stale |= keys
-            self._rebuilds += 1
-
-    def _many_on_disk(self, env: Environment, dirty: set[Path]) -> bool:
-        """More of the environment's files changed on disk (not in a buffer) than an edit
-        patches into its graph: with rebuild_off_loop it is built anew in a thread instead."""
-        if not self.rebuild_off_loop or len(dirty) <= PATCH_LIMIT:
-            return False
-        return sum(1 for p in dirty if p in env.file_set and p not in self.documents.buffers) > PATCH_LIMIT
-
     @property
     def rebuild_pending(self) -> bool:
-        return bool(self._stale)
+        return self.rebuilds.pending
 
     def plan_rebuild(self) -> Rebuild:
         """The environments to build anew, with what they read (its `run()`, safe in a thread)."""
-        jobs = []
-        for key, env in self.environments():
-            if key in self._stale:
-                jobs.append((key, self.documents.with_new_buffers(env, self.workspace.discoveries), self._states.get(key)))
-        return Rebuild(self._rebuilds, tuple(jobs), self.documents.detached(), self.graphs.detached())
+        return self.rebuilds.plan(self._states)
 
     def take_rebuild(self, plan: Rebuild, states: dict[Key, EnvironmentState]) -> set[Key] | None:
         """Take in the states `plan` built, unless a newer rebuild was asked for since (None).
         An environment whose files changed meanwhile (a buffer created in it) stays to be
         built again; files edited meanwhile are patched in by the next snapshot."""
-        if plan.number != self._rebuilds:
+        taken = self.rebuilds.take(plan, states)
+        if taken is None:
             return None
-        envs = dict(self.environments())
-        taken = set()
-        for key, env, _ in plan.jobs:
-            now = envs.get(key)
-            now = self.documents.with_new_buffers(now, self.workspace.discoveries) if now is not None else None
-            if now is not None and (now is env or now == env):  # (the same object unless a buffer was created)
-                self._states[key] = states[key]
-                taken.add(key)
-        self._stale -= taken | (self._stale - envs.keys())
-        self.documents.take(plan.documents)
-        self.graphs.take(plan.graphs, taken)
+        self._states.update(taken)
         self._changed()
-        return taken
+        return set(taken)
 
     def base(self, root: Path, env: Environment, here: RevisionGraph | None = None) -> Base | None:
         return self.graphs.base(root, env, here)
@@ -377,9 +362,7 @@ class Engine:
             for env in discovery.environments:
                 key = (discovery.root, env.name)
                 state = self._states.get(key)
-                if state is not None and key not in self._stale and self._many_on_disk(env, dirty):
-                    self._want_rebuild({key})  # (a checkout, a pull: built anew in a thread)
-                kept = key in self._stale  # (rebuild_off_loop) served until its rebuild is taken in
+                kept = self.rebuilds.served(key, env, state, dirty)  # (until its rebuild is taken in)
                 if kept and state is None:
                     continue
                 env = state.env if kept and state is not None else self.documents.with_new_buffers(

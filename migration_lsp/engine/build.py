@@ -1,8 +1,8 @@
 """One environment's state put together from its parts: the graph part (files parsed, revision
 graph, G findings) and the schema part (D/S/M findings, the replay). The engine's builds use
-it on the event loop (an edit patches the previous state), and `Rebuild` uses it in a thread:
-after a base branch moved or a rescan that changed environments, every affected environment
-is built anew there, and the engine only takes the result in on the loop (Engine.take_rebuild).
+it on the event loop (an edit patches the previous state), and `rebuilds.Rebuild` uses it in a
+thread: after a base branch moved or a rescan that changed environments, every affected
+environment is built anew there, and the engine only takes the result in on the loop.
 """
 
 from __future__ import annotations
@@ -128,26 +128,3 @@ def assemble(part: GraphPart, schema: SchemaPart, previous: EnvironmentState | N
                             differences=schema.differences, schema_by_path=schema_by_path, partial=schema.partial,
                             graph_paths=tuple(graph_by_path), graph_diagnostics=part.found, delta=delta)
 
-
-@dataclass(frozen=True)
-class Rebuild:
-    """Environments to build anew, decided on the event loop; `run()` builds them in any
-    thread. It reads the open buffers as they were when it was planned and the parses made
-    so far, and writes only into its own `documents` and `graphs` (detached copies), which
-    the engine takes back in with the states. `number` orders rebuilds: only the newest
-    plan's result is taken in."""
-
-    number: int
-    # per environment: what it is now and its current state; when that was built for the
-    # same environment (a base branch moved), its schema part stays until the full pass,
-    # minus the files whose text differs (else the schema part is empty until then)
-    jobs: tuple[tuple[Key, Environment, EnvironmentState | None], ...]
-    documents: Documents
-    graphs: GraphIndex
-
-    def run(self) -> dict[Key, EnvironmentState]:
-        states = {key: quick_state(graph_part(self.documents, self.graphs, env, key, None),
-                                   state if state is not None and state.env == env else None)
-                  for key, env, state in self.jobs}  # (comparing environments: every file's path)
-        GraphIndex.warm_up(states.values())  # (what the first keystroke would pay for, on the loop)
-        return states

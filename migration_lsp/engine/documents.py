@@ -48,7 +48,7 @@ class Documents:
         self._touched[path] = self.version
 
     def detached(self) -> Documents:
-        """A reader for another thread (engine.build.Rebuild): the open buffers as they are
+        """A reader for another thread (engine.rebuilds.Rebuild): the open buffers as they are
         now, the parses made so far; what it parses stays its own until `take`."""
         reader = Documents(self)
         reader.buffers = dict(self.buffers)

@@ -50,7 +50,7 @@ class GraphIndex:
                     del memo[key]
 
     def detached(self) -> GraphIndex:
-        """For a rebuild in another thread (engine.build.Rebuild): the same git tracker, under
+        """For a rebuild in another thread (engine.rebuilds.Rebuild): the same git tracker, under
         the same lock; its own per-environment memos, taken back in by `take`."""
         other = copy.copy(self)
         other._git_memo, other._doc_findings = {}, {}

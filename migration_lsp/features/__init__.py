@@ -7,6 +7,7 @@ in the encoding negotiated with the client (utf-16 unless it offered utf-8), and
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -19,8 +20,9 @@ from ..replay import RevisionSchema
 from ..scripts import IdString, MigrationScript
 
 
-def uri_to_path(uri: str) -> Path | None:
-    """file:// URIs only; anything else (untitled:, git:, http:) is not ours."""
+def uri_to_path(uri: str, resolve: Callable[[Path], Path] = Path.resolve) -> Path | None:
+    """file:// URIs only; anything else (untitled:, git:, http:) is not ours. `resolve`: a
+    batch's `paths.Resolver` (each folder resolved once)."""
     try:
         parsed = urlparse(uri)
     except ValueError:
@@ -31,7 +33,7 @@ def uri_to_path(uri: str) -> Path | None:
     if len(path) > 2 and path[0] == "/" and path[2] == ":":  # /C:/... on Windows
         path = path[1:]
     try:
-        return Path(path).resolve()
+        return resolve(Path(path))
     except (OSError, ValueError):
         return None
 
