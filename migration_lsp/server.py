@@ -159,6 +159,9 @@ class MigrationServer(LanguageServer):
         self.published: dict[Path, tuple] = {}  # diagnostics last sent (push) or current (pull)
         self.published_states: tuple = ()  # the environment states they came from
         self.unsent: dict[Path, tuple] = {}  # pushed diagnostics not written yet: (diagnostics, locator)
+        # a file the editor opened by another name (through a symlink) than its resolved path,
+        # which the engine names it by: its diagnostics go to the editor's name (uri_of)
+        self.opened_as: dict[Path, str] = {}
         self.sending: asyncio.Handle | None = None  # the next _send, scheduled
         self.roots: list[Path] = []
         self.problems_logged: set[str] = set()
@@ -230,6 +233,26 @@ class MigrationServer(LanguageServer):
         except Exception:  # noqa: BLE001, S110 - called from every handler's failure path: telling must not fail it
             pass
 
+    def uri_of(self, path: Path) -> str:
+        """The URI a file's diagnostics are sent to: the one the editor opened it by."""
+        return self.opened_as.get(path) or path_to_uri(path)
+
+    def opened(self, path: Path, uri: str) -> None:
+        """The editor opened `path` (resolved) by `uri`. Named by a symlink, its diagnostics go
+        there from now on, and are taken back from the name they were sent to until now."""
+        was = self.uri_of(path)
+        if uri == was:
+            return
+        if path_to_uri(path) == uri:
+            self.opened_as.pop(path, None)
+        else:
+            self.opened_as[path] = uri
+        if path in self.published and not self.pull:
+            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=was, diagnostics=[]))
+            if self.engine is not None and self.engine.latest is not None:
+                self.unsent[path] = (self.published[path], self.locator(self.engine.latest))
+                self._send()
+
     def exists(self, path: Path) -> bool:
         return path.exists() or (self.engine is not None and path.resolve() in self.engine.buffers)
 
@@ -285,7 +308,7 @@ class MigrationServer(LanguageServer):
         for path in batch:
             diagnostics, locator = self.unsent.pop(path)
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-                uri=path_to_uri(path), diagnostics=[to_lsp(d, locator) for d in diagnostics]))
+                uri=self.uri_of(path), diagnostics=[to_lsp(d, locator) for d in diagnostics]))
         if not self.unsent or self.sending is not None:
             return
         try:
@@ -851,6 +874,9 @@ def _sync(ls: MigrationServer, uri: str) -> None:
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 @safe()
 def did_open(ls: MigrationServer, params: types.DidOpenTextDocumentParams) -> None:
+    path = uri_to_path(params.text_document.uri)
+    if path is not None:  # (also while indexing: the diagnostics that follow go to this name)
+        ls.opened(path, params.text_document.uri)
     _sync(ls, params.text_document.uri)
     _announce_checked(ls, params.text_document.uri)
 
@@ -1000,7 +1026,7 @@ async def pull_workspace(ls: MigrationServer, params: types.WorkspaceDiagnosticP
     reports: list = []
     asked = {path for u in previous if (path := uri_to_path(u)) is not None}
     for path in sorted(set(by_path) | asked):
-        uri = path_to_uri(path)
+        uri = ls.uri_of(path)
         items = file_diagnostics(by_path, path, locator)
         rid = result_id(items)
         if previous.get(uri) == rid:
