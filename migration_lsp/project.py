@@ -836,10 +836,22 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
 def _canonical(files: tuple[Path, ...], links: set[Path]) -> tuple[Path, ...]:
     """A symlinked revision file named by the file it points to: the server resolves every
     path it is told about (an edit, a watcher's event), and one file has one name everywhere
-    (two links to it are one file). Chosen by the link's name, as Alembic lists them."""
+    (two links to it are one file). As Alembic (1.16+) loads them: each file by its resolved
+    path, chosen by that path's name (a link to `impl.txt` is no revision). A link to no
+    regular file (dangling, /dev/stdin) keeps its own name: nothing is read through it, and
+    its G010 names the file the user sees."""
     if not any(path in links for path in files):
         return files
-    return tuple(sorted({path.resolve() if path in links else path for path in files}))
+    named = {_target(path) if path in links else path for path in files}
+    return tuple(sorted(path for path in named if _REV_FILE.match(path.name)))
+
+
+def _target(link: Path) -> Path:
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):  # a loop
+        return link
+    return target if os.path.isfile(target) else link
 
 
 # Folder names that hold one dialect's history (prefect: versions/sqlite, versions/postgresql)
