@@ -212,6 +212,8 @@ def test_cli_names_the_real_files_and_writes_nothing(tmp_path: Path, where: str)
     versions = link_versions(root, target)
     before = contents(target)
     report = check_json(root)
+    # each file once (a link inside the workspace made every revision a G005 "declared twice")
+    assert sorted(d["code"] for d in report["diagnostics"]) == ["G001", "G001", "G002", "M004"]
     (typo,) = [d for d in report["diagnostics"] if d["code"] == "G002"]
     name = through_link(versions, TYPO_REV).name
     assert typo["path"] == (f"db/history/{name}" if where == "inside" else str(target / name))
@@ -247,7 +249,7 @@ def test_base_branch_checks_through_a_symlinked_folder_in_the_repository(tmp_pat
 
     def findings() -> list[tuple[str, Path]]:
         snapshot = Engine([root], trusted=False, cache=False).snapshot()
-        return [(d.code, d.path) for d in snapshot.diagnostics if d.code in ("G011", "G012", "G013")]
+        return [(d.code, d.path) for d in snapshot.diagnostics if d.code.startswith("G")]  # (all G: each file once)
 
     assert findings() == []
     new = write(root / "migrations" / "versions", {"b1": "a2"})["b1"]  # written through the link
@@ -256,6 +258,64 @@ def test_base_branch_checks_through_a_symlinked_folder_in_the_repository(tmp_pat
                                                            "def upgrade() -> None:\n    op.drop_table('t')\n"))
     assert findings() == [("G013", files["a2"])]
     assert new.resolve() == root / "db" / "history" / "b1_x.py"
+
+
+
+def test_base_branch_checks_with_a_symlinked_revision_file_in_the_repository(tmp_path: Path) -> None:
+    """`versions/a2_x.py` a symlink (tracked by git: a blob holding the link's target) to
+    `shared/a2_impl.py`: on the base branch, as in the work tree, revision a2 is that file."""
+    root = tmp_path / "repo"
+    (root / "migrations").mkdir(parents=True)
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    files = write(root / "migrations" / "versions", {"a1": None})
+    shared = write(root / "shared", {"a2": "a1"})["a2"]
+    (root / "migrations" / "versions" / "a2_x.py").symlink_to("../../shared/a2_x.py")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "first")
+    git(root, "switch", "-q", "-c", "feature")
+
+    def findings() -> list[tuple[str, Path]]:
+        snapshot = Engine([root], trusted=False, cache=False).snapshot()
+        return [(d.code, d.path) for d in snapshot.diagnostics if d.code.startswith("G")]
+
+    assert findings() == []
+    engine = Engine([root], trusted=False, cache=False)
+    (state,) = engine.snapshot().environments
+    base = engine.base(root, state.env)  # the base's files, read from git, named as the work tree's
+    assert base is not None and sorted(s.path for s in base.tip.scripts) == sorted(state.env.files) == [
+        files["a1"], shared]
+    write(root / "migrations" / "versions", {"b1": "a2"})
+    assert findings() == []
+    shared.write_text(shared.read_text().replace("def upgrade() -> None:\n",
+                                                 "def upgrade() -> None:\n    op.drop_table('t')\n"))
+    assert findings() == [("G013", shared)]
+    assert files["a1"].exists()
+
+
+
+def test_a_symlink_loop_in_the_repository_is_followed_a_bounded_number_of_times(tmp_path: Path) -> None:
+    from migration_lsp.gitbase import MAX_LINKS, Stats, find_repository, list_files
+
+    root = tmp_path / "repo"
+    (root / "migrations").mkdir(parents=True)
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    files = write(root / "migrations" / "versions", {"a1": None})
+    (root / "migrations" / "versions" / "b_x.py").symlink_to("c_x.py")
+    (root / "migrations" / "versions" / "c_x.py").symlink_to("b_x.py")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "first")
+    (env,) = discover(root).environments
+    repo = find_repository(root)
+    assert repo is not None
+    stats = Stats()
+    assert list_files(repo, "HEAD", env, stats) == {"migrations/versions/a1_x.py": git(
+        root, "rev-parse", "HEAD:migrations/versions/a1_x.py").strip()}
+    assert stats.processes == 1 + 2 * MAX_LINKS  # (ls-tree, then a cat-file and an ls-tree a link)
+    assert [(d.code, d.path.name) for d in Engine([root], trusted=False, cache=False).snapshot().diagnostics
+            if d.code.startswith("G")] == [("G010", "b_x.py"), ("G010", "c_x.py")]
+    assert files["a1"].exists()
 
 
 if __name__ == "__main__":  # pragma: no cover
