@@ -253,6 +253,23 @@ class MigrationServer(LanguageServer):
                 self.unsent[path] = (self.published[path], self.locator(self.engine.latest))
                 self._send()
 
+    def editor_names(self, edit: types.WorkspaceEdit | None) -> types.WorkspaceEdit | None:
+        """`edit` with each file the editor opened by another name (a symlink) named so: an
+        edit of the file's real URI would not reach the open buffer."""
+        if edit is None or not self.opened_as:
+            return edit
+
+        def name(uri: str) -> str:
+            path = uri_to_path(uri)
+            return self.opened_as.get(path, uri) if path is not None else uri
+
+        if edit.changes:
+            edit.changes = {name(uri): edits for uri, edits in edit.changes.items()}
+        for change in edit.document_changes or []:
+            if isinstance(change, types.TextDocumentEdit):
+                change.text_document.uri = name(change.text_document.uri)
+        return edit
+
     def exists(self, path: Path) -> bool:
         return path.exists() or (self.engine is not None and path.resolve() in self.engine.buffers)
 
@@ -1152,7 +1169,11 @@ def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
     span = Span(r.start.line, locator.column(path, r.start), r.end.line, locator.column(path, r.end))
     only = [str(k.value if hasattr(k, "value") else k) for k in params.context.only] if params.context.only else None
     support = EditSupport.from_capabilities(ls.client_capabilities)
-    return code_actions(snapshot, path, span, only, locator, support, ls.exists, ls.trusted)
+    actions = code_actions(snapshot, path, span, only, locator, support, ls.exists, ls.trusted)
+    for action in actions if ls.opened_as else ():
+        if isinstance(action, types.CodeAction):
+            action.edit = ls.editor_names(action.edit)
+    return actions
 
 
 async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit | None:
@@ -1168,8 +1189,9 @@ async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit 
         if engine is not None:
             await sliced(engine.replay_steps(state, rev))
 
-    return await resolve_edit(snapshot, data, ls.locator(snapshot), EditSupport.from_capabilities(ls.client_capabilities),
-                              ls.exists, ls.trusted, replay)
+    return ls.editor_names(await resolve_edit(snapshot, data, ls.locator(snapshot),
+                                              EditSupport.from_capabilities(ls.client_capabilities),
+                                              ls.exists, ls.trusted, replay))
 
 
 @server.feature(types.CODE_ACTION_RESOLVE)

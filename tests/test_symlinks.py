@@ -86,6 +86,15 @@ async def test_edits_through_a_symlinked_versions_folder_reach_the_environment(l
             "down_revision: Union[str, Sequence[str], None] = '17b2b3743e17'",
             "down_revision: Union[str, Sequence[str], None] = 'nope'"))]))
     await wait_for(lambda: ("G002", 15) in codes(client, head_b))
+    # its quick fixes edit the open buffer, by the name the editor gave it
+    g002 = next(d for d in client.diagnostics[head_b.as_uri()] if d.code == "G002")
+    actions = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=t.TextDocumentIdentifier(uri=head_b.as_uri()), range=g002.range,
+        context=t.CodeActionContext(diagnostics=[g002])))
+    edited = {c.text_document.uri for a in actions if isinstance(a, t.CodeAction) and a.edit
+              for c in a.edit.document_changes or [] if isinstance(c, t.TextDocumentEdit)}
+    edited |= {uri for a in actions if isinstance(a, t.CodeAction) and a.edit for uri in a.edit.changes or {}}
+    assert edited == {head_b.as_uri()}, [a.title for a in actions]
     # the typo'd file (not open) is named by its real path, with its own G002 on its parent's typo
     real_typo = client.target / typo.name
     await wait_for(lambda: ("G002", 15) in codes(client, real_typo))
