@@ -974,7 +974,13 @@ def _names(env: Environment, path: str, root: Path) -> bool:
     places = [env.script_location, *env.version_locations]
     if env.config_path is not None:
         places += [env.config_path, env.config_path.parent]
-    return any(p is not None and Path(os.path.normpath(p)) == target for p in places)
+    if any(p is not None and Path(os.path.normpath(p)) == target for p in places):
+        return True
+    try:  # (a symlinked versions folder: the locations are named by their targets)
+        real = target.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return real != target and real in env.version_locations
 
 
 def _models_owners(envs: tuple[Environment, ...]) -> set[int]:

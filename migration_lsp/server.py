@@ -237,17 +237,18 @@ class MigrationServer(LanguageServer):
         """The URI a file's diagnostics are sent to: the one the editor opened it by."""
         return self.opened_as.get(path) or path_to_uri(path)
 
-    def opened(self, path: Path, uri: str) -> None:
-        """The editor opened `path` (resolved) by `uri`. Named by a symlink, its diagnostics go
-        there from now on, and are taken back from the name they were sent to until now."""
-        was = self.uri_of(path)
-        if uri == was:
+    def opened(self, uri: str) -> None:
+        """The editor opened a file by `uri`. Named through a symlink, its diagnostics go there
+        from now on, and are taken back from the name they were sent to until now."""
+        path, named = uri_to_path(uri), uri_to_path(uri, lambda p: p)
+        if path is None or named is None:
             return
-        if path_to_uri(path) == uri:
-            self.opened_as.pop(path, None)
-        else:
+        was = self.uri_of(path)
+        if named != path:
             self.opened_as[path] = uri
-        if path in self.published and not self.pull:
+        else:  # (its own name: as before, path_to_uri's)
+            self.opened_as.pop(path, None)
+        if self.uri_of(path) != was and path in self.published and not self.pull:
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=was, diagnostics=[]))
             if self.engine is not None and self.engine.latest is not None:
                 self.unsent[path] = (self.published[path], self.locator(self.engine.latest))
@@ -891,9 +892,7 @@ def _sync(ls: MigrationServer, uri: str) -> None:
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 @safe()
 def did_open(ls: MigrationServer, params: types.DidOpenTextDocumentParams) -> None:
-    path = uri_to_path(params.text_document.uri)
-    if path is not None:  # (also while indexing: the diagnostics that follow go to this name)
-        ls.opened(path, params.text_document.uri)
+    ls.opened(params.text_document.uri)  # (also while indexing: the diagnostics that follow go to its name)
     _sync(ls, params.text_document.uri)
     _announce_checked(ls, params.text_document.uri)
 

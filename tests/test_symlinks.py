@@ -20,7 +20,7 @@ from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from conftest import migration_text
-from lsp_helpers import HEAD_B, SERVER_COMMAND, TYPO_REV, client_factory, copy_example
+from lsp_helpers import HEAD_A, HEAD_B, SERVER_COMMAND, TYPO_REV, client_factory, copy_example
 from migration_lsp.engine import Engine
 from migration_lsp.project import discover
 
@@ -104,6 +104,13 @@ async def test_edits_through_a_symlinked_versions_folder_reach_the_environment(l
     client.workspace_did_change_watched_files(t.DidChangeWatchedFilesParams(changes=[
         t.FileEvent(uri=typo.as_uri(), type=t.FileChangeType.Changed)]))
     await wait_for(lambda: ("G002", 15) not in codes(client, real_typo))
+    # a file whose diagnostics went to its real name, opened through the link: they move there
+    head_a = through_link(versions, HEAD_A)
+    real_head_a = client.target / head_a.name
+    await wait_for(lambda: codes(client, real_head_a) == [("G001", 14)])
+    client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
+        uri=head_a.as_uri(), language_id="python", version=1, text=head_a.read_text())))
+    await wait_for(lambda: codes(client, head_a) == [("G001", 14)] and codes(client, real_head_a) == [])
     assert {p: p.read_text() for p in versions.iterdir()} == {**before, typo: before[typo].replace(
         "bd474000086b", HEAD_B)}  # the server wrote nothing
 
@@ -155,11 +162,13 @@ def test_several_version_locations_one_of_them_a_symlink(tmp_path: Path) -> None
     assert sorted(env.files) == sorted([*mine.values(), *theirs.values()])  # (real paths)
     assert dict(zip("abcd", map(str, sorted(alembic_files(root).values())))) == dict(
         zip("abcd", map(str, sorted(env.files))))  # the files Alembic loads, by the same names
+    # settings for the environment named by the link's path still find it
+    (root / "pyproject.toml").write_text('[[tool.migration-lsp.environments]]\npath = "more"\nignore = ["M004"]\n')
     engine = Engine([root], trusted=False, cache=False)
-    assert [d.code for d in engine.snapshot().diagnostics] == ["M004"]  # (untrusted: no models)
+    assert engine.snapshot().diagnostics == []
     engine.set_buffer(root / "more" / "dddd_x.py", broken(theirs["dddd"]))  # named through the link
     found = [(d.code, d.path) for d in engine.snapshot().diagnostics]
-    assert ("G002", theirs["dddd"]) in found and {p for _, p in found} <= {*env.files, root / "alembic.ini"}
+    assert ("G002", theirs["dddd"]) in found and {p for _, p in found} <= set(env.files)
     # a file created through the link belongs to the environment (its folder is a version location)
     new = root / "more" / "eeee_x.py"
     engine.set_buffer(new, migration_text("eeee", "zzzz"))
@@ -188,6 +197,8 @@ def test_a_symlinked_revision_file(tmp_path: Path) -> None:
     (env,) = discover(root).environments
     assert env.files == tuple(sorted([files["aaaa"], files["bbbb"], shared]))
     assert set(alembic_files(root).values()) == set(env.files)
+    assert [e.files for e in Engine([root], trusted=False, cache=True).workspace.discoveries[0].environments] == [
+        env.files]  # (and from the cache: the same names)
     engine = Engine([root], trusted=False, cache=False)
     state = engine.snapshot().environments[0]
     assert sorted(state.graph.by_id) == ["aaaa", "bbbb", "cccc"] and list(state.graph.heads) == ["cccc"]
