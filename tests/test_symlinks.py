@@ -176,6 +176,7 @@ def test_several_version_locations_one_of_them_a_symlink(tmp_path: Path) -> None
     assert not new.exists()
 
 
+@pytest.mark.filterwarnings("ignore:File .* loaded twice")  # (Alembic's, on the second link: expected)
 def test_a_symlinked_revision_file(tmp_path: Path) -> None:
     """`versions/cccc_x.py` a link to a revision file elsewhere: one of the revisions, named by
     its target, as Alembic loads it; a second link to a revision file is that same file, not a
