@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 import subprocess
 import sys
@@ -247,21 +248,60 @@ def list_files(repo: Repository, commit: str, env: Environment, stats: Stats | N
     locations = _locations(repo, env)
     if not locations:
         return {}
-    result = git(repo.toplevel, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *locations)
+    out: dict[str, str] = {}
+    links = _ls_tree(repo, commit, ["-r", "--", *locations], out, stats)
+    if links is None:
+        return {}
+    for _ in range(MAX_LINKS):  # (a link to a link: followed again, a loop stops here)
+        targets = _link_targets(repo, links, stats) if links else []
+        if not targets:
+            break
+        links = _ls_tree(repo, commit, ["--", *targets], out, stats) or {}
+    return out
+
+
+MAX_LINKS = 8  # links followed one after the other (a loop costs two git processes a link)
+
+
+def _ls_tree(repo: Repository, commit: str, args: list[str], out: dict[str, str],
+             stats: Stats | None) -> dict[str, str] | None:
+    """`git ls-tree`'s revision files into `out` ({path: blob sha}); the symlinks among them
+    named as revision files are (discovery lists them by name) returned ({path: sha of the
+    blob holding the link's target}); None when git fails."""
+    result = git(repo.toplevel, "ls-tree", "-z", "--full-tree", commit, *args)
     if stats is not None:
         stats.processes += 1
     if result.returncode != 0:
-        return {}
-    out: dict[str, str] = {}
+        return None
+    links: dict[str, str] = {}
     for entry in result.stdout.split(b"\0"):
         meta, _, raw_path = entry.partition(b"\t")
         parts = meta.split()
         if len(parts) != 3 or parts[1] != b"blob":
             continue
         path = raw_path.decode("utf-8", "surrogateescape")
-        if _REV_FILE.match(path.rsplit("/", 1)[-1]):
+        if parts[0] == b"120000":
+            if path.endswith(".py"):
+                links[path] = parts[2].decode()
+        elif _REV_FILE.match(path.rsplit("/", 1)[-1]):
             out[path] = parts[2].decode()
-    return out
+    return links
+
+
+def _link_targets(repo: Repository, links: dict[str, str], stats: Stats | None) -> list[str]:
+    """Where symlinks in the tree point, as paths in the tree. Discovery names a symlinked
+    revision file by its resolved path (as Alembic loads it), so the base's file is looked up
+    there too; a link out of the repository (or absolute) has no file in the tree."""
+    texts = read_blobs(repo, list(links.values()), stats)
+    targets = []
+    for path, sha in links.items():
+        raw = texts.get(sha)
+        if raw is None or raw.startswith(b"/") or b"\0" in raw:
+            continue
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(path), raw.decode("utf-8", "surrogateescape")))
+        if target != ".." and not target.startswith("../"):
+            targets.append(target)
+    return targets
 
 
 def read_blobs(repo: Repository, shas: list[str], stats: Stats | None = None) -> dict[str, bytes]:

@@ -279,6 +279,7 @@ class Scan:
     pyprojects: list[Path] = field(default_factory=list)
     py_by_dir: dict[Path, list[Path]] = field(default_factory=dict)
     visited: set[Path] = field(default_factory=set)  # folders listed
+    links: set[Path] = field(default_factory=set)  # .py files that are symlinks (named by their target)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # folders not listed, and why
 
     def fingerprint(self) -> list[tuple[str, int, int]]:
@@ -351,7 +352,10 @@ def walk(root: Path, scan: Scan | None = None) -> Scan:
             elif name == "pyproject.toml":
                 scan.pyprojects.append(child(name))
             elif name.endswith(".py"):
-                scan.py_by_dir.setdefault(here, []).append(child(name))
+                path = child(name)
+                scan.py_by_dir.setdefault(here, []).append(path)
+                if entry.is_symlink():  # (from the listing: no system call)
+                    scan.links.add(path)
         stack.extend((folder, depth + 1) for folder in reversed(below))
     return scan
 
@@ -671,7 +675,7 @@ def _environment_from_config(
             versions = config.get_version_locations_list()
             version_locations = tuple(
                 _resolve_location(v, base, root) for v in (versions or []) if v and v.strip()
-            ) or (location / "versions",)
+            ) or ((location / "versions").resolve(),)  # (a symlink: named by its target, as the server names files)
             file_template = config.get_alembic_option("file_template", "%(rev)s_%(slug)s")
             truncate = config.get_alembic_option("truncate_slug_length")
             timezone = config.get_alembic_option("timezone")
@@ -793,6 +797,7 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
         extra.report_skipped()
         for directory, paths in extra.py_by_dir.items():
             scan.py_by_dir.setdefault(directory, paths)
+        scan.links |= extra.links
 
     # Revision files inside configured version locations (recursively: projects that set
     # version_locations in env.py nest releases below the versions directory).
@@ -822,8 +827,31 @@ def discover_bare(root: Path, scan: Scan | None = None) -> Discovery:
                 heads[path] = text
 
     envs = _unique_names(root, _connect(root, configured, files_of, orphan_groups, heads))
+    if scan.links:
+        envs = [replace(env, files=_canonical(env.files, scan.links)) for env in envs]
     return Discovery(root, tuple(envs), tuple(problems),
                      None, tuple(outside))  # type: ignore[arg-type]
+
+
+def _canonical(files: tuple[Path, ...], links: set[Path]) -> tuple[Path, ...]:
+    """A symlinked revision file named by the file it points to: the server resolves every
+    path it is told about (an edit, a watcher's event), and one file has one name everywhere
+    (two links to it are one file). As Alembic (1.16+) loads them: each file by its resolved
+    path, chosen by that path's name (a link to `impl.txt` is no revision). A link to no
+    regular file (dangling, /dev/stdin) keeps its own name: nothing is read through it, and
+    its G010 names the file the user sees."""
+    if not any(path in links for path in files):
+        return files
+    named = {_target(path) if path in links else path for path in files}
+    return tuple(sorted(path for path in named if _REV_FILE.match(path.name)))
+
+
+def _target(link: Path) -> Path:
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):  # a loop
+        return link
+    return target if os.path.isfile(target) else link
 
 
 # Folder names that hold one dialect's history (prefect: versions/sqlite, versions/postgresql)
@@ -946,7 +974,13 @@ def _names(env: Environment, path: str, root: Path) -> bool:
     places = [env.script_location, *env.version_locations]
     if env.config_path is not None:
         places += [env.config_path, env.config_path.parent]
-    return any(p is not None and Path(os.path.normpath(p)) == target for p in places)
+    if any(p is not None and Path(os.path.normpath(p)) == target for p in places):
+        return True
+    try:  # (a symlinked versions folder: the locations are named by their targets)
+        real = target.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return real != target and real in env.version_locations
 
 
 def _models_owners(envs: tuple[Environment, ...]) -> set[int]:

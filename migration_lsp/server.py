@@ -159,6 +159,9 @@ class MigrationServer(LanguageServer):
         self.published: dict[Path, tuple] = {}  # diagnostics last sent (push) or current (pull)
         self.published_states: tuple = ()  # the environment states they came from
         self.unsent: dict[Path, tuple] = {}  # pushed diagnostics not written yet: (diagnostics, locator)
+        # a file the editor opened by another name (through a symlink) than its resolved path,
+        # which the engine names it by: its diagnostics go to the editor's name (uri_of)
+        self.opened_as: dict[Path, str] = {}
         self.sending: asyncio.Handle | None = None  # the next _send, scheduled
         self.roots: list[Path] = []
         self.problems_logged: set[str] = set()
@@ -230,6 +233,44 @@ class MigrationServer(LanguageServer):
         except Exception:  # noqa: BLE001, S110 - called from every handler's failure path: telling must not fail it
             pass
 
+    def uri_of(self, path: Path) -> str:
+        """The URI a file's diagnostics are sent to: the one the editor opened it by."""
+        return self.opened_as.get(path) or path_to_uri(path)
+
+    def opened(self, uri: str) -> None:
+        """The editor opened a file by `uri`. Named through a symlink, its diagnostics go there
+        from now on, and are taken back from the name they were sent to until now."""
+        path, named = uri_to_path(uri), uri_to_path(uri, lambda p: p)
+        if path is None or named is None:
+            return
+        was = self.uri_of(path)
+        if named != path:
+            self.opened_as[path] = uri
+        else:  # (its own name: as before, path_to_uri's)
+            self.opened_as.pop(path, None)
+        if self.uri_of(path) != was and path in self.published and not self.pull:
+            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=was, diagnostics=[]))
+            if self.engine is not None and self.engine.latest is not None:
+                self.unsent[path] = (self.published[path], self.locator(self.engine.latest))
+                self._send()
+
+    def editor_names(self, edit: types.WorkspaceEdit | None) -> types.WorkspaceEdit | None:
+        """`edit` with each file the editor opened by another name (a symlink) named so: an
+        edit of the file's real URI would not reach the open buffer."""
+        if edit is None or not self.opened_as:
+            return edit
+
+        def name(uri: str) -> str:
+            path = uri_to_path(uri)
+            return self.opened_as.get(path, uri) if path is not None else uri
+
+        if edit.changes:
+            edit.changes = {name(uri): edits for uri, edits in edit.changes.items()}
+        for change in edit.document_changes or []:
+            if isinstance(change, types.TextDocumentEdit):
+                change.text_document.uri = name(change.text_document.uri)
+        return edit
+
     def exists(self, path: Path) -> bool:
         return path.exists() or (self.engine is not None and path.resolve() in self.engine.buffers)
 
@@ -285,7 +326,7 @@ class MigrationServer(LanguageServer):
         for path in batch:
             diagnostics, locator = self.unsent.pop(path)
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-                uri=path_to_uri(path), diagnostics=[to_lsp(d, locator) for d in diagnostics]))
+                uri=self.uri_of(path), diagnostics=[to_lsp(d, locator) for d in diagnostics]))
         if not self.unsent or self.sending is not None:
             return
         try:
@@ -851,6 +892,7 @@ def _sync(ls: MigrationServer, uri: str) -> None:
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 @safe()
 def did_open(ls: MigrationServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.opened(params.text_document.uri)  # (also while indexing: the diagnostics that follow go to its name)
     _sync(ls, params.text_document.uri)
     _announce_checked(ls, params.text_document.uri)
 
@@ -1000,7 +1042,7 @@ async def pull_workspace(ls: MigrationServer, params: types.WorkspaceDiagnosticP
     reports: list = []
     asked = {path for u in previous if (path := uri_to_path(u)) is not None}
     for path in sorted(set(by_path) | asked):
-        uri = path_to_uri(path)
+        uri = ls.uri_of(path)
         items = file_diagnostics(by_path, path, locator)
         rid = result_id(items)
         if previous.get(uri) == rid:
@@ -1126,7 +1168,11 @@ def on_code_action(ls, params: types.CodeActionParams, snapshot, path, locator):
     span = Span(r.start.line, locator.column(path, r.start), r.end.line, locator.column(path, r.end))
     only = [str(k.value if hasattr(k, "value") else k) for k in params.context.only] if params.context.only else None
     support = EditSupport.from_capabilities(ls.client_capabilities)
-    return code_actions(snapshot, path, span, only, locator, support, ls.exists, ls.trusted)
+    actions = code_actions(snapshot, path, span, only, locator, support, ls.exists, ls.trusted)
+    for action in actions if ls.opened_as else ():
+        if isinstance(action, types.CodeAction):
+            action.edit = ls.editor_names(action.edit)
+    return actions
 
 
 async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit | None:
@@ -1142,8 +1188,9 @@ async def _resolved_edit(ls: MigrationServer, data: Any) -> types.WorkspaceEdit 
         if engine is not None:
             await sliced(engine.replay_steps(state, rev))
 
-    return await resolve_edit(snapshot, data, ls.locator(snapshot), EditSupport.from_capabilities(ls.client_capabilities),
-                              ls.exists, ls.trusted, replay)
+    return ls.editor_names(await resolve_edit(snapshot, data, ls.locator(snapshot),
+                                              EditSupport.from_capabilities(ls.client_capabilities),
+                                              ls.exists, ls.trusted, replay))
 
 
 @server.feature(types.CODE_ACTION_RESOLVE)
