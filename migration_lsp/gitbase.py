@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import tokenize
 from collections.abc import Iterable
 from dataclasses import dataclass, field
