@@ -901,7 +901,7 @@ def _fast_header(path: Path, text: str) -> MigrationScript | None:
 
 
 def _header_script(path: Path, text: str, doc: DocHeader | None, imports: tuple[tuple[str, str], ...],
-                   body_start: int, lines: tuple[str, ...] | None, revision: HeaderValue | None,
+                   body_start: int | None, lines: tuple[str, ...] | None, revision: HeaderValue | None,
                    down_revision: HeaderValue | None, branch_labels: HeaderValue | None,
                    depends_on: HeaderValue | None) -> MigrationScript:
     """The header-only script the template reader, the line scanner and `from_plain` build:
@@ -937,8 +937,7 @@ def to_plain(script: MigrationScript) -> tuple | None:
     """`script` as plain data, when it is a header-only one (bodies not parsed, no error);
     None otherwise (the receiver parses the text itself). Its lines are not sent: split on
     first use, to the same tuple."""
-    if script.functions is not None or script.error is not None or script._module is not None \
-            or script._body_start is None:
+    if script.functions is not None or script.error is not None or script._module is not None:
         return None
     doc = script.doc
     plain_doc = None if doc is None else (
@@ -957,10 +956,9 @@ def _plain_to_span(plain: tuple[int, int, int, int]) -> Span:
     return span if span is not None else _span(*plain)
 
 
-def _plain_to_id(plain: tuple[str, tuple[int, int, int, int]]) -> IdString:
-    value, span = plain
-    found = _span_cache.get(span)
-    return IdString(value, found if found is not None else _span(*span))
+def _plain_to_ids(plain: tuple) -> tuple[IdString, ...]:
+    get = _span_cache.get
+    return tuple([IdString(value, get(span) or _span(*span)) for value, span in plain])
 
 
 def _plain_to_value(plain: tuple | None) -> HeaderValue | None:
@@ -968,7 +966,8 @@ def _plain_to_value(plain: tuple | None) -> HeaderValue | None:
         return None
     ids, unknown, span, value_span = plain
     if ids:
-        return HeaderValue(tuple(map(_plain_to_id, ids)), unknown, _plain_to_span(span), _plain_to_span(value_span))
+        get = _span_cache.get
+        return HeaderValue(_plain_to_ids(ids), unknown, get(span) or _span(*span), get(value_span) or _span(*value_span))
     value = _plain_values.get(plain)
     if value is None:
         value = HeaderValue((), unknown, _plain_to_span(span), _plain_to_span(value_span))
@@ -980,18 +979,19 @@ def _plain_to_value(plain: tuple | None) -> HeaderValue | None:
 def from_plain(path: Path, plain: tuple) -> MigrationScript:
     """The script `to_plain` described (ValueError / TypeError on data of another shape)."""
     text, body_start, imports, doc, revision, down_revision, branch_labels, depends_on = plain
-    if not (isinstance(text, str) and type(body_start) is int and isinstance(imports, tuple)):
+    if not (isinstance(text, str) and (body_start is None or type(body_start) is int) and isinstance(imports, tuple)):
         raise TypeError("not a plain script")
     header = None
     if doc is not None:
         message, span, revision_id, revision_id_line, revises, revises_line, create_date = doc
-        header = DocHeader(message, _plain_to_span(span), _plain_to_id(revision_id) if revision_id else None,
+        get = _span_cache.get
+        header = DocHeader(message, get(span) or _span(*span),
+                           IdString(revision_id[0], _plain_to_span(revision_id[1])) if revision_id else None,
                            _plain_to_span(revision_id_line) if revision_id_line else None,
-                           tuple(map(_plain_to_id, revises)), _plain_to_span(revises_line) if revises_line else None,
-                           create_date)
+                           _plain_to_ids(revises) if revises else (),
+                           _plain_to_span(revises_line) if revises_line else None, create_date)
     return _header_script(path, text, header, imports, body_start, None, _plain_to_value(revision),
                           _plain_to_value(down_revision), _plain_to_value(branch_labels), _plain_to_value(depends_on))
-
 
 # --------------------------------------------------------------------------- the template's header
 #

@@ -183,3 +183,29 @@ def test_no_fork_beside_another_thread():
         stop.set()
         thread.join()
     assert forked.available()
+
+
+def test_plain_scripts_come_back_equal():
+    """scripts.to_plain / from_plain on every template variant the fast-path tests use (and
+    their \\r\\n, \\r forms): the records built from the plain data equal the parsed ones,
+    bodies (parsed on first use from the same place) included."""
+    import marshal
+
+    from test_scripts_fast import MERGE, STANDARD, TEMPLATE_VARIANTS, P, snapshot
+
+    sent = 0
+    for base in (STANDARD, MERGE):
+        for old, new in TEMPLATE_VARIANTS:
+            text = base.replace(old, new, 1)
+            for variant in (text, text.replace("\n", "\r\n"), text.replace("\n", "\r")):
+                parsed = scripts.parse_script(P, variant)
+                plain = scripts.to_plain(parsed)
+                if plain is None:
+                    assert parsed.functions is not None or parsed.error is not None
+                    continue
+                sent += 1
+                back = scripts.from_plain(P, marshal.loads(marshal.dumps(plain)))
+                assert snapshot(back) == snapshot(parsed)
+    assert sent > 300  # (nearly every variant is a header-only script)
+    with pytest.raises((TypeError, ValueError)):
+        scripts.from_plain(P, ("text", 3))
