@@ -83,7 +83,7 @@ def _instructions(root: Path, mode: str) -> dict[str, int]:
     zeroes its counters when os.fork is called, so the worker's count is its own), the
     parent after it, and the worker."""
     folder = tempfile.mkdtemp(prefix="cold-parallel-vg-")
-    env = {**os.environ, "XDG_CACHE_HOME": tempfile.mkdtemp(prefix="cold-parallel-")}
+    env = {**os.environ, "XDG_CACHE_HOME": tempfile.mkdtemp(prefix="cold-parallel-"), "PYTHONHASHSEED": "0"}
     env.pop("MIGRATION_LSP_CACHE_DIR", None)
     subprocess.run(["valgrind", "--tool=callgrind", "--dump-before=PyOS_BeforeFork",
                     f"--callgrind-out-file={folder}/cg.%p", sys.executable, "-c", CHILD, str(root), mode],
@@ -113,18 +113,21 @@ def main() -> int:
     print(f"load average at the start: {os.getloadavg()}")
     samples: dict[str, list[dict]] = {"sequential": [], "fork": []}
     for _ in range(args.repeat):
-        for mode in samples:
-            samples[mode].append(_sample(args.root, mode))
-    print(f"{'ms, medians of ' + str(args.repeat):44} {'sequential':>11} {'fork':>9}")
-    rows = [("parent CPU (the whole process)", lambda s: s["cpu"]), ("parent's wait for the worker", lambda s: s["wait"]),
-            ("critical path (CPU + wait)", lambda s: s["cpu"] + s["wait"]), ("worker CPU", lambda s: s["worker"]),
+        for mode, taken in samples.items():
+            taken.append(_sample(args.root, mode))
+    rows = [("parent CPU (the whole process)", lambda s: s["cpu"]),
+            ("parent's wait for the worker", lambda s: s["wait"]),
+            ("critical path (CPU + wait)", lambda s: s["cpu"] + s["wait"]),
+            ("worker CPU", lambda s: s["worker"]),
             ("  of the parent's CPU: system", lambda s: s["sys"]),
             ("  page faults of the parent (/ 1000)", lambda s: s["faults"] / 1e6)]
-    stages = list(dict.fromkeys(k for mode in samples.values() for s in mode for k in s["stages"]))
+    stages = dict.fromkeys(k for mode in samples.values() for s in mode for k in s["stages"])
     rows += [(f"  {k}", lambda s, k=k: s["stages"].get(k, 0.0)) for k in stages]
-    for label, get in rows:
-        print(f"{label:44} " + " ".join(f"{1000 * statistics.median(get(s) for s in samples[m]):{w}.1f}"
-                                         for m, w in (("sequential", 11), ("fork", 9))))
+    if args.repeat:
+        print(f"{'ms, medians of ' + str(args.repeat):44} {'sequential':>11} {'fork':>9}")
+        for label, get in rows:
+            print(f"{label:44} " + " ".join(f"{1000 * statistics.median(get(s) for s in samples[m]):{w}.1f}"
+                                             for m, w in (("sequential", 11), ("fork", 9))))
     print(f"load average at the end: {os.getloadavg()}")
     if args.valgrind:
         for mode in samples:
