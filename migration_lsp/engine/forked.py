@@ -33,11 +33,13 @@ from .sources import decode_source, read_file
 from .stored import KEY_CHUNK, files_digest
 
 FORK_MIN = 1000  # files in an environment from which a worker pays for itself
-SHARE = 0.55  # this process's part of the files: the worker's records cost it again to send and build here
+SHARE = 0.55  # this process's part of the files (the worker's records cost it again to send and build here)
 MAX_MESSAGE = 1 << 31  # a length beyond this is not one the worker sent
 
 
 def available() -> bool:
+    """Can this process fork safely? Only with os.fork and no other thread (a fork copies the
+    calling thread alone: a lock another one holds would stay locked in the worker)."""
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
@@ -104,7 +106,7 @@ class Worker:
                     out.append(unreadable(path, entry[1]))
                 else:
                     out.append(from_plain(path, entry))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):  # (data of another shape)
             return None
         if not self._reap():
             return None
