@@ -35,7 +35,7 @@ from pathlib import Path
 from . import __version__
 from .core import say_once
 
-FORMAT = 2  # bump when the layout of what is stored changes
+FORMAT = 3  # bump when the layout of what is stored changes
 DISABLE_ENV = "MIGRATION_LSP_NO_CACHE"
 DIR_ENV = "MIGRATION_LSP_CACHE_DIR"
 MAX_BYTES = 200_000_000  # a cache file larger than this is ignored (and rewritten smaller)

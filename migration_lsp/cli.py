@@ -59,7 +59,7 @@ def _engine(paths: list[str], args: argparse.Namespace, memo: bool = False) -> t
     no_import = getattr(args, "no_import", True)
     with progress.for_command(args) as status:  # a line on a terminal's stderr while it takes a while
         engine = Engine(roots, overrides, trusted=not no_import, untrusted_reason="--no-import was given",
-                        cache=not getattr(args, "no_cache", False), memo=memo)
+                        cache=not getattr(args, "no_cache", False), memo=memo, fork=memo)
         status.stage("loading models")
         engine.load_models()
         status.stage(f"checking {sum(len(env.files) for _, env in engine.environments())} revision files")

@@ -27,23 +27,20 @@ import hashlib
 import os
 import posixpath
 import re
-import subprocess
-import sys
 import tokenize
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from io import BytesIO
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from typing import TYPE_CHECKING
 
 from .graph import RevisionGraph
-from .project import Environment, read_file, read_text
+from .project import Environment, read_file, read_text, toml_module
 from .scripts import MigrationScript, parse_script
+
+if TYPE_CHECKING:
+    import subprocess
 
 DEFAULT_BASES = ("refs/remotes/origin/HEAD", "origin/main", "origin/master", "main", "master")
 TIMEOUT = 30.0
@@ -68,6 +65,8 @@ def _env() -> dict[str, str]:
 
 def git(cwd: Path, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
     """One plumbing command; never raises (no git, a timeout: returncode 128)."""
+    import subprocess  # (here: a check outside a repository never runs one, nor pays for the import)
+
     try:
         return subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=cwd, input=data, capture_output=True,
                               env=_env(), timeout=TIMEOUT, check=False)
@@ -118,9 +117,24 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _maybe_in_repository(root: Path) -> bool:
+    """Could git find a repository from `root`? Not when no folder from it up holds a `.git`
+    (a folder, or a worktree's file) nor is a bare repository's (HEAD, objects/, refs/):
+    then no git process is started (a few ms of a check outside a repository). GIT_DIR and
+    the like cannot say otherwise: git() runs without them."""
+    for folder in (root, *root.parents):
+        try:
+            if os.path.lexists(folder / ".git") or (os.path.isfile(folder / "HEAD") and os.path.isdir(
+                    folder / "objects") and os.path.isdir(folder / "refs")):
+                return True
+        except (OSError, ValueError):
+            return True  # (git decides)
+    return False
+
+
 def find_repository(root: Path) -> Repository | None:
     """The repository `root` is in (None: not in one, or git is not installed)."""
-    if not root.is_dir():
+    if not root.is_dir() or not _maybe_in_repository(root.resolve()):  # (git starts from the real path)
         return None
     result = git(root, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir",
                  "--git-common-dir", "--is-shallow-repository")
@@ -435,7 +449,8 @@ def base_setting(root: Path, overrides: dict | None) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     try:
-        section = tomllib.loads(read_text(root / "pyproject.toml")).get("tool", {}).get("migration-lsp", {})
+        text = read_text(root / "pyproject.toml")
+        section = toml_module().loads(text).get("tool", {}).get("migration-lsp", {})
     except (OSError, ValueError):  # (a FIFO or a device is a SkippedFile, an OSError)
         return None
     value = section.get("base-branch") if isinstance(section, dict) else None

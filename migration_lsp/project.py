@@ -29,11 +29,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from .core import say_once
 
 if TYPE_CHECKING:
@@ -251,10 +246,21 @@ def read_head(path: Path, size: int = HEAD_BYTES) -> str:
         return ""
 
 
+def toml_module():
+    """tomllib (tomli before 3.11), imported when a pyproject.toml is read: a project without
+    one does not pay for it (a few ms of a graph-only check)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib
+
+
 def load_settings(pyproject: Path, base: Settings | None = None) -> tuple[Settings, ConfigProblem | None]:
     base = base or Settings()
     if not os.path.lexists(pyproject):
         return base, None
+    tomllib = toml_module()
     try:
         data = tomllib.loads(read_file(pyproject, MAX_CONFIG_BYTES).decode("utf-8"))
     except FileNotFoundError:  # a dangling link, or gone meanwhile
@@ -590,7 +596,7 @@ def alembic_config(ini: Path | None, toml: Path | None = None, ini_text: str | N
         fill_file_config(config, _ini_parser(ini, ini_text, config.config_ini_section))
     if toml is not None:  # as Config.toml_alembic_config does
         config.toml_args["here"] = toml.absolute().parent.as_posix()
-        data = tomllib.loads(read_file(toml, MAX_CONFIG_BYTES).decode("utf-8"))
+        data = toml_module().loads(read_file(toml, MAX_CONFIG_BYTES).decode("utf-8"))
         section = data.get("tool", {}).get("alembic", {}) if isinstance(data.get("tool", {}), dict) else None
         if not isinstance(section, dict):
             raise alembic_util.CommandError("Incorrect TOML format")
@@ -953,6 +959,7 @@ def _environment_entries(pyproject: Path) -> tuple[list[tuple[str, dict]], Confi
     """`[[tool.migration-lsp.environments]]`: (path, settings) pairs, in order."""
     if not os.path.isfile(pyproject):
         return [], None
+    tomllib = toml_module()
     try:
         data = tomllib.loads(read_file(pyproject, MAX_CONFIG_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

@@ -124,7 +124,8 @@ class MigrationScript:
     # header, so a file's bodies are parsed when a feature needs them
     functions: dict[str, Function] | None = field(default=None, repr=False)
     error: str | None = None  # the syntax error, once the whole file has been parsed
-    lines: tuple[str, ...] = field(default=(), repr=False)
+    # the text's lines (`lines`), split on first use when not given: the graph never reads them
+    _lines: tuple[str, ...] | None = field(default=None, repr=False)
     # module-level imports: local name -> dotted path ("sa" -> "sqlalchemy")
     imports: tuple[tuple[str, str], ...] = ()
     # where the first top-level `def upgrade/downgrade` starts when the header above it is
@@ -137,6 +138,13 @@ class MigrationScript:
     _reparsable: bool = field(default=False, init=False, repr=False)
     # the whole file's top-level statements (module_body), None until first asked for
     _module: list[ast.stmt] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        found = self._lines
+        if found is None:
+            found = self._lines = tuple(split_lines(self.text))
+        return found
 
     @property
     def upgrade(self) -> Function | None:
@@ -681,7 +689,7 @@ def parse_script(path: Path, text: str, header_only: bool = True, *, _legacy: bo
             return _parse(path, text, header_only, _legacy)
     except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes...
         return MigrationScript(path=path, text=text, error=f"cannot parse: {type(exc).__name__}",
-                               functions={})
+                               functions={}, _lines=())
 
 
 # How often each path was taken (tests check that the fast paths are really used).
@@ -888,18 +896,102 @@ def _fast_header(path: Path, text: str) -> MigrationScript | None:
         i += 1
     src = _Source(text, lines)
     doc = _doc_header(src, doc_at[0], doc_at[1], doc_at[2], _span) if doc_at else None
-    return MigrationScript(
-        path=path,
-        text=text,
-        doc=doc,
-        functions=None,
-        error=None,
-        lines=tuple(lines),
-        imports=tuple(imports),
-        _body_start=body_start,
-        **headers,
-    )
+    return _header_script(path, text, doc, tuple(imports), body_start, tuple(lines), headers.get("revision"),
+                          headers.get("down_revision"), headers.get("branch_labels"), headers.get("depends_on"))
 
+
+def _header_script(path: Path, text: str, doc: DocHeader | None, imports: tuple[tuple[str, str], ...],
+                   body_start: int | None, lines: tuple[str, ...] | None, revision: HeaderValue | None,
+                   down_revision: HeaderValue | None, branch_labels: HeaderValue | None,
+                   depends_on: HeaderValue | None) -> MigrationScript:
+    """The header-only script the template reader, the line scanner and `from_plain` build:
+    the bodies are parsed on first use, from `body_start` on; `lines`: None when not split yet."""
+    # (positional, in the order of the fields: keywords cost a third more, a file of a first check each)
+    return MigrationScript(path, text, revision, down_revision, branch_labels, depends_on, doc, None, None, lines,
+                           imports, body_start)
+
+
+
+# --------------------------------------------------------------------------- plain data
+#
+# A header-only script as tuples of str / int / None (what `marshal` carries): the CLI's
+# forked reader (engine/forked.py) parses half of a first check's files in another process
+# and sends these back; `from_plain` builds records equal to the ones sent.
+
+def _span_plain(span: Span) -> tuple[int, int, int, int]:
+    return span.line, span.col, span.end_line, span.end_col
+
+
+def _id_plain(found: IdString) -> tuple[str, tuple[int, int, int, int]]:
+    span = found.span
+    return found.value, (span.line, span.col, span.end_line, span.end_col)
+
+
+def _value_plain(value: HeaderValue | None) -> tuple | None:
+    if value is None:
+        return None
+    return tuple(map(_id_plain, value.ids)), value.unknown, _span_plain(value.span), _span_plain(value.value_span)
+
+
+def to_plain(script: MigrationScript) -> tuple | None:
+    """`script` as plain data, when it is a header-only one (bodies not parsed, no error);
+    None otherwise (the receiver parses the text itself). Its lines are not sent: split on
+    first use, to the same tuple."""
+    if script.functions is not None or script.error is not None or script._module is not None:
+        return None
+    doc = script.doc
+    plain_doc = None if doc is None else (
+        doc.message, _span_plain(doc.span), _id_plain(doc.revision_id) if doc.revision_id else None,
+        _span_plain(doc.revision_id_line) if doc.revision_id_line else None, tuple(map(_id_plain, doc.revises)),
+        _span_plain(doc.revises_line) if doc.revises_line else None, doc.create_date)
+    return (script.text, script._body_start, script.imports, plain_doc, _value_plain(script.revision),
+            _value_plain(script.down_revision), _value_plain(script.branch_labels), _value_plain(script.depends_on))
+
+
+_plain_values: dict[tuple, HeaderValue] = {}  # a value without ids (None, "", ()): one record for all files
+
+
+def _plain_to_span(plain: tuple[int, int, int, int]) -> Span:
+    span = _span_cache.get(plain)
+    return span if span is not None else _span(*plain)
+
+
+def _plain_to_ids(plain: tuple) -> tuple[IdString, ...]:
+    get = _span_cache.get
+    return tuple([IdString(value, get(span) or _span(*span)) for value, span in plain])
+
+
+def _plain_to_value(plain: tuple | None) -> HeaderValue | None:
+    if plain is None:
+        return None
+    ids, unknown, span, value_span = plain
+    if ids:
+        get = _span_cache.get
+        return HeaderValue(_plain_to_ids(ids), unknown, get(span) or _span(*span), get(value_span) or _span(*value_span))
+    value = _plain_values.get(plain)
+    if value is None:
+        value = HeaderValue((), unknown, _plain_to_span(span), _plain_to_span(value_span))
+        if len(_plain_values) < _CACHE_LIMIT:
+            _plain_values[plain] = value
+    return value
+
+
+def from_plain(path: Path, plain: tuple) -> MigrationScript:
+    """The script `to_plain` described (ValueError / TypeError on data of another shape)."""
+    text, body_start, imports, doc, revision, down_revision, branch_labels, depends_on = plain
+    if not (isinstance(text, str) and (body_start is None or type(body_start) is int) and isinstance(imports, tuple)):
+        raise TypeError("not a plain script")
+    header = None
+    if doc is not None:
+        message, span, revision_id, revision_id_line, revises, revises_line, create_date = doc
+        get = _span_cache.get
+        header = DocHeader(message, get(span) or _span(*span),
+                           IdString(revision_id[0], _plain_to_span(revision_id[1])) if revision_id else None,
+                           _plain_to_span(revision_id_line) if revision_id_line else None,
+                           _plain_to_ids(revises) if revises else (),
+                           _plain_to_span(revises_line) if revises_line else None, create_date)
+    return _header_script(path, text, header, imports, body_start, None, _plain_to_value(revision),
+                          _plain_to_value(down_revision), _plain_to_value(branch_labels), _plain_to_value(depends_on))
 
 # --------------------------------------------------------------------------- the template's header
 #
@@ -1007,20 +1099,7 @@ def _template_header(path: Path, text: str) -> MigrationScript | None:
         revises_line=_span(3, 9, 3, 9 + len(revises_text)),
         create_date=groups[3].rstrip(),
     )
-    return MigrationScript(
-        path=path,
-        text=text,
-        doc=doc,
-        functions=None,
-        error=None,
-        lines=tuple(split_lines(text)),
-        imports=imports,
-        _body_start=body_start,
-        revision=values[0],
-        down_revision=values[1],
-        branch_labels=values[2],
-        depends_on=values[3],
-    )
+    return _header_script(path, text, doc, imports, body_start, None, *values)
 
 
 def _block_imports(block: str) -> tuple[tuple[str, str], ...] | None:
@@ -1316,7 +1395,7 @@ def _from_module(path: Path, src: _Source, body: list[ast.stmt], offset: int, sy
         doc=doc,
         functions=None if lazy else functions,
         error=syntax_error,
-        lines=tuple(src.lines),
+        _lines=tuple(src.lines),
         imports=_imports(body),
         revision=headers.get("revision"),
         down_revision=headers.get("down_revision"),
@@ -1391,7 +1470,7 @@ def _parse_tolerant(path: Path, src: _Source, error: str) -> MigrationScript:
         doc=doc,
         functions=functions,
         error=error,
-        lines=tuple(src.lines),
+        _lines=tuple(src.lines),
         imports=imports,
         revision=headers.get("revision"),
         down_revision=headers.get("down_revision"),

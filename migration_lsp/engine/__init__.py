@@ -34,6 +34,7 @@ from ..core import Diagnostic
 from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import ConfigProblem, Discovery, Environment, Settings
+from . import forked
 from .build import SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
 from .folders import Rescan, Workspace
@@ -51,7 +52,7 @@ from .snapshot import (
     Snapshot,
 )
 from .sources import MAX_FILE_BYTES, decode_source, read_bytes, read_file, read_source
-from .stored import cached_report, remember_report, report_key
+from .stored import KEY_CHUNK, cached_report, files_digest, remember_report, report_key
 
 if TYPE_CHECKING:
     from ..compare import Difference
@@ -91,8 +92,11 @@ class Engine:
 
     def __init__(self, roots: Iterable[Path], overrides: dict | None = None, trusted: bool = True,
                  untrusted_reason: str = UNTRUSTED, cache: bool = True, memo: bool = False,
-                 folder_overrides: dict[Path, dict] | None = None) -> None:
+                 folder_overrides: dict[Path, dict] | None = None, fork: bool = False) -> None:
         self.workspace = Workspace(roots, overrides, folder_overrides, cache)
+        # report(): a large environment's files read and parsed in two processes (engine.forked;
+        # the CLI's: never in a process with threads)
+        self.fork = fork
         self.trusted = trusted
         self.untrusted_reason = untrusted_reason
         # report(): a whole environment's findings cached under the digest of all its inputs
@@ -398,15 +402,46 @@ class Engine:
                 if not store.enabled:
                     environments.append(self._complete(env, key))
                     continue
-                memo_key = report_key(env, (self.untrusted_reason, environment_salt(env), self.graphs.key(key[0])),
-                                      ((p, *self.documents.read(p)) for p in env.files))
-                found: EnvironmentReport | None = cached_report(store, memo_key, env)
-                if found is None:
-                    found = self._complete(env, key)
-                    remember_report(store, memo_key, found)
+                worker = forked.Worker.start_for(env.files) if self.fork else None
+                try:
+                    found = self._reported(env, key, store, worker)
+                finally:
+                    if worker is not None:
+                        worker.close()
                 environments.append(found)
         self.documents.forget_reads()
         return Report(tuple(environments), tuple(problems), self.roots, self.workspace.settings())
+
+    def _reported(self, env: Environment, key: Key, store: Store, worker: forked.Worker | None) -> EnvironmentReport:
+        """One environment's report, from the cache when its memo key is there. `worker`: a
+        forked process reading, keying and parsing the files from worker.start on, meanwhile
+        this one does the others (when it fails, this one does its part too)."""
+        files = env.files
+        start = worker.start if worker is not None else len(files)
+        pieces = self._pieces(files[:start])
+        theirs = worker.pieces() if worker is not None else None
+        pieces += theirs if theirs is not None else self._pieces(files[start:])
+        parts = (self.untrusted_reason, environment_salt(env), self.graphs.key(key[0]))
+        memo_key = report_key(env, parts, pieces)
+        found: EnvironmentReport | None = cached_report(store, memo_key, env)
+        if found is None:
+            if worker is not None and theirs is not None:
+                for path in files[:start]:
+                    self.documents.script(path)  # (while the worker parses its part)
+                parsed = worker.scripts(files)
+                if parsed is not None:
+                    self.documents.adopt(zip(files[start:], parsed))
+                else:  # read again here: the key is that of the bytes parsed
+                    pieces[start // KEY_CHUNK:] = self._pieces(files[start:])
+                    memo_key = report_key(env, parts, pieces)
+            found = self._complete(env, key)
+            remember_report(store, memo_key, found)
+        return found
+
+    def _pieces(self, files: tuple[Path, ...]) -> list[bytes]:
+        """The memo key pieces of `files` (read now, kept until parsed)."""
+        read = self.documents.read
+        return [files_digest((p, *read(p)) for p in files[i:i + KEY_CHUNK]) for i in range(0, len(files), KEY_CHUNK)]
 
     def _complete(self, env: Environment, key: Key) -> EnvironmentState:
         """One environment built with its full pass, at once (the CLI: nothing edits meanwhile)."""

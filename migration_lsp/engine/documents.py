@@ -13,6 +13,12 @@ from .snapshot import EnvironmentState
 from .sources import decode_source, read_file
 
 
+def unreadable(path: Path, why: str | None) -> MigrationScript:
+    """The script of a file that cannot be read: G010 says why (too large, not a regular
+    file, the OS's error)."""
+    return MigrationScript(path=path, text="", error=why or "file cannot be read", functions={})
+
+
 class Documents:
     def __init__(self, shared: Documents | None = None) -> None:
         self.buffers: dict[Path, str] = {}  # open documents: their text wins over disk
@@ -81,11 +87,13 @@ class Documents:
         if text is None:
             raw, why = self._raw.pop(path) if path in self._raw else read_file(path)
             text = decode_source(raw)[0] if raw is not None else None
-        script = parse_script(path, text if text is not None else "")
-        if text is None:  # G010 says why: too large, not a regular file, unreadable
-            script = MigrationScript(path=path, text="", error=why or "file cannot be read", functions={})
+        script = parse_script(path, text) if text is not None else unreadable(path, why)
         self._parsed[path] = script
         return script
+
+    def adopt(self, parsed: Iterable[tuple[Path, MigrationScript]]) -> None:
+        """Files parsed elsewhere (engine.forked: by the CLI's worker process), from the disk."""
+        self._parsed.update(parsed)
 
     def with_new_buffers(self, env: Environment, discoveries: Iterable[Discovery]) -> Environment:
         """Open buffers inside a version location that discovery has not seen yet (a file

@@ -149,18 +149,16 @@ def discover_cached_bare(root: Path, store: Store) -> Discovery:
 # --------------------------------------------------------------------------- whole environments
 
 
-def report_key(env: Environment, parts: Iterable[str], files: Iterable[tuple[Path, bytes | None, str | None]]) -> str:
-    """The key of an environment's report: every input of the findings — each file's path
-    and content, the environment (settings included), `parts` (why models are off, the
-    schema salt, the base branch), the tool's and its libraries' versions (the store's own).
-    One SHA-256 over all of it, each piece behind its kind and length (a hash per file, then
-    a hash of those, cost twice as much: a first check reads and keys every file)."""
+KEY_CHUNK = 128  # files per piece of an environment's memo key (engine.forked keys pieces in two processes)
+
+
+def files_digest(files: Iterable[tuple[Path, bytes | None, str | None]]) -> bytes:
+    """One piece of an environment's memo key: SHA-256 over up to KEY_CHUNK consecutive files,
+    each one's path and content (or why it is not read) behind its kind and length (a hash
+    per file, then a hash of those, cost twice as much: a first check reads and keys every
+    file)."""
     h = hashlib.sha256()
     update = h.update
-    for part in (repr(env), *parts):
-        data = part.encode("utf-8", "surrogatepass")
-        update(b"p%d:" % len(data))
-        update(data)
     for path, raw, why in files:
         name = os.fsencode(path)
         if raw is None:
@@ -170,6 +168,23 @@ def report_key(env: Environment, parts: Iterable[str], files: Iterable[tuple[Pat
             update(b"f%d:%d:" % (len(name), len(raw)))
         update(name)
         update(raw)
+    return h.digest()
+
+
+def report_key(env: Environment, parts: Iterable[str], pieces: Iterable[bytes]) -> str:
+    """The key of an environment's report: every input of the findings — each file's path
+    and content (`pieces`: files_digest of its files KEY_CHUNK at a time, in order), the
+    environment (settings included), `parts` (why models are off, the schema salt, the base
+    branch), the tool's and its libraries' versions (the store's own)."""
+    h = hashlib.sha256()
+    update = h.update
+    for part in (repr(env), *parts):
+        data = part.encode("utf-8", "surrogatepass")
+        update(b"p%d:" % len(data))
+        update(data)
+    for piece in pieces:
+        update(b"c")
+        update(piece)
     return h.hexdigest()
 
 
