@@ -75,6 +75,10 @@ class Evaluation:
 
     ops: tuple[EvaluatedOp, ...] = ()
     calls: tuple[RawCall, ...] = ()
+    # what files other than the migration answered, in the order asked: ((dotted name,
+    # answer), ...) (`User.__tablename__` read from models.py): with the text and the
+    # dialect, all an evaluation depends on
+    outside: tuple[tuple[str, str | None], ...] = ()
 
     def in_order(self) -> list[EvaluatedOp | RawCall]:
         """The ops and the other calls, in the order they ran."""
@@ -317,6 +321,7 @@ class Interpreter(Evaluator):
         self.steps = 0
         self.ops: list[EvaluatedOp] = []
         self.raw: list[RawCall] = []
+        self.outside: list[tuple[str, str | None]] = []  # (see Evaluation.outside)
         self.imported = {name: path for name, path in script.imports if not in_safe_package(path)}
         for name, path in script.imports:
             if path == "alembic.context" or path.startswith("alembic.context."):
@@ -335,7 +340,7 @@ class Interpreter(Evaluator):
         except (_OutOfSteps, RecursionError):
             # too much to follow: what was found stands, the rest of the function is unknown
             self.raw.append(RawCall(self.function.def_span, None, True, (), len(self.ops)))
-        return Evaluation(tuple(self.ops), tuple(self.raw))
+        return Evaluation(tuple(self.ops), tuple(self.raw), tuple(self.outside))
 
     # ------------------------------------------------------------ statements
 
@@ -615,7 +620,7 @@ class Interpreter(Evaluator):
             base = self._eval(node.value)  # type: ignore[attr-defined]
             if isinstance(base, _Imported):
                 if node.attr == "__tablename__":  # type: ignore[attr-defined]
-                    found = tablename(self.script.path, base.path)
+                    found = self.tablename(base.path)
                     return found if found is not None else Opaque(node)
                 return _Imported(f"{base.path}.{node.attr}")  # type: ignore[attr-defined]
             if isinstance(base, _Dynamic):
@@ -979,10 +984,16 @@ class Interpreter(Evaluator):
         class's `__tablename__` can be read from its source; anything else unchanged."""
         if isinstance(value, _Imported):
             owner, _, attribute = value.path.rpartition(".")
-            table = tablename(self.script.path, owner) if owner else None
+            table = self.tablename(owner) if owner else None
             if table is not None:
                 return f"{table}.{attribute}"
         return value
+
+    def tablename(self, dotted: str) -> str | None:
+        """`tablename` near the migration, recorded in `outside`."""
+        found = tablename(self.script.path, dotted)
+        self.outside.append((dotted, found))
+        return found
 
     def value_of(self, compute: Callable[[], Any], node: ast.AST) -> Any:
         try:

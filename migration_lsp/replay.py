@@ -677,7 +677,7 @@ _CREATED_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CREATED_TABLES_LOCK = threading.Lock()
 # the same create_table of the same text, evaluated again (its revision replayed again after
 # an edit below it, its ops released and evaluated anew): the table made the first time
-_CONTENT_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # op -> (text, dialect, n)
+_CONTENT_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # op -> (text, dialect, outside, n)
 _TABLES_BY_CONTENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _COLUMNS_BY_CONTENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (see added_column)
 
@@ -725,15 +725,17 @@ def added_column(op: alembic_ops.AddColumnOp) -> sa.Column:
 
 
 def share_created_tables(script: MigrationScript, evaluation: Evaluation, dialect: str | None) -> None:
-    """Key the create_table and add_column ops of `script`'s upgrade by its text, the dialect
-    and their place among them: the evaluation is a function of those (see `created_table`)."""
+    """Key the create_table and add_column ops of `script`'s upgrade by its text, the dialect,
+    what other files answered (`Evaluation.outside`: the same text next to other models
+    names other tables) and their place among them: the evaluation is a function of those
+    (see `created_table`)."""
     made = [ev.op for ev in evaluation.ops if isinstance(ev.op, (alembic_ops.CreateTableOp, alembic_ops.AddColumnOp))]
     if not made:
         return
     text = hashlib.blake2b(script.text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     with _CREATED_TABLES_LOCK:
         for n, op in enumerate(made):
-            _CONTENT_KEYS[op] = (text, dialect, n)
+            _CONTENT_KEYS[op] = (text, dialect, evaluation.outside, n)
 
 
 def _hashable(value: Any) -> bool:

@@ -109,6 +109,9 @@ def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: Co
                        if d.what.split()[-1].split(".")[0] not in uncertain]
     except CompareError:
         return out  # not comparable: say nothing rather than guess
+    # sorted: Alembic reports a table's removed columns and its foreign keys in the order of
+    # sets (hash seeds, addresses), and the message must not change from one run to the next
+    differences.sort(key=lambda d: (d.what, d.kind, d.detail))
     if differences:
         listed = "; ".join(
             f"{d.what} {'is left behind' if d.kind == 'extra' else 'is not restored' if d.kind == 'missing' else 'differs: ' + d.detail}"
