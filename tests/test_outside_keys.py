@@ -9,11 +9,19 @@ an edit of any other file recomputes nothing; revisions that read nothing keep t
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
+from migration_lsp import cache
+from migration_lsp.cache import digest
+from migration_lsp.cli import main
 from migration_lsp.engine import Engine
+from migration_lsp.engine.memo import RevisionMemo
+from migration_lsp.engine.schema_pass import SchemaPass
+from migration_lsp.graph import RevisionGraph
+from migration_lsp.scripts import parse_script
 
 from conftest import MINIMAL_ENV_PY, MINIMAL_INI, migration_text, write_project
 
@@ -98,15 +106,25 @@ def test_an_edit_of_models_recomputes_its_readers_and_above_only(project: Path):
     assert engine.computed_revisions - before == REVISIONS - 1
 
 
+@pytest.mark.parametrize("flags", [[], ["--no-import"]])
+def test_the_cli_with_its_cache_follows_an_edit_of_models_py(project: Path, tmp_path, monkeypatch, capsys, flags):
+    """Per revision (trusted: the persistent schema cache) and per environment (untrusted:
+    the whole report, keyed by the environment's own files, checks what models.py answered).
+    Before: the second run read the first one's findings back, no D002."""
+    monkeypatch.setenv(cache.DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(project)
+    models = project / "models.py"
+    seen = []
+    for name in ("people", "persons", "persons", "people", "members"):
+        models.write_text(MODELS.format(name=name))
+        main(["check", "--static", "--select", "D002", *flags, "."])
+        seen.append(capsys.readouterr().out.count("D002"))
+    assert seen == [0, 1, 1, 0, 1]
+
+
 def test_revisions_that_read_nothing_keep_their_keys(project: Path):
     """The common case costs nothing: a history that imports only sqlalchemy / alembic has
     the keys text and ancestry make (and the persistent cache's entries stay valid)."""
-    from migration_lsp.engine.schema_pass import SchemaPass
-    from migration_lsp.engine.memo import RevisionMemo
-    from migration_lsp.graph import RevisionGraph
-    from migration_lsp.scripts import parse_script
-    import hashlib
-
     scripts = [parse_script(p, p.read_text()) for p in sorted((project / "migrations" / "versions").glob("r*_.py"))]
     graph = RevisionGraph(scripts)
     keys: dict[str, str] = {}
@@ -116,7 +134,6 @@ def test_revisions_that_read_nothing_keep_their_keys(project: Path):
 
     def plain(rev: str) -> str:  # the key of text and ancestry alone
         script = graph.by_id[rev]
-        from migration_lsp.cache import digest
         parents = "".join(keys[p] for p in graph.parents[rev])
         return hashlib.blake2b(("salt" + digest(script.text) + parents + "|").encode(), digest_size=16).hexdigest()
 

@@ -452,7 +452,9 @@ class Engine:
                     pieces[start // KEY_CHUNK:] = self._pieces(files[start:])
                     memo_key = report_key(env, parts, pieces)
             found = self._complete(env, key)
-            remember_report(store, memo_key, found)
+            reads = [(str(script.path), *read) for script in found.graph.by_id.values()
+                     for read in self.schema.outside_reads(script, env.dialect, store)]
+            remember_report(store, memo_key, found, reads)
         return found
 
     def _pieces(self, files: tuple[Path, ...]) -> list[bytes]:

@@ -101,17 +101,24 @@ class SchemaPass:
             per_dialect[dialect] = found
         return found
 
-    def outside_answers(self, script: MigrationScript, dialect: str | None, store: Store) -> str:
-        """A digest of what other files answer `script`'s evaluation now ("" when it asks
-        nothing: the common case, its key stays what the text and ancestry make it)."""
+    def outside_reads(self, script: MigrationScript, dialect: str | None, store: Store
+                      ) -> list[tuple[str, str | None]]:
+        """What other files answer `script`'s evaluation now: [(question, answer)], empty
+        when it asks nothing (the common case: no import from outside sqlalchemy / alembic)."""
         if all(path.partition(".")[0] in ("sqlalchemy", "alembic") for _, path in script.imports):
-            return ""  # (interpret.reads_outside, without importing the interpreter)
+            return []  # (interpret.reads_outside, without importing the interpreter)
         questions = self._questions_of(script, dialect, store)
         if not questions:
-            return ""
+            return []
         from ..interpret import tablename
 
-        return digest("answers", *(f"{q}={tablename(script.path, q)!r}" for q in questions))
+        return [(q, tablename(script.path, q)) for q in questions]
+
+    def outside_answers(self, script: MigrationScript, dialect: str | None, store: Store) -> str:
+        """A digest of outside_reads ("" when it asks nothing: its key stays what the text
+        and ancestry make it)."""
+        reads = self.outside_reads(script, dialect, store)
+        return digest("answers", *(f"{q}={a!r}" for q, a in reads)) if reads else ""
 
     def asks_outside(self, key: Key) -> bool:
         """Did a revision of this environment read another file at its last pass?"""
