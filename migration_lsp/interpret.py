@@ -50,6 +50,8 @@ from .scripts import (
     OpCall,
     module_body,
     op_call,
+    project_import,
+    reads_outside,
     span_of,
 )
 
@@ -990,7 +992,10 @@ class Interpreter(Evaluator):
         return value
 
     def tablename(self, dotted: str) -> str | None:
-        """`tablename` near the migration, recorded in `outside`."""
+        """`tablename` near the migration, recorded in `outside` (a name from the standard
+        library names no table: nothing asked)."""
+        if not project_import(dotted):
+            return None
         found = tablename(self.script.path, dotted)
         self.outside.append((dotted, found))
         return found
@@ -1265,12 +1270,6 @@ MAX_MODULE_BYTES = 2_000_000
 # the editor's unsaved text of files other than migrations (a models.py being edited), read
 # by `tablename` instead of the disk; the engine keeps it (one engine per server process)
 OPEN_TEXTS: dict[Path, str] = {}
-
-
-def reads_outside(script: MigrationScript) -> bool:
-    """Can evaluating `script` ask another file anything? Only through a name imported at
-    module level from outside sqlalchemy / alembic (a local import of one is opaque)."""
-    return any(not in_safe_package(path) for _, path in script.imports)
 
 
 def outside_questions(script: MigrationScript, dialect: str | None) -> tuple[str, ...]:

@@ -140,3 +140,25 @@ def test_revisions_that_read_nothing_keep_their_keys(project: Path):
     assert keys["r0"] == plain("r0")
     assert keys["r1"] != plain("r1")  # (models.py answered it)
     assert all(keys[f"r{n}"] == plain(f"r{n}") for n in range(2, REVISIONS))  # (above r1: its key in theirs)
+
+
+@pytest.mark.parametrize("imports, body, asks", [
+    ("from models import User", "op.create_table(User.__tablename__, sa.Column('id', sa.Integer()))", True),
+    ("import models", "op.create_table(models.User.__tablename__, sa.Column('id', sa.Integer()))", True),
+    ("from models import User",
+     "op.add_column('posts', sa.Column('user_id', sa.Integer(), sa.ForeignKey(User.id)))", True),
+    ("from models import User", "op.create_table('users', sa.Column('id', sa.Integer()))", False),
+    ("from sqlalchemy import ForeignKey as FK", "op.add_column('p', sa.Column('u', sa.Integer(), FK('u.id')))", False),
+])
+def test_reads_outside_says_which_evaluations_can_ask(tmp_path: Path, imports: str, body: str, asks: bool):
+    """The cheap test the keys rest on (scripts.reads_outside) is true of every script whose
+    evaluation asks another file: a script it says False of keeps its plain key."""
+    from migration_lsp.interpret import outside_questions
+    from migration_lsp.scripts import reads_outside
+
+    (tmp_path / "models.py").write_text(MODELS.format(name="people"))
+    text = migration_text("a1", None, upgrades=body).replace("import sqlalchemy as sa",
+                                                            f"import sqlalchemy as sa\n{imports}")
+    script = parse_script(tmp_path / "a1_.py", text)
+    assert bool(outside_questions(script, "sqlite")) is asks
+    assert reads_outside(script) is asks

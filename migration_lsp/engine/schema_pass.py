@@ -17,7 +17,7 @@ from ..checks import apply_filters, families_off
 from ..core import Diagnostic
 from ..graph import RevisionGraph
 from ..project import Environment
-from ..scripts import MigrationScript
+from ..scripts import MigrationScript, reads_outside
 from .memo import RevisionMemo
 from .snapshot import EnvironmentState
 from .sources import read_source
@@ -105,8 +105,8 @@ class SchemaPass:
                       ) -> list[tuple[str, str | None]]:
         """What other files answer `script`'s evaluation now: [(question, answer)], empty
         when it asks nothing (the common case: no import from outside sqlalchemy / alembic)."""
-        if all(path.partition(".")[0] in ("sqlalchemy", "alembic") for _, path in script.imports):
-            return []  # (interpret.reads_outside, without importing the interpreter)
+        if not reads_outside(script):
+            return []
         questions = self._questions_of(script, dialect, store)
         if not questions:
             return []
