@@ -31,9 +31,8 @@ from sqlalchemy.sql.schema import SchemaItem
 from sqlalchemy.types import TypeEngine
 
 from .core import Span
-from .scripts import OpCall
+from .scripts import SAFE_PACKAGES, OpCall
 
-SAFE_PACKAGES = ("sqlalchemy", "alembic")
 DEFAULT_NAMES = {"sa": "sqlalchemy", "sqlalchemy": "sqlalchemy", "op": "alembic.op",
                  "postgresql": "sqlalchemy.dialects.postgresql", "mysql": "sqlalchemy.dialects.mysql",
                  "sqlite": "sqlalchemy.dialects.sqlite"}

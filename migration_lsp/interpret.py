@@ -50,6 +50,8 @@ from .scripts import (
     OpCall,
     module_body,
     op_call,
+    project_import,
+    reads_outside,
     span_of,
 )
 
@@ -990,7 +992,10 @@ class Interpreter(Evaluator):
         return value
 
     def tablename(self, dotted: str) -> str | None:
-        """`tablename` near the migration, recorded in `outside`."""
+        """`tablename` near the migration, recorded in `outside` (a name from the standard
+        library names no table: nothing asked)."""
+        if not project_import(dotted):
+            return None
         found = tablename(self.script.path, dotted)
         self.outside.append((dotted, found))
         return found
@@ -1262,18 +1267,36 @@ def sql_text(value: Any) -> str | None:
 
 
 MAX_MODULE_BYTES = 2_000_000
+# the editor's unsaved text of files other than migrations (a models.py being edited), read
+# by `tablename` instead of the disk; the engine keeps it (one engine per server process)
+OPEN_TEXTS: dict[Path, str] = {}
+
+
+def outside_questions(script: MigrationScript, dialect: str | None) -> tuple[str, ...]:
+    """What evaluating the script's upgrade() (with `dialect`, as the replay does) and
+    downgrade() (as check_downgrade does) asks other files: the dotted names whose
+    `__tablename__` it reads. An evaluation is a function of the text, the dialect and the
+    answers: the same answers, the same questions asked next."""
+    if not reads_outside(script):
+        return ()
+    asked = [*evaluate(script, script.upgrade, dialect).outside, *evaluate(script, script.downgrade).outside]
+    return tuple(dict.fromkeys(dotted for dotted, _ in asked))
 
 
 def tablename(near: Path, dotted: str) -> str | None:
     """`pkg.models.User` -> `User.__tablename__` when the class body assigns it a string
     literal, read (never imported) from `pkg/models.py` found in a folder above the
-    migration file (the checkout the migrations live in); None otherwise."""
+    migration file (the checkout the migrations live in; an open buffer of it wins over
+    the disk); None otherwise."""
     module, _, name = dotted.rpartition(".")
     if not module:
         return None
     relative = Path(*module.split("."))
     for folder in list(near.parents)[:12]:
         for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
+            text = OPEN_TEXTS.get(candidate)
+            if text is not None:
+                return _text_tablenames(text).get(name)
             try:
                 stat = candidate.stat()
             except (OSError, ValueError):
@@ -1290,8 +1313,21 @@ def _tablenames(path: str, mtime_ns: int, size: int) -> dict[str, str]:
         return {}
     try:
         with open(path, "rb") as handle:
-            tree = ast.parse(handle.read(MAX_MODULE_BYTES))
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+            return _class_tablenames(handle.read(MAX_MODULE_BYTES))
+    except OSError:
+        return {}
+
+
+@lru_cache(maxsize=16)
+def _text_tablenames(text: str) -> dict[str, str]:
+    """`_tablenames` of an open buffer's text."""
+    return _class_tablenames(text.encode("utf-8", "surrogatepass")[:MAX_MODULE_BYTES])
+
+
+def _class_tablenames(source: bytes) -> dict[str, str]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return {}
     out = {}
     for stmt in tree.body:

@@ -820,27 +820,32 @@ class Replay:
     file's text is unchanged, so a new Replay for a new graph recomputes only what an edit
     can have affected (the edited revision and its descendants)."""
 
-    def __init__(self, graph: RevisionGraph, previous: Replay | None = None, dialect: str | None = None) -> None:
+    def __init__(self, graph: RevisionGraph, previous: Replay | None = None, dialect: str | None = None,
+                 moved: Iterable[str] = ()) -> None:
+        """`moved`: revisions whose evaluation other files now answer otherwise (a models.py
+        edit renamed the table `User.__tablename__` names; the engine's keys tell): stale as
+        an edit of their own file would make them."""
         self.graph = graph
         self.dialect = dialect  # decides `if op.get_bind().dialect.name == ...` (None: undecided)
         self._results: dict[str, RevisionSchema] = {}
         self._ops: dict[MigrationScript, Evaluation] = {}
         self._released: set[str] = set()  # results kept without their ops (see release)
         if previous is not None and previous.dialect == dialect:
-            current = set(graph.by_id.values())
+            moved = set(moved)
+            current = {s for r, s in graph.by_id.items() if r not in moved}
             self._ops = {s: ops for s, ops in previous._ops.items() if s in current}
-            stale = self._changed_since(previous.graph)
+            stale = self._changed_since(previous.graph, moved)
             for rev, result in previous._results.items():
                 if rev not in stale and rev in graph.by_id:
                     self._results[rev] = result
             self._released = {r for r in previous._released if r in self._results}
 
-    def _changed_since(self, old: RevisionGraph) -> set[str]:
+    def _changed_since(self, old: RevisionGraph, moved: set[str]) -> set[str]:
         """Revisions whose replay may differ from `old`'s: the ones whose file or links
-        changed, and everything above them. Linear in the size of the graph."""
+        changed, or `moved`, and everything above them. Linear in the size of the graph."""
         new = self.graph
         changed = [r for r, script in new.by_id.items()
-                   if old.by_id.get(r) is not script or old.parents.get(r) != new.parents.get(r)
+                   if old.by_id.get(r) is not script or r in moved or old.parents.get(r) != new.parents.get(r)
                    or old.dependencies.get(r) != new.dependencies.get(r)]
         stale = set(changed)
         todo = list(changed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from pathlib import Path
 from .core import Span
 
 HEADER_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
+SAFE_PACKAGES = ("sqlalchemy", "alembic")  # what the interpreter may resolve (evaluate.in_safe_package)
 OP_RECEIVER = "op"
 # `op.` attributes that are helpers, not schema operations
 NOT_OPERATIONS = frozenset({"f", "get_bind", "get_context", "inline_literal", "implementation_for",
@@ -1490,3 +1492,19 @@ def _tolerant_doc(src: _Source, headers: dict[str, HeaderValue]) -> DocHeader | 
     last = first + m.group(0).count("\n")
     return _doc_header(src, first, last, m.group(2))
 
+
+def project_import(path: str) -> bool:
+    """An import of the project's own code: neither sqlalchemy / alembic nor the standard
+    library (`from typing import Sequence` of Alembic's template)."""
+    top = path.partition(".")[0]
+    return top not in SAFE_PACKAGES and top not in sys.stdlib_module_names
+
+
+def reads_outside(script: MigrationScript) -> bool:
+    """Can evaluating `script` ask another file anything (interpret.tablename)? Only through
+    a name imported at module level from the project's code (a local import of one is
+    opaque), and only as `X.__tablename__` or inside `ForeignKey(...)` (the interpreter has
+    no getattr: either is written in the file). Most migrations cannot: their keys and
+    replays never look at another file."""
+    return ("__tablename__" in script.text or "ForeignKey" in script.text) and any(
+        project_import(path) for _, path in script.imports)

@@ -241,6 +241,7 @@ class Engine:
         path = path.resolve()
         self._close_after_rescan.discard(path)  # (open again before the rescan: it stays open)
         if self.documents.set_buffer(path, text):
+            self._outside_text(path)
             self._changed()
 
     def close_buffer(self, path: Path) -> bool:
@@ -255,8 +256,21 @@ class Engine:
             self.want_rescan([d.root for d in self.workspace.discoveries if d.environment_of(path)], clear=False)
             return False
         if self.documents.close_buffer(path):
+            self._outside_text(path)
             self._changed()
         return True
+
+    def _outside_text(self, path: Path) -> None:
+        """What a migration reads from another Python file (`User.__tablename__` from
+        models.py) comes from its open buffer, unsaved edits included (interpret.OPEN_TEXTS)."""
+        if path.suffix == ".py":
+            from ..interpret import OPEN_TEXTS
+
+            text = self.documents.buffers.get(path)
+            if text is None:
+                OPEN_TEXTS.pop(path, None)
+            else:
+                OPEN_TEXTS[path] = text
 
     def file_changed(self, path: Path, resolve: Callable[[Path], Path] = Path.resolve) -> None:
         """The file changed on disk (saved, or edited by another program). `resolve`: the
@@ -373,7 +387,10 @@ class Engine:
                     env, self.workspace.discoveries)
                 # a kept state takes in edits of open buffers only (the rebuild reads the disk)
                 edited = (p for p in dirty if p in self.documents.buffers) if kept else dirty
-                if state is None or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in edited) or (
+                # another Python file edited: it may answer what a revision reads (models.py)
+                outside = self.schema.asks_outside(key) and any(p.suffix == ".py" and p not in env.file_set
+                                                                for p in dirty)
+                if state is None or outside or (state.env.files is not env.files and state.env.files != env.files) or any(p in env.file_set for p in edited) or (
                         state.partial and not quick and not kept):
                     state = yield from self._build(env, key, state, quick or kept, generation)
                     if state is None or self._generation != generation:
@@ -435,7 +452,9 @@ class Engine:
                     pieces[start // KEY_CHUNK:] = self._pieces(files[start:])
                     memo_key = report_key(env, parts, pieces)
             found = self._complete(env, key)
-            remember_report(store, memo_key, found)
+            reads = [(str(script.path), *read) for script in found.graph.by_id.values()
+                     for read in self.schema.outside_reads(script, env.dialect, store)]
+            remember_report(store, memo_key, found, reads)
         return found
 
     def _pieces(self, files: tuple[Path, ...]) -> list[bytes]:
@@ -476,8 +495,9 @@ class Engine:
             return self._generation != generation
 
         keys: dict[str, str] = {}
-        yield from self.schema.revision_keys(graph, environment_salt(env), keys)
-        replay_of = self.schema.replay_factory(graph, key, keys, env.dialect)
+        answers: dict[str, str] = {}  # (what other files answer the revisions that ask them)
+        yield from self.schema.revision_keys(graph, environment_salt(env), keys, env.dialect, store, answers)
+        replay_of = self.schema.replay_factory(graph, key, keys, env.dialect, answers)
         result = yield from self.schema.findings(env, graph, by_path, keys, replay_of, options, store, stale)
         if result is None:
             return None

@@ -17,7 +17,7 @@ from ..checks import apply_filters, families_off
 from ..core import Diagnostic
 from ..graph import RevisionGraph
 from ..project import Environment
-from ..scripts import MigrationScript
+from ..scripts import MigrationScript, reads_outside
 from .memo import RevisionMemo
 from .snapshot import EnvironmentState
 from .sources import read_source
@@ -64,6 +64,13 @@ class SchemaPass:
         self.is_open = is_open  # open files keep their evaluated ops (features read them)
         self.replays: dict[Key, Replay] = {}  # the last replay per environment (the next starts from it)
         self._digests: weakref.WeakKeyDictionary[MigrationScript, str] = weakref.WeakKeyDictionary()
+        # what a script's evaluation asks other files (interpret.outside_questions), per dialect
+        self._questions: weakref.WeakKeyDictionary[MigrationScript, dict[str | None, tuple[str, ...]]] = \
+            weakref.WeakKeyDictionary()
+        # per environment, the outside answers of its readers when its last replay was made,
+        # and whether any revision asked other files at its last pass
+        self._answered: dict[Key, dict[str, str]] = {}
+        self._asking: dict[Key, bool] = {}
         self.computed_revisions = 0  # D/S results not found in memory or in the cache (tests read it)
 
     # ---------------------------------------------------------------- keys
@@ -74,12 +81,60 @@ class SchemaPass:
             found = self._digests[script] = digest(script.text)
         return found
 
-    def revision_keys(self, graph: RevisionGraph, salt: str, keys: dict[str, str]) -> Iterator[None]:
+    def _questions_of(self, script: MigrationScript, dialect: str | None, store: Store) -> tuple[str, ...]:
+        """What evaluating `script` asks other files: remembered per parse, else from the
+        persistent cache (by text and dialect), else evaluated now (then cached)."""
+        per_dialect = self._questions.get(script)
+        if per_dialect is None:
+            per_dialect = self._questions[script] = {}
+        found = per_dialect.get(dialect)
+        if found is None:
+            stored_key = digest("outside", self._digest(script), str(dialect))
+            cached = store.get("outside", stored_key)
+            if isinstance(cached, list) and all(isinstance(q, str) for q in cached):
+                found = tuple(cached)
+            else:
+                from ..interpret import outside_questions
+
+                found = outside_questions(script, dialect)
+                store.put("outside", stored_key, list(found))
+            per_dialect[dialect] = found
+        return found
+
+    def outside_reads(self, script: MigrationScript, dialect: str | None, store: Store
+                      ) -> list[tuple[str, str | None]]:
+        """What other files answer `script`'s evaluation now: [(question, answer)], empty
+        when it asks nothing (the common case: no import from outside sqlalchemy / alembic)."""
+        if not reads_outside(script):
+            return []
+        questions = self._questions_of(script, dialect, store)
+        if not questions:
+            return []
+        from ..interpret import tablename
+
+        return [(q, tablename(script.path, q)) for q in questions]
+
+    def outside_answers(self, script: MigrationScript, dialect: str | None, store: Store) -> str:
+        """A digest of outside_reads ("" when it asks nothing: its key stays what the text
+        and ancestry make it)."""
+        reads = self.outside_reads(script, dialect, store)
+        return digest("answers", *(f"{q}={a!r}" for q, a in reads)) if reads else ""
+
+    def asks_outside(self, key: Key) -> bool:
+        """Did a revision of this environment read another file at its last pass?"""
+        return self._asking.get(key, False)
+
+    def revision_keys(self, graph: RevisionGraph, salt: str, keys: dict[str, str], dialect: str | None = None,
+                      store: Store | None = None, answers: dict[str, str] | None = None) -> Iterator[None]:
         """Fills `keys`: a key per revision that changes whenever anything its schema checks
-        read may have changed: its own text and, recursively, the keys of the revisions below
-        it (an edit changes the keys of the revision and of everything above it). Revisions in
-        or above a cycle get none (never cached). Ordered: a revision after those below it.
-        Yields every KEY_STEP revisions (the full pass runs in slices)."""
+        read may have changed: its own text, what other files answer its evaluation
+        (`User.__tablename__` read from models.py: filled into `answers` for the revisions
+        that ask) and, recursively, the keys of the revisions below it (an edit changes the
+        keys of the revision and of everything above it). Revisions in or above a cycle get
+        none (never cached). Ordered: a revision after those below it. Yields every KEY_STEP
+        revisions (the full pass runs in slices)."""
+        store = store if store is not None else Store(None)
+        answers = answers if answers is not None else {}
         below = {rev: tuple(dict.fromkeys(graph.parents[rev] + graph.dependencies[rev])) for rev in graph.by_id}
         pending = {rev: len(b) for rev, b in below.items()}
         above: dict[str, list[str]] = {}
@@ -90,8 +145,12 @@ class SchemaPass:
         parents, dependencies, by_id = graph.parents, graph.dependencies, graph.by_id
         while ready:
             rev = ready.pop()
-            # fixed-length hex parts: plain concatenation is unambiguous
-            keys[rev] = hashlib.blake2b("".join((salt, self._digest(by_id[rev]), *(keys[p] for p in parents[rev]), "|",
+            script = by_id[rev]
+            outside = self.outside_answers(script, dialect, store) if script.imports else ""
+            if outside:
+                answers[rev] = outside
+            # fixed-length hex parts (or none): plain concatenation is unambiguous
+            keys[rev] = hashlib.blake2b("".join((salt, self._digest(script), outside, *(keys[p] for p in parents[rev]), "|",
                                                  *(keys[d] for d in dependencies[rev]))).encode(),
                                         digest_size=16).hexdigest()
             for a in above.get(rev, ()):
@@ -104,18 +163,25 @@ class SchemaPass:
     # ---------------------------------------------------------------- replay
 
     def replay_factory(self, graph: RevisionGraph, key: Key, keys: dict[str, str],
-                       dialect: str | None = None) -> Callable[[], Replay]:
+                       dialect: str | None = None, answers: dict[str, str] | None = None) -> Callable[[], Replay]:
         """The replay of this graph, made once on first use: from the previous one (only what
-        an edit can have changed is recomputed), and given every state computed before under
+        an edit can have changed is recomputed: a file, or what other files answer a
+        revision, `answers` of revision_keys), and given every state computed before under
         the same revision key (an edit and its undo replay nothing twice)."""
         made: list[Replay] = []
+        answers = answers if answers is not None else {}
+        self._answered.setdefault(key, answers)
+        self._asking[key] = bool(answers)
 
         def replay() -> Replay:
             if not made:
                 from ..replay import Replay
 
-                made.append(Replay(graph, self.replays.get(key), dialect))
+                before = self._answered.get(key, {})
+                moved = {rev for rev in answers.keys() | before.keys() if answers.get(rev) != before.get(rev)}
+                made.append(Replay(graph, self.replays.get(key), dialect, moved))
                 self.replays[key] = made[0]
+                self._answered[key] = answers
                 for rev, rev_key in keys.items():
                     entry = self.memo.get(rev_key)
                     if entry is not None and entry.replay is not None:

@@ -193,7 +193,13 @@ def cached_report(store: Store, key: str, env: Environment) -> CachedEnvironment
     if cached is None:
         return None
     try:  # any entry not of the shape remember_report writes is a miss, never an exception
-        summary, found = cached
+        summary, found, reads = cached
+        if not (isinstance(reads, list) and all(
+                isinstance(r, tuple) and len(r) == 3 and isinstance(r[0], str) and isinstance(r[1], str)
+                and (r[2] is None or isinstance(r[2], str)) for r in reads)):
+            return None
+        if reads and not outside_unchanged(reads):
+            return None
         paths = {str(p): p for p in env.files}
         if not (isinstance(summary, tuple) and len(summary) == 5 and isinstance(found, list) and all(
                 isinstance(ids, tuple) and all(isinstance(i, str) for i in ids) for ids in summary)):
@@ -212,7 +218,18 @@ def cached_report(store: Store, key: str, env: Environment) -> CachedEnvironment
         return None
 
 
-def remember_report(store: Store, key: str, state: EnvironmentReport) -> None:
+def outside_unchanged(reads: list[tuple[str, str, str | None]]) -> bool:
+    """Do other files still answer what the report's revisions read from them ((revision
+    path, question, answer): `User.__tablename__` from models.py, which the report's key,
+    of the environment's own files, does not cover)?"""
+    from ..interpret import tablename
+
+    return all(tablename(Path(path), question) == answer for path, question, answer in reads)
+
+
+def remember_report(store: Store, key: str, state: EnvironmentReport,
+                    reads: list[tuple[str, str, str | None]] | None = None) -> None:
+    """`reads`: what other files answered the revisions (checked again by cached_report)."""
     found = []
     for path, diagnostics in state.by_path.items():
         value = encode_diagnostics(list(diagnostics), path)
@@ -221,4 +238,4 @@ def remember_report(store: Store, key: str, state: EnvironmentReport) -> None:
         found.append((str(path), value))
     summary = state.summary
     store.put("environment", key, ((summary.revision_ids, summary.heads, summary.bases,
-                                    summary.merge_points, summary.branch_points), found))
+                                    summary.merge_points, summary.branch_points), found, list(reads or ())))
