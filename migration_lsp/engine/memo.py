@@ -3,14 +3,21 @@ revision key — a hash of its text, the keys of the revisions below it and its 
 salt (schema_pass.revision_keys) — so an edit and its undo compute nothing twice, and two
 graphs that share a history share its results.
 
-One eviction policy for everything in it: after each complete pass of an environment, the
-keys that pass used are live for that environment; when the memo holds more than twice the
-live keys of all environments (plus SPARE), the oldest entries that no environment's last
-pass used go, down to the live ones plus SPARE (benchmarks/long_session.py: the memo's
-allowance, not garbage, is what grew over a long session). Entries no last pass used keep
-their findings, but only the newest REPLAY_SPARE keep their replayed schema, the heavy
-part (at 5,000 revisions each edit of a mid-history file with a text never seen before
-replaces the schemas of 2,500 revisions; holding two edits' worth cost ~20 MiB).
+One eviction policy for everything in it: the keys of an environment's last complete pass
+are live (the served snapshot reads them), and so are those of the pass under way, from its
+start (`begin`) until it completes (`retain`); when the memo holds more than twice the live
+keys of all environments (plus SPARE), the oldest entries that are not live go, down to the
+live ones plus SPARE (benchmarks/long_session.py: the memo's allowance, not garbage, is what
+grew over a long session). Entries that are not live keep their findings, but only the
+newest REPLAY_SPARE keep their replayed schema, the heavy part (at 5,000 revisions each
+edit of a mid-history file with a text never seen before replaces the schemas of 2,500
+revisions; holding two edits' worth cost ~20 MiB).
+
+Evicting when a pass starts, not only when one completes, is what bounds the memo while
+edits keep coming: a pass that an edit abandons never completes, and at 5,000 revisions a
+pass after a mid-history edit takes longer than the pause between edits of someone who
+types, stops, types (the server benchmark's request series: 40 such edits, not one pass
+completed, the memo grew to 18,868 entries, each with its schema, and the server to 268 MiB).
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ class Entry:
 class RevisionMemo:
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
-        self._live: dict[tuple[Path, str], set[str]] = {}
+        self._live: dict[tuple[Path, str], set[str]] = {}  # the keys of each environment's last complete pass
+        self._running: dict[tuple[Path, str], set[str]] = {}  # the keys of its pass under way (begin)
 
     def get(self, key: str | None) -> Entry | None:
         return self._entries.get(key) if key is not None else None
@@ -72,6 +80,15 @@ class RevisionMemo:
         """Environments gone (their workspace folder was removed): their keys are live no more."""
         for environment in environments:
             self._live.pop(environment, None)
+            self._running.pop(environment, None)
+
+    def begin(self, environment: tuple[Path, str], keys: Iterable[str],
+              forget: Callable[[list[str]], None] | None = None) -> Iterator[None]:
+        """A full pass of `environment` starts and will use `keys`: they are live until it
+        completes (retain) or the next pass begins. What no pass, complete or under way, uses
+        is evicted now as retain() does (the pass an edit abandoned never gets to retain())."""
+        self._running[environment] = set(keys)
+        yield from self._evict(forget)
 
     def retain(self, environment: tuple[Path, str], live: Iterable[str],
                forget: Callable[[list[str]], None] | None = None) -> Iterator[None]:
@@ -82,7 +99,11 @@ class RevisionMemo:
         them (freeing the schemas of thousands of revisions takes a while: the server runs
         this in slices); `forget` is told each batch (the persistent cache drops them too)."""
         self._live[environment] = set(live)
-        kept = set().union(*self._live.values())
+        self._running.pop(environment, None)
+        yield from self._evict(forget)
+
+    def _evict(self, forget: Callable[[list[str]], None] | None) -> Iterator[None]:
+        kept = set().union(*self._live.values(), *self._running.values())
         yield from self._unpin(kept)
         if len(self._entries) <= 2 * len(kept) + SPARE:
             return
@@ -97,7 +118,7 @@ class RevisionMemo:
             yield
 
     def _unpin(self, kept: set[str]) -> Iterator[None]:
-        """Entries no last pass used keep their findings (small: an undo computes nothing
+        """Entries that are not live keep their findings (small: an undo computes nothing
         again), but only the newest REPLAY_SPARE keep their replayed schema (what weighs:
         states, tables, columns; measured: each edit's replaced schemas held on to made a
         long session's memory grow). An older one is replayed again if a feature asks for
