@@ -86,8 +86,16 @@ class RevisionMemo:
               forget: Callable[[list[str]], None] | None = None) -> Iterator[None]:
         """A full pass of `environment` starts and will use `keys`: they are live until it
         completes (retain) or the next pass begins. What no pass, complete or under way, uses
-        is evicted now as retain() does (the pass an edit abandoned never gets to retain())."""
+        is evicted now as retain() does (the pass an edit abandoned never gets to retain()),
+        and what only the abandoned pass used goes at once, findings too: the results of a
+        text the editor has already left (the stale entries of a complete pass stay for an
+        undo, within the allowance)."""
+        before = self._running.get(environment)
         self._running[environment] = set(keys)
+        if before:
+            kept = set().union(*self._live.values(), *self._running.values())
+            left = [k for k in before if k not in kept and k in self._entries]
+            yield from self._drop(left, forget)
         yield from self._evict(forget)
 
     def retain(self, environment: tuple[Path, str], live: Iterable[str],
@@ -108,7 +116,9 @@ class RevisionMemo:
         if len(self._entries) <= 2 * len(kept) + SPARE:
             return
         others = [k for k in self._entries if k not in kept]  # oldest first (insertion order)
-        doomed = others[:max(len(others) - SPARE, 0)]
+        yield from self._drop(others[:max(len(others) - SPARE, 0)], forget)
+
+    def _drop(self, doomed: list[str], forget: Callable[[list[str]], None] | None) -> Iterator[None]:
         for n in range(0, len(doomed), EVICT_STEP):
             batch = doomed[n:n + EVICT_STEP]
             for key in batch:
