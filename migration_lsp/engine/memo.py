@@ -37,6 +37,7 @@ SPARE = 250  # entries kept beyond the live ones (a revision's schemas weigh ~30
 REPLAY_SPARE = 250  # entries no last pass used that keep their replayed schema (see _unpin)
 EVICT_STEP = 500  # entries dropped between two yields of the full pass
 UNPIN_STEP = 100  # schemas let go between two yields (each frees a revision's replaced states)
+SCAN_STEP = 5000  # entries looked at between two yields
 
 
 @dataclass
@@ -92,11 +93,14 @@ class RevisionMemo:
         undo, within the allowance)."""
         before = self._running.get(environment)
         self._running[environment] = set(keys)
+        yield  # (each of these steps walks every key: a few ms at 20,000 revisions)
+        kept = self._kept()
+        yield
         if before:
-            kept = set().union(*self._live.values(), *self._running.values())
             left = [k for k in before if k not in kept and k in self._entries]
+            yield
             yield from self._drop(left, forget)
-        yield from self._evict(forget)
+        yield from self._evict(forget, kept)
 
     def retain(self, environment: tuple[Path, str], live: Iterable[str],
                forget: Callable[[list[str]], None] | None = None) -> Iterator[None]:
@@ -110,8 +114,13 @@ class RevisionMemo:
         self._running.pop(environment, None)
         yield from self._evict(forget)
 
-    def _evict(self, forget: Callable[[list[str]], None] | None) -> Iterator[None]:
-        kept = set().union(*self._live.values(), *self._running.values())
+    def _kept(self) -> set[str]:
+        return set().union(*self._live.values(), *self._running.values())
+
+    def _evict(self, forget: Callable[[list[str]], None] | None, kept: set[str] | None = None) -> Iterator[None]:
+        if kept is None:
+            kept = self._kept()
+            yield
         yield from self._unpin(kept)
         if len(self._entries) <= 2 * len(kept) + SPARE:
             return
@@ -134,7 +143,9 @@ class RevisionMemo:
         long session's memory grow). An older one is replayed again if a feature asks for
         it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go."""
         spare, dropped = REPLAY_SPARE, 0
-        for key in reversed(list(self._entries)):  # newest first
+        for looked, key in enumerate(reversed(list(self._entries)), 1):  # newest first
+            if looked % SCAN_STEP == 0:
+                yield
             entry = self._entries.get(key)
             if entry is None or entry.replay is None or key in kept:
                 continue
