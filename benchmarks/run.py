@@ -853,6 +853,7 @@ def kept_sections(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PAUSES, QUIET
     p = argparse.ArgumentParser(description="migration-lsp benchmarks")
     p.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "1000 5000 20000"))
     p.add_argument("--seed", type=int, default=int(os.environ.get("BENCH_SEED", "1")))
@@ -864,6 +865,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pauses", default="0.1 1.5",
                    help="seconds between edits, one series of --edits edits each: 0.1 = typing (a debounced "
                         "full pass should not start), 1.5 = the next edit may land while a full pass runs")
+    p.add_argument("--quiet", type=float, default=QUIET,
+                   help="seconds with no diagnostics after which the server counts as idle (before each series); "
+                        "the barrier does not see the sliced full pass, so at 5,000 revisions on a loaded machine "
+                        "the first one is still running when the edits start (and, as each edit abandons the pass, "
+                        "may never complete): 25 lets it complete first (the steady state, RESULTS.md 'rss')")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("BENCH_TIMEOUT", "600")),
                    help="seconds per measurement")
     p.add_argument("--cache", type=Path, default=Path(os.environ.get(
@@ -882,8 +888,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.replace(",", " ").split()]
     only = set(args.only.split(","))
     pauses = [float(x) for x in args.pauses.split()]
-    global PAUSES
     PAUSES = pauses
+    QUIET = args.quiet
     header = machine()
     started = dt.datetime.now()
     results: dict[int, dict] = {}

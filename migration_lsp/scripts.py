@@ -174,7 +174,8 @@ class MigrationScript:
         their headers, not their syntax trees."""
         if self._reparsable:
             self.functions = None
-        self._module = None
+        if self._module is not None:  # (a first write of it makes the instance's dict 768 bytes larger)
+            self._module = None
 
     @property
     def revision_id(self) -> str | None:

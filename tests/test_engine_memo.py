@@ -66,3 +66,72 @@ def test_the_memo_stays_within_its_bound_over_many_texts(project: Path, monkeypa
     before = engine.computed_revisions
     engine.snapshot()  # nothing changed: all from the memo
     assert engine.computed_revisions == before
+
+
+def test_passes_that_an_edit_abandons_keep_the_memo_within_its_bound(project: Path, monkeypatch):
+    """The server's full pass is abandoned by the next edit, and at 5,000 revisions a pass
+    after a mid-history edit outlasts the pause between edits: a pass may never complete.
+    Eviction used to run only when one did, so each abandoned pass's entries, schemas
+    included, stayed for good (the server benchmark's 40 request edits: 18,868 entries, 268
+    MiB). Now the keys of the pass under way are live from its start, and what only an
+    abandoned pass used is evicted when the next one begins: here 20 passes, each abandoned
+    after computing 8 of the 12 revisions (old code: 173 entries, every one with its schema)."""
+    monkeypatch.setattr(memo_module, "SPARE", 0)
+    monkeypatch.setattr(memo_module, "REPLAY_SPARE", 0)
+    engine = Engine([project], trusted=False, cache=False)
+    engine.snapshot()
+    first = (project / "migrations" / "versions" / f"{0:012d}_t0.py").resolve()
+    live = REVISIONS + 1  # the complete pass's keys (every revision's and the heads' one)
+    sizes, schemas = [], []
+    for i in range(20):
+        engine.set_buffer(first, _revision(0, f"    # edit {i}\n"))  # (abandons the pass before)
+        engine.snapshot(quick=True)
+        start = engine.computed_revisions
+        for _ in engine.snapshot_steps():
+            if engine.computed_revisions - start == 8:
+                break  # (the next edit comes)
+        assert engine.computed_revisions - start == 8
+        entries = engine.revisions._entries.values()
+        sizes.append(len(entries))
+        schemas.append(sum(e.replay is not None for e in entries))
+    # the complete pass's entries and what the pass under way computed: what the abandoned
+    # ones computed went when the next pass began (a text the editor has left)
+    assert max(sizes) <= live + 8
+    assert max(schemas) <= live + 8
+    engine.set_buffer(first, _revision(0))  # undo: the complete pass's entries are all there
+    before = engine.computed_revisions
+    engine.snapshot()
+    assert engine.computed_revisions == before
+
+
+def test_releasing_bodies_adds_nothing_to_an_index(tmp_path: Path):
+    """release_bodies() runs for every revision a pass computes. Writing `_module = None` on
+    a script that never had it set made each instance's dict 768 bytes larger (3.7 MiB at
+    5,000 revisions, for nothing). On benchmarks/generate.py's files, as the pass sees them."""
+    import importlib.util
+    import sys
+    import tracemalloc
+
+    from migration_lsp.scripts import parse_script
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_generate", REPO_ROOT / "benchmarks" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_generate", generate)
+    spec.loader.exec_module(generate)
+    generate.generate(tmp_path / "gen", 40, 1)
+    paths = sorted((tmp_path / "gen").rglob("versions/*.py"))
+    scripts = [parse_script(p, p.read_text(encoding="utf-8")) for p in paths]
+    for script in scripts:
+        assert script.upgrade is not None  # (the bodies parsed, as the pass does)
+    tracemalloc.start()
+    try:
+        for script in scripts:
+            script.release_bodies()
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(scripts) == 40 and all(s.functions is None for s in scripts)
+    assert grown < 100 * len(scripts)  # (old code: 768 bytes a script)

@@ -494,9 +494,13 @@ class Engine:
         def stale() -> bool:
             return self._generation != generation
 
+        def forget(evicted: list[str]) -> None:
+            store.forget("schema", evicted)
+
         keys: dict[str, str] = {}
         answers: dict[str, str] = {}  # (what other files answer the revisions that ask them)
         yield from self.schema.revision_keys(graph, environment_salt(env), keys, env.dialect, store, answers)
+        yield from self.revisions.begin(key, keys.values(), forget)  # (a pass an edit abandons evicts too)
         replay_of = self.schema.replay_factory(graph, key, keys, env.dialect, answers)
         result = yield from self.schema.findings(env, graph, by_path, keys, replay_of, options, store, stale)
         if result is None:
@@ -520,7 +524,7 @@ class Engine:
             for d in hit[0]:
                 grouped.setdefault(d.path, []).append(d)
             differences = hit[1]
-        yield from self.revisions.retain(key, live, lambda keys: store.forget("schema", keys))
+        yield from self.revisions.retain(key, live, forget)
         for path, found in grouped.items():
             # (a set: S018 on env.py is said by every revision it concerns)
             schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))

@@ -3,14 +3,21 @@ revision key — a hash of its text, the keys of the revisions below it and its 
 salt (schema_pass.revision_keys) — so an edit and its undo compute nothing twice, and two
 graphs that share a history share its results.
 
-One eviction policy for everything in it: after each complete pass of an environment, the
-keys that pass used are live for that environment; when the memo holds more than twice the
-live keys of all environments (plus SPARE), the oldest entries that no environment's last
-pass used go, down to the live ones plus SPARE (benchmarks/long_session.py: the memo's
-allowance, not garbage, is what grew over a long session). Entries no last pass used keep
-their findings, but only the newest REPLAY_SPARE keep their replayed schema, the heavy
-part (at 5,000 revisions each edit of a mid-history file with a text never seen before
-replaces the schemas of 2,500 revisions; holding two edits' worth cost ~20 MiB).
+One eviction policy for everything in it: the keys of an environment's last complete pass
+are live (the served snapshot reads them), and so are those of the pass under way, from its
+start (`begin`) until it completes (`retain`); when the memo holds more than twice the live
+keys of all environments (plus SPARE), the oldest entries that are not live go, down to the
+live ones plus SPARE (benchmarks/long_session.py: the memo's allowance, not garbage, is what
+grew over a long session). Entries that are not live keep their findings, but only the
+newest REPLAY_SPARE keep their replayed schema, the heavy part (at 5,000 revisions each
+edit of a mid-history file with a text never seen before replaces the schemas of 2,500
+revisions; holding two edits' worth cost ~20 MiB).
+
+Evicting when a pass starts, not only when one completes, is what bounds the memo while
+edits keep coming: a pass that an edit abandons never completes, and at 5,000 revisions a
+pass after a mid-history edit takes longer than the pause between edits of someone who
+types, stops, types (the server benchmark's request series: 40 such edits, not one pass
+completed, the memo grew to 18,868 entries, each with its schema, and the server to 268 MiB).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ SPARE = 250  # entries kept beyond the live ones (a revision's schemas weigh ~30
 REPLAY_SPARE = 250  # entries no last pass used that keep their replayed schema (see _unpin)
 EVICT_STEP = 500  # entries dropped between two yields of the full pass
 UNPIN_STEP = 100  # schemas let go between two yields (each frees a revision's replaced states)
+SCAN_STEP = 5000  # entries looked at between two yields
 
 
 @dataclass
@@ -54,7 +62,8 @@ class Entry:
 class RevisionMemo:
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
-        self._live: dict[tuple[Path, str], set[str]] = {}
+        self._live: dict[tuple[Path, str], set[str]] = {}  # the keys of each environment's last complete pass
+        self._running: dict[tuple[Path, str], set[str]] = {}  # the keys of its pass under way (begin)
 
     def get(self, key: str | None) -> Entry | None:
         return self._entries.get(key) if key is not None else None
@@ -72,6 +81,26 @@ class RevisionMemo:
         """Environments gone (their workspace folder was removed): their keys are live no more."""
         for environment in environments:
             self._live.pop(environment, None)
+            self._running.pop(environment, None)
+
+    def begin(self, environment: tuple[Path, str], keys: Iterable[str],
+              forget: Callable[[list[str]], None] | None = None) -> Iterator[None]:
+        """A full pass of `environment` starts and will use `keys`: they are live until it
+        completes (retain) or the next pass begins. What no pass, complete or under way, uses
+        is evicted now as retain() does (the pass an edit abandoned never gets to retain()),
+        and what only the abandoned pass used goes at once, findings too: the results of a
+        text the editor has already left (the stale entries of a complete pass stay for an
+        undo, within the allowance)."""
+        before = self._running.get(environment)
+        self._running[environment] = set(keys)
+        yield  # (each of these steps walks every key: a few ms at 20,000 revisions)
+        kept = self._kept()
+        yield
+        if before:
+            left = [k for k in before if k not in kept and k in self._entries]
+            yield
+            yield from self._drop(left, forget)
+        yield from self._evict(forget, kept)
 
     def retain(self, environment: tuple[Path, str], live: Iterable[str],
                forget: Callable[[list[str]], None] | None = None) -> Iterator[None]:
@@ -82,12 +111,23 @@ class RevisionMemo:
         them (freeing the schemas of thousands of revisions takes a while: the server runs
         this in slices); `forget` is told each batch (the persistent cache drops them too)."""
         self._live[environment] = set(live)
-        kept = set().union(*self._live.values())
+        self._running.pop(environment, None)
+        yield from self._evict(forget)
+
+    def _kept(self) -> set[str]:
+        return set().union(*self._live.values(), *self._running.values())
+
+    def _evict(self, forget: Callable[[list[str]], None] | None, kept: set[str] | None = None) -> Iterator[None]:
+        if kept is None:
+            kept = self._kept()
+            yield
         yield from self._unpin(kept)
         if len(self._entries) <= 2 * len(kept) + SPARE:
             return
         others = [k for k in self._entries if k not in kept]  # oldest first (insertion order)
-        doomed = others[:max(len(others) - SPARE, 0)]
+        yield from self._drop(others[:max(len(others) - SPARE, 0)], forget)
+
+    def _drop(self, doomed: list[str], forget: Callable[[list[str]], None] | None) -> Iterator[None]:
         for n in range(0, len(doomed), EVICT_STEP):
             batch = doomed[n:n + EVICT_STEP]
             for key in batch:
@@ -97,13 +137,15 @@ class RevisionMemo:
             yield
 
     def _unpin(self, kept: set[str]) -> Iterator[None]:
-        """Entries no last pass used keep their findings (small: an undo computes nothing
+        """Entries that are not live keep their findings (small: an undo computes nothing
         again), but only the newest REPLAY_SPARE keep their replayed schema (what weighs:
         states, tables, columns; measured: each edit's replaced schemas held on to made a
         long session's memory grow). An older one is replayed again if a feature asks for
         it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go."""
         spare, dropped = REPLAY_SPARE, 0
-        for key in reversed(list(self._entries)):  # newest first
+        for looked, key in enumerate(reversed(list(self._entries)), 1):  # newest first
+            if looked % SCAN_STEP == 0:
+                yield
             entry = self._entries.get(key)
             if entry is None or entry.replay is None or key in kept:
                 continue
