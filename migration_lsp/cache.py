@@ -35,7 +35,8 @@ from pathlib import Path
 from . import __version__
 from .core import say_once
 
-FORMAT = 3  # bump when the layout of what is stored changes
+FORMAT = 4  # bump when the layout of what is stored changes, or what a stored report holds
+# (4: identical findings once, checks.apply_filters: a report of 3 may hold a loop's duplicates)
 DISABLE_ENV = "MIGRATION_LSP_NO_CACHE"
 DIR_ENV = "MIGRATION_LSP_CACHE_DIR"
 MAX_BYTES = 200_000_000  # a cache file larger than this is ignored (and rewritten smaller)

@@ -35,11 +35,19 @@ def apply_filters(
     diagnostics: Iterable[Diagnostic], settings: Settings, scripts: Mapping[Path, MigrationScript]
 ) -> list[Diagnostic]:
     """The diagnostics the project's select/ignore enables and no ignore comment silences
-    (`scripts`: the parsed file of each diagnostic's path)."""
-    return [
+    (`scripts`: the parsed file of each diagnostic's path), each once, in the order found.
+
+    Once: the static evaluation runs a loop's body once per item, so a rule sees an op in a
+    loop as often as it would run, and one whose message does not name what changes (the
+    table) says the same thing each time. Identical findings (code, severity, file, range,
+    message, environment: Diagnostic's equality) are one fact, one squiggle, one count;
+    findings that differ in message (each names its table) are distinct facts and stay.
+    Every family's findings (graph, schema, models, the truth pass) come through here, so
+    every front end (the CLI's formats, the server's diagnostics) sees them once."""
+    return list(dict.fromkeys(  # (the first of equal findings is kept, with its fix data)
         d for d in diagnostics
         if settings.enabled(d.code) and not suppressed(scripts.get(d.path), d)
-    ]
+    ))
 
 
 
