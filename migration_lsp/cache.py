@@ -286,8 +286,9 @@ class Store:
             return False
         try:
             body = marshal.dumps(self._new)
-        except ValueError:  # something not plain slipped in: keep the old file
-            return False
+        except ValueError:  # something not plain slipped in (a str subclass): leave only it out
+            self._new = _plain_only(self._new)
+            body = marshal.dumps(self._new)
         if not _private_dir(self.path.parent, create=True):
             return False
         try:
@@ -308,3 +309,18 @@ class Store:
         self._old = {k: dict(v) for k, v in self._new.items()}
         self._dirty = False
         return True
+
+
+def _plain_only(sections: dict[str, dict]) -> dict[str, dict]:
+    """The entries marshal can write: one value it cannot (a finding whose data holds a
+    SQLAlchemy `quoted_name`, a str subclass) must cost that entry, not the whole file."""
+    kept: dict[str, dict] = {}
+    for section, entries in sections.items():
+        kept[section] = {}
+        for key, value in entries.items():
+            try:
+                marshal.dumps(value)
+            except ValueError:
+                continue
+            kept[section][key] = value
+    return kept

@@ -421,3 +421,38 @@ def test_a_save_holds_one_copy_of_what_it_writes(cache_dir, tmp_path):
     assert peak < 1.5 * size  # (old code: 2 x)
     again = cache.Store.for_root(tmp_path)  # what was written reads back, its HMAC checks
     assert again.get("schema", "k1999") == store.get("schema", "k1999")
+
+
+def test_a_value_marshal_cannot_write_costs_only_its_entry(cache_dir, tmp_path):
+    """A finding whose data held a SQLAlchemy `quoted_name` (a str subclass marshal refuses)
+    made the whole save fail: every later run was a first run (zenml's S022)."""
+    from sqlalchemy.sql.elements import quoted_name
+
+    store = cache.Store.for_root(tmp_path)
+    store.put("schema", "plain", [("S022", {"table": "a", "column": "id"})])
+    store.put("schema", "subclass", [("S022", {"table": quoted_name("a", None), "column": "id"})])
+    assert store.save()
+    again = cache.Store.for_root(tmp_path)
+    assert again.get("schema", "plain") == [("S022", {"table": "a", "column": "id"})]
+    assert again.get("schema", "subclass") is None
+
+
+def test_a_dropped_column_still_referenced_is_cached(tmp_path, cache_dir):
+    """S022's data is plain str (the table named by the replayed state was a quoted_name,
+    which the cache's encoder refused: that revision was computed again on every run)."""
+    from conftest import alembic_project, migration_text as m
+
+    root = alembic_project(tmp_path / "p", {
+        "aaaa_base.py": m("aaaa", None, upgrades=(
+            'op.create_table("parent", sa.Column("id", sa.Integer, primary_key=True))\n'
+            '    op.create_table("child", sa.Column("id", sa.Integer, primary_key=True),\n'
+            '                    sa.Column("p_id", sa.Integer, sa.ForeignKey("parent.id", name="fk_child_parent")))')),
+        "bbbb_drop.py": m("bbbb", "aaaa", upgrades='op.drop_column("parent", "id")'),
+    })
+    first = Engine([root], trusted=False)
+    assert _computed(first) == 2
+    assert any(d.code == "S022" for d in first.snapshot().diagnostics)
+    first.save_cache()
+    second = Engine([root], trusted=False)
+    assert _computed(second) == 0  # (old code: 1, the revision with the S022)
+    assert second.snapshot().diagnostics == first.snapshot().diagnostics

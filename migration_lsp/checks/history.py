@@ -32,12 +32,13 @@ def check_history(script: MigrationScript, schema: RevisionSchema, env_name: str
         op = ev.op
         if isinstance(op, alembic_ops.DropColumnOp) and not ev.conditional:
             for table, key_name in _referencing(state, op.table_name, op.schema, op.column_name):
+                # (the data as plain str: a quoted_name is a str subclass, which the cache cannot store)
                 target = table_key(op.table_name, op.schema)
                 out.append(Diagnostic(
                     "S022", severity("S022"), script.path, ev.span,
                     f"drops {target}.{op.column_name}, which the foreign key {key_name} of table {table} still "
                     "references: PostgreSQL and MySQL refuse the drop, SQLite keeps a key to nothing; drop or "
-                    "change the foreign key first", env_name, {"table": table, "column": op.column_name}))
+                    "change the foreign key first", env_name, {"table": str(table), "column": str(op.column_name)}))
         state = apply_op(state, ev, script.path)
     return out
 
