@@ -101,9 +101,12 @@ class RevisionMemo:
         again), but only the newest REPLAY_SPARE keep their replayed schema (what weighs:
         states, tables, columns; measured: each edit's replaced schemas held on to made a
         long session's memory grow). An older one is replayed again if a feature asks for
-        it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go."""
+        it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go, and every
+        EVICT_STEP entries looked at (40,000 entries at 20,000 revisions: ~60 ms in one step)."""
         spare, dropped = REPLAY_SPARE, 0
-        for key in reversed(list(self._entries)):  # newest first
+        for looked, key in enumerate(reversed(list(self._entries)), 1):  # newest first
+            if looked % EVICT_STEP == 0:
+                yield
             entry = self._entries.get(key)
             if entry is None or entry.replay is None or key in kept:
                 continue
