@@ -6,6 +6,7 @@ each; RESULTS.md, "the last slow keystrokes"). Counted here with small step size
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_the_revision_keys_setup_yields_before_any_key(project: Path, small_step
     written_at_each_yield = [len(keys) for _ in engine.schema.revision_keys(graph, "salt", keys)]
     assert len(keys) == REVISIONS
     assert written_at_each_yield[:REVISIONS // STEP] == [0] * (REVISIONS // STEP)  # the setup, in steps
-    assert max(b - a for a, b in zip(written_at_each_yield, written_at_each_yield[1:])) <= STEP
+    assert max(b - a for a, b in pairwise(written_at_each_yield)) <= STEP
 
 
 def test_the_replay_takes_in_the_memo_in_steps(project: Path, small_steps, monkeypatch):
