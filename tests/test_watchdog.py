@@ -158,3 +158,17 @@ async def test_a_line_longer_than_the_limit_is_skipped_and_the_next_message_read
     data = _frame(MESSAGES[0]) + junk + _frame(MESSAGES[1]) + b"Content-Length: 999\r\n\r\n{\"trunc"
     ours, _, _ = await _read_all(_pipe_reader, data)
     assert ours == MESSAGES[:2]  # (and a message cut short by the end of input ends the reading)
+
+
+def test_git_never_reads_the_servers_stdin(tmp_path):
+    """The server's stdin is the client's stream (non-blocking once read on the loop): a git
+    command started without input must get none, never inherit it."""
+    import subprocess
+    import sys
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    code = ("import sys; from pathlib import Path; from migration_lsp.gitbase import git; "
+            "sys.stdout.write(git(Path(sys.argv[1]), 'hash-object', '--stdin').stdout.decode())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], input=b"Content-Length: 2\r\n\r\n{}",
+                         capture_output=True, timeout=60, check=True).stdout.decode().strip()
+    assert out == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # the empty blob: nothing of ours was read
