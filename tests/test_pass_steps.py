@@ -119,3 +119,26 @@ def test_no_step_of_a_pass_merges_more_than_a_step_of_files(project: Path, small
     assert grouped >= REVISIONS - 1  # (the case: nearly every file's findings are merged at the end)
     per_revision = max(len(v) for p, v in snapshot.diagnostics_by_path().items() if p != env_py) + len(s018)
     assert max(per_step) <= STEP * per_revision  # (the old code: every merged file's findings in one step)
+
+
+def test_a_new_replay_takes_over_the_previous_one_in_steps(project: Path):
+    """Replay(graph, previous) compares the graph with the previous one over the whole history;
+    take_over() does the same in steps, with the same outcome."""
+    from migration_lsp.replay import Replay
+
+    engine = Engine([project], trusted=False, cache=False)
+    old_graph = engine.snapshot(quick=True).environments[0].graph
+    previous = Replay(old_graph)
+    previous.at_heads()
+    middle = sorted(old_graph.by_id)[REVISIONS // 2]
+    path = old_graph.by_id[middle].path
+    engine.set_buffer(path, path.read_text() + "\n# edited\n")
+    graph = engine.snapshot(quick=True).environments[0].graph
+    whole = Replay(graph, previous)
+    stepped = Replay(graph)
+    yields = sum(1 for _ in stepped.take_over(previous, STEP))
+    assert yields >= REVISIONS // STEP
+    kept = {rev for rev in graph.by_id if whole.result(rev) is not None}
+    assert kept == {rev for rev in graph.by_id if stepped.result(rev) is not None}
+    assert 0 < len(kept) < REVISIONS  # (what is below the edit is kept, the rest replayed again)
+    assert all(whole.result(rev) == stepped.result(rev) for rev in kept)
