@@ -362,8 +362,11 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
     pid = server.pid
 
     async def drain() -> None:  # pygls pipes stderr but never reads it: a full pipe would block the server
-        while server.stderr and await server.stderr.read(65536):
-            pass
+        keep = os.environ.get("BENCH_SERVER_STDERR")  # a file to keep it in (e.g. MIGRATION_LSP_WATCHDOG's reports)
+        with open(keep, "ab") if keep else open(os.devnull, "wb") as sink:
+            while server.stderr and (chunk := await server.stderr.read(65536)):
+                sink.write(chunk)
+                sink.flush()
 
     drainer = asyncio.ensure_future(drain())
     root_uri = root.resolve().as_uri()
@@ -452,7 +455,7 @@ async def measure_server(root: Path, manifest: dict, edits: int, timeout: float,
                 if c0 is not None and c1 is not None:
                     cpu.append(c1 - c0)
                 spent += t1 - t0 + pause
-                if i < 2 or (i + 1) % 12 == 0:
+                if i < 2 or (i + 1) % 12 == 0 or t1 - t0 > 0.05:
                     log(f"server: pause {pause} s, edit {i + 1} ({'break' if broken else 'repair'}): "
                         f"{(t1 - t0) * 1000:.1f} ms")
                 if spent > timeout and len(latencies) >= 2 and not broken:

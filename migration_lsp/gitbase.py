@@ -64,12 +64,13 @@ def _env() -> dict[str, str]:
 
 
 def git(cwd: Path, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
-    """One plumbing command; never raises (no git, a timeout: returncode 128)."""
+    """One plumbing command; never raises (no git, a timeout: returncode 128). Its stdin is
+    `data` or nothing: never the server's own stdin (the client's messages)."""
     import subprocess  # (here: a check outside a repository never runs one, nor pays for the import)
 
     try:
-        return subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=cwd, input=data, capture_output=True,
-                              env=_env(), timeout=TIMEOUT, check=False)
+        return subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=cwd, input=b"" if data is None else data,
+                              capture_output=True, env=_env(), timeout=TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(args, 128, b"", str(exc).encode())
 

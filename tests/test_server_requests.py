@@ -274,7 +274,9 @@ async def test_a_sweep_waits_for_an_idle_moment_after_a_complete_pass(project: P
 
     try:
         await complete_pass()
-        assert ls.collector.baseline is not None and ls.sweep is None  # the first one: the baseline
+        assert ls.collector.baseline is None and ls.sweep is not None  # the first one: the baseline, when idle
+        await asyncio.sleep(0.01)
+        assert ls.collector.baseline is not None and ls.sweep is None
         _edit_first(ls, project)
         await complete_pass()
         assert ls.sweep is not None and ls.collector.sweeps == 0

@@ -42,7 +42,7 @@ from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
 from .rebuilds import Rebuild, Rebuilds
-from .schema_pass import SchemaPass, environment_salt, options_factory
+from .schema_pass import KEY_STEP, SchemaPass, environment_salt, options_factory
 from .snapshot import (
     CachedEnvironment,
     EnvironmentReport,
@@ -522,12 +522,15 @@ class Engine:
                 hit = (apply_filters(model_found, env.settings, by_path), tuple(model_differences))
                 entry.models = (env, self.models.get(key) if self.trusted else None, hit)
             for d in hit[0]:
-                grouped.setdefault(d.path, []).append(d)
+                grouped.setdefault(d.path, {})[d] = None
             differences = hit[1]
         yield from self.revisions.retain(key, live, forget)
-        for path, found in grouped.items():
-            # (a set: S018 on env.py is said by every revision it concerns)
-            schema_by_path[path] = tuple(sorted({*schema_by_path.get(path, ()), *found}, key=Diagnostic.sort_key))
+        for n, (path, found) in enumerate(grouped.items(), 1):  # (in steps: 16,000 files at 20,000 revisions)
+            own = schema_by_path.get(path, ())
+            schema_by_path[path] = tuple(sorted({**dict.fromkeys(own), **found} if own else found,
+                                                key=Diagnostic.sort_key))
+            if n % KEY_STEP == 0:
+                yield
         yield
         return assemble(part, SchemaPart(schema_by_path, options, replay_of, differences))
 

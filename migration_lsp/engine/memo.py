@@ -37,7 +37,6 @@ SPARE = 250  # entries kept beyond the live ones (a revision's schemas weigh ~30
 REPLAY_SPARE = 250  # entries no last pass used that keep their replayed schema (see _unpin)
 EVICT_STEP = 500  # entries dropped between two yields of the full pass
 UNPIN_STEP = 100  # schemas let go between two yields (each frees a revision's replaced states)
-SCAN_STEP = 5000  # entries looked at between two yields
 
 
 @dataclass
@@ -141,10 +140,11 @@ class RevisionMemo:
         again), but only the newest REPLAY_SPARE keep their replayed schema (what weighs:
         states, tables, columns; measured: each edit's replaced schemas held on to made a
         long session's memory grow). An older one is replayed again if a feature asks for
-        it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go."""
+        it (in slices, server._schema_ready). Yields every UNPIN_STEP schemas let go, and every
+        EVICT_STEP entries looked at (40,000 entries at 20,000 revisions: ~60 ms in one step)."""
         spare, dropped = REPLAY_SPARE, 0
         for looked, key in enumerate(reversed(list(self._entries)), 1):  # newest first
-            if looked % SCAN_STEP == 0:
+            if looked % EVICT_STEP == 0:
                 yield
             entry = self._entries.get(key)
             if entry is None or entry.replay is None or key in kept:
