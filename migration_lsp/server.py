@@ -196,13 +196,17 @@ class PipeReader:
             return exc.partial
 
 
-def is_pipe(fd: int) -> bool:
-    """Can the event loop watch this descriptor (a pipe or a socket; not a file or a terminal)?"""
+def is_pipe(fd: int, output: int | None = None) -> bool:
+    """Can the event loop watch this descriptor (a pipe or a socket; not a file or a
+    terminal)? Not when it is also `output` (one socket for both ways): the loop makes what
+    it reads non-blocking, and our writes to the client would then fail on a full buffer."""
     try:
-        mode = os.fstat(fd).st_mode
+        found = os.fstat(fd)
+        if stat.S_ISSOCK(found.st_mode) and output is not None and os.path.samestat(found, os.fstat(output)):
+            return False
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    return stat.S_ISFIFO(found.st_mode) or stat.S_ISSOCK(found.st_mode)
 
 
 class MigrationServer(LanguageServer):
@@ -251,7 +255,7 @@ class MigrationServer(LanguageServer):
     def start_io(self, stdin=None, stdout=None) -> None:
         """pygls's stdio server, but stdin read on the event loop (PipeReader) when it is a
         pipe or a socket on a POSIX system; otherwise pygls's own reader thread."""
-        if stdin is not None or os.name != "posix" or not is_pipe(sys.stdin.fileno()):
+        if stdin is not None or os.name != "posix" or not is_pipe(sys.stdin.fileno(), sys.stdout.fileno()):
             super().start_io(stdin, stdout)
             return
         self._stop_event = threading.Event()

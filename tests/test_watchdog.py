@@ -172,3 +172,24 @@ def test_git_never_reads_the_servers_stdin(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], input=b"Content-Length: 2\r\n\r\n{}",
                          capture_output=True, timeout=60, check=True).stdout.decode().strip()
     assert out == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # the empty blob: nothing of ours was read
+
+
+def test_the_loop_reads_only_a_pipe_or_socket_of_its_own(tmp_path):
+    """A pipe or a socket is read on the loop; a file, or one socket used both ways (the loop
+    would make our writes to it non-blocking), is left to pygls's reader thread."""
+    import socket
+
+    read, unused_write = os.pipe()
+    unused_read, write = os.pipe()  # (stdin and stdout: two pipes)
+    one, other = socket.socketpair()
+    regular = os.open(tmp_path / "f", os.O_CREAT | os.O_RDWR)
+    try:
+        assert srv.is_pipe(read, write)
+        assert srv.is_pipe(one.fileno(), other.fileno())
+        assert not srv.is_pipe(one.fileno(), one.fileno())
+        assert not srv.is_pipe(regular, write)
+    finally:
+        for fd in (read, unused_write, unused_read, write, regular):
+            os.close(fd)
+        one.close()
+        other.close()
