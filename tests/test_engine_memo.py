@@ -215,3 +215,26 @@ def test_an_ignore_comment_still_silences_after_the_bodies_are_released(project:
     assert code not in {d.code for d in found if d.span.line == on_line[0].span.line}
     script = engine.snapshot().script(path.resolve())
     assert script is not None and script._lines is not None  # (split by the filter, for the marker)
+
+
+def test_converting_positions_splits_no_ascii_script(project: Path):
+    """The server converts every published diagnostic's columns to the client's units. An
+    ASCII text's columns are its units: its lines are not split (they were, and kept, for
+    every file with a finding); a non-ASCII one still counts UTF-16 units."""
+    from migration_lsp.core import Span
+    from migration_lsp.features import Locator
+
+    path = project / "migrations" / "versions" / f"{3:012d}_t3.py"
+    path.write_text(_revision(3).replace('"""table 3"""', '"""table 3 \U0001d11e x"""'))
+    snap = Engine([project], trusted=False, cache=False).snapshot()
+    locator = Locator(snap)
+    ascii_path = (project / "migrations" / "versions" / f"{5:012d}_t5.py").resolve()
+    start = locator.range(ascii_path, Span(4, 2, 4, 9)).start
+    assert (start.line, start.character) == (4, 2) and locator.column(ascii_path, start) == 2
+    script = snap.script(ascii_path)
+    assert script is not None and script._lines is None
+    line0 = path.read_text().split("\n")[0]
+    col = line0.index("x")
+    found = locator.position(path.resolve(), 0, col)
+    assert found.character == col + 1  # (the clef is two UTF-16 units)
+    assert locator.column(path.resolve(), found) == col
