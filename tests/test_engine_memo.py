@@ -104,13 +104,10 @@ def test_passes_that_an_edit_abandons_keep_the_memo_within_its_bound(project: Pa
     assert engine.computed_revisions == before
 
 
-def test_releasing_bodies_adds_nothing_to_an_index(tmp_path: Path):
-    """release_bodies() runs for every revision a pass computes. Writing `_module = None` on
-    a script that never had it set made each instance's dict 768 bytes larger (3.7 MiB at
-    5,000 revisions, for nothing). On benchmarks/generate.py's files, as the pass sees them."""
+def _generated_scripts(tmp_path: Path, n: int) -> list:
+    """The header-only scripts of a benchmarks/generate.py project of `n` revisions, as the index reads them."""
     import importlib.util
     import sys
-    import tracemalloc
 
     from migration_lsp.scripts import parse_script
 
@@ -121,9 +118,18 @@ def test_releasing_bodies_adds_nothing_to_an_index(tmp_path: Path):
     generate = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("bench_generate", generate)
     spec.loader.exec_module(generate)
-    generate.generate(tmp_path / "gen", 40, 1)
+    generate.generate(tmp_path / "gen", n, 1)
     paths = sorted((tmp_path / "gen").rglob("versions/*.py"))
-    scripts = [parse_script(p, p.read_text(encoding="utf-8")) for p in paths]
+    return [parse_script(p, p.read_text(encoding="utf-8")) for p in paths]
+
+
+def test_releasing_bodies_adds_nothing_to_an_index(tmp_path: Path):
+    """release_bodies() runs for every revision a pass computes. Writing `_module = None` on
+    a script that never had it set made each instance's dict 768 bytes larger (3.7 MiB at
+    5,000 revisions, for nothing). On benchmarks/generate.py's files, as the pass sees them."""
+    import tracemalloc
+
+    scripts = _generated_scripts(tmp_path, 40)
     for script in scripts:
         assert script.upgrade is not None  # (the bodies parsed, as the pass does)
     tracemalloc.start()
@@ -135,3 +141,100 @@ def test_releasing_bodies_adds_nothing_to_an_index(tmp_path: Path):
         tracemalloc.stop()
     assert len(scripts) == 40 and all(s.functions is None for s in scripts)
     assert grown < 100 * len(scripts)  # (old code: 768 bytes a script)
+
+
+def test_a_released_script_keeps_no_lines(tmp_path: Path):
+    """The parse of the bodies splits the text into lines; release_bodies() forgets them with
+    the syntax trees (split again on first use). Kept, they were 12 MiB of the server's
+    steady state at 5,000 revisions (~2.4 KB a generated file, traced)."""
+    import gc
+    import tracemalloc
+
+    scripts = _generated_scripts(tmp_path, 40)
+    tracemalloc.start()
+    try:
+        for script in scripts:
+            assert script.upgrade is not None  # (the bodies parsed, as the pass does: the lines split)
+            script.release_bodies()
+        gc.collect()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert all(s._lines is None for s in scripts)
+    assert kept < 500 * len(scripts)  # (old code: 2,869 bytes a script; now 14)
+    again = scripts[0]
+    assert again.lines == tuple(again.text.split("\n")[:-1])  # split again, to the same lines
+    assert again.upgrade is not None and again.upgrade.span.line > 0
+
+
+def test_a_full_pass_leaves_lines_only_to_open_files_and_splits_each_text_once(project: Path, monkeypatch):
+    """After a full pass no revision but the open one holds its lines: the findings are filtered
+    without them (no ignore comment in the text) once the bodies are released. A keystroke
+    (set_buffer + quick snapshot) splits only its own text (the header reader's lines, kept
+    with the open file); the full pass after it splits each revision it computes once."""
+    from migration_lsp import scripts as scripts_module
+
+    splits = []
+    split_lines = scripts_module.split_lines
+    monkeypatch.setattr(scripts_module, "split_lines", lambda text: splits.append(text) or split_lines(text))
+    engine = Engine([project], trusted=False, cache=False)
+    first = (project / "migrations" / "versions" / f"{0:012d}_t0.py").resolve()
+    engine.set_buffer(first, _revision(0))
+    snap = engine.snapshot()
+    held = {path for state in snap.environments for path, s in state.script_by_path.items() if s._lines is not None}
+    assert held == {first}
+    splits.clear()
+    for i in range(5):
+        engine.set_buffer(first, _revision(0, f"    # edit {i}\n"))
+        engine.snapshot(quick=True)
+    assert splits == [_revision(0, f"    # edit {i}\n") for i in range(5)]  # (as before this change)
+    splits.clear()
+    before = engine.computed_revisions
+    snap = engine.snapshot()
+    assert engine.computed_revisions - before == REVISIONS
+    assert len(splits) <= REVISIONS  # (each computed revision's text once)
+    held = {path for state in snap.environments for path, s in state.script_by_path.items() if s._lines is not None}
+    assert held == {first}
+
+
+def test_an_ignore_comment_still_silences_after_the_bodies_are_released(project: Path):
+    """The filter splits a text's lines only when it holds the ignore marker, after the pass
+    released them: a closed file's ignore comment still silences its finding."""
+    (project / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n"
+                                         "sqlalchemy.url = postgresql://user:pass@localhost/app\n")
+    path = project / "migrations" / "versions" / f"{5:012d}_t5.py"
+    add = "    op.add_column('t4', sa.Column('x', sa.Integer(), nullable=False))"  # (t4: a table with rows)
+    path.write_text(_revision(5, add + "\n"))
+    found = Engine([project], trusted=False, cache=False).snapshot().diagnostics_by_path().get(path.resolve(), ())
+    on_line = [d for d in found if d.span.line == _revision(5, add).split("\n").index(add)]
+    assert on_line
+    code = on_line[0].code
+    path.write_text(_revision(5, f"{add}  # migration-lsp: ignore[{code}]\n"))
+    engine = Engine([project], trusted=False, cache=False)
+    found = engine.snapshot().diagnostics_by_path().get(path.resolve(), ())
+    assert code not in {d.code for d in found if d.span.line == on_line[0].span.line}
+    script = engine.snapshot().script(path.resolve())
+    assert script is not None and script._lines is not None  # (split by the filter, for the marker)
+
+
+def test_converting_positions_splits_no_ascii_script(project: Path):
+    """The server converts every published diagnostic's columns to the client's units. An
+    ASCII text's columns are its units: its lines are not split (they were, and kept, for
+    every file with a finding); a non-ASCII one still counts UTF-16 units."""
+    from migration_lsp.core import Span
+    from migration_lsp.features import Locator
+
+    path = project / "migrations" / "versions" / f"{3:012d}_t3.py"
+    path.write_text(_revision(3).replace('"""table 3"""', '"""table 3 \U0001d11e x"""'))
+    snap = Engine([project], trusted=False, cache=False).snapshot()
+    locator = Locator(snap)
+    ascii_path = (project / "migrations" / "versions" / f"{5:012d}_t5.py").resolve()
+    start = locator.range(ascii_path, Span(4, 2, 4, 9)).start
+    assert (start.line, start.character) == (4, 2) and locator.column(ascii_path, start) == 2
+    script = snap.script(ascii_path)
+    assert script is not None and script._lines is None
+    line0 = path.read_text().split("\n")[0]
+    col = line0.index("x")
+    found = locator.position(path.resolve(), 0, col)
+    assert found.character == col + 1  # (the clef is two UTF-16 units)
+    assert locator.column(path.resolve(), found) == col

@@ -19,8 +19,12 @@ IGNORE_COMMENT = re.compile(r"#\s*migration-lsp:\s*ignore(?:\[(?P<codes>[^\]#]*)
 
 
 def suppressed(script: MigrationScript | None, diagnostic: Diagnostic) -> bool:
-    """A trailing `# migration-lsp: ignore[CODE,...]` (or bare `ignore`) on the line."""
-    if script is None or not script.lines or diagnostic.span.line >= len(script.lines):
+    """A trailing `# migration-lsp: ignore[CODE,...]` (or bare `ignore`) on the line. A text
+    without the marker has no such line: its lines are not split (a pass filters every
+    revision's findings after its bodies, and so its lines, were released)."""
+    if script is None or "migration-lsp:" not in script.text:
+        return False
+    if not script.lines or diagnostic.span.line >= len(script.lines):
         return False
     m = IGNORE_COMMENT.search(script.lines[diagnostic.span.line])
     if not m:

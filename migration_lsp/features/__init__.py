@@ -76,7 +76,10 @@ class Locator:
         self._files: dict[Path, tuple[str, ...]] = {}  # lines of files that are not migrations, read once
 
     def _line(self, path: Path, line: int) -> str:
+        """The line's text as far as the units of its columns go ("" when they are code points)."""
         script = self.snapshot.script(path)
+        if script is not None and script.text.isascii():
+            return ""  # (O(1) on a str: every column is its own unit; the lines are not split)
         lines = script.lines if script else self._other_lines(path)
         return lines[line] if 0 <= line < len(lines) else ""
 
