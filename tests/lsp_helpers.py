@@ -3,6 +3,7 @@ server's requests, and a tiny applier of WorkspaceEdits (what an editor does).""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +19,20 @@ HEAD_A = "2d91aa861ea7"  # add user bio (teammate's branch)
 HEAD_B = "bd474000068b"  # add display name and post date index
 TYPO_REV = "4327c6748b81"  # down_revision typo'd as bd474000086b
 BASE = "cbdb87983bfd"
+
+
+async def wait_for(predicate, timeout: float = 10.0):
+    """Poll until the server's notifications make predicate() true."""
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def codes(client: LanguageClient, path: Path) -> list[tuple[str, int]]:
+    """(code, line) of the diagnostics the client holds for `path`, sorted."""
+    return sorted((d.code, d.range.start.line) for d in client.diagnostics.get(path.as_uri(), []))
 
 
 def client_factory() -> LanguageClient:

@@ -11,13 +11,24 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
+from lsp_helpers import (
+    BASE,
+    HEAD_A,
+    HEAD_B,
+    SERVER_COMMAND,
+    TYPO_REV,
+    apply_text_edits,
+    apply_workspace_edit,
+    client_factory,
+    codes,
+    copy_example,
+    file_of,
+    resolved,
+    uri_path,
+    wait_for,
+)
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-
-from lsp_helpers import (
-    BASE, HEAD_A, HEAD_B, SERVER_COMMAND, TYPO_REV, apply_text_edits, apply_workspace_edit,
-    client_factory, copy_example, file_of, resolved, uri_path,
-)
 
 EDITORS = ["visual-studio-code", "neovim@v0.11.0"]
 
@@ -49,17 +60,6 @@ def open_file(client: LanguageClient, path: Path, text: str | None = None) -> No
         uri=path.as_uri(), language_id="python", version=1, text=text if text is not None else path.read_text())))
 
 
-async def wait_for(predicate, timeout: float = 10.0):
-    """Poll until the server's notifications make predicate() true."""
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
-def codes(client: LanguageClient, path: Path) -> list[tuple[str, int]]:
-    return sorted((d.code, d.range.start.line) for d in client.diagnostics.get(path.as_uri(), []))
 
 
 def change_whole(client: LanguageClient, path: Path, text: str, version: int) -> None:

@@ -6,7 +6,6 @@ reaches the environment; the editor still gets its diagnostics under the URI it 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -16,11 +15,20 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
+from conftest import migration_text
+from lsp_helpers import (
+    HEAD_A,
+    HEAD_B,
+    SERVER_COMMAND,
+    TYPO_REV,
+    client_factory,
+    codes,
+    copy_example,
+    wait_for,
+)
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from conftest import migration_text
-from lsp_helpers import HEAD_A, HEAD_B, SERVER_COMMAND, TYPO_REV, client_factory, copy_example
 from migration_lsp.engine import Engine
 from migration_lsp.project import discover
 
@@ -40,16 +48,6 @@ def through_link(versions: Path, rev: str) -> Path:
     return path
 
 
-async def wait_for(predicate, timeout: float = 10.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
-def codes(client: LanguageClient, path: Path) -> list[tuple[str, int]]:
-    return sorted((d.code, d.range.start.line) for d in client.diagnostics.get(path.as_uri(), []))
 
 
 @pytest_lsp.fixture(
@@ -254,6 +252,12 @@ def git(cwd: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout
 
 
+def graph_findings(root: Path) -> list[tuple[str, Path]]:
+    """(code, file) of every G finding a fresh engine gives (each file once)."""
+    snapshot = Engine([root], trusted=False, cache=False).snapshot()
+    return [(d.code, d.path) for d in snapshot.diagnostics if d.code.startswith("G")]
+
+
 def test_base_branch_checks_through_a_symlinked_folder_in_the_repository(tmp_path: Path) -> None:
     """`migrations/versions` a symlink (tracked by git) to `db/history`: the base branch's files
     are read from git under the paths the work tree's files have, so an edited merged revision
@@ -268,16 +272,12 @@ def test_base_branch_checks_through_a_symlinked_folder_in_the_repository(tmp_pat
     git(root, "commit", "-q", "-m", "first")
     git(root, "switch", "-q", "-c", "feature")
 
-    def findings() -> list[tuple[str, Path]]:
-        snapshot = Engine([root], trusted=False, cache=False).snapshot()
-        return [(d.code, d.path) for d in snapshot.diagnostics if d.code.startswith("G")]  # (all G: each file once)
-
-    assert findings() == []
+    assert graph_findings(root) == []
     new = write(root / "migrations" / "versions", {"b1": "a2"})["b1"]  # written through the link
-    assert findings() == []
+    assert graph_findings(root) == []
     files["a2"].write_text(files["a2"].read_text().replace("def upgrade() -> None:\n",
                                                            "def upgrade() -> None:\n    op.drop_table('t')\n"))
-    assert findings() == [("G013", files["a2"])]
+    assert graph_findings(root) == [("G013", files["a2"])]
     assert new.resolve() == root / "db" / "history" / "b1_x.py"
 
 
@@ -296,21 +296,17 @@ def test_base_branch_checks_with_a_symlinked_revision_file_in_the_repository(tmp
     git(root, "commit", "-q", "-m", "first")
     git(root, "switch", "-q", "-c", "feature")
 
-    def findings() -> list[tuple[str, Path]]:
-        snapshot = Engine([root], trusted=False, cache=False).snapshot()
-        return [(d.code, d.path) for d in snapshot.diagnostics if d.code.startswith("G")]
-
-    assert findings() == []
+    assert graph_findings(root) == []
     engine = Engine([root], trusted=False, cache=False)
     (state,) = engine.snapshot().environments
     base = engine.base(root, state.env)  # the base's files, read from git, named as the work tree's
     assert base is not None and sorted(s.path for s in base.tip.scripts) == sorted(state.env.files) == [
         files["a1"], shared]
     write(root / "migrations" / "versions", {"b1": "a2"})
-    assert findings() == []
+    assert graph_findings(root) == []
     shared.write_text(shared.read_text().replace("def upgrade() -> None:\n",
                                                  "def upgrade() -> None:\n    op.drop_table('t')\n"))
-    assert findings() == [("G013", shared)]
+    assert graph_findings(root) == [("G013", shared)]
     assert files["a1"].exists()
 
 
