@@ -44,7 +44,7 @@ class ModelsState:
         # the models' files as a migration's evaluation first read them after the models were
         # loaded (saved_text): None for a file not readable then
         self._saved: dict[Path, str | None] = {}
-        self._files: frozenset[Path] | None = None  # (files(), kept until the models change)
+        self._imported: frozenset[Path] | None = None  # the loaded models' files, until they change
 
     def put(self, key: Key, models: ModelTables) -> None:
         """Models (re)loaded: their files are read again from the disk, as they now are."""
@@ -52,11 +52,11 @@ class ModelsState:
         self.models[key] = models
         for path in {*models.files, *(old.files if old is not None else ())}:
             self._saved.pop(path, None)
-        self._files = None
+        self._imported = None
 
     def drop(self, key: Key) -> None:
         self.models.pop(key, None)
-        self._files = None
+        self._imported = None
 
     @staticmethod
     def metadata_source(env: Environment) -> MetadataSource:
@@ -72,9 +72,7 @@ class ModelsState:
         return [(key, env, self.metadata_source(env)) for key, env in environments if may_enable(env.settings, "M")]
 
     def files(self) -> set[Path]:
-        if self._files is None:
-            self._files = frozenset(f for m in self.models.values() for f in m.files)
-        return set(self._files)
+        return {f for m in self.models.values() for f in m.files}
 
     def saved_text(self, path: Path) -> str | None:
         """In a trusted workspace, the text of a file the loaded models were imported from as
@@ -86,9 +84,9 @@ class ModelsState:
         (its buffer, else the disk, is read)."""
         if not self.trusted:
             return None
-        if self._files is None:
-            self._files = frozenset(f for m in self.models.values() for f in m.files)
-        if path not in self._files:
+        if self._imported is None:
+            self._imported = frozenset(f for m in self.models.values() if not m.error for f in m.files)
+        if path not in self._imported:
             return None
         if path not in self._saved:
             from .sources import read_source
