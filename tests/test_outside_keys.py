@@ -1,7 +1,7 @@
 """A revision's key covers what its evaluation read from other files (engine.schema_pass).
 
 `op.create_table(User.__tablename__, ...)` reads the table's name from models.py next to
-the migrations (interpret.tablename, statically). The engine's revision keys (memo and
+the migrations (outside.tablename, statically). The engine's revision keys (memo and
 persistent cache) and its replay cover that answer, so an edit of models.py (an unsaved
 buffer, or the disk) recomputes exactly the revisions that read it and those above them;
 an edit of any other file recomputes nothing; revisions that read nothing keep their keys.
