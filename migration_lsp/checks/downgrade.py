@@ -9,7 +9,8 @@ from alembic.operations import ops as alembic_ops
 
 from ..compare import CompareError, CompareOptions, compare
 from ..core import Diagnostic
-from ..interpret import Outside, evaluate_function
+from ..interpret import evaluate_function
+from ..outside import Outside
 from ..pmap import TableMap
 from ..replay import RevisionSchema, apply_op, apply_other_call
 from ..rules import severity

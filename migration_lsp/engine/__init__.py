@@ -262,7 +262,7 @@ class Engine:
 
     def _outside_text(self, path: Path) -> str | None:
         """What this engine's evaluations read of another file (`User.__tablename__` from
-        models.py; interpret.Outside): in a trusted workspace, a file the imported models
+        models.py; outside.Outside): in a trusted workspace, a file the imported models
         came from as it was when they were loaded (both agree until the next load); else
         its open buffer, unsaved edits included; None: the disk."""
         saved = self.model_state.saved_text(path)
