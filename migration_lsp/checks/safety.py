@@ -302,7 +302,7 @@ class _SafetyChecker(UpgradeWalk):
             column = literal_string(call.node.args[pos]) if len(call.node.args) > pos else \
                 keyword_string(call.node, "column_name")
             if column is None and isinstance(ev.op, alembic_ops.DropColumnOp):
-                column = ev.op.column_name  # (a loop's or a constant's, as evaluated)
+                column = str(ev.op.column_name)  # (a loop's or a constant's, as evaluated; plain str: cached)
             if target.key and (target.key, column) in self.tables.added:
                 return  # added earlier in this same upgrade(): holds no data yet
             what = (f"drop_column deletes column '{target.name}.{column}'" if target.name and column
@@ -317,7 +317,8 @@ def _evaluated_target(ev: EvaluatedOp) -> Target:
     loop variable, a constant): the iterations of a loop name their own tables, distinct
     findings, where the literal reading said the same thing once per iteration."""
     name, schema = getattr(ev.op, "table_name", None), getattr(ev.op, "schema", None)
-    return Target(name if isinstance(name, str) else None, schema if isinstance(schema, str) else None)
+    # (plain str: a SQLAlchemy quoted_name in a finding's data keeps it out of the cache)
+    return Target(str(name) if isinstance(name, str) else None, str(schema) if isinstance(schema, str) else None)
 
 
 def _constrained(table, column: str) -> bool:
