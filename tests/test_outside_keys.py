@@ -242,3 +242,29 @@ def test_trusted_the_replay_reads_models_py_as_the_imported_models_were_loaded(t
     untrusted = Engine([root], trusted=False, cache=False)
     untrusted.set_buffer(models, MODELS.format(name="members"))
     assert sorted(untrusted.snapshot().environments[0].replay.at_heads().tables) == ["members"]
+
+
+def test_a_models_load_that_overtakes_a_read_of_its_file_is_not_undone(tmp_path: Path, monkeypatch):
+    """The rebuild thread reads a models file while the loop takes in a new load of the models
+    (ModelsState.put): the text read before that load is not kept as the new load's version."""
+    from migration_lsp.engine import sources
+    from migration_lsp.engine.models_state import ModelsState
+    from migration_lsp.models import ModelTables
+
+    models = tmp_path / "models.py"
+    models.write_text(MODELS.format(name="people"))
+    state, key = ModelsState(True, ""), (tmp_path, "alembic")
+    state.put(key, ModelTables(files=(models,)))
+    read = sources.read_source
+
+    def saved_meanwhile(path: Path) -> str | None:
+        text = read(path)
+        models.write_text(MODELS.format(name="persons"))  # saved, and the models loaded again
+        state.put(key, ModelTables(files=(models,)))
+        return text
+
+    monkeypatch.setattr(sources, "read_source", saved_meanwhile)
+    assert "'people'" in (state.saved_text(models) or "")  # (what that read found)
+    monkeypatch.undo()
+    assert "'persons'" in (state.saved_text(models) or "")  # the new load's version
+    assert ModelsState(False, "").saved_text(models) is None  # (untrusted: no models, the buffer or disk)

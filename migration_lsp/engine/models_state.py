@@ -45,11 +45,13 @@ class ModelsState:
         # loaded (saved_text): None for a file not readable then
         self._saved: dict[Path, str | None] = {}
         self._imported: frozenset[Path] | None = None  # the loaded models' files, until they change
+        self._loads = 0  # put() calls: a read a load overtook (the rebuild thread's) is not kept
 
     def put(self, key: Key, models: ModelTables) -> None:
         """Models (re)loaded: their files are read again from the disk, as they now are."""
         old = self.models.get(key)
         self.models[key] = models
+        self._loads += 1
         for path in {*models.files, *(old.files if old is not None else ())}:
             self._saved.pop(path, None)
         self._imported = None
@@ -88,11 +90,14 @@ class ModelsState:
             self._imported = frozenset(f for m in self.models.values() if not m.error for f in m.files)
         if path not in self._imported:
             return None
-        if path not in self._saved:
-            from .sources import read_source
+        if path in self._saved:
+            return self._saved[path]
+        from .sources import read_source
 
-            self._saved[path] = read_source(path)
-        return self._saved[path]
+        loads, text = self._loads, read_source(path)
+        if loads == self._loads:
+            self._saved[path] = text
+        return text
 
     def needs_schema(self, key: Key) -> bool:
         """Do M001–M003 need the schema at the heads (models loaded without an error)?"""
