@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +42,7 @@ from .evaluate import (
     source_text,
     well_typed,
 )
+from .outside import DISK, Outside, tablename
 from .scripts import (
     NOT_OPERATIONS,
     Function,
@@ -94,21 +94,23 @@ class Evaluation:
 
 
 def evaluate_function(script: MigrationScript, function: Function | None,
-                      dialect: str | None = None) -> list[EvaluatedOp]:
+                      dialect: str | None = None, outside: Outside | None = None) -> list[EvaluatedOp]:
     """Every op call of one function, evaluated (see `evaluate`)."""
-    return list(evaluate(script, function, dialect).ops)
+    return list(evaluate(script, function, dialect, outside).ops)
 
 
-def evaluate(script: MigrationScript, function: Function | None, dialect: str | None = None) -> Evaluation:
+def evaluate(script: MigrationScript, function: Function | None, dialect: str | None = None,
+             outside: Outside | None = None) -> Evaluation:
     """Run one function of a migration in the `Interpreter`: its op calls in the order they
     would run with `dialect` (None: unknown, so a test of the dialect cannot be decided), and
-    the raw SQL / unfollowable calls that may change the schema. SQLAlchemy's warnings about
-    odd arguments in half-typed code are silenced: they are the editor's business."""
+    the raw SQL / unfollowable calls that may change the schema. `outside`: what it may read
+    of other files (None: the disk). SQLAlchemy's warnings about odd arguments in half-typed
+    code are silenced: they are the editor's business."""
     if function is None:
         return Evaluation()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Interpreter(script, function, dialect).run()
+        return Interpreter(script, function, dialect, outside).run()
 
 
 # ------------------------------------------------------------------ the interpreter
@@ -302,10 +304,12 @@ def _table_argument(name: str, args: list, kwargs: dict) -> Any:
 class Interpreter(Evaluator):
     """Runs one function of a migration statically (see the comment above)."""
 
-    def __init__(self, script: MigrationScript, function: Function, dialect: str | None) -> None:
+    def __init__(self, script: MigrationScript, function: Function, dialect: str | None,
+                 outside: Outside | None = None) -> None:
         self.op_recorder = Recorder()  # (the Evaluator's `recorder`, never None here)
         super().__init__(script.imports, self.op_recorder)
         self.script, self.function = script, function
+        self.reader = outside if outside is not None else DISK  # (what `tablename` may read)
         dialect = (dialect or "").lower() or None
         self.dialect = "postgresql" if dialect == "postgres" else dialect
         self.calls_by_node = {id(c.node): c for c in function.ops}
@@ -996,7 +1000,7 @@ class Interpreter(Evaluator):
         library names no table: nothing asked)."""
         if not project_import(dotted):
             return None
-        found = tablename(self.script.path, dotted)
+        found = tablename(self.script.path, dotted, self.reader)
         self.outside.append((dotted, found))
         return found
 
@@ -1266,81 +1270,16 @@ def sql_text(value: Any) -> str | None:
     return None
 
 
-MAX_MODULE_BYTES = 2_000_000
-# the editor's unsaved text of files other than migrations (a models.py being edited), read
-# by `tablename` instead of the disk; the engine keeps it (one engine per server process)
-OPEN_TEXTS: dict[Path, str] = {}
-
-
-def outside_questions(script: MigrationScript, dialect: str | None) -> tuple[str, ...]:
+def outside_questions(script: MigrationScript, dialect: str | None, outside: Outside | None = None) -> tuple[str, ...]:
     """What evaluating the script's upgrade() (with `dialect`, as the replay does) and
     downgrade() (as check_downgrade does) asks other files: the dotted names whose
     `__tablename__` it reads. An evaluation is a function of the text, the dialect and the
     answers: the same answers, the same questions asked next."""
     if not reads_outside(script):
         return ()
-    asked = [*evaluate(script, script.upgrade, dialect).outside, *evaluate(script, script.downgrade).outside]
+    asked = [*evaluate(script, script.upgrade, dialect, outside).outside,
+             *evaluate(script, script.downgrade, None, outside).outside]
     return tuple(dict.fromkeys(dotted for dotted, _ in asked))
-
-
-def tablename(near: Path, dotted: str) -> str | None:
-    """`pkg.models.User` -> `User.__tablename__` when the class body assigns it a string
-    literal, read (never imported) from `pkg/models.py` found in a folder above the
-    migration file (the checkout the migrations live in; an open buffer of it wins over
-    the disk); None otherwise."""
-    module, _, name = dotted.rpartition(".")
-    if not module:
-        return None
-    relative = Path(*module.split("."))
-    for folder in list(near.parents)[:12]:
-        for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
-            text = OPEN_TEXTS.get(candidate)
-            if text is not None:
-                return _text_tablenames(text).get(name)
-            try:
-                stat = candidate.stat()
-            except (OSError, ValueError):
-                continue
-            if candidate.is_file():
-                return _tablenames(str(candidate), stat.st_mtime_ns, stat.st_size).get(name)
-    return None
-
-
-@lru_cache(maxsize=256)
-def _tablenames(path: str, mtime_ns: int, size: int) -> dict[str, str]:
-    """class name -> literal `__tablename__` of the module-level classes of one file."""
-    if size > MAX_MODULE_BYTES:
-        return {}
-    try:
-        with open(path, "rb") as handle:
-            return _class_tablenames(handle.read(MAX_MODULE_BYTES))
-    except OSError:
-        return {}
-
-
-@lru_cache(maxsize=16)
-def _text_tablenames(text: str) -> dict[str, str]:
-    """`_tablenames` of an open buffer's text."""
-    return _class_tablenames(text.encode("utf-8", "surrogatepass")[:MAX_MODULE_BYTES])
-
-
-def _class_tablenames(source: bytes) -> dict[str, str]:
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return {}
-    out = {}
-    for stmt in tree.body:
-        if not isinstance(stmt, ast.ClassDef):
-            continue
-        for item in stmt.body:
-            target = item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else \
-                item.target if isinstance(item, ast.AnnAssign) else None
-            value = getattr(item, "value", None)
-            if isinstance(target, ast.Name) and target.id == "__tablename__" \
-                    and isinstance(value, ast.Constant) and isinstance(value.value, str):
-                out[stmt.name] = value.value
-    return out
 
 
 def _module_bindings(script: MigrationScript) -> dict[str, ast.AST | None]:

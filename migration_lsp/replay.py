@@ -25,7 +25,7 @@ from alembic.operations import ops as alembic_ops
 from .core import Span
 from .evaluate import EvaluatedOp
 from .graph import RevisionGraph
-from .interpret import Evaluation, RawCall, evaluate
+from .interpret import Evaluation, Outside, RawCall, evaluate
 from .pmap import keyed
 from .rawsql import ddl_effects
 from .schema import (
@@ -821,12 +821,14 @@ class Replay:
     can have affected (the edited revision and its descendants)."""
 
     def __init__(self, graph: RevisionGraph, previous: Replay | None = None, dialect: str | None = None,
-                 moved: Iterable[str] = ()) -> None:
+                 moved: Iterable[str] = (), outside: Outside | None = None) -> None:
         """`moved`: revisions whose evaluation other files now answer otherwise (a models.py
         edit renamed the table `User.__tablename__` names; the engine's keys tell): stale as
-        an edit of their own file would make them."""
+        an edit of their own file would make them. `outside`: what the evaluations may read
+        of other files (the engine's open buffers; None: the disk)."""
         self.graph = graph
         self.dialect = dialect  # decides `if op.get_bind().dialect.name == ...` (None: undecided)
+        self.outside = outside
         self._results: dict[str, RevisionSchema] = {}
         self._ops: dict[MigrationScript, Evaluation] = {}
         self._released: set[str] = set()  # results kept without their ops (see release)
@@ -913,7 +915,7 @@ class Replay:
     def _evaluation(self, rev: str) -> Evaluation:
         script = self.graph.by_id[rev]
         if script not in self._ops:
-            evaluation = self._ops[script] = evaluate(script, script.upgrade, self.dialect)
+            evaluation = self._ops[script] = evaluate(script, script.upgrade, self.dialect, self.outside)
             share_created_tables(script, evaluation, self.dialect)
         return self._ops[script]
 

@@ -1506,7 +1506,7 @@ def project_import(path: str) -> bool:
 
 
 def reads_outside(script: MigrationScript) -> bool:
-    """Can evaluating `script` ask another file anything (interpret.tablename)? Only through
+    """Can evaluating `script` ask another file anything (outside.tablename)? Only through
     a name imported at module level from the project's code (a local import of one is
     opaque), and only as `X.__tablename__` or inside `ForeignKey(...)` (the interpreter has
     no getattr: either is written in the file). Most migrations cannot: their keys and

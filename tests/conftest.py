@@ -13,6 +13,7 @@ import datetime
 import fcntl
 import os
 import shutil
+import subprocess
 import tempfile
 import textwrap
 from collections.abc import Sequence
@@ -84,6 +85,17 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def numbered_revision(n: int, message: str, upgrade: str, downgrade: str = "    pass\n") -> str:
+    """Revision `n` of a linear history with numbered ids (`000000000007` revises
+    `000000000006`), its header laid out as Alembic writes it (down_revision on line 9), with
+    the given bodies (indented lines, each ending in a newline): the long generated histories."""
+    down = repr(f"{n - 1:012d}") if n else "None"
+    return (f'"""{message}\n\nRevision ID: {n:012d}\nRevises: {"" if not n else f"{n - 1:012d}"}\n"""\n'
+            "from alembic import op\nimport sqlalchemy as sa\n\n"
+            f"revision = '{n:012d}'\ndown_revision = {down}\nbranch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade():\n{upgrade}\n\ndef downgrade():\n{downgrade}")
+
+
 MINIMAL_INI = """\
 [alembic]
 script_location = %(here)s/migrations
@@ -128,6 +140,84 @@ def project(tmp_path: Path):
         return write_project(tmp_path, files)
 
     return make
+
+
+# A real git remote and clones (test_git.py, test_rebuild_off_loop.py, the git end-to-end tests)
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent"}
+GIT_INI = "[alembic]\nscript_location = migrations\n"
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_ENV)
+    return subprocess.run(["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args],
+                          cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def add_revision(clone: Path, rev: str, down: str | None, message: str, upgrade: str = "pass") -> Path:
+    path = clone / "migrations" / "versions" / f"{rev}_{message.replace(' ', '_')}.py"
+    path.write_text(migration_text(rev, down, message=message, upgrades=upgrade))
+    return path
+
+
+def commit(clone: Path, message: str) -> None:
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", message)
+
+
+def clone(remote: Path, name: str, branch: str | None = None) -> Path:
+    dest = remote.parent / name
+    git(remote.parent, "clone", "-q", str(remote), str(dest))
+    if branch:
+        git(dest, "switch", "-q", "-c", branch)
+    return dest
+
+
+def seeded_remote(root: Path, revisions: Sequence[tuple[str, str | None, str, str]]) -> Path:
+    """A bare repository `root/remote.git` whose main has `revisions`, each (rev, down_revision,
+    message, upgrade body), pushed from a clone `root/seed`."""
+    bare = root / "remote.git"
+    git(root, "init", "-q", "--bare", str(bare))
+    seed = root / "seed"
+    git(root, "clone", "-q", str(bare), str(seed))
+    (seed / "alembic.ini").write_text(GIT_INI)
+    (seed / "migrations" / "versions").mkdir(parents=True)
+    for rev, down, message, upgrade in revisions:
+        add_revision(seed, rev, down, message, upgrade)
+    commit(seed, "first migrations")
+    git(seed, "push", "-q", "origin", "main")
+    return bare
+
+
+def alice_and_bob(remote: Path, base: str) -> tuple[Path, Path, Path]:
+    """Two clones of `remote` on their own branches (alice: feature-a, bob: feature-b) and
+    bob's revision b1 on `base`, committed: (alice, bob, b1)."""
+    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
+    b1 = add_revision(bob, "b1", base, "add orders")
+    commit(bob, "orders")
+    return alice, bob, b1
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare repository whose main has two revisions, a1 <- a2."""
+    return seeded_remote(tmp_path, [
+        ("a1", None, "create users", "op.create_table('users')"),
+        ("a2", "a1", "add email", "op.add_column('users', sa.Column('email', sa.String()))")])
+
+
+@pytest.fixture
+def checkout(remote: Path) -> tuple[Path, Path]:
+    """bob's checkout (branch feature-b) and his committed revision b1 on a2, after alice's
+    revision c1 on a2 was merged on main (bob has not fetched it yet; once he does, b1 needs
+    a rebase: G011)."""
+    alice, bob, b1 = alice_and_bob(remote, "a2")
+    add_revision(alice, "c1", "a2", "add phone")
+    commit(alice, "phone")
+    git(alice, "push", "-q", "origin", "HEAD:main")
+    return bob, b1
 
 
 # Parallel runs: `make test` runs pytest-xdist with two workers, `--dist loadfile` (a module's

@@ -5,67 +5,17 @@ merged checkout really has."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
-import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from conftest import migration_text
+from conftest import GIT_INI as INI, add_revision, clone, commit, git, migration_text
 from migration_lsp.cli import main
 from migration_lsp.core import Span
 from migration_lsp.engine import Engine
 from migration_lsp.features.git_fixes import git_fixes
 from migration_lsp.gitbase import Stats, Tracker, find_repository, read_base, resolve_base
-
-
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent"}
-INI = "[alembic]\nscript_location = migrations\n"
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_ENV)
-    return subprocess.run(["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args],
-                          cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
-
-
-def add_revision(clone: Path, rev: str, down: str | None, message: str, upgrade: str = "pass") -> Path:
-    path = clone / "migrations" / "versions" / f"{rev}_{message.replace(' ', '_')}.py"
-    path.write_text(migration_text(rev, down, message=message, upgrades=upgrade))
-    return path
-
-
-def commit(clone: Path, message: str) -> None:
-    git(clone, "add", "-A")
-    git(clone, "commit", "-q", "-m", message)
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    """A bare repository whose main has two revisions, a1 <- a2."""
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "-q", str(bare), str(seed))
-    (seed / "alembic.ini").write_text(INI)
-    (seed / "migrations" / "versions").mkdir(parents=True)
-    add_revision(seed, "a1", None, "create users", "op.create_table('users')")
-    add_revision(seed, "a2", "a1", "add email", "op.add_column('users', sa.Column('email', sa.String()))")
-    commit(seed, "first migrations")
-    git(seed, "push", "-q", "origin", "main")
-    return bare
-
-
-def clone(remote: Path, name: str, branch: str | None = None) -> Path:
-    dest = remote.parent / name
-    git(remote.parent, "clone", "-q", str(remote), str(dest))
-    if branch:
-        git(dest, "switch", "-q", "-c", branch)
-    return dest
 
 
 def findings(root: Path, codes: tuple[str, ...] = ("G011", "G012", "G013")) -> list:
@@ -88,16 +38,10 @@ def apply(text: str, edits: list[tuple[Span, str]]) -> str:
     return "\n".join(lines)
 
 
-def test_second_head_appears_once_the_other_branch_is_merged_and_fetched(remote: Path) -> None:
-    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
-    b1 = add_revision(bob, "b1", "a2", "add orders")
-    commit(bob, "orders")
+def test_second_head_appears_once_the_other_branch_is_merged_and_fetched(checkout: tuple[Path, Path]) -> None:
+    bob, b1 = checkout  # (alice's c1 is merged on main, not fetched)
     engine = Engine([bob], cache=False, trusted=False)
     assert [d for d in engine.snapshot().diagnostics if d.code.startswith("G")] == []  # up to date
-
-    add_revision(alice, "c1", "a2", "add phone")
-    commit(alice, "phone")
-    git(alice, "push", "-q", "origin", "HEAD:main")  # alice's branch is merged
     assert not engine.refresh_git()  # nothing fetched yet: nothing moved
     assert [d.code for d in engine.snapshot().diagnostics if d.code == "G011"] == []
 
@@ -134,14 +78,10 @@ def test_second_head_appears_once_the_other_branch_is_merged_and_fetched(remote:
     assert findings(bob, ("G001", "G002", "G009", "G011", "G012", "G013")) == []
 
 
-def test_only_the_lowest_new_revision_moves(remote: Path) -> None:
-    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
-    b1 = add_revision(bob, "b1", "a2", "add orders")
+def test_only_the_lowest_new_revision_moves(checkout: tuple[Path, Path]) -> None:
+    bob, b1 = checkout
     add_revision(bob, "b2", "b1", "add items")
-    commit(bob, "orders and items")
-    add_revision(alice, "c1", "a2", "add phone")
-    commit(alice, "phone")
-    git(alice, "push", "-q", "origin", "HEAD:main")
+    commit(bob, "items")
     git(bob, "fetch", "-q")
     [d] = findings(bob)
     assert (d.code, d.path, d.data["onto"]) == ("G011", b1.resolve(), "c1")
@@ -153,15 +93,10 @@ def test_only_the_lowest_new_revision_moves(remote: Path) -> None:
     assert heads(bob) == ["b2"]
 
 
-def test_a_git_rebase_turns_g011_into_what_the_graph_already_says(remote: Path) -> None:
+def test_a_git_rebase_turns_g011_into_what_the_graph_already_says(checkout: tuple[Path, Path]) -> None:
     """Once the base is merged in (here with git rebase), the two heads are in the work
     tree: G001 says it, G011 no longer does (nothing is said twice)."""
-    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
-    add_revision(bob, "b1", "a2", "add orders")
-    commit(bob, "orders")
-    add_revision(alice, "c1", "a2", "add phone")
-    commit(alice, "phone")
-    git(alice, "push", "-q", "origin", "HEAD:main")
+    bob, _ = checkout
     git(bob, "fetch", "-q")
     assert [d.code for d in findings(bob)] == ["G011"]
     git(bob, "rebase", "-q", "origin/main")
@@ -373,17 +308,13 @@ def test_shallow_clone_without_the_base_is_a_clear_error(remote: Path, capsys) -
     assert (code, err) == (0, "")
 
 
-def test_keystrokes_look_at_the_edited_file_only_and_agree_with_a_full_check(remote: Path, monkeypatch) -> None:
+def test_keystrokes_look_at_the_edited_file_only_and_agree_with_a_full_check(checkout: tuple[Path, Path],
+                                                                           monkeypatch) -> None:
     """The engine's incremental path (a patch of the graph) gives what a from-scratch check
     of the same texts gives, for edits that make and unmake G013 and move G011."""
     from migration_lsp.checks import git as rules
 
-    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
-    b1 = add_revision(bob, "b1", "a2", "add orders")
-    commit(bob, "orders")
-    add_revision(alice, "c1", "a2", "add phone")
-    commit(alice, "phone")
-    git(alice, "push", "-q", "origin", "HEAD:main")
+    bob, b1 = checkout
     git(bob, "fetch", "-q")
     a2 = next((bob / "migrations" / "versions").glob("a2_*.py")).resolve()
     a2_text, b1_text = a2.read_text(), b1.read_text()

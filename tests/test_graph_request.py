@@ -13,7 +13,7 @@ from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from lsp_helpers import SERVER_COMMAND, client_factory
-from test_git import add_revision, clone, commit, git
+from conftest import add_revision, alice_and_bob, commit, git, seeded_remote
 
 GRAPH, GRAPH_CHANGED = "migration-lsp/graph", "migration-lsp/graphChanged"
 
@@ -42,18 +42,8 @@ def make_client(announce: bool):
 
 
 async def start(lsp_client: LanguageClient, tmp_path: Path) -> None:
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "-q", str(bare), str(seed))
-    (seed / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
-    (seed / "migrations" / "versions").mkdir(parents=True)
-    add_revision(seed, "a1", None, "create users")
-    commit(seed, "first")
-    git(seed, "push", "-q", "origin", "main")
-    alice, bob = clone(bare, "alice", "feature-a"), clone(bare, "bob", "feature-b")
-    lsp_client.b1 = add_revision(bob, "b1", "a1", "add orders")
-    commit(bob, "orders")
+    remote = seeded_remote(tmp_path, [("a1", None, "create users", "pass")])
+    alice, bob, lsp_client.b1 = alice_and_bob(remote, "a1")
     lsp_client.alice, lsp_client.bob = alice, bob
     capabilities = client_capabilities("visual-studio-code")
     if lsp_client.announce:

@@ -290,3 +290,31 @@ def test_unusable_config_values_are_one_line(tmp_path: Path, ini: str, expected:
     assert code == 2 and "Traceback" not in err
     (line,) = [x for x in err.splitlines() if x.strip()]
     assert expected in line and len(line) < 400
+
+
+def test_a_models_file_swapped_for_a_fifo_after_its_check_does_not_block(tmp_path: Path, monkeypatch):
+    """`User.__tablename__` read from models.py (outside.tablename): the file was a regular file
+    when checked (every Path.stat() says so) and is a FIFO when opened. Before, is_file() then
+    open() blocked the thread on the FIFO forever; the safe reader checks what it opened."""
+    import threading
+
+    from migration_lsp.outside import tablename
+
+    models = tmp_path / "models.py"
+    models.write_text("class User:\n    __tablename__ = 'people'\n")
+    regular = models.stat()
+    models.unlink()
+    os.mkfifo(models)
+    real_stat = Path.stat
+    monkeypatch.setattr(Path, "stat", lambda self, *a, **k: regular if self == models else real_stat(self, *a, **k))
+    answers: list[str | None] = []
+    reader = threading.Thread(target=lambda: answers.append(tablename(tmp_path / "versions" / "r1_.py",
+                                                                      "models.User")), daemon=True)
+    reader.start()
+    reader.join(10)
+    try:
+        assert not reader.is_alive(), "blocked opening a FIFO"
+        assert answers == [None]  # (no table name read: the file is not a regular file)
+    finally:
+        if reader.is_alive():  # (the old code: a writer end releases the blocked open)
+            os.close(os.open(models, os.O_WRONLY | os.O_NONBLOCK))

@@ -3,7 +3,8 @@ sequences), so a rule sees it once per iteration. Identical findings (same code,
 range, message, severity) are one fact: reported once, by every front end (the CLI's
 JSON, text, SARIF and GitHub output, the server's diagnostics). Findings that differ in
 message (each names its own table) are distinct facts and all stay, on the same line.
-Found on zenml 10a907dad202: 15 identical S005 on one `op.drop_table(table)`."""
+Found on zenml 10a907dad202: 15 identical S005 on one `op.drop_table(table)`; S005 now names
+each iteration's table as the evaluation knows it, 15 distinct findings."""
 
 from __future__ import annotations
 
@@ -31,9 +32,8 @@ op.create_table("alpha", sa.Column("id", sa.Integer, primary_key=True))
         sa.Column("b_id", sa.Integer, sa.ForeignKey("beta.id", name="fk_child_beta")),
     )"""
 
-# three iterations: S005 (whose message names no table) says the same thing three times;
-# S022 names the referenced table: two different facts (gamma is referenced by nothing);
-# D003 on the raw SQL says the same thing three times
+# three iterations: S005 and S022 name the iteration's table: three and two different facts
+# (gamma is referenced by nothing); D003 on the raw SQL says the same thing three times
 LOOP = """\
 for name in ("alpha", "beta", "gamma"):
         op.drop_column(name, "id")
@@ -63,8 +63,10 @@ def test_the_cli_reports_identical_findings_of_a_loop_once(tmp_path, monkeypatch
     main(["check", "--static", "--format", "json"])
     found = [d for d in json.loads(capsys.readouterr().out)["diagnostics"] if d["path"].endswith("bbbb_loop.py")]
     assert Counter((d["code"], d["line"]) for d in found) == {
-        ("S005", drop + 1): 1, ("D003", execute + 1): 1, ("S022", drop + 1): 2, ("D001", line_of(
+        ("S005", drop + 1): 3, ("D003", execute + 1): 1, ("S022", drop + 1): 2, ("D001", line_of(
             path.read_text(), "def downgrade") + 1): 1}
+    assert sorted(d["message"].split(" and its data")[0] for d in found if d["code"] == "S005") == [
+        f"drop_column deletes column '{name}.id'" for name in ("alpha", "beta", "gamma")]
     s022 = sorted(d["message"] for d in found if d["code"] == "S022")
     assert s022[0].startswith("drops alpha.id, which the foreign key fk_child_alpha")
     assert s022[1].startswith("drops beta.id, which the foreign key fk_child_beta")
@@ -73,14 +75,15 @@ def test_the_cli_reports_identical_findings_of_a_loop_once(tmp_path, monkeypatch
     # the other formats count the same findings
     main(["check", "--static"])
     text = capsys.readouterr().out
-    assert sum(1 for line in text.splitlines() if ":" in line and " S005 " in line) == 1
+    assert sum(1 for line in text.splitlines() if ":" in line and " S005 " in line) == 3
+    assert sum(1 for line in text.splitlines() if ":" in line and " D003 " in line) == 1
     total = sum(1 for line in text.splitlines() if line.startswith("migrations/"))
     assert f"Found {total} problems" in text
     main(["check", "--static", "--format", "sarif"])
     results = json.loads(capsys.readouterr().out)["runs"][0]["results"]
     assert len(results) == total
     assert Counter(r["ruleId"] for r in results if r["locations"][0]["physicalLocation"]["artifactLocation"][
-        "uri"].endswith("bbbb_loop.py"))["S005"] == 1
+        "uri"].endswith("bbbb_loop.py")) == {"S005": 3, "D003": 1, "S022": 2, "D001": 1}
     main(["check", "--static", "--format", "github"])
     assert len(capsys.readouterr().out.splitlines()) == total
 
@@ -112,6 +115,6 @@ async def test_the_server_publishes_identical_findings_of_a_loop_once(client: La
             break
         await asyncio.sleep(0.05)
     found = client.diagnostics[path.as_uri()]
-    assert counts() == {("S005", drop): 1, ("D003", execute): 1, ("S022", drop): 2,
+    assert counts() == {("S005", drop): 3, ("D003", execute): 1, ("S022", drop): 2,
                         ("D001", line_of(path.read_text(), "def downgrade")): 1}
     assert len({(d.code, d.message, d.range.start.line, d.range.start.character) for d in found}) == len(found)

@@ -1,7 +1,7 @@
 """A revision's key covers what its evaluation read from other files (engine.schema_pass).
 
 `op.create_table(User.__tablename__, ...)` reads the table's name from models.py next to
-the migrations (interpret.tablename, statically). The engine's revision keys (memo and
+the migrations (outside.tablename, statically). The engine's revision keys (memo and
 persistent cache) and its replay cover that answer, so an edit of models.py (an unsaved
 buffer, or the disk) recomputes exactly the revisions that read it and those above them;
 an edit of any other file recomputes nothing; revisions that read nothing keep their keys.
@@ -162,3 +162,109 @@ def test_reads_outside_says_which_evaluations_can_ask(tmp_path: Path, imports: s
     script = parse_script(tmp_path / "a1_.py", text)
     assert bool(outside_questions(script, "sqlite")) is asks
     assert reads_outside(script) is asks
+
+
+def test_two_engines_in_one_process_never_read_each_others_buffers(project: Path):
+    """What an engine's evaluations read of other files is handed to them (outside.Outside),
+    never kept in a module: before, one process-wide dict of open buffers let an engine read
+    another's unsaved models.py, and a close in one dropped the other's buffer."""
+    models = (project / "models.py").resolve()
+    editing = Engine([project], trusted=False, cache=False)
+    other = Engine([project], trusted=False, cache=False)
+    editing.set_buffer(models, MODELS.format(name="persons"))
+    assert _tables_and_d002(editing) == (["persons", "t0", "t2", "t3", "t4", "t5"], ["r1_.py"])
+    assert _tables_and_d002(other) == (["people", "t0", "t2", "t3", "t4", "t5"], [])
+
+    # the other engine opens and closes models.py: the first one's buffer stays its own
+    other.set_buffer(models, MODELS.format(name="members"))
+    assert _tables_and_d002(other)[0][0] == "members"
+    other.close_buffer(models)
+    assert _tables_and_d002(other)[0][0] == "people"
+    editing.set_buffer((project / "helpers.py").resolve(), "VALUE = 2\n")  # (a change: a new pass)
+    assert _tables_and_d002(editing)[0][0] == "persons"
+
+
+TRUSTED_INI = MINIMAL_INI + "prepend_sys_path = .\n"
+TRUSTED_ENV_PY = """\
+from alembic import context
+
+from models import Base
+
+target_metadata = Base.metadata
+
+context.configure(url="sqlite://", target_metadata=target_metadata)
+"""
+
+
+def _m_findings(engine: Engine) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the tables at the heads, the M001-M003 findings as (code, table named))."""
+    snapshot = engine.snapshot()
+    (state,) = snapshot.environments
+    found = sorted((d.code, next(n for n in ("people", "persons", "t0") if n in d.message))
+                   for d in snapshot.diagnostics if d.code in ("M001", "M002", "M003"))
+    return sorted(state.replay.at_heads().tables), found
+
+
+def test_trusted_the_replay_reads_models_py_as_the_imported_models_were_loaded(tmp_path: Path):
+    """A trusted workspace imports the models from the saved models.py; the migration reads
+    `User.__tablename__` statically. Both must read the same version: before, the replay read
+    the unsaved buffer while the models stayed the saved file's, and a rename showed an
+    M001/M002 pair until the save (and the models' reload)."""
+    root = write_project(tmp_path / "p", {
+        "alembic.ini": TRUSTED_INI,
+        "models.py": MODELS.format(name="people"),
+        "migrations/env.py": TRUSTED_ENV_PY,
+        "migrations/versions/r0_.py": migration_text(
+            "r0", None, upgrades="op.create_table(User.__tablename__, sa.Column('id', sa.Integer(), "
+            "primary_key=True))", downgrades="op.drop_table(User.__tablename__)").replace(
+            "import sqlalchemy as sa", "import sqlalchemy as sa\nfrom models import User"),
+    })
+    models = (root / "models.py").resolve()
+    engine = Engine([root], trusted=True, cache=False)
+    engine.load_models()
+    assert sorted(engine.models[next(iter(engine.models))].tables) == ["people"]
+    assert _m_findings(engine) == (["people"], [])
+
+    # an unsaved rename: the models are still the saved file's, so is the replay's name
+    engine.set_buffer(models, MODELS.format(name="persons"))
+    assert _m_findings(engine) == (["people"], [])
+
+    # saved: until the models are loaded again, both stay the version they were loaded from
+    models.write_text(MODELS.format(name="persons"))
+    engine.file_changed(models)
+    assert _m_findings(engine) == (["people"], [])
+
+    # loaded again (the server does it on the save): both read the saved rename
+    engine.load_models()
+    assert _m_findings(engine) == (["persons"], [])
+
+    # untrusted, nothing is imported: the buffer is what the replay reads
+    untrusted = Engine([root], trusted=False, cache=False)
+    untrusted.set_buffer(models, MODELS.format(name="members"))
+    assert sorted(untrusted.snapshot().environments[0].replay.at_heads().tables) == ["members"]
+
+
+def test_a_models_load_that_overtakes_a_read_of_its_file_is_not_undone(tmp_path: Path, monkeypatch):
+    """The rebuild thread reads a models file while the loop takes in a new load of the models
+    (ModelsState.put): the text read before that load is not kept as the new load's version."""
+    from migration_lsp.engine import sources
+    from migration_lsp.engine.models_state import ModelsState
+    from migration_lsp.models import ModelTables
+
+    models = tmp_path / "models.py"
+    models.write_text(MODELS.format(name="people"))
+    state, key = ModelsState(True, ""), (tmp_path, "alembic")
+    state.put(key, ModelTables(files=(models,)))
+    read = sources.read_source
+
+    def saved_meanwhile(path: Path) -> str | None:
+        text = read(path)
+        models.write_text(MODELS.format(name="persons"))  # saved, and the models loaded again
+        state.put(key, ModelTables(files=(models,)))
+        return text
+
+    monkeypatch.setattr(sources, "read_source", saved_meanwhile)
+    assert "'people'" in (state.saved_text(models) or "")  # (what that read found)
+    monkeypatch.undo()
+    assert "'persons'" in (state.saved_text(models) or "")  # the new load's version
+    assert ModelsState(False, "").saved_text(models) is None  # (untrusted: no models, the buffer or disk)

@@ -13,6 +13,7 @@ import pytest
 
 from migration_lsp import core
 from migration_lsp import engine as engine_pkg
+from conftest import numbered_revision
 from migration_lsp.engine import Engine, memo, schema_pass
 
 REVISIONS = 30
@@ -20,13 +21,9 @@ STEP = 3
 
 
 def _revision(n: int) -> str:
-    down = repr(f"{n - 1:012d}") if n else "None"
-    body = ("    op.create_table('t', sa.Column('id', sa.Integer(), primary_key=True))\n" if n == 0 else
-            f"    op.add_column('t', sa.Column('c{n}', sa.Integer(), nullable=False))\n")
-    return (f'"""step {n}\n\nRevision ID: {n:012d}\nRevises: {"" if not n else f"{n - 1:012d}"}\n"""\n'
-            "from alembic import op\nimport sqlalchemy as sa\n\n"
-            f"revision = '{n:012d}'\ndown_revision = {down}\nbranch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade():\n{body}\n\ndef downgrade():\n    pass\n")
+    """A table, then one NOT NULL column added per revision (S001 each)."""
+    return numbered_revision(n, f"step {n}", "    op.create_table('t', sa.Column('id', sa.Integer(), primary_key=True))\n"
+                             if n == 0 else f"    op.add_column('t', sa.Column('c{n}', sa.Integer(), nullable=False))\n")
 
 
 @pytest.fixture

@@ -9,17 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
-import test_git
-from conftest import migration_text
+from conftest import add_revision, git, migration_text
 from lsprotocol import types as t
-from test_git import add_revision, clone, commit, git
 
 from migration_lsp import server as srv
 from migration_lsp.engine import Engine
 from migration_lsp.engine.graph_index import GraphIndex
-
-remote = test_git.remote  # the fixture: a bare repository whose main has a1 <- a2
-
 
 Key = tuple[Path, str]
 
@@ -42,19 +37,6 @@ def builds(monkeypatch) -> list[int]:
 
 def codes(engine: Engine, code: str = "G011") -> list[tuple[Path, str]]:
     return sorted((d.path, d.message) for d in engine.snapshot(quick=True).diagnostics if d.code == code)
-
-
-@pytest.fixture
-def checkout(remote: Path) -> tuple[Path, Path]:
-    """bob's checkout and his revision b1, after alice's revision c1 was merged on main (bob
-    has not fetched it yet; once he does, b1 needs a rebase: G011)."""
-    alice, bob = clone(remote, "alice", "feature-a"), clone(remote, "bob", "feature-b")
-    b1 = add_revision(bob, "b1", "a2", "add orders")
-    commit(bob, "orders")
-    add_revision(alice, "c1", "a2", "add phone")
-    commit(alice, "phone")
-    git(alice, "push", "-q", "origin", "HEAD:main")
-    return bob, b1
 
 
 def off_loop(root: Path) -> Engine:

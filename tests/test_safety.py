@@ -798,6 +798,25 @@ def test_ignore_fix_for_every_code(tmp_path, url, upgrade, code):
     assert new.count("migration-lsp: ignore") == 1
 
 
+def test_s005_names_each_table_of_a_loop(tmp_path):
+    """The table argument is a loop variable or a constant: each finding names the table the
+    evaluation knows (before: "deletes a table" once per iteration, identical findings kept
+    once); a table created earlier in the same upgrade() is still left alone."""
+    root = make(tmp_path, SQLITE, """
+        TABLE = "tmp_a"
+        op.create_table("tmp_a", sa.Column("id", sa.Integer(), primary_key=True))
+        for t in ("orgs", "users"):
+            op.drop_table(t)
+        for c in ("city", "name"):
+            op.drop_column("users", c)
+        op.drop_table(TABLE)
+    """)
+    found = sorted(d.message.split(" and its data")[0] for d in check(root) if d.code == "S005")
+    assert found == ["drop_column deletes column 'users.city'", "drop_column deletes column 'users.name'",
+                     "drop_table deletes table 'orgs'", "drop_table deletes table 'users'"]
+    assert sorted(d.data["table"] for d in check(root) if d.code == "S005") == ["orgs", "users", "users", "users"]
+
+
 def test_s005_offers_only_the_ignore_fix(tmp_path):
     root = make(tmp_path, PG, 'op.drop_table("orgs")')
     (d,) = check(root)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as t
 
+from conftest import numbered_revision
 from migration_lsp import server as srv
 from migration_lsp.engine import Engine
 
@@ -19,14 +20,9 @@ REVISIONS = 40
 
 
 def _revision(n: int, downgrade: str | None = None) -> str:
-    down = repr(f"{n - 1:012d}") if n else "None"
-    body = downgrade if downgrade is not None else f"    op.drop_table('t{n}')\n"
-    return (f'"""table {n}\n\nRevision ID: {n:012d}\nRevises: {"" if not n else f"{n - 1:012d}"}\n"""\n'
-            "from alembic import op\nimport sqlalchemy as sa\n\n"
-            f"revision = '{n:012d}'\ndown_revision = {down}\nbranch_labels = None\ndepends_on = None\n\n\n"
-            "def upgrade():\n"
-            f"    op.create_table('t{n}', sa.Column('id', sa.Integer(), primary_key=True))\n\n\n"
-            f"def downgrade():\n{body}")
+    """A table per revision, dropped by its downgrade unless `downgrade` says otherwise."""
+    return numbered_revision(n, f"table {n}", f"    op.create_table('t{n}', sa.Column('id', sa.Integer(), primary_key=True))\n",
+                             downgrade if downgrade is not None else f"    op.drop_table('t{n}')\n")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from alembic.operations import ops as alembic_ops
 from ..compare import CompareError, CompareOptions, compare
 from ..core import Diagnostic
 from ..interpret import evaluate_function
+from ..outside import Outside
 from ..pmap import TableMap
 from ..replay import RevisionSchema, apply_op, apply_other_call
 from ..rules import severity
@@ -63,7 +64,9 @@ def _changes_schema(schema: RevisionSchema) -> bool:
 
 
 def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: CompareOptions,
-                    env_name: str) -> list[Diagnostic]:
+                    env_name: str, outside: Outside | None = None) -> list[Diagnostic]:
+    """D001-D003 of one revision. `outside`: what its downgrade() may read of other files, as
+    its upgrade() did in the replay (the engine's open buffers; None: the disk)."""
     down = script.downgrade
     if down is None or script.upgrade is None:
         return []
@@ -84,7 +87,7 @@ def check_downgrade(script: MigrationScript, schema: RevisionSchema, options: Co
     # D002: replay upgrade then downgrade; the schema must be back where it started.
     if any(ev.op is None or ev.call.conditional for ev in schema.upgrade) or schema.after.unknown != schema.before.unknown:
         return []  # not knowable statically: say nothing rather than guess
-    downgrade_ops = evaluate_function(script, down)
+    downgrade_ops = evaluate_function(script, down, None, outside)
     if any(ev.op is None or ev.call.conditional for ev in downgrade_ops):
         return []
     state = schema.after

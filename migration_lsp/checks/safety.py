@@ -291,6 +291,8 @@ class _SafetyChecker(UpgradeWalk):
         call = ev.call
         if call.name not in ("drop_table", "drop_column"):
             return
+        if target.name is None:  # `for t in (...): op.drop_table(t)`: each iteration's own table
+            target = _evaluated_target(ev)
         if target.key and self.tables.is_fresh(target.key):
             return  # created earlier in this same upgrade(): nothing of value is lost
         if call.name == "drop_table":
@@ -299,6 +301,8 @@ class _SafetyChecker(UpgradeWalk):
             pos = 0 if call.batch_table is not None else 1
             column = literal_string(call.node.args[pos]) if len(call.node.args) > pos else \
                 keyword_string(call.node, "column_name")
+            if column is None and isinstance(ev.op, alembic_ops.DropColumnOp):
+                column = str(ev.op.column_name)  # (a loop's or a constant's, as evaluated; plain str: cached)
             if target.key and (target.key, column) in self.tables.added:
                 return  # added earlier in this same upgrade(): holds no data yet
             what = (f"drop_column deletes column '{target.name}.{column}'" if target.name and column
@@ -306,6 +310,15 @@ class _SafetyChecker(UpgradeWalk):
         self.report("S005", call.span,
                     f"{what} and its data; the downgrade cannot bring the data back",
                     table=target.name)
+
+
+def _evaluated_target(ev: EvaluatedOp) -> Target:
+    """The table of an op whose table argument is no literal, as its evaluation knows it (a
+    loop variable, a constant): the iterations of a loop name their own tables, distinct
+    findings, where the literal reading said the same thing once per iteration."""
+    name, schema = getattr(ev.op, "table_name", None), getattr(ev.op, "schema", None)
+    # (plain str: a SQLAlchemy quoted_name in a finding's data keeps it out of the cache)
+    return Target(str(name) if isinstance(name, str) else None, str(schema) if isinstance(schema, str) else None)
 
 
 def _constrained(table, column: str) -> bool:

@@ -33,6 +33,7 @@ from ..checks import apply_filters
 from ..core import Diagnostic
 from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
+from ..outside import Outside
 from ..project import ConfigProblem, Discovery, Environment, Settings
 from . import forked
 from .build import SchemaPart, assemble, graph_part, quick_state
@@ -104,8 +105,9 @@ class Engine:
         self.documents = Documents()
         self.graphs = GraphIndex(self.roots, self.workspace.overrides)
         self.revisions = RevisionMemo()
-        self.schema = SchemaPass(self.revisions, lambda path: path in self.documents.buffers)
         self.model_state = ModelsState(trusted, untrusted_reason)
+        self.schema = SchemaPass(self.revisions, lambda path: path in self.documents.buffers,
+                                 Outside(self._outside_text))
         self._states: dict[Key, EnvironmentState] = {}
         self._generation = 0  # bumped by every change: a running pass knows it is stale
         self._snapshot: Snapshot | None = None  # None once a change has made it stale
@@ -217,7 +219,7 @@ class Engine:
         keys = {key for key in [*self._states, *self.models] if key[0] in gone}
         for key in keys:
             self._states.pop(key, None)
-            self.model_state.models.pop(key, None)
+            self.model_state.drop(key)
         self.revisions.forget(keys)
         self.graphs.set_roots(self.roots)
         self.rebuilds.keep_roots(self.roots)
@@ -241,7 +243,6 @@ class Engine:
         path = path.resolve()
         self._close_after_rescan.discard(path)  # (open again before the rescan: it stays open)
         if self.documents.set_buffer(path, text):
-            self._outside_text(path)
             self._changed()
 
     def close_buffer(self, path: Path) -> bool:
@@ -256,21 +257,16 @@ class Engine:
             self.want_rescan([d.root for d in self.workspace.discoveries if d.environment_of(path)], clear=False)
             return False
         if self.documents.close_buffer(path):
-            self._outside_text(path)
             self._changed()
         return True
 
-    def _outside_text(self, path: Path) -> None:
-        """What a migration reads from another Python file (`User.__tablename__` from
-        models.py) comes from its open buffer, unsaved edits included (interpret.OPEN_TEXTS)."""
-        if path.suffix == ".py":
-            from ..interpret import OPEN_TEXTS
-
-            text = self.documents.buffers.get(path)
-            if text is None:
-                OPEN_TEXTS.pop(path, None)
-            else:
-                OPEN_TEXTS[path] = text
+    def _outside_text(self, path: Path) -> str | None:
+        """What this engine's evaluations read of another file (`User.__tablename__` from
+        models.py; outside.Outside): in a trusted workspace, a file the imported models
+        came from as it was when they were loaded (both agree until the next load); else
+        its open buffer, unsaved edits included; None: the disk."""
+        saved = self.model_state.saved_text(path)
+        return saved if saved is not None else self.documents.buffers.get(path)
 
     def file_changed(self, path: Path, resolve: Callable[[Path], Path] = Path.resolve) -> None:
         """The file changed on disk (saved, or edited by another program). `resolve`: the
@@ -573,7 +569,7 @@ class Engine:
             return None
 
     def set_models(self, key: Key, models: ModelTables) -> None:
-        self.model_state.models[key] = models
+        self.model_state.put(key, models)
         self._changed()
         state = self._states.get(key)
         if state is not None:  # the graph stands; the schema part waits for the next full pass

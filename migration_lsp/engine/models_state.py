@@ -40,7 +40,25 @@ class ModelsState:
     def __init__(self, trusted: bool, untrusted_reason: str) -> None:
         self.trusted = trusted  # project code (the models) may run, in a child process, only when trusted
         self.untrusted_reason = untrusted_reason
-        self.models: dict[Key, ModelTables] = {}
+        self.models: dict[Key, ModelTables] = {}  # (changed through put / drop)
+        # the models' files as a migration's evaluation first read them after the models were
+        # loaded (saved_text): None for a file not readable then
+        self._saved: dict[Path, str | None] = {}
+        self._imported: frozenset[Path] | None = None  # the loaded models' files, until they change
+        self._loads = 0  # put() calls: a read a load overtook (the rebuild thread's) is not kept
+
+    def put(self, key: Key, models: ModelTables) -> None:
+        """Models (re)loaded: their files are read again from the disk, as they now are."""
+        old = self.models.get(key)
+        self.models[key] = models
+        self._loads += 1
+        for path in {*models.files, *(old.files if old is not None else ())}:
+            self._saved.pop(path, None)
+        self._imported = None
+
+    def drop(self, key: Key) -> None:
+        self.models.pop(key, None)
+        self._imported = None
 
     @staticmethod
     def metadata_source(env: Environment) -> MetadataSource:
@@ -57,6 +75,29 @@ class ModelsState:
 
     def files(self) -> set[Path]:
         return {f for m in self.models.values() for f in m.files}
+
+    def saved_text(self, path: Path) -> str | None:
+        """In a trusted workspace, the text of a file the loaded models were imported from as
+        the migrations' evaluation must read it (`User.__tablename__`): the saved one, read
+        once after each load, not an unsaved buffer nor a later save. Why: the imported
+        models are those of the saved file until they are loaded again (on the save), and
+        the replay read from the buffer would differ from them meanwhile (a rename of
+        `__tablename__` showed as an M001/M002 pair until the save). None: any other file
+        (its buffer, else the disk, is read)."""
+        if not self.trusted:
+            return None
+        if self._imported is None:
+            self._imported = frozenset(f for m in self.models.values() if not m.error for f in m.files)
+        if path not in self._imported:
+            return None
+        if path in self._saved:
+            return self._saved[path]
+        from .sources import read_source
+
+        loads, text = self._loads, read_source(path)
+        if loads == self._loads:
+            self._saved[path] = text
+        return text
 
     def needs_schema(self, key: Key) -> bool:
         """Do M001–M003 need the schema at the heads (models loaded without an error)?"""

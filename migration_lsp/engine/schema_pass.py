@@ -25,6 +25,7 @@ from .stored import decode_diagnostics, encode_diagnostics
 
 if TYPE_CHECKING:
     from ..compare import CompareOptions
+    from ..outside import Outside
     from ..replay import Replay
 
 log = logging.getLogger("migration_lsp")
@@ -59,9 +60,10 @@ def options_factory(env: Environment) -> Callable[[], CompareOptions]:
 
 
 class SchemaPass:
-    def __init__(self, memo: RevisionMemo, is_open: Callable[[Path], bool]) -> None:
+    def __init__(self, memo: RevisionMemo, is_open: Callable[[Path], bool], outside: Outside | None = None) -> None:
         self.memo = memo
         self.is_open = is_open  # open files keep their evaluated ops (features read them)
+        self.outside = outside  # what evaluations may read of other files (the engine's; None: the disk)
         self.replays: dict[Key, Replay] = {}  # the last replay per environment (the next starts from it)
         self._digests: weakref.WeakKeyDictionary[MigrationScript, str] = weakref.WeakKeyDictionary()
         # what a script's evaluation asks other files (interpret.outside_questions), per dialect
@@ -96,7 +98,7 @@ class SchemaPass:
             else:
                 from ..interpret import outside_questions
 
-                found = outside_questions(script, dialect)
+                found = outside_questions(script, dialect, self.outside)
                 store.put("outside", stored_key, list(found))
             per_dialect[dialect] = found
         return found
@@ -110,9 +112,9 @@ class SchemaPass:
         questions = self._questions_of(script, dialect, store)
         if not questions:
             return []
-        from ..interpret import tablename
+        from ..outside import tablename
 
-        return [(q, tablename(script.path, q)) for q in questions]
+        return [(q, tablename(script.path, q, self.outside)) for q in questions]
 
     def outside_answers(self, script: MigrationScript, dialect: str | None, store: Store) -> str:
         """A digest of outside_reads ("" when it asks nothing: its key stays what the text
@@ -309,7 +311,7 @@ class SchemaPass:
         try:
             schema = replay.revision(rev)
             off = families_off(env.settings)
-            found: list[Diagnostic] = [] if "downgrade" in off else check_downgrade(script, schema, options(), env_name)
+            found: list[Diagnostic] = [] if "downgrade" in off else check_downgrade(script, schema, options(), env_name, self.outside)
             found += [] if "safety" in off else check_safety(script, schema, options().dialect, env_name)
             env_py = env_py_facts(*env_py_source())
             version = env.settings.postgres_version
@@ -352,7 +354,7 @@ class ReplayMaker:
             return
         from ..replay import Replay
 
-        replay = Replay(self.graph, None, self.dialect)
+        replay = Replay(self.graph, None, self.dialect, outside=self.schema.outside)
         previous = self.schema.replays.get(self.key)
         before, answers = self.schema._answered.get(self.key, {}), self.answers
         if previous is not None:

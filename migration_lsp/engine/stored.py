@@ -222,7 +222,7 @@ def outside_unchanged(reads: list[tuple[str, str, str | None]]) -> bool:
     """Do other files still answer what the report's revisions read from them ((revision
     path, question, answer): `User.__tablename__` from models.py, which the report's key,
     of the environment's own files, does not cover)?"""
-    from ..interpret import tablename
+    from ..outside import tablename
 
     return all(tablename(Path(path), question) == answer for path, question, answer in reads)
 

@@ -60,7 +60,8 @@ def evaluated_ops(state: EnvironmentState, script: MigrationScript, name: str) -
     result = replayed(state, script.revision_id) if name == "upgrade" else None
     if result is not None:
         return result.upgrade
-    return tuple(evaluate_function(script, getattr(script, name)))  # (the op alone still renders)
+    outside = state.replay.outside if state.replay is not None else None  # (the engine's buffers)
+    return tuple(evaluate_function(script, getattr(script, name), None, outside))  # (the op alone still renders)
 
 
 def schema_before(found: OpAtCursor) -> SchemaState | None:
