@@ -38,6 +38,7 @@ from . import forked
 from .build import SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
 from .folders import Rescan, Workspace
+from .forked_findings import FindingsWorker
 from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
@@ -105,6 +106,8 @@ class Engine:
         self.graphs = GraphIndex(self.roots, self.workspace.overrides)
         self.revisions = RevisionMemo()
         self.schema = SchemaPass(self.revisions, lambda path: path in self.documents.buffers)
+        if fork:  # (a first full pass: part of the findings in a forked worker)
+            self.schema.fork = FindingsWorker.fork
         self.model_state = ModelsState(trusted, untrusted_reason)
         self._states: dict[Key, EnvironmentState] = {}
         self._generation = 0  # bumped by every change: a running pass knows it is stale
