@@ -287,7 +287,7 @@ class SchemaPass:
             entry = self.memo.get(rev_key)
             if rev_key is not None and (entry is None or entry.found is None) and store.get("schema", rev_key) is None:
                 todo.append(rev)
-        return self.fork(self, env, graph, keys, todo, replay_of, options, env_py)
+        return self.fork(self, env, graph, keys, todo, replay_of, options, env_py) if todo else None
 
     def _findings(self, env: Environment, graph: RevisionGraph, by_path: dict[Path, MigrationScript],
                   keys: dict[str, str], replay_of: ReplayMaker, options: Callable[[], CompareOptions],
