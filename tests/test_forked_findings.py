@@ -107,7 +107,7 @@ def test_the_worker_gives_the_sequential_answer(project: Path, tmp_path: Path, m
     found = _check(project, tmp_path / "two", monkeypatch)
     assert found == expected
     (worker, took), = workers
-    # the worker took the last ~38 % and judged them all; this process judged only the rest
+    # the worker took the last ~34 % and judged them all; this process judged only the rest
     assert len(worker.revs) == REVISIONS - round(REVISIONS * forked_findings.SHARE) and took == len(worker.revs)
     assert len(judged) == REVISIONS - len(worker.revs) and not set(judged) & worker.revs
     assert worker.pid == -1 and worker.fd == -1

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .schema_pass import ReplayMaker, SchemaPass
 
 FORK_MIN = 1000  # revisions to compute from which a worker pays for itself
-SHARE = 0.62  # this process's part of them (the worker also replays this part, without the rules)
+SHARE = 0.66  # this process's part of them (the worker also replays this part, without the rules)
 
 
 class FindingsWorker(forked.Worker):
