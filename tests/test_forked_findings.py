@@ -183,3 +183,15 @@ def test_no_worker_beside_another_thread_or_for_a_warm_cache(project: Path, tmp_
     assert [w for w, _ in workers] == [None]  # asked, declined: a fork copies one thread
     assert _check(project, tmp_path / "one", monkeypatch) == expected  # (expected's cache: nothing to compute)
     assert len(workers) == 1  # not even asked
+
+
+def test_no_worker_on_one_core(project: Path, tmp_path: Path, monkeypatch, expected, workers, judged):
+    """With one CPU to run on (affinity, a cgroup quota) the worker's replay of this process's
+    part would be pure cost: no fork, every revision judged here."""
+    monkeypatch.setattr(forked_findings, "cores", lambda: 1)
+    assert _check(project, tmp_path / "two", monkeypatch) == expected
+    assert [w for w, _ in workers] == [None] and len(judged) == REVISIONS
+
+
+def test_cores_reads_the_affinity():
+    assert 1 <= forked_findings.cores() <= len(os.sched_getaffinity(0))

@@ -10,7 +10,9 @@ the worker's (their findings come back like cache hits). SHARE balances the two:
 replays everything, this process judges and stores more.
 
 Same contract as engine.forked (whose helpers it uses): only the CLI (Engine(fork=True)), only
-with os.fork and no other thread, only from FORK_MIN revisions to compute. The worker writes
+with os.fork and no other thread, only from FORK_MIN revisions to compute, and only with two
+CPUs to run on (the worker's replay of this process's part is extra work: on one core it is
+only a cost). The worker writes
 nothing but its pipe (its stdout and stderr go to /dev/null, the store it gets is a null one),
 sends plain data (stored.encode_diagnostics per revision), and leaves with os._exit. A revision
 the worker could not judge (a bug of ours raised, its findings are not plain) is left out:
@@ -57,7 +59,7 @@ class FindingsWorker(forked.Worker):
                   env_py: Callable[[], tuple[Path | None, str]]) -> FindingsWorker | None:
         """A worker for the last part of `todo` (revisions in pass order with a key and no
         findings yet); None: too few, no fork here, or it failed."""
-        if len(todo) < FORK_MIN or not forked.available():
+        if len(todo) < FORK_MIN or not forked.available() or cores() < 2:
             return None
         mine = tuple(todo[round(len(todo) * SHARE):])
         try:
@@ -106,6 +108,24 @@ class FindingsWorker(forked.Worker):
             store.put("schema", keys[rev], encoded)
         schema.computed_revisions += len(decoded)
         return len(decoded)
+
+
+def cores() -> int:
+    """The CPUs this process may run on: its affinity, bounded by a cgroup (v2) quota (a CI
+    container with one CPU's quota on a many-core host). With one, a worker only adds its
+    replay of this process's part to the same core."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 def _quiet() -> None:
