@@ -33,7 +33,7 @@ KEY_STEP = 500  # revisions keyed between two yields of the full pass
 Key = tuple[Path, str]
 
 
-class FindingsWorker(Protocol):
+class FindingsHelper(Protocol):
     """A helper computing the findings of `revs` elsewhere (the CLI's: engine.forked_findings)."""
 
     revs: frozenset[str]
@@ -45,7 +45,7 @@ class FindingsWorker(Protocol):
 
 # (schema, env, graph, keys, revisions to compute, replay_of, options, env.py) -> a started worker or None
 StartWorker = Callable[["SchemaPass", Environment, RevisionGraph, dict[str, str], list[str], "ReplayMaker",
-                        "Callable[[], CompareOptions]", Callable[[], tuple[Path | None, str]]], FindingsWorker | None]
+                        "Callable[[], CompareOptions]", Callable[[], tuple[Path | None, str]]], FindingsHelper | None]
 
 
 def env_py_text(env: Environment) -> str:
@@ -88,7 +88,7 @@ class SchemaPass:
         self._asking: dict[Key, bool] = {}
         self.computed_revisions = 0  # D/S results not found in memory or in the cache (tests read it)
         # the CLI's first full pass: a forked worker computes part of the findings (set by the
-        # Engine to engine.forked_findings' start; None: every finding computed here)
+        # Engine to engine.forked_findings.FindingsWorker.fork; None: every finding computed here)
         self.fork: StartWorker | None = None
 
     # ---------------------------------------------------------------- keys
@@ -278,7 +278,7 @@ class SchemaPass:
 
     def _worker(self, env: Environment, graph: RevisionGraph, keys: dict[str, str], order: list[str],
                 replay_of: ReplayMaker, options: Callable[[], CompareOptions], store: Store,
-                env_py: Callable[[], tuple[Path | None, str]]) -> FindingsWorker | None:
+                env_py: Callable[[], tuple[Path | None, str]]) -> FindingsHelper | None:
         """The CLI's forked worker for the last part of the revisions to compute (None: none)."""
         assert self.fork is not None
         todo = []
@@ -292,7 +292,7 @@ class SchemaPass:
     def _findings(self, env: Environment, graph: RevisionGraph, by_path: dict[Path, MigrationScript],
                   keys: dict[str, str], replay_of: ReplayMaker, options: Callable[[], CompareOptions],
                   store: Store, stale: Callable[[], bool], order: list[str],
-                  env_py: Callable[[], tuple[Path | None, str]], worker: FindingsWorker | None
+                  env_py: Callable[[], tuple[Path | None, str]], worker: FindingsHelper | None
                   ) -> Generator[None, None, tuple[dict[Path, tuple[Diagnostic, ...]], dict[Path, dict[Diagnostic, None]]] | None]:
         grouped: dict[Path, dict[Diagnostic, None]] = {}
         schema_by_path: dict[Path, tuple[Diagnostic, ...]] = {}
@@ -357,7 +357,6 @@ class SchemaPass:
             store.put("schema", key, encode_diagnostics(found, script.path))
         self._release(script, replay, rev)
         return found
-
 
     def judge(self, graph: RevisionGraph, replay: Replay, keys: dict[str, str], rev: str,
               options: Callable[[], CompareOptions], env: Environment,
