@@ -20,7 +20,8 @@
         `check --no-import DIR` in-process with an empty cache, without cProfile (whose
         overhead inflates Python-heavy stages): the CPU time of each stage of a first check,
         measured by wrapping it (the replay, the body parse, each rule family), imports and
-        the whole.
+        the whole; with the CLI's findings worker (engine/forked_findings.py), its CPU, this
+        process's CPU when it collected the worker's findings and how long it waited for them.
 
 DIR is a project from benchmarks/generate.py (its .bench.json names the mid-history file).
 """
@@ -113,7 +114,7 @@ def stages(root: Path, select: str | None = None) -> None:
     import importlib
 
     from migration_lsp import cli, replay, scripts
-    from migration_lsp.engine import documents, schema_pass
+    from migration_lsp.engine import documents, forked_findings, schema_pass
 
     families = {name: importlib.import_module(f"migration_lsp.checks.{name}") for name in
                 ("downgrade", "safety", "pg_ddl", "pg_transactions", "portable", "history")}
@@ -136,12 +137,30 @@ def stages(root: Path, select: str | None = None) -> None:
     wrap(replay.Replay, "revision", "  replay (body parse, evaluation, ops applied)")
     wrap(scripts, "_parse_functions", "    body parse")
     wrap(documents, "parse_script", "header scan (documents.parse_script)")
+    collect = forked_findings.FindingsWorker.collect
+    worker: dict[str, float] = {}
+
+    def collected(self, *args):
+        first, wall = not self.collected, time.perf_counter()
+        took = collect(self, *args)
+        if first:
+            worker["waited"] = worker.get("waited", 0.0) + time.perf_counter() - wall
+            worker["revisions"] = worker.get("revisions", 0) + took
+            worker["parent CPU at collect"] = time.process_time() - start
+        return took
+    forked_findings.FindingsWorker.collect = collected
     for name, module in families.items():
         wrap(module, f"check_{name}", f"  rules: {name}")
     with contextlib.redirect_stdout(io.StringIO()):
         cli.main(["check", "--no-import", str(root), *(["--select", select] if select else [])])
     total = time.process_time() - start
+    children = os.times()
     print(f"{'whole check (CPU s)':48} {total:7.2f}")
+    if worker:  # the CLI's findings worker (engine/forked_findings.py): its CPU is the children's
+        print(f"{'  findings worker: revisions it judged':48} {worker['revisions']:7.0f}")
+        print(f"{'  findings worker: CPU (children, s)':48} {children.children_user + children.children_system:7.2f}")
+        print(f"{'  this process CPU when it collected (s)':48} {worker['parent CPU at collect']:7.2f}")
+        print(f"{'  waited for it (wall s)':48} {worker['waited']:7.2f}")
     print(f"{'imports of the CLI (SQLAlchemy, Alembic come later)':48} {imports:7.2f}")
     for label, value in spent.items():
         print(f"{label:48} {value:7.2f}")

@@ -39,6 +39,7 @@ from . import forked
 from .build import SchemaPart, assemble, graph_part, quick_state
 from .documents import Documents
 from .folders import Rescan, Workspace
+from .forked_findings import FindingsWorker
 from .graph_index import GraphIndex
 from .memo import RevisionMemo
 from .models_state import ModelsState, heads_key, may_enable
@@ -108,6 +109,8 @@ class Engine:
         self.model_state = ModelsState(trusted, untrusted_reason)
         self.schema = SchemaPass(self.revisions, lambda path: path in self.documents.buffers,
                                  Outside(self._outside_text))
+        if fork:  # (a first full pass: part of the findings in a forked worker)
+            self.schema.fork = FindingsWorker.fork
         self._states: dict[Key, EnvironmentState] = {}
         self._generation = 0  # bumped by every change: a running pass knows it is stale
         self._snapshot: Snapshot | None = None  # None once a change has made it stale

@@ -10,7 +10,7 @@ import logging
 import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..cache import Store, digest
 from ..checks import apply_filters, families_off
@@ -32,6 +32,21 @@ log = logging.getLogger("migration_lsp")
 
 KEY_STEP = 500  # revisions keyed between two yields of the full pass
 Key = tuple[Path, str]
+
+
+class FindingsHelper(Protocol):
+    """A helper computing the findings of `revs` elsewhere (the CLI's: engine.forked_findings)."""
+
+    revs: frozenset[str]
+
+    def collect(self, schema: SchemaPass, graph: RevisionGraph, keys: dict[str, str], store: Store) -> int: ...
+
+    def close(self) -> None: ...
+
+
+# (schema, env, graph, keys, revisions to compute, replay_of, options, env.py) -> a started worker or None
+StartWorker = Callable[["SchemaPass", Environment, RevisionGraph, dict[str, str], list[str], "ReplayMaker",
+                        "Callable[[], CompareOptions]", Callable[[], tuple[Path | None, str]]], FindingsHelper | None]
 
 
 def env_py_text(env: Environment) -> str:
@@ -74,6 +89,9 @@ class SchemaPass:
         self._answered: dict[Key, dict[str, str]] = {}
         self._asking: dict[Key, bool] = {}
         self.computed_revisions = 0  # D/S results not found in memory or in the cache (tests read it)
+        # the CLI's first full pass: a forked worker computes part of the findings (set by the
+        # Engine to engine.forked_findings.FindingsWorker.fork; None: every finding computed here)
+        self.fork: StartWorker | None = None
 
     # ---------------------------------------------------------------- keys
 
@@ -245,17 +263,46 @@ class SchemaPass:
         all in its own file, the others grouped by file, without repeats: S018 on env.py is
         said by every revision it concerns, and merged at the end of the pass in one go it
         was most of that step); None once stale()."""
-        grouped: dict[Path, dict[Diagnostic, None]] = {}
-        schema_by_path: dict[Path, tuple[Diagnostic, ...]] = {}
-        settings = env.settings
         env_py_once: list[tuple[Path | None, str]] = []  # env.py found and read once per pass
 
         def env_py() -> tuple[Path | None, str]:
             if not env_py_once:
                 env_py_once.append((env.env_py, env_py_text(env)))
             return env_py_once[0]
-        for looked, rev in enumerate([*keys, *(r for r in graph.by_id if r not in keys)], 1):  # ancestors first
+        order = [*keys, *(r for r in graph.by_id if r not in keys)]  # ancestors first
+        worker = self._worker(env, graph, keys, order, replay_of, options, store, env_py) if self.fork else None
+        try:
+            return (yield from self._findings(env, graph, by_path, keys, replay_of, options, store, stale, order,
+                                              env_py, worker))
+        finally:
+            if worker is not None:
+                worker.close()
+
+    def _worker(self, env: Environment, graph: RevisionGraph, keys: dict[str, str], order: list[str],
+                replay_of: ReplayMaker, options: Callable[[], CompareOptions], store: Store,
+                env_py: Callable[[], tuple[Path | None, str]]) -> FindingsHelper | None:
+        """The CLI's forked worker for the last part of the revisions to compute (None: none)."""
+        assert self.fork is not None
+        todo = []
+        for rev in order:
+            rev_key = keys.get(rev)
+            entry = self.memo.get(rev_key)
+            if rev_key is not None and (entry is None or entry.found is None) and store.get("schema", rev_key) is None:
+                todo.append(rev)
+        return self.fork(self, env, graph, keys, todo, replay_of, options, env_py) if todo else None
+
+    def _findings(self, env: Environment, graph: RevisionGraph, by_path: dict[Path, MigrationScript],
+                  keys: dict[str, str], replay_of: ReplayMaker, options: Callable[[], CompareOptions],
+                  store: Store, stale: Callable[[], bool], order: list[str],
+                  env_py: Callable[[], tuple[Path | None, str]], worker: FindingsHelper | None
+                  ) -> Generator[None, None, tuple[dict[Path, tuple[Diagnostic, ...]], dict[Path, dict[Diagnostic, None]]] | None]:
+        grouped: dict[Path, dict[Diagnostic, None]] = {}
+        schema_by_path: dict[Path, tuple[Diagnostic, ...]] = {}
+        settings = env.settings
+        for looked, rev in enumerate(order, 1):
             script, rev_key = graph.by_id[rev], keys.get(rev)
+            if worker is not None and rev in worker.revs:
+                worker.collect(self, graph, keys, store)  # (its findings are in the memo now, or it failed)
             entry = self.memo.get(rev_key)
             found = entry.found if entry is not None else None
             if found is None and rev_key is not None:
@@ -297,32 +344,9 @@ class SchemaPass:
         """The D and S rules of one revision, computed (and remembered). `env_py_source`:
         env.py's path and text (found and read once per pass: three stats and a read per
         revision were 3 % of a first check)."""
-        from ..checks.downgrade import check_downgrade
-        from ..checks.env_py import env_py_facts
-        from ..checks.history import check_history
-        from ..checks.pg_ddl import check_pg_ddl
-        from ..checks.pg_transactions import check_pg_transactions
-        from ..checks.portable import check_portable
-        from ..checks.safety import check_safety
-
-        env_name = env.name
-
         self.computed_revisions += 1
         try:
-            schema = replay.revision(rev)
-            off = families_off(env.settings)
-            found: list[Diagnostic] = [] if "downgrade" in off else check_downgrade(script, schema, options(), env_name, self.outside)
-            found += [] if "safety" in off else check_safety(script, schema, options().dialect, env_name)
-            env_py = env_py_facts(*env_py_source())
-            version = env.settings.postgres_version
-            if "pg_ddl" not in off:
-                found += check_pg_ddl(script, schema, options().dialect, env_name, version)
-            if "pg_transactions" not in off:
-                found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
-            if "portable" not in off:
-                found += check_portable(script, schema, options().dialect, env_name, env_py)
-            if "history" not in off:
-                found += check_history(script, schema, env_name)
+            found = self.rules(script, rev, replay, options, env, env_py_source)
         except Exception:  # a bug of ours: this revision goes unchecked, the rest is still served
             log.exception("migration-lsp: checking %s failed (please report this); its D/S rules are skipped",
                           script.path)
@@ -334,6 +358,50 @@ class SchemaPass:
             self.memo.entry(key).found = found
             store.put("schema", key, encode_diagnostics(found, script.path))
         self._release(script, replay, rev)
+        return found
+
+    def judge(self, graph: RevisionGraph, replay: Replay, keys: dict[str, str], rev: str,
+              options: Callable[[], CompareOptions], env: Environment,
+              env_py_source: Callable[[], tuple[Path | None, str]]) -> list[Diagnostic]:
+        """One revision's D/S findings along `replay`, the revisions below it replayed first
+        without their rules (what the CLI's findings worker does per revision; raises on a bug
+        of ours; its findings are not remembered)."""
+        for _ in self.replay_steps(graph, replay, keys, self._unreplayed_below(graph, replay, rev), lambda: False):
+            pass
+        script = graph.by_id[rev]
+        try:
+            return self.rules(script, rev, replay, options, env, env_py_source)
+        finally:
+            self._release(script, replay, rev)
+
+    def rules(self, script: MigrationScript, rev: str, replay: Replay, options: Callable[[], CompareOptions],
+              env: Environment, env_py_source: Callable[[], tuple[Path | None, str]]) -> list[Diagnostic]:
+        """The D and S rules of one revision along `replay` (raises on a bug of ours; also run by
+        the CLI's findings worker, engine.forked_findings)."""
+        from ..checks.downgrade import check_downgrade
+        from ..checks.env_py import env_py_facts
+        from ..checks.history import check_history
+        from ..checks.pg_ddl import check_pg_ddl
+        from ..checks.pg_transactions import check_pg_transactions
+        from ..checks.portable import check_portable
+        from ..checks.safety import check_safety
+
+        env_name = env.name
+        schema = replay.revision(rev)
+        off = families_off(env.settings)
+        found: list[Diagnostic] = [] if "downgrade" in off else check_downgrade(script, schema, options(), env_name,
+                                                                                           self.outside)
+        found += [] if "safety" in off else check_safety(script, schema, options().dialect, env_name)
+        env_py = env_py_facts(*env_py_source())
+        version = env.settings.postgres_version
+        if "pg_ddl" not in off:
+            found += check_pg_ddl(script, schema, options().dialect, env_name, version)
+        if "pg_transactions" not in off:
+            found += check_pg_transactions(script, schema, options().dialect, env_name, env_py, version)
+        if "portable" not in off:
+            found += check_portable(script, schema, options().dialect, env_name, env_py)
+        if "history" not in off:
+            found += check_history(script, schema, env_name)
         return found
 
 
