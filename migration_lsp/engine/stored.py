@@ -132,9 +132,11 @@ def discover_cached_bare(root: Path, store: Store) -> Discovery:
     if not store.enabled:
         return project.discover_bare(root, scan)
     key = digest(repr(scan.fingerprint()))
-    paths = {str(p): p for ps in scan.py_by_dir.values() for p in ps}
     cached = store.get("discovery", key)
-    found = _cached_discovery(cached, root.resolve(), paths) if cached is not None else None
+    found = None
+    if cached is not None:  # (the paths by name only for a hit: a first check does not need them)
+        paths = {str(p): p for ps in scan.py_by_dir.values() for p in ps}
+        found = _cached_discovery(cached, root.resolve(), paths)
     if found is not None:
         scan.report_skipped()
         return found
