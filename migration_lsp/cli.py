@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -395,7 +394,8 @@ def run() -> None:
         sys.stderr.flush()
     except BrokenPipeError:  # `check | head`: the reader is gone, nothing more to say
         pass
-    logging.shutdown()
+    if "logging" in sys.modules:  # (imported only when something was logged: core.log)
+        sys.modules["logging"].shutdown()
     os._exit(code)
 
 

@@ -7,13 +7,15 @@ front ends convert (the CLI to 1-based, the server to the negotiated encoding).
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
 
 
 @dataclass(frozen=True, order=True)
@@ -92,6 +94,19 @@ def printable(text: str) -> str:
 _said: set[str] = set()
 
 
+class _PackageLogger:
+    """The package's logger ("migration_lsp"), with `logging` imported on first use: a check
+    that says nothing does not pay for it (~12 M instructions, 3 % of a graph-only check)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger("migration_lsp"), name)
+
+
+log = _PackageLogger()
+
+
 def say_once(message: str, logger: logging.Logger | None = None) -> None:
     """A warning for the log (stderr for the CLI, the editor's log for the server), once per
     process: the server rescans and re-lists code actions on every cursor move. What was said
@@ -101,4 +116,4 @@ def say_once(message: str, logger: logging.Logger | None = None) -> None:
     if len(_said) >= 1000:
         _said.clear()
     _said.add(message)
-    (logger or logging.getLogger("migration_lsp")).warning("migration-lsp: %s", message)
+    (logger or log).warning("migration-lsp: %s", message)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import urllib.parse
 from collections.abc import Callable
@@ -57,6 +56,13 @@ def reset() -> None:
 # --------------------------------------------------------------------------- findings
 
 
+def _dumps(value, **options) -> str:
+    """json.dumps, imported on first use: a check that prints text does not import json."""
+    import json
+
+    return json.dumps(value, **options)
+
+
 def _diagnostic_json(d: Diagnostic) -> dict:
     return {
         "code": d.code,
@@ -74,7 +80,7 @@ def _diagnostic_json(d: Diagnostic) -> dict:
 def format_json(snapshot: Report, drift: dict | None = None) -> str:
     """`drift`: per environment state (by id), whether the models were compared with the
     migrations (cli.drift_status), as each environment's `drift`."""
-    return json.dumps(
+    return _dumps(
         {
             "version": 1,
             "environments": [{**environment_data(s), **({"drift": drift[id(s)]} if drift and id(s) in drift else {})}
@@ -146,7 +152,7 @@ def format_sarif(snapshot: Report) -> str:
             "results": results,
         }],
     }
-    return json.dumps(sarif, indent=2)
+    return _dumps(sarif, indent=2)
 
 
 def _escape_github(value: str, is_property: bool = False) -> str:
@@ -190,7 +196,7 @@ def format_gitlab(snapshot: Report) -> str:
             "severity": level[d.severity],
             "location": {"path": path, "lines": {"begin": d.span.line + 1, "end": d.span.end_line + 1}},
         })
-    return json.dumps(issues, indent=2)
+    return _dumps(issues, indent=2)
 
 
 def format_text(snapshot: Report, colour: bool, drift: dict | None = None) -> str:
@@ -262,16 +268,16 @@ def format_dot(snapshot: Snapshot) -> str:
     for n, state in enumerate(snapshot.environments):
         graph = state.graph
         lines.append(f"  subgraph cluster_{n} {{")
-        lines.append(f"    label={json.dumps(state.env.name)};")
+        lines.append(f"    label={_dumps(state.env.name)};")
         for rev in sorted(graph.by_id):
             style = ", style=bold" if rev in graph.heads else ""
-            lines.append(f"    {json.dumps(rev)} [label={json.dumps(_node_label(state, rev))}{style}];")
+            lines.append(f"    {_dumps(rev)} [label={_dumps(_node_label(state, rev))}{style}];")
         lines.append("  }")
         for rev in sorted(graph.by_id):
             for parent in graph.parents[rev]:
-                lines.append(f"  {json.dumps(parent)} -> {json.dumps(rev)};")
+                lines.append(f"  {_dumps(parent)} -> {_dumps(rev)};")
             for dep in graph.dependencies[rev]:
-                lines.append(f"  {json.dumps(dep)} -> {json.dumps(rev)} [style=dashed];")
+                lines.append(f"  {_dumps(dep)} -> {_dumps(rev)} [style=dashed];")
     lines.append("}")
     return "\n".join(lines)
 
@@ -319,4 +325,4 @@ def graph_data(snapshot: Snapshot, path: Callable[[Path], str] = relative, first
 
 
 def format_graph_json(snapshot: Snapshot) -> str:
-    return json.dumps(graph_data(snapshot), indent=2)
+    return _dumps(graph_data(snapshot), indent=2)

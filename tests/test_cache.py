@@ -456,3 +456,25 @@ def test_a_dropped_column_still_referenced_is_cached(tmp_path, cache_dir):
     second = Engine([root], trusted=False)
     assert _computed(second) == 0  # (old code: 1, the revision with the S022)
     assert second.snapshot().diagnostics == first.snapshot().diagnostics
+
+
+def test_the_memo_key_follows_each_files_path(project, cache_dir, capsys, monkeypatch):
+    """The memo key hashes the environment without its file list (stored.report_key): each
+    file's path is in the key pieces instead. A revision file renamed, its text unchanged,
+    is parsed again and reported under its new name."""
+    monkeypatch.chdir(project)
+    args = ["check", "--no-import", "--format", "json"]
+    main(args)
+    capsys.readouterr()
+    parsed = []
+    import migration_lsp.engine.documents as engine_module
+    real = engine_module.parse_script
+    monkeypatch.setattr(engine_module, "parse_script", lambda *a, **k: parsed.append(a[0]) or real(*a, **k))
+    target = sorted((project / "migrations" / "versions").glob("*.py"))[0]
+    moved = target.with_name("zz_" + target.name)
+    target.rename(moved)
+    main(args)
+    out = capsys.readouterr().out
+    assert moved in parsed
+    main(args + ["--no-cache"])
+    assert capsys.readouterr().out == out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -129,6 +130,8 @@ def test_the_memo_key_does_not_depend_on_who_read_a_file(project: Path, tmp_path
 
 def _broken(how: str):
     def work(files, fd):
+        if how == "hang":
+            time.sleep(3600)
         if how == "exit":
             os._exit(3)
         if how == "raise":
@@ -136,6 +139,8 @@ def _broken(how: str):
         forked.send(fd, [b"x" * 32] * -(-len(files) // forked.KEY_CHUNK))  # the right shape
         if how == "die after the key":
             os._exit(0)
+        if how == "hang after the key":
+            time.sleep(3600)
         if how == "garbage":
             os.write(fd, (100).to_bytes(8, "little") + b"\x00" * 10)  # short
         if how == "wrong shape":
@@ -143,16 +148,21 @@ def _broken(how: str):
     return work
 
 
-@pytest.mark.parametrize("how", ["exit", "raise", "die after the key", "garbage", "wrong shape"])
+@pytest.mark.parametrize("how", ["exit", "raise", "die after the key", "garbage", "wrong shape", "hang",
+                                 "hang after the key"])
 def test_a_failing_worker_costs_only_time(project: Path, tmp_path: Path, monkeypatch, workers, how: str):
+    """(A worker that hangs is given 0.5 s here: past its deadline it is killed, reaped, and
+    its part done here.)"""
     expected = _engine(project, monkeypatch, tmp_path / "seq").report().diagnostics
     fds, children = len(os.listdir("/proc/self/fd")), _children()
     monkeypatch.setattr(forked, "work", _broken(how))
+    monkeypatch.setattr(forked, "TIMEOUT", 0.5)
+    monkeypatch.setattr(forked, "PER_FILE", 0.0)
     engine = _engine(project, monkeypatch, tmp_path / "fork", fork=True)
     assert engine.report().diagnostics == expected
     assert workers and workers[0] is not None and workers[0].pid == -1 and workers[0].fd == -1
     assert len(os.listdir("/proc/self/fd")) == fds and _children() == children
-    if how in ("die after the key", "garbage", "wrong shape"):
+    if how in ("die after the key", "garbage", "wrong shape", "hang after the key"):
         # its key pieces were wrong: the files were read again here, and the key is theirs
         engine.save_cache()
         again = _engine(project, monkeypatch, tmp_path / "fork")

@@ -12,7 +12,6 @@ fork had is G013.
 from __future__ import annotations
 
 import ast
-import textwrap
 from dataclasses import replace
 
 from ..core import Diagnostic, Span
@@ -133,6 +132,8 @@ def check_gone(here: RevisionGraph, base: Base, env_name: str) -> list[Diagnosti
 
 
 def _source(script: MigrationScript, name: str) -> str | None:
+    import textwrap  # (here: only G012's comparison of two versions needs it)
+
     function = getattr(script, name)
     if function is None:
         return None

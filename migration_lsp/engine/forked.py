@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import marshal
 import os
-import signal
+import select
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from .stored import KEY_CHUNK, files_digest
 FORK_MIN = 1000  # files in an environment from which a worker pays for itself
 SHARE = 0.55  # this process's part of the files (the worker's records cost it again to send and build here)
 MAX_MESSAGE = 1 << 31  # a length beyond this is not one the worker sent
+SIGKILL = 9  # (POSIX fixes it; the signal module's enums cost ~14 M instructions to import)
+TIMEOUT = 10.0  # seconds a worker has for both messages, plus PER_FILE for each of its files
+PER_FILE = 0.01  # (it reads and parses a file in ~40 us: a stuck worker, not a slow one, runs out)
 
 
 def available() -> bool:
@@ -54,6 +58,7 @@ class Worker:
 
     def __init__(self, pid: int, fd: int, start: int, count: int) -> None:
         self.pid, self.fd, self.start, self.count = pid, fd, start, count
+        self.deadline = time.monotonic() + TIMEOUT + PER_FILE * count
 
     @classmethod
     def start_for(cls, files: Sequence[Path]) -> Worker | None:
@@ -127,9 +132,15 @@ class Worker:
             return None
 
     def _read(self, size: int) -> bytes | None:
+        """`size` bytes from the pipe (None: it ended, failed, or the deadline passed first)."""
         chunks = []
+        poll = select.poll()
+        poll.register(self.fd, select.POLLIN)
         while size > 0:
+            left = self.deadline - time.monotonic()
             try:
+                if left <= 0 or not poll.poll(left * 1000):
+                    return None  # no answer in time: the worker is stuck (close() kills it)
                 chunk = os.read(self.fd, min(size, 1 << 20))
             except OSError:
                 return None
@@ -154,7 +165,7 @@ class Worker:
         """Stop the worker if it still runs, reap it, close the pipe."""
         if self.pid > 0:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, SIGKILL)
             except ProcessLookupError:
                 pass
             self._reap()

@@ -5,7 +5,6 @@ kept per file) and the base branch (G011–G013, through the git tracker)."""
 from __future__ import annotations
 
 import copy
-import logging
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,14 +12,12 @@ from pathlib import Path
 from ..checks import apply_filters
 from ..checks.git import check_git, explain_incoming
 from ..checks.graph import check_graph, check_script, closest_ids
-from ..core import Diagnostic
+from ..core import Diagnostic, log
 from ..gitbase import Base, Tracker
 from ..graph import RevisionGraph
 from ..project import Environment
 from ..scripts import MigrationScript
 from .snapshot import EnvironmentState
-
-log = logging.getLogger("migration_lsp")
 
 PATCH_LIMIT = 4  # files changed at once that are patched into the graph rather than rebuilt
 Key = tuple[Path, str]  # (workspace root, environment name)

@@ -6,7 +6,6 @@ step so that the server can run the pass in slices between requests."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..cache import Store, digest
 from ..checks import apply_filters, families_off
-from ..core import Diagnostic
+from ..core import Diagnostic, log
 from ..graph import RevisionGraph
 from ..project import Environment
 from ..scripts import MigrationScript, reads_outside
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from ..compare import CompareOptions
     from ..outside import Outside
     from ..replay import Replay
-
-log = logging.getLogger("migration_lsp")
 
 KEY_STEP = 500  # revisions keyed between two yields of the full pass
 Key = tuple[Path, str]
