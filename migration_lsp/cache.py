@@ -168,6 +168,27 @@ def _mkstemp(folder: Path, prefix: str, suffix: str = "") -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name in {folder}")
 
 
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _own_code(package: Path | None = None) -> str:
+    """This package's version and a fingerprint of its code (how many .py files, their total
+    size, the newest change): a development install keeps its version number while its rules
+    change, and must not be answered with what the old code stored (a message changed in
+    checks/, a new rule). About 80 stats."""
+    count = size = newest = 0
+    for folder, dirs, files in os.walk(package or PACKAGE):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            if name.endswith(".py"):
+                try:
+                    found = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                count, size, newest = count + 1, size + found.st_size, max(newest, found.st_mtime_ns)
+    return f"{__version__} {count} {size} {newest}"
+
+
 def _library_versions() -> str:
     """Which Alembic, SQLAlchemy, sqlglot and pglast evaluate the migrations (a new SQLAlchemy
     may read a type differently, a new sqlglot or pglast parse literal SQL differently): where
@@ -248,7 +269,7 @@ class Store:
         key = user_key(base)
         if key is None:
             return cls(None)
-        name = digest(str(root), __version__, sys.version, _library_versions())
+        name = digest(str(root), _own_code(), sys.version, _library_versions())
         return cls(base / f"v{FORMAT}" / f"{name}.marshal", key)
 
     @property

@@ -65,6 +65,23 @@ def test_second_engine_computes_nothing_and_agrees(project, cache_dir):
     assert [d.data for d in second.snapshot().diagnostics] == [d.data for d in uncached.snapshot().diagnostics]
 
 
+def test_a_changed_rule_in_the_same_version_computes_again(project, cache_dir, monkeypatch, tmp_path):
+    """A development install keeps its version number while its code changes: what the old
+    code stored (an old message of a rule) is not served to the new code."""
+    code = tmp_path / "package"
+    shutil.copytree(cache.PACKAGE, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "PACKAGE", code)
+    first = Engine([project], trusted=False)
+    assert _computed(first) > 0
+    first.save_cache()
+    assert _computed(Engine([project], trusted=False)) == 0, "the same code: answered by the cache"
+
+    rule = code / "checks" / "safety.py"
+    rule.write_text(rule.read_text() + "\n# a rule changed\n")
+    again = Engine([project], trusted=False)
+    assert _computed(again) == len(again.snapshot().environments[0].graph.by_id)
+
+
 def test_an_edit_recomputes_the_file_and_what_is_above_it(project, cache_dir):
     engine = Engine([project], trusted=False)
     engine.snapshot()
