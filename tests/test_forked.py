@@ -14,7 +14,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_ENV_PY, MINIMAL_INI, migration_text
+from conftest import MINIMAL_ENV_PY, MINIMAL_INI, leftovers, migration_text
 
 from migration_lsp import cli, scripts
 from migration_lsp.engine import Engine, forked
@@ -84,21 +84,13 @@ def workers(monkeypatch) -> list:
     return started
 
 
-def _children() -> set[str]:
-    found: set[str] = set()
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as fh:
-            found |= set(fh.read().split())
-    return found
-
-
 def _engine(project: Path, monkeypatch, cache: Path, fork: bool = False) -> Engine:
     monkeypatch.setenv("MIGRATION_LSP_CACHE_DIR", str(cache))  # (read when the engine is made)
     return Engine([project], {"select": ["G"]}, trusted=False, memo=True, fork=fork)
 
 
 def test_the_worker_gives_the_sequential_answer(project: Path, tmp_path: Path, monkeypatch, workers):
-    fds, children = len(os.listdir("/proc/self/fd")), _children()
+    before = leftovers()
     sequential = _engine(project, monkeypatch, tmp_path / "one")
     two = _engine(project, monkeypatch, tmp_path / "two", fork=True)
     _vanish(project)  # between discovery and the read, for both
@@ -113,7 +105,7 @@ def test_the_worker_gives_the_sequential_answer(project: Path, tmp_path: Path, m
     assert a.graph.heads == b.graph.heads and a.graph.by_id.keys() == b.graph.by_id.keys()
     assert b.scripts[140].down_revision.values == (_rev(139),) and "\xe9t\xe9" in b.scripts[160].message
     assert b.scripts[180].error  # (the parent parsed the text the worker sent)
-    assert len(os.listdir("/proc/self/fd")) == fds and _children() == children
+    assert leftovers() == before
 
 
 def test_the_memo_key_does_not_depend_on_who_read_a_file(project: Path, tmp_path: Path, monkeypatch, workers):
@@ -154,14 +146,14 @@ def test_a_failing_worker_costs_only_time(project: Path, tmp_path: Path, monkeyp
     """(A worker that hangs is given 0.5 s here: past its deadline it is killed, reaped, and
     its part done here.)"""
     expected = _engine(project, monkeypatch, tmp_path / "seq").report().diagnostics
-    fds, children = len(os.listdir("/proc/self/fd")), _children()
+    before = leftovers()
     monkeypatch.setattr(forked, "work", _broken(how))
     monkeypatch.setattr(forked, "TIMEOUT", 0.5)
     monkeypatch.setattr(forked, "PER_FILE", 0.0)
     engine = _engine(project, monkeypatch, tmp_path / "fork", fork=True)
     assert engine.report().diagnostics == expected
     assert workers and workers[0] is not None and workers[0].pid == -1 and workers[0].fd == -1
-    assert len(os.listdir("/proc/self/fd")) == fds and _children() == children
+    assert leftovers() == before
     if how in ("die after the key", "garbage", "wrong shape", "hang after the key"):
         # its key pieces were wrong: the files were read again here, and the key is theirs
         engine.save_cache()

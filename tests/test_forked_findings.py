@@ -15,7 +15,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, leftovers
 
 from migration_lsp import cli
 from migration_lsp.engine import forked, forked_findings
@@ -78,14 +78,6 @@ def judged(monkeypatch) -> list:
     return found
 
 
-def _children() -> set[str]:
-    found: set[str] = set()
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as fh:
-            found |= set(fh.read().split())
-    return found
-
-
 def _check(project: Path, cache: Path, monkeypatch) -> tuple[int, str]:
     monkeypatch.setenv("MIGRATION_LSP_CACHE_DIR", str(cache))
     out = io.StringIO()
@@ -103,7 +95,7 @@ def expected(project: Path, tmp_path: Path, monkeypatch) -> tuple[int, str]:
 
 def test_the_worker_gives_the_sequential_answer(project: Path, tmp_path: Path, monkeypatch, expected, workers, judged):
     assert '"S015"' in expected[1] and '"D001"' in expected[1] and expected[1].count('"code"') > 150
-    fds, children = len(os.listdir("/proc/self/fd")), _children()
+    before = leftovers()
     found = _check(project, tmp_path / "two", monkeypatch)
     assert found == expected
     (worker, took), = workers
@@ -111,7 +103,7 @@ def test_the_worker_gives_the_sequential_answer(project: Path, tmp_path: Path, m
     assert len(worker.revs) == REVISIONS - round(REVISIONS * forked_findings.SHARE) and took == len(worker.revs)
     assert len(judged) == REVISIONS - len(worker.revs) and not set(judged) & worker.revs
     assert worker.pid == -1 and worker.fd == -1
-    assert len(os.listdir("/proc/self/fd")) == fds and _children() == children
+    assert leftovers() == before
     # the worker's findings went into the cache as this process's would have: a second run reads them all
     judged.clear()
     assert _check(project, tmp_path / "two", monkeypatch) == expected and judged == [] and len(workers) == 1
@@ -139,13 +131,13 @@ def _broken(how: str):
 @pytest.mark.parametrize("how", ["exit", "raise", "garbage", "wrong shape", "another revision", "die after sending"])
 def test_a_failing_worker_costs_only_time(project: Path, tmp_path: Path, monkeypatch, expected, workers, judged,
                                           how: str):
-    fds, children = len(os.listdir("/proc/self/fd")), _children()
+    before = leftovers()
     monkeypatch.setattr(forked_findings, "work", _broken(how))
     assert _check(project, tmp_path / "two", monkeypatch) == expected
     (worker, took), = workers
     assert took == 0 and len(judged) == REVISIONS  # this process judged every revision itself
     assert worker.pid == -1 and worker.fd == -1
-    assert len(os.listdir("/proc/self/fd")) == fds and _children() == children
+    assert leftovers() == before
 
 
 def test_a_revision_the_worker_cannot_judge_is_judged_here(project: Path, tmp_path: Path, monkeypatch, expected,

@@ -4,14 +4,13 @@ file without reopening it, and `migrationLsp.status` reports heads and the base.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest_lsp
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from lsp_helpers import SERVER_COMMAND, client_factory
+from lsp_helpers import SERVER_COMMAND, client_factory, wait_for
 from conftest import add_revision, alice_and_bob, commit, git, seeded_remote
 
 
@@ -31,14 +30,6 @@ async def client(lsp_client: LanguageClient, tmp_path: Path):
     await lsp_client.shutdown_session()
 
 
-async def wait_for(predicate, timeout: float = 15.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
 def g_codes(client: LanguageClient, path: Path) -> list[str]:
     return [d.code for d in client.diagnostics.get(path.as_uri(), []) if str(d.code).startswith("G")]
 
@@ -47,10 +38,10 @@ async def test_a_fetch_brings_g011_into_the_open_file(client: LanguageClient):
     b1 = client.b1
     client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
         uri=b1.as_uri(), language_id="python", version=1, text=b1.read_text())))
-    await wait_for(lambda: b1.as_uri() in client.diagnostics)
+    await wait_for(lambda: b1.as_uri() in client.diagnostics, timeout=15)
     assert g_codes(client, b1) == []
     # the server asked to watch HEAD and the refs
-    await wait_for(lambda: client.registrations)
+    await wait_for(lambda: client.registrations, timeout=15)
     globs = [w["globPattern"] for r in client.registrations for w in r.register_options["watchers"]]
     assert "**/.git/refs/**" in globs and "**/.git/HEAD" in globs
     status = await client.workspace_execute_command_async(t.ExecuteCommandParams(command="migrationLsp.status"))
@@ -64,7 +55,7 @@ async def test_a_fetch_brings_g011_into_the_open_file(client: LanguageClient):
     ref = client.bob / ".git" / "refs" / "remotes" / "origin" / "main"
     client.workspace_did_change_watched_files(t.DidChangeWatchedFilesParams(
         changes=[t.FileEvent(uri=ref.as_uri(), type=t.FileChangeType.Changed)]))
-    await wait_for(lambda: g_codes(client, b1) == ["G011"])
+    await wait_for(lambda: g_codes(client, b1) == ["G011"], timeout=15)
     [d] = [d for d in client.diagnostics[b1.as_uri()] if d.code == "G011"]
     assert d.message.startswith("origin/main's head is now c1 (add phone)")
     assert d.range.start.line == next(n for n, line in enumerate(b1.read_text().splitlines())
@@ -84,4 +75,4 @@ async def test_a_fetch_brings_g011_into_the_open_file(client: LanguageClient):
         t.FileEvent(uri=(client.bob / ".git" / "HEAD").as_uri(), type=t.FileChangeType.Changed),
         t.FileEvent(uri=next((client.bob / "migrations" / "versions").glob("c1_*.py")).as_uri(),
                     type=t.FileChangeType.Created)]))
-    await wait_for(lambda: g_codes(client, b1) == ["G001"])
+    await wait_for(lambda: g_codes(client, b1) == ["G001"], timeout=15)

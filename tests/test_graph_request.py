@@ -12,7 +12,7 @@ import pytest_lsp
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from lsp_helpers import SERVER_COMMAND, client_factory
+from lsp_helpers import SERVER_COMMAND, client_factory, wait_for
 from conftest import add_revision, alice_and_bob, commit, git, seeded_remote
 
 GRAPH, GRAPH_CHANGED = "migration-lsp/graph", "migration-lsp/graphChanged"
@@ -69,14 +69,6 @@ async def quiet_client(lsp_client: LanguageClient, tmp_path: Path):
     await lsp_client.shutdown_session()
 
 
-async def wait_for(predicate, timeout: float = 15.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
 async def graph(client: LanguageClient) -> dict:
     return plain(await client.protocol.send_request_async(GRAPH, {}))
 
@@ -101,12 +93,12 @@ async def test_graph_request_returns_revisions_heads_and_the_base(client: Langua
 
 
 async def test_graph_changed_only_when_the_graph_or_the_base_changes(client: LanguageClient):
-    await wait_for(lambda: client.graph_changes == 1)  # the first index
+    await wait_for(lambda: client.graph_changes == 1, timeout=15)  # the first index
     b1 = client.b1
     text = b1.read_text()
     client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
         uri=b1.as_uri(), language_id="python", version=1, text=text)))
-    await wait_for(lambda: b1.as_uri() in client.diagnostics)
+    await wait_for(lambda: b1.as_uri() in client.diagnostics, timeout=15)
     # typing in upgrade() changes diagnostics (a syntax error, then none) but not the graph
     for version, body in enumerate(["    op.(", "    op.drop_table('x')", "    pass"], start=2):
         client.text_document_did_change(t.DidChangeTextDocumentParams(
@@ -121,7 +113,7 @@ async def test_graph_changed_only_when_the_graph_or_the_base_changes(client: Lan
     client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
         uri=b2.as_uri(), language_id="python", version=1,
         text=text.replace("'b1'", "'b2'").replace('"b1"', '"b2"'))))
-    await wait_for(lambda: client.graph_changes == 2)
+    await wait_for(lambda: client.graph_changes == 2, timeout=15)
     env = (await graph(client))["environments"][0]
     assert env["heads"] == ["b1", "b2"]
 
@@ -133,7 +125,7 @@ async def test_graph_changed_only_when_the_graph_or_the_base_changes(client: Lan
     ref = client.bob / ".git" / "refs" / "remotes" / "origin" / "main"
     client.workspace_did_change_watched_files(t.DidChangeWatchedFilesParams(
         changes=[t.FileEvent(uri=ref.as_uri(), type=t.FileChangeType.Changed)]))
-    await wait_for(lambda: client.graph_changes == 3)
+    await wait_for(lambda: client.graph_changes == 3, timeout=15)
     env = (await graph(client))["environments"][0]
     assert env["base"] == {"ref": "origin/main", "ahead": 2, "behind": 1}
 

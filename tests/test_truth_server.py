@@ -14,17 +14,9 @@ from lsprotocol import types as t
 from pytest_lsp import client_capabilities, make_test_lsp_client
 
 from conftest import MINIMAL_INI, migration_text
-from lsp_helpers import SERVER_COMMAND
+from lsp_helpers import SERVER_COMMAND, wait_for
 from test_models import ENV_PY, make_project
 from test_truth import PARITY_MODELS, PARITY_REVISIONS
-
-
-async def wait_for(predicate, timeout: float = 90.0):
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached")
 
 
 async def start(project: Path, trusted: bool = True, settings: dict | None = None):
@@ -49,8 +41,8 @@ async def test_truth_replaces_static_findings_and_reruns_after_a_save(tmp_path):
     models = tmp_path / "app" / "models.py"
     client = await start(tmp_path)
     try:
-        await wait_for(lambda: said(client, "truth pass on SQLite"))
-        await wait_for(lambda: any("(alembic check)" in m for m in messages(client, models)))
+        await wait_for(lambda: said(client, "truth pass on SQLite"), timeout=90)
+        await wait_for(lambda: any("(alembic check)" in m for m in messages(client, models)), timeout=90)
         everywhere = [m for ds in client.diagnostics.values() for m in ds if m.code in ("M001", "M002", "M003")]
         assert len(everywhere) == 9 and all("(alembic check)" in d.message for d in everywhere)  # never both
         assert "M001 column users.nickname is in the models but not in the database at head (alembic check)" \
@@ -61,11 +53,11 @@ async def test_truth_replaces_static_findings_and_reruns_after_a_save(tmp_path):
                                        "sa.String(length=20), nullable=True))"))
         client.text_document_did_save(t.DidSaveTextDocumentParams(text_document=t.TextDocumentIdentifier(
             uri=path.as_uri())))
-        await wait_for(lambda: len(said(client, "truth pass on SQLite")) >= 2)
+        await wait_for(lambda: len(said(client, "truth pass on SQLite")) >= 2, timeout=90)
         # (the save's static picture, without nickname and without the truth's findings, can be
         # what the client holds when the log line arrives: wait for the rerun's findings)
         await wait_for(lambda: not any("nickname" in m for m in messages(client, models))
-                       and any("(alembic check)" in m for m in messages(client, models)))
+                       and any("(alembic check)" in m for m in messages(client, models)), timeout=90)
         assert all("(alembic check)" in m for m in messages(client, models) if m.startswith(("M001", "M002", "M003")))
         assert "1 revision upgraded (2 from snapshots)" in said(client, "truth pass on SQLite")[-1]
     finally:
@@ -86,7 +78,7 @@ async def test_verify_off_and_untrusted_run_nothing(tmp_path):
         client = await start(tmp_path, trusted, settings)
         try:
             if trusted:  # the static M001 arrives: the models were loaded, and that is all
-                await wait_for(lambda: messages(client, models))
+                await wait_for(lambda: messages(client, models), timeout=90)
                 assert messages(client, models) == [
                     "M001 column users.nickname is in the models but no migration creates it"]
             await asyncio.sleep(3)
@@ -114,7 +106,7 @@ async def test_postgres_cluster_goes_with_the_server(tmp_path):
     make_project(tmp_path, files={"alembic.ini": MINIMAL_INI.replace("sqlite:///app.db", "postgresql://prod/app")})
     client = await start(tmp_path)
     try:
-        await wait_for(lambda: said(client, "truth pass on PostgreSQL"))
+        await wait_for(lambda: said(client, "truth pass on PostgreSQL"), timeout=90)
         assert "1 revision upgraded, alembic check: 0 differences" in said(client, "truth pass on PostgreSQL")[0]
         started = _our_postgres() - before
         assert started  # the server's own cluster is running

@@ -25,7 +25,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..scripts import MigrationScript, from_plain, parse_script, to_plain
@@ -52,6 +52,31 @@ def split(count: int) -> int:
     return max(KEY_CHUNK, round(count * SHARE / KEY_CHUNK) * KEY_CHUNK)
 
 
+def fork(job: Callable[[int], None]) -> tuple[int, int] | None:
+    """A forked process running job(the write end of its pipe), then leaving with os._exit
+    whatever happens: (its pid, the read end), or None when no pipe or fork could be made."""
+    try:
+        read, write = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return None
+    if pid == 0:  # the worker: its pipe, then out, whatever happens
+        code = 1
+        try:
+            os.close(read)
+            job(write)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    return pid, read
+
+
 class Worker:
     """A forked process working on files[start:]; read its results with pieces(), then
     scripts(); always close()."""
@@ -67,26 +92,8 @@ class Worker:
             return None
         start = split(len(files))
         mine = tuple(files[start:])
-        try:
-            read, write = os.pipe()
-        except OSError:
-            return None
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read)
-            os.close(write)
-            return None
-        if pid == 0:  # the worker: its pipe, then out, whatever happens
-            code = 1
-            try:
-                os.close(read)
-                work(mine, write)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        return cls(pid, read, start, len(mine))
+        made = fork(lambda write: work(mine, write))
+        return None if made is None else cls(*made, start, len(mine))
 
     def pieces(self) -> list[bytes] | None:
         """The memo key pieces of the worker's files (None: the worker failed)."""

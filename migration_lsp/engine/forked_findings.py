@@ -62,27 +62,13 @@ class FindingsWorker(forked.Worker):
         if len(todo) < FORK_MIN or not forked.available() or cores() < 2:
             return None
         mine = tuple(todo[round(len(todo) * SHARE):])
-        try:
-            read, write = os.pipe()
-        except OSError:
-            return None
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read)
-            os.close(write)
-            return None
-        if pid == 0:  # the worker: its pipe, then out, whatever happens
-            code = 1
-            try:
-                os.close(read)
-                _quiet()
-                work(schema, env, graph, keys, mine, replay_of, options, env_py, write)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        return cls(pid, read, frozenset(mine))
+
+        def job(write: int) -> None:
+            _quiet()
+            work(schema, env, graph, keys, mine, replay_of, options, env_py, write)
+
+        made = forked.fork(job)
+        return None if made is None else cls(*made, frozenset(mine))
 
     def collect(self, schema: SchemaPass, graph: RevisionGraph, keys: dict[str, str], store: Store) -> int:
         """Wait for the worker's findings and enter them in the memo and the store as this
